@@ -1,0 +1,242 @@
+using System;
+
+// Layer attributes. Argument order follows PyTorch: with the input size omitted they read like PyTorch's lazy
+// modules (LazyLinear(out), LazyConv2d(out, kernel)); with it given, like the ordinary ones (Linear(in, out)).
+// An omitted size is inferred from the previous layer's output shape; an explicit one is checked against it.
+namespace ModelDsl
+{
+    /// <summary>
+    /// <c>torch.nn.Linear</c>: <c>y = x Wᵀ + b</c> over the last dimension, <c>(*, in) → (*, out)</c>.
+    /// Goes on a property of type <c>TorchSharp.Modules.Linear</c>.
+    /// </summary>
+    public sealed class LinearAttribute : LayerAttribute
+    {
+        /// <summary>A linear layer whose input size is inferred from the previous layer (like <c>LazyLinear(out)</c>).</summary>
+        /// <param name="outFeatures">Size of each output sample.</param>
+        public LinearAttribute(int outFeatures) { OutFeatures = outFeatures; }
+
+        /// <summary>A linear layer with an explicit input size, checked against the inferred one.</summary>
+        /// <param name="inFeatures">Size of each input sample.</param>
+        /// <param name="outFeatures">Size of each output sample.</param>
+        public LinearAttribute(int inFeatures, int outFeatures) { InFeatures = inFeatures; OutFeatures = outFeatures; }
+
+        /// <summary>Size of each input sample; <c>-1</c> when inferred.</summary>
+        public int InFeatures { get; } = -1;
+        /// <summary>Size of each output sample.</summary>
+        public int OutFeatures { get; }
+        /// <summary>Whether the layer learns an additive bias. Default <c>true</c>.</summary>
+        public bool Bias { get; set; } = true;
+    }
+
+    /// <summary>Shared settings of the convolution attributes (PyTorch defaults).</summary>
+    public abstract class ConvAttribute : LayerAttribute
+    {
+        /// <summary>Creates a convolution; <paramref name="inChannels"/> is <c>-1</c> when inferred.</summary>
+        private protected ConvAttribute(int inChannels, int outChannels, int kernelSize)
+        {
+            InChannels = inChannels; OutChannels = outChannels; KernelSize = kernelSize;
+        }
+
+        /// <summary>Number of input channels; <c>-1</c> when inferred.</summary>
+        public int InChannels { get; }
+        /// <summary>Number of output channels.</summary>
+        public int OutChannels { get; }
+        /// <summary>Size of the (square) kernel.</summary>
+        public int KernelSize { get; }
+        /// <summary>Stride of the convolution. Default 1.</summary>
+        public int Stride { get; set; } = 1;
+        /// <summary>Zero padding added to both sides of each spatial dimension. Default 0.</summary>
+        public int Padding { get; set; }
+        /// <summary>Spacing between kernel elements. Default 1.</summary>
+        public int Dilation { get; set; } = 1;
+        /// <summary>Number of blocked connections from input to output channels; must divide both. Default 1.</summary>
+        public int Groups { get; set; } = 1;
+        /// <summary>Whether the layer learns an additive bias. Default <c>true</c>.</summary>
+        public bool Bias { get; set; } = true;
+    }
+
+    /// <summary>
+    /// <c>torch.nn.Conv1d</c> over <c>(B, C, L)</c> inputs. Goes on a property of type <c>TorchSharp.Modules.Conv1d</c>.
+    /// </summary>
+    public sealed class Conv1dAttribute : ConvAttribute
+    {
+        /// <summary>Input channels inferred (like <c>LazyConv1d(out, kernel)</c>).</summary>
+        public Conv1dAttribute(int outChannels, int kernelSize) : base(-1, outChannels, kernelSize) { }
+        /// <summary>Explicit input channels, checked against the inferred ones.</summary>
+        public Conv1dAttribute(int inChannels, int outChannels, int kernelSize) : base(inChannels, outChannels, kernelSize) { }
+    }
+
+    /// <summary>
+    /// <c>torch.nn.Conv2d</c> over <c>(B, C, H, W)</c> inputs with a square kernel. Goes on a property of type
+    /// <c>TorchSharp.Modules.Conv2d</c>.
+    /// </summary>
+    public sealed class Conv2dAttribute : ConvAttribute
+    {
+        /// <summary>Input channels inferred (like <c>LazyConv2d(out, kernel)</c>).</summary>
+        public Conv2dAttribute(int outChannels, int kernelSize) : base(-1, outChannels, kernelSize) { }
+        /// <summary>Explicit input channels, checked against the inferred ones.</summary>
+        public Conv2dAttribute(int inChannels, int outChannels, int kernelSize) : base(inChannels, outChannels, kernelSize) { }
+    }
+
+    /// <summary><c>torch.nn.MaxPool2d</c> over <c>(B, C, H, W)</c>. Goes on a <c>TorchSharp.Modules.MaxPool2d</c> property.</summary>
+    public sealed class MaxPool2dAttribute : LayerAttribute
+    {
+        /// <summary>Max pooling with a square window.</summary>
+        /// <param name="kernelSize">Size of the window.</param>
+        public MaxPool2dAttribute(int kernelSize) { KernelSize = kernelSize; }
+        /// <summary>Size of the window.</summary>
+        public int KernelSize { get; }
+        /// <summary>Stride of the window; <c>0</c> (the default) means the kernel size, as in PyTorch.</summary>
+        public int Stride { get; set; }
+        /// <summary>Implicit negative-infinity padding on both sides; at most half the kernel size. Default 0.</summary>
+        public int Padding { get; set; }
+        /// <summary>Spacing between window elements. Default 1.</summary>
+        public int Dilation { get; set; } = 1;
+    }
+
+    /// <summary><c>torch.nn.AvgPool2d</c> over <c>(B, C, H, W)</c>. Goes on a <c>TorchSharp.Modules.AvgPool2d</c> property.</summary>
+    public sealed class AvgPool2dAttribute : LayerAttribute
+    {
+        /// <summary>Average pooling with a square window.</summary>
+        /// <param name="kernelSize">Size of the window.</param>
+        public AvgPool2dAttribute(int kernelSize) { KernelSize = kernelSize; }
+        /// <summary>Size of the window.</summary>
+        public int KernelSize { get; }
+        /// <summary>Stride of the window; <c>0</c> (the default) means the kernel size, as in PyTorch.</summary>
+        public int Stride { get; set; }
+        /// <summary>Implicit zero padding on both sides; at most half the kernel size. Default 0.</summary>
+        public int Padding { get; set; }
+    }
+
+    /// <summary>
+    /// <c>torch.nn.AdaptiveAvgPool2d</c>: <c>(B, C, H, W) → (B, C, outH, outW)</c>. Goes on a
+    /// <c>TorchSharp.Modules.AdaptiveAvgPool2d</c> property.
+    /// </summary>
+    public sealed class AdaptiveAvgPool2dAttribute : LayerAttribute
+    {
+        /// <summary>Square output of <paramref name="outputSize"/> × <paramref name="outputSize"/>.</summary>
+        public AdaptiveAvgPool2dAttribute(int outputSize) { OutputHeight = outputSize; OutputWidth = outputSize; }
+        /// <summary>Output of <paramref name="outputHeight"/> × <paramref name="outputWidth"/>.</summary>
+        public AdaptiveAvgPool2dAttribute(int outputHeight, int outputWidth) { OutputHeight = outputHeight; OutputWidth = outputWidth; }
+        /// <summary>Output height.</summary>
+        public int OutputHeight { get; }
+        /// <summary>Output width.</summary>
+        public int OutputWidth { get; }
+    }
+
+    /// <summary>Shared settings of the batch-normalisation attributes (PyTorch defaults).</summary>
+    public abstract class BatchNormAttribute : LayerAttribute
+    {
+        /// <summary>Creates a batch norm; <paramref name="numFeatures"/> is <c>-1</c> when inferred.</summary>
+        private protected BatchNormAttribute(int numFeatures) { NumFeatures = numFeatures; }
+        /// <summary>Number of channels (dimension 1 of the input); <c>-1</c> when inferred.</summary>
+        public int NumFeatures { get; }
+        /// <summary>Added to the variance for numerical stability. Default 1e-5.</summary>
+        public double Eps { get; set; } = 1e-5;
+        /// <summary>Running-statistics momentum. Default 0.1.</summary>
+        public double Momentum { get; set; } = 0.1;
+    }
+
+    /// <summary><c>torch.nn.BatchNorm1d</c> over <c>(B, C)</c> or <c>(B, C, L)</c>. Goes on a <c>TorchSharp.Modules.BatchNorm1d</c> property.</summary>
+    public sealed class BatchNorm1dAttribute : BatchNormAttribute
+    {
+        /// <summary>Number of features inferred from dimension 1 of the input.</summary>
+        public BatchNorm1dAttribute() : base(-1) { }
+        /// <summary>Explicit number of features, checked against the input.</summary>
+        public BatchNorm1dAttribute(int numFeatures) : base(numFeatures) { }
+    }
+
+    /// <summary><c>torch.nn.BatchNorm2d</c> over <c>(B, C, H, W)</c>. Goes on a <c>TorchSharp.Modules.BatchNorm2d</c> property.</summary>
+    public sealed class BatchNorm2dAttribute : BatchNormAttribute
+    {
+        /// <summary>Number of channels inferred from dimension 1 of the input.</summary>
+        public BatchNorm2dAttribute() : base(-1) { }
+        /// <summary>Explicit number of channels, checked against the input.</summary>
+        public BatchNorm2dAttribute(int numFeatures) : base(numFeatures) { }
+    }
+
+    /// <summary><c>torch.nn.LayerNorm</c> over the last dimension. Goes on a <c>TorchSharp.Modules.LayerNorm</c> property.</summary>
+    public sealed class LayerNormAttribute : LayerAttribute
+    {
+        /// <summary>Normalised size inferred from the last dimension of the input.</summary>
+        public LayerNormAttribute() { NormalizedShape = -1; }
+        /// <summary>Explicit normalised size, checked against the last dimension of the input.</summary>
+        public LayerNormAttribute(int normalizedShape) { NormalizedShape = normalizedShape; }
+        /// <summary>Size of the last dimension; <c>-1</c> when inferred.</summary>
+        public int NormalizedShape { get; }
+        /// <summary>Added to the variance for numerical stability. Default 1e-5.</summary>
+        public double Eps { get; set; } = 1e-5;
+    }
+
+    /// <summary><c>torch.nn.Dropout</c>: zeroes elements with probability p while training. Goes on a <c>TorchSharp.Modules.Dropout</c> property.</summary>
+    public sealed class DropoutAttribute : LayerAttribute
+    {
+        /// <summary>Dropout with PyTorch's default probability 0.5.</summary>
+        public DropoutAttribute() { P = 0.5; }
+        /// <summary>Dropout with probability <paramref name="p"/>, in [0, 1).</summary>
+        public DropoutAttribute(double p) { P = p; }
+        /// <summary>Probability of an element being zeroed.</summary>
+        public double P { get; }
+    }
+
+    /// <summary><c>torch.nn.Flatten</c>: merges dimensions StartDim..EndDim. Goes on a <c>TorchSharp.Modules.Flatten</c> property.</summary>
+    public sealed class FlattenAttribute : LayerAttribute
+    {
+        /// <summary>First dimension to flatten. Default 1 (keeps the batch).</summary>
+        public int StartDim { get; set; } = 1;
+        /// <summary>Last dimension to flatten. Default -1.</summary>
+        public int EndDim { get; set; } = -1;
+    }
+
+    /// <summary>
+    /// <c>torch.nn.Embedding</c>: a lookup table from integer ids to vectors, <c>(*) → (*, dim)</c>. Needs an
+    /// integer input (<c>InputType = DType.Int64</c>). Goes on a <c>TorchSharp.Modules.Embedding</c> property.
+    /// </summary>
+    public sealed class EmbeddingAttribute : LayerAttribute
+    {
+        /// <summary>An embedding table.</summary>
+        /// <param name="numEmbeddings">Size of the vocabulary.</param>
+        /// <param name="embeddingDim">Size of each embedding vector.</param>
+        public EmbeddingAttribute(int numEmbeddings, int embeddingDim) { NumEmbeddings = numEmbeddings; EmbeddingDim = embeddingDim; }
+        /// <summary>Size of the vocabulary.</summary>
+        public int NumEmbeddings { get; }
+        /// <summary>Size of each embedding vector.</summary>
+        public int EmbeddingDim { get; }
+    }
+
+    /// <summary><c>torch.nn.ReLU</c>. Goes on a <c>TorchSharp.Modules.ReLU</c> property.</summary>
+    public sealed class ReLUAttribute : LayerAttribute { }
+
+    /// <summary><c>torch.nn.GELU</c>. Goes on a <c>TorchSharp.Modules.GELU</c> property.</summary>
+    public sealed class GELUAttribute : LayerAttribute { }
+
+    /// <summary><c>torch.nn.SiLU</c>. Goes on a <c>TorchSharp.Modules.SiLU</c> property.</summary>
+    public sealed class SiLUAttribute : LayerAttribute { }
+
+    /// <summary><c>torch.nn.Tanh</c>. Goes on a <c>TorchSharp.Modules.Tanh</c> property.</summary>
+    public sealed class TanhAttribute : LayerAttribute { }
+
+    /// <summary><c>torch.nn.Sigmoid</c>. Goes on a <c>TorchSharp.Modules.Sigmoid</c> property.</summary>
+    public sealed class SigmoidAttribute : LayerAttribute { }
+
+    /// <summary><c>torch.nn.Identity</c>. Goes on a <c>TorchSharp.Modules.Identity</c> property.</summary>
+    public sealed class IdentityAttribute : LayerAttribute { }
+
+    /// <summary><c>torch.nn.Softmax(dim)</c>. Goes on a <c>TorchSharp.Modules.Softmax</c> property.</summary>
+    public sealed class SoftmaxAttribute : LayerAttribute
+    {
+        /// <summary>Softmax along <paramref name="dim"/> (negative counts from the end).</summary>
+        public SoftmaxAttribute(int dim) { Dim = dim; }
+        /// <summary>The dimension the values sum to one along.</summary>
+        public int Dim { get; }
+    }
+
+    /// <summary><c>torch.nn.LogSoftmax(dim)</c>. Goes on a <c>TorchSharp.Modules.LogSoftmax</c> property.</summary>
+    public sealed class LogSoftmaxAttribute : LayerAttribute
+    {
+        /// <summary>Log-softmax along <paramref name="dim"/> (negative counts from the end).</summary>
+        public LogSoftmaxAttribute(int dim) { Dim = dim; }
+        /// <summary>The dimension normalised along.</summary>
+        public int Dim { get; }
+    }
+}

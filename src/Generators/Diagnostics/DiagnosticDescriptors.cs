@@ -1,0 +1,160 @@
+using System.Collections.Generic;
+using System.Linq;
+using Microsoft.CodeAnalysis;
+
+namespace ModelDsl.Generators.Diagnostics
+{
+    /// <summary>
+    /// The one catalog of ModelDsl diagnostics. Ranges: MD00xx declarations, MD01xx shapes. Every id has a
+    /// section in docs/diagnostics.md, which the help link points to.
+    /// </summary>
+    internal static class DiagnosticDescriptors
+    {
+        private const string HelpBase = "docs/diagnostics.md#";
+        private const string Declarations = "ModelDsl.Declarations";
+        private const string ShapeCategory = "ModelDsl.Shapes";
+
+        public static readonly DiagnosticDescriptor TorchSharpMissing = Error("MD0001", Declarations,
+            "TorchSharp is not referenced",
+            "Model '{0}' needs TorchSharp: reference the ModelDsl.Runtime project or the TorchSharp package");
+
+        public static readonly DiagnosticDescriptor ClassNotPartial = Error("MD0002", Declarations,
+            "A model class must be partial",
+            "Model class '{0}' must be declared 'partial' so the generator can add its constructor and forward");
+
+        public static readonly DiagnosticDescriptor UnsupportedClass = Error("MD0003", Declarations,
+            "Unsupported model class",
+            "Model class '{0}' cannot be generated: {1}");
+
+        public static readonly DiagnosticDescriptor ContainingTypeNotPartial = Error("MD0004", Declarations,
+            "A containing type must be partial",
+            "Model class '{0}' is nested in '{1}', which must be declared 'partial' too");
+
+        public static readonly DiagnosticDescriptor InvalidLayerMember = Error("MD0005", Declarations,
+            "Invalid layer member",
+            "Layer '{0}' must be {1}");
+
+        public static readonly DiagnosticDescriptor LayerTypeMismatch = Error("MD0006", Declarations,
+            "Layer member has the wrong type",
+            "[{0}] builds a '{1}', but '{2}' is declared as '{3}'");
+
+        public static readonly DiagnosticDescriptor MultipleLayerAttributes = Error("MD0007", Declarations,
+            "More than one layer attribute on a member",
+            "'{0}' has more than one layer attribute; each member is exactly one layer");
+
+        public static readonly DiagnosticDescriptor NoLayers = Warning("MD0008", Declarations,
+            "Model has no layers",
+            "Model '{0}' declares no layers; its forward returns its input unchanged");
+
+        public static readonly DiagnosticDescriptor PartialPropertyWithoutLayer = Error("MD0009", Declarations,
+            "Partial property is not a layer",
+            "Partial property '{0}' of model '{1}' has no layer attribute and its type '{2}' is not a [Model] class");
+
+        public static readonly DiagnosticDescriptor ModelContainsItself = Error("MD0010", Declarations,
+            "A model contains itself",
+            "'{0}' makes model '{1}' contain itself ({2}); a model cannot be its own layer");
+
+        public static readonly DiagnosticDescriptor LayersAcrossFiles = Warning("MD0011", Declarations,
+            "Layers are declared in several partial declarations",
+            "Model '{0}' declares layers in more than one file; they run in the order the compiler lists the files ({1}). Keep the layers in one declaration to make the order explicit.");
+
+        public static readonly DiagnosticDescriptor ConflictingBaseClass = Error("MD0012", Declarations,
+            "A model class cannot have another base class",
+            "Model class '{0}' derives from '{1}'; generated models derive from TorchSharp's Module<Tensor, Tensor>");
+
+        public static readonly DiagnosticDescriptor UserForwardUnchecked = new DiagnosticDescriptor("MD0013",
+            "Shapes are not checked through a hand-written forward",
+            "Model '{0}' defines its own forward, so the compiler does not check the shapes between its layers",
+            Declarations, DiagnosticSeverity.Info, isEnabledByDefault: true, helpLinkUri: HelpBase + "md0013");
+
+        public static readonly DiagnosticDescriptor MalformedInput = Error("MD0100", ShapeCategory,
+            "Malformed input shape",
+            "Input shape \"{0}\" of model '{1}' is malformed: {2}");
+
+        public static readonly DiagnosticDescriptor SizeMismatch = Error("MD0101", ShapeCategory,
+            "Explicit size disagrees with the inferred one",
+            "'{0}': {1}");
+
+        public static readonly DiagnosticDescriptor RankMismatch = Error("MD0102", ShapeCategory,
+            "Input has the wrong number of dimensions",
+            "'{0}': {1}");
+
+        public static readonly DiagnosticDescriptor OutputTooSmall = Error("MD0103", ShapeCategory,
+            "Window larger than its input",
+            "'{0}': {1}");
+
+        public static readonly DiagnosticDescriptor NonPositive = Error("MD0104", ShapeCategory,
+            "Size must be positive",
+            "'{0}': {1}");
+
+        public static readonly DiagnosticDescriptor ProbabilityOutOfRange = Error("MD0105", ShapeCategory,
+            "Dropout probability out of range",
+            "'{0}': {1}");
+
+        public static readonly DiagnosticDescriptor IntegerInputRequired = Error("MD0106", ShapeCategory,
+            "Embedding needs integer input",
+            "'{0}': {1}");
+
+        public static readonly DiagnosticDescriptor FloatInputRequired = Error("MD0107", ShapeCategory,
+            "Layer needs floating-point input",
+            "'{0}': {1}");
+
+        public static readonly DiagnosticDescriptor DimOutOfRange = Error("MD0108", ShapeCategory,
+            "Dimension out of range",
+            "'{0}': {1}");
+
+        public static readonly DiagnosticDescriptor NotInferable = Error("MD0109", ShapeCategory,
+            "Size cannot be inferred",
+            "'{0}': {1}");
+
+        public static readonly DiagnosticDescriptor InvalidArgument = Error("MD0110", ShapeCategory,
+            "Invalid layer argument",
+            "'{0}': {1}");
+
+        public static readonly DiagnosticDescriptor TooLarge = Error("MD0111", ShapeCategory,
+            "Sizes too large",
+            "'{0}': {1}");
+
+        public static readonly DiagnosticDescriptor SubmodelInputMismatch = Error("MD0112", ShapeCategory,
+            "Composed model does not accept this input",
+            "'{0}': {1}");
+
+        public static readonly DiagnosticDescriptor NotInferableWithUserForward = Error("MD0113", ShapeCategory,
+            "Size must be explicit when the model has its own forward",
+            "'{0}': the {1} cannot be inferred because model '{2}' defines its own forward; write it explicitly, e.g. [{3}]");
+
+        public static IReadOnlyList<DiagnosticDescriptor> All { get; } = typeof(DiagnosticDescriptors)
+            .GetFields(System.Reflection.BindingFlags.Public | System.Reflection.BindingFlags.Static)
+            .Where(f => f.FieldType == typeof(DiagnosticDescriptor))
+            .Select(f => (DiagnosticDescriptor)f.GetValue(null)!)
+            .ToArray();
+
+        private static readonly Dictionary<string, DiagnosticDescriptor> ById = All.ToDictionary(d => d.Id);
+
+        public static DiagnosticDescriptor Get(string id) => ById[id];
+
+        public static DiagnosticDescriptor ForShapeError(ModelDsl.Shapes.ShapeErrorKind kind) => kind switch
+        {
+            ModelDsl.Shapes.ShapeErrorKind.SizeMismatch => SizeMismatch,
+            ModelDsl.Shapes.ShapeErrorKind.RankMismatch => RankMismatch,
+            ModelDsl.Shapes.ShapeErrorKind.OutputTooSmall => OutputTooSmall,
+            ModelDsl.Shapes.ShapeErrorKind.NonPositive => NonPositive,
+            ModelDsl.Shapes.ShapeErrorKind.ProbabilityOutOfRange => ProbabilityOutOfRange,
+            ModelDsl.Shapes.ShapeErrorKind.IntegerInputRequired => IntegerInputRequired,
+            ModelDsl.Shapes.ShapeErrorKind.FloatInputRequired => FloatInputRequired,
+            ModelDsl.Shapes.ShapeErrorKind.DimOutOfRange => DimOutOfRange,
+            ModelDsl.Shapes.ShapeErrorKind.NotInferable => NotInferable,
+            ModelDsl.Shapes.ShapeErrorKind.TooLarge => TooLarge,
+            ModelDsl.Shapes.ShapeErrorKind.SubmodelInputMismatch => SubmodelInputMismatch,
+            _ => InvalidArgument,
+        };
+
+        private static DiagnosticDescriptor Error(string id, string category, string title, string message) =>
+            new DiagnosticDescriptor(id, title, message, category, DiagnosticSeverity.Error, isEnabledByDefault: true,
+                helpLinkUri: HelpBase + id.ToLowerInvariant());
+
+        private static DiagnosticDescriptor Warning(string id, string category, string title, string message) =>
+            new DiagnosticDescriptor(id, title, message, category, DiagnosticSeverity.Warning, isEnabledByDefault: true,
+                helpLinkUri: HelpBase + id.ToLowerInvariant());
+    }
+}

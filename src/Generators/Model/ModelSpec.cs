@@ -1,0 +1,72 @@
+using ModelDsl.Shapes;
+
+namespace ModelDsl.Generators.Model
+{
+    // The generator's model: plain, value-equatable data. No ISymbol, SyntaxNode, Compilation or Location
+    // survives the transform, so unchanged declarations hit the cache and nothing large stays alive.
+
+    /// <summary>One model class, fully resolved: what the emitter needs and nothing else.</summary>
+    internal sealed record ModelSpec(
+        string? Namespace,
+        EquatableArray<ContainingType> ContainingTypes,
+        string Name,
+        string Accessibility,
+        string InputText,
+        string InputType,
+        bool HasUserForward,
+        bool HasErrors,
+        string OutputText,
+        EquatableArray<LayerSpec> Layers)
+    {
+        /// <summary>The deterministic hint name prefix: <c>{Namespace}.{Outer}.{Type}</c>.</summary>
+        public string FullName =>
+            (Namespace is null ? "" : Namespace + ".") +
+            string.Concat(System.Linq.Enumerable.Select(ContainingTypes, t => t.Name + ".")) + Name;
+    }
+
+    /// <summary>A type the model class is nested in: <c>partial class Outer</c>.</summary>
+    internal sealed record ContainingType(string Keyword, string Name);
+
+    /// <summary>One layer: the member it lives on, the TorchSharp module it builds and the shapes around it.</summary>
+    internal sealed record LayerSpec(
+        string MemberName,
+        bool IsField,
+        string Accessibility,
+        string TypeName,
+        LayerKind Kind,
+        string AttributeText,
+        string KindName,
+        LayerArgs Args,
+        string OutputText,
+        long Parameters);
+
+    /// <summary>The constructor arguments of the TorchSharp module, resolved (inferred sizes filled in).</summary>
+    internal sealed record LayerArgs(
+        long In, long Out, long Count, long Kernel, long Stride, long Padding, long Dilation, long Groups,
+        bool Bias, double P, long Dim, long EndDim, long OutH, long OutW, double Eps, double Momentum);
+
+    /// <summary>A diagnostic with its location as plain data (file, spans), ready to be re-created.</summary>
+    internal sealed record DiagnosticInfo(string Id, LocationInfo? Location, EquatableArray<string> Arguments);
+
+    internal sealed record LocationInfo(string FilePath, int Start, int Length, int StartLine, int StartColumn, int EndLine, int EndColumn)
+    {
+        public Microsoft.CodeAnalysis.Location ToLocation() =>
+            Microsoft.CodeAnalysis.Location.Create(
+                FilePath,
+                new Microsoft.CodeAnalysis.Text.TextSpan(Start, Length),
+                new Microsoft.CodeAnalysis.Text.LinePositionSpan(
+                    new Microsoft.CodeAnalysis.Text.LinePosition(StartLine, StartColumn),
+                    new Microsoft.CodeAnalysis.Text.LinePosition(EndLine, EndColumn)));
+
+        public static LocationInfo? From(Microsoft.CodeAnalysis.Location? location)
+        {
+            if (location is null || location.SourceTree is null) return null;
+            var line = location.GetLineSpan();
+            return new LocationInfo(location.SourceTree.FilePath, location.SourceSpan.Start, location.SourceSpan.Length,
+                line.StartLinePosition.Line, line.StartLinePosition.Character, line.EndLinePosition.Line, line.EndLinePosition.Character);
+        }
+    }
+
+    /// <summary>What one transform step produces: the model to emit (if any) and its diagnostics.</summary>
+    internal sealed record ModelResult(ModelSpec? Model, EquatableArray<DiagnosticInfo> Diagnostics);
+}

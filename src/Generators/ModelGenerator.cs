@@ -1,0 +1,98 @@
+using System;
+using System.Linq;
+using Microsoft.CodeAnalysis;
+using Microsoft.CodeAnalysis.CSharp.Syntax;
+using Microsoft.CodeAnalysis.Text;
+using ModelDsl.Generators.Diagnostics;
+using ModelDsl.Generators.Emit;
+using ModelDsl.Generators.Model;
+using ModelDsl.Generators.Parsing;
+
+namespace ModelDsl.Generators
+{
+    /// <summary>
+    /// Compiles [Model] classes into TorchSharp modules. This class only wires the pipeline:
+    /// parse (<see cref="ModelParser"/>) → equatable <see cref="ModelSpec"/> → emit (<see cref="ModelEmitter"/>);
+    /// diagnostics travel on their own output so that source is produced from the model alone.
+    /// </summary>
+    [Generator(LanguageNames.CSharp)]
+    public sealed class ModelGenerator : IIncrementalGenerator
+    {
+        /// <inheritdoc />
+        public void Initialize(IncrementalGeneratorInitializationContext context)
+        {
+            var results = context.SyntaxProvider
+                .ForAttributeWithMetadataName(
+                    ModelParser.ModelAttributeName,
+                    static (node, _) => node is TypeDeclarationSyntax,
+                    static (ctx, ct) => ParseSafely(ctx, ct))
+                .WithTrackingName(TrackingNames.Parse);
+
+            var models = results
+                .Select(static (r, _) => r.Model)
+                .Where(static m => m is not null)
+                .WithTrackingName(TrackingNames.Models);
+
+            var diagnostics = results
+                .Select(static (r, _) => r.Diagnostics)
+                .WithTrackingName(TrackingNames.Diagnostics);
+
+            context.RegisterSourceOutput(models, static (spc, model) => EmitSafely(spc, model!));
+            context.RegisterSourceOutput(diagnostics, static (spc, list) =>
+            {
+                foreach (var d in list)
+                    spc.ReportDiagnostic(Diagnostic.Create(DiagnosticDescriptors.Get(d.Id), d.Location?.ToLocation(), d.Arguments.ToArray<object>()));
+            });
+        }
+
+        // The generator must never throw (a throw is CS8785 and takes every other output with it). Cancellation
+        // is the one exception that has to propagate.
+        private static ModelResult ParseSafely(GeneratorAttributeSyntaxContext context, System.Threading.CancellationToken ct)
+        {
+            try
+            {
+                return ModelParser.Parse(context, ct);
+            }
+            catch (Exception e) when (e is not OperationCanceledException)
+            {
+                var location = LocationInfo.From(context.TargetNode.GetLocation());
+                var info = new DiagnosticInfo(DiagnosticDescriptors.UnsupportedClass.Id, location,
+                    new[] { context.TargetSymbol.Name, "the ModelDsl generator failed on it (" + e.GetType().Name + ": " + e.Message + "); please report this" }.ToEquatableArray());
+                return new ModelResult(null, new[] { info }.ToEquatableArray());
+            }
+        }
+
+        private static void EmitSafely(SourceProductionContext context, ModelSpec model)
+        {
+            string source;
+            try
+            {
+                source = ModelEmitter.Emit(model);
+            }
+            catch (Exception e) when (e is not OperationCanceledException)
+            {
+                context.ReportDiagnostic(Diagnostic.Create(DiagnosticDescriptors.UnsupportedClass, null, model.Name,
+                    "the ModelDsl emitter failed on it (" + e.GetType().Name + ": " + e.Message + "); please report this"));
+                return;
+            }
+            context.AddSource(ModelEmitter.HintName(model), SourceText.From(source, System.Text.Encoding.UTF8));
+        }
+    }
+
+    /// <summary>Tracking names of the pipeline steps, for incremental-caching tests.</summary>
+    public static class TrackingNames
+    {
+        /// <summary>The [Model] classes, parsed and checked.</summary>
+        public const string Parse = "ModelDsl.Parse";
+        /// <summary>The models to emit.</summary>
+        public const string Models = "ModelDsl.Models";
+        /// <summary>The diagnostics of each model.</summary>
+        public const string Diagnostics = "ModelDsl.Diagnostics";
+    }
+
+    internal static class GeneratorInfo
+    {
+        public const string Name = "ModelDsl.Generators";
+        public const string Version = "0.1.0";
+    }
+}

@@ -1,0 +1,134 @@
+using System;
+using System.Collections.Generic;
+using System.Globalization;
+using Microsoft.CodeAnalysis;
+using Microsoft.CodeAnalysis.CSharp.Syntax;
+using ModelDsl.Shapes;
+
+namespace ModelDsl.Generators.Parsing
+{
+    /// <summary>Reads a layer attribute's arguments (positional and named) into <see cref="LayerParams"/>.</summary>
+    internal sealed class LayerAttributeReader
+    {
+        private readonly Dictionary<string, TypedConstant> _values = new(StringComparer.Ordinal);
+
+        private LayerAttributeReader(AttributeData attribute)
+        {
+            Attribute = attribute;
+            var ctor = attribute.AttributeConstructor;
+            if (ctor is not null)
+            {
+                var args = attribute.ConstructorArguments;
+                for (int i = 0; i < ctor.Parameters.Length && i < args.Length; i++)
+                    _values[ctor.Parameters[i].Name] = args[i];
+            }
+            foreach (var named in attribute.NamedArguments)
+                _values[named.Key] = named.Value;
+        }
+
+        public AttributeData Attribute { get; }
+
+        public static LayerAttributeReader For(AttributeData attribute) => new(attribute);
+
+        /// <summary>
+        /// The layer's arguments. Defaults repeat the attribute classes' initialisers (PyTorch's defaults), because
+        /// a generator sees only the arguments written at the use site.
+        /// </summary>
+        public LayerParams ReadParams(LayerKind kind)
+        {
+            var p = new LayerParams
+            {
+                In = Long("inFeatures", "inChannels", "numFeatures", "normalizedShape") ?? -1,
+                Out = Long("outFeatures", "outChannels", "embeddingDim") ?? -1,
+                Count = Long("numEmbeddings") ?? -1,
+                Kernel = Long("kernelSize") ?? -1,
+                Stride = Long("Stride") ?? (kind is LayerKind.MaxPool2d or LayerKind.AvgPool2d ? 0 : 1),
+                Padding = Long("Padding") ?? 0,
+                Dilation = Long("Dilation") ?? 1,
+                Groups = Long("Groups") ?? 1,
+                Bias = Bool("Bias") ?? true,
+                P = Double("p") ?? 0.5,
+                Dim = kind == LayerKind.Flatten ? Long("StartDim") ?? 1 : Long("dim") ?? 0,
+                EndDim = Long("EndDim") ?? -1,
+                OutH = Long("outputSize", "outputHeight") ?? -1,
+                OutW = Long("outputSize", "outputWidth") ?? -1,
+            };
+            return p;
+        }
+
+        public double Eps => Double("Eps") ?? 1e-5;
+        public double Momentum => Double("Momentum") ?? 0.1;
+
+        /// <summary>Whether the value was written at the use site (rather than defaulted).</summary>
+        public bool Has(string name) => _values.ContainsKey(name);
+
+        /// <summary>The location of one argument, falling back to the whole attribute.</summary>
+        public Location? ArgumentLocation(string? name)
+        {
+            var syntax = Attribute.ApplicationSyntaxReference?.GetSyntax() as AttributeSyntax;
+            if (syntax is null) return null;
+            if (name is null || syntax.ArgumentList is null) return syntax.GetLocation();
+
+            var args = syntax.ArgumentList.Arguments;
+            foreach (var a in args)
+            {
+                if (a.NameEquals?.Name.Identifier.ValueText == name || a.NameColon?.Name.Identifier.ValueText == name)
+                    return a.GetLocation();
+            }
+
+            var ctor = Attribute.AttributeConstructor;
+            if (ctor is not null)
+            {
+                for (int i = 0; i < ctor.Parameters.Length; i++)
+                {
+                    if (ctor.Parameters[i].Name != name) continue;
+                    if (i < args.Count && args[i].NameEquals is null && args[i].NameColon is null)
+                        return args[i].GetLocation();
+                }
+            }
+            return syntax.GetLocation();
+        }
+
+        private long? Long(params string[] names)
+        {
+            foreach (var name in names)
+            {
+                if (_values.TryGetValue(name, out var c) && !c.IsNull && c.Kind == TypedConstantKind.Primitive)
+                {
+                    switch (c.Value)
+                    {
+                        case int i: return i;
+                        case long l: return l;
+                        case short s: return s;
+                        case byte b: return b;
+                    }
+                }
+            }
+            return null;
+        }
+
+        private double? Double(string name)
+        {
+            if (_values.TryGetValue(name, out var c) && !c.IsNull && c.Kind == TypedConstantKind.Primitive)
+            {
+                switch (c.Value)
+                {
+                    case double d: return d;
+                    case float f: return f;
+                    case int i: return i;
+                }
+            }
+            return null;
+        }
+
+        private bool? Bool(string name) =>
+            _values.TryGetValue(name, out var c) && !c.IsNull && c.Value is bool b ? b : null;
+
+        /// <summary>Formats a double as a C# literal that round-trips.</summary>
+        public static string DoubleLiteral(double value)
+        {
+            string text = value.ToString("R", CultureInfo.InvariantCulture);
+            return text.IndexOfAny(new[] { '.', 'E', 'e' }) >= 0 ? text : text + ".0";
+        }
+    }
+}

@@ -1,0 +1,536 @@
+using System;
+using System.Collections.Generic;
+using System.Collections.Immutable;
+using System.Linq;
+using System.Threading;
+using Microsoft.CodeAnalysis;
+using Microsoft.CodeAnalysis.CSharp;
+using Microsoft.CodeAnalysis.CSharp.Syntax;
+using ModelDsl.Generators.Diagnostics;
+using ModelDsl.Generators.Model;
+using ModelDsl.Shapes;
+
+namespace ModelDsl.Generators.Parsing
+{
+    /// <summary>
+    /// Turns a [Model] class symbol into a <see cref="ModelSpec"/> and its diagnostics: validates the declaration,
+    /// reads the layers in declaration order and runs the shape rules over them.
+    /// </summary>
+    internal sealed class ModelParser
+    {
+        internal const string ModelAttributeName = "ModelDsl.ModelAttribute";
+        private const string LayerAttributeName = "ModelDsl.LayerAttribute";
+        private const string TorchModulesNamespace = "TorchSharp.Modules";
+        // ModelDsl.DType by value; the generator cannot load the DSL assembly, so the names are mirrored here.
+        private static readonly string[] DTypeNames = { "Float32", "Float64", "Float16", "Int32", "Int64" };
+
+        private readonly List<DiagnosticInfo> _diagnostics = new();
+        private readonly CancellationToken _cancellation;
+        // Models on the path from the model being compiled down to the one being parsed: a cycle check.
+        private readonly ImmutableStack<INamedTypeSymbol> _path;
+
+        private ModelParser(ImmutableStack<INamedTypeSymbol> path, CancellationToken cancellation)
+        {
+            _path = path;
+            _cancellation = cancellation;
+        }
+
+        /// <summary>Entry point from the pipeline. Never throws: an unexpected failure becomes no output.</summary>
+        public static ModelResult Parse(GeneratorAttributeSyntaxContext context, CancellationToken cancellation)
+        {
+            if (context.TargetSymbol is not INamedTypeSymbol type)
+                return new ModelResult(null, EquatableArray<DiagnosticInfo>.Empty);
+
+            var parser = new ModelParser(ImmutableStack<INamedTypeSymbol>.Empty.Push(type), cancellation);
+            var model = parser.ParseModel(type, context.Attributes.FirstOrDefault(), context.SemanticModel.Compilation, reportDiagnostics: true);
+            return new ModelResult(model?.Spec, parser._diagnostics.ToEquatableArray());
+        }
+
+        /// <summary>The parsed model plus the facts a composing model needs about it.</summary>
+        private sealed class Parsed
+        {
+            public ModelSpec Spec = null!;
+            public Dim[] Input = Array.Empty<Dim>();
+            public bool InputIsInteger;
+            /// <summary>Null when the output is unknown at compile time (own forward, or errors).</summary>
+            public Dim[]? Output;
+            public long Parameters;
+        }
+
+        private Parsed? ParseModel(INamedTypeSymbol type, AttributeData? modelAttribute, Compilation compilation, bool reportDiagnostics)
+        {
+            _cancellation.ThrowIfCancellationRequested();
+            var report = reportDiagnostics ? (Action<DiagnosticDescriptor, Location?, string[]>)Report : (_, _, _) => { };
+            var attributeLocation = modelAttribute?.ApplicationSyntaxReference?.GetSyntax(_cancellation).GetLocation();
+            var identifierLocation = type.Locations.FirstOrDefault();
+
+            if (compilation.GetTypeByMetadataName("TorchSharp.torch") is null)
+            {
+                report(DiagnosticDescriptors.TorchSharpMissing, attributeLocation, new[] { type.Name });
+                return null;
+            }
+
+            var declarations = type.DeclaringSyntaxReferences
+                .Select(r => r.GetSyntax(_cancellation)).OfType<TypeDeclarationSyntax>().ToArray();
+            if (declarations.Length > 0 && !declarations.Any(d => d.Modifiers.Any(SyntaxKind.PartialKeyword)))
+            {
+                report(DiagnosticDescriptors.ClassNotPartial, identifierLocation, new[] { type.Name });
+                return null;
+            }
+
+            string? unsupported =
+                declarations.Any(d => d is RecordDeclarationSyntax) ? "records are not supported; use a class" :
+                type.TypeKind != TypeKind.Class ? "only classes can be models" :
+                type.IsStatic ? "a static class cannot be instantiated" :
+                type.IsAbstract ? "an abstract class cannot be instantiated" :
+                type.IsGenericType || ContainingTypes(type).Any(t => t.IsGenericType) ? "generic models are not supported" :
+                null;
+            if (unsupported is not null)
+            {
+                report(DiagnosticDescriptors.UnsupportedClass, identifierLocation, new[] { type.Name, unsupported });
+                return null;
+            }
+
+            var containing = new List<ContainingType>();
+            foreach (var outer in ContainingTypes(type))
+            {
+                var outerDecls = outer.DeclaringSyntaxReferences.Select(r => r.GetSyntax(_cancellation)).OfType<TypeDeclarationSyntax>().ToArray();
+                if (outerDecls.Length == 0 || !outerDecls.Any(d => d.Modifiers.Any(SyntaxKind.PartialKeyword)))
+                {
+                    report(DiagnosticDescriptors.ContainingTypeNotPartial, identifierLocation, new[] { type.Name, outer.Name });
+                    return null;
+                }
+                containing.Insert(0, new ContainingType(Keyword(outerDecls[0]), outer.Name));
+            }
+
+            bool hasErrors = false;
+            var baseType = type.BaseType;
+            if (baseType is not null && baseType.SpecialType != SpecialType.System_Object && !IsTorchModule(baseType))
+            {
+                report(DiagnosticDescriptors.ConflictingBaseClass, identifierLocation, new[] { type.Name, baseType.ToDisplayString() });
+                hasErrors = true;
+            }
+
+            // [Model(Input = "...", InputType = ...)]
+            string inputText = "";
+            int inputTypeValue = 0;
+            Location? inputLocation = attributeLocation;
+            if (modelAttribute is not null)
+            {
+                foreach (var named in modelAttribute.NamedArguments)
+                {
+                    if (named.Key == "Input" && named.Value.Value is string s) inputText = s;
+                    if (named.Key == "InputType" && named.Value.Value is int i) inputTypeValue = i;
+                }
+                inputLocation = LayerAttributeReader.For(modelAttribute).ArgumentLocation("Input") ?? attributeLocation;
+            }
+
+            string inputType = inputTypeValue >= 0 && inputTypeValue < DTypeNames.Length ? DTypeNames[inputTypeValue] : "";
+            if (inputType.Length == 0)
+            {
+                var typeLocation = modelAttribute is null ? attributeLocation : LayerAttributeReader.For(modelAttribute).ArgumentLocation("InputType");
+                report(DiagnosticDescriptors.MalformedInput, typeLocation, new[] { inputText, type.Name, $"InputType (DType){inputTypeValue} is not a DType" });
+                hasErrors = true;
+            }
+
+            Dim[]? input = null;
+            if (!ShapeText.TryParse(inputText, out var parsedInput, out var inputError))
+            {
+                report(DiagnosticDescriptors.MalformedInput, inputLocation, new[] { inputText, type.Name, inputError });
+                hasErrors = true;
+            }
+            else input = parsedInput;
+
+            bool inputIsInteger = inputType is "Int64" or "Int32";
+            bool userForward = type.GetMembers("forward").OfType<IMethodSymbol>()
+                .Any(m => !m.IsStatic && m.Parameters.Length == 1 && !m.IsImplicitlyDeclared);
+            if (userForward)
+                report(DiagnosticDescriptors.UserForwardUnchecked, identifierLocation, new[] { type.Name });
+
+            var layers = ReadLayers(type, compilation, report, ref hasErrors);
+            if (layers.Count == 0 && !hasErrors)
+                report(DiagnosticDescriptors.NoLayers, identifierLocation, new[] { type.Name });
+
+            var trees = layers.Select(l => l.Tree).Where(t => t is not null).Distinct().ToArray();
+            if (trees.Length > 1)
+                report(DiagnosticDescriptors.LayersAcrossFiles, attributeLocation,
+                    new[] { type.Name, string.Join(", ", trees.Select(t => System.IO.Path.GetFileName(t!.FilePath))) });
+
+            // Shapes: run each layer's rule on the previous layer's output. The first error stops inference, so one
+            // mistake gives one diagnostic rather than a cascade.
+            var specs = new List<LayerSpec>();
+            Dim[]? current = userForward ? null : input;
+            bool currentIsInteger = inputIsInteger;
+            string? unknownReason = userForward ? $"model '{type.Name}' defines its own forward" : null;
+            long total = 0;
+            bool shapesFailed = hasErrors || input is null;
+
+            foreach (var layer in layers)
+            {
+                _cancellation.ThrowIfCancellationRequested();
+                var p = layer.Params;
+                LayerShape? result = null;
+
+                if (layer.Broken)
+                {
+                    shapesFailed = true;
+                }
+                else if (!shapesFailed && current is not null)
+                {
+                    result = ShapeRules.Infer(layer.Kind, p, current, currentIsInteger);
+                }
+                else if (!shapesFailed)
+                {
+                    // Output of the previous step unknown (own forward, or a composed model with one): check what
+                    // can be checked from the layer alone, and require the sizes inference would have supplied.
+                    if (NeedsInputSize(layer.Kind) && p.In == -1)
+                    {
+                        report(DiagnosticDescriptors.NotInferableWithUserForward, layer.Reader?.ArgumentLocation(null) ?? layer.MemberLocation,
+                            new[] { layer.Name, InputSizeName(layer.Kind), unknownReason ?? "", ExplicitExample(layer.Kind, p) });
+                        shapesFailed = true;
+                    }
+                    else
+                    {
+                        result = ShapeRules.Infer(layer.Kind, p, StandInInput(layer.Kind, p), layer.Kind == LayerKind.Embedding || (layer.Kind == LayerKind.Model && p.SubInputIsInteger));
+                        if (result.Error is null) result.Output = Array.Empty<Dim>();
+                    }
+                }
+
+                if (result?.Error is { } error)
+                {
+                    var location = layer.Kind == LayerKind.Model
+                        ? layer.MemberLocation
+                        : layer.Reader?.ArgumentLocation(error.Argument) ?? layer.MemberLocation;
+                    report(DiagnosticDescriptors.ForShapeError(error.Kind), location, new[] { layer.Name, error.Message });
+                    shapesFailed = true;
+                    result = null;
+                }
+
+                string outputText = "?";
+                long parameters = 0;
+                long resolvedIn = p.In;
+                if (result is not null)
+                {
+                    parameters = result.Parameters;
+                    resolvedIn = result.ResolvedIn == -1 ? p.In : result.ResolvedIn;
+                    if (current is not null && result.Output.Length > 0)
+                    {
+                        current = result.Output;
+                        currentIsInteger = result.OutputIsInteger;
+                        outputText = ShapeText.Format(current);
+                    }
+                    else
+                    {
+                        current = null;
+                    }
+                    if (layer.Kind == LayerKind.Model && p.SubOutput is null && !shapesFailed)
+                    {
+                        current = null;
+                        unknownReason = $"the output of '{layer.Name}' (model '{layer.TypeDisplay}', which defines its own forward) is unknown at compile time";
+                    }
+                    total = unchecked(total + parameters);
+                }
+
+                specs.Add(new LayerSpec(
+                    layer.Name, layer.IsField, layer.Accessibility, layer.TypeName, layer.Kind, layer.AttributeText,
+                    layer.Kind == LayerKind.Model ? layer.TypeDisplay : layer.Kind.ToString(),
+                    new LayerArgs(resolvedIn, p.Out, p.Count, p.Kernel, p.Stride <= 0 ? p.Kernel : p.Stride, p.Padding, p.Dilation,
+                        p.Groups, p.Bias, p.P, p.Dim, p.EndDim, p.OutH, p.OutW, layer.Reader?.Eps ?? 1e-5, layer.Reader?.Momentum ?? 0.1),
+                    outputText, parameters));
+            }
+
+            bool outputKnown = !shapesFailed && !userForward && current is not null;
+            var spec = new ModelSpec(
+                type.ContainingNamespace is { IsGlobalNamespace: false } ns ? ns.ToDisplayString() : null,
+                containing.ToEquatableArray(),
+                type.Name,
+                AccessibilityText(type.DeclaredAccessibility),
+                input is null ? inputText : ShapeText.Format(input),
+                inputType.Length == 0 ? "Float32" : inputType,
+                userForward,
+                shapesFailed,
+                outputKnown ? ShapeText.Format(current!) : "?",
+                specs.ToEquatableArray());
+
+            return new Parsed
+            {
+                Spec = spec,
+                Input = input ?? Array.Empty<Dim>(),
+                InputIsInteger = inputIsInteger,
+                Output = outputKnown ? current : null,
+                Parameters = total,
+            };
+        }
+
+        /// <summary>A layer as read from its member, before shapes.</summary>
+        private sealed class RawLayer
+        {
+            public string Name = "";
+            public bool IsField;
+            public string Accessibility = "private";
+            public string TypeName = "";
+            public string TypeDisplay = "";
+            public LayerKind Kind;
+            public LayerParams Params = new();
+            public LayerAttributeReader? Reader;
+            public string AttributeText = "";
+            public Location? MemberLocation;
+            public SyntaxTree? Tree;
+            /// <summary>The compiler already reports this layer's attribute (e.g. wrong constructor arguments).</summary>
+            public bool Broken;
+        }
+
+        private List<RawLayer> ReadLayers(INamedTypeSymbol type, Compilation compilation,
+            Action<DiagnosticDescriptor, Location?, string[]> report, ref bool hasErrors)
+        {
+            var layers = new List<RawLayer>();
+            foreach (var member in type.GetMembers())
+            {
+                _cancellation.ThrowIfCancellationRequested();
+                if (member.IsImplicitlyDeclared) continue;
+                if (member is not IPropertySymbol and not IFieldSymbol) continue;
+
+                var layerAttributes = member.GetAttributes().Where(a => IsLayerAttribute(a.AttributeClass)).ToArray();
+                var memberType = member is IPropertySymbol prop ? prop.Type : ((IFieldSymbol)member).Type;
+                var location = member.Locations.FirstOrDefault();
+                var propertySyntax = member.DeclaringSyntaxReferences.Select(r => r.GetSyntax(_cancellation)).OfType<PropertyDeclarationSyntax>().ToArray();
+                bool isPartialProperty = propertySyntax.Any(s => s.Modifiers.Any(SyntaxKind.PartialKeyword));
+
+                if (layerAttributes.Length == 0)
+                {
+                    if (!isPartialProperty) continue;
+                    if (memberType is INamedTypeSymbol { } sub && HasModelAttribute(sub))
+                    {
+                        var composed = ReadComposed(member, sub, compilation, location, report, ref hasErrors);
+                        if (composed is not null) layers.Add(composed);
+                        continue;
+                    }
+                    report(DiagnosticDescriptors.PartialPropertyWithoutLayer, location,
+                        new[] { member.Name, type.Name, memberType.ToDisplayString() });
+                    hasErrors = true;
+                    continue;
+                }
+
+                if (layerAttributes.Length > 1)
+                {
+                    report(DiagnosticDescriptors.MultipleLayerAttributes, location, new[] { member.Name });
+                    hasErrors = true;
+                    continue;
+                }
+
+                string? shapeProblem = MemberProblem(member, propertySyntax);
+                if (shapeProblem is not null)
+                {
+                    report(DiagnosticDescriptors.InvalidLayerMember, location, new[] { member.Name, shapeProblem });
+                    hasErrors = true;
+                    continue;
+                }
+
+                var attribute = layerAttributes[0];
+                string kindName = attribute.AttributeClass!.Name;
+                if (kindName.EndsWith("Attribute", StringComparison.Ordinal)) kindName = kindName.Substring(0, kindName.Length - "Attribute".Length);
+                var attributeSyntax = attribute.ApplicationSyntaxReference?.GetSyntax(_cancellation);
+                var layer = new RawLayer
+                {
+                    Name = member.Name,
+                    IsField = member is IFieldSymbol,
+                    Accessibility = AccessibilityText(member.DeclaredAccessibility),
+                    TypeName = memberType.ToDisplayString(SymbolDisplayFormat.FullyQualifiedFormat),
+                    TypeDisplay = memberType.Name,
+                    MemberLocation = location,
+                    Tree = location?.SourceTree,
+                    AttributeText = attributeSyntax is null ? "[" + kindName + "]" : "[" + Compact(attributeSyntax.ToString()) + "]",
+                };
+
+                if (!Enum.TryParse(kindName, out LayerKind kind) || kind == LayerKind.Model || attribute.AttributeConstructor is null)
+                {
+                    // The compiler reports the bad attribute itself (missing or wrong arguments); do not pile on.
+                    layer.Broken = true;
+                    hasErrors = true;
+                    layers.Add(layer);
+                    continue;
+                }
+
+                layer.Kind = kind;
+                layer.Reader = LayerAttributeReader.For(attribute);
+                layer.Params = layer.Reader.ReadParams(kind);
+
+                string expected = TorchModulesNamespace + "." + kind;
+                if (memberType.TypeKind != TypeKind.Error && FullMetadataName(memberType) != expected)
+                {
+                    var typeLocation = propertySyntax.FirstOrDefault()?.Type.GetLocation() ?? location;
+                    report(DiagnosticDescriptors.LayerTypeMismatch, typeLocation,
+                        new[] { kindName, expected, member.Name, memberType.ToDisplayString() });
+                    hasErrors = true;
+                    layer.Broken = true;
+                }
+                else if (memberType.TypeKind == TypeKind.Error)
+                {
+                    layer.Broken = true;
+                    hasErrors = true;
+                }
+                layers.Add(layer);
+            }
+            return layers;
+        }
+
+        private RawLayer? ReadComposed(ISymbol member, INamedTypeSymbol sub, Compilation compilation, Location? location,
+            Action<DiagnosticDescriptor, Location?, string[]> report, ref bool hasErrors)
+        {
+            var layer = new RawLayer
+            {
+                Name = member.Name,
+                Accessibility = AccessibilityText(member.DeclaredAccessibility),
+                TypeName = sub.ToDisplayString(SymbolDisplayFormat.FullyQualifiedFormat),
+                TypeDisplay = sub.Name,
+                Kind = LayerKind.Model,
+                AttributeText = "[Model] " + sub.Name,
+                MemberLocation = location,
+                Tree = location?.SourceTree,
+            };
+
+            string? problem = MemberProblem(member, member.DeclaringSyntaxReferences.Select(r => r.GetSyntax(_cancellation)).OfType<PropertyDeclarationSyntax>().ToArray());
+            if (problem is not null)
+            {
+                report(DiagnosticDescriptors.InvalidLayerMember, location, new[] { member.Name, problem });
+                hasErrors = true;
+                return null;
+            }
+
+            if (_path.Any(t => SymbolEqualityComparer.Default.Equals(t, sub)))
+            {
+                var chain = _path.Reverse().Select(t => t.Name).Concat(new[] { sub.Name });
+                report(DiagnosticDescriptors.ModelContainsItself, location, new[] { member.Name, sub.Name, string.Join(" -> ", chain) });
+                hasErrors = true;
+                layer.Broken = true;
+                return layer;
+            }
+
+            // Parse the composed model for its shapes only; its own diagnostics are reported where it is declared.
+            var inner = new ModelParser(_path.Push(sub), _cancellation);
+            var subAttribute = sub.GetAttributes().FirstOrDefault(a => a.AttributeClass?.ToDisplayString() == ModelAttributeName);
+            var parsed = inner.ParseModel(sub, subAttribute, compilation, reportDiagnostics: false);
+            if (parsed is null || (parsed.Spec.HasErrors && !parsed.Spec.HasUserForward))
+            {
+                layer.Broken = true;
+                hasErrors = true;
+                return layer;
+            }
+
+            layer.Params = new LayerParams
+            {
+                SubInput = parsed.Input,
+                SubInputIsInteger = parsed.InputIsInteger,
+                SubOutput = parsed.Output,
+                SubParams = parsed.Parameters,
+            };
+            return layer;
+        }
+
+        /// <summary>Why a member cannot hold a layer, or null if it can.</summary>
+        private static string? MemberProblem(ISymbol member, PropertyDeclarationSyntax[] propertySyntax)
+        {
+            if (member.IsStatic) return "an instance member, not static";
+            if (member is IFieldSymbol field)
+                return field.IsConst ? "a property or an instance field, not a constant" : null;
+
+            var property = (IPropertySymbol)member;
+            if (property.IsIndexer) return "a property, not an indexer";
+            if (propertySyntax.Length == 0 || !propertySyntax.Any(s => s.Modifiers.Any(SyntaxKind.PartialKeyword)))
+                return "a 'partial' property (e.g. 'public partial Linear Hidden { get; }') so the generator can implement it";
+            if (propertySyntax.Length > 1 || propertySyntax.Any(HasBody))
+                return "a partial property declaration without a body; the generator writes the implementation";
+            if (property.SetMethod is not null) return "get-only ('{ get; }'): the layer is created once, in the constructor";
+            if (property.IsAbstract || property.IsVirtual || property.IsOverride) return "a plain property (not abstract, virtual or override)";
+            return null;
+        }
+
+        private static bool HasBody(PropertyDeclarationSyntax s) =>
+            s.ExpressionBody is not null || s.Initializer is not null ||
+            (s.AccessorList?.Accessors.Any(a => a.Body is not null || a.ExpressionBody is not null) ?? false);
+
+        private static bool NeedsInputSize(LayerKind kind) => kind is LayerKind.Linear or LayerKind.Conv1d or LayerKind.Conv2d
+            or LayerKind.BatchNorm1d or LayerKind.BatchNorm2d or LayerKind.LayerNorm;
+
+        private static string InputSizeName(LayerKind kind) => kind switch
+        {
+            LayerKind.Linear => "in-features",
+            LayerKind.Conv1d or LayerKind.Conv2d => "in-channels",
+            LayerKind.LayerNorm => "normalized shape",
+            _ => "number of features",
+        };
+
+        private static string ExplicitExample(LayerKind kind, LayerParams p) => kind switch
+        {
+            LayerKind.Linear => $"Linear(inFeatures, {p.Out})",
+            LayerKind.Conv1d or LayerKind.Conv2d => $"{kind}(inChannels, {p.Out}, {p.Kernel})",
+            LayerKind.LayerNorm => "LayerNorm(size)",
+            _ => $"{kind}(numFeatures)",
+        };
+
+        /// <summary>
+        /// A stand-in input for checking a layer whose real input is unknown: symbolic everywhere except the size
+        /// the layer states explicitly, so only the layer's own arguments are judged.
+        /// </summary>
+        private static Dim[] StandInInput(LayerKind kind, LayerParams p)
+        {
+            var b = Dim.Sym("B");
+            Dim c = p.In > 0 ? Dim.Of(p.In) : Dim.Sym("C");
+            return kind switch
+            {
+                LayerKind.Linear or LayerKind.LayerNorm or LayerKind.BatchNorm1d => new[] { b, c },
+                LayerKind.Conv1d => new[] { b, c, Dim.Sym("L") },
+                LayerKind.Conv2d or LayerKind.BatchNorm2d or LayerKind.MaxPool2d or LayerKind.AvgPool2d or LayerKind.AdaptiveAvgPool2d
+                    => new[] { b, c, Dim.Sym("H"), Dim.Sym("W") },
+                LayerKind.Model => p.SubInput ?? new[] { b },
+                LayerKind.Flatten or LayerKind.Softmax or LayerKind.LogSoftmax => Enumerable.Repeat(b, 8).ToArray(),
+                _ => new[] { b },
+            };
+        }
+
+        private static IEnumerable<INamedTypeSymbol> ContainingTypes(INamedTypeSymbol type)
+        {
+            for (var t = type.ContainingType; t is not null; t = t.ContainingType) yield return t;
+        }
+
+        private static string Keyword(TypeDeclarationSyntax declaration) => declaration switch
+        {
+            RecordDeclarationSyntax r => r.ClassOrStructKeyword.IsKind(SyntaxKind.StructKeyword) ? "record struct" : "record",
+            StructDeclarationSyntax => "struct",
+            InterfaceDeclarationSyntax => "interface",
+            _ => "class",
+        };
+
+        private static bool IsLayerAttribute(INamedTypeSymbol? attributeClass)
+        {
+            for (var t = attributeClass?.BaseType; t is not null; t = t.BaseType)
+                if (t.ToDisplayString() == LayerAttributeName) return true;
+            return false;
+        }
+
+        private static bool HasModelAttribute(INamedTypeSymbol type) =>
+            type.GetAttributes().Any(a => a.AttributeClass?.ToDisplayString() == ModelAttributeName);
+
+        private static bool IsTorchModule(INamedTypeSymbol type) =>
+            type.OriginalDefinition.ToDisplayString() == "TorchSharp.torch.nn.Module<T1, T2>" &&
+            type.TypeArguments.All(a => a.ToDisplayString() == "TorchSharp.torch.Tensor");
+
+        private static string FullMetadataName(ITypeSymbol type) =>
+            type.ContainingNamespace is { IsGlobalNamespace: false } ns ? ns.ToDisplayString() + "." + type.MetadataName : type.MetadataName;
+
+        internal static string AccessibilityText(Accessibility accessibility) => accessibility switch
+        {
+            Accessibility.Public => "public",
+            Accessibility.Internal => "internal",
+            Accessibility.Protected => "protected",
+            Accessibility.ProtectedOrInternal => "protected internal",
+            Accessibility.ProtectedAndInternal => "private protected",
+            _ => "private",
+        };
+
+        private static string Compact(string text) => string.Join(" ", text.Split(new[] { ' ', '\r', '\n', '\t' }, StringSplitOptions.RemoveEmptyEntries));
+
+        private void Report(DiagnosticDescriptor descriptor, Location? location, string[] arguments) =>
+            _diagnostics.Add(new DiagnosticInfo(descriptor.Id, LocationInfo.From(location), arguments.ToEquatableArray()));
+    }
+}
