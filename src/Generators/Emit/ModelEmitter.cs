@@ -50,7 +50,8 @@ namespace ModelDsl.Generators.Emit
         private static void WriteRemarks(SourceWriter w, ModelSpec model)
         {
             w.Line("/// <remarks>");
-            w.Line($"/// Generated from <c>[Model(Input = \"{Xml(model.InputText)}\")]</c>. Layers, in the order <c>forward</c> runs them:");
+            w.Line($"/// Generated from <c>[Model]</c> with input <c>{Xml(model.InputText)}</c> ({model.InputType}). " +
+                (model.HasUserForward ? "Layers (the hand-written <c>forward</c> decides how they run):" : "Layers, in the order <c>forward</c> runs them:"));
             w.Line("/// <code>");
             foreach (var line in Table(model).Split('\n').Where(l => l.Length > 0))
                 w.Line("/// " + Xml(line));

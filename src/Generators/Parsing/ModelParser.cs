@@ -28,6 +28,9 @@ namespace ModelDsl.Generators.Parsing
         private readonly CancellationToken _cancellation;
         // Models on the path from the model being compiled down to the one being parsed: a cycle check.
         private readonly ImmutableStack<INamedTypeSymbol> _path;
+        // A cycle found at any depth below: the model it returns to, and the chain for the message.
+        private INamedTypeSymbol? _cycleTarget;
+        private string _cycleChain = "";
 
         private ModelParser(ImmutableStack<INamedTypeSymbol> path, CancellationToken cancellation)
         {
@@ -399,8 +402,9 @@ namespace ModelDsl.Generators.Parsing
 
             if (_path.Any(t => SymbolEqualityComparer.Default.Equals(t, sub)))
             {
-                var chain = _path.Reverse().Select(t => t.Name).Concat(new[] { sub.Name });
-                report(DiagnosticDescriptors.ModelContainsItself, location, new[] { member.Name, sub.Name, string.Join(" -> ", chain) });
+                _cycleTarget = sub;
+                _cycleChain = string.Join(" -> ", _path.Reverse().Select(t => t.Name).Concat(new[] { sub.Name }));
+                report(DiagnosticDescriptors.ModelContainsItself, location, new[] { member.Name, sub.Name, _cycleChain });
                 hasErrors = true;
                 layer.Broken = true;
                 return layer;
@@ -410,6 +414,19 @@ namespace ModelDsl.Generators.Parsing
             var inner = new ModelParser(_path.Push(sub), _cancellation);
             var subAttribute = sub.GetAttributes().FirstOrDefault(a => a.AttributeClass?.ToDisplayString() == ModelAttributeName);
             var parsed = inner.ParseModel(sub, subAttribute, compilation, reportDiagnostics: false);
+            if (inner._cycleTarget is not null)
+            {
+                // A -> B -> A: report on A's member when compiling A (and on B's when compiling B), not on models
+                // that merely contain such a pair.
+                var root = _path.Reverse().First();
+                if (SymbolEqualityComparer.Default.Equals(inner._cycleTarget, root))
+                    report(DiagnosticDescriptors.ModelContainsItself, location, new[] { member.Name, root.Name, inner._cycleChain });
+                _cycleTarget ??= inner._cycleTarget;
+                if (_cycleChain.Length == 0) _cycleChain = inner._cycleChain;
+                hasErrors = true;
+                layer.Broken = true;
+                return layer;
+            }
             if (parsed is null || (parsed.Spec.HasErrors && !parsed.Spec.HasUserForward))
             {
                 layer.Broken = true;

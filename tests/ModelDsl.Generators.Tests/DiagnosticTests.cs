@@ -1,0 +1,297 @@
+using Microsoft.CodeAnalysis;
+
+namespace ModelDsl.Generators.Tests;
+
+/// <summary>Every diagnostic, asserted by id and by the exact span it underlines.</summary>
+public class DiagnosticTests
+{
+    [Fact]
+    public void MissingTorchSharp_ReportsMD0001_OnTheModelAttribute()
+    {
+        var (source, expected) = Markup.Parse("using ModelDsl;\n[{|MD0001:Model(Input = \"B, 4\")|}]\npublic partial class M { }");
+        var run = GeneratorHarness.Run(GeneratorHarness.Compile(new[] { ("M.cs", source) }, withTorchSharp: false));
+        run.AssertNoGeneratorCrash();
+        var d = Assert.Single(run.ModelDiagnostics);
+        Assert.Equal(("MD0001", expected[0].Start, expected[0].Length), (d.Id, d.Location.SourceSpan.Start, d.Location.SourceSpan.Length));
+    }
+
+    [Fact]
+    public void NonPartialClass_ReportsMD0002_OnTheClassName() => Markup.Verify("""
+        [Model(Input = "B, 4")]
+        public class {|MD0002:M|} { }
+        """);
+
+    [Theory]
+    [InlineData("public static partial class {|MD0003:M|} { }")]
+    [InlineData("public abstract partial class {|MD0003:M|} { [Linear(2)] public partial Linear L { get; } }")]
+    [InlineData("public partial class {|MD0003:M|}<T> { [Linear(2)] public partial Linear L { get; } }")]
+    [InlineData("public partial record {|MD0003:M|} { }")]
+    public void UnsupportedClass_ReportsMD0003_OnTheClassName(string declaration) =>
+        Markup.Verify("[Model(Input = \"B, 4\")]\n" + declaration);
+
+    [Fact]
+    public void NestedInNonPartialClass_ReportsMD0004() => Markup.Verify("""
+        public class Outer
+        {
+            [Model(Input = "B, 4")]
+            public partial class {|MD0004:M|} { [Linear(2)] public partial Linear L { get; } }
+        }
+        """);
+
+    [Theory]
+    [InlineData("[Linear(2)] public partial Linear {|MD0005:L|} { get; set; }")]
+    [InlineData("[Linear(2)] public static partial Linear {|MD0005:L|} { get; }")]
+    [InlineData("[Linear(2)] public Linear {|MD0005:L|} { get; }")]
+    [InlineData("[Linear(2)] public const int {|MD0005:L|} = 1;")]
+    public void InvalidLayerMember_ReportsMD0005_OnTheMember(string member) =>
+        Markup.Verify("[Model(Input = \"B, 4\")]\npublic partial class M\n{\n    " + member + "\n}");
+
+    [Fact]
+    public void WrongPropertyType_ReportsMD0006_OnTheType() => Markup.Verify("""
+        [Model(Input = "B, 4")]
+        public partial class M
+        {
+            [Linear(2)] public partial {|MD0006:Conv2d|} L { get; }
+        }
+        """);
+
+    [Fact]
+    public void TwoLayerAttributes_ReportsMD0007() => Markup.Verify("""
+        [Model(Input = "B, 4")]
+        public partial class M
+        {
+            [Linear(2), ReLU] public partial Linear {|MD0007:L|} { get; }
+        }
+        """);
+
+    [Fact]
+    public void NoLayers_WarnsMD0008() => Markup.Verify("""
+        [Model(Input = "B, 4")]
+        public partial class {|MD0008:M|} { }
+        """);
+
+    [Fact]
+    public void PartialPropertyWithoutAttribute_ReportsMD0009() => Markup.Verify("""
+        [Model(Input = "B, 4")]
+        public partial class M
+        {
+            [Linear(2)] public partial Linear L { get; }
+            public partial Linear {|MD0009:Forgotten|} { get; }
+        }
+        """);
+
+    [Fact]
+    public void ModelContainingItself_ReportsMD0010_OnTheProperty() => Markup.Verify("""
+        [Model(Input = "B, 4")]
+        public partial class A
+        {
+            [Linear(4)] public partial Linear L { get; }
+            public partial B {|MD0010:Inner|} { get; }
+        }
+
+        [Model(Input = "B, 4")]
+        public partial class B
+        {
+            public partial A {|MD0010:Outer|} { get; }
+        }
+        """);
+
+    [Fact]
+    public void LayersInTwoFiles_WarnsMD0011_OnTheModelAttribute()
+    {
+        var (first, expected) = Markup.Parse(GeneratorHarness.Usings + "[{|MD0011:Model(Input = \"B, 4\")|}]\npublic partial class M { [Linear(3)] public partial Linear A { get; } }");
+        var second = GeneratorHarness.Usings + "public partial class M { [Linear(2)] public partial Linear B { get; } }";
+        var run = GeneratorHarness.Run(GeneratorHarness.Compile(new[] { ("First.cs", first), ("Second.cs", second) }));
+        run.AssertNoGeneratorCrash();
+        var d = Assert.Single(run.ModelDiagnostics);
+        Assert.Equal("MD0011", d.Id);
+        Assert.Equal(expected[0].Start, d.Location.SourceSpan.Start);
+        Assert.Equal("First.cs", d.Location.GetLineSpan().Path);
+        Assert.DoesNotContain(run.CompilerDiagnostics, x => x.Severity == DiagnosticSeverity.Error);
+    }
+
+    [Fact]
+    public void OtherBaseClass_ReportsMD0012() => Markup.Verify("""
+        public class Base { }
+        [Model(Input = "B, 4")]
+        public partial class {|MD0012:M|} : Base { [Linear(2)] public partial Linear L { get; } }
+        """);
+
+    [Fact]
+    public void UserForward_ReportsInfoMD0013_AndChecksNoShapes()
+    {
+        var run = Markup.Verify("""
+            using TorchSharp;
+            [Model(Input = "B, 4")]
+            public partial class {|MD0013:M|}
+            {
+                [Linear(4, 2)] public partial Linear L { get; }
+                [Linear(7, 3)] public partial Linear Skip { get; }
+                public override torch.Tensor forward(torch.Tensor x) => Skip.forward(L.forward(x));
+            }
+            """);
+        Assert.Equal(DiagnosticSeverity.Info, run.ModelDiagnostics.Single().Severity);
+    }
+
+    [Theory]
+    [InlineData("{|MD0100:Input = \"B, 0\"|}")]
+    [InlineData("{|MD0100:Input = \"B,, 4\"|}")]
+    [InlineData("{|MD0100:Input = \"\"|}")]
+    [InlineData("{|MD0100:Input = \"B, 4x\"|}")]
+    [InlineData("Input = \"B, 4\", {|MD0100:InputType = (DType)99|}")]
+    public void MalformedInput_ReportsMD0100_OnTheArgument(string arguments) =>
+        Markup.Verify("[Model(" + arguments + ")]\npublic partial class M { [Linear(2)] public partial Linear L { get; } }");
+
+    [Fact]
+    public void LinearInFeaturesMismatch_ReportsMD0101_OnTheArgument() => Markup.Verify("""
+        [Model(Input = "B, 64")]
+        public partial class M
+        {
+            [Linear(128)] public partial Linear Hidden { get; }
+            [Linear({|MD0101:64|}, 10)] public partial Linear Output { get; }
+        }
+        """);
+
+    [Fact]
+    public void ConvInChannelsMismatch_ReportsMD0101() => Markup.Verify("""
+        [Model(Input = "B, 1, 8, 8")]
+        public partial class M
+        {
+            [Conv2d({|MD0101:3|}, 8, 3)] public partial Conv2d Conv { get; }
+        }
+        """);
+
+    [Fact]
+    public void ConvOnFeatureVector_ReportsMD0102_OnTheAttribute() => Markup.Verify("""
+        [Model(Input = "B, 64")]
+        public partial class M
+        {
+            [{|MD0102:Conv2d(16, 3)|}] public partial Conv2d Conv { get; }
+        }
+        """);
+
+    [Theory]
+    [InlineData("B, 1, 8, 8", "[Conv2d(4, {|MD0103:9|})] public partial Conv2d C { get; }")]
+    [InlineData("B, 1, 2, 2", "[MaxPool2d({|MD0103:3|}, Padding = 1, Dilation = 2)] public partial MaxPool2d P { get; }")]
+    [InlineData("B, 2, 4", "[Conv1d(4, 3, Padding = 1, Dilation = 2)] public partial Conv1d C1 { get; }\n[Conv1d(4, {|MD0103:3|}, Dilation = 2)] public partial Conv1d C2 { get; }")]
+    public void KernelLargerThanInput_ReportsMD0103(string input, string layers) =>
+        Markup.Verify($"[Model(Input = \"{input}\")]\npublic partial class M\n{{\n{layers}\n}}");
+
+    [Theory]
+    [InlineData("[Linear({|MD0104:0|})] public partial Linear L { get; }")]
+    [InlineData("[Linear({|MD0104:-5|}, 3)] public partial Linear L { get; }")]
+    [InlineData("[Conv1d(4, 3, {|MD0104:Stride = 0|})] public partial Conv1d C { get; }")]
+    [InlineData("[Embedding(10, {|MD0104:0|})] public partial Embedding E { get; }")]
+    public void NonPositiveSize_ReportsMD0104_OnTheArgument(string layer) =>
+        Markup.Verify("[Model(Input = \"B, 4, 4\")]\npublic partial class M\n{\n" + layer + "\n}");
+
+    [Theory]
+    [InlineData("1.0")]
+    [InlineData("-0.1")]
+    [InlineData("double.NaN")]
+    public void DropoutOutOfRange_ReportsMD0105(string p) => Markup.Verify(
+        "[Model(Input = \"B, 4\")]\npublic partial class M { [Dropout({|MD0105:" + p + "|})] public partial Dropout D { get; } }");
+
+    [Fact]
+    public void EmbeddingOfFloatInput_ReportsMD0106() => Markup.Verify("""
+        [Model(Input = "B, T")]
+        public partial class M { [{|MD0106:Embedding(65, 16)|}] public partial Embedding E { get; } }
+        """);
+
+    [Fact]
+    public void LinearOnTokenIds_ReportsMD0107() => Markup.Verify("""
+        [Model(Input = "B, 16", InputType = DType.Int64)]
+        public partial class M { [{|MD0107:Linear(4)|}] public partial Linear L { get; } }
+        """);
+
+    [Theory]
+    [InlineData("[Softmax({|MD0108:2|})] public partial Softmax S { get; }")]
+    [InlineData("[Flatten({|MD0108:StartDim = 3|})] public partial Flatten F { get; }")]
+    public void DimOutOfRange_ReportsMD0108(string layer) =>
+        Markup.Verify("[Model(Input = \"B, 4\")]\npublic partial class M { " + layer + " }");
+
+    [Fact]
+    public void InFeaturesFromSymbolicDim_ReportsMD0109() => Markup.Verify("""
+        [Model(Input = "B, F")]
+        public partial class M { [{|MD0109:Linear(4)|}] public partial Linear L { get; } }
+        """);
+
+    [Fact]
+    public void SymbolicDim_WithExplicitSize_IsAccepted() => Markup.Verify("""
+        [Model(Input = "B, F")]
+        public partial class M { [Linear(32, 4)] public partial Linear L { get; } }
+        """);
+
+    [Theory]
+    [InlineData("[Conv2d(6, 3, {|MD0110:Groups = 4|})] public partial Conv2d C { get; }")]
+    [InlineData("[MaxPool2d(2, {|MD0110:Padding = 2|})] public partial MaxPool2d P { get; }")]
+    public void InvalidArgument_ReportsMD0110(string layer) =>
+        Markup.Verify("[Model(Input = \"B, 2, 8, 8\")]\npublic partial class M { " + layer + " }");
+
+    [Fact]
+    public void IntMaxValueSizes_AreCountedExactly_WithoutDiagnostics()
+    {
+        var run = Markup.Verify("""
+            [Model(Input = "B, 2147483647")]
+            public partial class M { [Linear(2147483647)] public partial Linear A { get; } }
+            """);
+        // 2147483647 * 2147483647 + 2147483647 fits a long; computed here independently.
+        Assert.Contains("4611686016279904256L", run.Source("M.Model.g.cs"));
+    }
+
+    [Fact]
+    public void ParameterCountOverflow_ReportsMD0111() => Markup.Verify("""
+        [Model(Input = "B, 2147483647, 8, 8")]
+        public partial class M
+        {
+            [{|MD0111:Conv2d(2147483647, 3)|}] public partial Conv2d C { get; }
+        }
+        """);
+
+    [Fact]
+    public void ComposedModelInputMismatch_ReportsMD0112_OnTheProperty() => Markup.Verify("""
+        [Model(Input = "B, 32")]
+        public partial class Block
+        {
+            [Linear(32)] public partial Linear L { get; }
+        }
+
+        [Model(Input = "B, 64")]
+        public partial class Net
+        {
+            public partial Block {|MD0112:First|} { get; }
+        }
+        """);
+
+    [Fact]
+    public void OmittedSizeWithUserForward_ReportsMD0113() => Markup.Verify("""
+        using TorchSharp;
+        [Model(Input = "B, 4")]
+        public partial class {|MD0013:M|}
+        {
+            [{|MD0113:Linear(2)|}] public partial Linear L { get; }
+            public override torch.Tensor forward(torch.Tensor x) => L.forward(x);
+        }
+        """);
+
+    [Fact]
+    public void EveryDiagnostic_HasATestAndADocsSection()
+    {
+        var root = RepoRoot();
+        var tests = System.IO.File.ReadAllText(System.IO.Path.Combine(root, "tests", "ModelDsl.Generators.Tests", "DiagnosticTests.cs"));
+        var docs = System.IO.File.ReadAllText(System.IO.Path.Combine(root, "docs", "diagnostics.md"));
+        foreach (var descriptor in ModelDsl.Generators.Diagnostics.DiagnosticDescriptors.All)
+        {
+            Assert.Contains("|" + descriptor.Id + ":", tests);
+            Assert.Contains($"<a id=\"{descriptor.Id.ToLowerInvariant()}\"></a>", docs);
+            Assert.Equal("docs/diagnostics.md#" + descriptor.Id.ToLowerInvariant(), descriptor.HelpLinkUri);
+        }
+    }
+
+    internal static string RepoRoot()
+    {
+        var dir = new System.IO.DirectoryInfo(AppContext.BaseDirectory);
+        while (dir is not null && !System.IO.File.Exists(System.IO.Path.Combine(dir.FullName, "ModelDsl.sln"))) dir = dir.Parent;
+        return dir?.FullName ?? throw new InvalidOperationException("ModelDsl.sln not found above " + AppContext.BaseDirectory);
+    }
+}
