@@ -140,7 +140,8 @@ namespace ModelDsl.Generators.Emit
             {
                 LayerKind.Linear => $"{Nn}.Linear({N(a.In)}, {N(a.Out)}, hasBias: {B(a.Bias)})",
                 LayerKind.Conv1d or LayerKind.Conv2d =>
-                    $"{Nn}.{l.Kind}({N(a.In)}, {N(a.Out)}, {N(a.Kernel)}, stride: {N(a.Stride)}, padding: {N(a.Padding)}, dilation: {N(a.Dilation)}, groups: {N(a.Groups)}, bias: {B(a.Bias)})",
+                    // Positional on purpose: a named 'padding: 0' also converts to the Padding enum and is ambiguous.
+                    $"{Nn}.{l.Kind}({N(a.In)}, {N(a.Out)}, {N(a.Kernel)}, {N(a.Stride)}, {N(a.Padding)}, {N(a.Dilation)}, global::TorchSharp.PaddingModes.Zeros, {N(a.Groups)}, {B(a.Bias)})",
                 LayerKind.MaxPool2d => $"{Nn}.MaxPool2d({N(a.Kernel)}, stride: {N(a.Stride)}, padding: {N(a.Padding)}, dilation: {N(a.Dilation)})",
                 LayerKind.AvgPool2d => $"{Nn}.AvgPool2d({N(a.Kernel)}, stride: {N(a.Stride)}, padding: {N(a.Padding)})",
                 LayerKind.AdaptiveAvgPool2d => $"{Nn}.AdaptiveAvgPool2d(({N(a.OutH)}, {N(a.OutW)}))",

@@ -64,7 +64,7 @@ namespace Samples.Digits
         public DigitsCnn() : base(nameof(DigitsCnn))
         {
             // [Conv2d(16, 3, Padding = 1)] Conv1: (B, 16, 8, 8), 160 params
-            __Conv1 = global::TorchSharp.torch.nn.Conv2d(1, 16, 3, stride: 1, padding: 1, dilation: 1, groups: 1, bias: true);
+            __Conv1 = global::TorchSharp.torch.nn.Conv2d(1, 16, 3, 1, 1, 1, global::TorchSharp.PaddingModes.Zeros, 1, true);
             register_module("Conv1", __Conv1);
             // [BatchNorm2d] Norm1: (B, 16, 8, 8), 32 params
             __Norm1 = global::TorchSharp.torch.nn.BatchNorm2d(16, eps: 1E-05, momentum: 0.1);
@@ -73,7 +73,7 @@ namespace Samples.Digits
             __Act1 = global::TorchSharp.torch.nn.ReLU();
             register_module("Act1", __Act1);
             // [Conv2d(16, 32, 3, Stride = 2, Padding = 1, Bias = false)] Conv2: (B, 32, 4, 4), 4,608 params
-            __Conv2 = global::TorchSharp.torch.nn.Conv2d(16, 32, 3, stride: 2, padding: 1, dilation: 1, groups: 1, bias: false);
+            __Conv2 = global::TorchSharp.torch.nn.Conv2d(16, 32, 3, 2, 1, 1, global::TorchSharp.PaddingModes.Zeros, 1, false);
             register_module("Conv2", __Conv2);
             // [SiLU] Act2: (B, 32, 4, 4), 0 params
             __Act2 = global::TorchSharp.torch.nn.SiLU();

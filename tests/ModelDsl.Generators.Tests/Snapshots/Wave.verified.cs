@@ -40,7 +40,7 @@ namespace Samples
             public Wave() : base(nameof(Wave))
             {
                 // [Conv1d(8, 5, Dilation = 2, Padding = 4)] conv: (B, 8, 16), 128 params
-                this.conv = global::TorchSharp.torch.nn.Conv1d(3, 8, 5, stride: 1, padding: 4, dilation: 2, groups: 1, bias: true);
+                this.conv = global::TorchSharp.torch.nn.Conv1d(3, 8, 5, 1, 4, 2, global::TorchSharp.PaddingModes.Zeros, 1, true);
                 register_module("conv", this.conv);
                 // [Tanh] act: (B, 8, 16), 0 params
                 this.act = global::TorchSharp.torch.nn.Tanh();

@@ -1,0 +1,77 @@
+using ModelDsl;
+using TorchSharp.Modules;
+
+// Models that exercise every layer kind and every shape argument; the generator compiles them, libtorch runs
+// them, and ShapeOracleTests compares what libtorch produced with what the compiler inferred.
+namespace ModelDsl.Runtime.Tests.Oracle;
+
+[Model(Input = "B, 20")]
+public partial class DenseZoo
+{
+    [Linear(16)]                   public partial Linear L1 { get; }
+    [BatchNorm1d]                  public partial BatchNorm1d Bn { get; }
+    [GELU]                         public partial GELU Gelu { get; }
+    [Dropout(0.2)]                 public partial Dropout Drop { get; }
+    [LayerNorm]                    public partial LayerNorm Ln { get; }
+    [Linear(16, 8, Bias = false)]  public partial Linear L2 { get; }
+    [Tanh]                         public partial Tanh Tanh { get; }
+    [Sigmoid]                      public partial Sigmoid Sig { get; }
+    [SiLU]                         public partial SiLU Silu { get; }
+    [Identity]                     public partial Identity Id { get; }
+    [Softmax(1)]                   public partial Softmax Soft { get; }
+    [LogSoftmax(-1)]               public partial LogSoftmax LogSoft { get; }
+}
+
+[Model(Input = "B, 3, 33, 29")]
+public partial class Conv2dZoo
+{
+    [Conv2d(8, 3, Stride = 2, Padding = 1)]          public partial Conv2d C1 { get; }
+    [BatchNorm2d(8)]                                 public partial BatchNorm2d Bn { get; }
+    [ReLU]                                           public partial ReLU Act { get; }
+    [Conv2d(8, 16, 3, Dilation = 2, Groups = 4)]     public partial Conv2d C2 { get; }
+    [MaxPool2d(3, Stride = 1, Padding = 1)]          public partial MaxPool2d P1 { get; }
+    [Conv2d(4, 1, Bias = false)]                     public partial Conv2d C3 { get; }
+    [AvgPool2d(2, Padding = 1)]                      public partial AvgPool2d P2 { get; }
+    [MaxPool2d(2, Stride = 1, Dilation = 2)]         public partial MaxPool2d P3 { get; }
+    [AdaptiveAvgPool2d(3, 2)]                        public partial AdaptiveAvgPool2d Gap { get; }
+    [Flatten]                                        public partial Flatten Flat { get; }
+    [Linear(5)]                                      public partial Linear Head { get; }
+}
+
+[Model(Input = "B, 4, 30")]
+public partial class Conv1dZoo
+{
+    [Conv1d(6, 5, Stride = 3, Padding = 2, Dilation = 2)] public partial Conv1d C1 { get; }
+    [BatchNorm1d]                                         public partial BatchNorm1d Bn { get; }
+    [ReLU]                                                public partial ReLU Act { get; }
+    [Flatten(StartDim = 1, EndDim = 2)]                   public partial Flatten Flat { get; }
+    [Linear(7)]                                           public partial Linear Head { get; }
+}
+
+[Model(Input = "B, T", InputType = DType.Int64)]
+public partial class TokenZoo
+{
+    [Embedding(50, 12)]                  public partial Embedding Embed { get; }
+    [LayerNorm(12)]                      public partial LayerNorm Ln { get; }
+    [Linear(12)]                         public partial Linear Mix { get; }
+    [Flatten(StartDim = 0, EndDim = 1)]  public partial Flatten Tokens { get; }
+    [Linear(4)]                          public partial Linear Head { get; }
+}
+
+[Model(Input = "B, N, 12")]
+public partial class Block
+{
+    [LayerNorm]   public partial LayerNorm Ln { get; }
+    [Linear(24)]  public partial Linear Up { get; }
+    [GELU]        public partial GELU Act { get; }
+    [Linear(12)]  public partial Linear Down { get; }
+}
+
+[Model(Input = "B, 10, 12")]
+public partial class Stack
+{
+    public partial Block First { get; }
+    public partial Block Second { get; }
+    [Flatten]     public partial Flatten Flat { get; }
+    [Linear(3)]   public partial Linear Head { get; }
+}
