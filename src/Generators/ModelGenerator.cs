@@ -38,10 +38,13 @@ namespace ModelDsl.Generators
                 .WithTrackingName(TrackingNames.Diagnostics);
 
             context.RegisterSourceOutput(models, static (spc, model) => EmitSafely(spc, model!));
-            context.RegisterSourceOutput(diagnostics, static (spc, list) =>
+            // Diagnostics are re-attached to their syntax trees so that #pragma warning disable and per-file
+            // .editorconfig severities apply to them. Only this cheap reporting step sees every compilation; the
+            // parse and the emitted source stay cached.
+            context.RegisterSourceOutput(diagnostics.Combine(context.CompilationProvider), static (spc, pair) =>
             {
-                foreach (var d in list)
-                    spc.ReportDiagnostic(Diagnostic.Create(DiagnosticDescriptors.Get(d.Id), d.Location?.ToLocation(), d.Arguments.ToArray<object>()));
+                foreach (var d in pair.Left)
+                    spc.ReportDiagnostic(Diagnostic.Create(DiagnosticDescriptors.Get(d.Id), ToLocation(d.Location, pair.Right), d.Arguments.ToArray<object>()));
             });
         }
 
@@ -60,6 +63,17 @@ namespace ModelDsl.Generators
                     new[] { context.TargetSymbol.Name, "the ModelDsl generator failed on it (" + e.GetType().Name + ": " + e.Message + "); please report this" }.ToEquatableArray());
                 return new ModelResult(null, new[] { info }.ToEquatableArray());
             }
+        }
+
+        private static Location? ToLocation(LocationInfo? info, Compilation compilation)
+        {
+            if (info is null) return null;
+            foreach (var tree in compilation.SyntaxTrees)
+            {
+                if (tree.FilePath == info.FilePath && info.Start + info.Length <= tree.Length)
+                    return Location.Create(tree, new TextSpan(info.Start, info.Length));
+            }
+            return info.ToLocation();
         }
 
         private static void EmitSafely(SourceProductionContext context, ModelSpec model)

@@ -162,7 +162,7 @@ namespace ModelDsl.Shapes
                 {
                     if (p.Kernel < 1) return NonPositive("kernelSize", p.Kernel);
                     long stride = p.Stride <= 0 ? p.Kernel : p.Stride;
-                    if (p.Stride < 0) return NonPositive("Stride", p.Stride);
+                    if (p.Stride < 0) return Fail(ShapeErrorKind.NonPositive, $"Stride is {p.Stride}; it must be at least 1 (or 0 for the kernel size)", "Stride");
                     if (p.Dilation < 1) return NonPositive("Dilation", p.Dilation);
                     if (p.Padding < 0) return Fail(ShapeErrorKind.NonPositive, $"Padding is {p.Padding}; it must be 0 or more", "Padding");
                     // PyTorch: "pad should be at most half of effective kernel size".
@@ -181,8 +181,8 @@ namespace ModelDsl.Shapes
 
                 case LayerKind.AdaptiveAvgPool2d:
                 {
-                    if (p.OutH < 1) return NonPositive("outputSize", p.OutH);
-                    if (p.OutW < 1) return NonPositive("outputSize", p.OutW);
+                    if (p.OutH < 1) return NonPositive("outputHeight", p.OutH);
+                    if (p.OutW < 1) return NonPositive("outputWidth", p.OutW);
                     if (x.Length != 4) return Rank(kind, "a 4-D (B, C, H, W) input", x);
                     var outDims = (Dim[])x.Clone();
                     outDims[2] = Dim.Of(p.OutH);
@@ -317,7 +317,7 @@ namespace ModelDsl.Shapes
             if (!actual.IsConcrete)
             {
                 if (explicitSize == -1)
-                    return Fail(ShapeErrorKind.NotInferable, $"{kind} cannot infer its {what} from the symbolic {where} '{actual.Symbol}'; give it explicitly", null);
+                    return Fail(ShapeErrorKind.NotInferable, $"{kind} cannot infer its {what}: {where} of its input is the symbol '{actual.Symbol}', known only at run time; give it explicitly", null);
                 return new LayerShape { ResolvedIn = explicitSize };
             }
             if (explicitSize != -1 && explicitSize != actual.Size)

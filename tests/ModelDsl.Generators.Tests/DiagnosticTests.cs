@@ -138,9 +138,26 @@ public class DiagnosticTests
     [InlineData("{|MD0100:Input = \"B,, 4\"|}")]
     [InlineData("{|MD0100:Input = \"\"|}")]
     [InlineData("{|MD0100:Input = \"B, 4x\"|}")]
-    [InlineData("Input = \"B, 4\", {|MD0100:InputType = (DType)99|}")]
     public void MalformedInput_ReportsMD0100_OnTheArgument(string arguments) =>
         Markup.Verify("[Model(" + arguments + ")]\npublic partial class M { [Linear(2)] public partial Linear L { get; } }");
+
+    [Fact]
+    public void InvalidInputType_ReportsMD0014_OnTheArgument() => Markup.Verify("""
+        [Model(Input = "B, 4", {|MD0014:InputType = (DType)99|})]
+        public partial class M { [Linear(2)] public partial Linear L { get; } }
+        """);
+
+    [Fact]
+    public void Diagnostics_AreBoundToTheirSyntaxTree_SoPragmasApply()
+    {
+        // csc applies #pragma warning disable and per-file .editorconfig severities only to diagnostics whose
+        // location is in a syntax tree of the compilation (checked by hand in a real build).
+        var run = GeneratorHarness.Run(GeneratorHarness.Usings + "[Model(Input = \"B, 4\")]\npublic partial class M { }");
+        var d = Assert.Single(run.ModelDiagnostics);
+        Assert.Equal("MD0008", d.Id);
+        Assert.True(d.Location.IsInSource);
+        Assert.Same(run.Output.SyntaxTrees.First(), d.Location.SourceTree);
+    }
 
     [Fact]
     public void LinearInFeaturesMismatch_ReportsMD0101_OnTheArgument() => Markup.Verify("""

@@ -55,7 +55,7 @@ namespace ModelDsl.Generators.Diagnostics
             "'{0}' makes model '{1}' contain itself ({2}); a model cannot be its own layer");
 
         public static readonly DiagnosticDescriptor LayersAcrossFiles = Warning("MD0011", Declarations,
-            "Layers are declared in several partial declarations",
+            "Layers are declared in several files",
             "Model '{0}' declares layers in more than one file; they run in the order the compiler lists the files ({1}). Keep the layers in one declaration to make the order explicit.");
 
         public static readonly DiagnosticDescriptor ConflictingBaseClass = Error("MD0012", Declarations,
@@ -66,6 +66,10 @@ namespace ModelDsl.Generators.Diagnostics
             "Shapes are not checked through a hand-written forward",
             "Model '{0}' defines its own forward, so the compiler does not check the shapes between its layers",
             Declarations, DiagnosticSeverity.Info, isEnabledByDefault: true, helpLinkUri: HelpBase + "md0013");
+
+        public static readonly DiagnosticDescriptor InvalidInputType = Error("MD0014", Declarations,
+            "Invalid input type",
+            "InputType (DType){0} of model '{1}' is not a DType; use DType.Float32, Float64, Float16, Int32 or Int64");
 
         public static readonly DiagnosticDescriptor MalformedInput = Error("MD0100", ShapeCategory,
             "Malformed input shape",
@@ -120,8 +124,8 @@ namespace ModelDsl.Generators.Diagnostics
             "'{0}': {1}");
 
         public static readonly DiagnosticDescriptor NotInferableWithUserForward = Error("MD0113", ShapeCategory,
-            "Size must be explicit when the model has its own forward",
-            "'{0}': the {1} cannot be inferred because model '{2}' defines its own forward; write it explicitly, e.g. [{3}]");
+            "Size must be explicit where the input shape is unknown",
+            "'{0}': the {1} cannot be inferred because {2}; write it explicitly, e.g. [{3}]");
 
         public static IReadOnlyList<DiagnosticDescriptor> All { get; } = typeof(DiagnosticDescriptors)
             .GetFields(System.Reflection.BindingFlags.Public | System.Reflection.BindingFlags.Static)

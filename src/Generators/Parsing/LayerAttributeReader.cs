@@ -65,6 +65,8 @@ namespace ModelDsl.Generators.Parsing
         /// <summary>The location of one argument, falling back to the whole attribute.</summary>
         public Location? ArgumentLocation(string? name)
         {
+            // AdaptiveAvgPool2d(outputSize) sets both; the rules name the height or width.
+            if ((name is "outputHeight" or "outputWidth") && !Has(name)) name = "outputSize";
             var syntax = Attribute.ApplicationSyntaxReference?.GetSyntax() as AttributeSyntax;
             if (syntax is null) return null;
             if (name is null || syntax.ArgumentList is null) return syntax.GetLocation();

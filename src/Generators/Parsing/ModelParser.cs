@@ -132,7 +132,7 @@ namespace ModelDsl.Generators.Parsing
             if (inputType.Length == 0)
             {
                 var typeLocation = modelAttribute is null ? attributeLocation : LayerAttributeReader.For(modelAttribute).ArgumentLocation("InputType");
-                report(DiagnosticDescriptors.MalformedInput, typeLocation, new[] { inputText, type.Name, $"InputType (DType){inputTypeValue} is not a DType" });
+                report(DiagnosticDescriptors.InvalidInputType, typeLocation, new[] { inputTypeValue.ToString(System.Globalization.CultureInfo.InvariantCulture), type.Name });
                 hasErrors = true;
             }
 
@@ -151,7 +151,7 @@ namespace ModelDsl.Generators.Parsing
                 report(DiagnosticDescriptors.UserForwardUnchecked, identifierLocation, new[] { type.Name });
 
             var layers = ReadLayers(type, compilation, report, ref hasErrors);
-            if (layers.Count == 0 && !hasErrors)
+            if (layers.Count == 0 && !hasErrors && !userForward)
                 report(DiagnosticDescriptors.NoLayers, identifierLocation, new[] { type.Name });
 
             var trees = layers.Select(l => l.Tree).Where(t => t is not null).Distinct().ToArray();
@@ -448,8 +448,7 @@ namespace ModelDsl.Generators.Parsing
         private static string? MemberProblem(ISymbol member, PropertyDeclarationSyntax[] propertySyntax)
         {
             if (member.IsStatic) return "an instance member, not static";
-            if (member is IFieldSymbol field)
-                return field.IsConst ? "a property or an instance field, not a constant" : null;
+            if (member is IFieldSymbol) return null;
 
             var property = (IPropertySymbol)member;
             if (property.IsIndexer) return "a property, not an indexer";
