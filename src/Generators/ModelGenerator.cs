@@ -79,9 +79,11 @@ namespace ModelDsl.Generators
         private static void EmitSafely(SourceProductionContext context, ModelSpec model)
         {
             string source;
+            string? trainSource = null;
             try
             {
                 source = ModelEmitter.Emit(model);
+                if (model.Train is { } train && !model.HasErrors) trainSource = TrainEmitter.Emit(model, train);
             }
             catch (Exception e) when (e is not OperationCanceledException)
             {
@@ -90,6 +92,8 @@ namespace ModelDsl.Generators
                 return;
             }
             context.AddSource(ModelEmitter.HintName(model), SourceText.From(source, System.Text.Encoding.UTF8));
+            if (trainSource is not null)
+                context.AddSource(TrainEmitter.HintName(model), SourceText.From(trainSource, System.Text.Encoding.UTF8));
         }
     }
 

@@ -19,6 +19,7 @@ internal static class GeneratorHarness
         .Where(p => Path.GetFileName(p).StartsWith("System.", StringComparison.Ordinal) || Path.GetFileName(p) is "netstandard.dll" or "mscorlib.dll")
         .Append(typeof(ModelAttribute).Assembly.Location)
         .Append(typeof(TorchSharp.torch).Assembly.Location)
+        .Append(typeof(ModelDsl.Runtime.Training.TrainingPlan).Assembly.Location)
         .Distinct()
         .Select(p => (MetadataReference)MetadataReference.CreateFromFile(p))
         .ToArray();
@@ -26,7 +27,12 @@ internal static class GeneratorHarness
     public static CSharpCompilation Compile(IEnumerable<(string Path, string Text)> sources, bool withTorchSharp = true) =>
         CSharpCompilation.Create("UserModels",
             sources.Select(s => CSharpSyntaxTree.ParseText(s.Text, ParseOptions, s.Path)),
-            withTorchSharp ? References : References.Where(r => !r.Display!.EndsWith("TorchSharp.dll", StringComparison.Ordinal)),
+            withTorchSharp ? References : References.Where(r => !r.Display!.EndsWith("TorchSharp.dll", StringComparison.Ordinal) && !r.Display!.EndsWith("ModelDsl.Runtime.dll", StringComparison.Ordinal)),
+            new CSharpCompilationOptions(OutputKind.DynamicallyLinkedLibrary, nullableContextOptions: NullableContextOptions.Enable));
+
+    public static CSharpCompilation CompileWithoutRuntime(string source) =>
+        CSharpCompilation.Create("UserModels", new[] { CSharpSyntaxTree.ParseText(source, ParseOptions, "Model0.cs") },
+            References.Where(r => !r.Display!.EndsWith("ModelDsl.Runtime.dll", StringComparison.Ordinal)),
             new CSharpCompilationOptions(OutputKind.DynamicallyLinkedLibrary, nullableContextOptions: NullableContextOptions.Enable));
 
     public static CSharpCompilation Compile(params string[] sources) =>

@@ -13,6 +13,7 @@ namespace ModelDsl.Generators.Diagnostics
         private const string HelpBase = "docs/diagnostics.md#";
         private const string Declarations = "ModelDsl.Declarations";
         private const string ShapeCategory = "ModelDsl.Shapes";
+        private const string TrainingCategory = "ModelDsl.Training";
 
         public static readonly DiagnosticDescriptor TorchSharpMissing = Error("MD0001", Declarations,
             "TorchSharp is not referenced",
@@ -126,6 +127,46 @@ namespace ModelDsl.Generators.Diagnostics
         public static readonly DiagnosticDescriptor NotInferableWithUserForward = Error("MD0113", ShapeCategory,
             "Size must be explicit where the input shape is unknown",
             "'{0}': the {1} cannot be inferred because {2}; write it explicitly, e.g. [{3}]");
+
+        public static readonly DiagnosticDescriptor RuntimeMissing = Error("MD0400", TrainingCategory,
+            "ModelDsl.Runtime is not referenced",
+            "[Train] on '{0}' needs the ModelDsl runtime: reference the ModelDsl.Runtime project or package");
+
+        public static readonly DiagnosticDescriptor InvalidLearningRate = Error("MD0401", TrainingCategory,
+            "Invalid learning rate",
+            "LearningRate is {0}; it must be a positive number");
+
+        public static readonly DiagnosticDescriptor InvalidEpochs = Error("MD0402", TrainingCategory,
+            "Invalid epoch count",
+            "Epochs is {0}; train for at least 1 epoch");
+
+        public static readonly DiagnosticDescriptor InvalidBatchSize = Error("MD0403", TrainingCategory,
+            "Invalid batch size",
+            "BatchSize is {0}; it must be at least 1");
+
+        public static readonly DiagnosticDescriptor LossDoesNotFitOutput = Error("MD0404", TrainingCategory,
+            "Loss does not fit the model's output",
+            "Loss.{0} does not fit the output {1} of model '{2}': {3}");
+
+        public static readonly DiagnosticDescriptor InvalidOptimizerSetting = Error("MD0405", TrainingCategory,
+            "Invalid optimiser setting",
+            "{0}");
+
+        public static readonly DiagnosticDescriptor InvalidSchedule = Error("MD0406", TrainingCategory,
+            "Invalid learning-rate schedule",
+            "{0}");
+
+        public static readonly DiagnosticDescriptor LossActivationMismatch = Warning("MD0407", TrainingCategory,
+            "The model's last layer does not suit the loss",
+            "Loss.{0} after a final [{1}] layer: {2}");
+
+        public static readonly DiagnosticDescriptor InvalidTrainingSetting = Error("MD0408", TrainingCategory,
+            "Invalid training setting",
+            "{0}");
+
+        public static readonly DiagnosticDescriptor TrainNeedsConcreteInput = Error("MD0409", TrainingCategory,
+            "Training needs concrete per-sample dimensions",
+            "[Train] reads samples of model '{0}' from files, so its input {1} must be concrete after the batch dimension");
 
         public static IReadOnlyList<DiagnosticDescriptor> All { get; } = typeof(DiagnosticDescriptors)
             .GetFields(System.Reflection.BindingFlags.Public | System.Reflection.BindingFlags.Static)

@@ -177,7 +177,7 @@ namespace ModelDsl.Generators.Emit
 
         private static string Xml(string text) => text.Replace("\r", " ").Replace("\n", " ").Replace("&", "&amp;").Replace("<", "&lt;").Replace(">", "&gt;");
 
-        private static string Literal(string text)
+        internal static string Literal(string text)
         {
             var sb = new StringBuilder("\"");
             foreach (char c in text)

@@ -16,13 +16,21 @@ namespace ModelDsl.Generators.Model
         bool HasUserForward,
         bool HasErrors,
         string OutputText,
-        EquatableArray<LayerSpec> Layers)
+        EquatableArray<LayerSpec> Layers,
+        TrainSpec? Train = null)
     {
         /// <summary>The deterministic hint name prefix: <c>{Namespace}.{Outer}.{Type}</c>.</summary>
         public string FullName =>
             (Namespace is null ? "" : Namespace + ".") +
             string.Concat(System.Linq.Enumerable.Select(ContainingTypes, t => t.Name + ".")) + Name;
     }
+
+    /// <summary>The checked values of a [Train] attribute; enums as their names.</summary>
+    internal sealed record TrainSpec(
+        string Loss, string Optimizer, double LearningRate, double WeightDecay, double Momentum, bool Nesterov,
+        int Epochs, int BatchSize, long Seed, string Schedule, int WarmupEpochs, int StepSize, double Gamma,
+        double GradientClipNorm, string Data, string TestData, double ValidationFraction,
+        EquatableArray<long> SampleShape, bool InputIsInteger);
 
     /// <summary>A type the model class is nested in: <c>partial class Outer</c>.</summary>
     internal sealed record ContainingType(string Keyword, string Name);

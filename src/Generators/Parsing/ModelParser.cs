@@ -243,6 +243,16 @@ namespace ModelDsl.Generators.Parsing
             }
 
             bool outputKnown = !shapesFailed && !userForward && current is not null;
+
+            TrainSpec? train = null;
+            var trainAttribute = reportDiagnostics
+                ? type.GetAttributes().FirstOrDefault(a => a.AttributeClass?.ToDisplayString() == TrainParser.TrainAttributeName)
+                : null;
+            if (trainAttribute is not null && !hasErrors)
+            {
+                train = TrainParser.Parse(type.Name, trainAttribute, compilation, input, inputIsInteger,
+                    outputKnown ? current : null, specs.Count > 0 ? specs[specs.Count - 1].KindName : null, report);
+            }
             var spec = new ModelSpec(
                 type.ContainingNamespace is { IsGlobalNamespace: false } ns ? ns.ToDisplayString() : null,
                 containing.ToEquatableArray(),
@@ -253,7 +263,8 @@ namespace ModelDsl.Generators.Parsing
                 userForward,
                 shapesFailed,
                 outputKnown ? ShapeText.Format(current!) : "?",
-                specs.ToEquatableArray());
+                specs.ToEquatableArray(),
+                train);
 
             return new Parsed
             {

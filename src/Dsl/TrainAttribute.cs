@@ -1,0 +1,90 @@
+using System;
+
+namespace ModelDsl
+{
+    /// <summary>Loss functions, named as in <c>torch.nn</c>.</summary>
+    public enum Loss
+    {
+        /// <summary><c>nn.CrossEntropyLoss</c>: logits <c>(B, C)</c> and class indices <c>(B)</c>.</summary>
+        CrossEntropy = 0,
+        /// <summary><c>nn.NLLLoss</c>: log-probabilities <c>(B, C)</c> (e.g. after <c>[LogSoftmax(1)]</c>) and class indices.</summary>
+        NLL = 1,
+        /// <summary><c>nn.MSELoss</c>: regression; output and targets of the same shape.</summary>
+        MSE = 2,
+        /// <summary><c>nn.BCEWithLogitsLoss</c>: one logit per sample, <c>(B)</c> or <c>(B, 1)</c>, and 0/1 targets.</summary>
+        BCEWithLogits = 3,
+    }
+
+    /// <summary>Optimisers, named as in <c>torch.optim</c>.</summary>
+    public enum Optimizer
+    {
+        /// <summary><c>optim.SGD</c>, with optional momentum and Nesterov.</summary>
+        SGD = 0,
+        /// <summary><c>optim.Adam</c>.</summary>
+        Adam = 1,
+        /// <summary><c>optim.AdamW</c> (decoupled weight decay).</summary>
+        AdamW = 2,
+    }
+
+    /// <summary>Learning-rate schedules, applied per epoch.</summary>
+    public enum Schedule
+    {
+        /// <summary>The learning rate stays as declared.</summary>
+        Constant = 0,
+        /// <summary><c>StepLR</c>: multiply by <see cref="TrainAttribute.Gamma"/> every <see cref="TrainAttribute.StepSize"/> epochs.</summary>
+        Step = 1,
+        /// <summary>Linear warm-up for <see cref="TrainAttribute.WarmupEpochs"/>, then cosine annealing to zero.</summary>
+        Cosine = 2,
+    }
+
+    /// <summary>
+    /// Declares how a <see cref="ModelAttribute">[Model]</see> class is trained. The generator adds a static
+    /// <c>Run(string[] args)</c> that parses the command line, loads the data, trains with progress, writes
+    /// checkpoints each epoch, and reports. Values are checked at compile time.
+    /// </summary>
+    /// <example><c>[Train(Loss.CrossEntropy, Optimizer.Adam, LearningRate = 1e-3, Epochs = 30, BatchSize = 64)]</c></example>
+    [AttributeUsage(AttributeTargets.Class, AllowMultiple = false, Inherited = false)]
+    public sealed class TrainAttribute : Attribute
+    {
+        /// <summary>Declares the loss and the optimiser; everything else has PyTorch-like defaults.</summary>
+        public TrainAttribute(Loss loss, Optimizer optimizer) { Loss = loss; Optimizer = optimizer; }
+
+        /// <summary>The loss function.</summary>
+        public Loss Loss { get; }
+        /// <summary>The optimiser.</summary>
+        public Optimizer Optimizer { get; }
+        /// <summary>Learning rate; must be positive. Default 1e-3.</summary>
+        public double LearningRate { get; set; } = 1e-3;
+        /// <summary>L2 penalty (decoupled for AdamW). Default 0 (AdamW: 0.01, as in PyTorch).</summary>
+        public double WeightDecay { get; set; } = double.NaN;
+        /// <summary>SGD momentum in [0, 1). Default 0.</summary>
+        public double Momentum { get; set; }
+        /// <summary>Nesterov momentum for SGD; needs a positive momentum. Default false.</summary>
+        public bool Nesterov { get; set; }
+        /// <summary>Number of passes over the training data; at least 1. Default 10.</summary>
+        public int Epochs { get; set; } = 10;
+        /// <summary>Samples per batch per rank, as in PyTorch's DataLoader; at least 1. Default 64.</summary>
+        public int BatchSize { get; set; } = 64;
+        /// <summary>Seed for initialisation, shuffling (seed + epoch) and dropout. Default 0.</summary>
+        public long Seed { get; set; }
+        /// <summary>The learning-rate schedule. Default constant.</summary>
+        public Schedule Schedule { get; set; } = Schedule.Constant;
+        /// <summary>Epochs of linear warm-up before the cosine schedule. Default 0.</summary>
+        public int WarmupEpochs { get; set; }
+        /// <summary>Epochs between decays of the step schedule. Default 10.</summary>
+        public int StepSize { get; set; } = 10;
+        /// <summary>Decay factor of the step schedule, in (0, 1]. Default 0.1.</summary>
+        public double Gamma { get; set; } = 0.1;
+        /// <summary>Clip the global gradient L2 norm to this value; 0 turns clipping off. Default 0.</summary>
+        public double GradientClipNorm { get; set; }
+        /// <summary>
+        /// The training data: a CSV file (features then the label in the last column, no header), relative to the
+        /// program's directory or the working directory. <c>--data</c> overrides it.
+        /// </summary>
+        public string Data { get; set; } = "";
+        /// <summary>Optional held-out test data in the same format; reported as <c>test_accuracy</c>.</summary>
+        public string TestData { get; set; } = "";
+        /// <summary>Fraction of the training data held out for validation, in [0, 1). Default 0.1.</summary>
+        public double ValidationFraction { get; set; } = 0.1;
+    }
+}

@@ -1,0 +1,173 @@
+using System;
+using System.Collections.Generic;
+using System.Globalization;
+using System.Linq;
+using Microsoft.CodeAnalysis;
+using ModelDsl.Generators.Diagnostics;
+using ModelDsl.Generators.Model;
+using ModelDsl.Shapes;
+
+namespace ModelDsl.Generators.Parsing
+{
+    /// <summary>Reads and checks a [Train] attribute against the model it trains.</summary>
+    internal static class TrainParser
+    {
+        internal const string TrainAttributeName = "ModelDsl.TrainAttribute";
+        private const string TrainingHostName = "ModelDsl.Runtime.Training.TrainingHost";
+
+        // ModelDsl.Loss / Optimizer / Schedule by value (the generator cannot load the DSL assembly).
+        private static readonly string[] Losses = { "CrossEntropy", "NLL", "MSE", "BCEWithLogits" };
+        private static readonly string[] Optimizers = { "SGD", "Adam", "AdamW" };
+        private static readonly string[] Schedules = { "Constant", "Step", "Cosine" };
+
+        /// <summary>
+        /// Checks the plan. <paramref name="output"/> is null when the model's output is unknown at compile time
+        /// (its own forward), in which case the loss is not checked against it.
+        /// </summary>
+        public static TrainSpec? Parse(string modelName, AttributeData attribute, Compilation compilation, Dim[]? input, bool inputIsInteger,
+            Dim[]? output, string? lastLayerKind, Action<DiagnosticDescriptor, Location?, string[]> report)
+        {
+            var reader = LayerAttributeReader.For(attribute);
+            var attributeLocation = reader.ArgumentLocation(null);
+            if (attribute.AttributeConstructor is null) return null; // the compiler reports the bad arguments
+
+            if (compilation.GetTypeByMetadataName(TrainingHostName) is null)
+            {
+                report(DiagnosticDescriptors.RuntimeMissing, attributeLocation, new[] { modelName });
+                return null;
+            }
+
+            var values = new Dictionary<string, TypedConstant>(StringComparer.Ordinal);
+            var ctor = attribute.AttributeConstructor;
+            for (int i = 0; i < ctor.Parameters.Length && i < attribute.ConstructorArguments.Length; i++)
+                values[ctor.Parameters[i].Name] = attribute.ConstructorArguments[i];
+            foreach (var named in attribute.NamedArguments) values[named.Key] = named.Value;
+
+            T Get<T>(string name, T fallback) => values.TryGetValue(name, out var c) && c.Value is T v ? v : fallback;
+            string Num(double d) => d.ToString("R", CultureInfo.InvariantCulture);
+            bool ok = true;
+            void Fail(DiagnosticDescriptor d, string argument, params string[] args)
+            {
+                report(d, reader.ArgumentLocation(argument), args);
+                ok = false;
+            }
+
+            string? loss = Name(Losses, Get("loss", 0));
+            string? optimizer = Name(Optimizers, Get("optimizer", 0));
+            string? schedule = Name(Schedules, Get("Schedule", 0));
+            if (loss is null) Fail(DiagnosticDescriptors.InvalidTrainingSetting, "loss", $"(Loss){Get("loss", 0)} is not a Loss");
+            if (optimizer is null) Fail(DiagnosticDescriptors.InvalidTrainingSetting, "optimizer", $"(Optimizer){Get("optimizer", 0)} is not an Optimizer");
+            if (schedule is null) Fail(DiagnosticDescriptors.InvalidTrainingSetting, "Schedule", $"(Schedule){Get("Schedule", 0)} is not a Schedule");
+
+            double lr = Get("LearningRate", 1e-3);
+            if (!(lr > 0) || double.IsInfinity(lr)) Fail(DiagnosticDescriptors.InvalidLearningRate, "LearningRate", Num(lr));
+            int epochs = Get("Epochs", 10);
+            if (epochs < 1) Fail(DiagnosticDescriptors.InvalidEpochs, "Epochs", epochs.ToString(CultureInfo.InvariantCulture));
+            int batch = Get("BatchSize", 64);
+            if (batch < 1) Fail(DiagnosticDescriptors.InvalidBatchSize, "BatchSize", batch.ToString(CultureInfo.InvariantCulture));
+
+            double weightDecay = Get("WeightDecay", double.NaN);
+            double momentum = Get("Momentum", 0.0);
+            bool nesterov = Get("Nesterov", false);
+            if (weightDecay < 0 || double.IsInfinity(weightDecay))
+                Fail(DiagnosticDescriptors.InvalidOptimizerSetting, "WeightDecay", $"WeightDecay is {Num(weightDecay)}; it must be 0 or more");
+            if (!(momentum >= 0 && momentum < 1))
+                Fail(DiagnosticDescriptors.InvalidOptimizerSetting, "Momentum", $"Momentum is {Num(momentum)}; it must be in [0, 1)");
+            else if (momentum > 0 && optimizer is not null and not "SGD")
+                Fail(DiagnosticDescriptors.InvalidOptimizerSetting, "Momentum", $"Momentum applies to SGD; {optimizer} keeps its own moment estimates (betas)");
+            if (nesterov && optimizer is not null and not "SGD")
+                Fail(DiagnosticDescriptors.InvalidOptimizerSetting, "Nesterov", $"Nesterov applies to SGD, not {optimizer}");
+            else if (nesterov && !(momentum > 0))
+                Fail(DiagnosticDescriptors.InvalidOptimizerSetting, "Nesterov", "Nesterov momentum requires a momentum > 0 (as in PyTorch)");
+
+            int warmup = Get("WarmupEpochs", 0);
+            int stepSize = Get("StepSize", 10);
+            double gamma = Get("Gamma", 0.1);
+            if (warmup < 0 || (epochs >= 1 && warmup >= epochs && warmup > 0))
+                Fail(DiagnosticDescriptors.InvalidSchedule, "WarmupEpochs", $"WarmupEpochs is {warmup}; it must be 0 or more and less than Epochs ({epochs})");
+            else if (warmup > 0 && schedule is not null and not "Cosine")
+                Fail(DiagnosticDescriptors.InvalidSchedule, "WarmupEpochs", $"WarmupEpochs applies to Schedule.Cosine, not Schedule.{schedule}");
+            if (stepSize < 1)
+                Fail(DiagnosticDescriptors.InvalidSchedule, "StepSize", $"StepSize is {stepSize}; it must be at least 1 epoch");
+            if (!(gamma > 0 && gamma <= 1))
+                Fail(DiagnosticDescriptors.InvalidSchedule, "Gamma", $"Gamma is {Num(gamma)}; it must be in (0, 1]");
+
+            double clip = Get("GradientClipNorm", 0.0);
+            if (!(clip >= 0) || double.IsInfinity(clip))
+                Fail(DiagnosticDescriptors.InvalidTrainingSetting, "GradientClipNorm", $"GradientClipNorm is {Num(clip)}; use a positive norm, or 0 for no clipping");
+            double validation = Get("ValidationFraction", 0.1);
+            if (!(validation >= 0 && validation < 1))
+                Fail(DiagnosticDescriptors.InvalidTrainingSetting, "ValidationFraction", $"ValidationFraction is {Num(validation)}; it must be in [0, 1)");
+
+            var sample = new List<long>();
+            if (input is not null)
+            {
+                foreach (var d in input.Skip(1))
+                {
+                    if (!d.IsConcrete)
+                    {
+                        report(DiagnosticDescriptors.TrainNeedsConcreteInput, attributeLocation, new[] { modelName, ShapeText.Format(input) });
+                        ok = false;
+                        break;
+                    }
+                    sample.Add(d.Size);
+                }
+            }
+            else ok = false;
+
+            if (loss is not null && output is not null)
+            {
+                string? problem = LossProblem(loss, output);
+                if (problem is not null)
+                    Fail(DiagnosticDescriptors.LossDoesNotFitOutput, "loss", loss, ShapeText.Format(output), modelName, problem);
+                string? mismatch = ActivationMismatch(loss, lastLayerKind);
+                if (mismatch is not null)
+                    report(DiagnosticDescriptors.LossActivationMismatch, reader.ArgumentLocation("loss"), new[] { loss, lastLayerKind!, mismatch });
+            }
+
+            if (!ok || loss is null || optimizer is null || schedule is null) return null;
+            return new TrainSpec(loss, optimizer, lr, weightDecay, momentum, nesterov, epochs, batch, Get("Seed", 0L), schedule,
+                warmup, stepSize, gamma, clip, Get("Data", ""), Get("TestData", ""), validation, sample.ToEquatableArray(), inputIsInteger);
+        }
+
+        /// <summary>What the loss needs of the model's output (PyTorch's loss "Shape:" sections), or null if it fits.</summary>
+        private static string? LossProblem(string loss, Dim[] output)
+        {
+            switch (loss)
+            {
+                case "CrossEntropy":
+                case "NLL":
+                    if (output.Length < 2) return "it needs class scores (B, C); the output has no class dimension";
+                    if (output[1].IsConcrete && output[1].Size < 2) return $"it needs at least 2 classes in dimension 1, the output has {output[1].Size}";
+                    return null;
+                case "BCEWithLogits":
+                case "MSE":
+                    // Targets come from one label column, so the output must be one value per sample.
+                    long perSample = 1;
+                    foreach (var d in output.Skip(1))
+                    {
+                        if (!d.IsConcrete) return null;
+                        perSample *= d.Size;
+                    }
+                    if (perSample == 1) return null;
+                    return loss == "BCEWithLogits"
+                        ? $"it needs one logit per sample, (B) or (B, 1), with 0/1 targets; for {perSample} classes use Loss.CrossEntropy with class-index targets"
+                        : $"its targets are one value per sample, but the output has {perSample} values per sample";
+                default:
+                    return null;
+            }
+        }
+
+        private static string? ActivationMismatch(string loss, string? last) => (loss, last) switch
+        {
+            ("CrossEntropy", "Softmax") => "CrossEntropy applies log-softmax itself, so the model's softmax is applied twice; drop the [Softmax] layer",
+            ("CrossEntropy", "LogSoftmax") => "CrossEntropy applies log-softmax itself; with a final [LogSoftmax] use Loss.NLL",
+            ("NLL", "Softmax") => "NLL expects log-probabilities; use [LogSoftmax] instead of [Softmax]",
+            ("NLL", "Linear") => "NLL expects log-probabilities, not raw scores; add [LogSoftmax(1)] or use Loss.CrossEntropy",
+            ("BCEWithLogits", "Sigmoid") => "BCEWithLogits applies the sigmoid itself, so it is applied twice; drop the [Sigmoid] layer",
+            _ => null,
+        };
+
+        private static string? Name(string[] names, int value) => value >= 0 && value < names.Length ? names[value] : null;
+    }
+}

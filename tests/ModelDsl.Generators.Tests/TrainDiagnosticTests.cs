@@ -1,0 +1,106 @@
+using Microsoft.CodeAnalysis;
+
+namespace ModelDsl.Generators.Tests;
+
+/// <summary>[Train]: every MD04xx diagnostic by id and span, and the generated trainer.</summary>
+public class TrainDiagnosticTests
+{
+    private const string Mlp = """
+        {
+            [Linear(32)] public partial Linear Hidden { get; }
+            [ReLU]       public partial ReLU Act { get; }
+            [Linear(10)] public partial Linear Output { get; }
+        }
+        """;
+
+    private static GeneratorRun VerifyTrain(string trainArguments, string layers = Mlp, string input = "B, 64") =>
+        Markup.Verify($"[Model(Input = \"{input}\")]\n[Train({trainArguments})]\npublic partial class M\n{layers}");
+
+    [Fact]
+    public void ValidPlan_GeneratesATrainerThatCompiles()
+    {
+        var run = VerifyTrain("Loss.CrossEntropy, Optimizer.SGD, LearningRate = 0.1, Momentum = 0.9, Nesterov = true, Epochs = 3, BatchSize = 32, Seed = 7, Schedule = Schedule.Cosine, WarmupEpochs = 1, GradientClipNorm = 1.0, Data = \"train.csv\"");
+        Assert.True(run.CompilerDiagnostics.Count == 0, string.Join("\n", run.CompilerDiagnostics));
+        var source = run.Source("M.Train.g.cs");
+        Assert.Contains("SampleShape = new long[] { 64 },", source);
+        Assert.Contains("Optimizer = global::ModelDsl.Optimizer.SGD,", source);
+        Assert.Contains("public static int Run(string[] args) => global::ModelDsl.Runtime.Training.TrainingHost.Run(args, Plan, static () => new M(), Summary);", source);
+    }
+
+    [Fact]
+    public void TrainerSnapshot() =>
+        Snapshot.Match("DigitsMlp.Train", GeneratorHarness.Run(GeneratorHarness.Usings + """
+            namespace Samples.Digits;
+            [Model(Input = "B, 64")]
+            [Train(Loss.CrossEntropy, Optimizer.Adam, LearningRate = 1e-3, Epochs = 30, BatchSize = 64, Data = "data/optdigits.tra", TestData = "data/optdigits.tes")]
+            public partial class DigitsMlp
+            {
+                [Linear(128)] public partial Linear Hidden { get; }
+                [ReLU]        public partial ReLU Act { get; }
+                [Linear(10)]  public partial Linear Output { get; }
+            }
+            """).Source("DigitsMlp.Train.g.cs"));
+
+    [Fact]
+    public void WithoutTheRuntime_ReportsMD0400()
+    {
+        var (source, expected) = Markup.Parse(GeneratorHarness.Usings + "[Model(Input = \"B, 4\")]\n[{|MD0400:Train(Loss.MSE, Optimizer.SGD)|}]\npublic partial class M { [Linear(1)] public partial Linear L { get; } }");
+        var run = GeneratorHarness.Run(GeneratorHarness.CompileWithoutRuntime(source));
+        var d = Assert.Single(run.ModelDiagnostics);
+        Assert.Equal(("MD0400", expected[0].Start), (d.Id, d.Location.SourceSpan.Start));
+    }
+
+    [Theory]
+    [InlineData("Loss.CrossEntropy, Optimizer.Adam, {|MD0401:LearningRate = 0|}")]
+    [InlineData("Loss.CrossEntropy, Optimizer.Adam, {|MD0401:LearningRate = -1e-3|}")]
+    [InlineData("Loss.CrossEntropy, Optimizer.Adam, {|MD0402:Epochs = 0|}")]
+    [InlineData("Loss.CrossEntropy, Optimizer.Adam, {|MD0403:BatchSize = 0|}")]
+    [InlineData("Loss.CrossEntropy, Optimizer.SGD, {|MD0405:Momentum = 1.0|}")]
+    [InlineData("Loss.CrossEntropy, Optimizer.Adam, {|MD0405:Momentum = 0.9|}")]
+    [InlineData("Loss.CrossEntropy, Optimizer.SGD, {|MD0405:Nesterov = true|}")]
+    [InlineData("Loss.CrossEntropy, Optimizer.SGD, {|MD0405:WeightDecay = -0.1|}")]
+    [InlineData("Loss.CrossEntropy, Optimizer.Adam, Epochs = 5, Schedule = Schedule.Cosine, {|MD0406:WarmupEpochs = 5|}")]
+    [InlineData("Loss.CrossEntropy, Optimizer.Adam, {|MD0406:WarmupEpochs = 2|}")]
+    [InlineData("Loss.CrossEntropy, Optimizer.Adam, Schedule = Schedule.Step, {|MD0406:StepSize = 0|}")]
+    [InlineData("Loss.CrossEntropy, Optimizer.Adam, Schedule = Schedule.Step, {|MD0406:Gamma = 1.5|}")]
+    [InlineData("Loss.CrossEntropy, Optimizer.Adam, {|MD0408:ValidationFraction = 1.0|}")]
+    [InlineData("Loss.CrossEntropy, Optimizer.Adam, {|MD0408:GradientClipNorm = -1|}")]
+    [InlineData("Loss.CrossEntropy, {|MD0408:(Optimizer)7|}")]
+    public void InvalidValue_IsAnErrorOnItsArgument(string arguments) => VerifyTrain(arguments);
+
+    [Fact]
+    public void BCEWithLogitsOnTenClasses_ReportsMD0404_OnTheLoss() => VerifyTrain("{|MD0404:Loss.BCEWithLogits|}, Optimizer.Adam");
+
+    [Fact]
+    public void MseOnTenOutputs_ReportsMD0404() => VerifyTrain("{|MD0404:Loss.MSE|}, Optimizer.Adam");
+
+    [Fact]
+    public void CrossEntropyOnOneOutput_ReportsMD0404() => VerifyTrain("{|MD0404:Loss.CrossEntropy|}, Optimizer.Adam",
+        "{ [Linear(1)] public partial Linear Output { get; } }");
+
+    [Fact]
+    public void BCEWithLogitsOnOneLogit_IsFine() => VerifyTrain("Loss.BCEWithLogits, Optimizer.Adam",
+        "{ [Linear(1)] public partial Linear Output { get; } }");
+
+    [Theory]
+    [InlineData("{|MD0407:Loss.CrossEntropy|}, Optimizer.Adam", "[Softmax(1)] public partial Softmax P { get; }")]
+    [InlineData("{|MD0407:Loss.NLL|}, Optimizer.Adam", "")]
+    [InlineData("Loss.NLL, Optimizer.Adam", "[LogSoftmax(1)] public partial LogSoftmax P { get; }")]
+    public void LastLayerThatDoesNotSuitTheLoss_WarnsMD0407(string arguments, string lastLayer)
+    {
+        var run = VerifyTrain(arguments, "{ [Linear(10)] public partial Linear Output { get; } " + lastLayer + " }");
+        Assert.All(run.ModelDiagnostics, d => Assert.Equal(DiagnosticSeverity.Warning, d.Severity));
+    }
+
+    [Fact]
+    public void SymbolicSampleDims_ReportMD0409() => Markup.Verify("""
+        [Model(Input = "B, T", InputType = DType.Int64)]
+        [{|MD0409:Train(Loss.CrossEntropy, Optimizer.Adam)|}]
+        public partial class M
+        {
+            [Embedding(10, 4)] public partial Embedding E { get; }
+            [Flatten]          public partial Flatten F { get; }
+            [Linear(16, 10)]   public partial Linear L { get; }
+        }
+        """);
+}
