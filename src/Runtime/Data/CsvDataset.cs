@@ -1,0 +1,181 @@
+using System;
+using System.Globalization;
+using System.IO;
+using System.Linq;
+using TorchSharp;
+using static TorchSharp.torch;
+
+namespace ModelDsl.Runtime.Data;
+
+/// <summary>
+/// Loads numeric CSV files in the UCI style: no header, comma separated, one sample per line, the last column the
+/// label and all other columns the features.
+/// </summary>
+public static class CsvDataset
+{
+    // Tokens quoted in error messages are cut to this length: a garbage line must not produce a garbage message.
+    private const int MaxQuotedToken = 32;
+
+    /// <summary>
+    /// Reads <paramref name="path"/> into a <see cref="TensorDataset"/> with float32 features of shape
+    /// [N, ..<paramref name="sampleShape"/>] and labels of shape [N].
+    /// </summary>
+    /// <param name="path">The CSV file (UTF-8). Numbers use the invariant culture ('.' as decimal point); blank lines
+    /// are allowed at the end of the file only.</param>
+    /// <param name="sampleShape">The shape of one sample; the product must equal the number of feature columns
+    /// (for example [1, 8, 8] for 64 columns read as one-channel 8x8 images). Empty means one scalar per sample.</param>
+    /// <param name="labelKind">Whether the labels are class indices (int64) or float32 targets.</param>
+    /// <exception cref="FileNotFoundException">The file does not exist; the message names the full path.</exception>
+    /// <exception cref="DataFormatException">The content is malformed; the message names the file and the line.</exception>
+    /// <exception cref="ArgumentException">The sample shape has a dimension below 1.</exception>
+    public static TensorDataset Load(string path, long[] sampleShape, LabelKind labelKind)
+    {
+        ArgumentException.ThrowIfNullOrEmpty(path);
+        ArgumentNullException.ThrowIfNull(sampleShape);
+        if (sampleShape.Any(d => d < 1))
+            throw new ArgumentException($"Every dimension of the sample shape must be at least 1, not [{Join(sampleShape)}].", nameof(sampleShape));
+        if (!Enum.IsDefined(labelKind))
+            throw new ArgumentOutOfRangeException(nameof(labelKind), labelKind, "Unknown label kind.");
+
+        string fullPath = Path.GetFullPath(path);
+        if (!File.Exists(fullPath))
+            throw new FileNotFoundException($"Data file not found: {fullPath}", fullPath);
+
+        long featuresPerRow = sampleShape.Aggregate(1L, (a, b) => a * b);
+        var (features, labels, rows) = Parse(File.ReadAllText(fullPath), fullPath, sampleShape, featuresPerRow, labelKind);
+
+        using var scope = NewDisposeScope();
+        var x = tensor(features, Prepend(rows, sampleShape));
+        var y = labelKind == LabelKind.ClassIndex
+            ? tensor(labels.Longs, new[] { rows })
+            : tensor(labels.Floats, new[] { rows });
+        return new TensorDataset(x, y);
+    }
+
+    // One pass over the text with spans: no per-line strings, no per-value allocations. The arrays are sized from the
+    // line count up front and only shrunk (once) when the file ends with blank lines.
+    private static (float[] Features, Labels Labels, long Rows) Parse(
+        string text, string path, long[] sampleShape, long featuresPerRow, LabelKind labelKind)
+    {
+        ReadOnlySpan<char> rest = text;
+        long maxRows = rest.Count('\n') + 1;
+        float[]? features = null;
+        var labels = new Labels(labelKind);
+        long rows = 0;
+        int lineNumber = 0;
+        int firstBlankLine = 0; // the first blank line not yet followed by data; data after it is an error
+
+        while (!rest.IsEmpty)
+        {
+            int end = rest.IndexOf('\n');
+            var line = end < 0 ? rest : rest[..end];
+            rest = end < 0 ? ReadOnlySpan<char>.Empty : rest[(end + 1)..];
+            lineNumber++;
+            line = line.TrimEnd('\r');
+
+            if (line.IsWhiteSpace())
+            {
+                if (firstBlankLine == 0)
+                    firstBlankLine = lineNumber;
+                continue;
+            }
+            if (firstBlankLine != 0)
+                throw new DataFormatException(path, firstBlankLine, "blank line between data lines (blank lines are allowed only at the end)");
+
+            int values = line.Count(',') + 1;
+            if (features is null)
+            {
+                // The first data line fixes the layout; check it against the sample shape once, with both counts.
+                if (values - 1 != featuresPerRow)
+                    throw new DataFormatException(path, lineNumber,
+                        $"sample shape [{Join(sampleShape)}] needs {featuresPerRow} feature values per row, " +
+                        $"but the row has {values - 1} (plus the label in the last column, {values} values in all)");
+                long capacity = checked(maxRows * featuresPerRow);
+                if (capacity > Array.MaxLength)
+                    throw new DataFormatException(path, 0, $"{maxRows} rows of {featuresPerRow} features do not fit in one array");
+                features = new float[capacity];
+                labels.Allocate(maxRows);
+            }
+            else if (values != featuresPerRow + 1)
+            {
+                throw new DataFormatException(path, lineNumber, $"expected {featuresPerRow + 1} values, found {values}");
+            }
+
+            long offset = rows * featuresPerRow;
+            for (long column = 0; column < featuresPerRow; column++)
+            {
+                int comma = line.IndexOf(',');
+                var token = line[..comma].Trim();
+                line = line[(comma + 1)..];
+                if (!float.TryParse(token, NumberStyles.Float, CultureInfo.InvariantCulture, out float value) || !float.IsFinite(value))
+                    throw NotANumber(path, lineNumber, token);
+                features[offset + column] = value;
+            }
+            labels.Set(rows, line.Trim(), path, lineNumber);
+            rows++;
+        }
+
+        if (features is null)
+            throw new DataFormatException(path, 0, "the file contains no data rows");
+        if (rows < maxRows)
+        {
+            Array.Resize(ref features, (int)(rows * featuresPerRow));
+            labels.Shrink(rows);
+        }
+        return (features, labels, rows);
+    }
+
+    private static DataFormatException NotANumber(string path, int line, ReadOnlySpan<char> token) =>
+        new(path, line, token.IsEmpty ? "empty value where a number is expected" : $"'{Quote(token)}' is not a number");
+
+    private static string Quote(ReadOnlySpan<char> token) =>
+        token.Length <= MaxQuotedToken ? token.ToString() : string.Concat(token[..MaxQuotedToken], "...");
+
+    private static long[] Prepend(long first, long[] rest)
+    {
+        var shape = new long[rest.Length + 1];
+        shape[0] = first;
+        rest.CopyTo(shape, 1);
+        return shape;
+    }
+
+    private static string Join(long[] values) => string.Join(", ", values);
+
+    // The label column, in the array type its kind ends up as (int64 class indices or float32 targets).
+    private sealed class Labels(LabelKind kind)
+    {
+        public long[] Longs = Array.Empty<long>();
+        public float[] Floats = Array.Empty<float>();
+
+        public void Allocate(long rows)
+        {
+            if (kind == LabelKind.ClassIndex)
+                Longs = new long[rows];
+            else
+                Floats = new float[rows];
+        }
+
+        public void Shrink(long rows)
+        {
+            if (kind == LabelKind.ClassIndex)
+                Array.Resize(ref Longs, (int)rows);
+            else
+                Array.Resize(ref Floats, (int)rows);
+        }
+
+        public void Set(long row, ReadOnlySpan<char> token, string path, int line)
+        {
+            if (!double.TryParse(token, NumberStyles.Float, CultureInfo.InvariantCulture, out double value) || !double.IsFinite(value))
+                throw NotANumber(path, line, token);
+            if (kind == LabelKind.Float)
+            {
+                Floats[row] = (float)value;
+                return;
+            }
+            // 2^53: beyond it a double no longer tells neighbouring whole numbers apart.
+            if (value < 0 || value != Math.Floor(value) || value > 9007199254740992d)
+                throw new DataFormatException(path, line, $"class label '{Quote(token)}' is not a whole non-negative number");
+            Longs[row] = (long)value;
+        }
+    }
+}
