@@ -1,11 +1,7 @@
-using System;
 using Digits;
-using static TorchSharp.torch;
 
-Console.WriteLine(DigitsMlp.Summary);
-Console.WriteLine(DigitsCnn.Summary);
-manual_seed(0);
-using var mlp = new DigitsMlp();
-using var x = randn(4, 64);
-using var y = mlp.forward(x);
-Console.WriteLine($"forward: {string.Join("x", x.shape)} -> {string.Join("x", y.shape)}");
+// The main job: train the CNN as its [Train] declares (`--help` lists the options).
+// `dotnet run -c Release --project samples/Digits -- mlp` trains the MLP instead.
+return args is ["mlp", .. var rest] ? DigitsMlp.Run(rest)
+     : args is ["cnn", .. var cnnArgs] ? DigitsCnn.Run(cnnArgs)
+     : DigitsCnn.Run(args);

@@ -84,6 +84,11 @@ namespace ModelDsl
         public string Data { get; set; } = "";
         /// <summary>Optional held-out test data in the same format; reported as <c>test_accuracy</c>.</summary>
         public string TestData { get; set; } = "";
+        /// <summary>
+        /// Every feature value is multiplied by this when the data is loaded (e.g. <c>1.0 / 16</c> for optdigits'
+        /// pixel counts 0..16); must be positive. Default 1.
+        /// </summary>
+        public double FeatureScale { get; set; } = 1.0;
         /// <summary>Fraction of the training data held out for validation, in [0, 1). Default 0.1.</summary>
         public double ValidationFraction { get; set; } = 0.1;
     }

@@ -66,6 +66,7 @@ public class TrainDiagnosticTests
     [InlineData("Loss.CrossEntropy, Optimizer.Adam, {|MD0408:ValidationFraction = 1.0|}")]
     [InlineData("Loss.CrossEntropy, Optimizer.Adam, {|MD0408:GradientClipNorm = -1|}")]
     [InlineData("Loss.CrossEntropy, {|MD0408:(Optimizer)7|}")]
+    [InlineData("Loss.CrossEntropy, Optimizer.Adam, {|MD0408:FeatureScale = 0|}")]
     public void InvalidValue_IsAnErrorOnItsArgument(string arguments) => VerifyTrain(arguments);
 
     [Fact]

@@ -51,6 +51,7 @@ namespace ModelDsl.Generators.Emit
             w.Line($"    Data = {ModelEmitter.Literal(t.Data)},");
             w.Line($"    TestData = {ModelEmitter.Literal(t.TestData)},");
             w.Line($"    ValidationFraction = {D(t.ValidationFraction)},");
+            w.Line($"    FeatureScale = {D(t.FeatureScale)},");
             w.Line("};");
             w.Line();
             w.Line($"/// <summary>");

@@ -29,7 +29,7 @@ namespace ModelDsl.Generators.Model
     internal sealed record TrainSpec(
         string Loss, string Optimizer, double LearningRate, double WeightDecay, double Momentum, bool Nesterov,
         int Epochs, int BatchSize, long Seed, string Schedule, int WarmupEpochs, int StepSize, double Gamma,
-        double GradientClipNorm, string Data, string TestData, double ValidationFraction,
+        double GradientClipNorm, string Data, string TestData, double ValidationFraction, double FeatureScale,
         EquatableArray<long> SampleShape, bool InputIsInteger);
 
     /// <summary>A type the model class is nested in: <c>partial class Outer</c>.</summary>

@@ -99,6 +99,10 @@ namespace ModelDsl.Generators.Parsing
             if (!(validation >= 0 && validation < 1))
                 Fail(DiagnosticDescriptors.InvalidTrainingSetting, "ValidationFraction", $"ValidationFraction is {Num(validation)}; it must be in [0, 1)");
 
+            double featureScale = Get("FeatureScale", 1.0);
+            if (!(featureScale > 0) || double.IsInfinity(featureScale))
+                Fail(DiagnosticDescriptors.InvalidTrainingSetting, "FeatureScale", $"FeatureScale is {Num(featureScale)}; it must be a positive number");
+
             var sample = new List<long>();
             if (input is not null)
             {
@@ -127,7 +131,7 @@ namespace ModelDsl.Generators.Parsing
 
             if (!ok || loss is null || optimizer is null || schedule is null) return null;
             return new TrainSpec(loss, optimizer, lr, weightDecay, momentum, nesterov, epochs, batch, Get("Seed", 0L), schedule,
-                warmup, stepSize, gamma, clip, Get("Data", ""), Get("TestData", ""), validation, sample.ToEquatableArray(), inputIsInteger);
+                warmup, stepSize, gamma, clip, Get("Data", ""), Get("TestData", ""), validation, featureScale, sample.ToEquatableArray(), inputIsInteger);
         }
 
         /// <summary>What the loss needs of the model's output (PyTorch's loss "Shape:" sections), or null if it fits.</summary>

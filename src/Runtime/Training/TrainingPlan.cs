@@ -53,6 +53,9 @@ namespace ModelDsl.Runtime.Training
         /// <summary>Fraction of the training data held out for validation.</summary>
         public double ValidationFraction { get; init; } = 0.1;
 
+        /// <summary>Multiplier applied to every feature value at load time.</summary>
+        public double FeatureScale { get; init; } = 1.0;
+
         /// <summary>Whether targets are class indices (cross-entropy, NLL) and accuracy is meaningful.</summary>
         public bool IsClassification => Loss is Loss.CrossEntropy or Loss.NLL;
 
@@ -83,6 +86,7 @@ namespace ModelDsl.Runtime.Training
                 ["gamma"] = Gamma.ToString("R", CultureInfo.InvariantCulture),
                 ["clip"] = GradientClipNorm.ToString("R", CultureInfo.InvariantCulture),
                 ["validation_fraction"] = ValidationFraction.ToString("R", CultureInfo.InvariantCulture),
+                ["feature_scale"] = FeatureScale.ToString("R", CultureInfo.InvariantCulture),
             };
             return o.ToJsonString(new JsonSerializerOptions { WriteIndented = false });
         }

@@ -1,0 +1,134 @@
+using System;
+using System.CommandLine;
+using System.CommandLine.Help;
+using System.IO;
+using System.Linq;
+
+namespace ModelDsl.Runtime.Training
+{
+    /// <summary>What one run was asked to do: the plan's values, with the command line's overrides applied.</summary>
+    public sealed record TrainingOptions
+    {
+        /// <summary>The plan after overrides.</summary>
+        public required TrainingPlan Plan { get; init; }
+        /// <summary>Where checkpoints go.</summary>
+        public required string CheckpointDirectory { get; init; }
+        /// <summary>Continue from the checkpoint in <see cref="CheckpointDirectory"/>.</summary>
+        public bool Resume { get; init; }
+        /// <summary>Where to write the JSON report (and the training-curve PNG beside it), if anywhere.</summary>
+        public string? ReportPath { get; init; }
+        /// <summary><c>cpu</c> or <c>cuda</c>.</summary>
+        public string Device { get; init; } = "cpu";
+        /// <summary>libtorch intra-op threads; 0 keeps libtorch's default.</summary>
+        public int Threads { get; init; }
+        /// <summary>Dropout off and deterministic kernels, so runs compare bit for bit.</summary>
+        public bool Deterministic { get; init; }
+        /// <summary>TensorBoard event-file directory, if any.</summary>
+        public string? TensorBoardDirectory { get; init; }
+        /// <summary>Never draw live progress (one plain line per epoch), even on a terminal.</summary>
+        public bool PlainProgress { get; init; }
+    }
+
+    /// <summary>
+    /// The command line of a generated trainer (<c>Model.Run(args)</c>): parses and validates the options,
+    /// then trains. Bad arguments give one line on stderr and exit code 2, never a stack trace.
+    /// </summary>
+    public static class TrainingHost
+    {
+        /// <summary>Exit code for bad command-line arguments, data or checkpoints.</summary>
+        public const int UsageError = 2;
+        /// <summary>Exit code when training diverged (a NaN or infinite loss).</summary>
+        public const int Diverged = 3;
+
+        /// <summary>Parses <paramref name="args"/> and trains the model that <paramref name="create"/> builds.</summary>
+        /// <param name="args">The command line.</param>
+        /// <param name="plan">The declared plan.</param>
+        /// <param name="create">Builds a freshly initialised model.</param>
+        /// <param name="summary">The model's compile-time summary, printed before training.</param>
+        public static int Run<TModel>(string[] args, TrainingPlan plan, Func<TModel> create, ModelSummary? summary = null)
+            where TModel : TorchSharp.torch.nn.Module<TorchSharp.torch.Tensor, TorchSharp.torch.Tensor>
+        {
+            var epochs = new Option<int>("--epochs") { Description = $"Passes over the training data (declared: {plan.Epochs})", DefaultValueFactory = _ => plan.Epochs };
+            var batch = new Option<int>("--batch-size") { Description = $"Samples per batch (declared: {plan.BatchSize})", DefaultValueFactory = _ => plan.BatchSize };
+            var lr = new Option<double>("--lr") { Description = $"Learning rate (declared: {plan.LearningRate})", DefaultValueFactory = _ => plan.LearningRate };
+            var seed = new Option<long>("--seed") { Description = $"Seed for initialisation, shuffling and dropout (declared: {plan.Seed})", DefaultValueFactory = _ => plan.Seed };
+            var data = new Option<string>("--data") { Description = "Training data file (CSV: features, then the label)" + Declared(plan.Data), DefaultValueFactory = _ => plan.Data };
+            var testData = new Option<string>("--test-data") { Description = "Test data file, same format" + Declared(plan.TestData), DefaultValueFactory = _ => plan.TestData };
+            var checkpointDir = new Option<string>("--checkpoint-dir") { Description = "Where checkpoints are written each epoch", DefaultValueFactory = _ => Path.Combine("checkpoints", plan.ModelName) };
+            var resume = new Option<bool>("--resume") { Description = "Continue from the checkpoint in --checkpoint-dir" };
+            var report = new Option<string?>("--report") { Description = "Write a JSON report to PATH (and the training curves next to it as PNG)", HelpName = "PATH" };
+            var device = new Option<string>("--device") { Description = "cpu or cuda", DefaultValueFactory = _ => "cpu" };
+            device.AcceptOnlyFromAmong("cpu", "cuda");
+            var threads = new Option<int>("--threads") { Description = "libtorch threads (default: libtorch's choice)" };
+            var deterministic = new Option<bool>("--deterministic") { Description = "Disable dropout and use deterministic kernels so runs compare bit for bit" };
+            var tensorboard = new Option<string?>("--tensorboard") { Description = "Write TensorBoard event files to DIR", HelpName = "DIR" };
+            var plain = new Option<bool>("--plain") { Description = "One plain line per epoch instead of a live progress bar" };
+
+            var root = new RootCommand($"Train {plan.ModelName}: {plan.Loss} loss, {plan.Optimizer}, {plan.Epochs} epochs of batch {plan.BatchSize} (declared by [Train]).")
+            {
+                epochs, batch, lr, seed, data, testData, checkpointDir, resume, report, device, threads, deterministic, tensorboard, plain,
+            };
+
+            ParseResult parsed = root.Parse(args);
+            if (parsed.Errors.Count > 0)
+                return Usage(parsed.Errors[0].Message);
+            if (parsed.Action is HelpAction)
+                return parsed.Invoke();
+
+            int e = parsed.GetValue(epochs), b = parsed.GetValue(batch), t = parsed.GetValue(threads);
+            double rate = parsed.GetValue(lr);
+            if (e < 1) return Usage($"--epochs must be at least 1, got {e}");
+            if (b < 1) return Usage($"--batch-size must be at least 1, got {b}");
+            if (!(rate > 0) || double.IsInfinity(rate)) return Usage($"--lr must be a positive number, got {rate}");
+            if (t < 0) return Usage($"--threads must be 0 or more, got {t}");
+            string dataPath = parsed.GetValue(data) ?? "";
+            if (dataPath.Length == 0) return Usage($"no training data: {plan.ModelName}'s [Train] declares no Data; pass --data FILE");
+
+            var options = new TrainingOptions
+            {
+                Plan = plan with { Epochs = e, BatchSize = b, LearningRate = rate, Seed = parsed.GetValue(seed), Data = dataPath, TestData = parsed.GetValue(testData) ?? "" },
+                CheckpointDirectory = parsed.GetValue(checkpointDir) ?? "checkpoints",
+                Resume = parsed.GetValue(resume),
+                ReportPath = parsed.GetValue(report),
+                Device = parsed.GetValue(device) ?? "cpu",
+                Threads = t,
+                Deterministic = parsed.GetValue(deterministic),
+                TensorBoardDirectory = parsed.GetValue(tensorboard),
+                PlainProgress = parsed.GetValue(plain),
+            };
+
+            try
+            {
+                if (summary is not null) Console.WriteLine(summary);
+                return Trainer.Train(options, create);
+            }
+            catch (TrainingException ex)
+            {
+                Console.Error.WriteLine("error: " + ex.Message);
+                return ex.ExitCode;
+            }
+        }
+
+        private static string Declared(string value) => value.Length == 0 ? "" : $" (declared: {value})";
+
+        private static int Usage(string message)
+        {
+            Console.Error.WriteLine("error: " + message);
+            Console.Error.WriteLine("Run with --help for the options.");
+            return UsageError;
+        }
+    }
+
+    /// <summary>A failure the user can act on (bad data, a corrupt checkpoint, divergence); printed as one line.</summary>
+    public sealed class TrainingException : Exception
+    {
+        /// <summary>Creates the exception with the process exit code to use.</summary>
+        public TrainingException(string message, int exitCode = TrainingHost.UsageError, Exception? inner = null) : base(message, inner)
+        {
+            ExitCode = exitCode;
+        }
+
+        /// <summary>The process exit code.</summary>
+        public int ExitCode { get; }
+    }
+}
