@@ -28,7 +28,7 @@ namespace ModelDsl.Runtime.Training
             AnsiConsole.Progress()
                 .AutoClear(false)
                 .HideCompleted(false)
-                .Columns(new TaskDescriptionColumn { Alignment = Justify.Left }, new ProgressBarColumn(), new PercentageColumn(), new ElapsedTimeColumn())
+                .Columns(new TaskDescriptionColumn { Alignment = Justify.Left }, new ProgressBarColumn { Width = 20 }, new PercentageColumn())
                 .Start(ctx => result = body(new LiveProgress(ctx)));
             return result;
         }
@@ -80,16 +80,19 @@ namespace ModelDsl.Runtime.Training
         {
             if (_task is null) return;
             _task.Value = stepInEpoch;
+            // Short enough for an 80-column terminal next to the bar; the plain log line carries everything.
             _task.Description = Markup.Escape(
-                $"epoch {_epoch}/{_epochs}  loss {TrainingProgress.Format(meanLoss)}  acc {TrainingProgress.Percent(accuracy)}  " +
-                $"{samplesPerSecond.ToString("N0", CultureInfo.InvariantCulture)} samples/s  ETA {TrainingProgress.Duration(eta)}");
+                $"epoch {_epoch}/{_epochs} loss {TrainingProgress.Format(meanLoss)} acc {TrainingProgress.Percent(accuracy)} " +
+                $"{samplesPerSecond.ToString("N0", CultureInfo.InvariantCulture)}/s ETA {TrainingProgress.Duration(eta)}");
         }
 
         public void EndEpoch(EpochMetrics metrics, TimeSpan eta)
         {
             if (_task is null) return;
             _task.Value = _task.MaxValue;
-            _task.Description = Markup.Escape(TrainingProgress.Line(metrics, _epochs, eta));
+            _task.Description = Markup.Escape(
+                $"epoch {metrics.Epoch}/{_epochs} loss {TrainingProgress.Format(metrics.TrainLoss)} acc {TrainingProgress.Percent(metrics.TrainAccuracy)}" +
+                (metrics.ValAccuracy is { } va ? $" val {TrainingProgress.Percent(va)}" : metrics.ValLoss is { } vl ? $" val_loss {TrainingProgress.Format(vl)}" : ""));
             _task.StopTask();
         }
 
