@@ -37,15 +37,26 @@ namespace ModelDsl.Generators
                 .Select(static (r, _) => r.Diagnostics)
                 .WithTrackingName(TrackingNames.Diagnostics);
 
+            // [Train] without [Model]: the only case the model pipeline cannot see.
+            var orphanTrains = context.SyntaxProvider
+                .ForAttributeWithMetadataName(
+                    TrainParser.TrainAttributeName,
+                    static (node, _) => node is TypeDeclarationSyntax,
+                    static (ctx, _) => ctx.TargetSymbol.GetAttributes().Any(a => a.AttributeClass?.ToDisplayString() == ModelParser.ModelAttributeName)
+                        ? null
+                        : new DiagnosticInfo(DiagnosticDescriptors.TrainWithoutModel.Id,
+                            LocationInfo.From(ctx.Attributes.FirstOrDefault()?.ApplicationSyntaxReference?.GetSyntax().GetLocation()),
+                            new[] { ctx.TargetSymbol.Name }.ToEquatableArray()))
+                .Where(static d => d is not null)
+                .Select(static (d, _) => new[] { d! }.ToEquatableArray())
+                .WithTrackingName(TrackingNames.OrphanTrain);
+
             context.RegisterSourceOutput(models, static (spc, model) => EmitSafely(spc, model!));
             // Diagnostics are re-attached to their syntax trees so that #pragma warning disable and per-file
             // .editorconfig severities apply to them. Only this cheap reporting step sees every compilation; the
             // parse and the emitted source stay cached.
-            context.RegisterSourceOutput(diagnostics.Combine(context.CompilationProvider), static (spc, pair) =>
-            {
-                foreach (var d in pair.Left)
-                    spc.ReportDiagnostic(Diagnostic.Create(DiagnosticDescriptors.Get(d.Id), ToLocation(d.Location, pair.Right), d.Arguments.ToArray<object>()));
-            });
+            context.RegisterSourceOutput(diagnostics.Combine(context.CompilationProvider), static (spc, pair) => Report(spc, pair.Left, pair.Right));
+            context.RegisterSourceOutput(orphanTrains.Combine(context.CompilationProvider), static (spc, pair) => Report(spc, pair.Left, pair.Right));
         }
 
         // The generator must never throw (a throw is CS8785 and takes every other output with it). Cancellation
@@ -63,6 +74,12 @@ namespace ModelDsl.Generators
                     new[] { context.TargetSymbol.Name, "the ModelDsl generator failed on it (" + e.GetType().Name + ": " + e.Message + "); please report this" }.ToEquatableArray());
                 return new ModelResult(null, new[] { info }.ToEquatableArray());
             }
+        }
+
+        private static void Report(SourceProductionContext context, EquatableArray<DiagnosticInfo> diagnostics, Compilation compilation)
+        {
+            foreach (var d in diagnostics)
+                context.ReportDiagnostic(Diagnostic.Create(DiagnosticDescriptors.Get(d.Id), ToLocation(d.Location, compilation), d.Arguments.ToArray<object>()));
         }
 
         private static Location? ToLocation(LocationInfo? info, Compilation compilation)
@@ -106,6 +123,8 @@ namespace ModelDsl.Generators
         public const string Models = "ModelDsl.Models";
         /// <summary>The diagnostics of each model.</summary>
         public const string Diagnostics = "ModelDsl.Diagnostics";
+        /// <summary>[Train] attributes on classes without [Model].</summary>
+        public const string OrphanTrain = "ModelDsl.OrphanTrain";
     }
 
     internal static class GeneratorInfo

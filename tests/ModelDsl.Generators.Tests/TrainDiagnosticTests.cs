@@ -94,6 +94,24 @@ public class TrainDiagnosticTests
     }
 
     [Fact]
+    public void TrainWithoutModel_ReportsMD0410() => Markup.Verify("""
+        [{|MD0410:Train(Loss.MSE, Optimizer.SGD)|}]
+        public partial class NotAModel { }
+        """);
+
+    [Theory]
+    [InlineData("[Train]")]
+    [InlineData("[Train((Loss)99, (Optimizer)(-1), Schedule = (Schedule)42)]")]
+    [InlineData("[Train(Loss.MSE, Optimizer.SGD, LearningRate = double.NaN, Epochs = int.MinValue, BatchSize = int.MaxValue, Gamma = double.NegativeInfinity)]")]
+    [InlineData("[Train(Loss.CrossEntropy, Optimizer.Adam, Data = null, TestData = \"\\\"\\n\")]")]
+    [InlineData("[Train(Loss.CrossEntropy, Optimizer.Adam)]\n[Train(Loss.MSE, Optimizer.SGD)]")]
+    public void HostileTrainDeclarations_NeverCrashTheGenerator(string train)
+    {
+        foreach (var body in new[] { Mlp, "{ [Linear(0)] public partial Linear L { get; } }", "{ }" })
+            GeneratorHarness.Run(GeneratorHarness.Usings + $"[Model(Input = \"B, 64\")]\n{train}\npublic partial class M\n{body}").AssertNoGeneratorCrash();
+    }
+
+    [Fact]
     public void SymbolicSampleDims_ReportMD0409() => Markup.Verify("""
         [Model(Input = "B, T", InputType = DType.Int64)]
         [{|MD0409:Train(Loss.CrossEntropy, Optimizer.Adam)|}]

@@ -168,6 +168,10 @@ namespace ModelDsl.Generators.Diagnostics
             "Training needs concrete per-sample dimensions",
             "[Train] reads samples of model '{0}' from files, so its input {1} must be concrete after the batch dimension");
 
+        public static readonly DiagnosticDescriptor TrainWithoutModel = Error("MD0410", TrainingCategory,
+            "[Train] needs [Model]",
+            "[Train] on '{0}' has nothing to train: add [Model(Input = \"...\")] and layers to the class");
+
         public static IReadOnlyList<DiagnosticDescriptor> All { get; } = typeof(DiagnosticDescriptors)
             .GetFields(System.Reflection.BindingFlags.Public | System.Reflection.BindingFlags.Static)
             .Where(f => f.FieldType == typeof(DiagnosticDescriptor))
