@@ -1,0 +1,31 @@
+using System;
+using System.IO;
+using System.Linq;
+using BenchmarkDotNet.Configs;
+using BenchmarkDotNet.Running;
+
+// Full run:   dotnet run -c Release --project tests/ModelDsl.Benchmarks -- --filter '*'
+// Quick run:  add BenchmarkDotNet's own switches, e.g. `--job short` (3 warm-ups, 3 iterations); see docs/benchmarks.md.
+// Interleaved A/B cross-check of the forward/backward ratio (no BenchmarkDotNet):  -- --interleaved
+// Results go to tests/ModelDsl.Benchmarks/BenchmarkDotNet.Artifacts unless --artifacts says otherwise.
+if (args.Length == 1 && args[0] == "--interleaved")
+{
+    ModelDsl.Benchmarks.InterleavedCheck.Run();
+    return;
+}
+
+var config = DefaultConfig.Instance;
+if (!args.Any(a => a.Equals("--artifacts", StringComparison.OrdinalIgnoreCase)) && FindProjectDirectory() is { } projectDir)
+    config = config.WithArtifactsPath(Path.Combine(projectDir, "BenchmarkDotNet.Artifacts"));
+
+BenchmarkSwitcher.FromAssembly(typeof(ModelDsl.Benchmarks.ForwardBackwardBenchmarks).Assembly).Run(args, config);
+
+static string? FindProjectDirectory()
+{
+    for (var dir = new DirectoryInfo(AppContext.BaseDirectory); dir is not null; dir = dir.Parent)
+    {
+        if (File.Exists(Path.Combine(dir.FullName, "ModelDsl.Benchmarks.csproj")))
+            return dir.FullName;
+    }
+    return null;
+}
