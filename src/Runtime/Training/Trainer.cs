@@ -41,6 +41,7 @@ namespace ModelDsl.Runtime.Training
             using var model = create();
             model.to(device);
             var optimizer = CreateOptimizer(plan, model);
+            var trainingStep = new TrainingStep(model, optimizer, plan.Loss, plan.GradientClipNorm);
 
             var checkpointPath = Path.Combine(options.CheckpointDirectory, Checkpoint.FileName);
             var history = new List<EpochMetrics>();
@@ -96,24 +97,16 @@ namespace ModelDsl.Runtime.Training
                         using var scope = torch.NewDisposeScope();
                         var x = xb.to(device);
                         var y = yb.to(device);
-                        var output = model.forward(x);
-                        var loss = ComputeLoss(plan.Loss, output, y);
-                        double lossValue = loss.item<float>();
-                        if (!double.IsFinite(lossValue))
-                            throw Diverged(lossValue, epoch + 1, step + 1, checkpointPath, history);
-
-                        optimizer.zero_grad();
-                        loss.backward();
-                        if (plan.GradientClipNorm > 0)
-                            nn.utils.clip_grad_norm_(model.parameters(), plan.GradientClipNorm);
-                        optimizer.step();
+                        var result = trainingStep.Run(x, y);
+                        if (!result.Applied)
+                            throw Diverged(result.Loss, epoch + 1, step + 1, checkpointPath, history);
 
                         long n = x.shape[0];
                         step++;
                         stepInEpoch++;
                         seen += n;
-                        lossSum += lossValue * n;
-                        correct += CountCorrect(plan.Loss, output, y);
+                        lossSum += result.Loss * n;
+                        correct += result.Correct;
 
                         double elapsed = epochClock.Elapsed.TotalSeconds;
                         double perStep = elapsed / stepInEpoch;
@@ -251,7 +244,8 @@ namespace ModelDsl.Runtime.Training
             return torch.CPU;
         }
 
-        internal static OptimizerHelper CreateOptimizer(TrainingPlan plan, nn.Module model) => plan.Optimizer switch
+        /// <summary>The declared optimiser over the model's parameters, with PyTorch's defaults for the rest.</summary>
+        public static OptimizerHelper CreateOptimizer(TrainingPlan plan, nn.Module model) => plan.Optimizer switch
         {
             Optimizer.SGD => torch.optim.SGD(model.parameters(), plan.LearningRate, plan.Momentum, 0, plan.EffectiveWeightDecay, plan.Nesterov, false),
             Optimizer.Adam => torch.optim.Adam(model.parameters(), plan.LearningRate, 0.9, 0.999, 1e-8, plan.EffectiveWeightDecay, false, false),
@@ -268,7 +262,7 @@ namespace ModelDsl.Runtime.Training
 
         private static bool HasAccuracy(TrainingPlan plan) => plan.IsClassification || plan.Loss == Loss.BCEWithLogits;
 
-        private static long CountCorrect(Loss loss, Tensor output, Tensor target)
+        internal static long CountCorrect(Loss loss, Tensor output, Tensor target)
         {
             using var scope = torch.NewDisposeScope();
             return loss switch

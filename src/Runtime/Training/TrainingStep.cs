@@ -1,0 +1,45 @@
+using TorchSharp.Modules;
+using static TorchSharp.torch;
+
+namespace ModelDsl.Runtime.Training
+{
+    /// <summary>What one step did: the batch loss, how many predictions were right, and whether weights changed.</summary>
+    public readonly record struct StepResult(double Loss, long Correct, bool Applied);
+
+    /// <summary>
+    /// One optimisation step exactly as generated trainers run it: forward, loss, a finiteness check (a NaN or
+    /// infinite loss leaves the weights untouched), <c>zero_grad</c>, backward, optional gradient-norm clipping,
+    /// optimiser step, and the count of correct predictions for the progress display.
+    /// </summary>
+    public sealed class TrainingStep
+    {
+        private readonly nn.Module<Tensor, Tensor> _model;
+        private readonly OptimizerHelper _optimizer;
+        private readonly Loss _loss;
+        private readonly double _clip;
+
+        /// <summary>Binds the step to a model, its optimiser, the loss and the clipping threshold (0 = off).</summary>
+        public TrainingStep(nn.Module<Tensor, Tensor> model, OptimizerHelper optimizer, Loss loss, double gradientClipNorm)
+        {
+            _model = model;
+            _optimizer = optimizer;
+            _loss = loss;
+            _clip = gradientClipNorm;
+        }
+
+        /// <summary>Runs one step on a batch. Tensors it creates belong to the caller's dispose scope.</summary>
+        public StepResult Run(Tensor x, Tensor y)
+        {
+            var output = _model.forward(x);
+            var loss = Trainer.ComputeLoss(_loss, output, y);
+            double value = loss.item<float>();
+            if (!double.IsFinite(value)) return new StepResult(value, 0, Applied: false);
+
+            _optimizer.zero_grad();
+            loss.backward();
+            if (_clip > 0) nn.utils.clip_grad_norm_(_model.parameters(), _clip);
+            _optimizer.step();
+            return new StepResult(value, Trainer.CountCorrect(_loss, output, y), Applied: true);
+        }
+    }
+}
