@@ -127,6 +127,8 @@ public sealed class TrainingEndToEndTests : IDisposable
     [InlineData("--device", "tpu")]
     [InlineData("--device", "cuda")]
     [InlineData("--data", "/no/such/file.csv")]
+    [InlineData("--report", "/proc/report.json")]
+    [InlineData("--tensorboard", "/proc/events")]
     public void BadCommandLine_IsOneClearLine_AndExitCode2(params string[] args)
     {
         var run = Digits(new[] { "mlp" }.Concat(args).Append("--checkpoint-dir").Append(Path.Combine(_dir, "ckpt")).ToArray());

@@ -84,6 +84,7 @@ namespace ModelDsl.Generators.Emit
                 // Emitted only so the class is complete while the compiler reports the model's errors; never runs.
                 w.Line($"throw new global::System.InvalidOperationException(\"Model '{model.Name}' has ModelDsl errors; see the MD diagnostics of the build.\");");
                 w.Close();
+                WriteOnCreated(w);
                 return;
             }
             foreach (var layer in model.Layers)
@@ -95,6 +96,11 @@ namespace ModelDsl.Generators.Emit
             }
             w.Line("OnCreated();");
             w.Close();
+            WriteOnCreated(w);
+        }
+
+        private static void WriteOnCreated(SourceWriter w)
+        {
             w.Line();
             w.Line("/// <summary>Called at the end of the generated constructor; implement it to adjust the new model.</summary>");
             w.Line("partial void OnCreated();");

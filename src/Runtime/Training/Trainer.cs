@@ -29,6 +29,11 @@ namespace ModelDsl.Runtime.Training
             if (options.Threads > 0) torch.set_num_threads(options.Threads);
             else if (options.Deterministic) torch.set_num_threads(1);
 
+            // Every output location is prepared before any work, so a bad path fails in a second, not after training.
+            PrepareDirectory(options.CheckpointDirectory, "--checkpoint-dir");
+            if (options.ReportPath is { Length: > 0 } report) PrepareDirectory(Path.GetDirectoryName(Path.GetFullPath(report))!, "--report");
+            if (options.TensorBoardDirectory is { Length: > 0 } events) PrepareDirectory(events, "--tensorboard");
+
             var labelKind = plan.IsClassification ? LabelKind.ClassIndex : LabelKind.Float;
             using var all = LoadData(plan.Data, plan, labelKind);
             var (train, validation) = all.Split(plan.ValidationFraction, plan.Seed);
@@ -210,6 +215,21 @@ namespace ModelDsl.Runtime.Training
             catch (FileNotFoundException e)
             {
                 throw new TrainingException(e.Message, TrainingHost.UsageError, e);
+            }
+        }
+
+        private static void PrepareDirectory(string directory, string option)
+        {
+            try
+            {
+                Directory.CreateDirectory(directory);
+                var probe = Path.Combine(directory, $".modeldsl-write-test-{Environment.ProcessId}");
+                File.WriteAllBytes(probe, Array.Empty<byte>());
+                File.Delete(probe);
+            }
+            catch (Exception e) when (e is IOException or UnauthorizedAccessException or NotSupportedException)
+            {
+                throw new TrainingException($"{option} {directory} is not a writable directory: {e.Message}");
             }
         }
 

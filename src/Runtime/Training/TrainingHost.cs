@@ -107,6 +107,17 @@ namespace ModelDsl.Runtime.Training
                 Console.Error.WriteLine("error: " + ex.Message);
                 return ex.ExitCode;
             }
+            catch (Exception ex) when (ex is CheckpointException or IOException or UnauthorizedAccessException)
+            {
+                Console.Error.WriteLine("error: " + ex.Message);
+                return UsageError;
+            }
+            catch (Exception ex) when (Environment.GetEnvironmentVariable("MODELDSL_TRACE") != "1")
+            {
+                // A bug, not a usage problem: say so in one line; MODELDSL_TRACE=1 shows the stack trace.
+                Console.Error.WriteLine($"error: unexpected {ex.GetType().Name}: {ex.Message} (set MODELDSL_TRACE=1 for details)");
+                return 1;
+            }
         }
 
         private static string Declared(string value) => value.Length == 0 ? "" : $" (declared: {value})";
