@@ -93,6 +93,20 @@ public sealed class TrainingEndToEndTests : IDisposable
     }
 
     [Fact]
+    public void DeterministicRuns_AreBitIdentical_AndWriteTensorBoardEvents()
+    {
+        var first = Path.Combine(_dir, "first");
+        var second = Path.Combine(_dir, "second");
+        var events = Path.Combine(_dir, "events");
+        var a = Digits("mlp", "--epochs", "2", "--deterministic", "--checkpoint-dir", first, "--tensorboard", events);
+        var b = Digits("mlp", "--epochs", "2", "--deterministic", "--checkpoint-dir", second);
+        Assert.True(a.ExitCode == 0, a.ToString());
+        Assert.True(b.ExitCode == 0, b.ToString());
+        AssertSameWeights(Path.Combine(first, Checkpoint.FileName), Path.Combine(second, Checkpoint.FileName));
+        Assert.Contains(Directory.EnumerateFiles(events, "*", SearchOption.AllDirectories), f => Path.GetFileName(f).Contains("tfevents", StringComparison.Ordinal) && new FileInfo(f).Length > 0);
+    }
+
+    [Fact]
     public void CorruptCheckpoint_IsAClearError_NamingTheFile()
     {
         var ckpt = Path.Combine(_dir, "ckpt");
