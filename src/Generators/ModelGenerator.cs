@@ -100,7 +100,7 @@ namespace ModelDsl.Generators
             try
             {
                 source = ModelEmitter.Emit(model);
-                if (model.Train is { } train && !model.HasErrors) trainSource = TrainEmitter.Emit(model, train);
+                if (model.TrainDeclared) trainSource = TrainEmitter.Emit(model);
             }
             catch (Exception e) when (e is not OperationCanceledException)
             {

@@ -27,6 +27,16 @@ public class TrainDiagnosticTests
         Assert.Contains("public static int Run(string[] args) => global::ModelDsl.Runtime.Training.TrainingHost.Run(args, Plan, static () => new M(), Summary);", source);
     }
 
+    [Theory]
+    [InlineData("Loss.CrossEntropy, Optimizer.Adam", "{ [Linear({|MD0101:32|}, 10)] public partial Linear L { get; } }")]
+    [InlineData("Loss.CrossEntropy, Optimizer.Adam, {|MD0402:Epochs = 0|}", Mlp)]
+    public void ModelOrPlanErrors_LeaveOnlyTheMDError_RunStillCompiles(string arguments, string layers)
+    {
+        var (source, _) = Markup.Parse(GeneratorHarness.Usings + "public static class Program { public static int Main(string[] args) => M.Run(args); }\n");
+        var run = Markup.Verify(source.Substring(GeneratorHarness.Usings.Length) + $"[Model(Input = \"B, 64\")]\n[Train({arguments})]\npublic partial class M\n{layers}");
+        Assert.DoesNotContain(run.CompilerDiagnostics, d => d.Severity == DiagnosticSeverity.Error);
+    }
+
     [Fact]
     public void TrainerSnapshot() =>
         Snapshot.Match("DigitsMlp.Train", GeneratorHarness.Run(GeneratorHarness.Usings + """

@@ -12,7 +12,7 @@ namespace ModelDsl.Generators.Emit
 
         public static string HintName(ModelSpec model) => model.FullName + ".Train.g.cs";
 
-        public static string Emit(ModelSpec model, TrainSpec t)
+        public static string Emit(ModelSpec model)
         {
             string D(double v) => double.IsNaN(v) ? "double.NaN" : LayerAttributeReader.DoubleLiteral(v);
             string B(bool v) => v ? "true" : "false";
@@ -27,6 +27,17 @@ namespace ModelDsl.Generators.Emit
             foreach (var outer in model.ContainingTypes) w.Open($"partial {outer.Keyword} {outer.Name}");
 
             w.Open($"partial class {model.Name}");
+            if (model.Train is not { } t || model.HasErrors)
+            {
+                // Emitted only so that calls to Run compile while the build reports the model's MD errors.
+                w.Line("/// <summary>Not available: the model or its [Train] has ModelDsl errors (see the build's MD diagnostics).</summary>");
+                w.Line($"public static int Run(string[] args) => throw new global::System.InvalidOperationException(\"Model '{model.Name}' has ModelDsl errors.\");");
+                w.Close();
+                foreach (var _ in model.ContainingTypes) w.Close();
+                if (model.Namespace is not null) w.Close();
+                return w.ToString();
+            }
+
             w.Line($"/// <summary>The training plan declared by [Train] ({t.Loss} loss, {t.Optimizer}, {t.Epochs} epochs of batch {t.BatchSize}), checked at compile time.</summary>");
             w.Line($"[global::System.CodeDom.Compiler.GeneratedCode(\"{GeneratorInfo.Name}\", \"{GeneratorInfo.Version}\")]");
             w.Line($"public static {Training}.TrainingPlan Plan {{ get; }} = new {Training}.TrainingPlan");

@@ -17,7 +17,8 @@ namespace ModelDsl.Generators.Model
         bool HasErrors,
         string OutputText,
         EquatableArray<LayerSpec> Layers,
-        TrainSpec? Train = null)
+        TrainSpec? Train = null,
+        bool TrainDeclared = false)
     {
         /// <summary>The deterministic hint name prefix: <c>{Namespace}.{Outer}.{Type}</c>.</summary>
         public string FullName =>

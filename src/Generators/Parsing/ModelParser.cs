@@ -264,7 +264,8 @@ namespace ModelDsl.Generators.Parsing
                 shapesFailed,
                 outputKnown ? ShapeText.Format(current!) : "?",
                 specs.ToEquatableArray(),
-                train);
+                train,
+                trainAttribute is not null);
 
             return new Parsed
             {
