@@ -76,15 +76,3 @@ public partial class Stack
     [Linear(3)]   public partial Linear Head { get; }
 }
 
-/// <summary>The same layers as the Digits sample's MLP, for reading its checkpoints in tests.</summary>
-[Model(Input = "B, 64")]
-public partial class DigitsMlpShape
-{
-    [Linear(512)]  public partial Linear Hidden1 { get; }
-    [ReLU]         public partial ReLU Act1 { get; }
-    [Dropout(0.4)] public partial Dropout Drop1 { get; }
-    [Linear(256)]  public partial Linear Hidden2 { get; }
-    [ReLU]         public partial ReLU Act2 { get; }
-    [Dropout(0.4)] public partial Dropout Drop2 { get; }
-    [Linear(10)]   public partial Linear Output { get; }
-}

@@ -4,7 +4,6 @@ using System.IO;
 using System.Text.Json;
 using System.Threading;
 using ModelDsl.Runtime.Training;
-using ModelDsl.Runtime.Tests.Oracle;
 using static TorchSharp.torch;
 
 namespace ModelDsl.Runtime.Tests;
@@ -196,7 +195,7 @@ public sealed class TrainingEndToEndTests : IDisposable
     private static Dictionary<string, float[]> ReadWeights(string path)
     {
         var state = Checkpoint.ReadState(path);
-        using var model = new DigitsMlpShape();
+        using var model = new Digits.DigitsMlp();
         var optimizer = optim.Adam(model.parameters());
         Checkpoint.Load(path, model, optimizer, state.ModelName, state.PlanFingerprint);
         return model.named_parameters().ToDictionary(p => p.name, p => p.parameter.data<float>().ToArray());
