@@ -78,8 +78,8 @@ namespace ModelDsl
         /// <summary>Clip the global gradient L2 norm to this value; 0 turns clipping off. Default 0.</summary>
         public double GradientClipNorm { get; set; }
         /// <summary>
-        /// The training data: a CSV file (features then the label in the last column, no header), relative to the
-        /// program's directory or the working directory. <c>--data</c> overrides it.
+        /// The training data: a CSV file (features then the label in the last column, no header); a relative path is
+        /// looked up in the working directory, then beside the program. <c>--data</c> overrides it.
         /// </summary>
         public string Data { get; set; } = "";
         /// <summary>Optional held-out test data in the same format; reported as <c>test_accuracy</c>.</summary>

@@ -151,6 +151,17 @@ public sealed class TrainingEndToEndTests : IDisposable
     }
 
     [Fact]
+    public void LabelBeyondTheModelsClasses_IsAClearDataError()
+    {
+        var data = Path.Combine(_dir, "labels.csv");
+        File.WriteAllLines(data, Enumerable.Range(0, 20).Select(i => string.Join(",", Enumerable.Repeat("1", 64)) + "," + (i == 7 ? 12 : i % 10)));
+        var run = Digits("mlp", "--data", data, "--checkpoint-dir", Path.Combine(_dir, "ckpt"));
+        Assert.Equal(2, run.ExitCode);
+        Assert.Contains("class label 12 is out of range", run.Stderr);
+        AssertNoStackTrace(run);
+    }
+
+    [Fact]
     public void Help_ListsTheOptions()
     {
         var run = Digits("mlp", "--help");

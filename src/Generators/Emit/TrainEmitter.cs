@@ -63,12 +63,14 @@ namespace ModelDsl.Generators.Emit
             w.Line($"    TestData = {ModelEmitter.Literal(t.TestData)},");
             w.Line($"    ValidationFraction = {D(t.ValidationFraction)},");
             w.Line($"    FeatureScale = {D(t.FeatureScale)},");
+            if (t.Classes > 0) w.Line($"    Classes = {I(t.Classes)},");
             w.Line("};");
             w.Line();
             w.Line($"/// <summary>");
             w.Line($"/// Trains {model.Name} as declared: parses the command line (<c>--help</c> lists the options), loads the data,");
             w.Line("/// trains with progress, checkpoints each epoch and reports. Returns the process exit code (0 success,");
-            w.Line("/// 2 bad arguments, data or checkpoint, 3 diverged). Use it as <c>return " + model.Name + ".Run(args);</c>.");
+            w.Line("/// 1 unexpected failure, 2 bad arguments, data, paths or checkpoint, 3 diverged). Use it as");
+            w.Line("/// <c>return " + model.Name + ".Run(args);</c>.");
             w.Line("/// </summary>");
             w.Line($"public static int Run(string[] args) => {Training}.TrainingHost.Run(args, Plan, static () => new {model.Name}(), Summary);");
             w.Close();

@@ -31,7 +31,7 @@ namespace ModelDsl.Generators.Model
         string Loss, string Optimizer, double LearningRate, double WeightDecay, double Momentum, bool Nesterov,
         int Epochs, int BatchSize, long Seed, string Schedule, int WarmupEpochs, int StepSize, double Gamma,
         double GradientClipNorm, string Data, string TestData, double ValidationFraction, double FeatureScale,
-        EquatableArray<long> SampleShape, bool InputIsInteger);
+        EquatableArray<long> SampleShape, bool InputIsInteger, int Classes);
 
     /// <summary>A type the model class is nested in: <c>partial class Outer</c>.</summary>
     internal sealed record ContainingType(string Keyword, string Name);

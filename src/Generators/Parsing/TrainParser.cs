@@ -131,7 +131,8 @@ namespace ModelDsl.Generators.Parsing
 
             if (!ok || loss is null || optimizer is null || schedule is null) return null;
             return new TrainSpec(loss, optimizer, lr, weightDecay, momentum, nesterov, epochs, batch, Get("Seed", 0L), schedule,
-                warmup, stepSize, gamma, clip, Get("Data", ""), Get("TestData", ""), validation, featureScale, sample.ToEquatableArray(), inputIsInteger);
+                warmup, stepSize, gamma, clip, Get("Data", ""), Get("TestData", ""), validation, featureScale, sample.ToEquatableArray(), inputIsInteger,
+                loss is "CrossEntropy" or "NLL" && output is { Length: >= 2 } && output[1].IsConcrete && output[1].Size <= int.MaxValue ? (int)output[1].Size : 0);
         }
 
         /// <summary>What the loss needs of the model's output (PyTorch's loss "Shape:" sections), or null if it fits.</summary>

@@ -36,10 +36,20 @@ namespace ModelDsl.Runtime.Training
 
             var labelKind = plan.IsClassification ? LabelKind.ClassIndex : LabelKind.Float;
             using var all = LoadData(plan.Data, plan, labelKind);
-            var (train, validation) = all.Split(plan.ValidationFraction, plan.Seed);
+            CheckLabels(all, plan);
+            TensorDataset train, validation;
+            try
+            {
+                (train, validation) = all.Split(plan.ValidationFraction, plan.Seed);
+            }
+            catch (ArgumentOutOfRangeException e)
+            {
+                throw new TrainingException($"{plan.Data}: {e.Message}");
+            }
             using var trainSet = train;
             using var validationSet = validation;
             using var testSet = plan.TestData.Length > 0 ? LoadData(plan.TestData, plan, labelKind) : null;
+            if (testSet is not null) CheckLabels(testSet, plan with { Data = plan.TestData });
 
             // The seed fixes the initial weights; shuffling uses seed + epoch (as DistributedSampler does).
             torch.manual_seed(plan.Seed);
@@ -199,6 +209,15 @@ namespace ModelDsl.Runtime.Training
             });
         }
 
+        /// <summary>Class labels must index the model's output classes; libtorch would fail deep inside the loss.</summary>
+        private static void CheckLabels(TensorDataset data, TrainingPlan plan)
+        {
+            if (!plan.IsClassification || plan.Classes < 1 || data.Count == 0) return;
+            long max = data.Labels.max().item<long>();
+            if (max >= plan.Classes)
+                throw new TrainingException($"{plan.Data}: class label {max} is out of range: {plan.ModelName} outputs {plan.Classes} classes (labels 0..{plan.Classes - 1})");
+        }
+
         private static TensorDataset LoadData(string path, TrainingPlan plan, LabelKind labelKind)
         {
             string resolved = ResolvePath(path);
@@ -206,7 +225,11 @@ namespace ModelDsl.Runtime.Training
             {
                 var data = CsvDataset.Load(resolved, plan.SampleShape, labelKind);
                 if (plan.FeatureScale != 1.0 && !plan.InputIsInteger) data.Features.mul_(plan.FeatureScale);
-                return data;
+                if (!plan.InputIsInteger) return data;
+
+                // Token-id models take int64 features; the CSV reader yields float32.
+                using (data)
+                    return new TensorDataset(data.Features.to_type(ScalarType.Int64), data.Labels.clone());
             }
             catch (DataFormatException e)
             {
@@ -323,7 +346,7 @@ namespace ModelDsl.Runtime.Training
             new($"the loss became {value} at epoch {epoch}, step {step}; training stopped. " +
                 (history.Count > 0
                     ? $"The last good checkpoint (epoch {history[^1].Epoch}) is kept at {checkpointPath}."
-                    : "No epoch had completed, so there is no checkpoint.") +
+                    : "No epoch of this run had completed, so it wrote no checkpoint.") +
                 " Try a lower --lr or gradient clipping.", TrainingHost.Diverged);
     }
 }

@@ -82,7 +82,8 @@ namespace ModelDsl.Runtime.Training
             if (!(rate > 0) || double.IsInfinity(rate)) return Usage($"--lr must be a positive number, got {rate}");
             if (t < 0) return Usage($"--threads must be 0 or more, got {t}");
             string dataPath = parsed.GetValue(data) ?? "";
-            if (dataPath.Length == 0) return Usage($"no training data: {plan.ModelName}'s [Train] declares no Data; pass --data FILE");
+            if (dataPath.Length == 0)
+                return Usage(plan.Data.Length == 0 ? $"no training data: {plan.ModelName}'s [Train] declares no Data; pass --data FILE" : "--data needs a file name");
 
             var options = new TrainingOptions
             {

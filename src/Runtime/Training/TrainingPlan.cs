@@ -53,6 +53,9 @@ namespace ModelDsl.Runtime.Training
         /// <summary>Fraction of the training data held out for validation.</summary>
         public double ValidationFraction { get; init; } = 0.1;
 
+        /// <summary>Classes the model outputs (dimension 1 of its output) for classification losses; 0 if unknown.</summary>
+        public int Classes { get; init; }
+
         /// <summary>Multiplier applied to every feature value at load time.</summary>
         public double FeatureScale { get; init; } = 1.0;
 
@@ -88,6 +91,8 @@ namespace ModelDsl.Runtime.Training
                 ["validation_fraction"] = ValidationFraction.ToString("R", CultureInfo.InvariantCulture),
                 ["feature_scale"] = FeatureScale.ToString("R", CultureInfo.InvariantCulture),
             };
+            // The cosine schedule is a function of the total epoch count; the other schedules let a run be extended.
+            if (Schedule == Schedule.Cosine) o["epochs"] = Epochs;
             return o.ToJsonString(new JsonSerializerOptions { WriteIndented = false });
         }
 

@@ -31,12 +31,14 @@ namespace Samples.Digits
             TestData = "data/optdigits.tes",
             ValidationFraction = 0.1,
             FeatureScale = 1.0,
+            Classes = 10,
         };
 
         /// <summary>
         /// Trains DigitsMlp as declared: parses the command line (<c>--help</c> lists the options), loads the data,
         /// trains with progress, checkpoints each epoch and reports. Returns the process exit code (0 success,
-        /// 2 bad arguments, data or checkpoint, 3 diverged). Use it as <c>return DigitsMlp.Run(args);</c>.
+        /// 1 unexpected failure, 2 bad arguments, data, paths or checkpoint, 3 diverged). Use it as
+        /// <c>return DigitsMlp.Run(args);</c>.
         /// </summary>
         public static int Run(string[] args) => global::ModelDsl.Runtime.Training.TrainingHost.Run(args, Plan, static () => new DigitsMlp(), Summary);
     }
