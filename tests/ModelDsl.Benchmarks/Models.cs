@@ -37,3 +37,19 @@ public partial class GeneratedCnn
     [Dropout(0.5)]               public partial Dropout Drop2 { get; }
     [Linear(10)]                 public partial Linear Output { get; }
 }
+
+/// <summary>
+/// The sample's current DigitsMlp (two hidden layers), generated; without its [Train] attribute, which adds no layers.
+/// DigitsThroughputBenchmarks trains it on the real data. (The sample's DigitsCnn is <see cref="GeneratedCnn"/>.)
+/// </summary>
+[Model(Input = "B, 64")]
+public partial class GeneratedDigitsMlp
+{
+    [Linear(512)]  public partial Linear Hidden1 { get; }
+    [ReLU]         public partial ReLU Act1 { get; }
+    [Dropout(0.4)] public partial Dropout Drop1 { get; }
+    [Linear(256)]  public partial Linear Hidden2 { get; }
+    [ReLU]         public partial ReLU Act2 { get; }
+    [Dropout(0.4)] public partial Dropout Drop2 { get; }
+    [Linear(10)]   public partial Linear Output { get; }
+}

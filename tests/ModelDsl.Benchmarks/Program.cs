@@ -7,10 +7,16 @@ using BenchmarkDotNet.Running;
 // Full run:   dotnet run -c Release --project tests/ModelDsl.Benchmarks -- --filter '*'
 // Quick run:  add BenchmarkDotNet's own switches, e.g. `--job short` (3 warm-ups, 3 iterations); see docs/benchmarks.md.
 // Interleaved A/B cross-check of the forward/backward ratio (no BenchmarkDotNet):  -- --interleaved
+// The same for the trainer's optimisation step against the hand-written one:        -- --interleaved-step
 // Results go to tests/ModelDsl.Benchmarks/BenchmarkDotNet.Artifacts unless --artifacts says otherwise.
 if (args.Length == 1 && args[0] == "--interleaved")
 {
     ModelDsl.Benchmarks.InterleavedCheck.Run();
+    return;
+}
+if (args.Length == 1 && args[0] == "--interleaved-step")
+{
+    ModelDsl.Benchmarks.InterleavedCheck.RunTrainerStep();
     return;
 }
 
