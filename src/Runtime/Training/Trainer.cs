@@ -305,9 +305,9 @@ namespace ModelDsl.Runtime.Training
 
         private static bool HasAccuracy(TrainingPlan plan) => plan.IsClassification || plan.Loss == Loss.BCEWithLogits;
 
+        // No dispose scope of its own: every caller runs inside a per-batch scope, and a nested one per step costs time.
         internal static long CountCorrect(Loss loss, Tensor output, Tensor target)
         {
-            using var scope = torch.NewDisposeScope();
             return loss switch
             {
                 Loss.CrossEntropy or Loss.NLL => output.argmax(1).eq(target).sum().item<long>(),
