@@ -69,7 +69,8 @@ namespace ModelDsl.Runtime.Training
                 {
                     if (File.Exists(checkpointPath))
                     {
-                        var state = LoadCheckpoint(checkpointPath, model, optimizer, plan);
+                        // A CheckpointException (corrupt, other plan) reaches TrainingHost: one line, exit code 2.
+                        var state = Checkpoint.Load(checkpointPath, model, optimizer, plan.ModelName, plan.Fingerprint());
                         torch.set_rng_state(torch.tensor(state.RngState, dtype: ScalarType.Byte));
                         history.AddRange(state.History);
                         startEpoch = state.Epoch;
@@ -93,7 +94,6 @@ namespace ModelDsl.Runtime.Training
                 var clock = Stopwatch.StartNew();
                 long samplesSeen = 0;
                 long steps = trainSet.BatchCount(plan.BatchSize);
-                int epochsThisRun = plan.Epochs - startEpoch;
 
                 for (int epoch = startEpoch; epoch < plan.Epochs; epoch++)
                 {
@@ -126,7 +126,7 @@ namespace ModelDsl.Runtime.Training
                         double elapsed = epochClock.Elapsed.TotalSeconds;
                         double perStep = elapsed / stepInEpoch;
                         var eta = TimeSpan.FromSeconds(perStep * ((steps - stepInEpoch) + steps * (plan.Epochs - epoch - 1)));
-                        progress.Step(stepInEpoch, lossSum / seen, plan.IsClassification || plan.Loss == Loss.BCEWithLogits ? (double)correct / seen : double.NaN, seen / Math.Max(elapsed, 1e-9), eta);
+                        progress.Step(stepInEpoch, lossSum / seen, HasAccuracy(plan) ? (double)correct / seen : double.NaN, seen / Math.Max(elapsed, 1e-9), eta);
                     }
 
                     samplesSeen += seen;
@@ -190,7 +190,7 @@ namespace ModelDsl.Runtime.Training
                     FinalTrainLoss = history.Count > 0 ? history[^1].TrainLoss : double.NaN,
                     ValLoss = history.Count > 0 ? history[^1].ValLoss : null,
                     TestAccuracy = testAccuracy,
-                    ParamCount = model.parameters().Sum(p => p.numel()),
+                    ParamCount = TrainingReport.ParameterCount(model),
                     ParamL2 = TrainingReport.ParameterL2(model),
                     History = history.ToList(),
                 };
@@ -231,11 +231,7 @@ namespace ModelDsl.Runtime.Training
                 using (data)
                     return new TensorDataset(data.Features.to_type(ScalarType.Int64), data.Labels.clone());
             }
-            catch (DataFormatException e)
-            {
-                throw new TrainingException(e.Message, TrainingHost.UsageError, e);
-            }
-            catch (FileNotFoundException e)
+            catch (Exception e) when (e is DataFormatException or FileNotFoundException)
             {
                 throw new TrainingException(e.Message, TrainingHost.UsageError, e);
             }
@@ -262,18 +258,6 @@ namespace ModelDsl.Runtime.Training
             if (Path.IsPathRooted(path) || File.Exists(path)) return Path.GetFullPath(path);
             var besideProgram = Path.Combine(AppContext.BaseDirectory, path);
             return File.Exists(besideProgram) ? besideProgram : Path.GetFullPath(path);
-        }
-
-        private static CheckpointState LoadCheckpoint(string path, nn.Module model, OptimizerHelper optimizer, TrainingPlan plan)
-        {
-            try
-            {
-                return Checkpoint.Load(path, model, optimizer, plan.ModelName, plan.Fingerprint());
-            }
-            catch (CheckpointException e)
-            {
-                throw new TrainingException(e.Message, TrainingHost.UsageError, e);
-            }
         }
 
         private static Device ResolveDevice(string device)
