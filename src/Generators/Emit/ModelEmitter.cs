@@ -12,6 +12,7 @@ namespace ModelDsl.Generators.Emit
     {
         internal const string Tensor = "global::TorchSharp.torch.Tensor";
         private const string Nn = "global::TorchSharp.torch.nn";
+        private const string Module = "global::TorchSharp.torch.nn.Module<global::TorchSharp.torch.Tensor, global::TorchSharp.torch.Tensor>";
 
         public static string HintName(ModelSpec model) => model.FullName + ".Model.g.cs";
 
@@ -28,7 +29,7 @@ namespace ModelDsl.Generators.Emit
 
             WriteRemarks(w, model);
             w.Line($"[global::System.CodeDom.Compiler.GeneratedCode(\"{GeneratorInfo.Name}\", \"{GeneratorInfo.Version}\")]");
-            w.Open($"partial class {model.Name} : {Nn}.Module<{Tensor}, {Tensor}>");
+            w.Open($"partial class {model.Name} : {Module}, global::ModelDsl.ILayerHost");
 
             WriteMembers(w, model);
             w.Line();
@@ -38,6 +39,8 @@ namespace ModelDsl.Generators.Emit
                 w.Line();
                 WriteForward(w, model);
             }
+            w.Line();
+            WriteLayerAccess(w, model);
             w.Line();
             WriteSummary(w, model);
 
@@ -63,15 +66,16 @@ namespace ModelDsl.Generators.Emit
         {
             var properties = model.Layers.Where(l => !l.IsField).ToArray();
             if (properties.Length == 0) return;
-            w.Line("// Layer properties: each partial property declared with a layer attribute, backed by a field");
-            w.Line("// that the constructor assigns once.");
+            w.Line("// Layer slots, one per partial property. forward runs whatever module a slot holds, so a pass can swap");
+            w.Line("// a layer through ReplaceLayer (a narrower Linear after structural pruning, an int8 Linear); the");
+            w.Line("// property and the registered sub-module always name the same object.");
             foreach (var layer in properties)
-                w.Line($"private readonly {layer.TypeName} {BackingField(layer)};");
+                w.Line($"private {Module} {BackingField(layer)} = null!;");
             w.Line();
             foreach (var layer in properties)
             {
                 w.Line($"/// <summary>{Xml(layer.AttributeText)}: output {Xml(layer.OutputText)}, {Count(layer.Parameters)} parameters.</summary>");
-                w.Line($"{layer.Accessibility} partial {layer.TypeName} {layer.MemberName} {{ get => {BackingField(layer)}; }}");
+                w.Line($"{layer.Accessibility} partial {layer.TypeName} {layer.MemberName} {{ get => {BackingField(layer)} as {layer.TypeName} ?? throw __Replaced(nameof({layer.MemberName}), {BackingField(layer)}, typeof({layer.TypeName})); }}");
             }
         }
 
@@ -90,6 +94,8 @@ namespace ModelDsl.Generators.Emit
             foreach (var layer in model.Layers)
             {
                 w.Line($"// {layer.AttributeText} {layer.MemberName}: {layer.OutputText}, {Count(layer.Parameters)} params");
+                if (layer.Kind is LayerKind.Conv1d or LayerKind.Conv2d)
+                    w.Line("// (in, out, kernel, stride, padding, dilation, padding mode, groups, bias)");
                 string target = layer.IsField ? "this." + layer.MemberName : BackingField(layer);
                 w.Line($"{target} = {Factory(layer)};");
                 w.Line($"register_module(\"{layer.MemberName}\", {target});");
@@ -116,12 +122,72 @@ namespace ModelDsl.Generators.Emit
                 w.Close();
                 return;
             }
+            // call, not forward: call runs the layers' hooks (pruning recomputes a masked weight in one).
             w.Line("var x = input;");
             foreach (var layer in model.Layers)
-                w.Line($"x = {(layer.IsField ? "this." + layer.MemberName : BackingField(layer))}.forward(x);");
+                w.Line($"x = {(layer.IsField ? "this." + layer.MemberName : BackingField(layer))}.call(x);");
             w.Line("return x;");
             w.Close();
         }
+
+        private static void WriteLayerAccess(SourceWriter w, ModelSpec model)
+        {
+            string names = string.Join(", ", model.Layers.Select(l => Literal(l.MemberName)));
+            w.Line("// Layer access by name: the one checked path through which optimisation passes swap layers.");
+            w.Line("/// <summary>The layer names in declaration order; each is also the registered sub-module name.</summary>");
+            w.Line($"public static global::System.Collections.Generic.IReadOnlyList<string> LayerNames {{ get; }} = new string[] {{ {names} }};");
+            w.Line();
+            w.Line("/// <summary>The module the layer <paramref name=\"name\"/> holds now (the declared one, or what replaced it).</summary>");
+            w.Open($"public {Module} GetLayer(string name)");
+            w.Open("switch (name)");
+            foreach (var layer in model.Layers)
+                w.Line($"case {Literal(layer.MemberName)}: return {Slot(layer)};");
+            w.Line($"default: throw __NoSuchLayer(name);");
+            w.Close();
+            w.Close();
+            w.Line();
+            w.Line("/// <summary>");
+            w.Line("/// Replaces the layer <paramref name=\"name\"/> and returns the module it held. forward and the registered");
+            w.Line("/// sub-module (parameters, state dict) change together; the typed property keeps working while the");
+            w.Line("/// replacement has the declared type. Layers declared as fields cannot be replaced.");
+            w.Line("/// </summary>");
+            w.Open($"public {Module} ReplaceLayer(string name, {Module} replacement)");
+            w.Line("if (replacement is null) throw new global::System.ArgumentNullException(nameof(replacement));");
+            w.Line($"{Module} previous;");
+            w.Open("switch (name)");
+            foreach (var layer in model.Layers)
+            {
+                if (layer.IsField)
+                    w.Line($"case {Literal(layer.MemberName)}: throw __FieldLayer(name);");
+                else
+                    w.Line($"case {Literal(layer.MemberName)}: previous = {BackingField(layer)}; {BackingField(layer)} = replacement; break;");
+            }
+            w.Line("default: throw __NoSuchLayer(name);");
+            w.Close();
+            w.Line("_internal_submodules[name] = replacement;");
+            w.Line("return previous;");
+            w.Close();
+            w.Line();
+            w.Line("global::System.Collections.Generic.IReadOnlyList<string> global::ModelDsl.ILayerHost.LayerNames => LayerNames;");
+            w.Line("object global::ModelDsl.ILayerHost.GetLayer(string name) => GetLayer(name);");
+            w.Line($"object global::ModelDsl.ILayerHost.ReplaceLayer(string name, object replacement) =>");
+            w.Line($"    ReplaceLayer(name, replacement as {Module} ?? throw new global::System.ArgumentException($\"a layer must be a Module<Tensor, Tensor>, got {{replacement?.GetType().Name ?? \"null\"}}\", nameof(replacement)));");
+            w.Line();
+            w.Line($"private static global::System.ArgumentException __NoSuchLayer(string name) =>");
+            w.Line($"    new global::System.ArgumentException($\"'{{name}}' is not a layer of {model.Name}; its layers are {string.Join(", ", model.Layers.Select(l => l.MemberName))}\", nameof(name));");
+            if (model.Layers.Any(l => l.IsField))
+            {
+                w.Line($"private static global::System.NotSupportedException __FieldLayer(string name) =>");
+                w.Line($"    new global::System.NotSupportedException($\"'{{name}}' is declared as a field, which the model cannot reassign; declare it as a partial property to make it replaceable\");");
+            }
+            if (model.Layers.Any(l => !l.IsField))
+            {
+                w.Line($"private static global::System.InvalidOperationException __Replaced(string name, object? held, global::System.Type declared) =>");
+                w.Line($"    new global::System.InvalidOperationException($\"'{{name}}' now holds a {{held?.GetType().Name ?? \"null\"}} (set through ReplaceLayer), not a {{declared.Name}}; use GetLayer(\\\"{{name}}\\\")\");");
+            }
+        }
+
+        private static string Slot(LayerSpec layer) => layer.IsField ? "this." + layer.MemberName : BackingField(layer);
 
         private static void WriteSummary(SourceWriter w, ModelSpec model)
         {

@@ -311,7 +311,7 @@ namespace ModelDsl.Runtime.Training
                 using var scope = torch.NewDisposeScope();
                 var x = xb.to(device);
                 var y = yb.to(device);
-                var output = model.forward(x);
+                var output = model.call(x);
                 long n = x.shape[0];
                 lossSum += ComputeLoss(plan.Loss, output, y).item<float>() * n;
                 correct += CountCorrect(plan.Loss, output, y);

@@ -30,7 +30,7 @@ namespace ModelDsl.Runtime.Training
         /// <summary>Runs one step on a batch. Tensors it creates belong to the caller's dispose scope.</summary>
         public StepResult Run(Tensor x, Tensor y)
         {
-            var output = _model.forward(x);
+            var output = _model.call(x);
             var loss = Trainer.ComputeLoss(_loss, output, y);
             double value = loss.item<float>();
             if (!double.IsFinite(value)) return new StepResult(value, 0, Applied: false);

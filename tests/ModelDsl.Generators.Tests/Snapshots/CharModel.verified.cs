@@ -20,29 +20,30 @@ namespace Samples.Text
     /// </code>
     /// </remarks>
     [global::System.CodeDom.Compiler.GeneratedCode("ModelDsl.Generators", "0.1.0")]
-    partial class CharModel : global::TorchSharp.torch.nn.Module<global::TorchSharp.torch.Tensor, global::TorchSharp.torch.Tensor>
+    partial class CharModel : global::TorchSharp.torch.nn.Module<global::TorchSharp.torch.Tensor, global::TorchSharp.torch.Tensor>, global::ModelDsl.ILayerHost
     {
-        // Layer properties: each partial property declared with a layer attribute, backed by a field
-        // that the constructor assigns once.
-        private readonly global::TorchSharp.Modules.Embedding __Embed;
-        private readonly global::Samples.Text.MixBlock __Block1;
-        private readonly global::Samples.Text.MixBlock __Block2;
-        private readonly global::TorchSharp.Modules.Flatten __Flat;
-        private readonly global::TorchSharp.Modules.Linear __Head;
-        private readonly global::TorchSharp.Modules.Softmax __Probs;
+        // Layer slots, one per partial property. forward runs whatever module a slot holds, so a pass can swap
+        // a layer through ReplaceLayer (a narrower Linear after structural pruning, an int8 Linear); the
+        // property and the registered sub-module always name the same object.
+        private global::TorchSharp.torch.nn.Module<global::TorchSharp.torch.Tensor, global::TorchSharp.torch.Tensor> __Embed = null!;
+        private global::TorchSharp.torch.nn.Module<global::TorchSharp.torch.Tensor, global::TorchSharp.torch.Tensor> __Block1 = null!;
+        private global::TorchSharp.torch.nn.Module<global::TorchSharp.torch.Tensor, global::TorchSharp.torch.Tensor> __Block2 = null!;
+        private global::TorchSharp.torch.nn.Module<global::TorchSharp.torch.Tensor, global::TorchSharp.torch.Tensor> __Flat = null!;
+        private global::TorchSharp.torch.nn.Module<global::TorchSharp.torch.Tensor, global::TorchSharp.torch.Tensor> __Head = null!;
+        private global::TorchSharp.torch.nn.Module<global::TorchSharp.torch.Tensor, global::TorchSharp.torch.Tensor> __Probs = null!;
 
         /// <summary>[Embedding(65, 32)]: output (B, 16, 32), 2,080 parameters.</summary>
-        public partial global::TorchSharp.Modules.Embedding Embed { get => __Embed; }
+        public partial global::TorchSharp.Modules.Embedding Embed { get => __Embed as global::TorchSharp.Modules.Embedding ?? throw __Replaced(nameof(Embed), __Embed, typeof(global::TorchSharp.Modules.Embedding)); }
         /// <summary>[Model] MixBlock: output (B, 16, 32), 4,256 parameters.</summary>
-        public partial global::Samples.Text.MixBlock Block1 { get => __Block1; }
+        public partial global::Samples.Text.MixBlock Block1 { get => __Block1 as global::Samples.Text.MixBlock ?? throw __Replaced(nameof(Block1), __Block1, typeof(global::Samples.Text.MixBlock)); }
         /// <summary>[Model] MixBlock: output (B, 16, 32), 4,256 parameters.</summary>
-        public partial global::Samples.Text.MixBlock Block2 { get => __Block2; }
+        public partial global::Samples.Text.MixBlock Block2 { get => __Block2 as global::Samples.Text.MixBlock ?? throw __Replaced(nameof(Block2), __Block2, typeof(global::Samples.Text.MixBlock)); }
         /// <summary>[Flatten]: output (B, 512), 0 parameters.</summary>
-        public partial global::TorchSharp.Modules.Flatten Flat { get => __Flat; }
+        public partial global::TorchSharp.Modules.Flatten Flat { get => __Flat as global::TorchSharp.Modules.Flatten ?? throw __Replaced(nameof(Flat), __Flat, typeof(global::TorchSharp.Modules.Flatten)); }
         /// <summary>[Linear(65)]: output (B, 65), 33,345 parameters.</summary>
-        internal partial global::TorchSharp.Modules.Linear Head { get => __Head; }
+        internal partial global::TorchSharp.Modules.Linear Head { get => __Head as global::TorchSharp.Modules.Linear ?? throw __Replaced(nameof(Head), __Head, typeof(global::TorchSharp.Modules.Linear)); }
         /// <summary>[Softmax(-1)]: output (B, 65), 0 parameters.</summary>
-        public partial global::TorchSharp.Modules.Softmax Probs { get => __Probs; }
+        public partial global::TorchSharp.Modules.Softmax Probs { get => __Probs as global::TorchSharp.Modules.Softmax ?? throw __Replaced(nameof(Probs), __Probs, typeof(global::TorchSharp.Modules.Softmax)); }
 
         /// <summary>Creates <see cref="CharModel"/> with freshly initialised parameters (PyTorch's default initialisation).</summary>
         public CharModel() : base(nameof(CharModel))
@@ -75,14 +76,66 @@ namespace Samples.Text
         public override global::TorchSharp.torch.Tensor forward(global::TorchSharp.torch.Tensor input)
         {
             var x = input;
-            x = __Embed.forward(x);
-            x = __Block1.forward(x);
-            x = __Block2.forward(x);
-            x = __Flat.forward(x);
-            x = __Head.forward(x);
-            x = __Probs.forward(x);
+            x = __Embed.call(x);
+            x = __Block1.call(x);
+            x = __Block2.call(x);
+            x = __Flat.call(x);
+            x = __Head.call(x);
+            x = __Probs.call(x);
             return x;
         }
+
+        // Layer access by name: the one checked path through which optimisation passes swap layers.
+        /// <summary>The layer names in declaration order; each is also the registered sub-module name.</summary>
+        public static global::System.Collections.Generic.IReadOnlyList<string> LayerNames { get; } = new string[] { "Embed", "Block1", "Block2", "Flat", "Head", "Probs" };
+
+        /// <summary>The module the layer <paramref name="name"/> holds now (the declared one, or what replaced it).</summary>
+        public global::TorchSharp.torch.nn.Module<global::TorchSharp.torch.Tensor, global::TorchSharp.torch.Tensor> GetLayer(string name)
+        {
+            switch (name)
+            {
+                case "Embed": return __Embed;
+                case "Block1": return __Block1;
+                case "Block2": return __Block2;
+                case "Flat": return __Flat;
+                case "Head": return __Head;
+                case "Probs": return __Probs;
+                default: throw __NoSuchLayer(name);
+            }
+        }
+
+        /// <summary>
+        /// Replaces the layer <paramref name="name"/> and returns the module it held. forward and the registered
+        /// sub-module (parameters, state dict) change together; the typed property keeps working while the
+        /// replacement has the declared type. Layers declared as fields cannot be replaced.
+        /// </summary>
+        public global::TorchSharp.torch.nn.Module<global::TorchSharp.torch.Tensor, global::TorchSharp.torch.Tensor> ReplaceLayer(string name, global::TorchSharp.torch.nn.Module<global::TorchSharp.torch.Tensor, global::TorchSharp.torch.Tensor> replacement)
+        {
+            if (replacement is null) throw new global::System.ArgumentNullException(nameof(replacement));
+            global::TorchSharp.torch.nn.Module<global::TorchSharp.torch.Tensor, global::TorchSharp.torch.Tensor> previous;
+            switch (name)
+            {
+                case "Embed": previous = __Embed; __Embed = replacement; break;
+                case "Block1": previous = __Block1; __Block1 = replacement; break;
+                case "Block2": previous = __Block2; __Block2 = replacement; break;
+                case "Flat": previous = __Flat; __Flat = replacement; break;
+                case "Head": previous = __Head; __Head = replacement; break;
+                case "Probs": previous = __Probs; __Probs = replacement; break;
+                default: throw __NoSuchLayer(name);
+            }
+            _internal_submodules[name] = replacement;
+            return previous;
+        }
+
+        global::System.Collections.Generic.IReadOnlyList<string> global::ModelDsl.ILayerHost.LayerNames => LayerNames;
+        object global::ModelDsl.ILayerHost.GetLayer(string name) => GetLayer(name);
+        object global::ModelDsl.ILayerHost.ReplaceLayer(string name, object replacement) =>
+            ReplaceLayer(name, replacement as global::TorchSharp.torch.nn.Module<global::TorchSharp.torch.Tensor, global::TorchSharp.torch.Tensor> ?? throw new global::System.ArgumentException($"a layer must be a Module<Tensor, Tensor>, got {replacement?.GetType().Name ?? "null"}", nameof(replacement)));
+
+        private static global::System.ArgumentException __NoSuchLayer(string name) =>
+            new global::System.ArgumentException($"'{name}' is not a layer of CharModel; its layers are Embed, Block1, Block2, Flat, Head, Probs", nameof(name));
+        private static global::System.InvalidOperationException __Replaced(string name, object? held, global::System.Type declared) =>
+            new global::System.InvalidOperationException($"'{name}' now holds a {held?.GetType().Name ?? "null"} (set through ReplaceLayer), not a {declared.Name}; use GetLayer(\"{name}\")");
 
         /// <summary>The compile-time summary: each layer's output shape and parameter count.</summary>
         public static global::ModelDsl.ModelSummary Summary { get; } = new global::ModelDsl.ModelSummary(

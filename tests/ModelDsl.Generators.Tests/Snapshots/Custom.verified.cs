@@ -18,17 +18,18 @@ namespace Samples
         /// </code>
         /// </remarks>
         [global::System.CodeDom.Compiler.GeneratedCode("ModelDsl.Generators", "0.1.0")]
-        partial class Custom : global::TorchSharp.torch.nn.Module<global::TorchSharp.torch.Tensor, global::TorchSharp.torch.Tensor>
+        partial class Custom : global::TorchSharp.torch.nn.Module<global::TorchSharp.torch.Tensor, global::TorchSharp.torch.Tensor>, global::ModelDsl.ILayerHost
         {
-            // Layer properties: each partial property declared with a layer attribute, backed by a field
-            // that the constructor assigns once.
-            private readonly global::TorchSharp.Modules.Linear __A;
-            private readonly global::TorchSharp.Modules.Linear __B;
+            // Layer slots, one per partial property. forward runs whatever module a slot holds, so a pass can swap
+            // a layer through ReplaceLayer (a narrower Linear after structural pruning, an int8 Linear); the
+            // property and the registered sub-module always name the same object.
+            private global::TorchSharp.torch.nn.Module<global::TorchSharp.torch.Tensor, global::TorchSharp.torch.Tensor> __A = null!;
+            private global::TorchSharp.torch.nn.Module<global::TorchSharp.torch.Tensor, global::TorchSharp.torch.Tensor> __B = null!;
 
             /// <summary>[Linear(4, 8)]: output ?, 40 parameters.</summary>
-            public partial global::TorchSharp.Modules.Linear A { get => __A; }
+            public partial global::TorchSharp.Modules.Linear A { get => __A as global::TorchSharp.Modules.Linear ?? throw __Replaced(nameof(A), __A, typeof(global::TorchSharp.Modules.Linear)); }
             /// <summary>[Linear(8, 2)]: output ?, 18 parameters.</summary>
-            public partial global::TorchSharp.Modules.Linear B { get => __B; }
+            public partial global::TorchSharp.Modules.Linear B { get => __B as global::TorchSharp.Modules.Linear ?? throw __Replaced(nameof(B), __B, typeof(global::TorchSharp.Modules.Linear)); }
 
             /// <summary>Creates <see cref="Custom"/> with freshly initialised parameters (PyTorch's default initialisation).</summary>
             public Custom() : base(nameof(Custom))
@@ -44,6 +45,50 @@ namespace Samples
 
             /// <summary>Called at the end of the generated constructor; implement it to adjust the new model.</summary>
             partial void OnCreated();
+
+            // Layer access by name: the one checked path through which optimisation passes swap layers.
+            /// <summary>The layer names in declaration order; each is also the registered sub-module name.</summary>
+            public static global::System.Collections.Generic.IReadOnlyList<string> LayerNames { get; } = new string[] { "A", "B" };
+
+            /// <summary>The module the layer <paramref name="name"/> holds now (the declared one, or what replaced it).</summary>
+            public global::TorchSharp.torch.nn.Module<global::TorchSharp.torch.Tensor, global::TorchSharp.torch.Tensor> GetLayer(string name)
+            {
+                switch (name)
+                {
+                    case "A": return __A;
+                    case "B": return __B;
+                    default: throw __NoSuchLayer(name);
+                }
+            }
+
+            /// <summary>
+            /// Replaces the layer <paramref name="name"/> and returns the module it held. forward and the registered
+            /// sub-module (parameters, state dict) change together; the typed property keeps working while the
+            /// replacement has the declared type. Layers declared as fields cannot be replaced.
+            /// </summary>
+            public global::TorchSharp.torch.nn.Module<global::TorchSharp.torch.Tensor, global::TorchSharp.torch.Tensor> ReplaceLayer(string name, global::TorchSharp.torch.nn.Module<global::TorchSharp.torch.Tensor, global::TorchSharp.torch.Tensor> replacement)
+            {
+                if (replacement is null) throw new global::System.ArgumentNullException(nameof(replacement));
+                global::TorchSharp.torch.nn.Module<global::TorchSharp.torch.Tensor, global::TorchSharp.torch.Tensor> previous;
+                switch (name)
+                {
+                    case "A": previous = __A; __A = replacement; break;
+                    case "B": previous = __B; __B = replacement; break;
+                    default: throw __NoSuchLayer(name);
+                }
+                _internal_submodules[name] = replacement;
+                return previous;
+            }
+
+            global::System.Collections.Generic.IReadOnlyList<string> global::ModelDsl.ILayerHost.LayerNames => LayerNames;
+            object global::ModelDsl.ILayerHost.GetLayer(string name) => GetLayer(name);
+            object global::ModelDsl.ILayerHost.ReplaceLayer(string name, object replacement) =>
+                ReplaceLayer(name, replacement as global::TorchSharp.torch.nn.Module<global::TorchSharp.torch.Tensor, global::TorchSharp.torch.Tensor> ?? throw new global::System.ArgumentException($"a layer must be a Module<Tensor, Tensor>, got {replacement?.GetType().Name ?? "null"}", nameof(replacement)));
+
+            private static global::System.ArgumentException __NoSuchLayer(string name) =>
+                new global::System.ArgumentException($"'{name}' is not a layer of Custom; its layers are A, B", nameof(name));
+            private static global::System.InvalidOperationException __Replaced(string name, object? held, global::System.Type declared) =>
+                new global::System.InvalidOperationException($"'{name}' now holds a {held?.GetType().Name ?? "null"} (set through ReplaceLayer), not a {declared.Name}; use GetLayer(\"{name}\")");
 
             /// <summary>The compile-time summary: each layer's output shape and parameter count.</summary>
             public static global::ModelDsl.ModelSummary Summary { get; } = new global::ModelDsl.ModelSummary(

@@ -24,46 +24,48 @@ namespace Samples.Digits
     /// </code>
     /// </remarks>
     [global::System.CodeDom.Compiler.GeneratedCode("ModelDsl.Generators", "0.1.0")]
-    partial class DigitsCnn : global::TorchSharp.torch.nn.Module<global::TorchSharp.torch.Tensor, global::TorchSharp.torch.Tensor>
+    partial class DigitsCnn : global::TorchSharp.torch.nn.Module<global::TorchSharp.torch.Tensor, global::TorchSharp.torch.Tensor>, global::ModelDsl.ILayerHost
     {
-        // Layer properties: each partial property declared with a layer attribute, backed by a field
-        // that the constructor assigns once.
-        private readonly global::TorchSharp.Modules.Conv2d __Conv1;
-        private readonly global::TorchSharp.Modules.BatchNorm2d __Norm1;
-        private readonly global::TorchSharp.Modules.ReLU __Act1;
-        private readonly global::TorchSharp.Modules.Conv2d __Conv2;
-        private readonly global::TorchSharp.Modules.SiLU __Act2;
-        private readonly global::TorchSharp.Modules.AvgPool2d __Pool;
-        private readonly global::TorchSharp.Modules.AdaptiveAvgPool2d __Gap;
-        private readonly global::TorchSharp.Modules.Flatten __Flat;
-        private readonly global::TorchSharp.Modules.Linear __Output;
-        private readonly global::TorchSharp.Modules.LogSoftmax __LogProbs;
+        // Layer slots, one per partial property. forward runs whatever module a slot holds, so a pass can swap
+        // a layer through ReplaceLayer (a narrower Linear after structural pruning, an int8 Linear); the
+        // property and the registered sub-module always name the same object.
+        private global::TorchSharp.torch.nn.Module<global::TorchSharp.torch.Tensor, global::TorchSharp.torch.Tensor> __Conv1 = null!;
+        private global::TorchSharp.torch.nn.Module<global::TorchSharp.torch.Tensor, global::TorchSharp.torch.Tensor> __Norm1 = null!;
+        private global::TorchSharp.torch.nn.Module<global::TorchSharp.torch.Tensor, global::TorchSharp.torch.Tensor> __Act1 = null!;
+        private global::TorchSharp.torch.nn.Module<global::TorchSharp.torch.Tensor, global::TorchSharp.torch.Tensor> __Conv2 = null!;
+        private global::TorchSharp.torch.nn.Module<global::TorchSharp.torch.Tensor, global::TorchSharp.torch.Tensor> __Act2 = null!;
+        private global::TorchSharp.torch.nn.Module<global::TorchSharp.torch.Tensor, global::TorchSharp.torch.Tensor> __Pool = null!;
+        private global::TorchSharp.torch.nn.Module<global::TorchSharp.torch.Tensor, global::TorchSharp.torch.Tensor> __Gap = null!;
+        private global::TorchSharp.torch.nn.Module<global::TorchSharp.torch.Tensor, global::TorchSharp.torch.Tensor> __Flat = null!;
+        private global::TorchSharp.torch.nn.Module<global::TorchSharp.torch.Tensor, global::TorchSharp.torch.Tensor> __Output = null!;
+        private global::TorchSharp.torch.nn.Module<global::TorchSharp.torch.Tensor, global::TorchSharp.torch.Tensor> __LogProbs = null!;
 
         /// <summary>[Conv2d(16, 3, Padding = 1)]: output (B, 16, 8, 8), 160 parameters.</summary>
-        public partial global::TorchSharp.Modules.Conv2d Conv1 { get => __Conv1; }
+        public partial global::TorchSharp.Modules.Conv2d Conv1 { get => __Conv1 as global::TorchSharp.Modules.Conv2d ?? throw __Replaced(nameof(Conv1), __Conv1, typeof(global::TorchSharp.Modules.Conv2d)); }
         /// <summary>[BatchNorm2d]: output (B, 16, 8, 8), 32 parameters.</summary>
-        public partial global::TorchSharp.Modules.BatchNorm2d Norm1 { get => __Norm1; }
+        public partial global::TorchSharp.Modules.BatchNorm2d Norm1 { get => __Norm1 as global::TorchSharp.Modules.BatchNorm2d ?? throw __Replaced(nameof(Norm1), __Norm1, typeof(global::TorchSharp.Modules.BatchNorm2d)); }
         /// <summary>[ReLU]: output (B, 16, 8, 8), 0 parameters.</summary>
-        public partial global::TorchSharp.Modules.ReLU Act1 { get => __Act1; }
+        public partial global::TorchSharp.Modules.ReLU Act1 { get => __Act1 as global::TorchSharp.Modules.ReLU ?? throw __Replaced(nameof(Act1), __Act1, typeof(global::TorchSharp.Modules.ReLU)); }
         /// <summary>[Conv2d(16, 32, 3, Stride = 2, Padding = 1, Bias = false)]: output (B, 32, 4, 4), 4,608 parameters.</summary>
-        public partial global::TorchSharp.Modules.Conv2d Conv2 { get => __Conv2; }
+        public partial global::TorchSharp.Modules.Conv2d Conv2 { get => __Conv2 as global::TorchSharp.Modules.Conv2d ?? throw __Replaced(nameof(Conv2), __Conv2, typeof(global::TorchSharp.Modules.Conv2d)); }
         /// <summary>[SiLU]: output (B, 32, 4, 4), 0 parameters.</summary>
-        public partial global::TorchSharp.Modules.SiLU Act2 { get => __Act2; }
+        public partial global::TorchSharp.Modules.SiLU Act2 { get => __Act2 as global::TorchSharp.Modules.SiLU ?? throw __Replaced(nameof(Act2), __Act2, typeof(global::TorchSharp.Modules.SiLU)); }
         /// <summary>[AvgPool2d(2)]: output (B, 32, 2, 2), 0 parameters.</summary>
-        public partial global::TorchSharp.Modules.AvgPool2d Pool { get => __Pool; }
+        public partial global::TorchSharp.Modules.AvgPool2d Pool { get => __Pool as global::TorchSharp.Modules.AvgPool2d ?? throw __Replaced(nameof(Pool), __Pool, typeof(global::TorchSharp.Modules.AvgPool2d)); }
         /// <summary>[AdaptiveAvgPool2d(1)]: output (B, 32, 1, 1), 0 parameters.</summary>
-        public partial global::TorchSharp.Modules.AdaptiveAvgPool2d Gap { get => __Gap; }
+        public partial global::TorchSharp.Modules.AdaptiveAvgPool2d Gap { get => __Gap as global::TorchSharp.Modules.AdaptiveAvgPool2d ?? throw __Replaced(nameof(Gap), __Gap, typeof(global::TorchSharp.Modules.AdaptiveAvgPool2d)); }
         /// <summary>[Flatten]: output (B, 32), 0 parameters.</summary>
-        public partial global::TorchSharp.Modules.Flatten Flat { get => __Flat; }
+        public partial global::TorchSharp.Modules.Flatten Flat { get => __Flat as global::TorchSharp.Modules.Flatten ?? throw __Replaced(nameof(Flat), __Flat, typeof(global::TorchSharp.Modules.Flatten)); }
         /// <summary>[Linear(10)]: output (B, 10), 330 parameters.</summary>
-        public partial global::TorchSharp.Modules.Linear Output { get => __Output; }
+        public partial global::TorchSharp.Modules.Linear Output { get => __Output as global::TorchSharp.Modules.Linear ?? throw __Replaced(nameof(Output), __Output, typeof(global::TorchSharp.Modules.Linear)); }
         /// <summary>[LogSoftmax(1)]: output (B, 10), 0 parameters.</summary>
-        public partial global::TorchSharp.Modules.LogSoftmax LogProbs { get => __LogProbs; }
+        public partial global::TorchSharp.Modules.LogSoftmax LogProbs { get => __LogProbs as global::TorchSharp.Modules.LogSoftmax ?? throw __Replaced(nameof(LogProbs), __LogProbs, typeof(global::TorchSharp.Modules.LogSoftmax)); }
 
         /// <summary>Creates <see cref="DigitsCnn"/> with freshly initialised parameters (PyTorch's default initialisation).</summary>
         public DigitsCnn() : base(nameof(DigitsCnn))
         {
             // [Conv2d(16, 3, Padding = 1)] Conv1: (B, 16, 8, 8), 160 params
+            // (in, out, kernel, stride, padding, dilation, padding mode, groups, bias)
             __Conv1 = global::TorchSharp.torch.nn.Conv2d(1, 16, 3, 1, 1, 1, global::TorchSharp.PaddingModes.Zeros, 1, true);
             register_module("Conv1", __Conv1);
             // [BatchNorm2d] Norm1: (B, 16, 8, 8), 32 params
@@ -73,6 +75,7 @@ namespace Samples.Digits
             __Act1 = global::TorchSharp.torch.nn.ReLU();
             register_module("Act1", __Act1);
             // [Conv2d(16, 32, 3, Stride = 2, Padding = 1, Bias = false)] Conv2: (B, 32, 4, 4), 4,608 params
+            // (in, out, kernel, stride, padding, dilation, padding mode, groups, bias)
             __Conv2 = global::TorchSharp.torch.nn.Conv2d(16, 32, 3, 2, 1, 1, global::TorchSharp.PaddingModes.Zeros, 1, false);
             register_module("Conv2", __Conv2);
             // [SiLU] Act2: (B, 32, 4, 4), 0 params
@@ -103,18 +106,78 @@ namespace Samples.Digits
         public override global::TorchSharp.torch.Tensor forward(global::TorchSharp.torch.Tensor input)
         {
             var x = input;
-            x = __Conv1.forward(x);
-            x = __Norm1.forward(x);
-            x = __Act1.forward(x);
-            x = __Conv2.forward(x);
-            x = __Act2.forward(x);
-            x = __Pool.forward(x);
-            x = __Gap.forward(x);
-            x = __Flat.forward(x);
-            x = __Output.forward(x);
-            x = __LogProbs.forward(x);
+            x = __Conv1.call(x);
+            x = __Norm1.call(x);
+            x = __Act1.call(x);
+            x = __Conv2.call(x);
+            x = __Act2.call(x);
+            x = __Pool.call(x);
+            x = __Gap.call(x);
+            x = __Flat.call(x);
+            x = __Output.call(x);
+            x = __LogProbs.call(x);
             return x;
         }
+
+        // Layer access by name: the one checked path through which optimisation passes swap layers.
+        /// <summary>The layer names in declaration order; each is also the registered sub-module name.</summary>
+        public static global::System.Collections.Generic.IReadOnlyList<string> LayerNames { get; } = new string[] { "Conv1", "Norm1", "Act1", "Conv2", "Act2", "Pool", "Gap", "Flat", "Output", "LogProbs" };
+
+        /// <summary>The module the layer <paramref name="name"/> holds now (the declared one, or what replaced it).</summary>
+        public global::TorchSharp.torch.nn.Module<global::TorchSharp.torch.Tensor, global::TorchSharp.torch.Tensor> GetLayer(string name)
+        {
+            switch (name)
+            {
+                case "Conv1": return __Conv1;
+                case "Norm1": return __Norm1;
+                case "Act1": return __Act1;
+                case "Conv2": return __Conv2;
+                case "Act2": return __Act2;
+                case "Pool": return __Pool;
+                case "Gap": return __Gap;
+                case "Flat": return __Flat;
+                case "Output": return __Output;
+                case "LogProbs": return __LogProbs;
+                default: throw __NoSuchLayer(name);
+            }
+        }
+
+        /// <summary>
+        /// Replaces the layer <paramref name="name"/> and returns the module it held. forward and the registered
+        /// sub-module (parameters, state dict) change together; the typed property keeps working while the
+        /// replacement has the declared type. Layers declared as fields cannot be replaced.
+        /// </summary>
+        public global::TorchSharp.torch.nn.Module<global::TorchSharp.torch.Tensor, global::TorchSharp.torch.Tensor> ReplaceLayer(string name, global::TorchSharp.torch.nn.Module<global::TorchSharp.torch.Tensor, global::TorchSharp.torch.Tensor> replacement)
+        {
+            if (replacement is null) throw new global::System.ArgumentNullException(nameof(replacement));
+            global::TorchSharp.torch.nn.Module<global::TorchSharp.torch.Tensor, global::TorchSharp.torch.Tensor> previous;
+            switch (name)
+            {
+                case "Conv1": previous = __Conv1; __Conv1 = replacement; break;
+                case "Norm1": previous = __Norm1; __Norm1 = replacement; break;
+                case "Act1": previous = __Act1; __Act1 = replacement; break;
+                case "Conv2": previous = __Conv2; __Conv2 = replacement; break;
+                case "Act2": previous = __Act2; __Act2 = replacement; break;
+                case "Pool": previous = __Pool; __Pool = replacement; break;
+                case "Gap": previous = __Gap; __Gap = replacement; break;
+                case "Flat": previous = __Flat; __Flat = replacement; break;
+                case "Output": previous = __Output; __Output = replacement; break;
+                case "LogProbs": previous = __LogProbs; __LogProbs = replacement; break;
+                default: throw __NoSuchLayer(name);
+            }
+            _internal_submodules[name] = replacement;
+            return previous;
+        }
+
+        global::System.Collections.Generic.IReadOnlyList<string> global::ModelDsl.ILayerHost.LayerNames => LayerNames;
+        object global::ModelDsl.ILayerHost.GetLayer(string name) => GetLayer(name);
+        object global::ModelDsl.ILayerHost.ReplaceLayer(string name, object replacement) =>
+            ReplaceLayer(name, replacement as global::TorchSharp.torch.nn.Module<global::TorchSharp.torch.Tensor, global::TorchSharp.torch.Tensor> ?? throw new global::System.ArgumentException($"a layer must be a Module<Tensor, Tensor>, got {replacement?.GetType().Name ?? "null"}", nameof(replacement)));
+
+        private static global::System.ArgumentException __NoSuchLayer(string name) =>
+            new global::System.ArgumentException($"'{name}' is not a layer of DigitsCnn; its layers are Conv1, Norm1, Act1, Conv2, Act2, Pool, Gap, Flat, Output, LogProbs", nameof(name));
+        private static global::System.InvalidOperationException __Replaced(string name, object? held, global::System.Type declared) =>
+            new global::System.InvalidOperationException($"'{name}' now holds a {held?.GetType().Name ?? "null"} (set through ReplaceLayer), not a {declared.Name}; use GetLayer(\"{name}\")");
 
         /// <summary>The compile-time summary: each layer's output shape and parameter count.</summary>
         public static global::ModelDsl.ModelSummary Summary { get; } = new global::ModelDsl.ModelSummary(

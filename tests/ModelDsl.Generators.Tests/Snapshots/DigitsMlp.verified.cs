@@ -18,23 +18,24 @@ namespace Samples.Digits
     /// </code>
     /// </remarks>
     [global::System.CodeDom.Compiler.GeneratedCode("ModelDsl.Generators", "0.1.0")]
-    partial class DigitsMlp : global::TorchSharp.torch.nn.Module<global::TorchSharp.torch.Tensor, global::TorchSharp.torch.Tensor>
+    partial class DigitsMlp : global::TorchSharp.torch.nn.Module<global::TorchSharp.torch.Tensor, global::TorchSharp.torch.Tensor>, global::ModelDsl.ILayerHost
     {
-        // Layer properties: each partial property declared with a layer attribute, backed by a field
-        // that the constructor assigns once.
-        private readonly global::TorchSharp.Modules.Linear __Hidden;
-        private readonly global::TorchSharp.Modules.ReLU __Act;
-        private readonly global::TorchSharp.Modules.Dropout __Drop;
-        private readonly global::TorchSharp.Modules.Linear __Output;
+        // Layer slots, one per partial property. forward runs whatever module a slot holds, so a pass can swap
+        // a layer through ReplaceLayer (a narrower Linear after structural pruning, an int8 Linear); the
+        // property and the registered sub-module always name the same object.
+        private global::TorchSharp.torch.nn.Module<global::TorchSharp.torch.Tensor, global::TorchSharp.torch.Tensor> __Hidden = null!;
+        private global::TorchSharp.torch.nn.Module<global::TorchSharp.torch.Tensor, global::TorchSharp.torch.Tensor> __Act = null!;
+        private global::TorchSharp.torch.nn.Module<global::TorchSharp.torch.Tensor, global::TorchSharp.torch.Tensor> __Drop = null!;
+        private global::TorchSharp.torch.nn.Module<global::TorchSharp.torch.Tensor, global::TorchSharp.torch.Tensor> __Output = null!;
 
         /// <summary>[Linear(128)]: output (B, 128), 8,320 parameters.</summary>
-        public partial global::TorchSharp.Modules.Linear Hidden { get => __Hidden; }
+        public partial global::TorchSharp.Modules.Linear Hidden { get => __Hidden as global::TorchSharp.Modules.Linear ?? throw __Replaced(nameof(Hidden), __Hidden, typeof(global::TorchSharp.Modules.Linear)); }
         /// <summary>[ReLU]: output (B, 128), 0 parameters.</summary>
-        public partial global::TorchSharp.Modules.ReLU Act { get => __Act; }
+        public partial global::TorchSharp.Modules.ReLU Act { get => __Act as global::TorchSharp.Modules.ReLU ?? throw __Replaced(nameof(Act), __Act, typeof(global::TorchSharp.Modules.ReLU)); }
         /// <summary>[Dropout(0.1)]: output (B, 128), 0 parameters.</summary>
-        public partial global::TorchSharp.Modules.Dropout Drop { get => __Drop; }
+        public partial global::TorchSharp.Modules.Dropout Drop { get => __Drop as global::TorchSharp.Modules.Dropout ?? throw __Replaced(nameof(Drop), __Drop, typeof(global::TorchSharp.Modules.Dropout)); }
         /// <summary>[Linear(10)]: output (B, 10), 1,290 parameters.</summary>
-        public partial global::TorchSharp.Modules.Linear Output { get => __Output; }
+        public partial global::TorchSharp.Modules.Linear Output { get => __Output as global::TorchSharp.Modules.Linear ?? throw __Replaced(nameof(Output), __Output, typeof(global::TorchSharp.Modules.Linear)); }
 
         /// <summary>Creates <see cref="DigitsMlp"/> with freshly initialised parameters (PyTorch's default initialisation).</summary>
         public DigitsMlp() : base(nameof(DigitsMlp))
@@ -61,12 +62,60 @@ namespace Samples.Digits
         public override global::TorchSharp.torch.Tensor forward(global::TorchSharp.torch.Tensor input)
         {
             var x = input;
-            x = __Hidden.forward(x);
-            x = __Act.forward(x);
-            x = __Drop.forward(x);
-            x = __Output.forward(x);
+            x = __Hidden.call(x);
+            x = __Act.call(x);
+            x = __Drop.call(x);
+            x = __Output.call(x);
             return x;
         }
+
+        // Layer access by name: the one checked path through which optimisation passes swap layers.
+        /// <summary>The layer names in declaration order; each is also the registered sub-module name.</summary>
+        public static global::System.Collections.Generic.IReadOnlyList<string> LayerNames { get; } = new string[] { "Hidden", "Act", "Drop", "Output" };
+
+        /// <summary>The module the layer <paramref name="name"/> holds now (the declared one, or what replaced it).</summary>
+        public global::TorchSharp.torch.nn.Module<global::TorchSharp.torch.Tensor, global::TorchSharp.torch.Tensor> GetLayer(string name)
+        {
+            switch (name)
+            {
+                case "Hidden": return __Hidden;
+                case "Act": return __Act;
+                case "Drop": return __Drop;
+                case "Output": return __Output;
+                default: throw __NoSuchLayer(name);
+            }
+        }
+
+        /// <summary>
+        /// Replaces the layer <paramref name="name"/> and returns the module it held. forward and the registered
+        /// sub-module (parameters, state dict) change together; the typed property keeps working while the
+        /// replacement has the declared type. Layers declared as fields cannot be replaced.
+        /// </summary>
+        public global::TorchSharp.torch.nn.Module<global::TorchSharp.torch.Tensor, global::TorchSharp.torch.Tensor> ReplaceLayer(string name, global::TorchSharp.torch.nn.Module<global::TorchSharp.torch.Tensor, global::TorchSharp.torch.Tensor> replacement)
+        {
+            if (replacement is null) throw new global::System.ArgumentNullException(nameof(replacement));
+            global::TorchSharp.torch.nn.Module<global::TorchSharp.torch.Tensor, global::TorchSharp.torch.Tensor> previous;
+            switch (name)
+            {
+                case "Hidden": previous = __Hidden; __Hidden = replacement; break;
+                case "Act": previous = __Act; __Act = replacement; break;
+                case "Drop": previous = __Drop; __Drop = replacement; break;
+                case "Output": previous = __Output; __Output = replacement; break;
+                default: throw __NoSuchLayer(name);
+            }
+            _internal_submodules[name] = replacement;
+            return previous;
+        }
+
+        global::System.Collections.Generic.IReadOnlyList<string> global::ModelDsl.ILayerHost.LayerNames => LayerNames;
+        object global::ModelDsl.ILayerHost.GetLayer(string name) => GetLayer(name);
+        object global::ModelDsl.ILayerHost.ReplaceLayer(string name, object replacement) =>
+            ReplaceLayer(name, replacement as global::TorchSharp.torch.nn.Module<global::TorchSharp.torch.Tensor, global::TorchSharp.torch.Tensor> ?? throw new global::System.ArgumentException($"a layer must be a Module<Tensor, Tensor>, got {replacement?.GetType().Name ?? "null"}", nameof(replacement)));
+
+        private static global::System.ArgumentException __NoSuchLayer(string name) =>
+            new global::System.ArgumentException($"'{name}' is not a layer of DigitsMlp; its layers are Hidden, Act, Drop, Output", nameof(name));
+        private static global::System.InvalidOperationException __Replaced(string name, object? held, global::System.Type declared) =>
+            new global::System.InvalidOperationException($"'{name}' now holds a {held?.GetType().Name ?? "null"} (set through ReplaceLayer), not a {declared.Name}; use GetLayer(\"{name}\")");
 
         /// <summary>The compile-time summary: each layer's output shape and parameter count.</summary>
         public static global::ModelDsl.ModelSummary Summary { get; } = new global::ModelDsl.ModelSummary(

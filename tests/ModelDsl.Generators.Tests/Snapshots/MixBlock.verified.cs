@@ -18,23 +18,24 @@ namespace Samples.Text
     /// </code>
     /// </remarks>
     [global::System.CodeDom.Compiler.GeneratedCode("ModelDsl.Generators", "0.1.0")]
-    partial class MixBlock : global::TorchSharp.torch.nn.Module<global::TorchSharp.torch.Tensor, global::TorchSharp.torch.Tensor>
+    partial class MixBlock : global::TorchSharp.torch.nn.Module<global::TorchSharp.torch.Tensor, global::TorchSharp.torch.Tensor>, global::ModelDsl.ILayerHost
     {
-        // Layer properties: each partial property declared with a layer attribute, backed by a field
-        // that the constructor assigns once.
-        private readonly global::TorchSharp.Modules.LayerNorm __Norm;
-        private readonly global::TorchSharp.Modules.Linear __Up;
-        private readonly global::TorchSharp.Modules.GELU __Act;
-        private readonly global::TorchSharp.Modules.Linear __Down;
+        // Layer slots, one per partial property. forward runs whatever module a slot holds, so a pass can swap
+        // a layer through ReplaceLayer (a narrower Linear after structural pruning, an int8 Linear); the
+        // property and the registered sub-module always name the same object.
+        private global::TorchSharp.torch.nn.Module<global::TorchSharp.torch.Tensor, global::TorchSharp.torch.Tensor> __Norm = null!;
+        private global::TorchSharp.torch.nn.Module<global::TorchSharp.torch.Tensor, global::TorchSharp.torch.Tensor> __Up = null!;
+        private global::TorchSharp.torch.nn.Module<global::TorchSharp.torch.Tensor, global::TorchSharp.torch.Tensor> __Act = null!;
+        private global::TorchSharp.torch.nn.Module<global::TorchSharp.torch.Tensor, global::TorchSharp.torch.Tensor> __Down = null!;
 
         /// <summary>[LayerNorm]: output (B, T, 32), 64 parameters.</summary>
-        public partial global::TorchSharp.Modules.LayerNorm Norm { get => __Norm; }
+        public partial global::TorchSharp.Modules.LayerNorm Norm { get => __Norm as global::TorchSharp.Modules.LayerNorm ?? throw __Replaced(nameof(Norm), __Norm, typeof(global::TorchSharp.Modules.LayerNorm)); }
         /// <summary>[Linear(64)]: output (B, T, 64), 2,112 parameters.</summary>
-        public partial global::TorchSharp.Modules.Linear Up { get => __Up; }
+        public partial global::TorchSharp.Modules.Linear Up { get => __Up as global::TorchSharp.Modules.Linear ?? throw __Replaced(nameof(Up), __Up, typeof(global::TorchSharp.Modules.Linear)); }
         /// <summary>[GELU]: output (B, T, 64), 0 parameters.</summary>
-        public partial global::TorchSharp.Modules.GELU Act { get => __Act; }
+        public partial global::TorchSharp.Modules.GELU Act { get => __Act as global::TorchSharp.Modules.GELU ?? throw __Replaced(nameof(Act), __Act, typeof(global::TorchSharp.Modules.GELU)); }
         /// <summary>[Linear(32)]: output (B, T, 32), 2,080 parameters.</summary>
-        public partial global::TorchSharp.Modules.Linear Down { get => __Down; }
+        public partial global::TorchSharp.Modules.Linear Down { get => __Down as global::TorchSharp.Modules.Linear ?? throw __Replaced(nameof(Down), __Down, typeof(global::TorchSharp.Modules.Linear)); }
 
         /// <summary>Creates <see cref="MixBlock"/> with freshly initialised parameters (PyTorch's default initialisation).</summary>
         public MixBlock() : base(nameof(MixBlock))
@@ -61,12 +62,60 @@ namespace Samples.Text
         public override global::TorchSharp.torch.Tensor forward(global::TorchSharp.torch.Tensor input)
         {
             var x = input;
-            x = __Norm.forward(x);
-            x = __Up.forward(x);
-            x = __Act.forward(x);
-            x = __Down.forward(x);
+            x = __Norm.call(x);
+            x = __Up.call(x);
+            x = __Act.call(x);
+            x = __Down.call(x);
             return x;
         }
+
+        // Layer access by name: the one checked path through which optimisation passes swap layers.
+        /// <summary>The layer names in declaration order; each is also the registered sub-module name.</summary>
+        public static global::System.Collections.Generic.IReadOnlyList<string> LayerNames { get; } = new string[] { "Norm", "Up", "Act", "Down" };
+
+        /// <summary>The module the layer <paramref name="name"/> holds now (the declared one, or what replaced it).</summary>
+        public global::TorchSharp.torch.nn.Module<global::TorchSharp.torch.Tensor, global::TorchSharp.torch.Tensor> GetLayer(string name)
+        {
+            switch (name)
+            {
+                case "Norm": return __Norm;
+                case "Up": return __Up;
+                case "Act": return __Act;
+                case "Down": return __Down;
+                default: throw __NoSuchLayer(name);
+            }
+        }
+
+        /// <summary>
+        /// Replaces the layer <paramref name="name"/> and returns the module it held. forward and the registered
+        /// sub-module (parameters, state dict) change together; the typed property keeps working while the
+        /// replacement has the declared type. Layers declared as fields cannot be replaced.
+        /// </summary>
+        public global::TorchSharp.torch.nn.Module<global::TorchSharp.torch.Tensor, global::TorchSharp.torch.Tensor> ReplaceLayer(string name, global::TorchSharp.torch.nn.Module<global::TorchSharp.torch.Tensor, global::TorchSharp.torch.Tensor> replacement)
+        {
+            if (replacement is null) throw new global::System.ArgumentNullException(nameof(replacement));
+            global::TorchSharp.torch.nn.Module<global::TorchSharp.torch.Tensor, global::TorchSharp.torch.Tensor> previous;
+            switch (name)
+            {
+                case "Norm": previous = __Norm; __Norm = replacement; break;
+                case "Up": previous = __Up; __Up = replacement; break;
+                case "Act": previous = __Act; __Act = replacement; break;
+                case "Down": previous = __Down; __Down = replacement; break;
+                default: throw __NoSuchLayer(name);
+            }
+            _internal_submodules[name] = replacement;
+            return previous;
+        }
+
+        global::System.Collections.Generic.IReadOnlyList<string> global::ModelDsl.ILayerHost.LayerNames => LayerNames;
+        object global::ModelDsl.ILayerHost.GetLayer(string name) => GetLayer(name);
+        object global::ModelDsl.ILayerHost.ReplaceLayer(string name, object replacement) =>
+            ReplaceLayer(name, replacement as global::TorchSharp.torch.nn.Module<global::TorchSharp.torch.Tensor, global::TorchSharp.torch.Tensor> ?? throw new global::System.ArgumentException($"a layer must be a Module<Tensor, Tensor>, got {replacement?.GetType().Name ?? "null"}", nameof(replacement)));
+
+        private static global::System.ArgumentException __NoSuchLayer(string name) =>
+            new global::System.ArgumentException($"'{name}' is not a layer of MixBlock; its layers are Norm, Up, Act, Down", nameof(name));
+        private static global::System.InvalidOperationException __Replaced(string name, object? held, global::System.Type declared) =>
+            new global::System.InvalidOperationException($"'{name}' now holds a {held?.GetType().Name ?? "null"} (set through ReplaceLayer), not a {declared.Name}; use GetLayer(\"{name}\")");
 
         /// <summary>The compile-time summary: each layer's output shape and parameter count.</summary>
         public static global::ModelDsl.ModelSummary Summary { get; } = new global::ModelDsl.ModelSummary(

@@ -21,25 +21,27 @@ namespace Samples
         /// </code>
         /// </remarks>
         [global::System.CodeDom.Compiler.GeneratedCode("ModelDsl.Generators", "0.1.0")]
-        partial class Wave : global::TorchSharp.torch.nn.Module<global::TorchSharp.torch.Tensor, global::TorchSharp.torch.Tensor>
+        partial class Wave : global::TorchSharp.torch.nn.Module<global::TorchSharp.torch.Tensor, global::TorchSharp.torch.Tensor>, global::ModelDsl.ILayerHost
         {
-            // Layer properties: each partial property declared with a layer attribute, backed by a field
-            // that the constructor assigns once.
-            private readonly global::TorchSharp.Modules.BatchNorm1d __Norm;
-            private readonly global::TorchSharp.Modules.Sigmoid __Gate;
-            private readonly global::TorchSharp.Modules.Identity __Out;
+            // Layer slots, one per partial property. forward runs whatever module a slot holds, so a pass can swap
+            // a layer through ReplaceLayer (a narrower Linear after structural pruning, an int8 Linear); the
+            // property and the registered sub-module always name the same object.
+            private global::TorchSharp.torch.nn.Module<global::TorchSharp.torch.Tensor, global::TorchSharp.torch.Tensor> __Norm = null!;
+            private global::TorchSharp.torch.nn.Module<global::TorchSharp.torch.Tensor, global::TorchSharp.torch.Tensor> __Gate = null!;
+            private global::TorchSharp.torch.nn.Module<global::TorchSharp.torch.Tensor, global::TorchSharp.torch.Tensor> __Out = null!;
 
             /// <summary>[BatchNorm1d(8)]: output (B, 8, 16), 16 parameters.</summary>
-            public partial global::TorchSharp.Modules.BatchNorm1d Norm { get => __Norm; }
+            public partial global::TorchSharp.Modules.BatchNorm1d Norm { get => __Norm as global::TorchSharp.Modules.BatchNorm1d ?? throw __Replaced(nameof(Norm), __Norm, typeof(global::TorchSharp.Modules.BatchNorm1d)); }
             /// <summary>[Sigmoid]: output (B, 8, 16), 0 parameters.</summary>
-            public partial global::TorchSharp.Modules.Sigmoid Gate { get => __Gate; }
+            public partial global::TorchSharp.Modules.Sigmoid Gate { get => __Gate as global::TorchSharp.Modules.Sigmoid ?? throw __Replaced(nameof(Gate), __Gate, typeof(global::TorchSharp.Modules.Sigmoid)); }
             /// <summary>[Identity]: output (B, 8, 16), 0 parameters.</summary>
-            public partial global::TorchSharp.Modules.Identity Out { get => __Out; }
+            public partial global::TorchSharp.Modules.Identity Out { get => __Out as global::TorchSharp.Modules.Identity ?? throw __Replaced(nameof(Out), __Out, typeof(global::TorchSharp.Modules.Identity)); }
 
             /// <summary>Creates <see cref="Wave"/> with freshly initialised parameters (PyTorch's default initialisation).</summary>
             public Wave() : base(nameof(Wave))
             {
                 // [Conv1d(8, 5, Dilation = 2, Padding = 4)] conv: (B, 8, 16), 128 params
+                // (in, out, kernel, stride, padding, dilation, padding mode, groups, bias)
                 this.conv = global::TorchSharp.torch.nn.Conv1d(3, 8, 5, 1, 4, 2, global::TorchSharp.PaddingModes.Zeros, 1, true);
                 register_module("conv", this.conv);
                 // [Tanh] act: (B, 8, 16), 0 params
@@ -64,13 +66,65 @@ namespace Samples
             public override global::TorchSharp.torch.Tensor forward(global::TorchSharp.torch.Tensor input)
             {
                 var x = input;
-                x = this.conv.forward(x);
-                x = this.act.forward(x);
-                x = __Norm.forward(x);
-                x = __Gate.forward(x);
-                x = __Out.forward(x);
+                x = this.conv.call(x);
+                x = this.act.call(x);
+                x = __Norm.call(x);
+                x = __Gate.call(x);
+                x = __Out.call(x);
                 return x;
             }
+
+            // Layer access by name: the one checked path through which optimisation passes swap layers.
+            /// <summary>The layer names in declaration order; each is also the registered sub-module name.</summary>
+            public static global::System.Collections.Generic.IReadOnlyList<string> LayerNames { get; } = new string[] { "conv", "act", "Norm", "Gate", "Out" };
+
+            /// <summary>The module the layer <paramref name="name"/> holds now (the declared one, or what replaced it).</summary>
+            public global::TorchSharp.torch.nn.Module<global::TorchSharp.torch.Tensor, global::TorchSharp.torch.Tensor> GetLayer(string name)
+            {
+                switch (name)
+                {
+                    case "conv": return this.conv;
+                    case "act": return this.act;
+                    case "Norm": return __Norm;
+                    case "Gate": return __Gate;
+                    case "Out": return __Out;
+                    default: throw __NoSuchLayer(name);
+                }
+            }
+
+            /// <summary>
+            /// Replaces the layer <paramref name="name"/> and returns the module it held. forward and the registered
+            /// sub-module (parameters, state dict) change together; the typed property keeps working while the
+            /// replacement has the declared type. Layers declared as fields cannot be replaced.
+            /// </summary>
+            public global::TorchSharp.torch.nn.Module<global::TorchSharp.torch.Tensor, global::TorchSharp.torch.Tensor> ReplaceLayer(string name, global::TorchSharp.torch.nn.Module<global::TorchSharp.torch.Tensor, global::TorchSharp.torch.Tensor> replacement)
+            {
+                if (replacement is null) throw new global::System.ArgumentNullException(nameof(replacement));
+                global::TorchSharp.torch.nn.Module<global::TorchSharp.torch.Tensor, global::TorchSharp.torch.Tensor> previous;
+                switch (name)
+                {
+                    case "conv": throw __FieldLayer(name);
+                    case "act": throw __FieldLayer(name);
+                    case "Norm": previous = __Norm; __Norm = replacement; break;
+                    case "Gate": previous = __Gate; __Gate = replacement; break;
+                    case "Out": previous = __Out; __Out = replacement; break;
+                    default: throw __NoSuchLayer(name);
+                }
+                _internal_submodules[name] = replacement;
+                return previous;
+            }
+
+            global::System.Collections.Generic.IReadOnlyList<string> global::ModelDsl.ILayerHost.LayerNames => LayerNames;
+            object global::ModelDsl.ILayerHost.GetLayer(string name) => GetLayer(name);
+            object global::ModelDsl.ILayerHost.ReplaceLayer(string name, object replacement) =>
+                ReplaceLayer(name, replacement as global::TorchSharp.torch.nn.Module<global::TorchSharp.torch.Tensor, global::TorchSharp.torch.Tensor> ?? throw new global::System.ArgumentException($"a layer must be a Module<Tensor, Tensor>, got {replacement?.GetType().Name ?? "null"}", nameof(replacement)));
+
+            private static global::System.ArgumentException __NoSuchLayer(string name) =>
+                new global::System.ArgumentException($"'{name}' is not a layer of Wave; its layers are conv, act, Norm, Gate, Out", nameof(name));
+            private static global::System.NotSupportedException __FieldLayer(string name) =>
+                new global::System.NotSupportedException($"'{name}' is declared as a field, which the model cannot reassign; declare it as a partial property to make it replaceable");
+            private static global::System.InvalidOperationException __Replaced(string name, object? held, global::System.Type declared) =>
+                new global::System.InvalidOperationException($"'{name}' now holds a {held?.GetType().Name ?? "null"} (set through ReplaceLayer), not a {declared.Name}; use GetLayer(\"{name}\")");
 
             /// <summary>The compile-time summary: each layer's output shape and parameter count.</summary>
             public static global::ModelDsl.ModelSummary Summary { get; } = new global::ModelDsl.ModelSummary(

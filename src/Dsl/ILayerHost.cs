@@ -1,0 +1,22 @@
+using System.Collections.Generic;
+
+namespace ModelDsl
+{
+    /// <summary>
+    /// Implemented by every generated model: its layers by name, and the one checked path to swap a layer
+    /// (what pruning and quantisation passes use). The members are typed <see cref="object"/> because this
+    /// assembly has no dependencies; generated models also have typed <c>GetLayer</c>/<c>ReplaceLayer</c>
+    /// methods over TorchSharp modules.
+    /// </summary>
+    public interface ILayerHost
+    {
+        /// <summary>The layer names in declaration order (also the registered sub-module names).</summary>
+        IReadOnlyList<string> LayerNames { get; }
+
+        /// <summary>The module the named layer holds now.</summary>
+        object GetLayer(string name);
+
+        /// <summary>Replaces the named layer with a <c>Module&lt;Tensor, Tensor&gt;</c>; returns the module it held.</summary>
+        object ReplaceLayer(string name, object replacement);
+    }
+}
