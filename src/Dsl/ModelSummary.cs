@@ -1,7 +1,5 @@
 using System;
 using System.Collections.Generic;
-using System.Globalization;
-using System.Text;
 
 namespace ModelDsl
 {
@@ -47,34 +45,10 @@ namespace ModelDsl
         /// <summary>A Keras-style table: layer, type, output shape, parameters, and the total.</summary>
         public override string ToString()
         {
-            var rows = new List<string[]> { new[] { "Layer", "Type", "Output shape", "Params" } };
-            rows.Add(new[] { "(input)", InputType, Input, "" });
-            foreach (var layer in Layers)
-                rows.Add(new[] { layer.Name, layer.Kind, layer.OutputShape, Format(layer.Parameters) });
-
-            var widths = new int[4];
-            foreach (var row in rows)
-                for (int i = 0; i < 4; i++) widths[i] = Math.Max(widths[i], row[i].Length);
-
-            int lineWidth = widths[0] + widths[1] + widths[2] + widths[3] + 6;
-            var sb = new StringBuilder();
-            sb.Append("Model: ").Append(Model).Append('\n');
-            sb.Append(new string('=', lineWidth)).Append('\n');
-            for (int r = 0; r < rows.Count; r++)
-            {
-                var row = rows[r];
-                sb.Append(row[0].PadRight(widths[0])).Append("  ")
-                  .Append(row[1].PadRight(widths[1])).Append("  ")
-                  .Append(row[2].PadRight(widths[2])).Append("  ")
-                  .Append(row[3].PadLeft(widths[3])).Append('\n');
-                if (r == 0) sb.Append(new string('-', lineWidth)).Append('\n');
-            }
-            sb.Append(new string('=', lineWidth)).Append('\n');
-            sb.Append("Total params: ").Append(Format(TotalParameters)).Append('\n');
-            return sb.ToString();
+            var rows = new List<(string, string, string, long)>();
+            foreach (var layer in Layers) rows.Add((layer.Name, layer.Kind, layer.OutputShape, layer.Parameters));
+            return Shapes.LayerTable.Render(Model, InputType, Input, rows);
         }
-
-        private static string Format(long n) => n.ToString("N0", CultureInfo.InvariantCulture);
     }
 
     /// <summary>One row of a <see cref="ModelSummary"/>.</summary>

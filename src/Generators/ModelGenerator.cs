@@ -130,6 +130,9 @@ namespace ModelDsl.Generators
     internal static class GeneratorInfo
     {
         public const string Name = "ModelDsl.Generators";
-        public const string Version = "0.1.0";
+        /// <summary>The generator assembly's version (Directory.Build.props' Version): generated headers cannot drift from the package.</summary>
+        public static readonly string Version = Format(typeof(GeneratorInfo).Assembly.GetName().Version);
+
+        private static string Format(System.Version? v) => v is null ? "0.0.0" : $"{v.Major}.{v.Minor}.{System.Math.Max(0, v.Build)}";
     }
 }

@@ -1,3 +1,2 @@
-// The runtime is filled in by the training, data and distributed work; for now it carries the TorchSharp
-// references and the native-library fix that every model project needs.
+// The runtime's public API uses TorchSharp types, which are not CLS-compliant.
 [assembly: System.CLSCompliant(false)]

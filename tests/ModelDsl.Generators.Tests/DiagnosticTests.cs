@@ -295,8 +295,8 @@ public class DiagnosticTests
     public void EveryDiagnostic_HasATestAndADocsSection()
     {
         var root = RepoRoot();
-        var tests = string.Concat(new[] { "DiagnosticTests.cs", "TrainDiagnosticTests.cs" }
-            .Select(f => System.IO.File.ReadAllText(System.IO.Path.Combine(root, "tests", "ModelDsl.Generators.Tests", f))));
+        var tests = string.Concat(System.IO.Directory.GetFiles(System.IO.Path.Combine(root, "tests", "ModelDsl.Generators.Tests"), "*DiagnosticTests.cs")
+            .OrderBy(f => f, StringComparer.Ordinal).Select(System.IO.File.ReadAllText));
         var docs = System.IO.File.ReadAllText(System.IO.Path.Combine(root, "docs", "diagnostics.md"));
         foreach (var descriptor in ModelDsl.Generators.Diagnostics.DiagnosticDescriptors.All)
         {

@@ -119,7 +119,7 @@ public sealed class TrainingEndToEndTests : IDisposable
         Assert.Equal(0, Digits("mlp", "--epochs", "1", "--checkpoint-dir", ckpt).ExitCode);
         var run = Digits("mlp", "--epochs", "2", "--lr", "0.01", "--checkpoint-dir", ckpt, "--resume");
         Assert.Equal(2, run.ExitCode);
-        Assert.Contains("'lr'", run.Stderr);
+        Assert.Contains("'LearningRate'", run.Stderr);
         AssertNoStackTrace(run);
     }
 

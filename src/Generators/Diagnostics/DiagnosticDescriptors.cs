@@ -14,6 +14,7 @@ namespace ModelDsl.Generators.Diagnostics
         private const string Declarations = "ModelDsl.Declarations";
         private const string ShapeCategory = "ModelDsl.Shapes";
         private const string TrainingCategory = "ModelDsl.Training";
+        private const string ParallelCategory = "ModelDsl.Parallel";
 
         public static readonly DiagnosticDescriptor TorchSharpMissing = Error("MD0001", Declarations,
             "TorchSharp is not referenced",
@@ -171,6 +172,35 @@ namespace ModelDsl.Generators.Diagnostics
         public static readonly DiagnosticDescriptor TrainWithoutModel = Error("MD0410", TrainingCategory,
             "[Train] needs [Model]",
             "[Train] on '{0}' has nothing to train: add [Model(Input = \"...\")] and layers to the class");
+
+        // MD02xx: the parallel plan ([Parallel]).
+        public static readonly DiagnosticDescriptor InvalidWorldSize = Error("MD0201", ParallelCategory,
+            "World size must be at least 1",
+            "WorldSize is {0}; a run needs at least one rank");
+
+        public static readonly DiagnosticDescriptor InvalidBucketSize = Error("MD0202", ParallelCategory,
+            "Bucket size must be positive",
+            "BucketSizeMB is {0}; gradients are all-reduced in buckets of a positive size (PyTorch's default is 25)");
+
+        public static readonly DiagnosticDescriptor SettingOfOtherMode = Error("MD0203", ParallelCategory,
+            "Setting does not apply to this parallel mode",
+            "{0}");
+
+        public static readonly DiagnosticDescriptor ParallelWithoutTrain = Error("MD0204", ParallelCategory,
+            "[Parallel] needs [Train]",
+            "[Parallel] on '{0}' has no training plan to run in parallel: add [Train(...)]");
+
+        public static readonly DiagnosticDescriptor BatchNormPerRank = Warning("MD0205", ParallelCategory,
+            "BatchNorm statistics are per rank",
+            "Model '{0}' has BatchNorm layers ({1}) and trains on {2} ranks without SyncBatchNorm: each rank normalises with its own batch statistics, as in PyTorch's DDP; set SyncBatchNorm = true to average them");
+
+        public static readonly DiagnosticDescriptor InvalidAsyncSetting = Error("MD0206", ParallelCategory,
+            "Invalid asynchronous setting",
+            "{0}");
+
+        public static readonly DiagnosticDescriptor AsyncAtWorldSizeOne = Warning("MD0207", ParallelCategory,
+            "Asynchronous training on one rank",
+            "ParallelMode.Async at WorldSize = 1 has nothing to average: it trains as a single process");
 
         public static IReadOnlyList<DiagnosticDescriptor> All { get; } = typeof(DiagnosticDescriptors)
             .GetFields(System.Reflection.BindingFlags.Public | System.Reflection.BindingFlags.Static)

@@ -228,24 +228,13 @@ namespace ModelDsl.Generators.Emit
             };
         }
 
-        /// <summary>The model's layer table, as <c>ModelDsl.ModelSummary</c> prints it at run time.</summary>
-        private static string Table(ModelSpec model)
-        {
-            var rows = new[] { new[] { "Layer", "Type", "Output shape", "Params" }, new[] { "(input)", model.InputType, model.InputText, "" } }
-                .Concat(model.Layers.Select(l => new[] { l.MemberName, l.KindName, l.OutputText, Count(l.Parameters) }))
-                .ToArray();
-            var widths = Enumerable.Range(0, 4).Select(i => rows.Max(r => r[i].Length)).ToArray();
-            var sb = new StringBuilder();
-            foreach (var row in rows)
-                sb.Append(row[0].PadRight(widths[0])).Append("  ").Append(row[1].PadRight(widths[1])).Append("  ")
-                  .Append(row[2].PadRight(widths[2])).Append("  ").Append(row[3].PadLeft(widths[3])).Append('\n');
-            sb.Append("Total params: ").Append(Count(model.Layers.Sum(l => l.Parameters))).Append('\n');
-            return sb.ToString();
-        }
+        /// <summary>The model's layer table, exactly as <c>ModelDsl.ModelSummary</c> prints it at run time.</summary>
+        private static string Table(ModelSpec model) =>
+            LayerTable.Render(model.Name, model.InputType, model.InputText, model.Layers.Select(l => (l.MemberName, l.KindName, l.OutputText, l.Parameters)));
 
         private static string BackingField(LayerSpec layer) => "__" + layer.MemberName;
 
-        private static string Count(long n) => n.ToString("N0", CultureInfo.InvariantCulture);
+        private static string Count(long n) => LayerTable.Count(n);
 
         private static string Xml(string text) => text.Replace("\r", " ").Replace("\n", " ").Replace("&", "&amp;").Replace("<", "&lt;").Replace(">", "&gt;");
 

@@ -48,7 +48,7 @@ namespace ModelDsl.Generators.Emit
             w.Line($"    Loss = global::ModelDsl.Loss.{t.Loss},");
             w.Line($"    Optimizer = global::ModelDsl.Optimizer.{t.Optimizer},");
             w.Line($"    LearningRate = {D(t.LearningRate)},");
-            w.Line($"    WeightDecay = {D(t.WeightDecay)},");
+            w.Line($"    WeightDecay = {D(t.WeightDecay)},{(double.IsNaN(t.WeightDecay) ? " // not declared: the optimiser's PyTorch default" : "")}");
             w.Line($"    Momentum = {D(t.Momentum)},");
             w.Line($"    Nesterov = {B(t.Nesterov)},");
             w.Line($"    Epochs = {I(t.Epochs)},");
@@ -64,6 +64,23 @@ namespace ModelDsl.Generators.Emit
             w.Line($"    ValidationFraction = {D(t.ValidationFraction)},");
             w.Line($"    FeatureScale = {D(t.FeatureScale)},");
             if (t.Classes > 0) w.Line($"    Classes = {I(t.Classes)},");
+            if (model.Parallel is { } p)
+            {
+                w.Line($"    // [Parallel({p.Mode}, WorldSize = {I(p.WorldSize)})]: the trainer relaunches itself under mpirun when started alone.");
+                w.Line($"    Mode = global::ModelDsl.ParallelMode.{p.Mode},");
+                w.Line($"    WorldSize = {I(p.WorldSize)},");
+                w.Line($"    Backend = global::ModelDsl.CommBackend.{p.Backend},");
+                w.Line($"    BucketSizeMB = {D(p.BucketSizeMB)},");
+                w.Line($"    SyncBatchNorm = {B(p.SyncBatchNorm)},");
+                if (p.Mode == "Async")
+                {
+                    w.Line($"    SyncEvery = {I(p.SyncEvery)},");
+                    w.Line($"    WarmupSteps = {I(p.WarmupSteps)},");
+                    w.Line($"    OuterOptimizer = global::ModelDsl.OuterOptimizer.{p.OuterOptimizer},");
+                    w.Line($"    OuterLearningRate = {D(p.OuterLearningRate)},");
+                    w.Line($"    OuterMomentum = {D(p.OuterMomentum)},");
+                }
+            }
             w.Line("};");
             w.Line();
             w.Line($"/// <summary>");

@@ -18,7 +18,8 @@ namespace ModelDsl.Generators.Model
         string OutputText,
         EquatableArray<LayerSpec> Layers,
         TrainSpec? Train = null,
-        bool TrainDeclared = false)
+        bool TrainDeclared = false,
+        ParallelSpec? Parallel = null)
     {
         /// <summary>The deterministic hint name prefix: <c>{Namespace}.{Outer}.{Type}</c>.</summary>
         public string FullName =>
@@ -32,6 +33,11 @@ namespace ModelDsl.Generators.Model
         int Epochs, int BatchSize, long Seed, string Schedule, int WarmupEpochs, int StepSize, double Gamma,
         double GradientClipNorm, string Data, string TestData, double ValidationFraction, double FeatureScale,
         EquatableArray<long> SampleShape, bool InputIsInteger, int Classes);
+
+    /// <summary>The checked values of a [Parallel] attribute; enums as their names.</summary>
+    internal sealed record ParallelSpec(
+        string Mode, int WorldSize, string Backend, double BucketSizeMB, bool SyncBatchNorm,
+        int SyncEvery, int WarmupSteps, string OuterOptimizer, double OuterLearningRate, double OuterMomentum);
 
     /// <summary>A type the model class is nested in: <c>partial class Outer</c>.</summary>
     internal sealed record ContainingType(string Keyword, string Name);

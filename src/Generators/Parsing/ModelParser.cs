@@ -253,6 +253,15 @@ namespace ModelDsl.Generators.Parsing
                 train = TrainParser.Parse(type.Name, trainAttribute, compilation, input, inputIsInteger,
                     outputKnown ? current : null, specs.Count > 0 ? specs[specs.Count - 1].KindName : null, report);
             }
+            ParallelSpec? parallel = null;
+            var parallelAttribute = reportDiagnostics
+                ? type.GetAttributes().FirstOrDefault(a => a.AttributeClass?.ToDisplayString() == ParallelParser.ParallelAttributeName)
+                : null;
+            if (parallelAttribute is not null && !hasErrors)
+            {
+                var batchNorms = specs.Where(l => l.Kind is LayerKind.BatchNorm1d or LayerKind.BatchNorm2d).Select(l => l.MemberName).ToArray();
+                parallel = ParallelParser.Parse(type.Name, parallelAttribute, trainAttribute is not null, batchNorms, report);
+            }
             var spec = new ModelSpec(
                 type.ContainingNamespace is { IsGlobalNamespace: false } ns ? ns.ToDisplayString() : null,
                 containing.ToEquatableArray(),
@@ -265,7 +274,8 @@ namespace ModelDsl.Generators.Parsing
                 outputKnown ? ShapeText.Format(current!) : "?",
                 specs.ToEquatableArray(),
                 train,
-                trainAttribute is not null);
+                trainAttribute is not null,
+                parallel);
 
             return new Parsed
             {

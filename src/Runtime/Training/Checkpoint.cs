@@ -29,9 +29,6 @@ namespace ModelDsl.Runtime.Training
         /// <summary>The rolling checkpoint a trainer rewrites (atomically) after every epoch, inside its checkpoint directory.</summary>
         public const string FileName = "checkpoint.ckpt";
 
-        /// <summary>The conventional name for an optional copy of the best checkpoint so far (by validation loss), beside <see cref="FileName"/>.</summary>
-        public const string BestFileName = "best.ckpt";
-
         /// <summary>The format version this runtime writes and reads.</summary>
         public const int FormatVersion = 1;
 

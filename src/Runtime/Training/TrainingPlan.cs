@@ -1,4 +1,7 @@
 using System;
+using System.Collections.Generic;
+using System.Linq;
+using System.Reflection;
 using System.Globalization;
 using System.Text.Json;
 using System.Text.Json.Nodes;
@@ -24,13 +27,14 @@ namespace ModelDsl.Runtime.Training
         public Optimizer Optimizer { get; init; }
         /// <summary>Learning rate.</summary>
         public double LearningRate { get; init; } = 1e-3;
-        /// <summary>Weight decay; NaN means the optimiser's PyTorch default (AdamW 0.01, others 0).</summary>
+        /// <summary>Weight decay; NaN means the optimiser's PyTorch default (AdamW 0.01, others 0). The fingerprint holds the effective value.</summary>
         public double WeightDecay { get; init; } = double.NaN;
         /// <summary>SGD momentum.</summary>
         public double Momentum { get; init; }
         /// <summary>SGD Nesterov momentum.</summary>
         public bool Nesterov { get; init; }
         /// <summary>Passes over the training data.</summary>
+        [NotInFingerprint("a resumed run may train more epochs (the cosine schedule adds it back)")]
         public int Epochs { get; init; } = 10;
         /// <summary>Samples per batch (per rank).</summary>
         public int BatchSize { get; init; } = 64;
@@ -47,8 +51,10 @@ namespace ModelDsl.Runtime.Training
         /// <summary>Gradient-norm clipping threshold; 0 is off.</summary>
         public double GradientClipNorm { get; init; }
         /// <summary>Training data file.</summary>
+        [NotInFingerprint("a path; the same data may live elsewhere")]
         public string Data { get; init; } = "";
         /// <summary>Optional test data file.</summary>
+        [NotInFingerprint("test data never changes training")]
         public string TestData { get; init; } = "";
         /// <summary>Fraction of the training data held out for validation.</summary>
         public double ValidationFraction { get; init; } = 0.1;
@@ -59,6 +65,29 @@ namespace ModelDsl.Runtime.Training
         /// <summary>Multiplier applied to every feature value at load time.</summary>
         public double FeatureScale { get; init; } = 1.0;
 
+        /// <summary>How ranks combine their work ([Parallel]); irrelevant at world size 1.</summary>
+        public ParallelMode Mode { get; init; }
+        /// <summary>Ranks training together; each takes <see cref="BatchSize"/> samples per step.</summary>
+        public int WorldSize { get; init; } = 1;
+        /// <summary>The collective library.</summary>
+        [NotInFingerprint("the backend moves the same numbers")]
+        public CommBackend Backend { get; init; }
+        /// <summary>Gradient bucket size in MiB (the first bucket is 1 MiB).</summary>
+        [NotInFingerprint("bucketing changes when gradients travel, not their values")]
+        public double BucketSizeMB { get; init; } = 25;
+        /// <summary>Average BatchNorm batch statistics over all ranks.</summary>
+        public bool SyncBatchNorm { get; init; }
+        /// <summary>Async: local steps between averaging rounds.</summary>
+        public int SyncEvery { get; init; } = 1;
+        /// <summary>Async: synchronous steps before local SGD starts.</summary>
+        public int WarmupSteps { get; init; }
+        /// <summary>Async: the outer optimiser.</summary>
+        public OuterOptimizer OuterOptimizer { get; init; }
+        /// <summary>Async with Nesterov: outer learning rate.</summary>
+        public double OuterLearningRate { get; init; } = 0.7;
+        /// <summary>Async with Nesterov: outer momentum.</summary>
+        public double OuterMomentum { get; init; } = 0.9;
+
         /// <summary>Whether targets are class indices (cross-entropy, NLL) and accuracy is meaningful.</summary>
         public bool IsClassification => Loss is Loss.CrossEntropy or Loss.NLL;
 
@@ -66,35 +95,38 @@ namespace ModelDsl.Runtime.Training
         public double EffectiveWeightDecay => double.IsNaN(WeightDecay) ? (Optimizer == Optimizer.AdamW ? 0.01 : 0.0) : WeightDecay;
 
         /// <summary>
-        /// What a checkpoint must agree with to be resumed: every value that changes the trajectory of training
-        /// (not the epoch count, which a resumed run may extend, nor file paths).
+        /// What a checkpoint must agree with to be resumed: every value that changes the trajectory of training.
+        /// It is derived from the plan's properties by reflection, so a new setting is in it unless its property
+        /// says why not with <see cref="NotInFingerprintAttribute"/> (file paths; the epoch count, which a resumed
+        /// run may extend — except under the cosine schedule, which is a function of it).
         /// </summary>
         public string Fingerprint()
         {
-            var o = new JsonObject
+            var o = new JsonObject();
+            foreach (var property in FingerprintProperties)
             {
-                ["model"] = ModelName,
-                ["sample_shape"] = string.Join("x", SampleShape),
-                ["loss"] = Loss.ToString(),
-                ["optimizer"] = Optimizer.ToString(),
-                ["lr"] = LearningRate.ToString("R", CultureInfo.InvariantCulture),
-                ["weight_decay"] = EffectiveWeightDecay.ToString("R", CultureInfo.InvariantCulture),
-                ["momentum"] = Momentum.ToString("R", CultureInfo.InvariantCulture),
-                ["nesterov"] = Nesterov,
-                ["batch_size"] = BatchSize,
-                ["seed"] = Seed,
-                ["schedule"] = Schedule.ToString(),
-                ["warmup_epochs"] = WarmupEpochs,
-                ["step_size"] = StepSize,
-                ["gamma"] = Gamma.ToString("R", CultureInfo.InvariantCulture),
-                ["clip"] = GradientClipNorm.ToString("R", CultureInfo.InvariantCulture),
-                ["validation_fraction"] = ValidationFraction.ToString("R", CultureInfo.InvariantCulture),
-                ["feature_scale"] = FeatureScale.ToString("R", CultureInfo.InvariantCulture),
-            };
-            // The cosine schedule is a function of the total epoch count; the other schedules let a run be extended.
-            if (Schedule == Schedule.Cosine) o["epochs"] = Epochs;
+                object? value = property.Name == nameof(WeightDecay) ? EffectiveWeightDecay : property.GetValue(this);
+                o[property.Name] = Format(value);
+            }
+            if (Schedule == Schedule.Cosine) o[nameof(Epochs)] = Epochs;
             return o.ToJsonString(new JsonSerializerOptions { WriteIndented = false });
         }
+
+        /// <summary>The settable properties that the fingerprint holds, in name order.</summary>
+        internal static IReadOnlyList<PropertyInfo> FingerprintProperties { get; } = typeof(TrainingPlan)
+            .GetProperties(BindingFlags.Public | BindingFlags.Instance)
+            .Where(p => p.SetMethod is not null && p.GetCustomAttribute<NotInFingerprintAttribute>() is null)
+            .OrderBy(p => p.Name, StringComparer.Ordinal)
+            .ToArray();
+
+        private static string Format(object? value) => value switch
+        {
+            null => "",
+            double d => d.ToString("R", CultureInfo.InvariantCulture),
+            long[] dims => string.Join("x", dims),
+            IFormattable f => f.ToString(null, CultureInfo.InvariantCulture),
+            _ => value.ToString() ?? "",
+        };
 
         /// <summary>
         /// The learning rate for a 0-based epoch. Step: lr·γ^⌊e/step⌋ (PyTorch's StepLR). Cosine: linear warm-up
@@ -114,5 +146,16 @@ namespace ModelDsl.Runtime.Training
                     return LearningRate;
             }
         }
+    }
+
+    /// <summary>Marks a <see cref="TrainingPlan"/> property that a checkpoint need not agree with, and says why.</summary>
+    [AttributeUsage(AttributeTargets.Property)]
+    public sealed class NotInFingerprintAttribute : Attribute
+    {
+        /// <summary>Excludes the property; <paramref name="reason"/> documents why resuming may change it.</summary>
+        public NotInFingerprintAttribute(string reason) => Reason = reason;
+
+        /// <summary>Why the property is left out.</summary>
+        public string Reason { get; }
     }
 }

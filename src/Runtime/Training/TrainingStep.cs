@@ -7,9 +7,10 @@ namespace ModelDsl.Runtime.Training
     public readonly record struct StepResult(double Loss, long Correct, bool Applied);
 
     /// <summary>
-    /// One optimisation step exactly as generated trainers run it: forward, loss, a finiteness check (a NaN or
-    /// infinite loss leaves the weights untouched), <c>zero_grad</c>, backward, optional gradient-norm clipping,
-    /// optimiser step, and the count of correct predictions for the progress display.
+    /// One optimisation step exactly as generated trainers run it: forward, loss, a finiteness check agreed by every
+    /// rank (a NaN or infinite loss anywhere leaves the weights untouched everywhere), <c>zero_grad</c>, backward,
+    /// gradient synchronisation (the strategy's: DDP averages here), optional gradient-norm clipping, optimiser step,
+    /// and the count of correct predictions for the progress display.
     /// </summary>
     public sealed class TrainingStep
     {
@@ -17,29 +18,32 @@ namespace ModelDsl.Runtime.Training
         private readonly OptimizerHelper _optimizer;
         private readonly Loss _loss;
         private readonly double _clip;
+        private readonly ITrainingStrategy _strategy;
 
-        /// <summary>Binds the step to a model, its optimiser, the loss and the clipping threshold (0 = off).</summary>
-        public TrainingStep(nn.Module<Tensor, Tensor> model, OptimizerHelper optimizer, Loss loss, double gradientClipNorm)
+        /// <summary>Binds the step to a model, its optimiser, the loss, the clipping threshold (0 = off) and the strategy.</summary>
+        public TrainingStep(nn.Module<Tensor, Tensor> model, OptimizerHelper optimizer, Loss loss, double gradientClipNorm, ITrainingStrategy? strategy = null)
         {
             _model = model;
             _optimizer = optimizer;
             _loss = loss;
             _clip = gradientClipNorm;
+            _strategy = strategy ?? new SingleProcessStrategy();
         }
 
         /// <summary>Runs one step on a batch. Tensors it creates belong to the caller's dispose scope.</summary>
         public StepResult Run(Tensor x, Tensor y)
         {
             var output = _model.call(x);
-            var loss = Trainer.ComputeLoss(_loss, output, y);
+            var loss = LossFunctions.Compute(_loss, output, y);
             double value = loss.item<float>();
-            if (!double.IsFinite(value)) return new StepResult(value, 0, Applied: false);
+            if (!_strategy.AllFinite(double.IsFinite(value))) return new StepResult(value, 0, Applied: false);
 
             _optimizer.zero_grad();
             loss.backward();
+            _strategy.SynchronizeGradients(_model);
             if (_clip > 0) nn.utils.clip_grad_norm_(_model.parameters(), _clip);
             _optimizer.step();
-            return new StepResult(value, Trainer.CountCorrect(_loss, output, y), Applied: true);
+            return new StepResult(value, LossFunctions.CountCorrect(_loss, output, y), Applied: true);
         }
     }
 }

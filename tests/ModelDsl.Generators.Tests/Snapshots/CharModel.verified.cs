@@ -8,7 +8,10 @@ namespace Samples.Text
     /// <remarks>
     /// Generated from <c>[Model]</c> with input <c>(B, 16)</c> (Int64). Layers, in the order <c>forward</c> runs them:
     /// <code>
+    /// Model: CharModel
+    /// ========================================
     /// Layer    Type       Output shape  Params
+    /// ----------------------------------------
     /// (input)  Int64      (B, 16)             
     /// Embed    Embedding  (B, 16, 32)    2,080
     /// Block1   MixBlock   (B, 16, 32)    4,256
@@ -16,6 +19,7 @@ namespace Samples.Text
     /// Flat     Flatten    (B, 512)           0
     /// Head     Linear     (B, 65)       33,345
     /// Probs    Softmax    (B, 65)            0
+    /// ========================================
     /// Total params: 43,937
     /// </code>
     /// </remarks>

@@ -10,10 +10,14 @@ namespace Samples
         /// <remarks>
         /// Generated from <c>[Model]</c> with input <c>(B, 4)</c> (Float32). Layers (the hand-written <c>forward</c> decides how they run):
         /// <code>
+        /// Model: Custom
+        /// ======================================
         /// Layer    Type     Output shape  Params
+        /// --------------------------------------
         /// (input)  Float32  (B, 4)              
         /// A        Linear   ?                 40
         /// B        Linear   ?                 18
+        /// ======================================
         /// Total params: 58
         /// </code>
         /// </remarks>

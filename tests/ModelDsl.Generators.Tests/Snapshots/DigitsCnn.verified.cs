@@ -8,7 +8,10 @@ namespace Samples.Digits
     /// <remarks>
     /// Generated from <c>[Model]</c> with input <c>(B, 1, 8, 8)</c> (Float32). Layers, in the order <c>forward</c> runs them:
     /// <code>
+    /// Model: DigitsCnn
+    /// ==================================================
     /// Layer     Type               Output shape   Params
+    /// --------------------------------------------------
     /// (input)   Float32            (B, 1, 8, 8)         
     /// Conv1     Conv2d             (B, 16, 8, 8)     160
     /// Norm1     BatchNorm2d        (B, 16, 8, 8)      32
@@ -20,6 +23,7 @@ namespace Samples.Digits
     /// Flat      Flatten            (B, 32)             0
     /// Output    Linear             (B, 10)           330
     /// LogProbs  LogSoftmax         (B, 10)             0
+    /// ==================================================
     /// Total params: 5,130
     /// </code>
     /// </remarks>

@@ -16,7 +16,7 @@ namespace Samples.Digits
             Loss = global::ModelDsl.Loss.CrossEntropy,
             Optimizer = global::ModelDsl.Optimizer.Adam,
             LearningRate = 0.001,
-            WeightDecay = double.NaN,
+            WeightDecay = double.NaN, // not declared: the optimiser's PyTorch default
             Momentum = 0.0,
             Nesterov = false,
             Epochs = 30,

@@ -8,12 +8,16 @@ namespace Samples.Digits
     /// <remarks>
     /// Generated from <c>[Model]</c> with input <c>(B, 64)</c> (Float32). Layers, in the order <c>forward</c> runs them:
     /// <code>
+    /// Model: DigitsMlp
+    /// ======================================
     /// Layer    Type     Output shape  Params
+    /// --------------------------------------
     /// (input)  Float32  (B, 64)             
     /// Hidden   Linear   (B, 128)       8,320
     /// Act      ReLU     (B, 128)           0
     /// Drop     Dropout  (B, 128)           0
     /// Output   Linear   (B, 10)        1,290
+    /// ======================================
     /// Total params: 9,610
     /// </code>
     /// </remarks>

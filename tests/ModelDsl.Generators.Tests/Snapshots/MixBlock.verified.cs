@@ -8,12 +8,16 @@ namespace Samples.Text
     /// <remarks>
     /// Generated from <c>[Model]</c> with input <c>(B, T, 32)</c> (Float32). Layers, in the order <c>forward</c> runs them:
     /// <code>
+    /// Model: MixBlock
+    /// ========================================
     /// Layer    Type       Output shape  Params
+    /// ----------------------------------------
     /// (input)  Float32    (B, T, 32)          
     /// Norm     LayerNorm  (B, T, 32)        64
     /// Up       Linear     (B, T, 64)     2,112
     /// Act      GELU       (B, T, 64)         0
     /// Down     Linear     (B, T, 32)     2,080
+    /// ========================================
     /// Total params: 4,256
     /// </code>
     /// </remarks>

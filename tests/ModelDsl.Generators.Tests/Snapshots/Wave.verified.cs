@@ -10,13 +10,17 @@ namespace Samples
         /// <remarks>
         /// Generated from <c>[Model]</c> with input <c>(B, 3, 16)</c> (Float32). Layers, in the order <c>forward</c> runs them:
         /// <code>
+        /// Model: Wave
+        /// ==========================================
         /// Layer    Type         Output shape  Params
+        /// ------------------------------------------
         /// (input)  Float32      (B, 3, 16)          
         /// conv     Conv1d       (B, 8, 16)       128
         /// act      Tanh         (B, 8, 16)         0
         /// Norm     BatchNorm1d  (B, 8, 16)        16
         /// Gate     Sigmoid      (B, 8, 16)         0
         /// Out      Identity     (B, 8, 16)         0
+        /// ==========================================
         /// Total params: 144
         /// </code>
         /// </remarks>

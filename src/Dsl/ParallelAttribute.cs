@@ -1,0 +1,39 @@
+using System;
+
+namespace ModelDsl
+{
+    /// <summary>
+    /// Declares data-parallel training for a model with <see cref="TrainAttribute">[Train]</see>: the generated
+    /// trainer runs <see cref="WorldSize"/> ranks (relaunching itself under <c>mpirun</c> when started alone),
+    /// each on its share of every epoch. <see cref="ParallelMode.Sync"/> averages gradients every step, exactly
+    /// as PyTorch's <c>DistributedDataParallel</c>. Values are checked at compile time (MD02xx).
+    /// </summary>
+    /// <example><c>[Parallel(ParallelMode.Sync, WorldSize = 2)]</c></example>
+    [AttributeUsage(AttributeTargets.Class, AllowMultiple = false, Inherited = false)]
+    public sealed class ParallelAttribute : Attribute
+    {
+        /// <summary>Declares the mode; everything else has PyTorch-like defaults.</summary>
+        public ParallelAttribute(ParallelMode mode) { Mode = mode; }
+
+        /// <summary>Synchronous (DDP) or asynchronous (local SGD).</summary>
+        public ParallelMode Mode { get; }
+        /// <summary>Ranks (processes) training together; at least 1. Default 2. <c>--world-size</c> overrides it.</summary>
+        public int WorldSize { get; set; } = 2;
+        /// <summary>The collective library. Default <see cref="CommBackend.Auto"/>.</summary>
+        public CommBackend Backend { get; set; }
+        /// <summary>Gradient bucket size in MiB (the first bucket is 1 MiB, as in PyTorch); positive. Default 25.</summary>
+        public double BucketSizeMB { get; set; } = 25;
+        /// <summary>Average BatchNorm batch statistics over all ranks (PyTorch's <c>SyncBatchNorm</c>). Default off.</summary>
+        public bool SyncBatchNorm { get; set; }
+        /// <summary>Async only: local steps between parameter averaging rounds; at least 1.</summary>
+        public int SyncEvery { get; set; } = 1;
+        /// <summary>Async only: synchronous steps before local SGD starts; 0 or more.</summary>
+        public int WarmupSteps { get; set; }
+        /// <summary>Async only: the outer optimiser applied to the averaged change (DiLoCo). Default none.</summary>
+        public OuterOptimizer OuterOptimizer { get; set; }
+        /// <summary>Async with <see cref="OuterOptimizer.Nesterov"/>: outer learning rate; positive. Default 0.7 (DiLoCo).</summary>
+        public double OuterLearningRate { get; set; } = 0.7;
+        /// <summary>Async with <see cref="OuterOptimizer.Nesterov"/>: outer momentum in [0, 1). Default 0.9 (DiLoCo).</summary>
+        public double OuterMomentum { get; set; } = 0.9;
+    }
+}

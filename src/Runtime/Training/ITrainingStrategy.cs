@@ -1,0 +1,78 @@
+using System;
+using System.Collections.Generic;
+using ModelDsl.Runtime.Data;
+using static TorchSharp.torch;
+
+namespace ModelDsl.Runtime.Training
+{
+    /// <summary>
+    /// How the processes of one training run work together: the trainer's one seam for data parallel and local
+    /// SGD. The loop calls these members at fixed points and never asks which strategy it runs; a single process
+    /// (<see cref="SingleProcessStrategy"/>) implements each as a no-op or the identity.
+    /// </summary>
+    /// <remarks>
+    /// Every member that communicates is a collective: all ranks call it, in the same order, the same number of
+    /// times. The loop keeps that true by taking every decision that ends or skips work (a diverged loss, the end
+    /// of training) from a value the strategy reduced across ranks, never from one rank's local state.
+    /// </remarks>
+    public interface ITrainingStrategy : IDisposable
+    {
+        /// <summary>This process's rank, 0-based. Rank 0 alone prints and writes files.</summary>
+        int Rank { get; }
+
+        /// <summary>The number of processes training together.</summary>
+        int WorldSize { get; }
+
+        /// <summary>After the model is built (and restored on resume): makes every rank start from rank 0's state.</summary>
+        void Start(nn.Module model);
+
+        /// <summary>The number of batches <see cref="Batches"/> yields on this rank each epoch.</summary>
+        long BatchCount(TensorDataset data, int batchSize);
+
+        /// <summary>This rank's training batches of one epoch, shuffled with <c>seed + epoch</c>.</summary>
+        IEnumerable<(Tensor X, Tensor Y)> Batches(TensorDataset data, int batchSize, long seed, int epoch);
+
+        /// <summary>Whether the loss was finite on every rank; a step is applied everywhere or nowhere.</summary>
+        bool AllFinite(bool finite);
+
+        /// <summary>After backward, before clipping: makes the gradients what the optimiser should apply (DDP averages them).</summary>
+        void SynchronizeGradients(nn.Module model);
+
+        /// <summary>After the optimiser step <paramref name="step"/> (1-based, counted over the whole run); local SGD averages here.</summary>
+        void AfterStep(nn.Module model, long step);
+
+        /// <summary>Sums each value over all ranks, in place (epoch metrics).</summary>
+        void SumAcrossRanks(double[] values);
+
+        /// <summary>At the end of training: adds the strategy's own figures to the report (rank 0's copy is written).</summary>
+        void Finish(nn.Module model, TrainingReport report);
+    }
+
+    /// <summary>One process trains alone: nothing to synchronise.</summary>
+    public sealed class SingleProcessStrategy : ITrainingStrategy
+    {
+        /// <inheritdoc/>
+        public int Rank => 0;
+        /// <inheritdoc/>
+        public int WorldSize => 1;
+        /// <inheritdoc/>
+        public void Start(nn.Module model) { }
+        /// <inheritdoc/>
+        public long BatchCount(TensorDataset data, int batchSize) => data.BatchCount(batchSize);
+        /// <inheritdoc/>
+        public IEnumerable<(Tensor X, Tensor Y)> Batches(TensorDataset data, int batchSize, long seed, int epoch) =>
+            data.Batches(batchSize, shuffle: true, seed, epoch);
+        /// <inheritdoc/>
+        public bool AllFinite(bool finite) => finite;
+        /// <inheritdoc/>
+        public void SynchronizeGradients(nn.Module model) { }
+        /// <inheritdoc/>
+        public void AfterStep(nn.Module model, long step) { }
+        /// <inheritdoc/>
+        public void SumAcrossRanks(double[] values) { }
+        /// <inheritdoc/>
+        public void Finish(nn.Module model, TrainingReport report) { }
+        /// <inheritdoc/>
+        public void Dispose() { }
+    }
+}

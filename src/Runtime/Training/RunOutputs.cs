@@ -1,0 +1,120 @@
+using System;
+using System.Collections.Generic;
+using System.IO;
+using System.Linq;
+using TorchSharp;
+using TorchSharp.Modules;
+using static TorchSharp.torch;
+
+namespace ModelDsl.Runtime.Training
+{
+    /// <summary>
+    /// Everything a run writes or prints — progress, notes, checkpoints, TensorBoard events, the report and its
+    /// curves — in one place, done by rank 0 only. On other ranks every member is a no-op, so the loop calls them
+    /// unconditionally.
+    /// </summary>
+    internal sealed class RunOutputs
+    {
+        private readonly TrainingOptions _options;
+        private readonly ITrainingProgress _progress;
+        private readonly bool _primary;
+        private SummaryWriter? _tensorboard;
+
+        public RunOutputs(TrainingOptions options, ITrainingProgress progress, bool primary)
+        {
+            _options = options;
+            _progress = progress;
+            _primary = primary;
+            CheckpointPath = Path.Combine(options.CheckpointDirectory, Checkpoint.FileName);
+        }
+
+        /// <summary>Where the checkpoint of each epoch goes (and a resume reads from).</summary>
+        public string CheckpointPath { get; }
+
+        /// <summary>
+        /// Checks every output location before any work, so a bad path fails in a second, not after training.
+        /// Rank 0 only: other ranks write nothing.
+        /// </summary>
+        public static void Prepare(TrainingOptions options, bool primary)
+        {
+            if (!primary) return;
+            PrepareDirectory(options.CheckpointDirectory, "--checkpoint-dir");
+            if (options.ReportPath is { Length: > 0 } report) PrepareDirectory(Path.GetDirectoryName(Path.GetFullPath(report))!, "--report");
+            if (options.TensorBoardDirectory is { Length: > 0 } events) PrepareDirectory(events, "--tensorboard");
+        }
+
+        public void Note(string message)
+        {
+            if (_primary) _progress.Note(message);
+        }
+
+        public void BeginEpoch(int epoch, int epochs, long steps)
+        {
+            if (_primary) _progress.BeginEpoch(epoch, epochs, steps);
+        }
+
+        public void Step(long stepInEpoch, double meanLoss, double accuracy, double samplesPerSecond, TimeSpan eta)
+        {
+            if (_primary) _progress.Step(stepInEpoch, meanLoss, accuracy, samplesPerSecond, eta);
+        }
+
+        /// <summary>Nothing lost: a fresh run keeps the previous run's checkpoint beside the new one.</summary>
+        public void KeepPreviousCheckpoint()
+        {
+            if (!_primary || !File.Exists(CheckpointPath)) return;
+            var previous = Path.Combine(_options.CheckpointDirectory, "previous-" + Checkpoint.FileName);
+            File.Move(CheckpointPath, previous, overwrite: true);
+            Note($"Starting fresh; the previous checkpoint was moved to {previous} (use --resume to continue a run).");
+        }
+
+        /// <summary>The epoch's checkpoint, TensorBoard scalars and progress line.</summary>
+        public void EndEpoch(nn.Module model, OptimizerHelper optimizer, CheckpointState state, EpochMetrics metrics, int epochs, TimeSpan eta)
+        {
+            if (!_primary) return;
+            Checkpoint.Save(CheckpointPath, model, optimizer, state);
+
+            if (_options.TensorBoardDirectory is { Length: > 0 } dir)
+            {
+                _tensorboard ??= torch.utils.tensorboard.SummaryWriter(dir);
+                int e = metrics.Epoch;
+                _tensorboard.add_scalar("loss/train", (float)metrics.TrainLoss, e);
+                if (metrics.ValLoss is { } vl) _tensorboard.add_scalar("loss/validation", (float)vl, e);
+                if (!double.IsNaN(metrics.TrainAccuracy)) _tensorboard.add_scalar("accuracy/train", (float)metrics.TrainAccuracy, e);
+                if (metrics.ValAccuracy is { } va) _tensorboard.add_scalar("accuracy/validation", (float)va, e);
+                _tensorboard.add_scalar("learning_rate", (float)metrics.LearningRate, e);
+            }
+            _progress.EndEpoch(metrics, eta);
+        }
+
+        /// <summary>The JSON report and the training-curve PNG beside it, if asked for; then where the checkpoint is.</summary>
+        public void Finish(TrainingReport report)
+        {
+            if (!_primary) return;
+            if (_options.ReportPath is { Length: > 0 } reportPath)
+            {
+                report.Write(reportPath);
+                var png = Path.ChangeExtension(reportPath, ".png");
+                // A missing plotting library must not fail a finished run: the report and checkpoint stand.
+                Note(TrainingCurves.TrySave(png, report.History, out var plotError)
+                    ? $"report: {reportPath}, curves: {png}"
+                    : $"report: {reportPath} (curves not drawn: {plotError})");
+            }
+            Note($"checkpoint: {CheckpointPath}");
+        }
+
+        private static void PrepareDirectory(string directory, string option)
+        {
+            try
+            {
+                Directory.CreateDirectory(directory);
+                var probe = Path.Combine(directory, $".modeldsl-write-test-{Environment.ProcessId}");
+                File.WriteAllBytes(probe, Array.Empty<byte>());
+                File.Delete(probe);
+            }
+            catch (Exception e) when (e is IOException or UnauthorizedAccessException or NotSupportedException)
+            {
+                throw new TrainingException($"{option} {directory} is not a writable directory: {e.Message}");
+            }
+        }
+    }
+}

@@ -1,0 +1,63 @@
+using System.Reflection;
+using ModelDsl.Runtime.Training;
+
+namespace ModelDsl.Runtime.Tests;
+
+public class TrainingPlanTests
+{
+    private static readonly TrainingPlan Plan = new()
+    {
+        ModelName = "M", SampleShape = new long[] { 1, 8, 8 }, Loss = Loss.CrossEntropy, Optimizer = Optimizer.SGD,
+        Data = "a.csv", TestData = "b.csv", Classes = 10,
+    };
+
+    /// <summary>The plan properties a resumed run may change, each with a stated reason; nothing else.</summary>
+    private static readonly string[] Excluded =
+    {
+        nameof(TrainingPlan.Data), nameof(TrainingPlan.Epochs), nameof(TrainingPlan.TestData),
+        nameof(TrainingPlan.Backend), nameof(TrainingPlan.BucketSizeMB),
+    };
+
+    [Fact]
+    public void Fingerprint_ChangesWithEverySettableProperty_ButTheExcludedOnes()
+    {
+        var settable = typeof(TrainingPlan).GetProperties(BindingFlags.Public | BindingFlags.Instance).Where(p => p.SetMethod is not null).ToArray();
+        Assert.True(settable.Length > 15);
+        foreach (var property in settable)
+        {
+            var changed = Plan with { };
+            property.SetValue(changed, Other(property.GetValue(Plan), property.PropertyType));
+            bool differs = changed.Fingerprint() != Plan.Fingerprint();
+            Assert.True(differs != Excluded.Contains(property.Name),
+                $"{property.Name}: fingerprint {(differs ? "changes" : "does not change")} when it changes");
+        }
+    }
+
+    [Fact]
+    public void Fingerprint_HoldsTheEpochCount_OnlyUnderTheCosineSchedule()
+    {
+        var cosine = Plan with { Schedule = Schedule.Cosine };
+        Assert.NotEqual(cosine.Fingerprint(), (cosine with { Epochs = cosine.Epochs + 1 }).Fingerprint());
+        Assert.Equal(Plan.Fingerprint(), (Plan with { Epochs = Plan.Epochs + 1 }).Fingerprint());
+    }
+
+    [Fact]
+    public void Fingerprint_ComparesTheEffectiveWeightDecay()
+    {
+        var adamW = Plan with { Optimizer = Optimizer.AdamW };
+        Assert.Equal(adamW.Fingerprint(), (adamW with { WeightDecay = 0.01 }).Fingerprint());
+        Assert.NotEqual(adamW.Fingerprint(), (adamW with { WeightDecay = 0.02 }).Fingerprint());
+    }
+
+    private static object Other(object? value, Type type) => value switch
+    {
+        string s => s + "x",
+        bool b => !b,
+        int i => i + 1,
+        long l => l + 1,
+        double d => double.IsNaN(d) ? 0.5 : d + 0.25,
+        long[] dims => dims.Append(2L).ToArray(),
+        Enum e => Enum.GetValues(type).Cast<object>().First(v => !v.Equals(e)),
+        _ => throw new InvalidOperationException($"add a way to change a {type.Name} plan property to this test"),
+    };
+}
