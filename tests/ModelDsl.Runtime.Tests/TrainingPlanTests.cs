@@ -1,3 +1,4 @@
+using System.Collections.Generic;
 using System.Reflection;
 using ModelDsl.Runtime.Training;
 
@@ -16,6 +17,7 @@ public class TrainingPlanTests
     {
         nameof(TrainingPlan.Data), nameof(TrainingPlan.Epochs), nameof(TrainingPlan.TestData),
         nameof(TrainingPlan.Backend), nameof(TrainingPlan.BucketSizeMB),
+        nameof(TrainingPlan.Passes), nameof(TrainingPlan.ParametersAfterPasses),
     };
 
     [Fact]
@@ -57,6 +59,7 @@ public class TrainingPlanTests
         long l => l + 1,
         double d => double.IsNaN(d) ? 0.5 : d + 0.25,
         long[] dims => dims.Append(2L).ToArray(),
+        IReadOnlyList<ModelDsl.Runtime.Optimization.OptimizationPass> passes => passes.Append(new ModelDsl.Runtime.Optimization.QuantizePass(QuantizeMode.DynamicInt8)).ToArray(),
         Enum e => Enum.GetValues(type).Cast<object>().First(v => !v.Equals(e)),
         _ => throw new InvalidOperationException($"add a way to change a {type.Name} plan property to this test"),
     };

@@ -15,6 +15,7 @@ namespace ModelDsl.Generators.Diagnostics
         private const string ShapeCategory = "ModelDsl.Shapes";
         private const string TrainingCategory = "ModelDsl.Training";
         private const string ParallelCategory = "ModelDsl.Parallel";
+        private const string OptimizationCategory = "ModelDsl.Optimization";
 
         public static readonly DiagnosticDescriptor TorchSharpMissing = Error("MD0001", Declarations,
             "TorchSharp is not referenced",
@@ -201,6 +202,43 @@ namespace ModelDsl.Generators.Diagnostics
         public static readonly DiagnosticDescriptor AsyncAtWorldSizeOne = Warning("MD0207", ParallelCategory,
             "Asynchronous training on one rank",
             "ParallelMode.Async at WorldSize = 1 has nothing to average: it trains as a single process");
+
+        // MD03xx: the optimisation plan ([Prune], [Quantize]).
+        public static readonly DiagnosticDescriptor AmountOutOfRange = Error("MD0301", OptimizationCategory,
+            "Pruning amount out of range",
+            "Pruning amount: {0}");
+
+        public static readonly DiagnosticDescriptor PruneTargetInvalid = Error("MD0302", OptimizationCategory,
+            "Invalid pruning target",
+            "Target '{0}' {1}");
+
+        public static readonly DiagnosticDescriptor PruneWithoutTargets = Error("MD0303", OptimizationCategory,
+            "[Prune] needs targets",
+            "[Prune(PruneMethod.{0}, ...)] names no layers: set Targets = new[] {{ nameof(SomeLayer) }}");
+
+        public static readonly DiagnosticDescriptor PruneAfterQuantize = Error("MD0304", OptimizationCategory,
+            "[Quantize] must come after every [Prune]",
+            "This [Prune] follows [Quantize]: passes run in declaration order, and pruning cannot follow int8 conversion; move [Quantize] last");
+
+        public static readonly DiagnosticDescriptor StructuredCannotRewrite = Error("MD0305", OptimizationCategory,
+            "Structured pruning cannot shrink this layer",
+            "Structured pruning of '{0}': {1}");
+
+        public static readonly DiagnosticDescriptor PruneDimOutOfRange = Error("MD0306", OptimizationCategory,
+            "Pruning dimension out of range",
+            "Dim = {0} is out of range for '{1}': a {2} weight has {3} dimensions");
+
+        public static readonly DiagnosticDescriptor InvalidPassSetting = Error("MD0307", OptimizationCategory,
+            "Invalid optimisation setting",
+            "{0}");
+
+        public static readonly DiagnosticDescriptor PassWithoutTrain = Error("MD0308", OptimizationCategory,
+            "Optimisation pass needs [Train]",
+            "[{0}] runs after training: add [Train(...)] to the class");
+
+        public static readonly DiagnosticDescriptor NothingToQuantize = Warning("MD0309", OptimizationCategory,
+            "Nothing to quantise",
+            "QuantizeMode.{0} converts Linear layers, and the model has none");
 
         public static IReadOnlyList<DiagnosticDescriptor> All { get; } = typeof(DiagnosticDescriptors)
             .GetFields(System.Reflection.BindingFlags.Public | System.Reflection.BindingFlags.Static)

@@ -81,6 +81,26 @@ namespace ModelDsl.Generators.Emit
                     w.Line($"    OuterMomentum = {D(p.OuterMomentum)},");
                 }
             }
+            if (model.Passes.Count > 0)
+            {
+                const string Opt = "global::ModelDsl.Runtime.Optimization";
+                w.Line("    // [Prune] and [Quantize], in declaration order: they run after training.");
+                w.Line($"    Passes = new {Opt}.OptimizationPass[]");
+                w.Line("    {");
+                foreach (var pass in model.Passes)
+                {
+                    if (pass.Kind == "Quantize")
+                    {
+                        w.Line($"        new {Opt}.QuantizePass(global::ModelDsl.QuantizeMode.{pass.Method}),");
+                        continue;
+                    }
+                    string targets = string.Join(", ", pass.Targets.Select(ModelEmitter.Literal));
+                    w.Line($"        new {Opt}.PrunePass(global::ModelDsl.PruneMethod.{pass.Method}, {D(pass.Amount)}, IsCount: {B(pass.IsCount)}, new string[] {{ {targets} }}, " +
+                           $"N: {(double.IsPositiveInfinity(pass.N) ? "double.PositiveInfinity" : D(pass.N))}, Dim: {I(pass.Dim)}, FineTuneEpochs: {I(pass.FineTuneEpochs)}),");
+                }
+                w.Line("    },");
+                w.Line($"    ParametersAfterPasses = {I(model.ParametersAfterPasses)},");
+            }
             w.Line("};");
             w.Line();
             w.Line($"/// <summary>");

@@ -19,7 +19,9 @@ namespace ModelDsl.Generators.Model
         EquatableArray<LayerSpec> Layers,
         TrainSpec? Train = null,
         bool TrainDeclared = false,
-        ParallelSpec? Parallel = null)
+        ParallelSpec? Parallel = null,
+        EquatableArray<PassSpec> Passes = default,
+        long ParametersAfterPasses = 0)
     {
         /// <summary>The deterministic hint name prefix: <c>{Namespace}.{Outer}.{Type}</c>.</summary>
         public string FullName =>
@@ -38,6 +40,10 @@ namespace ModelDsl.Generators.Model
     internal sealed record ParallelSpec(
         string Mode, int WorldSize, string Backend, double BucketSizeMB, bool SyncBatchNorm,
         int SyncEvery, int WarmupSteps, string OuterOptimizer, double OuterLearningRate, double OuterMomentum);
+
+    /// <summary>One checked [Prune] or [Quantize] pass; <c>Kind</c> is "Prune" or "Quantize", <c>Method</c> the enum name.</summary>
+    internal sealed record PassSpec(
+        string Kind, string Method, double Amount, bool IsCount, EquatableArray<string> Targets, double N, int Dim, int FineTuneEpochs);
 
     /// <summary>A type the model class is nested in: <c>partial class Outer</c>.</summary>
     internal sealed record ContainingType(string Keyword, string Name);

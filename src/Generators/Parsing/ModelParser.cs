@@ -262,6 +262,17 @@ namespace ModelDsl.Generators.Parsing
                 var batchNorms = specs.Where(l => l.Kind is LayerKind.BatchNorm1d or LayerKind.BatchNorm2d).Select(l => l.MemberName).ToArray();
                 parallel = ParallelParser.Parse(type.Name, parallelAttribute, trainAttribute is not null, batchNorms, report);
             }
+            var passes = EquatableArray<PassSpec>.Empty;
+            long parametersAfter = specs.Sum(l => l.Parameters);
+            var passAttributes = reportDiagnostics
+                ? type.GetAttributes().Where(a => a.AttributeClass?.ToDisplayString() is OptimizationParser.PruneAttributeName or OptimizationParser.QuantizeAttributeName)
+                    .OrderBy(a => a.ApplicationSyntaxReference?.Span.Start ?? 0).ToArray()
+                : Array.Empty<AttributeData>();
+            if (passAttributes.Length > 0 && !hasErrors && !shapesFailed)
+            {
+                if (OptimizationParser.Parse(passAttributes, specs, userForward, trainAttribute is not null, report) is { } plan)
+                    (passes, parametersAfter) = plan;
+            }
             var spec = new ModelSpec(
                 type.ContainingNamespace is { IsGlobalNamespace: false } ns ? ns.ToDisplayString() : null,
                 containing.ToEquatableArray(),
@@ -275,7 +286,9 @@ namespace ModelDsl.Generators.Parsing
                 specs.ToEquatableArray(),
                 train,
                 trainAttribute is not null,
-                parallel);
+                parallel,
+                passes,
+                parametersAfter);
 
             return new Parsed
             {

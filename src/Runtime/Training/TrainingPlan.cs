@@ -88,6 +88,13 @@ namespace ModelDsl.Runtime.Training
         /// <summary>Async with Nesterov: outer momentum.</summary>
         public double OuterMomentum { get; init; } = 0.9;
 
+        /// <summary>The optimisation passes ([Prune], [Quantize]) in declaration order; they run after training.</summary>
+        [NotInFingerprint("the passes run after training; its checkpoint does not depend on them")]
+        public IReadOnlyList<ModelDsl.Runtime.Optimization.OptimizationPass> Passes { get; init; } = Array.Empty<ModelDsl.Runtime.Optimization.OptimizationPass>();
+        /// <summary>The parameter count after the passes, computed by the compiler (structured pruning removes parameters).</summary>
+        [NotInFingerprint("derived from the passes")]
+        public long ParametersAfterPasses { get; init; }
+
         /// <summary>Whether targets are class indices (cross-entropy, NLL) and accuracy is meaningful.</summary>
         public bool IsClassification => Loss is Loss.CrossEntropy or Loss.NLL;
 

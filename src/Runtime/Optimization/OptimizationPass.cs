@@ -1,0 +1,28 @@
+using System;
+using System.Collections.Generic;
+
+namespace ModelDsl.Runtime.Optimization
+{
+    /// <summary>One pass of a model's optimisation plan, declared by <c>[Prune]</c> or <c>[Quantize]</c> and checked by the compiler.</summary>
+    public abstract record OptimizationPass;
+
+    /// <summary>
+    /// A pruning pass: <paramref name="Method"/> on each target's <c>weight</c>, by a fraction or a count
+    /// (<paramref name="IsCount"/>), then <paramref name="FineTuneEpochs"/> epochs of training.
+    /// </summary>
+    public sealed record PrunePass(PruneMethod Method, double Amount, bool IsCount, IReadOnlyList<string> Targets,
+        double N = 2, int Dim = -1, int FineTuneEpochs = 0) : OptimizationPass
+    {
+        /// <inheritdoc/>
+        public override string ToString() =>
+            $"Prune {Method} {(IsCount ? ((long)Amount).ToString(System.Globalization.CultureInfo.InvariantCulture) : Amount.ToString("0.###", System.Globalization.CultureInfo.InvariantCulture))} of {string.Join(", ", Targets)}" +
+            (FineTuneEpochs > 0 ? $", then {FineTuneEpochs} fine-tune epoch{(FineTuneEpochs == 1 ? "" : "s")}" : "");
+    }
+
+    /// <summary>A quantisation pass over the model's Linear layers.</summary>
+    public sealed record QuantizePass(QuantizeMode Mode) : OptimizationPass
+    {
+        /// <inheritdoc/>
+        public override string ToString() => $"Quantize {Mode}";
+    }
+}

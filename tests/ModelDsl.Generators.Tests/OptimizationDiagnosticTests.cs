@@ -1,0 +1,94 @@
+namespace ModelDsl.Generators.Tests;
+
+/// <summary>[Prune] and [Quantize]: every MD03xx diagnostic by id and span, and the generated passes.</summary>
+public class OptimizationDiagnosticTests
+{
+    // Hidden: 64·32 + 32 = 2,080 parameters (2,048 weights); Output: 32·10 + 10 = 330.
+    private const string Mlp = """
+        {
+            [Linear(32)] public partial Linear Hidden { get; }
+            [ReLU]       public partial ReLU Act { get; }
+            [Linear(10)] public partial Linear Output { get; }
+        }
+        """;
+
+    private const string Train = "[Train(Loss.CrossEntropy, Optimizer.SGD, Data = \"train.csv\")]\n";
+
+    private static GeneratorRun VerifyPasses(string attributes, string layers = Mlp, string train = Train) =>
+        Markup.Verify($"[Model(Input = \"B, 64\")]\n{train}{attributes}\npublic partial class M\n{layers}");
+
+    [Fact]
+    public void PruneThenQuantize_GoesIntoThePlan_InDeclarationOrder()
+    {
+        var run = VerifyPasses("[Prune(PruneMethod.L1Unstructured, 0.5, Targets = new[] { \"Hidden\", \"Output\" }, FineTuneEpochs = 2)]\n[Prune(PruneMethod.LnStructured, 3, Targets = new[] { \"Hidden\" }, N = 1, Dim = 0)]\n[Quantize(QuantizeMode.DynamicInt8)]");
+        Assert.True(run.CompilerDiagnostics.Count == 0, string.Join("\n", run.CompilerDiagnostics));
+        var source = run.Source("M.Train.g.cs");
+        int first = source.IndexOf("PrunePass(global::ModelDsl.PruneMethod.L1Unstructured, 0.5, IsCount: false, new string[] { \"Hidden\", \"Output\" }, N: 2.0, Dim: -1, FineTuneEpochs: 2)", StringComparison.Ordinal);
+        int second = source.IndexOf("PrunePass(global::ModelDsl.PruneMethod.LnStructured, 3.0, IsCount: true, new string[] { \"Hidden\" }, N: 1.0, Dim: 0, FineTuneEpochs: 0)", StringComparison.Ordinal);
+        int third = source.IndexOf("QuantizePass(global::ModelDsl.QuantizeMode.DynamicInt8)", StringComparison.Ordinal);
+        Assert.True(first > 0 && second > first && third > second, source);
+        Assert.Contains("ParametersAfterPasses = 2410,", source);
+    }
+
+    [Fact]
+    public void StructuredPruning_ShrinksTheTargetAndItsConsumer_AtCompileTime()
+    {
+        // Half of Hidden's 32 neurons go: Hidden 64·16 + 16 = 1,040, Output 16·10 + 10 = 170.
+        var run = VerifyPasses("[Prune(PruneMethod.Structured, 0.5, Targets = new[] { \"Hidden\" })]");
+        Assert.Contains("ParametersAfterPasses = 1210,", run.Source("M.Train.g.cs"));
+    }
+
+    [Fact]
+    public void StructuredPruningOfConvolutions_ShrinksTheBatchNormAndTheNextConvolution()
+    {
+        // C1: 8·1·3·3 + 8 = 80 → 4 channels: 40; Bn: 16 → 8; C2: 16·8·9 + 16 = 1,168 → 16·4·9 + 16 = 592; Head: 16·10 + 10 = 170.
+        const string cnn = """
+            {
+                [Conv2d(8, 3, Padding = 1)]  public partial Conv2d C1 { get; }
+                [BatchNorm2d]                public partial BatchNorm2d Bn { get; }
+                [ReLU]                       public partial ReLU Act { get; }
+                [MaxPool2d(2)]               public partial MaxPool2d Pool { get; }
+                [Conv2d(16, 3)]              public partial Conv2d C2 { get; }
+                [AdaptiveAvgPool2d(1)]       public partial AdaptiveAvgPool2d Gap { get; }
+                [Flatten]                    public partial Flatten Flat { get; }
+                [Linear(10)]                 public partial Linear Head { get; }
+            }
+            """;
+        var run = Markup.Verify($"[Model(Input = \"B, 1, 8, 8\")]\n{Train}[Prune(PruneMethod.Structured, 4, Targets = new[] {{ \"C1\" }})]\npublic partial class M\n{cnn}");
+        Assert.Contains("ParametersAfterPasses = 810,", run.Source("M.Train.g.cs"));
+    }
+
+    [Theory]
+    [InlineData("[Prune(PruneMethod.L1Unstructured, {|MD0301:1.5|}, Targets = new[] { \"Hidden\" })]")]
+    [InlineData("[Prune(PruneMethod.L1Unstructured, {|MD0301:-1|}, Targets = new[] { \"Hidden\" })]")]
+    [InlineData("[Prune(PruneMethod.L1Unstructured, {|MD0301:2049|}, Targets = new[] { \"Hidden\" })]")]
+    [InlineData("[Prune(PruneMethod.LnStructured, {|MD0301:33|}, Targets = new[] { \"Hidden\" }, Dim = 0)]")]
+    [InlineData("[Prune(PruneMethod.GlobalL1Unstructured, {|MD0301:2369|}, Targets = new[] { \"Hidden\", \"Output\" })]")]
+    [InlineData("[Prune(PruneMethod.L1Unstructured, 0.5, {|MD0302:Targets = new[] { \"Missing\" }|})]")]
+    [InlineData("[Prune(PruneMethod.L1Unstructured, 0.5, {|MD0302:Targets = new[] { \"Act\" }|})]")]
+    [InlineData("[Prune(PruneMethod.L1Unstructured, 0.5, {|MD0303:Targets = new string[0]|})]")]
+    [InlineData("[Quantize(QuantizeMode.DynamicInt8)]\n[{|MD0304:Prune(PruneMethod.L1Unstructured, 0.5, Targets = new[] { \"Hidden\" })|}]")]
+    [InlineData("[Prune(PruneMethod.Structured, 0.5, {|MD0305:Targets = new[] { \"Output\" }|})]")]
+    [InlineData("[Prune(PruneMethod.LnStructured, 0.5, Targets = new[] { \"Hidden\" }, {|MD0306:Dim = 2|})]")]
+    [InlineData("[Prune(PruneMethod.L1Unstructured, 0.5, Targets = new[] { \"Hidden\" }, {|MD0307:FineTuneEpochs = -1|})]")]
+    public void BadPlans_AreReportedWhereTheyAreWritten(string attributes) => VerifyPasses(attributes);
+
+    [Fact]
+    public void PruneWithoutTargets_ReportsMD0303_OnTheAttribute() =>
+        VerifyPasses("[{|MD0303:Prune(PruneMethod.GlobalL1Unstructured, 0.2)|}]");
+
+    [Fact]
+    public void PassWithoutTrain_ReportsMD0308() =>
+        VerifyPasses("[{|MD0308:Quantize(QuantizeMode.DynamicInt8)|}]", train: "");
+
+    [Fact]
+    public void QuantizeWithoutLinearLayers_WarnsMD0309() =>
+        Markup.Verify("[Model(Input = \"B, 1\")]\n[Train(Loss.MSE, Optimizer.SGD, Data = \"t.csv\")]\n[{|MD0309:Quantize(QuantizeMode.DynamicInt8)|}]\npublic partial class M\n{ [ReLU] public partial ReLU Act { get; } }");
+
+    [Fact]
+    public void StructuredPruningIntoFlatten_SaysTheConsumerCannotBeRewritten()
+    {
+        var run = Markup.Verify("[Model(Input = \"B, 1, 4, 4\")]\n" + Train + "[Prune(PruneMethod.Structured, 0.5, {|MD0305:Targets = new[] { \"C\" }|})]\npublic partial class M\n{ [Conv2d(4, 3, Padding = 1)] public partial Conv2d C { get; } [Flatten] public partial Flatten F { get; } [Linear(10)] public partial Linear O { get; } }");
+        Assert.Contains("'F' (Flatten)", Assert.Single(run.ModelDiagnostics).GetMessage());
+    }
+}
