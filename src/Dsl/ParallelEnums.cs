@@ -1,0 +1,37 @@
+namespace ModelDsl
+{
+    /// <summary>How ranks of a data-parallel run keep their replicas together.</summary>
+    public enum ParallelMode
+    {
+        /// <summary>
+        /// Synchronous data parallel with PyTorch <c>DistributedDataParallel</c> semantics: gradients are averaged
+        /// over all ranks after every backward pass, so every rank takes the same optimiser step.
+        /// </summary>
+        Sync = 0,
+        /// <summary>
+        /// Asynchronous (local SGD / DiLoCo): each rank takes local steps and the replicas are averaged every
+        /// <c>SyncEvery</c> steps.
+        /// </summary>
+        Async = 1,
+    }
+
+    /// <summary>The collective library ranks talk through.</summary>
+    public enum CommBackend
+    {
+        /// <summary>NCCL for CUDA devices, Open MPI otherwise.</summary>
+        Auto = 0,
+        /// <summary>Open MPI (CPU tensors; across machines with a hostfile).</summary>
+        Mpi = 1,
+        /// <summary>NCCL (CUDA tensors only); the communicator's unique id travels over MPI.</summary>
+        Nccl = 2,
+    }
+
+    /// <summary>The optimiser applied to the averaged outer gradient in asynchronous (DiLoCo-style) training.</summary>
+    public enum OuterOptimizer
+    {
+        /// <summary>Plain model averaging (local SGD): the replicas are replaced by their mean.</summary>
+        None = 0,
+        /// <summary>Nesterov-momentum SGD on the outer gradient, as in DiLoCo (Douillard et al. 2023).</summary>
+        Nesterov = 1,
+    }
+}
