@@ -1,31 +1,37 @@
 namespace ModelDsl
 {
-    /// <summary>How the ranks of a data-parallel run combine their work.</summary>
+    /// <summary>How ranks of a data-parallel run keep their replicas together.</summary>
     public enum ParallelMode
     {
-        /// <summary>Synchronous data parallel with PyTorch DDP semantics: gradients averaged every step.</summary>
+        /// <summary>
+        /// Synchronous data parallel with PyTorch <c>DistributedDataParallel</c> semantics: gradients are averaged
+        /// over all ranks after every backward pass, so every rank takes the same optimiser step.
+        /// </summary>
         Sync = 0,
-        /// <summary>Asynchronous: local SGD, parameters averaged every <c>SyncEvery</c> steps.</summary>
+        /// <summary>
+        /// Asynchronous (local SGD / DiLoCo): each rank takes local steps and the replicas are averaged every
+        /// <c>SyncEvery</c> steps.
+        /// </summary>
         Async = 1,
     }
 
-    /// <summary>The collective library that carries the ranks' traffic.</summary>
+    /// <summary>The collective library ranks talk through.</summary>
     public enum CommBackend
     {
         /// <summary>NCCL for CUDA devices, Open MPI otherwise.</summary>
         Auto = 0,
-        /// <summary>Open MPI (CPU tensors; across machines).</summary>
+        /// <summary>Open MPI (CPU tensors; across machines with a hostfile).</summary>
         Mpi = 1,
-        /// <summary>NCCL (CUDA tensors only).</summary>
+        /// <summary>NCCL (CUDA tensors only); the communicator's unique id travels over MPI.</summary>
         Nccl = 2,
     }
 
-    /// <summary>The outer optimiser of asynchronous training (DiLoCo).</summary>
+    /// <summary>The optimiser applied to the averaged outer gradient in asynchronous (DiLoCo-style) training.</summary>
     public enum OuterOptimizer
     {
-        /// <summary>Plain parameter averaging.</summary>
+        /// <summary>Plain model averaging (local SGD): the replicas are replaced by their mean.</summary>
         None = 0,
-        /// <summary>Nesterov momentum SGD on the averaged parameter change (DiLoCo).</summary>
+        /// <summary>Nesterov-momentum SGD on the outer gradient, as in DiLoCo (Douillard et al. 2023).</summary>
         Nesterov = 1,
     }
 }

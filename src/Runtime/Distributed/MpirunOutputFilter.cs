@@ -1,0 +1,156 @@
+using System;
+using System.Collections.Generic;
+using System.Text;
+using System.Text.RegularExpressions;
+
+namespace ModelDsl.Runtime.Distributed;
+
+/// <summary>
+/// Condenses what <c>mpirun</c> writes to standard error when a job fails into one line that names the rank and the
+/// cause, and passes everything else (the ranks' own standard error) through unchanged.
+/// </summary>
+/// <remarks>
+/// Open MPI frames each of its messages between two lines of 74 dashes; a failed job typically produces two or
+/// three such blocks of 5–20 lines plus "N more processes have sent help message" notes. The patterns recognised
+/// are Open MPI 4.1's wording (orte/…/help-*.txt): <c>MPI_ABORT was invoked on rank R</c>,
+/// <c>process rank R with PID P on node N exited on signal S (NAME)</c>, <c>process rank R … exiting improperly</c>,
+/// and the <c>Process name: [[J,S],R] Exit code: C</c> pair. A block not recognised is passed through whole, so no
+/// message is ever lost.
+/// </remarks>
+public sealed partial class MpirunOutputFilter
+{
+    private const string Rule = "--------------------------------------------------------------------------";
+    private readonly Action<string> _write;
+    private readonly HashSet<int> _ranksThatSpoke = new();
+    private List<string>? _block;
+    private bool _reported;
+
+    /// <summary>Creates a filter that writes the lines it keeps (and its one condensed line) with <paramref name="write"/>.</summary>
+    public MpirunOutputFilter(Action<string> write)
+    {
+        ArgumentNullException.ThrowIfNull(write);
+        _write = write;
+    }
+
+    /// <summary>The condensed failure line, once one has been written; <see langword="null"/> while none has.</summary>
+    public string? FailureLine { get; private set; }
+
+    /// <summary>Takes one line of <c>mpirun</c>'s standard error.</summary>
+    public void WriteLine(string line)
+    {
+        ArgumentNullException.ThrowIfNull(line);
+        if (_block is not null)
+        {
+            if (line.Trim() == Rule)
+            {
+                var block = _block;
+                _block = null;
+                Condense(block);
+            }
+            else
+            {
+                _block.Add(line);
+            }
+            return;
+        }
+        if (line.Trim() == Rule)
+        {
+            _block = new List<string>();
+            return;
+        }
+        if (HelpAggregateNote().IsMatch(line))
+            return;
+        // A rank that failed under ProcessGroup.Abort already printed its own line: "error: rank R of N: cause".
+        var own = RankErrorLine().Match(line);
+        if (own.Success)
+        {
+            _ranksThatSpoke.Add(int.Parse(own.Groups[1].Value, System.Globalization.CultureInfo.InvariantCulture));
+            _reported = true;
+        }
+        _write(line);
+    }
+
+    /// <summary>Ends the stream: an unterminated block is passed through as it was.</summary>
+    public void Complete()
+    {
+        if (_block is null)
+            return;
+        var block = _block;
+        _block = null;
+        _write(Rule);
+        foreach (string line in block)
+            _write(line);
+    }
+
+    private void Condense(List<string> block)
+    {
+        string text = Whitespace().Replace(string.Join(" ", block), " ");
+        string? line = null;
+        Match m;
+        if ((m = AbortInvoked().Match(text)).Success)
+        {
+            int rank = int.Parse(m.Groups[1].Value, System.Globalization.CultureInfo.InvariantCulture);
+            // The rank printed its own reason before aborting; mpirun's banner adds nothing.
+            line = _ranksThatSpoke.Contains(rank) ? "" : $"error: rank {rank} called MPI_Abort (error code {m.Groups[2].Value}); the job was stopped.";
+        }
+        else if ((m = KilledBySignal().Match(text)).Success)
+        {
+            line = $"error: rank {m.Groups[1].Value} (pid {m.Groups[2].Value} on {m.Groups[3].Value}) was killed by signal {m.Groups[4].Value} ({m.Groups[5].Value}); the job was stopped.";
+        }
+        else if ((m = ExitedImproperly().Match(text)).Success)
+        {
+            line = _ranksThatSpoke.Contains(int.Parse(m.Groups[1].Value, System.Globalization.CultureInfo.InvariantCulture))
+                ? ""
+                : $"error: rank {m.Groups[1].Value} exited without finalizing MPI (it crashed or exited early); the job was stopped.";
+        }
+        else if ((m = NonZeroExit().Match(text)).Success)
+        {
+            line = _ranksThatSpoke.Contains(int.Parse(m.Groups[1].Value, System.Globalization.CultureInfo.InvariantCulture))
+                ? ""
+                : $"error: rank {m.Groups[1].Value} exited with code {m.Groups[2].Value}; the job was stopped.";
+        }
+        else if (PrimaryJobTerminated().IsMatch(text))
+        {
+            // Preamble of the signal/exit block that follows; that one names the rank.
+            line = "";
+        }
+
+        if (line is null)
+        {
+            _write(Rule);
+            foreach (string l in block)
+                _write(l);
+            _write(Rule);
+            return;
+        }
+        if (line.Length == 0 || _reported)
+            return;
+        _reported = true;
+        FailureLine = line;
+        _write(line);
+    }
+
+    [GeneratedRegex(@"\s+")]
+    private static partial Regex Whitespace();
+
+    [GeneratedRegex(@"error: rank (\d+) of \d+: ")]
+    private static partial Regex RankErrorLine();
+
+    [GeneratedRegex(@"MPI_ABORT was invoked on rank (\d+) in communicator \S+ with errorcode (-?\d+)")]
+    private static partial Regex AbortInvoked();
+
+    [GeneratedRegex(@"process rank (\d+) with PID (\d+) on node (\S+) exited on signal (\d+) \(([^)]*)\)")]
+    private static partial Regex KilledBySignal();
+
+    [GeneratedRegex(@"due to process rank (\d+) with PID \d+ on node \S+ exiting improperly")]
+    private static partial Regex ExitedImproperly();
+
+    [GeneratedRegex(@"Process name: \[\[\d+,\d+\],(\d+)\] Exit code: (-?\d+)")]
+    private static partial Regex NonZeroExit();
+
+    [GeneratedRegex(@"Primary job terminated normally, but \d+ process(es)? returned a non-zero exit code")]
+    private static partial Regex PrimaryJobTerminated();
+
+    [GeneratedRegex(@"^\[[^\]]+\] (\d+ more process(es)? (has|have) sent help message|Set MCA parameter ""orte_base_help_aggregate"")")]
+    private static partial Regex HelpAggregateNote();
+}
