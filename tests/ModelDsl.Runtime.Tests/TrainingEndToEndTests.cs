@@ -227,51 +227,9 @@ public sealed class TrainingEndToEndTests : IDisposable
         Assert.DoesNotContain("Exception", run.Stderr);
     }
 
-    private sealed record ProcessResult(int ExitCode, string Stdout, string Stderr)
-    {
-        public override string ToString() => $"exit {ExitCode}\nstdout:\n{Stdout}\nstderr:\n{Stderr}";
-    }
+    private ProcessResult Digits(params string[] args) => DigitsProgram.Run(_dir, args);
 
-    private ProcessResult Digits(params string[] args)
-    {
-        using var process = Start(args);
-        var stdout = process.StandardOutput.ReadToEndAsync();
-        var stderr = process.StandardError.ReadToEndAsync();
-        if (!process.WaitForExit(TimeSpan.FromMinutes(8)))
-        {
-            process.Kill(entireProcessTree: true);
-            throw new TimeoutException("Digits did not finish: " + string.Join(" ", args));
-        }
-        return new ProcessResult(process.ExitCode, stdout.Result, stderr.Result);
-    }
+    private Process Start(string[] args) => DigitsProgram.Start(_dir, args);
 
-    private Process Start(string[] args)
-    {
-        var info = new ProcessStartInfo(Environment.GetEnvironmentVariable("DOTNET_HOST_PATH") ?? "dotnet")
-        {
-            RedirectStandardOutput = true,
-            RedirectStandardError = true,
-            WorkingDirectory = _dir,
-        };
-        info.ArgumentList.Add(DigitsDll());
-        foreach (var a in args) info.ArgumentList.Add(a);
-        return Process.Start(info)!;
-    }
-
-    /// <summary>The sample built in the same configuration as these tests.</summary>
-    private static string DigitsDll()
-    {
-        var testBin = new DirectoryInfo(AppContext.BaseDirectory.TrimEnd(Path.DirectorySeparatorChar));
-        string configuration = testBin.Parent!.Name;
-        var dll = Path.Combine(RepoRoot(), "samples", "Digits", "bin", configuration, testBin.Name, "Digits.dll");
-        Assert.True(File.Exists(dll), "the Digits sample is not built at " + dll);
-        return dll;
-    }
-
-    internal static string RepoRoot()
-    {
-        var dir = new DirectoryInfo(AppContext.BaseDirectory);
-        while (dir is not null && !File.Exists(Path.Combine(dir.FullName, "ModelDsl.sln"))) dir = dir.Parent;
-        return dir?.FullName ?? throw new InvalidOperationException("ModelDsl.sln not found");
-    }
+    internal static string RepoRoot() => DigitsProgram.RepoRoot();
 }

@@ -58,7 +58,7 @@ public sealed class TensorDataset : IDisposable
     /// <summary>The number of samples N.</summary>
     public long Count => Features.shape[0];
 
-    /// <summary>The number of batches <see cref="Batches"/> yields per epoch.</summary>
+    /// <summary>The number of batches <see cref="Batches(long, bool, long, int, bool)"/> yields per epoch.</summary>
     /// <param name="batchSize">Samples per batch, at least 1.</param>
     /// <param name="dropLast">Whether a last, smaller batch is left out.</param>
     public long BatchCount(long batchSize, bool dropLast = false)
@@ -87,6 +87,36 @@ public sealed class TensorDataset : IDisposable
         ObjectDisposedException.ThrowIf(_disposed, this);
         CheckBatchSize(batchSize);
         return Iterate(batchSize, shuffle, seed, epoch, dropLast);
+    }
+
+    /// <summary>
+    /// Yields batches over the samples <paramref name="order"/> names, in that order (a <c>DistributedSampler</c>'s
+    /// share of an epoch): consecutive runs of <paramref name="batchSize"/> indices, the last one possibly shorter.
+    /// </summary>
+    /// <param name="order">Sample indices; each in [0, <see cref="Count"/>).</param>
+    /// <param name="batchSize">Samples per batch, at least 1.</param>
+    /// <returns>(X, Y) pairs of fresh tensors owned by the caller, as <see cref="Batches(long, bool, long, int, bool)"/> gives.</returns>
+    public IEnumerable<(Tensor X, Tensor Y)> Batches(long[] order, long batchSize)
+    {
+        ObjectDisposedException.ThrowIf(_disposed, this);
+        ArgumentNullException.ThrowIfNull(order);
+        CheckBatchSize(batchSize);
+        return IterateOrder(order, batchSize);
+    }
+
+    private IEnumerable<(Tensor X, Tensor Y)> IterateOrder(long[] order, long batchSize)
+    {
+        for (long start = 0; start < order.LongLength; start += batchSize)
+        {
+            long length = Math.Min(batchSize, order.LongLength - start);
+            Tensor x, y;
+            using (var indices = torch.tensor(order.AsSpan((int)start, (int)length).ToArray(), device: Features.device))
+            {
+                x = Features.index_select(0, indices);
+                y = Labels.index_select(0, indices);
+            }
+            yield return (x, y);
+        }
     }
 
     private IEnumerable<(Tensor X, Tensor Y)> Iterate(long batchSize, bool shuffle, long seed, int epoch, bool dropLast)

@@ -63,10 +63,16 @@ namespace ModelDsl.Runtime.Training
             var deterministic = new Option<bool>("--deterministic") { Description = "Disable dropout and use deterministic kernels so runs compare bit for bit" };
             var tensorboard = new Option<string?>("--tensorboard") { Description = "Write TensorBoard event files to DIR", HelpName = "DIR" };
             var plain = new Option<bool>("--plain") { Description = "One plain line per epoch instead of a live progress bar" };
+            var worldSize = new Option<int>("--world-size") { Description = $"Ranks training together; above 1 the trainer starts them under mpirun (declared: {plan.WorldSize})", DefaultValueFactory = _ => plan.WorldSize };
+            var backend = new Option<string>("--backend") { Description = $"Collective library: auto, mpi or nccl (declared: {plan.Backend.ToString().ToLowerInvariant()})", DefaultValueFactory = _ => plan.Backend.ToString().ToLowerInvariant() };
+            backend.AcceptOnlyFromAmong("auto", "mpi", "nccl");
+            var syncBatchNorm = new Option<bool>("--sync-batchnorm") { Description = "Average BatchNorm batch statistics over all ranks" + (plan.SyncBatchNorm ? " (declared: on)" : "") };
+            var hostfile = new Option<string?>("--hostfile") { Description = "Open MPI hostfile for a run across machines (passed to mpirun)", HelpName = "FILE" };
 
             var root = new RootCommand($"Train {plan.ModelName}: {plan.Loss} loss, {plan.Optimizer}, {plan.Epochs} epochs of batch {plan.BatchSize} (declared by [Train]).")
             {
                 epochs, batch, lr, seed, data, testData, checkpointDir, resume, report, device, threads, deterministic, tensorboard, plain,
+                worldSize, backend, syncBatchNorm, hostfile,
             };
 
             ParseResult parsed = root.Parse(args);
@@ -81,13 +87,32 @@ namespace ModelDsl.Runtime.Training
             if (b < 1) return Usage($"--batch-size must be at least 1, got {b}");
             if (!(rate > 0) || double.IsInfinity(rate)) return Usage($"--lr must be a positive number, got {rate}");
             if (t < 0) return Usage($"--threads must be 0 or more, got {t}");
+            int ranks = parsed.GetValue(worldSize);
+            if (ranks < 1) return Usage($"--world-size must be at least 1, got {ranks}");
+            // Started alone with a world size above 1: start the ranks under mpirun, each with this process's own command
+            // line (not just args: a program may choose the model from an argument before it calls Run).
+            if (Distributed.MpiLauncher.ShouldRelaunch(ranks))
+                return Distributed.MpiLauncher.Relaunch(Environment.GetCommandLineArgs()[1..], ranks, new Distributed.MpiLaunchOptions { Hostfile = parsed.GetValue(hostfile) });
+            // Started by mpirun or srun: train with the ranks given.
+            var environment = Distributed.DistributedEnvironment.Current;
+            if (environment is not null) ranks = environment.WorldSize;
+            bool syncBn = plan.SyncBatchNorm || parsed.GetValue(syncBatchNorm);
+            if (plan.Mode == ParallelMode.Async && ranks > 1)
+                return Usage($"{plan.ModelName} declares ParallelMode.Async, which this version does not run yet; use ParallelMode.Sync");
+            if (syncBn && ranks > 1)
+                return Usage("SyncBatchNorm is not implemented yet; train without it (each rank then normalises with its own batch statistics, as PyTorch's DDP does)");
+
             string dataPath = parsed.GetValue(data) ?? "";
             if (dataPath.Length == 0)
                 return Usage(plan.Data.Length == 0 ? $"no training data: {plan.ModelName}'s [Train] declares no Data; pass --data FILE" : "--data needs a file name");
 
             var options = new TrainingOptions
             {
-                Plan = plan with { Epochs = e, BatchSize = b, LearningRate = rate, Seed = parsed.GetValue(seed), Data = dataPath, TestData = parsed.GetValue(testData) ?? "" },
+                Plan = plan with
+                {
+                    Epochs = e, BatchSize = b, LearningRate = rate, Seed = parsed.GetValue(seed), Data = dataPath, TestData = parsed.GetValue(testData) ?? "",
+                    WorldSize = ranks, Backend = Enum.Parse<CommBackend>(parsed.GetValue(backend) ?? "auto", ignoreCase: true), SyncBatchNorm = syncBn,
+                },
                 CheckpointDirectory = parsed.GetValue(checkpointDir) ?? "checkpoints",
                 Resume = parsed.GetValue(resume),
                 ReportPath = parsed.GetValue(report),
@@ -98,22 +123,83 @@ namespace ModelDsl.Runtime.Training
                 PlainProgress = parsed.GetValue(plain),
             };
 
+            if (environment is null || ranks == 1)
+                return Guarded(primary: true, () =>
+                {
+                    if (summary is not null) Console.WriteLine(summary);
+                    return Trainer.Train(options, create);
+                });
+            return RunRank(options, create, summary);
+        }
+
+        /// <summary>
+        /// One rank of a data-parallel job. Errors every rank meets alike (bad data, a checkpoint of another plan, a
+        /// diverged loss, which the ranks decide together) are printed once, by rank 0, and end each rank with their
+        /// exit code; anything else aborts the whole job at once with one line naming this rank.
+        /// </summary>
+        private static int RunRank<TModel>(TrainingOptions options, Func<TModel> create, ModelSummary? summary)
+            where TModel : TorchSharp.torch.nn.Module<TorchSharp.torch.Tensor, TorchSharp.torch.Tensor>
+        {
+            var device = options.Device == "cuda" ? TorchSharp.torch.CUDA : TorchSharp.torch.CPU;
+            Distributed.ProcessGroup group;
             try
             {
-                if (summary is not null) Console.WriteLine(summary);
-                return Trainer.Train(options, create);
+                group = Distributed.ProcessGroup.Create(options.Plan.Backend, device);
+            }
+            catch (Exception e) when (e is Distributed.DistributedException or ArgumentException)
+            {
+                Console.Error.WriteLine($"error: {e.Message}");
+                return UsageError;
+            }
+            using (group)
+            {
+                bool primary = group.Rank == 0;
+                // Ranks on one machine share its cores: unless --threads says otherwise, each takes its share, as
+                // torchrun's OMP_NUM_THREADS does (oversubscribed libtorch thread pools would slow every rank down).
+                if (options.Threads == 0)
+                    options = options with { Threads = Math.Max(1, Environment.ProcessorCount / LocalRanks(group.WorldSize)) };
+                try
+                {
+                    using var strategy = new Distributed.DataParallelStrategy(group, options.Plan);
+                    return Guarded(primary, () =>
+                    {
+                        if (summary is not null && primary) Console.WriteLine(summary);
+                        return Trainer.Train(options, create, strategy);
+                    }, rethrowUnexpected: true);
+                }
+                catch (Exception e)
+                {
+                    group.Abort(e);
+                    return 1;
+                }
+            }
+        }
+
+        private static int LocalRanks(int worldSize) =>
+            int.TryParse(Environment.GetEnvironmentVariable("OMPI_COMM_WORLD_LOCAL_SIZE"), out int local) && local > 0 ? local : worldSize;
+
+        /// <summary>Runs <paramref name="train"/>; a problem the user can act on becomes one line (on rank 0) and its exit code.</summary>
+        private static int Guarded(bool primary, Func<int> train, bool rethrowUnexpected = false)
+        {
+            void Say(string line)
+            {
+                if (primary) Console.Error.WriteLine(line);
+            }
+            try
+            {
+                return train();
             }
             catch (TrainingException ex)
             {
-                Console.Error.WriteLine("error: " + ex.Message);
+                Say("error: " + ex.Message);
                 return ex.ExitCode;
             }
             catch (Exception ex) when (ex is CheckpointException or IOException or UnauthorizedAccessException)
             {
-                Console.Error.WriteLine("error: " + ex.Message);
+                Say("error: " + ex.Message);
                 return UsageError;
             }
-            catch (Exception ex) when (Environment.GetEnvironmentVariable("MODELDSL_TRACE") != "1")
+            catch (Exception ex) when (!rethrowUnexpected && Environment.GetEnvironmentVariable("MODELDSL_TRACE") != "1")
             {
                 // A bug, not a usage problem: say so in one line; MODELDSL_TRACE=1 shows the stack trace.
                 Console.Error.WriteLine($"error: unexpected {ex.GetType().Name}: {ex.Message} (set MODELDSL_TRACE=1 for details)");

@@ -1,0 +1,146 @@
+using System;
+using System.Collections.Generic;
+using System.Linq;
+using System.Text.Json.Serialization;
+using ModelDsl.Runtime.Training;
+using TorchSharp;
+using static TorchSharp.torch;
+using TensorDataset = ModelDsl.Runtime.Data.TensorDataset;
+
+namespace ModelDsl.Runtime.Distributed;
+
+/// <summary>
+/// Synchronous data parallel with PyTorch DDP semantics, plugged into the trainer through <see cref="ITrainingStrategy"/>:
+/// parameters and buffers broadcast from rank 0 at the start, each rank trains on its <see cref="DistributedSampler"/>
+/// share of every epoch, gradients are averaged in buckets (<see cref="GradientReducer"/>, started during backward
+/// where possible), buffers are re-broadcast from rank 0 after every step (DDP's <c>broadcast_buffers</c>, which
+/// does it before the next forward), and the stop decision and the epoch's metrics are reduced across ranks.
+/// </summary>
+/// <remarks>
+/// With the same seed, world size N at per-rank batch b takes the same steps as one process at batch N·b (up to
+/// float summation order) when the training set divides by N·b: rank r's batch k holds the positions
+/// k·N·b + r + N·i of the epoch's permutation, so the ranks together hold exactly the single process's batch k.
+/// Otherwise the sampler pads by repeating the first samples, as PyTorch's does (docs/distributed.md).
+/// </remarks>
+public sealed class DataParallelStrategy : ITrainingStrategy
+{
+    private readonly ProcessGroup _group;
+    private readonly TrainingPlan _plan;
+    private GradientReducer? _reducer;
+    private (string Name, Tensor Buffer)[] _buffers = Array.Empty<(string, Tensor)>();
+    private int _overlappedModules;
+
+    /// <summary>Trains as one of <paramref name="group"/>'s ranks; the plan gives the bucket size.</summary>
+    public DataParallelStrategy(ProcessGroup group, TrainingPlan plan)
+    {
+        _group = group ?? throw new ArgumentNullException(nameof(group));
+        _plan = plan ?? throw new ArgumentNullException(nameof(plan));
+    }
+
+    /// <inheritdoc/>
+    public int Rank => _group.Rank;
+
+    /// <inheritdoc/>
+    public int WorldSize => _group.WorldSize;
+
+    /// <inheritdoc/>
+    public void Start(nn.Module model)
+    {
+        DataParallel.BroadcastParameters(_group, model);
+        _reducer?.Dispose();
+        _reducer = new GradientReducer(_group, model.parameters(), _plan.BucketSizeMB);
+        _overlappedModules = _reducer.EnableOverlap(model);
+        _buffers = model.named_buffers().Where(b => b.buffer.is_floating_point()).Select(b => (b.name, b.buffer)).ToArray();
+    }
+
+    /// <inheritdoc/>
+    public long BatchCount(TensorDataset data, int batchSize) => (Sampler(data, 0, 0).NumSamples + batchSize - 1) / batchSize;
+
+    /// <inheritdoc/>
+    public IEnumerable<(Tensor X, Tensor Y)> Batches(TensorDataset data, int batchSize, long seed, int epoch)
+    {
+        var sampler = Sampler(data, seed, epoch);
+        return data.Batches(sampler.Indices(), batchSize);
+    }
+
+    private DistributedSampler Sampler(TensorDataset data, long seed, int epoch)
+    {
+        var sampler = new DistributedSampler(data.Count, WorldSize, Rank, shuffle: true, seed: seed);
+        sampler.SetEpoch(epoch);
+        return sampler;
+    }
+
+    /// <inheritdoc/>
+    public bool AllFinite(bool finite)
+    {
+        using var flag = torch.tensor(finite ? 0 : 1);
+        _group.AllReduce(flag, ReduceOp.Max);
+        return flag.item<int>() == 0;
+    }
+
+    /// <inheritdoc/>
+    public void SynchronizeGradients(nn.Module model) =>
+        (_reducer ?? throw new InvalidOperationException("Start was not called")).Synchronize();
+
+    /// <inheritdoc/>
+    public void AfterStep(nn.Module model, long step)
+    {
+        using var noGrad = torch.no_grad();
+        foreach (var (_, buffer) in _buffers) _group.Broadcast(buffer, 0);
+    }
+
+    /// <inheritdoc/>
+    public void SumAcrossRanks(double[] values)
+    {
+        using var t = torch.tensor(values, dtype: ScalarType.Float64);
+        _group.AllReduce(t, ReduceOp.Sum);
+        t.data<double>().CopyTo(values, 0);
+    }
+
+    /// <inheritdoc/>
+    public void Finish(nn.Module model, TrainingReport report)
+    {
+        double comm = _reducer?.CommunicationTime.TotalSeconds ?? 0;
+        report.SetSection("distributed", new DistributedReport
+        {
+            Mode = "sync",
+            Backend = _group.Backend,
+            WorldSize = WorldSize,
+            RanksInSync = DataParallel.RanksInSync(_group, model),
+            AllReduceSeconds = comm,
+            CommFraction = comm / Math.Max(report.TrainSeconds, 1e-9),
+            Buckets = _reducer?.Buckets.Count ?? 0,
+            BucketSizeMB = _plan.BucketSizeMB,
+            OverlappedModules = _overlappedModules,
+            BucketsStartedDuringBackward = _reducer?.BucketsStartedDuringBackward ?? 0,
+        });
+    }
+
+    /// <inheritdoc/>
+    public void Dispose() => _reducer?.Dispose();
+}
+
+/// <summary>The report section <c>distributed</c> (docs/report.md).</summary>
+public sealed class DistributedReport
+{
+    /// <summary><c>sync</c> or <c>async</c>.</summary>
+    [JsonPropertyName("mode")] public string Mode { get; set; } = "sync";
+    /// <summary><c>mpi</c> or <c>nccl</c>.</summary>
+    [JsonPropertyName("backend")] public string Backend { get; set; } = "";
+    /// <summary>Ranks that trained together.</summary>
+    [JsonPropertyName("world_size")] public int WorldSize { get; set; }
+    /// <summary>Whether every rank ended with bitwise identical parameters and buffers (an all-gathered checksum).</summary>
+    [JsonPropertyName("ranks_in_sync")] public bool RanksInSync { get; set; }
+    /// <summary>Rank 0's seconds spent waiting for gradient all-reduces (not hidden behind backward).</summary>
+    [JsonPropertyName("allreduce_seconds")] public double AllReduceSeconds { get; set; }
+    /// <summary><c>allreduce_seconds / train_seconds</c>.</summary>
+    [JsonPropertyName("comm_fraction")] public double CommFraction { get; set; }
+    /// <summary>Gradient buckets per step.</summary>
+    [JsonPropertyName("buckets")] public int Buckets { get; set; }
+    /// <summary>The bucket cap after the first bucket, in MiB.</summary>
+    [JsonPropertyName("bucket_size_mb")] public double BucketSizeMB { get; set; }
+    /// <summary>Modules whose gradients start their bucket's all-reduce during backward.</summary>
+    [JsonPropertyName("overlapped_modules")] public int OverlappedModules { get; set; }
+    /// <summary>Buckets whose all-reduce started while backward was still running, over the whole run.</summary>
+    [JsonPropertyName("buckets_started_during_backward")] public long BucketsStartedDuringBackward { get; set; }
+}

@@ -1,0 +1,144 @@
+using System.Collections.Generic;
+using System.Diagnostics;
+using System.IO;
+using System.Threading;
+using ModelDsl.Runtime.Training;
+using static TorchSharp.torch;
+
+namespace ModelDsl.Runtime.Tests;
+
+/// <summary>
+/// The Digits sample's generated trainer at world size 2 over real Open MPI (the trainer starts mpirun itself): the
+/// single process is the oracle, ranks end in sync, and a killed rank ends the job with a resumable checkpoint.
+/// </summary>
+[Trait("Category", "EndToEnd")]
+public sealed class DataParallelEndToEndTests : IDisposable
+{
+    private readonly string _dir = Directory.CreateTempSubdirectory("modeldsl-ddp-").FullName;
+
+    public void Dispose()
+    {
+        try { Directory.Delete(_dir, recursive: true); } catch (IOException) { }
+    }
+
+    /// <summary>
+    /// 1,280 rows (the MLP holds out no validation set): 20 global batches of 64, so every batch is whole and the
+    /// sampler pads nothing — the rule under which world size N at batch b equals one process at batch N·b.
+    /// </summary>
+    private string EvenData()
+    {
+        var path = Path.Combine(_dir, "even.csv");
+        File.WriteAllLines(path, File.ReadLines(Path.Combine(DigitsProgram.RepoRoot(), "samples", "Digits", "data", "optdigits.tra")).Take(1280));
+        return path;
+    }
+
+    [Fact]
+    public void MlpAtWorldSizeTwo_EqualsOneProcessWithTheGlobalBatch()
+    {
+        string data = EvenData();
+        string[] common = { "mlp", "--data", data, "--test-data", "", "--epochs", "2", "--deterministic", "--threads", "1", "--plain" };
+        var single = DigitsProgram.Run(_dir, common.Concat(new[] { "--batch-size", "64", "--checkpoint-dir", "one", "--report", "one.json" }).ToArray());
+        Assert.True(single.ExitCode == 0, single.ToString());
+        var parallel = DigitsProgram.Run(_dir, common.Concat(new[] { "--batch-size", "32", "--world-size", "2", "--checkpoint-dir", "two", "--report", "two.json" }).ToArray());
+        Assert.True(parallel.ExitCode == 0, parallel.ToString());
+
+        var one = TrainingReport.Read(Path.Combine(_dir, "one.json"));
+        var two = TrainingReport.Read(Path.Combine(_dir, "two.json"));
+        Assert.Equal(2, two.WorldSize);
+        Assert.Equal(64, two.GlobalBatchSize);
+        Assert.Equal(one.Steps, two.Steps);
+        Assert.True(Math.Abs(one.ParamL2 - two.ParamL2) <= 1e-5 * one.ParamL2, $"param L2 {one.ParamL2} vs {two.ParamL2}");
+
+        var a = Weights(Path.Combine(_dir, "one", Checkpoint.FileName));
+        var b = Weights(Path.Combine(_dir, "two", Checkpoint.FileName));
+        foreach (var (name, expected) in a)
+        {
+            double norm = Math.Sqrt(expected.Sum(v => (double)v * v));
+            double diff = Math.Sqrt(expected.Zip(b[name], (x, y) => ((double)x - y) * ((double)x - y)).Sum());
+            Assert.True(diff <= 1e-5 * Math.Max(norm, 1e-12), $"{name}: relative difference {diff / norm:E2}");
+        }
+        // Rank 0 alone prints: one line per epoch, not one per rank.
+        Assert.Equal(2, parallel.Stdout.Split('\n').Count(l => l.StartsWith("epoch ", StringComparison.Ordinal)));
+    }
+
+    [Fact]
+    public void Ranks_EndBitwiseInSync_AndTheReportSaysSo()
+    {
+        var run = DigitsProgram.Run(_dir, "mlp", "--data", EvenData(), "--epochs", "1", "--world-size", "2", "--report", "r.json", "--plain");
+        Assert.True(run.ExitCode == 0, run.ToString());
+        var report = TrainingReport.Read(Path.Combine(_dir, "r.json"));
+        var distributed = report.GetSection<Distributed.DistributedReport>("distributed")!;
+        Assert.True(distributed.RanksInSync);
+        Assert.Equal("mpi", distributed.Backend);
+        Assert.InRange(distributed.CommFraction, 0.0, 1.0);
+    }
+
+    [Fact]
+    public void KilledRank_EndsTheJobWithinTenSeconds_NamingIt_AndTheCheckpointResumes()
+    {
+        // The full training set for 40 epochs: the job is still running when rank 1 is killed after the first epoch.
+        string[] plan = { "mlp", "--world-size", "2", "--threads", "1", "--plain", "--checkpoint-dir", "ckpt" };
+        using var job = DigitsProgram.Start(_dir, plan);
+        var stderr = job.StandardError.ReadToEndAsync();
+        var stdout = job.StandardOutput.ReadToEndAsync();
+        var checkpoint = Path.Combine(_dir, "ckpt", Checkpoint.FileName);
+        var deadline = Stopwatch.StartNew();
+        while (!File.Exists(checkpoint) && deadline.Elapsed < TimeSpan.FromMinutes(3) && !job.HasExited) Thread.Sleep(50);
+        Assert.True(File.Exists(checkpoint) && !job.HasExited, "no checkpoint while the job ran: " + (job.HasExited ? stderr.Result : ""));
+
+        int rank1 = RankProcess(job.Id, 1);
+        var clock = Stopwatch.StartNew();
+        Process.GetProcessById(rank1).Kill();
+        bool ended = job.WaitForExit(TimeSpan.FromSeconds(10));
+        if (!ended) job.Kill(entireProcessTree: true);
+        Assert.True(ended, $"the job still ran {clock.Elapsed.TotalSeconds:0.0} s after rank 1 was killed");
+        Assert.NotEqual(0, job.ExitCode);
+        Assert.Contains("rank 1", stderr.Result);
+        Assert.DoesNotContain("   at ", stderr.Result);
+
+        // The last checkpoint written before the failure is intact and resumes.
+        var resumed = DigitsProgram.Run(_dir, plan.Append("--resume").ToArray());
+        Assert.True(resumed.ExitCode == 0, resumed.ToString() + stdout.Result);
+        Assert.Contains("Resuming", resumed.Stdout);
+    }
+
+    /// <summary>The pid of the rank <paramref name="rank"/> among the descendants of <paramref name="root"/> (by its Open MPI environment).</summary>
+    private static int RankProcess(int root, int rank)
+    {
+        var deadline = Stopwatch.StartNew();
+        while (deadline.Elapsed < TimeSpan.FromSeconds(30))
+        {
+            foreach (var dir in Directory.GetDirectories("/proc"))
+            {
+                if (!int.TryParse(Path.GetFileName(dir), out int pid)) continue;
+                try
+                {
+                    var environ = File.ReadAllText(Path.Combine(dir, "environ")).Split('\0');
+                    if (environ.Contains($"OMPI_COMM_WORLD_RANK={rank}") && IsDescendant(pid, root)) return pid;
+                }
+                catch (Exception e) when (e is IOException or UnauthorizedAccessException) { }
+            }
+            Thread.Sleep(100);
+        }
+        throw new InvalidOperationException($"rank {rank} of job {root} not found");
+    }
+
+    private static bool IsDescendant(int pid, int root)
+    {
+        for (int p = pid, hops = 0; p > 1 && hops < 10; hops++)
+        {
+            if (p == root) return true;
+            var stat = File.ReadAllText($"/proc/{p}/stat");
+            p = int.Parse(stat[(stat.LastIndexOf(')') + 2)..].Split(' ')[1]);
+        }
+        return false;
+    }
+
+    private static Dictionary<string, float[]> Weights(string path)
+    {
+        var state = Checkpoint.ReadState(path);
+        using var model = new Digits.DigitsMlp();
+        Checkpoint.Load(path, model, optim.Adam(model.parameters()), state.ModelName, state.PlanFingerprint);
+        return model.named_parameters().ToDictionary(p => p.name, p => p.parameter.data<float>().ToArray());
+    }
+}
