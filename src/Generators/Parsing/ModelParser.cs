@@ -251,7 +251,7 @@ namespace ModelDsl.Generators.Parsing
             if (trainAttribute is not null && !hasErrors)
             {
                 train = TrainParser.Parse(type.Name, trainAttribute, compilation, input, inputIsInteger,
-                    outputKnown ? current : null, specs.Count > 0 ? specs[specs.Count - 1].KindName : null, report);
+                    outputKnown ? current : null, currentIsInteger, specs.Count > 0 ? specs[specs.Count - 1].KindName : null, report);
             }
             var spec = new ModelSpec(
                 type.ContainingNamespace is { IsGlobalNamespace: false } ns ? ns.ToDisplayString() : null,
