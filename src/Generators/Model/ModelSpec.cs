@@ -18,7 +18,9 @@ namespace ModelDsl.Generators.Model
         string OutputText,
         EquatableArray<LayerSpec> Layers,
         TrainSpec? Train = null,
-        bool TrainDeclared = false)
+        bool TrainDeclared = false,
+        EquatableArray<PartialStub> Stubs = default,
+        bool StubsOnly = false)
     {
         /// <summary>The deterministic hint name prefix: <c>{Namespace}.{Outer}.{Type}</c>.</summary>
         public string FullName =>
@@ -32,6 +34,13 @@ namespace ModelDsl.Generators.Model
         int Epochs, int BatchSize, long Seed, string Schedule, int WarmupEpochs, int StepSize, double Gamma,
         double GradientClipNorm, string Data, string TestData, double ValidationFraction, double FeatureScale,
         EquatableArray<long> SampleShape, bool InputIsInteger, int Classes);
+
+    /// <summary>
+    /// A partial property of a model with errors that nothing else implements: the generator implements it with
+    /// throwing accessors so the build shows only the MD diagnostic. Modifiers and accessors are as declared
+    /// (e.g. <c>public static</c>, <c>get</c>, <c>private set</c>).
+    /// </summary>
+    internal sealed record PartialStub(string Modifiers, string TypeName, string Name, EquatableArray<string> Accessors);
 
     /// <summary>A type the model class is nested in: <c>partial class Outer</c>.</summary>
     internal sealed record ContainingType(string Keyword, string Name);

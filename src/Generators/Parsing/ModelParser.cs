@@ -75,10 +75,14 @@ namespace ModelDsl.Generators.Parsing
 
             var declarations = type.DeclaringSyntaxReferences
                 .Select(r => r.GetSyntax(_cancellation)).OfType<TypeDeclarationSyntax>().ToArray();
-            if (declarations.Length > 0 && !declarations.Any(d => d.Modifiers.Any(SyntaxKind.PartialKeyword)))
+            bool notPartial = declarations.Length > 0 && !declarations.Any(d => d.Modifiers.Any(SyntaxKind.PartialKeyword));
+            if (notPartial)
             {
                 report(DiagnosticDescriptors.ClassNotPartial, identifierLocation, new[] { type.Name });
-                return null;
+                // Go on, silently, to emit the error skeleton: it implements the class's partial properties, so the
+                // compiler's one complaint is CS0260 on the same name instead of CS0751 and CS9248 for every layer.
+                // Other mistakes are reported once the class is partial.
+                report = (_, _, _) => { };
             }
 
             string? unsupported =
@@ -106,12 +110,16 @@ namespace ModelDsl.Generators.Parsing
                 containing.Insert(0, new ContainingType(Keyword(outerDecls[0]), outer.Name));
             }
 
-            bool hasErrors = false;
+            bool hasErrors = notPartial;
+            bool stubsOnly = false;
             var baseType = type.BaseType;
             if (baseType is not null && baseType.SpecialType != SpecialType.System_Object && !IsTorchModule(baseType))
             {
                 report(DiagnosticDescriptors.ConflictingBaseClass, identifierLocation, new[] { type.Name, baseType.ToDisplayString() });
                 hasErrors = true;
+                // The Module<Tensor, Tensor> skeleton would clash with the other base (CS0263): implement the partial
+                // properties alone.
+                stubsOnly = true;
             }
 
             // [Model(Input = "...", InputType = ...)]
@@ -265,7 +273,9 @@ namespace ModelDsl.Generators.Parsing
                 outputKnown ? ShapeText.Format(current!) : "?",
                 specs.ToEquatableArray(),
                 train,
-                trainAttribute is not null);
+                trainAttribute is not null,
+                reportDiagnostics && (hasErrors || shapesFailed) ? UnimplementedPartialProperties(type, stubsOnly ? new List<LayerSpec>() : specs) : EquatableArray<PartialStub>.Empty,
+                stubsOnly);
 
             return new Parsed
             {
@@ -454,6 +464,38 @@ namespace ModelDsl.Generators.Parsing
                 SubParams = parsed.Parameters,
             };
             return layer;
+        }
+
+        /// <summary>
+        /// The partial properties of a model with errors that neither the user nor the skeleton implements (members
+        /// rejected as layers, e.g. MD0005, MD0007, MD0009). The generator implements them with throwing accessors so
+        /// that the build shows the MD diagnostic alone, not also CS9248 for each of them.
+        /// </summary>
+        private EquatableArray<PartialStub> UnimplementedPartialProperties(INamedTypeSymbol type, List<LayerSpec> layers)
+        {
+            var implementedBySkeleton = new HashSet<string>(layers.Where(l => !l.IsField).Select(l => l.MemberName), StringComparer.Ordinal);
+            // Syntax, not symbols: the pinned Roslyn has no PartialImplementationPart, and the parts are found by name.
+            var properties = type.DeclaringSyntaxReferences
+                .Select(r => r.GetSyntax(_cancellation)).OfType<TypeDeclarationSyntax>()
+                .SelectMany(d => d.Members.OfType<PropertyDeclarationSyntax>())
+                .Where(p => p.Modifiers.Any(SyntaxKind.PartialKeyword))
+                .GroupBy(p => p.Identifier.ValueText, StringComparer.Ordinal);
+            var stubs = new List<PartialStub>();
+            foreach (var group in properties)
+            {
+                var parts = group.ToArray();
+                if (parts.Length != 1 || HasBody(parts[0]) || parts[0].AccessorList is not { } accessors) continue;
+                if (implementedBySkeleton.Contains(group.Key)) continue;
+                var symbol = type.GetMembers(group.Key).OfType<IPropertySymbol>().FirstOrDefault();
+                // An unresolved type is already an error on the user's line; a stub would only repeat it.
+                if (symbol is null || symbol.IsIndexer || symbol.Type.TypeKind == TypeKind.Error) continue;
+                stubs.Add(new PartialStub(
+                    string.Join(" ", parts[0].Modifiers.Where(m => !m.IsKind(SyntaxKind.PartialKeyword)).Select(m => m.Text)),
+                    symbol.Type.ToDisplayString(SymbolDisplayFormat.FullyQualifiedFormat.AddMiscellaneousOptions(SymbolDisplayMiscellaneousOptions.IncludeNullableReferenceTypeModifier)),
+                    group.Key,
+                    accessors.Accessors.Select(a => string.Join(" ", a.Modifiers.Select(m => m.Text).Concat(new[] { a.Keyword.Text }))).ToEquatableArray()));
+            }
+            return stubs.ToEquatableArray();
         }
 
         /// <summary>Why a member cannot hold a layer, or null if it can.</summary>
