@@ -97,6 +97,15 @@ public class BuildNoiseTests
             public partial M {|MD0010:Outer|} { get; }
         }
         """,
+        """
+        [Model(Input = "B, 64")]
+        public partial class M
+        {
+            [Linear(64, 10)] public partial Linear A { get; }
+            [Linear(32, 10)] public partial Linear B { get; }
+            public TorchSharp.torch.Tensor {|MD0015:forward|}(TorchSharp.torch.Tensor x, TorchSharp.torch.Tensor y) => A.forward(x) + B.forward(y);
+        }
+        """,
         // Not partial: the skeleton implements the partial properties, which leaves CS0260 (asserted below) instead
         // of CS0751 and CS9248 for every layer.
         """

@@ -133,6 +133,36 @@ public class DiagnosticTests
         Assert.Equal(DiagnosticSeverity.Info, run.ModelDiagnostics.Single().Severity);
     }
 
+    [Fact]
+    public void TwoInputForward_ReportsMD0015_NotALaterLayersSize()
+    {
+        // The second path's layer (in-features 32) would otherwise be checked against the first path's output.
+        var run = Markup.Verify("""
+            using TorchSharp;
+            [Model(Input = "B, 64")]
+            public partial class M
+            {
+                [Linear(64, 10)] public partial Linear A { get; }
+                [Linear(32, 10)] public partial Linear B { get; }
+                public torch.Tensor {|MD0015:forward|}(torch.Tensor x, torch.Tensor y) => A.forward(x) + B.forward(y);
+            }
+            """);
+        Assert.Contains("takes one input tensor", run.ModelDiagnostics.Single().GetMessage());
+        Assert.DoesNotContain(run.CompilerDiagnostics, d => d.Severity == DiagnosticSeverity.Error);
+    }
+
+    [Fact]
+    public void OneInputForward_BesideAnOverload_IsNotMD0015() => Markup.Verify("""
+        using TorchSharp;
+        [Model(Input = "B, 4")]
+        public partial class {|MD0013:M|}
+        {
+            [Linear(4, 2)] public partial Linear L { get; }
+            public override torch.Tensor forward(torch.Tensor x) => forward(x, x);
+            public torch.Tensor forward(torch.Tensor x, torch.Tensor y) => L.forward(x + y);
+        }
+        """);
+
     [Theory]
     [InlineData("{|MD0100:Input = \"B, 0\"|}")]
     [InlineData("{|MD0100:Input = \"B,, 4\"|}")]

@@ -72,6 +72,11 @@ namespace ModelDsl.Generators.Diagnostics
             "Invalid input type",
             "InputType (DType){0} of model '{1}' is not a DType; use DType.Float32, Float64, Float16, Int32 or Int64");
 
+        public static readonly DiagnosticDescriptor OneInputTensor = Error("MD0015", Declarations,
+            "A model takes one input tensor",
+            "Model '{0}' declares forward with {1} inputs, but a [Model] is a Module<Tensor, Tensor> and takes one input tensor, shaped by [Model(Input = ...)]. " +
+            "Concatenate the inputs into one tensor (torch.cat) and split it inside a one-input forward, or make each input's path its own [Model] and combine them in a hand-written TorchSharp module.");
+
         public static readonly DiagnosticDescriptor MalformedInput = Error("MD0100", ShapeCategory,
             "Malformed input shape",
             "Input shape \"{0}\" of model '{1}' is malformed: {2}");

@@ -153,9 +153,18 @@ namespace ModelDsl.Generators.Parsing
             else input = parsedInput;
 
             bool inputIsInteger = inputType is "Int64" or "Int32";
-            bool userForward = type.GetMembers("forward").OfType<IMethodSymbol>()
-                .Any(m => !m.IsStatic && m.Parameters.Length == 1 && !m.IsImplicitlyDeclared);
-            if (userForward)
+            var forwards = type.GetMembers("forward").OfType<IMethodSymbol>().Where(m => !m.IsStatic && !m.IsImplicitlyDeclared).ToArray();
+            bool userForward = forwards.Any(m => m.Parameters.Length == 1);
+            var multiInput = userForward ? null : forwards.FirstOrDefault(m => m.Parameters.Length > 1);
+            if (multiInput is not null)
+            {
+                // Without this the generated one-input forward runs the layers in order and the shapes of the
+                // second input's path fail (MD0101 on a later layer), which says nothing about the real problem.
+                report(DiagnosticDescriptors.OneInputTensor, multiInput.Locations.FirstOrDefault(),
+                    new[] { type.Name, multiInput.Parameters.Length.ToString(System.Globalization.CultureInfo.InvariantCulture) });
+                hasErrors = true;
+            }
+            else if (userForward)
                 report(DiagnosticDescriptors.UserForwardUnchecked, identifierLocation, new[] { type.Name });
 
             var layers = ReadLayers(type, compilation, report, ref hasErrors);
