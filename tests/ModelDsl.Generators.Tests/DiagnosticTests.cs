@@ -80,6 +80,24 @@ public class DiagnosticTests
         }
         """);
 
+    [Theory]
+    [InlineData("[LSTM(16, 32)] public partial LSTM {|MD0009:Rnn|} { get; }", "LSTM")]
+    [InlineData("[GRU(16, 32)] public partial GRU {|MD0009:Rnn|} { get; }", "GRU")]
+    [InlineData("[MultiheadAttention(16, 4)] public partial MultiheadAttention {|MD0009:Attention|} { get; }", "MultiheadAttention")]
+    [InlineData("[NoSuchLayer(3)] public partial Linear {|MD0009:L|} { get; }", "NoSuchLayer")]
+    [InlineData("[LSTM(16, 32)] public LSTM {|MD0009:Rnn|} = null!;", "LSTM")]
+    public void UnknownLayerAttribute_ReportsMD0009_SayingItIsNotAModelDslLayer(string member, string attribute)
+    {
+        var run = Markup.Verify("[Model(Input = \"B, 16\")]\npublic partial class M\n{\n    [Linear(16)] public partial Linear Before { get; }\n    " + member + "\n}");
+        var message = run.ModelDiagnostics.Single().GetMessage();
+        Assert.Contains($"[{attribute}] is not a ModelDsl layer attribute", message);
+        Assert.Contains("[Linear], [Conv1d], [Conv2d]", message);
+        Assert.Contains("not supported yet", message);
+        Assert.DoesNotContain("has no layer attribute", message);
+        // The compiler's own complaint about the name stays (CS0616 not an attribute, CS0246 unknown); nothing else.
+        Assert.All(run.CompilerDiagnostics, d => Assert.True(d.Id is "CS0616" or "CS0246", d.ToString()));
+    }
+
     [Fact]
     public void ModelContainingItself_ReportsMD0010_OnTheProperty() => Markup.Verify("""
         [Model(Input = "B, 4")]

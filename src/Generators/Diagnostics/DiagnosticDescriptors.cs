@@ -47,9 +47,9 @@ namespace ModelDsl.Generators.Diagnostics
             "Model has no layers",
             "Model '{0}' declares no layers; its forward returns its input unchanged");
 
-        public static readonly DiagnosticDescriptor PartialPropertyWithoutLayer = Error("MD0009", Declarations,
-            "Partial property is not a layer",
-            "Partial property '{0}' of model '{1}' has no layer attribute and its type '{2}' is not a [Model] class");
+        public static readonly DiagnosticDescriptor NotALayer = Error("MD0009", Declarations,
+            "Member is not a layer",
+            "'{0}' of model '{1}' is not a layer: {2}");
 
         public static readonly DiagnosticDescriptor ModelContainsItself = Error("MD0010", Declarations,
             "A model contains itself",

@@ -332,15 +332,25 @@ namespace ModelDsl.Generators.Parsing
 
                 if (layerAttributes.Length == 0)
                 {
-                    if (!isPartialProperty) continue;
-                    if (memberType is INamedTypeSymbol { } sub && HasModelAttribute(sub))
+                    // [LSTM], [GRU], [MultiheadAttention]: a layer the user expects ModelDsl to have. The compiler
+                    // says only that the name is not an attribute (CS0616) or unknown (CS0246).
+                    string? unknown = member.GetAttributes().Where(a => !IsAttributeClass(a.AttributeClass))
+                        .Select(a => (a.ApplicationSyntaxReference?.GetSyntax(_cancellation) as AttributeSyntax)?.Name.ToString())
+                        .FirstOrDefault(n => n is not null);
+                    if (!isPartialProperty && unknown is null) continue;
+                    if (unknown is null && memberType is INamedTypeSymbol { } sub && HasModelAttribute(sub))
                     {
                         var composed = ReadComposed(member, sub, compilation, location, report, ref hasErrors);
                         if (composed is not null) layers.Add(composed);
                         continue;
                     }
-                    report(DiagnosticDescriptors.PartialPropertyWithoutLayer, location,
-                        new[] { member.Name, type.Name, memberType.ToDisplayString() });
+                    report(DiagnosticDescriptors.NotALayer, location, new[]
+                    {
+                        member.Name, type.Name,
+                        unknown is not null
+                            ? $"[{unknown}] is not a ModelDsl layer attribute. The layers are: {SupportedLayers}; README.md lists what is not supported yet"
+                            : $"it has no layer attribute and its type '{memberType.ToDisplayString()}' is not a [Model] class",
+                    });
                     hasErrors = true;
                     continue;
                 }
@@ -584,6 +594,19 @@ namespace ModelDsl.Generators.Parsing
         {
             for (var t = attributeClass?.BaseType; t is not null; t = t.BaseType)
                 if (t.ToDisplayString() == LayerAttributeName) return true;
+            return false;
+        }
+
+        /// <summary>The layer attributes, from the layer kinds the shape rules know (so the list cannot go stale).</summary>
+        private static readonly string SupportedLayers = string.Join(", ",
+            Enum.GetNames(typeof(LayerKind)).Where(n => n != nameof(LayerKind.Model)).Select(n => "[" + n + "]"));
+
+        /// <summary>Whether the class is a real attribute (derives from System.Attribute); false for unknown names.</summary>
+        private static bool IsAttributeClass(INamedTypeSymbol? attributeClass)
+        {
+            if (attributeClass is null || attributeClass.TypeKind == TypeKind.Error) return false;
+            for (var t = attributeClass.BaseType; t is not null; t = t.BaseType)
+                if (t.ToDisplayString() == "System.Attribute") return true;
             return false;
         }
 
