@@ -294,6 +294,43 @@ public class DiagnosticTests
         Markup.Verify("[Model(Input = \"B, 2, 8, 8\")]\npublic partial class M { " + layer + " }");
 
     [Fact]
+    public void RectangularKernels_AreInferredPerAxis_AndEmittedWithTorchSharpsTupleOverloads()
+    {
+        var run = Markup.Verify("""
+            [Model(Input = "B, 1, 8, 12")]
+            public partial class M
+            {
+                [Conv2d(4, new[] { 3, 5 }, PaddingW = 1, StrideW = 2)] public partial Conv2d C { get; }
+                [MaxPool2d(new[] { 2, 1 })]                            public partial MaxPool2d P { get; }
+                [AvgPool2d(3, StrideH = 1, PaddingW = 1)]              public partial AvgPool2d A { get; }
+            }
+            """);
+        Assert.True(run.CompilerDiagnostics.Count == 0, string.Join("\n", run.CompilerDiagnostics));
+        var source = run.Source("M.Model.g.cs");
+        // H: (8 - 3) + 1 = 6; W: (12 + 2 - 5) / 2 + 1 = 5. Then (6 / 2, 5 / 1); then (3 - 3 + 1, (5 + 2 - 3) / 3 + 1).
+        Assert.Contains("\"(B, 4, 6, 5)\"", source);
+        Assert.Contains("\"(B, 4, 3, 5)\"", source);
+        Assert.Contains("\"(B, 4, 1, 2)\"", source);
+        Assert.Contains("global::TorchSharp.torch.nn.Conv2d(1, 4, (3L, 5L), (1L, 2L), (0L, 1L), (1L, 1L), global::TorchSharp.PaddingModes.Zeros, 1, true)", source);
+        Assert.Contains("global::TorchSharp.torch.nn.MaxPool2d((2L, 1L), stride: (2L, 1L), padding: (0L, 0L), dilation: (1L, 1L))", source);
+        Assert.Contains("global::TorchSharp.torch.nn.AvgPool2d((3L, 3L), stride: (1L, 3L), padding: (0L, 1L))", source);
+        Assert.Contains("\"C\", \"Conv2d\", \"(B, 4, 6, 5)\", 64L)", source); // 4·1·3·5 weights + 4 biases
+    }
+
+    [Theory]
+    [InlineData("[Conv2d(4, {|MD0110:new[] { 3, 5, 7 }|})] public partial Conv2d C { get; }")]
+    [InlineData("[MaxPool2d({|MD0110:new int[0]|})] public partial MaxPool2d P { get; }")]
+    [InlineData("[Conv2d(4, {|MD0103:new[] { 3, 13 }|})] public partial Conv2d C { get; }")]
+    [InlineData("[Conv2d(4, new[] { 3, 5 }, {|MD0104:StrideW = 0|})] public partial Conv2d C { get; }")]
+    [InlineData("[Conv2d(4, {|MD0104:new[] { 3, 0 }|})] public partial Conv2d C { get; }")]
+    [InlineData("[Conv2d(4, 3, {|MD0104:Stride = 0|})] public partial Conv2d C { get; }")]
+    [InlineData("[Conv2d(4, 3, {|MD0104:PaddingH = -2|})] public partial Conv2d C { get; }")]
+    [InlineData("[MaxPool2d(new[] { 2, 1 }, {|MD0110:PaddingW = 1|})] public partial MaxPool2d P { get; }")]
+    [InlineData("[AvgPool2d(new[] { 4, 2 }, {|MD0110:Padding = 2|})] public partial AvgPool2d P { get; }")]
+    public void RectangularWindowMistakes_AreReportedOnTheirArgument(string layer) =>
+        Markup.Verify("[Model(Input = \"B, 2, 8, 12\")]\npublic partial class M { " + layer + " }");
+
+    [Fact]
     public void IntMaxValueSizes_AreCountedExactly_WithoutDiagnostics()
     {
         var run = Markup.Verify("""

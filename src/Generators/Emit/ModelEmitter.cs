@@ -145,13 +145,19 @@ namespace ModelDsl.Generators.Emit
             string N(long v) => v.ToString(CultureInfo.InvariantCulture);
             string B(bool v) => v ? "true" : "false";
             string D(double v) => LayerAttributeReader.DoubleLiteral(v);
+            string P(long h, long w) => $"({N(h)}L, {N(w)}L)";
             return l.Kind switch
             {
                 LayerKind.Linear => $"{Nn}.Linear({N(a.In)}, {N(a.Out)}, hasBias: {B(a.Bias)})",
+                LayerKind.Conv2d when !a.IsSquare =>
+                    // (height, width) pairs: TorchSharp's tuple overload, as PyTorch's Conv2d(..., (3, 5), ...).
+                    $"{Nn}.Conv2d({N(a.In)}, {N(a.Out)}, {P(a.Kernel, a.KernelW)}, {P(a.Stride, a.StrideW)}, {P(a.Padding, a.PaddingW)}, {P(a.Dilation, a.DilationW)}, global::TorchSharp.PaddingModes.Zeros, {N(a.Groups)}, {B(a.Bias)})",
                 LayerKind.Conv1d or LayerKind.Conv2d =>
                     // Positional on purpose: a named 'padding: 0' also converts to the Padding enum and is ambiguous.
                     $"{Nn}.{l.Kind}({N(a.In)}, {N(a.Out)}, {N(a.Kernel)}, {N(a.Stride)}, {N(a.Padding)}, {N(a.Dilation)}, global::TorchSharp.PaddingModes.Zeros, {N(a.Groups)}, {B(a.Bias)})",
+                LayerKind.MaxPool2d when !a.IsSquare => $"{Nn}.MaxPool2d({P(a.Kernel, a.KernelW)}, stride: {P(a.Stride, a.StrideW)}, padding: {P(a.Padding, a.PaddingW)}, dilation: {P(a.Dilation, a.DilationW)})",
                 LayerKind.MaxPool2d => $"{Nn}.MaxPool2d({N(a.Kernel)}, stride: {N(a.Stride)}, padding: {N(a.Padding)}, dilation: {N(a.Dilation)})",
+                LayerKind.AvgPool2d when !a.IsSquare => $"{Nn}.AvgPool2d({P(a.Kernel, a.KernelW)}, stride: {P(a.Stride, a.StrideW)}, padding: {P(a.Padding, a.PaddingW)})",
                 LayerKind.AvgPool2d => $"{Nn}.AvgPool2d({N(a.Kernel)}, stride: {N(a.Stride)}, padding: {N(a.Padding)})",
                 LayerKind.AdaptiveAvgPool2d => $"{Nn}.AdaptiveAvgPool2d(({N(a.OutH)}, {N(a.OutW)}))",
                 LayerKind.BatchNorm1d or LayerKind.BatchNorm2d => $"{Nn}.{l.Kind}({N(a.In)}, eps: {D(a.Eps)}, momentum: {D(a.Momentum)})",

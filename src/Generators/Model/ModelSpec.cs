@@ -58,10 +58,18 @@ namespace ModelDsl.Generators.Model
         string OutputText,
         long Parameters);
 
-    /// <summary>The constructor arguments of the TorchSharp module, resolved (inferred sizes filled in).</summary>
+    /// <summary>
+    /// The constructor arguments of the TorchSharp module, resolved (inferred sizes filled in). For the 2-D windows
+    /// Kernel, Stride, Padding and Dilation are the height's values and the *W ones the width's.
+    /// </summary>
     internal sealed record LayerArgs(
         long In, long Out, long Count, long Kernel, long Stride, long Padding, long Dilation, long Groups,
-        bool Bias, double P, long Dim, long EndDim, long OutH, long OutW, double Eps, double Momentum);
+        bool Bias, double P, long Dim, long EndDim, long OutH, long OutW, double Eps, double Momentum,
+        long KernelW = -1, long StrideW = -1, long PaddingW = 0, long DilationW = 1)
+    {
+        /// <summary>Whether a 2-D window has the same values on both axes (then one number says each).</summary>
+        public bool IsSquare => Kernel == KernelW && Stride == StrideW && Padding == PaddingW && Dilation == DilationW;
+    }
 
     /// <summary>A diagnostic with its location as plain data (file, spans), ready to be re-created.</summary>
     internal sealed record DiagnosticInfo(string Id, LocationInfo? Location, EquatableArray<string> Arguments);

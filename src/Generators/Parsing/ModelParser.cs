@@ -255,7 +255,8 @@ namespace ModelDsl.Generators.Parsing
                     layer.Name, layer.IsField, layer.Accessibility, layer.TypeName, layer.Kind, layer.AttributeText,
                     layer.Kind == LayerKind.Model ? layer.TypeDisplay : layer.Kind.ToString(),
                     new LayerArgs(resolvedIn, p.Out, p.Count, p.Kernel, p.Stride <= 0 ? p.Kernel : p.Stride, p.Padding, p.Dilation,
-                        p.Groups, p.Bias, p.P, p.Dim, p.EndDim, p.OutH, p.OutW, layer.Reader?.Eps ?? 1e-5, layer.Reader?.Momentum ?? 0.1),
+                        p.Groups, p.Bias, p.P, p.Dim, p.EndDim, p.OutH, p.OutW, layer.Reader?.Eps ?? 1e-5, layer.Reader?.Momentum ?? 0.1,
+                        p.KernelW, p.StrideW <= 0 ? p.KernelW : p.StrideW, p.PaddingW, p.DilationW),
                     outputText, parameters));
             }
 
