@@ -160,6 +160,12 @@ public sealed class TrainingEndToEndTests : IDisposable
         Assert.Equal(0, run.ExitCode);
         foreach (var option in new[] { "--epochs", "--batch-size", "--lr", "--seed", "--data", "--checkpoint-dir", "--resume", "--report", "--device", "--threads", "--deterministic", "--tensorboard" })
             Assert.Contains(option, run.Stdout);
+        // The sample's choice of model, and --deterministic as docs/training.md describes it (TorchSharp has no
+        // deterministic-kernels switch).
+        Assert.Contains("Usage: Digits [cnn|mlp] [options]", run.Stdout);
+        Assert.Contains("mlp  train DigitsMlp", run.Stdout);
+        Assert.DoesNotContain("deterministic kernels", run.Stdout);
+        Assert.Contains("1 thread", run.Stdout);
     }
 
     [Fact]
