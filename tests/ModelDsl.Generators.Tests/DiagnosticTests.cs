@@ -136,7 +136,7 @@ public class DiagnosticTests
         """);
 
     [Fact]
-    public void UserForward_ReportsInfoMD0013_AndChecksNoShapes()
+    public void UserForward_WarnsMD0013_AndChecksNoShapes()
     {
         var run = Markup.Verify("""
             using TorchSharp;
@@ -148,7 +148,9 @@ public class DiagnosticTests
                 public override torch.Tensor forward(torch.Tensor x) => Skip.forward(L.forward(x));
             }
             """);
-        Assert.Equal(DiagnosticSeverity.Info, run.ModelDiagnostics.Single().Severity);
+        // A warning: an info is not shown at the default build verbosity.
+        Assert.Equal(DiagnosticSeverity.Warning, run.ModelDiagnostics.Single().Severity);
+        Assert.Contains("#pragma warning disable MD0013", run.ModelDiagnostics.Single().GetMessage());
     }
 
     [Fact]
@@ -383,11 +385,26 @@ public class DiagnosticTests
         var tests = string.Concat(new[] { "DiagnosticTests.cs", "TrainDiagnosticTests.cs" }
             .Select(f => System.IO.File.ReadAllText(System.IO.Path.Combine(root, "tests", "ModelDsl.Generators.Tests", f))));
         var docs = System.IO.File.ReadAllText(System.IO.Path.Combine(root, "docs", "diagnostics.md"));
+        var docsUrl = ModelDsl.Generators.Diagnostics.DiagnosticDescriptors.DocsUrl;
         foreach (var descriptor in ModelDsl.Generators.Diagnostics.DiagnosticDescriptors.All)
         {
             Assert.Contains("|" + descriptor.Id + ":", tests);
             Assert.Contains($"<a id=\"{descriptor.Id.ToLowerInvariant()}\"></a>", docs);
-            Assert.Equal("docs/diagnostics.md#" + descriptor.Id.ToLowerInvariant(), descriptor.HelpLinkUri);
+            Assert.Equal($"{docsUrl}/diagnostics.md#{descriptor.Id.ToLowerInvariant()}", descriptor.HelpLinkUri);
+        }
+    }
+
+    /// <summary>The help links are absolute, built from the one MSBuild property that says where the docs are published.</summary>
+    [Fact]
+    public void HelpLinks_AreAbsoluteUrls_FromTheModelDslDocsUrlProperty()
+    {
+        var props = System.Xml.Linq.XDocument.Load(System.IO.Path.Combine(RepoRoot(), "Directory.Build.props"));
+        var property = props.Descendants("ModelDslDocsUrl").Single().Value.Trim();
+        Assert.Equal(property.TrimEnd('/'), ModelDsl.Generators.Diagnostics.DiagnosticDescriptors.DocsUrl);
+        foreach (var descriptor in ModelDsl.Generators.Diagnostics.DiagnosticDescriptors.All)
+        {
+            Assert.True(Uri.TryCreate(descriptor.HelpLinkUri, UriKind.Absolute, out var uri) && uri.Scheme == "https", descriptor.HelpLinkUri);
+            Assert.StartsWith(property.TrimEnd('/') + "/", descriptor.HelpLinkUri, StringComparison.Ordinal);
         }
     }
 

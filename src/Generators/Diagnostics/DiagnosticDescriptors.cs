@@ -5,12 +5,23 @@ using Microsoft.CodeAnalysis;
 namespace ModelDsl.Generators.Diagnostics
 {
     /// <summary>
-    /// The one catalog of ModelDsl diagnostics. Ranges: MD00xx declarations, MD01xx shapes. Every id has a
-    /// section in docs/diagnostics.md, which the help link points to.
+    /// The one catalog of ModelDsl diagnostics. Ranges: MD00xx declarations, MD01xx shapes, MD04xx training. Every id
+    /// has a section in docs/diagnostics.md, which the help link points to.
     /// </summary>
     internal static class DiagnosticDescriptors
     {
-        private const string HelpBase = "docs/diagnostics.md#";
+        /// <summary>
+        /// The published docs folder, from the MSBuild property <c>ModelDslDocsUrl</c> (Directory.Build.props), which
+        /// the build stores in this assembly's metadata. Help links must be absolute: an IDE or a build log shows them
+        /// far from this repository.
+        /// </summary>
+        internal static readonly string DocsUrl = (typeof(DiagnosticDescriptors).Assembly
+            .GetCustomAttributes(typeof(System.Reflection.AssemblyMetadataAttribute), false)
+            .OfType<System.Reflection.AssemblyMetadataAttribute>()
+            .FirstOrDefault(a => a.Key == "ModelDslDocsUrl")?.Value ?? "").TrimEnd('/');
+
+        // Before the descriptors: static fields initialise in textual order.
+        private static readonly string HelpBase = DocsUrl + "/diagnostics.md#";
         private const string Declarations = "ModelDsl.Declarations";
         private const string ShapeCategory = "ModelDsl.Shapes";
         private const string TrainingCategory = "ModelDsl.Training";
@@ -63,10 +74,11 @@ namespace ModelDsl.Generators.Diagnostics
             "A model class cannot have another base class",
             "Model class '{0}' derives from '{1}'; generated models derive from TorchSharp's Module<Tensor, Tensor>");
 
-        public static readonly DiagnosticDescriptor UserForwardUnchecked = new DiagnosticDescriptor("MD0013",
+        // A warning, not an info: an info is hidden at the default build verbosity, and a user who did not mean to
+        // lose the shape checks must see it. One who did silences it by id.
+        public static readonly DiagnosticDescriptor UserForwardUnchecked = Warning("MD0013", Declarations,
             "Shapes are not checked through a hand-written forward",
-            "Model '{0}' defines its own forward, so the compiler does not check the shapes between its layers",
-            Declarations, DiagnosticSeverity.Info, isEnabledByDefault: true, helpLinkUri: HelpBase + "md0013");
+            "Model '{0}' defines its own forward, so the compiler does not check the shapes between its layers (libtorch checks them when forward runs); if that is intended, silence this warning with #pragma warning disable MD0013 or <NoWarn>MD0013</NoWarn>");
 
         public static readonly DiagnosticDescriptor InvalidInputType = Error("MD0014", Declarations,
             "Invalid input type",
