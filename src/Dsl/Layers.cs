@@ -41,7 +41,7 @@ namespace ModelDsl
         public int InChannels { get; }
         /// <summary>Number of output channels.</summary>
         public int OutChannels { get; }
-        /// <summary>Size of the (square) kernel.</summary>
+        /// <summary>Size of the kernel (its height when a 2-D kernel is not square).</summary>
         public int KernelSize { get; }
         /// <summary>Stride of the convolution. Default 1.</summary>
         public int Stride { get; set; } = 1;
@@ -66,46 +66,129 @@ namespace ModelDsl
         public Conv1dAttribute(int inChannels, int outChannels, int kernelSize) : base(inChannels, outChannels, kernelSize) { }
     }
 
+    // 2-D layers take PyTorch's (height, width) pairs the way attributes can: a kernel as an array in the kernel's
+    // position, Conv2d(1, 16, (3, 5)) → [Conv2d(1, 16, new[] { 3, 5 })]; a stride, padding or dilation per axis with
+    // the H and W properties, stride=(1, 2) → StrideH = 1, StrideW = 2. The plain property sets both axes and an
+    // axis property overrides it for its axis. (Attribute arguments cannot be tuples.)
+
     /// <summary>
-    /// <c>torch.nn.Conv2d</c> over <c>(B, C, H, W)</c> inputs with a square kernel. Goes on a property of type
-    /// <c>TorchSharp.Modules.Conv2d</c>.
+    /// <c>torch.nn.Conv2d</c> over <c>(B, C, H, W)</c> inputs. Goes on a property of type <c>TorchSharp.Modules.Conv2d</c>.
+    /// A square kernel is one number, <c>[Conv2d(16, 3)]</c>; a rectangular one is (height, width) as an array,
+    /// <c>[Conv2d(16, new[] { 3, 5 })]</c>, like PyTorch's <c>kernel_size=(3, 5)</c>.
     /// </summary>
     public sealed class Conv2dAttribute : ConvAttribute
     {
-        /// <summary>Input channels inferred (like <c>LazyConv2d(out, kernel)</c>).</summary>
-        public Conv2dAttribute(int outChannels, int kernelSize) : base(-1, outChannels, kernelSize) { }
-        /// <summary>Explicit input channels, checked against the inferred ones.</summary>
-        public Conv2dAttribute(int inChannels, int outChannels, int kernelSize) : base(inChannels, outChannels, kernelSize) { }
+        /// <summary>Input channels inferred (like <c>LazyConv2d(out, kernel)</c>), square kernel.</summary>
+        public Conv2dAttribute(int outChannels, int kernelSize) : base(-1, outChannels, kernelSize) { KernelHeight = KernelWidth = kernelSize; }
+        /// <summary>Explicit input channels, checked against the inferred ones; square kernel.</summary>
+        public Conv2dAttribute(int inChannels, int outChannels, int kernelSize) : base(inChannels, outChannels, kernelSize) { KernelHeight = KernelWidth = kernelSize; }
+        /// <summary>Input channels inferred; a (height, width) kernel, e.g. <c>new[] { 3, 5 }</c>.</summary>
+        public Conv2dAttribute(int outChannels, int[] kernelSize) : this(-1, outChannels, kernelSize) { }
+        /// <summary>Explicit input channels; a (height, width) kernel, e.g. <c>new[] { 3, 5 }</c>.</summary>
+        public Conv2dAttribute(int inChannels, int outChannels, int[] kernelSize) : base(inChannels, outChannels, Height(kernelSize))
+        {
+            KernelHeight = Height(kernelSize);
+            KernelWidth = kernelSize is { Length: > 1 } ? kernelSize[1] : KernelHeight;
+        }
+
+        /// <summary>Height of the kernel.</summary>
+        public int KernelHeight { get; }
+        /// <summary>Width of the kernel.</summary>
+        public int KernelWidth { get; }
+        /// <summary>Vertical stride, overriding <see cref="ConvAttribute.Stride"/> for the height; <c>-1</c> (default): <c>Stride</c>.</summary>
+        public int StrideH { get; set; } = -1;
+        /// <summary>Horizontal stride, overriding <see cref="ConvAttribute.Stride"/> for the width; <c>-1</c> (default): <c>Stride</c>.</summary>
+        public int StrideW { get; set; } = -1;
+        /// <summary>Zero padding at the top and bottom, overriding <see cref="ConvAttribute.Padding"/>; <c>-1</c> (default): <c>Padding</c>.</summary>
+        public int PaddingH { get; set; } = -1;
+        /// <summary>Zero padding on the left and right, overriding <see cref="ConvAttribute.Padding"/>; <c>-1</c> (default): <c>Padding</c>.</summary>
+        public int PaddingW { get; set; } = -1;
+        /// <summary>Vertical dilation, overriding <see cref="ConvAttribute.Dilation"/>; <c>-1</c> (default): <c>Dilation</c>.</summary>
+        public int DilationH { get; set; } = -1;
+        /// <summary>Horizontal dilation, overriding <see cref="ConvAttribute.Dilation"/>; <c>-1</c> (default): <c>Dilation</c>.</summary>
+        public int DilationW { get; set; } = -1;
+
+        internal static int Height(int[]? kernelSize) => kernelSize is { Length: > 0 } ? kernelSize[0] : 0;
     }
 
-    /// <summary><c>torch.nn.MaxPool2d</c> over <c>(B, C, H, W)</c>. Goes on a <c>TorchSharp.Modules.MaxPool2d</c> property.</summary>
+    /// <summary>
+    /// <c>torch.nn.MaxPool2d</c> over <c>(B, C, H, W)</c>. Goes on a <c>TorchSharp.Modules.MaxPool2d</c> property.
+    /// A square window is one number, <c>[MaxPool2d(2)]</c>; a rectangular one is (height, width) as an array,
+    /// <c>[MaxPool2d(new[] { 2, 1 })]</c>.
+    /// </summary>
     public sealed class MaxPool2dAttribute : LayerAttribute
     {
         /// <summary>Max pooling with a square window.</summary>
         /// <param name="kernelSize">Size of the window.</param>
-        public MaxPool2dAttribute(int kernelSize) { KernelSize = kernelSize; }
-        /// <summary>Size of the window.</summary>
+        public MaxPool2dAttribute(int kernelSize) { KernelSize = KernelHeight = KernelWidth = kernelSize; }
+        /// <summary>Max pooling with a (height, width) window.</summary>
+        /// <param name="kernelSize">Height and width of the window, e.g. <c>new[] { 2, 1 }</c>.</param>
+        public MaxPool2dAttribute(int[] kernelSize)
+        {
+            KernelSize = KernelHeight = Conv2dAttribute.Height(kernelSize);
+            KernelWidth = kernelSize is { Length: > 1 } ? kernelSize[1] : KernelHeight;
+        }
+        /// <summary>Size of the window (its height when it is not square).</summary>
         public int KernelSize { get; }
+        /// <summary>Height of the window.</summary>
+        public int KernelHeight { get; }
+        /// <summary>Width of the window.</summary>
+        public int KernelWidth { get; }
         /// <summary>Stride of the window; <c>0</c> (the default) means the kernel size, as in PyTorch.</summary>
         public int Stride { get; set; }
+        /// <summary>Vertical stride, overriding <see cref="Stride"/> for the height; <c>-1</c> (default): <c>Stride</c>.</summary>
+        public int StrideH { get; set; } = -1;
+        /// <summary>Horizontal stride, overriding <see cref="Stride"/> for the width; <c>-1</c> (default): <c>Stride</c>.</summary>
+        public int StrideW { get; set; } = -1;
         /// <summary>Implicit negative-infinity padding on both sides; at most half the kernel size. Default 0.</summary>
         public int Padding { get; set; }
+        /// <summary>Padding at the top and bottom, overriding <see cref="Padding"/>; <c>-1</c> (default): <c>Padding</c>.</summary>
+        public int PaddingH { get; set; } = -1;
+        /// <summary>Padding on the left and right, overriding <see cref="Padding"/>; <c>-1</c> (default): <c>Padding</c>.</summary>
+        public int PaddingW { get; set; } = -1;
         /// <summary>Spacing between window elements. Default 1.</summary>
         public int Dilation { get; set; } = 1;
+        /// <summary>Vertical dilation, overriding <see cref="Dilation"/>; <c>-1</c> (default): <c>Dilation</c>.</summary>
+        public int DilationH { get; set; } = -1;
+        /// <summary>Horizontal dilation, overriding <see cref="Dilation"/>; <c>-1</c> (default): <c>Dilation</c>.</summary>
+        public int DilationW { get; set; } = -1;
     }
 
-    /// <summary><c>torch.nn.AvgPool2d</c> over <c>(B, C, H, W)</c>. Goes on a <c>TorchSharp.Modules.AvgPool2d</c> property.</summary>
+    /// <summary>
+    /// <c>torch.nn.AvgPool2d</c> over <c>(B, C, H, W)</c>. Goes on a <c>TorchSharp.Modules.AvgPool2d</c> property.
+    /// A square window is one number, <c>[AvgPool2d(2)]</c>; a rectangular one is (height, width) as an array,
+    /// <c>[AvgPool2d(new[] { 2, 1 })]</c>.
+    /// </summary>
     public sealed class AvgPool2dAttribute : LayerAttribute
     {
         /// <summary>Average pooling with a square window.</summary>
         /// <param name="kernelSize">Size of the window.</param>
-        public AvgPool2dAttribute(int kernelSize) { KernelSize = kernelSize; }
-        /// <summary>Size of the window.</summary>
+        public AvgPool2dAttribute(int kernelSize) { KernelSize = KernelHeight = KernelWidth = kernelSize; }
+        /// <summary>Average pooling with a (height, width) window.</summary>
+        /// <param name="kernelSize">Height and width of the window, e.g. <c>new[] { 2, 1 }</c>.</param>
+        public AvgPool2dAttribute(int[] kernelSize)
+        {
+            KernelSize = KernelHeight = Conv2dAttribute.Height(kernelSize);
+            KernelWidth = kernelSize is { Length: > 1 } ? kernelSize[1] : KernelHeight;
+        }
+        /// <summary>Size of the window (its height when it is not square).</summary>
         public int KernelSize { get; }
+        /// <summary>Height of the window.</summary>
+        public int KernelHeight { get; }
+        /// <summary>Width of the window.</summary>
+        public int KernelWidth { get; }
         /// <summary>Stride of the window; <c>0</c> (the default) means the kernel size, as in PyTorch.</summary>
         public int Stride { get; set; }
+        /// <summary>Vertical stride, overriding <see cref="Stride"/> for the height; <c>-1</c> (default): <c>Stride</c>.</summary>
+        public int StrideH { get; set; } = -1;
+        /// <summary>Horizontal stride, overriding <see cref="Stride"/> for the width; <c>-1</c> (default): <c>Stride</c>.</summary>
+        public int StrideW { get; set; } = -1;
         /// <summary>Implicit zero padding on both sides; at most half the kernel size. Default 0.</summary>
         public int Padding { get; set; }
+        /// <summary>Padding at the top and bottom, overriding <see cref="Padding"/>; <c>-1</c> (default): <c>Padding</c>.</summary>
+        public int PaddingH { get; set; } = -1;
+        /// <summary>Padding on the left and right, overriding <see cref="Padding"/>; <c>-1</c> (default): <c>Padding</c>.</summary>
+        public int PaddingW { get; set; } = -1;
     }
 
     /// <summary>

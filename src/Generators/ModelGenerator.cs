@@ -95,12 +95,13 @@ namespace ModelDsl.Generators
 
         private static void EmitSafely(SourceProductionContext context, ModelSpec model)
         {
-            string source;
-            string? trainSource = null;
+            string? source = null, trainSource = null, stubSource = null;
             try
             {
-                source = ModelEmitter.Emit(model);
+                // StubsOnly: a class that cannot take the Module<Tensor, Tensor> skeleton (another base class).
+                if (!model.StubsOnly) source = ModelEmitter.Emit(model);
                 if (model.TrainDeclared) trainSource = TrainEmitter.Emit(model);
+                if (model.Stubs.Count > 0) stubSource = PartialStubEmitter.Emit(model);
             }
             catch (Exception e) when (e is not OperationCanceledException)
             {
@@ -108,9 +109,12 @@ namespace ModelDsl.Generators
                     "the ModelDsl emitter failed on it (" + e.GetType().Name + ": " + e.Message + "); please report this"));
                 return;
             }
-            context.AddSource(ModelEmitter.HintName(model), SourceText.From(source, System.Text.Encoding.UTF8));
+            if (source is not null)
+                context.AddSource(ModelEmitter.HintName(model), SourceText.From(source, System.Text.Encoding.UTF8));
             if (trainSource is not null)
                 context.AddSource(TrainEmitter.HintName(model), SourceText.From(trainSource, System.Text.Encoding.UTF8));
+            if (stubSource is not null)
+                context.AddSource(PartialStubEmitter.HintName(model), SourceText.From(stubSource, System.Text.Encoding.UTF8));
         }
     }
 

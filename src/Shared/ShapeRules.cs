@@ -45,10 +45,18 @@ namespace ModelDsl.Shapes
         public long In { get; set; } = -1;          // in_features / in_channels / num_features / normalized_shape
         public long Out { get; set; } = -1;         // out_features / out_channels / embedding_dim
         public long Count { get; set; } = -1;       // num_embeddings
+        // Windows. For the 2-D layers these are the height's values and the *W ones the width's (PyTorch's (h, w)
+        // pairs); 1-D layers use the first set only.
         public long Kernel { get; set; } = -1;
         public long Stride { get; set; } = -1;      // pools: 0 or -1 mean "kernel size"
         public long Padding { get; set; }
         public long Dilation { get; set; } = 1;
+        public long KernelW { get; set; } = -1;
+        public long StrideW { get; set; } = -1;
+        public long PaddingW { get; set; }
+        public long DilationW { get; set; } = 1;
+        /// <summary>How many values the kernel was given: 1 (square), or the length of a (height, width) array.</summary>
+        public int KernelValues { get; set; } = 1;
         public long Groups { get; set; } = 1;
         public bool Bias { get; set; } = true;
         public double P { get; set; }
@@ -130,11 +138,16 @@ namespace ModelDsl.Shapes
                     int spatial = kind == LayerKind.Conv1d ? 1 : 2;
                     if (p.Out < 1) return NonPositive("outChannels", p.Out);
                     if (p.In != -1 && p.In < 1) return NonPositive("inChannels", p.In);
-                    if (p.Kernel < 1) return NonPositive("kernelSize", p.Kernel);
-                    if (p.Stride < 1) return NonPositive("Stride", p.Stride);
-                    if (p.Dilation < 1) return NonPositive("Dilation", p.Dilation);
+                    if (KernelValues(kind, p) is { } arity) return arity;
+                    for (int axis = 0; axis < spatial; axis++)
+                    {
+                        var w = Axis(p, axis, spatial);
+                        if (w.Kernel < 1) return NonPositive("kernelSize", w.Kernel);
+                        if (w.Stride < 1) return NonPositive(w.Name("Stride"), w.Stride);
+                        if (w.Dilation < 1) return NonPositive(w.Name("Dilation"), w.Dilation);
+                        if (w.Padding < 0) return Fail(ShapeErrorKind.NonPositive, $"{w.Name("Padding")} is {w.Padding}; it must be 0 or more", w.Name("Padding"));
+                    }
                     if (p.Groups < 1) return NonPositive("Groups", p.Groups);
-                    if (p.Padding < 0) return Fail(ShapeErrorKind.NonPositive, $"Padding is {p.Padding}; it must be 0 or more", "Padding");
                     if (x.Length != spatial + 2)
                         return Rank(kind, spatial == 1 ? "a 3-D (B, C, L) input" : "a 4-D (B, C, H, W) input", x);
                     var ch = Resolve(kind, x[1], p.In, "inChannels", "in-channels", "dimension 1 (channels)");
@@ -145,14 +158,15 @@ namespace ModelDsl.Shapes
                     var outDims = new Dim[x.Length];
                     outDims[0] = x[0];
                     outDims[1] = Dim.Of(p.Out);
+                    long kernelElems = 1;
                     for (int i = 2; i < x.Length; i++)
                     {
-                        var d = Window(kind, x[i], i, p.Kernel, p.Stride, p.Padding, p.Dilation);
+                        var w = Axis(p, i - 2, spatial);
+                        var d = Window(kind, x[i], i, w.Kernel, w.Stride, w.Padding, w.Dilation);
                         if (d.Error != null) return d;
                         outDims[i] = d.Output[0];
+                        kernelElems = checked(kernelElems * w.Kernel);
                     }
-                    long kernelElems = 1;
-                    for (int i = 0; i < spatial; i++) kernelElems = checked(kernelElems * p.Kernel);
                     long weights = checked(p.Out * (inC / p.Groups) * kernelElems);
                     return Ok(outDims, checked(weights + (p.Bias ? p.Out : 0)), inC);
                 }
@@ -160,19 +174,24 @@ namespace ModelDsl.Shapes
                 case LayerKind.MaxPool2d:
                 case LayerKind.AvgPool2d:
                 {
-                    if (p.Kernel < 1) return NonPositive("kernelSize", p.Kernel);
-                    long stride = p.Stride <= 0 ? p.Kernel : p.Stride;
-                    if (p.Stride < 0) return Fail(ShapeErrorKind.NonPositive, $"Stride is {p.Stride}; it must be at least 1 (or 0 for the kernel size)", "Stride");
-                    if (p.Dilation < 1) return NonPositive("Dilation", p.Dilation);
-                    if (p.Padding < 0) return Fail(ShapeErrorKind.NonPositive, $"Padding is {p.Padding}; it must be 0 or more", "Padding");
-                    // PyTorch: "pad should be at most half of effective kernel size".
-                    if (p.Padding * 2 > p.Kernel)
-                        return Fail(ShapeErrorKind.InvalidArgument, $"Padding = {p.Padding} is more than half the kernel size {p.Kernel} (PyTorch requires pad <= kernel_size / 2)", "Padding");
+                    if (KernelValues(kind, p) is { } arity) return arity;
+                    for (int axis = 0; axis < 2; axis++)
+                    {
+                        var w = Axis(p, axis, 2);
+                        if (w.Kernel < 1) return NonPositive("kernelSize", w.Kernel);
+                        if (w.Stride < 0) return Fail(ShapeErrorKind.NonPositive, $"{w.Name("Stride")} is {w.Stride}; it must be at least 1 (or 0 for the kernel size)", w.Name("Stride"));
+                        if (w.Dilation < 1) return NonPositive(w.Name("Dilation"), w.Dilation);
+                        if (w.Padding < 0) return Fail(ShapeErrorKind.NonPositive, $"{w.Name("Padding")} is {w.Padding}; it must be 0 or more", w.Name("Padding"));
+                        // PyTorch: "pad should be at most half of effective kernel size", per axis.
+                        if (w.Padding * 2 > w.Kernel)
+                            return Fail(ShapeErrorKind.InvalidArgument, $"{w.Name("Padding")} = {w.Padding} is more than half the kernel {(p.Kernel == p.KernelW ? "size" : axis == 0 ? "height" : "width")} {w.Kernel} (PyTorch requires pad <= kernel_size / 2)", w.Name("Padding"));
+                    }
                     if (x.Length != 4) return Rank(kind, "a 4-D (B, C, H, W) input", x);
                     var outDims = (Dim[])x.Clone();
                     for (int i = 2; i < 4; i++)
                     {
-                        var d = Window(kind, x[i], i, p.Kernel, stride, p.Padding, p.Dilation);
+                        var w = Axis(p, i - 2, 2);
+                        var d = Window(kind, x[i], i, w.Kernel, w.Stride <= 0 ? w.Kernel : w.Stride, w.Padding, w.Dilation);
                         if (d.Error != null) return d;
                         outDims[i] = d.Output[0];
                     }
@@ -310,6 +329,50 @@ namespace ModelDsl.Shapes
                 outDims[i] = !sub[i].IsConcrete && bindings.TryGetValue(sub[i].Symbol!, out var b) ? b : sub[i];
             return Ok(outDims, p.SubParams, -1);
         }
+
+        /// <summary>One spatial axis of a window: its kernel, stride, padding and dilation.</summary>
+        private readonly struct WindowAxis
+        {
+            private readonly LayerParams _p;
+            private readonly string _suffix;
+
+            public WindowAxis(LayerParams p, long kernel, long stride, long padding, long dilation, string suffix)
+            {
+                _p = p; Kernel = kernel; Stride = stride; Padding = padding; Dilation = dilation; _suffix = suffix;
+            }
+
+            public long Kernel { get; }
+            public long Stride { get; }
+            public long Padding { get; }
+            public long Dilation { get; }
+
+            /// <summary>
+            /// The argument to blame: <c>Stride</c> when both axes have the same value (a 1-D layer, or a 2-D one
+            /// given <c>Stride</c>), <c>StrideH</c> or <c>StrideW</c> when the axes differ.
+            /// </summary>
+            public string Name(string argument)
+            {
+                bool differ = _suffix.Length > 0 && argument switch
+                {
+                    "Stride" => _p.Stride != _p.StrideW,
+                    "Padding" => _p.Padding != _p.PaddingW,
+                    "Dilation" => _p.Dilation != _p.DilationW,
+                    _ => false,
+                };
+                return differ ? argument + _suffix : argument;
+            }
+        }
+
+        /// <summary>The window of axis 0 (height, or the only axis of a 1-D layer) or 1 (width).</summary>
+        private static WindowAxis Axis(LayerParams p, int axis, int spatial) =>
+            spatial == 1 ? new WindowAxis(p, p.Kernel, p.Stride, p.Padding, p.Dilation, "")
+            : axis == 0 ? new WindowAxis(p, p.Kernel, p.Stride, p.Padding, p.Dilation, "H")
+            : new WindowAxis(p, p.KernelW, p.StrideW, p.PaddingW, p.DilationW, "W");
+
+        /// <summary>A 2-D kernel is one number or a (height, width) pair, as PyTorch's _pair accepts.</summary>
+        private static LayerShape? KernelValues(LayerKind kind, LayerParams p) =>
+            p.KernelValues == 1 || (p.KernelValues == 2 && kind != LayerKind.Conv1d) ? null
+            : Fail(ShapeErrorKind.InvalidArgument, $"kernelSize has {p.KernelValues} values; {kind} takes {(kind == LayerKind.Conv1d ? "one number" : "one number or two, (height, width)")}", "kernelSize");
 
         /// <summary>Resolves an input size from a dim: the inferred value, checked against an explicit one.</summary>
         private static LayerShape Resolve(LayerKind kind, Dim actual, long explicitSize, string argument, string what, string where)

@@ -80,6 +80,24 @@ public class DiagnosticTests
         }
         """);
 
+    [Theory]
+    [InlineData("[LSTM(16, 32)] public partial LSTM {|MD0009:Rnn|} { get; }", "LSTM")]
+    [InlineData("[GRU(16, 32)] public partial GRU {|MD0009:Rnn|} { get; }", "GRU")]
+    [InlineData("[MultiheadAttention(16, 4)] public partial MultiheadAttention {|MD0009:Attention|} { get; }", "MultiheadAttention")]
+    [InlineData("[NoSuchLayer(3)] public partial Linear {|MD0009:L|} { get; }", "NoSuchLayer")]
+    [InlineData("[LSTM(16, 32)] public LSTM {|MD0009:Rnn|} = null!;", "LSTM")]
+    public void UnknownLayerAttribute_ReportsMD0009_SayingItIsNotAModelDslLayer(string member, string attribute)
+    {
+        var run = Markup.Verify("[Model(Input = \"B, 16\")]\npublic partial class M\n{\n    [Linear(16)] public partial Linear Before { get; }\n    " + member + "\n}");
+        var message = run.ModelDiagnostics.Single().GetMessage();
+        Assert.Contains($"[{attribute}] is not a ModelDsl layer attribute", message);
+        Assert.Contains("[Linear], [Conv1d], [Conv2d]", message);
+        Assert.Contains("not supported yet", message);
+        Assert.DoesNotContain("has no layer attribute", message);
+        // The compiler's own complaint about the name stays (CS0616 not an attribute, CS0246 unknown); nothing else.
+        Assert.All(run.CompilerDiagnostics, d => Assert.True(d.Id is "CS0616" or "CS0246", d.ToString()));
+    }
+
     [Fact]
     public void ModelContainingItself_ReportsMD0010_OnTheProperty() => Markup.Verify("""
         [Model(Input = "B, 4")]
@@ -118,7 +136,7 @@ public class DiagnosticTests
         """);
 
     [Fact]
-    public void UserForward_ReportsInfoMD0013_AndChecksNoShapes()
+    public void UserForward_WarnsMD0013_AndChecksNoShapes()
     {
         var run = Markup.Verify("""
             using TorchSharp;
@@ -130,8 +148,40 @@ public class DiagnosticTests
                 public override torch.Tensor forward(torch.Tensor x) => Skip.forward(L.forward(x));
             }
             """);
-        Assert.Equal(DiagnosticSeverity.Info, run.ModelDiagnostics.Single().Severity);
+        // A warning: an info is not shown at the default build verbosity.
+        Assert.Equal(DiagnosticSeverity.Warning, run.ModelDiagnostics.Single().Severity);
+        Assert.Contains("#pragma warning disable MD0013", run.ModelDiagnostics.Single().GetMessage());
     }
+
+    [Fact]
+    public void TwoInputForward_ReportsMD0015_NotALaterLayersSize()
+    {
+        // The second path's layer (in-features 32) would otherwise be checked against the first path's output.
+        var run = Markup.Verify("""
+            using TorchSharp;
+            [Model(Input = "B, 64")]
+            public partial class M
+            {
+                [Linear(64, 10)] public partial Linear A { get; }
+                [Linear(32, 10)] public partial Linear B { get; }
+                public torch.Tensor {|MD0015:forward|}(torch.Tensor x, torch.Tensor y) => A.forward(x) + B.forward(y);
+            }
+            """);
+        Assert.Contains("takes one input tensor", run.ModelDiagnostics.Single().GetMessage());
+        Assert.DoesNotContain(run.CompilerDiagnostics, d => d.Severity == DiagnosticSeverity.Error);
+    }
+
+    [Fact]
+    public void OneInputForward_BesideAnOverload_IsNotMD0015() => Markup.Verify("""
+        using TorchSharp;
+        [Model(Input = "B, 4")]
+        public partial class {|MD0013:M|}
+        {
+            [Linear(4, 2)] public partial Linear L { get; }
+            public override torch.Tensor forward(torch.Tensor x) => forward(x, x);
+            public torch.Tensor forward(torch.Tensor x, torch.Tensor y) => L.forward(x + y);
+        }
+        """);
 
     [Theory]
     [InlineData("{|MD0100:Input = \"B, 0\"|}")]
@@ -246,6 +296,43 @@ public class DiagnosticTests
         Markup.Verify("[Model(Input = \"B, 2, 8, 8\")]\npublic partial class M { " + layer + " }");
 
     [Fact]
+    public void RectangularKernels_AreInferredPerAxis_AndEmittedWithTorchSharpsTupleOverloads()
+    {
+        var run = Markup.Verify("""
+            [Model(Input = "B, 1, 8, 12")]
+            public partial class M
+            {
+                [Conv2d(4, new[] { 3, 5 }, PaddingW = 1, StrideW = 2)] public partial Conv2d C { get; }
+                [MaxPool2d(new[] { 2, 1 })]                            public partial MaxPool2d P { get; }
+                [AvgPool2d(3, StrideH = 1, PaddingW = 1)]              public partial AvgPool2d A { get; }
+            }
+            """);
+        Assert.True(run.CompilerDiagnostics.Count == 0, string.Join("\n", run.CompilerDiagnostics));
+        var source = run.Source("M.Model.g.cs");
+        // H: (8 - 3) + 1 = 6; W: (12 + 2 - 5) / 2 + 1 = 5. Then (6 / 2, 5 / 1); then (3 - 3 + 1, (5 + 2 - 3) / 3 + 1).
+        Assert.Contains("\"(B, 4, 6, 5)\"", source);
+        Assert.Contains("\"(B, 4, 3, 5)\"", source);
+        Assert.Contains("\"(B, 4, 1, 2)\"", source);
+        Assert.Contains("global::TorchSharp.torch.nn.Conv2d(1, 4, (3L, 5L), (1L, 2L), (0L, 1L), (1L, 1L), global::TorchSharp.PaddingModes.Zeros, 1, true)", source);
+        Assert.Contains("global::TorchSharp.torch.nn.MaxPool2d((2L, 1L), stride: (2L, 1L), padding: (0L, 0L), dilation: (1L, 1L))", source);
+        Assert.Contains("global::TorchSharp.torch.nn.AvgPool2d((3L, 3L), stride: (1L, 3L), padding: (0L, 1L))", source);
+        Assert.Contains("\"C\", \"Conv2d\", \"(B, 4, 6, 5)\", 64L)", source); // 4·1·3·5 weights + 4 biases
+    }
+
+    [Theory]
+    [InlineData("[Conv2d(4, {|MD0110:new[] { 3, 5, 7 }|})] public partial Conv2d C { get; }")]
+    [InlineData("[MaxPool2d({|MD0110:new int[0]|})] public partial MaxPool2d P { get; }")]
+    [InlineData("[Conv2d(4, {|MD0103:new[] { 3, 13 }|})] public partial Conv2d C { get; }")]
+    [InlineData("[Conv2d(4, new[] { 3, 5 }, {|MD0104:StrideW = 0|})] public partial Conv2d C { get; }")]
+    [InlineData("[Conv2d(4, {|MD0104:new[] { 3, 0 }|})] public partial Conv2d C { get; }")]
+    [InlineData("[Conv2d(4, 3, {|MD0104:Stride = 0|})] public partial Conv2d C { get; }")]
+    [InlineData("[Conv2d(4, 3, {|MD0104:PaddingH = -2|})] public partial Conv2d C { get; }")]
+    [InlineData("[MaxPool2d(new[] { 2, 1 }, {|MD0110:PaddingW = 1|})] public partial MaxPool2d P { get; }")]
+    [InlineData("[AvgPool2d(new[] { 4, 2 }, {|MD0110:Padding = 2|})] public partial AvgPool2d P { get; }")]
+    public void RectangularWindowMistakes_AreReportedOnTheirArgument(string layer) =>
+        Markup.Verify("[Model(Input = \"B, 2, 8, 12\")]\npublic partial class M { " + layer + " }");
+
+    [Fact]
     public void IntMaxValueSizes_AreCountedExactly_WithoutDiagnostics()
     {
         var run = Markup.Verify("""
@@ -298,11 +385,26 @@ public class DiagnosticTests
         var tests = string.Concat(System.IO.Directory.GetFiles(System.IO.Path.Combine(root, "tests", "ModelDsl.Generators.Tests"), "*DiagnosticTests.cs")
             .OrderBy(f => f, StringComparer.Ordinal).Select(System.IO.File.ReadAllText));
         var docs = System.IO.File.ReadAllText(System.IO.Path.Combine(root, "docs", "diagnostics.md"));
+        var docsUrl = ModelDsl.Generators.Diagnostics.DiagnosticDescriptors.DocsUrl;
         foreach (var descriptor in ModelDsl.Generators.Diagnostics.DiagnosticDescriptors.All)
         {
             Assert.Contains("|" + descriptor.Id + ":", tests);
             Assert.Contains($"<a id=\"{descriptor.Id.ToLowerInvariant()}\"></a>", docs);
-            Assert.Equal("docs/diagnostics.md#" + descriptor.Id.ToLowerInvariant(), descriptor.HelpLinkUri);
+            Assert.Equal($"{docsUrl}/diagnostics.md#{descriptor.Id.ToLowerInvariant()}", descriptor.HelpLinkUri);
+        }
+    }
+
+    /// <summary>The help links are absolute, built from the one MSBuild property that says where the docs are published.</summary>
+    [Fact]
+    public void HelpLinks_AreAbsoluteUrls_FromTheModelDslDocsUrlProperty()
+    {
+        var props = System.Xml.Linq.XDocument.Load(System.IO.Path.Combine(RepoRoot(), "Directory.Build.props"));
+        var property = props.Descendants("ModelDslDocsUrl").Single().Value.Trim();
+        Assert.Equal(property.TrimEnd('/'), ModelDsl.Generators.Diagnostics.DiagnosticDescriptors.DocsUrl);
+        foreach (var descriptor in ModelDsl.Generators.Diagnostics.DiagnosticDescriptors.All)
+        {
+            Assert.True(Uri.TryCreate(descriptor.HelpLinkUri, UriKind.Absolute, out var uri) && uri.Scheme == "https", descriptor.HelpLinkUri);
+            Assert.StartsWith(property.TrimEnd('/') + "/", descriptor.HelpLinkUri, StringComparison.Ordinal);
         }
     }
 

@@ -24,11 +24,12 @@ internal static class GeneratorHarness
         .Select(p => (MetadataReference)MetadataReference.CreateFromFile(p))
         .ToArray();
 
-    public static CSharpCompilation Compile(IEnumerable<(string Path, string Text)> sources, bool withTorchSharp = true) =>
+    public static CSharpCompilation Compile(IEnumerable<(string Path, string Text)> sources, bool withTorchSharp = true,
+        OutputKind kind = OutputKind.DynamicallyLinkedLibrary) =>
         CSharpCompilation.Create("UserModels",
             sources.Select(s => CSharpSyntaxTree.ParseText(s.Text, ParseOptions, s.Path)),
             withTorchSharp ? References : References.Where(r => !r.Display!.EndsWith("TorchSharp.dll", StringComparison.Ordinal) && !r.Display!.EndsWith("ModelDsl.Runtime.dll", StringComparison.Ordinal)),
-            new CSharpCompilationOptions(OutputKind.DynamicallyLinkedLibrary, nullableContextOptions: NullableContextOptions.Enable));
+            new CSharpCompilationOptions(kind, nullableContextOptions: NullableContextOptions.Enable));
 
     public static CSharpCompilation CompileWithoutRuntime(string source) =>
         CSharpCompilation.Create("UserModels", new[] { CSharpSyntaxTree.ParseText(source, ParseOptions, "Model0.cs") },

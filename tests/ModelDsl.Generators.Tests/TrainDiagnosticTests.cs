@@ -89,6 +89,58 @@ public class TrainDiagnosticTests
     public void CrossEntropyOnOneOutput_ReportsMD0404() => VerifyTrain("{|MD0404:Loss.CrossEntropy|}, Optimizer.Adam",
         "{ [Linear(1)] public partial Linear Output { get; } }");
 
+    /// <summary>
+    /// Every loss against the outputs it can and cannot train on, given one label per data row (targets (B)). Each
+    /// verdict is what libtorch does with those targets (LossOracleTests in the runtime tests checks the rule itself
+    /// against libtorch).
+    /// </summary>
+    [Theory]
+    // CrossEntropy / NLL: class scores (B, C) only; (B, C, d1, ...) would need a label per position.
+    [InlineData("CrossEntropy", "B, 1, 8, 8", "[Conv2d(3, 3, Padding = 1)] public partial Conv2d C { get; } [MaxPool2d(2)] public partial MaxPool2d P { get; }", false)]
+    [InlineData("NLL", "B, 1, 8, 8", "[Conv2d(3, 3, Padding = 1)] public partial Conv2d C { get; } [LogSoftmax(1)] public partial LogSoftmax S { get; }", false)]
+    [InlineData("CrossEntropy", "B, 4, 10", "[Conv1d(3, 3)] public partial Conv1d C { get; }", false)]
+    [InlineData("NLL", "B, 4, 10", "[Linear(5)] public partial Linear L { get; } [LogSoftmax(-1)] public partial LogSoftmax S { get; }", false)]
+    [InlineData("CrossEntropy", "B", "[Tanh] public partial Tanh T { get; }", false)]
+    [InlineData("NLL", "B", "[LogSoftmax(0)] public partial LogSoftmax S { get; }", false)]
+    [InlineData("CrossEntropy", "B, 4, 8", "[Linear(10)] public partial Linear L { get; } [Flatten(StartDim = 0, EndDim = 1)] public partial Flatten F { get; }", false)]
+    [InlineData("CrossEntropy", "B, 1, 8, 8", "[Conv2d(3, 3)] public partial Conv2d C { get; } [AdaptiveAvgPool2d(1)] public partial AdaptiveAvgPool2d P { get; } [Flatten] public partial Flatten F { get; }", true)]
+    [InlineData("NLL", "B, 64", "[Linear(10)] public partial Linear L { get; } [LogSoftmax(1)] public partial LogSoftmax S { get; }", true)]
+    // MSE / BCEWithLogits: the (B) targets are reshaped to the output, so exactly one value per sample.
+    [InlineData("MSE", "B, 64", "[Linear(1)] public partial Linear L { get; }", true)]
+    [InlineData("MSE", "B", "[Tanh] public partial Tanh T { get; }", true)]
+    [InlineData("MSE", "B, 1, 2, 2", "[Conv2d(1, 2)] public partial Conv2d C { get; }", true)]
+    [InlineData("MSE", "B, 2, 3", "[Linear(1)] public partial Linear L { get; }", false)]
+    [InlineData("MSE", "B, 1, 8, 8", "[Conv2d(1, 3, Padding = 1)] public partial Conv2d C { get; }", false)]
+    [InlineData("BCEWithLogits", "B, 1, 2, 2", "[Conv2d(1, 2)] public partial Conv2d C { get; }", true)]
+    [InlineData("BCEWithLogits", "B, 1, 5", "[Linear(1)] public partial Linear L { get; }", true)]
+    [InlineData("BCEWithLogits", "B, 3, 4", "[Linear(1)] public partial Linear L { get; }", false)]
+    [InlineData("BCEWithLogits", "B, 2, 4", "[Linear(1)] public partial Linear L { get; } [Flatten(StartDim = 0, EndDim = 1)] public partial Flatten F { get; }", false)]
+    [InlineData("MSE", "B, 2, 4", "[Linear(1)] public partial Linear L { get; } [Flatten(StartDim = 0)] public partial Flatten F { get; }", false)]
+    public void LossAgainstOutputShape_ReportsMD0404_ExactlyWhenTheTargetsCannotFit(string loss, string input, string layers, bool fits)
+    {
+        var lossArgument = fits ? "Loss." + loss : "{|MD0404:Loss." + loss + "|}";
+        var run = VerifyTrain(lossArgument + ", Optimizer.Adam", "{ " + layers + " }", input);
+        if (fits) Assert.Contains("Loss = global::ModelDsl.Loss." + loss + ",", run.Source("M.Train.g.cs"));
+    }
+
+    [Fact]
+    public void LossOnIntegerOutput_ReportsMD0404() => Markup.Verify("""
+        [Model(Input = "B, 1", InputType = DType.Int64)]
+        [Train({|MD0404:Loss.MSE|}, Optimizer.Adam)]
+        public partial class M { [Identity] public partial Identity Id { get; } }
+        """);
+
+    [Fact]
+    public void CrossEntropyOnSpatialOutput_SaysWhyAndWhatToDo()
+    {
+        var run = VerifyTrain("{|MD0404:Loss.CrossEntropy|}, Optimizer.Adam",
+            "{ [Conv2d(3, 3, Padding = 1)] public partial Conv2d C { get; } [MaxPool2d(2)] public partial MaxPool2d P { get; } }", "B, 1, 8, 8");
+        var message = run.ModelDiagnostics.Single().GetMessage();
+        Assert.Contains("(B, 3, 4, 4)", message);
+        Assert.Contains("one label per row", message);
+        Assert.Contains("[Flatten]", message);
+    }
+
     [Fact]
     public void BCEWithLogitsOnOneLogit_IsFine() => VerifyTrain("Loss.BCEWithLogits, Optimizer.Adam",
         "{ [Linear(1)] public partial Linear Output { get; } }");

@@ -56,6 +56,40 @@ public sealed class DataTests : IDisposable
         Assert.Equal(new long[] { 1797 }, data.Labels.shape);
     }
 
+    // ---------------------------------------------------------------- CSV: class labels against the model
+
+    [Fact]
+    public void LabelOutOfRange_IsReportedAtItsFileLine()
+    {
+        // CRLF line ends and trailing blank lines: rows are still lines 1..N.
+        string path = Write("labels.csv", "1,2,0\r\n3,4,9\r\n5,6,3\r\n7,8,12\r\n9,0,1\r\n1,1,11\r\n\r\n\r\n");
+        using var data = CsvDataset.Load(path, new long[] { 2 }, LabelKind.ClassIndex);
+
+        var error = CsvDataset.FindLabelOutOfRange(data, 10, path, "DigitsMlp");
+
+        Assert.NotNull(error);
+        Assert.Equal(4, error!.Line);
+        Assert.Equal(path, error.Path);
+        Assert.Equal($"{path}:4: class label 12 is out of range: DigitsMlp outputs 10 classes (labels 0..9)", error.Message);
+    }
+
+    [Fact]
+    public void LabelsWithinTheClasses_AreNotAnError()
+    {
+        string path = Write("labels.csv", "1,2,0\n3,4,9\n");
+        using var data = CsvDataset.Load(path, new long[] { 2 }, LabelKind.ClassIndex);
+        Assert.Null(CsvDataset.FindLabelOutOfRange(data, 10, path));
+        Assert.Equal(2, CsvDataset.FindLabelOutOfRange(data, 9, path)!.Line);
+    }
+
+    [Fact]
+    public void NegativeLabelInATensorDataset_IsFoundToo()
+    {
+        using var data = new TensorDataset(zeros(3, 2), tensor(new long[] { 1, -1, 0 }));
+        var error = CsvDataset.FindLabelOutOfRange(data, 2, "made.csv");
+        Assert.Equal("made.csv:2: class label -1 is out of range: the model outputs 2 classes (labels 0..1)", error!.Message);
+    }
+
     // ---------------------------------------------------------------- CSV: malformed files
 
     [Fact]

@@ -76,3 +76,17 @@ public partial class Stack
     [Linear(3)]   public partial Linear Head { get; }
 }
 
+
+// Rectangular windows: (height, width) kernels as arrays and per-axis stride, padding and dilation, emitted through
+// TorchSharp's tuple overloads.
+[Model(Input = "B, 2, 17, 23")]
+public partial class RectZoo
+{
+    [Conv2d(6, new[] { 3, 5 }, StrideW = 2, PaddingH = 1, PaddingW = 2, DilationW = 2)] public partial Conv2d C1 { get; }
+    [MaxPool2d(new[] { 2, 3 }, StrideW = 1, PaddingW = 1)]                               public partial MaxPool2d P1 { get; }
+    [Conv2d(6, 4, new[] { 1, 3 }, Groups = 2, StrideH = 2, Bias = false)]                public partial Conv2d C2 { get; }
+    [AvgPool2d(new[] { 3, 1 }, StrideH = 2, PaddingH = 1)]                               public partial AvgPool2d P2 { get; }
+    [MaxPool2d(2, StrideH = 1, DilationW = 2)]                                           public partial MaxPool2d P3 { get; }
+    [Flatten]                                                                            public partial Flatten Flat { get; }
+    [Linear(5)]                                                                          public partial Linear Head { get; }
+}

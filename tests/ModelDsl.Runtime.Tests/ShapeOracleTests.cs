@@ -17,7 +17,7 @@ public class ShapeOracleTests
     public static IEnumerable<object[]> Models() => new[]
     {
         new object[] { "DenseZoo" }, new object[] { "Conv2dZoo" }, new object[] { "Conv1dZoo" },
-        new object[] { "TokenZoo" }, new object[] { "Block" }, new object[] { "Stack" },
+        new object[] { "TokenZoo" }, new object[] { "Block" }, new object[] { "Stack" }, new object[] { "RectZoo" },
     };
 
     private static (nn.Module<Tensor, Tensor> Model, ModelSummary Summary) Create(string name) => name switch
@@ -28,6 +28,7 @@ public class ShapeOracleTests
         "TokenZoo" => (new TokenZoo(), TokenZoo.Summary),
         "Block" => (new Block(), Block.Summary),
         "Stack" => (new Stack(), Stack.Summary),
+        "RectZoo" => (new RectZoo(), RectZoo.Summary),
         _ => throw new ArgumentException(name),
     };
 
@@ -72,6 +73,17 @@ public class ShapeOracleTests
         }
         Assert.Equal(summary.TotalParameters, model.parameters().Sum(p => p.numel()));
         model.Dispose();
+    }
+
+    [Fact]
+    public void RectangularWindows_AreInferredAsCountedByHand()
+    {
+        // Worked out from PyTorch's formula floor((L + 2p - d(k-1) - 1) / s) + 1 per axis, independently of the
+        // generator; the test above then holds libtorch to the same shapes.
+        Assert.Equal(new[] { "(B, 6, 17, 10)", "(B, 6, 8, 10)", "(B, 4, 4, 8)", "(B, 4, 2, 8)", "(B, 4, 1, 3)", "(B, 12)", "(B, 5)" },
+            RectZoo.Summary.Layers.Select(l => l.OutputShape));
+        Assert.Equal(6 * 2 * 3 * 5 + 6, RectZoo.Summary.Layers[0].Parameters);
+        Assert.Equal(4 * 3 * 1 * 3, RectZoo.Summary.Layers[2].Parameters);
     }
 
     [Fact]

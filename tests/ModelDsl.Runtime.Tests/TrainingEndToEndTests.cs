@@ -149,7 +149,7 @@ public sealed class TrainingEndToEndTests : IDisposable
         File.WriteAllLines(data, Enumerable.Range(0, 20).Select(i => string.Join(",", Enumerable.Repeat("1", 64)) + "," + (i == 7 ? 12 : i % 10)));
         var run = Digits("mlp", "--data", data, "--checkpoint-dir", Path.Combine(_dir, "ckpt"));
         Assert.Equal(2, run.ExitCode);
-        Assert.Contains("class label 12 is out of range", run.Stderr);
+        Assert.Contains("labels.csv:8: class label 12 is out of range", run.Stderr);
         AssertNoStackTrace(run);
     }
 
@@ -160,6 +160,12 @@ public sealed class TrainingEndToEndTests : IDisposable
         Assert.Equal(0, run.ExitCode);
         foreach (var option in new[] { "--epochs", "--batch-size", "--lr", "--seed", "--data", "--checkpoint-dir", "--resume", "--report", "--device", "--threads", "--deterministic", "--tensorboard" })
             Assert.Contains(option, run.Stdout);
+        // The sample's choice of model, and --deterministic as docs/training.md describes it (TorchSharp has no
+        // deterministic-kernels switch).
+        Assert.Contains("Usage: Digits [cnn|mlp] [options]", run.Stdout);
+        Assert.Contains("mlp  train DigitsMlp", run.Stdout);
+        Assert.DoesNotContain("deterministic kernels", run.Stdout);
+        Assert.Contains("1 thread", run.Stdout);
     }
 
     [Fact]

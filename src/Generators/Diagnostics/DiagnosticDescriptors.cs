@@ -5,12 +5,23 @@ using Microsoft.CodeAnalysis;
 namespace ModelDsl.Generators.Diagnostics
 {
     /// <summary>
-    /// The one catalog of ModelDsl diagnostics. Ranges: MD00xx declarations, MD01xx shapes. Every id has a
-    /// section in docs/diagnostics.md, which the help link points to.
+    /// The one catalog of ModelDsl diagnostics. Ranges: MD00xx declarations, MD01xx shapes, MD04xx training. Every id
+    /// has a section in docs/diagnostics.md, which the help link points to.
     /// </summary>
     internal static class DiagnosticDescriptors
     {
-        private const string HelpBase = "docs/diagnostics.md#";
+        /// <summary>
+        /// The published docs folder, from the MSBuild property <c>ModelDslDocsUrl</c> (Directory.Build.props), which
+        /// the build stores in this assembly's metadata. Help links must be absolute: an IDE or a build log shows them
+        /// far from this repository.
+        /// </summary>
+        internal static readonly string DocsUrl = (typeof(DiagnosticDescriptors).Assembly
+            .GetCustomAttributes(typeof(System.Reflection.AssemblyMetadataAttribute), false)
+            .OfType<System.Reflection.AssemblyMetadataAttribute>()
+            .FirstOrDefault(a => a.Key == "ModelDslDocsUrl")?.Value ?? "").TrimEnd('/');
+
+        // Before the descriptors: static fields initialise in textual order.
+        private static readonly string HelpBase = DocsUrl + "/diagnostics.md#";
         private const string Declarations = "ModelDsl.Declarations";
         private const string ShapeCategory = "ModelDsl.Shapes";
         private const string TrainingCategory = "ModelDsl.Training";
@@ -49,9 +60,9 @@ namespace ModelDsl.Generators.Diagnostics
             "Model has no layers",
             "Model '{0}' declares no layers; its forward returns its input unchanged");
 
-        public static readonly DiagnosticDescriptor PartialPropertyWithoutLayer = Error("MD0009", Declarations,
-            "Partial property is not a layer",
-            "Partial property '{0}' of model '{1}' has no layer attribute and its type '{2}' is not a [Model] class");
+        public static readonly DiagnosticDescriptor NotALayer = Error("MD0009", Declarations,
+            "Member is not a layer",
+            "'{0}' of model '{1}' is not a layer: {2}");
 
         public static readonly DiagnosticDescriptor ModelContainsItself = Error("MD0010", Declarations,
             "A model contains itself",
@@ -65,14 +76,20 @@ namespace ModelDsl.Generators.Diagnostics
             "A model class cannot have another base class",
             "Model class '{0}' derives from '{1}'; generated models derive from TorchSharp's Module<Tensor, Tensor>");
 
-        public static readonly DiagnosticDescriptor UserForwardUnchecked = new DiagnosticDescriptor("MD0013",
+        // A warning, not an info: an info is hidden at the default build verbosity, and a user who did not mean to
+        // lose the shape checks must see it. One who did silences it by id.
+        public static readonly DiagnosticDescriptor UserForwardUnchecked = Warning("MD0013", Declarations,
             "Shapes are not checked through a hand-written forward",
-            "Model '{0}' defines its own forward, so the compiler does not check the shapes between its layers",
-            Declarations, DiagnosticSeverity.Info, isEnabledByDefault: true, helpLinkUri: HelpBase + "md0013");
+            "Model '{0}' defines its own forward, so the compiler does not check the shapes between its layers (libtorch checks them when forward runs); if that is intended, silence this warning with #pragma warning disable MD0013 or <NoWarn>MD0013</NoWarn>");
 
         public static readonly DiagnosticDescriptor InvalidInputType = Error("MD0014", Declarations,
             "Invalid input type",
             "InputType (DType){0} of model '{1}' is not a DType; use DType.Float32, Float64, Float16, Int32 or Int64");
+
+        public static readonly DiagnosticDescriptor OneInputTensor = Error("MD0015", Declarations,
+            "A model takes one input tensor",
+            "Model '{0}' declares forward with {1} inputs, but a [Model] is a Module<Tensor, Tensor> and takes one input tensor, shaped by [Model(Input = ...)]. " +
+            "Concatenate the inputs into one tensor (torch.cat) and split it inside a one-input forward, or make each input's path its own [Model] and combine them in a hand-written TorchSharp module.");
 
         public static readonly DiagnosticDescriptor MalformedInput = Error("MD0100", ShapeCategory,
             "Malformed input shape",

@@ -21,7 +21,9 @@ namespace ModelDsl.Generators.Model
         bool TrainDeclared = false,
         ParallelSpec? Parallel = null,
         EquatableArray<PassSpec> Passes = default,
-        long ParametersAfterPasses = 0)
+        long ParametersAfterPasses = 0,
+        EquatableArray<PartialStub> Stubs = default,
+        bool StubsOnly = false)
     {
         /// <summary>The deterministic hint name prefix: <c>{Namespace}.{Outer}.{Type}</c>.</summary>
         public string FullName =>
@@ -45,6 +47,13 @@ namespace ModelDsl.Generators.Model
     internal sealed record PassSpec(
         string Kind, string Method, double Amount, bool IsCount, EquatableArray<string> Targets, double N, int Dim, int FineTuneEpochs);
 
+    /// <summary>
+    /// A partial property of a model with errors that nothing else implements: the generator implements it with
+    /// throwing accessors so the build shows only the MD diagnostic. Modifiers and accessors are as declared
+    /// (e.g. <c>public static</c>, <c>get</c>, <c>private set</c>).
+    /// </summary>
+    internal sealed record PartialStub(string Modifiers, string TypeName, string Name, EquatableArray<string> Accessors);
+
     /// <summary>A type the model class is nested in: <c>partial class Outer</c>.</summary>
     internal sealed record ContainingType(string Keyword, string Name);
 
@@ -61,10 +70,18 @@ namespace ModelDsl.Generators.Model
         string OutputText,
         long Parameters);
 
-    /// <summary>The constructor arguments of the TorchSharp module, resolved (inferred sizes filled in).</summary>
+    /// <summary>
+    /// The constructor arguments of the TorchSharp module, resolved (inferred sizes filled in). For the 2-D windows
+    /// Kernel, Stride, Padding and Dilation are the height's values and the *W ones the width's.
+    /// </summary>
     internal sealed record LayerArgs(
         long In, long Out, long Count, long Kernel, long Stride, long Padding, long Dilation, long Groups,
-        bool Bias, double P, long Dim, long EndDim, long OutH, long OutW, double Eps, double Momentum);
+        bool Bias, double P, long Dim, long EndDim, long OutH, long OutW, double Eps, double Momentum,
+        long KernelW = -1, long StrideW = -1, long PaddingW = 0, long DilationW = 1)
+    {
+        /// <summary>Whether a 2-D window has the same values on both axes (then one number says each).</summary>
+        public bool IsSquare => Kernel == KernelW && Stride == StrideW && Padding == PaddingW && Dilation == DilationW;
+    }
 
     /// <summary>A diagnostic with its location as plain data (file, spans), ready to be re-created.</summary>
     internal sealed record DiagnosticInfo(string Id, LocationInfo? Location, EquatableArray<string> Arguments);

@@ -36,15 +36,27 @@ namespace ModelDsl.Generators.Parsing
         /// </summary>
         public LayerParams ReadParams(LayerKind kind)
         {
+            // A 2-D kernel is one number (square) or a (height, width) array; per-axis settings (StrideH, StrideW, ...)
+            // override the plain one, and -1, their default, means "not set".
+            long[]? kernelPair = LongArray("kernelSize");
+            long kernel = Long("kernelSize") ?? (kernelPair is { Length: > 0 } ? kernelPair[0] : -1);
+            long stride = Long("Stride") ?? (kind is LayerKind.MaxPool2d or LayerKind.AvgPool2d ? 0 : 1);
+            long padding = Long("Padding") ?? 0;
+            long dilation = Long("Dilation") ?? 1;
             var p = new LayerParams
             {
                 In = Long("inFeatures", "inChannels", "numFeatures", "normalizedShape") ?? -1,
                 Out = Long("outFeatures", "outChannels", "embeddingDim") ?? -1,
                 Count = Long("numEmbeddings") ?? -1,
-                Kernel = Long("kernelSize") ?? -1,
-                Stride = Long("Stride") ?? (kind is LayerKind.MaxPool2d or LayerKind.AvgPool2d ? 0 : 1),
-                Padding = Long("Padding") ?? 0,
-                Dilation = Long("Dilation") ?? 1,
+                Kernel = kernel,
+                KernelW = kernelPair is { Length: > 1 } ? kernelPair[1] : kernel,
+                KernelValues = kernelPair?.Length ?? (Has("kernelSize") && Long("kernelSize") is null ? 0 : 1),
+                Stride = Axis("StrideH") ?? stride,
+                StrideW = Axis("StrideW") ?? stride,
+                Padding = Axis("PaddingH") ?? padding,
+                PaddingW = Axis("PaddingW") ?? padding,
+                Dilation = Axis("DilationH") ?? dilation,
+                DilationW = Axis("DilationW") ?? dilation,
                 Groups = Long("Groups") ?? 1,
                 Bias = Bool("Bias") ?? true,
                 P = Double("p") ?? 0.5,
@@ -67,6 +79,11 @@ namespace ModelDsl.Generators.Parsing
         {
             // AdaptiveAvgPool2d(outputSize) sets both; the rules name the height or width.
             if ((name is "outputHeight" or "outputWidth") && !Has(name)) name = "outputSize";
+            // StrideW blamed but only Stride written (it sets both axes), or the other way round.
+            if (name is "StrideH" or "StrideW" or "PaddingH" or "PaddingW" or "DilationH" or "DilationW" && !Has(name))
+                name = name.Substring(0, name.Length - 1);
+            else if (name is "Stride" or "Padding" or "Dilation" && !Has(name))
+                name = Has(name + "H") ? name + "H" : Has(name + "W") ? name + "W" : name;
             var syntax = Attribute.ApplicationSyntaxReference?.GetSyntax() as AttributeSyntax;
             if (syntax is null) return null;
             if (name is null || syntax.ArgumentList is null) return syntax.GetLocation();
@@ -107,6 +124,18 @@ namespace ModelDsl.Generators.Parsing
                 }
             }
             return null;
+        }
+
+        /// <summary>A per-axis setting (StrideH, PaddingW, ...); its default -1 means "as the plain setting".</summary>
+        private long? Axis(string name) => Long(name) is { } v && v != -1 ? v : null;
+
+        private long[]? LongArray(string name)
+        {
+            if (!_values.TryGetValue(name, out var c) || c.Kind != TypedConstantKind.Array || c.IsNull) return null;
+            var result = new long[c.Values.Length];
+            for (int i = 0; i < result.Length; i++)
+                result[i] = c.Values[i].Value switch { int v => v, long v => v, _ => 0 };
+            return result;
         }
 
         private double? Double(string name)

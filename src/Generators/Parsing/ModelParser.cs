@@ -75,10 +75,14 @@ namespace ModelDsl.Generators.Parsing
 
             var declarations = type.DeclaringSyntaxReferences
                 .Select(r => r.GetSyntax(_cancellation)).OfType<TypeDeclarationSyntax>().ToArray();
-            if (declarations.Length > 0 && !declarations.Any(d => d.Modifiers.Any(SyntaxKind.PartialKeyword)))
+            bool notPartial = declarations.Length > 0 && !declarations.Any(d => d.Modifiers.Any(SyntaxKind.PartialKeyword));
+            if (notPartial)
             {
                 report(DiagnosticDescriptors.ClassNotPartial, identifierLocation, new[] { type.Name });
-                return null;
+                // Go on, silently, to emit the error skeleton: it implements the class's partial properties, so the
+                // compiler's one complaint is CS0260 on the same name instead of CS0751 and CS9248 for every layer.
+                // Other mistakes are reported once the class is partial.
+                report = (_, _, _) => { };
             }
 
             string? unsupported =
@@ -106,12 +110,16 @@ namespace ModelDsl.Generators.Parsing
                 containing.Insert(0, new ContainingType(Keyword(outerDecls[0]), outer.Name));
             }
 
-            bool hasErrors = false;
+            bool hasErrors = notPartial;
+            bool stubsOnly = false;
             var baseType = type.BaseType;
             if (baseType is not null && baseType.SpecialType != SpecialType.System_Object && !IsTorchModule(baseType))
             {
                 report(DiagnosticDescriptors.ConflictingBaseClass, identifierLocation, new[] { type.Name, baseType.ToDisplayString() });
                 hasErrors = true;
+                // The Module<Tensor, Tensor> skeleton would clash with the other base (CS0263): implement the partial
+                // properties alone.
+                stubsOnly = true;
             }
 
             // [Model(Input = "...", InputType = ...)]
@@ -145,9 +153,18 @@ namespace ModelDsl.Generators.Parsing
             else input = parsedInput;
 
             bool inputIsInteger = inputType is "Int64" or "Int32";
-            bool userForward = type.GetMembers("forward").OfType<IMethodSymbol>()
-                .Any(m => !m.IsStatic && m.Parameters.Length == 1 && !m.IsImplicitlyDeclared);
-            if (userForward)
+            var forwards = type.GetMembers("forward").OfType<IMethodSymbol>().Where(m => !m.IsStatic && !m.IsImplicitlyDeclared).ToArray();
+            bool userForward = forwards.Any(m => m.Parameters.Length == 1);
+            var multiInput = userForward ? null : forwards.FirstOrDefault(m => m.Parameters.Length > 1);
+            if (multiInput is not null)
+            {
+                // Without this the generated one-input forward runs the layers in order and the shapes of the
+                // second input's path fail (MD0101 on a later layer), which says nothing about the real problem.
+                report(DiagnosticDescriptors.OneInputTensor, multiInput.Locations.FirstOrDefault(),
+                    new[] { type.Name, multiInput.Parameters.Length.ToString(System.Globalization.CultureInfo.InvariantCulture) });
+                hasErrors = true;
+            }
+            else if (userForward)
                 report(DiagnosticDescriptors.UserForwardUnchecked, identifierLocation, new[] { type.Name });
 
             var layers = ReadLayers(type, compilation, report, ref hasErrors);
@@ -238,7 +255,8 @@ namespace ModelDsl.Generators.Parsing
                     layer.Name, layer.IsField, layer.Accessibility, layer.TypeName, layer.Kind, layer.AttributeText,
                     layer.Kind == LayerKind.Model ? layer.TypeDisplay : layer.Kind.ToString(),
                     new LayerArgs(resolvedIn, p.Out, p.Count, p.Kernel, p.Stride <= 0 ? p.Kernel : p.Stride, p.Padding, p.Dilation,
-                        p.Groups, p.Bias, p.P, p.Dim, p.EndDim, p.OutH, p.OutW, layer.Reader?.Eps ?? 1e-5, layer.Reader?.Momentum ?? 0.1),
+                        p.Groups, p.Bias, p.P, p.Dim, p.EndDim, p.OutH, p.OutW, layer.Reader?.Eps ?? 1e-5, layer.Reader?.Momentum ?? 0.1,
+                        p.KernelW, p.StrideW <= 0 ? p.KernelW : p.StrideW, p.PaddingW, p.DilationW),
                     outputText, parameters));
             }
 
@@ -251,7 +269,7 @@ namespace ModelDsl.Generators.Parsing
             if (trainAttribute is not null && !hasErrors)
             {
                 train = TrainParser.Parse(type.Name, trainAttribute, compilation, input, inputIsInteger,
-                    outputKnown ? current : null, specs.Count > 0 ? specs[specs.Count - 1].KindName : null, report);
+                    outputKnown ? current : null, currentIsInteger, specs.Count > 0 ? specs[specs.Count - 1].KindName : null, report);
             }
             ParallelSpec? parallel = null;
             var parallelAttribute = reportDiagnostics
@@ -288,7 +306,9 @@ namespace ModelDsl.Generators.Parsing
                 trainAttribute is not null,
                 parallel,
                 passes,
-                parametersAfter);
+                parametersAfter,
+                reportDiagnostics && (hasErrors || shapesFailed) ? UnimplementedPartialProperties(type, stubsOnly ? new List<LayerSpec>() : specs) : EquatableArray<PartialStub>.Empty,
+                stubsOnly);
 
             return new Parsed
             {
@@ -336,15 +356,25 @@ namespace ModelDsl.Generators.Parsing
 
                 if (layerAttributes.Length == 0)
                 {
-                    if (!isPartialProperty) continue;
-                    if (memberType is INamedTypeSymbol { } sub && HasModelAttribute(sub))
+                    // [LSTM], [GRU], [MultiheadAttention]: a layer the user expects ModelDsl to have. The compiler
+                    // says only that the name is not an attribute (CS0616) or unknown (CS0246).
+                    string? unknown = member.GetAttributes().Where(a => !IsAttributeClass(a.AttributeClass))
+                        .Select(a => (a.ApplicationSyntaxReference?.GetSyntax(_cancellation) as AttributeSyntax)?.Name.ToString())
+                        .FirstOrDefault(n => n is not null);
+                    if (!isPartialProperty && unknown is null) continue;
+                    if (unknown is null && memberType is INamedTypeSymbol { } sub && HasModelAttribute(sub))
                     {
                         var composed = ReadComposed(member, sub, compilation, location, report, ref hasErrors);
                         if (composed is not null) layers.Add(composed);
                         continue;
                     }
-                    report(DiagnosticDescriptors.PartialPropertyWithoutLayer, location,
-                        new[] { member.Name, type.Name, memberType.ToDisplayString() });
+                    report(DiagnosticDescriptors.NotALayer, location, new[]
+                    {
+                        member.Name, type.Name,
+                        unknown is not null
+                            ? $"[{unknown}] is not a ModelDsl layer attribute. The layers are: {SupportedLayers}; README.md lists what is not supported yet"
+                            : $"it has no layer attribute and its type '{memberType.ToDisplayString()}' is not a [Model] class",
+                    });
                     hasErrors = true;
                     continue;
                 }
@@ -479,6 +509,38 @@ namespace ModelDsl.Generators.Parsing
             return layer;
         }
 
+        /// <summary>
+        /// The partial properties of a model with errors that neither the user nor the skeleton implements (members
+        /// rejected as layers, e.g. MD0005, MD0007, MD0009). The generator implements them with throwing accessors so
+        /// that the build shows the MD diagnostic alone, not also CS9248 for each of them.
+        /// </summary>
+        private EquatableArray<PartialStub> UnimplementedPartialProperties(INamedTypeSymbol type, List<LayerSpec> layers)
+        {
+            var implementedBySkeleton = new HashSet<string>(layers.Where(l => !l.IsField).Select(l => l.MemberName), StringComparer.Ordinal);
+            // Syntax, not symbols: the pinned Roslyn has no PartialImplementationPart, and the parts are found by name.
+            var properties = type.DeclaringSyntaxReferences
+                .Select(r => r.GetSyntax(_cancellation)).OfType<TypeDeclarationSyntax>()
+                .SelectMany(d => d.Members.OfType<PropertyDeclarationSyntax>())
+                .Where(p => p.Modifiers.Any(SyntaxKind.PartialKeyword))
+                .GroupBy(p => p.Identifier.ValueText, StringComparer.Ordinal);
+            var stubs = new List<PartialStub>();
+            foreach (var group in properties)
+            {
+                var parts = group.ToArray();
+                if (parts.Length != 1 || HasBody(parts[0]) || parts[0].AccessorList is not { } accessors) continue;
+                if (implementedBySkeleton.Contains(group.Key)) continue;
+                var symbol = type.GetMembers(group.Key).OfType<IPropertySymbol>().FirstOrDefault();
+                // An unresolved type is already an error on the user's line; a stub would only repeat it.
+                if (symbol is null || symbol.IsIndexer || symbol.Type.TypeKind == TypeKind.Error) continue;
+                stubs.Add(new PartialStub(
+                    string.Join(" ", parts[0].Modifiers.Where(m => !m.IsKind(SyntaxKind.PartialKeyword)).Select(m => m.Text)),
+                    symbol.Type.ToDisplayString(SymbolDisplayFormat.FullyQualifiedFormat.AddMiscellaneousOptions(SymbolDisplayMiscellaneousOptions.IncludeNullableReferenceTypeModifier)),
+                    group.Key,
+                    accessors.Accessors.Select(a => string.Join(" ", a.Modifiers.Select(m => m.Text).Concat(new[] { a.Keyword.Text }))).ToEquatableArray()));
+            }
+            return stubs.ToEquatableArray();
+        }
+
         /// <summary>Why a member cannot hold a layer, or null if it can.</summary>
         private static string? MemberProblem(ISymbol member, PropertyDeclarationSyntax[] propertySyntax)
         {
@@ -556,6 +618,19 @@ namespace ModelDsl.Generators.Parsing
         {
             for (var t = attributeClass?.BaseType; t is not null; t = t.BaseType)
                 if (t.ToDisplayString() == LayerAttributeName) return true;
+            return false;
+        }
+
+        /// <summary>The layer attributes, from the layer kinds the shape rules know (so the list cannot go stale).</summary>
+        private static readonly string SupportedLayers = string.Join(", ",
+            Enum.GetNames(typeof(LayerKind)).Where(n => n != nameof(LayerKind.Model)).Select(n => "[" + n + "]"));
+
+        /// <summary>Whether the class is a real attribute (derives from System.Attribute); false for unknown names.</summary>
+        private static bool IsAttributeClass(INamedTypeSymbol? attributeClass)
+        {
+            if (attributeClass is null || attributeClass.TypeKind == TypeKind.Error) return false;
+            for (var t = attributeClass.BaseType; t is not null; t = t.BaseType)
+                if (t.ToDisplayString() == "System.Attribute") return true;
             return false;
         }
 

@@ -16,16 +16,17 @@ namespace ModelDsl.Generators.Parsing
         private const string TrainingHostName = "ModelDsl.Runtime.Training.TrainingHost";
 
         // ModelDsl.Loss / Optimizer / Schedule by value (the generator cannot load the DSL assembly).
-        private static readonly string[] Losses = { "CrossEntropy", "NLL", "MSE", "BCEWithLogits" };
+        private static readonly string[] Losses = LossRules.Losses;
         private static readonly string[] Optimizers = { "SGD", "Adam", "AdamW" };
         private static readonly string[] Schedules = { "Constant", "Step", "Cosine" };
 
         /// <summary>
         /// Checks the plan. <paramref name="output"/> is null when the model's output is unknown at compile time
-        /// (its own forward), in which case the loss is not checked against it.
+        /// (its own forward), in which case the loss is not checked against it; <paramref name="outputIsInteger"/> says
+        /// whether it holds integer ids.
         /// </summary>
         public static TrainSpec? Parse(string modelName, AttributeData attribute, Compilation compilation, Dim[]? input, bool inputIsInteger,
-            Dim[]? output, string? lastLayerKind, Action<DiagnosticDescriptor, Location?, string[]> report)
+            Dim[]? output, bool outputIsInteger, string? lastLayerKind, Action<DiagnosticDescriptor, Location?, string[]> report)
         {
             var reader = LayerAttributeReader.For(attribute);
             var attributeLocation = reader.ArgumentLocation(null);
@@ -119,9 +120,9 @@ namespace ModelDsl.Generators.Parsing
             }
             else ok = false;
 
-            if (loss is not null && output is not null)
+            if (loss is not null && output is not null && input is { Length: > 0 })
             {
-                string? problem = LossProblem(loss, output);
+                string? problem = LossRules.Problem(loss, output, input[0], outputIsInteger);
                 if (problem is not null)
                     Fail(DiagnosticDescriptors.LossDoesNotFitOutput, "loss", loss, ShapeText.Format(output), modelName, problem);
                 string? mismatch = ActivationMismatch(loss, lastLayerKind);
@@ -133,34 +134,6 @@ namespace ModelDsl.Generators.Parsing
             return new TrainSpec(loss, optimizer, lr, weightDecay, momentum, nesterov, epochs, batch, Get("Seed", 0L), schedule,
                 warmup, stepSize, gamma, clip, Get("Data", ""), Get("TestData", ""), validation, featureScale, sample.ToEquatableArray(), inputIsInteger,
                 loss is "CrossEntropy" or "NLL" && output is { Length: >= 2 } && output[1].IsConcrete && output[1].Size <= int.MaxValue ? (int)output[1].Size : 0);
-        }
-
-        /// <summary>What the loss needs of the model's output (PyTorch's loss "Shape:" sections), or null if it fits.</summary>
-        private static string? LossProblem(string loss, Dim[] output)
-        {
-            switch (loss)
-            {
-                case "CrossEntropy":
-                case "NLL":
-                    if (output.Length < 2) return "it needs class scores (B, C); the output has no class dimension";
-                    if (output[1].IsConcrete && output[1].Size < 2) return $"it needs at least 2 classes in dimension 1, the output has {output[1].Size}";
-                    return null;
-                case "BCEWithLogits":
-                case "MSE":
-                    // Targets come from one label column, so the output must be one value per sample.
-                    long perSample = 1;
-                    foreach (var d in output.Skip(1))
-                    {
-                        if (!d.IsConcrete) return null;
-                        perSample *= d.Size;
-                    }
-                    if (perSample == 1) return null;
-                    return loss == "BCEWithLogits"
-                        ? $"it needs one logit per sample, (B) or (B, 1), with 0/1 targets; for {perSample} classes use Loss.CrossEntropy with class-index targets"
-                        : $"its targets are one value per sample, but the output has {perSample} values per sample";
-                default:
-                    return null;
-            }
         }
 
         private static string? ActivationMismatch(string loss, string? last) => (loss, last) switch

@@ -52,6 +52,40 @@ public static class CsvDataset
         return new TensorDataset(x, y);
     }
 
+    /// <summary>
+    /// Finds the first sample whose class label does not index one of <paramref name="classes"/> classes (what
+    /// cross-entropy would otherwise fail on deep inside libtorch) and reports it at its line of the file.
+    /// </summary>
+    /// <param name="data">A dataset loaded by <see cref="Load"/> with <see cref="LabelKind.ClassIndex"/> labels.</param>
+    /// <param name="classes">How many classes the model outputs; labels must be in 0..classes-1.</param>
+    /// <param name="path">The file <paramref name="data"/> was loaded from, as the message should name it.</param>
+    /// <param name="modelName">The model, for the message; null says "the model".</param>
+    /// <returns>
+    /// Null when every label fits; otherwise the error for the first offending row, <c>path:line: class label 12 is out
+    /// of range: ...</c>. <see cref="Load"/> reads one sample per line with blank lines allowed only at the end, so
+    /// sample r is line r + 1.
+    /// </returns>
+    /// <exception cref="ArgumentException">The labels are not a vector of int64 class indices, or classes is below 1.</exception>
+    public static DataFormatException? FindLabelOutOfRange(TensorDataset data, long classes, string path, string? modelName = null)
+    {
+        ArgumentNullException.ThrowIfNull(data);
+        ArgumentNullException.ThrowIfNull(path);
+        ArgumentOutOfRangeException.ThrowIfLessThan(classes, 1);
+        if (data.Labels.dim() != 1 || data.Labels.dtype != ScalarType.Int64)
+            throw new ArgumentException($"Class labels must be a vector of int64, not {data.Labels.dtype} of rank {data.Labels.dim()}.", nameof(data));
+
+        using var scope = NewDisposeScope();
+        var outside = data.Labels.lt(0).logical_or(data.Labels.ge(classes));
+        if (!outside.any().item<bool>())
+            return null;
+        // argmax returns the first maximum: the first offending row.
+        long row = outside.to_type(ScalarType.Int32).argmax().item<long>();
+        long label = data.Labels[row].item<long>();
+        int line = row + 1 > int.MaxValue ? 0 : (int)(row + 1);
+        return new DataFormatException(path, line,
+            $"class label {label} is out of range: {modelName ?? "the model"} outputs {classes} classes (labels 0..{classes - 1})");
+    }
+
     // One pass over the text with spans: no per-line strings, no per-value allocations. The arrays are sized from the
     // line count up front and only shrunk (once) when the file ends with blank lines.
     private static (float[] Features, Labels Labels, long Rows) Parse(

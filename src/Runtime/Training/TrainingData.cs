@@ -62,9 +62,8 @@ namespace ModelDsl.Runtime.Training
         private static void CheckLabels(TensorDataset data, string path, TrainingPlan plan)
         {
             if (!plan.IsClassification || plan.Classes < 1 || data.Count == 0) return;
-            long max = data.Labels.max().item<long>();
-            if (max >= plan.Classes)
-                throw new TrainingException($"{path}: class label {max} is out of range: {plan.ModelName} outputs {plan.Classes} classes (labels 0..{plan.Classes - 1})");
+            if (CsvDataset.FindLabelOutOfRange(data, plan.Classes, path, plan.ModelName) is { } e)
+                throw new TrainingException(e.Message, TrainingHost.UsageError, e);
         }
 
         /// <summary>A relative data path is looked up in the working directory, then beside the program.</summary>

@@ -21,7 +21,10 @@ namespace ModelDsl.Runtime.Training
         public string Device { get; init; } = "cpu";
         /// <summary>libtorch intra-op threads; 0 keeps libtorch's default.</summary>
         public int Threads { get; init; }
-        /// <summary>Dropout off and deterministic kernels, so runs compare bit for bit.</summary>
+        /// <summary>
+        /// Dropout off and libtorch on one thread (unless <see cref="Threads"/> is set), so CPU runs compare bit for
+        /// bit. Not deterministic kernels: TorchSharp has no <c>torch.use_deterministic_algorithms</c>.
+        /// </summary>
         public bool Deterministic { get; init; }
         /// <summary>TensorBoard event-file directory, if any.</summary>
         public string? TensorBoardDirectory { get; init; }
@@ -60,7 +63,7 @@ namespace ModelDsl.Runtime.Training
             var device = new Option<string>("--device") { Description = "cpu or cuda", DefaultValueFactory = _ => "cpu" };
             device.AcceptOnlyFromAmong("cpu", "cuda");
             var threads = new Option<int>("--threads") { Description = "libtorch threads (default: libtorch's choice)" };
-            var deterministic = new Option<bool>("--deterministic") { Description = "Disable dropout and use deterministic kernels so runs compare bit for bit" };
+            var deterministic = new Option<bool>("--deterministic") { Description = "Turn dropout off and run libtorch on 1 thread (or --threads N) so CPU runs compare bit for bit" };
             var tensorboard = new Option<string?>("--tensorboard") { Description = "Write TensorBoard event files to DIR", HelpName = "DIR" };
             var plain = new Option<bool>("--plain") { Description = "One plain line per epoch instead of a live progress bar" };
             var worldSize = new Option<int>("--world-size") { Description = $"Ranks training together; above 1 the trainer starts them under mpirun (declared: {plan.WorldSize})", DefaultValueFactory = _ => plan.WorldSize };
