@@ -46,6 +46,7 @@ public sealed class DataParallelStrategy : ITrainingStrategy
     /// <inheritdoc/>
     public void Start(nn.Module model)
     {
+        if (_plan.SyncBatchNorm && WorldSize > 1) SyncBatchNorm.Convert(_group, model);
         DataParallel.BroadcastParameters(_group, model);
         _reducer?.Dispose();
         _reducer = new GradientReducer(_group, model.parameters(), _plan.BucketSizeMB);

@@ -102,8 +102,6 @@ namespace ModelDsl.Runtime.Training
             bool syncBn = plan.SyncBatchNorm || parsed.GetValue(syncBatchNorm);
             if (plan.Mode == ParallelMode.Async && ranks > 1)
                 return Usage($"{plan.ModelName} declares ParallelMode.Async, which this version does not run yet; use ParallelMode.Sync");
-            if (syncBn && ranks > 1)
-                return Usage("SyncBatchNorm is not implemented yet; train without it (each rank then normalises with its own batch statistics, as PyTorch's DDP does)");
 
             string dataPath = parsed.GetValue(data) ?? "";
             if (dataPath.Length == 0)
