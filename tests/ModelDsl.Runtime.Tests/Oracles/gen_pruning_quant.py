@@ -49,6 +49,14 @@ def amount_json(a):
     return {"value": a, "is_count": isinstance(a, int)}
 
 
+def step_json(s):
+    """A step as JSON: the amount with its Python type, and an infinite norm order as "inf"/"-inf" (JSON has no inf)."""
+    out = dict(s, amount=amount_json(s["amount"]))
+    if "n" in s and math.isinf(s["n"]):
+        out["n"] = "inf" if s["n"] > 0 else "-inf"
+    return out
+
+
 def apply_step(module, step):
     method, amount = step["method"], step["amount"]
     if method == "l1_unstructured":
@@ -87,7 +95,7 @@ def pruning_cases():
             assert torch.equal(m.weight, m.weight_orig * m.weight_mask)
         cases.append({
             "id": cid, "shape": list(w.shape), "weight": flat(w), "seed": seed,
-            "steps": [dict(s, amount=amount_json(s["amount"])) for s in steps],
+            "steps": [step_json(s) for s in steps],
             "masks": masks,
         })
 
@@ -152,7 +160,7 @@ def global_cases():
         prune.global_unstructured([(m, "weight") for m in mods], pm, amount=amount)
         out.append({
             "id": cid, "shapes": [list(t.shape) for t in tensors], "weights": [flat(t) for t in tensors],
-            "pre": {str(i): [dict(s, amount=amount_json(s["amount"])) for s in steps] for i, steps in pre.items()},
+            "pre": {str(i): [step_json(s) for s in steps] for i, steps in pre.items()},
             "amount": amount_json(amount), "masks": [flat(m.weight_mask) for m in mods],
         })
 
