@@ -321,6 +321,15 @@ def quant_cases():
     qcase("negative_input", lin, -torch.rand(4, 16) - 0.5)    # max < 0
     qcase("zero_input", lin, torch.zeros(3, 16))              # scale 0 -> 0.1
     qcase("tiny_input", lin, torch.randn(3, 16) * 1e-4)       # scale below 6.1e-5 is raised
+    # Exact ties: with max - min = 127/16 the activation scale is 1/16, and inputs on a 1/32 grid make x/scale
+    # land on halves. With an odd zero point, onednn's nearbyint(x/scale + zp) differs from nearbyint(x/scale) + zp
+    # (which quantize_per_tensor computes), and half-to-even differs from half-up.
+    tie = nn.Linear(64, 8)
+    for cid, lo in (("ties_zp33", -2.0625), ("ties_zp49", -3.0625)):
+        hi = lo + 127 / 16
+        x = torch.randint(int(lo * 32), int(hi * 32) + 1, (16, 64)).float() / 32
+        x[0, 0], x[0, 1] = lo, hi
+        qcase(cid, tie, x)
     big = nn.Linear(16, 8)
     with torch.no_grad():
         big.weight[0, 0] = 40.0                               # an outlier sets the weight scale
