@@ -69,6 +69,31 @@ public class QuantizationTests
     }
 
     [Fact]
+    public void TorchOpsPath_ForHugeInputs_GivesTheSameResults()
+    {
+        using var scope = NewDisposeScope();
+        foreach (var id in new[] { "64x32_b16", "ties_zp33", "33x9_b7_nobias" })
+        {
+            var c = Vectors.GetProperty("linear").EnumerateArray().Single(e => OracleVectors.Id(e) == id);
+            var q = (DynamicQuantizedLinear)Quantize.Dynamic(LinearFrom(c), QuantizeMode.DynamicInt8);
+            var x = OracleVectors.Tensor(c.GetProperty("x"), c.GetProperty("x_shape"));
+            var managed = q.call(x);
+            Tensor viaTorch;
+            try
+            {
+                DynamicQuantizedLinear.UseManagedKernels = false;
+                viaTorch = q.call(x);
+            }
+            finally
+            {
+                DynamicQuantizedLinear.UseManagedKernels = true;
+            }
+            Assert.True(viaTorch.equal(managed).all().item<bool>(), id);
+            AssertCloseToFloatRounding(OracleVectors.Floats(c.GetProperty("y")), viaTorch.data<float>().ToArray(), id);
+        }
+    }
+
+    [Fact]
     public void SemanticsTable_Q1_Q2_Q3()
     {
         using var scope = NewDisposeScope();

@@ -1,4 +1,5 @@
 using System;
+using System.Runtime.InteropServices;
 using TorchSharp;
 using TorchSharp.Modules;
 using TorchSharp.Utils;
@@ -76,6 +77,9 @@ public sealed class DynamicQuantizedLinear : nn.Module<Tensor, Tensor>
         eval();
     }
 
+    /// <summary>Tests switch this off to check the torch-ops path (used for inputs over 2 GiB) against the same vectors.</summary>
+    internal static bool UseManagedKernels { get; set; } = true;
+
     /// <summary>The quantisation mode.</summary>
     public QuantizeMode Mode { get; }
 
@@ -101,6 +105,8 @@ public sealed class DynamicQuantizedLinear : nn.Module<Tensor, Tensor>
         ArgumentNullException.ThrowIfNull(input);
         if (input.dtype != ScalarType.Float32)
             throw new ArgumentException($"DynamicQuantizedLinear takes float32 input, not {input.dtype}.", nameof(input));
+        if (input.device_type != DeviceType.CPU)
+            throw new NotSupportedException($"DynamicQuantizedLinear runs on the CPU (libtorch's oneDNN int8 kernels); the input is on {input.device}.");
         if (input.dim() == 0 || input.shape[^1] != in_features)
             throw new ArgumentException(
                 $"mat1 and mat2 shapes cannot be multiplied: the input's last dimension is {(input.dim() == 0 ? 0 : input.shape[^1])}, but this layer takes {in_features} features.",
@@ -130,11 +136,20 @@ public sealed class DynamicQuantizedLinear : nn.Module<Tensor, Tensor>
         if (input.numel() == 0)
             return zeros(outputShape, dtype: ScalarType.Float32);
 
-        var (min, max) = input.aminmax();
+        using var scope = NewDisposeScope();
+        var x = input.reshape(-1, in_features).contiguous();
+        long rows = x.shape[0];
+        // Spans address at most 2 GiB; beyond that the same arithmetic runs as torch ops.
+        bool managed = UseManagedKernels && x.numel() * sizeof(float) <= int.MaxValue && rows * out_features * sizeof(float) <= int.MaxValue;
+
         float minValue, maxValue;
-        using (min)
-        using (max)
+        if (managed)
         {
+            (minValue, maxValue) = ActivationKernels.MinMax(MemoryMarshal.Cast<byte, float>(x.bytes));
+        }
+        else
+        {
+            var (min, max) = x.aminmax();
             minValue = min.item<float>();
             maxValue = max.item<float>();
         }
@@ -142,14 +157,32 @@ public sealed class DynamicQuantizedLinear : nn.Module<Tensor, Tensor>
         float inverse = (float)(1.0 / aScale);
         float outScale = (float)((double)aScale * WeightScale);
 
-        using var scope = NewDisposeScope();
         // qa = clamp(nearbyint(x · fl32(1/scale) + zp), 0, 127); with reduce_range, qa - zp fits in int8.
-        var shifted = input.reshape(-1, in_features).mul(inverse).add_(zeroPoint).round_().clamp_(0, 127).sub_(zeroPoint);
-        var a = shifted.to(ScalarType.Int8);
-        var accumulated = QuantizationRules.IntMM(a, _weight.t());
-        var y = accumulated.to(ScalarType.Float32).mul_(outScale);
-        if (_bias is not null)
-            y.add_(_bias);
+        Tensor a;
+        if (managed)
+        {
+            a = empty(rows, in_features, dtype: ScalarType.Int8);
+            ActivationKernels.Quantize(MemoryMarshal.Cast<byte, float>(x.bytes), inverse, zeroPoint, MemoryMarshal.Cast<byte, sbyte>(a.bytes));
+        }
+        else
+        {
+            a = x.mul(inverse).add_(zeroPoint).round_().clamp_(0, 127).sub_(zeroPoint).to(ScalarType.Int8);
+        }
+
+        var accumulated = QuantizationRules.IntMM(a, _weight.t()).contiguous();
+        Tensor y;
+        if (managed)
+        {
+            y = empty(rows, out_features, dtype: ScalarType.Float32);
+            ReadOnlySpan<float> bias = _bias is null ? ReadOnlySpan<float>.Empty : MemoryMarshal.Cast<byte, float>(_bias.bytes);
+            ActivationKernels.Dequantize(MemoryMarshal.Cast<byte, int>(accumulated.bytes), outScale, bias, (int)out_features, MemoryMarshal.Cast<byte, float>(y.bytes));
+        }
+        else
+        {
+            y = accumulated.to(ScalarType.Float32).mul_(outScale);
+            if (_bias is not null)
+                y.add_(_bias);
+        }
         return y.reshape(outputShape).MoveToOuterDisposeScope();
     }
 }
