@@ -44,3 +44,14 @@ internal sealed class Holder : nn.Module<Tensor, Tensor>
 
     public override Tensor forward(Tensor input) => input * weight;
 }
+
+/// <summary>
+/// Tests that seed torch's global generator and rely on what it draws next (random pruning masks against PyTorch's,
+/// two models built from one seed, the random stream left as it was). xUnit runs test classes in parallel, and any
+/// other test drawing random numbers in between would change the draws, so this collection runs on its own.
+/// </summary>
+[CollectionDefinition(Name, DisableParallelization = true)]
+public sealed class TorchGlobalRandom
+{
+    public const string Name = "Torch global random generator";
+}

@@ -15,6 +15,7 @@ namespace ModelDsl.Runtime.Tests;
 /// int8 weights and scales exactly, outputs to float32 rounding; SEMANTICS.md Q1–Q3; conversion of Sequential and
 /// generated models (the original untouched); save and load with int8 weights.
 /// </summary>
+[Collection(TorchGlobalRandom.Name)]
 public class QuantizationTests
 {
     private static readonly JsonElement Vectors = OracleVectors.Load("quantization.json");

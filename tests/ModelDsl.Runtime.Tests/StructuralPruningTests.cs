@@ -10,6 +10,7 @@ namespace ModelDsl.Runtime.Tests;
 /// original model with the removed neurons masked (weight rows, biases and BatchNorm affine entries zeroed through
 /// <see cref="Prune.LnStructured{T}(T, string, double, double, long)"/> and <see cref="Prune.CustomFromMask{T}"/>).
 /// </summary>
+[Collection(TorchGlobalRandom.Name)]
 public class StructuralPruningTests
 {
     private static Tensor RowMask(Tensor weightMask) =>
