@@ -8,6 +8,7 @@ using BenchmarkDotNet.Running;
 // Quick run:  add BenchmarkDotNet's own switches, e.g. `--job short` (3 warm-ups, 3 iterations); see docs/benchmarks.md.
 // Interleaved A/B cross-check of the forward/backward ratio (no BenchmarkDotNet):  -- --interleaved
 // The same for the trainer's optimisation step against the hand-written one:        -- --interleaved-step
+// Pruning/quantisation speed-ups in interleaved rounds, with the PyTorch peer:         -- --optimization [rounds]
 // Results go to tests/ModelDsl.Benchmarks/BenchmarkDotNet.Artifacts unless --artifacts says otherwise.
 if (args.Length == 1 && args[0] == "--interleaved")
 {
@@ -17,6 +18,11 @@ if (args.Length == 1 && args[0] == "--interleaved")
 if (args.Length == 1 && args[0] == "--interleaved-step")
 {
     ModelDsl.Benchmarks.InterleavedCheck.RunTrainerStep();
+    return;
+}
+if (args.Length is 1 or 2 && args[0] == "--optimization")
+{
+    ModelDsl.Benchmarks.OptimizationBenchmarks.RunInterleaved(args.Length == 2 ? int.Parse(args[1]) : 15);
     return;
 }
 

@@ -1,0 +1,260 @@
+using System;
+using System.Collections.Generic;
+using System.Linq;
+using TorchSharp;
+using TorchSharp.Modules;
+using static TorchSharp.torch;
+
+namespace ModelDsl.Runtime.Pruning;
+
+// Structural pruning (PruneMethod.Structured): whole output neurons or channels are removed and the consumer is
+// rewritten, so the model really gets smaller and faster. PyTorch has no counterpart (its structured methods only
+// zero rows); the ranking is ln_structured's with n = 2 along the output dimension, and the result equals the
+// masked model whose pruned neurons have weight rows, biases (and BatchNorm affine entries) zeroed.
+public static partial class Prune
+{
+    /// <summary>
+    /// The output channels (dimension 0 of <paramref name="weight"/>) that structural pruning keeps: all but the
+    /// <paramref name="amount"/> fraction with the smallest L2 norm over the other dimensions (the ranking of
+    /// <see cref="LnStructured{T}(T, string, double, double, long)"/> with <c>n = 2, dim = 0</c>; the fraction
+    /// rounds half to even; among equal norms the lower index goes first). Ascending order.
+    /// </summary>
+    /// <param name="weight">A weight with output channels along dimension 0 (Linear: [out, in]; Conv2d: [out, in, kh, kw]).</param>
+    /// <param name="amount">The fraction of channels to remove, in [0, 1].</param>
+    public static long[] ChannelsToKeep(Tensor weight, double amount) => ChannelsToKeep(weight, PruneAmount.Of(amount));
+
+    /// <summary>As <see cref="ChannelsToKeep(Tensor, double)"/>, removing <paramref name="amount"/> channels.</summary>
+    /// <param name="weight">A weight with output channels along dimension 0.</param>
+    /// <param name="amount">How many channels to remove.</param>
+    public static long[] ChannelsToKeep(Tensor weight, int amount) => ChannelsToKeep(weight, PruneAmount.Of(amount));
+
+    private static long[] ChannelsToKeep(Tensor weight, PruneAmount amount)
+    {
+        ArgumentNullException.ThrowIfNull(weight);
+        StructuredChecks.ValidateMultidimensional(weight);
+        long size = weight.shape[0];
+        long k = amount.ToPrune(size);
+        using var scope = NewDisposeScope();
+        using var noGrad = no_grad();
+        var others = Enumerable.Range(1, (int)weight.dim() - 1).Select(d => (long)d).ToArray();
+        var norms = linalg.vector_norm(weight.detach(), 2, others, keepdim: false);
+        var (_, order) = norms.sort(0, descending: false, stable: true);
+        var pruned = new HashSet<long>(order.slice(0, 0, k, 1).data<long>().ToArray());
+        return Enumerable.Range(0, (int)size).Select(i => (long)i).Where(i => !pruned.Contains(i)).ToArray();
+    }
+
+    /// <summary>
+    /// Removes the <paramref name="amount"/> fraction of <paramref name="producer"/>'s output neurons with the
+    /// smallest weight-row L2 norm, and the matching input columns of <paramref name="consumer"/>. Returns new,
+    /// smaller modules (the originals are not changed). Whatever runs between the two must be elementwise
+    /// (activations, dropout): the removed neurons' constant bias contribution is dropped with them.
+    /// </summary>
+    /// <param name="producer">The Linear whose outputs are removed.</param>
+    /// <param name="consumer">The Linear that reads them; its in_features must equal the producer's out_features.</param>
+    /// <param name="amount">The fraction of neurons to remove, in [0, 1].</param>
+    public static (Linear Producer, Linear Consumer) ShrinkLinearOutputs(Linear producer, Linear consumer, double amount)
+    {
+        ArgumentNullException.ThrowIfNull(producer);
+        return ShrinkLinearOutputs(producer, consumer, ChannelsToKeep(producer.weight, amount));
+    }
+
+    /// <summary>As <see cref="ShrinkLinearOutputs(Linear, Linear, double)"/>, removing <paramref name="amount"/> neurons.</summary>
+    /// <param name="producer">The Linear whose outputs are removed.</param>
+    /// <param name="consumer">The Linear that reads them.</param>
+    /// <param name="amount">How many neurons to remove.</param>
+    public static (Linear Producer, Linear Consumer) ShrinkLinearOutputs(Linear producer, Linear consumer, int amount)
+    {
+        ArgumentNullException.ThrowIfNull(producer);
+        return ShrinkLinearOutputs(producer, consumer, ChannelsToKeep(producer.weight, amount));
+    }
+
+    /// <summary>Keeps exactly the output neurons <paramref name="keep"/> of <paramref name="producer"/> (ascending, distinct).</summary>
+    /// <param name="producer">The Linear whose outputs are removed.</param>
+    /// <param name="consumer">The Linear that reads them.</param>
+    /// <param name="keep">The output indices to keep.</param>
+    public static (Linear Producer, Linear Consumer) ShrinkLinearOutputs(Linear producer, Linear consumer, long[] keep)
+    {
+        ArgumentNullException.ThrowIfNull(producer);
+        ArgumentNullException.ThrowIfNull(consumer);
+        CheckShrinkable(producer, nameof(producer));
+        CheckShrinkable(consumer, nameof(consumer));
+        if (consumer.in_features != producer.out_features)
+            throw new ArgumentException(
+                $"The consumer reads {consumer.in_features} features but the producer makes {producer.out_features}; " +
+                "ShrinkLinearOutputs rewrites a Linear that directly consumes the producer's outputs.", nameof(consumer));
+        CheckKeep(keep, producer.out_features);
+
+        using var scope = NewDisposeScope();
+        using var noGrad = no_grad();
+        var index = tensor(keep, device: producer.weight.device);
+        var w = producer.weight;
+        var newProducer = nn.Linear(producer.in_features, keep.Length, producer.bias is not null, w.device, w.dtype);
+        newProducer.weight.copy_(w.index_select(0, index));
+        newProducer.bias?.copy_(producer.bias!.index_select(0, index));
+
+        var newConsumer = nn.Linear(keep.Length, consumer.out_features, consumer.bias is not null, w.device, w.dtype);
+        newConsumer.weight.copy_(consumer.weight.index_select(1, index));
+        newConsumer.bias?.copy_(consumer.bias!);
+        newProducer.train(producer.training);
+        newConsumer.train(consumer.training);
+        return (newProducer, newConsumer);
+    }
+
+    /// <summary>
+    /// Removes the <paramref name="amount"/> fraction of <paramref name="producer"/>'s output channels with the
+    /// smallest filter L2 norm, the same channels of the BatchNorm2d that follows it (if any), and the matching
+    /// input channels of the consumer convolution. Returns new modules. Between norm and consumer only
+    /// channel-wise operations may run (activations, pooling, dropout).
+    /// </summary>
+    /// <param name="producer">The Conv2d whose output channels are removed (not grouped).</param>
+    /// <param name="norm">The BatchNorm2d over the producer's output, or <c>null</c>.</param>
+    /// <param name="consumer">The Conv2d that reads the channels (not grouped).</param>
+    /// <param name="amount">The fraction of channels to remove, in [0, 1].</param>
+    public static (Conv2d Producer, BatchNorm2d? Norm, Conv2d Consumer) ShrinkConv2dOutputs(Conv2d producer, BatchNorm2d? norm, Conv2d consumer, double amount)
+    {
+        ArgumentNullException.ThrowIfNull(producer);
+        return ShrinkConv2dOutputs(producer, norm, consumer, ChannelsToKeep(producer.weight, amount));
+    }
+
+    /// <summary>Keeps exactly the output channels <paramref name="keep"/> (ascending, distinct).</summary>
+    /// <param name="producer">The Conv2d whose output channels are removed.</param>
+    /// <param name="norm">The BatchNorm2d over the producer's output, or <c>null</c>.</param>
+    /// <param name="consumer">The Conv2d that reads the channels.</param>
+    /// <param name="keep">The channel indices to keep.</param>
+    public static (Conv2d Producer, BatchNorm2d? Norm, Conv2d Consumer) ShrinkConv2dOutputs(Conv2d producer, BatchNorm2d? norm, Conv2d consumer, long[] keep)
+    {
+        ArgumentNullException.ThrowIfNull(consumer);
+        CheckShrinkable(consumer, nameof(consumer));
+        CheckUngrouped(consumer, nameof(consumer));
+        if (consumer.in_channels != producer.out_channels)
+            throw new ArgumentException(
+                $"The consumer reads {consumer.in_channels} channels but the producer makes {producer.out_channels}.", nameof(consumer));
+        var (newProducer, newNorm) = ShrinkConvAndNorm(producer, norm, keep);
+        using var scope = NewDisposeScope();
+        using var noGrad = no_grad();
+        var index = tensor(keep, device: consumer.weight.device);
+        var newConsumer = CopyConv(consumer, keep.Length, consumer.out_channels);
+        newConsumer.weight.copy_(consumer.weight.index_select(1, index));
+        newConsumer.bias?.copy_(consumer.bias!);
+        newConsumer.train(consumer.training);
+        return (newProducer, newNorm, newConsumer);
+    }
+
+    /// <summary>
+    /// As <see cref="ShrinkConv2dOutputs(Conv2d, BatchNorm2d?, Conv2d, double)"/>, for a producer whose output is
+    /// flattened into a Linear (<c>Flatten</c> after channel-wise layers): each channel owns
+    /// <c>in_features / out_channels</c> consecutive input features of the consumer.
+    /// </summary>
+    /// <param name="producer">The Conv2d whose output channels are removed.</param>
+    /// <param name="norm">The BatchNorm2d over the producer's output, or <c>null</c>.</param>
+    /// <param name="consumer">The Linear that reads the flattened channels.</param>
+    /// <param name="amount">The fraction of channels to remove, in [0, 1].</param>
+    public static (Conv2d Producer, BatchNorm2d? Norm, Linear Consumer) ShrinkConv2dOutputs(Conv2d producer, BatchNorm2d? norm, Linear consumer, double amount)
+    {
+        ArgumentNullException.ThrowIfNull(producer);
+        return ShrinkConv2dOutputs(producer, norm, consumer, ChannelsToKeep(producer.weight, amount));
+    }
+
+    /// <summary>Keeps exactly the output channels <paramref name="keep"/>; the consumer reads them flattened.</summary>
+    /// <param name="producer">The Conv2d whose output channels are removed.</param>
+    /// <param name="norm">The BatchNorm2d over the producer's output, or <c>null</c>.</param>
+    /// <param name="consumer">The Linear that reads the flattened channels.</param>
+    /// <param name="keep">The channel indices to keep.</param>
+    public static (Conv2d Producer, BatchNorm2d? Norm, Linear Consumer) ShrinkConv2dOutputs(Conv2d producer, BatchNorm2d? norm, Linear consumer, long[] keep)
+    {
+        ArgumentNullException.ThrowIfNull(producer);
+        ArgumentNullException.ThrowIfNull(consumer);
+        CheckShrinkable(consumer, nameof(consumer));
+        long channels = producer.out_channels;
+        if (consumer.in_features % channels != 0)
+            throw new ArgumentException(
+                $"The consumer reads {consumer.in_features} features, not a multiple of the producer's {channels} channels; " +
+                "it must read the producer's output flattened.", nameof(consumer));
+        long perChannel = consumer.in_features / channels;
+        var (newProducer, newNorm) = ShrinkConvAndNorm(producer, norm, keep);
+        using var scope = NewDisposeScope();
+        using var noGrad = no_grad();
+        var features = keep.SelectMany(c => Enumerable.Range(0, (int)perChannel).Select(j => c * perChannel + j)).ToArray();
+        var index = tensor(features, device: consumer.weight.device);
+        var w = consumer.weight;
+        var newConsumer = nn.Linear(features.Length, consumer.out_features, consumer.bias is not null, w.device, w.dtype);
+        newConsumer.weight.copy_(w.index_select(1, index));
+        newConsumer.bias?.copy_(consumer.bias!);
+        newConsumer.train(consumer.training);
+        return (newProducer, newNorm, newConsumer);
+    }
+
+    private static (Conv2d Producer, BatchNorm2d? Norm) ShrinkConvAndNorm(Conv2d producer, BatchNorm2d? norm, long[] keep)
+    {
+        ArgumentNullException.ThrowIfNull(producer);
+        CheckShrinkable(producer, nameof(producer));
+        CheckUngrouped(producer, nameof(producer));
+        CheckKeep(keep, producer.out_channels);
+        if (norm is not null)
+        {
+            CheckShrinkable(norm, nameof(norm));
+            if (norm.num_features != producer.out_channels)
+                throw new ArgumentException($"The BatchNorm2d has {norm.num_features} features but the producer makes {producer.out_channels} channels.", nameof(norm));
+        }
+
+        using var scope = NewDisposeScope();
+        using var noGrad = no_grad();
+        var index = tensor(keep, device: producer.weight.device);
+        var newProducer = CopyConv(producer, producer.in_channels, keep.Length);
+        newProducer.weight.copy_(producer.weight.index_select(0, index));
+        newProducer.bias?.copy_(producer.bias!.index_select(0, index));
+        newProducer.train(producer.training);
+
+        BatchNorm2d? newNorm = null;
+        if (norm is not null)
+        {
+            var w = producer.weight;
+            newNorm = nn.BatchNorm2d(keep.Length, norm.eps, norm.momentum ?? 0.1, norm.affine, norm.track_running_stats, w.device, w.dtype);
+            newNorm.momentum = norm.momentum;
+            newNorm.weight?.copy_(norm.weight!.index_select(0, index));
+            newNorm.bias?.copy_(norm.bias!.index_select(0, index));
+            newNorm.running_mean?.copy_(norm.running_mean!.index_select(0, index));
+            newNorm.running_var?.copy_(norm.running_var!.index_select(0, index));
+            newNorm.num_batches_tracked?.copy_(norm.num_batches_tracked!);
+            newNorm.train(norm.training);
+        }
+        return (newProducer, newNorm);
+    }
+
+    private static Conv2d CopyConv(Conv2d source, long inChannels, long outChannels)
+    {
+        var w = source.weight;
+        var kernel = (source.kernel_size[0], source.kernel_size[1]);
+        var stride = (source.stride[0], source.stride[1]);
+        var dilation = (source.dilation[0], source.dilation[1]);
+        return source.padding_type is { } padding
+            ? nn.Conv2d(inChannels, outChannels, kernel, padding, stride, dilation, source.padding_mode, 1, source.bias is not null, w.device, w.dtype)
+            : nn.Conv2d(inChannels, outChannels, kernel, stride, (source.padding![0], source.padding[1]), dilation, source.padding_mode, 1, source.bias is not null, w.device, w.dtype);
+    }
+
+    private static void CheckShrinkable(nn.Module module, string parameter)
+    {
+        if (IsPruned(module))
+            throw new InvalidOperationException(
+                $"{Describe(module)} ('{parameter}') carries pruning masks; call Prune.Remove on it first, so that the weights to keep are final.");
+    }
+
+    private static void CheckUngrouped(Conv2d conv, string parameter)
+    {
+        if (conv.groups != 1)
+            throw new NotSupportedException(
+                $"{Describe(conv)} ('{parameter}') is grouped (groups={conv.groups}); removing channels from a grouped convolution would change its groups.");
+    }
+
+    private static void CheckKeep(long[] keep, long size)
+    {
+        ArgumentNullException.ThrowIfNull(keep);
+        if (keep.Length == 0)
+            throw new ArgumentException("Structural pruning must keep at least one channel; removing all of them would disconnect the consumer.", nameof(keep));
+        for (int i = 0; i < keep.Length; i++)
+        {
+            if (keep[i] < 0 || keep[i] >= size || (i > 0 && keep[i] <= keep[i - 1]))
+                throw new ArgumentException($"Channels to keep must be ascending, distinct and in [0, {size}); got [{string.Join(", ", keep)}].", nameof(keep));
+        }
+    }
+}

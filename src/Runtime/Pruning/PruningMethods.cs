@@ -1,0 +1,267 @@
+using System;
+using System.Linq;
+using TorchSharp;
+using static TorchSharp.torch;
+
+namespace ModelDsl.Runtime.Pruning;
+
+/// <summary>PyTorch's <c>PRUNING_TYPE</c>: which entries a method ranks when it prunes among survivors.</summary>
+internal enum PruningType
+{
+    Unstructured,
+    Structured,
+    Global,
+}
+
+/// <summary>
+/// One pruning method: <c>compute_mask(t, default_mask)</c> of <c>torch.nn.utils.prune</c>. Masks are computed under
+/// <c>no_grad</c> on scores the caller has detached; they have the scores' dtype.
+/// </summary>
+/// <remarks>
+/// Tie-breaking differs from PyTorch on purpose: PyTorch's CPU <c>topk</c> is not stable at the cut-off, so equal
+/// scores there are pruned in an unspecified order. Here entries are ranked by (score, index) with a stable sort
+/// and the lowest-ranked are pruned, so among equal scores the lower flat index (or channel index) is pruned
+/// first. NaN scores sort as the largest (pruned last).
+/// </remarks>
+internal abstract class PruningMethod
+{
+    public abstract PruningType Type { get; }
+
+    /// <summary>The structured dimension (structured methods only).</summary>
+    public virtual long Dim => throw new InvalidOperationException($"{Name} is not a structured method.");
+
+    /// <summary>The class name PyTorch would print, e.g. <c>L1Unstructured</c>.</summary>
+    public abstract string Name { get; }
+
+    public abstract Tensor ComputeMask(Tensor t, Tensor defaultMask);
+
+    /// <summary>
+    /// <c>PruningContainer.compute_mask</c> / <c>_combine_masks</c>: the newest method runs only on what is still
+    /// alive — the entries whose mask is 1 (unstructured, flattened row-major, so a fraction is a fraction of the
+    /// survivors) or the channels along <see cref="Dim"/> with a non-zero mask sum (structured) — and its result is
+    /// written back into those positions. Global methods see the whole tensor.
+    /// </summary>
+    public Tensor ComputeMaskAmongSurvivors(Tensor t, Tensor mask)
+    {
+        var newMask = mask.to(t.dtype).clone();
+        switch (Type)
+        {
+            case PruningType.Unstructured:
+            {
+                using var alive = mask.eq(1);
+                using var survivors = t.masked_select(alive);
+                using var survivorMask = mask.masked_select(alive);
+                using var partial = ComputeMask(survivors, survivorMask);
+                newMask.masked_scatter_(alive, partial.to(newMask.dtype));
+                return newMask;
+            }
+            case PruningType.Structured:
+            {
+                long dim = StructuredChecks.NormalizeDim(t, Dim);
+                var others = Enumerable.Range(0, (int)t.dim()).Where(d => d != dim).Select(d => (long)d).ToArray();
+                using var channelSums = mask.sum(others);
+                using var keepChannel = channelSums.ne(0);
+                using var kept = keepChannel.nonzero().flatten();
+                using var sub = t.index_select(dim, kept);
+                using var subMask = mask.index_select(dim, kept);
+                using var partial = ComputeMask(sub, subMask);
+                newMask.index_copy_(dim, kept, partial.to(newMask.dtype));
+                return newMask;
+            }
+            default:
+            {
+                newMask.Dispose();
+                using var partial = ComputeMask(t, mask);
+                return partial.to(t.dtype).clone();
+            }
+        }
+    }
+
+    /// <summary>Flat indices of the <paramref name="k"/> lowest scores, lower index first among equals, NaN last.</summary>
+    protected static Tensor LowestFirst(Tensor scores, long k)
+    {
+        var (_, order) = scores.reshape(-1).sort(0, descending: false, stable: true);
+        using (order)
+            return order.slice(0, 0, k, 1).clone();
+    }
+
+    /// <summary>Flat indices of the <paramref name="k"/> highest scores (random methods: ties have probability zero).</summary>
+    protected static Tensor HighestFirst(Tensor scores, long k)
+    {
+        var (_, order) = scores.reshape(-1).sort(0, descending: true, stable: true);
+        using (order)
+            return order.slice(0, 0, k, 1).clone();
+    }
+}
+
+/// <summary>Checks shared by the structured methods, with PyTorch's messages.</summary>
+internal static class StructuredChecks
+{
+    /// <summary><c>_validate_structured_pruning</c>: at least two dimensions.</summary>
+    public static void ValidateMultidimensional(Tensor t)
+    {
+        if (t.dim() <= 1)
+            throw new ArgumentException(
+                $"Structured pruning can only be applied to multidimensional tensors. Found tensor of shape {Shape(t)} with {t.dim()} dims");
+    }
+
+    /// <summary><c>_validate_pruning_dim</c> plus Python's negative indexing of <c>t.shape[dim]</c>.</summary>
+    public static long NormalizeDim(Tensor t, long dim)
+    {
+        long n = t.dim();
+        if (dim >= n)
+            throw new ArgumentOutOfRangeException(null, $"Invalid index {dim} for tensor of size {Shape(t)}");
+        if (dim < -n)
+            throw new ArgumentOutOfRangeException(null, $"Invalid index {dim} for tensor of size {Shape(t)} (tuple index out of range)");
+        return dim < 0 ? dim + n : dim;
+    }
+
+    public static string Shape(Tensor t) => "[" + string.Join(", ", t.shape) + "]";
+}
+
+/// <summary><c>prune.L1Unstructured</c>: zero the k entries of smallest absolute value.</summary>
+internal sealed class L1UnstructuredMethod : PruningMethod
+{
+    private readonly PruneAmount _amount;
+    public L1UnstructuredMethod(PruneAmount amount) => _amount = amount;
+    public override PruningType Type => PruningType.Unstructured;
+    public override string Name => "L1Unstructured";
+
+    public override Tensor ComputeMask(Tensor t, Tensor defaultMask)
+    {
+        long k = _amount.ToPrune(t.numel());
+        var mask = defaultMask.contiguous().clone();
+        if (k != 0)
+        {
+            using var magnitude = t.abs();
+            using var pruned = LowestFirst(magnitude, k);
+            using var flat = mask.view(-1);
+            flat.index_fill_(0, pruned, 0);
+        }
+        return mask;
+    }
+}
+
+/// <summary><c>prune.RandomUnstructured</c>: zero the k entries with the largest <c>rand_like</c> draws.</summary>
+internal sealed class RandomUnstructuredMethod : PruningMethod
+{
+    private readonly PruneAmount _amount;
+    public RandomUnstructuredMethod(PruneAmount amount) => _amount = amount;
+    public override PruningType Type => PruningType.Unstructured;
+    public override string Name => "RandomUnstructured";
+
+    public override Tensor ComputeMask(Tensor t, Tensor defaultMask)
+    {
+        long k = _amount.ToPrune(t.numel());
+        var mask = defaultMask.contiguous().clone();
+        // As in PyTorch, nothing is drawn when nothing is pruned, so the generator's stream stays aligned.
+        if (k != 0)
+        {
+            using var prob = rand_like(t);
+            using var pruned = HighestFirst(prob, k);
+            using var flat = mask.view(-1);
+            flat.index_fill_(0, pruned, 0);
+        }
+        return mask;
+    }
+}
+
+/// <summary><c>prune.LnStructured</c>: keep the channels along <c>dim</c> with the largest Ln norms.</summary>
+internal sealed class LnStructuredMethod : PruningMethod
+{
+    private readonly PruneAmount _amount;
+    private readonly double _n;
+    private readonly long _dim;
+
+    public LnStructuredMethod(PruneAmount amount, double n, long dim)
+    {
+        if (double.IsNaN(n))
+            throw new ArgumentException("n must be a number (an integer, a float, or ±infinity), not NaN.", nameof(n));
+        _amount = amount;
+        _n = n;
+        _dim = dim;
+    }
+
+    public override PruningType Type => PruningType.Structured;
+    public override long Dim => _dim;
+    public override string Name => "LnStructured";
+
+    public override Tensor ComputeMask(Tensor t, Tensor defaultMask)
+    {
+        StructuredChecks.ValidateMultidimensional(t);
+        long dim = StructuredChecks.NormalizeDim(t, _dim);
+        long size = t.shape[dim];
+        long k = _amount.ToPrune(size);
+        if (k == 0)
+            return defaultMask.clone();
+
+        var others = Enumerable.Range(0, (int)t.dim()).Where(d => d != dim).Select(d => (long)d).ToArray();
+        using var norms = linalg.vector_norm(t, _n, others, keepdim: false);
+        using var pruned = LowestFirst(norms, k);
+        using var keep = ones(size, dtype: ScalarType.Bool);
+        keep.index_fill_(0, pruned, false);
+        using var kept = keep.nonzero().flatten();
+        var mask = zeros_like(t);
+        mask.index_fill_(dim, kept, 1);
+        mask.mul_(defaultMask.to(mask.dtype));
+        return mask;
+    }
+}
+
+/// <summary><c>prune.RandomStructured</c>: keep the channels whose <c>rand</c> draw exceeds the k-th smallest.</summary>
+internal sealed class RandomStructuredMethod : PruningMethod
+{
+    private readonly PruneAmount _amount;
+    private readonly long _dim;
+
+    public RandomStructuredMethod(PruneAmount amount, long dim)
+    {
+        _amount = amount;
+        _dim = dim;
+    }
+
+    public override PruningType Type => PruningType.Structured;
+    public override long Dim => _dim;
+    public override string Name => "RandomStructured";
+
+    public override Tensor ComputeMask(Tensor t, Tensor defaultMask)
+    {
+        StructuredChecks.ValidateMultidimensional(t);
+        long dim = StructuredChecks.NormalizeDim(t, _dim);
+        long size = t.shape[dim];
+        long k = _amount.ToPrune(size);
+        if (k == 0)
+            return defaultMask.clone();
+
+        // PyTorch draws torch.rand(nchannels) and keeps prob > kthvalue(prob, k): the same stream, the same mask.
+        using var prob = rand(size);
+        var (threshold, index) = prob.kthvalue(k, 0, false);
+        using (threshold)
+        using (index)
+        using (var keep = prob.gt(threshold))
+        using (var kept = keep.nonzero().flatten())
+        {
+            var mask = zeros_like(t);
+            mask.index_fill_(dim, kept, 1);
+            mask.mul_(defaultMask.to(mask.dtype));
+            return mask;
+        }
+    }
+}
+
+/// <summary><c>prune.CustomFromMask</c> (PRUNING_TYPE "global"): multiply the current mask by a given one.</summary>
+internal sealed class CustomFromMaskMethod : PruningMethod
+{
+    private readonly Tensor _mask;
+    public CustomFromMaskMethod(Tensor mask) => _mask = mask;
+    public override PruningType Type => PruningType.Global;
+    public override string Name => "CustomFromMask";
+
+    public override Tensor ComputeMask(Tensor t, Tensor defaultMask)
+    {
+        if (!defaultMask.shape.SequenceEqual(_mask.shape))
+            throw new ArgumentException(
+                $"The mask has shape {StructuredChecks.Shape(_mask)} but the tensor it prunes has shape {StructuredChecks.Shape(defaultMask)}.");
+        return defaultMask.mul(_mask.to(defaultMask.dtype));
+    }
+}

@@ -1,0 +1,188 @@
+using System;
+using System.Runtime.InteropServices;
+using TorchSharp;
+using TorchSharp.Modules;
+using TorchSharp.Utils;
+using static TorchSharp.torch;
+
+namespace ModelDsl.Runtime.Quantization;
+
+/// <summary>
+/// A quantised replacement for <see cref="Linear"/>, for inference: <c>torch.ao.nn.quantized.dynamic.Linear</c>.
+/// It has no parameters; its state is the buffers <c>weight</c> (int8, or float16 in
+/// <see cref="QuantizeMode.Float16"/>), <c>weight_scale</c> (int8 modes), <c>bias</c> (float32, if any) and
+/// <c>quantize_mode</c>, which is what <c>state_dict</c>, <c>save</c> and <c>load</c> carry.
+/// </summary>
+/// <remarks>
+/// <para>
+/// <see cref="QuantizeMode.DynamicInt8"/> reproduces <c>quantize_dynamic</c> on the onednn engine: per call, one
+/// min/max over the whole input chooses a uint8 scale and zero point with <c>reduce_range</c> (values 0..127);
+/// <c>qa - zero_point</c> then lies in [-127, 127], so it is stored as int8 and multiplied with the int8 weight by
+/// <c>torch._int_mm</c> (exact int32 sums, oneDNN's VNNI/AMX kernels); the result is scaled by
+/// <c>a_scale · w_scale</c> in float32 and the float bias added.
+/// </para>
+/// <para>
+/// <see cref="QuantizeMode.WeightOnlyInt8"/> keeps the same int8 weight and dequantises it (<c>q · scale</c>) for
+/// each call, computing in float32: the model is 4x smaller in memory and on disk, not faster.
+/// <see cref="QuantizeMode.Float16"/> stores the weight as float16 (saturated to ±65504) and computes in float32.
+/// </para>
+/// </remarks>
+public sealed class DynamicQuantizedLinear : nn.Module<Tensor, Tensor>
+{
+    [ComponentName(Name = "weight")]
+    private readonly Tensor _weight;
+    [ComponentName(Name = "weight_scale")]
+    private readonly Tensor? _weightScale;
+    [ComponentName(Name = "bias")]
+    private readonly Tensor? _bias;
+    [ComponentName(Name = "quantize_mode")]
+    private readonly Tensor _mode;
+
+    /// <summary>Quantises <paramref name="source"/>'s weight; <paramref name="source"/> is not changed.</summary>
+    /// <param name="source">A float32 <see cref="Linear"/>.</param>
+    /// <param name="mode">How to quantise it.</param>
+    public DynamicQuantizedLinear(Linear source, QuantizeMode mode) : base(nameof(DynamicQuantizedLinear))
+    {
+        ArgumentNullException.ThrowIfNull(source);
+        if (source.weight.dtype != ScalarType.Float32)
+            throw new ArgumentException($"Quantize.Dynamic converts float32 Linear layers; this one is {source.weight.dtype}.", nameof(source));
+        if (!Enum.IsDefined(mode))
+            throw new ArgumentOutOfRangeException(nameof(mode), mode, "Unknown QuantizeMode.");
+
+        Mode = mode;
+        in_features = source.in_features;
+        out_features = source.out_features;
+        using (no_grad())
+        {
+            if (mode == QuantizeMode.Float16)
+            {
+                // quant_utils::HandleWeightsSaturation: weights beyond the float16 range saturate to ±65504.
+                _weight = source.weight.detach().clamp(-65504, 65504).to(ScalarType.Float16).DetachFromDisposeScope();
+            }
+            else
+            {
+                var (q, scale) = QuantizationRules.QuantizeWeight(source.weight);
+                _weight = q.DetachFromDisposeScope();
+                _weightScale = tensor(scale).DetachFromDisposeScope();
+            }
+            _bias = source.bias?.detach().clone().DetachFromDisposeScope();
+        }
+        _mode = tensor((long)mode).DetachFromDisposeScope();
+
+        register_buffer("weight", _weight);
+        if (_weightScale is not null) register_buffer("weight_scale", _weightScale);
+        if (_bias is not null) register_buffer("bias", _bias);
+        register_buffer("quantize_mode", _mode);
+        RegisterComponents();
+        eval();
+    }
+
+    /// <summary>Tests switch this off to check the torch-ops path (used for inputs over 2 GiB) against the same vectors.</summary>
+    internal static bool UseManagedKernels { get; set; } = true;
+
+    /// <summary>The quantisation mode.</summary>
+    public QuantizeMode Mode { get; }
+
+    /// <summary>Size of each input sample.</summary>
+    public long in_features { get; }
+
+    /// <summary>Size of each output sample.</summary>
+    public long out_features { get; }
+
+    /// <summary>The stored weight, [out, in]: int8 values (scale <see cref="WeightScale"/>, zero point 0) or float16.</summary>
+    public Tensor weight => _weight;
+
+    /// <summary>The weight's scale (int8 modes); 1 for <see cref="QuantizeMode.Float16"/>.</summary>
+    public float WeightScale => _weightScale?.item<float>() ?? 1f;
+
+    /// <summary>The float32 bias, or <c>null</c>.</summary>
+    public Tensor? bias => _bias;
+
+    /// <summary>Computes <c>x Wᵀ + b</c> with the quantised weight; <c>(*, in) → (*, out)</c>, float32.</summary>
+    /// <param name="input">A float32 tensor whose last dimension is <see cref="in_features"/>.</param>
+    public override Tensor forward(Tensor input)
+    {
+        ArgumentNullException.ThrowIfNull(input);
+        if (input.dtype != ScalarType.Float32)
+            throw new ArgumentException($"DynamicQuantizedLinear takes float32 input, not {input.dtype}.", nameof(input));
+        if (input.device_type != DeviceType.CPU)
+            throw new NotSupportedException($"DynamicQuantizedLinear runs on the CPU (libtorch's oneDNN int8 kernels); the input is on {input.device}.");
+        if (input.dim() == 0 || input.shape[^1] != in_features)
+            throw new ArgumentException(
+                $"mat1 and mat2 shapes cannot be multiplied: the input's last dimension is {(input.dim() == 0 ? 0 : input.shape[^1])}, but this layer takes {in_features} features.",
+                nameof(input));
+
+        switch (Mode)
+        {
+            case QuantizeMode.Float16:
+            {
+                using var w = _weight.to(ScalarType.Float32);
+                return nn.functional.linear(input, w, _bias);
+            }
+            case QuantizeMode.WeightOnlyInt8:
+            {
+                using var w = _weight.to(ScalarType.Float32).mul_(WeightScale);
+                return nn.functional.linear(input, w, _bias);
+            }
+            default:
+                return ForwardDynamicInt8(input);
+        }
+    }
+
+    private Tensor ForwardDynamicInt8(Tensor input)
+    {
+        var outputShape = (long[])input.shape.Clone();
+        outputShape[^1] = out_features;
+        if (input.numel() == 0)
+            return zeros(outputShape, dtype: ScalarType.Float32);
+
+        using var scope = NewDisposeScope();
+        var x = input.reshape(-1, in_features).contiguous();
+        long rows = x.shape[0];
+        // Spans address at most 2 GiB; beyond that the same arithmetic runs as torch ops.
+        bool managed = UseManagedKernels && x.numel() * sizeof(float) <= int.MaxValue && rows * out_features * sizeof(float) <= int.MaxValue;
+
+        float minValue, maxValue;
+        if (managed)
+        {
+            (minValue, maxValue) = ActivationKernels.MinMax(MemoryMarshal.Cast<byte, float>(x.bytes));
+        }
+        else
+        {
+            var (min, max) = x.aminmax();
+            minValue = min.item<float>();
+            maxValue = max.item<float>();
+        }
+        var (aScale, zeroPoint) = QuantizationRules.ChooseActivationQParams(minValue, maxValue);
+        float inverse = (float)(1.0 / aScale);
+        float outScale = (float)((double)aScale * WeightScale);
+
+        // qa = clamp(nearbyint(x · fl32(1/scale) + zp), 0, 127); with reduce_range, qa - zp fits in int8.
+        Tensor a;
+        if (managed)
+        {
+            a = empty(rows, in_features, dtype: ScalarType.Int8);
+            ActivationKernels.Quantize(MemoryMarshal.Cast<byte, float>(x.bytes), inverse, zeroPoint, MemoryMarshal.Cast<byte, sbyte>(a.bytes));
+        }
+        else
+        {
+            a = x.mul(inverse).add_(zeroPoint).round_().clamp_(0, 127).sub_(zeroPoint).to(ScalarType.Int8);
+        }
+
+        var accumulated = QuantizationRules.IntMM(a, _weight.t()).contiguous();
+        Tensor y;
+        if (managed)
+        {
+            y = empty(rows, out_features, dtype: ScalarType.Float32);
+            ReadOnlySpan<float> bias = _bias is null ? ReadOnlySpan<float>.Empty : MemoryMarshal.Cast<byte, float>(_bias.bytes);
+            ActivationKernels.Dequantize(MemoryMarshal.Cast<byte, int>(accumulated.bytes), outScale, bias, (int)out_features, MemoryMarshal.Cast<byte, float>(y.bytes));
+        }
+        else
+        {
+            y = accumulated.to(ScalarType.Float32).mul_(outScale);
+            if (_bias is not null)
+                y.add_(_bias);
+        }
+        return y.reshape(outputShape).MoveToOuterDisposeScope();
+    }
+}

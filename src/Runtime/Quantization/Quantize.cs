@@ -1,0 +1,154 @@
+using System;
+using System.Collections.Generic;
+using System.IO;
+using System.Linq;
+using TorchSharp;
+using TorchSharp.Modules;
+using static TorchSharp.torch;
+
+namespace ModelDsl.Runtime.Quantization;
+
+/// <summary>
+/// Post-training dynamic quantisation of <see cref="Linear"/> layers, after
+/// <c>torch.ao.quantization.quantize_dynamic(model, {nn.Linear}, dtype)</c>, with libtorch's int8 kernels.
+/// </summary>
+/// <remarks>
+/// Numerics equal PyTorch's <c>quantize_dynamic</c> on the onednn engine (SEMANTICS.md §2): int8 weights from the
+/// default observer, activations quantised per call with <c>reduce_range</c>, int32 accumulation; outputs agree to
+/// float32 rounding. Only modules whose type is exactly <see cref="Linear"/> are converted (as PyTorch's exact-type
+/// mapping); LSTM/GRU, which PyTorch also converts, are not supported. Float32, CPU inference only.
+/// </remarks>
+public static class Quantize
+{
+    /// <summary>
+    /// Returns a quantised copy of <paramref name="model"/>, in eval mode, whose Linear layers (at any depth: inside
+    /// Sequential, generated models and their sub-models) are <see cref="DynamicQuantizedLinear"/>. The original is
+    /// not changed (nor the global random stream).
+    /// </summary>
+    /// <param name="model">A <see cref="Linear"/>, a <see cref="Sequential"/>, a generated <c>[Model]</c>, or a module
+    /// with a public parameterless constructor whose Linear layers sit in <c>Module&lt;Tensor, Tensor&gt;</c> fields.</param>
+    /// <param name="mode">The quantisation mode.</param>
+    /// <returns>A <see cref="DynamicQuantizedLinear"/> for a Linear; otherwise a module of the same structure.</returns>
+    /// <exception cref="InvalidOperationException">The model still has pruning masks (call <c>Prune.Remove</c> first).</exception>
+    /// <exception cref="NotSupportedException">The model cannot be copied or rebuilt; the message says why.</exception>
+    public static nn.Module<Tensor, Tensor> Dynamic(nn.Module<Tensor, Tensor> model, QuantizeMode mode)
+    {
+        ArgumentNullException.ThrowIfNull(model);
+        if (!Enum.IsDefined(mode))
+            throw new ArgumentOutOfRangeException(nameof(mode), mode, "Unknown QuantizeMode.");
+        return ModuleRewriter.Convert(model, mode);
+    }
+
+    /// <summary>
+    /// Saves a quantised model (TorchSharp's state-dict format: int8 weights take one byte each, so a Linear-heavy
+    /// model's file is about 4x smaller than the float one). <c>model.save(path)</c> writes the same file.
+    /// </summary>
+    /// <param name="model">A model returned by <see cref="Dynamic"/>.</param>
+    /// <param name="path">The file to write.</param>
+    /// <exception cref="ArgumentException">The model has no quantised layer.</exception>
+    public static void Save(nn.Module model, string path)
+    {
+        ArgumentNullException.ThrowIfNull(model);
+        ArgumentNullException.ThrowIfNull(path);
+        if (!QuantizedLayers(model).Any())
+            throw new ArgumentException("The model has no quantised layers; save a float model with model.save(path), or quantise it first with Quantize.Dynamic.", nameof(model));
+        model.save(path);
+    }
+
+    /// <summary>
+    /// Loads a file written by <see cref="Save"/>: quantises <paramref name="architecture"/> in the mode recorded in
+    /// the file and loads the file's weights into the result.
+    /// </summary>
+    /// <param name="architecture">A float model of the saved model's architecture (e.g. <c>new DigitsCnn()</c>); it is not changed.</param>
+    /// <param name="path">The file.</param>
+    /// <returns>The quantised model, in eval mode.</returns>
+    /// <exception cref="InvalidDataException">The file holds a float model, or a different architecture.</exception>
+    public static nn.Module<Tensor, Tensor> Load(nn.Module<Tensor, Tensor> architecture, string path)
+    {
+        ArgumentNullException.ThrowIfNull(architecture);
+        var entries = StateDictFile.Read(path);
+        var modes = entries.Where(e => e.IsModeEntry).Select(e => e.Mode).Distinct().ToList();
+        if (modes.Count == 0)
+            throw new InvalidDataException(
+                $"'{path}' holds a float model (no quantised layer in it): load it with model.load(path), then quantise with Quantize.Dynamic(model, mode).");
+        if (modes.Count > 1)
+            throw new InvalidDataException($"'{path}' mixes quantisation modes ({string.Join(", ", modes)}); Quantize.Load rebuilds one mode.");
+
+        var quantized = Dynamic(architecture, modes[0]);
+        LoadChecked(quantized, path, entries);
+        return quantized;
+    }
+
+    /// <summary>
+    /// Loads a file written by <see cref="Save"/> into an already quantised model of the same architecture and mode.
+    /// Loading it into a float model fails with a message that says what to do instead.
+    /// </summary>
+    /// <param name="model">The quantised model to load into.</param>
+    /// <param name="path">The file.</param>
+    /// <exception cref="InvalidOperationException">The model is float where the file is quantised, or the modes differ.</exception>
+    /// <exception cref="InvalidDataException">The file does not match the model's architecture.</exception>
+    public static void LoadInto(nn.Module model, string path)
+    {
+        ArgumentNullException.ThrowIfNull(model);
+        var entries = StateDictFile.Read(path);
+        var modules = new Dictionary<string, nn.Module> { [""] = model };
+        foreach (var (name, module) in model.named_modules())
+            modules[name] = module;
+
+        foreach (var entry in entries.Where(e => e.IsModeEntry))
+        {
+            string layer = entry.Key.Length > "quantize_mode".Length ? entry.Key[..^(".quantize_mode".Length)] : "";
+            string shown = layer.Length == 0 ? "the model" : $"'{layer}'";
+            if (!modules.TryGetValue(layer, out var target))
+                throw new InvalidDataException($"'{path}' holds a quantised layer {shown} that the model does not have: it was saved from a different architecture.");
+            if (target is Linear)
+                throw new InvalidOperationException(
+                    $"'{path}' holds {entry.Mode} weights for {shown} ({(entry.Mode == QuantizeMode.Float16 ? "float16" : "int8")}), but the model's {shown} is a float Linear. " +
+                    "Quantised weights cannot be loaded into a float model: use Quantize.Load(model, path), which quantises the model and loads the file, " +
+                    $"or Quantize.Dynamic(model, QuantizeMode.{entry.Mode}) first.");
+            if (target is DynamicQuantizedLinear q && q.Mode != entry.Mode)
+                throw new InvalidOperationException($"'{path}' holds {entry.Mode} weights for {shown}, but the model's {shown} is {q.Mode}.");
+        }
+        if (!entries.Any(e => e.IsModeEntry) && QuantizedLayers(model).Any())
+            throw new InvalidDataException(
+                $"'{path}' holds a float model, but this model is quantised: load the float model with model.load(path), then call Quantize.Dynamic.");
+        LoadChecked(model, path, entries);
+    }
+
+    /// <summary>The quantised layers of a model, with their names (empty for a model that is itself one).</summary>
+    /// <param name="model">Any module.</param>
+    public static IEnumerable<(string Name, DynamicQuantizedLinear Layer)> QuantizedLayers(nn.Module model)
+    {
+        ArgumentNullException.ThrowIfNull(model);
+        if (model is DynamicQuantizedLinear self)
+            yield return ("", self);
+        // A module registered under several names (an alias) is listed once, under its first name.
+        var seen = new HashSet<nn.Module>(ReferenceEqualityComparer.Instance);
+        foreach (var (name, module) in model.named_modules())
+        {
+            if (module is DynamicQuantizedLinear layer && seen.Add(layer))
+                yield return (name, layer);
+        }
+    }
+
+    private static void LoadChecked(nn.Module model, string path, IReadOnlyList<StateDictFile.Entry> entries)
+    {
+        var expected = model.state_dict();
+        var fileKeys = entries.Select(e => e.Key).ToHashSet();
+        var missing = expected.Keys.Where(k => !fileKeys.Contains(k)).ToList();
+        var unexpected = entries.Select(e => e.Key).Where(k => !expected.ContainsKey(k)).ToList();
+        if (missing.Count > 0 || unexpected.Count > 0)
+            throw new InvalidDataException(
+                $"'{path}' does not match the model's architecture" +
+                (missing.Count > 0 ? $"; missing: {string.Join(", ", missing)}" : "") +
+                (unexpected.Count > 0 ? $"; unexpected: {string.Join(", ", unexpected)}" : "") + ".");
+        foreach (var entry in entries)
+        {
+            var target = expected[entry.Key];
+            if (target.dtype != entry.DType || !target.shape.SequenceEqual(entry.Shape))
+                throw new InvalidDataException(
+                    $"'{path}': '{entry.Key}' is {entry.DType} [{string.Join(", ", entry.Shape)}] in the file but {target.dtype} [{string.Join(", ", target.shape)}] in the model.");
+        }
+        model.load(path);
+    }
+}
