@@ -5,12 +5,16 @@ namespace Digits;
 
 /// <summary>
 /// A small CNN over an optdigits image seen as 1x8x8 pixel counts (0..16): the main job. It reaches about 99%
-/// on the writer-independent test set in 20 epochs.
+/// on the writer-independent test set in 20 epochs. Then its optimisation plan runs: half of the hidden layer's
+/// neurons are removed (the output layer shrinks with it) and the model is fine-tuned for two epochs, then its
+/// Linear layers are quantised to int8 — a model about a quarter of the fp32 size, within a point of its accuracy.
 /// </summary>
 [Model(Input = "B, 1, 8, 8")]
 [Train(Loss.CrossEntropy, Optimizer.AdamW, LearningRate = 2e-3, Epochs = 20, BatchSize = 64, Seed = 0,
        Schedule = Schedule.Cosine, WarmupEpochs = 1, FeatureScale = 1.0 / 16,
        Data = "data/optdigits.tra", TestData = "data/optdigits.tes")]
+[Prune(PruneMethod.Structured, 0.5, Targets = new[] { nameof(Hidden) }, FineTuneEpochs = 2)]
+[Quantize(QuantizeMode.DynamicInt8)]
 public partial class DigitsCnn
 {
     [Conv2d(32, 3, Padding = 1)] public partial Conv2d Conv1 { get; }

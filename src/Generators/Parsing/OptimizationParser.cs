@@ -184,7 +184,7 @@ namespace ModelDsl.Generators.Parsing
             {
                 var next = current[order[i].MemberName];
                 if (PassThrough.Contains(next.Kind)) continue;
-                if (next.Kind == LayerKind.BatchNorm2d && layer.Kind == LayerKind.Conv2d || next.Kind == LayerKind.BatchNorm1d && layer.Kind == LayerKind.Linear)
+                if (next.Kind == LayerKind.BatchNorm2d && layer.Kind == LayerKind.Conv2d)
                 {
                     rewrites.Add((next.MemberName, next with { Args = next.Args with { In = keep }, Parameters = 2 * keep }));
                     continue;

@@ -45,21 +45,20 @@ namespace ModelDsl.Runtime.Training
             using var model = create();
             model.to(device);
             var optimizer = CreateOptimizer(plan, model);
-            var trainingStep = new TrainingStep(model, optimizer, plan.Loss, plan.GradientClipNorm, strategy);
 
             return TrainingProgress.Run(options.PlainProgress || !primary, progress =>
             {
                 var outputs = new RunOutputs(options, progress, primary);
+                var loop = new EpochLoop(options, model, optimizer, strategy, data, outputs, device);
                 var history = new List<EpochMetrics>();
                 int startEpoch = 0;
-                long step = 0;
                 if (options.Resume && File.Exists(outputs.CheckpointPath))
                 {
                     // A CheckpointException (corrupt, other plan) reaches TrainingHost: one line, exit code 2.
                     var state = Checkpoint.Load(outputs.CheckpointPath, model, optimizer, plan.ModelName, plan.Fingerprint());
                     torch.set_rng_state(torch.tensor(state.RngState, dtype: ScalarType.Byte));
                     history.AddRange(state.History);
-                    (startEpoch, step) = (state.Epoch, state.Step);
+                    (startEpoch, loop.Step) = (state.Epoch, state.Step);
                     outputs.Note($"Resuming {plan.ModelName} from {outputs.CheckpointPath} after epoch {startEpoch}.");
                 }
                 else if (options.Resume) outputs.Note($"No checkpoint at {outputs.CheckpointPath}; starting from scratch.");
@@ -67,53 +66,10 @@ namespace ModelDsl.Runtime.Training
                 strategy.Start(model);
 
                 var clock = Stopwatch.StartNew();
-                long samplesSeen = 0;
-                long steps = strategy.BatchCount(data.Train, plan.BatchSize);
-                bool hasAccuracy = LossFunctions.HasAccuracy(plan.Loss);
-                StepResult? diverged = null;
-
-                for (int epoch = startEpoch; epoch < plan.Epochs && diverged is null; epoch++)
+                for (int epoch = startEpoch; epoch < plan.Epochs; epoch++)
                 {
-                    double lr = plan.LearningRateAt(epoch);
-                    foreach (var group in optimizer.ParamGroups) group.LearningRate = lr;
-
-                    outputs.BeginEpoch(epoch + 1, plan.Epochs, steps);
-                    model.train();
-                    if (options.Deterministic) DisableDropout(model);
-
-                    var epochClock = Stopwatch.StartNew();
-                    double lossSum = 0;
-                    long correct = 0, seen = 0, stepInEpoch = 0;
-                    foreach (var (xb, yb) in strategy.Batches(data.Train, plan.BatchSize, plan.Seed, epoch))
-                    {
-                        using var scope = torch.NewDisposeScope();
-                        var x = xb.to(device);
-                        var y = yb.to(device);
-                        var result = Guarded(() => trainingStep.Run(x, y), model, x, plan.Loss, $"training step {step + 1} (epoch {epoch + 1})");
-                        if (!result.Applied)
-                        {
-                            diverged = result;
-                            break;
-                        }
-
-                        long n = x.shape[0];
-                        strategy.AfterStep(model, ++step);
-                        stepInEpoch++;
-                        seen += n;
-                        lossSum += result.Loss * n;
-                        correct += result.Correct;
-
-                        double elapsed = epochClock.Elapsed.TotalSeconds;
-                        var eta = TimeSpan.FromSeconds(elapsed / stepInEpoch * ((steps - stepInEpoch) + steps * (plan.Epochs - epoch - 1)));
-                        outputs.Step(stepInEpoch, lossSum / seen, hasAccuracy ? (double)correct / seen : double.NaN, seen / Math.Max(elapsed, 1e-9), eta);
-                    }
-                    if (diverged is not null) break;
-
-                    // Every rank saw its own share: the epoch's figures are sums over all ranks.
-                    var totals = new[] { lossSum, correct, seen };
-                    strategy.SumAcrossRanks(totals);
-                    samplesSeen += (long)totals[2];
-                    var metrics = EpochEnd(model, data.Validation, plan, device, epoch, lr, epochClock.Elapsed.TotalSeconds, totals);
+                    var metrics = loop.Run(epoch, plan.Epochs, plan.LearningRateAt(epoch))
+                        ?? throw Diverged(loop.DivergedLoss, epoch + 1, loop.Step + 1, outputs.CheckpointPath, history);
                     history.Add(metrics);
 
                     // The RNG state after the epoch is what the next epoch starts from: a resumed run continues
@@ -124,17 +80,15 @@ namespace ModelDsl.Runtime.Training
                         ModelName = plan.ModelName,
                         PlanFingerprint = plan.Fingerprint(),
                         Epoch = epoch + 1,
-                        Step = step,
+                        Step = loop.Step,
                         RngState = torch.get_rng_state().data<byte>().ToArray(),
                         History = history.ToList(),
                         Seed = plan.Seed,
                     }, metrics, plan.Epochs, TimeSpan.FromSeconds(perEpoch * (plan.Epochs - epoch - 1)));
                 }
 
-                if (diverged is { } d)
-                    throw Diverged(d.Loss, history.Count + 1, step + 1, outputs.CheckpointPath, history);
-
                 double trainSeconds = clock.Elapsed.TotalSeconds;
+                bool hasAccuracy = LossFunctions.HasAccuracy(plan.Loss);
                 double? testAccuracy = null;
                 if (data.Test is { } test && hasAccuracy)
                 {
@@ -148,9 +102,9 @@ namespace ModelDsl.Runtime.Training
                     WorldSize = strategy.WorldSize,
                     GlobalBatchSize = plan.BatchSize * strategy.WorldSize,
                     Epochs = plan.Epochs,
-                    Steps = step,
+                    Steps = loop.Step,
                     TrainSeconds = trainSeconds,
-                    SamplesPerSecond = samplesSeen / Math.Max(trainSeconds, 1e-9),
+                    SamplesPerSecond = loop.SamplesSeen / Math.Max(trainSeconds, 1e-9),
                     FinalTrainLoss = history.Count > 0 ? history[^1].TrainLoss : double.NaN,
                     ValLoss = history.Count > 0 ? history[^1].ValLoss : null,
                     TestAccuracy = testAccuracy,
@@ -159,9 +113,117 @@ namespace ModelDsl.Runtime.Training
                     History = history.ToList(),
                 };
                 strategy.Finish(model, report);
+                if (plan.Passes.Count > 0 && !options.NoOptimize)
+                    report.SetSection("optimized", Optimize(options, model, loop, outputs, data, device));
                 outputs.Finish(report);
                 return 0;
             });
+        }
+
+        /// <summary>Runs the declared optimisation passes on the trained model; fine-tuning reuses the epoch loop.</summary>
+        private static Optimization.OptimizationReport Optimize(TrainingOptions options, nn.Module<Tensor, Tensor> model, EpochLoop loop,
+            RunOutputs outputs, TrainingData data, Device device)
+        {
+            var plan = options.Plan;
+            var context = new Optimization.OptimizationContext(
+                model, plan, device, loop.Primary,
+                options.ExportPath ?? Path.Combine(options.CheckpointDirectory, "optimized.bin"),
+                outputs.Note,
+                FineTune: (pruned, epochs, lr) =>
+                {
+                    // The pruned model has new parameters (weight_orig), so a fresh optimiser of the declared kind.
+                    var fineTuning = loop.With(pruned, CreateOptimizer(plan with { LearningRate = lr }, pruned));
+                    for (int e = 0; e < epochs; e++)
+                        _ = fineTuning.Run(e, epochs, lr, label: "fine-tune")
+                            ?? throw Diverged(fineTuning.DivergedLoss, e + 1, fineTuning.Step + 1, outputs.CheckpointPath, new List<EpochMetrics>());
+                },
+                Evaluate: m => (
+                    data.Test is { } test && LossFunctions.HasAccuracy(plan.Loss) ? Evaluate(m, test, plan.Loss, device).Accuracy : null,
+                    data.Validation.Count > 0 ? Evaluate(m, data.Validation, plan.Loss, device).Loss : null));
+            var report = Optimization.OptimizationPipeline.Run(context);
+            outputs.Note($"optimised: {report.ExportPath} ({report.SizeRatio:P0} of the fp32 size, " +
+                         $"{report.Speedup:0.00}x at batch 64" +
+                         (report.TestAccuracy is { } a ? $", test accuracy {TrainingProgress.Percent(a)}" : "") + ")");
+            return report;
+        }
+
+        /// <summary>
+        /// One epoch of training as the loop and fine-tuning run it: this rank's batches, a step each, progress, and
+        /// the epoch's metrics summed over all ranks. Returns null when the loss diverged (on any rank).
+        /// </summary>
+        private sealed class EpochLoop
+        {
+            private readonly TrainingOptions _options;
+            private readonly nn.Module<Tensor, Tensor> _model;
+            private readonly ITrainingStrategy _strategy;
+            private readonly TrainingData _data;
+            private readonly RunOutputs _outputs;
+            private readonly Device _device;
+            private readonly TrainingStep _step;
+
+            public EpochLoop(TrainingOptions options, nn.Module<Tensor, Tensor> model, OptimizerHelper optimizer, ITrainingStrategy strategy,
+                TrainingData data, RunOutputs outputs, Device device)
+            {
+                (_options, _model, _strategy, _data, _outputs, _device) = (options, model, strategy, data, outputs, device);
+                Optimizer = optimizer;
+                _step = new TrainingStep(model, optimizer, options.Plan.Loss, options.Plan.GradientClipNorm, strategy);
+            }
+
+            public OptimizerHelper Optimizer { get; }
+            public bool Primary => _strategy.Rank == 0;
+            /// <summary>Optimiser steps taken so far over the whole run.</summary>
+            public long Step { get; set; }
+            public long SamplesSeen { get; private set; }
+            public double DivergedLoss { get; private set; }
+
+            /// <summary>The same loop over another model and optimiser (fine-tuning a pruned model).</summary>
+            public EpochLoop With(nn.Module<Tensor, Tensor> model, OptimizerHelper optimizer) =>
+                new(_options, model, optimizer, _strategy, _data, _outputs, _device);
+
+            public EpochMetrics? Run(int epoch, int epochs, double lr, string label = "epoch")
+            {
+                var plan = _options.Plan;
+                foreach (var group in Optimizer.ParamGroups) group.LearningRate = lr;
+                long steps = _strategy.BatchCount(_data.Train, plan.BatchSize);
+                bool hasAccuracy = LossFunctions.HasAccuracy(plan.Loss);
+
+                _outputs.BeginEpoch(epoch + 1, epochs, steps);
+                _model.train();
+                if (_options.Deterministic) DisableDropout(_model);
+
+                var clock = Stopwatch.StartNew();
+                double lossSum = 0;
+                long correct = 0, seen = 0, stepInEpoch = 0;
+                foreach (var (xb, yb) in _strategy.Batches(_data.Train, plan.BatchSize, plan.Seed, epoch))
+                {
+                    using var scope = torch.NewDisposeScope();
+                    var x = xb.to(_device);
+                    var y = yb.to(_device);
+                    var result = Guarded(() => _step.Run(x, y), _model, x, plan.Loss, $"{(label == "epoch" ? "training" : label)} step {Step + 1} ({label} {epoch + 1})");
+                    if (!result.Applied)
+                    {
+                        DivergedLoss = result.Loss;
+                        return null;
+                    }
+
+                    long n = x.shape[0];
+                    _strategy.AfterStep(_model, ++Step);
+                    stepInEpoch++;
+                    seen += n;
+                    lossSum += result.Loss * n;
+                    correct += result.Correct;
+
+                    double elapsed = clock.Elapsed.TotalSeconds;
+                    var eta = TimeSpan.FromSeconds(elapsed / stepInEpoch * ((steps - stepInEpoch) + steps * (epochs - epoch - 1)));
+                    _outputs.Step(stepInEpoch, lossSum / seen, hasAccuracy ? (double)correct / seen : double.NaN, seen / Math.Max(elapsed, 1e-9), eta);
+                }
+
+                // Every rank saw its own share: the epoch's figures are sums over all ranks.
+                var totals = new[] { lossSum, correct, seen };
+                _strategy.SumAcrossRanks(totals);
+                SamplesSeen += (long)totals[2];
+                return EpochEnd(_model, _data.Validation, plan, _device, epoch, lr, clock.Elapsed.TotalSeconds, totals);
+            }
         }
 
         /// <summary>The epoch's metrics from the rank-summed training figures and a validation pass.</summary>

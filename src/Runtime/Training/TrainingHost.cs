@@ -30,6 +30,10 @@ namespace ModelDsl.Runtime.Training
         public string? TensorBoardDirectory { get; init; }
         /// <summary>Never draw live progress (one plain line per epoch), even on a terminal.</summary>
         public bool PlainProgress { get; init; }
+        /// <summary>Skip the declared optimisation passes ([Prune], [Quantize]).</summary>
+        public bool NoOptimize { get; init; }
+        /// <summary>Where the optimised model goes; default <c>optimized.bin</c> in <see cref="CheckpointDirectory"/>.</summary>
+        public string? ExportPath { get; init; }
     }
 
     /// <summary>
@@ -71,11 +75,14 @@ namespace ModelDsl.Runtime.Training
             backend.AcceptOnlyFromAmong("auto", "mpi", "nccl");
             var syncBatchNorm = new Option<bool>("--sync-batchnorm") { Description = "Average BatchNorm batch statistics over all ranks" + (plan.SyncBatchNorm ? " (declared: on)" : "") };
             var hostfile = new Option<string?>("--hostfile") { Description = "Open MPI hostfile for a run across machines (passed to mpirun)", HelpName = "FILE" };
+            var noOptimize = new Option<bool>("--no-optimize") { Description = "Skip the declared [Prune]/[Quantize] passes" + (plan.Passes.Count == 0 ? " (none declared)" : $" ({string.Join("; ", plan.Passes)})") };
+            var export = new Option<string?>("--export") { Description = "Where the optimised model goes (default: optimized.bin in --checkpoint-dir)", HelpName = "PATH" };
 
             var root = new RootCommand($"Train {plan.ModelName}: {plan.Loss} loss, {plan.Optimizer}, {plan.Epochs} epochs of batch {plan.BatchSize} (declared by [Train]).")
             {
                 epochs, batch, lr, seed, data, testData, checkpointDir, resume, report, device, threads, deterministic, tensorboard, plain,
                 worldSize, backend, syncBatchNorm, hostfile,
+                noOptimize, export,
             };
 
             ParseResult parsed = root.Parse(args);
@@ -122,6 +129,8 @@ namespace ModelDsl.Runtime.Training
                 Deterministic = parsed.GetValue(deterministic),
                 TensorBoardDirectory = parsed.GetValue(tensorboard),
                 PlainProgress = parsed.GetValue(plain),
+                NoOptimize = parsed.GetValue(noOptimize),
+                ExportPath = parsed.GetValue(export),
             };
 
             if (environment is null || ranks == 1)

@@ -1,0 +1,284 @@
+using System;
+using System.Collections.Generic;
+using System.Diagnostics;
+using System.IO;
+using System.Linq;
+using ModelDsl.Runtime.Pruning;
+using ModelDsl.Runtime.Quantization;
+using ModelDsl.Runtime.Training;
+using TorchSharp;
+using static TorchSharp.torch;
+
+namespace ModelDsl.Runtime.Optimization
+{
+    /// <summary>What the trainer lends the pipeline: the trained model and the few trainer services the passes need.</summary>
+    internal sealed record OptimizationContext(
+        nn.Module<Tensor, Tensor> Model,
+        TrainingPlan Plan,
+        Device Device,
+        bool Primary,
+        string ExportPath,
+        Action<string> Note,
+        Action<nn.Module<Tensor, Tensor>, int, double> FineTune,
+        Func<nn.Module<Tensor, Tensor>, (double? TestAccuracy, double? ValLoss)> Evaluate);
+
+    /// <summary>
+    /// Runs a model's declared optimisation passes after training, in declaration order — the trainer's seam for
+    /// pruning and quantisation — and measures what they gained. Pruning passes compose as PyTorch's
+    /// PruningContainer (a later pass prunes among the survivors); the masks are made permanent
+    /// (<see cref="Prune.Remove"/>) before quantisation or at the end. Fine-tuning trains the masked model at a tenth
+    /// of the declared learning rate.
+    /// </summary>
+    internal static class OptimizationPipeline
+    {
+        /// <summary>Fine-tuning after pruning runs at this fraction of the declared learning rate.</summary>
+        public const double FineTuneLearningRateFactor = 0.1;
+
+        /// <summary>Runs the passes on the context's model, in place, and reports what they gained.</summary>
+        public static OptimizationReport Run(OptimizationContext context)
+        {
+            var plan = context.Plan;
+            var model = context.Model;
+            var host = model as ILayerHost
+                ?? throw new TrainingException($"{plan.ModelName}: the optimisation plan needs a generated [Model] class (layers by name)");
+            var report = new OptimizationReport
+            {
+                Passes = plan.Passes.Select(p => p.ToString()!).ToList(),
+                ParamCountBefore = TrainingReport.ParameterCount(model),
+                ParamCountAfterCompileTime = plan.ParametersAfterPasses,
+                ParamBytesBefore = StateBytes(model),
+            };
+            report.TestAccuracyBefore = context.Evaluate(model).TestAccuracy;
+            if (context.Primary)
+            {
+                report.FileBytesBefore = SavedBytes(model);
+                (report.LatencyBatch1Before, report.LatencyBatch64Before) = Latencies(model, plan, context.Device);
+            }
+
+            var pruned = new List<(nn.Module Module, string Layer)>();
+            // The passes change the trained model in place (its checkpoint on disk keeps the float weights).
+            var optimized = model;
+            foreach (var pass in plan.Passes)
+            {
+                context.Note($"optimisation: {pass}");
+                switch (pass)
+                {
+                    case PrunePass { Method: PruneMethod.Structured } structured:
+                        foreach (var target in structured.Targets) Shrink(host, target, structured);
+                        if (structured.FineTuneEpochs > 0)
+                        {
+                            context.FineTune(model, structured.FineTuneEpochs, plan.LearningRate * FineTuneLearningRateFactor);
+                            report.FineTuneEpochs += structured.FineTuneEpochs;
+                        }
+                        break;
+                    case PrunePass prune:
+                        var targets = prune.Targets.Select(t => ((nn.Module)host.GetLayer(t), t)).ToArray();
+                        ApplyPrune(prune, targets);
+                        pruned.AddRange(targets.Where(t => !pruned.Contains(t)));
+                        if (prune.FineTuneEpochs > 0)
+                        {
+                            context.FineTune(model, prune.FineTuneEpochs, plan.LearningRate * FineTuneLearningRateFactor);
+                            report.FineTuneEpochs += prune.FineTuneEpochs;
+                        }
+                        break;
+                    case QuantizePass quantize:
+                        MakePermanent(pruned, report);
+                        QuantizeLayers(host, quantize.Mode);
+                        break;
+                }
+            }
+            MakePermanent(pruned, report);
+
+            report.ParamCountAfter = optimized.parameters().Sum(p => p.numel())
+                + Quantize.QuantizedLayers(optimized).Sum(q => q.Layer.named_buffers().Where(b => b.name is "weight" or "bias").Sum(b => b.buffer.numel()));
+            report.ParamBytesAfter = StateBytes(optimized);
+            report.Sparsity = Sparsity(model);
+            var (accuracy, valLoss) = context.Evaluate(optimized);
+            report.TestAccuracy = accuracy;
+            report.ValLoss = valLoss;
+            if (context.Primary)
+            {
+                Export(optimized, context.ExportPath);
+                report.ExportPath = context.ExportPath;
+                report.FileBytesAfter = new FileInfo(context.ExportPath).Length;
+                report.SizeRatio = report.FileBytesBefore > 0 ? (double)report.FileBytesAfter / report.FileBytesBefore : double.NaN;
+                (report.LatencyBatch1After, report.LatencyBatch64After) = Latencies(optimized, plan, context.Device);
+                report.Speedup = report.LatencyBatch64Before / Math.Max(report.LatencyBatch64After, 1e-9);
+            }
+            return report;
+        }
+
+        private static void ApplyPrune(PrunePass pass, (nn.Module Module, string Layer)[] targets)
+        {
+            if (pass.Method is PruneMethod.GlobalL1Unstructured)
+            {
+                var parameters = targets.Select(t => (t.Module, "weight"));
+                if (pass.IsCount) Prune.GlobalUnstructured(parameters, PruneMethod.L1Unstructured, (int)pass.Amount);
+                else Prune.GlobalUnstructured(parameters, PruneMethod.L1Unstructured, pass.Amount);
+                return;
+            }
+            foreach (var (module, _) in targets)
+            {
+                switch (pass.Method)
+                {
+                    case PruneMethod.L1Unstructured when pass.IsCount: Prune.L1Unstructured(module, "weight", (int)pass.Amount); break;
+                    case PruneMethod.L1Unstructured: Prune.L1Unstructured(module, "weight", pass.Amount); break;
+                    case PruneMethod.RandomUnstructured when pass.IsCount: Prune.RandomUnstructured(module, "weight", (int)pass.Amount); break;
+                    case PruneMethod.RandomUnstructured: Prune.RandomUnstructured(module, "weight", pass.Amount); break;
+                    case PruneMethod.LnStructured when pass.IsCount: Prune.LnStructured(module, "weight", (int)pass.Amount, pass.N, pass.Dim); break;
+                    case PruneMethod.LnStructured: Prune.LnStructured(module, "weight", pass.Amount, pass.N, pass.Dim); break;
+                    case PruneMethod.RandomStructured when pass.IsCount: Prune.RandomStructured(module, "weight", (int)pass.Amount, pass.Dim); break;
+                    case PruneMethod.RandomStructured: Prune.RandomStructured(module, "weight", pass.Amount, pass.Dim); break;
+                    default: throw new ArgumentOutOfRangeException(nameof(pass), pass.Method, "not an unstructured or Ln/random structured method");
+                }
+            }
+        }
+
+        /// <summary>
+        /// Swaps each Linear layer (in composed models too) for its quantised form through the layer path, in place:
+        /// the model may have been shrunk by structured pruning, so it cannot be rebuilt from its class.
+        /// </summary>
+        private static void QuantizeLayers(ILayerHost host, QuantizeMode mode)
+        {
+            foreach (var name in host.LayerNames)
+            {
+                switch (host.GetLayer(name))
+                {
+                    case TorchSharp.Modules.Linear linear:
+                        host.ReplaceLayer(name, Quantize.Dynamic(linear, mode));
+                        break;
+                    case ILayerHost inner:
+                        QuantizeLayers(inner, mode);
+                        break;
+                }
+            }
+            ((nn.Module)host).eval();
+        }
+
+        /// <summary>
+        /// <see cref="PruneMethod.Structured"/>: removes the target's weakest output neurons or channels (L2 norm), with
+        /// the BatchNorm2d right after a convolution, and rewrites the next Linear or Conv2d to take fewer inputs —
+        /// the same walk the compiler checked (MD0305), so the layers found here are the ones it allowed.
+        /// </summary>
+        private static void Shrink(ILayerHost host, string target, PrunePass pass)
+        {
+            var names = host.LayerNames;
+            int index = names.ToList().IndexOf(target);
+            string? normName = null, consumerName = null;
+            for (int i = index + 1; i < names.Count && consumerName is null; i++)
+            {
+                var layer = host.GetLayer(names[i]);
+                if (layer is TorchSharp.Modules.BatchNorm2d && normName is null) normName = names[i];
+                else if (layer is TorchSharp.Modules.Linear or TorchSharp.Modules.Conv2d) consumerName = names[i];
+            }
+            if (consumerName is null)
+                throw new TrainingException($"structured pruning of '{target}': no layer after it consumes its outputs");
+
+            var producer = (nn.Module)host.GetLayer(target);
+            var weight = producer.named_parameters().First(p => p.name == "weight").parameter;
+            long[] keep = pass.IsCount ? Prune.ChannelsToKeep(weight, (int)pass.Amount) : Prune.ChannelsToKeep(weight, pass.Amount);
+            switch (producer, host.GetLayer(consumerName))
+            {
+                case (TorchSharp.Modules.Linear p, TorchSharp.Modules.Linear c):
+                    var (linear, linearConsumer) = Prune.ShrinkLinearOutputs(p, c, keep);
+                    host.ReplaceLayer(target, linear);
+                    host.ReplaceLayer(consumerName, linearConsumer);
+                    break;
+                case (TorchSharp.Modules.Conv2d p, TorchSharp.Modules.Conv2d c):
+                    var norm = normName is null ? null : (TorchSharp.Modules.BatchNorm2d)host.GetLayer(normName);
+                    var (conv, newNorm, convConsumer) = Prune.ShrinkConv2dOutputs(p, norm, c, keep);
+                    host.ReplaceLayer(target, conv);
+                    if (normName is not null) host.ReplaceLayer(normName, newNorm!);
+                    host.ReplaceLayer(consumerName, convConsumer);
+                    break;
+                default:
+                    throw new TrainingException($"structured pruning of '{target}': {producer.GetType().Name} feeding {host.GetLayer(consumerName).GetType().Name} cannot be shrunk");
+            }
+        }
+
+        /// <summary>prune.remove on every pruned target (zeros become part of the weight) and each layer's sparsity.</summary>
+        private static void MakePermanent(List<(nn.Module Module, string Layer)> pruned, OptimizationReport report)
+        {
+            foreach (var (module, layer) in pruned)
+            {
+                if (Prune.PrunedParameters(module).Contains("weight")) Prune.Remove(module, "weight");
+                using var scope = torch.NewDisposeScope();
+                var weight = module.named_parameters().First(p => p.name == "weight").parameter;
+                report.LayerSparsity[layer] = weight.eq(0).sum().item<long>() / (double)Math.Max(1, weight.numel());
+            }
+            pruned.Clear();
+        }
+
+        private static double Sparsity(nn.Module model)
+        {
+            using var scope = torch.NewDisposeScope();
+            long zeros = 0, total = 0;
+            foreach (var p in model.parameters())
+            {
+                zeros += p.eq(0).sum().item<long>();
+                total += p.numel();
+            }
+            return total == 0 ? 0 : (double)zeros / total;
+        }
+
+        private static long StateBytes(nn.Module model) =>
+            model.state_dict().Values.Sum(t => t.numel() * t.ElementSize);
+
+        private static long SavedBytes(nn.Module model)
+        {
+            var path = Path.Combine(Path.GetTempPath(), $"modeldsl-size-{Environment.ProcessId}-{Guid.NewGuid():N}.bin");
+            try
+            {
+                model.save(path);
+                return new FileInfo(path).Length;
+            }
+            finally
+            {
+                File.Delete(path);
+            }
+        }
+
+        private static void Export(nn.Module<Tensor, Tensor> model, string path)
+        {
+            var directory = Path.GetDirectoryName(Path.GetFullPath(path));
+            if (!string.IsNullOrEmpty(directory)) Directory.CreateDirectory(directory);
+            model.save(path);
+        }
+
+        /// <summary>Median wall-clock milliseconds of one forward at batch 1 and at batch 64, in eval mode under no-grad.</summary>
+        private static (double Batch1, double Batch64) Latencies(nn.Module<Tensor, Tensor> model, TrainingPlan plan, Device device)
+        {
+            model.eval();
+            using var noGrad = torch.no_grad();
+            return (Median(model, Input(plan, 1, device), 50), Median(model, Input(plan, 64, device), 20));
+        }
+
+        private static Tensor Input(TrainingPlan plan, long batch, Device device)
+        {
+            var shape = new[] { batch }.Concat(plan.SampleShape).ToArray();
+            var generator = new torch.Generator(0);
+            // Token ids 0 and 1 exist in every vocabulary; their values do not change the time.
+            return plan.InputIsInteger
+                ? torch.randint(0, 2, shape, dtype: ScalarType.Int64, device: device, generator: generator)
+                : torch.rand(shape, device: device, generator: generator);
+        }
+
+        private static double Median(nn.Module<Tensor, Tensor> model, Tensor x, int runs)
+        {
+            using (x)
+            {
+                for (int i = 0; i < 3; i++) using (torch.NewDisposeScope()) model.call(x);
+                var times = new double[runs];
+                for (int i = 0; i < runs; i++)
+                {
+                    using var scope = torch.NewDisposeScope();
+                    var clock = Stopwatch.StartNew();
+                    model.call(x);
+                    times[i] = clock.Elapsed.TotalMilliseconds;
+                }
+                Array.Sort(times);
+                return times[runs / 2];
+            }
+        }
+    }
+}

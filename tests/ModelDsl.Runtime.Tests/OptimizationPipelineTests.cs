@@ -1,0 +1,76 @@
+using System.IO;
+using ModelDsl.Runtime.Optimization;
+using ModelDsl.Runtime.Quantization;
+using ModelDsl.Runtime.Training;
+using TorchSharp.Modules;
+
+namespace ModelDsl.Runtime.Tests.Pipeline
+{
+    [Model(Input = "B, 8")]
+    [Train(Loss.CrossEntropy, Optimizer.SGD, LearningRate = 0.05, Epochs = 2, BatchSize = 16, ValidationFraction = 0.2)]
+    [Prune(PruneMethod.L1Unstructured, 0.5, Targets = new[] { nameof(Hidden) }, FineTuneEpochs = 1)]
+    [Prune(PruneMethod.Structured, 4, Targets = new[] { nameof(Hidden) })]
+    [Quantize(QuantizeMode.DynamicInt8)]
+    public partial class PipelineNet
+    {
+        [Linear(16)] public partial Linear Hidden { get; }
+        [ReLU]       public partial ReLU Act { get; }
+        [Linear(3)]  public partial Linear Output { get; }
+    }
+
+    /// <summary>The declared passes run after training, in order, through the trainer's seam, and report what they did.</summary>
+    [Collection(GlobalTorchStateCollection.Name)]
+    public sealed class OptimizationPipelineTests : IDisposable
+    {
+        private readonly string _dir = Directory.CreateTempSubdirectory("modeldsl-pipeline-").FullName;
+
+        public void Dispose() => Directory.Delete(_dir, recursive: true);
+
+        private TrainingOptions Options(bool noOptimize = false)
+        {
+            var data = Path.Combine(_dir, "data.csv");
+            var random = new Random(3);
+            File.WriteAllLines(data, Enumerable.Range(0, 80).Select(i =>
+                string.Join(",", Enumerable.Range(0, 8).Select(_ => random.Next(0, 9))) + "," + (i % 3)));
+            return new TrainingOptions
+            {
+                Plan = PipelineNet.Plan with { Data = data },
+                CheckpointDirectory = Path.Combine(_dir, "ckpt"),
+                ReportPath = Path.Combine(_dir, "report.json"),
+                PlainProgress = true,
+                NoOptimize = noOptimize,
+            };
+        }
+
+        [Fact]
+        public void Passes_RunInOrder_AndTheReportMatchesWhatTheCompilerComputed()
+        {
+            Assert.Equal(0, Trainer.Train(Options(), () => new PipelineNet()));
+            var report = TrainingReport.Read(Path.Combine(_dir, "report.json")).GetSection<OptimizationReport>("optimized")!;
+
+            Assert.Equal(new[] { "Prune L1Unstructured 0.5 of Hidden, then 1 fine-tune epoch", "Prune Structured 4 of Hidden", "Quantize DynamicInt8" }, report.Passes);
+            // Hidden: 8·16 + 16 = 144 → 12 neurons 108; Output: 16·3 + 3 = 51 → 39.
+            Assert.Equal(147, PipelineNet.Plan.ParametersAfterPasses);
+            Assert.Equal(PipelineNet.Plan.ParametersAfterPasses, report.ParamCountAfter);
+            Assert.Equal(195, report.ParamCountBefore);
+            // The unstructured pass zeroed exactly half of Hidden's 128 weights before the structured cut.
+            Assert.Equal(0.5, report.LayerSparsity["Hidden"]);
+            Assert.Equal(1, report.FineTuneEpochs);
+            Assert.True(report.ParamBytesAfter < report.ParamBytesBefore);
+            Assert.InRange(report.SizeRatio, 0.01, 0.99);
+
+            // The exported model is the int8 one and loads back as such.
+            var exported = Path.Combine(_dir, "ckpt", "optimized.bin");
+            Assert.Equal(report.ExportPath, exported);
+            Assert.Equal(new FileInfo(exported).Length, report.FileBytesAfter);
+        }
+
+        [Fact]
+        public void NoOptimize_SkipsThePasses()
+        {
+            Assert.Equal(0, Trainer.Train(Options(noOptimize: true), () => new PipelineNet()));
+            Assert.Null(TrainingReport.Read(Path.Combine(_dir, "report.json")).GetSection<OptimizationReport>("optimized"));
+            Assert.False(File.Exists(Path.Combine(_dir, "ckpt", "optimized.bin")));
+        }
+    }
+}
