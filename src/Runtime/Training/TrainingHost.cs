@@ -3,6 +3,7 @@ using System.CommandLine;
 using System.CommandLine.Help;
 using System.IO;
 using System.Linq;
+using ModelDsl.Runtime.Inference;
 
 namespace ModelDsl.Runtime.Training
 {
@@ -69,10 +70,17 @@ namespace ModelDsl.Runtime.Training
                 epochs, batch, lr, seed, data, testData, checkpointDir, resume, report, device, threads, deterministic, tensorboard, plain,
             };
 
+            // `train` is the default command: the same options work with or without the word. evaluate, predict and
+            // export use a trained model (ModelDsl.Runtime.Inference); --version prints the version and exits.
+            var train = new Command("train", $"Train {plan.ModelName} (the default command)");
+            foreach (var option in root.Options.Where(o => o is not HelpOption and not VersionOption)) train.Options.Add(option);
+            root.Subcommands.Add(train);
+            ModelCommands.AddTo(root, plan, create);
+
             ParseResult parsed = root.Parse(args);
             if (parsed.Errors.Count > 0)
                 return Usage(parsed.Errors[0].Message);
-            if (parsed.Action is HelpAction)
+            if (parsed.Action is HelpAction || ModelCommands.Handles(parsed))
                 return parsed.Invoke();
 
             int e = parsed.GetValue(epochs), b = parsed.GetValue(batch), t = parsed.GetValue(threads);
