@@ -70,6 +70,9 @@ namespace ModelDsl.Runtime.Training
                 epochs, batch, lr, seed, data, testData, checkpointDir, resume, report, device, threads, deterministic, tensorboard, plain,
             };
 
+            var patience = new Option<int>("--patience") { Description = $"Stop after this many epochs without a better validation loss; 0 is off (declared: {plan.EarlyStoppingPatience})", DefaultValueFactory = _ => plan.EarlyStoppingPatience };
+            root.Options.Add(patience);
+
             // `train` is the default command: the same options work with or without the word. evaluate, predict and
             // export use a trained model (ModelDsl.Runtime.Inference); --version prints the version and exits.
             var train = new Command("train", $"Train {plan.ModelName} (the default command)");
@@ -105,6 +108,11 @@ namespace ModelDsl.Runtime.Training
                 TensorBoardDirectory = parsed.GetValue(tensorboard),
                 PlainProgress = parsed.GetValue(plain),
             };
+
+            int n = parsed.GetValue(patience);
+            if (n < 0) return Usage($"--patience must be 0 (off) or a number of epochs, got {n}");
+            if (n > 0 && plan.ValidationFraction == 0) return Usage($"--patience watches the validation loss, but {plan.ModelName}'s [Train] holds out no validation data (ValidationFraction = 0)");
+            options = options with { Plan = options.Plan with { EarlyStoppingPatience = n } };
 
             try
             {
