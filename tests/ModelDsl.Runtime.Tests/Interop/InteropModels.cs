@@ -17,6 +17,8 @@ public partial class InteropCnn
     [Flatten]                   public partial Flatten Flat { get; }
     [Linear(5)]                 public partial Linear Head { get; }
 
+    private static Tensor tensor_from(float[] values, long[] shape) => tensor(values, shape);
+
     /// <summary>A model whose every tensor is set by formula (no RNG), so its exports are the same bytes everywhere.</summary>
     public static InteropCnn WithFixedWeights()
     {
@@ -27,8 +29,13 @@ public partial class InteropCnn
         {
             k++;
             if (tensor.dtype == ScalarType.Int64) tensor.fill_(5);
-            else if (name.EndsWith("running_var", StringComparison.Ordinal)) tensor.copy_(linspace(0.5, 1.5, tensor.numel()).reshape(tensor.shape));
-            else tensor.copy_((arange(tensor.numel(), ScalarType.Float32) * 0.37f + k).sin().mul(0.5f).reshape(tensor.shape));
+            else if (name.EndsWith("running_var", StringComparison.Ordinal)) tensor.copy_(tensor_from(Enumerable.Range(0, (int)tensor.numel()).Select(i => 0.5f + 0.25f * i).ToArray(), tensor.shape));
+            else
+            {
+                // Exact arithmetic on small integers: the same floats on every machine (a sin() could differ in the last bit by CPU).
+                var values = Enumerable.Range(0, (int)tensor.numel()).Select(i => ((i * 37 + k * 11) % 101) / 101f - 0.5f).ToArray();
+                tensor.copy_(tensor_from(values, tensor.shape));
+            }
         }
         return model;
     }
