@@ -61,14 +61,15 @@ namespace ModelDsl.Runtime.Inference
             features.Dispose();
 
             var sb = new StringBuilder();
-            string R(double v) => v.ToString("R", CultureInfo.InvariantCulture);
+            // Shortest round-trip text of the float32 values: what the model computed, no digits it did not.
+            string R(float v) => v.ToString("R", CultureInfo.InvariantCulture);
             long n = raw.shape[0];
             if (signature.IsClassifier)
             {
                 var classes = Predictor.Classes(raw, signature.Output).data<long>().ToArray();
-                var probabilities = Predictor.Probabilities(raw, signature.Output).to_type(ScalarType.Float64);
+                var probabilities = Predictor.Probabilities(raw, signature.Output).to_type(ScalarType.Float32);
                 int k = (int)probabilities.shape[1];
-                double[] p = probabilities.data<double>().ToArray();
+                float[] p = probabilities.data<float>().ToArray();
                 sb.Append(labels is null ? "" : "label,").Append("class");
                 for (int c = 0; c < k; c++) sb.Append(",p").Append(c.ToString(CultureInfo.InvariantCulture));
                 sb.Append('\n');
@@ -82,9 +83,9 @@ namespace ModelDsl.Runtime.Inference
                 return sb.ToString();
             }
 
-            var flat = raw.reshape(n, -1).to_type(ScalarType.Float64);
+            var flat = raw.reshape(n, -1).to_type(ScalarType.Float32);
             int width = (int)flat.shape[1];
-            double[] values = flat.data<double>().ToArray();
+            float[] values = flat.data<float>().ToArray();
             sb.Append(labels is null ? "" : "label,");
             sb.Append(string.Join(",", Enumerable.Range(0, width).Select(j => "y" + j.ToString(CultureInfo.InvariantCulture)))).Append('\n');
             for (long i = 0; i < n; i++)

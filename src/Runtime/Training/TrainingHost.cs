@@ -79,6 +79,10 @@ namespace ModelDsl.Runtime.Training
             foreach (var option in root.Options.Where(o => o is not HelpOption and not VersionOption)) train.Options.Add(option);
             root.Subcommands.Add(train);
             ModelCommands.AddTo(root, plan, create);
+            // Training runs below, not through an action; a command with subcommands and no action would be
+            // "Required command was not provided".
+            root.SetAction(_ => 0);
+            train.SetAction(_ => 0);
 
             ParseResult parsed = root.Parse(args);
             if (parsed.Errors.Count > 0)
