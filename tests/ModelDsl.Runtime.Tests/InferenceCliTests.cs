@@ -38,6 +38,7 @@ public sealed class TrainedDigits : IDisposable
 /// the trainer just wrote; the export is loaded back here and by real PyTorch.
 /// </summary>
 [Trait("Category", "EndToEnd")]
+[Collection(GlobalTorchStateCollection.Name)]
 public sealed class InferenceCliTests : IClassFixture<TrainedDigits>
 {
     private readonly TrainedDigits _run;
@@ -229,6 +230,7 @@ public sealed class InferenceCliTests : IClassFixture<TrainedDigits>
 
 /// <summary>Early stopping and the best checkpoint, end to end: a run that must stop early, and what it leaves.</summary>
 [Trait("Category", "EndToEnd")]
+[Collection(GlobalTorchStateCollection.Name)]
 public sealed class EarlyStoppingTests : IDisposable
 {
     private readonly string _dir = Directory.CreateTempSubdirectory("modeldsl-patience-").FullName;

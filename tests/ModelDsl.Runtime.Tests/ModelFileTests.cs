@@ -9,6 +9,7 @@ using static TorchSharp.torch;
 namespace ModelDsl.Runtime.Tests;
 
 /// <summary>Generated Load(path) over the three model files, the formats themselves, and the errors of a misfit.</summary>
+[Collection(GlobalTorchStateCollection.Name)]
 public sealed class ModelFileTests : IDisposable
 {
     private readonly string _dir = Directory.CreateTempSubdirectory("modeldsl-files-").FullName;

@@ -5,6 +5,7 @@ using static TorchSharp.torch;
 namespace ModelDsl.Runtime.Tests;
 
 /// <summary>Generated Predict and PredictProba: what they return, batching, the mode, and the input checks.</summary>
+[Collection(GlobalTorchStateCollection.Name)]
 public sealed class PredictTests
 {
     private static Tensor Batch(long n) => (arange(n * 36, ScalarType.Float32) * 0.11f).sin().reshape(n, 1, 6, 6);

@@ -13,6 +13,7 @@ namespace ModelDsl.Runtime.Tests;
 /// files exported here — byte for byte, by their SHA-256 — loaded into the equivalent PyTorch module with
 /// load_state_dict(strict=True) and computed what this model computes. Regenerate: see docs/inference.md.
 /// </summary>
+[Collection(GlobalTorchStateCollection.Name)]
 public sealed class PyTorchInteropTests
 {
     private static readonly string InteropDir = Path.Combine(TrainingEndToEndTests.RepoRoot(), "tests", "ModelDsl.Runtime.Tests", "Interop");
