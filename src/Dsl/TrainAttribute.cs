@@ -91,5 +91,11 @@ namespace ModelDsl
         public double FeatureScale { get; set; } = 1.0;
         /// <summary>Fraction of the training data held out for validation, in [0, 1). Default 0.1.</summary>
         public double ValidationFraction { get; set; } = 0.1;
+        /// <summary>
+        /// Stop when the validation loss has not improved for this many epochs (Keras' and Lightning's
+        /// <c>EarlyStopping(patience)</c> on <c>val_loss</c>); 0 turns early stopping off. Needs a validation set.
+        /// <c>best.ckpt</c>, the checkpoint of the best epoch, is written either way. Default 0.
+        /// </summary>
+        public int EarlyStoppingPatience { get; set; }
     }
 }

@@ -52,6 +52,16 @@ namespace ModelDsl.Generators
                 .WithTrackingName(TrackingNames.OrphanTrain);
 
             context.RegisterSourceOutput(models, static (spc, model) => EmitSafely(spc, model!));
+
+            // Load and Predict call ModelDsl.Runtime, which a model without [Train] need not reference: they are emitted
+            // where the compilation has it. The compilation is reduced to that one fact, so edits elsewhere stay cached.
+            var runtimeReferenced = context.CompilationProvider
+                .Select(static (c, _) => c.GetTypeByMetadataName(InferenceEmitter.RuntimeMarker) is not null)
+                .WithTrackingName(TrackingNames.RuntimeReferenced);
+            context.RegisterSourceOutput(models.Combine(runtimeReferenced), static (spc, pair) =>
+            {
+                if (pair.Right) EmitInferenceSafely(spc, pair.Left!);
+            });
             // Diagnostics are re-attached to their syntax trees so that #pragma warning disable and per-file
             // .editorconfig severities apply to them. Only this cheap reporting step sees every compilation; the
             // parse and the emitted source stay cached.
@@ -116,6 +126,21 @@ namespace ModelDsl.Generators
             if (stubSource is not null)
                 context.AddSource(PartialStubEmitter.HintName(model), SourceText.From(stubSource, System.Text.Encoding.UTF8));
         }
+        private static void EmitInferenceSafely(SourceProductionContext context, ModelSpec model)
+        {
+            string source;
+            try
+            {
+                source = InferenceEmitter.Emit(model);
+            }
+            catch (Exception e) when (e is not OperationCanceledException)
+            {
+                context.ReportDiagnostic(Diagnostic.Create(DiagnosticDescriptors.UnsupportedClass, null, model.Name,
+                    "the ModelDsl emitter failed on it (" + e.GetType().Name + ": " + e.Message + "); please report this"));
+                return;
+            }
+            context.AddSource(InferenceEmitter.HintName(model), SourceText.From(source, System.Text.Encoding.UTF8));
+        }
     }
 
     /// <summary>Tracking names of the pipeline steps, for incremental-caching tests.</summary>
@@ -129,6 +154,8 @@ namespace ModelDsl.Generators
         public const string Diagnostics = "ModelDsl.Diagnostics";
         /// <summary>[Train] attributes on classes without [Model].</summary>
         public const string OrphanTrain = "ModelDsl.OrphanTrain";
+        /// <summary>Whether the compilation references ModelDsl.Runtime (Load and Predict are emitted only then).</summary>
+        public const string RuntimeReferenced = "ModelDsl.RuntimeReferenced";
     }
 
     internal static class GeneratorInfo

@@ -18,6 +18,7 @@ public class TrainingPlanTests
         nameof(TrainingPlan.Data), nameof(TrainingPlan.Epochs), nameof(TrainingPlan.TestData),
         nameof(TrainingPlan.Backend), nameof(TrainingPlan.BucketSizeMB),
         nameof(TrainingPlan.Passes), nameof(TrainingPlan.ParametersAfterPasses),
+        nameof(TrainingPlan.EarlyStoppingPatience),
     };
 
     [Fact]

@@ -64,6 +64,7 @@ namespace ModelDsl.Generators.Emit
             w.Line($"    ValidationFraction = {D(t.ValidationFraction)},");
             w.Line($"    FeatureScale = {D(t.FeatureScale)},");
             if (t.Classes > 0) w.Line($"    Classes = {I(t.Classes)},");
+            if (t.EarlyStoppingPatience > 0) w.Line($"    EarlyStoppingPatience = {I(t.EarlyStoppingPatience)},");
             if (model.Parallel is { } p)
             {
                 w.Line($"    // [Parallel({p.Mode}, WorldSize = {I(p.WorldSize)})]: the trainer relaunches itself under mpirun when started alone.");

@@ -36,7 +36,7 @@ namespace ModelDsl.Generators.Model
         string Loss, string Optimizer, double LearningRate, double WeightDecay, double Momentum, bool Nesterov,
         int Epochs, int BatchSize, long Seed, string Schedule, int WarmupEpochs, int StepSize, double Gamma,
         double GradientClipNorm, string Data, string TestData, double ValidationFraction, double FeatureScale,
-        EquatableArray<long> SampleShape, bool InputIsInteger, int Classes);
+        EquatableArray<long> SampleShape, bool InputIsInteger, int Classes, int EarlyStoppingPatience = 0);
 
     /// <summary>The checked values of a [Parallel] attribute; enums as their names.</summary>
     internal sealed record ParallelSpec(

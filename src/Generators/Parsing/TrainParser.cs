@@ -100,6 +100,12 @@ namespace ModelDsl.Generators.Parsing
             if (!(validation >= 0 && validation < 1))
                 Fail(DiagnosticDescriptors.InvalidTrainingSetting, "ValidationFraction", $"ValidationFraction is {Num(validation)}; it must be in [0, 1)");
 
+            int patience = Get("EarlyStoppingPatience", 0);
+            if (patience < 0)
+                Fail(DiagnosticDescriptors.InvalidTrainingSetting, "EarlyStoppingPatience", $"EarlyStoppingPatience is {patience}; use a number of epochs, or 0 for no early stopping");
+            else if (patience > 0 && validation == 0)
+                Fail(DiagnosticDescriptors.InvalidTrainingSetting, "EarlyStoppingPatience", "EarlyStoppingPatience watches the validation loss, but ValidationFraction is 0; hold out some data for validation");
+
             double featureScale = Get("FeatureScale", 1.0);
             if (!(featureScale > 0) || double.IsInfinity(featureScale))
                 Fail(DiagnosticDescriptors.InvalidTrainingSetting, "FeatureScale", $"FeatureScale is {Num(featureScale)}; it must be a positive number");
@@ -133,7 +139,8 @@ namespace ModelDsl.Generators.Parsing
             if (!ok || loss is null || optimizer is null || schedule is null) return null;
             return new TrainSpec(loss, optimizer, lr, weightDecay, momentum, nesterov, epochs, batch, Get("Seed", 0L), schedule,
                 warmup, stepSize, gamma, clip, Get("Data", ""), Get("TestData", ""), validation, featureScale, sample.ToEquatableArray(), inputIsInteger,
-                loss is "CrossEntropy" or "NLL" && output is { Length: >= 2 } && output[1].IsConcrete && output[1].Size <= int.MaxValue ? (int)output[1].Size : 0);
+                loss is "CrossEntropy" or "NLL" && output is { Length: >= 2 } && output[1].IsConcrete && output[1].Size <= int.MaxValue ? (int)output[1].Size : 0,
+                patience);
         }
 
         private static string? ActivationMismatch(string loss, string? last) => (loss, last) switch

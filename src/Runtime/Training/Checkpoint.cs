@@ -24,7 +24,7 @@ namespace ModelDsl.Runtime.Training
     /// <c>Module.save</c> writes it; the optimiser section length (int64) and the optimiser state as
     /// <c>save_state_dict</c> writes it; the SHA-256 of every byte before it (32 bytes).
     /// </remarks>
-    public static class Checkpoint
+    public static partial class Checkpoint
     {
         /// <summary>The rolling checkpoint a trainer rewrites (atomically) after every epoch, inside its checkpoint directory.</summary>
         public const string FileName = "checkpoint.ckpt";

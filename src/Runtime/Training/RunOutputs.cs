@@ -31,6 +31,9 @@ namespace ModelDsl.Runtime.Training
         /// <summary>Where the checkpoint of each epoch goes (and a resume reads from).</summary>
         public string CheckpointPath { get; }
 
+        /// <summary>Where the checkpoint of the best epoch (lowest validation loss) goes.</summary>
+        public string BestCheckpointPath => Path.Combine(_options.CheckpointDirectory, Checkpoint.BestFileName);
+
         /// <summary>
         /// Checks every output location before any work, so a bad path fails in a second, not after training.
         /// Rank 0 only: other ranks write nothing.
@@ -64,6 +67,9 @@ namespace ModelDsl.Runtime.Training
             if (!_primary || !File.Exists(CheckpointPath)) return;
             var previous = Path.Combine(_options.CheckpointDirectory, "previous-" + Checkpoint.FileName);
             File.Move(CheckpointPath, previous, overwrite: true);
+            // The previous run's best must not pass for this run's.
+            if (File.Exists(BestCheckpointPath))
+                File.Move(BestCheckpointPath, Path.Combine(_options.CheckpointDirectory, "previous-" + Checkpoint.BestFileName), overwrite: true);
             Note($"Starting fresh; the previous checkpoint was moved to {previous} (use --resume to continue a run).");
         }
 
@@ -86,6 +92,12 @@ namespace ModelDsl.Runtime.Training
             _progress.EndEpoch(metrics, eta);
         }
 
+        /// <summary>The epoch's checkpoint again as <c>best.ckpt</c>: its validation loss is the lowest so far.</summary>
+        public void SaveBest(nn.Module model, OptimizerHelper optimizer, CheckpointState state)
+        {
+            if (_primary) Checkpoint.Save(BestCheckpointPath, model, optimizer, state);
+        }
+
         /// <summary>The JSON report and the training-curve PNG beside it, if asked for; then where the checkpoint is.</summary>
         public void Finish(TrainingReport report)
         {
@@ -100,6 +112,9 @@ namespace ModelDsl.Runtime.Training
                     : $"report: {reportPath} (curves not drawn: {plotError})");
             }
             Note($"checkpoint: {CheckpointPath}");
+            if (report.BestEpoch is { } best && File.Exists(BestCheckpointPath))
+                Note($"best: {BestCheckpointPath} (epoch {best}, validation loss {TrainingProgress.Format(report.BestValLoss ?? double.NaN)})" +
+                     (report.StopReason == TrainingReport.StoppedEarly ? "; stopped early" : ""));
         }
 
         private static void PrepareDirectory(string directory, string option)

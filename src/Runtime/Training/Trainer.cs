@@ -66,6 +66,7 @@ namespace ModelDsl.Runtime.Training
                 strategy.Start(model);
 
                 var clock = Stopwatch.StartNew();
+                bool stoppedEarly = false;
                 for (int epoch = startEpoch; epoch < plan.Epochs; epoch++)
                 {
                     var metrics = loop.Run(epoch, plan.Epochs, plan.LearningRateAt(epoch))
@@ -75,7 +76,7 @@ namespace ModelDsl.Runtime.Training
                     // The RNG state after the epoch is what the next epoch starts from: a resumed run continues
                     // exactly where an uninterrupted one would.
                     double perEpoch = clock.Elapsed.TotalSeconds / (epoch + 1 - startEpoch);
-                    outputs.EndEpoch(model, optimizer, new CheckpointState
+                    var state = new CheckpointState
                     {
                         ModelName = plan.ModelName,
                         PlanFingerprint = plan.Fingerprint(),
@@ -84,7 +85,25 @@ namespace ModelDsl.Runtime.Training
                         RngState = torch.get_rng_state().data<byte>().ToArray(),
                         History = history.ToList(),
                         Seed = plan.Seed,
-                    }, metrics, plan.Epochs, TimeSpan.FromSeconds(perEpoch * (plan.Epochs - epoch - 1)));
+                    };
+                    outputs.EndEpoch(model, optimizer, state, metrics, plan.Epochs, TimeSpan.FromSeconds(perEpoch * (plan.Epochs - epoch - 1)));
+
+                    // The monitored metric: best.ckpt on an improvement, and the early-stopping decision. Every rank
+                    // computes the verdict from its own history; the stop goes through a reduction all the same so
+                    // that no rank leaves the loop alone (under local SGD the ranks' validation losses may differ).
+                    var verdict = EarlyStopping.After(history, plan.EarlyStoppingPatience);
+                    if (verdict.Improved) outputs.SaveBest(model, optimizer, state);
+                    if (plan.EarlyStoppingPatience > 0)
+                    {
+                        var stop = new[] { verdict.Stop ? 1.0 : 0.0 };
+                        strategy.SumAcrossRanks(stop);
+                        if (stop[0] > 0)
+                        {
+                            stoppedEarly = true;
+                            outputs.Note($"Early stopping after epoch {epoch + 1}: the validation loss has not improved for {epoch + 1 - verdict.BestEpoch} epochs (patience {plan.EarlyStoppingPatience}); the best was epoch {verdict.BestEpoch}.");
+                            break;
+                        }
+                    }
                 }
 
                 double trainSeconds = clock.Elapsed.TotalSeconds;
@@ -96,6 +115,7 @@ namespace ModelDsl.Runtime.Training
                     outputs.Note($"test accuracy {TrainingProgress.Percent(testAccuracy.Value)} on {test.Count} samples ({plan.TestData})");
                 }
 
+                var best = EarlyStopping.After(history, plan.EarlyStoppingPatience);
                 var report = new TrainingReport
                 {
                     Model = plan.ModelName,
@@ -111,6 +131,9 @@ namespace ModelDsl.Runtime.Training
                     ParamCount = TrainingReport.ParameterCount(model),
                     ParamL2 = TrainingReport.ParameterL2(model),
                     History = history.ToList(),
+                    BestEpoch = best.BestEpoch,
+                    BestValLoss = best.BestValLoss,
+                    StopReason = stoppedEarly ? TrainingReport.StoppedEarly : TrainingReport.Completed,
                 };
                 strategy.Finish(model, report);
                 if (plan.Passes.Count > 0 && !options.NoOptimize)

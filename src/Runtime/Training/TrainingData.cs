@@ -38,7 +38,7 @@ namespace ModelDsl.Runtime.Training
             return new TrainingData(train, validation, test);
         }
 
-        private static TensorDataset LoadFile(string path, TrainingPlan plan, LabelKind labelKind)
+        internal static TensorDataset LoadFile(string path, TrainingPlan plan, LabelKind labelKind)
         {
             string resolved = ResolvePath(path);
             try
@@ -67,7 +67,7 @@ namespace ModelDsl.Runtime.Training
         }
 
         /// <summary>A relative data path is looked up in the working directory, then beside the program.</summary>
-        private static string ResolvePath(string path)
+        internal static string ResolvePath(string path)
         {
             if (Path.IsPathRooted(path) || File.Exists(path)) return Path.GetFullPath(path);
             var besideProgram = Path.Combine(AppContext.BaseDirectory, path);

@@ -3,6 +3,7 @@ using System.CommandLine;
 using System.CommandLine.Help;
 using System.IO;
 using System.Linq;
+using ModelDsl.Runtime.Inference;
 
 namespace ModelDsl.Runtime.Training
 {
@@ -85,10 +86,24 @@ namespace ModelDsl.Runtime.Training
                 noOptimize, export,
             };
 
+            var patience = new Option<int>("--patience") { Description = $"Stop after this many epochs without a better validation loss; 0 is off (declared: {plan.EarlyStoppingPatience})", DefaultValueFactory = _ => plan.EarlyStoppingPatience };
+            root.Options.Add(patience);
+
+            // `train` is the default command: the same options work with or without the word. evaluate, predict and
+            // export use a trained model (ModelDsl.Runtime.Inference); --version prints the version and exits.
+            var train = new Command("train", $"Train {plan.ModelName} (the default command)");
+            foreach (var option in root.Options.Where(o => o is not HelpOption and not VersionOption)) train.Options.Add(option);
+            root.Subcommands.Add(train);
+            ModelCommands.AddTo(root, plan, create);
+            // Training runs below, not through an action; a command with subcommands and no action would be
+            // "Required command was not provided".
+            root.SetAction(_ => 0);
+            train.SetAction(_ => 0);
+
             ParseResult parsed = root.Parse(args);
             if (parsed.Errors.Count > 0)
                 return Usage(parsed.Errors[0].Message);
-            if (parsed.Action is HelpAction)
+            if (parsed.Action is HelpAction || ModelCommands.Handles(parsed))
                 return parsed.Invoke();
 
             int e = parsed.GetValue(epochs), b = parsed.GetValue(batch), t = parsed.GetValue(threads);
@@ -132,6 +147,11 @@ namespace ModelDsl.Runtime.Training
                 NoOptimize = parsed.GetValue(noOptimize),
                 ExportPath = parsed.GetValue(export),
             };
+
+            int n = parsed.GetValue(patience);
+            if (n < 0) return Usage($"--patience must be 0 (off) or a number of epochs, got {n}");
+            if (n > 0 && plan.ValidationFraction == 0) return Usage($"--patience watches the validation loss, but {plan.ModelName}'s [Train] holds out no validation data (ValidationFraction = 0)");
+            options = options with { Plan = options.Plan with { EarlyStoppingPatience = n } };
 
             if (environment is null || ranks == 1)
                 return Guarded(primary: true, () =>

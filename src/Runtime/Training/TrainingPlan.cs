@@ -59,6 +59,10 @@ namespace ModelDsl.Runtime.Training
         /// <summary>Fraction of the training data held out for validation.</summary>
         public double ValidationFraction { get; init; } = 0.1;
 
+        /// <summary>Epochs without a better validation loss after which training stops; 0 is off.</summary>
+        [NotInFingerprint("it decides when training ends, not what an epoch does")]
+        public int EarlyStoppingPatience { get; init; }
+
         /// <summary>Classes the model outputs (dimension 1 of its output) for classification losses; 0 if unknown.</summary>
         public int Classes { get; init; }
 

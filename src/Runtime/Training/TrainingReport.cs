@@ -71,6 +71,23 @@ namespace ModelDsl.Runtime.Training
         [JsonPropertyName("param_l2")]
         public double ParamL2 { get; set; }
 
+        /// <summary>The value of <see cref="StopReason"/> when every planned epoch ran.</summary>
+        public const string Completed = "completed";
+        /// <summary>The value of <see cref="StopReason"/> when early stopping ended training.</summary>
+        public const string StoppedEarly = "early_stopping";
+
+        /// <summary>The epoch (1-based) with the lowest validation loss, whose weights are in <c>best.ckpt</c>; null without a validation set.</summary>
+        [JsonPropertyName("best_epoch")]
+        public int? BestEpoch { get; set; }
+
+        /// <summary>The validation loss of <see cref="BestEpoch"/>; null without a validation set.</summary>
+        [JsonPropertyName("best_val_loss")]
+        public double? BestValLoss { get; set; }
+
+        /// <summary>Why training ended: <c>"completed"</c> (every planned epoch ran) or <c>"early_stopping"</c>.</summary>
+        [JsonPropertyName("stop_reason")]
+        public string StopReason { get; set; } = Completed;
+
         /// <summary>Per-epoch metrics, oldest first.</summary>
         [JsonPropertyName("history")]
         public List<EpochMetrics> History { get; set; } = new();

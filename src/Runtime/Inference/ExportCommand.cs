@@ -1,0 +1,51 @@
+using System;
+using System.CommandLine;
+using System.IO;
+using System.Linq;
+using ModelDsl.Runtime.Training;
+using static TorchSharp.torch;
+
+namespace ModelDsl.Runtime.Inference
+{
+    /// <summary>
+    /// <c>export --model PATH --format pytorch|safetensors --output FILE</c>: the model's state dict with PyTorch's
+    /// names, for <c>torch.load</c> + <c>load_state_dict</c> on the equivalent PyTorch module (docs/inference.md).
+    /// </summary>
+    internal static class ExportCommand
+    {
+        public const string Name = "export";
+
+        public static Command Create<TModel>(TrainingPlan plan, Func<TModel> create) where TModel : nn.Module<Tensor, Tensor>
+        {
+            var model = ModelCommands.ModelOption(plan);
+            var format = new Option<string?>("--format") { Description = "pytorch (torch.save's format) or safetensors (default: from the output's extension: .pt/.pth or .safetensors)", HelpName = "FORMAT" };
+            format.AcceptOnlyFromAmong("pytorch", "safetensors");
+            var output = new Option<string>("--output") { Description = "The file to write", HelpName = "FILE", Required = true };
+            var command = new Command(Name, $"Export a trained {plan.ModelName}'s weights for PyTorch (a state dict with PyTorch's parameter names)")
+            {
+                model, format, output,
+            };
+            command.SetAction(parsed => ModelCommands.Guard(() =>
+            {
+                string outputPath = parsed.GetValue(output)!;
+                var chosen = ModelLoader.ParseFormat(parsed.GetValue(format)) ?? FromExtension(outputPath)
+                             ?? throw new TrainingException($"--format is needed: the extension of {outputPath} says neither .pt/.pth (pytorch) nor .safetensors");
+                string modelPath = ModelCommands.ResolveModel(parsed.GetValue(model), plan);
+                using var net = ModelLoader.Load(modelPath, create, plan.ModelName);
+                ModelLoader.Export(net, outputPath, chosen, plan.ModelName);
+                int tensors = net.state_dict().Count;
+                long parameters = net.parameters().Sum(p => p.numel());
+                Console.WriteLine($"exported {plan.ModelName} from {modelPath} to {outputPath} ({(chosen == ModelFileFormat.PyTorch ? "pytorch" : "safetensors")}: {tensors} tensors, {parameters:N0} parameters)");
+                return 0;
+            }));
+            return command;
+        }
+
+        private static ModelFileFormat? FromExtension(string path) => Path.GetExtension(path).ToLowerInvariant() switch
+        {
+            ".pt" or ".pth" => ModelFileFormat.PyTorch,
+            ".safetensors" => ModelFileFormat.SafeTensors,
+            _ => null,
+        };
+    }
+}

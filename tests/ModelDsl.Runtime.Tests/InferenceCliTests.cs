@@ -1,0 +1,316 @@
+using System.Collections.Generic;
+using System.Diagnostics;
+using System.Globalization;
+using System.IO;
+using System.Text.Json;
+using ModelDsl.Runtime.Inference;
+using ModelDsl.Runtime.Training;
+
+namespace ModelDsl.Runtime.Tests;
+
+/// <summary>One short training run of the Digits CNN (with the explicit <c>train</c> word), shared by the tests.</summary>
+public sealed class TrainedDigits : IDisposable
+{
+    public TrainedDigits()
+    {
+        Dir = Directory.CreateTempSubdirectory("modeldsl-infer-").FullName;
+        // 600 training rows and one epoch: a real model, quickly (accuracy is not the point here).
+        var data = Path.Combine(Dir, "small.csv");
+        File.WriteAllLines(data, File.ReadLines(DigitsProcess.DataFile("optdigits.tra")).Take(600));
+        Training = DigitsProcess.Run(Dir, "cnn", "train", "--epochs", "1", "--data", data, "--checkpoint-dir", Checkpoints,
+            "--report", ReportPath, "--plain", "--threads", "1");
+    }
+
+    public string Dir { get; }
+    public string Checkpoints => Path.Combine(Dir, "ckpt");
+    public string Last => Path.Combine(Checkpoints, Checkpoint.FileName);
+    public string ReportPath => Path.Combine(Dir, "report.json");
+    public DigitsProcess.Result Training { get; }
+
+    public void Dispose()
+    {
+        try { Directory.Delete(Dir, recursive: true); } catch (IOException) { }
+    }
+}
+
+/// <summary>
+/// The generated trainer's evaluate, predict and export commands and --version, run as real processes on a model
+/// the trainer just wrote; the export is loaded back here and by real PyTorch.
+/// </summary>
+[Trait("Category", "EndToEnd")]
+[Collection(GlobalTorchStateCollection.Name)]
+public sealed class InferenceCliTests : IClassFixture<TrainedDigits>
+{
+    private readonly TrainedDigits _run;
+
+    public InferenceCliTests(TrainedDigits run)
+    {
+        _run = run;
+        Assert.True(run.Training.ExitCode == 0, run.Training.ToString());
+    }
+
+    private double ReportedTestAccuracy => TrainingReport.Read(_run.ReportPath).TestAccuracy!.Value;
+
+    [Fact]
+    public void ExplicitTrainWord_TrainsAsWithout_AndWritesBestCheckpoint()
+    {
+        var report = TrainingReport.Read(_run.ReportPath);
+        Assert.Single(report.History);
+        Assert.Equal(1, report.BestEpoch);
+        Assert.Equal(TrainingReport.Completed, report.StopReason);
+        Assert.Equal(report.History[0].ValLoss, report.BestValLoss);
+        Assert.Equal(1, Checkpoint.ReadState(Path.Combine(_run.Checkpoints, Checkpoint.BestFileName)).Epoch);
+        Assert.Contains("best: ", _run.Training.Stdout);
+    }
+
+    [Fact]
+    public void Evaluate_AgreesWithTheTrainingReport_AndWritesJson()
+    {
+        var json = Path.Combine(_run.Dir, "eval.json");
+        var run = DigitsProcess.Run(_run.Dir, "cnn", "evaluate", "--model", _run.Last, "--report", json);
+        Assert.True(run.ExitCode == 0, run.ToString());
+        Assert.Contains("confusion matrix", run.Stdout);
+        Assert.Contains("precision", run.Stdout);
+
+        using var doc = JsonDocument.Parse(File.ReadAllText(json));
+        var root = doc.RootElement;
+        Assert.Equal(1797, root.GetProperty("samples").GetInt64());
+        // The declared test data, the final weights: the same figure the trainer reported.
+        Assert.Equal(ReportedTestAccuracy, root.GetProperty("accuracy").GetDouble(), 12);
+        var matrix = root.GetProperty("confusion_matrix").EnumerateArray().Select(r => r.EnumerateArray().Select(c => c.GetInt64()).ToArray()).ToArray();
+        Assert.Equal(10, matrix.Length);
+        Assert.Equal(1797, matrix.Sum(r => r.Sum()));
+        var perClass = root.GetProperty("per_class").EnumerateArray().ToArray();
+        Assert.Equal(10, perClass.Length);
+        for (int c = 0; c < 10; c++)
+        {
+            Assert.Equal(matrix[c].Sum(), perClass[c].GetProperty("support").GetInt64());
+            Assert.Equal((double)matrix[c][c] / matrix[c].Sum(), perClass[c].GetProperty("recall").GetDouble(), 12);
+        }
+        Assert.True(root.GetProperty("loss").GetDouble() > 0);
+    }
+
+    [Fact]
+    public void Predict_WritesOneRowPerInput_WithTheMostProbableClass()
+    {
+        var output = Path.Combine(_run.Dir, "predictions.csv");
+        var run = DigitsProcess.Run(_run.Dir, "cnn", "predict", "--model", _run.Last, "--data", DigitsProcess.DataFile("optdigits.tes"), "--output", output);
+        Assert.True(run.ExitCode == 0, run.ToString());
+        var lines = File.ReadAllLines(output);
+        Assert.Equal("label,class,p0,p1,p2,p3,p4,p5,p6,p7,p8,p9", lines[0]);
+        Assert.Equal(1798, lines.Length);
+        int correct = 0;
+        foreach (var line in lines.Skip(1))
+        {
+            var cells = line.Split(',');
+            var p = cells.Skip(2).Select(c => double.Parse(c, CultureInfo.InvariantCulture)).ToArray();
+            Assert.Equal(1.0, p.Sum(), 5);
+            Assert.Equal(Array.IndexOf(p, p.Max()), int.Parse(cells[1], CultureInfo.InvariantCulture));
+            if (cells[0] == cells[1]) correct++;
+        }
+        Assert.Equal(ReportedTestAccuracy, correct / 1797.0, 12);
+    }
+
+    [Fact]
+    public void Predict_OfRowsWithoutLabels_AndToStandardOutput()
+    {
+        var rows = Path.Combine(_run.Dir, "unlabelled.csv");
+        File.WriteAllLines(rows, File.ReadLines(DigitsProcess.DataFile("optdigits.tes")).Take(3).Select(l => l.Substring(0, l.LastIndexOf(','))));
+        var run = DigitsProcess.Run(_run.Dir, "cnn", "predict", "--model", _run.Last, "--data", rows);
+        Assert.True(run.ExitCode == 0, run.ToString());
+        var lines = run.Stdout.Split('\n', StringSplitOptions.RemoveEmptyEntries);
+        Assert.Equal("class,p0,p1,p2,p3,p4,p5,p6,p7,p8,p9", lines[0]);
+        Assert.Equal(4, lines.Length);
+    }
+
+    [Fact]
+    public void Export_BothFormats_LoadBackAsTheSameModel()
+    {
+        using var fromCheckpoint = Digits.DigitsCnn.Load(_run.Last);
+        foreach (var (format, name) in new[] { ("pytorch", "cnn.pt"), ("safetensors", "cnn.weights") })
+        {
+            var path = Path.Combine(_run.Dir, name);
+            var run = DigitsProcess.Run(_run.Dir, "cnn", "export", "--model", _run.Last, "--format", format, "--output", path);
+            Assert.True(run.ExitCode == 0, run.ToString());
+            Assert.Contains("18 tensors", run.Stdout);
+            using var exported = Digits.DigitsCnn.Load(path);
+            ModelFileTests.AssertSameState(fromCheckpoint, exported);
+        }
+    }
+
+    [Fact]
+    public void ExportedDigitsCnn_LoadsIntoPyTorch_AndPredictsTheSameOnTheTestSet()
+    {
+        // Real PyTorch: Debian's python3-torch (.ci/run installs it).
+        Assert.True(DigitsProcess.HasPyTorch(), "this test needs /usr/bin/python3 with torch (apt-get install python3-torch)");
+        var testData = DigitsProcess.DataFile("optdigits.tes");
+        using var model = Digits.DigitsCnn.Load(_run.Last);
+        var (features, _) = FeatureCsvForTests(testData);
+        var expected = model.PredictProba(features * (float)Digits.DigitsCnn.Plan.FeatureScale).data<float>().ToArray();
+
+        foreach (var (format, name) in new[] { ("pytorch", "torch.pt"), ("safetensors", "torch.safetensors") })
+        {
+            var path = Path.Combine(_run.Dir, name);
+            var export = DigitsProcess.Run(_run.Dir, "cnn", "export", "--model", _run.Last, "--format", format, "--output", path);
+            Assert.True(export.ExitCode == 0, export.ToString());
+            var python = DigitsProcess.Python(DigitsProcess.InteropScript(), "digits", path, testData);
+            Assert.True(python.ExitCode == 0, python.ToString());
+            using var doc = JsonDocument.Parse(python.Stdout);
+            var classes = doc.RootElement.GetProperty("classes").EnumerateArray().Select(c => c.GetInt64()).ToArray();
+            var probabilities = doc.RootElement.GetProperty("probabilities").EnumerateArray().SelectMany(r => r.EnumerateArray().Select(p => p.GetSingle())).ToArray();
+            Assert.Equal(1797, classes.Length);
+            Assert.Equal(model.Predict(features * (float)Digits.DigitsCnn.Plan.FeatureScale).data<long>().ToArray(), classes);
+            Assert.Equal(expected.Length, probabilities.Length);
+            Assert.True(expected.Zip(probabilities).Max(p => Math.Abs(p.First - p.Second)) < 1e-5, $"{format}: probabilities differ");
+        }
+    }
+
+    [Fact]
+    public void Version_PrintsTheVersion_AndStartsNoTraining()
+    {
+        var dir = Directory.CreateTempSubdirectory("modeldsl-version-").FullName;
+        try
+        {
+            var run = DigitsProcess.Run(dir, "--version");
+            Assert.True(run.ExitCode == 0, run.ToString());
+            Assert.StartsWith("Digits ", run.Stdout);
+            Assert.Contains("DigitsCnn; ModelDsl ", run.Stdout);
+            Assert.Empty(Directory.EnumerateFileSystemEntries(dir));
+        }
+        finally
+        {
+            Directory.Delete(dir, recursive: true);
+        }
+    }
+
+    [Fact]
+    public void Help_ListsTheCommands()
+    {
+        var run = DigitsProcess.Run(_run.Dir, "cnn", "--help");
+        Assert.Equal(0, run.ExitCode);
+        foreach (var command in new[] { "train", "evaluate", "predict", "export", "--patience", "--version" })
+            Assert.Contains(command, run.Stdout);
+    }
+
+    [Theory]
+    [InlineData("evaluate", "--model", "{dir}/none.ckpt", "There is no model file")]
+    [InlineData("export", "--format", "onnx", "--output", "{dir}/x.onnx", "onnx")]
+    [InlineData("export", "--model", "{last}", "--output", "{dir}/x.bin", "--format is needed")]
+    [InlineData("predict", "--model", "{last}", "--data", "{dir}/wide.csv", "wide.csv:1")]
+    [InlineData("predict", "--model", "{last}", "--data", "{dir}/wide.csv", "--batch-size", "0", "--batch-size must be at least 1")]
+    [InlineData("--patience", "-1", "--patience must be 0")]
+    public void BadCommandLine_IsOneClearLine_AndExitCode2(params string[] args)
+    {
+        File.WriteAllText(Path.Combine(_run.Dir, "wide.csv"), string.Join(",", Enumerable.Repeat("1", 70)) + "\n");
+        string expected = args[^1];
+        var actual = args[..^1].Select(a => a.Replace("{dir}", _run.Dir).Replace("{last}", _run.Last)).ToArray();
+        var run = DigitsProcess.Run(_run.Dir, new[] { "cnn" }.Concat(actual).ToArray());
+        Assert.True(run.ExitCode == 2, run.ToString());
+        Assert.StartsWith("error: ", run.Stderr);
+        Assert.Contains(expected, run.Stderr);
+        Assert.DoesNotContain("   at ", run.Stderr);
+    }
+
+    [Fact]
+    public void Patience_WithoutValidationData_IsAUsageError()
+    {
+        // The MLP's [Train] holds out no validation data (ValidationFraction = 0).
+        var run = DigitsProcess.Run(_run.Dir, "mlp", "--patience", "2", "--checkpoint-dir", Path.Combine(_run.Dir, "mlp"));
+        Assert.Equal(2, run.ExitCode);
+        Assert.Contains("ValidationFraction = 0", run.Stderr);
+    }
+
+    private static (TorchSharp.torch.Tensor Features, long[] Labels) FeatureCsvForTests(string path)
+    {
+        var rows = File.ReadAllLines(path).Where(l => l.Length > 0).Select(l => l.Split(',').Select(c => float.Parse(c, CultureInfo.InvariantCulture)).ToArray()).ToArray();
+        var features = TorchSharp.torch.tensor(rows.SelectMany(r => r.Take(64)).ToArray(), new long[] { rows.Length, 1, 8, 8 });
+        return (features, rows.Select(r => (long)r[64]).ToArray());
+    }
+}
+
+/// <summary>Early stopping and the best checkpoint, end to end: a run that must stop early, and what it leaves.</summary>
+[Trait("Category", "EndToEnd")]
+[Collection(GlobalTorchStateCollection.Name)]
+public sealed class EarlyStoppingTests : IDisposable
+{
+    private readonly string _dir = Directory.CreateTempSubdirectory("modeldsl-patience-").FullName;
+
+    public void Dispose()
+    {
+        try { Directory.Delete(_dir, recursive: true); } catch (IOException) { }
+    }
+
+    [Fact]
+    public void ValidationLossThatStopsImproving_StopsTraining_AndBestCkptHoldsTheBestEpoch()
+    {
+        // 200 rows (20 for validation) and a high constant learning rate: the validation loss soon stops improving.
+        var data = Path.Combine(_dir, "tiny.csv");
+        File.WriteAllLines(data, File.ReadLines(DigitsProcess.DataFile("optdigits.tra")).Take(200));
+        var report = Path.Combine(_dir, "report.json");
+        var checkpoints = Path.Combine(_dir, "ckpt");
+        var run = DigitsProcess.Run(_dir, "cnn", "--data", data, "--epochs", "30", "--patience", "2", "--lr", "0.02",
+            "--checkpoint-dir", checkpoints, "--report", report, "--plain", "--threads", "1");
+        Assert.True(run.ExitCode == 0, run.ToString());
+
+        var r = TrainingReport.Read(report);
+        Assert.Equal(TrainingReport.StoppedEarly, r.StopReason);
+        Assert.True(r.History.Count < 30, $"ran {r.History.Count} epochs");
+        var losses = r.History.Select(h => h.ValLoss!.Value).ToArray();
+        int best = Array.IndexOf(losses, losses.Min()) + 1;
+        Assert.Equal(best, r.BestEpoch);
+        Assert.Equal(losses.Min(), r.BestValLoss);
+        // Patience 2: it stopped exactly two epochs after the best one, and no epoch in between improved.
+        Assert.Equal(best + 2, r.History.Count);
+        Assert.Contains($"Early stopping after epoch {best + 2}", run.Stdout);
+
+        var bestState = Checkpoint.ReadState(Path.Combine(checkpoints, Checkpoint.BestFileName));
+        Assert.Equal(best, bestState.Epoch);
+        Assert.Equal(r.History.Count, Checkpoint.ReadState(Path.Combine(checkpoints, Checkpoint.FileName)).Epoch);
+
+        // The best checkpoint evaluates to the validation loss recorded for its epoch? Its weights are that epoch's:
+        // loading it gives a model that differs from the last checkpoint's.
+        using var fromBest = Digits.DigitsCnn.Load(Path.Combine(checkpoints, Checkpoint.BestFileName));
+        using var fromLast = Digits.DigitsCnn.Load(Path.Combine(checkpoints, Checkpoint.FileName));
+        Assert.False(fromBest.Output.weight!.equal(fromLast.Output.weight!).all().item<bool>());
+    }
+}
+
+/// <summary>Runs the Digits sample (built with the tests) and Python as real processes.</summary>
+public static class DigitsProcess
+{
+    public sealed record Result(int ExitCode, string Stdout, string Stderr)
+    {
+        public override string ToString() => $"exit {ExitCode}\nstdout:\n{Stdout}\nstderr:\n{Stderr}";
+    }
+
+    public static Result Run(string workingDirectory, params string[] args)
+    {
+        var testBin = new DirectoryInfo(AppContext.BaseDirectory.TrimEnd(Path.DirectorySeparatorChar));
+        var dll = Path.Combine(TrainingEndToEndTests.RepoRoot(), "samples", "Digits", "bin", testBin.Parent!.Name, testBin.Name, "Digits.dll");
+        Assert.True(File.Exists(dll), "the Digits sample is not built at " + dll);
+        return Start(Environment.GetEnvironmentVariable("DOTNET_HOST_PATH") ?? "dotnet", workingDirectory, new[] { dll }.Concat(args));
+    }
+
+    public static Result Python(params string[] args) => Start("/usr/bin/python3", Path.GetTempPath(), args);
+
+    public static bool HasPyTorch() => File.Exists("/usr/bin/python3") && Python("-c", "import torch").ExitCode == 0;
+
+    public static string InteropScript() => Path.Combine(TrainingEndToEndTests.RepoRoot(), "tests", "ModelDsl.Runtime.Tests", "Interop", "pytorch_interop.py");
+
+    public static string DataFile(string name) => Path.Combine(TrainingEndToEndTests.RepoRoot(), "samples", "Digits", "data", name);
+
+    private static Result Start(string program, string workingDirectory, IEnumerable<string> args)
+    {
+        var info = new ProcessStartInfo(program) { RedirectStandardOutput = true, RedirectStandardError = true, WorkingDirectory = workingDirectory };
+        foreach (var a in args) info.ArgumentList.Add(a);
+        using var process = Process.Start(info)!;
+        var stdout = process.StandardOutput.ReadToEndAsync();
+        var stderr = process.StandardError.ReadToEndAsync();
+        if (!process.WaitForExit(TimeSpan.FromMinutes(8)))
+        {
+            process.Kill(entireProcessTree: true);
+            throw new TimeoutException(program + " did not finish: " + string.Join(" ", args));
+        }
+        return new Result(process.ExitCode, stdout.Result, stderr.Result);
+    }
+}
