@@ -9,22 +9,27 @@ using BenchmarkDotNet.Running;
 // Interleaved A/B cross-check of the forward/backward ratio (no BenchmarkDotNet):  -- --interleaved
 // The same for the trainer's optimisation step against the hand-written one:        -- --interleaved-step
 // Results go to tests/ModelDsl.Benchmarks/BenchmarkDotNet.Artifacts unless --artifacts says otherwise.
+// Distributed runtime, two ranks under mpirun (needs Open MPI; not BenchmarkDotNet):  -- --allreduce   or   -- --ddp-overlap
 if (args.Length == 1 && args[0] == "--interleaved")
 {
     ModelDsl.Benchmarks.InterleavedCheck.Run();
-    return;
+    return 0;
 }
 if (args.Length == 1 && args[0] == "--interleaved-step")
 {
     ModelDsl.Benchmarks.InterleavedCheck.RunTrainerStep();
-    return;
+    return 0;
 }
+
+if (args.Length >= 1 && args[0] is "--allreduce" or "--ddp-overlap")
+    return ModelDsl.Benchmarks.DistributedBenchmarks.Run(args);
 
 var config = DefaultConfig.Instance;
 if (!args.Any(a => a.Equals("--artifacts", StringComparison.OrdinalIgnoreCase)) && FindProjectDirectory() is { } projectDir)
     config = config.WithArtifactsPath(Path.Combine(projectDir, "BenchmarkDotNet.Artifacts"));
 
 BenchmarkSwitcher.FromAssembly(typeof(ModelDsl.Benchmarks.ForwardBackwardBenchmarks).Assembly).Run(args, config);
+return 0;
 
 static string? FindProjectDirectory()
 {

@@ -22,8 +22,6 @@ return args[0] switch
     "info" => MpiLauncher.RunRank(group, () => { Console.WriteLine($"rank {group.Rank} of {group.WorldSize} backend {group.Backend}"); return 0; }),
     "collectives" => MpiLauncher.RunRank(group, () => Collectives.Run(group)),
     "ddp" => MpiLauncher.RunRank(group, () => Ddp.Run(group)),
-    "overlap" => MpiLauncher.RunRank(group, () => Ddp.MeasureOverlap(group, args.Length > 1 ? double.Parse(args[1], System.Globalization.CultureInfo.InvariantCulture) : 4)),
-    "bandwidth" => MpiLauncher.RunRank(group, () => Bandwidth.Run(group, args.Skip(1).ToArray())),
     "throw" => Failures.ThrowUnhandled(group),
     "throw-guarded" => MpiLauncher.RunRank(group, () => Failures.ThrowGuarded(group)),
     "exit-code" => MpiLauncher.RunRank(group, () => Failures.ExitCode(group)),
