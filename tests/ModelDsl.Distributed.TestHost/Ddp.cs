@@ -92,7 +92,71 @@ internal static class Ddp
 
         averaged.Dispose();
         whole.Dispose();
+
+        SyncBatchNormMatchesTheWholeBatch(group, check);
         return check.Finish("ddp");
+    }
+
+    /// <summary>
+    /// A conv + BatchNorm model on half a batch per rank with SyncBatchNorm against the same model with plain
+    /// BatchNorm on the whole batch in one process: gradients and running statistics agree.
+    /// </summary>
+    private static void SyncBatchNormMatchesTheWholeBatch(ProcessGroup group, Checker check)
+    {
+        manual_seed(5);
+        var model = new ConvBn(group);
+        manual_seed(5);
+        var reference = new ConvBn(null);
+        manual_seed(8);
+        using var x = randn(64, 1, 8, 8) * 3 + 1;
+        using var y = randn(64, 3);
+        long per = 64 / group.WorldSize;
+        using var xs = x.narrow(0, group.Rank * per, per);
+        using var ys = y.narrow(0, group.Rank * per, per);
+        using var reducer = new GradientReducer(group, model.parameters());
+        using (var scope = NewDisposeScope())
+            nn.functional.mse_loss(model.call(xs), ys).backward();
+        reducer.Synchronize();
+        using (var scope = NewDisposeScope())
+            nn.functional.mse_loss(reference.call(x), y).backward();
+
+        using var got = Gradients(model);
+        using var want = Gradients(reference);
+        double rel = (got - want).abs().max().item<float>() / want.abs().max().item<float>();
+        check.That(rel < 1e-5, $"SyncBatchNorm: gradients equal the whole batch's with plain BatchNorm within 1e-5 relative (got {rel:E2})");
+        foreach (var (name, a, b) in new[] { ("running_mean", model.Norm.running_mean!, reference.Norm.running_mean!), ("running_var", model.Norm.running_var!, reference.Norm.running_var!) })
+        {
+            double r = (a - b).abs().max().item<float>() / b.abs().max().item<float>();
+            check.That(r < 1e-5, $"SyncBatchNorm: {name} equals the whole batch's within 1e-5 relative (got {r:E2})");
+        }
+        check.That(model.Norm.num_batches_tracked!.item<long>() == 1, "SyncBatchNorm counts the batch");
+    }
+
+    private sealed class ConvBn : nn.Module<Tensor, Tensor>
+    {
+        private readonly ProcessGroup? _group;
+        private readonly Conv2d conv;
+        private readonly BatchNorm2d norm;
+        private readonly Linear fc;
+
+        public ConvBn(ProcessGroup? group) : base(nameof(ConvBn))
+        {
+            _group = group;
+            conv = nn.Conv2d(1, 4, 3, padding: 1);
+            norm = nn.BatchNorm2d(4);
+            fc = nn.Linear(4 * 8 * 8, 3);
+            RegisterComponents();
+        }
+
+        public BatchNorm2d Norm => norm;
+
+        public override Tensor forward(Tensor input)
+        {
+            using var scope = NewDisposeScope();
+            var h = conv.call(input);
+            h = _group is null ? norm.call(h) : SyncBatchNorm.Forward(_group, norm, h);
+            return fc.call(nn.functional.relu(h).flatten(1)).MoveToOuterDisposeScope();
+        }
     }
 
     private static Sequential Mlp(int seed)

@@ -32,10 +32,11 @@ public sealed class ProcessGroupTests
     }
 
     [Fact]
-    public void TwoRanks_GradientReducer_AveragesLikeTheWholeBatch_D6_AndKeepsReplicasBitwiseEqual()
+    public void TwoRanks_GradientReducerAndSyncBatchNorm_MatchTheWholeBatch_D6_AndKeepReplicasBitwiseEqual()
     {
         // D6; whole-batch gradient within 1e-5; bitwise equal across ranks and between the blocking and overlapped
-        // paths; buckets started during backward; parameters broadcast from rank 0; in sync after 5 SGD steps.
+        // paths; buckets started during backward; parameters broadcast from rank 0; in sync after 5 SGD steps;
+        // SyncBatchNorm on half batches equals plain BatchNorm on the whole batch (gradients, running statistics).
         var job = MpiJob.Mpirun(2, "ddp", JobTimeout);
         Assert.True(job.ExitCode == 0, job.Output);
         Assert.Contains("PASS rank 0: ddp", job.Stdout, StringComparison.Ordinal);
