@@ -84,6 +84,9 @@ public sealed class DistributedSamplerTests
         s.SetEpoch(4);
         Assert.Equal(s.Indices(), s.ToArray());
         Assert.Equal(s.NumSamples, s.LongCount());
+        using var t = s.AsTensor();
+        Assert.Equal(s.Indices(), t.data<long>().ToArray());
+        Assert.Equal(TorchSharp.torch.ScalarType.Int64, t.dtype);
     }
 
     [Fact]
@@ -93,6 +96,29 @@ public sealed class DistributedSamplerTests
         var all = Enumerable.Range(0, replicas).SelectMany(r => Sampler(n, replicas, r, shuffle: true, seed: 1).Indices()).ToList();
         Assert.Equal(24, all.Count);
         Assert.Equal(Enumerable.Range(0, n).Select(i => (long)i), all.Distinct().OrderBy(i => i));
+    }
+
+    [Fact]
+    public void RanksBatchesTogether_AreTheSingleProcessBatchesOfWTimesTheSize_WhenWDividesN()
+    {
+        // The equivalence rule in docs/distributed.md: with the same permutation, batch k of size b on every rank
+        // together holds exactly the samples of batch k of size W·b in one process (the last, partial one too).
+        const long n = 3440;
+        const int w = 2, b = 32;
+        using var generator = new TorchSharp.torch.Generator(9);
+        using var perm = TorchSharp.torch.randperm(n, generator: generator);
+        long[] order = perm.data<long>().ToArray();
+        var ranks = Enumerable.Range(0, w).Select(r =>
+        {
+            var s = Sampler(n, w, r, shuffle: true, seed: 9);
+            return s.Indices();
+        }).ToArray();
+        for (long start = 0, k = 0; start < n; start += w * b, k++)
+        {
+            var single = order.Skip((int)start).Take(w * b).OrderBy(i => i);
+            var together = ranks.SelectMany(mine => mine.Skip((int)(k * b)).Take(b)).OrderBy(i => i);
+            Assert.Equal(single, together);
+        }
     }
 
     [Fact]
