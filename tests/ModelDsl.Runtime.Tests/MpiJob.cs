@@ -27,18 +27,18 @@ internal static class MpiJob
         string mpirun = MpiLauncherPath();
         var all = new List<string> { "-np", ranks.ToString(System.Globalization.CultureInfo.InvariantCulture), "--oversubscribe", "dotnet", TestHostDll(), scenario };
         all.AddRange(args);
-        return Run(mpirun, all, timeout, rootVariables: true);
+        return Run(mpirun, all, timeout, rootVariables: true, clean: true);
     }
 
     /// <summary><c>dotnet TestHost.dll launch N scenario</c>: the host relaunches itself under mpirun through MpiLauncher.</summary>
     public static Result Launch(int ranks, string scenario, TimeSpan timeout) =>
-        Run("dotnet", new[] { TestHostDll(), "launch", ranks.ToString(System.Globalization.CultureInfo.InvariantCulture), scenario }, timeout, rootVariables: false);
+        Run("dotnet", new[] { TestHostDll(), "launch", ranks.ToString(System.Globalization.CultureInfo.InvariantCulture), scenario }, timeout, rootVariables: false, clean: false);
 
     /// <summary><c>dotnet TestHost.dll scenario</c> alone (world size 1, no MPI).</summary>
     public static Result Alone(string scenario, TimeSpan timeout) =>
-        Run("dotnet", new[] { TestHostDll(), scenario }, timeout, rootVariables: false);
+        Run("dotnet", new[] { TestHostDll(), scenario }, timeout, rootVariables: false, clean: false);
 
-    private static Result Run(string file, IEnumerable<string> args, TimeSpan timeout, bool rootVariables)
+    private static Result Run(string file, IEnumerable<string> args, TimeSpan timeout, bool rootVariables, bool clean)
     {
         var info = new ProcessStartInfo(file)
         {
@@ -66,8 +66,10 @@ internal static class MpiJob
         var stdout = new StringBuilder();
         var stderr = new StringBuilder();
         using var process = new Process { StartInfo = info };
-        process.OutputDataReceived += (_, e) => { if (e.Data is not null) lock (stdout) stdout.AppendLine(Clean(e.Data)); };
-        process.ErrorDataReceived += (_, e) => { if (e.Data is not null) lock (stderr) stderr.AppendLine(Clean(e.Data)); };
+        // Run directly under mpirun (not through MpiLauncher, which sets TERM=dumb), ranks write terminal codes.
+        Func<string, string> filter = clean ? Clean : s => s;
+        process.OutputDataReceived += (_, e) => { if (e.Data is not null) lock (stdout) stdout.AppendLine(filter(e.Data)); };
+        process.ErrorDataReceived += (_, e) => { if (e.Data is not null) lock (stderr) stderr.AppendLine(filter(e.Data)); };
         var clock = Stopwatch.StartNew();
         process.Start();
         process.BeginOutputReadLine();

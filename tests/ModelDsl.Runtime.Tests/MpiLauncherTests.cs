@@ -62,6 +62,8 @@ public sealed class MpiLauncherTests
         Assert.Contains("rank 0 of 2 backend mpi", job.Stdout, StringComparison.Ordinal);
         Assert.Contains("rank 1 of 2 backend mpi", job.Stdout, StringComparison.Ordinal);
         Assert.Equal("", job.Stderr.Trim());
+        // Output redirected: the ranks were told there is no terminal, so no control codes reach the pipe.
+        Assert.DoesNotContain('\u001b', job.Stdout);
     }
 
     // ---------------------------------------------------------------- failure, never a hang
