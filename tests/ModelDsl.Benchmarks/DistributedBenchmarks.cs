@@ -1,5 +1,8 @@
 using System;
 using System.Diagnostics;
+using System.IO;
+using System.Linq;
+using ModelDsl.Runtime.Data;
 using System.Globalization;
 using ModelDsl.Runtime.Distributed;
 using TorchSharp;
@@ -15,6 +18,8 @@ namespace ModelDsl.Benchmarks;
 /// <item><c>--allreduce [maxBytes] [async]</c>: all-reduce from 1 KB to 256 MB (float32, SUM, in place) against a
 /// single-process memcpy of the same size, reported as nccl-tests does: algorithm bandwidth = bytes / time, bus
 /// bandwidth = algbw · 2(n−1)/n (the bytes each rank moves in a ring all-reduce, comparable across world sizes).</item>
+/// <item><c>--ddp-scaling</c>: DDP scaling efficiency on the Digits CNN (the sample's layer stack, AdamW, batch 64
+/// per rank, 1 thread per rank, optdigits): samples/s at world size 2 over twice the samples/s of one process.</item>
 /// <item><c>--ddp-overlap [bucketMB]</c>: forward+backward+gradient synchronisation of a 16 MB model, blocking and
 /// with buckets started during backward (<see cref="GradientReducer.EnableOverlap"/>).</item>
 /// </list>
@@ -24,6 +29,8 @@ public static class DistributedBenchmarks
     /// <summary>Runs the mode named by <c>args[0]</c> on two ranks, relaunching under mpirun when not yet a rank.</summary>
     public static int Run(string[] args)
     {
+        if (args[0] == "--ddp-scaling")
+            return DdpScaling(args);
         if (MpiLauncher.ShouldRelaunch(2))
             return MpiLauncher.Relaunch(args, 2);
         set_num_threads(1);
@@ -183,5 +190,105 @@ public static class DistributedBenchmarks
             Console.WriteLine($"overlap: communication hidden {(comm > 0 ? (withBlocking - withOverlap) / comm : 0):P0} of {comm:F2} ms");
         }
         return 0;
+    }
+
+    /// <summary>
+    /// World size 1 in this process (a group of one: no communication), then world size 2 under mpirun, then world
+    /// size 1 again; efficiency = samples/s at 2 / (2 × the mean of the two single-process figures).
+    /// </summary>
+    private static int DdpScaling(string[] args)
+    {
+        set_num_threads(1);
+        if (DistributedEnvironment.IsMpiRank)
+        {
+            using var world = ProcessGroup.Create(CommBackend.Mpi, CPU);
+            return MpiLauncher.RunRank(world, () =>
+            {
+                var (samplesPerSecond, commFraction) = Train(world);
+                if (world.Rank == 0)
+                    File.WriteAllText(args[2], FormattableString.Invariant($"{samplesPerSecond} {commFraction}"));
+                return 0;
+            });
+        }
+
+        using var single = new SingleProcessGroup();
+        double before = Train(single).SamplesPerSecond;
+        string result = Path.GetTempFileName();
+        int code = MpiLauncher.Relaunch(new[] { "--ddp-scaling", "--out", result }, 2);
+        if (code != 0)
+            return code;
+        double after = Train(single).SamplesPerSecond;
+        var parts = File.ReadAllText(result).Split(' ');
+        File.Delete(result);
+        double two = double.Parse(parts[0], CultureInfo.InvariantCulture);
+        double comm = double.Parse(parts[1], CultureInfo.InvariantCulture);
+        double one = (before + after) / 2;
+        Console.WriteLine("| world size × threads | samples/s | communication share |");
+        Console.WriteLine("| --- | ---: | ---: |");
+        Console.WriteLine(FormattableString.Invariant($"| 1 × 1 (before, after) | {before:F0}, {after:F0} | — |"));
+        Console.WriteLine(FormattableString.Invariant($"| 2 × 1 | {two:F0} | {comm:P0} |"));
+        Console.WriteLine(FormattableString.Invariant($"scaling efficiency: {two / (2 * one):F2}"));
+        return 0;
+    }
+
+    /// <summary>Global samples per second of DDP training steps (median of 3 rounds of 30 steps), and the share of time in collectives.</summary>
+    private static (double SamplesPerSecond, double CommFraction) Train(ProcessGroup group)
+    {
+        const int batch = 64, rounds = 3, steps = 30, warmup = 5;
+        using var data = CsvDataset.Load(FindDigits(), new long[] { 1, 8, 8 }, LabelKind.ClassIndex);
+        data.Features.mul_(1.0 / 16);
+        manual_seed(0);
+        var model = new GeneratedCnn();
+        model.train();
+        DataParallel.BroadcastParameters(group, model);
+        using var reducer = new GradientReducer(group, model.parameters());
+        using var optimizer = optim.AdamW(model.parameters(), 2e-3, weight_decay: 0.01);
+        var sampler = new DistributedSampler(data.Count, group.WorldSize, group.Rank, shuffle: true, seed: 0);
+        using var order = sampler.AsTensor();
+        long position = 0;
+
+        void Step()
+        {
+            using var scope = NewDisposeScope();
+            if (position + batch > sampler.NumSamples)
+                position = 0;
+            var idx = order.narrow(0, position, batch);
+            position += batch;
+            optimizer.zero_grad();
+            var loss = nn.functional.cross_entropy(model.forward(data.Features.index_select(0, idx)), data.Labels.index_select(0, idx));
+            loss.backward();
+            reducer.Synchronize();
+            optimizer.step();
+        }
+
+        for (int i = 0; i < warmup; i++)
+            Step();
+        var rates = new double[rounds];
+        var comm = new double[rounds];
+        for (int r = 0; r < rounds; r++)
+        {
+            group.Barrier();
+            var before = reducer.CommunicationTime;
+            var clock = Stopwatch.StartNew();
+            for (int i = 0; i < steps; i++)
+                Step();
+            group.Barrier();
+            rates[r] = (double)batch * group.WorldSize * steps / clock.Elapsed.TotalSeconds;
+            comm[r] = (reducer.CommunicationTime - before) / clock.Elapsed;
+        }
+        Array.Sort(rates);
+        Array.Sort(comm);
+        return (rates[rounds / 2], comm[rounds / 2]);
+    }
+
+    private static string FindDigits()
+    {
+        for (var dir = new DirectoryInfo(AppContext.BaseDirectory); dir is not null; dir = dir.Parent)
+        {
+            string path = Path.Combine(dir.FullName, "samples", "Digits", "data", "optdigits.tra");
+            if (File.Exists(path))
+                return path;
+        }
+        throw new FileNotFoundException("samples/Digits/data/optdigits.tra not found above " + AppContext.BaseDirectory);
     }
 }

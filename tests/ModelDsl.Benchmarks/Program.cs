@@ -9,7 +9,7 @@ using BenchmarkDotNet.Running;
 // Interleaved A/B cross-check of the forward/backward ratio (no BenchmarkDotNet):  -- --interleaved
 // The same for the trainer's optimisation step against the hand-written one:        -- --interleaved-step
 // Results go to tests/ModelDsl.Benchmarks/BenchmarkDotNet.Artifacts unless --artifacts says otherwise.
-// Distributed runtime, two ranks under mpirun (needs Open MPI; not BenchmarkDotNet):  -- --allreduce   or   -- --ddp-overlap
+// Distributed runtime, two ranks under mpirun (needs Open MPI; not BenchmarkDotNet):  -- --allreduce, -- --ddp-scaling, -- --ddp-overlap
 if (args.Length == 1 && args[0] == "--interleaved")
 {
     ModelDsl.Benchmarks.InterleavedCheck.Run();
@@ -21,7 +21,7 @@ if (args.Length == 1 && args[0] == "--interleaved-step")
     return 0;
 }
 
-if (args.Length >= 1 && args[0] is "--allreduce" or "--ddp-overlap")
+if (args.Length >= 1 && args[0] is "--allreduce" or "--ddp-overlap" or "--ddp-scaling")
     return ModelDsl.Benchmarks.DistributedBenchmarks.Run(args);
 
 var config = DefaultConfig.Instance;
