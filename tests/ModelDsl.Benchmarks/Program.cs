@@ -10,27 +10,32 @@ using BenchmarkDotNet.Running;
 // The same for the trainer's optimisation step against the hand-written one:        -- --interleaved-step
 // Pruning/quantisation speed-ups in interleaved rounds, with the PyTorch peer:         -- --optimization [rounds]
 // Results go to tests/ModelDsl.Benchmarks/BenchmarkDotNet.Artifacts unless --artifacts says otherwise.
+// Distributed runtime, two ranks under mpirun (needs Open MPI; not BenchmarkDotNet):  -- --allreduce, -- --ddp-scaling, -- --ddp-overlap
 if (args.Length == 1 && args[0] == "--interleaved")
 {
     ModelDsl.Benchmarks.InterleavedCheck.Run();
-    return;
+    return 0;
 }
 if (args.Length == 1 && args[0] == "--interleaved-step")
 {
     ModelDsl.Benchmarks.InterleavedCheck.RunTrainerStep();
-    return;
+    return 0;
 }
 if (args.Length is 1 or 2 && args[0] == "--optimization")
 {
     ModelDsl.Benchmarks.OptimizationBenchmarks.RunInterleaved(args.Length == 2 ? int.Parse(args[1]) : 15);
-    return;
+    return 0;
 }
+
+if (args.Length >= 1 && args[0] is "--allreduce" or "--ddp-overlap" or "--ddp-scaling")
+    return ModelDsl.Benchmarks.DistributedBenchmarks.Run(args);
 
 var config = DefaultConfig.Instance;
 if (!args.Any(a => a.Equals("--artifacts", StringComparison.OrdinalIgnoreCase)) && FindProjectDirectory() is { } projectDir)
     config = config.WithArtifactsPath(Path.Combine(projectDir, "BenchmarkDotNet.Artifacts"));
 
 BenchmarkSwitcher.FromAssembly(typeof(ModelDsl.Benchmarks.ForwardBackwardBenchmarks).Assembly).Run(args, config);
+return 0;
 
 static string? FindProjectDirectory()
 {

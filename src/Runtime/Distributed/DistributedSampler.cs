@@ -96,6 +96,12 @@ public sealed class DistributedSampler : IEnumerable<long>
         return mine;
     }
 
+    /// <summary>
+    /// This rank's indices for the current epoch as an int64 tensor ([<see cref="NumSamples"/>], on the CPU), ready for
+    /// <c>index_select</c>: batch <c>k</c> of size <c>b</c> is <c>narrow(0, k·b, b)</c>. The caller owns it.
+    /// </summary>
+    public Tensor AsTensor() => tensor(Indices());
+
     /// <inheritdoc/>
     public IEnumerator<long> GetEnumerator() => ((IEnumerable<long>)Indices()).GetEnumerator();
 

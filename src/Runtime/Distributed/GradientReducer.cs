@@ -92,7 +92,9 @@ public sealed class GradientReducer : IDisposable
     /// Computes PyTorch's bucket assignment (<c>compute_bucket_assignment_by_size</c> over the gradient-ready order):
     /// parameters are visited last to first, grouped by dtype and device; a bucket closes when its bytes reach its
     /// cap, the first cap of each group being <paramref name="firstCapBytes"/> and the later ones
-    /// <paramref name="capBytes"/>; the open buckets are closed at the end, in the order their groups first appeared.
+    /// <paramref name="capBytes"/>; the buckets still open at the end close last, in the reverse of the order their
+    /// dtype first appeared (the iteration order of the <c>std::unordered_map</c> PyTorch keeps them in, as built with
+    /// libstdc++; checked against PyTorch 1.13 in the tests). The order only decides which all-reduce goes first.
     /// </summary>
     public static GradientBucket[] AssignBuckets(IReadOnlyList<Tensor> parameters, long firstCapBytes, long capBytes)
     {
@@ -119,8 +121,9 @@ public sealed class GradientReducer : IDisposable
             }
             open[key] = bucket;
         }
-        foreach (string key in order)
+        for (int k = order.Count - 1; k >= 0; k--)
         {
+            string key = order[k];
             var bucket = open[key];
             if (bucket.Indices.Count > 0)
                 result.Add((bucket.Indices, bucket.Bytes, bucket.CapIndex == 0 ? firstCapBytes : capBytes, bucket.Dtype, bucket.Device));

@@ -92,7 +92,8 @@ public static class MpiLauncher
     /// Runs <c>mpirun -np <paramref name="worldSize"/> --oversubscribe</c> on this program (or
     /// <see cref="MpiLaunchOptions.Command"/>) with <paramref name="args"/>, waits for the job and returns its exit
     /// code. The ranks' output passes through; <c>mpirun</c>'s own failure reports are condensed to one line naming
-    /// the rank (<see cref="MpirunOutputFilter"/>). As root, sets the two variables Open MPI requires to run as root.
+    /// the rank (<see cref="MpirunOutputFilter"/>). As root, sets the two variables Open MPI requires to run as root;
+    /// with standard output redirected, sets <c>TERM=dumb</c> for the ranks (no terminal control codes in the file).
     /// </summary>
     /// <returns>The job's exit code: 0 when every rank succeeded; <see cref="MissingMpirunExitCode"/> when <c>mpirun</c> is missing.</returns>
     public static int Relaunch(string[] args, int worldSize, MpiLaunchOptions? options = null)
@@ -115,6 +116,11 @@ public static class MpiLauncher
         };
         foreach (string a in mpirunArgs)
             start.ArgumentList.Add(a);
+        // Open MPI gives each rank a pseudo-terminal for stdout, so .NET writes terminal control codes (ESC [?1h ESC =)
+        // and progress bars render live; when this program's own output goes to a file or a pipe, tell the ranks
+        // there is no terminal to drive.
+        if (Console.IsOutputRedirected)
+            start.Environment["TERM"] = "dumb";
         if (IsRoot())
         {
             start.Environment["OMPI_ALLOW_RUN_AS_ROOT"] = "1";

@@ -23,7 +23,7 @@ public sealed partial class MpirunOutputFilter
     private readonly Action<string> _write;
     private readonly HashSet<int> _ranksThatSpoke = new();
     private List<string>? _block;
-    private bool _reported;
+    private string? _pending;
 
     /// <summary>Creates a filter that writes the lines it keeps (and its one condensed line) with <paramref name="write"/>.</summary>
     public MpirunOutputFilter(Action<string> write)
@@ -32,7 +32,7 @@ public sealed partial class MpirunOutputFilter
         _write = write;
     }
 
-    /// <summary>The condensed failure line, once one has been written; <see langword="null"/> while none has.</summary>
+    /// <summary>The condensed failure line, once <see cref="Complete"/> has written one; <see langword="null"/> otherwise.</summary>
     public string? FailureLine { get; private set; }
 
     /// <summary>Takes one line of <c>mpirun</c>'s standard error.</summary>
@@ -58,28 +58,38 @@ public sealed partial class MpirunOutputFilter
             _block = new List<string>();
             return;
         }
-        if (HelpAggregateNote().IsMatch(line))
+        // Notes about aggregated help messages, and mpirun failing to relay one while ranks abort at once
+        // ("ORTE_ERROR_LOG: Data unpack would read past end of buffer in file …/show_help.c"), say nothing about the job.
+        if (HelpAggregateNote().IsMatch(line) || (line.Contains("ORTE_ERROR_LOG", StringComparison.Ordinal) && line.Contains("show_help.c", StringComparison.Ordinal)))
             return;
         // A rank that failed under ProcessGroup.Abort already printed its own line: "error: rank R of N: cause".
         var own = RankErrorLine().Match(line);
         if (own.Success)
-        {
             _ranksThatSpoke.Add(int.Parse(own.Groups[1].Value, System.Globalization.CultureInfo.InvariantCulture));
-            _reported = true;
-        }
         _write(line);
     }
 
-    /// <summary>Ends the stream: an unterminated block is passed through as it was.</summary>
+    /// <summary>
+    /// Ends the stream: writes the condensed failure line, unless the failed rank already printed its own
+    /// (<c>error: rank R of N: …</c>, which may arrive after mpirun's report, since the ranks' output is relayed);
+    /// an unterminated block is passed through as it was.
+    /// </summary>
     public void Complete()
     {
-        if (_block is null)
-            return;
-        var block = _block;
-        _block = null;
-        _write(Rule);
-        foreach (string line in block)
-            _write(line);
+        if (_block is not null)
+        {
+            var block = _block;
+            _block = null;
+            _write(Rule);
+            foreach (string line in block)
+                _write(line);
+        }
+        if (_pending is not null && _ranksThatSpoke.Count == 0)
+        {
+            FailureLine = _pending;
+            _write(_pending);
+        }
+        _pending = null;
     }
 
     private void Condense(List<string> block)
@@ -89,25 +99,21 @@ public sealed partial class MpirunOutputFilter
         Match m;
         if ((m = AbortInvoked().Match(text)).Success)
         {
-            int rank = int.Parse(m.Groups[1].Value, System.Globalization.CultureInfo.InvariantCulture);
-            // The rank printed its own reason before aborting; mpirun's banner adds nothing.
-            line = _ranksThatSpoke.Contains(rank) ? "" : $"error: rank {rank} called MPI_Abort (error code {m.Groups[2].Value}); the job was stopped.";
+            line = $"error: rank {m.Groups[1].Value} called MPI_Abort (error code {m.Groups[2].Value}); the job was stopped.";
         }
         else if ((m = KilledBySignal().Match(text)).Success)
         {
-            line = $"error: rank {m.Groups[1].Value} (pid {m.Groups[2].Value} on {m.Groups[3].Value}) was killed by signal {m.Groups[4].Value} ({m.Groups[5].Value}); the job was stopped.";
+            // Open MPI 4.1 reports "PID 0" for a killed rank; leave out a pid it does not know.
+            string where = m.Groups[2].Value == "0" ? $"on {m.Groups[3].Value}" : $"pid {m.Groups[2].Value} on {m.Groups[3].Value}";
+            line = $"error: rank {m.Groups[1].Value} ({where}) was killed by signal {m.Groups[4].Value} ({m.Groups[5].Value}); the job was stopped.";
         }
         else if ((m = ExitedImproperly().Match(text)).Success)
         {
-            line = _ranksThatSpoke.Contains(int.Parse(m.Groups[1].Value, System.Globalization.CultureInfo.InvariantCulture))
-                ? ""
-                : $"error: rank {m.Groups[1].Value} exited without finalizing MPI (it crashed or exited early); the job was stopped.";
+            line = $"error: rank {m.Groups[1].Value} exited without finalizing MPI (it crashed or exited early); the job was stopped.";
         }
         else if ((m = NonZeroExit().Match(text)).Success)
         {
-            line = _ranksThatSpoke.Contains(int.Parse(m.Groups[1].Value, System.Globalization.CultureInfo.InvariantCulture))
-                ? ""
-                : $"error: rank {m.Groups[1].Value} exited with code {m.Groups[2].Value}; the job was stopped.";
+            line = $"error: rank {m.Groups[1].Value} exited with code {m.Groups[2].Value}; the job was stopped.";
         }
         else if (PrimaryJobTerminated().IsMatch(text))
         {
@@ -123,11 +129,9 @@ public sealed partial class MpirunOutputFilter
             _write(Rule);
             return;
         }
-        if (line.Length == 0 || _reported)
-            return;
-        _reported = true;
-        FailureLine = line;
-        _write(line);
+        // The first report names the rank that failed first; the rest are consequences.
+        if (line.Length > 0)
+            _pending ??= line;
     }
 
     [GeneratedRegex(@"\s+")]

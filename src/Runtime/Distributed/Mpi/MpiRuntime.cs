@@ -1,5 +1,4 @@
 using System;
-using System.Runtime.InteropServices;
 
 namespace ModelDsl.Runtime.Distributed.Mpi;
 
@@ -40,12 +39,6 @@ internal static unsafe class MpiRuntime
             library.Check(library.Initialized(&flag), "MPI_Initialized");
             if (flag == 0)
             {
-                // Open MPI installs its own SIGSEGV/SIGBUS/SIGFPE/SIGILL handlers (to print a backtrace) unless told not
-                // to; they would run before .NET's, which turns a SIGSEGV on a null reference into a
-                // NullReferenceException. The variable must reach the C environment, which Environment.SetEnvironmentVariable
-                // does not write on Unix.
-                if (Environment.GetEnvironmentVariable("OMPI_MCA_opal_signal") is null)
-                    SetNativeEnvironment("OMPI_MCA_opal_signal", "");
                 int provided = 0;
                 library.Check(library.InitThread(null, null, MpiLibrary.ThreadMultiple, &provided), "MPI_Init_thread");
                 ThreadLevel = provided;
@@ -119,25 +112,6 @@ internal static unsafe class MpiRuntime
             if (flag == 0)
                 library.Finalize();
             _finalized = true;
-        }
-    }
-
-    [DllImport("libc", EntryPoint = "setenv")]
-    private static extern int SetEnv([MarshalAs(UnmanagedType.LPUTF8Str)] string name, [MarshalAs(UnmanagedType.LPUTF8Str)] string value, int overwrite);
-
-    private static void SetNativeEnvironment(string name, string value)
-    {
-        Environment.SetEnvironmentVariable(name, value);
-        try
-        {
-            SetEnv(name, value, 1);
-        }
-        catch (DllNotFoundException)
-        {
-            // Not glibc/musl: leave Open MPI's default.
-        }
-        catch (EntryPointNotFoundException)
-        {
         }
     }
 }

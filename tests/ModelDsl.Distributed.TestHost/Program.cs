@@ -1,0 +1,37 @@
+using System;
+using System.Linq;
+using ModelDsl;
+using ModelDsl.Distributed.TestHost;
+using ModelDsl.Runtime.Distributed;
+using static TorchSharp.torch;
+
+// Usage: TestHost <scenario> [args]        as a rank under mpirun (or alone: world size 1)
+//        TestHost launch <np> <scenario>   relaunches itself under mpirun through MpiLauncher, as a trainer would
+if (args.Length == 0)
+{
+    Console.Error.WriteLine("usage: TestHost <scenario> | launch <np> <scenario>");
+    return 2;
+}
+if (args[0] == "launch")
+    return MpiLauncher.Relaunch(args.Skip(2).ToArray(), int.Parse(args[1], System.Globalization.CultureInfo.InvariantCulture));
+
+set_num_threads(1);
+using var group = ProcessGroup.Create(CommBackend.Auto, CPU);
+return args[0] switch
+{
+    "info" => MpiLauncher.RunRank(group, () => { Console.WriteLine($"rank {group.Rank} of {group.WorldSize} backend {group.Backend}"); return 0; }),
+    "collectives" => MpiLauncher.RunRank(group, () => Collectives.Run(group)),
+    "ddp" => MpiLauncher.RunRank(group, () => Ddp.Run(group)),
+    "throw" => Failures.ThrowUnhandled(group),
+    "throw-guarded" => MpiLauncher.RunRank(group, () => Failures.ThrowGuarded(group)),
+    "exit-code" => MpiLauncher.RunRank(group, () => Failures.ExitCode(group)),
+    "kill" => Failures.KillSelf(group),
+    "nullref" => MpiLauncher.RunRank(group, () => Failures.NullReference(group)),
+    _ => Usage(args[0]),
+};
+
+static int Usage(string scenario)
+{
+    Console.Error.WriteLine($"error: unknown scenario '{scenario}'");
+    return 2;
+}

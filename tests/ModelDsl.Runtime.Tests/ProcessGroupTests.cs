@@ -1,0 +1,211 @@
+using System.Collections;
+using System.Collections.Generic;
+using ModelDsl.Runtime.Distributed;
+using ModelDsl.Runtime.Distributed.Mpi;
+using TorchSharp;
+using static TorchSharp.torch;
+
+namespace ModelDsl.Runtime.Tests;
+
+/// <summary>
+/// Process groups: collective numerics and DDP averaging in real two-rank Open MPI jobs (the ranks run
+/// tests/ModelDsl.Distributed.TestHost, which asserts its own results), the single-process group, the launcher
+/// environment, and the guards in front of the native libraries (missing, not Open MPI, NCCL without CUDA).
+/// </summary>
+/// <remarks>One class, so its tests run one after another: they set the library-override variables in-process.</remarks>
+public sealed class ProcessGroupTests
+{
+    private static readonly TimeSpan JobTimeout = TimeSpan.FromSeconds(120);
+
+    // ---------------------------------------------------------------- two ranks under mpirun
+
+    [Fact]
+    public void TwoRanks_EveryCollective_EveryDtypeAndSize_IsExact()
+    {
+        // float32/64, float16, bfloat16, int64/32/16/8, uint8; sizes 0, 1, 7, 1001, 2^20+3; sum, avg, max, min,
+        // blocking and non-blocking; strided views; broadcast and all-gather; the barrier; size-mismatch errors.
+        var job = MpiJob.Mpirun(2, "collectives", JobTimeout);
+        Assert.True(job.ExitCode == 0, job.Output);
+        for (int r = 0; r < 2; r++)
+            Assert.Matches($"PASS rank {r}: collectives: [0-9]{{3,}} checks", job.Stdout);
+        Assert.DoesNotContain("FAIL", job.Stdout, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public void TwoRanks_GradientReducerAndSyncBatchNorm_MatchTheWholeBatch_D6_AndKeepReplicasBitwiseEqual()
+    {
+        // D6; whole-batch gradient within 1e-5; bitwise equal across ranks and between the blocking and overlapped
+        // paths; buckets started during backward; parameters broadcast from rank 0; in sync after 5 SGD steps;
+        // SyncBatchNorm on half batches equals plain BatchNorm on the whole batch (gradients, running statistics).
+        var job = MpiJob.Mpirun(2, "ddp", JobTimeout);
+        Assert.True(job.ExitCode == 0, job.Output);
+        Assert.Contains("PASS rank 0: ddp", job.Stdout, StringComparison.Ordinal);
+        Assert.Contains("PASS rank 1: ddp", job.Stdout, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public void TestHostAlone_IsAGroupOfOne_AndTheSameScenariosPass()
+    {
+        var job = MpiJob.Alone("ddp", JobTimeout);
+        Assert.True(job.ExitCode == 0, job.Output);
+        Assert.Contains("PASS rank 0: ddp", job.Stdout, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public void NullReferenceAfterMpiInit_IsStillAnOrdinaryException()
+    {
+        // Open MPI installs SIGSEGV handlers at MPI_Init; .NET's null-reference handling must survive them.
+        var job = MpiJob.Mpirun(2, "nullref", JobTimeout);
+        Assert.True(job.ExitCode == 0, job.Output);
+        Assert.Contains("PASS rank 1: nullref", job.Stdout, StringComparison.Ordinal);
+    }
+
+    // ---------------------------------------------------------------- single process
+
+    [Fact]
+    public void Create_OutsideALauncher_IsASingleProcessGroup_WhoseCollectivesAreTheIdentity()
+    {
+        Assert.Null(DistributedEnvironment.Current);
+        using var group = ProcessGroup.Create(CommBackend.Auto, CPU);
+        Assert.IsType<SingleProcessGroup>(group);
+        Assert.Equal((0, 1, "single"), (group.Rank, group.WorldSize, group.Backend));
+
+        using var t = tensor(new float[] { 1, -2, 3 });
+        foreach (var op in new[] { ReduceOp.Sum, ReduceOp.Avg, ReduceOp.Max, ReduceOp.Min })
+        {
+            group.AllReduce(t, op);
+            using var work = group.AllReduceAsync(t, op);
+            work.Wait();
+            Assert.True(work.IsCompleted());
+        }
+        Assert.Equal(new float[] { 1, -2, 3 }, t.data<float>().ToArray());
+        group.Broadcast(t, 0);
+        group.Barrier();
+        var gathered = group.AllGather(t);
+        Assert.Single(gathered);
+        Assert.Equal(t.data<float>().ToArray(), gathered[0].data<float>().ToArray());
+        // A copy, not the tensor itself.
+        gathered[0].add_(1);
+        Assert.Equal(1f, t[0].item<float>());
+    }
+
+    [Fact]
+    public void Collectives_RejectBadArguments_WithPyTorchLikeMessages()
+    {
+        using var group = new SingleProcessGroup();
+        using var flags = zeros(3, dtype: ScalarType.Bool);
+        Assert.Contains("all_reduce: unsupported dtype torch.bool", Assert.Throws<ArgumentException>(() => group.AllReduce(flags)).Message, StringComparison.Ordinal);
+        Assert.Contains("Invalid root rank 1, root should be in the interval [0, 0]",
+            Assert.Throws<ArgumentOutOfRangeException>(() => group.Broadcast(zeros(1), 1)).Message, StringComparison.Ordinal);
+        group.Dispose();
+        Assert.Throws<ObjectDisposedException>(() => group.Barrier());
+    }
+
+    [Fact]
+    public void Create_NcclOnACpuDevice_IsAClearError()
+    {
+        var e = Assert.Throws<ArgumentException>(() => ProcessGroup.Create(CommBackend.Nccl, CPU));
+        Assert.Contains("The NCCL backend reduces CUDA tensors only, but the device is cpu", e.Message, StringComparison.Ordinal);
+    }
+
+    // ---------------------------------------------------------------- native-library guards
+
+    [Fact]
+    public void OpenMpi_IsFoundAndRecognised_WithoutInitialisingMpi()
+    {
+        var library = MpiLibrary.Load();
+        Assert.StartsWith("Open MPI v", library.Version, StringComparison.Ordinal);
+        Assert.False(MpiRuntime.IsInitialized);
+    }
+
+    [Fact]
+    public void MissingOpenMpi_SaysHowToInstallIt()
+    {
+        var e = WithVariable(MpiLibrary.LibraryVariable, "/nonexistent/libmpi.so.40", () => Assert.Throws<DistributedException>(MpiLibrary.Load));
+        Assert.Contains("Open MPI was not found", e.Message, StringComparison.Ordinal);
+        Assert.Contains("install Open MPI: apt-get install openmpi-bin", e.Message, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public void ALibraryThatIsNotMpi_IsRejected()
+    {
+        var e = WithVariable(MpiLibrary.LibraryVariable, "libc.so.6", () => Assert.Throws<DistributedException>(MpiLibrary.Load));
+        Assert.Contains("'libc.so.6' is not an MPI library: it has no MPI_Get_library_version", e.Message, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public void AnMpiThatIsNotOpenMpi_IsRejectedBeforeAnyCall()
+    {
+        const string mpich = "MPICH Version:\t4.0.2\nMPICH Release date:\tThu Apr  7 12:34:45 CDT 2022\nMPICH ABI:\t14:2:2\n";
+        var e = Assert.Throws<DistributedException>(() => MpiLibrary.CheckIsOpenMpi(mpich, "libmpi.so.12"));
+        Assert.Contains("The MPI library 'libmpi.so.12' is not Open MPI (it reports \"MPICH Version:\t4.0.2\")", e.Message, StringComparison.Ordinal);
+        MpiLibrary.CheckIsOpenMpi("Open MPI v4.1.4, package: Debian OpenMPI, ident: 4.1.4, repo rev: v4.1.4, May 26, 2022", "libmpi.so.40");
+    }
+
+    [Fact]
+    public void MissingNccl_IsAClearError_EvenForACudaDevice()
+    {
+        var e = WithVariable("MODELDSL_NCCL_LIBRARY", "/nonexistent/libnccl.so.2",
+            () => Assert.Throws<DistributedException>(() => new NcclProcessGroup(new SingleProcessGroup(), new Device(DeviceType.CUDA, 0))));
+        Assert.Contains("NCCL was not found (/nonexistent/libnccl.so.2 could not be loaded)", e.Message, StringComparison.Ordinal);
+        var notNccl = WithVariable("MODELDSL_NCCL_LIBRARY", "libc.so.6",
+            () => Assert.Throws<DistributedException>(() => new NcclProcessGroup(new SingleProcessGroup(), new Device(DeviceType.CUDA, 0))));
+        Assert.Contains("'libc.so.6' is not NCCL", notNccl.Message, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public void Nccl_RejectsCpuDevicesAndTensors()
+    {
+        var device = Assert.Throws<ArgumentException>(() => new NcclProcessGroup(new SingleProcessGroup(), CPU));
+        Assert.Contains("The NCCL backend works on CUDA devices, but the device is cpu", device.Message, StringComparison.Ordinal);
+        using var t = zeros(4);
+        var tensorError = Assert.Throws<ArgumentException>(() => NcclProcessGroup.CheckOnCuda(t, "all_reduce"));
+        Assert.Contains("all_reduce: the NCCL backend works on CUDA tensors only, but this tensor is on cpu", tensorError.Message, StringComparison.Ordinal);
+        Assert.Equal(9, NcclProcessGroup.DataType(ScalarType.BFloat16));
+        Assert.Equal(6, NcclProcessGroup.DataType(ScalarType.Float16));
+        Assert.Equal(7, NcclProcessGroup.DataType(ScalarType.Float32));
+    }
+
+    // ---------------------------------------------------------------- launcher environment
+
+    [Fact]
+    public void Environment_OpenMpiPmiAndSrunRanksAreRecognised()
+    {
+        Assert.Null(DistributedEnvironment.Detect(new Hashtable()));
+        Assert.Equal(new DistributedEnvironment(1, 4, 1, "mpirun"),
+            DistributedEnvironment.Detect(new Hashtable { ["OMPI_COMM_WORLD_RANK"] = "1", ["OMPI_COMM_WORLD_SIZE"] = "4", ["OMPI_COMM_WORLD_LOCAL_RANK"] = "1" }));
+        Assert.Equal(new DistributedEnvironment(2, 3, 0, "pmi"),
+            DistributedEnvironment.Detect(new Hashtable { ["PMI_RANK"] = "2", ["PMI_SIZE"] = "3" }));
+        Assert.Equal(new DistributedEnvironment(5, 8, 1, "srun"),
+            DistributedEnvironment.Detect(new Hashtable { ["SLURM_PROCID"] = "5", ["SLURM_STEP_ID"] = "0", ["SLURM_STEP_NUM_TASKS"] = "8", ["SLURM_NTASKS"] = "16", ["SLURM_LOCALID"] = "1" }));
+        // A batch script (its step is the batch step) is not a rank, even with SLURM_PROCID and SLURM_NTASKS set.
+        Assert.Null(DistributedEnvironment.Detect(new Hashtable { ["SLURM_PROCID"] = "0", ["SLURM_NTASKS"] = "4" }));
+        Assert.Null(DistributedEnvironment.Detect(new Hashtable { ["SLURM_PROCID"] = "0", ["SLURM_NTASKS"] = "4", ["SLURM_STEP_ID"] = "4294967294" }));
+        Assert.Null(DistributedEnvironment.Detect(new Hashtable { ["SLURM_PROCID"] = "0", ["SLURM_NTASKS"] = "4", ["SLURM_STEP_ID"] = "batch" }));
+    }
+
+    [Fact]
+    public void Environment_InconsistentVariables_AreClearErrors()
+    {
+        Assert.Contains("Invalid rank 4 for world size 4",
+            Assert.Throws<DistributedException>(() => DistributedEnvironment.Detect(new Hashtable { ["OMPI_COMM_WORLD_RANK"] = "4", ["OMPI_COMM_WORLD_SIZE"] = "4" })).Message, StringComparison.Ordinal);
+        Assert.Contains("PMI_SIZE is not",
+            Assert.Throws<DistributedException>(() => DistributedEnvironment.Detect(new Hashtable { ["PMI_RANK"] = "0" })).Message, StringComparison.Ordinal);
+        Assert.Contains("OMPI_COMM_WORLD_SIZE='two' is not an integer",
+            Assert.Throws<DistributedException>(() => DistributedEnvironment.Detect(new Hashtable { ["OMPI_COMM_WORLD_RANK"] = "0", ["OMPI_COMM_WORLD_SIZE"] = "two" })).Message, StringComparison.Ordinal);
+    }
+
+    private static T WithVariable<T>(string name, string value, Func<T> body)
+    {
+        string? old = Environment.GetEnvironmentVariable(name);
+        Environment.SetEnvironmentVariable(name, value);
+        try
+        {
+            return body();
+        }
+        finally
+        {
+            Environment.SetEnvironmentVariable(name, old);
+        }
+    }
+}
