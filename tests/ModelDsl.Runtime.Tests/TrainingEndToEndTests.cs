@@ -40,6 +40,14 @@ public sealed class TrainingEndToEndTests : IDisposable
         Assert.Equal(20, root.GetProperty("history").GetArrayLength());
         Assert.True(new FileInfo(Path.ChangeExtension(report, ".png")).Length > 1000);
         Assert.True(File.Exists(Path.Combine(_dir, "ckpt", Checkpoint.FileName)));
+
+        // The declared plan ran: structured pruning + fine-tune + int8, with the targets.
+        var optimized = root.GetProperty("optimized");
+        Assert.True(optimized.GetProperty("size_ratio").GetDouble() <= 0.30, optimized.ToString());
+        double before = optimized.GetProperty("test_accuracy_before").GetDouble(), after = optimized.GetProperty("test_accuracy").GetDouble();
+        Assert.True(after >= before - 0.01, $"test accuracy {before:P2} -> {after:P2}");
+        Assert.Equal(optimized.GetProperty("param_count_after_compile_time").GetInt64(), optimized.GetProperty("param_count_after").GetInt64());
+        Assert.True(File.Exists(Path.Combine(_dir, "ckpt", "optimized.bin")));
     }
 
     // conv1 1*32*9+32, bn 64, conv2 32*64*9+64, bn 128, linear 1024*128+128, linear 128*10+10.
