@@ -13,6 +13,13 @@ namespace ModelDsl
         /// <summary>The layer names in declaration order (also the registered sub-module names).</summary>
         IReadOnlyList<string> LayerNames { get; }
 
+        /// <summary>
+        /// Whether <c>forward</c> is the generated one, which runs whatever each layer slot holds. A hand-written
+        /// <c>forward</c> usually reads the typed properties, which hold only their declared type: replacing a
+        /// layer with another type then breaks it.
+        /// </summary>
+        bool ForwardIsGenerated { get; }
+
         /// <summary>The module the named layer holds now.</summary>
         object GetLayer(string name);
 

@@ -67,6 +67,15 @@ namespace ModelDsl.Runtime.Tests.Replacement
         }
 
         [Fact]
+        public void ComposedModel_RegistersEachLayerOnce_UnderItsName()
+        {
+            // TorchSharp would also register a child's module-typed fields ('__Up') when it joins a parent.
+            var stack = new Oracle.Stack();
+            Assert.DoesNotContain(stack.state_dict().Keys, k => k.Contains("__"));
+            Assert.Equal(Oracle.Stack.Summary.TotalParameters, stack.parameters().Sum(p => p.numel()));
+        }
+
+        [Fact]
         public void ReplaceLayer_UnknownName_ListsTheLayers()
         {
             var model = new SwapNet();

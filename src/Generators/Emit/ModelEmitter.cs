@@ -94,6 +94,10 @@ namespace ModelDsl.Generators.Emit
                 WriteOnCreated(w);
                 return;
             }
+            // TorchSharp registers a module's Module-typed fields by reflection the first time it becomes a child
+            // of another module, unless it has registered its components already; the layers are registered by
+            // name below, so mark that done first (with the slots still empty) to keep '__X' duplicates out.
+            w.Line("RegisterComponents(); // before the layers: they are registered by name, not by field");
             foreach (var layer in model.Layers)
             {
                 w.Line($"// {layer.AttributeText} {layer.MemberName}: {layer.OutputText}, {Count(layer.Parameters)} params");
@@ -172,6 +176,7 @@ namespace ModelDsl.Generators.Emit
             w.Close();
             w.Line();
             w.Line("global::System.Collections.Generic.IReadOnlyList<string> global::ModelDsl.ILayerHost.LayerNames => LayerNames;");
+            w.Line($"bool global::ModelDsl.ILayerHost.ForwardIsGenerated => {(model.HasUserForward ? "false" : "true")};");
             w.Line("object global::ModelDsl.ILayerHost.GetLayer(string name) => GetLayer(name);");
             w.Line($"object global::ModelDsl.ILayerHost.ReplaceLayer(string name, object replacement) =>");
             w.Line($"    ReplaceLayer(name, replacement as {Module} ?? throw new global::System.ArgumentException($\"a layer must be a Module<Tensor, Tensor>, got {{replacement?.GetType().Name ?? \"null\"}}\", nameof(replacement)));");

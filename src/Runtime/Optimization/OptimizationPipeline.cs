@@ -64,6 +64,8 @@ namespace ModelDsl.Runtime.Optimization
                 switch (pass)
                 {
                     case PrunePass { Method: PruneMethod.Structured } structured:
+                        // Earlier masks become part of the weights first: the cut ranks and copies the final weights.
+                        MakePermanent(pruned, report);
                         foreach (var target in structured.Targets) Shrink(host, target, structured);
                         if (structured.FineTuneEpochs > 0)
                         {

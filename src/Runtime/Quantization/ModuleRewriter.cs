@@ -177,6 +177,10 @@ internal static class ModuleRewriter
         foreach (var (_, original, result) in converted.Where(c => !ReferenceEquals(c.Original, c.Result)))
         {
             var fields = FieldsHolding(module, original);
+            // A generated model's layer slots ('__Name') accept any module, but a hand-written forward reads the
+            // typed properties in front of them, which would then throw: only the generated forward runs the slots.
+            if (module is ILayerHost { ForwardIsGenerated: false } && fields.Any(f => f.Name.StartsWith("__", StringComparison.Ordinal)))
+                return false;
             if (fields.Count == 0 || fields.Any(f => !f.FieldType.IsInstanceOfType(result)))
                 return false;
             plan.AddRange(fields.Select(f => (f, result)));

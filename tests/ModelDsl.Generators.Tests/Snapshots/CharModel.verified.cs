@@ -52,6 +52,7 @@ namespace Samples.Text
         /// <summary>Creates <see cref="CharModel"/> with freshly initialised parameters (PyTorch's default initialisation).</summary>
         public CharModel() : base(nameof(CharModel))
         {
+            RegisterComponents(); // before the layers: they are registered by name, not by field
             // [Embedding(65, 32)] Embed: (B, 16, 32), 2,080 params
             __Embed = global::TorchSharp.torch.nn.Embedding(65, 32);
             register_module("Embed", __Embed);
@@ -132,6 +133,7 @@ namespace Samples.Text
         }
 
         global::System.Collections.Generic.IReadOnlyList<string> global::ModelDsl.ILayerHost.LayerNames => LayerNames;
+        bool global::ModelDsl.ILayerHost.ForwardIsGenerated => true;
         object global::ModelDsl.ILayerHost.GetLayer(string name) => GetLayer(name);
         object global::ModelDsl.ILayerHost.ReplaceLayer(string name, object replacement) =>
             ReplaceLayer(name, replacement as global::TorchSharp.torch.nn.Module<global::TorchSharp.torch.Tensor, global::TorchSharp.torch.Tensor> ?? throw new global::System.ArgumentException($"a layer must be a Module<Tensor, Tensor>, got {replacement?.GetType().Name ?? "null"}", nameof(replacement)));

@@ -38,6 +38,7 @@ namespace Samples
             /// <summary>Creates <see cref="Custom"/> with freshly initialised parameters (PyTorch's default initialisation).</summary>
             public Custom() : base(nameof(Custom))
             {
+                RegisterComponents(); // before the layers: they are registered by name, not by field
                 // [Linear(4, 8)] A: ?, 40 params
                 __A = global::TorchSharp.torch.nn.Linear(4, 8, hasBias: true);
                 register_module("A", __A);
@@ -85,6 +86,7 @@ namespace Samples
             }
 
             global::System.Collections.Generic.IReadOnlyList<string> global::ModelDsl.ILayerHost.LayerNames => LayerNames;
+            bool global::ModelDsl.ILayerHost.ForwardIsGenerated => false;
             object global::ModelDsl.ILayerHost.GetLayer(string name) => GetLayer(name);
             object global::ModelDsl.ILayerHost.ReplaceLayer(string name, object replacement) =>
                 ReplaceLayer(name, replacement as global::TorchSharp.torch.nn.Module<global::TorchSharp.torch.Tensor, global::TorchSharp.torch.Tensor> ?? throw new global::System.ArgumentException($"a layer must be a Module<Tensor, Tensor>, got {replacement?.GetType().Name ?? "null"}", nameof(replacement)));

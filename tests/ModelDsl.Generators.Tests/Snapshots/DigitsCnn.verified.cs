@@ -68,6 +68,7 @@ namespace Samples.Digits
         /// <summary>Creates <see cref="DigitsCnn"/> with freshly initialised parameters (PyTorch's default initialisation).</summary>
         public DigitsCnn() : base(nameof(DigitsCnn))
         {
+            RegisterComponents(); // before the layers: they are registered by name, not by field
             // [Conv2d(16, 3, Padding = 1)] Conv1: (B, 16, 8, 8), 160 params
             // (in, out, kernel, stride, padding, dilation, padding mode, groups, bias)
             __Conv1 = global::TorchSharp.torch.nn.Conv2d(1, 16, 3, 1, 1, 1, global::TorchSharp.PaddingModes.Zeros, 1, true);
@@ -174,6 +175,7 @@ namespace Samples.Digits
         }
 
         global::System.Collections.Generic.IReadOnlyList<string> global::ModelDsl.ILayerHost.LayerNames => LayerNames;
+        bool global::ModelDsl.ILayerHost.ForwardIsGenerated => true;
         object global::ModelDsl.ILayerHost.GetLayer(string name) => GetLayer(name);
         object global::ModelDsl.ILayerHost.ReplaceLayer(string name, object replacement) =>
             ReplaceLayer(name, replacement as global::TorchSharp.torch.nn.Module<global::TorchSharp.torch.Tensor, global::TorchSharp.torch.Tensor> ?? throw new global::System.ArgumentException($"a layer must be a Module<Tensor, Tensor>, got {replacement?.GetType().Name ?? "null"}", nameof(replacement)));

@@ -44,6 +44,7 @@ namespace Samples.Digits
         /// <summary>Creates <see cref="DigitsMlp"/> with freshly initialised parameters (PyTorch's default initialisation).</summary>
         public DigitsMlp() : base(nameof(DigitsMlp))
         {
+            RegisterComponents(); // before the layers: they are registered by name, not by field
             // [Linear(128)] Hidden: (B, 128), 8,320 params
             __Hidden = global::TorchSharp.torch.nn.Linear(64, 128, hasBias: true);
             register_module("Hidden", __Hidden);
@@ -112,6 +113,7 @@ namespace Samples.Digits
         }
 
         global::System.Collections.Generic.IReadOnlyList<string> global::ModelDsl.ILayerHost.LayerNames => LayerNames;
+        bool global::ModelDsl.ILayerHost.ForwardIsGenerated => true;
         object global::ModelDsl.ILayerHost.GetLayer(string name) => GetLayer(name);
         object global::ModelDsl.ILayerHost.ReplaceLayer(string name, object replacement) =>
             ReplaceLayer(name, replacement as global::TorchSharp.torch.nn.Module<global::TorchSharp.torch.Tensor, global::TorchSharp.torch.Tensor> ?? throw new global::System.ArgumentException($"a layer must be a Module<Tensor, Tensor>, got {replacement?.GetType().Name ?? "null"}", nameof(replacement)));

@@ -44,6 +44,7 @@ namespace Samples.Text
         /// <summary>Creates <see cref="MixBlock"/> with freshly initialised parameters (PyTorch's default initialisation).</summary>
         public MixBlock() : base(nameof(MixBlock))
         {
+            RegisterComponents(); // before the layers: they are registered by name, not by field
             // [LayerNorm] Norm: (B, T, 32), 64 params
             __Norm = global::TorchSharp.torch.nn.LayerNorm(32, eps: 1E-05);
             register_module("Norm", __Norm);
@@ -112,6 +113,7 @@ namespace Samples.Text
         }
 
         global::System.Collections.Generic.IReadOnlyList<string> global::ModelDsl.ILayerHost.LayerNames => LayerNames;
+        bool global::ModelDsl.ILayerHost.ForwardIsGenerated => true;
         object global::ModelDsl.ILayerHost.GetLayer(string name) => GetLayer(name);
         object global::ModelDsl.ILayerHost.ReplaceLayer(string name, object replacement) =>
             ReplaceLayer(name, replacement as global::TorchSharp.torch.nn.Module<global::TorchSharp.torch.Tensor, global::TorchSharp.torch.Tensor> ?? throw new global::System.ArgumentException($"a layer must be a Module<Tensor, Tensor>, got {replacement?.GetType().Name ?? "null"}", nameof(replacement)));

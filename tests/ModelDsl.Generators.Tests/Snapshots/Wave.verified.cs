@@ -44,6 +44,7 @@ namespace Samples
             /// <summary>Creates <see cref="Wave"/> with freshly initialised parameters (PyTorch's default initialisation).</summary>
             public Wave() : base(nameof(Wave))
             {
+                RegisterComponents(); // before the layers: they are registered by name, not by field
                 // [Conv1d(8, 5, Dilation = 2, Padding = 4)] conv: (B, 8, 16), 128 params
                 // (in, out, kernel, stride, padding, dilation, padding mode, groups, bias)
                 this.conv = global::TorchSharp.torch.nn.Conv1d(3, 8, 5, 1, 4, 2, global::TorchSharp.PaddingModes.Zeros, 1, true);
@@ -119,6 +120,7 @@ namespace Samples
             }
 
             global::System.Collections.Generic.IReadOnlyList<string> global::ModelDsl.ILayerHost.LayerNames => LayerNames;
+            bool global::ModelDsl.ILayerHost.ForwardIsGenerated => true;
             object global::ModelDsl.ILayerHost.GetLayer(string name) => GetLayer(name);
             object global::ModelDsl.ILayerHost.ReplaceLayer(string name, object replacement) =>
                 ReplaceLayer(name, replacement as global::TorchSharp.torch.nn.Module<global::TorchSharp.torch.Tensor, global::TorchSharp.torch.Tensor> ?? throw new global::System.ArgumentException($"a layer must be a Module<Tensor, Tensor>, got {replacement?.GetType().Name ?? "null"}", nameof(replacement)));
