@@ -30,6 +30,17 @@ namespace ModelDsl.Generators.Parsing
 
         public static LayerAttributeReader For(AttributeData attribute) => new(attribute);
 
+        /// <summary>An attribute's arguments by name: constructor parameters by parameter name, then named arguments.</summary>
+        public static Dictionary<string, TypedConstant> Arguments(AttributeData attribute)
+        {
+            var values = new Dictionary<string, TypedConstant>(StringComparer.Ordinal);
+            if (attribute.AttributeConstructor is { } ctor)
+                for (int i = 0; i < ctor.Parameters.Length && i < attribute.ConstructorArguments.Length; i++)
+                    values[ctor.Parameters[i].Name] = attribute.ConstructorArguments[i];
+            foreach (var named in attribute.NamedArguments) values[named.Key] = named.Value;
+            return values;
+        }
+
         /// <summary>
         /// The layer's arguments. Defaults repeat the attribute classes' initialisers (PyTorch's defaults), because
         /// a generator sees only the arguments written at the use site.

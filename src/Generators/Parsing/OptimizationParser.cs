@@ -59,7 +59,7 @@ namespace ModelDsl.Generators.Parsing
                 }
 
                 string name = attribute.AttributeClass?.ToDisplayString() ?? "";
-                var values = Values(attribute);
+                var values = LayerAttributeReader.Arguments(attribute);
                 T Get<T>(string key, T fallback) => values.TryGetValue(key, out var c) && c.Value is T v ? v : fallback;
 
                 if (name == QuantizeAttributeName)
@@ -204,16 +204,6 @@ namespace ModelDsl.Generators.Parsing
                 return null;
             }
             return "it is the last layer with weights: removing its outputs would change the model's output shape";
-        }
-
-        private static Dictionary<string, TypedConstant> Values(AttributeData attribute)
-        {
-            var values = new Dictionary<string, TypedConstant>(StringComparer.Ordinal);
-            var ctor = attribute.AttributeConstructor!;
-            for (int i = 0; i < ctor.Parameters.Length && i < attribute.ConstructorArguments.Length; i++)
-                values[ctor.Parameters[i].Name] = attribute.ConstructorArguments[i];
-            foreach (var named in attribute.NamedArguments) values[named.Key] = named.Value;
-            return values;
         }
 
         /// <summary>Dimensions of the layer's <c>weight</c>; 0 when it has none.</summary>

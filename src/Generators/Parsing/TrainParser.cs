@@ -38,11 +38,7 @@ namespace ModelDsl.Generators.Parsing
                 return null;
             }
 
-            var values = new Dictionary<string, TypedConstant>(StringComparer.Ordinal);
-            var ctor = attribute.AttributeConstructor;
-            for (int i = 0; i < ctor.Parameters.Length && i < attribute.ConstructorArguments.Length; i++)
-                values[ctor.Parameters[i].Name] = attribute.ConstructorArguments[i];
-            foreach (var named in attribute.NamedArguments) values[named.Key] = named.Value;
+            var values = LayerAttributeReader.Arguments(attribute);
 
             T Get<T>(string name, T fallback) => values.TryGetValue(name, out var c) && c.Value is T v ? v : fallback;
             string Num(double d) => d.ToString("R", CultureInfo.InvariantCulture);
