@@ -21,10 +21,11 @@ public sealed class MpiLauncherTests
     {
         var args = MpiLauncher.MpirunArguments(new[] { "--world-size", "2", "--epochs", "3" }, 2,
             new MpiLaunchOptions { Hostfile = "hosts.txt", Command = new[] { "/opt/app/Digits" } });
-        Assert.Equal(new[] { "-np", "2", "--oversubscribe", "--hostfile", "hosts.txt", "/opt/app/Digits", "--world-size", "2", "--epochs", "3" }, args);
+        Assert.Equal(new[] { "-np", "2", "--oversubscribe", "--bind-to", "none", "--hostfile", "hosts.txt", "/opt/app/Digits", "--world-size", "2", "--epochs", "3" }, args);
 
-        var plain = MpiLauncher.MpirunArguments(Array.Empty<string>(), 4, new MpiLaunchOptions { Command = new[] { "dotnet", "x.dll" }, MpirunArguments = new[] { "--bind-to", "none" } });
-        Assert.Equal(new[] { "-np", "4", "--oversubscribe", "--bind-to", "none", "dotnet", "x.dll" }, plain);
+        // The caller's own binding replaces the default.
+        var bound = MpiLauncher.MpirunArguments(Array.Empty<string>(), 4, new MpiLaunchOptions { Command = new[] { "dotnet", "x.dll" }, MpirunArguments = new[] { "--bind-to", "core" } });
+        Assert.Equal(new[] { "-np", "4", "--oversubscribe", "--bind-to", "core", "dotnet", "x.dll" }, bound);
         Assert.Throws<ArgumentOutOfRangeException>(() => MpiLauncher.MpirunArguments(Array.Empty<string>(), 0));
     }
 
@@ -61,6 +62,10 @@ public sealed class MpiLauncherTests
         Assert.True(job.ExitCode == 0, job.Output);
         Assert.Contains("rank 0 of 2 backend mpi", job.Stdout, StringComparison.Ordinal);
         Assert.Contains("rank 1 of 2 backend mpi", job.Stdout, StringComparison.Ordinal);
+        // Not pinned to one core each: every rank may use all the cores this test process may use.
+        string cpus = File.ReadLines("/proc/self/status").First(l => l.StartsWith("Cpus_allowed_list:", StringComparison.Ordinal)).Split(':')[1].Trim();
+        Assert.Contains($"rank 0 of 2 backend mpi cpus {cpus}", job.Stdout, StringComparison.Ordinal);
+        Assert.Contains($"rank 1 of 2 backend mpi cpus {cpus}", job.Stdout, StringComparison.Ordinal);
         Assert.Equal("", job.Stderr.Trim());
         // Output redirected: the ranks were told there is no terminal, so no control codes reach the pipe.
         Assert.DoesNotContain('\u001b', job.Stdout);
