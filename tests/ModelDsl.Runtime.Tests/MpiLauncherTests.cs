@@ -21,11 +21,15 @@ public sealed class MpiLauncherTests
     {
         var args = MpiLauncher.MpirunArguments(new[] { "--world-size", "2", "--epochs", "3" }, 2,
             new MpiLaunchOptions { Hostfile = "hosts.txt", Command = new[] { "/opt/app/Digits" } });
-        Assert.Equal(new[] { "-np", "2", "--oversubscribe", "--bind-to", "none", "--hostfile", "hosts.txt", "/opt/app/Digits", "--world-size", "2", "--epochs", "3" }, args);
+        Assert.Equal(new[] { "-np", "2", "--oversubscribe", "--bind-to", "none", "--mca", "mpi_yield_when_idle", "1", "--hostfile", "hosts.txt", "/opt/app/Digits", "--world-size", "2", "--epochs", "3" }, args);
 
-        // The caller's own binding replaces the default.
-        var bound = MpiLauncher.MpirunArguments(Array.Empty<string>(), 4, new MpiLaunchOptions { Command = new[] { "dotnet", "x.dll" }, MpirunArguments = new[] { "--bind-to", "core" } });
-        Assert.Equal(new[] { "-np", "4", "--oversubscribe", "--bind-to", "core", "dotnet", "x.dll" }, bound);
+        // The caller's own binding and idle policy replace the defaults.
+        var bound = MpiLauncher.MpirunArguments(Array.Empty<string>(), 4, new MpiLaunchOptions
+        {
+            Command = new[] { "dotnet", "x.dll" },
+            MpirunArguments = new[] { "--bind-to", "core", "--mca", "mpi_yield_when_idle", "0" },
+        });
+        Assert.Equal(new[] { "-np", "4", "--oversubscribe", "--bind-to", "core", "--mca", "mpi_yield_when_idle", "0", "dotnet", "x.dll" }, bound);
         Assert.Throws<ArgumentOutOfRangeException>(() => MpiLauncher.MpirunArguments(Array.Empty<string>(), 0));
     }
 

@@ -86,6 +86,16 @@ public static class MpiLauncher
             list.Add("--bind-to");
             list.Add("none");
         }
+        // A rank waiting in a collective polls. Unbound ranks can land on one core (or share it with other work), and
+        // then a spinning rank holds the core its peer needs for a whole time slice: measured here, 1 KB all-reduces
+        // took 8–17 ms instead of microseconds. Yielding while idle avoids that at the cost of a system call per poll.
+        if (!options.MpirunArguments.Contains("mpi_yield_when_idle")
+            && Environment.GetEnvironmentVariable("OMPI_MCA_mpi_yield_when_idle") is null)
+        {
+            list.Add("--mca");
+            list.Add("mpi_yield_when_idle");
+            list.Add("1");
+        }
         if (!string.IsNullOrEmpty(options.Hostfile))
         {
             list.Add("--hostfile");
