@@ -31,6 +31,7 @@ return args[0] switch
     "throw" => Failures.ThrowUnhandled(group),
     "throw-guarded" => MpiLauncher.RunRank(group, () => Failures.ThrowGuarded(group)),
     "exit-code" => MpiLauncher.RunRank(group, () => Failures.ExitCode(group)),
+    "exit-code-unguarded" => Failures.ExitCode(group),
     "kill" => Failures.KillSelf(group),
     "nullref" => MpiLauncher.RunRank(group, () => Failures.NullReference(group)),
     _ => Usage(args[0]),

@@ -107,6 +107,18 @@ public sealed class MpiLauncherTests
     }
 
     [Fact]
+    public void RankWhoseMainReturnsNonZero_AbortsAtProcessExit_InsteadOfFinalizingIntoAHang()
+    {
+        // Without RunRank: the runtime's process-exit handler sees the exit code and aborts the job (finalizing
+        // and exiting non-zero would leave the other rank waiting in its collective, and mpirun with it).
+        var job = MpiJob.Launch(2, "exit-code-unguarded", JobTimeout);
+        Assert.False(job.TimedOut, job.Output);
+        Assert.True(job.Elapsed < FailureBound, job.Output);
+        Assert.Equal(3, job.ExitCode);
+        Assert.Equal(new[] { "error: rank 1 of 2: exited with code 3" }, job.ErrorLines);
+    }
+
+    [Fact]
     public void RankKilledWithSigkill_EndsTheJobWithin10s_WithOneLineNamingTheRank()
     {
         var job = MpiJob.Launch(2, "kill", JobTimeout);
