@@ -32,7 +32,7 @@ internal static class Failures
         return 0;
     }
 
-    /// <summary>The last rank returns exit code 3.</summary>
+    /// <summary>The last rank returns exit code 3 (from <see cref="MpiLauncher.RunRank"/>, or straight from Main).</summary>
     public static int ExitCode(ProcessGroup group)
     {
         group.Barrier();

@@ -19,12 +19,19 @@ set_num_threads(1);
 using var group = ProcessGroup.Create(CommBackend.Auto, CPU);
 return args[0] switch
 {
-    "info" => MpiLauncher.RunRank(group, () => { Console.WriteLine($"rank {group.Rank} of {group.WorldSize} backend {group.Backend}"); return 0; }),
+    "info" => MpiLauncher.RunRank(group, () =>
+    {
+        // Which cores the rank may run on (the launcher asks Open MPI not to bind ranks to one core each).
+        string cpus = System.IO.File.ReadLines("/proc/self/status").FirstOrDefault(l => l.StartsWith("Cpus_allowed_list:", StringComparison.Ordinal))?.Split(':')[1].Trim() ?? "?";
+        Console.WriteLine($"rank {group.Rank} of {group.WorldSize} backend {group.Backend} cpus {cpus}");
+        return 0;
+    }),
     "collectives" => MpiLauncher.RunRank(group, () => Collectives.Run(group)),
     "ddp" => MpiLauncher.RunRank(group, () => Ddp.Run(group)),
     "throw" => Failures.ThrowUnhandled(group),
     "throw-guarded" => MpiLauncher.RunRank(group, () => Failures.ThrowGuarded(group)),
     "exit-code" => MpiLauncher.RunRank(group, () => Failures.ExitCode(group)),
+    "exit-code-unguarded" => Failures.ExitCode(group),
     "kill" => Failures.KillSelf(group),
     "nullref" => MpiLauncher.RunRank(group, () => Failures.NullReference(group)),
     _ => Usage(args[0]),

@@ -100,6 +100,17 @@ public sealed class DataParallelEndToEndTests : IDisposable
     }
 
     [Fact]
+    public void DivergenceOnTwoRanks_StopsThemTogether_WithTheSingleProcessMessageAndExitCode()
+    {
+        var clock = Stopwatch.StartNew();
+        var run = DigitsProgram.Run(_dir, "mlp", "--data", EvenData(), "--world-size", "2", "--lr", "1e30", "--epochs", "2", "--plain");
+        Assert.Equal(TrainingHost.Diverged, run.ExitCode);
+        Assert.Single(run.Stderr.Split('\n'), l => l.StartsWith("error: the loss became", StringComparison.Ordinal));
+        Assert.DoesNotContain("   at ", run.Stderr);
+        Assert.True(clock.Elapsed < TimeSpan.FromMinutes(1), $"took {clock.Elapsed}");
+    }
+
+    [Fact]
     public void Ranks_EndBitwiseInSync_AndTheReportSaysSo()
     {
         var run = DigitsProgram.Run(_dir, "mlp", "--data", EvenData(), "--epochs", "1", "--world-size", "2", "--report", "r.json", "--plain");

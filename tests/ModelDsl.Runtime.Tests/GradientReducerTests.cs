@@ -79,6 +79,8 @@ public sealed class GradientReducerTests
         // result would be 4g.
         Assert.Equal(before.data<float>().ToArray(), Flat(model).data<float>().ToArray());
         Assert.Equal(new[] { 0, 1, 2 }, group.Reduced);
+        // Without the overlap hooks, the blocking all-reduce (Open MPI's tuned algorithms) does the work.
+        Assert.All(group.NonBlocking, Assert.False);
         Assert.Equal(0, reducer.BucketsStartedDuringBackward);
     }
 
@@ -116,6 +118,9 @@ public sealed class GradientReducerTests
         reducer.Synchronize();
         Assert.Equal(2, reducer.BucketsStartedDuringBackward);
         Assert.Equal(new[] { 0, 1, 2 }, group.Reduced);
+        // With the hooks, every bucket goes non-blocking (even the one started in Synchronize), so that all ranks
+        // make the same kind of call whatever fired during their backward.
+        Assert.All(group.NonBlocking, Assert.True);
         Assert.Equal(Flat(blockingModel).data<float>().ToArray(), Flat(model).data<float>().ToArray());
 
         // Evaluation under no_grad leaves the hooks idle, and the next training step starts over.
@@ -204,8 +209,8 @@ public sealed class GradientReducerTests
     };
 
     /// <summary>
-    /// A stand-in for N ranks that all hold this rank's values: a sum multiplies by N. Records each non-blocking
-    /// reduction as the index of its buffer (bucket buffers are numbered in the order first seen).
+    /// A stand-in for N ranks that all hold this rank's values: a sum multiplies by N. Records each reduction as the
+    /// index of its buffer (bucket buffers are numbered in the order first seen) and whether it was non-blocking.
     /// </summary>
     private sealed class LoopbackGroup : ProcessGroup
     {
@@ -215,6 +220,8 @@ public sealed class GradientReducerTests
 
         public List<int> Reduced { get; } = new();
 
+        public List<bool> NonBlocking { get; } = new();
+
         public override int Rank => 0;
 
         public override int WorldSize { get; }
@@ -223,9 +230,20 @@ public sealed class GradientReducerTests
 
         public override void Abort(string reason, int errorCode = 1) => throw new InvalidOperationException(reason);
 
-        protected override void AllReduceCore(Tensor tensor, ReduceOp op) => tensor.mul_(WorldSize);
+        protected override void AllReduceCore(Tensor tensor, ReduceOp op)
+        {
+            Record(tensor, nonBlocking: false);
+            tensor.mul_(WorldSize);
+        }
 
         protected override Work AllReduceAsyncCore(Tensor tensor, ReduceOp op)
+        {
+            Record(tensor, nonBlocking: true);
+            tensor.mul_(WorldSize);
+            return new Work.Completed();
+        }
+
+        private void Record(Tensor tensor, bool nonBlocking)
         {
             IntPtr key = tensor.Handle;
             int bucket = _buffers.IndexOf(key);
@@ -235,8 +253,7 @@ public sealed class GradientReducerTests
                 bucket = _buffers.Count - 1;
             }
             Reduced.Add(bucket);
-            tensor.mul_(WorldSize);
-            return new Work.Completed();
+            NonBlocking.Add(nonBlocking);
         }
 
         protected override void BroadcastCore(Tensor tensor, int root)

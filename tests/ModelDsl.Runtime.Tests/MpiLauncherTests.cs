@@ -21,10 +21,15 @@ public sealed class MpiLauncherTests
     {
         var args = MpiLauncher.MpirunArguments(new[] { "--world-size", "2", "--epochs", "3" }, 2,
             new MpiLaunchOptions { Hostfile = "hosts.txt", Command = new[] { "/opt/app/Digits" } });
-        Assert.Equal(new[] { "-np", "2", "--oversubscribe", "--hostfile", "hosts.txt", "/opt/app/Digits", "--world-size", "2", "--epochs", "3" }, args);
+        Assert.Equal(new[] { "-np", "2", "--oversubscribe", "--bind-to", "none", "--mca", "mpi_yield_when_idle", "1", "--hostfile", "hosts.txt", "/opt/app/Digits", "--world-size", "2", "--epochs", "3" }, args);
 
-        var plain = MpiLauncher.MpirunArguments(Array.Empty<string>(), 4, new MpiLaunchOptions { Command = new[] { "dotnet", "x.dll" }, MpirunArguments = new[] { "--bind-to", "none" } });
-        Assert.Equal(new[] { "-np", "4", "--oversubscribe", "--bind-to", "none", "dotnet", "x.dll" }, plain);
+        // The caller's own binding and idle policy replace the defaults.
+        var bound = MpiLauncher.MpirunArguments(Array.Empty<string>(), 4, new MpiLaunchOptions
+        {
+            Command = new[] { "dotnet", "x.dll" },
+            MpirunArguments = new[] { "--bind-to", "core", "--mca", "mpi_yield_when_idle", "0" },
+        });
+        Assert.Equal(new[] { "-np", "4", "--oversubscribe", "--bind-to", "core", "--mca", "mpi_yield_when_idle", "0", "dotnet", "x.dll" }, bound);
         Assert.Throws<ArgumentOutOfRangeException>(() => MpiLauncher.MpirunArguments(Array.Empty<string>(), 0));
     }
 
@@ -61,6 +66,10 @@ public sealed class MpiLauncherTests
         Assert.True(job.ExitCode == 0, job.Output);
         Assert.Contains("rank 0 of 2 backend mpi", job.Stdout, StringComparison.Ordinal);
         Assert.Contains("rank 1 of 2 backend mpi", job.Stdout, StringComparison.Ordinal);
+        // Not pinned to one core each: every rank may use all the cores this test process may use.
+        string cpus = File.ReadLines("/proc/self/status").First(l => l.StartsWith("Cpus_allowed_list:", StringComparison.Ordinal)).Split(':')[1].Trim();
+        Assert.Contains($"rank 0 of 2 backend mpi cpus {cpus}", job.Stdout, StringComparison.Ordinal);
+        Assert.Contains($"rank 1 of 2 backend mpi cpus {cpus}", job.Stdout, StringComparison.Ordinal);
         Assert.Equal("", job.Stderr.Trim());
         // Output redirected: the ranks were told there is no terminal, so no control codes reach the pipe.
         Assert.DoesNotContain('\u001b', job.Stdout);
@@ -92,6 +101,18 @@ public sealed class MpiLauncherTests
     public void RankThatReturnsNonZero_EndsTheJobWithItsExitCode()
     {
         var job = MpiJob.Launch(2, "exit-code", JobTimeout);
+        Assert.True(job.Elapsed < FailureBound, job.Output);
+        Assert.Equal(3, job.ExitCode);
+        Assert.Equal(new[] { "error: rank 1 of 2: exited with code 3" }, job.ErrorLines);
+    }
+
+    [Fact]
+    public void RankWhoseMainReturnsNonZero_AbortsAtProcessExit_InsteadOfFinalizingIntoAHang()
+    {
+        // Without RunRank: the runtime's process-exit handler sees the exit code and aborts the job (finalizing
+        // and exiting non-zero would leave the other rank waiting in its collective, and mpirun with it).
+        var job = MpiJob.Launch(2, "exit-code-unguarded", JobTimeout);
+        Assert.False(job.TimedOut, job.Output);
         Assert.True(job.Elapsed < FailureBound, job.Output);
         Assert.Equal(3, job.ExitCode);
         Assert.Equal(new[] { "error: rank 1 of 2: exited with code 3" }, job.ErrorLines);

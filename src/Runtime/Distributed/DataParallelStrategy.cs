@@ -12,8 +12,7 @@ namespace ModelDsl.Runtime.Distributed;
 /// <summary>
 /// Synchronous data parallel with PyTorch DDP semantics, plugged into the trainer through <see cref="ITrainingStrategy"/>:
 /// parameters and buffers broadcast from rank 0 at the start, each rank trains on its <see cref="DistributedSampler"/>
-/// share of every epoch, gradients are averaged in buckets (<see cref="GradientReducer"/>, started during backward
-/// where possible), buffers are re-broadcast from rank 0 after every step (DDP's <c>broadcast_buffers</c>, which
+/// share of every epoch, gradients are averaged in buckets after backward (<see cref="GradientReducer"/>), buffers are re-broadcast from rank 0 after every step (DDP's <c>broadcast_buffers</c>, which
 /// does it before the next forward), and the stop decision and the epoch's metrics are reduced across ranks.
 /// </summary>
 /// <remarks>
@@ -28,7 +27,6 @@ public sealed class DataParallelStrategy : ITrainingStrategy
     private readonly TrainingPlan _plan;
     private GradientReducer? _reducer;
     private (string Name, Tensor Buffer)[] _buffers = Array.Empty<(string, Tensor)>();
-    private int _overlappedModules;
 
     /// <summary>Trains as one of <paramref name="group"/>'s ranks; the plan gives the bucket size.</summary>
     public DataParallelStrategy(ProcessGroup group, TrainingPlan plan)
@@ -49,8 +47,10 @@ public sealed class DataParallelStrategy : ITrainingStrategy
         if (_plan.SyncBatchNorm && WorldSize > 1) SyncBatchNorm.Convert(_group, model);
         DataParallel.BroadcastParameters(_group, model);
         _reducer?.Dispose();
+        // Gradients are reduced after backward with blocking all-reduces: starting buckets during backward works
+        // (GradientReducer.EnableOverlap) but measured slower on CPU ranks that already keep every core busy and
+        // whose non-blocking MPI all-reduce only progresses inside MPI calls (docs/distributed.md).
         _reducer = new GradientReducer(_group, model.parameters(), _plan.BucketSizeMB);
-        _overlappedModules = _reducer.EnableOverlap(model);
         _buffers = model.named_buffers().Where(b => b.buffer.is_floating_point()).Select(b => (b.name, b.buffer)).ToArray();
     }
 
@@ -112,8 +112,6 @@ public sealed class DataParallelStrategy : ITrainingStrategy
             CommFraction = comm / Math.Max(report.TrainSeconds, 1e-9),
             Buckets = _reducer?.Buckets.Count ?? 0,
             BucketSizeMB = _plan.BucketSizeMB,
-            OverlappedModules = _overlappedModules,
-            BucketsStartedDuringBackward = _reducer?.BucketsStartedDuringBackward ?? 0,
         });
     }
 
@@ -140,8 +138,4 @@ public sealed class DistributedReport
     [JsonPropertyName("buckets")] public int Buckets { get; set; }
     /// <summary>The bucket cap after the first bucket, in MiB.</summary>
     [JsonPropertyName("bucket_size_mb")] public double BucketSizeMB { get; set; }
-    /// <summary>Modules whose gradients start their bucket's all-reduce during backward.</summary>
-    [JsonPropertyName("overlapped_modules")] public int OverlappedModules { get; set; }
-    /// <summary>Buckets whose all-reduce started while backward was still running, over the whole run.</summary>
-    [JsonPropertyName("buckets_started_during_backward")] public long BucketsStartedDuringBackward { get; set; }
 }

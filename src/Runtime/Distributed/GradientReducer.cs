@@ -188,15 +188,23 @@ public sealed class GradientReducer : IDisposable
             return;
         BucketsStartedDuringBackward = _nextBucket;
         var clock = Stopwatch.StartNew();
+        // Without the overlap hooks every bucket is reduced here with the blocking all-reduce, whose tuned algorithms
+        // are faster than the non-blocking schedules. The choice follows the configuration (hooks or not), never
+        // what happened in this backward, so every rank makes the same kind of call: MPI does not match a blocking
+        // collective with a non-blocking one.
+        bool blocking = _modules.Count == 0;
         while (_nextBucket < _buckets.Length)
-            Start(_nextBucket++);
+            Start(_nextBucket++, blocking);
         using (no_grad())
         {
             for (int b = 0; b < _buckets.Length; b++)
             {
-                _works[b]!.Wait();
-                _works[b]!.Dispose();
-                _works[b] = null;
+                if (_works[b] is { } work)
+                {
+                    work.Wait();
+                    work.Dispose();
+                    _works[b] = null;
+                }
                 CopyBack(b);
             }
         }
@@ -239,14 +247,14 @@ public sealed class GradientReducer : IDisposable
         }
         var clock = Stopwatch.StartNew();
         while (_nextBucket < _buckets.Length && _pending[_nextBucket] == 0)
-            Start(_nextBucket++);
+            Start(_nextBucket++, blocking: false);
         // Open MPI moves a non-blocking collective forward only inside MPI calls: poll the ones in flight.
         for (int b = 0; b < _nextBucket; b++)
             _works[b]?.IsCompleted();
         CommunicationTime += clock.Elapsed;
     }
 
-    private void Start(int b)
+    private void Start(int b, bool blocking)
     {
         var bucket = _buckets[b];
         using var _ = no_grad();
@@ -272,7 +280,10 @@ public sealed class GradientReducer : IDisposable
         }
         // DDP multiplies by 1/world size on the way into the bucket, then sums (reducer.cpp, mark_variable_ready_dense).
         buffer.mul_(1.0 / _group.WorldSize);
-        _works[b] = _group.AllReduceAsync(buffer, ReduceOp.Sum);
+        if (blocking)
+            _group.AllReduce(buffer, ReduceOp.Sum);
+        else
+            _works[b] = _group.AllReduceAsync(buffer, ReduceOp.Sum);
     }
 
     private void CopyBack(int b)

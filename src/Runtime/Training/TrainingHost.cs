@@ -191,11 +191,20 @@ namespace ModelDsl.Runtime.Training
                 try
                 {
                     using var strategy = new Distributed.DataParallelStrategy(group, options.Plan);
-                    return Guarded(primary, () =>
+                    int code = Guarded(primary, () =>
                     {
                         if (summary is not null && primary) Console.WriteLine(summary);
                         return Trainer.Train(options, create, strategy);
                     }, rethrowUnexpected: true);
+                    if (code != 0)
+                    {
+                        // Rank 0 has printed the error; end the job with its exit code and no further lines. The other
+                        // ranks give rank 0 a moment to print and end the job first (an error only rank 0 meets,
+                        // such as a failed checkpoint write, ends it all the same).
+                        if (!primary) System.Threading.Thread.Sleep(TimeSpan.FromSeconds(2));
+                        Distributed.Mpi.MpiRuntime.Abort(null, code);
+                    }
+                    return code;
                 }
                 catch (Exception e)
                 {

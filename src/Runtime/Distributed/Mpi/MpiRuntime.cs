@@ -68,11 +68,13 @@ internal static unsafe class MpiRuntime
     /// Prints one line naming this rank and <paramref name="reason"/> to standard error, then ends every rank of the
     /// job through <c>MPI_Abort</c> (mpirun kills the others). Never returns.
     /// </summary>
-    public static void Abort(string reason, int errorCode)
+    public static void Abort(string? reason, int errorCode)
     {
         var library = _library;
         Console.Out.Flush();
-        Console.Error.WriteLine(library is null ? $"error: {reason}" : $"error: rank {_rank} of {_size}: {reason}");
+        // A null reason: the failure was already reported (rank 0 printed the user's error), only the job ends.
+        if (reason is not null)
+            Console.Error.WriteLine(library is null ? $"error: {reason}" : $"error: rank {_rank} of {_size}: {reason}");
         Console.Error.Flush();
         if (library is not null && !_finalized)
             library.Abort(library.CommWorld, errorCode == 0 ? 1 : errorCode);
