@@ -52,10 +52,13 @@ public class OptimizationBenchmarks
         return model;
     }
 
+    /// <summary>Torch threads; 2 for the benchmark (the interleaved check can take another count).</summary>
+    public int Threads { get; set; } = 2;
+
     [GlobalSetup]
     public void Setup()
     {
-        set_num_threads(2);
+        set_num_threads(Threads);
         _dense = BuildMlp();
         _int8 = Quantize.Dynamic(_dense, QuantizeMode.DynamicInt8);
 
@@ -136,15 +139,15 @@ public class OptimizationBenchmarks
     /// every round) in one process, so drift in machine load hits all alike; per-round ratios to the dense block of
     /// the same round, medians over rounds. Then the PyTorch peer (peer_quantize.py, if /usr/bin/python3 has torch),
     /// then this check again, so the peer is bracketed by two measurements of this project.
-    /// Run: <c>dotnet run -c Release --project tests/ModelDsl.Benchmarks -- --optimization [rounds]</c>.
+    /// Run: <c>dotnet run -c Release --project tests/ModelDsl.Benchmarks -- --optimization [rounds [threads]]</c>.
     /// </summary>
-    public static void RunInterleaved(int rounds)
+    public static void RunInterleaved(int rounds, int threads)
     {
-        var b = new OptimizationBenchmarks();
+        var b = new OptimizationBenchmarks { Threads = threads };
         b.Setup();
         Console.WriteLine($"Optimisation check: MLP {Hidden}x{Hidden}x{Hidden}x10, batch {Batch}, torch threads {get_num_threads()}, inference (no_grad)");
         b.Measure(rounds, "pass 1");
-        RunPeer(rounds);
+        RunPeer(rounds, threads);
         b.Measure(rounds, "pass 2");
         b.Cleanup();
     }
@@ -188,7 +191,7 @@ public class OptimizationBenchmarks
         }
     }
 
-    private static void RunPeer(int rounds)
+    private static void RunPeer(int rounds, int threads)
     {
         string? script = FindUp(Path.Combine("tests", "ModelDsl.Benchmarks", "peer_quantize.py"));
         if (script is null || !File.Exists("/usr/bin/python3"))
@@ -196,7 +199,7 @@ public class OptimizationBenchmarks
             Console.WriteLine("peer: skipped (peer_quantize.py or /usr/bin/python3 not found)");
             return;
         }
-        var info = new ProcessStartInfo("/usr/bin/python3", $"\"{script}\" --rounds {rounds}") { RedirectStandardOutput = true, RedirectStandardError = true };
+        var info = new ProcessStartInfo("/usr/bin/python3", $"\"{script}\" --rounds {rounds} --threads {threads}") { RedirectStandardOutput = true, RedirectStandardError = true };
         using var process = Process.Start(info)!;
         string output = process.StandardOutput.ReadToEnd();
         string error = process.StandardError.ReadToEnd();

@@ -8,7 +8,7 @@ using BenchmarkDotNet.Running;
 // Quick run:  add BenchmarkDotNet's own switches, e.g. `--job short` (3 warm-ups, 3 iterations); see docs/benchmarks.md.
 // Interleaved A/B cross-check of the forward/backward ratio (no BenchmarkDotNet):  -- --interleaved
 // The same for the trainer's optimisation step against the hand-written one:        -- --interleaved-step
-// Pruning/quantisation speed-ups in interleaved rounds, with the PyTorch peer:         -- --optimization [rounds]
+// Pruning/quantisation speed-ups in interleaved rounds, with the PyTorch peer:         -- --optimization [rounds [threads]]
 // Results go to tests/ModelDsl.Benchmarks/BenchmarkDotNet.Artifacts unless --artifacts says otherwise.
 // Distributed runtime, two ranks under mpirun (needs Open MPI; not BenchmarkDotNet):  -- --allreduce, -- --ddp-scaling, -- --ddp-overlap
 if (args.Length == 1 && args[0] == "--interleaved")
@@ -21,9 +21,9 @@ if (args.Length == 1 && args[0] == "--interleaved-step")
     ModelDsl.Benchmarks.InterleavedCheck.RunTrainerStep();
     return 0;
 }
-if (args.Length is 1 or 2 && args[0] == "--optimization")
+if (args.Length is >= 1 and <= 3 && args[0] == "--optimization")
 {
-    ModelDsl.Benchmarks.OptimizationBenchmarks.RunInterleaved(args.Length == 2 ? int.Parse(args[1]) : 15);
+    ModelDsl.Benchmarks.OptimizationBenchmarks.RunInterleaved(args.Length >= 2 ? int.Parse(args[1]) : 15, args.Length == 3 ? int.Parse(args[2]) : 2);
     return 0;
 }
 

@@ -1,11 +1,11 @@
 #!/usr/bin/python3
 """Peer for OptimizationBenchmarks: PyTorch's own quantize_dynamic on the same MLP, same batch, same threads.
 
-    /usr/bin/python3 tests/ModelDsl.Benchmarks/peer_quantize.py [--rounds N]
+    /usr/bin/python3 tests/ModelDsl.Benchmarks/peer_quantize.py [--rounds N] [--threads T]
 
 Debian's python3-torch (PyTorch 1.13, CPU) with the onednn quantized engine (the Debian build has no fbgemm).
 The MLP is OptimizationBenchmarks': Linear(4096, 4096), ReLU, Linear(4096, 4096), ReLU, Linear(4096, 10), batch 64,
-torch.set_num_threads(2), inference under torch.no_grad(). fp32 and int8 alternate in rounds (about 0.2 s of work
+torch.set_num_threads(2) by default, inference under torch.no_grad(). fp32 and int8 alternate in rounds (about 0.2 s of work
 per block), so drift in machine load hits both alike; medians over the rounds are printed, with the rounds' ratios.
 Note this build's fp32 GEMM is generic BLAS, not MKL: the fp32 figure is what an apt user gets, not pip's.
 """
@@ -32,9 +32,10 @@ def block(model, x, n):
 def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--rounds", type=int, default=15)
+    parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args()
 
-    torch.set_num_threads(2)
+    torch.set_num_threads(args.threads)
     torch.backends.quantized.engine = "onednn"
     dense = build()
     int8 = torch.ao.quantization.quantize_dynamic(dense, {nn.Linear}, dtype=torch.qint8)

@@ -261,6 +261,25 @@ public class QuantizationTests
     }
 
     [Fact]
+    public void TheMainJobsModels_Quantise()
+    {
+        using var scope = NewDisposeScope();
+        manual_seed(28);
+        var cnn = new Digits.DigitsCnn();
+        cnn.eval();
+        var qCnn = Quantize.Dynamic(cnn, QuantizeMode.DynamicInt8);
+        var images = rand(8, 1, 8, 8);
+        var reference = cnn.forward(images);
+        var y = qCnn.call(images);
+        Assert.Equal(reference.shape, y.shape);
+        Assert.NotEmpty(Quantize.QuantizedLayers(qCnn));
+        Assert.True((y - reference).abs().max().item<float>() < 0.05 * reference.abs().max().item<float>() + 1e-3);
+
+        var mlp = new Digits.DigitsMlp();
+        Assert.Equal(3, Quantize.QuantizedLayers(Quantize.Dynamic(mlp, QuantizeMode.DynamicInt8)).Count());
+    }
+
+    [Fact]
     public void HandWrittenForward_WithLinearFields_IsRejectedWithTheReason()
     {
         using var scope = NewDisposeScope();
