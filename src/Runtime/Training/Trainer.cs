@@ -137,7 +137,7 @@ namespace ModelDsl.Runtime.Training
                 };
                 strategy.Finish(model, report);
                 if (plan.Passes.Count > 0 && !options.NoOptimize)
-                    report.SetSection("optimized", Optimize(options, model, loop, outputs, data, device));
+                    report.SetSection("optimized", Optimize(options, model, loop, strategy, outputs, data, device));
                 outputs.Finish(report);
                 return 0;
             });
@@ -145,7 +145,7 @@ namespace ModelDsl.Runtime.Training
 
         /// <summary>Runs the declared optimisation passes on the trained model; fine-tuning reuses the epoch loop.</summary>
         private static Optimization.OptimizationReport Optimize(TrainingOptions options, nn.Module<Tensor, Tensor> model, EpochLoop loop,
-            RunOutputs outputs, TrainingData data, Device device)
+            ITrainingStrategy strategy, RunOutputs outputs, TrainingData data, Device device)
         {
             var plan = options.Plan;
             var context = new Optimization.OptimizationContext(
@@ -154,7 +154,9 @@ namespace ModelDsl.Runtime.Training
                 outputs.Note,
                 FineTune: (pruned, epochs, lr) =>
                 {
-                    // The pruned model has new parameters (weight_orig), so a fresh optimiser of the declared kind.
+                    // The pruned model has new parameters (weight_orig, or smaller layers): the strategy starts over
+                    // on them (gradient buckets) and a fresh optimiser of the declared kind takes them.
+                    strategy.Start(pruned);
                     var fineTuning = loop.With(pruned, CreateOptimizer(plan with { LearningRate = lr }, pruned));
                     for (int e = 0; e < epochs; e++)
                         _ = fineTuning.Run(e, epochs, lr, label: "fine-tune")
