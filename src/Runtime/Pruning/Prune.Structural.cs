@@ -116,6 +116,17 @@ public static partial class Prune
         return ShrinkConv2dOutputs(producer, norm, consumer, ChannelsToKeep(producer.weight, amount));
     }
 
+    /// <summary>As <see cref="ShrinkConv2dOutputs(Conv2d, BatchNorm2d?, Conv2d, double)"/>, removing <paramref name="amount"/> channels.</summary>
+    /// <param name="producer">The Conv2d whose output channels are removed.</param>
+    /// <param name="norm">The BatchNorm2d over the producer's output, or <c>null</c>.</param>
+    /// <param name="consumer">The Conv2d that reads the channels.</param>
+    /// <param name="amount">How many channels to remove.</param>
+    public static (Conv2d Producer, BatchNorm2d? Norm, Conv2d Consumer) ShrinkConv2dOutputs(Conv2d producer, BatchNorm2d? norm, Conv2d consumer, int amount)
+    {
+        ArgumentNullException.ThrowIfNull(producer);
+        return ShrinkConv2dOutputs(producer, norm, consumer, ChannelsToKeep(producer.weight, amount));
+    }
+
     /// <summary>Keeps exactly the output channels <paramref name="keep"/> (ascending, distinct).</summary>
     /// <param name="producer">The Conv2d whose output channels are removed.</param>
     /// <param name="norm">The BatchNorm2d over the producer's output, or <c>null</c>.</param>
@@ -150,6 +161,17 @@ public static partial class Prune
     /// <param name="consumer">The Linear that reads the flattened channels.</param>
     /// <param name="amount">The fraction of channels to remove, in [0, 1].</param>
     public static (Conv2d Producer, BatchNorm2d? Norm, Linear Consumer) ShrinkConv2dOutputs(Conv2d producer, BatchNorm2d? norm, Linear consumer, double amount)
+    {
+        ArgumentNullException.ThrowIfNull(producer);
+        return ShrinkConv2dOutputs(producer, norm, consumer, ChannelsToKeep(producer.weight, amount));
+    }
+
+    /// <summary>As <see cref="ShrinkConv2dOutputs(Conv2d, BatchNorm2d?, Linear, double)"/>, removing <paramref name="amount"/> channels.</summary>
+    /// <param name="producer">The Conv2d whose output channels are removed.</param>
+    /// <param name="norm">The BatchNorm2d over the producer's output, or <c>null</c>.</param>
+    /// <param name="consumer">The Linear that reads the flattened channels.</param>
+    /// <param name="amount">How many channels to remove.</param>
+    public static (Conv2d Producer, BatchNorm2d? Norm, Linear Consumer) ShrinkConv2dOutputs(Conv2d producer, BatchNorm2d? norm, Linear consumer, int amount)
     {
         ArgumentNullException.ThrowIfNull(producer);
         return ShrinkConv2dOutputs(producer, norm, consumer, ChannelsToKeep(producer.weight, amount));
