@@ -86,8 +86,19 @@ public sealed class DataParallelStrategy : ITrainingStrategy
     /// <inheritdoc/>
     public void AfterStep(nn.Module model, long step)
     {
+        if (_buffers.Length == 0) return;
+        // One broadcast for all buffers (DDP coalesces them too): a collective per buffer costs a round trip each.
+        using var scope = torch.NewDisposeScope();
         using var noGrad = torch.no_grad();
-        foreach (var (_, buffer) in _buffers) _group.Broadcast(buffer, 0);
+        var flat = torch.cat(_buffers.Select(b => b.Buffer.reshape(-1).to_type(ScalarType.Float64)).ToArray());
+        _group.Broadcast(flat, 0);
+        long offset = 0;
+        foreach (var (_, buffer) in _buffers)
+        {
+            long n = buffer.numel();
+            buffer.copy_(flat.narrow(0, offset, n).view(buffer.shape));
+            offset += n;
+        }
     }
 
     /// <inheritdoc/>
