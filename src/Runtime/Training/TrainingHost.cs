@@ -114,10 +114,6 @@ namespace ModelDsl.Runtime.Training
             if (t < 0) return Usage($"--threads must be 0 or more, got {t}");
             int ranks = parsed.GetValue(worldSize);
             if (ranks < 1) return Usage($"--world-size must be at least 1, got {ranks}");
-            // Started alone with a world size above 1: start the ranks under mpirun, each with this process's own command
-            // line (not just args: a program may choose the model from an argument before it calls Run).
-            if (Distributed.MpiLauncher.ShouldRelaunch(ranks))
-                return Distributed.MpiLauncher.Relaunch(Environment.GetCommandLineArgs()[1..], ranks, new Distributed.MpiLaunchOptions { Hostfile = parsed.GetValue(hostfile) });
             // Started by mpirun or srun: train with the ranks given.
             var environment = Distributed.DistributedEnvironment.Current;
             if (environment is not null) ranks = environment.WorldSize;
@@ -153,6 +149,12 @@ namespace ModelDsl.Runtime.Training
             if (n > 0 && plan.ValidationFraction == 0) return Usage($"--patience watches the validation loss, but {plan.ModelName}'s [Train] holds out no validation data (ValidationFraction = 0)");
             options = options with { Plan = options.Plan with { EarlyStoppingPatience = n } };
 
+            // Started alone with a world size above 1 (and a command line that checks out, so a mistake is reported
+            // once, not by every rank): start the ranks under mpirun, each with this process's own command line (not
+            // just args: a program may choose the model from an argument before it calls Run).
+            if (Distributed.MpiLauncher.ShouldRelaunch(ranks))
+                return Distributed.MpiLauncher.Relaunch(Environment.GetCommandLineArgs()[1..], ranks, new Distributed.MpiLaunchOptions { Hostfile = parsed.GetValue(hostfile) });
+
             if (environment is null || ranks == 1)
                 return Guarded(primary: true, () =>
                 {
@@ -163,9 +165,9 @@ namespace ModelDsl.Runtime.Training
         }
 
         /// <summary>
-        /// One rank of a data-parallel job. Errors every rank meets alike (bad data, a checkpoint of another plan, a
-        /// diverged loss, which the ranks decide together) are printed once, by rank 0, and end each rank with their
-        /// exit code; anything else aborts the whole job at once with one line naming this rank.
+        /// One rank of a data-parallel job. A problem the user can act on (bad data, a checkpoint of another plan, a
+        /// diverged loss, which the ranks decide together) is printed once, by rank 0, and ends the job with its exit
+        /// code; anything else aborts the whole job at once with one line naming this rank.
         /// </summary>
         private static int RunRank<TModel>(TrainingOptions options, Func<TModel> create, ModelSummary? summary)
             where TModel : TorchSharp.torch.nn.Module<TorchSharp.torch.Tensor, TorchSharp.torch.Tensor>
