@@ -55,9 +55,8 @@ namespace ModelDsl.Runtime.Optimization
                 (report.LatencyBatch1Before, report.LatencyBatch64Before) = Latencies(model, plan, context.Device);
             }
 
-            var pruned = new List<(nn.Module Module, string Layer)>();
             // The passes change the trained model in place (its checkpoint on disk keeps the float weights).
-            var optimized = model;
+            var pruned = new List<(nn.Module Module, string Layer)>();
             foreach (var pass in plan.Passes)
             {
                 context.Note($"optimisation: {pass}");
@@ -67,44 +66,39 @@ namespace ModelDsl.Runtime.Optimization
                         // Earlier masks become part of the weights first: the cut ranks and copies the final weights.
                         MakePermanent(pruned, report);
                         foreach (var target in structured.Targets) Shrink(host, target, structured);
-                        if (structured.FineTuneEpochs > 0)
-                        {
-                            context.FineTune(model, structured.FineTuneEpochs, plan.LearningRate * FineTuneLearningRateFactor);
-                            report.FineTuneEpochs += structured.FineTuneEpochs;
-                        }
                         break;
                     case PrunePass prune:
                         var targets = prune.Targets.Select(t => ((nn.Module)host.GetLayer(t), t)).ToArray();
                         ApplyPrune(prune, targets);
                         pruned.AddRange(targets.Where(t => !pruned.Contains(t)));
-                        if (prune.FineTuneEpochs > 0)
-                        {
-                            context.FineTune(model, prune.FineTuneEpochs, plan.LearningRate * FineTuneLearningRateFactor);
-                            report.FineTuneEpochs += prune.FineTuneEpochs;
-                        }
                         break;
                     case QuantizePass quantize:
                         MakePermanent(pruned, report);
                         QuantizeLayers(host, quantize.Mode);
                         break;
                 }
+                if (pass is PrunePass { FineTuneEpochs: > 0 } tuned)
+                {
+                    context.FineTune(model, tuned.FineTuneEpochs, plan.LearningRate * FineTuneLearningRateFactor);
+                    report.FineTuneEpochs += tuned.FineTuneEpochs;
+                }
             }
             MakePermanent(pruned, report);
 
-            report.ParamCountAfter = optimized.parameters().Sum(p => p.numel())
-                + Quantize.QuantizedLayers(optimized).Sum(q => q.Layer.named_buffers().Where(b => b.name is "weight" or "bias").Sum(b => b.buffer.numel()));
-            report.ParamBytesAfter = StateBytes(optimized);
+            report.ParamCountAfter = model.parameters().Sum(p => p.numel())
+                + Quantize.QuantizedLayers(model).Sum(q => q.Layer.named_buffers().Where(b => b.name is "weight" or "bias").Sum(b => b.buffer.numel()));
+            report.ParamBytesAfter = StateBytes(model);
             report.Sparsity = Sparsity(model);
-            var (accuracy, valLoss) = context.Evaluate(optimized);
+            var (accuracy, valLoss) = context.Evaluate(model);
             report.TestAccuracy = accuracy;
             report.ValLoss = valLoss;
             if (context.Primary)
             {
-                Export(optimized, context.ExportPath);
+                Export(model, context.ExportPath);
                 report.ExportPath = context.ExportPath;
                 report.FileBytesAfter = new FileInfo(context.ExportPath).Length;
                 report.SizeRatio = report.FileBytesBefore > 0 ? (double)report.FileBytesAfter / report.FileBytesBefore : double.NaN;
-                (report.LatencyBatch1After, report.LatencyBatch64After) = Latencies(optimized, plan, context.Device);
+                (report.LatencyBatch1After, report.LatencyBatch64After) = Latencies(model, plan, context.Device);
                 report.Speedup = report.LatencyBatch64Before / Math.Max(report.LatencyBatch64After, 1e-9);
             }
             return report;
