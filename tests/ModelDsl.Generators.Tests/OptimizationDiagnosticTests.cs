@@ -86,9 +86,17 @@ public class OptimizationDiagnosticTests
         Markup.Verify("[Model(Input = \"B, 1\")]\n[Train(Loss.MSE, Optimizer.SGD, Data = \"t.csv\")]\n[{|MD0309:Quantize(QuantizeMode.DynamicInt8)|}]\npublic partial class M\n{ [ReLU] public partial ReLU Act { get; } }");
 
     [Fact]
-    public void StructuredPruningIntoFlatten_SaysTheConsumerCannotBeRewritten()
+    public void StructuredPruningThroughFlatten_RemovesEachChannelsRunOfLinearInputs()
     {
-        var run = Markup.Verify("[Model(Input = \"B, 1, 4, 4\")]\n" + Train + "[Prune(PruneMethod.Structured, 0.5, {|MD0305:Targets = new[] { \"C\" }|})]\npublic partial class M\n{ [Conv2d(4, 3, Padding = 1)] public partial Conv2d C { get; } [Flatten] public partial Flatten F { get; } [Linear(10)] public partial Linear O { get; } }");
-        Assert.Contains("'F' (Flatten)", Assert.Single(run.ModelDiagnostics).GetMessage());
+        // C: 4·1·9 + 4 = 40 → 2 channels: 20; O reads 4·4·4 = 64 inputs → 2·16 = 32: 64·10 + 10 = 650 → 330.
+        var run = Markup.Verify("[Model(Input = \"B, 1, 4, 4\")]\n" + Train + "[Prune(PruneMethod.Structured, 0.5, Targets = new[] { \"C\" })]\npublic partial class M\n{ [Conv2d(4, 3, Padding = 1)] public partial Conv2d C { get; } [Flatten] public partial Flatten F { get; } [Linear(10)] public partial Linear O { get; } }");
+        Assert.Contains("ParametersAfterPasses = 350,", run.Source("M.Train.g.cs"));
+    }
+
+    [Fact]
+    public void StructuredPruningIntoLayerNorm_SaysTheConsumerCannotBeRewritten()
+    {
+        var run = Markup.Verify("[Model(Input = \"B, 8\")]\n" + Train + "[Prune(PruneMethod.Structured, 0.5, {|MD0305:Targets = new[] { \"L\" }|})]\npublic partial class M\n{ [Linear(6)] public partial Linear L { get; } [LayerNorm] public partial LayerNorm N { get; } [Linear(10)] public partial Linear O { get; } }");
+        Assert.Contains("'N' (LayerNorm)", Assert.Single(run.ModelDiagnostics).GetMessage());
     }
 }

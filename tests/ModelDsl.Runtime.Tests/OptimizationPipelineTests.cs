@@ -18,6 +18,18 @@ namespace ModelDsl.Runtime.Tests.Pipeline
         [Linear(3)]  public partial Linear Output { get; }
     }
 
+    [Model(Input = "B, 1, 2, 4")]
+    [Train(Loss.CrossEntropy, Optimizer.SGD, LearningRate = 0.05, Epochs = 1, BatchSize = 16, ValidationFraction = 0.2)]
+    [Prune(PruneMethod.Structured, 2, Targets = new[] { nameof(Conv) }, FineTuneEpochs = 1)]
+    public partial class FlattenNet
+    {
+        [Conv2d(4, 3, Padding = 1)] public partial Conv2d Conv { get; }
+        [BatchNorm2d]               public partial BatchNorm2d Norm { get; }
+        [ReLU]                      public partial ReLU Act { get; }
+        [Flatten]                   public partial Flatten Flat { get; }
+        [Linear(3)]                 public partial Linear Output { get; }
+    }
+
     /// <summary>The declared passes run after training, in order, through the trainer's seam, and report what they did.</summary>
     [Collection(GlobalTorchStateCollection.Name)]
     public sealed class OptimizationPipelineTests : IDisposable
@@ -63,6 +75,20 @@ namespace ModelDsl.Runtime.Tests.Pipeline
             var exported = Path.Combine(_dir, "ckpt", "optimized.bin");
             Assert.Equal(report.ExportPath, exported);
             Assert.Equal(new FileInfo(exported).Length, report.FileBytesAfter);
+        }
+
+        [Fact]
+        public void StructuredCutThroughFlatten_ShrinksConvNormAndLinear_AsTheCompilerComputed()
+        {
+            var pipelineOptions = Options();
+            var options = pipelineOptions with { Plan = FlattenNet.Plan with { Data = pipelineOptions.Plan.Data } };
+            Assert.Equal(0, Trainer.Train(options, () => new FlattenNet()));
+            var report = TrainingReport.Read(Path.Combine(_dir, "report.json")).GetSection<OptimizationReport>("optimized")!;
+            // Conv 4·9 + 4 = 40 → 20, Norm 8 → 4, Output 32·3 + 3 = 99 → 16·3 + 3 = 51.
+            Assert.Equal(147, report.ParamCountBefore);
+            Assert.Equal(75, FlattenNet.Plan.ParametersAfterPasses);
+            Assert.Equal(FlattenNet.Plan.ParametersAfterPasses, report.ParamCountAfter);
+            Assert.NotNull(report.ValLoss);
         }
 
         [Fact]

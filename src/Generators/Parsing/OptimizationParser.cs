@@ -180,6 +180,7 @@ namespace ModelDsl.Generators.Parsing
 
             int index = order.ToList().FindIndex(l => l.MemberName == target);
             var rewrites = new List<(string Name, LayerSpec After)>();
+            bool flattened = false;
             for (int i = index + 1; i < order.Count; i++)
             {
                 var next = current[order[i].MemberName];
@@ -189,14 +190,22 @@ namespace ModelDsl.Generators.Parsing
                     rewrites.Add((next.MemberName, next with { Args = next.Args with { In = keep }, Parameters = 2 * keep }));
                     continue;
                 }
-                bool consumes = next.Kind == LayerKind.Linear && layer.Kind == LayerKind.Linear
-                             || next.Kind == LayerKind.Conv2d && layer.Kind == LayerKind.Conv2d && next.Args.Groups == 1;
-                if (!consumes)
+                // A convolution's channels may reach a Linear through a Flatten over (C, H, W): each channel is then a
+                // run of H·W inputs of the Linear, all removed together.
+                if (next.Kind == LayerKind.Flatten && layer.Kind == LayerKind.Conv2d && !flattened && next.Args.Dim == 1 && next.Args.EndDim == -1)
+                {
+                    flattened = true;
+                    continue;
+                }
+                bool consumes = next.Kind == LayerKind.Linear && (layer.Kind == LayerKind.Linear || flattened)
+                             || next.Kind == LayerKind.Conv2d && layer.Kind == LayerKind.Conv2d && !flattened && next.Args.Groups == 1;
+                long spatial = flattened ? next.Args.In / Math.Max(1, outs[target]) : 1;
+                if (!consumes || spatial * outs[target] != next.Args.In)
                     return next.Kind == LayerKind.Model
                         ? $"its outputs feed the composed model '{next.MemberName}', whose input size is fixed"
                         : $"its outputs reach '{next.MemberName}' ({next.KindName}), which the compiler cannot rewrite for fewer inputs";
                 long perInput = WeightCount(next) / Math.Max(1, next.Args.In);
-                rewrites.Add((next.MemberName, next with { Args = next.Args with { In = keep }, Parameters = next.Parameters - k * perInput }));
+                rewrites.Add((next.MemberName, next with { Args = next.Args with { In = keep * spatial }, Parameters = next.Parameters - k * spatial * perInput }));
                 long perOutput = WeightCount(layer) / Math.Max(1, outs[target]) + (layer.Args.Bias ? 1 : 0);
                 current[target] = layer with { Args = layer.Args with { Out = keep }, Parameters = layer.Parameters - k * perOutput };
                 outs[target] = keep;

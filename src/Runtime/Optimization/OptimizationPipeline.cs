@@ -187,6 +187,14 @@ namespace ModelDsl.Runtime.Optimization
                     if (normName is not null) host.ReplaceLayer(normName, newNorm!);
                     host.ReplaceLayer(consumerName, convConsumer);
                     break;
+                case (TorchSharp.Modules.Conv2d p, TorchSharp.Modules.Linear c):
+                    // Through a Flatten: each removed channel takes its run of H·W inputs of the Linear with it.
+                    var normBeforeFlatten = normName is null ? null : (TorchSharp.Modules.BatchNorm2d)host.GetLayer(normName);
+                    var (flatConv, flatNorm, flatConsumer) = Prune.ShrinkConv2dOutputs(p, normBeforeFlatten, c, keep);
+                    host.ReplaceLayer(target, flatConv);
+                    if (normName is not null) host.ReplaceLayer(normName, flatNorm!);
+                    host.ReplaceLayer(consumerName, flatConsumer);
+                    break;
                 default:
                     throw new TrainingException($"structured pruning of '{target}': {producer.GetType().Name} feeding {host.GetLayer(consumerName).GetType().Name} cannot be shrunk");
             }
