@@ -173,32 +173,23 @@ namespace ModelDsl.Runtime.Optimization
             var producer = (nn.Module)host.GetLayer(target);
             var weight = producer.named_parameters().First(p => p.name == "weight").parameter;
             long[] keep = pass.IsCount ? Prune.ChannelsToKeep(weight, (int)pass.Amount) : Prune.ChannelsToKeep(weight, pass.Amount);
-            switch (producer, host.GetLayer(consumerName))
-            {
-                case (TorchSharp.Modules.Linear p, TorchSharp.Modules.Linear c):
-                    var (linear, linearConsumer) = Prune.ShrinkLinearOutputs(p, c, keep);
-                    host.ReplaceLayer(target, linear);
-                    host.ReplaceLayer(consumerName, linearConsumer);
-                    break;
-                case (TorchSharp.Modules.Conv2d p, TorchSharp.Modules.Conv2d c):
-                    var norm = normName is null ? null : (TorchSharp.Modules.BatchNorm2d)host.GetLayer(normName);
-                    var (conv, newNorm, convConsumer) = Prune.ShrinkConv2dOutputs(p, norm, c, keep);
-                    host.ReplaceLayer(target, conv);
-                    if (normName is not null) host.ReplaceLayer(normName, newNorm!);
-                    host.ReplaceLayer(consumerName, convConsumer);
-                    break;
-                case (TorchSharp.Modules.Conv2d p, TorchSharp.Modules.Linear c):
+            var norm = normName is null ? null : (TorchSharp.Modules.BatchNorm2d)host.GetLayer(normName);
+            (nn.Module<Tensor, Tensor> Producer, nn.Module<Tensor, Tensor>? Norm, nn.Module<Tensor, Tensor> Consumer) shrunk =
+                (producer, host.GetLayer(consumerName)) switch
+                {
+                    (TorchSharp.Modules.Linear p, TorchSharp.Modules.Linear c) => NoNorm(Prune.ShrinkLinearOutputs(p, c, keep)),
+                    (TorchSharp.Modules.Conv2d p, TorchSharp.Modules.Conv2d c) => Prune.ShrinkConv2dOutputs(p, norm, c, keep),
                     // Through a Flatten: each removed channel takes its run of H·W inputs of the Linear with it.
-                    var normBeforeFlatten = normName is null ? null : (TorchSharp.Modules.BatchNorm2d)host.GetLayer(normName);
-                    var (flatConv, flatNorm, flatConsumer) = Prune.ShrinkConv2dOutputs(p, normBeforeFlatten, c, keep);
-                    host.ReplaceLayer(target, flatConv);
-                    if (normName is not null) host.ReplaceLayer(normName, flatNorm!);
-                    host.ReplaceLayer(consumerName, flatConsumer);
-                    break;
-                default:
-                    throw new TrainingException($"structured pruning of '{target}': {producer.GetType().Name} feeding {host.GetLayer(consumerName).GetType().Name} cannot be shrunk");
-            }
+                    (TorchSharp.Modules.Conv2d p, TorchSharp.Modules.Linear c) => Prune.ShrinkConv2dOutputs(p, norm, c, keep),
+                    var (p, c) => throw new TrainingException($"structured pruning of '{target}': {p.GetType().Name} feeding {c.GetType().Name} cannot be shrunk"),
+                };
+            host.ReplaceLayer(target, shrunk.Producer);
+            if (normName is not null) host.ReplaceLayer(normName, shrunk.Norm!);
+            host.ReplaceLayer(consumerName, shrunk.Consumer);
         }
+
+        private static (nn.Module<Tensor, Tensor>, nn.Module<Tensor, Tensor>?, nn.Module<Tensor, Tensor>) NoNorm(
+            (TorchSharp.Modules.Linear Producer, TorchSharp.Modules.Linear Consumer) shrunk) => (shrunk.Producer, null, shrunk.Consumer);
 
         /// <summary>prune.remove on every pruned target (zeros become part of the weight) and each layer's sparsity.</summary>
         private static void MakePermanent(List<(nn.Module Module, string Layer)> pruned, OptimizationReport report)
