@@ -116,6 +116,19 @@ internal static class StructuredChecks
         return dim < 0 ? dim + n : dim;
     }
 
+    /// <summary>
+    /// PyTorch's <c>make_mask</c> of the structured methods: ones on the channels <paramref name="keep"/> marks along
+    /// <paramref name="dim"/>, zeros elsewhere, times the mask the tensor already has.
+    /// </summary>
+    public static Tensor ChannelMask(Tensor t, long dim, Tensor keep, Tensor defaultMask)
+    {
+        using var kept = keep.nonzero().flatten();
+        var mask = zeros_like(t);
+        mask.index_fill_(dim, kept, 1);
+        mask.mul_(defaultMask.to(mask.dtype));
+        return mask;
+    }
+
     public static string Shape(Tensor t) => "[" + string.Join(", ", t.shape) + "]";
 }
 
@@ -200,11 +213,7 @@ internal sealed class LnStructuredMethod : PruningMethod
         using var pruned = LowestFirst(norms, k);
         using var keep = ones(size, dtype: ScalarType.Bool);
         keep.index_fill_(0, pruned, false);
-        using var kept = keep.nonzero().flatten();
-        var mask = zeros_like(t);
-        mask.index_fill_(dim, kept, 1);
-        mask.mul_(defaultMask.to(mask.dtype));
-        return mask;
+        return StructuredChecks.ChannelMask(t, dim, keep, defaultMask);
     }
 }
 
@@ -239,13 +248,7 @@ internal sealed class RandomStructuredMethod : PruningMethod
         using (threshold)
         using (index)
         using (var keep = prob.gt(threshold))
-        using (var kept = keep.nonzero().flatten())
-        {
-            var mask = zeros_like(t);
-            mask.index_fill_(dim, kept, 1);
-            mask.mul_(defaultMask.to(mask.dtype));
-            return mask;
-        }
+            return StructuredChecks.ChannelMask(t, dim, keep, defaultMask);
     }
 }
 
