@@ -184,15 +184,7 @@ public sealed class DataParallelEndToEndTests : IDisposable
         return false;
     }
 
-    private static Dictionary<string, float[]> Weights(string path) => Weights<Digits.DigitsMlp>(path);
+    private static Dictionary<string, float[]> Weights(string path) => DigitsProgram.Weights<Digits.DigitsMlp>(path);
 
-    private static Dictionary<string, float[]> Weights<TModel>(string path) where TModel : nn.Module, new()
-    {
-        var state = Checkpoint.ReadState(path);
-        using var model = new TModel();
-        // The sample's own plan (its optimiser) reads the checkpoint.
-        var plan = model is Digits.DigitsCnn ? Digits.DigitsCnn.Plan : Digits.DigitsMlp.Plan;
-        Checkpoint.Load(path, model, Trainer.CreateOptimizer(plan, model), state.ModelName, state.PlanFingerprint);
-        return model.named_parameters().ToDictionary(p => p.name, p => p.parameter.data<float>().ToArray());
-    }
+    private static Dictionary<string, float[]> Weights<TModel>(string path) where TModel : nn.Module, new() => DigitsProgram.Weights<TModel>(path);
 }

@@ -25,7 +25,7 @@ public sealed class TrainedDigits : IDisposable
     public string Checkpoints => Path.Combine(Dir, "ckpt");
     public string Last => Path.Combine(Checkpoints, Checkpoint.FileName);
     public string ReportPath => Path.Combine(Dir, "report.json");
-    public DigitsProcess.Result Training { get; }
+    public ProcessResult Training { get; }
 
     public void Dispose()
     {
@@ -278,39 +278,13 @@ public sealed class EarlyStoppingTests : IDisposable
 /// <summary>Runs the Digits sample (built with the tests) and Python as real processes.</summary>
 public static class DigitsProcess
 {
-    public sealed record Result(int ExitCode, string Stdout, string Stderr)
-    {
-        public override string ToString() => $"exit {ExitCode}\nstdout:\n{Stdout}\nstderr:\n{Stderr}";
-    }
+    public static ProcessResult Run(string workingDirectory, params string[] args) => DigitsProgram.Run(workingDirectory, args);
 
-    public static Result Run(string workingDirectory, params string[] args)
-    {
-        var testBin = new DirectoryInfo(AppContext.BaseDirectory.TrimEnd(Path.DirectorySeparatorChar));
-        var dll = Path.Combine(TrainingEndToEndTests.RepoRoot(), "samples", "Digits", "bin", testBin.Parent!.Name, testBin.Name, "Digits.dll");
-        Assert.True(File.Exists(dll), "the Digits sample is not built at " + dll);
-        return Start(Environment.GetEnvironmentVariable("DOTNET_HOST_PATH") ?? "dotnet", workingDirectory, new[] { dll }.Concat(args));
-    }
-
-    public static Result Python(params string[] args) => Start("/usr/bin/python3", Path.GetTempPath(), args);
+    public static ProcessResult Python(params string[] args) => DigitsProgram.RunProgram("/usr/bin/python3", Path.GetTempPath(), args);
 
     public static bool HasPyTorch() => File.Exists("/usr/bin/python3") && Python("-c", "import torch").ExitCode == 0;
 
-    public static string InteropScript() => Path.Combine(TrainingEndToEndTests.RepoRoot(), "tests", "ModelDsl.Runtime.Tests", "Interop", "pytorch_interop.py");
+    public static string InteropScript() => Path.Combine(DigitsProgram.RepoRoot(), "tests", "ModelDsl.Runtime.Tests", "Interop", "pytorch_interop.py");
 
-    public static string DataFile(string name) => Path.Combine(TrainingEndToEndTests.RepoRoot(), "samples", "Digits", "data", name);
-
-    private static Result Start(string program, string workingDirectory, IEnumerable<string> args)
-    {
-        var info = new ProcessStartInfo(program) { RedirectStandardOutput = true, RedirectStandardError = true, WorkingDirectory = workingDirectory };
-        foreach (var a in args) info.ArgumentList.Add(a);
-        using var process = Process.Start(info)!;
-        var stdout = process.StandardOutput.ReadToEndAsync();
-        var stderr = process.StandardError.ReadToEndAsync();
-        if (!process.WaitForExit(TimeSpan.FromMinutes(8)))
-        {
-            process.Kill(entireProcessTree: true);
-            throw new TimeoutException(program + " did not finish: " + string.Join(" ", args));
-        }
-        return new Result(process.ExitCode, stdout.Result, stderr.Result);
-    }
+    public static string DataFile(string name) => Path.Combine(DigitsProgram.RepoRoot(), "samples", "Digits", "data", name);
 }

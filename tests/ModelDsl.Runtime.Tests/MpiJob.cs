@@ -107,11 +107,5 @@ internal static class MpiJob
         return dll;
     }
 
-    public static string RepoRoot()
-    {
-        var dir = new DirectoryInfo(AppContext.BaseDirectory);
-        while (dir is not null && !File.Exists(Path.Combine(dir.FullName, "ModelDsl.sln")))
-            dir = dir.Parent;
-        return dir?.FullName ?? throw new InvalidOperationException("ModelDsl.sln not found above " + AppContext.BaseDirectory);
-    }
+    public static string RepoRoot() => DigitsProgram.RepoRoot();
 }

@@ -224,15 +224,7 @@ public sealed class TrainingEndToEndTests : IDisposable
             Assert.True(a[key].SequenceEqual(b[key]), $"parameter {key} differs");
     }
 
-    /// <summary>Loads a Digits MLP checkpoint into a fresh model and returns each parameter's raw floats.</summary>
-    private static Dictionary<string, float[]> ReadWeights(string path)
-    {
-        var state = Checkpoint.ReadState(path);
-        using var model = new Digits.DigitsMlp();
-        var optimizer = optim.Adam(model.parameters());
-        Checkpoint.Load(path, model, optimizer, state.ModelName, state.PlanFingerprint);
-        return model.named_parameters().ToDictionary(p => p.name, p => p.parameter.data<float>().ToArray());
-    }
+    private static Dictionary<string, float[]> ReadWeights(string path) => DigitsProgram.Weights<Digits.DigitsMlp>(path);
 
     private static void AssertNoStackTrace(ProcessResult run)
     {
