@@ -111,6 +111,15 @@ public sealed class DataParallelEndToEndTests : IDisposable
     }
 
     [Fact]
+    public void NcclOnTheCpu_IsOneUsageLine_BeforeAnyRankStarts()
+    {
+        var run = DigitsProgram.Run(_dir, "mlp", "--world-size", "2", "--backend", "nccl", "--epochs", "1", "--plain");
+        Assert.Equal(TrainingHost.UsageError, run.ExitCode);
+        Assert.Equal("error: --backend nccl reduces CUDA tensors only: add --device cuda, or use --backend mpi (or auto) on the CPU", run.Stderr.Split('\n')[0]);
+        Assert.DoesNotContain("rank", run.Stderr);
+    }
+
+    [Fact]
     public void Ranks_EndBitwiseInSync_AndTheReportSaysSo()
     {
         var run = DigitsProgram.Run(_dir, "mlp", "--data", EvenData(), "--epochs", "1", "--world-size", "2", "--report", "r.json", "--plain");

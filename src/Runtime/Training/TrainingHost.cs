@@ -117,6 +117,8 @@ namespace ModelDsl.Runtime.Training
             // Started by mpirun or srun: train with the ranks given.
             var environment = Distributed.DistributedEnvironment.Current;
             if (environment is not null) ranks = environment.WorldSize;
+            if (parsed.GetValue(backend) == "nccl" && parsed.GetValue(device) != "cuda")
+                return Usage("--backend nccl reduces CUDA tensors only: add --device cuda, or use --backend mpi (or auto) on the CPU");
             bool syncBn = plan.SyncBatchNorm || parsed.GetValue(syncBatchNorm);
             if (plan.Mode == ParallelMode.Async && ranks > 1)
                 return Usage($"{plan.ModelName} declares ParallelMode.Async, which this version does not run yet; use ParallelMode.Sync");
