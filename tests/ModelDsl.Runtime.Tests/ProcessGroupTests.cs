@@ -44,6 +44,17 @@ public sealed class ProcessGroupTests
     }
 
     [Fact]
+    public void TwoRanks_LocalSgd_EqualsDdpAtSyncEveryOne_AndMatchesTheSimulationOfItsStalenessAtEveryStep()
+    {
+        // SGD, k = 1, no overlap, no warm-up == sync DDP; blocking rounds leave the ranks bitwise in sync; every step's
+        // parameters equal a one-process simulation of both replicas (blocking and overlapped rounds, warm-up, DiLoCo).
+        var job = MpiJob.Mpirun(2, "localsgd", JobTimeout);
+        Assert.True(job.ExitCode == 0, job.Output);
+        for (int r = 0; r < 2; r++)
+            Assert.Contains($"PASS rank {r}: localsgd: 13 checks", job.Stdout, StringComparison.Ordinal);
+    }
+
+    [Fact]
     public void TestHostAlone_IsAGroupOfOne_AndTheSameScenariosPass()
     {
         var job = MpiJob.Alone("ddp", JobTimeout);

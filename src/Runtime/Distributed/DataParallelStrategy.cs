@@ -27,6 +27,7 @@ public sealed class DataParallelStrategy : ITrainingStrategy
     private readonly TrainingPlan _plan;
     private GradientReducer? _reducer;
     private (string Name, Tensor Buffer)[] _buffers = Array.Empty<(string, Tensor)>();
+    private long _gradientBytes, _bufferBytes;
 
     /// <summary>Trains as one of <paramref name="group"/>'s ranks; the plan gives the bucket size.</summary>
     public DataParallelStrategy(ProcessGroup group, TrainingPlan plan)
@@ -42,7 +43,7 @@ public sealed class DataParallelStrategy : ITrainingStrategy
     public int WorldSize => _group.WorldSize;
 
     /// <inheritdoc/>
-    public void Start(nn.Module model)
+    public void Start(nn.Module model, long stepsTaken)
     {
         if (_plan.SyncBatchNorm && WorldSize > 1) SyncBatchNorm.Convert(_group, model);
         DataParallel.BroadcastParameters(_group, model);
@@ -52,7 +53,19 @@ public sealed class DataParallelStrategy : ITrainingStrategy
         // whose non-blocking MPI all-reduce only progresses inside MPI calls (docs/distributed.md).
         _reducer = new GradientReducer(_group, model.parameters(), _plan.BucketSizeMB);
         _buffers = model.named_buffers().Where(b => b.buffer.is_floating_point()).Select(b => (b.name, b.buffer)).ToArray();
+        _gradientBytes = model.parameters().Where(p => p.requires_grad).Sum(p => p.numel() * p.element_size());
+        _bufferBytes = _buffers.Sum(b => b.Buffer.numel()) * sizeof(double);
     }
+
+    /// <summary>
+    /// Bytes this rank has handed to collectives so far: gradient all-reduces, buffer broadcasts and the 4-byte
+    /// finiteness vote of every step (the payload each rank contributes, not the wire traffic, which depends on
+    /// the library's algorithm). Local SGD reports the same figure, so the two modes compare directly.
+    /// </summary>
+    public long BytesCommunicated { get; private set; }
+
+    /// <summary>Seconds this rank spent in gradient all-reduces.</summary>
+    public double CommunicationSeconds => _reducer?.CommunicationTime.TotalSeconds ?? 0;
 
     /// <inheritdoc/>
     public long BatchCount(TensorDataset data, int batchSize) => (Sampler(data, 0, 0).NumSamples + batchSize - 1) / batchSize;
@@ -76,17 +89,22 @@ public sealed class DataParallelStrategy : ITrainingStrategy
     {
         using var flag = torch.tensor(finite ? 0 : 1);
         _group.AllReduce(flag, ReduceOp.Max);
+        BytesCommunicated += sizeof(int);
         return flag.item<int>() == 0;
     }
 
     /// <inheritdoc/>
-    public void SynchronizeGradients(nn.Module model) =>
+    public void SynchronizeGradients(nn.Module model)
+    {
         (_reducer ?? throw new InvalidOperationException("Start was not called")).Synchronize();
+        BytesCommunicated += _gradientBytes;
+    }
 
     /// <inheritdoc/>
     public void AfterStep(nn.Module model, long step)
     {
         if (_buffers.Length == 0) return;
+        BytesCommunicated += _bufferBytes;
         // One broadcast for all buffers (DDP coalesces them too): a collective per buffer costs a round trip each.
         using var scope = torch.NewDisposeScope();
         using var noGrad = torch.no_grad();
@@ -100,6 +118,9 @@ public sealed class DataParallelStrategy : ITrainingStrategy
             offset += n;
         }
     }
+
+    /// <inheritdoc/>
+    public void EndEpoch(nn.Module model) { }
 
     /// <inheritdoc/>
     public void SumAcrossRanks(double[] values)
@@ -123,6 +144,8 @@ public sealed class DataParallelStrategy : ITrainingStrategy
             CommFraction = comm / Math.Max(report.TrainSeconds, 1e-9),
             Buckets = _reducer?.Buckets.Count ?? 0,
             BucketSizeMB = _plan.BucketSizeMB,
+            Steps = report.Steps,
+            BytesCommunicated = BytesCommunicated,
         });
     }
 
@@ -149,4 +172,27 @@ public sealed class DistributedReport
     [JsonPropertyName("buckets")] public int Buckets { get; set; }
     /// <summary>The bucket cap after the first bucket, in MiB.</summary>
     [JsonPropertyName("bucket_size_mb")] public double BucketSizeMB { get; set; }
+    /// <summary>Optimiser steps each rank took.</summary>
+    [JsonPropertyName("steps")] public long Steps { get; set; }
+    /// <summary>Bytes rank 0 handed to collectives (gradients, parameters, buffers, votes; payload, not wire traffic).</summary>
+    [JsonPropertyName("bytes_communicated")] public long BytesCommunicated { get; set; }
+
+    // Async (local SGD) only; absent from a sync run's report.
+    /// <summary>Async: local steps between averaging rounds.</summary>
+    [JsonPropertyName("sync_every"), JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)] public int? SyncEvery { get; set; }
+    /// <summary>Async: synchronous (DDP) steps before local SGD started.</summary>
+    [JsonPropertyName("warmup_steps"), JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)] public int? WarmupSteps { get; set; }
+    /// <summary>Async: <c>none</c> (model averaging) or <c>nesterov</c> (DiLoCo's outer step).</summary>
+    [JsonPropertyName("outer_optimizer"), JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)] public string? OuterOptimizer { get; set; }
+    /// <summary>Async: whether a round's all-reduce ran behind the following local steps.</summary>
+    [JsonPropertyName("overlap"), JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)] public bool? Overlap { get; set; }
+    /// <summary>Async: parameter averaging rounds (scheduled ones plus the one that closes each epoch).</summary>
+    [JsonPropertyName("sync_rounds"), JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)] public long? SyncRounds { get; set; }
+    /// <summary>Async: seconds rank 0 waited for averaging (blocking rounds, and overlapped ones not finished in time).</summary>
+    [JsonPropertyName("comm_seconds"), JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)] public double? CommSeconds { get; set; }
+    /// <summary>
+    /// Async: averaging time that overlapped computation: each overlapped round is charged what a blocking round
+    /// cost on average in this run, less what rank 0 still waited for it (never below 0).
+    /// </summary>
+    [JsonPropertyName("comm_seconds_hidden"), JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)] public double? CommSecondsHidden { get; set; }
 }

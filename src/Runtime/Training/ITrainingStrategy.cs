@@ -23,8 +23,11 @@ namespace ModelDsl.Runtime.Training
         /// <summary>The number of processes training together.</summary>
         int WorldSize { get; }
 
-        /// <summary>After the model is built (and restored on resume): makes every rank start from rank 0's state.</summary>
-        void Start(nn.Module model);
+        /// <summary>
+        /// After the model is built (and restored on resume): makes every rank start from rank 0's state.
+        /// <paramref name="stepsTaken"/>: optimiser steps already taken (a resumed run's; 0 for a fresh model).
+        /// </summary>
+        void Start(nn.Module model, long stepsTaken);
 
         /// <summary>The number of batches <see cref="Batches"/> yields on this rank each epoch.</summary>
         long BatchCount(TensorDataset data, int batchSize);
@@ -41,6 +44,12 @@ namespace ModelDsl.Runtime.Training
         /// <summary>After the optimiser step <paramref name="step"/> (1-based, counted over the whole run); local SGD averages here.</summary>
         void AfterStep(nn.Module model, long step);
 
+        /// <summary>
+        /// After an epoch's last step, before validation and the checkpoint: makes every rank hold the same model
+        /// (local SGD closes its open averaging round here; DDP's replicas are identical already).
+        /// </summary>
+        void EndEpoch(nn.Module model);
+
         /// <summary>Sums each value over all ranks, in place (epoch metrics).</summary>
         void SumAcrossRanks(double[] values);
 
@@ -56,7 +65,7 @@ namespace ModelDsl.Runtime.Training
         /// <inheritdoc/>
         public int WorldSize => 1;
         /// <inheritdoc/>
-        public void Start(nn.Module model) { }
+        public void Start(nn.Module model, long stepsTaken) { }
         /// <inheritdoc/>
         public long BatchCount(TensorDataset data, int batchSize) => data.BatchCount(batchSize);
         /// <inheritdoc/>
@@ -68,6 +77,8 @@ namespace ModelDsl.Runtime.Training
         public void SynchronizeGradients(nn.Module model) { }
         /// <inheritdoc/>
         public void AfterStep(nn.Module model, long step) { }
+        /// <inheritdoc/>
+        public void EndEpoch(nn.Module model) { }
         /// <inheritdoc/>
         public void SumAcrossRanks(double[] values) { }
         /// <inheritdoc/>

@@ -63,7 +63,7 @@ namespace ModelDsl.Runtime.Training
                 }
                 else if (options.Resume) outputs.Note($"No checkpoint at {outputs.CheckpointPath}; starting from scratch.");
                 else outputs.KeepPreviousCheckpoint();
-                strategy.Start(model);
+                strategy.Start(model, loop.Step);
 
                 var clock = Stopwatch.StartNew();
                 bool stoppedEarly = false;
@@ -156,7 +156,7 @@ namespace ModelDsl.Runtime.Training
                 {
                     // The pruned model has new parameters (weight_orig, or smaller layers): the strategy starts over
                     // on them (gradient buckets) and a fresh optimiser of the declared kind takes them.
-                    strategy.Start(pruned);
+                    strategy.Start(pruned, stepsTaken: 0);
                     var fineTuning = loop.With(pruned, CreateOptimizer(plan with { LearningRate = lr }, pruned));
                     for (int e = 0; e < epochs; e++)
                         _ = fineTuning.Run(e, epochs, lr, label: "fine-tune")
@@ -242,6 +242,9 @@ namespace ModelDsl.Runtime.Training
                     var eta = TimeSpan.FromSeconds(elapsed / stepInEpoch * ((steps - stepInEpoch) + steps * (epochs - epoch - 1)));
                     _outputs.Step(stepInEpoch, lossSum / seen, hasAccuracy ? (double)correct / seen : double.NaN, seen / Math.Max(elapsed, 1e-9), eta);
                 }
+
+                // Local SGD closes its averaging round: validation and the checkpoint see the ranks' common model.
+                _strategy.EndEpoch(_model);
 
                 // Every rank saw its own share: the epoch's figures are sums over all ranks.
                 var totals = new[] { lossSum, correct, seen };

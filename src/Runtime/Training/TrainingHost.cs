@@ -75,6 +75,12 @@ namespace ModelDsl.Runtime.Training
             var backend = new Option<string>("--backend") { Description = $"Collective library: auto, mpi or nccl (declared: {plan.Backend.ToString().ToLowerInvariant()})", DefaultValueFactory = _ => plan.Backend.ToString().ToLowerInvariant() };
             backend.AcceptOnlyFromAmong("auto", "mpi", "nccl");
             var syncBatchNorm = new Option<bool>("--sync-batchnorm") { Description = "Average BatchNorm batch statistics over all ranks" + (plan.SyncBatchNorm ? " (declared: on)" : "") };
+            var mode = new Option<string>("--mode") { Description = $"sync (DDP: gradients averaged every step) or async (local SGD: parameters averaged every --sync-every steps) (declared: {plan.Mode.ToString().ToLowerInvariant()})", DefaultValueFactory = _ => plan.Mode.ToString().ToLowerInvariant() };
+            mode.AcceptOnlyFromAmong("sync", "async");
+            var syncEvery = new Option<int?>("--sync-every") { Description = $"Async: local steps between averaging rounds (declared: {plan.SyncEvery})", HelpName = "K" };
+            var outerOptimizer = new Option<string?>("--outer-optimizer") { Description = $"Async: none (model averaging) or nesterov (DiLoCo's outer step, lr {plan.OuterLearningRate}, momentum {plan.OuterMomentum}) (declared: {plan.OuterOptimizer.ToString().ToLowerInvariant()})", HelpName = "none|nesterov" };
+            outerOptimizer.AcceptOnlyFromAmong("none", "nesterov");
+            var noOverlap = new Option<bool>("--no-overlap") { Description = "Async: average with a blocking all-reduce instead of overlapping it with the next local steps" };
             var hostfile = new Option<string?>("--hostfile") { Description = "Open MPI hostfile for a run across machines (passed to mpirun)", HelpName = "FILE" };
             var noOptimize = new Option<bool>("--no-optimize") { Description = "Skip the declared [Prune]/[Quantize] passes" + (plan.Passes.Count == 0 ? " (none declared)" : $" ({string.Join("; ", plan.Passes)})") };
             var export = new Option<string?>("--export") { Description = "Where the optimised model goes (default: optimized.bin in --checkpoint-dir)", HelpName = "PATH" };
@@ -82,7 +88,7 @@ namespace ModelDsl.Runtime.Training
             var root = new RootCommand($"Train {plan.ModelName}: {plan.Loss} loss, {plan.Optimizer}, {plan.Epochs} epochs of batch {plan.BatchSize} (declared by [Train]).")
             {
                 epochs, batch, lr, seed, data, testData, checkpointDir, resume, report, device, threads, deterministic, tensorboard, plain,
-                worldSize, backend, syncBatchNorm, hostfile,
+                worldSize, backend, syncBatchNorm, mode, syncEvery, outerOptimizer, noOverlap, hostfile,
                 noOptimize, export,
             };
 
@@ -120,8 +126,16 @@ namespace ModelDsl.Runtime.Training
             if (parsed.GetValue(backend) == "nccl" && parsed.GetValue(device) != "cuda")
                 return Usage("--backend nccl reduces CUDA tensors only: add --device cuda, or use --backend mpi (or auto) on the CPU");
             bool syncBn = plan.SyncBatchNorm || parsed.GetValue(syncBatchNorm);
-            if (plan.Mode == ParallelMode.Async && ranks > 1)
-                return Usage($"{plan.ModelName} declares ParallelMode.Async, which this version does not run yet; use ParallelMode.Sync");
+            var parallelMode = Enum.Parse<ParallelMode>(parsed.GetValue(mode) ?? "sync", ignoreCase: true);
+            int k = parsed.GetValue(syncEvery) ?? plan.SyncEvery;
+            string? outer = parsed.GetValue(outerOptimizer);
+            if (parallelMode == ParallelMode.Sync)
+            {
+                string? asyncOnly = parsed.GetValue(syncEvery) is not null ? "--sync-every" : outer is not null ? "--outer-optimizer" : parsed.GetValue(noOverlap) ? "--no-overlap" : null;
+                if (asyncOnly is not null)
+                    return Usage($"{asyncOnly} applies to asynchronous training (local SGD); add --mode async");
+            }
+            if (k < 1) return Usage($"--sync-every must be at least 1 (local steps between averaging rounds), got {k}");
 
             string dataPath = parsed.GetValue(data) ?? "";
             if (dataPath.Length == 0)
@@ -133,6 +147,9 @@ namespace ModelDsl.Runtime.Training
                 {
                     Epochs = e, BatchSize = b, LearningRate = rate, Seed = parsed.GetValue(seed), Data = dataPath, TestData = parsed.GetValue(testData) ?? "",
                     WorldSize = ranks, Backend = Enum.Parse<CommBackend>(parsed.GetValue(backend) ?? "auto", ignoreCase: true), SyncBatchNorm = syncBn,
+                    Mode = parallelMode, SyncEvery = k,
+                    OuterOptimizer = outer is null ? plan.OuterOptimizer : Enum.Parse<OuterOptimizer>(outer, ignoreCase: true),
+                    OverlapAveraging = plan.OverlapAveraging && !parsed.GetValue(noOverlap),
                 },
                 CheckpointDirectory = parsed.GetValue(checkpointDir) ?? "checkpoints",
                 Resume = parsed.GetValue(resume),
@@ -194,7 +211,9 @@ namespace ModelDsl.Runtime.Training
                     options = options with { Threads = Math.Max(1, Environment.ProcessorCount / LocalRanks(group.WorldSize)) };
                 try
                 {
-                    using var strategy = new Distributed.DataParallelStrategy(group, options.Plan);
+                    using ITrainingStrategy strategy = options.Plan.Mode == ParallelMode.Async
+                        ? new Distributed.LocalSgdStrategy(group, options.Plan)
+                        : new Distributed.DataParallelStrategy(group, options.Plan);
                     int code = Guarded(primary, () =>
                     {
                         if (summary is not null && primary) Console.WriteLine(summary);

@@ -91,6 +91,11 @@ namespace ModelDsl.Runtime.Training
         public double OuterLearningRate { get; init; } = 0.7;
         /// <summary>Async with Nesterov: outer momentum.</summary>
         public double OuterMomentum { get; init; } = 0.9;
+        /// <summary>
+        /// Async: start each averaging round's all-reduce without waiting and apply it at the next round, so it overlaps
+        /// the local steps between (default); false averages with a blocking all-reduce. <c>--no-overlap</c>.
+        /// </summary>
+        public bool OverlapAveraging { get; init; } = true;
 
         /// <summary>The optimisation passes ([Prune], [Quantize]) in declaration order; they run after training.</summary>
         [NotInFingerprint("the passes run after training; its checkpoint does not depend on them")]

@@ -1,0 +1,275 @@
+using System;
+using System.Collections.Generic;
+using System.Diagnostics;
+using System.Linq;
+using ModelDsl.Runtime.Training;
+using TorchSharp;
+using static TorchSharp.torch;
+using TensorDataset = ModelDsl.Runtime.Data.TensorDataset;
+
+namespace ModelDsl.Runtime.Distributed;
+
+/// <summary>
+/// Asynchronous data parallel (<see cref="ParallelMode.Async"/>): PyTorch's post-local SGD with a
+/// <see cref="PeriodicModelAverager"/>, and optionally DiLoCo's outer Nesterov step (<see cref="OuterNesterov"/>).
+/// The first <c>WarmupSteps</c> steps are synchronous DDP; after them each rank steps on its own gradients and every
+/// <c>SyncEvery</c> steps the replicas are averaged (or the outer optimiser is applied to their mean progress).
+/// </summary>
+/// <remarks>
+/// <para><b>What a rank holds when.</b> Without overlap, a round is a blocking all-reduce of the parameters (and the
+/// floating-point buffers, which are always plainly averaged): right after it every rank holds the same global
+/// parameters θ_g. With overlap (the default), a round takes a snapshot s_i of the rank's parameters, starts a
+/// non-blocking all-reduce of s_i / N and goes on stepping; at the next round it waits for that average, computes
+/// the new global θ_g from it (identically on every rank) and sets its parameters to θ_g + (θ_i − s_i): the
+/// average arrives one round late, and the rank keeps the local progress it made meanwhile. Staleness is bounded by
+/// one round.</para>
+/// <para><b>Epochs end in agreement.</b> The last step of every epoch closes the open round (applies a pending
+/// average) and, if any local step was taken since the ranks last agreed, runs a blocking round: validation, the
+/// checkpoint, the test evaluation and the exported model always see the ranks' common model, and a resumed run
+/// starts from it. These rounds count in <c>sync_rounds</c>. The outer momentum is not checkpointed: a resumed run
+/// starts it afresh.</para>
+/// <para>Batches, the finiteness vote and the epoch's metric sums are DDP's (<see cref="DataParallelStrategy"/>,
+/// which also runs the warm-up steps): the vote is a 4-byte all-reduce per step, so a diverged rank stops every
+/// rank at once, and it drives Open MPI's progress on the pending average.</para>
+/// </remarks>
+public sealed class LocalSgdStrategy : ITrainingStrategy
+{
+    private readonly ProcessGroup _group;
+    private readonly TrainingPlan _plan;
+    private readonly DataParallelStrategy _ddp;
+    private readonly PeriodicModelAverager _averager;
+    private readonly OuterNesterov? _outer;
+
+    private Tensor[] _state = Array.Empty<Tensor>();
+    private long _parameterCount;
+    private Tensor? _global;          // θ_g: the parameters every rank agreed on at the last round
+    private Tensor? _snapshot, _sent; // overlap: this rank's parameters at the pending round, and the all-reduced copy
+    private Work? _pending;
+    private long _stepsSinceAgreement; // local steps since the ranks last held the same model
+
+    private long _rounds, _overlappedRounds, _blockingRounds, _bytes;
+    private double _blockingSeconds, _waitSeconds;
+
+    /// <summary>Trains as one of <paramref name="group"/>'s ranks with the plan's local SGD settings.</summary>
+    public LocalSgdStrategy(ProcessGroup group, TrainingPlan plan)
+    {
+        _group = group ?? throw new ArgumentNullException(nameof(group));
+        _plan = plan ?? throw new ArgumentNullException(nameof(plan));
+        _ddp = new DataParallelStrategy(group, plan);
+        _averager = new PeriodicModelAverager(plan.SyncEvery, plan.WarmupSteps);
+        if (plan.OuterOptimizer == OuterOptimizer.Nesterov)
+            _outer = new OuterNesterov(plan.OuterLearningRate, plan.OuterMomentum);
+    }
+
+    /// <inheritdoc/>
+    public int Rank => _group.Rank;
+
+    /// <inheritdoc/>
+    public int WorldSize => _group.WorldSize;
+
+    /// <summary>Averaging rounds so far (scheduled ones and those that close an epoch).</summary>
+    public long Rounds => _rounds;
+
+    /// <summary>Bytes this rank handed to collectives so far (DDP's warm-up and votes included).</summary>
+    public long BytesCommunicated => _bytes + _ddp.BytesCommunicated;
+
+    /// <inheritdoc/>
+    public void Start(nn.Module model, long stepsTaken)
+    {
+        FinishPending(apply: false);
+        _ddp.Start(model, stepsTaken);
+        _state = model.parameters().Select(p => (Tensor)p)
+            .Concat(model.buffers().Where(b => b.is_floating_point()))
+            .ToArray();
+        _parameterCount = model.parameters().Sum(p => p.numel());
+        _averager.Step = stepsTaken;
+        _stepsSinceAgreement = 0;
+        _outer?.Reset();
+        _global?.Dispose();
+        _global = Flatten(); // every rank holds rank 0's state now
+    }
+
+    /// <inheritdoc/>
+    public long BatchCount(TensorDataset data, int batchSize) => _ddp.BatchCount(data, batchSize);
+
+    /// <inheritdoc/>
+    public IEnumerable<(Tensor X, Tensor Y)> Batches(TensorDataset data, int batchSize, long seed, int epoch) =>
+        _ddp.Batches(data, batchSize, seed, epoch);
+
+    /// <inheritdoc/>
+    public bool AllFinite(bool finite) => _ddp.AllFinite(finite);
+
+    /// <inheritdoc/>
+    public void SynchronizeGradients(nn.Module model)
+    {
+        // Post-local SGD: the warm-up steps are DDP steps; afterwards each rank applies its own gradients.
+        if (_averager.IsWarmup(_averager.Step)) _ddp.SynchronizeGradients(model);
+    }
+
+    /// <inheritdoc/>
+    public void AfterStep(nn.Module model, long step)
+    {
+        long index = _averager.Step;
+        bool round = _averager.Advance();
+        if (_averager.IsWarmup(index))
+        {
+            // A DDP step (its buffer broadcast included): the replicas are identical after it.
+            _ddp.AfterStep(model, step);
+            if (index == _averager.WarmupSteps - 1) Agreed(Flatten()); // local SGD starts from here
+            return;
+        }
+        _stepsSinceAgreement++;
+        if (!round)
+        {
+            _pending?.IsCompleted(); // lets Open MPI progress the pending all-reduce
+            return;
+        }
+        if (_plan.OverlapAveraging) StartOverlappedRound();
+        else BlockingRound(outer: true);
+    }
+
+    /// <inheritdoc/>
+    public void EndEpoch(nn.Module model)
+    {
+        FinishPending(apply: true);
+        if (_stepsSinceAgreement > 0) BlockingRound(outer: true);
+    }
+
+    /// <inheritdoc/>
+    public void SumAcrossRanks(double[] values) => _ddp.SumAcrossRanks(values);
+
+    /// <inheritdoc/>
+    public void Finish(nn.Module model, TrainingReport report)
+    {
+        double meanBlocking = _blockingRounds > 0 ? _blockingSeconds / _blockingRounds : 0;
+        double waited = _blockingSeconds + _waitSeconds;
+        report.SetSection("distributed", new DistributedReport
+        {
+            Mode = "async",
+            Backend = _group.Backend,
+            WorldSize = WorldSize,
+            RanksInSync = DataParallel.RanksInSync(_group, model),
+            AllReduceSeconds = _ddp.CommunicationSeconds,
+            CommFraction = (waited + _ddp.CommunicationSeconds) / Math.Max(report.TrainSeconds, 1e-9),
+            Buckets = 0,
+            BucketSizeMB = _plan.BucketSizeMB,
+            Steps = report.Steps,
+            BytesCommunicated = BytesCommunicated,
+            SyncEvery = _plan.SyncEvery,
+            WarmupSteps = _plan.WarmupSteps,
+            OuterOptimizer = _plan.OuterOptimizer.ToString().ToLowerInvariant(),
+            Overlap = _plan.OverlapAveraging,
+            SyncRounds = _rounds,
+            CommSeconds = waited,
+            CommSecondsHidden = Math.Max(0, _overlappedRounds * meanBlocking - _waitSeconds),
+        });
+    }
+
+    /// <inheritdoc/>
+    public void Dispose()
+    {
+        FinishPending(apply: false);
+        _global?.Dispose();
+        _outer?.Dispose();
+        _ddp.Dispose();
+    }
+
+    /// <summary>A blocking round: every rank ends holding the same new global parameters.</summary>
+    private void BlockingRound(bool outer)
+    {
+        var clock = Stopwatch.StartNew();
+        using var average = Flatten();
+        average.div_(WorldSize);
+        _group.AllReduce(average);
+        _bytes += average.numel() * average.element_size();
+        Combine(average, outer);
+        Scatter(_global!);
+        _blockingSeconds += clock.Elapsed.TotalSeconds;
+        _blockingRounds++;
+        _rounds++;
+        _stepsSinceAgreement = 0;
+    }
+
+    /// <summary>An overlapped round: applies the previous round's average, then starts this one's.</summary>
+    private void StartOverlappedRound()
+    {
+        FinishPending(apply: true);
+        _snapshot = Flatten();
+        _sent = _snapshot.div(WorldSize).DetachFromDisposeScope();
+        _pending = _group.AllReduceAsync(_sent);
+        _bytes += _sent.numel() * _sent.element_size();
+        _overlappedRounds++;
+        _rounds++;
+    }
+
+    /// <summary>Waits for the pending round; with <paramref name="apply"/>, θ_i ← θ_g + (θ_i − s_i) with the new θ_g.</summary>
+    private void FinishPending(bool apply)
+    {
+        if (_pending is null) return;
+        var clock = Stopwatch.StartNew();
+        _pending.Wait();
+        _waitSeconds += clock.Elapsed.TotalSeconds;
+        if (apply)
+        {
+            Combine(_sent!, outer: true);
+            using var current = Flatten();
+            current.sub_(_snapshot!).add_(_global!);
+            Scatter(current);
+        }
+        _pending.Dispose();
+        _snapshot!.Dispose();
+        _sent!.Dispose();
+        (_pending, _snapshot, _sent) = (null, null, null);
+    }
+
+    /// <summary>θ_g from the ranks' mean: the mean itself, or the outer optimiser's step from θ_g over the parameters.</summary>
+    private void Combine(Tensor average, bool outer)
+    {
+        using var noGrad = no_grad();
+        var global = _global!;
+        if (outer && _outer is not null && _parameterCount > 0)
+        {
+            using var parameters = global.narrow(0, 0, _parameterCount);
+            using var mean = average.narrow(0, 0, _parameterCount);
+            _outer.Step(parameters, mean);
+            long buffers = global.numel() - _parameterCount;
+            if (buffers > 0)
+            {
+                using var b = global.narrow(0, _parameterCount, buffers);
+                using var m = average.narrow(0, _parameterCount, buffers);
+                b.copy_(m);
+            }
+        }
+        else global.copy_(average);
+    }
+
+    private void Agreed(Tensor state)
+    {
+        _global?.Dispose();
+        _global = state;
+        _stepsSinceAgreement = 0;
+    }
+
+    /// <summary>The parameters and floating-point buffers as one flat float32 tensor (a copy; the DSL's models are float32).</summary>
+    private Tensor Flatten()
+    {
+        using var noGrad = no_grad();
+        if (_state.Length == 0) return zeros(0).DetachFromDisposeScope();
+        using var scope = NewDisposeScope();
+        // Detached from every dispose scope: the trainer disposes each step's tensors, and a round's state outlives it.
+        return cat(_state.Select(t => t.detach().reshape(-1).to_type(ScalarType.Float32)).ToArray()).DetachFromDisposeScope();
+    }
+
+    private void Scatter(Tensor flat)
+    {
+        using var noGrad = no_grad();
+        long offset = 0;
+        foreach (var t in _state)
+        {
+            long n = t.numel();
+            using var part = flat.narrow(0, offset, n);
+            t.copy_(part.view(t.shape));
+            offset += n;
+        }
+    }
+}
