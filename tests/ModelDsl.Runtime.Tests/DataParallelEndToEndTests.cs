@@ -120,6 +120,45 @@ public sealed class DataParallelEndToEndTests : IDisposable
     }
 
     [Fact]
+    public void AsyncCnn_SyncEveryFour_OnTwoRanks_Reaches96Percent_EndsInSync_AndCountsItsRounds()
+    {
+        var run = DigitsProgram.Run(_dir, "--world-size", "2", "--mode", "async", "--sync-every", "4", "--epochs", "6", "--no-optimize", "--report", "a.json", "--plain");
+        Assert.True(run.ExitCode == 0, run.ToString());
+        var report = TrainingReport.Read(Path.Combine(_dir, "a.json"));
+        Assert.True(report.TestAccuracy >= 0.96, $"test accuracy {report.TestAccuracy}");
+        var d = report.GetSection<Distributed.DistributedReport>("distributed")!;
+        Assert.Equal(("async", 4, true, "none"), (d.Mode, d.SyncEvery, d.Overlap, d.OuterOptimizer));
+        Assert.True(d.RanksInSync, "every epoch ends with a blocking round, so the ranks end bitwise equal");
+        Assert.Equal(report.Steps, d.Steps);
+        // Rounds at global steps 0, 4, 8, … (PeriodicModelAverager, no warm-up) plus the blocking one closing each epoch.
+        long rounds = (report.Steps + 3) / 4 + report.Epochs;
+        Assert.Equal(rounds, d.SyncRounds);
+        // Bytes: one float32 copy of the parameters and float buffers per round, and the 4-byte vote of every step.
+        long averaging = d.BytesCommunicated - 4 * report.Steps;
+        Assert.True(averaging % rounds == 0 && averaging / rounds / 4 >= report.ParamCount, $"{d.BytesCommunicated} bytes for {rounds} rounds of {report.ParamCount} parameters");
+        Assert.True(d.CommSecondsHidden >= 0);
+    }
+
+    [Fact]
+    public void AsyncDivergence_StopsBothRanks_WithTheSingleProcessMessage()
+    {
+        var run = DigitsProgram.Run(_dir, "mlp", "--data", EvenData(), "--world-size", "2", "--mode", "async", "--sync-every", "3", "--lr", "1e30", "--epochs", "2", "--plain");
+        Assert.Equal(TrainingHost.Diverged, run.ExitCode);
+        Assert.Single(run.Stderr.Split('\n'), l => l.StartsWith("error: the loss became", StringComparison.Ordinal));
+    }
+
+    [Theory]
+    [InlineData("--sync-every 4", "error: --sync-every applies to asynchronous training (local SGD); add --mode async")]
+    [InlineData("--outer-optimizer nesterov", "error: --outer-optimizer applies to asynchronous training (local SGD); add --mode async")]
+    [InlineData("--mode async --sync-every 0", "error: --sync-every must be at least 1 (local steps between averaging rounds), got 0")]
+    public void AsyncSettings_OutOfPlace_AreOneUsageLine(string arguments, string expected)
+    {
+        var run = DigitsProgram.Run(_dir, new[] { "mlp", "--world-size", "2", "--epochs", "1", "--plain" }.Concat(arguments.Split(' ')).ToArray());
+        Assert.Equal(TrainingHost.UsageError, run.ExitCode);
+        Assert.Equal(expected, run.Stderr.Split('\n')[0]);
+    }
+
+    [Fact]
     public void Ranks_EndBitwiseInSync_AndTheReportSaysSo()
     {
         var run = DigitsProgram.Run(_dir, "mlp", "--data", EvenData(), "--epochs", "1", "--world-size", "2", "--report", "r.json", "--plain");
