@@ -11,6 +11,7 @@ using BenchmarkDotNet.Running;
 // Pruning/quantisation speed-ups in interleaved rounds, with the PyTorch peer:         -- --optimization [rounds [threads]]
 // Results go to tests/ModelDsl.Benchmarks/BenchmarkDotNet.Artifacts unless --artifacts says otherwise.
 // Distributed runtime, two ranks under mpirun (needs Open MPI; not BenchmarkDotNet):  -- --allreduce, -- --ddp-scaling, -- --ddp-overlap
+// Local SGD / DiLoCo against sync DDP on Digits: bytes, time, accuracy, docs/local_sgd.png: -- --local-sgd [epochs]
 if (args.Length == 1 && args[0] == "--interleaved")
 {
     ModelDsl.Benchmarks.InterleavedCheck.Run();
@@ -26,6 +27,9 @@ if (args.Length is >= 1 and <= 3 && args[0] == "--optimization")
     ModelDsl.Benchmarks.OptimizationBenchmarks.RunInterleaved(args.Length >= 2 ? int.Parse(args[1]) : 15, args.Length == 3 ? int.Parse(args[2]) : 2);
     return 0;
 }
+
+if (args.Length is 1 or 2 && args[0] == "--local-sgd")
+    return ModelDsl.Benchmarks.LocalSgdBenchmarks.Run(args);
 
 if (args.Length >= 1 && args[0] is "--allreduce" or "--ddp-overlap" or "--ddp-scaling")
     return ModelDsl.Benchmarks.DistributedBenchmarks.Run(args);
