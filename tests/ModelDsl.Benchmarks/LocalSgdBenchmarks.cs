@@ -110,9 +110,11 @@ internal static class LocalSgdBenchmarks
 
     private static int RunDotnet(string workingDirectory, IEnumerable<string> args)
     {
-        var info = new ProcessStartInfo("dotnet") { WorkingDirectory = workingDirectory, UseShellExecute = false };
+        // The trainers' own output (layer table, epochs) is dropped: stdout is the table; errors still show.
+        var info = new ProcessStartInfo("dotnet") { WorkingDirectory = workingDirectory, UseShellExecute = false, RedirectStandardOutput = true };
         foreach (string a in args) info.ArgumentList.Add(a);
         using var process = Process.Start(info)!;
+        process.StandardOutput.ReadToEnd();
         process.WaitForExit();
         return process.ExitCode;
     }

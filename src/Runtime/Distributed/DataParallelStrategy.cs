@@ -191,8 +191,9 @@ public sealed class DistributedReport
     /// <summary>Async: seconds rank 0 waited for averaging (blocking rounds, and overlapped ones not finished in time).</summary>
     [JsonPropertyName("comm_seconds"), JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)] public double? CommSeconds { get; set; }
     /// <summary>
-    /// Async: averaging time that overlapped computation: each overlapped round is charged what a blocking round
-    /// cost on average in this run, less what rank 0 still waited for it (never below 0).
+    /// Async: averaging time that overlapped computation: each overlapped round is charged the mean all-reduce time
+    /// of this run's blocking rounds (timed after a barrier, so without the ranks' skew), less what rank 0 still
+    /// waited for overlapped rounds (never below 0).
     /// </summary>
     [JsonPropertyName("comm_seconds_hidden"), JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)] public double? CommSecondsHidden { get; set; }
 }
