@@ -122,6 +122,23 @@ public sealed class CheckpointTests : IDisposable
     }
 
     [Fact]
+    public void RoundTrip_KeepsTheStrategyState_AndACheckpointWithoutOneHasNull()
+    {
+        manual_seed(1);
+        using var model = Mlp();
+        var optimizer = torch.optim.SGD(model.parameters(), 0.1);
+        string path = Path.Combine(_dir, Checkpoint.FileName);
+        var state = State();
+        state.StrategyState = new Dictionary<string, byte[]> { ["outer_momentum"] = new byte[] { 1, 2, 3, 4, 250 } };
+        Checkpoint.Save(path, model, optimizer, state);
+        var loaded = Checkpoint.Load(path, model, optimizer, "Mlp", Fingerprint);
+        Assert.Equal(new byte[] { 1, 2, 3, 4, 250 }, loaded.StrategyState!["outer_momentum"]);
+
+        Checkpoint.Save(path, model, optimizer, State());
+        Assert.Null(Checkpoint.Load(path, model, optimizer, "Mlp", Fingerprint).StrategyState);
+    }
+
+    [Fact]
     public void RoundTrip_RestoresAdamState_SoTheNextStepIsIdentical()
     {
         string path = SaveTrained(out var original, out var originalOptimizer);

@@ -131,6 +131,12 @@ public sealed class DataParallelStrategy : ITrainingStrategy
     }
 
     /// <inheritdoc/>
+    public Dictionary<string, byte[]>? SaveState() => null;
+
+    /// <inheritdoc/>
+    public void RestoreState(IReadOnlyDictionary<string, byte[]>? state) { }
+
+    /// <inheritdoc/>
     public void Finish(nn.Module model, TrainingReport report)
     {
         double comm = _reducer?.CommunicationTime.TotalSeconds ?? 0;

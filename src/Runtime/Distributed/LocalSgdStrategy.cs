@@ -26,8 +26,8 @@ namespace ModelDsl.Runtime.Distributed;
 /// <para><b>Epochs end in agreement.</b> The last step of every epoch closes the open round (applies a pending
 /// average) and, if any local step was taken since the ranks last agreed, runs a blocking round: validation, the
 /// checkpoint, the test evaluation and the exported model always see the ranks' common model, and a resumed run
-/// starts from it. These rounds count in <c>sync_rounds</c>. The outer momentum is not checkpointed: a resumed run
-/// starts it afresh.</para>
+/// starts from it. These rounds count in <c>sync_rounds</c>. The outer momentum travels in the checkpoint
+/// (<see cref="SaveState"/>), so a resumed DiLoCo run continues exactly.</para>
 /// <para>Batches, the finiteness vote and the epoch's metric sums are DDP's (<see cref="DataParallelStrategy"/>,
 /// which also runs the warm-up steps): the vote is a 4-byte all-reduce per step, so a diverged rank stops every
 /// rank at once, and it drives Open MPI's progress on the pending average.</para>
@@ -137,6 +137,26 @@ public sealed class LocalSgdStrategy : ITrainingStrategy
 
     /// <inheritdoc/>
     public void SumAcrossRanks(double[] values) => _ddp.SumAcrossRanks(values);
+
+    private const string OuterMomentumKey = "outer_momentum";
+
+    /// <inheritdoc/>
+    public Dictionary<string, byte[]>? SaveState() =>
+        _outer?.SaveBuffer() is { } buffer ? new Dictionary<string, byte[]> { [OuterMomentumKey] = buffer } : null;
+
+    /// <inheritdoc/>
+    public void RestoreState(IReadOnlyDictionary<string, byte[]>? state)
+    {
+        if (_outer is null || state is null || !state.TryGetValue(OuterMomentumKey, out var bytes)) return;
+        try
+        {
+            _outer.RestoreBuffer(bytes, _parameterCount, _global!.device);
+        }
+        catch (ArgumentException e)
+        {
+            throw new TrainingException($"the checkpoint's local SGD state does not fit this model: {e.Message}");
+        }
+    }
 
     /// <inheritdoc/>
     public void Finish(nn.Module model, TrainingReport report)

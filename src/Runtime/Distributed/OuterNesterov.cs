@@ -48,6 +48,27 @@ public sealed class OuterNesterov : IDisposable
         previous.sub_(delta.add_(_buffer, alpha: Momentum).mul_(LearningRate));
     }
 
+    /// <summary>The momentum buffer as float32 bytes (null before the first round), for a checkpoint.</summary>
+    public byte[]? SaveBuffer()
+    {
+        if (_buffer is null) return null;
+        using var scope = NewDisposeScope();
+        float[] values = _buffer.to_type(ScalarType.Float32).cpu().data<float>().ToArray();
+        return System.Runtime.InteropServices.MemoryMarshal.AsBytes(values.AsSpan()).ToArray();
+    }
+
+    /// <summary>Takes back a buffer <see cref="SaveBuffer"/> gave, for <paramref name="elements"/> parameters on <paramref name="device"/>.</summary>
+    /// <exception cref="ArgumentException">The bytes do not hold <paramref name="elements"/> float32 values.</exception>
+    public void RestoreBuffer(byte[] bytes, long elements, Device device)
+    {
+        if (bytes.Length != elements * sizeof(float))
+            throw new ArgumentException($"the outer momentum holds {bytes.Length / sizeof(float)} values, but the model has {elements} parameters", nameof(bytes));
+        Reset();
+        var values = System.Runtime.InteropServices.MemoryMarshal.Cast<byte, float>(bytes).ToArray();
+        using var scope = NewDisposeScope();
+        _buffer = tensor(values).to(device).DetachFromDisposeScope();
+    }
+
     /// <summary>Forgets the momentum (a new model, or fine-tuning after pruning).</summary>
     public void Reset()
     {

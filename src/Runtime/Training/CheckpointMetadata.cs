@@ -21,6 +21,9 @@ namespace ModelDsl.Runtime.Training
         /// <summary>The model's state dictionary, in the order <c>Module.save</c> writes it.</summary>
         [JsonPropertyName("tensors")] public List<CheckpointTensor> Tensors { get; set; } = new();
         [JsonPropertyName("written_utc")] public DateTime WrittenUtc { get; set; }
+        /// <summary>The strategy's own state (base64 values); absent when it keeps none.</summary>
+        [JsonPropertyName("strategy_state"), JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)]
+        public Dictionary<string, byte[]>? StrategyState { get; set; }
 
         public static CheckpointMetadata From(CheckpointState state, OptimizerHelper optimizer, List<CheckpointTensor> tensors) => new()
         {
@@ -34,6 +37,7 @@ namespace ModelDsl.Runtime.Training
             Optimizer = optimizer.GetType().Name,
             Tensors = tensors,
             WrittenUtc = DateTime.UtcNow,
+            StrategyState = state.StrategyState,
         };
 
         public CheckpointState ToState() => new()
@@ -45,6 +49,7 @@ namespace ModelDsl.Runtime.Training
             Seed = Seed,
             RngState = RngState,
             History = History,
+            StrategyState = StrategyState,
         };
     }
 

@@ -32,5 +32,11 @@ namespace ModelDsl.Runtime.Training
 
         /// <summary>The run's seed.</summary>
         public long Seed { get; set; }
+
+        /// <summary>
+        /// What the training strategy carries from epoch to epoch besides the weights, by name (local SGD's outer
+        /// momentum); null when it carries nothing.
+        /// </summary>
+        public Dictionary<string, byte[]>? StrategyState { get; set; }
     }
 }

@@ -53,6 +53,12 @@ namespace ModelDsl.Runtime.Training
         /// <summary>Sums each value over all ranks, in place (epoch metrics).</summary>
         void SumAcrossRanks(double[] values);
 
+        /// <summary>What the checkpoint must keep for an exact resume besides the weights (null: nothing).</summary>
+        Dictionary<string, byte[]>? SaveState();
+
+        /// <summary>After <see cref="Start"/> on resume: takes back what <see cref="SaveState"/> gave (null when the checkpoint has none).</summary>
+        void RestoreState(IReadOnlyDictionary<string, byte[]>? state);
+
         /// <summary>At the end of training: adds the strategy's own figures to the report (rank 0's copy is written).</summary>
         void Finish(nn.Module model, TrainingReport report);
     }
@@ -81,6 +87,10 @@ namespace ModelDsl.Runtime.Training
         public void EndEpoch(nn.Module model) { }
         /// <inheritdoc/>
         public void SumAcrossRanks(double[] values) { }
+        /// <inheritdoc/>
+        public Dictionary<string, byte[]>? SaveState() => null;
+        /// <inheritdoc/>
+        public void RestoreState(IReadOnlyDictionary<string, byte[]>? state) { }
         /// <inheritdoc/>
         public void Finish(nn.Module model, TrainingReport report) { }
         /// <inheritdoc/>

@@ -52,18 +52,21 @@ namespace ModelDsl.Runtime.Training
                 var loop = new EpochLoop(options, model, optimizer, strategy, data, outputs, device);
                 var history = new List<EpochMetrics>();
                 int startEpoch = 0;
+                Dictionary<string, byte[]>? strategyState = null;
                 if (options.Resume && File.Exists(outputs.CheckpointPath))
                 {
                     // A CheckpointException (corrupt, other plan) reaches TrainingHost: one line, exit code 2.
                     var state = Checkpoint.Load(outputs.CheckpointPath, model, optimizer, plan.ModelName, plan.Fingerprint());
                     torch.set_rng_state(torch.tensor(state.RngState, dtype: ScalarType.Byte));
                     history.AddRange(state.History);
+                    strategyState = state.StrategyState;
                     (startEpoch, loop.Step) = (state.Epoch, state.Step);
                     outputs.Note($"Resuming {plan.ModelName} from {outputs.CheckpointPath} after epoch {startEpoch}.");
                 }
                 else if (options.Resume) outputs.Note($"No checkpoint at {outputs.CheckpointPath}; starting from scratch.");
                 else outputs.KeepPreviousCheckpoint();
                 strategy.Start(model, loop.Step);
+                strategy.RestoreState(strategyState);
 
                 var clock = Stopwatch.StartNew();
                 bool stoppedEarly = false;
@@ -85,6 +88,7 @@ namespace ModelDsl.Runtime.Training
                         RngState = torch.get_rng_state().data<byte>().ToArray(),
                         History = history.ToList(),
                         Seed = plan.Seed,
+                        StrategyState = strategy.SaveState(),
                     };
                     outputs.EndEpoch(model, optimizer, state, metrics, plan.Epochs, TimeSpan.FromSeconds(perEpoch * (plan.Epochs - epoch - 1)));
 
