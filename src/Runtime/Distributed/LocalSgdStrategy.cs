@@ -125,14 +125,14 @@ public sealed class LocalSgdStrategy : ITrainingStrategy
             return;
         }
         if (_plan.OverlapAveraging) StartOverlappedRound();
-        else BlockingRound(outer: true);
+        else BlockingRound();
     }
 
     /// <inheritdoc/>
     public void EndEpoch(nn.Module model)
     {
         FinishPending(apply: true);
-        if (_stepsSinceAgreement > 0) BlockingRound(outer: true);
+        if (_stepsSinceAgreement > 0) BlockingRound();
     }
 
     /// <inheritdoc/>
@@ -195,7 +195,7 @@ public sealed class LocalSgdStrategy : ITrainingStrategy
     }
 
     /// <summary>A blocking round: every rank ends holding the same new global parameters.</summary>
-    private void BlockingRound(bool outer)
+    private void BlockingRound()
     {
         var clock = Stopwatch.StartNew();
         using var average = Flatten();
@@ -207,7 +207,7 @@ public sealed class LocalSgdStrategy : ITrainingStrategy
         _group.AllReduce(average);
         _transferSeconds += transfer.Elapsed.TotalSeconds;
         _bytes += average.numel() * average.element_size();
-        Combine(average, outer);
+        Combine(average);
         Scatter(_global!);
         _blockingSeconds += clock.Elapsed.TotalSeconds;
         _blockingRounds++;
@@ -236,7 +236,7 @@ public sealed class LocalSgdStrategy : ITrainingStrategy
         _waitSeconds += clock.Elapsed.TotalSeconds;
         if (apply)
         {
-            Combine(_sent!, outer: true);
+            Combine(_sent!);
             using var current = Flatten();
             current.sub_(_snapshot!).add_(_global!);
             Scatter(current);
@@ -248,11 +248,11 @@ public sealed class LocalSgdStrategy : ITrainingStrategy
     }
 
     /// <summary>θ_g from the ranks' mean: the mean itself, or the outer optimiser's step from θ_g over the parameters.</summary>
-    private void Combine(Tensor average, bool outer)
+    private void Combine(Tensor average)
     {
         using var noGrad = no_grad();
         var global = _global!;
-        if (outer && _outer is not null && _parameterCount > 0)
+        if (_outer is not null && _parameterCount > 0)
         {
             using var parameters = global.narrow(0, 0, _parameterCount);
             using var mean = average.narrow(0, 0, _parameterCount);
