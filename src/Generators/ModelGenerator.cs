@@ -89,7 +89,11 @@ namespace ModelDsl.Generators
         private static void Report(SourceProductionContext context, EquatableArray<DiagnosticInfo> diagnostics, Compilation compilation)
         {
             foreach (var d in diagnostics)
-                context.ReportDiagnostic(Diagnostic.Create(DiagnosticDescriptors.Get(d.Id), ToLocation(d.Location, compilation), d.Arguments.ToArray<object>()));
+            {
+                var descriptor = DiagnosticDescriptors.Get(d.Id);
+                var (arguments, properties) = FixValue.Split(descriptor, d.Arguments.AsImmutableArray());
+                context.ReportDiagnostic(Diagnostic.Create(descriptor, ToLocation(d.Location, compilation), properties, arguments));
+            }
         }
 
         private static Location? ToLocation(LocationInfo? info, Compilation compilation)
