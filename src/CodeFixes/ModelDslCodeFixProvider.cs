@@ -81,11 +81,8 @@ namespace ModelDsl.CodeFixes
         /// <summary>Writes <paramref name="value"/> (an int, or a double when it has a decimal point) as the argument's value.</summary>
         private static Document ReplaceValue(Document document, SyntaxNode root, AttributeArgumentSyntax argument, string value)
         {
-            var literal = value.Contains(".")
-                ? SyntaxFactory.LiteralExpression(SyntaxKind.NumericLiteralExpression,
-                    SyntaxFactory.Literal(value, double.Parse(value, CultureInfo.InvariantCulture)))
-                : SyntaxFactory.LiteralExpression(SyntaxKind.NumericLiteralExpression,
-                    SyntaxFactory.Literal(value, long.Parse(value, CultureInfo.InvariantCulture)));
+            // Parsed, so the literal is typed as the compiler would type it (512 an int, 1.0 a double).
+            var literal = SyntaxFactory.ParseExpression(value);
             var updated = argument.WithExpression(literal.WithTriviaFrom(argument.Expression));
             return document.WithSyntaxRoot(root.ReplaceNode(argument, updated));
         }
