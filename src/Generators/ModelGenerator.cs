@@ -168,6 +168,9 @@ namespace ModelDsl.Generators
         /// <summary>The generator assembly's version (Directory.Build.props' Version): generated headers cannot drift from the package.</summary>
         public static readonly string Version = Format(typeof(GeneratorInfo).Assembly.GetName().Version);
 
+        /// <summary>The attribute every generated member carries (the analyzers' and coverage tools' signal to skip it).</summary>
+        public static readonly string Attribute = $"[global::System.CodeDom.Compiler.GeneratedCode(\"{Name}\", \"{Version}\")]";
+
         private static string Format(System.Version? v) => v is null ? "0.0.0" : $"{v.Major}.{v.Minor}.{System.Math.Max(0, v.Build)}";
     }
 }
