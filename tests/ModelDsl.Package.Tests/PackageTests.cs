@@ -53,6 +53,20 @@ public sealed class PackageTests : IClassFixture<PackedFeed>
     }
 
     [Fact]
+    public void TestingPackage_CarriesTheGeneratorItRunsAndDependsOnlyOnRoslyn()
+    {
+        using var package = ZipFile.OpenRead(_feed.PackagePath("ModelDsl.Testing"));
+        var entries = package.Entries.Select(e => e.FullName).ToHashSet();
+        Assert.Contains("lib/net10.0/ModelDsl.Testing.dll", entries);
+        Assert.Contains("lib/net10.0/ModelDsl.Generators.dll", entries);
+        XNamespace ns = "http://schemas.microsoft.com/packaging/2013/05/nuspec.xsd";
+        XDocument nuspec;
+        using (var stream = package.GetEntry("ModelDsl.Testing.nuspec")!.Open()) nuspec = XDocument.Load(stream);
+        var dependencies = nuspec.Descendants(ns + "dependency").Select(d => d.Attribute("id")!.Value).ToList();
+        Assert.Equal(new[] { "Microsoft.CodeAnalysis.CSharp" }, dependencies);
+    }
+
+    [Fact]
     public void ConsoleProject_BuildsRunsAndPublishesAsOneFile_AndAWrongSizeFailsTheBuildOnItsLine()
     {
         var dir = _feed.NewProjectFolder("Consumer");

@@ -3,7 +3,7 @@ using System.IO;
 namespace ModelDsl.Package.Tests;
 
 /// <summary>
-/// A local NuGet feed (a temp folder) holding ModelDsl and ModelDsl.Templates packed from this checkout, under a version
+/// A local NuGet feed (a temp folder) holding ModelDsl, ModelDsl.Templates and ModelDsl.Testing packed from this checkout, under a version
 /// no other run uses, so a restore can never pick up a stale package from the machine's global package cache; the
 /// consumers still reuse that cache for TorchSharp and libtorch. Removed, with its cache entries, afterwards.
 /// </summary>
@@ -19,7 +19,7 @@ public sealed class PackedFeed : IDisposable
         // The configuration the test project was built in is the one its project references (the packages' inputs)
         // were built in: pack those outputs, do not rebuild them.
         string configuration = new DirectoryInfo(AppContext.BaseDirectory.TrimEnd(Path.DirectorySeparatorChar)).Parent!.Name; // bin/<configuration>/net10.0
-        foreach (var project in new[] { "src/Package/ModelDsl.Package.csproj", "src/Templates/ModelDsl.Templates.csproj" })
+        foreach (var project in new[] { "src/Package/ModelDsl.Package.csproj", "src/Templates/ModelDsl.Templates.csproj", "src/Testing/ModelDsl.Testing.csproj" })
         {
             var pack = Dotnet.Run(Dotnet.RepoRoot(), "pack", project, "-c", configuration, "--no-build",
                 "-p:PackageVersion=" + Version, "-o", Feed);
@@ -58,7 +58,7 @@ public sealed class PackedFeed : IDisposable
         try { Directory.Delete(Root, recursive: true); } catch (IOException) { } catch (UnauthorizedAccessException) { }
         string cache = Environment.GetEnvironmentVariable("NUGET_PACKAGES")
             ?? Path.Combine(Environment.GetFolderPath(Environment.SpecialFolder.UserProfile), ".nuget", "packages");
-        foreach (var id in new[] { "modeldsl", "modeldsl.templates" })
+        foreach (var id in new[] { "modeldsl", "modeldsl.templates", "modeldsl.testing" })
         {
             var entry = Path.Combine(cache, id, Version.ToLowerInvariant());
             try { if (Directory.Exists(entry)) Directory.Delete(entry, recursive: true); } catch (IOException) { } catch (UnauthorizedAccessException) { }
