@@ -18,7 +18,9 @@ namespace ModelDsl.Benchmarks;
 /// types, against this generator over 100 models (GeneratorBenchmarks' models). Two situations, each its own category
 /// with System.Text.Json as the baseline, so the Ratio column is this generator's cost in units of STJ's:
 /// a full run (a fresh driver, a compilation with fresh symbols: a command-line build) and a run after an edit to a
-/// file that neither generator cares about (a warm driver: the IDE after a keystroke elsewhere).
+/// file that neither generator cares about (a warm driver: the IDE after a keystroke elsewhere). A third row in each
+/// category is a floor: finding the same 100 classes and having Roslyn bind the attributes on their members, which any
+/// generator reading these declarations pays, and which Roslyn repeats for every compilation.
 /// </summary>
 /// <remarks>
 /// Both compilations have the same shape: ten files of ten declarations each, plus one unrelated file (a class with a
@@ -38,6 +40,7 @@ public class GeneratorVsJsonBenchmarks
 
     private Side models = null!;
     private Side json = null!;
+    private Side floor = null!;
 
     [GlobalSetup]
     public void Setup()
@@ -46,6 +49,8 @@ public class GeneratorVsJsonBenchmarks
         models = new Side(new ModelGenerator(),
             Enumerable.Range(0, Files).Select(f => GeneratorBenchmarks.Source(f, edited: false)), References(typeof(ModelAttribute).Assembly.Location, typeof(TorchSharp.torch).Assembly.Location));
         json = new Side(jsonGenerator, Enumerable.Range(0, Files).Select(JsonSource), References());
+        floor = new Side(new BindModelAttributesOnly(),
+            Enumerable.Range(0, Files).Select(f => GeneratorBenchmarks.Source(f, edited: false)), References(typeof(ModelAttribute).Assembly.Location, typeof(TorchSharp.torch).Assembly.Location));
 
         // What is measured must be real: each generator produces its code without errors, and the unrelated edit
         // leaves every output of both as it was.
@@ -56,7 +61,7 @@ public class GeneratorVsJsonBenchmarks
         var warmUp = System.Diagnostics.Stopwatch.StartNew();
         for (int round = 0; (round < 20 || warmUp.Elapsed < TimeSpan.FromSeconds(5)) && warmUp.Elapsed < TimeSpan.FromSeconds(30); round++)
         {
-            JsonFullRun(); ModelDslFullRun(); JsonAfterUnrelatedEdit(); ModelDslAfterUnrelatedEdit();
+            JsonFullRun(); ModelDslFullRun(); FloorFullRun(); JsonAfterUnrelatedEdit(); ModelDslAfterUnrelatedEdit(); FloorAfterUnrelatedEdit();
         }
     }
 
@@ -68,6 +73,10 @@ public class GeneratorVsJsonBenchmarks
     [BenchmarkCategory("Full run")]
     public GeneratorDriver ModelDslFullRun() => models.FullRun();
 
+    [Benchmark(Description = "Binding the models' attributes alone (floor)")]
+    [BenchmarkCategory("Full run")]
+    public GeneratorDriver FloorFullRun() => floor.FullRun();
+
     [Benchmark(Baseline = true, Description = "System.Text.Json, 100 types")]
     [BenchmarkCategory("After an unrelated edit")]
     public GeneratorDriver JsonAfterUnrelatedEdit() => json.AfterUnrelatedEdit();
@@ -75,6 +84,24 @@ public class GeneratorVsJsonBenchmarks
     [Benchmark(Description = "ModelDsl, 100 models")]
     [BenchmarkCategory("After an unrelated edit")]
     public GeneratorDriver ModelDslAfterUnrelatedEdit() => models.AfterUnrelatedEdit();
+
+    [Benchmark(Description = "Binding the models' attributes alone (floor)")]
+    [BenchmarkCategory("After an unrelated edit")]
+    public GeneratorDriver FloorAfterUnrelatedEdit() => floor.AfterUnrelatedEdit();
+
+    /// <summary>
+    /// The floor under any generator that reads these models: find the 100 classes as ModelGenerator does and have
+    /// Roslyn bind every attribute on their members (what reading a layer's arguments needs), nothing else.
+    /// </summary>
+    private sealed class BindModelAttributesOnly : IIncrementalGenerator
+    {
+        public void Initialize(IncrementalGeneratorInitializationContext context)
+        {
+            var names = context.SyntaxProvider.ForAttributeWithMetadataName("ModelDsl.ModelAttribute",
+                static (node, _) => node is Microsoft.CodeAnalysis.CSharp.Syntax.TypeDeclarationSyntax, static (ctx, _) => ((INamedTypeSymbol)ctx.TargetSymbol).GetMembers().Sum(m => m.GetAttributes().Sum(a => a.ConstructorArguments.Length + a.NamedArguments.Length)));
+            context.RegisterSourceOutput(names, static (_, _) => { });
+        }
+    }
 
     /// <summary>One generator with its compilation, a warm driver, and the unrelated file in its two versions.</summary>
     private sealed class Side

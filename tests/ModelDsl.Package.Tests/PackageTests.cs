@@ -148,6 +148,12 @@ public sealed class PackageTests : IClassFixture<PackedFeed>
         Directory.Delete(publishDir, recursive: true); // half a gigabyte
         Directory.Delete(Path.Combine(dir, "extract"), recursive: true);
 
+        // CUDA is opt-in by a property and a libtorch-cuda package; the property alone is a clear build error, not a
+        // program that fails to find CUDA at run time. (The registry here serves no CUDA libtorch to test the rest.)
+        var cuda = Dotnet.Run(dir, "build", "-c", "Release", "-p:ModelDslCuda=true");
+        Assert.NotEqual(0, cuda.ExitCode);
+        Assert.Contains("error MDBUILD01: ModelDslCuda is true, but no libtorch-cuda-* package is referenced", cuda.Output);
+
         // A mistake: the explicit in-features disagree with the 16 the layer before produces.
         string broken = """
             using ModelDsl;
