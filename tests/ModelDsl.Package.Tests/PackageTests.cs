@@ -183,6 +183,7 @@ public sealed class PackageTests : IClassFixture<PackedFeed>
         Assert.True(errors.Count > 0, "no error on Broken.cs:\n" + failed);
         Assert.All(errors, e => Assert.Equal(("MD0101", line, column), (e[3].Value, int.Parse(e[1].Value), int.Parse(e[2].Value))));
         Assert.Contains("Linear declares in-features = 32, but its input has 16", errors[0][4].Value);
+        Assert.Contains("/diagnostics.md#md0101)", errors[0][4].Value); // the help link, as a build log shows it
         // Only the ModelDsl error: nothing else in the user's build breaks because of it.
         Assert.DoesNotMatch(@"error (?!MD0101)\w+:", failed.Output);
     }
