@@ -121,6 +121,21 @@ public sealed class PackageTests : IClassFixture<PackedFeed>
                     /// <summary>Output layer.</summary>
                     [Linear(3)] public partial Linear Output { get; }
                 }
+
+                /// <summary>With a training and an optimisation plan: the trainer's generated code is held to the same rules.</summary>
+                [Model(Input = "B, 4")]
+                [Train(Loss.CrossEntropy, Optimizer.AdamW, Epochs = 2, Data = "train.csv")]
+                [Prune(PruneMethod.L1Unstructured, 0.5, Targets = new[] { nameof(Hidden) })]
+                [Quantize(QuantizeMode.DynamicInt8)]
+                public partial class Trained
+                {
+                    /// <summary>Hidden layer.</summary>
+                    [Linear(8)] public partial Linear Hidden { get; }
+                    /// <summary>Activation.</summary>
+                    [ReLU] public partial ReLU Act { get; }
+                    /// <summary>Output layer.</summary>
+                    [Linear(3)] public partial Linear Output { get; }
+                }
             }
             """);
 
