@@ -89,7 +89,11 @@ namespace ModelDsl.Generators
         private static void Report(SourceProductionContext context, EquatableArray<DiagnosticInfo> diagnostics, Compilation compilation)
         {
             foreach (var d in diagnostics)
-                context.ReportDiagnostic(Diagnostic.Create(DiagnosticDescriptors.Get(d.Id), ToLocation(d.Location, compilation), d.Arguments.ToArray<object>()));
+            {
+                var descriptor = DiagnosticDescriptors.Get(d.Id);
+                var (arguments, properties) = FixValue.Split(descriptor, d.Arguments.AsImmutableArray());
+                context.ReportDiagnostic(Diagnostic.Create(descriptor, ToLocation(d.Location, compilation), properties, arguments));
+            }
         }
 
         private static Location? ToLocation(LocationInfo? info, Compilation compilation)
@@ -163,6 +167,9 @@ namespace ModelDsl.Generators
         public const string Name = "ModelDsl.Generators";
         /// <summary>The generator assembly's version (Directory.Build.props' Version): generated headers cannot drift from the package.</summary>
         public static readonly string Version = Format(typeof(GeneratorInfo).Assembly.GetName().Version);
+
+        /// <summary>The attribute every generated member carries (the analyzers' and coverage tools' signal to skip it).</summary>
+        public static readonly string Attribute = $"[global::System.CodeDom.Compiler.GeneratedCode(\"{Name}\", \"{Version}\")]";
 
         private static string Format(System.Version? v) => v is null ? "0.0.0" : $"{v.Major}.{v.Minor}.{System.Math.Max(0, v.Build)}";
     }

@@ -73,15 +73,17 @@ namespace ModelDsl.Shapes
 
     internal sealed class ShapeError
     {
-        public ShapeError(ShapeErrorKind kind, string message, string? argument)
+        public ShapeError(ShapeErrorKind kind, string message, string? argument, long inferred = -1)
         {
-            Kind = kind; Message = message; Argument = argument;
+            Kind = kind; Message = message; Argument = argument; Inferred = inferred;
         }
 
         public ShapeErrorKind Kind { get; }
         public string Message { get; }
         /// <summary>The constructor parameter or named property to blame (e.g. <c>inFeatures</c>); null for the attribute.</summary>
         public string? Argument { get; }
+        /// <summary>For a size mismatch, the size the input implies (what an IDE fix writes instead); otherwise -1.</summary>
+        public long Inferred { get; }
     }
 
     /// <summary>The outcome of a layer rule: its output, parameter count and the sizes it resolved, or an error.</summary>
@@ -384,7 +386,7 @@ namespace ModelDsl.Shapes
                 return new LayerShape { ResolvedIn = explicitSize };
             }
             if (explicitSize != -1 && explicitSize != actual.Size)
-                return Fail(ShapeErrorKind.SizeMismatch, $"{kind} declares {what} = {explicitSize}, but its input has {actual.Size} ({where})", argument);
+                return new LayerShape { Error = new ShapeError(ShapeErrorKind.SizeMismatch, $"{kind} declares {what} = {explicitSize}, but its input has {actual.Size} ({where})", argument, actual.Size) };
             return new LayerShape { ResolvedIn = actual.Size };
         }
 

@@ -30,7 +30,7 @@ namespace ModelDsl.Generators.Diagnostics
 
         public static readonly DiagnosticDescriptor TorchSharpMissing = Error("MD0001", Declarations,
             "TorchSharp is not referenced",
-            "Model '{0}' needs TorchSharp: reference the ModelDsl.Runtime project or the TorchSharp package");
+            "Model '{0}' needs TorchSharp: reference the ModelDsl package (inside the ModelDsl repository, the ModelDsl.Runtime project), or TorchSharp itself");
 
         public static readonly DiagnosticDescriptor ClassNotPartial = Error("MD0002", Declarations,
             "A model class must be partial",
@@ -149,7 +149,7 @@ namespace ModelDsl.Generators.Diagnostics
 
         public static readonly DiagnosticDescriptor RuntimeMissing = Error("MD0400", TrainingCategory,
             "ModelDsl.Runtime is not referenced",
-            "[Train] on '{0}' needs the ModelDsl runtime: reference the ModelDsl.Runtime project or package");
+            "[Train] on '{0}' needs the ModelDsl runtime: reference the ModelDsl package (inside the ModelDsl repository, the ModelDsl.Runtime project)");
 
         public static readonly DiagnosticDescriptor InvalidLearningRate = Error("MD0401", TrainingCategory,
             "Invalid learning rate",

@@ -35,14 +35,18 @@ namespace ModelDsl.Generators.Emit
                 // Emitted only so that calls compile while the build reports the model's MD errors.
                 string error = $"throw new global::System.InvalidOperationException(\"Model '{model.Name}' has ModelDsl errors.\")";
                 w.Line("/// <summary>Not available: the model has ModelDsl errors (see the build's MD diagnostics).</summary>");
+                w.Line(GeneratorInfo.Attribute);
                 w.Line($"public static {Inference}.ModelSignature Signature => {error};");
                 w.Line("/// <summary>Not available: the model has ModelDsl errors.</summary>");
+                w.Line(GeneratorInfo.Attribute);
                 w.Line($"public static {model.Name} Load(string path) => {error};");
                 w.Line("/// <summary>Not available: the model has ModelDsl errors.</summary>");
+                w.Line(GeneratorInfo.Attribute);
                 w.Line($"public {Tensor} Predict({Tensor} input, int batchSize = {Inference}.Predictor.DefaultBatchSize) => {error};");
                 if (classifier)
                 {
                     w.Line("/// <summary>Not available: the model has ModelDsl errors.</summary>");
+                    w.Line(GeneratorInfo.Attribute);
                     w.Line($"public {Tensor} PredictProba({Tensor} input, int batchSize = {Inference}.Predictor.DefaultBatchSize) => {error};");
                 }
             }
@@ -56,7 +60,7 @@ namespace ModelDsl.Generators.Emit
                     _ => model.Train is null ? "values (no [Train] says more)" : "values",
                 };
                 w.Line($"/// <summary>The declared input {Xml(model.InputText)} ({model.InputType}) and the meaning of the output: {meaning}.</summary>");
-                w.Line($"[global::System.CodeDom.Compiler.GeneratedCode(\"{GeneratorInfo.Name}\", \"{GeneratorInfo.Version}\")]");
+                w.Line(GeneratorInfo.Attribute);
                 w.Line($"public static {Inference}.ModelSignature Signature {{ get; }} = new {Inference}.ModelSignature({ModelEmitter.Literal(model.Name)}, {ModelEmitter.Literal(model.InputText)}, " +
                        $"inputIsInteger: {(model.InputType == "Int64" ? "true" : "false")}, output: {Inference}.ModelOutput.{output});");
                 w.Line();
@@ -65,6 +69,7 @@ namespace ModelDsl.Generators.Emit
                 w.Line("/// plan), a PyTorch state dict (<c>torch.save</c>) or a safetensors file. Returns the model in eval mode; a file");
                 w.Line($"/// of another model or shape throws <see cref=\"{Inference}.ModelFileException\"/> naming the first differing parameter.");
                 w.Line("/// </summary>");
+                w.Line(GeneratorInfo.Attribute);
                 w.Line($"public static {model.Name} Load(string path) => {Inference}.ModelLoader.Load(path, static () => new {model.Name}(), {ModelEmitter.Literal(model.Name)});");
                 w.Line();
                 w.Line("/// <summary>");
@@ -74,11 +79,13 @@ namespace ModelDsl.Generators.Emit
                 w.Line($"/// <paramref name=\"batchSize\"/>. The input must be {Xml(model.InputText)} (batch first); anything else throws a clear");
                 w.Line("/// <see cref=\"global::System.ArgumentException\"/>.");
                 w.Line("/// </summary>");
+                w.Line(GeneratorInfo.Attribute);
                 w.Line($"public {Tensor} Predict({Tensor} input, int batchSize = {Inference}.Predictor.DefaultBatchSize) => {Inference}.Predictor.Predict(this, input, Signature, batchSize);");
                 if (classifier)
                 {
                     w.Line();
                     w.Line("/// <summary>The probability of each class, shape (B, C) (for one logit: (B, 2)), rows summing to 1; as <see cref=\"Predict\"/> otherwise.</summary>");
+                    w.Line(GeneratorInfo.Attribute);
                     w.Line($"public {Tensor} PredictProba({Tensor} input, int batchSize = {Inference}.Predictor.DefaultBatchSize) => {Inference}.Predictor.PredictProba(this, input, Signature, batchSize);");
                 }
             }

@@ -31,7 +31,8 @@ namespace ModelDsl.Generators.Emit
             foreach (var outer in model.ContainingTypes) w.Open($"partial {outer.Keyword} {outer.Name}");
 
             WriteRemarks(w, model);
-            w.Line($"[global::System.CodeDom.Compiler.GeneratedCode(\"{GeneratorInfo.Name}\", \"{GeneratorInfo.Version}\")]");
+            // [GeneratedCode] goes on each generated member, not on the class: on a partial class it would mark the
+            // user's own members (a hand-written forward, OnCreated) as generated, and analyzers and coverage skip those.
             w.Open($"partial class {model.Name} : {Module}, global::ModelDsl.ILayerHost");
 
             WriteMembers(w, model);
@@ -73,11 +74,15 @@ namespace ModelDsl.Generators.Emit
             w.Line("// a layer through ReplaceLayer (a narrower Linear after structural pruning, an int8 Linear); the");
             w.Line("// property and the registered sub-module always name the same object.");
             foreach (var layer in properties)
+            {
+                w.Line(GeneratorInfo.Attribute);
                 w.Line($"private {Module} {BackingField(layer)} = null!;");
+            }
             w.Line();
             foreach (var layer in properties)
             {
                 w.Line($"/// <summary>{Xml(layer.AttributeText)}: output {Xml(layer.OutputText)}, {Count(layer.Parameters)} parameters.</summary>");
+                w.Line(GeneratorInfo.Attribute);
                 w.Line($"{layer.Accessibility} partial {layer.TypeName} {layer.MemberName} {{ get => {BackingField(layer)} as {layer.TypeName} ?? throw __Replaced(nameof({layer.MemberName}), {BackingField(layer)}, typeof({layer.TypeName})); }}");
             }
         }
@@ -85,6 +90,7 @@ namespace ModelDsl.Generators.Emit
         private static void WriteConstructor(SourceWriter w, ModelSpec model)
         {
             w.Line($"/// <summary>Creates <see cref=\"{model.Name}\"/> with freshly initialised parameters (PyTorch's default initialisation).</summary>");
+            w.Line(GeneratorInfo.Attribute);
             w.Open($"public {model.Name}() : base(nameof({model.Name}))");
             if (model.HasErrors)
             {
@@ -116,12 +122,14 @@ namespace ModelDsl.Generators.Emit
         {
             w.Line();
             w.Line("/// <summary>Called at the end of the generated constructor; implement it to adjust the new model.</summary>");
+            w.Line(GeneratorInfo.Attribute);
             w.Line("partial void OnCreated();");
         }
 
         private static void WriteForward(SourceWriter w, ModelSpec model)
         {
             w.Line($"/// <summary>Runs the layers in declaration order: {Xml(model.InputText)} → {Xml(model.OutputText)}.</summary>");
+            w.Line(GeneratorInfo.Attribute);
             w.Open($"public override {Tensor} forward({Tensor} input)");
             if (model.HasErrors)
             {
@@ -142,9 +150,11 @@ namespace ModelDsl.Generators.Emit
             string names = string.Join(", ", model.Layers.Select(l => Literal(l.MemberName)));
             w.Line("// Layer access by name: the one checked path through which optimisation passes swap layers.");
             w.Line("/// <summary>The layer names in declaration order; each is also the registered sub-module name.</summary>");
+            w.Line(GeneratorInfo.Attribute);
             w.Line($"public static global::System.Collections.Generic.IReadOnlyList<string> LayerNames {{ get; }} = new string[] {{ {names} }};");
             w.Line();
             w.Line("/// <summary>The module the layer <paramref name=\"name\"/> holds now (the declared one, or what replaced it).</summary>");
+            w.Line(GeneratorInfo.Attribute);
             w.Open($"public {Module} GetLayer(string name)");
             w.Open("switch (name)");
             foreach (var layer in model.Layers)
@@ -158,6 +168,7 @@ namespace ModelDsl.Generators.Emit
             w.Line("/// sub-module (parameters, state dict) change together; the typed property keeps working while the");
             w.Line("/// replacement has the declared type. Layers declared as fields cannot be replaced.");
             w.Line("/// </summary>");
+            w.Line(GeneratorInfo.Attribute);
             w.Open($"public {Module} ReplaceLayer(string name, {Module} replacement)");
             w.Line("if (replacement is null) throw new global::System.ArgumentNullException(nameof(replacement));");
             w.Line($"{Module} previous;");
@@ -175,21 +186,28 @@ namespace ModelDsl.Generators.Emit
             w.Line("return previous;");
             w.Close();
             w.Line();
+            w.Line(GeneratorInfo.Attribute);
             w.Line("global::System.Collections.Generic.IReadOnlyList<string> global::ModelDsl.ILayerHost.LayerNames => LayerNames;");
+            w.Line(GeneratorInfo.Attribute);
             w.Line($"bool global::ModelDsl.ILayerHost.ForwardIsGenerated => {(model.HasUserForward ? "false" : "true")};");
+            w.Line(GeneratorInfo.Attribute);
             w.Line("object global::ModelDsl.ILayerHost.GetLayer(string name) => GetLayer(name);");
+            w.Line(GeneratorInfo.Attribute);
             w.Line($"object global::ModelDsl.ILayerHost.ReplaceLayer(string name, object replacement) =>");
             w.Line($"    ReplaceLayer(name, replacement as {Module} ?? throw new global::System.ArgumentException($\"a layer must be a Module<Tensor, Tensor>, got {{replacement?.GetType().Name ?? \"null\"}}\", nameof(replacement)));");
             w.Line();
+            w.Line(GeneratorInfo.Attribute);
             w.Line($"private static global::System.ArgumentException __NoSuchLayer(string name) =>");
             w.Line($"    new global::System.ArgumentException($\"'{{name}}' is not a layer of {model.Name}; its layers are {string.Join(", ", model.Layers.Select(l => l.MemberName))}\", nameof(name));");
             if (model.Layers.Any(l => l.IsField))
             {
+                w.Line(GeneratorInfo.Attribute);
                 w.Line($"private static global::System.NotSupportedException __FieldLayer(string name) =>");
                 w.Line($"    new global::System.NotSupportedException($\"'{{name}}' is declared as a field, which the model cannot reassign; declare it as a partial property to make it replaceable\");");
             }
             if (model.Layers.Any(l => !l.IsField))
             {
+                w.Line(GeneratorInfo.Attribute);
                 w.Line($"private static global::System.InvalidOperationException __Replaced(string name, object? held, global::System.Type declared) =>");
                 w.Line($"    new global::System.InvalidOperationException($\"'{{name}}' now holds a {{held?.GetType().Name ?? \"null\"}} (set through ReplaceLayer), not a {{declared.Name}}; use GetLayer(\\\"{{name}}\\\")\");");
             }
@@ -200,6 +218,7 @@ namespace ModelDsl.Generators.Emit
         private static void WriteSummary(SourceWriter w, ModelSpec model)
         {
             w.Line("/// <summary>The compile-time summary: each layer's output shape and parameter count.</summary>");
+            w.Line(GeneratorInfo.Attribute);
             w.Line("public static global::ModelDsl.ModelSummary Summary { get; } = new global::ModelDsl.ModelSummary(");
             w.Line($"    {Literal(model.Name)}, {Literal(model.InputText)}, {Literal(model.InputType)},");
             w.Line("    new global::ModelDsl.LayerSummary[]");

@@ -25,6 +25,7 @@ namespace ModelDsl.Generators.Emit
             string body = $" => throw new global::System.InvalidOperationException(\"Model '{model.Name}' has ModelDsl errors.\");";
             foreach (var stub in model.Stubs)
             {
+                w.Line(GeneratorInfo.Attribute);
                 w.Open($"{(stub.Modifiers.Length > 0 ? stub.Modifiers + " " : "")}partial {stub.TypeName} {stub.Name}");
                 foreach (var accessor in stub.Accessors) w.Line(accessor + body);
                 w.Close();

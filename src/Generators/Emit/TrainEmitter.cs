@@ -31,6 +31,7 @@ namespace ModelDsl.Generators.Emit
             {
                 // Emitted only so that calls to Run compile while the build reports the model's MD errors.
                 w.Line("/// <summary>Not available: the model or its [Train] has ModelDsl errors (see the build's MD diagnostics).</summary>");
+                w.Line(GeneratorInfo.Attribute);
                 w.Line($"public static int Run(string[] args) => throw new global::System.InvalidOperationException(\"Model '{model.Name}' has ModelDsl errors.\");");
                 w.Close();
                 foreach (var _ in model.ContainingTypes) w.Close();
@@ -39,7 +40,7 @@ namespace ModelDsl.Generators.Emit
             }
 
             w.Line($"/// <summary>The training plan declared by [Train] ({t.Loss} loss, {t.Optimizer}, {t.Epochs} epochs of batch {t.BatchSize}), checked at compile time.</summary>");
-            w.Line($"[global::System.CodeDom.Compiler.GeneratedCode(\"{GeneratorInfo.Name}\", \"{GeneratorInfo.Version}\")]");
+            w.Line(GeneratorInfo.Attribute);
             w.Line($"public static {Training}.TrainingPlan Plan {{ get; }} = new {Training}.TrainingPlan");
             w.Line("{");
             w.Line($"    ModelName = \"{model.Name}\",");
@@ -110,6 +111,7 @@ namespace ModelDsl.Generators.Emit
             w.Line("/// 1 unexpected failure, 2 bad arguments, data, paths or checkpoint, 3 diverged). Use it as");
             w.Line("/// <c>return " + model.Name + ".Run(args);</c>.");
             w.Line("/// </summary>");
+            w.Line(GeneratorInfo.Attribute);
             w.Line($"public static int Run(string[] args) => {Training}.TrainingHost.Run(args, Plan, static () => new {model.Name}(), Summary);");
             w.Close();
 

@@ -221,7 +221,9 @@ namespace ModelDsl.Generators.Parsing
                     var location = layer.Kind == LayerKind.Model
                         ? layer.MemberLocation
                         : layer.Reader?.ArgumentLocation(error.Argument) ?? layer.MemberLocation;
-                    report(DiagnosticDescriptors.ForShapeError(error.Kind), location, new[] { layer.Name, error.Message });
+                    report(DiagnosticDescriptors.ForShapeError(error.Kind), location, error.Inferred >= 0
+                        ? FixValue.Append(new[] { layer.Name, error.Message }, error.Inferred.ToString(System.Globalization.CultureInfo.InvariantCulture))
+                        : new[] { layer.Name, error.Message });
                     shapesFailed = true;
                     result = null;
                 }

@@ -102,9 +102,11 @@ namespace ModelDsl.Generators.Parsing
                 bool amountOk = true;
                 if (isCount ? amount < 0 : !(amount >= 0 && amount <= 1))
                 {
-                    Fail(DiagnosticDescriptors.AmountOutOfRange, amountArgument, isCount
+                    // The IDE fix clamps to the nearest bound: 0 for a negative amount, 1.0 for a fraction above 1.
+                    Fail(DiagnosticDescriptors.AmountOutOfRange, amountArgument, FixValue.Append(new[] { isCount
                         ? $"the count {Num(amount)} is negative"
-                        : $"the fraction {Num(amount)} is outside [0, 1] (an int gives a count)");
+                        : $"the fraction {Num(amount)} is outside [0, 1] (an int gives a count)" },
+                        isCount ? "0" : amount > 1 ? "1.0" : "0.0"));
                     amountOk = false;
                 }
 
@@ -143,8 +145,8 @@ namespace ModelDsl.Generators.Parsing
                     };
                     if (amountOk && isCount && method != "GlobalL1Unstructured" && amount > units)
                     {
-                        Fail(DiagnosticDescriptors.AmountOutOfRange, amountArgument,
-                            $"the count {Num(amount)} exceeds what '{target}' has to prune ({Int(units)} {(structuredMethod ? "channels" : "weights")})");
+                        Fail(DiagnosticDescriptors.AmountOutOfRange, amountArgument, FixValue.Append(new[] {
+                            $"the count {Num(amount)} exceeds what '{target}' has to prune ({Int(units)} {(structuredMethod ? "channels" : "weights")})" }, Int(units)));
                         amountOk = false;
                     }
                     if (method == "Structured" && ok)
@@ -154,7 +156,7 @@ namespace ModelDsl.Generators.Parsing
                     }
                 }
                 if (amountOk && isCount && method == "GlobalL1Unstructured" && amount > globalWeights)
-                    Fail(DiagnosticDescriptors.AmountOutOfRange, amountArgument, $"the count {Num(amount)} exceeds the targets' {Int(globalWeights)} weights");
+                    Fail(DiagnosticDescriptors.AmountOutOfRange, amountArgument, FixValue.Append(new[] { $"the count {Num(amount)} exceeds the targets' {Int(globalWeights)} weights" }, Int(globalWeights)));
 
                 passes.Add(new PassSpec("Prune", method, amount, isCount, targets.ToEquatableArray(), n, dim, fineTune));
             }

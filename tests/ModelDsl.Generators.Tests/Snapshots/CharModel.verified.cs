@@ -23,33 +23,45 @@ namespace Samples.Text
     /// Total params: 43,937
     /// </code>
     /// </remarks>
-    [global::System.CodeDom.Compiler.GeneratedCode("ModelDsl.Generators", "0.1.0")]
     partial class CharModel : global::TorchSharp.torch.nn.Module<global::TorchSharp.torch.Tensor, global::TorchSharp.torch.Tensor>, global::ModelDsl.ILayerHost
     {
         // Layer slots, one per partial property. forward runs whatever module a slot holds, so a pass can swap
         // a layer through ReplaceLayer (a narrower Linear after structural pruning, an int8 Linear); the
         // property and the registered sub-module always name the same object.
+        [global::System.CodeDom.Compiler.GeneratedCode("ModelDsl.Generators", "0.1.0")]
         private global::TorchSharp.torch.nn.Module<global::TorchSharp.torch.Tensor, global::TorchSharp.torch.Tensor> __Embed = null!;
+        [global::System.CodeDom.Compiler.GeneratedCode("ModelDsl.Generators", "0.1.0")]
         private global::TorchSharp.torch.nn.Module<global::TorchSharp.torch.Tensor, global::TorchSharp.torch.Tensor> __Block1 = null!;
+        [global::System.CodeDom.Compiler.GeneratedCode("ModelDsl.Generators", "0.1.0")]
         private global::TorchSharp.torch.nn.Module<global::TorchSharp.torch.Tensor, global::TorchSharp.torch.Tensor> __Block2 = null!;
+        [global::System.CodeDom.Compiler.GeneratedCode("ModelDsl.Generators", "0.1.0")]
         private global::TorchSharp.torch.nn.Module<global::TorchSharp.torch.Tensor, global::TorchSharp.torch.Tensor> __Flat = null!;
+        [global::System.CodeDom.Compiler.GeneratedCode("ModelDsl.Generators", "0.1.0")]
         private global::TorchSharp.torch.nn.Module<global::TorchSharp.torch.Tensor, global::TorchSharp.torch.Tensor> __Head = null!;
+        [global::System.CodeDom.Compiler.GeneratedCode("ModelDsl.Generators", "0.1.0")]
         private global::TorchSharp.torch.nn.Module<global::TorchSharp.torch.Tensor, global::TorchSharp.torch.Tensor> __Probs = null!;
 
         /// <summary>[Embedding(65, 32)]: output (B, 16, 32), 2,080 parameters.</summary>
+        [global::System.CodeDom.Compiler.GeneratedCode("ModelDsl.Generators", "0.1.0")]
         public partial global::TorchSharp.Modules.Embedding Embed { get => __Embed as global::TorchSharp.Modules.Embedding ?? throw __Replaced(nameof(Embed), __Embed, typeof(global::TorchSharp.Modules.Embedding)); }
         /// <summary>[Model] MixBlock: output (B, 16, 32), 4,256 parameters.</summary>
+        [global::System.CodeDom.Compiler.GeneratedCode("ModelDsl.Generators", "0.1.0")]
         public partial global::Samples.Text.MixBlock Block1 { get => __Block1 as global::Samples.Text.MixBlock ?? throw __Replaced(nameof(Block1), __Block1, typeof(global::Samples.Text.MixBlock)); }
         /// <summary>[Model] MixBlock: output (B, 16, 32), 4,256 parameters.</summary>
+        [global::System.CodeDom.Compiler.GeneratedCode("ModelDsl.Generators", "0.1.0")]
         public partial global::Samples.Text.MixBlock Block2 { get => __Block2 as global::Samples.Text.MixBlock ?? throw __Replaced(nameof(Block2), __Block2, typeof(global::Samples.Text.MixBlock)); }
         /// <summary>[Flatten]: output (B, 512), 0 parameters.</summary>
+        [global::System.CodeDom.Compiler.GeneratedCode("ModelDsl.Generators", "0.1.0")]
         public partial global::TorchSharp.Modules.Flatten Flat { get => __Flat as global::TorchSharp.Modules.Flatten ?? throw __Replaced(nameof(Flat), __Flat, typeof(global::TorchSharp.Modules.Flatten)); }
         /// <summary>[Linear(65)]: output (B, 65), 33,345 parameters.</summary>
+        [global::System.CodeDom.Compiler.GeneratedCode("ModelDsl.Generators", "0.1.0")]
         internal partial global::TorchSharp.Modules.Linear Head { get => __Head as global::TorchSharp.Modules.Linear ?? throw __Replaced(nameof(Head), __Head, typeof(global::TorchSharp.Modules.Linear)); }
         /// <summary>[Softmax(-1)]: output (B, 65), 0 parameters.</summary>
+        [global::System.CodeDom.Compiler.GeneratedCode("ModelDsl.Generators", "0.1.0")]
         public partial global::TorchSharp.Modules.Softmax Probs { get => __Probs as global::TorchSharp.Modules.Softmax ?? throw __Replaced(nameof(Probs), __Probs, typeof(global::TorchSharp.Modules.Softmax)); }
 
         /// <summary>Creates <see cref="CharModel"/> with freshly initialised parameters (PyTorch's default initialisation).</summary>
+        [global::System.CodeDom.Compiler.GeneratedCode("ModelDsl.Generators", "0.1.0")]
         public CharModel() : base(nameof(CharModel))
         {
             RegisterComponents(); // before the layers: they are registered by name, not by field
@@ -75,9 +87,11 @@ namespace Samples.Text
         }
 
         /// <summary>Called at the end of the generated constructor; implement it to adjust the new model.</summary>
+        [global::System.CodeDom.Compiler.GeneratedCode("ModelDsl.Generators", "0.1.0")]
         partial void OnCreated();
 
         /// <summary>Runs the layers in declaration order: (B, 16) → (B, 65).</summary>
+        [global::System.CodeDom.Compiler.GeneratedCode("ModelDsl.Generators", "0.1.0")]
         public override global::TorchSharp.torch.Tensor forward(global::TorchSharp.torch.Tensor input)
         {
             var x = input;
@@ -92,9 +106,11 @@ namespace Samples.Text
 
         // Layer access by name: the one checked path through which optimisation passes swap layers.
         /// <summary>The layer names in declaration order; each is also the registered sub-module name.</summary>
+        [global::System.CodeDom.Compiler.GeneratedCode("ModelDsl.Generators", "0.1.0")]
         public static global::System.Collections.Generic.IReadOnlyList<string> LayerNames { get; } = new string[] { "Embed", "Block1", "Block2", "Flat", "Head", "Probs" };
 
         /// <summary>The module the layer <paramref name="name"/> holds now (the declared one, or what replaced it).</summary>
+        [global::System.CodeDom.Compiler.GeneratedCode("ModelDsl.Generators", "0.1.0")]
         public global::TorchSharp.torch.nn.Module<global::TorchSharp.torch.Tensor, global::TorchSharp.torch.Tensor> GetLayer(string name)
         {
             switch (name)
@@ -114,6 +130,7 @@ namespace Samples.Text
         /// sub-module (parameters, state dict) change together; the typed property keeps working while the
         /// replacement has the declared type. Layers declared as fields cannot be replaced.
         /// </summary>
+        [global::System.CodeDom.Compiler.GeneratedCode("ModelDsl.Generators", "0.1.0")]
         public global::TorchSharp.torch.nn.Module<global::TorchSharp.torch.Tensor, global::TorchSharp.torch.Tensor> ReplaceLayer(string name, global::TorchSharp.torch.nn.Module<global::TorchSharp.torch.Tensor, global::TorchSharp.torch.Tensor> replacement)
         {
             if (replacement is null) throw new global::System.ArgumentNullException(nameof(replacement));
@@ -132,18 +149,25 @@ namespace Samples.Text
             return previous;
         }
 
+        [global::System.CodeDom.Compiler.GeneratedCode("ModelDsl.Generators", "0.1.0")]
         global::System.Collections.Generic.IReadOnlyList<string> global::ModelDsl.ILayerHost.LayerNames => LayerNames;
+        [global::System.CodeDom.Compiler.GeneratedCode("ModelDsl.Generators", "0.1.0")]
         bool global::ModelDsl.ILayerHost.ForwardIsGenerated => true;
+        [global::System.CodeDom.Compiler.GeneratedCode("ModelDsl.Generators", "0.1.0")]
         object global::ModelDsl.ILayerHost.GetLayer(string name) => GetLayer(name);
+        [global::System.CodeDom.Compiler.GeneratedCode("ModelDsl.Generators", "0.1.0")]
         object global::ModelDsl.ILayerHost.ReplaceLayer(string name, object replacement) =>
             ReplaceLayer(name, replacement as global::TorchSharp.torch.nn.Module<global::TorchSharp.torch.Tensor, global::TorchSharp.torch.Tensor> ?? throw new global::System.ArgumentException($"a layer must be a Module<Tensor, Tensor>, got {replacement?.GetType().Name ?? "null"}", nameof(replacement)));
 
+        [global::System.CodeDom.Compiler.GeneratedCode("ModelDsl.Generators", "0.1.0")]
         private static global::System.ArgumentException __NoSuchLayer(string name) =>
             new global::System.ArgumentException($"'{name}' is not a layer of CharModel; its layers are Embed, Block1, Block2, Flat, Head, Probs", nameof(name));
+        [global::System.CodeDom.Compiler.GeneratedCode("ModelDsl.Generators", "0.1.0")]
         private static global::System.InvalidOperationException __Replaced(string name, object? held, global::System.Type declared) =>
             new global::System.InvalidOperationException($"'{name}' now holds a {held?.GetType().Name ?? "null"} (set through ReplaceLayer), not a {declared.Name}; use GetLayer(\"{name}\")");
 
         /// <summary>The compile-time summary: each layer's output shape and parameter count.</summary>
+        [global::System.CodeDom.Compiler.GeneratedCode("ModelDsl.Generators", "0.1.0")]
         public static global::ModelDsl.ModelSummary Summary { get; } = new global::ModelDsl.ModelSummary(
             "CharModel", "(B, 16)", "Int64",
             new global::ModelDsl.LayerSummary[]

@@ -21,21 +21,25 @@ namespace Samples
         /// Total params: 58
         /// </code>
         /// </remarks>
-        [global::System.CodeDom.Compiler.GeneratedCode("ModelDsl.Generators", "0.1.0")]
         partial class Custom : global::TorchSharp.torch.nn.Module<global::TorchSharp.torch.Tensor, global::TorchSharp.torch.Tensor>, global::ModelDsl.ILayerHost
         {
             // Layer slots, one per partial property. forward runs whatever module a slot holds, so a pass can swap
             // a layer through ReplaceLayer (a narrower Linear after structural pruning, an int8 Linear); the
             // property and the registered sub-module always name the same object.
+            [global::System.CodeDom.Compiler.GeneratedCode("ModelDsl.Generators", "0.1.0")]
             private global::TorchSharp.torch.nn.Module<global::TorchSharp.torch.Tensor, global::TorchSharp.torch.Tensor> __A = null!;
+            [global::System.CodeDom.Compiler.GeneratedCode("ModelDsl.Generators", "0.1.0")]
             private global::TorchSharp.torch.nn.Module<global::TorchSharp.torch.Tensor, global::TorchSharp.torch.Tensor> __B = null!;
 
             /// <summary>[Linear(4, 8)]: output ?, 40 parameters.</summary>
+            [global::System.CodeDom.Compiler.GeneratedCode("ModelDsl.Generators", "0.1.0")]
             public partial global::TorchSharp.Modules.Linear A { get => __A as global::TorchSharp.Modules.Linear ?? throw __Replaced(nameof(A), __A, typeof(global::TorchSharp.Modules.Linear)); }
             /// <summary>[Linear(8, 2)]: output ?, 18 parameters.</summary>
+            [global::System.CodeDom.Compiler.GeneratedCode("ModelDsl.Generators", "0.1.0")]
             public partial global::TorchSharp.Modules.Linear B { get => __B as global::TorchSharp.Modules.Linear ?? throw __Replaced(nameof(B), __B, typeof(global::TorchSharp.Modules.Linear)); }
 
             /// <summary>Creates <see cref="Custom"/> with freshly initialised parameters (PyTorch's default initialisation).</summary>
+            [global::System.CodeDom.Compiler.GeneratedCode("ModelDsl.Generators", "0.1.0")]
             public Custom() : base(nameof(Custom))
             {
                 RegisterComponents(); // before the layers: they are registered by name, not by field
@@ -49,13 +53,16 @@ namespace Samples
             }
 
             /// <summary>Called at the end of the generated constructor; implement it to adjust the new model.</summary>
+            [global::System.CodeDom.Compiler.GeneratedCode("ModelDsl.Generators", "0.1.0")]
             partial void OnCreated();
 
             // Layer access by name: the one checked path through which optimisation passes swap layers.
             /// <summary>The layer names in declaration order; each is also the registered sub-module name.</summary>
+            [global::System.CodeDom.Compiler.GeneratedCode("ModelDsl.Generators", "0.1.0")]
             public static global::System.Collections.Generic.IReadOnlyList<string> LayerNames { get; } = new string[] { "A", "B" };
 
             /// <summary>The module the layer <paramref name="name"/> holds now (the declared one, or what replaced it).</summary>
+            [global::System.CodeDom.Compiler.GeneratedCode("ModelDsl.Generators", "0.1.0")]
             public global::TorchSharp.torch.nn.Module<global::TorchSharp.torch.Tensor, global::TorchSharp.torch.Tensor> GetLayer(string name)
             {
                 switch (name)
@@ -71,6 +78,7 @@ namespace Samples
             /// sub-module (parameters, state dict) change together; the typed property keeps working while the
             /// replacement has the declared type. Layers declared as fields cannot be replaced.
             /// </summary>
+            [global::System.CodeDom.Compiler.GeneratedCode("ModelDsl.Generators", "0.1.0")]
             public global::TorchSharp.torch.nn.Module<global::TorchSharp.torch.Tensor, global::TorchSharp.torch.Tensor> ReplaceLayer(string name, global::TorchSharp.torch.nn.Module<global::TorchSharp.torch.Tensor, global::TorchSharp.torch.Tensor> replacement)
             {
                 if (replacement is null) throw new global::System.ArgumentNullException(nameof(replacement));
@@ -85,18 +93,25 @@ namespace Samples
                 return previous;
             }
 
+            [global::System.CodeDom.Compiler.GeneratedCode("ModelDsl.Generators", "0.1.0")]
             global::System.Collections.Generic.IReadOnlyList<string> global::ModelDsl.ILayerHost.LayerNames => LayerNames;
+            [global::System.CodeDom.Compiler.GeneratedCode("ModelDsl.Generators", "0.1.0")]
             bool global::ModelDsl.ILayerHost.ForwardIsGenerated => false;
+            [global::System.CodeDom.Compiler.GeneratedCode("ModelDsl.Generators", "0.1.0")]
             object global::ModelDsl.ILayerHost.GetLayer(string name) => GetLayer(name);
+            [global::System.CodeDom.Compiler.GeneratedCode("ModelDsl.Generators", "0.1.0")]
             object global::ModelDsl.ILayerHost.ReplaceLayer(string name, object replacement) =>
                 ReplaceLayer(name, replacement as global::TorchSharp.torch.nn.Module<global::TorchSharp.torch.Tensor, global::TorchSharp.torch.Tensor> ?? throw new global::System.ArgumentException($"a layer must be a Module<Tensor, Tensor>, got {replacement?.GetType().Name ?? "null"}", nameof(replacement)));
 
+            [global::System.CodeDom.Compiler.GeneratedCode("ModelDsl.Generators", "0.1.0")]
             private static global::System.ArgumentException __NoSuchLayer(string name) =>
                 new global::System.ArgumentException($"'{name}' is not a layer of Custom; its layers are A, B", nameof(name));
+            [global::System.CodeDom.Compiler.GeneratedCode("ModelDsl.Generators", "0.1.0")]
             private static global::System.InvalidOperationException __Replaced(string name, object? held, global::System.Type declared) =>
                 new global::System.InvalidOperationException($"'{name}' now holds a {held?.GetType().Name ?? "null"} (set through ReplaceLayer), not a {declared.Name}; use GetLayer(\"{name}\")");
 
             /// <summary>The compile-time summary: each layer's output shape and parameter count.</summary>
+            [global::System.CodeDom.Compiler.GeneratedCode("ModelDsl.Generators", "0.1.0")]
             public static global::ModelDsl.ModelSummary Summary { get; } = new global::ModelDsl.ModelSummary(
                 "Custom", "(B, 4)", "Float32",
                 new global::ModelDsl.LayerSummary[]

@@ -15,6 +15,7 @@ namespace Samples.Digits
         /// plan), a PyTorch state dict (<c>torch.save</c>) or a safetensors file. Returns the model in eval mode; a file
         /// of another model or shape throws <see cref="global::ModelDsl.Runtime.Inference.ModelFileException"/> naming the first differing parameter.
         /// </summary>
+        [global::System.CodeDom.Compiler.GeneratedCode("ModelDsl.Generators", "0.1.0")]
         public static DigitsCnn Load(string path) => global::ModelDsl.Runtime.Inference.ModelLoader.Load(path, static () => new DigitsCnn(), "DigitsCnn");
 
         /// <summary>
@@ -22,9 +23,11 @@ namespace Samples.Digits
         /// <paramref name="batchSize"/>. The input must be (B, 1, 8, 8) (batch first); anything else throws a clear
         /// <see cref="global::System.ArgumentException"/>.
         /// </summary>
+        [global::System.CodeDom.Compiler.GeneratedCode("ModelDsl.Generators", "0.1.0")]
         public global::TorchSharp.torch.Tensor Predict(global::TorchSharp.torch.Tensor input, int batchSize = global::ModelDsl.Runtime.Inference.Predictor.DefaultBatchSize) => global::ModelDsl.Runtime.Inference.Predictor.Predict(this, input, Signature, batchSize);
 
         /// <summary>The probability of each class, shape (B, C) (for one logit: (B, 2)), rows summing to 1; as <see cref="Predict"/> otherwise.</summary>
+        [global::System.CodeDom.Compiler.GeneratedCode("ModelDsl.Generators", "0.1.0")]
         public global::TorchSharp.torch.Tensor PredictProba(global::TorchSharp.torch.Tensor input, int batchSize = global::ModelDsl.Runtime.Inference.Predictor.DefaultBatchSize) => global::ModelDsl.Runtime.Inference.Predictor.PredictProba(this, input, Signature, batchSize);
     }
 }

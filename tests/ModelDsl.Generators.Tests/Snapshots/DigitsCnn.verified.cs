@@ -27,45 +27,65 @@ namespace Samples.Digits
     /// Total params: 5,130
     /// </code>
     /// </remarks>
-    [global::System.CodeDom.Compiler.GeneratedCode("ModelDsl.Generators", "0.1.0")]
     partial class DigitsCnn : global::TorchSharp.torch.nn.Module<global::TorchSharp.torch.Tensor, global::TorchSharp.torch.Tensor>, global::ModelDsl.ILayerHost
     {
         // Layer slots, one per partial property. forward runs whatever module a slot holds, so a pass can swap
         // a layer through ReplaceLayer (a narrower Linear after structural pruning, an int8 Linear); the
         // property and the registered sub-module always name the same object.
+        [global::System.CodeDom.Compiler.GeneratedCode("ModelDsl.Generators", "0.1.0")]
         private global::TorchSharp.torch.nn.Module<global::TorchSharp.torch.Tensor, global::TorchSharp.torch.Tensor> __Conv1 = null!;
+        [global::System.CodeDom.Compiler.GeneratedCode("ModelDsl.Generators", "0.1.0")]
         private global::TorchSharp.torch.nn.Module<global::TorchSharp.torch.Tensor, global::TorchSharp.torch.Tensor> __Norm1 = null!;
+        [global::System.CodeDom.Compiler.GeneratedCode("ModelDsl.Generators", "0.1.0")]
         private global::TorchSharp.torch.nn.Module<global::TorchSharp.torch.Tensor, global::TorchSharp.torch.Tensor> __Act1 = null!;
+        [global::System.CodeDom.Compiler.GeneratedCode("ModelDsl.Generators", "0.1.0")]
         private global::TorchSharp.torch.nn.Module<global::TorchSharp.torch.Tensor, global::TorchSharp.torch.Tensor> __Conv2 = null!;
+        [global::System.CodeDom.Compiler.GeneratedCode("ModelDsl.Generators", "0.1.0")]
         private global::TorchSharp.torch.nn.Module<global::TorchSharp.torch.Tensor, global::TorchSharp.torch.Tensor> __Act2 = null!;
+        [global::System.CodeDom.Compiler.GeneratedCode("ModelDsl.Generators", "0.1.0")]
         private global::TorchSharp.torch.nn.Module<global::TorchSharp.torch.Tensor, global::TorchSharp.torch.Tensor> __Pool = null!;
+        [global::System.CodeDom.Compiler.GeneratedCode("ModelDsl.Generators", "0.1.0")]
         private global::TorchSharp.torch.nn.Module<global::TorchSharp.torch.Tensor, global::TorchSharp.torch.Tensor> __Gap = null!;
+        [global::System.CodeDom.Compiler.GeneratedCode("ModelDsl.Generators", "0.1.0")]
         private global::TorchSharp.torch.nn.Module<global::TorchSharp.torch.Tensor, global::TorchSharp.torch.Tensor> __Flat = null!;
+        [global::System.CodeDom.Compiler.GeneratedCode("ModelDsl.Generators", "0.1.0")]
         private global::TorchSharp.torch.nn.Module<global::TorchSharp.torch.Tensor, global::TorchSharp.torch.Tensor> __Output = null!;
+        [global::System.CodeDom.Compiler.GeneratedCode("ModelDsl.Generators", "0.1.0")]
         private global::TorchSharp.torch.nn.Module<global::TorchSharp.torch.Tensor, global::TorchSharp.torch.Tensor> __LogProbs = null!;
 
         /// <summary>[Conv2d(16, 3, Padding = 1)]: output (B, 16, 8, 8), 160 parameters.</summary>
+        [global::System.CodeDom.Compiler.GeneratedCode("ModelDsl.Generators", "0.1.0")]
         public partial global::TorchSharp.Modules.Conv2d Conv1 { get => __Conv1 as global::TorchSharp.Modules.Conv2d ?? throw __Replaced(nameof(Conv1), __Conv1, typeof(global::TorchSharp.Modules.Conv2d)); }
         /// <summary>[BatchNorm2d]: output (B, 16, 8, 8), 32 parameters.</summary>
+        [global::System.CodeDom.Compiler.GeneratedCode("ModelDsl.Generators", "0.1.0")]
         public partial global::TorchSharp.Modules.BatchNorm2d Norm1 { get => __Norm1 as global::TorchSharp.Modules.BatchNorm2d ?? throw __Replaced(nameof(Norm1), __Norm1, typeof(global::TorchSharp.Modules.BatchNorm2d)); }
         /// <summary>[ReLU]: output (B, 16, 8, 8), 0 parameters.</summary>
+        [global::System.CodeDom.Compiler.GeneratedCode("ModelDsl.Generators", "0.1.0")]
         public partial global::TorchSharp.Modules.ReLU Act1 { get => __Act1 as global::TorchSharp.Modules.ReLU ?? throw __Replaced(nameof(Act1), __Act1, typeof(global::TorchSharp.Modules.ReLU)); }
         /// <summary>[Conv2d(16, 32, 3, Stride = 2, Padding = 1, Bias = false)]: output (B, 32, 4, 4), 4,608 parameters.</summary>
+        [global::System.CodeDom.Compiler.GeneratedCode("ModelDsl.Generators", "0.1.0")]
         public partial global::TorchSharp.Modules.Conv2d Conv2 { get => __Conv2 as global::TorchSharp.Modules.Conv2d ?? throw __Replaced(nameof(Conv2), __Conv2, typeof(global::TorchSharp.Modules.Conv2d)); }
         /// <summary>[SiLU]: output (B, 32, 4, 4), 0 parameters.</summary>
+        [global::System.CodeDom.Compiler.GeneratedCode("ModelDsl.Generators", "0.1.0")]
         public partial global::TorchSharp.Modules.SiLU Act2 { get => __Act2 as global::TorchSharp.Modules.SiLU ?? throw __Replaced(nameof(Act2), __Act2, typeof(global::TorchSharp.Modules.SiLU)); }
         /// <summary>[AvgPool2d(2)]: output (B, 32, 2, 2), 0 parameters.</summary>
+        [global::System.CodeDom.Compiler.GeneratedCode("ModelDsl.Generators", "0.1.0")]
         public partial global::TorchSharp.Modules.AvgPool2d Pool { get => __Pool as global::TorchSharp.Modules.AvgPool2d ?? throw __Replaced(nameof(Pool), __Pool, typeof(global::TorchSharp.Modules.AvgPool2d)); }
         /// <summary>[AdaptiveAvgPool2d(1)]: output (B, 32, 1, 1), 0 parameters.</summary>
+        [global::System.CodeDom.Compiler.GeneratedCode("ModelDsl.Generators", "0.1.0")]
         public partial global::TorchSharp.Modules.AdaptiveAvgPool2d Gap { get => __Gap as global::TorchSharp.Modules.AdaptiveAvgPool2d ?? throw __Replaced(nameof(Gap), __Gap, typeof(global::TorchSharp.Modules.AdaptiveAvgPool2d)); }
         /// <summary>[Flatten]: output (B, 32), 0 parameters.</summary>
+        [global::System.CodeDom.Compiler.GeneratedCode("ModelDsl.Generators", "0.1.0")]
         public partial global::TorchSharp.Modules.Flatten Flat { get => __Flat as global::TorchSharp.Modules.Flatten ?? throw __Replaced(nameof(Flat), __Flat, typeof(global::TorchSharp.Modules.Flatten)); }
         /// <summary>[Linear(10)]: output (B, 10), 330 parameters.</summary>
+        [global::System.CodeDom.Compiler.GeneratedCode("ModelDsl.Generators", "0.1.0")]
         public partial global::TorchSharp.Modules.Linear Output { get => __Output as global::TorchSharp.Modules.Linear ?? throw __Replaced(nameof(Output), __Output, typeof(global::TorchSharp.Modules.Linear)); }
         /// <summary>[LogSoftmax(1)]: output (B, 10), 0 parameters.</summary>
+        [global::System.CodeDom.Compiler.GeneratedCode("ModelDsl.Generators", "0.1.0")]
         public partial global::TorchSharp.Modules.LogSoftmax LogProbs { get => __LogProbs as global::TorchSharp.Modules.LogSoftmax ?? throw __Replaced(nameof(LogProbs), __LogProbs, typeof(global::TorchSharp.Modules.LogSoftmax)); }
 
         /// <summary>Creates <see cref="DigitsCnn"/> with freshly initialised parameters (PyTorch's default initialisation).</summary>
+        [global::System.CodeDom.Compiler.GeneratedCode("ModelDsl.Generators", "0.1.0")]
         public DigitsCnn() : base(nameof(DigitsCnn))
         {
             RegisterComponents(); // before the layers: they are registered by name, not by field
@@ -105,9 +125,11 @@ namespace Samples.Digits
         }
 
         /// <summary>Called at the end of the generated constructor; implement it to adjust the new model.</summary>
+        [global::System.CodeDom.Compiler.GeneratedCode("ModelDsl.Generators", "0.1.0")]
         partial void OnCreated();
 
         /// <summary>Runs the layers in declaration order: (B, 1, 8, 8) → (B, 10).</summary>
+        [global::System.CodeDom.Compiler.GeneratedCode("ModelDsl.Generators", "0.1.0")]
         public override global::TorchSharp.torch.Tensor forward(global::TorchSharp.torch.Tensor input)
         {
             var x = input;
@@ -126,9 +148,11 @@ namespace Samples.Digits
 
         // Layer access by name: the one checked path through which optimisation passes swap layers.
         /// <summary>The layer names in declaration order; each is also the registered sub-module name.</summary>
+        [global::System.CodeDom.Compiler.GeneratedCode("ModelDsl.Generators", "0.1.0")]
         public static global::System.Collections.Generic.IReadOnlyList<string> LayerNames { get; } = new string[] { "Conv1", "Norm1", "Act1", "Conv2", "Act2", "Pool", "Gap", "Flat", "Output", "LogProbs" };
 
         /// <summary>The module the layer <paramref name="name"/> holds now (the declared one, or what replaced it).</summary>
+        [global::System.CodeDom.Compiler.GeneratedCode("ModelDsl.Generators", "0.1.0")]
         public global::TorchSharp.torch.nn.Module<global::TorchSharp.torch.Tensor, global::TorchSharp.torch.Tensor> GetLayer(string name)
         {
             switch (name)
@@ -152,6 +176,7 @@ namespace Samples.Digits
         /// sub-module (parameters, state dict) change together; the typed property keeps working while the
         /// replacement has the declared type. Layers declared as fields cannot be replaced.
         /// </summary>
+        [global::System.CodeDom.Compiler.GeneratedCode("ModelDsl.Generators", "0.1.0")]
         public global::TorchSharp.torch.nn.Module<global::TorchSharp.torch.Tensor, global::TorchSharp.torch.Tensor> ReplaceLayer(string name, global::TorchSharp.torch.nn.Module<global::TorchSharp.torch.Tensor, global::TorchSharp.torch.Tensor> replacement)
         {
             if (replacement is null) throw new global::System.ArgumentNullException(nameof(replacement));
@@ -174,18 +199,25 @@ namespace Samples.Digits
             return previous;
         }
 
+        [global::System.CodeDom.Compiler.GeneratedCode("ModelDsl.Generators", "0.1.0")]
         global::System.Collections.Generic.IReadOnlyList<string> global::ModelDsl.ILayerHost.LayerNames => LayerNames;
+        [global::System.CodeDom.Compiler.GeneratedCode("ModelDsl.Generators", "0.1.0")]
         bool global::ModelDsl.ILayerHost.ForwardIsGenerated => true;
+        [global::System.CodeDom.Compiler.GeneratedCode("ModelDsl.Generators", "0.1.0")]
         object global::ModelDsl.ILayerHost.GetLayer(string name) => GetLayer(name);
+        [global::System.CodeDom.Compiler.GeneratedCode("ModelDsl.Generators", "0.1.0")]
         object global::ModelDsl.ILayerHost.ReplaceLayer(string name, object replacement) =>
             ReplaceLayer(name, replacement as global::TorchSharp.torch.nn.Module<global::TorchSharp.torch.Tensor, global::TorchSharp.torch.Tensor> ?? throw new global::System.ArgumentException($"a layer must be a Module<Tensor, Tensor>, got {replacement?.GetType().Name ?? "null"}", nameof(replacement)));
 
+        [global::System.CodeDom.Compiler.GeneratedCode("ModelDsl.Generators", "0.1.0")]
         private static global::System.ArgumentException __NoSuchLayer(string name) =>
             new global::System.ArgumentException($"'{name}' is not a layer of DigitsCnn; its layers are Conv1, Norm1, Act1, Conv2, Act2, Pool, Gap, Flat, Output, LogProbs", nameof(name));
+        [global::System.CodeDom.Compiler.GeneratedCode("ModelDsl.Generators", "0.1.0")]
         private static global::System.InvalidOperationException __Replaced(string name, object? held, global::System.Type declared) =>
             new global::System.InvalidOperationException($"'{name}' now holds a {held?.GetType().Name ?? "null"} (set through ReplaceLayer), not a {declared.Name}; use GetLayer(\"{name}\")");
 
         /// <summary>The compile-time summary: each layer's output shape and parameter count.</summary>
+        [global::System.CodeDom.Compiler.GeneratedCode("ModelDsl.Generators", "0.1.0")]
         public static global::ModelDsl.ModelSummary Summary { get; } = new global::ModelDsl.ModelSummary(
             "DigitsCnn", "(B, 1, 8, 8)", "Float32",
             new global::ModelDsl.LayerSummary[]

@@ -40,6 +40,7 @@ namespace Samples.Digits
         /// 1 unexpected failure, 2 bad arguments, data, paths or checkpoint, 3 diverged). Use it as
         /// <c>return DigitsMlp.Run(args);</c>.
         /// </summary>
+        [global::System.CodeDom.Compiler.GeneratedCode("ModelDsl.Generators", "0.1.0")]
         public static int Run(string[] args) => global::ModelDsl.Runtime.Training.TrainingHost.Run(args, Plan, static () => new DigitsMlp(), Summary);
     }
 }

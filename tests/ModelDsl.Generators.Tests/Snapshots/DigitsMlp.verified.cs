@@ -21,27 +21,35 @@ namespace Samples.Digits
     /// Total params: 9,610
     /// </code>
     /// </remarks>
-    [global::System.CodeDom.Compiler.GeneratedCode("ModelDsl.Generators", "0.1.0")]
     partial class DigitsMlp : global::TorchSharp.torch.nn.Module<global::TorchSharp.torch.Tensor, global::TorchSharp.torch.Tensor>, global::ModelDsl.ILayerHost
     {
         // Layer slots, one per partial property. forward runs whatever module a slot holds, so a pass can swap
         // a layer through ReplaceLayer (a narrower Linear after structural pruning, an int8 Linear); the
         // property and the registered sub-module always name the same object.
+        [global::System.CodeDom.Compiler.GeneratedCode("ModelDsl.Generators", "0.1.0")]
         private global::TorchSharp.torch.nn.Module<global::TorchSharp.torch.Tensor, global::TorchSharp.torch.Tensor> __Hidden = null!;
+        [global::System.CodeDom.Compiler.GeneratedCode("ModelDsl.Generators", "0.1.0")]
         private global::TorchSharp.torch.nn.Module<global::TorchSharp.torch.Tensor, global::TorchSharp.torch.Tensor> __Act = null!;
+        [global::System.CodeDom.Compiler.GeneratedCode("ModelDsl.Generators", "0.1.0")]
         private global::TorchSharp.torch.nn.Module<global::TorchSharp.torch.Tensor, global::TorchSharp.torch.Tensor> __Drop = null!;
+        [global::System.CodeDom.Compiler.GeneratedCode("ModelDsl.Generators", "0.1.0")]
         private global::TorchSharp.torch.nn.Module<global::TorchSharp.torch.Tensor, global::TorchSharp.torch.Tensor> __Output = null!;
 
         /// <summary>[Linear(128)]: output (B, 128), 8,320 parameters.</summary>
+        [global::System.CodeDom.Compiler.GeneratedCode("ModelDsl.Generators", "0.1.0")]
         public partial global::TorchSharp.Modules.Linear Hidden { get => __Hidden as global::TorchSharp.Modules.Linear ?? throw __Replaced(nameof(Hidden), __Hidden, typeof(global::TorchSharp.Modules.Linear)); }
         /// <summary>[ReLU]: output (B, 128), 0 parameters.</summary>
+        [global::System.CodeDom.Compiler.GeneratedCode("ModelDsl.Generators", "0.1.0")]
         public partial global::TorchSharp.Modules.ReLU Act { get => __Act as global::TorchSharp.Modules.ReLU ?? throw __Replaced(nameof(Act), __Act, typeof(global::TorchSharp.Modules.ReLU)); }
         /// <summary>[Dropout(0.1)]: output (B, 128), 0 parameters.</summary>
+        [global::System.CodeDom.Compiler.GeneratedCode("ModelDsl.Generators", "0.1.0")]
         public partial global::TorchSharp.Modules.Dropout Drop { get => __Drop as global::TorchSharp.Modules.Dropout ?? throw __Replaced(nameof(Drop), __Drop, typeof(global::TorchSharp.Modules.Dropout)); }
         /// <summary>[Linear(10)]: output (B, 10), 1,290 parameters.</summary>
+        [global::System.CodeDom.Compiler.GeneratedCode("ModelDsl.Generators", "0.1.0")]
         public partial global::TorchSharp.Modules.Linear Output { get => __Output as global::TorchSharp.Modules.Linear ?? throw __Replaced(nameof(Output), __Output, typeof(global::TorchSharp.Modules.Linear)); }
 
         /// <summary>Creates <see cref="DigitsMlp"/> with freshly initialised parameters (PyTorch's default initialisation).</summary>
+        [global::System.CodeDom.Compiler.GeneratedCode("ModelDsl.Generators", "0.1.0")]
         public DigitsMlp() : base(nameof(DigitsMlp))
         {
             RegisterComponents(); // before the layers: they are registered by name, not by field
@@ -61,9 +69,11 @@ namespace Samples.Digits
         }
 
         /// <summary>Called at the end of the generated constructor; implement it to adjust the new model.</summary>
+        [global::System.CodeDom.Compiler.GeneratedCode("ModelDsl.Generators", "0.1.0")]
         partial void OnCreated();
 
         /// <summary>Runs the layers in declaration order: (B, 64) → (B, 10).</summary>
+        [global::System.CodeDom.Compiler.GeneratedCode("ModelDsl.Generators", "0.1.0")]
         public override global::TorchSharp.torch.Tensor forward(global::TorchSharp.torch.Tensor input)
         {
             var x = input;
@@ -76,9 +86,11 @@ namespace Samples.Digits
 
         // Layer access by name: the one checked path through which optimisation passes swap layers.
         /// <summary>The layer names in declaration order; each is also the registered sub-module name.</summary>
+        [global::System.CodeDom.Compiler.GeneratedCode("ModelDsl.Generators", "0.1.0")]
         public static global::System.Collections.Generic.IReadOnlyList<string> LayerNames { get; } = new string[] { "Hidden", "Act", "Drop", "Output" };
 
         /// <summary>The module the layer <paramref name="name"/> holds now (the declared one, or what replaced it).</summary>
+        [global::System.CodeDom.Compiler.GeneratedCode("ModelDsl.Generators", "0.1.0")]
         public global::TorchSharp.torch.nn.Module<global::TorchSharp.torch.Tensor, global::TorchSharp.torch.Tensor> GetLayer(string name)
         {
             switch (name)
@@ -96,6 +108,7 @@ namespace Samples.Digits
         /// sub-module (parameters, state dict) change together; the typed property keeps working while the
         /// replacement has the declared type. Layers declared as fields cannot be replaced.
         /// </summary>
+        [global::System.CodeDom.Compiler.GeneratedCode("ModelDsl.Generators", "0.1.0")]
         public global::TorchSharp.torch.nn.Module<global::TorchSharp.torch.Tensor, global::TorchSharp.torch.Tensor> ReplaceLayer(string name, global::TorchSharp.torch.nn.Module<global::TorchSharp.torch.Tensor, global::TorchSharp.torch.Tensor> replacement)
         {
             if (replacement is null) throw new global::System.ArgumentNullException(nameof(replacement));
@@ -112,18 +125,25 @@ namespace Samples.Digits
             return previous;
         }
 
+        [global::System.CodeDom.Compiler.GeneratedCode("ModelDsl.Generators", "0.1.0")]
         global::System.Collections.Generic.IReadOnlyList<string> global::ModelDsl.ILayerHost.LayerNames => LayerNames;
+        [global::System.CodeDom.Compiler.GeneratedCode("ModelDsl.Generators", "0.1.0")]
         bool global::ModelDsl.ILayerHost.ForwardIsGenerated => true;
+        [global::System.CodeDom.Compiler.GeneratedCode("ModelDsl.Generators", "0.1.0")]
         object global::ModelDsl.ILayerHost.GetLayer(string name) => GetLayer(name);
+        [global::System.CodeDom.Compiler.GeneratedCode("ModelDsl.Generators", "0.1.0")]
         object global::ModelDsl.ILayerHost.ReplaceLayer(string name, object replacement) =>
             ReplaceLayer(name, replacement as global::TorchSharp.torch.nn.Module<global::TorchSharp.torch.Tensor, global::TorchSharp.torch.Tensor> ?? throw new global::System.ArgumentException($"a layer must be a Module<Tensor, Tensor>, got {replacement?.GetType().Name ?? "null"}", nameof(replacement)));
 
+        [global::System.CodeDom.Compiler.GeneratedCode("ModelDsl.Generators", "0.1.0")]
         private static global::System.ArgumentException __NoSuchLayer(string name) =>
             new global::System.ArgumentException($"'{name}' is not a layer of DigitsMlp; its layers are Hidden, Act, Drop, Output", nameof(name));
+        [global::System.CodeDom.Compiler.GeneratedCode("ModelDsl.Generators", "0.1.0")]
         private static global::System.InvalidOperationException __Replaced(string name, object? held, global::System.Type declared) =>
             new global::System.InvalidOperationException($"'{name}' now holds a {held?.GetType().Name ?? "null"} (set through ReplaceLayer), not a {declared.Name}; use GetLayer(\"{name}\")");
 
         /// <summary>The compile-time summary: each layer's output shape and parameter count.</summary>
+        [global::System.CodeDom.Compiler.GeneratedCode("ModelDsl.Generators", "0.1.0")]
         public static global::ModelDsl.ModelSummary Summary { get; } = new global::ModelDsl.ModelSummary(
             "DigitsMlp", "(B, 64)", "Float32",
             new global::ModelDsl.LayerSummary[]

@@ -21,27 +21,35 @@ namespace Samples.Text
     /// Total params: 4,256
     /// </code>
     /// </remarks>
-    [global::System.CodeDom.Compiler.GeneratedCode("ModelDsl.Generators", "0.1.0")]
     partial class MixBlock : global::TorchSharp.torch.nn.Module<global::TorchSharp.torch.Tensor, global::TorchSharp.torch.Tensor>, global::ModelDsl.ILayerHost
     {
         // Layer slots, one per partial property. forward runs whatever module a slot holds, so a pass can swap
         // a layer through ReplaceLayer (a narrower Linear after structural pruning, an int8 Linear); the
         // property and the registered sub-module always name the same object.
+        [global::System.CodeDom.Compiler.GeneratedCode("ModelDsl.Generators", "0.1.0")]
         private global::TorchSharp.torch.nn.Module<global::TorchSharp.torch.Tensor, global::TorchSharp.torch.Tensor> __Norm = null!;
+        [global::System.CodeDom.Compiler.GeneratedCode("ModelDsl.Generators", "0.1.0")]
         private global::TorchSharp.torch.nn.Module<global::TorchSharp.torch.Tensor, global::TorchSharp.torch.Tensor> __Up = null!;
+        [global::System.CodeDom.Compiler.GeneratedCode("ModelDsl.Generators", "0.1.0")]
         private global::TorchSharp.torch.nn.Module<global::TorchSharp.torch.Tensor, global::TorchSharp.torch.Tensor> __Act = null!;
+        [global::System.CodeDom.Compiler.GeneratedCode("ModelDsl.Generators", "0.1.0")]
         private global::TorchSharp.torch.nn.Module<global::TorchSharp.torch.Tensor, global::TorchSharp.torch.Tensor> __Down = null!;
 
         /// <summary>[LayerNorm]: output (B, T, 32), 64 parameters.</summary>
+        [global::System.CodeDom.Compiler.GeneratedCode("ModelDsl.Generators", "0.1.0")]
         public partial global::TorchSharp.Modules.LayerNorm Norm { get => __Norm as global::TorchSharp.Modules.LayerNorm ?? throw __Replaced(nameof(Norm), __Norm, typeof(global::TorchSharp.Modules.LayerNorm)); }
         /// <summary>[Linear(64)]: output (B, T, 64), 2,112 parameters.</summary>
+        [global::System.CodeDom.Compiler.GeneratedCode("ModelDsl.Generators", "0.1.0")]
         public partial global::TorchSharp.Modules.Linear Up { get => __Up as global::TorchSharp.Modules.Linear ?? throw __Replaced(nameof(Up), __Up, typeof(global::TorchSharp.Modules.Linear)); }
         /// <summary>[GELU]: output (B, T, 64), 0 parameters.</summary>
+        [global::System.CodeDom.Compiler.GeneratedCode("ModelDsl.Generators", "0.1.0")]
         public partial global::TorchSharp.Modules.GELU Act { get => __Act as global::TorchSharp.Modules.GELU ?? throw __Replaced(nameof(Act), __Act, typeof(global::TorchSharp.Modules.GELU)); }
         /// <summary>[Linear(32)]: output (B, T, 32), 2,080 parameters.</summary>
+        [global::System.CodeDom.Compiler.GeneratedCode("ModelDsl.Generators", "0.1.0")]
         public partial global::TorchSharp.Modules.Linear Down { get => __Down as global::TorchSharp.Modules.Linear ?? throw __Replaced(nameof(Down), __Down, typeof(global::TorchSharp.Modules.Linear)); }
 
         /// <summary>Creates <see cref="MixBlock"/> with freshly initialised parameters (PyTorch's default initialisation).</summary>
+        [global::System.CodeDom.Compiler.GeneratedCode("ModelDsl.Generators", "0.1.0")]
         public MixBlock() : base(nameof(MixBlock))
         {
             RegisterComponents(); // before the layers: they are registered by name, not by field
@@ -61,9 +69,11 @@ namespace Samples.Text
         }
 
         /// <summary>Called at the end of the generated constructor; implement it to adjust the new model.</summary>
+        [global::System.CodeDom.Compiler.GeneratedCode("ModelDsl.Generators", "0.1.0")]
         partial void OnCreated();
 
         /// <summary>Runs the layers in declaration order: (B, T, 32) → (B, T, 32).</summary>
+        [global::System.CodeDom.Compiler.GeneratedCode("ModelDsl.Generators", "0.1.0")]
         public override global::TorchSharp.torch.Tensor forward(global::TorchSharp.torch.Tensor input)
         {
             var x = input;
@@ -76,9 +86,11 @@ namespace Samples.Text
 
         // Layer access by name: the one checked path through which optimisation passes swap layers.
         /// <summary>The layer names in declaration order; each is also the registered sub-module name.</summary>
+        [global::System.CodeDom.Compiler.GeneratedCode("ModelDsl.Generators", "0.1.0")]
         public static global::System.Collections.Generic.IReadOnlyList<string> LayerNames { get; } = new string[] { "Norm", "Up", "Act", "Down" };
 
         /// <summary>The module the layer <paramref name="name"/> holds now (the declared one, or what replaced it).</summary>
+        [global::System.CodeDom.Compiler.GeneratedCode("ModelDsl.Generators", "0.1.0")]
         public global::TorchSharp.torch.nn.Module<global::TorchSharp.torch.Tensor, global::TorchSharp.torch.Tensor> GetLayer(string name)
         {
             switch (name)
@@ -96,6 +108,7 @@ namespace Samples.Text
         /// sub-module (parameters, state dict) change together; the typed property keeps working while the
         /// replacement has the declared type. Layers declared as fields cannot be replaced.
         /// </summary>
+        [global::System.CodeDom.Compiler.GeneratedCode("ModelDsl.Generators", "0.1.0")]
         public global::TorchSharp.torch.nn.Module<global::TorchSharp.torch.Tensor, global::TorchSharp.torch.Tensor> ReplaceLayer(string name, global::TorchSharp.torch.nn.Module<global::TorchSharp.torch.Tensor, global::TorchSharp.torch.Tensor> replacement)
         {
             if (replacement is null) throw new global::System.ArgumentNullException(nameof(replacement));
@@ -112,18 +125,25 @@ namespace Samples.Text
             return previous;
         }
 
+        [global::System.CodeDom.Compiler.GeneratedCode("ModelDsl.Generators", "0.1.0")]
         global::System.Collections.Generic.IReadOnlyList<string> global::ModelDsl.ILayerHost.LayerNames => LayerNames;
+        [global::System.CodeDom.Compiler.GeneratedCode("ModelDsl.Generators", "0.1.0")]
         bool global::ModelDsl.ILayerHost.ForwardIsGenerated => true;
+        [global::System.CodeDom.Compiler.GeneratedCode("ModelDsl.Generators", "0.1.0")]
         object global::ModelDsl.ILayerHost.GetLayer(string name) => GetLayer(name);
+        [global::System.CodeDom.Compiler.GeneratedCode("ModelDsl.Generators", "0.1.0")]
         object global::ModelDsl.ILayerHost.ReplaceLayer(string name, object replacement) =>
             ReplaceLayer(name, replacement as global::TorchSharp.torch.nn.Module<global::TorchSharp.torch.Tensor, global::TorchSharp.torch.Tensor> ?? throw new global::System.ArgumentException($"a layer must be a Module<Tensor, Tensor>, got {replacement?.GetType().Name ?? "null"}", nameof(replacement)));
 
+        [global::System.CodeDom.Compiler.GeneratedCode("ModelDsl.Generators", "0.1.0")]
         private static global::System.ArgumentException __NoSuchLayer(string name) =>
             new global::System.ArgumentException($"'{name}' is not a layer of MixBlock; its layers are Norm, Up, Act, Down", nameof(name));
+        [global::System.CodeDom.Compiler.GeneratedCode("ModelDsl.Generators", "0.1.0")]
         private static global::System.InvalidOperationException __Replaced(string name, object? held, global::System.Type declared) =>
             new global::System.InvalidOperationException($"'{name}' now holds a {held?.GetType().Name ?? "null"} (set through ReplaceLayer), not a {declared.Name}; use GetLayer(\"{name}\")");
 
         /// <summary>The compile-time summary: each layer's output shape and parameter count.</summary>
+        [global::System.CodeDom.Compiler.GeneratedCode("ModelDsl.Generators", "0.1.0")]
         public static global::ModelDsl.ModelSummary Summary { get; } = new global::ModelDsl.ModelSummary(
             "MixBlock", "(B, T, 32)", "Float32",
             new global::ModelDsl.LayerSummary[]

@@ -24,24 +24,30 @@ namespace Samples
         /// Total params: 144
         /// </code>
         /// </remarks>
-        [global::System.CodeDom.Compiler.GeneratedCode("ModelDsl.Generators", "0.1.0")]
         partial class Wave : global::TorchSharp.torch.nn.Module<global::TorchSharp.torch.Tensor, global::TorchSharp.torch.Tensor>, global::ModelDsl.ILayerHost
         {
             // Layer slots, one per partial property. forward runs whatever module a slot holds, so a pass can swap
             // a layer through ReplaceLayer (a narrower Linear after structural pruning, an int8 Linear); the
             // property and the registered sub-module always name the same object.
+            [global::System.CodeDom.Compiler.GeneratedCode("ModelDsl.Generators", "0.1.0")]
             private global::TorchSharp.torch.nn.Module<global::TorchSharp.torch.Tensor, global::TorchSharp.torch.Tensor> __Norm = null!;
+            [global::System.CodeDom.Compiler.GeneratedCode("ModelDsl.Generators", "0.1.0")]
             private global::TorchSharp.torch.nn.Module<global::TorchSharp.torch.Tensor, global::TorchSharp.torch.Tensor> __Gate = null!;
+            [global::System.CodeDom.Compiler.GeneratedCode("ModelDsl.Generators", "0.1.0")]
             private global::TorchSharp.torch.nn.Module<global::TorchSharp.torch.Tensor, global::TorchSharp.torch.Tensor> __Out = null!;
 
             /// <summary>[BatchNorm1d(8)]: output (B, 8, 16), 16 parameters.</summary>
+            [global::System.CodeDom.Compiler.GeneratedCode("ModelDsl.Generators", "0.1.0")]
             public partial global::TorchSharp.Modules.BatchNorm1d Norm { get => __Norm as global::TorchSharp.Modules.BatchNorm1d ?? throw __Replaced(nameof(Norm), __Norm, typeof(global::TorchSharp.Modules.BatchNorm1d)); }
             /// <summary>[Sigmoid]: output (B, 8, 16), 0 parameters.</summary>
+            [global::System.CodeDom.Compiler.GeneratedCode("ModelDsl.Generators", "0.1.0")]
             public partial global::TorchSharp.Modules.Sigmoid Gate { get => __Gate as global::TorchSharp.Modules.Sigmoid ?? throw __Replaced(nameof(Gate), __Gate, typeof(global::TorchSharp.Modules.Sigmoid)); }
             /// <summary>[Identity]: output (B, 8, 16), 0 parameters.</summary>
+            [global::System.CodeDom.Compiler.GeneratedCode("ModelDsl.Generators", "0.1.0")]
             public partial global::TorchSharp.Modules.Identity Out { get => __Out as global::TorchSharp.Modules.Identity ?? throw __Replaced(nameof(Out), __Out, typeof(global::TorchSharp.Modules.Identity)); }
 
             /// <summary>Creates <see cref="Wave"/> with freshly initialised parameters (PyTorch's default initialisation).</summary>
+            [global::System.CodeDom.Compiler.GeneratedCode("ModelDsl.Generators", "0.1.0")]
             public Wave() : base(nameof(Wave))
             {
                 RegisterComponents(); // before the layers: they are registered by name, not by field
@@ -65,9 +71,11 @@ namespace Samples
             }
 
             /// <summary>Called at the end of the generated constructor; implement it to adjust the new model.</summary>
+            [global::System.CodeDom.Compiler.GeneratedCode("ModelDsl.Generators", "0.1.0")]
             partial void OnCreated();
 
             /// <summary>Runs the layers in declaration order: (B, 3, 16) → (B, 8, 16).</summary>
+            [global::System.CodeDom.Compiler.GeneratedCode("ModelDsl.Generators", "0.1.0")]
             public override global::TorchSharp.torch.Tensor forward(global::TorchSharp.torch.Tensor input)
             {
                 var x = input;
@@ -81,9 +89,11 @@ namespace Samples
 
             // Layer access by name: the one checked path through which optimisation passes swap layers.
             /// <summary>The layer names in declaration order; each is also the registered sub-module name.</summary>
+            [global::System.CodeDom.Compiler.GeneratedCode("ModelDsl.Generators", "0.1.0")]
             public static global::System.Collections.Generic.IReadOnlyList<string> LayerNames { get; } = new string[] { "conv", "act", "Norm", "Gate", "Out" };
 
             /// <summary>The module the layer <paramref name="name"/> holds now (the declared one, or what replaced it).</summary>
+            [global::System.CodeDom.Compiler.GeneratedCode("ModelDsl.Generators", "0.1.0")]
             public global::TorchSharp.torch.nn.Module<global::TorchSharp.torch.Tensor, global::TorchSharp.torch.Tensor> GetLayer(string name)
             {
                 switch (name)
@@ -102,6 +112,7 @@ namespace Samples
             /// sub-module (parameters, state dict) change together; the typed property keeps working while the
             /// replacement has the declared type. Layers declared as fields cannot be replaced.
             /// </summary>
+            [global::System.CodeDom.Compiler.GeneratedCode("ModelDsl.Generators", "0.1.0")]
             public global::TorchSharp.torch.nn.Module<global::TorchSharp.torch.Tensor, global::TorchSharp.torch.Tensor> ReplaceLayer(string name, global::TorchSharp.torch.nn.Module<global::TorchSharp.torch.Tensor, global::TorchSharp.torch.Tensor> replacement)
             {
                 if (replacement is null) throw new global::System.ArgumentNullException(nameof(replacement));
@@ -119,20 +130,28 @@ namespace Samples
                 return previous;
             }
 
+            [global::System.CodeDom.Compiler.GeneratedCode("ModelDsl.Generators", "0.1.0")]
             global::System.Collections.Generic.IReadOnlyList<string> global::ModelDsl.ILayerHost.LayerNames => LayerNames;
+            [global::System.CodeDom.Compiler.GeneratedCode("ModelDsl.Generators", "0.1.0")]
             bool global::ModelDsl.ILayerHost.ForwardIsGenerated => true;
+            [global::System.CodeDom.Compiler.GeneratedCode("ModelDsl.Generators", "0.1.0")]
             object global::ModelDsl.ILayerHost.GetLayer(string name) => GetLayer(name);
+            [global::System.CodeDom.Compiler.GeneratedCode("ModelDsl.Generators", "0.1.0")]
             object global::ModelDsl.ILayerHost.ReplaceLayer(string name, object replacement) =>
                 ReplaceLayer(name, replacement as global::TorchSharp.torch.nn.Module<global::TorchSharp.torch.Tensor, global::TorchSharp.torch.Tensor> ?? throw new global::System.ArgumentException($"a layer must be a Module<Tensor, Tensor>, got {replacement?.GetType().Name ?? "null"}", nameof(replacement)));
 
+            [global::System.CodeDom.Compiler.GeneratedCode("ModelDsl.Generators", "0.1.0")]
             private static global::System.ArgumentException __NoSuchLayer(string name) =>
                 new global::System.ArgumentException($"'{name}' is not a layer of Wave; its layers are conv, act, Norm, Gate, Out", nameof(name));
+            [global::System.CodeDom.Compiler.GeneratedCode("ModelDsl.Generators", "0.1.0")]
             private static global::System.NotSupportedException __FieldLayer(string name) =>
                 new global::System.NotSupportedException($"'{name}' is declared as a field, which the model cannot reassign; declare it as a partial property to make it replaceable");
+            [global::System.CodeDom.Compiler.GeneratedCode("ModelDsl.Generators", "0.1.0")]
             private static global::System.InvalidOperationException __Replaced(string name, object? held, global::System.Type declared) =>
                 new global::System.InvalidOperationException($"'{name}' now holds a {held?.GetType().Name ?? "null"} (set through ReplaceLayer), not a {declared.Name}; use GetLayer(\"{name}\")");
 
             /// <summary>The compile-time summary: each layer's output shape and parameter count.</summary>
+            [global::System.CodeDom.Compiler.GeneratedCode("ModelDsl.Generators", "0.1.0")]
             public static global::ModelDsl.ModelSummary Summary { get; } = new global::ModelDsl.ModelSummary(
                 "Wave", "(B, 3, 16)", "Float32",
                 new global::ModelDsl.LayerSummary[]
