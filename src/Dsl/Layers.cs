@@ -314,8 +314,8 @@ namespace ModelDsl
 
     /// <summary>
     /// A pre-LayerNorm Transformer block over <c>(B, T, C) → (B, T, C)</c>, as in GPT-2 (PyTorch's
-    /// <c>nn.TransformerEncoderLayer(norm_first=True, activation="gelu")</c>): <c>x + attn(ln_1(x))</c>, then
-    /// <c>x + mlp(ln_2(x))</c>, with multi-head self-attention through libtorch's <c>scaled_dot_product_attention</c>
+    /// <c>nn.TransformerEncoderLayer(norm_first=True, activation="gelu")</c>): <c>x + attn(norm1(x))</c>, then
+    /// <c>x + mlp(norm2(x))</c>, with multi-head self-attention through libtorch's <c>scaled_dot_product_attention</c>
     /// and a GELU MLP of <see cref="MlpRatio"/>·C hidden units. <see cref="Repeat"/> stacks that many identical blocks.
     /// Goes on a <c>ModelDsl.TransformerBlock</c> property.
     /// </summary>

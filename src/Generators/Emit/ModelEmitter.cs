@@ -104,7 +104,7 @@ namespace ModelDsl.Generators.Emit
                 if (layer.Kind is LayerKind.Conv1d or LayerKind.Conv2d)
                     w.Line("// (in, out, kernel, stride, padding, dilation, padding mode, groups, bias)");
                 if (layer.Kind == LayerKind.TransformerBlock)
-                    w.Line($"// {layer.Args.Repeat} x pre-LayerNorm block: x + attention(ln_1(x)), then x + MLP(ln_2(x)); {layer.Args.Heads} heads of {layer.Args.In / System.Math.Max(1, layer.Args.Heads)}");
+                    w.Line($"// {layer.Args.Repeat} x pre-LayerNorm block: x + attention(norm1(x)), then x + MLP(norm2(x)); {layer.Args.Heads} heads of {layer.Args.In / System.Math.Max(1, layer.Args.Heads)}");
                 string target = layer.IsField ? "this." + layer.MemberName : BackingField(layer);
                 w.Line($"{target} = {Factory(layer)};");
                 w.Line($"register_module(\"{layer.MemberName}\", {target});");
@@ -112,7 +112,7 @@ namespace ModelDsl.Generators.Emit
             foreach (var layer in model.Layers.Where(l => l.Args.TiedTo is not null))
             {
                 // After every layer exists: the tied Linear's own initial weight is dropped for the embedding's table.
-                w.Line($"// Weight tying: {layer.MemberName}'s weight is {layer.Args.TiedTo}'s ({layer.Args.Out}, {layer.Args.In}) table, one parameter (PyTorch: head.weight = emb.weight).");
+                w.Line($"// Weight tying: the weight of {layer.MemberName} is the ({layer.Args.Out}, {layer.Args.In}) table of {layer.Args.TiedTo}, one parameter (PyTorch: head.weight = emb.weight).");
                 w.Line($"this.{layer.MemberName}.weight = this.{layer.Args.TiedTo}.weight!;");
             }
             w.Line("OnCreated();");

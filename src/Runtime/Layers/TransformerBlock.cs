@@ -81,8 +81,9 @@ public sealed class TransformerBlock : nn.Module<Tensor, Tensor>, ILayerHost
 public sealed class TransformerLayer : nn.Module<Tensor, Tensor>, ILayerHost
 {
     private static readonly string[] Names = { "norm1", "in_proj", "out_proj", "norm2", "linear1", "linear2" };
-    // Slots typed as any one-tensor module: a replacement (an int8 Linear) goes where the float one was.
-    private readonly nn.Module<Tensor, Tensor>[] _slots = new nn.Module<Tensor, Tensor>[6];
+    // Slots typed as any one-tensor module, one field each: a replacement (an int8 Linear) goes where the float one
+    // was, whether through ReplaceLayer or Quantize.Dynamic's copy, which stores into the field holding the layer.
+    private nn.Module<Tensor, Tensor> _norm1, _inProj, _outProj, _norm2, _linear1, _linear2;
     private readonly double _dropout;
 
     /// <summary>Creates the layer with PyTorch's default initialisation of its LayerNorm and Linear modules.</summary>
@@ -101,13 +102,13 @@ public sealed class TransformerLayer : nn.Module<Tensor, Tensor>, ILayerHost
         _dropout = dropout;
 
         RegisterComponents(); // the slots are registered by name below
-        _slots[0] = nn.LayerNorm(embeddingDim);
-        _slots[1] = nn.Linear(embeddingDim, 3 * embeddingDim);
-        _slots[2] = nn.Linear(embeddingDim, embeddingDim);
-        _slots[3] = nn.LayerNorm(embeddingDim);
-        _slots[4] = nn.Linear(embeddingDim, mlpRatio * embeddingDim);
-        _slots[5] = nn.Linear(mlpRatio * embeddingDim, embeddingDim);
-        for (int i = 0; i < Names.Length; i++) register_module(Names[i], _slots[i]);
+        _norm1 = nn.LayerNorm(embeddingDim);
+        _inProj = nn.Linear(embeddingDim, 3 * embeddingDim);
+        _outProj = nn.Linear(embeddingDim, embeddingDim);
+        _norm2 = nn.LayerNorm(embeddingDim);
+        _linear1 = nn.Linear(embeddingDim, mlpRatio * embeddingDim);
+        _linear2 = nn.Linear(mlpRatio * embeddingDim, embeddingDim);
+        foreach (var name in Names) register_module(name, (nn.Module)GetLayer(name));
     }
 
     /// <summary>The vector size C.</summary>
@@ -122,8 +123,8 @@ public sealed class TransformerLayer : nn.Module<Tensor, Tensor>, ILayerHost
     {
         if (input.dim() != 3 || input.shape[2] != EmbeddingDim)
             throw new ArgumentException($"TransformerLayer expects an input of shape (B, T, {EmbeddingDim}), got ({string.Join(", ", input.shape)})", nameof(input));
-        var x = input + nn.functional.dropout(Attention(_slots[0].call(input)), _dropout, training);
-        var mlp = _slots[5].call(nn.functional.gelu(_slots[4].call(_slots[3].call(x))));
+        var x = input + nn.functional.dropout(Attention(_norm1.call(input)), _dropout, training);
+        var mlp = _linear2.call(nn.functional.gelu(_linear1.call(_norm2.call(x))));
         return x + nn.functional.dropout(mlp, _dropout, training);
     }
 
@@ -132,9 +133,9 @@ public sealed class TransformerLayer : nn.Module<Tensor, Tensor>, ILayerHost
     {
         long b = h.shape[0], t = h.shape[1], c = h.shape[2], d = c / Heads;
         // (B, T, 3C) → (3, B, heads, T, d): one matmul for q, k and v, as PyTorch's in_proj_weight.
-        var qkv = _slots[1].call(h).view(b, t, 3, Heads, d).permute(2, 0, 3, 1, 4);
+        var qkv = _inProj.call(h).view(b, t, 3, Heads, d).permute(2, 0, 3, 1, 4);
         var y = nn.functional.scaled_dot_product_attention(qkv[0], qkv[1], qkv[2], p: training ? _dropout : 0.0, is_casual: Causal);
-        return _slots[2].call(y.transpose(1, 2).reshape(b, t, c));
+        return _outProj.call(y.transpose(1, 2).reshape(b, t, c));
     }
 
     /// <summary><c>norm1</c>, <c>in_proj</c>, <c>out_proj</c>, <c>norm2</c>, <c>linear1</c>, <c>linear2</c>.</summary>
@@ -143,22 +144,36 @@ public sealed class TransformerLayer : nn.Module<Tensor, Tensor>, ILayerHost
     bool ILayerHost.ForwardIsGenerated => true;
 
     /// <summary>The module in slot <paramref name="name"/>.</summary>
-    public object GetLayer(string name) => _slots[Index(name)];
+    public object GetLayer(string name) => name switch
+    {
+        "norm1" => _norm1,
+        "in_proj" => _inProj,
+        "out_proj" => _outProj,
+        "norm2" => _norm2,
+        "linear1" => _linear1,
+        "linear2" => _linear2,
+        _ => throw NoSuchLayer(name),
+    };
 
     /// <summary>Puts <paramref name="replacement"/> (a <c>Module&lt;Tensor, Tensor&gt;</c>) in slot <paramref name="name"/>; returns what it held.</summary>
     public object ReplaceLayer(string name, object replacement)
     {
         var module = replacement as nn.Module<Tensor, Tensor>
             ?? throw new ArgumentException($"a layer must be a Module<Tensor, Tensor>, got {replacement?.GetType().Name ?? "null"}", nameof(replacement));
-        int i = Index(name);
-        var previous = _slots[i];
-        _slots[i] = module;
+        var previous = GetLayer(name);
+        switch (name)
+        {
+            case "norm1": _norm1 = module; break;
+            case "in_proj": _inProj = module; break;
+            case "out_proj": _outProj = module; break;
+            case "norm2": _norm2 = module; break;
+            case "linear1": _linear1 = module; break;
+            default: _linear2 = module; break;
+        }
         _internal_submodules[name] = module; // in place: the state dict keeps its order
         return previous;
     }
 
-    private static int Index(string name) =>
-        Array.IndexOf(Names, name) is var i and >= 0
-            ? i
-            : throw new ArgumentException($"'{name}' is not a layer of TransformerLayer; its layers are {string.Join(", ", Names)}", nameof(name));
+    private static ArgumentException NoSuchLayer(string name) =>
+        new($"'{name}' is not a layer of TransformerLayer; its layers are {string.Join(", ", Names)}", nameof(name));
 }
