@@ -56,7 +56,7 @@ namespace Samples.Text
             __Positions = new global::ModelDsl.PositionalEmbedding(32, 48);
             register_module("Positions", __Positions);
             // [TransformerBlock(Heads = 4, Repeat = 2, Dropout = 0.1)] Blocks: (B, T, 48), 56,544 params
-            // 2 x pre-LayerNorm block: x + attention(ln_1(x)), then x + MLP(ln_2(x)); 4 heads of 12
+            // 2 x pre-LayerNorm block: x + attention(norm1(x)), then x + MLP(norm2(x)); 4 heads of 12
             __Blocks = new global::ModelDsl.TransformerBlock(48, heads: 4, mlpRatio: 4, dropout: 0.1, causal: true, repeat: 2);
             register_module("Blocks", __Blocks);
             // [LayerNorm] Norm: (B, T, 48), 96 params
@@ -65,7 +65,7 @@ namespace Samples.Text
             // [Linear(65, TiedTo = nameof(Tokens))] Head: (B, T, 65), 65 params
             __Head = global::TorchSharp.torch.nn.Linear(48, 65, hasBias: true);
             register_module("Head", __Head);
-            // Weight tying: Head's weight is Tokens's (65, 48) table, one parameter (PyTorch: head.weight = emb.weight).
+            // Weight tying: the weight of Head is the (65, 48) table of Tokens, one parameter (PyTorch: head.weight = emb.weight).
             this.Head.weight = this.Tokens.weight!;
             OnCreated();
         }
