@@ -230,6 +230,8 @@ namespace ModelDsl.Runtime.Tests.Text
             Assert.True(report.ValLoss < Math.Log(8), $"validation loss {report.ValLoss} (uniform over the 8 characters: {Math.Log(8):F3})");
             Assert.Equal(report.SamplesPerSecond * 16, report.TokensPerSecond!.Value, 6);
             Assert.InRange(report.History[^1].TrainAccuracy, 0.0, 1.0);
+            // The schedule runs per step: the first step of the run is early in the half-epoch warm-up.
+            Assert.InRange(report.History[0].LearningRate, 1e-6, 0.25 * TinyLm.Plan.LearningRate);
 
             var optimized = report.GetSection<OptimizationReport>("optimized")!;
             Assert.NotNull(optimized.ValLoss);

@@ -60,6 +60,14 @@ namespace ModelDsl.Runtime.Inference
             throw new TrainingException($"no model file: pass --model PATH (there is neither {best} nor {last})");
         }
 
+        /// <summary>evaluate and predict read CSV rows; a language model's data is text, which they do not read yet.</summary>
+        public static void RejectLanguageModel(TrainingPlan plan, string command)
+        {
+            if (plan.IsLanguageModel)
+                throw new TrainingException($"{command} reads CSV rows, and {plan.ModelName} is a language model trained on text: its validation loss is " +
+                                            "the training report's val_loss (--report PATH); sample from it with generate");
+        }
+
         /// <summary>Runs <paramref name="body"/>; a problem the user can fix is one line on stderr and exit code 2.</summary>
         public static int Guard(Func<int> body)
         {
