@@ -26,6 +26,13 @@ namespace ModelDsl
         public int OutFeatures { get; }
         /// <summary>Whether the layer learns an additive bias. Default <c>true</c>.</summary>
         public bool Bias { get; set; } = true;
+        /// <summary>
+        /// Weight tying (GPT-2's output head): the name of an <see cref="EmbeddingAttribute">[Embedding]</see> layer of
+        /// the same model, written <c>nameof(Emb)</c>, whose <c>(num, dim)</c> table this layer uses as its weight
+        /// (<c>head.weight = emb.weight</c> in PyTorch). Out-features must equal the embedding's count and in-features
+        /// its dimension; the shared weight is one parameter, counted once. Default: not tied.
+        /// </summary>
+        public string? TiedTo { get; set; }
     }
 
     /// <summary>Shared settings of the convolution attributes (PyTorch defaults).</summary>
@@ -285,6 +292,47 @@ namespace ModelDsl
         public int NumEmbeddings { get; }
         /// <summary>Size of each embedding vector.</summary>
         public int EmbeddingDim { get; }
+    }
+
+    /// <summary>
+    /// Learned positions added to a sequence of vectors, <c>(B, T, C) → (B, T, C)</c>: position <c>t</c> adds row
+    /// <c>t</c> of a <c>(maxLength, C)</c> table (GPT-2's <c>wpe</c>). T may be symbolic; a concrete T above
+    /// <c>maxLength</c> is a compile-time error (MD0115). Goes on a <c>ModelDsl.PositionalEmbedding</c> property.
+    /// </summary>
+    public sealed class PositionalEmbeddingAttribute : LayerAttribute
+    {
+        /// <summary>A position table for sequences of up to <paramref name="maxLength"/> positions; C is inferred.</summary>
+        /// <param name="maxLength">The longest sequence the model takes (its context length).</param>
+        public PositionalEmbeddingAttribute(int maxLength) { MaxLength = maxLength; EmbeddingDim = -1; }
+        /// <summary>A position table with an explicit vector size, checked against the input's last dimension.</summary>
+        public PositionalEmbeddingAttribute(int maxLength, int embeddingDim) { MaxLength = maxLength; EmbeddingDim = embeddingDim; }
+        /// <summary>The longest sequence the model takes.</summary>
+        public int MaxLength { get; }
+        /// <summary>Size of each vector (C); <c>-1</c> when inferred.</summary>
+        public int EmbeddingDim { get; }
+    }
+
+    /// <summary>
+    /// A pre-LayerNorm Transformer block over <c>(B, T, C) → (B, T, C)</c>, as in GPT-2 (PyTorch's
+    /// <c>nn.TransformerEncoderLayer(norm_first=True, activation="gelu")</c>): <c>x + attn(norm1(x))</c>, then
+    /// <c>x + mlp(norm2(x))</c>, with multi-head self-attention through libtorch's <c>scaled_dot_product_attention</c>
+    /// and a GELU MLP of <see cref="MlpRatio"/>·C hidden units. <see cref="Repeat"/> stacks that many identical blocks.
+    /// Goes on a <c>ModelDsl.TransformerBlock</c> property.
+    /// </summary>
+    public sealed class TransformerBlockAttribute : LayerAttribute
+    {
+        /// <summary>Number of attention heads; must divide C. Default 1.</summary>
+        public int Heads { get; set; } = 1;
+        /// <summary>Whether position t attends only to positions ≤ t (a decoder, GPT). Default <c>true</c>.</summary>
+        public bool Causal { get; set; } = true;
+        /// <summary>Hidden units of the MLP per input unit. Default 4.</summary>
+        public int MlpRatio { get; set; } = 4;
+        /// <summary>Dropout on the attention weights and on each residual branch while training, in [0, 1). Default 0.</summary>
+        public double Dropout { get; set; }
+        /// <summary>Number of identical blocks in sequence (each with its own weights). Default 1.</summary>
+        public int Repeat { get; set; } = 1;
+        /// <summary>The vector size C, checked against the input's last dimension; <c>-1</c> (default) infers it. Needed only with a hand-written <c>forward</c>.</summary>
+        public int EmbeddingDim { get; set; } = -1;
     }
 
     /// <summary><c>torch.nn.ReLU</c>. Goes on a <c>TorchSharp.Modules.ReLU</c> property.</summary>

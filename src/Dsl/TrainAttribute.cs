@@ -26,7 +26,7 @@ namespace ModelDsl
         AdamW = 2,
     }
 
-    /// <summary>Learning-rate schedules, applied per epoch.</summary>
+    /// <summary>Learning-rate schedules, applied per epoch (or per step, with <see cref="ScheduleInterval.Step"/>).</summary>
     public enum Schedule
     {
         /// <summary>The learning rate stays as declared.</summary>
@@ -35,6 +35,18 @@ namespace ModelDsl
         Step = 1,
         /// <summary>Linear warm-up for <see cref="TrainAttribute.WarmupEpochs"/>, then cosine annealing to zero.</summary>
         Cosine = 2,
+    }
+
+    /// <summary>When the learning-rate schedule advances (Lightning's <c>interval</c>).</summary>
+    public enum ScheduleInterval
+    {
+        /// <summary>Once per epoch: the whole epoch runs at one learning rate.</summary>
+        Epoch = 0,
+        /// <summary>
+        /// After every optimiser step, along the same curve at fractional epochs (a warm-up of one epoch rises
+        /// linearly over that epoch's steps), as Transformer recipes schedule per iteration.
+        /// </summary>
+        Step = 1,
     }
 
     /// <summary>
@@ -69,8 +81,11 @@ namespace ModelDsl
         public long Seed { get; set; }
         /// <summary>The learning-rate schedule. Default constant.</summary>
         public Schedule Schedule { get; set; } = Schedule.Constant;
-        /// <summary>Epochs of linear warm-up before the cosine schedule. Default 0.</summary>
-        public int WarmupEpochs { get; set; }
+        /// <summary>
+        /// Epochs of linear warm-up before the cosine schedule; a fraction of an epoch (e.g. <c>0.1</c>) needs
+        /// <see cref="ScheduleInterval"/><c>.Step</c>. Default 0.
+        /// </summary>
+        public double WarmupEpochs { get; set; }
         /// <summary>Epochs between decays of the step schedule. Default 10.</summary>
         public int StepSize { get; set; } = 10;
         /// <summary>Decay factor of the step schedule, in (0, 1]. Default 0.1.</summary>
@@ -78,8 +93,9 @@ namespace ModelDsl
         /// <summary>Clip the global gradient L2 norm to this value; 0 turns clipping off. Default 0.</summary>
         public double GradientClipNorm { get; set; }
         /// <summary>
-        /// The training data: a CSV file (features then the label in the last column, no header); a relative path is
-        /// looked up in the working directory, then beside the program. <c>--data</c> overrides it.
+        /// The training data: a CSV file (features then the label in the last column, no header), or for a language
+        /// model a UTF-8 text file (its characters are the vocabulary); a relative path is looked up in the working
+        /// directory, then beside the program. <c>--data</c> overrides it.
         /// </summary>
         public string Data { get; set; } = "";
         /// <summary>Optional held-out test data in the same format; reported as <c>test_accuracy</c>.</summary>
@@ -97,5 +113,13 @@ namespace ModelDsl
         /// <c>best.ckpt</c>, the checkpoint of the best epoch, is written either way. Default 0.
         /// </summary>
         public int EarlyStoppingPatience { get; set; }
+        /// <summary>When the schedule advances: every epoch (default) or every optimiser step.</summary>
+        public ScheduleInterval ScheduleInterval { get; set; } = ScheduleInterval.Epoch;
+        /// <summary>
+        /// For a language model (token ids <c>(B, T)</c> in, next-token scores <c>(B, T, V)</c> out, trained on a text
+        /// file): the window length T of the training samples, binding a symbolic T of the input. Not needed when
+        /// the input's T is a number; at most a <c>[PositionalEmbedding]</c>'s maxLength. Default 0: from the input.
+        /// </summary>
+        public int SequenceLength { get; set; }
     }
 }

@@ -66,5 +66,20 @@ namespace ModelDsl.Shapes
                     return null;
             }
         }
+
+        /// <summary>
+        /// Why <paramref name="loss"/> cannot train a language model whose output is <paramref name="output"/>
+        /// (B, T, V), or null if it can. Its targets come from text, a class index per position (B, T): the trainer
+        /// flattens both to (B·T, V) and (B·T) (<c>LossFunctions.Compute</c>), as nanoGPT's
+        /// <c>cross_entropy(logits.view(-1, V), targets.view(-1))</c>.
+        /// </summary>
+        public static string? PerPositionProblem(string loss, IReadOnlyList<Dim> output)
+        {
+            if (loss is not ("CrossEntropy" or "NLL"))
+                return "a language model's targets are the next token at each position (class indices); use Loss.CrossEntropy";
+            if (output.Count == 3 && output[2].IsConcrete && output[2].Size < 2)
+                return $"it needs at least 2 token classes in the last dimension, the output has {output[2].Size}";
+            return null;
+        }
     }
 }

@@ -8,6 +8,7 @@ namespace ModelDsl.Shapes
     {
         Linear, Conv1d, Conv2d, MaxPool2d, AvgPool2d, AdaptiveAvgPool2d, BatchNorm1d, BatchNorm2d, LayerNorm,
         Dropout, Flatten, Embedding, ReLU, GELU, SiLU, Tanh, Sigmoid, Softmax, LogSoftmax, Identity, Model,
+        PositionalEmbedding, TransformerBlock,
     }
 
     /// <summary>What kind of shape mistake a rule found; the generator maps each to a diagnostic id.</summary>
@@ -37,6 +38,12 @@ namespace ModelDsl.Shapes
         TooLarge,
         /// <summary>A composed model's input does not accept this shape.</summary>
         SubmodelInputMismatch,
+        /// <summary>Attention heads that do not divide the embedding size.</summary>
+        HeadsDoNotDivide,
+        /// <summary>A concrete sequence length above a positional table's maxLength.</summary>
+        SequenceTooLong,
+        /// <summary>A sequence layer (positional embedding, Transformer block) over an input that is not (B, T, C).</summary>
+        NotASequence,
     }
 
     /// <summary>The arguments of one layer, flat. <c>-1</c> marks a size to infer.</summary>
@@ -69,6 +76,11 @@ namespace ModelDsl.Shapes
         public bool SubInputIsInteger { get; set; }
         public Dim[]? SubOutput { get; set; }
         public long SubParams { get; set; }
+        // Transformer block: heads, MLP ratio, blocks in sequence (P is the dropout); PositionalEmbedding uses Count
+        // for maxLength and In for the vector size.
+        public long Heads { get; set; } = 1;
+        public long MlpRatio { get; set; } = 4;
+        public long Repeat { get; set; } = 1;
     }
 
     internal sealed class ShapeError
@@ -268,6 +280,37 @@ namespace ModelDsl.Shapes
                     return Ok(outDims, checked(p.Count * p.Out), -1);
                 }
 
+                case LayerKind.PositionalEmbedding:
+                {
+                    if (p.Count < 1) return NonPositive("maxLength", p.Count);
+                    if (p.In != -1 && p.In < 1) return NonPositive("embeddingDim", p.In);
+                    if (x.Length != 3) return NotSequence(kind, x);
+                    var c = Resolve(kind, x[2], p.In, "embeddingDim", "embedding size", "the last dimension (C)");
+                    if (c.Error != null) return c;
+                    if (x[1].IsConcrete && x[1].Size > p.Count)
+                        return Fail(ShapeErrorKind.SequenceTooLong, $"the input has T = {x[1].Size} positions, but the positional table holds maxLength = {p.Count}; raise maxLength or shorten the input", "maxLength");
+                    return Ok((Dim[])x.Clone(), checked(p.Count * c.ResolvedIn), c.ResolvedIn);
+                }
+
+                case LayerKind.TransformerBlock:
+                {
+                    if (p.Heads < 1) return NonPositive("Heads", p.Heads);
+                    if (p.MlpRatio < 1) return NonPositive("MlpRatio", p.MlpRatio);
+                    if (p.Repeat < 1) return NonPositive("Repeat", p.Repeat);
+                    if (!(p.P >= 0 && p.P < 1))
+                        return Fail(ShapeErrorKind.ProbabilityOutOfRange, $"Dropout is {p.P.ToString(System.Globalization.CultureInfo.InvariantCulture)}; it must be in [0, 1)", "Dropout");
+                    if (p.In != -1 && p.In < 1) return NonPositive("EmbeddingDim", p.In);
+                    if (x.Length != 3) return NotSequence(kind, x);
+                    var c = Resolve(kind, x[2], p.In, "EmbeddingDim", "embedding size", "the last dimension (C)");
+                    if (c.Error != null) return c;
+                    long dim = c.ResolvedIn;
+                    if (dim % p.Heads != 0)
+                        return Fail(ShapeErrorKind.HeadsDoNotDivide, $"Heads = {p.Heads} does not divide the embedding size C = {dim}: each head takes C / Heads of it", "Heads");
+                    // Per block: ln_1 2C, in_proj 3C² + 3C, out_proj C² + C, ln_2 2C, linear1 rC² + rC, linear2 rC² + C.
+                    long perBlock = checked((4 + 2 * p.MlpRatio) * dim * dim + (9 + p.MlpRatio) * dim);
+                    return Ok((Dim[])x.Clone(), checked(p.Repeat * perBlock), dim);
+                }
+
                 case LayerKind.Softmax:
                 case LayerKind.LogSoftmax:
                 {
@@ -429,6 +472,10 @@ namespace ModelDsl.Shapes
 
         private static LayerShape NonPositive(string argument, long value) =>
             Fail(ShapeErrorKind.NonPositive, $"{argument} is {value}; it must be at least 1", argument);
+
+        private static LayerShape NotSequence(LayerKind kind, Dim[] x) =>
+            Fail(ShapeErrorKind.NotASequence, $"{kind} needs a sequence of vectors (B, T, C), but gets {x.Length}-D {ShapeText.Format(x)}" +
+                (x.Length == 2 ? "; token ids go through an [Embedding] first" : ""), null);
 
         private static LayerShape Rank(LayerKind kind, string expected, Dim[] x) =>
             Fail(ShapeErrorKind.RankMismatch, $"{kind} needs {expected}, but gets {x.Length}-D {ShapeText.Format(x)}", null);

@@ -10,6 +10,7 @@ using BenchmarkDotNet.Running;
 // The same for the trainer's optimisation step against the hand-written one:        -- --interleaved-step
 // Pruning/quantisation speed-ups in interleaved rounds, with the PyTorch peer:         -- --optimization [rounds [threads]]
 // Results go to tests/ModelDsl.Benchmarks/BenchmarkDotNet.Artifacts unless --artifacts says otherwise.
+// The GPT block (generated vs hand-written, interleaved) and the sample GPT's tokens/s, fp32 and int8:          -- --gpt [rounds]
 // Distributed runtime, two ranks under mpirun (needs Open MPI; not BenchmarkDotNet):  -- --allreduce, -- --ddp-scaling, -- --ddp-overlap
 // Local SGD / DiLoCo against sync DDP on Digits: bytes, time, accuracy, docs/local_sgd.png: -- --local-sgd [epochs]
 if (args.Length == 1 && args[0] == "--interleaved")
@@ -30,6 +31,12 @@ if (args.Length is >= 1 and <= 3 && args[0] == "--optimization")
 
 if (args.Length is 1 or 2 && args[0] == "--local-sgd")
     return ModelDsl.Benchmarks.LocalSgdBenchmarks.Run(args);
+
+if (args.Length is 1 or 2 && args[0] == "--gpt")
+{
+    ModelDsl.Benchmarks.GptBlockBenchmarks.RunInterleaved(args.Length == 2 ? int.Parse(args[1]) : 30);
+    return 0;
+}
 
 if (args.Length >= 1 && args[0] is "--allreduce" or "--ddp-overlap" or "--ddp-scaling")
     return ModelDsl.Benchmarks.DistributedBenchmarks.Run(args);

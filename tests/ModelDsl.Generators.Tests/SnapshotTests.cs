@@ -97,6 +97,8 @@ public class SnapshotTests
     [InlineData("MixBlock", CharModel, "Samples.Text.MixBlock.Model.g.cs")]
     [InlineData("Wave", NestedWithFields, "Samples.Zoo.Wave.Model.g.cs")]
     [InlineData("Custom", NestedWithFields, "Samples.Zoo.Custom.Model.g.cs")]
+    [InlineData("TinyGpt", TransformerDiagnosticTests.TinyGpt, "Samples.Text.TinyGpt.Model.g.cs")]
+    [InlineData("TinyGpt.Train", TransformerDiagnosticTests.TinyGpt, "Samples.Text.TinyGpt.Train.g.cs")]
     public void GeneratedModel_MatchesSnapshot(string name, string source, string hintName)
     {
         var run = GeneratorHarness.Run(GeneratorHarness.Usings + source);
@@ -111,6 +113,7 @@ public class SnapshotTests
     [InlineData(DigitsCnn)]
     [InlineData(CharModel)]
     [InlineData(NestedWithFields)]
+    [InlineData(TransformerDiagnosticTests.TinyGpt)]
     public void GeneratedCode_CompilesWithoutWarnings(string source)
     {
         var run = GeneratorHarness.Run(GeneratorHarness.Usings + source);
@@ -127,6 +130,7 @@ public class SnapshotTests
     [InlineData(DigitsMlp + "\n[Train(Loss.CrossEntropy, Optimizer.Adam)] public partial class DigitsMlp { }")]
     [InlineData(CharModel)]
     [InlineData(NestedWithFields)]
+    [InlineData(TransformerDiagnosticTests.TinyGpt)]
     public void GeneratedMembers_CarryGeneratedCodeAndVisibleOnesXmlDocs(string source)
     {
         var run = GeneratorHarness.Run(GeneratorHarness.Usings + source);

@@ -90,3 +90,15 @@ public partial class RectZoo
     [Flatten]                                                                            public partial Flatten Flat { get; }
     [Linear(5)]                                                                          public partial Linear Head { get; }
 }
+
+// The Transformer layers: token ids (B, T) through embeddings, causal and non-causal blocks, and a tied head.
+[Model(Input = "B, T", InputType = DType.Int64)]
+public partial class GptZoo
+{
+    [Embedding(50, 16)]                                      public partial Embedding Embed { get; }
+    [PositionalEmbedding(8)]                                 public partial PositionalEmbedding Positions { get; }
+    [TransformerBlock(Heads = 2, Repeat = 2)]                public partial TransformerBlock Blocks { get; }
+    [TransformerBlock(Heads = 4, Causal = false, MlpRatio = 2, Dropout = 0.1)] public partial TransformerBlock Encoder { get; }
+    [LayerNorm]                                              public partial LayerNorm Norm { get; }
+    [Linear(50, TiedTo = nameof(Embed))]                     public partial Linear Head { get; }
+}

@@ -37,6 +37,20 @@ public class TrainingPlanTests
     }
 
     [Fact]
+    public void PerStepSchedule_SamplesTheCurveAtFractionalEpochs()
+    {
+        var plan = new TrainingPlan { ModelName = "M", SampleShape = new long[] { 1 }, LearningRate = 1.0, Epochs = 4, Schedule = Schedule.Cosine, WarmupEpochs = 0.5 };
+        // Warm-up lr·t/W: a quarter epoch in, half the rate; at W the full rate.
+        Assert.Equal(0.5, plan.LearningRateAt(0.25), 12);
+        Assert.Equal(1.0, plan.LearningRateAt(0.5), 12);
+        // Cosine over E − W = 3.5 epochs: half-way (t = 2.25) is half the rate, the end is 0.
+        Assert.Equal(0.5, plan.LearningRateAt(2.25), 12);
+        Assert.Equal(0.0, plan.LearningRateAt(4.0), 12);
+        // The per-epoch form never exceeds the rate with a fractional warm-up.
+        Assert.Equal(1.0, plan.LearningRateAt(0), 12);
+    }
+
+    [Fact]
     public void Fingerprint_HoldsTheEpochCount_OnlyUnderTheCosineSchedule()
     {
         var cosine = Plan with { Schedule = Schedule.Cosine };

@@ -147,6 +147,23 @@ namespace ModelDsl.Generators.Diagnostics
             "Size must be explicit where the input shape is unknown",
             "'{0}': the {1} cannot be inferred because {2}; write it explicitly, e.g. [{3}]");
 
+        // Transformer layers: sequences of vectors (B, T, C), attention heads, positions, weight tying.
+        public static readonly DiagnosticDescriptor HeadsDoNotDivide = Error("MD0114", ShapeCategory,
+            "Attention heads do not divide the embedding size",
+            "'{0}': {1}");
+
+        public static readonly DiagnosticDescriptor SequenceTooLong = Error("MD0115", ShapeCategory,
+            "Sequence longer than the positional table",
+            "'{0}': {1}");
+
+        public static readonly DiagnosticDescriptor TiedWeightMismatch = Error("MD0116", ShapeCategory,
+            "Tied weight does not fit",
+            "'{0}': {1}");
+
+        public static readonly DiagnosticDescriptor NotASequence = Error("MD0117", ShapeCategory,
+            "Sequence layer needs a (B, T, C) input",
+            "'{0}': {1}");
+
         public static readonly DiagnosticDescriptor RuntimeMissing = Error("MD0400", TrainingCategory,
             "ModelDsl.Runtime is not referenced",
             "[Train] on '{0}' needs the ModelDsl runtime: reference the ModelDsl package (inside the ModelDsl repository, the ModelDsl.Runtime project)");
@@ -185,7 +202,7 @@ namespace ModelDsl.Generators.Diagnostics
 
         public static readonly DiagnosticDescriptor TrainNeedsConcreteInput = Error("MD0409", TrainingCategory,
             "Training needs concrete per-sample dimensions",
-            "[Train] reads samples of model '{0}' from files, so its input {1} must be concrete after the batch dimension");
+            "[Train] reads samples of model '{0}' from files, so its input {1} must be concrete after the batch dimension{2}");
 
         public static readonly DiagnosticDescriptor TrainWithoutModel = Error("MD0410", TrainingCategory,
             "[Train] needs [Model]",
@@ -280,6 +297,9 @@ namespace ModelDsl.Generators.Diagnostics
             ModelDsl.Shapes.ShapeErrorKind.NotInferable => NotInferable,
             ModelDsl.Shapes.ShapeErrorKind.TooLarge => TooLarge,
             ModelDsl.Shapes.ShapeErrorKind.SubmodelInputMismatch => SubmodelInputMismatch,
+            ModelDsl.Shapes.ShapeErrorKind.HeadsDoNotDivide => HeadsDoNotDivide,
+            ModelDsl.Shapes.ShapeErrorKind.SequenceTooLong => SequenceTooLong,
+            ModelDsl.Shapes.ShapeErrorKind.NotASequence => NotASequence,
             _ => InvalidArgument,
         };
 

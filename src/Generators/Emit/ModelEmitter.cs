@@ -109,13 +109,48 @@ namespace ModelDsl.Generators.Emit
                 w.Line($"// {layer.AttributeText} {layer.MemberName}: {layer.OutputText}, {Count(layer.Parameters)} params");
                 if (layer.Kind is LayerKind.Conv1d or LayerKind.Conv2d)
                     w.Line("// (in, out, kernel, stride, padding, dilation, padding mode, groups, bias)");
+                if (layer.Kind == LayerKind.TransformerBlock)
+                    w.Line($"// {layer.Args.Repeat} x pre-LayerNorm block: x + attention(norm1(x)), then x + MLP(norm2(x)); {layer.Args.Heads} heads of {layer.Args.In / System.Math.Max(1, layer.Args.Heads)}");
                 string target = layer.IsField ? "this." + layer.MemberName : BackingField(layer);
                 w.Line($"{target} = {Factory(layer)};");
                 w.Line($"register_module(\"{layer.MemberName}\", {target});");
             }
+            foreach (var layer in model.Layers.Where(l => l.Args.TiedTo is not null))
+            {
+                // After every layer exists: the tied Linear's own initial weight is dropped for the embedding's table.
+                w.Line($"// Weight tying: the weight of {layer.MemberName} is the ({layer.Args.Out}, {layer.Args.In}) table of {layer.Args.TiedTo}, one parameter (PyTorch: head.weight = emb.weight).");
+                w.Line($"this.{layer.MemberName}.weight = this.{layer.Args.TiedTo}.weight!;");
+            }
             w.Line("OnCreated();");
             w.Close();
             WriteOnCreated(w);
+            if (model.Layers.Any(l => l.Args.TiedTo is not null)) WriteDistinctParameters(w, model);
+        }
+
+        /// <summary>
+        /// A tied weight is registered under both layers (the state dict keeps both names, as PyTorch's does), and
+        /// TorchSharp would list it twice as a parameter: the optimiser would step it twice and counts would hold it
+        /// twice. PyTorch's named_parameters drops duplicates (remove_duplicate=True); these overrides drop the tied
+        /// Linear's name. By name, because TorchSharp hands out a new wrapper of the same tensor on every access.
+        /// </summary>
+        private static void WriteDistinctParameters(SourceWriter w, ModelSpec model)
+        {
+            const string Parameter = "global::TorchSharp.Modules.Parameter";
+            const string Enumerable = "global::System.Collections.Generic.IEnumerable";
+            var tied = model.Layers.Where(l => l.Args.TiedTo is not null).ToArray();
+            w.Line();
+            w.Line($"/// <summary>The parameters, each once: {string.Join(", ", tied.Select(l => $"{l.MemberName}.weight is {l.Args.TiedTo}.weight"))} (tied), listed under the embedding only.</summary>");
+            w.Line(GeneratorInfo.Attribute);
+            w.Open($"public override {Enumerable}<(string name, {Parameter} parameter)> named_parameters(bool recurse = true)");
+            w.Line("foreach (var named in base.named_parameters(recurse))");
+            w.Line($"    if ({string.Join(" && ", tied.Select(l => $"named.name != {Literal(l.MemberName + ".weight")}"))}) yield return named;");
+            w.Close();
+            w.Line();
+            w.Line("/// <summary>The parameters, each once (see <see cref=\"named_parameters\"/>).</summary>");
+            w.Line(GeneratorInfo.Attribute);
+            w.Open($"public override {Enumerable}<{Parameter}> parameters(bool recurse = true)");
+            w.Line("foreach (var named in named_parameters(recurse)) yield return named.parameter;");
+            w.Close();
         }
 
         private static void WriteOnCreated(SourceWriter w)
@@ -256,6 +291,9 @@ namespace ModelDsl.Generators.Emit
                 LayerKind.Flatten => $"{Nn}.Flatten({N(a.Dim)}, {N(a.EndDim)})",
                 LayerKind.Embedding => $"{Nn}.Embedding({N(a.Count)}, {N(a.Out)})",
                 LayerKind.Softmax or LayerKind.LogSoftmax => $"{Nn}.{l.Kind}({N(a.Dim)})",
+                LayerKind.PositionalEmbedding => $"new global::ModelDsl.PositionalEmbedding({N(a.Count)}, {N(a.In)})",
+                LayerKind.TransformerBlock =>
+                    $"new global::ModelDsl.TransformerBlock({N(a.In)}, heads: {N(a.Heads)}, mlpRatio: {N(a.MlpRatio)}, dropout: {D(a.P)}, causal: {B(a.Causal)}, repeat: {N(a.Repeat)})",
                 LayerKind.Model => $"new {l.TypeName}()",
                 _ => $"{Nn}.{l.Kind}()",
             };

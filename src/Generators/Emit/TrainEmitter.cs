@@ -56,7 +56,7 @@ namespace ModelDsl.Generators.Emit
             w.Line($"    BatchSize = {I(t.BatchSize)},");
             w.Line($"    Seed = {I(t.Seed)}L,");
             w.Line($"    Schedule = global::ModelDsl.Schedule.{t.Schedule},");
-            w.Line($"    WarmupEpochs = {I(t.WarmupEpochs)},");
+            w.Line($"    WarmupEpochs = {(t.WarmupEpochs == System.Math.Floor(t.WarmupEpochs) ? I((long)t.WarmupEpochs) : D(t.WarmupEpochs))},");
             w.Line($"    StepSize = {I(t.StepSize)},");
             w.Line($"    Gamma = {D(t.Gamma)},");
             w.Line($"    GradientClipNorm = {D(t.GradientClipNorm)},");
@@ -66,6 +66,12 @@ namespace ModelDsl.Generators.Emit
             w.Line($"    FeatureScale = {D(t.FeatureScale)},");
             if (t.Classes > 0) w.Line($"    Classes = {I(t.Classes)},");
             if (t.EarlyStoppingPatience > 0) w.Line($"    EarlyStoppingPatience = {I(t.EarlyStoppingPatience)},");
+            if (t.ScheduleInterval != "Epoch") w.Line($"    ScheduleInterval = global::ModelDsl.ScheduleInterval.{t.ScheduleInterval},");
+            if (t.IsLanguageModel)
+            {
+                w.Line($"    // Token ids (B, T) -> scores (B, T, V): trained on a text file in windows of {I(t.SampleShape[0])} characters, a target per position.");
+                w.Line("    IsLanguageModel = true,");
+            }
             if (model.Parallel is { } p)
             {
                 w.Line($"    // [Parallel({p.Mode}, WorldSize = {I(p.WorldSize)})]: the trainer relaunches itself under mpirun when started alone.");

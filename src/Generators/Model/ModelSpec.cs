@@ -34,9 +34,10 @@ namespace ModelDsl.Generators.Model
     /// <summary>The checked values of a [Train] attribute; enums as their names.</summary>
     internal sealed record TrainSpec(
         string Loss, string Optimizer, double LearningRate, double WeightDecay, double Momentum, bool Nesterov,
-        int Epochs, int BatchSize, long Seed, string Schedule, int WarmupEpochs, int StepSize, double Gamma,
+        int Epochs, int BatchSize, long Seed, string Schedule, double WarmupEpochs, int StepSize, double Gamma,
         double GradientClipNorm, string Data, string TestData, double ValidationFraction, double FeatureScale,
-        EquatableArray<long> SampleShape, bool InputIsInteger, int Classes, int EarlyStoppingPatience = 0);
+        EquatableArray<long> SampleShape, bool InputIsInteger, int Classes, int EarlyStoppingPatience = 0,
+        bool IsLanguageModel = false, string ScheduleInterval = "Epoch");
 
     /// <summary>The checked values of a [Parallel] attribute; enums as their names.</summary>
     internal sealed record ParallelSpec(
@@ -77,7 +78,8 @@ namespace ModelDsl.Generators.Model
     internal sealed record LayerArgs(
         long In, long Out, long Count, long Kernel, long Stride, long Padding, long Dilation, long Groups,
         bool Bias, double P, long Dim, long EndDim, long OutH, long OutW, double Eps, double Momentum,
-        long KernelW = -1, long StrideW = -1, long PaddingW = 0, long DilationW = 1)
+        long KernelW = -1, long StrideW = -1, long PaddingW = 0, long DilationW = 1,
+        long Heads = 1, long MlpRatio = 4, long Repeat = 1, bool Causal = true, string? TiedTo = null)
     {
         /// <summary>Whether a 2-D window has the same values on both axes (then one number says each).</summary>
         public bool IsSquare => Kernel == KernelW && Stride == StrideW && Padding == PaddingW && Dilation == DilationW;

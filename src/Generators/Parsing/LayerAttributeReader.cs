@@ -76,8 +76,28 @@ namespace ModelDsl.Generators.Parsing
                 OutH = Long("outputSize", "outputHeight") ?? -1,
                 OutW = Long("outputSize", "outputWidth") ?? -1,
             };
+            if (kind == LayerKind.PositionalEmbedding)
+            {
+                // (maxLength, embeddingDim): the vector size is the layer's input size, checked like Linear's.
+                p.Count = Long("maxLength") ?? -1;
+                p.In = Long("embeddingDim") ?? -1;
+                p.Out = -1;
+            }
+            else if (kind == LayerKind.TransformerBlock)
+            {
+                p.Heads = Long("Heads") ?? 1;
+                p.MlpRatio = Long("MlpRatio") ?? 4;
+                p.Repeat = Long("Repeat") ?? 1;
+                p.P = Double("Dropout") ?? 0.0;
+                p.In = Long("EmbeddingDim") is { } c && c != -1 ? c : -1;
+            }
             return p;
         }
+
+        /// <summary>A Transformer block's causal mask (default on).</summary>
+        public bool Causal => Bool("Causal") ?? true;
+        /// <summary>A Linear's <c>TiedTo</c> layer name, or null.</summary>
+        public string? TiedTo => _values.TryGetValue("TiedTo", out var c) && !c.IsNull ? c.Value as string : null;
 
         public double Eps => Double("Eps") ?? 1e-5;
         public double Momentum => Double("Momentum") ?? 0.1;

@@ -21,6 +21,7 @@ namespace ModelDsl.Generators.Parsing
         internal const string ModelAttributeName = "ModelDsl.ModelAttribute";
         private const string LayerAttributeName = "ModelDsl.LayerAttribute";
         private const string TorchModulesNamespace = "TorchSharp.Modules";
+        private const string RuntimeLayersNamespace = "ModelDsl";
         // ModelDsl.DType by value; the generator cannot load the DSL assembly, so the names are mirrored here.
         private static readonly string[] DTypeNames = { "Float32", "Float64", "Float16", "Int32", "Int64" };
 
@@ -258,8 +259,28 @@ namespace ModelDsl.Generators.Parsing
                     layer.Kind == LayerKind.Model ? layer.TypeDisplay : layer.Kind.ToString(),
                     new LayerArgs(resolvedIn, p.Out, p.Count, p.Kernel, p.Stride <= 0 ? p.Kernel : p.Stride, p.Padding, p.Dilation,
                         p.Groups, p.Bias, p.P, p.Dim, p.EndDim, p.OutH, p.OutW, layer.Reader?.Eps ?? 1e-5, layer.Reader?.Momentum ?? 0.1,
-                        p.KernelW, p.StrideW <= 0 ? p.KernelW : p.StrideW, p.PaddingW, p.DilationW),
+                        p.KernelW, p.StrideW <= 0 ? p.KernelW : p.StrideW, p.PaddingW, p.DilationW,
+                        p.Heads, p.MlpRatio, p.Repeat, layer.Reader?.Causal ?? true, layer.Kind == LayerKind.Linear ? layer.Reader?.TiedTo : null),
                     outputText, parameters));
+            }
+
+            if (!shapesFailed && specs.Any(l => l.Args.TiedTo is not null))
+            {
+                // Tying makes the Linear's weight the embedding's: one parameter, counted once (at the embedding).
+                for (int i = 0; i < specs.Count; i++)
+                {
+                    if (specs[i].Args.TiedTo is not { } tiedTo) continue;
+                    string? problem = TieProblem(specs[i], tiedTo, specs);
+                    if (problem is not null)
+                    {
+                        report(DiagnosticDescriptors.TiedWeightMismatch, layers[i].Reader?.ArgumentLocation("TiedTo") ?? layers[i].MemberLocation, new[] { specs[i].MemberName, problem });
+                        shapesFailed = true;
+                        break;
+                    }
+                    long shared = specs[i].Args.In * specs[i].Args.Out;
+                    specs[i] = specs[i] with { Parameters = specs[i].Parameters - shared };
+                    total = unchecked(total - shared);
+                }
             }
 
             bool outputKnown = !shapesFailed && !userForward && current is not null;
@@ -271,7 +292,8 @@ namespace ModelDsl.Generators.Parsing
             if (trainAttribute is not null && !hasErrors)
             {
                 train = TrainParser.Parse(type.Name, trainAttribute, compilation, input, inputIsInteger,
-                    outputKnown ? current : null, currentIsInteger, specs.Count > 0 ? specs[specs.Count - 1].KindName : null, report);
+                    outputKnown ? current : null, currentIsInteger, specs.Count > 0 ? specs[specs.Count - 1].KindName : null, report,
+                    specs.Where(l => l.Kind == LayerKind.PositionalEmbedding).Select(l => l.Args.Count).DefaultIfEmpty(long.MaxValue).Min());
             }
             ParallelSpec? parallel = null;
             var parallelAttribute = reportDiagnostics
@@ -425,7 +447,8 @@ namespace ModelDsl.Generators.Parsing
                 layer.Reader = LayerAttributeReader.For(attribute);
                 layer.Params = layer.Reader.ReadParams(kind);
 
-                string expected = TorchModulesNamespace + "." + kind;
+                // The Transformer layers are ModelDsl's own modules (the runtime's ModelDsl namespace).
+                string expected = (kind is LayerKind.PositionalEmbedding or LayerKind.TransformerBlock ? RuntimeLayersNamespace : TorchModulesNamespace) + "." + kind;
                 if (memberType.TypeKind != TypeKind.Error && FullMetadataName(memberType) != expected)
                 {
                     var typeLocation = propertySyntax.FirstOrDefault()?.Type.GetLocation() ?? location;
@@ -543,6 +566,20 @@ namespace ModelDsl.Generators.Parsing
             return stubs.ToEquatableArray();
         }
 
+        /// <summary>Why a Linear cannot share the weight of the layer <paramref name="tiedTo"/> names, or null if it can.</summary>
+        private static string? TieProblem(LayerSpec linear, string tiedTo, List<LayerSpec> layers)
+        {
+            var target = layers.FirstOrDefault(l => l.MemberName == tiedTo);
+            if (target is null)
+                return $"TiedTo = \"{tiedTo}\" names no layer of this model; write nameof(...) of an [Embedding] layer";
+            if (target.Kind != LayerKind.Embedding)
+                return $"TiedTo names '{tiedTo}', a {target.KindName}; a Linear can share the table of an [Embedding]";
+            if (target.Args.Count != linear.Args.Out || target.Args.Out != linear.Args.In)
+                return $"its weight is (out {linear.Args.Out}, in {linear.Args.In}), but '{tiedTo}' holds a ({target.Args.Count}, {target.Args.Out}) table; " +
+                       $"out-features must equal the embedding count and in-features its dimension";
+            return null;
+        }
+
         /// <summary>Why a member cannot hold a layer, or null if it can.</summary>
         private static string? MemberProblem(ISymbol member, PropertyDeclarationSyntax[] propertySyntax)
         {
@@ -565,13 +602,14 @@ namespace ModelDsl.Generators.Parsing
             (s.AccessorList?.Accessors.Any(a => a.Body is not null || a.ExpressionBody is not null) ?? false);
 
         private static bool NeedsInputSize(LayerKind kind) => kind is LayerKind.Linear or LayerKind.Conv1d or LayerKind.Conv2d
-            or LayerKind.BatchNorm1d or LayerKind.BatchNorm2d or LayerKind.LayerNorm;
+            or LayerKind.BatchNorm1d or LayerKind.BatchNorm2d or LayerKind.LayerNorm or LayerKind.PositionalEmbedding or LayerKind.TransformerBlock;
 
         private static string InputSizeName(LayerKind kind) => kind switch
         {
             LayerKind.Linear => "in-features",
             LayerKind.Conv1d or LayerKind.Conv2d => "in-channels",
             LayerKind.LayerNorm => "normalized shape",
+            LayerKind.PositionalEmbedding or LayerKind.TransformerBlock => "embedding size",
             _ => "number of features",
         };
 
@@ -580,6 +618,8 @@ namespace ModelDsl.Generators.Parsing
             LayerKind.Linear => $"Linear(inFeatures, {p.Out})",
             LayerKind.Conv1d or LayerKind.Conv2d => $"{kind}(inChannels, {p.Out}, {p.Kernel})",
             LayerKind.LayerNorm => "LayerNorm(size)",
+            LayerKind.PositionalEmbedding => $"PositionalEmbedding({p.Count}, embeddingDim)",
+            LayerKind.TransformerBlock => $"TransformerBlock(Heads = {p.Heads}, EmbeddingDim = size)",
             _ => $"{kind}(numFeatures)",
         };
 
@@ -595,6 +635,7 @@ namespace ModelDsl.Generators.Parsing
             {
                 LayerKind.Linear or LayerKind.LayerNorm or LayerKind.BatchNorm1d => new[] { b, c },
                 LayerKind.Conv1d => new[] { b, c, Dim.Sym("L") },
+                LayerKind.PositionalEmbedding or LayerKind.TransformerBlock => new[] { b, Dim.Sym("T"), c },
                 LayerKind.Conv2d or LayerKind.BatchNorm2d or LayerKind.MaxPool2d or LayerKind.AvgPool2d or LayerKind.AdaptiveAvgPool2d
                     => new[] { b, c, Dim.Sym("H"), Dim.Sym("W") },
                 LayerKind.Model => p.SubInput ?? new[] { b },

@@ -66,7 +66,7 @@ namespace ModelDsl.Generators.Parsing
                 {
                     string? mode = Name(Modes, Get("mode", 0));
                     if (mode is null) { Fail(DiagnosticDescriptors.InvalidPassSetting, "mode", $"(QuantizeMode){Get("mode", 0)} is not a QuantizeMode"); continue; }
-                    if (!layers.Any(l => l.Kind == LayerKind.Linear))
+                    if (!layers.Any(l => l.Kind is LayerKind.Linear or LayerKind.TransformerBlock))
                         report(DiagnosticDescriptors.NothingToQuantize, reader.ArgumentLocation(null), new[] { mode });
                     quantized = true;
                     passes.Add(new PassSpec("Quantize", mode, 0, false, EquatableArray<string>.Empty, 2, -1, 0));

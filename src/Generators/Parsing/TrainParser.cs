@@ -19,6 +19,7 @@ namespace ModelDsl.Generators.Parsing
         private static readonly string[] Losses = LossRules.Losses;
         private static readonly string[] Optimizers = { "SGD", "Adam", "AdamW" };
         private static readonly string[] Schedules = { "Constant", "Step", "Cosine" };
+        private static readonly string[] ScheduleIntervals = { "Epoch", "Step" };
 
         /// <summary>
         /// Checks the plan. <paramref name="output"/> is null when the model's output is unknown at compile time
@@ -26,7 +27,8 @@ namespace ModelDsl.Generators.Parsing
         /// whether it holds integer ids.
         /// </summary>
         public static TrainSpec? Parse(string modelName, AttributeData attribute, Compilation compilation, Dim[]? input, bool inputIsInteger,
-            Dim[]? output, bool outputIsInteger, string? lastLayerKind, Action<DiagnosticDescriptor, Location?, string[]> report)
+            Dim[]? output, bool outputIsInteger, string? lastLayerKind, Action<DiagnosticDescriptor, Location?, string[]> report,
+            long maxPositions = long.MaxValue)
         {
             var reader = LayerAttributeReader.For(attribute);
             var attributeLocation = reader.ArgumentLocation(null);
@@ -77,13 +79,15 @@ namespace ModelDsl.Generators.Parsing
             else if (nesterov && !(momentum > 0))
                 Fail(DiagnosticDescriptors.InvalidOptimizerSetting, "Nesterov", "Nesterov momentum requires a momentum > 0 (as in PyTorch)");
 
-            int warmup = Get("WarmupEpochs", 0);
+            double warmup = Get("WarmupEpochs", 0.0);
             int stepSize = Get("StepSize", 10);
             double gamma = Get("Gamma", 0.1);
-            if (warmup < 0 || (epochs >= 1 && warmup >= epochs && warmup > 0))
-                Fail(DiagnosticDescriptors.InvalidSchedule, "WarmupEpochs", $"WarmupEpochs is {warmup}; it must be 0 or more and less than Epochs ({epochs})");
+            if (!(warmup >= 0) || double.IsInfinity(warmup) || (epochs >= 1 && warmup >= epochs && warmup > 0))
+                Fail(DiagnosticDescriptors.InvalidSchedule, "WarmupEpochs", $"WarmupEpochs is {Num(warmup)}; it must be 0 or more and less than Epochs ({epochs})");
             else if (warmup > 0 && schedule is not null and not "Cosine")
                 Fail(DiagnosticDescriptors.InvalidSchedule, "WarmupEpochs", $"WarmupEpochs applies to Schedule.Cosine, not Schedule.{schedule}");
+            else if (warmup != Math.Floor(warmup) && Get("ScheduleInterval", 0) != 1)
+                Fail(DiagnosticDescriptors.InvalidSchedule, "WarmupEpochs", $"WarmupEpochs = {Num(warmup)} is a fraction of an epoch; that needs ScheduleInterval = ScheduleInterval.Step (the rate changes every step)");
             if (stepSize < 1)
                 Fail(DiagnosticDescriptors.InvalidSchedule, "StepSize", $"StepSize is {stepSize}; it must be at least 1 epoch");
             if (!(gamma > 0 && gamma <= 1))
@@ -106,14 +110,36 @@ namespace ModelDsl.Generators.Parsing
             if (!(featureScale > 0) || double.IsInfinity(featureScale))
                 Fail(DiagnosticDescriptors.InvalidTrainingSetting, "FeatureScale", $"FeatureScale is {Num(featureScale)}; it must be a positive number");
 
+            string? interval = Name(ScheduleIntervals, Get("ScheduleInterval", 0));
+            if (interval is null) Fail(DiagnosticDescriptors.InvalidTrainingSetting, "ScheduleInterval", $"(ScheduleInterval){Get("ScheduleInterval", 0)} is not a ScheduleInterval");
+
+            // A language model: token ids (B, T) in, next-token scores (B, T, V) out. It trains on a text file with a
+            // target per position, in windows of T characters (SequenceLength binds a symbolic T).
+            bool language = inputIsInteger && input is { Length: 2 } && output is { Length: 3 } && output[0].Equals(input[0]) && output[1].Equals(input[1]);
+            int sequenceLength = Get("SequenceLength", 0);
+            if (sequenceLength < 0)
+                Fail(DiagnosticDescriptors.InvalidTrainingSetting, "SequenceLength", $"SequenceLength is {sequenceLength}; it must be a positive window length, or 0 to take T from the input");
+            else if (sequenceLength > 0 && !language && output is not null)
+                Fail(DiagnosticDescriptors.InvalidTrainingSetting, "SequenceLength",
+                    $"SequenceLength applies to a language model, token ids (B, T) in and scores (B, T, V) out; model '{modelName}' maps {(input is null ? "?" : ShapeText.Format(input))} to {ShapeText.Format(output)}");
+            else if (sequenceLength > 0 && language && input![1].IsConcrete && input[1].Size != sequenceLength)
+                Fail(DiagnosticDescriptors.InvalidTrainingSetting, "SequenceLength", $"SequenceLength = {sequenceLength} disagrees with the input's T = {input[1].Size}; drop it, or make T symbolic");
+            else if (sequenceLength > maxPositions)
+                Fail(DiagnosticDescriptors.SequenceTooLong, "SequenceLength", modelName, $"SequenceLength = {sequenceLength} is longer than the positional table (maxLength = {maxPositions})");
+
             var sample = new List<long>();
-            if (input is not null)
+            if (input is not null && language && sequenceLength > 0 && !input[1].IsConcrete)
+            {
+                sample.Add(sequenceLength);
+            }
+            else if (input is not null)
             {
                 foreach (var d in input.Skip(1))
                 {
                     if (!d.IsConcrete)
                     {
-                        report(DiagnosticDescriptors.TrainNeedsConcreteInput, attributeLocation, new[] { modelName, ShapeText.Format(input) });
+                        report(DiagnosticDescriptors.TrainNeedsConcreteInput, attributeLocation, new[] { modelName, ShapeText.Format(input),
+                            language ? $"; a language model binds '{d.Symbol}' to its training window with [Train(SequenceLength = ...)]" : "" });
                         ok = false;
                         break;
                     }
@@ -124,7 +150,7 @@ namespace ModelDsl.Generators.Parsing
 
             if (loss is not null && output is not null && input is { Length: > 0 })
             {
-                string? problem = LossRules.Problem(loss, output, input[0], outputIsInteger);
+                string? problem = language ? LossRules.PerPositionProblem(loss, output) : LossRules.Problem(loss, output, input[0], outputIsInteger);
                 if (problem is not null)
                     Fail(DiagnosticDescriptors.LossDoesNotFitOutput, "loss", loss, ShapeText.Format(output), modelName, problem);
                 string? mismatch = ActivationMismatch(loss, lastLayerKind);
@@ -132,11 +158,13 @@ namespace ModelDsl.Generators.Parsing
                     report(DiagnosticDescriptors.LossActivationMismatch, reader.ArgumentLocation("loss"), new[] { loss, lastLayerKind!, mismatch });
             }
 
-            if (!ok || loss is null || optimizer is null || schedule is null) return null;
+            if (!ok || loss is null || optimizer is null || schedule is null || interval is null) return null;
+            // The classes are dimension 1 of (B, C), or the vocabulary V of a language model's (B, T, V).
+            int classDim = language ? 2 : 1;
             return new TrainSpec(loss, optimizer, lr, weightDecay, momentum, nesterov, epochs, batch, Get("Seed", 0L), schedule,
                 warmup, stepSize, gamma, clip, Get("Data", ""), Get("TestData", ""), validation, featureScale, sample.ToEquatableArray(), inputIsInteger,
-                loss is "CrossEntropy" or "NLL" && output is { Length: >= 2 } && output[1].IsConcrete && output[1].Size <= int.MaxValue ? (int)output[1].Size : 0,
-                patience);
+                loss is "CrossEntropy" or "NLL" && output is { } o && o.Length > classDim && o[classDim].IsConcrete && o[classDim].Size <= int.MaxValue ? (int)o[classDim].Size : 0,
+                patience, language, interval);
         }
 
         private static string? ActivationMismatch(string loss, string? last) => (loss, last) switch

@@ -110,6 +110,40 @@ public sealed class CharCorpus : IDisposable
         return new TensorDataset(features, labels);
     }
 
+    /// <summary>
+    /// Splits the text where the last <paramref name="validationFraction"/> of it begins, as nanoGPT does (the first
+    /// 90% trains, the last 10% validates), and cuts each part into windows as <see cref="Windows"/> does. A contiguous
+    /// split keeps validation text unseen: no training window overlaps it.
+    /// </summary>
+    /// <exception cref="ArgumentOutOfRangeException">The fraction is outside [0, 1), or a part is too short for one window.</exception>
+    public (TensorDataset Train, TensorDataset Validation) SplitWindows(int sequenceLength, double validationFraction)
+    {
+        if (!(validationFraction >= 0 && validationFraction < 1))
+            throw new ArgumentOutOfRangeException(nameof(validationFraction), validationFraction, "The validation fraction must be in [0, 1).");
+        if (sequenceLength < 1)
+            throw new ArgumentOutOfRangeException(nameof(sequenceLength), sequenceLength, "The sequence length must be at least 1.");
+        long split = (long)Math.Round(Length * (1 - validationFraction));
+        var train = WindowsOf(Ids.narrow(0, 0, split), sequenceLength, "training part");
+        var validation = split == Length
+            ? new TensorDataset(torch.empty(0, sequenceLength, dtype: ScalarType.Int64), torch.empty(0, sequenceLength, dtype: ScalarType.Int64))
+            : WindowsOf(Ids.narrow(0, split, Length - split), sequenceLength, "validation part");
+        return (train, validation);
+    }
+
+    private static TensorDataset WindowsOf(Tensor ids, int sequenceLength, string part)
+    {
+        long length = ids.shape[0];
+        if (sequenceLength > length - 1)
+            throw new ArgumentOutOfRangeException(nameof(sequenceLength), sequenceLength,
+                $"The {part} of the text has {length} characters, too few for one window of {sequenceLength} (plus the character after it).");
+        long windows = (length - 1) / sequenceLength;
+        long used = windows * sequenceLength;
+        using var scope = NewDisposeScope();
+        var features = ids.narrow(0, 0, used).reshape(windows, sequenceLength).clone();
+        var labels = ids.narrow(0, 1, used).reshape(windows, sequenceLength).clone();
+        return new TensorDataset(features.DetachFromDisposeScope(), labels.DetachFromDisposeScope());
+    }
+
     /// <summary>The ids of <paramref name="text"/> (line endings normalised as in the corpus).</summary>
     /// <exception cref="ArgumentException">The text has a character outside the vocabulary.</exception>
     public long[] Encode(string text)

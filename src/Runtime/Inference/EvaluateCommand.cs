@@ -40,6 +40,7 @@ namespace ModelDsl.Runtime.Inference
             };
             command.SetAction(parsed => ModelCommands.Guard(() =>
             {
+                ModelCommands.RejectLanguageModel(plan, Name);
                 string dataPath = parsed.GetValue(data) ?? "";
                 if (dataPath.Length == 0) throw new TrainingException($"no data to evaluate on: {plan.ModelName}'s [Train] declares no TestData; pass --data CSV");
                 int batchSize = parsed.GetValue(batch);

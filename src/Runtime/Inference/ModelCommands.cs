@@ -12,7 +12,7 @@ namespace ModelDsl.Runtime.Inference
 {
     /// <summary>
     /// The subcommands of a generated trainer that use a trained model — <c>evaluate</c>, <c>predict</c>,
-    /// <c>export</c> — and its <c>--version</c>. <see cref="TrainingHost"/> adds them beside <c>train</c>; each
+    /// <c>export</c>, and <c>generate</c> for a language model — and its <c>--version</c>. <see cref="TrainingHost"/> adds them beside <c>train</c>; each
     /// reports a problem as one line on stderr with exit code 2.
     /// </summary>
     internal static class ModelCommands
@@ -24,13 +24,14 @@ namespace ModelDsl.Runtime.Inference
             root.Subcommands.Add(EvaluateCommand.Create(plan, create));
             root.Subcommands.Add(PredictCommand.Create(plan, create));
             root.Subcommands.Add(ExportCommand.Create(plan, create));
+            if (plan.IsLanguageModel) root.Subcommands.Add(GenerateCommand.Create(plan, create));
             foreach (var version in root.Options.OfType<VersionOption>())
                 version.Action = new PrintVersion(plan);
         }
 
         /// <summary>Whether the parsed command line asks for one of these commands (or --version) rather than training.</summary>
         public static bool Handles(ParseResult parsed) =>
-            parsed.Action is PrintVersion || parsed.CommandResult.Command.Name is EvaluateCommand.Name or PredictCommand.Name or ExportCommand.Name;
+            parsed.Action is PrintVersion || parsed.CommandResult.Command.Name is EvaluateCommand.Name or PredictCommand.Name or ExportCommand.Name or GenerateCommand.Name;
 
         /// <summary>The program's version line: the program, the model, and the ModelDsl and TorchSharp versions.</summary>
         public static string VersionText(TrainingPlan plan)
@@ -57,6 +58,14 @@ namespace ModelDsl.Runtime.Inference
             string last = DefaultModelPath(plan, Checkpoint.FileName);
             if (File.Exists(last)) return last;
             throw new TrainingException($"no model file: pass --model PATH (there is neither {best} nor {last})");
+        }
+
+        /// <summary>evaluate and predict read CSV rows; a language model's data is text, which they do not read yet.</summary>
+        public static void RejectLanguageModel(TrainingPlan plan, string command)
+        {
+            if (plan.IsLanguageModel)
+                throw new TrainingException($"{command} reads CSV rows, and {plan.ModelName} is a language model trained on text: its validation loss is " +
+                                            "the training report's val_loss (--report PATH); sample from it with generate");
         }
 
         /// <summary>Runs <paramref name="body"/>; a problem the user can fix is one line on stderr and exit code 2.</summary>

@@ -31,6 +31,7 @@ namespace ModelDsl.Runtime.Inference
             };
             command.SetAction(parsed => ModelCommands.Guard(() =>
             {
+                ModelCommands.RejectLanguageModel(plan, Name);
                 int batchSize = parsed.GetValue(batch);
                 if (batchSize < 1) throw new TrainingException($"--batch-size must be at least 1, got {batchSize}");
                 string modelPath = ModelCommands.ResolveModel(parsed.GetValue(model), plan);

@@ -53,6 +53,7 @@ namespace ModelDsl.Runtime.Optimization
             {
                 report.FileBytesBefore = SavedBytes(model);
                 (report.LatencyBatch1Before, report.LatencyBatch64Before) = Latencies(model, plan, context.Device);
+                if (plan.IsLanguageModel) report.GenerationTokensPerSecondBefore = GenerationSpeed(model, plan);
             }
 
             // The passes change the trained model in place (its checkpoint on disk keeps the float weights).
@@ -100,6 +101,7 @@ namespace ModelDsl.Runtime.Optimization
                 report.SizeRatio = report.FileBytesBefore > 0 ? (double)report.FileBytesAfter / report.FileBytesBefore : double.NaN;
                 (report.LatencyBatch1After, report.LatencyBatch64After) = Latencies(model, plan, context.Device);
                 report.Speedup = report.LatencyBatch64Before / Math.Max(report.LatencyBatch64After, 1e-9);
+                if (plan.IsLanguageModel) report.GenerationTokensPerSecondAfter = GenerationSpeed(model, plan);
             }
             return report;
         }
@@ -239,6 +241,10 @@ namespace ModelDsl.Runtime.Optimization
             if (!string.IsNullOrEmpty(directory)) Directory.CreateDirectory(directory);
             model.save(path);
         }
+
+        /// <summary>Tokens per second of sampling one sequence (what <c>generate</c> does), with the training window as context.</summary>
+        private static double GenerationSpeed(nn.Module<Tensor, Tensor> model, TrainingPlan plan) =>
+            Inference.TextGeneration.TokensPerSecond(model, (int)plan.SampleShape[0]);
 
         /// <summary>Median wall-clock milliseconds of one forward at batch 1 and at batch 64, in eval mode under no-grad.</summary>
         private static (double Batch1, double Batch64) Latencies(nn.Module<Tensor, Tensor> model, TrainingPlan plan, Device device)

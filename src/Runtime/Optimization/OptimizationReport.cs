@@ -44,6 +44,10 @@ namespace ModelDsl.Runtime.Optimization
         [JsonPropertyName("latency_ms_batch64_before")] public double LatencyBatch64Before { get; set; }
         /// <summary>Median milliseconds of one forward at batch 64 after the passes.</summary>
         [JsonPropertyName("latency_ms_batch64_after")] public double LatencyBatch64After { get; set; }
+        /// <summary>A language model's sampling speed before the passes (<c>generate</c>, one sequence), tokens per second; null for other models.</summary>
+        [JsonPropertyName("generation_tokens_per_second_before")] public double? GenerationTokensPerSecondBefore { get; set; }
+        /// <summary>A language model's sampling speed after the passes, tokens per second; null for other models.</summary>
+        [JsonPropertyName("generation_tokens_per_second_after")] public double? GenerationTokensPerSecondAfter { get; set; }
         /// <summary>Batch-64 latency before / after.</summary>
         [JsonPropertyName("speedup")] public double Speedup { get; set; }
         /// <summary>Per pruning pass with fine-tuning: the fine-tune epochs' metrics.</summary>

@@ -72,7 +72,7 @@ namespace ModelDsl.Runtime.Training
                 bool stoppedEarly = false;
                 for (int epoch = startEpoch; epoch < plan.Epochs; epoch++)
                 {
-                    var metrics = loop.Run(epoch, plan.Epochs, plan.LearningRateAt(epoch))
+                    var metrics = loop.Run(epoch, plan.Epochs, plan.LearningRateAt(epoch), perStepSchedule: plan.ScheduleInterval == ScheduleInterval.Step)
                         ?? throw Diverged(loop.DivergedLoss, epoch + 1, loop.Step + 1, outputs.CheckpointPath, history);
                     history.Add(metrics);
 
@@ -129,6 +129,7 @@ namespace ModelDsl.Runtime.Training
                     Steps = loop.Step,
                     TrainSeconds = trainSeconds,
                     SamplesPerSecond = loop.SamplesSeen / Math.Max(trainSeconds, 1e-9),
+                    TokensPerSecond = plan.IsLanguageModel ? loop.SamplesSeen * plan.SampleShape[0] / Math.Max(trainSeconds, 1e-9) : null,
                     FinalTrainLoss = history.Count > 0 ? history[^1].TrainLoss : double.NaN,
                     ValLoss = history.Count > 0 ? history[^1].ValLoss : null,
                     TestAccuracy = testAccuracy,
@@ -209,11 +210,12 @@ namespace ModelDsl.Runtime.Training
             public EpochLoop With(nn.Module<Tensor, Tensor> model, OptimizerHelper optimizer) =>
                 new(_options, model, optimizer, _strategy, _data, _outputs, _device);
 
-            public EpochMetrics? Run(int epoch, int epochs, double lr, string label = "epoch")
+            public EpochMetrics? Run(int epoch, int epochs, double lr, string label = "epoch", bool perStepSchedule = false)
             {
                 var plan = _options.Plan;
-                foreach (var group in Optimizer.ParamGroups) group.LearningRate = lr;
                 long steps = _strategy.BatchCount(_data.Train, plan.BatchSize);
+                if (perStepSchedule) lr = plan.LearningRateAt(epoch + 1.0 / Math.Max(1, steps));
+                foreach (var group in Optimizer.ParamGroups) group.LearningRate = lr;
                 bool hasAccuracy = LossFunctions.HasAccuracy(plan.Loss);
 
                 _outputs.BeginEpoch(epoch + 1, epochs, steps);
@@ -222,12 +224,15 @@ namespace ModelDsl.Runtime.Training
 
                 var clock = Stopwatch.StartNew();
                 double lossSum = 0;
-                long correct = 0, seen = 0, stepInEpoch = 0;
+                long correct = 0, seen = 0, targets = 0, stepInEpoch = 0;
                 foreach (var (xb, yb) in _strategy.Batches(_data.Train, plan.BatchSize, plan.Seed, epoch))
                 {
                     using var scope = torch.NewDisposeScope();
                     var x = xb.to(_device);
                     var y = yb.to(_device);
+                    // Per-step schedule: the rate for the step about to run, at its fraction of the epoch.
+                    if (perStepSchedule && stepInEpoch > 0)
+                        foreach (var group in Optimizer.ParamGroups) group.LearningRate = plan.LearningRateAt(epoch + (stepInEpoch + 1.0) / Math.Max(1, steps));
                     var result = Guarded(() => _step.Run(x, y), _model, x, plan.Loss, $"{(label == "epoch" ? "training" : label)} step {Step + 1} ({label} {epoch + 1})");
                     if (!result.Applied)
                     {
@@ -241,17 +246,18 @@ namespace ModelDsl.Runtime.Training
                     seen += n;
                     lossSum += result.Loss * n;
                     correct += result.Correct;
+                    targets += y.numel(); // one per sample, or one per position of a language model
 
                     double elapsed = clock.Elapsed.TotalSeconds;
                     var eta = TimeSpan.FromSeconds(elapsed / stepInEpoch * ((steps - stepInEpoch) + steps * (epochs - epoch - 1)));
-                    _outputs.Step(stepInEpoch, lossSum / seen, hasAccuracy ? (double)correct / seen : double.NaN, seen / Math.Max(elapsed, 1e-9), eta);
+                    _outputs.Step(stepInEpoch, lossSum / seen, hasAccuracy ? (double)correct / targets : double.NaN, seen / Math.Max(elapsed, 1e-9), eta);
                 }
 
                 // Local SGD closes its averaging round: validation and the checkpoint see the ranks' common model.
                 _strategy.EndEpoch(_model);
 
                 // Every rank saw its own share: the epoch's figures are sums over all ranks.
-                var totals = new[] { lossSum, correct, seen };
+                var totals = new[] { lossSum, correct, seen, targets };
                 _strategy.SumAcrossRanks(totals);
                 SamplesSeen += (long)totals[2];
                 return EpochEnd(_model, _data.Validation, plan, _device, epoch, lr, clock.Elapsed.TotalSeconds, totals);
@@ -269,7 +275,7 @@ namespace ModelDsl.Runtime.Training
             {
                 Epoch = epoch + 1,
                 TrainLoss = totals[0] / seen,
-                TrainAccuracy = hasAccuracy ? totals[1] / seen : double.NaN,
+                TrainAccuracy = hasAccuracy ? totals[1] / Math.Max(1, totals[3]) : double.NaN,
                 ValLoss = validation.Count > 0 ? valLoss : null,
                 ValAccuracy = validation.Count > 0 && hasAccuracy ? valAccuracy : null,
                 LearningRate = lr,
@@ -316,7 +322,7 @@ namespace ModelDsl.Runtime.Training
             model.eval();
             using var noGrad = torch.no_grad();
             double lossSum = 0;
-            long correct = 0, seen = 0;
+            long correct = 0, seen = 0, targets = 0;
             foreach (var (xb, yb) in data.Batches(1024, shuffle: false, 0, 0))
             {
                 using var scope = torch.NewDisposeScope();
@@ -327,8 +333,9 @@ namespace ModelDsl.Runtime.Training
                 lossSum += Guarded(() => LossFunctions.Compute(loss, output, y), model, x, loss, "evaluation").item<float>() * n;
                 correct += LossFunctions.CountCorrect(loss, output, y);
                 seen += n;
+                targets += y.numel();
             }
-            return (lossSum / Math.Max(1, seen), (double)correct / Math.Max(1, seen));
+            return (lossSum / Math.Max(1, seen), (double)correct / Math.Max(1, targets));
         }
 
         private static void DisableDropout(nn.Module model)

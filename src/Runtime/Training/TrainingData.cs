@@ -23,6 +23,7 @@ namespace ModelDsl.Runtime.Training
         /// <summary>Loads and checks the plan's files; every problem is a <see cref="TrainingException"/> naming the file.</summary>
         public static TrainingData Load(TrainingPlan plan)
         {
+            if (plan.IsLanguageModel) return LoadText(plan);
             var labelKind = plan.IsClassification ? LabelKind.ClassIndex : LabelKind.Float;
             using var all = LoadFile(plan.Data, plan, labelKind);
             TensorDataset train, validation;
@@ -36,6 +37,47 @@ namespace ModelDsl.Runtime.Training
             }
             var test = plan.TestData.Length > 0 ? LoadFile(plan.TestData, plan, labelKind) : null;
             return new TrainingData(train, validation, test);
+        }
+
+        /// <summary>
+        /// A language model's data: the text file as a character corpus, its first part in training windows and its
+        /// last <see cref="TrainingPlan.ValidationFraction"/> in validation windows; a test file, if any, is encoded
+        /// with the same vocabulary.
+        /// </summary>
+        private static TrainingData LoadText(TrainingPlan plan)
+        {
+            string resolved = ResolvePath(plan.Data);
+            int window = (int)plan.SampleShape[0];
+            try
+            {
+                using var corpus = CharCorpus.Load(resolved);
+                if (plan.Classes > 0 && corpus.VocabularySize > plan.Classes)
+                    throw new TrainingException($"{resolved}: the text has {corpus.VocabularySize} distinct characters, but {plan.ModelName} scores {plan.Classes} tokens; " +
+                                                $"declare a vocabulary of at least {corpus.VocabularySize} (the embedding count and the output size)");
+                var (train, validation) = corpus.SplitWindows(window, plan.ValidationFraction);
+                TensorDataset? test = null;
+                if (plan.TestData.Length > 0)
+                {
+                    string testPath = ResolvePath(plan.TestData);
+                    if (!File.Exists(testPath)) throw new FileNotFoundException($"Text file not found: {testPath}", testPath);
+                    using var ids = tensor(corpus.Encode(File.ReadAllText(testPath)));
+                    test = WindowsOfIds(ids, window, testPath);
+                }
+                return new TrainingData(train, validation, test);
+            }
+            catch (Exception e) when (e is DataFormatException or FileNotFoundException or ArgumentException)
+            {
+                throw new TrainingException(e.Message.StartsWith(resolved, StringComparison.Ordinal) ? e.Message : $"{resolved}: {e.Message}", TrainingHost.UsageError, e);
+            }
+        }
+
+        private static TensorDataset WindowsOfIds(Tensor ids, int window, string path)
+        {
+            long windows = (ids.shape[0] - 1) / window;
+            if (windows < 1) throw new ArgumentException($"{path} has {ids.shape[0]} characters, too few for one window of {window}");
+            using var scope = NewDisposeScope();
+            return new TensorDataset(ids.narrow(0, 0, windows * window).reshape(windows, window).clone(),
+                                     ids.narrow(0, 1, windows * window).reshape(windows, window).clone());
         }
 
         internal static TensorDataset LoadFile(string path, TrainingPlan plan, LabelKind labelKind)

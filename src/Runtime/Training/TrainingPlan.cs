@@ -43,7 +43,7 @@ namespace ModelDsl.Runtime.Training
         /// <summary>The learning-rate schedule.</summary>
         public Schedule Schedule { get; init; }
         /// <summary>Warm-up epochs of the cosine schedule.</summary>
-        public int WarmupEpochs { get; init; }
+        public double WarmupEpochs { get; init; }
         /// <summary>Epochs between decays of the step schedule.</summary>
         public int StepSize { get; init; } = 10;
         /// <summary>Decay factor of the step schedule.</summary>
@@ -62,6 +62,16 @@ namespace ModelDsl.Runtime.Training
         /// <summary>Epochs without a better validation loss after which training stops; 0 is off.</summary>
         [NotInFingerprint("it decides when training ends, not what an epoch does")]
         public int EarlyStoppingPatience { get; init; }
+
+        /// <summary>When the learning-rate schedule advances: each epoch, or each optimiser step.</summary>
+        public ScheduleInterval ScheduleInterval { get; init; }
+
+        /// <summary>
+        /// A language model: token ids (B, T) in, next-token scores (B, T, V) out. It trains on a UTF-8 text file whose
+        /// characters are the vocabulary, in windows of T = <see cref="SampleShape"/>[0] characters with a target per
+        /// position; the last <see cref="ValidationFraction"/> of the text is the validation set.
+        /// </summary>
+        public bool IsLanguageModel { get; init; }
 
         /// <summary>Classes the model outputs (dimension 1 of its output) for classification losses; 0 if unknown.</summary>
         public int Classes { get; init; }
@@ -155,9 +165,29 @@ namespace ModelDsl.Runtime.Training
                 case Schedule.Step:
                     return LearningRate * Math.Pow(Gamma, epoch / Math.Max(1, StepSize));
                 case Schedule.Cosine:
-                    if (epoch < WarmupEpochs) return LearningRate * (epoch + 1) / WarmupEpochs;
-                    int span = Math.Max(1, Epochs - WarmupEpochs);
+                    if (epoch < WarmupEpochs) return LearningRate * Math.Min(1, (epoch + 1) / WarmupEpochs);
+                    double span = Math.Max(1, Epochs - WarmupEpochs);
                     return LearningRate * 0.5 * (1 + Math.Cos(Math.PI * (epoch - WarmupEpochs) / span));
+                default:
+                    return LearningRate;
+            }
+        }
+
+        /// <summary>
+        /// The learning rate after <paramref name="epochs"/> epochs of training, a fraction included
+        /// (<see cref="ScheduleInterval.Step"/>): the same curve, sampled per step. Step: lr·γ^⌊e/step⌋. Cosine: warm-up
+        /// lr·e/W for e &lt; W (rising from the first step), then lr·½(1 + cos(π(e−W)/(E−W))).
+        /// </summary>
+        public double LearningRateAt(double epochs)
+        {
+            switch (Schedule)
+            {
+                case Schedule.Step:
+                    return LearningRate * Math.Pow(Gamma, Math.Floor(epochs / Math.Max(1, StepSize)));
+                case Schedule.Cosine:
+                    if (epochs < WarmupEpochs) return LearningRate * epochs / WarmupEpochs;
+                    double span = Math.Max(1, Epochs - WarmupEpochs);
+                    return LearningRate * 0.5 * (1 + Math.Cos(Math.PI * Math.Min(1, (epochs - WarmupEpochs) / span)));
                 default:
                     return LearningRate;
             }

@@ -51,6 +51,10 @@ namespace ModelDsl.Runtime.Training
         [JsonPropertyName("samples_per_second")]
         public double SamplesPerSecond { get; set; }
 
+        /// <summary>A language model's training tokens (positions) per second, samples/s × T; null for other models.</summary>
+        [JsonPropertyName("tokens_per_second")]
+        public double? TokensPerSecond { get; set; }
+
         /// <summary>The last epoch's mean training loss; NaN (written "NaN") when no epoch completed.</summary>
         [JsonPropertyName("final_train_loss")]
         public double FinalTrainLoss { get; set; } = double.NaN;
