@@ -73,6 +73,12 @@ public class OptimizationDiagnosticTests
     [InlineData("[Prune(PruneMethod.L1Unstructured, 0.5, Targets = new[] { \"Hidden\" }, {|MD0307:FineTuneEpochs = -1|})]")]
     public void BadPlans_AreReportedWhereTheyAreWritten(string attributes) => VerifyPasses(attributes);
 
+    [Theory]
+    [InlineData("[Quantize({|MD0307:(QuantizeMode)9|})]", "(QuantizeMode)9 is not a QuantizeMode")]
+    [InlineData("[Prune({|MD0307:(PruneMethod)17|}, 0.5, Targets = new[] { \"Hidden\" })]", "(PruneMethod)17 is not a PruneMethod")]
+    public void EnumValuesThatNameNoMember_AreReportedWithTheEnumsName(string attributes, string message) =>
+        Assert.Equal(message, Assert.Single(VerifyPasses(attributes).ModelDiagnostics).GetMessage());
+
     [Fact]
     public void PruneWithoutTargets_ReportsMD0303_OnTheAttribute() =>
         VerifyPasses("[{|MD0303:Prune(PruneMethod.GlobalL1Unstructured, 0.2)|}]");

@@ -57,6 +57,13 @@ public class ParallelDiagnosticTests
     [InlineData("ParallelMode.Async, {|MD0207:WorldSize = 1|}")]
     public void BadSettings_AreReportedOnTheArgument(string arguments) => VerifyParallel(arguments);
 
+    [Theory]
+    [InlineData("{|MD0203:(ParallelMode)5|}", "(ParallelMode)5 is not a ParallelMode")]
+    [InlineData("ParallelMode.Sync, {|MD0203:Backend = (CommBackend)9|}", "(CommBackend)9 is not a CommBackend")]
+    [InlineData("ParallelMode.Async, {|MD0206:OuterOptimizer = (OuterOptimizer)(-1)|}", "(OuterOptimizer)-1 is not an OuterOptimizer")]
+    public void EnumValuesThatNameNoMember_AreReportedWithTheEnumsName(string arguments, string message) =>
+        Assert.Equal(message, Assert.Single(VerifyParallel(arguments).ModelDiagnostics).GetMessage());
+
     [Fact]
     public void ParallelWithoutTrain_ReportsMD0204_OnTheAttribute() =>
         Markup.Verify("[Model(Input = \"B, 64\")]\n[{|MD0204:Parallel(ParallelMode.Sync)|}]\npublic partial class M\n" + Mlp);

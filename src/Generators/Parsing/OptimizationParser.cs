@@ -5,6 +5,7 @@ using System.Linq;
 using Microsoft.CodeAnalysis;
 using ModelDsl.Generators.Diagnostics;
 using ModelDsl.Generators.Model;
+using static ModelDsl.Generators.Parsing.PlanArguments;
 using ModelDsl.Shapes;
 
 namespace ModelDsl.Generators.Parsing
@@ -17,10 +18,6 @@ namespace ModelDsl.Generators.Parsing
     {
         internal const string PruneAttributeName = "ModelDsl.PruneAttribute";
         internal const string QuantizeAttributeName = "ModelDsl.QuantizeAttribute";
-
-        // ModelDsl.PruneMethod / QuantizeMode by value (the generator cannot load the DSL assembly).
-        private static readonly string[] Methods = { "L1Unstructured", "RandomUnstructured", "LnStructured", "RandomStructured", "GlobalL1Unstructured", "Structured" };
-        private static readonly string[] Modes = { "DynamicInt8", "WeightOnlyInt8", "Float16" };
 
         /// <summary>Layers a structured cut passes through unchanged on its way to the consumer.</summary>
         private static readonly LayerKind[] PassThrough =
@@ -45,27 +42,22 @@ namespace ModelDsl.Generators.Parsing
 
             foreach (var attribute in attributes)
             {
-                var reader = LayerAttributeReader.For(attribute);
+                var args = new PlanArguments(attribute, report, failed: () => ok = false);
+                var reader = args.Reader;
                 if (attribute.AttributeConstructor is null) { ok = false; continue; } // the compiler reports it
-                void Fail(DiagnosticDescriptor d, string? argument, params string[] args)
-                {
-                    report(d, reader.ArgumentLocation(argument), args);
-                    ok = false;
-                }
                 if (!hasTrain)
                 {
-                    Fail(DiagnosticDescriptors.PassWithoutTrain, null, attribute.AttributeClass?.Name.Replace("Attribute", "") ?? "Prune");
+                    args.Fail(DiagnosticDescriptors.PassWithoutTrain, null, attribute.AttributeClass?.Name.Replace("Attribute", "") ?? "Prune");
                     continue;
                 }
 
                 string name = attribute.AttributeClass?.ToDisplayString() ?? "";
                 var values = LayerAttributeReader.Arguments(attribute);
-                T Get<T>(string key, T fallback) => values.TryGetValue(key, out var c) && c.Value is T v ? v : fallback;
 
                 if (name == QuantizeAttributeName)
                 {
-                    string? mode = Name(Modes, Get("mode", 0));
-                    if (mode is null) { Fail(DiagnosticDescriptors.InvalidPassSetting, "mode", $"(QuantizeMode){Get("mode", 0)} is not a QuantizeMode"); continue; }
+                    string? mode = args.Enum("mode", "DynamicInt8", DiagnosticDescriptors.InvalidPassSetting);
+                    if (mode is null) continue;
                     if (!layers.Any(l => l.Kind is LayerKind.Linear or LayerKind.TransformerBlock))
                         report(DiagnosticDescriptors.NothingToQuantize, reader.ArgumentLocation(null), new[] { mode });
                     quantized = true;
@@ -76,26 +68,26 @@ namespace ModelDsl.Generators.Parsing
                 // [Prune]
                 if (quantized)
                 {
-                    Fail(DiagnosticDescriptors.PruneAfterQuantize, null);
+                    args.Fail(DiagnosticDescriptors.PruneAfterQuantize, null);
                     continue;
                 }
-                string? method = Name(Methods, Get("method", 0));
+                string? method = args.Enum("method", "L1Unstructured", DiagnosticDescriptors.InvalidPassSetting);
                 bool isCount = attribute.AttributeConstructor.Parameters.Length > 1 && attribute.AttributeConstructor.Parameters[1].Type.SpecialType == SpecialType.System_Int32;
                 string amountArgument = isCount ? "count" : "amount";
-                double amount = isCount ? Get(amountArgument, 0) : Get(amountArgument, 0.0);
-                double n = Get("N", 2.0);
-                int dim = Get("Dim", -1);
-                int fineTune = Get("FineTuneEpochs", 0);
+                double amount = isCount ? args.Get(amountArgument, 0) : args.Get(amountArgument, 0.0);
+                double n = args.Get("N", 2.0);
+                int dim = args.Get("Dim", -1);
+                int fineTune = args.Get("FineTuneEpochs", 0);
                 var targets = values.TryGetValue("Targets", out var t) && t.Kind == TypedConstantKind.Array && !t.IsNull
                     ? t.Values.Select(v => v.Value as string ?? "").ToArray()
                     : Array.Empty<string>();
 
-                if (method is null) { Fail(DiagnosticDescriptors.InvalidPassSetting, "method", $"(PruneMethod){Get("method", 0)} is not a PruneMethod"); continue; }
-                if (fineTune < 0) Fail(DiagnosticDescriptors.InvalidPassSetting, "FineTuneEpochs", $"FineTuneEpochs is {fineTune}; it must be 0 or more");
-                if (!(n > 0)) Fail(DiagnosticDescriptors.InvalidPassSetting, "N", $"N is {Num(n)}; the norm's order must be positive (1, 2, or double.PositiveInfinity)");
+                if (method is null) continue;
+                if (fineTune < 0) args.Fail(DiagnosticDescriptors.InvalidPassSetting, "FineTuneEpochs", $"FineTuneEpochs is {fineTune}; it must be 0 or more");
+                if (!(n > 0)) args.Fail(DiagnosticDescriptors.InvalidPassSetting, "N", $"N is {Num(n)}; the norm's order must be positive (1, 2, or double.PositiveInfinity)");
                 if (targets.Length == 0)
                 {
-                    Fail(DiagnosticDescriptors.PruneWithoutTargets, "Targets", method);
+                    args.Fail(DiagnosticDescriptors.PruneWithoutTargets, "Targets", method);
                     continue;
                 }
 
@@ -103,7 +95,7 @@ namespace ModelDsl.Generators.Parsing
                 if (isCount ? amount < 0 : !(amount >= 0 && amount <= 1))
                 {
                     // The IDE fix clamps to the nearest bound: 0 for a negative amount, 1.0 for a fraction above 1.
-                    Fail(DiagnosticDescriptors.AmountOutOfRange, amountArgument, FixValue.Append(new[] { isCount
+                    args.Fail(DiagnosticDescriptors.AmountOutOfRange, amountArgument, FixValue.Append(new[] { isCount
                         ? $"the count {Num(amount)} is negative"
                         : $"the fraction {Num(amount)} is outside [0, 1] (an int gives a count)" },
                         isCount ? "0" : amount > 1 ? "1.0" : "0.0"));
@@ -116,25 +108,25 @@ namespace ModelDsl.Generators.Parsing
                 {
                     if (!current.TryGetValue(target, out var layer))
                     {
-                        Fail(DiagnosticDescriptors.PruneTargetInvalid, "Targets", target, $"is not a layer of the model (its layers: {string.Join(", ", layers.Select(l => l.MemberName))})");
+                        args.Fail(DiagnosticDescriptors.PruneTargetInvalid, "Targets", target, $"is not a layer of the model (its layers: {string.Join(", ", layers.Select(l => l.MemberName))})");
                         continue;
                     }
                     int rank = WeightRank(layer.Kind);
                     if (rank == 0)
                     {
-                        Fail(DiagnosticDescriptors.PruneTargetInvalid, "Targets", target, $"is a {layer.KindName}, which has no weight to prune");
+                        args.Fail(DiagnosticDescriptors.PruneTargetInvalid, "Targets", target, $"is a {layer.KindName}, which has no weight to prune");
                         continue;
                     }
                     long weights = WeightCount(layer);
                     globalWeights += weights;
                     if (method is "LnStructured" or "RandomStructured" && (dim < -rank || dim >= rank))
                     {
-                        Fail(DiagnosticDescriptors.PruneDimOutOfRange, "Dim", Int(dim), target, layer.KindName, Int(rank));
+                        args.Fail(DiagnosticDescriptors.PruneDimOutOfRange, "Dim", Int(dim), target, layer.KindName, Int(rank));
                         continue;
                     }
                     if (structuredMethod && rank < 2)
                     {
-                        Fail(DiagnosticDescriptors.PruneTargetInvalid, "Targets", target, $"is a {layer.KindName}, whose weight has one dimension: structured pruning needs at least two");
+                        args.Fail(DiagnosticDescriptors.PruneTargetInvalid, "Targets", target, $"is a {layer.KindName}, whose weight has one dimension: structured pruning needs at least two");
                         continue;
                     }
                     long units = method switch
@@ -145,18 +137,18 @@ namespace ModelDsl.Generators.Parsing
                     };
                     if (amountOk && isCount && method != "GlobalL1Unstructured" && amount > units)
                     {
-                        Fail(DiagnosticDescriptors.AmountOutOfRange, amountArgument, FixValue.Append(new[] {
+                        args.Fail(DiagnosticDescriptors.AmountOutOfRange, amountArgument, FixValue.Append(new[] {
                             $"the count {Num(amount)} exceeds what '{target}' has to prune ({Int(units)} {(structuredMethod ? "channels" : "weights")})" }, Int(units)));
                         amountOk = false;
                     }
                     if (method == "Structured" && ok)
                     {
                         var error = Shrink(layers, current, outs, target, isCount ? (long)amount : RoundHalfEven(amount * units), userForward);
-                        if (error is not null) Fail(DiagnosticDescriptors.StructuredCannotRewrite, "Targets", target, error);
+                        if (error is not null) args.Fail(DiagnosticDescriptors.StructuredCannotRewrite, "Targets", target, error);
                     }
                 }
                 if (amountOk && isCount && method == "GlobalL1Unstructured" && amount > globalWeights)
-                    Fail(DiagnosticDescriptors.AmountOutOfRange, amountArgument, FixValue.Append(new[] { $"the count {Num(amount)} exceeds the targets' {Int(globalWeights)} weights" }, Int(globalWeights)));
+                    args.Fail(DiagnosticDescriptors.AmountOutOfRange, amountArgument, FixValue.Append(new[] { $"the count {Num(amount)} exceeds the targets' {Int(globalWeights)} weights" }, Int(globalWeights)));
 
                 passes.Add(new PassSpec("Prune", method, amount, isCount, targets.ToEquatableArray(), n, dim, fineTune));
             }
@@ -248,8 +240,5 @@ namespace ModelDsl.Generators.Parsing
         /// <summary>Python's round(): half to even, on the double product (as torch.nn.utils.prune does).</summary>
         internal static long RoundHalfEven(double value) => (long)Math.Round(value, MidpointRounding.ToEven);
 
-        private static string? Name(string[] names, int value) => value >= 0 && value < names.Length ? names[value] : null;
-        private static string Num(double d) => d.ToString("R", CultureInfo.InvariantCulture);
-        private static string Int(long i) => i.ToString(CultureInfo.InvariantCulture);
     }
 }

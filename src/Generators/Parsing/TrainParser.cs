@@ -5,6 +5,7 @@ using System.Linq;
 using Microsoft.CodeAnalysis;
 using ModelDsl.Generators.Diagnostics;
 using ModelDsl.Generators.Model;
+using static ModelDsl.Generators.Parsing.PlanArguments;
 using ModelDsl.Shapes;
 
 namespace ModelDsl.Generators.Parsing
@@ -15,12 +16,6 @@ namespace ModelDsl.Generators.Parsing
         internal const string TrainAttributeName = "ModelDsl.TrainAttribute";
         private const string TrainingHostName = "ModelDsl.Runtime.Training.TrainingHost";
 
-        // ModelDsl.Loss / Optimizer / Schedule by value (the generator cannot load the DSL assembly).
-        private static readonly string[] Losses = LossRules.Losses;
-        private static readonly string[] Optimizers = { "SGD", "Adam", "AdamW" };
-        private static readonly string[] Schedules = { "Constant", "Step", "Cosine" };
-        private static readonly string[] ScheduleIntervals = { "Epoch", "Step" };
-
         /// <summary>
         /// Checks the plan. <paramref name="output"/> is null when the model's output is unknown at compile time
         /// (its own forward), in which case the loss is not checked against it; <paramref name="outputIsInteger"/> says
@@ -30,7 +25,8 @@ namespace ModelDsl.Generators.Parsing
             Dim[]? output, bool outputIsInteger, string? lastLayerKind, Action<DiagnosticDescriptor, Location?, string[]> report,
             long maxPositions = long.MaxValue)
         {
-            var reader = LayerAttributeReader.For(attribute);
+            var args = new PlanArguments(attribute, report);
+            var reader = args.Reader;
             var attributeLocation = reader.ArgumentLocation(null);
             if (attribute.AttributeConstructor is null) return null; // the compiler reports the bad arguments
 
@@ -40,92 +36,79 @@ namespace ModelDsl.Generators.Parsing
                 return null;
             }
 
-            var values = LayerAttributeReader.Arguments(attribute);
+            bool ok = true; // problems reported outside args.Fail
 
-            T Get<T>(string name, T fallback) => values.TryGetValue(name, out var c) && c.Value is T v ? v : fallback;
-            string Num(double d) => d.ToString("R", CultureInfo.InvariantCulture);
-            bool ok = true;
-            void Fail(DiagnosticDescriptor d, string argument, params string[] args)
-            {
-                report(d, reader.ArgumentLocation(argument), args);
-                ok = false;
-            }
+            string? loss = args.Enum("loss", "CrossEntropy", DiagnosticDescriptors.InvalidTrainingSetting);
+            string? optimizer = args.Enum("optimizer", "SGD", DiagnosticDescriptors.InvalidTrainingSetting);
+            string? schedule = args.Enum("Schedule", "Constant", DiagnosticDescriptors.InvalidTrainingSetting);
 
-            string? loss = Name(Losses, Get("loss", 0));
-            string? optimizer = Name(Optimizers, Get("optimizer", 0));
-            string? schedule = Name(Schedules, Get("Schedule", 0));
-            if (loss is null) Fail(DiagnosticDescriptors.InvalidTrainingSetting, "loss", $"(Loss){Get("loss", 0)} is not a Loss");
-            if (optimizer is null) Fail(DiagnosticDescriptors.InvalidTrainingSetting, "optimizer", $"(Optimizer){Get("optimizer", 0)} is not an Optimizer");
-            if (schedule is null) Fail(DiagnosticDescriptors.InvalidTrainingSetting, "Schedule", $"(Schedule){Get("Schedule", 0)} is not a Schedule");
+            double lr = args.Get("LearningRate", 1e-3);
+            if (!(lr > 0) || double.IsInfinity(lr)) args.Fail(DiagnosticDescriptors.InvalidLearningRate, "LearningRate", Num(lr));
+            int epochs = args.Get("Epochs", 10);
+            if (epochs < 1) args.Fail(DiagnosticDescriptors.InvalidEpochs, "Epochs", epochs.ToString(CultureInfo.InvariantCulture));
+            int batch = args.Get("BatchSize", 64);
+            if (batch < 1) args.Fail(DiagnosticDescriptors.InvalidBatchSize, "BatchSize", batch.ToString(CultureInfo.InvariantCulture));
 
-            double lr = Get("LearningRate", 1e-3);
-            if (!(lr > 0) || double.IsInfinity(lr)) Fail(DiagnosticDescriptors.InvalidLearningRate, "LearningRate", Num(lr));
-            int epochs = Get("Epochs", 10);
-            if (epochs < 1) Fail(DiagnosticDescriptors.InvalidEpochs, "Epochs", epochs.ToString(CultureInfo.InvariantCulture));
-            int batch = Get("BatchSize", 64);
-            if (batch < 1) Fail(DiagnosticDescriptors.InvalidBatchSize, "BatchSize", batch.ToString(CultureInfo.InvariantCulture));
-
-            double weightDecay = Get("WeightDecay", double.NaN);
-            double momentum = Get("Momentum", 0.0);
-            bool nesterov = Get("Nesterov", false);
+            double weightDecay = args.Get("WeightDecay", double.NaN);
+            double momentum = args.Get("Momentum", 0.0);
+            bool nesterov = args.Get("Nesterov", false);
             if (weightDecay < 0 || double.IsInfinity(weightDecay))
-                Fail(DiagnosticDescriptors.InvalidOptimizerSetting, "WeightDecay", $"WeightDecay is {Num(weightDecay)}; it must be 0 or more");
+                args.Fail(DiagnosticDescriptors.InvalidOptimizerSetting, "WeightDecay", $"WeightDecay is {Num(weightDecay)}; it must be 0 or more");
             if (!(momentum >= 0 && momentum < 1))
-                Fail(DiagnosticDescriptors.InvalidOptimizerSetting, "Momentum", $"Momentum is {Num(momentum)}; it must be in [0, 1)");
+                args.Fail(DiagnosticDescriptors.InvalidOptimizerSetting, "Momentum", $"Momentum is {Num(momentum)}; it must be in [0, 1)");
             else if (momentum > 0 && optimizer is not null and not "SGD")
-                Fail(DiagnosticDescriptors.InvalidOptimizerSetting, "Momentum", $"Momentum applies to SGD; {optimizer} keeps its own moment estimates (betas)");
+                args.Fail(DiagnosticDescriptors.InvalidOptimizerSetting, "Momentum", $"Momentum applies to SGD; {optimizer} keeps its own moment estimates (betas)");
             if (nesterov && optimizer is not null and not "SGD")
-                Fail(DiagnosticDescriptors.InvalidOptimizerSetting, "Nesterov", $"Nesterov applies to SGD, not {optimizer}");
+                args.Fail(DiagnosticDescriptors.InvalidOptimizerSetting, "Nesterov", $"Nesterov applies to SGD, not {optimizer}");
             else if (nesterov && !(momentum > 0))
-                Fail(DiagnosticDescriptors.InvalidOptimizerSetting, "Nesterov", "Nesterov momentum requires a momentum > 0 (as in PyTorch)");
+                args.Fail(DiagnosticDescriptors.InvalidOptimizerSetting, "Nesterov", "Nesterov momentum requires a momentum > 0 (as in PyTorch)");
 
-            double warmup = Get("WarmupEpochs", 0.0);
-            int stepSize = Get("StepSize", 10);
-            double gamma = Get("Gamma", 0.1);
+            double warmup = args.Get("WarmupEpochs", 0.0);
+            int stepSize = args.Get("StepSize", 10);
+            double gamma = args.Get("Gamma", 0.1);
             if (!(warmup >= 0) || double.IsInfinity(warmup) || (epochs >= 1 && warmup >= epochs && warmup > 0))
-                Fail(DiagnosticDescriptors.InvalidSchedule, "WarmupEpochs", $"WarmupEpochs is {Num(warmup)}; it must be 0 or more and less than Epochs ({epochs})");
+                args.Fail(DiagnosticDescriptors.InvalidSchedule, "WarmupEpochs", $"WarmupEpochs is {Num(warmup)}; it must be 0 or more and less than Epochs ({epochs})");
             else if (warmup > 0 && schedule is not null and not "Cosine")
-                Fail(DiagnosticDescriptors.InvalidSchedule, "WarmupEpochs", $"WarmupEpochs applies to Schedule.Cosine, not Schedule.{schedule}");
-            else if (warmup != Math.Floor(warmup) && Get("ScheduleInterval", 0) != 1)
-                Fail(DiagnosticDescriptors.InvalidSchedule, "WarmupEpochs", $"WarmupEpochs = {Num(warmup)} is a fraction of an epoch; that needs ScheduleInterval = ScheduleInterval.Step (the rate changes every step)");
+                args.Fail(DiagnosticDescriptors.InvalidSchedule, "WarmupEpochs", $"WarmupEpochs applies to Schedule.Cosine, not Schedule.{schedule}");
+            else if (warmup != Math.Floor(warmup) && args.Get("ScheduleInterval", 0) != 1)
+                args.Fail(DiagnosticDescriptors.InvalidSchedule, "WarmupEpochs", $"WarmupEpochs = {Num(warmup)} is a fraction of an epoch; that needs ScheduleInterval = ScheduleInterval.Step (the rate changes every step)");
             if (stepSize < 1)
-                Fail(DiagnosticDescriptors.InvalidSchedule, "StepSize", $"StepSize is {stepSize}; it must be at least 1 epoch");
+                args.Fail(DiagnosticDescriptors.InvalidSchedule, "StepSize", $"StepSize is {stepSize}; it must be at least 1 epoch");
             if (!(gamma > 0 && gamma <= 1))
-                Fail(DiagnosticDescriptors.InvalidSchedule, "Gamma", $"Gamma is {Num(gamma)}; it must be in (0, 1]");
+                args.Fail(DiagnosticDescriptors.InvalidSchedule, "Gamma", $"Gamma is {Num(gamma)}; it must be in (0, 1]");
 
-            double clip = Get("GradientClipNorm", 0.0);
+            double clip = args.Get("GradientClipNorm", 0.0);
             if (!(clip >= 0) || double.IsInfinity(clip))
-                Fail(DiagnosticDescriptors.InvalidTrainingSetting, "GradientClipNorm", $"GradientClipNorm is {Num(clip)}; use a positive norm, or 0 for no clipping");
-            double validation = Get("ValidationFraction", 0.1);
+                args.Fail(DiagnosticDescriptors.InvalidTrainingSetting, "GradientClipNorm", $"GradientClipNorm is {Num(clip)}; use a positive norm, or 0 for no clipping");
+            double validation = args.Get("ValidationFraction", 0.1);
             if (!(validation >= 0 && validation < 1))
-                Fail(DiagnosticDescriptors.InvalidTrainingSetting, "ValidationFraction", $"ValidationFraction is {Num(validation)}; it must be in [0, 1)");
+                args.Fail(DiagnosticDescriptors.InvalidTrainingSetting, "ValidationFraction", $"ValidationFraction is {Num(validation)}; it must be in [0, 1)");
 
-            int patience = Get("EarlyStoppingPatience", 0);
+            int patience = args.Get("EarlyStoppingPatience", 0);
             if (patience < 0)
-                Fail(DiagnosticDescriptors.InvalidTrainingSetting, "EarlyStoppingPatience", $"EarlyStoppingPatience is {patience}; use a number of epochs, or 0 for no early stopping");
+                args.Fail(DiagnosticDescriptors.InvalidTrainingSetting, "EarlyStoppingPatience", $"EarlyStoppingPatience is {patience}; use a number of epochs, or 0 for no early stopping");
             else if (patience > 0 && validation == 0)
-                Fail(DiagnosticDescriptors.InvalidTrainingSetting, "EarlyStoppingPatience", "EarlyStoppingPatience watches the validation loss, but ValidationFraction is 0; hold out some data for validation");
+                args.Fail(DiagnosticDescriptors.InvalidTrainingSetting, "EarlyStoppingPatience", "EarlyStoppingPatience watches the validation loss, but ValidationFraction is 0; hold out some data for validation");
 
-            double featureScale = Get("FeatureScale", 1.0);
+            double featureScale = args.Get("FeatureScale", 1.0);
             if (!(featureScale > 0) || double.IsInfinity(featureScale))
-                Fail(DiagnosticDescriptors.InvalidTrainingSetting, "FeatureScale", $"FeatureScale is {Num(featureScale)}; it must be a positive number");
+                args.Fail(DiagnosticDescriptors.InvalidTrainingSetting, "FeatureScale", $"FeatureScale is {Num(featureScale)}; it must be a positive number");
 
-            string? interval = Name(ScheduleIntervals, Get("ScheduleInterval", 0));
-            if (interval is null) Fail(DiagnosticDescriptors.InvalidTrainingSetting, "ScheduleInterval", $"(ScheduleInterval){Get("ScheduleInterval", 0)} is not a ScheduleInterval");
+            string? interval = args.Enum("ScheduleInterval", "Epoch", DiagnosticDescriptors.InvalidTrainingSetting);
 
             // A language model: token ids (B, T) in, next-token scores (B, T, V) out. It trains on a text file with a
             // target per position, in windows of T characters (SequenceLength binds a symbolic T).
             bool language = inputIsInteger && input is { Length: 2 } && output is { Length: 3 } && output[0].Equals(input[0]) && output[1].Equals(input[1]);
-            int sequenceLength = Get("SequenceLength", 0);
+            int sequenceLength = args.Get("SequenceLength", 0);
             if (sequenceLength < 0)
-                Fail(DiagnosticDescriptors.InvalidTrainingSetting, "SequenceLength", $"SequenceLength is {sequenceLength}; it must be a positive window length, or 0 to take T from the input");
+                args.Fail(DiagnosticDescriptors.InvalidTrainingSetting, "SequenceLength", $"SequenceLength is {sequenceLength}; it must be a positive window length, or 0 to take T from the input");
             else if (sequenceLength > 0 && !language && output is not null)
-                Fail(DiagnosticDescriptors.InvalidTrainingSetting, "SequenceLength",
+                args.Fail(DiagnosticDescriptors.InvalidTrainingSetting, "SequenceLength",
                     $"SequenceLength applies to a language model, token ids (B, T) in and scores (B, T, V) out; model '{modelName}' maps {(input is null ? "?" : ShapeText.Format(input))} to {ShapeText.Format(output)}");
             else if (sequenceLength > 0 && language && input![1].IsConcrete && input[1].Size != sequenceLength)
-                Fail(DiagnosticDescriptors.InvalidTrainingSetting, "SequenceLength", $"SequenceLength = {sequenceLength} disagrees with the input's T = {input[1].Size}; drop it, or make T symbolic");
+                args.Fail(DiagnosticDescriptors.InvalidTrainingSetting, "SequenceLength", $"SequenceLength = {sequenceLength} disagrees with the input's T = {input[1].Size}; drop it, or make T symbolic");
             else if (sequenceLength > maxPositions)
-                Fail(DiagnosticDescriptors.SequenceTooLong, "SequenceLength", modelName, $"SequenceLength = {sequenceLength} is longer than the positional table (maxLength = {maxPositions})");
+                args.Fail(DiagnosticDescriptors.SequenceTooLong, "SequenceLength", modelName, $"SequenceLength = {sequenceLength} is longer than the positional table (maxLength = {maxPositions})");
 
             var sample = new List<long>();
             if (input is not null && language && sequenceLength > 0 && !input[1].IsConcrete)
@@ -152,17 +135,17 @@ namespace ModelDsl.Generators.Parsing
             {
                 string? problem = language ? LossRules.PerPositionProblem(loss, output) : LossRules.Problem(loss, output, input[0], outputIsInteger);
                 if (problem is not null)
-                    Fail(DiagnosticDescriptors.LossDoesNotFitOutput, "loss", loss, ShapeText.Format(output), modelName, problem);
+                    args.Fail(DiagnosticDescriptors.LossDoesNotFitOutput, "loss", loss, ShapeText.Format(output), modelName, problem);
                 string? mismatch = ActivationMismatch(loss, lastLayerKind);
                 if (mismatch is not null)
                     report(DiagnosticDescriptors.LossActivationMismatch, reader.ArgumentLocation("loss"), new[] { loss, lastLayerKind!, mismatch });
             }
 
-            if (!ok || loss is null || optimizer is null || schedule is null || interval is null) return null;
+            if (!ok || !args.Ok || loss is null || optimizer is null || schedule is null || interval is null) return null;
             // The classes are dimension 1 of (B, C), or the vocabulary V of a language model's (B, T, V).
             int classDim = language ? 2 : 1;
-            return new TrainSpec(loss, optimizer, lr, weightDecay, momentum, nesterov, epochs, batch, Get("Seed", 0L), schedule,
-                warmup, stepSize, gamma, clip, Get("Data", ""), Get("TestData", ""), validation, featureScale, sample.ToEquatableArray(), inputIsInteger,
+            return new TrainSpec(loss, optimizer, lr, weightDecay, momentum, nesterov, epochs, batch, args.Get("Seed", 0L), schedule,
+                warmup, stepSize, gamma, clip, args.Get("Data", ""), args.Get("TestData", ""), validation, featureScale, sample.ToEquatableArray(), inputIsInteger,
                 loss is "CrossEntropy" or "NLL" && output is { } o && o.Length > classDim && o[classDim].IsConcrete && o[classDim].Size <= int.MaxValue ? (int)o[classDim].Size : 0,
                 patience, language, interval);
         }
@@ -176,7 +159,5 @@ namespace ModelDsl.Generators.Parsing
             ("BCEWithLogits", "Sigmoid") => "BCEWithLogits applies the sigmoid itself, so it is applied twice; drop the [Sigmoid] layer",
             _ => null,
         };
-
-        private static string? Name(string[] names, int value) => value >= 0 && value < names.Length ? names[value] : null;
     }
 }
