@@ -33,10 +33,15 @@ namespace ModelDsl.Generators.Parsing
         private INamedTypeSymbol? _cycleTarget;
         private string _cycleChain = "";
 
-        private ModelParser(ImmutableStack<INamedTypeSymbol> path, CancellationToken cancellation)
+        // Composed models already parsed in this run, shared by the whole tree: a model used by several layers (or
+        // several composed models) is parsed once. Only cycle-free results are kept (a cycle's report depends on the path).
+        private readonly Dictionary<INamedTypeSymbol, Parsed?> _composed;
+
+        private ModelParser(ImmutableStack<INamedTypeSymbol> path, CancellationToken cancellation, Dictionary<INamedTypeSymbol, Parsed?>? composed = null)
         {
             _path = path;
             _cancellation = cancellation;
+            _composed = composed ?? new Dictionary<INamedTypeSymbol, Parsed?>(SymbolEqualityComparer.Default);
         }
 
         /// <summary>Entry point from the pipeline. Never throws: an unexpected failure becomes no output.</summary>
@@ -500,22 +505,27 @@ namespace ModelDsl.Generators.Parsing
                 return layer;
             }
 
-            // Parse the composed model for its shapes only; its own diagnostics are reported where it is declared.
-            var inner = new ModelParser(_path.Push(sub), _cancellation);
-            var subAttribute = sub.GetAttributes().FirstOrDefault(a => a.AttributeClass?.ToDisplayString() == ModelAttributeName);
-            var parsed = inner.ParseModel(sub, subAttribute, compilation, reportDiagnostics: false);
-            if (inner._cycleTarget is not null)
+            // Parse the composed model for its shapes only (once per run); its own diagnostics are reported where it
+            // is declared.
+            if (!_composed.TryGetValue(sub, out var parsed))
             {
-                // A -> B -> A: report on A's member when compiling A (and on B's when compiling B), not on models
-                // that merely contain such a pair.
-                var root = _path.Reverse().First();
-                if (SymbolEqualityComparer.Default.Equals(inner._cycleTarget, root))
-                    report(DiagnosticDescriptors.ModelContainsItself, location, new[] { member.Name, root.Name, inner._cycleChain });
-                _cycleTarget ??= inner._cycleTarget;
-                if (_cycleChain.Length == 0) _cycleChain = inner._cycleChain;
-                hasErrors = true;
-                layer.Broken = true;
-                return layer;
+                var inner = new ModelParser(_path.Push(sub), _cancellation, _composed);
+                var subAttribute = sub.GetAttributes().FirstOrDefault(a => a.AttributeClass?.ToDisplayString() == ModelAttributeName);
+                parsed = inner.ParseModel(sub, subAttribute, compilation, reportDiagnostics: false);
+                if (inner._cycleTarget is not null)
+                {
+                    // A -> B -> A: report on A's member when compiling A (and on B's when compiling B), not on models
+                    // that merely contain such a pair.
+                    var root = _path.Reverse().First();
+                    if (SymbolEqualityComparer.Default.Equals(inner._cycleTarget, root))
+                        report(DiagnosticDescriptors.ModelContainsItself, location, new[] { member.Name, root.Name, inner._cycleChain });
+                    _cycleTarget ??= inner._cycleTarget;
+                    if (_cycleChain.Length == 0) _cycleChain = inner._cycleChain;
+                    hasErrors = true;
+                    layer.Broken = true;
+                    return layer;
+                }
+                _composed[sub] = parsed;
             }
             if (parsed is null || (parsed.Spec.HasErrors && !parsed.Spec.HasUserForward))
             {
