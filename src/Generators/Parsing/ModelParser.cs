@@ -73,6 +73,85 @@ namespace ModelDsl.Generators.Parsing
             var attributeLocation = modelAttribute?.ApplicationSyntaxReference?.GetSyntax(_cancellation).GetLocation();
             var identifierLocation = type.Locations.FirstOrDefault();
 
+            if (ReadDeclaration(type, modelAttribute, compilation, attributeLocation, identifierLocation, ref report) is not { } declaration)
+                return null;
+            var input = declaration.Input;
+            bool inputIsInteger = declaration.InputIsInteger, userForward = declaration.UserForward, hasErrors = declaration.HasErrors;
+
+            var layers = ReadLayers(type, compilation, report, ref hasErrors);
+            if (layers.Count == 0 && !hasErrors && !userForward)
+                report(DiagnosticDescriptors.NoLayers, identifierLocation, new[] { type.Name });
+
+            var trees = layers.Select(l => l.Tree).Where(t => t is not null).Distinct().ToArray();
+            if (trees.Length > 1)
+                report(DiagnosticDescriptors.LayersAcrossFiles, attributeLocation,
+                    new[] { type.Name, string.Join(", ", trees.Select(t => System.IO.Path.GetFileName(t!.FilePath))) });
+
+            var shapes = InferShapes(type.Name, layers, userForward ? null : input, inputIsInteger, userForward, hasErrors || input is null, report);
+            var specs = shapes.Layers;
+            var current = shapes.Output;
+            bool currentIsInteger = shapes.OutputIsInteger;
+            bool shapesFailed = shapes.Failed;
+            long total = shapes.Parameters;
+
+            bool outputKnown = !shapesFailed && !userForward && current is not null;
+
+            var plans = reportDiagnostics && !hasErrors
+                ? ParsePlans(type, compilation, specs, input, inputIsInteger, outputKnown ? current : null, currentIsInteger, userForward, shapesFailed, report)
+                : new Plans { HasTrain = reportDiagnostics && HasAttribute(type, TrainParser.TrainAttributeName), ParametersAfter = specs.Sum(l => l.Parameters) };
+            var spec = new ModelSpec(
+                type.ContainingNamespace is { IsGlobalNamespace: false } ns ? ns.ToDisplayString() : null,
+                declaration.Containing.ToEquatableArray(),
+                type.Name,
+                AccessibilityText(type.DeclaredAccessibility),
+                input is null ? declaration.InputText : ShapeText.Format(input),
+                declaration.InputType.Length == 0 ? "Float32" : declaration.InputType,
+                userForward,
+                shapesFailed,
+                outputKnown ? ShapeText.Format(current!) : "?",
+                specs.ToEquatableArray(),
+                plans.Train,
+                plans.HasTrain,
+                plans.Parallel,
+                plans.Passes,
+                plans.ParametersAfter,
+                reportDiagnostics && (hasErrors || shapesFailed) ? UnimplementedPartialProperties(type, declaration.StubsOnly ? new List<LayerSpec>() : specs) : EquatableArray<PartialStub>.Empty,
+                declaration.StubsOnly);
+
+            return new Parsed
+            {
+                Spec = spec,
+                Input = input ?? Array.Empty<Dim>(),
+                InputIsInteger = inputIsInteger,
+                Output = outputKnown ? current : null,
+                Parameters = total,
+            };
+        }
+
+        /// <summary>What the class declaration and its [Model] attribute say, before any layer is read.</summary>
+        private sealed class Declaration
+        {
+            public List<ContainingType> Containing = new();
+            public string InputText = "";
+            /// <summary>Null when the input shape does not parse.</summary>
+            public Dim[]? Input;
+            public string InputType = "";
+            public bool InputIsInteger;
+            public bool UserForward;
+            /// <summary>Another base class: implement the partial properties alone.</summary>
+            public bool StubsOnly;
+            public bool HasErrors;
+        }
+
+        /// <summary>
+        /// Checks the class (partial, a class, not generic, its containers partial, its base) and reads [Model]'s input
+        /// and the forward methods. Null when nothing can be generated; <paramref name="report"/> becomes silent for a
+        /// class that is not partial (the compiler's one complaint is then CS0260).
+        /// </summary>
+        private Declaration? ReadDeclaration(INamedTypeSymbol type, AttributeData? modelAttribute, Compilation compilation,
+            Location? attributeLocation, Location? identifierLocation, ref Action<DiagnosticDescriptor, Location?, string[]> report)
+        {
+
             if (compilation.GetTypeByMetadataName("TorchSharp.torch") is null)
             {
                 report(DiagnosticDescriptors.TorchSharpMissing, attributeLocation, new[] { type.Name });
@@ -173,23 +252,83 @@ namespace ModelDsl.Generators.Parsing
             else if (userForward)
                 report(DiagnosticDescriptors.UserForwardUnchecked, identifierLocation, new[] { type.Name });
 
-            var layers = ReadLayers(type, compilation, report, ref hasErrors);
-            if (layers.Count == 0 && !hasErrors && !userForward)
-                report(DiagnosticDescriptors.NoLayers, identifierLocation, new[] { type.Name });
+            return new Declaration
+            {
+                Containing = containing, InputText = inputText, Input = input, InputType = inputType, InputIsInteger = inputIsInteger,
+                UserForward = userForward, StubsOnly = stubsOnly, HasErrors = hasErrors,
+            };
+        }
 
-            var trees = layers.Select(l => l.Tree).Where(t => t is not null).Distinct().ToArray();
-            if (trees.Length > 1)
-                report(DiagnosticDescriptors.LayersAcrossFiles, attributeLocation,
-                    new[] { type.Name, string.Join(", ", trees.Select(t => System.IO.Path.GetFileName(t!.FilePath))) });
+        /// <summary>The model's plans: [Train], [Parallel] and the optimisation passes, each checked against the layers.</summary>
+        private sealed class Plans
+        {
+            public TrainSpec? Train;
+            public bool HasTrain;
+            public ParallelSpec? Parallel;
+            public EquatableArray<PassSpec> Passes = EquatableArray<PassSpec>.Empty;
+            public long ParametersAfter;
+        }
 
-            // Shapes: run each layer's rule on the previous layer's output. The first error stops inference, so one
-            // mistake gives one diagnostic rather than a cascade.
+        /// <summary>
+        /// Reads the plan attributes of the model being compiled (composed models' plans are theirs to check).
+        /// <paramref name="output"/> is null when unknown at compile time; the passes need every shape.
+        /// </summary>
+        private static Plans ParsePlans(INamedTypeSymbol type, Compilation compilation, List<LayerSpec> specs, Dim[]? input, bool inputIsInteger,
+            Dim[]? output, bool outputIsInteger, bool userForward, bool shapesFailed, Action<DiagnosticDescriptor, Location?, string[]> report)
+        {
+            var attributes = type.GetAttributes();
+            var trainAttribute = attributes.FirstOrDefault(a => a.AttributeClass?.ToDisplayString() == TrainParser.TrainAttributeName);
+            var plans = new Plans { HasTrain = trainAttribute is not null, ParametersAfter = specs.Sum(l => l.Parameters) };
+            if (trainAttribute is not null)
+            {
+                plans.Train = TrainParser.Parse(type.Name, trainAttribute, compilation, input, inputIsInteger,
+                    output, outputIsInteger, specs.Count > 0 ? specs[specs.Count - 1].KindName : null, report,
+                    specs.Where(l => l.Kind == LayerKind.PositionalEmbedding).Select(l => l.Args.Count).DefaultIfEmpty(long.MaxValue).Min());
+            }
+            var parallelAttribute = attributes.FirstOrDefault(a => a.AttributeClass?.ToDisplayString() == ParallelParser.ParallelAttributeName);
+            if (parallelAttribute is not null)
+            {
+                var batchNorms = specs.Where(l => l.Kind is LayerKind.BatchNorm1d or LayerKind.BatchNorm2d).Select(l => l.MemberName).ToArray();
+                plans.Parallel = ParallelParser.Parse(type.Name, parallelAttribute, trainAttribute is not null, batchNorms, report);
+            }
+            var passAttributes = attributes
+                .Where(a => a.AttributeClass?.ToDisplayString() is OptimizationParser.PruneAttributeName or OptimizationParser.QuantizeAttributeName)
+                .OrderBy(a => a.ApplicationSyntaxReference?.Span.Start ?? 0).ToArray();
+            if (passAttributes.Length > 0 && !shapesFailed
+                && OptimizationParser.Parse(passAttributes, specs, userForward, trainAttribute is not null, report) is { } passes)
+                (plans.Passes, plans.ParametersAfter) = passes;
+            return plans;
+        }
+
+        private static bool HasAttribute(INamedTypeSymbol type, string name) =>
+            type.GetAttributes().Any(a => a.AttributeClass?.ToDisplayString() == name);
+
+        /// <summary>The layers' shapes and parameter counts, and the model's output, from inference.</summary>
+        private sealed class Shapes
+        {
+            public List<LayerSpec> Layers = new();
+            /// <summary>Null when unknown at compile time (own forward, a composed model with one, or an error).</summary>
+            public Dim[]? Output;
+            public bool OutputIsInteger;
+            public bool Failed;
+            public long Parameters;
+        }
+
+        /// <summary>
+        /// Runs each layer's shape rule on the previous layer's output (<paramref name="input"/> for the first; null
+        /// when a hand-written forward makes it unknown), then accounts for tied weights. <paramref name="failedBefore"/>:
+        /// the declaration already failed, so nothing is inferred. The first error stops inference, so one mistake
+        /// gives one diagnostic rather than a cascade.
+        /// </summary>
+        private Shapes InferShapes(string modelName, List<RawLayer> layers, Dim[]? input, bool inputIsInteger, bool userForward, bool failedBefore,
+            Action<DiagnosticDescriptor, Location?, string[]> report)
+        {
             var specs = new List<LayerSpec>();
-            Dim[]? current = userForward ? null : input;
+            Dim[]? current = input;
             bool currentIsInteger = inputIsInteger;
-            string? unknownReason = userForward ? $"model '{type.Name}' defines its own forward" : null;
+            string? unknownReason = userForward ? $"model '{modelName}' defines its own forward" : null;
             long total = 0;
-            bool shapesFailed = hasErrors || input is null;
+            bool shapesFailed = failedBefore;
 
             foreach (var layer in layers)
             {
@@ -288,65 +427,7 @@ namespace ModelDsl.Generators.Parsing
                 }
             }
 
-            bool outputKnown = !shapesFailed && !userForward && current is not null;
-
-            TrainSpec? train = null;
-            var trainAttribute = reportDiagnostics
-                ? type.GetAttributes().FirstOrDefault(a => a.AttributeClass?.ToDisplayString() == TrainParser.TrainAttributeName)
-                : null;
-            if (trainAttribute is not null && !hasErrors)
-            {
-                train = TrainParser.Parse(type.Name, trainAttribute, compilation, input, inputIsInteger,
-                    outputKnown ? current : null, currentIsInteger, specs.Count > 0 ? specs[specs.Count - 1].KindName : null, report,
-                    specs.Where(l => l.Kind == LayerKind.PositionalEmbedding).Select(l => l.Args.Count).DefaultIfEmpty(long.MaxValue).Min());
-            }
-            ParallelSpec? parallel = null;
-            var parallelAttribute = reportDiagnostics
-                ? type.GetAttributes().FirstOrDefault(a => a.AttributeClass?.ToDisplayString() == ParallelParser.ParallelAttributeName)
-                : null;
-            if (parallelAttribute is not null && !hasErrors)
-            {
-                var batchNorms = specs.Where(l => l.Kind is LayerKind.BatchNorm1d or LayerKind.BatchNorm2d).Select(l => l.MemberName).ToArray();
-                parallel = ParallelParser.Parse(type.Name, parallelAttribute, trainAttribute is not null, batchNorms, report);
-            }
-            var passes = EquatableArray<PassSpec>.Empty;
-            long parametersAfter = specs.Sum(l => l.Parameters);
-            var passAttributes = reportDiagnostics
-                ? type.GetAttributes().Where(a => a.AttributeClass?.ToDisplayString() is OptimizationParser.PruneAttributeName or OptimizationParser.QuantizeAttributeName)
-                    .OrderBy(a => a.ApplicationSyntaxReference?.Span.Start ?? 0).ToArray()
-                : Array.Empty<AttributeData>();
-            if (passAttributes.Length > 0 && !hasErrors && !shapesFailed)
-            {
-                if (OptimizationParser.Parse(passAttributes, specs, userForward, trainAttribute is not null, report) is { } plan)
-                    (passes, parametersAfter) = plan;
-            }
-            var spec = new ModelSpec(
-                type.ContainingNamespace is { IsGlobalNamespace: false } ns ? ns.ToDisplayString() : null,
-                containing.ToEquatableArray(),
-                type.Name,
-                AccessibilityText(type.DeclaredAccessibility),
-                input is null ? inputText : ShapeText.Format(input),
-                inputType.Length == 0 ? "Float32" : inputType,
-                userForward,
-                shapesFailed,
-                outputKnown ? ShapeText.Format(current!) : "?",
-                specs.ToEquatableArray(),
-                train,
-                trainAttribute is not null,
-                parallel,
-                passes,
-                parametersAfter,
-                reportDiagnostics && (hasErrors || shapesFailed) ? UnimplementedPartialProperties(type, stubsOnly ? new List<LayerSpec>() : specs) : EquatableArray<PartialStub>.Empty,
-                stubsOnly);
-
-            return new Parsed
-            {
-                Spec = spec,
-                Input = input ?? Array.Empty<Dim>(),
-                InputIsInteger = inputIsInteger,
-                Output = outputKnown ? current : null,
-                Parameters = total,
-            };
+            return new Shapes { Layers = specs, Output = current, OutputIsInteger = currentIsInteger, Failed = shapesFailed, Parameters = total };
         }
 
         /// <summary>A layer as read from its member, before shapes.</summary>
