@@ -61,7 +61,7 @@ namespace ModelDsl.Generators.Emit
                 };
                 w.Line($"/// <summary>The declared input {Xml(model.InputText)} ({model.InputType}) and the meaning of the output: {meaning}.</summary>");
                 w.Line(GeneratorInfo.Attribute);
-                w.Line($"public static {Inference}.ModelSignature Signature {{ get; }} = new {Inference}.ModelSignature({ModelEmitter.Literal(model.Name)}, {ModelEmitter.Literal(model.InputText)}, " +
+                w.Line($"public static {Inference}.ModelSignature Signature {{ get; }} = new {Inference}.ModelSignature({CSharpLiterals.String(model.Name)}, {CSharpLiterals.String(model.InputText)}, " +
                        $"inputIsInteger: {(model.InputType == "Int64" ? "true" : "false")}, output: {Inference}.ModelOutput.{output});");
                 w.Line();
                 w.Line("/// <summary>");
@@ -70,7 +70,7 @@ namespace ModelDsl.Generators.Emit
                 w.Line($"/// of another model or shape throws <see cref=\"{Inference}.ModelFileException\"/> naming the first differing parameter.");
                 w.Line("/// </summary>");
                 w.Line(GeneratorInfo.Attribute);
-                w.Line($"public static {model.Name} Load(string path) => {Inference}.ModelLoader.Load(path, static () => new {model.Name}(), {ModelEmitter.Literal(model.Name)});");
+                w.Line($"public static {model.Name} Load(string path) => {Inference}.ModelLoader.Load(path, static () => new {model.Name}(), {CSharpLiterals.String(model.Name)});");
                 w.Line();
                 w.Line("/// <summary>");
                 w.Line(classifier

@@ -269,7 +269,7 @@ namespace ModelDsl.Generators.Emit
             var a = l.Args;
             string N(long v) => v.ToString(CultureInfo.InvariantCulture);
             string B(bool v) => v ? "true" : "false";
-            string D(double v) => LayerAttributeReader.DoubleLiteral(v);
+            string D(double v) => CSharpLiterals.Double(v);
             string P(long h, long w) => $"({N(h)}L, {N(w)}L)";
             return l.Kind switch
             {
@@ -309,24 +309,6 @@ namespace ModelDsl.Generators.Emit
 
         private static string Xml(string text) => text.Replace("\r", " ").Replace("\n", " ").Replace("&", "&amp;").Replace("<", "&lt;").Replace(">", "&gt;");
 
-        internal static string Literal(string text)
-        {
-            var sb = new StringBuilder("\"");
-            foreach (char c in text)
-            {
-                switch (c)
-                {
-                    case '"': sb.Append("\\\""); break;
-                    case '\\': sb.Append("\\\\"); break;
-                    case '\n': sb.Append("\\n"); break;
-                    case '\r': sb.Append("\\r"); break;
-                    default:
-                        if (char.IsControl(c)) sb.Append("\\u").Append(((int)c).ToString("x4", CultureInfo.InvariantCulture));
-                        else sb.Append(c);
-                        break;
-                }
-            }
-            return sb.Append('"').ToString();
-        }
+        private static string Literal(string text) => CSharpLiterals.String(text);
     }
 }

@@ -185,12 +185,5 @@ namespace ModelDsl.Generators.Parsing
 
         private bool? Bool(string name) =>
             _values.TryGetValue(name, out var c) && !c.IsNull && c.Value is bool b ? b : null;
-
-        /// <summary>Formats a double as a C# literal that round-trips.</summary>
-        public static string DoubleLiteral(double value)
-        {
-            string text = value.ToString("R", CultureInfo.InvariantCulture);
-            return text.IndexOfAny(new[] { '.', 'E', 'e' }) >= 0 ? text : text + ".0";
-        }
     }
 }
