@@ -32,6 +32,7 @@ internal static class LocalSgd
                      (2, 0, true, OuterOptimizer.Nesterov), (4, 1, false, OuterOptimizer.Nesterov),
                  })
             MatchesSimulation(group, check, k, warmup, overlap, outer, steps: 2 * StepsPerEpoch);
+        OneRanksNonFiniteLoss_StopsEveryRankAtTheNextRound(group, check);
         return check.Finish("localsgd");
     }
 
@@ -80,6 +81,32 @@ internal static class LocalSgd
         check.That(strategy.Rounds == expectedRounds, $"{name}: {strategy.Rounds} averaging rounds, the simulation {expectedRounds}");
     }
 
+    /// <summary>
+    /// The last rank's loss is NaN at step 5 alone; with SyncEvery 3 the rounds follow steps 1, 4 and 7, so every rank
+    /// goes on without waiting until step 7, where all learn of step 5 and stop together.
+    /// </summary>
+    private static void OneRanksNonFiniteLoss_StopsEveryRankAtTheNextRound(ProcessGroup group, Checker check)
+    {
+        var model = Mlp();
+        using var strategy = new LocalSgdStrategy(group, Plan(3, 0, true, OuterOptimizer.None));
+        strategy.Start(model, 0);
+        var trainingStep = new TrainingStep(model, optim.SGD(model.parameters(), Lr), Loss.MSE, 0, strategy);
+        Divergence? stopped = null;
+        long stoppedAt = 0;
+        for (long step = 1; step <= 12 && stopped is null; step++)
+        {
+            using var scope = NewDisposeScope();
+            var (x, y) = Batch(group.Rank, group.WorldSize, step - 1);
+            if (step == 5 && group.Rank == group.WorldSize - 1) x = x * double.NaN;
+            var result = trainingStep.Run(x, y);
+            check.That(result.Applied == (step != 5 || group.Rank != group.WorldSize - 1), $"step {step}: a non-finite loss skips the update on its own rank only");
+            stopped = strategy.AfterStep(model, step, result.Loss, result.Applied);
+            stoppedAt = step;
+        }
+        check.That(stopped is { Step: 5 } && double.IsNaN(stopped.Value.Loss) && stoppedAt == 7,
+            $"every rank stops at the round after step 7 naming step 5 and NaN (got {stopped?.ToString() ?? "no stop"} at step {stoppedAt})");
+    }
+
     /// <summary>The trainer's step and strategy calls over <paramref name="steps"/> steps of this rank's batches.</summary>
     private static void Train(ProcessGroup group, Sequential model, ITrainingStrategy strategy, int steps, bool epochEnds, Action<long, bool>? afterStep = null)
     {
@@ -91,8 +118,8 @@ internal static class LocalSgd
             using (var scope = NewDisposeScope())
             {
                 var (x, y) = Batch(group.Rank, group.WorldSize, step - 1);
-                trainingStep.Run(x, y);
-                strategy.AfterStep(model, step);
+                var result = trainingStep.Run(x, y);
+                strategy.AfterStep(model, step, result.Loss, result.Applied);
             }
             bool epochEnded = epochEnds && step % StepsPerEpoch == 0;
             if (epochEnded) strategy.EndEpoch(model);

@@ -133,9 +133,11 @@ public sealed class DataParallelEndToEndTests : IDisposable
         // Rounds at global steps 0, 4, 8, … (PeriodicModelAverager, no warm-up) plus the blocking one closing each epoch.
         long rounds = (report.Steps + 3) / 4 + report.Epochs;
         Assert.Equal(rounds, d.SyncRounds);
-        // Bytes: one float32 copy of the parameters and float buffers per round, and the 4-byte vote of every step.
-        long averaging = d.BytesCommunicated - 4 * report.Steps;
-        Assert.True(averaging % rounds == 0 && averaging / rounds / 4 >= report.ParamCount, $"{d.BytesCommunicated} bytes for {rounds} rounds of {report.ParamCount} parameters");
+        // Bytes: per round, one float32 copy of the parameters and float buffers and the 24-byte finiteness vote;
+        // nothing between rounds (local steps vote at the next round, not every step).
+        long perRound = d.BytesCommunicated / rounds;
+        Assert.True(d.BytesCommunicated % rounds == 0 && (perRound - 24) % 4 == 0 && (perRound - 24) / 4 >= report.ParamCount,
+            $"{d.BytesCommunicated} bytes for {rounds} rounds of {report.ParamCount} parameters");
         Assert.True(d.CommSecondsHidden >= 0);
     }
 

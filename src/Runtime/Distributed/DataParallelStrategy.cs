@@ -101,9 +101,10 @@ public sealed class DataParallelStrategy : ITrainingStrategy
     }
 
     /// <inheritdoc/>
-    public void AfterStep(nn.Module model, long step)
+    public Divergence? AfterStep(nn.Module model, long step, double loss, bool applied)
     {
-        if (_buffers.Length == 0) return;
+        if (!applied) return new Divergence(loss, step); // AllFinite agreed: every rank skipped this step
+        if (_buffers.Length == 0) return null;
         BytesCommunicated += _bufferBytes;
         // One broadcast for all buffers (DDP coalesces them too): a collective per buffer costs a round trip each.
         using var scope = torch.NewDisposeScope();
@@ -117,10 +118,11 @@ public sealed class DataParallelStrategy : ITrainingStrategy
             buffer.copy_(flat.narrow(0, offset, n).view(buffer.shape));
             offset += n;
         }
+        return null;
     }
 
     /// <inheritdoc/>
-    public void EndEpoch(nn.Module model) { }
+    public Divergence? EndEpoch(nn.Module model) => null;
 
     /// <inheritdoc/>
     public void SumAcrossRanks(double[] values)

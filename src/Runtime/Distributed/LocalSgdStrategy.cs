@@ -28,9 +28,11 @@ namespace ModelDsl.Runtime.Distributed;
 /// checkpoint, the test evaluation and the exported model always see the ranks' common model, and a resumed run
 /// starts from it. These rounds count in <c>sync_rounds</c>. The outer momentum travels in the checkpoint
 /// (<see cref="SaveState"/>), so a resumed DiLoCo run continues exactly.</para>
-/// <para>Batches, the finiteness vote and the epoch's metric sums are DDP's (<see cref="DataParallelStrategy"/>,
-/// which also runs the warm-up steps): the vote is a 4-byte all-reduce per step, so a diverged rank stops every
-/// rank at once, and it drives Open MPI's progress on the pending average.</para>
+/// <para><b>Divergence.</b> Between rounds no rank waits for another: a local step whose loss is not finite is skipped
+/// on that rank alone, and at the next round (or the end of the epoch) a 24-byte all-gather tells every rank the
+/// earliest such step any rank met; all stop there together, with DDP's message and exit code. Warm-up steps vote
+/// every step, as DDP does. Batches and the epoch's metric sums are DDP's (<see cref="DataParallelStrategy"/>, which
+/// also runs the warm-up steps).</para>
 /// </remarks>
 public sealed class LocalSgdStrategy : ITrainingStrategy
 {
@@ -46,6 +48,7 @@ public sealed class LocalSgdStrategy : ITrainingStrategy
     private Tensor? _snapshot, _sent; // overlap: this rank's parameters at the pending round, and the all-reduced copy
     private Work? _pending;
     private long _stepsSinceAgreement; // local steps since the ranks last held the same model
+    private Divergence? _divergence;   // this rank's first non-finite (skipped) local step since the last vote
 
     private long _rounds, _overlappedRounds, _blockingRounds, _bytes;
     private double _blockingSeconds, _transferSeconds, _waitSeconds;
@@ -97,7 +100,10 @@ public sealed class LocalSgdStrategy : ITrainingStrategy
         _ddp.Batches(data, batchSize, seed, epoch);
 
     /// <inheritdoc/>
-    public bool AllFinite(bool finite) => _ddp.AllFinite(finite);
+    public bool AllFinite(bool finite) =>
+        // Warm-up steps are DDP steps, agreed every step; local steps skip a non-finite update on this rank alone and
+        // the ranks decide at the next round (Vote), so no rank waits for the others between rounds.
+        _averager.IsWarmup(_averager.Step) ? _ddp.AllFinite(finite) : finite;
 
     /// <inheritdoc/>
     public void SynchronizeGradients(nn.Module model)
@@ -107,32 +113,60 @@ public sealed class LocalSgdStrategy : ITrainingStrategy
     }
 
     /// <inheritdoc/>
-    public void AfterStep(nn.Module model, long step)
+    public Divergence? AfterStep(nn.Module model, long step, double loss, bool applied)
     {
         long index = _averager.Step;
         bool round = _averager.Advance();
         if (_averager.IsWarmup(index))
         {
             // A DDP step (its buffer broadcast included): the replicas are identical after it.
-            _ddp.AfterStep(model, step);
+            if (_ddp.AfterStep(model, step, loss, applied) is { } diverged) return diverged;
             if (index == _averager.WarmupSteps - 1) Agreed(Flatten()); // local SGD starts from here
-            return;
+            return null;
         }
+        if (!applied) _divergence ??= new Divergence(loss, step);
         _stepsSinceAgreement++;
         if (!round)
         {
             _pending?.IsCompleted(); // lets Open MPI progress the pending all-reduce
-            return;
+            return null;
         }
+        if (Vote() is { } agreed) return agreed;
         if (_plan.OverlapAveraging) StartOverlappedRound();
         else BlockingRound();
+        return null;
     }
 
     /// <inheritdoc/>
-    public void EndEpoch(nn.Module model)
+    public Divergence? EndEpoch(nn.Module model)
     {
+        if (_stepsSinceAgreement > 0 && Vote() is { } agreed) return agreed;
         FinishPending(apply: true);
         if (_stepsSinceAgreement > 0) BlockingRound();
+        return null;
+    }
+
+    /// <summary>
+    /// The ranks' finiteness vote at a round: each sends its first skipped (non-finite) step since the last vote, and
+    /// all stop at the earliest one any rank met; null when every local step was finite.
+    /// </summary>
+    private Divergence? Vote()
+    {
+        var mine = _divergence is { } d ? new[] { 1.0, d.Step, d.Loss } : new[] { 0.0, 0.0, 0.0 };
+        using var local = torch.tensor(mine, dtype: ScalarType.Float64);
+        var all = _group.AllGather(local);
+        _bytes += 3 * sizeof(double);
+        Divergence? first = null;
+        foreach (var rank in all)
+        {
+            using (rank)
+            {
+                var v = rank.data<double>().ToArray();
+                if (v[0] > 0 && (first is null || v[1] < first.Value.Step)) first = new Divergence(v[2], (long)v[1]);
+            }
+        }
+        _divergence = null;
+        return first;
     }
 
     /// <inheritdoc/>

@@ -35,20 +35,29 @@ namespace ModelDsl.Runtime.Training
         /// <summary>This rank's training batches of one epoch, shuffled with <c>seed + epoch</c>.</summary>
         IEnumerable<(Tensor X, Tensor Y)> Batches(TensorDataset data, int batchSize, long seed, int epoch);
 
-        /// <summary>Whether the loss was finite on every rank; a step is applied everywhere or nowhere.</summary>
+        /// <summary>
+        /// Whether this step's update is applied, given whether this rank's loss was finite. DDP agrees across ranks (a
+        /// NaN on any rank skips the step on every rank); local SGD decides per rank and agrees at its next round.
+        /// </summary>
         bool AllFinite(bool finite);
 
         /// <summary>After backward, before clipping: makes the gradients what the optimiser should apply (DDP averages them).</summary>
         void SynchronizeGradients(nn.Module model);
 
-        /// <summary>After the optimiser step <paramref name="step"/> (1-based, counted over the whole run); local SGD averages here.</summary>
-        void AfterStep(nn.Module model, long step);
+        /// <summary>
+        /// After step <paramref name="step"/> (1-based, counted over the whole run), whose loss was <paramref name="loss"/>
+        /// and whose update was <paramref name="applied"/> or skipped; local SGD averages here. Returns the divergence
+        /// that stops training, the same on every rank — at once under DDP, at the next round under local SGD — or
+        /// null to go on.
+        /// </summary>
+        Divergence? AfterStep(nn.Module model, long step, double loss, bool applied);
 
         /// <summary>
         /// After an epoch's last step, before validation and the checkpoint: makes every rank hold the same model
-        /// (local SGD closes its open averaging round here; DDP's replicas are identical already).
+        /// (local SGD closes its open averaging round here; DDP's replicas are identical already). Returns a
+        /// divergence the ranks agree on here, or null.
         /// </summary>
-        void EndEpoch(nn.Module model);
+        Divergence? EndEpoch(nn.Module model);
 
         /// <summary>Sums each value over all ranks, in place (epoch metrics).</summary>
         void SumAcrossRanks(double[] values);
@@ -62,6 +71,9 @@ namespace ModelDsl.Runtime.Training
         /// <summary>At the end of training: adds the strategy's own figures to the report (rank 0's copy is written).</summary>
         void Finish(nn.Module model, TrainingReport report);
     }
+
+    /// <summary>A non-finite loss that stops training: its value (as the rank that first met it saw it) and step.</summary>
+    public readonly record struct Divergence(double Loss, long Step);
 
     /// <summary>One process trains alone: nothing to synchronise.</summary>
     public sealed class SingleProcessStrategy : ITrainingStrategy
@@ -82,9 +94,9 @@ namespace ModelDsl.Runtime.Training
         /// <inheritdoc/>
         public void SynchronizeGradients(nn.Module model) { }
         /// <inheritdoc/>
-        public void AfterStep(nn.Module model, long step) { }
+        public Divergence? AfterStep(nn.Module model, long step, double loss, bool applied) => applied ? null : new Divergence(loss, step);
         /// <inheritdoc/>
-        public void EndEpoch(nn.Module model) { }
+        public Divergence? EndEpoch(nn.Module model) => null;
         /// <inheritdoc/>
         public void SumAcrossRanks(double[] values) { }
         /// <inheritdoc/>

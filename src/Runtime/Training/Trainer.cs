@@ -73,7 +73,7 @@ namespace ModelDsl.Runtime.Training
                 for (int epoch = startEpoch; epoch < plan.Epochs; epoch++)
                 {
                     var metrics = loop.Run(epoch, plan.Epochs, plan.LearningRateAt(epoch), perStepSchedule: plan.ScheduleInterval == ScheduleInterval.Step)
-                        ?? throw Diverged(loop.DivergedLoss, epoch + 1, loop.Step + 1, outputs.CheckpointPath, history);
+                        ?? throw Diverged(loop.Divergence, epoch + 1, outputs.CheckpointPath, history);
                     history.Add(metrics);
 
                     // The RNG state after the epoch is what the next epoch starts from: a resumed run continues
@@ -165,7 +165,7 @@ namespace ModelDsl.Runtime.Training
                     var fineTuning = loop.With(pruned, CreateOptimizer(plan with { LearningRate = lr }, pruned));
                     for (int e = 0; e < epochs; e++)
                         _ = fineTuning.Run(e, epochs, lr, label: "fine-tune")
-                            ?? throw Diverged(fineTuning.DivergedLoss, e + 1, fineTuning.Step + 1, outputs.CheckpointPath, new List<EpochMetrics>());
+                            ?? throw Diverged(fineTuning.Divergence, e + 1, outputs.CheckpointPath, new List<EpochMetrics>());
                 },
                 Evaluate: m => (
                     data.Test is { } test && LossFunctions.HasAccuracy(plan.Loss) ? Evaluate(m, test, plan.Loss, device).Accuracy : null,
@@ -204,7 +204,8 @@ namespace ModelDsl.Runtime.Training
             /// <summary>Optimiser steps taken so far over the whole run.</summary>
             public long Step { get; set; }
             public long SamplesSeen { get; private set; }
-            public double DivergedLoss { get; private set; }
+            /// <summary>Why the last <see cref="Run"/> returned null.</summary>
+            public Divergence Divergence { get; private set; }
 
             /// <summary>The same loop over another model and optimiser (fine-tuning a pruned model).</summary>
             public EpochLoop With(nn.Module<Tensor, Tensor> model, OptimizerHelper optimizer) =>
@@ -234,14 +235,15 @@ namespace ModelDsl.Runtime.Training
                     if (perStepSchedule && stepInEpoch > 0)
                         foreach (var group in Optimizer.ParamGroups) group.LearningRate = plan.LearningRateAt(epoch + (stepInEpoch + 1.0) / Math.Max(1, steps));
                     var result = Guarded(() => _step.Run(x, y), _model, x, plan.Loss, $"{(label == "epoch" ? "training" : label)} step {Step + 1} ({label} {epoch + 1})");
-                    if (!result.Applied)
+                    if (_strategy.AfterStep(_model, ++Step, result.Loss, result.Applied) is { } diverged)
                     {
-                        DivergedLoss = result.Loss;
+                        Divergence = diverged;
                         return null;
                     }
+                    // Skipped on this rank alone (local SGD): the ranks decide together at the next round.
+                    if (!result.Applied) continue;
 
                     long n = x.shape[0];
-                    _strategy.AfterStep(_model, ++Step);
                     stepInEpoch++;
                     seen += n;
                     lossSum += result.Loss * n;
@@ -254,7 +256,11 @@ namespace ModelDsl.Runtime.Training
                 }
 
                 // Local SGD closes its averaging round: validation and the checkpoint see the ranks' common model.
-                _strategy.EndEpoch(_model);
+                if (_strategy.EndEpoch(_model) is { } late)
+                {
+                    Divergence = late;
+                    return null;
+                }
 
                 // Every rank saw its own share: the epoch's figures are sums over all ranks.
                 var totals = new[] { lossSum, correct, seen, targets };
@@ -344,8 +350,8 @@ namespace ModelDsl.Runtime.Training
                 if (m is Dropout) m.eval();
         }
 
-        private static TrainingException Diverged(double value, int epoch, long step, string checkpointPath, List<EpochMetrics> history) =>
-            new($"the loss became {value} at epoch {epoch}, step {step}; training stopped. " +
+        private static TrainingException Diverged(Divergence divergence, int epoch, string checkpointPath, List<EpochMetrics> history) =>
+            new($"the loss became {divergence.Loss} at epoch {epoch}, step {divergence.Step}; training stopped. " +
                 (history.Count > 0
                     ? $"The last good checkpoint (epoch {history[^1].Epoch}) is kept at {checkpointPath}."
                     : "No epoch of this run had completed, so it wrote no checkpoint.") +

@@ -7,8 +7,8 @@ namespace ModelDsl.Runtime.Training
     public readonly record struct StepResult(double Loss, long Correct, bool Applied);
 
     /// <summary>
-    /// One optimisation step exactly as generated trainers run it: forward, loss, a finiteness check agreed by every
-    /// rank (a NaN or infinite loss anywhere leaves the weights untouched everywhere), <c>zero_grad</c>, backward,
+    /// One optimisation step exactly as generated trainers run it: forward, loss, a finiteness check decided by the
+    /// strategy (under DDP a NaN or infinite loss anywhere leaves the weights untouched everywhere), <c>zero_grad</c>, backward,
     /// gradient synchronisation (the strategy's: DDP averages here), optional gradient-norm clipping, optimiser step,
     /// and the count of correct predictions for the progress display.
     /// </summary>
