@@ -45,49 +45,11 @@ namespace ModelDsl.Generators.Emit
             w.Line("{");
             w.Line($"    ModelName = \"{model.Name}\",");
             w.Line($"    SampleShape = new long[] {{ {string.Join(", ", t.SampleShape.Select(I))} }},");
-            w.Line($"    InputIsInteger = {B(t.InputIsInteger)},");
-            w.Line($"    Loss = global::ModelDsl.Loss.{t.Loss},");
-            w.Line($"    Optimizer = global::ModelDsl.Optimizer.{t.Optimizer},");
-            w.Line($"    LearningRate = {D(t.LearningRate)},");
-            w.Line($"    WeightDecay = {D(t.WeightDecay)},{(double.IsNaN(t.WeightDecay) ? " // not declared: the optimiser's PyTorch default" : "")}");
-            w.Line($"    Momentum = {D(t.Momentum)},");
-            w.Line($"    Nesterov = {B(t.Nesterov)},");
-            w.Line($"    Epochs = {I(t.Epochs)},");
-            w.Line($"    BatchSize = {I(t.BatchSize)},");
-            w.Line($"    Seed = {I(t.Seed)}L,");
-            w.Line($"    Schedule = global::ModelDsl.Schedule.{t.Schedule},");
-            w.Line($"    WarmupEpochs = {(t.WarmupEpochs == System.Math.Floor(t.WarmupEpochs) ? I((long)t.WarmupEpochs) : D(t.WarmupEpochs))},");
-            w.Line($"    StepSize = {I(t.StepSize)},");
-            w.Line($"    Gamma = {D(t.Gamma)},");
-            w.Line($"    GradientClipNorm = {D(t.GradientClipNorm)},");
-            w.Line($"    Data = {CSharpLiterals.String(t.Data)},");
-            w.Line($"    TestData = {CSharpLiterals.String(t.TestData)},");
-            w.Line($"    ValidationFraction = {D(t.ValidationFraction)},");
-            w.Line($"    FeatureScale = {D(t.FeatureScale)},");
-            if (t.Classes > 0) w.Line($"    Classes = {I(t.Classes)},");
-            if (t.EarlyStoppingPatience > 0) w.Line($"    EarlyStoppingPatience = {I(t.EarlyStoppingPatience)},");
-            if (t.ScheduleInterval != "Epoch") w.Line($"    ScheduleInterval = global::ModelDsl.ScheduleInterval.{t.ScheduleInterval},");
-            if (t.IsLanguageModel)
-            {
-                w.Line($"    // Token ids (B, T) -> scores (B, T, V): trained on a text file in windows of {I(t.SampleShape[0])} characters, a target per position.");
-                w.Line("    IsLanguageModel = true,");
-            }
+            foreach (var value in t.Values) Value(w, value);
             if (model.Parallel is { } p)
             {
                 w.Line($"    // [Parallel({p.Mode}, WorldSize = {I(p.WorldSize)})]: the trainer relaunches itself under mpirun when started alone.");
-                w.Line($"    Mode = global::ModelDsl.ParallelMode.{p.Mode},");
-                w.Line($"    WorldSize = {I(p.WorldSize)},");
-                w.Line($"    Backend = global::ModelDsl.CommBackend.{p.Backend},");
-                w.Line($"    BucketSizeMB = {D(p.BucketSizeMB)},");
-                w.Line($"    SyncBatchNorm = {B(p.SyncBatchNorm)},");
-                if (p.Mode == "Async")
-                {
-                    w.Line($"    SyncEvery = {I(p.SyncEvery)},");
-                    w.Line($"    WarmupSteps = {I(p.WarmupSteps)},");
-                    w.Line($"    OuterOptimizer = global::ModelDsl.OuterOptimizer.{p.OuterOptimizer},");
-                    w.Line($"    OuterLearningRate = {D(p.OuterLearningRate)},");
-                    w.Line($"    OuterMomentum = {D(p.OuterMomentum)},");
-                }
+                foreach (var value in p.Values) Value(w, value);
             }
             if (model.Passes.Count > 0)
             {
@@ -124,6 +86,24 @@ namespace ModelDsl.Generators.Emit
             foreach (var _ in model.ContainingTypes) w.Close();
             if (model.Namespace is not null) w.Close();
             return w.ToString();
+        }
+
+        /// <summary>One <c>Name = value,</c> line of the plan, as every checked plan value is written.</summary>
+        private static void Value(SourceWriter w, PlanValue value)
+        {
+            if (value.Before is not null) w.Line("    // " + value.Before);
+            string literal = value.EnumType is not null
+                ? $"global::ModelDsl.{value.EnumType}.{value.Value}"
+                : value.Value switch
+                {
+                    bool b => CSharpLiterals.Bool(b),
+                    int i => CSharpLiterals.Long(i),
+                    long l => CSharpLiterals.Long(l) + "L",
+                    double d => CSharpLiterals.Double(d),
+                    string text => CSharpLiterals.String(text),
+                    _ => value.Value.ToString() ?? "",
+                };
+            w.Line($"    {value.Name} = {literal},{(value.Comment is null ? "" : " // " + value.Comment)}");
         }
     }
 }

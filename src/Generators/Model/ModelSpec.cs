@@ -31,18 +31,22 @@ namespace ModelDsl.Generators.Model
             string.Concat(System.Linq.Enumerable.Select(ContainingTypes, t => t.Name + ".")) + Name;
     }
 
-    /// <summary>The checked values of a [Train] attribute; enums as their names.</summary>
+    /// <summary>The checked [Train] plan: the facts other emitters read, and every plan value in emission order.</summary>
     internal sealed record TrainSpec(
-        string Loss, string Optimizer, double LearningRate, double WeightDecay, double Momentum, bool Nesterov,
-        int Epochs, int BatchSize, long Seed, string Schedule, double WarmupEpochs, int StepSize, double Gamma,
-        double GradientClipNorm, string Data, string TestData, double ValidationFraction, double FeatureScale,
-        EquatableArray<long> SampleShape, bool InputIsInteger, int Classes, int EarlyStoppingPatience = 0,
-        bool IsLanguageModel = false, string ScheduleInterval = "Epoch");
+        string Loss, string Optimizer, int Epochs, int BatchSize, EquatableArray<long> SampleShape, bool IsLanguageModel,
+        EquatableArray<PlanValue> Values);
 
-    /// <summary>The checked values of a [Parallel] attribute; enums as their names.</summary>
-    internal sealed record ParallelSpec(
-        string Mode, int WorldSize, string Backend, double BucketSizeMB, bool SyncBatchNorm,
-        int SyncEvery, int WarmupSteps, string OuterOptimizer, double OuterLearningRate, double OuterMomentum);
+    /// <summary>The checked values of a [Parallel] attribute: the mode and world size, and every plan value it sets.</summary>
+    internal sealed record ParallelSpec(string Mode, int WorldSize, EquatableArray<PlanValue> Values);
+
+    /// <summary>
+    /// One property of the generated <c>TrainingPlan</c>, as a parser checked it: its name and value (an int, long,
+    /// double, bool or string; an enum member's name when <paramref name="EnumType"/> names the enum), with an
+    /// optional comment after it and a line before it. The emitter writes every value the same way, so a new plan
+    /// setting needs its attribute property, its check in the parser and its <c>TrainingPlan</c> property — no
+    /// spec field and no emitter line.
+    /// </summary>
+    internal sealed record PlanValue(string Name, object Value, string? EnumType = null, string? Comment = null, string? Before = null);
 
     /// <summary>One checked [Prune] or [Quantize] pass; <c>Kind</c> is "Prune" or "Quantize", <c>Method</c> the enum name.</summary>
     internal sealed record PassSpec(

@@ -70,9 +70,25 @@ namespace ModelDsl.Generators.Parsing
                 report(DiagnosticDescriptors.BatchNormPerRank, reader.ArgumentLocation(null),
                     new[] { modelName, string.Join(", ", batchNormLayers), Int(worldSize) });
 
-            return args.Ok && mode is not null && backend is not null && outer is not null
-                ? new ParallelSpec(mode, worldSize, backend, bucket, syncBatchNorm, syncEvery, warmup, outer, outerLr, outerMomentum)
-                : null;
+            if (!args.Ok || mode is null || backend is null || outer is null) return null;
+            // The generated TrainingPlan's values, in the order it lists them.
+            var values = new List<PlanValue>
+            {
+                new("Mode", mode, "ParallelMode"),
+                new("WorldSize", worldSize),
+                new("Backend", backend, "CommBackend"),
+                new("BucketSizeMB", bucket),
+                new("SyncBatchNorm", syncBatchNorm),
+            };
+            if (mode == "Async")
+            {
+                values.Add(new("SyncEvery", syncEvery));
+                values.Add(new("WarmupSteps", warmup));
+                values.Add(new("OuterOptimizer", outer, "OuterOptimizer"));
+                values.Add(new("OuterLearningRate", outerLr));
+                values.Add(new("OuterMomentum", outerMomentum));
+            }
+            return new ParallelSpec(mode, worldSize, values.ToEquatableArray());
         }
     }
 }

@@ -144,10 +144,37 @@ namespace ModelDsl.Generators.Parsing
             if (!ok || !args.Ok || loss is null || optimizer is null || schedule is null || interval is null) return null;
             // The classes are dimension 1 of (B, C), or the vocabulary V of a language model's (B, T, V).
             int classDim = language ? 2 : 1;
-            return new TrainSpec(loss, optimizer, lr, weightDecay, momentum, nesterov, epochs, batch, args.Get("Seed", 0L), schedule,
-                warmup, stepSize, gamma, clip, args.Get("Data", ""), args.Get("TestData", ""), validation, featureScale, sample.ToEquatableArray(), inputIsInteger,
-                loss is "CrossEntropy" or "NLL" && output is { } o && o.Length > classDim && o[classDim].IsConcrete && o[classDim].Size <= int.MaxValue ? (int)o[classDim].Size : 0,
-                patience, language, interval);
+            int classes = loss is "CrossEntropy" or "NLL" && output is { } o && o.Length > classDim && o[classDim].IsConcrete && o[classDim].Size <= int.MaxValue ? (int)o[classDim].Size : 0;
+            // The generated TrainingPlan's values, in the order it lists them.
+            var values = new List<PlanValue>
+            {
+                new("InputIsInteger", inputIsInteger),
+                new("Loss", loss, "Loss"),
+                new("Optimizer", optimizer, "Optimizer"),
+                new("LearningRate", lr),
+                new("WeightDecay", weightDecay, Comment: double.IsNaN(weightDecay) ? "not declared: the optimiser's PyTorch default" : null),
+                new("Momentum", momentum),
+                new("Nesterov", nesterov),
+                new("Epochs", epochs),
+                new("BatchSize", batch),
+                new("Seed", args.Get("Seed", 0L)),
+                new("Schedule", schedule, "Schedule"),
+                new("WarmupEpochs", warmup == Math.Floor(warmup) && Math.Abs(warmup) < int.MaxValue ? (object)(int)warmup : warmup),
+                new("StepSize", stepSize),
+                new("Gamma", gamma),
+                new("GradientClipNorm", clip),
+                new("Data", args.Get("Data", "")),
+                new("TestData", args.Get("TestData", "")),
+                new("ValidationFraction", validation),
+                new("FeatureScale", featureScale),
+            };
+            if (classes > 0) values.Add(new("Classes", classes));
+            if (patience > 0) values.Add(new("EarlyStoppingPatience", patience));
+            if (interval != "Epoch") values.Add(new("ScheduleInterval", interval, "ScheduleInterval"));
+            if (language)
+                values.Add(new("IsLanguageModel", true,
+                    Before: $"Token ids (B, T) -> scores (B, T, V): trained on a text file in windows of {Int(sample[0])} characters, a target per position."));
+            return new TrainSpec(loss, optimizer, epochs, batch, sample.ToEquatableArray(), language, values.ToEquatableArray());
         }
 
         private static string? ActivationMismatch(string loss, string? last) => (loss, last) switch
