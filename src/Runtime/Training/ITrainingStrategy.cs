@@ -12,8 +12,9 @@ namespace ModelDsl.Runtime.Training
     /// </summary>
     /// <remarks>
     /// Every member that communicates is a collective: all ranks call it, in the same order, the same number of
-    /// times. The loop keeps that true by taking every decision that ends or skips work (a diverged loss, the end
-    /// of training) from a value the strategy reduced across ranks, never from one rank's local state.
+    /// times. The loop keeps that true by taking every decision that ends work (a diverged loss, early stopping, the
+    /// end of training) from a value the strategy agreed across ranks, never from one rank's local state. Only a
+    /// strategy whose ranks step independently (local SGD) lets a rank skip its own non-finite step between rounds.
     /// </remarks>
     public interface ITrainingStrategy : IDisposable
     {
