@@ -35,5 +35,10 @@ namespace ModelDsl
         public double OuterLearningRate { get; set; } = 0.7;
         /// <summary>Async with <see cref="OuterOptimizer.Nesterov"/>: outer momentum in [0, 1). Default 0.9 (DiLoCo).</summary>
         public double OuterMomentum { get; set; } = 0.9;
+        /// <summary>
+        /// Async only: start each round's all-reduce without waiting and apply it at the next round, so it overlaps the
+        /// local steps between (default); false averages with a blocking all-reduce. <c>--no-overlap</c> turns it off.
+        /// </summary>
+        public bool Overlap { get; set; } = true;
     }
 }

@@ -41,6 +41,8 @@ public class ParallelDiagnosticTests
         Assert.Contains("WarmupSteps = 10,", source);
         Assert.Contains("OuterOptimizer = global::ModelDsl.OuterOptimizer.Nesterov,", source);
         Assert.Contains("OuterLearningRate = 0.5,", source);
+        Assert.Contains("OverlapAveraging = true,", source);
+        Assert.Contains("OverlapAveraging = false,", VerifyParallel("ParallelMode.Async, Overlap = false").Source("M.Train.g.cs"));
     }
 
     [Theory]
@@ -49,6 +51,7 @@ public class ParallelDiagnosticTests
     [InlineData("ParallelMode.Sync, {|MD0202:BucketSizeMB = -1.5|}")]
     [InlineData("ParallelMode.Sync, {|MD0203:SyncEvery = 4|}")]
     [InlineData("ParallelMode.Sync, {|MD0203:OuterOptimizer = OuterOptimizer.Nesterov|}")]
+    [InlineData("ParallelMode.Sync, {|MD0203:Overlap = false|}")]
     [InlineData("ParallelMode.Async, {|MD0206:SyncEvery = 0|}")]
     [InlineData("ParallelMode.Async, {|MD0206:WarmupSteps = -1|}")]
     [InlineData("ParallelMode.Async, {|MD0206:OuterLearningRate = 0.5|}")]

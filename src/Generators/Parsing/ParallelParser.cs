@@ -14,7 +14,7 @@ namespace ModelDsl.Generators.Parsing
     {
         internal const string ParallelAttributeName = "ModelDsl.ParallelAttribute";
 
-        private static readonly string[] AsyncOnly = { "SyncEvery", "WarmupSteps", "OuterOptimizer", "OuterLearningRate", "OuterMomentum" };
+        private static readonly string[] AsyncOnly = { "SyncEvery", "WarmupSteps", "OuterOptimizer", "OuterLearningRate", "OuterMomentum", "Overlap" };
 
         /// <summary>
         /// Checks the declaration. <paramref name="hasTrain"/>: whether the class declares [Train];
@@ -87,6 +87,7 @@ namespace ModelDsl.Generators.Parsing
                 values.Add(new("OuterOptimizer", outer, "OuterOptimizer"));
                 values.Add(new("OuterLearningRate", outerLr));
                 values.Add(new("OuterMomentum", outerMomentum));
+                values.Add(new("OverlapAveraging", args.Get("Overlap", true)));
             }
             return new ParallelSpec(mode, worldSize, values.ToEquatableArray());
         }
