@@ -87,7 +87,10 @@ namespace ModelDsl.Generators.Parsing
                 report(DiagnosticDescriptors.LayersAcrossFiles, attributeLocation,
                     new[] { type.Name, string.Join(", ", trees.Select(t => System.IO.Path.GetFileName(t!.FilePath))) });
 
-            var shapes = InferShapes(type.Name, layers, userForward ? null : input, inputIsInteger, userForward, hasErrors || input is null, report);
+            var inputs = layers.Select(l => new LayerInput(l.Name, l.IsField, l.Accessibility, l.TypeName, l.TypeDisplay, l.Kind, l.Params,
+                l.AttributeText, l.Broken, l.Reader?.Eps ?? 1e-5, l.Reader?.Momentum ?? 0.1, l.Reader?.Causal ?? true, l.Reader?.TiedTo)).ToArray();
+            var shapes = ShapeInference.Infer(type.Name, inputs, userForward ? null : input, inputIsInteger, userForward, hasErrors || input is null, _cancellation);
+            foreach (var problem in shapes.Problems) Report(problem, layers[problem.Layer], report);
             var specs = shapes.Layers;
             var current = shapes.Output;
             bool currentIsInteger = shapes.OutputIsInteger;
@@ -126,6 +129,23 @@ namespace ModelDsl.Generators.Parsing
                 Output = outputKnown ? current : null,
                 Parameters = total,
             };
+        }
+
+        /// <summary>Reports a shape problem on what it concerns: the argument, else the attribute, else the member.</summary>
+        private static void Report(ShapeProblem problem, RawLayer layer, Action<DiagnosticDescriptor, Location?, string[]> report)
+        {
+            var location = problem.Kind == ShapeProblemKind.Shape && layer.Kind == LayerKind.Model
+                ? layer.MemberLocation
+                : layer.Reader?.ArgumentLocation(problem.Argument) ?? layer.MemberLocation;
+            var descriptor = problem.Kind switch
+            {
+                ShapeProblemKind.NotInferable => DiagnosticDescriptors.NotInferableWithUserForward,
+                ShapeProblemKind.Tie => DiagnosticDescriptors.TiedWeightMismatch,
+                _ => DiagnosticDescriptors.ForShapeError(problem.Error!.Value),
+            };
+            report(descriptor, location, problem.Inferred >= 0
+                ? FixValue.Append(problem.Args, problem.Inferred.ToString(System.Globalization.CultureInfo.InvariantCulture))
+                : problem.Args);
         }
 
         /// <summary>What the class declaration and its [Model] attribute say, before any layer is read.</summary>
@@ -302,133 +322,6 @@ namespace ModelDsl.Generators.Parsing
 
         private static bool HasAttribute(INamedTypeSymbol type, string name) =>
             type.GetAttributes().Any(a => a.AttributeClass?.ToDisplayString() == name);
-
-        /// <summary>The layers' shapes and parameter counts, and the model's output, from inference.</summary>
-        private sealed class Shapes
-        {
-            public List<LayerSpec> Layers = new();
-            /// <summary>Null when unknown at compile time (own forward, a composed model with one, or an error).</summary>
-            public Dim[]? Output;
-            public bool OutputIsInteger;
-            public bool Failed;
-            public long Parameters;
-        }
-
-        /// <summary>
-        /// Runs each layer's shape rule on the previous layer's output (<paramref name="input"/> for the first; null
-        /// when a hand-written forward makes it unknown), then accounts for tied weights. <paramref name="failedBefore"/>:
-        /// the declaration already failed, so nothing is inferred. The first error stops inference, so one mistake
-        /// gives one diagnostic rather than a cascade.
-        /// </summary>
-        private Shapes InferShapes(string modelName, List<RawLayer> layers, Dim[]? input, bool inputIsInteger, bool userForward, bool failedBefore,
-            Action<DiagnosticDescriptor, Location?, string[]> report)
-        {
-            var specs = new List<LayerSpec>();
-            Dim[]? current = input;
-            bool currentIsInteger = inputIsInteger;
-            string? unknownReason = userForward ? $"model '{modelName}' defines its own forward" : null;
-            long total = 0;
-            bool shapesFailed = failedBefore;
-
-            foreach (var layer in layers)
-            {
-                _cancellation.ThrowIfCancellationRequested();
-                var p = layer.Params;
-                LayerShape? result = null;
-
-                if (layer.Broken)
-                {
-                    shapesFailed = true;
-                }
-                else if (!shapesFailed && current is not null)
-                {
-                    result = ShapeRules.Infer(layer.Kind, p, current, currentIsInteger);
-                }
-                else if (!shapesFailed)
-                {
-                    // Output of the previous step unknown (own forward, or a composed model with one): check what
-                    // can be checked from the layer alone, and require the sizes inference would have supplied.
-                    if (NeedsInputSize(layer.Kind) && p.In == -1)
-                    {
-                        report(DiagnosticDescriptors.NotInferableWithUserForward, layer.Reader?.ArgumentLocation(null) ?? layer.MemberLocation,
-                            new[] { layer.Name, InputSizeName(layer.Kind), unknownReason ?? "", ExplicitExample(layer.Kind, p) });
-                        shapesFailed = true;
-                    }
-                    else
-                    {
-                        result = ShapeRules.Infer(layer.Kind, p, StandInInput(layer.Kind, p), layer.Kind == LayerKind.Embedding || (layer.Kind == LayerKind.Model && p.SubInputIsInteger));
-                        if (result.Error is null) result.Output = Array.Empty<Dim>();
-                    }
-                }
-
-                if (result?.Error is { } error)
-                {
-                    var location = layer.Kind == LayerKind.Model
-                        ? layer.MemberLocation
-                        : layer.Reader?.ArgumentLocation(error.Argument) ?? layer.MemberLocation;
-                    report(DiagnosticDescriptors.ForShapeError(error.Kind), location, error.Inferred >= 0
-                        ? FixValue.Append(new[] { layer.Name, error.Message }, error.Inferred.ToString(System.Globalization.CultureInfo.InvariantCulture))
-                        : new[] { layer.Name, error.Message });
-                    shapesFailed = true;
-                    result = null;
-                }
-
-                string outputText = "?";
-                long parameters = 0;
-                long resolvedIn = p.In;
-                if (result is not null)
-                {
-                    parameters = result.Parameters;
-                    resolvedIn = result.ResolvedIn == -1 ? p.In : result.ResolvedIn;
-                    if (current is not null && result.Output.Length > 0)
-                    {
-                        current = result.Output;
-                        currentIsInteger = result.OutputIsInteger;
-                        outputText = ShapeText.Format(current);
-                    }
-                    else
-                    {
-                        current = null;
-                    }
-                    if (layer.Kind == LayerKind.Model && p.SubOutput is null && !shapesFailed)
-                    {
-                        current = null;
-                        unknownReason = $"the output of '{layer.Name}' (model '{layer.TypeDisplay}', which defines its own forward) is unknown at compile time";
-                    }
-                    total = unchecked(total + parameters);
-                }
-
-                specs.Add(new LayerSpec(
-                    layer.Name, layer.IsField, layer.Accessibility, layer.TypeName, layer.Kind, layer.AttributeText,
-                    layer.Kind == LayerKind.Model ? layer.TypeDisplay : layer.Kind.ToString(),
-                    new LayerArgs(resolvedIn, p.Out, p.Count, p.Kernel, p.Stride <= 0 ? p.Kernel : p.Stride, p.Padding, p.Dilation,
-                        p.Groups, p.Bias, p.P, p.Dim, p.EndDim, p.OutH, p.OutW, layer.Reader?.Eps ?? 1e-5, layer.Reader?.Momentum ?? 0.1,
-                        p.KernelW, p.StrideW <= 0 ? p.KernelW : p.StrideW, p.PaddingW, p.DilationW,
-                        p.Heads, p.MlpRatio, p.Repeat, layer.Reader?.Causal ?? true, layer.Kind == LayerKind.Linear ? layer.Reader?.TiedTo : null),
-                    outputText, parameters));
-            }
-
-            if (!shapesFailed && specs.Any(l => l.Args.TiedTo is not null))
-            {
-                // Tying makes the Linear's weight the embedding's: one parameter, counted once (at the embedding).
-                for (int i = 0; i < specs.Count; i++)
-                {
-                    if (specs[i].Args.TiedTo is not { } tiedTo) continue;
-                    string? problem = TieProblem(specs[i], tiedTo, specs);
-                    if (problem is not null)
-                    {
-                        report(DiagnosticDescriptors.TiedWeightMismatch, layers[i].Reader?.ArgumentLocation("TiedTo") ?? layers[i].MemberLocation, new[] { specs[i].MemberName, problem });
-                        shapesFailed = true;
-                        break;
-                    }
-                    long shared = specs[i].Args.In * specs[i].Args.Out;
-                    specs[i] = specs[i] with { Parameters = specs[i].Parameters - shared };
-                    total = unchecked(total - shared);
-                }
-            }
-
-            return new Shapes { Layers = specs, Output = current, OutputIsInteger = currentIsInteger, Failed = shapesFailed, Parameters = total };
-        }
 
         /// <summary>A layer as read from its member, before shapes.</summary>
         private sealed class RawLayer
@@ -657,20 +550,6 @@ namespace ModelDsl.Generators.Parsing
             return stubs.ToEquatableArray();
         }
 
-        /// <summary>Why a Linear cannot share the weight of the layer <paramref name="tiedTo"/> names, or null if it can.</summary>
-        private static string? TieProblem(LayerSpec linear, string tiedTo, List<LayerSpec> layers)
-        {
-            var target = layers.FirstOrDefault(l => l.MemberName == tiedTo);
-            if (target is null)
-                return $"TiedTo = \"{tiedTo}\" names no layer of this model; write nameof(...) of an [Embedding] layer";
-            if (target.Kind != LayerKind.Embedding)
-                return $"TiedTo names '{tiedTo}', a {target.KindName}; a Linear can share the table of an [Embedding]";
-            if (target.Args.Count != linear.Args.Out || target.Args.Out != linear.Args.In)
-                return $"its weight is (out {linear.Args.Out}, in {linear.Args.In}), but '{tiedTo}' holds a ({target.Args.Count}, {target.Args.Out}) table; " +
-                       $"out-features must equal the embedding count and in-features its dimension";
-            return null;
-        }
-
         /// <summary>Why a member cannot hold a layer, or null if it can.</summary>
         private static string? MemberProblem(ISymbol member, PropertyDeclarationSyntax[] propertySyntax)
         {
@@ -691,49 +570,6 @@ namespace ModelDsl.Generators.Parsing
         private static bool HasBody(PropertyDeclarationSyntax s) =>
             s.ExpressionBody is not null || s.Initializer is not null ||
             (s.AccessorList?.Accessors.Any(a => a.Body is not null || a.ExpressionBody is not null) ?? false);
-
-        private static bool NeedsInputSize(LayerKind kind) => kind is LayerKind.Linear or LayerKind.Conv1d or LayerKind.Conv2d
-            or LayerKind.BatchNorm1d or LayerKind.BatchNorm2d or LayerKind.LayerNorm or LayerKind.PositionalEmbedding or LayerKind.TransformerBlock;
-
-        private static string InputSizeName(LayerKind kind) => kind switch
-        {
-            LayerKind.Linear => "in-features",
-            LayerKind.Conv1d or LayerKind.Conv2d => "in-channels",
-            LayerKind.LayerNorm => "normalized shape",
-            LayerKind.PositionalEmbedding or LayerKind.TransformerBlock => "embedding size",
-            _ => "number of features",
-        };
-
-        private static string ExplicitExample(LayerKind kind, LayerParams p) => kind switch
-        {
-            LayerKind.Linear => $"Linear(inFeatures, {p.Out})",
-            LayerKind.Conv1d or LayerKind.Conv2d => $"{kind}(inChannels, {p.Out}, {p.Kernel})",
-            LayerKind.LayerNorm => "LayerNorm(size)",
-            LayerKind.PositionalEmbedding => $"PositionalEmbedding({p.Count}, embeddingDim)",
-            LayerKind.TransformerBlock => $"TransformerBlock(Heads = {p.Heads}, EmbeddingDim = size)",
-            _ => $"{kind}(numFeatures)",
-        };
-
-        /// <summary>
-        /// A stand-in input for checking a layer whose real input is unknown: symbolic everywhere except the size
-        /// the layer states explicitly, so only the layer's own arguments are judged.
-        /// </summary>
-        private static Dim[] StandInInput(LayerKind kind, LayerParams p)
-        {
-            var b = Dim.Sym("B");
-            Dim c = p.In > 0 ? Dim.Of(p.In) : Dim.Sym("C");
-            return kind switch
-            {
-                LayerKind.Linear or LayerKind.LayerNorm or LayerKind.BatchNorm1d => new[] { b, c },
-                LayerKind.Conv1d => new[] { b, c, Dim.Sym("L") },
-                LayerKind.PositionalEmbedding or LayerKind.TransformerBlock => new[] { b, Dim.Sym("T"), c },
-                LayerKind.Conv2d or LayerKind.BatchNorm2d or LayerKind.MaxPool2d or LayerKind.AvgPool2d or LayerKind.AdaptiveAvgPool2d
-                    => new[] { b, c, Dim.Sym("H"), Dim.Sym("W") },
-                LayerKind.Model => p.SubInput ?? new[] { b },
-                LayerKind.Flatten or LayerKind.Softmax or LayerKind.LogSoftmax => Enumerable.Repeat(b, 8).ToArray(),
-                _ => new[] { b },
-            };
-        }
 
         private static IEnumerable<INamedTypeSymbol> ContainingTypes(INamedTypeSymbol type)
         {
