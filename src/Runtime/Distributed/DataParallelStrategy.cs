@@ -109,15 +109,9 @@ public sealed class DataParallelStrategy : ITrainingStrategy
         // One broadcast for all buffers (DDP coalesces them too): a collective per buffer costs a round trip each.
         using var scope = torch.NewDisposeScope();
         using var noGrad = torch.no_grad();
-        var flat = torch.cat(_buffers.Select(b => b.Buffer.reshape(-1).to_type(ScalarType.Float64)).ToArray());
+        var flat = TensorMemory.Flatten(_buffers.Select(b => b.Buffer), ScalarType.Float64);
         _group.Broadcast(flat, 0);
-        long offset = 0;
-        foreach (var (_, buffer) in _buffers)
-        {
-            long n = buffer.numel();
-            buffer.copy_(flat.narrow(0, offset, n).view(buffer.shape));
-            offset += n;
-        }
+        TensorMemory.Unflatten(flat, _buffers.Select(b => b.Buffer));
         return null;
     }
 

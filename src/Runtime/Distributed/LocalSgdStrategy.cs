@@ -316,19 +316,8 @@ public sealed class LocalSgdStrategy : ITrainingStrategy
         if (_state.Length == 0) return zeros(0).DetachFromDisposeScope();
         using var scope = NewDisposeScope();
         // Detached from every dispose scope: the trainer disposes each step's tensors, and a round's state outlives it.
-        return cat(_state.Select(t => t.detach().reshape(-1).to_type(ScalarType.Float32)).ToArray()).DetachFromDisposeScope();
+        return TensorMemory.Flatten(_state, ScalarType.Float32).DetachFromDisposeScope();
     }
 
-    private void Scatter(Tensor flat)
-    {
-        using var noGrad = no_grad();
-        long offset = 0;
-        foreach (var t in _state)
-        {
-            long n = t.numel();
-            using var part = flat.narrow(0, offset, n);
-            t.copy_(part.view(t.shape));
-            offset += n;
-        }
-    }
+    private void Scatter(Tensor flat) => TensorMemory.Unflatten(flat, _state);
 }

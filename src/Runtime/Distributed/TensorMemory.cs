@@ -1,4 +1,6 @@
 using System;
+using System.Collections.Generic;
+using System.Linq;
 using System.Runtime.InteropServices;
 using TorchSharp;
 using static TorchSharp.torch;
@@ -26,6 +28,27 @@ internal static class TensorMemory
         if (p == IntPtr.Zero)
             throw new DistributedException($"Could not get the data pointer of a {tensor.dtype} tensor on {tensor.device}.");
         return p;
+    }
+
+    /// <summary>
+    /// The elements of <paramref name="tensors"/>, in order, as one new flat tensor of <paramref name="dtype"/> (in the
+    /// caller's dispose scope): one collective moves them all instead of a round trip per tensor.
+    /// </summary>
+    public static Tensor Flatten(IEnumerable<Tensor> tensors, ScalarType dtype) =>
+        cat(tensors.Select(t => t.detach().reshape(-1).to_type(dtype)).ToArray());
+
+    /// <summary>The inverse of <see cref="Flatten"/>: copies <paramref name="flat"/>'s consecutive runs back into <paramref name="tensors"/>, in place.</summary>
+    public static void Unflatten(Tensor flat, IEnumerable<Tensor> tensors)
+    {
+        using var noGrad = no_grad();
+        long offset = 0;
+        foreach (var t in tensors)
+        {
+            long n = t.numel();
+            using var part = flat.narrow(0, offset, n);
+            t.copy_(part.view(t.shape));
+            offset += n;
+        }
     }
 
     /// <summary>Bytes the tensor's elements occupy when contiguous.</summary>
