@@ -55,7 +55,7 @@ public class DigitsThroughputBenchmarks
         set_num_threads(Threads);
         bool mlp = Model == "DigitsMlp";
         var sampleShape = mlp ? new long[] { 64 } : new long[] { 1, 8, 8 };
-        data = CsvDataset.Load(FindData(), sampleShape, LabelKind.ClassIndex);
+        data = CsvDataset.Load(RepoFiles.Require(RepoFiles.DigitsTraining), sampleShape, LabelKind.ClassIndex);
         data.Features.mul_(1.0 / 16);
         if (data.Count != Samples)
             throw new InvalidOperationException($"optdigits.tra holds {data.Count} samples, expected {Samples}");
@@ -112,15 +112,4 @@ public class DigitsThroughputBenchmarks
         return seen;
     }
 
-    /// <summary>samples/Digits/data/optdigits.tra, found by walking up from the running assembly.</summary>
-    private static string FindData()
-    {
-        for (var dir = new DirectoryInfo(AppContext.BaseDirectory); dir is not null; dir = dir.Parent)
-        {
-            var path = Path.Combine(dir.FullName, "samples", "Digits", "data", "optdigits.tra");
-            if (File.Exists(path))
-                return path;
-        }
-        throw new FileNotFoundException("samples/Digits/data/optdigits.tra not found above " + AppContext.BaseDirectory);
-    }
 }

@@ -245,7 +245,7 @@ public static class DistributedBenchmarks
     private static (double SamplesPerSecond, double CommFraction) Train(ProcessGroup group)
     {
         const int batch = 64, rounds = 3, steps = 40, warmup = 5;
-        using var data = CsvDataset.Load(FindDigits(), new long[] { 1, 8, 8 }, LabelKind.ClassIndex);
+        using var data = CsvDataset.Load(RepoFiles.Require(RepoFiles.DigitsTraining), new long[] { 1, 8, 8 }, LabelKind.ClassIndex);
         data.Features.mul_(1.0 / 16);
         manual_seed(0);
         var model = new GeneratedCnn();
@@ -289,16 +289,5 @@ public static class DistributedBenchmarks
         Array.Sort(rates);
         Array.Sort(comm);
         return (rates[rounds / 2], comm[rounds / 2]);
-    }
-
-    private static string FindDigits()
-    {
-        for (var dir = new DirectoryInfo(AppContext.BaseDirectory); dir is not null; dir = dir.Parent)
-        {
-            string path = Path.Combine(dir.FullName, "samples", "Digits", "data", "optdigits.tra");
-            if (File.Exists(path))
-                return path;
-        }
-        throw new FileNotFoundException("samples/Digits/data/optdigits.tra not found above " + AppContext.BaseDirectory);
     }
 }

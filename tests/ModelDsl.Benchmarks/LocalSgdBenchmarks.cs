@@ -24,7 +24,7 @@ internal static class LocalSgdBenchmarks
     public static int Run(string[] args)
     {
         int epochs = args.Length >= 2 ? int.Parse(args[1], CultureInfo.InvariantCulture) : 20;
-        string root = RepoRoot();
+        string root = RepoFiles.Root();
         string dll = Path.Combine(root, "samples", "Digits", "bin", "Release", "net10.0", "Digits.dll");
         if (!File.Exists(dll))
         {
@@ -117,12 +117,5 @@ internal static class LocalSgdBenchmarks
         process.StandardOutput.ReadToEnd();
         process.WaitForExit();
         return process.ExitCode;
-    }
-
-    private static string RepoRoot()
-    {
-        for (var dir = new DirectoryInfo(AppContext.BaseDirectory); dir is not null; dir = dir.Parent)
-            if (File.Exists(Path.Combine(dir.FullName, "ModelDsl.sln"))) return dir.FullName;
-        throw new InvalidOperationException("ModelDsl.sln not found above " + AppContext.BaseDirectory);
     }
 }

@@ -193,7 +193,7 @@ public class OptimizationBenchmarks
 
     private static void RunPeer(int rounds, int threads)
     {
-        string? script = FindUp(Path.Combine("tests", "ModelDsl.Benchmarks", "peer_quantize.py"));
+        string? script = RepoFiles.FindUp(Path.Combine("tests", "ModelDsl.Benchmarks", "peer_quantize.py"));
         if (script is null || !File.Exists("/usr/bin/python3"))
         {
             Console.WriteLine("peer: skipped (peer_quantize.py or /usr/bin/python3 not found)");
@@ -205,17 +205,6 @@ public class OptimizationBenchmarks
         string error = process.StandardError.ReadToEnd();
         process.WaitForExit();
         Console.Write(process.ExitCode == 0 ? output : $"peer failed ({process.ExitCode}): {error}\n");
-    }
-
-    private static string? FindUp(string relative)
-    {
-        for (var dir = new DirectoryInfo(AppContext.BaseDirectory); dir is not null; dir = dir.Parent)
-        {
-            string candidate = Path.Combine(dir.FullName, relative);
-            if (File.Exists(candidate))
-                return candidate;
-        }
-        return null;
     }
 
     private static double Median(List<double> values)
