@@ -29,6 +29,17 @@ namespace ModelDsl.Runtime.Tests.CustomLoss
         static Tensor PerSample(Tensor output, Tensor target) => (output - target.reshape(output.shape)).abs();
     }
 
+    /// <summary>A [Loss] method that libtorch rejects: (16, 1) and (4, 4) do not broadcast.</summary>
+    [Model(Input = "B, 2")]
+    [Train(ModelDsl.Loss.MSE, Optimizer.SGD, Epochs = 1, BatchSize = 16, ValidationFraction = 0)]
+    public partial class Mismatched
+    {
+        [Linear(1)] public partial Linear Out { get; }
+
+        [Loss]
+        static Tensor Broadcast(Tensor output, Tensor target) => (output - target.reshape(4, 4)).abs().mean();
+    }
+
     /// <summary>The trainer uses a model's [Loss] method for its step, its reported losses and evaluate.</summary>
     [Collection(GlobalTorchStateCollection.Name)]
     public sealed class CustomLossTests : IDisposable
@@ -128,6 +139,14 @@ namespace ModelDsl.Runtime.Tests.CustomLoss
             var e = Assert.Throws<TrainingException>(() => Trainer.Train(Options(Unreduced.Plan), () => new Unreduced()));
             Assert.Equal(TrainingHost.UsageError, e.ExitCode);
             Assert.StartsWith("the [Loss] method PerSample returned a tensor of shape [16, 1]; it must return the batch's loss as a scalar", e.Message);
+        }
+
+        [Fact]
+        public void LossMethodThatLibtorchRejects_IsNamedInTheErrorLine()
+        {
+            var e = Assert.Throws<TrainingException>(() => Trainer.Train(Options(Mismatched.Plan), () => new Mismatched()));
+            Assert.StartsWith("training step 1 (epoch 1) failed in the [Loss] method Broadcast: ", e.Message);
+            Assert.Contains("check its tensor operations against their shapes", e.Message);
         }
 
         [Fact]

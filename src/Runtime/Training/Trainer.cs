@@ -235,7 +235,7 @@ namespace ModelDsl.Runtime.Training
                     // Per-step schedule: the rate for the step about to run, at its fraction of the epoch.
                     if (perStepSchedule && stepInEpoch > 0)
                         foreach (var group in Optimizer.ParamGroups) group.LearningRate = plan.LearningRateAt(epoch + (stepInEpoch + 1.0) / Math.Max(1, steps));
-                    var result = Guarded(() => _step.Run(x, y), _model, x, plan.Loss, $"{(label == "epoch" ? "training" : label)} step {Step + 1} ({label} {epoch + 1})");
+                    var result = Guarded(() => _step.Run(x, y), _model, x, plan, $"{(label == "epoch" ? "training" : label)} step {Step + 1} ({label} {epoch + 1})");
                     if (_strategy.AfterStep(_model, ++Step, result.Loss, result.Applied) is { } diverged)
                     {
                         Divergence = diverged;
@@ -292,7 +292,7 @@ namespace ModelDsl.Runtime.Training
         }
 
         /// <summary>Runs a step; a libtorch error becomes one line naming the step and the layer (or the loss) that failed.</summary>
-        private static T Guarded<T>(Func<T> run, nn.Module<Tensor, Tensor> model, Tensor x, Loss loss, string where)
+        private static T Guarded<T>(Func<T> run, nn.Module<Tensor, Tensor> model, Tensor x, TrainingPlan plan, string where)
         {
             try
             {
@@ -300,7 +300,7 @@ namespace ModelDsl.Runtime.Training
             }
             catch (Exception e) when (StepFailure.IsNative(e))
             {
-                throw StepFailure.Explain(e, model, x, loss, where);
+                throw StepFailure.Explain(e, model, x, plan.Loss, where, plan.CustomLoss is null ? null : plan.LossMethod);
             }
         }
 
@@ -340,9 +340,9 @@ namespace ModelDsl.Runtime.Training
                 using var scope = torch.NewDisposeScope();
                 var x = xb.to(device);
                 var y = yb.to(device);
-                var output = Guarded(() => model.call(x), model, x, loss, "evaluation");
+                var output = Guarded(() => model.call(x), model, x, plan, "evaluation");
                 long n = x.shape[0];
-                lossSum += Guarded(() => LossFunctions.Compute(plan, output, y), model, x, loss, "evaluation").item<float>() * n;
+                lossSum += Guarded(() => LossFunctions.Compute(plan, output, y), model, x, plan, "evaluation").item<float>() * n;
                 correct += LossFunctions.CountCorrect(loss, output, y);
                 seen += n;
                 targets += y.numel();
