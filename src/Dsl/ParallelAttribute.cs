@@ -40,5 +40,11 @@ namespace ModelDsl
         /// local steps between (default); false averages with a blocking all-reduce. <c>--no-overlap</c> turns it off.
         /// </summary>
         public bool Overlap { get; set; } = true;
+        /// <summary>
+        /// Restarts of a failed job (a rank killed, crashed or lost), every rank from the last checkpoint, as torchrun's
+        /// <c>--max-restarts</c>; 0 or more. Usage errors and divergence are never restarted. Default 0.
+        /// <c>--max-restarts</c> overrides it.
+        /// </summary>
+        public int MaxRestarts { get; set; }
     }
 }

@@ -51,6 +51,16 @@ namespace ModelDsl.Generators
                 .Select(static (d, _) => new[] { d! }.ToEquatableArray())
                 .WithTrackingName(TrackingNames.OrphanTrain);
 
+            // [Loss] methods are checked on their own (signature, a second one, no [Train]), wherever they are.
+            var lossMethods = context.SyntaxProvider
+                .ForAttributeWithMetadataName(
+                    LossMethodParser.LossAttributeName,
+                    static (node, _) => node is MethodDeclarationSyntax,
+                    static (ctx, ct) => ctx.TargetSymbol is IMethodSymbol method
+                        ? LossMethodParser.Check(method, ctx.Attributes.FirstOrDefault(), ct)
+                        : EquatableArray<DiagnosticInfo>.Empty)
+                .WithTrackingName(TrackingNames.LossMethods);
+
             context.RegisterSourceOutput(models, static (spc, model) => EmitSafely(spc, model!));
 
             // Load and Predict call ModelDsl.Runtime, which a model without [Train] need not reference: they are emitted
@@ -67,6 +77,7 @@ namespace ModelDsl.Generators
             // parse and the emitted source stay cached.
             context.RegisterSourceOutput(diagnostics.Combine(context.CompilationProvider), static (spc, pair) => Report(spc, pair.Left, pair.Right));
             context.RegisterSourceOutput(orphanTrains.Combine(context.CompilationProvider), static (spc, pair) => Report(spc, pair.Left, pair.Right));
+            context.RegisterSourceOutput(lossMethods.Combine(context.CompilationProvider), static (spc, pair) => Report(spc, pair.Left, pair.Right));
         }
 
         // The generator must never throw (a throw is CS8785 and takes every other output with it). Cancellation
@@ -158,6 +169,8 @@ namespace ModelDsl.Generators
         public const string Diagnostics = "ModelDsl.Diagnostics";
         /// <summary>[Train] attributes on classes without [Model].</summary>
         public const string OrphanTrain = "ModelDsl.OrphanTrain";
+        /// <summary>The checks of each [Loss] method.</summary>
+        public const string LossMethods = "ModelDsl.LossMethods";
         /// <summary>Whether the compilation references ModelDsl.Runtime (Load and Predict are emitted only then).</summary>
         public const string RuntimeReferenced = "ModelDsl.RuntimeReferenced";
     }

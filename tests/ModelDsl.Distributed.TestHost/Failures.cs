@@ -42,6 +42,14 @@ internal static class Failures
         return 0;
     }
 
+    /// <summary>Every rank says which attempt of the job it is (after a restart, <see cref="MpiLauncher.RestartCount"/> &gt; 0).</summary>
+    public static int Attempt(ProcessGroup group)
+    {
+        group.Barrier();
+        Console.WriteLine($"rank {group.Rank} of {group.WorldSize}: restart count {MpiLauncher.RestartCount}");
+        return 0;
+    }
+
     /// <summary>The last rank kills itself with SIGKILL (what the OOM killer or kill -9 does) in the middle of all-reduces.</summary>
     public static int KillSelf(ProcessGroup group)
     {

@@ -14,6 +14,10 @@ if (args.Length == 0)
 }
 if (args[0] == "launch")
     return MpiLauncher.Relaunch(args.Skip(2).ToArray(), int.Parse(args[1], System.Globalization.CultureInfo.InvariantCulture));
+// TestHost launch-restarts <np> <max-restarts> <scenario>: the same, restarting a failed job up to max-restarts times.
+if (args[0] == "launch-restarts")
+    return MpiLauncher.Relaunch(args.Skip(3).ToArray(), int.Parse(args[1], System.Globalization.CultureInfo.InvariantCulture),
+        new MpiLaunchOptions { MaxRestarts = int.Parse(args[2], System.Globalization.CultureInfo.InvariantCulture) });
 
 set_num_threads(1);
 using var group = ProcessGroup.Create(CommBackend.Auto, CPU);
@@ -34,6 +38,7 @@ return args[0] switch
     "exit-code" => MpiLauncher.RunRank(group, () => Failures.ExitCode(group)),
     "exit-code-unguarded" => Failures.ExitCode(group),
     "kill" => Failures.KillSelf(group),
+    "kill-first-attempt" => MpiLauncher.RestartCount == 0 ? Failures.KillSelf(group) : MpiLauncher.RunRank(group, () => Failures.Attempt(group)),
     "nullref" => MpiLauncher.RunRank(group, () => Failures.NullReference(group)),
     _ => Usage(args[0]),
 };

@@ -80,4 +80,26 @@ public class ParallelDiagnosticTests
         VerifyParallel("ParallelMode.Sync, SyncBatchNorm = true", layers);
         VerifyParallel("ParallelMode.Sync, WorldSize = 1", layers);
     }
+
+    [Fact]
+    public void MaxRestarts_GoesIntoThePlan_OnlyWhenDeclared()
+    {
+        var run = VerifyParallel("ParallelMode.Sync, WorldSize = 2, MaxRestarts = 3");
+        Assert.True(run.CompilerDiagnostics.Count == 0, string.Join("\n", run.CompilerDiagnostics));
+        Assert.Contains("MaxRestarts = 3, // restarts of a failed job from its last checkpoint", run.Source("M.Train.g.cs"));
+        Assert.DoesNotContain("MaxRestarts", VerifyParallel("ParallelMode.Sync, WorldSize = 2").Source("M.Train.g.cs"));
+    }
+
+    [Theory]
+    [InlineData("ParallelMode.Sync, {|MD0208:MaxRestarts = -1|}")]
+    [InlineData("ParallelMode.Async, SyncEvery = 2, {|MD0208:MaxRestarts = int.MinValue|}")]
+    public void NegativeMaxRestarts_ReportsMD0208(string arguments) => VerifyParallel(arguments);
+
+    [Fact]
+    public void MaxRestartsAtWorldSizeOne_WarnsMD0209()
+    {
+        var run = VerifyParallel("ParallelMode.Sync, WorldSize = 1, {|MD0209:MaxRestarts = 2|}");
+        Assert.Equal(DiagnosticSeverity.Warning, run.ModelDiagnostics.Single().Severity);
+        Assert.Contains("MaxRestarts = 2,", run.Source("M.Train.g.cs"));
+    }
 }

@@ -202,6 +202,59 @@ public sealed class DataParallelEndToEndTests : IDisposable
         Assert.Contains("Resuming", resumed.Stdout);
     }
 
+    [Fact]
+    public async Task KilledRank_WithMaxRestarts_RestartsFromTheLastCheckpoint_AndEndsWithTheWeightsOfAnUninterruptedRun()
+    {
+        // The full training set (about 2 s an epoch on two ranks) for 5 epochs: rank 1 is killed after the first.
+        string data = Path.Combine(DigitsProgram.RepoRoot(), "samples", "Digits", "data", "optdigits.tra");
+        string[] common = { "mlp", "--data", data, "--test-data", "", "--epochs", "5", "--world-size", "2", "--deterministic", "--threads", "1", "--plain" };
+        var uninterrupted = DigitsProgram.Run(_dir, common.Concat(new[] { "--checkpoint-dir", "one", "--report", "one.json" }).ToArray());
+        Assert.True(uninterrupted.ExitCode == 0, uninterrupted.ToString());
+
+        using var job = DigitsProgram.Start(_dir, common.Concat(new[] { "--checkpoint-dir", "two", "--report", "two.json", "--max-restarts", "1" }).ToArray());
+        var stderr = job.StandardError.ReadToEndAsync();
+        var stdout = job.StandardOutput.ReadToEndAsync();
+        var checkpoint = Path.Combine(_dir, "two", Checkpoint.FileName);
+        var clock = Stopwatch.StartNew();
+        while (!File.Exists(checkpoint) && clock.Elapsed < TimeSpan.FromMinutes(3) && !job.HasExited) Thread.Sleep(50);
+        Assert.True(File.Exists(checkpoint) && !job.HasExited, "no checkpoint while the job ran: " + (job.HasExited ? await stderr : ""));
+        Process.GetProcessById(RankProcess(job.Id, 1)).Kill(); // SIGKILL
+
+        // The job restarts itself and finishes; a hang fails the test instead of the run.
+        bool ended = job.WaitForExit(TimeSpan.FromMinutes(4));
+        if (!ended) job.Kill(entireProcessTree: true);
+        string errors = await stderr, output = await stdout;
+        Assert.True(ended, "the restarted job did not end: " + errors);
+        Assert.True(job.ExitCode == 0, $"exit {job.ExitCode}\n{errors}\n{output}");
+        var lines = errors.Split('\n', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries);
+        Assert.Single(lines, l => l.StartsWith("restart 1 of 1: rank 1 ", StringComparison.Ordinal));
+        Assert.DoesNotContain(lines, l => l.Contains("errno", StringComparison.Ordinal) || l.Contains("   at ", StringComparison.Ordinal));
+        Assert.Contains("Resuming DigitsMlp from", output);
+
+        var one = TrainingReport.Read(Path.Combine(_dir, "one.json"));
+        var two = TrainingReport.Read(Path.Combine(_dir, "two.json"));
+        Assert.Equal(0, one.Restarts);
+        Assert.Equal(1, two.Restarts);
+        Assert.Equal(one.Steps, two.Steps);
+        Assert.Equal(5, two.History.Count);
+        // Sync DDP, deterministic, resumed with the optimiser and RNG state of the checkpoint: bit for bit.
+        var a = Weights(Path.Combine(_dir, "one", Checkpoint.FileName));
+        var b = Weights(checkpoint);
+        foreach (var (name, expected) in a)
+            Assert.True(expected.AsSpan().SequenceEqual(b[name]), $"{name} differs from the uninterrupted run");
+    }
+
+    [Fact]
+    public void MaxRestarts_OnOneProcess_OrNegative_IsOneUsageLine()
+    {
+        var single = DigitsProgram.Run(_dir, "mlp", "--epochs", "1", "--max-restarts", "2", "--plain");
+        Assert.Equal(TrainingHost.UsageError, single.ExitCode);
+        Assert.StartsWith("error: --max-restarts restarts the ranks the trainer starts under mpirun: add --world-size 2 or more", single.Stderr);
+        var negative = DigitsProgram.Run(_dir, "mlp", "--epochs", "1", "--world-size", "2", "--max-restarts", "-1", "--plain");
+        Assert.Equal(TrainingHost.UsageError, negative.ExitCode);
+        Assert.StartsWith("error: --max-restarts must be 0 or more, got -1", negative.Stderr);
+    }
+
     /// <summary>The pid of the rank <paramref name="rank"/> among the descendants of <paramref name="root"/> (by its Open MPI environment).</summary>
     private static int RankProcess(int root, int rank)
     {

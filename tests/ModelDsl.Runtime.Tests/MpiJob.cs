@@ -34,6 +34,11 @@ internal static class MpiJob
     public static Result Launch(int ranks, string scenario, TimeSpan timeout) =>
         Run("dotnet", new[] { TestHostDll(), "launch", ranks.ToString(System.Globalization.CultureInfo.InvariantCulture), scenario }, timeout, rootVariables: false, clean: false);
 
+    /// <summary><c>dotnet TestHost.dll launch-restarts N R scenario</c>: as <see cref="Launch"/>, restarting a failed job up to R times.</summary>
+    public static Result LaunchWithRestarts(int ranks, int maxRestarts, string scenario, TimeSpan timeout) =>
+        Run("dotnet", new[] { TestHostDll(), "launch-restarts", ranks.ToString(System.Globalization.CultureInfo.InvariantCulture),
+            maxRestarts.ToString(System.Globalization.CultureInfo.InvariantCulture), scenario }, timeout, rootVariables: false, clean: false);
+
     /// <summary><c>dotnet TestHost.dll scenario</c> alone (world size 1, no MPI).</summary>
     public static Result Alone(string scenario, TimeSpan timeout) =>
         Run("dotnet", new[] { TestHostDll(), scenario }, timeout, rootVariables: false, clean: false);

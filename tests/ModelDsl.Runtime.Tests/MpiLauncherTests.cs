@@ -129,7 +129,65 @@ public sealed class MpiLauncherTests
         Assert.Matches(@"^error: rank 1 \(.*\) was killed by signal 9 \(Killed\); the job was stopped\.$", line);
     }
 
+    // ---------------------------------------------------------------- restarts (--max-restarts)
+
+    [Fact]
+    public void KilledRank_WithARestartLeft_RestartsEveryRank_AndTheJobSucceeds()
+    {
+        var job = MpiJob.LaunchWithRestarts(2, 2, "kill-first-attempt", 2 * JobTimeout);
+        Assert.False(job.TimedOut, job.Output);
+        Assert.True(job.ExitCode == 0, job.Output);
+        // The failure, condensed as ever, then one line for the restart; the second attempt's ranks know the count.
+        Assert.Equal(2, job.ErrorLines.Length);
+        Assert.Matches(@"^error: rank 1 \(.*\) was killed by signal 9 \(Killed\); the job was stopped\.$", job.ErrorLines[0]);
+        Assert.Matches(@"^restart 1 of 2: rank 1 \(.*\) was killed by signal 9 \(Killed\); starting all 2 ranks again from the last checkpoint$", job.ErrorLines[1]);
+        Assert.Contains("rank 0 of 2: restart count 1", job.Stdout);
+        Assert.Contains("rank 1 of 2: restart count 1", job.Stdout);
+    }
+
+    [Fact]
+    public void RanksThatFailEveryTime_AreRestartedMaxRestartsTimes_ThenTheJobFails()
+    {
+        var job = MpiJob.LaunchWithRestarts(2, 1, "kill", 2 * JobTimeout);
+        Assert.False(job.TimedOut, job.Output);
+        Assert.NotEqual(0, job.ExitCode);
+        Assert.Single(job.ErrorLines, l => l.StartsWith("restart ", StringComparison.Ordinal));
+        Assert.Equal(2, job.ErrorLines.Count(l => l.Contains("was killed by signal 9", StringComparison.Ordinal) && l.StartsWith("error: ", StringComparison.Ordinal)));
+    }
+
+    [Fact]
+    public void FinalExitCodes_AreNotRestarted()
+    {
+        // Exit code 3 is the trainer's divergence: a restart would diverge again.
+        var job = MpiJob.LaunchWithRestarts(2, 2, "exit-code", JobTimeout);
+        Assert.False(job.TimedOut, job.Output);
+        Assert.Equal(3, job.ExitCode);
+        Assert.Equal(new[] { "error: rank 1 of 2: exited with code 3" }, job.ErrorLines);
+    }
+
+    [Fact]
+    public void MpirunArguments_PassTheRestartCount_OnlyWhenRestartsAreAllowed()
+    {
+        var args = MpiLauncher.MpirunArguments(new[] { "--epochs", "3" }, 2, new MpiLaunchOptions { Command = new[] { "prog" }, MaxRestarts = 1 });
+        int x = args.ToList().IndexOf("-x");
+        Assert.True(x >= 0 && args[x + 1] == MpiLauncher.RestartCountVariable && x < args.ToList().IndexOf("prog"), string.Join(" ", args));
+        Assert.DoesNotContain("-x", MpiLauncher.MpirunArguments(new[] { "--epochs", "3" }, 2, new MpiLaunchOptions { Command = new[] { "prog" } }));
+    }
+
     // ---------------------------------------------------------------- mpirun's reports, condensed
+
+    [Fact]
+    public void Filter_DropsOpenMpisReadErrorOfADeadPeer_BeforeTheCleanLine()
+    {
+        // What a surviving rank's shared-memory transport prints when its peer was killed (issue 19, item 6).
+        var lines = Filter(
+            "[vm:31337] Read -1, expected 65536, errno = 3",
+            "Read -1, expected 4096, errno = 3",
+            Rule, "mpirun noticed that process rank 1 with PID 0 on node vm exited on signal 9 (Killed).", Rule);
+        Assert.Equal(new[] { "error: rank 1 (on vm) was killed by signal 9 (Killed); the job was stopped." }, lines);
+        // A rank's own line that merely looks similar passes.
+        Assert.Equal(new[] { "Read 3 files, expected 4" }, Filter("Read 3 files, expected 4"));
+    }
 
     private const string Rule = "--------------------------------------------------------------------------";
 

@@ -208,6 +208,19 @@ namespace ModelDsl.Generators.Diagnostics
             "[Train] needs [Model]",
             "[Train] on '{0}' has nothing to train: add [Model(Input = \"...\")] and layers to the class");
 
+        // MD0414–MD0416: the custom loss ([Loss] method).
+        public static readonly DiagnosticDescriptor InvalidLossMethod = Error("MD0414", TrainingCategory,
+            "Invalid [Loss] method",
+            "The [Loss] method '{0}' must be 'static Tensor {0}(Tensor output, Tensor target)': {1}");
+
+        public static readonly DiagnosticDescriptor SecondLossMethod = Error("MD0415", TrainingCategory,
+            "More than one [Loss] method",
+            "'{0}' already trains with the [Loss] method '{1}': a model has one loss; remove [Loss] from one of them");
+
+        public static readonly DiagnosticDescriptor LossWithoutTrain = Error("MD0416", TrainingCategory,
+            "[Loss] needs [Train]",
+            "[Loss] method '{0}' is on '{1}', which has no [Train]: only the generated trainer uses it; add [Train(...)] to the class");
+
         // MD02xx: the parallel plan ([Parallel]).
         public static readonly DiagnosticDescriptor InvalidWorldSize = Error("MD0201", ParallelCategory,
             "World size must be at least 1",
@@ -236,6 +249,14 @@ namespace ModelDsl.Generators.Diagnostics
         public static readonly DiagnosticDescriptor AsyncAtWorldSizeOne = Warning("MD0207", ParallelCategory,
             "Asynchronous training on one rank",
             "ParallelMode.Async at WorldSize = 1 has nothing to average: it trains as a single process");
+
+        public static readonly DiagnosticDescriptor InvalidMaxRestarts = Error("MD0208", ParallelCategory,
+            "Invalid restart count",
+            "MaxRestarts is {0}; it must be 0 (a failed job stays failed) or more");
+
+        public static readonly DiagnosticDescriptor RestartsAtWorldSizeOne = Warning("MD0209", ParallelCategory,
+            "Restarts on one rank",
+            "MaxRestarts applies to the ranks the trainer starts under mpirun; at WorldSize = 1 nothing is relaunched, so a failed run stays failed (resume it with --resume)");
 
         // MD03xx: the optimisation plan ([Prune], [Quantize]).
         public static readonly DiagnosticDescriptor AmountOutOfRange = Error("MD0301", OptimizationCategory,

@@ -39,13 +39,20 @@ namespace ModelDsl.Generators.Emit
                 return w.ToString();
             }
 
-            w.Line($"/// <summary>The training plan declared by [Train] ({t.Loss} loss, {t.Optimizer}, {t.Epochs} epochs of batch {t.BatchSize}), checked at compile time.</summary>");
+            string loss = t.LossMethod is null ? $"{t.Loss} loss" : $"[Loss] {t.LossMethod} on {t.Loss} targets";
+            w.Line($"/// <summary>The training plan declared by [Train] ({loss}, {t.Optimizer}, {t.Epochs} epochs of batch {t.BatchSize}), checked at compile time.</summary>");
             w.Line(GeneratorInfo.Attribute);
             w.Line($"public static {Training}.TrainingPlan Plan {{ get; }} = new {Training}.TrainingPlan");
             w.Line("{");
             w.Line($"    ModelName = \"{model.Name}\",");
             w.Line($"    SampleShape = new long[] {{ {string.Join(", ", t.SampleShape.Select(I))} }},");
             foreach (var value in t.Values) Value(w, value);
+            if (t.LossMethod is { } method)
+            {
+                w.Line($"    // [Loss] {method}: computes the loss in place of Loss.{t.Loss}, whose targets and metrics stay.");
+                w.Line($"    LossMethod = {CSharpLiterals.String(method)},");
+                w.Line($"    CustomLoss = static (output, target) => {model.Name}.{method}(output, target),");
+            }
             if (model.Parallel is { } p)
             {
                 w.Line($"    // [Parallel({p.Mode}, WorldSize = {I(p.WorldSize)})]: the trainer relaunches itself under mpirun when started alone.");

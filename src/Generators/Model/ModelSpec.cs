@@ -31,10 +31,13 @@ namespace ModelDsl.Generators.Model
             string.Concat(System.Linq.Enumerable.Select(ContainingTypes, t => t.Name + ".")) + Name;
     }
 
-    /// <summary>The checked [Train] plan: the facts other emitters read, and every plan value in emission order.</summary>
+    /// <summary>
+    /// The checked [Train] plan: the facts other emitters read, and every plan value in emission order;
+    /// <paramref name="LossMethod"/> names the model's valid [Loss] method, if it has one.
+    /// </summary>
     internal sealed record TrainSpec(
         string Loss, string Optimizer, int Epochs, int BatchSize, EquatableArray<long> SampleShape, bool IsLanguageModel,
-        EquatableArray<PlanValue> Values);
+        EquatableArray<PlanValue> Values, string? LossMethod = null);
 
     /// <summary>The checked values of a [Parallel] attribute: the mode and world size, and every plan value it sets.</summary>
     internal sealed record ParallelSpec(string Mode, int WorldSize, EquatableArray<PlanValue> Values);

@@ -66,6 +66,11 @@ namespace ModelDsl.Generators.Parsing
                 if (worldSize == 1) report(DiagnosticDescriptors.AsyncAtWorldSizeOne, reader.ArgumentLocation("WorldSize") ?? reader.ArgumentLocation(null), Array.Empty<string>());
             }
 
+            int maxRestarts = args.Get("MaxRestarts", 0);
+            if (maxRestarts < 0) args.Fail(DiagnosticDescriptors.InvalidMaxRestarts, "MaxRestarts", Int(maxRestarts));
+            else if (maxRestarts > 0 && worldSize == 1)
+                report(DiagnosticDescriptors.RestartsAtWorldSizeOne, reader.ArgumentLocation("MaxRestarts"), Array.Empty<string>());
+
             if (worldSize > 1 && !syncBatchNorm && batchNormLayers.Count > 0)
                 report(DiagnosticDescriptors.BatchNormPerRank, reader.ArgumentLocation(null),
                     new[] { modelName, string.Join(", ", batchNormLayers), Int(worldSize) });
@@ -89,6 +94,7 @@ namespace ModelDsl.Generators.Parsing
                 values.Add(new("OuterMomentum", outerMomentum));
                 values.Add(new("OverlapAveraging", args.Get("Overlap", true)));
             }
+            if (args.Has("MaxRestarts")) values.Add(new("MaxRestarts", maxRestarts, Comment: "restarts of a failed job from its last checkpoint"));
             return new ParallelSpec(mode, worldSize, values.ToEquatableArray());
         }
     }

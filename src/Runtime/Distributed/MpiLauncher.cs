@@ -26,6 +26,22 @@ public sealed class MpiLaunchOptions
 
     /// <summary>Where the ranks' standard error and the condensed failure line go; default <see cref="Console.Error"/>.</summary>
     public TextWriter? Error { get; init; }
+
+    /// <summary>
+    /// How many times a failed job is started again, every rank, as torchrun's <c>--max-restarts</c> does; 0 (the
+    /// default) leaves a failed job failed. A job that ends with one of <see cref="FinalExitCodes"/>, or that was
+    /// interrupted (Ctrl+C, SIGTERM), is not restarted.
+    /// </summary>
+    public int MaxRestarts { get; init; }
+
+    /// <summary>The program's arguments for a restart (e.g. with <c>--resume</c> added); <see langword="null"/> repeats the first ones.</summary>
+    public IReadOnlyList<string>? RestartArguments { get; init; }
+
+    /// <summary>
+    /// Exit codes that end the job without a restart: a restart would fail the same way. Default 2 and 3, the
+    /// generated trainer's usage error and divergence.
+    /// </summary>
+    public IReadOnlyCollection<int> FinalExitCodes { get; init; } = new[] { 2, 3 };
 }
 
 /// <summary>
@@ -49,6 +65,16 @@ public static class MpiLauncher
 
     /// <summary>The line printed when <c>mpirun</c> is missing.</summary>
     public const string MissingMpirunMessage = "error: mpirun was not found; install Open MPI: apt-get install openmpi-bin";
+
+    /// <summary>
+    /// The environment variable that tells every rank how many times the job has been restarted (0 at the first start),
+    /// as torchrun's <c>TORCHELASTIC_RESTART_COUNT</c> does.
+    /// </summary>
+    public const string RestartCountVariable = "MODELDSL_RESTART_COUNT";
+
+    /// <summary>The restart count <see cref="Relaunch"/> gave this rank (<see cref="RestartCountVariable"/>); 0 when there is none.</summary>
+    public static int RestartCount =>
+        int.TryParse(Environment.GetEnvironmentVariable(RestartCountVariable), System.Globalization.NumberStyles.None, System.Globalization.CultureInfo.InvariantCulture, out int n) ? n : 0;
 
     /// <summary>Whether a program asked for <paramref name="worldSize"/> ranks must start them itself (world size above 1, not already a rank).</summary>
     public static bool ShouldRelaunch(int worldSize) => worldSize > 1 && !DistributedEnvironment.IsMpiRank;
@@ -101,6 +127,12 @@ public static class MpiLauncher
             list.Add("--hostfile");
             list.Add(options.Hostfile);
         }
+        // Ranks on other machines see the restart count too (local ones inherit it anyway).
+        if (options.MaxRestarts > 0)
+        {
+            list.Add("-x");
+            list.Add(RestartCountVariable);
+        }
         list.AddRange(options.MpirunArguments);
         list.AddRange(options.Command ?? SelfCommand());
         list.AddRange(args);
@@ -113,12 +145,18 @@ public static class MpiLauncher
     /// code. The ranks' output passes through; <c>mpirun</c>'s own failure reports are condensed to one line naming
     /// the rank (<see cref="MpirunOutputFilter"/>). As root, sets the two variables Open MPI requires to run as root;
     /// with standard output redirected, sets <c>TERM=dumb</c> for the ranks (no terminal control codes in the file).
+    /// With <see cref="MpiLaunchOptions.MaxRestarts"/> above 0, a job that fails (a rank killed, crashed or exiting
+    /// with a code not in <see cref="MpiLaunchOptions.FinalExitCodes"/>) is started again, every rank, with
+    /// <see cref="MpiLaunchOptions.RestartArguments"/>, up to that many times; each restart is one line on the error
+    /// writer, and the ranks read the count from <see cref="RestartCountVariable"/>.
     /// </summary>
-    /// <returns>The job's exit code: 0 when every rank succeeded; <see cref="MissingMpirunExitCode"/> when <c>mpirun</c> is missing.</returns>
+    /// <returns>The job's exit code (the last attempt's): 0 when every rank succeeded; <see cref="MissingMpirunExitCode"/> when <c>mpirun</c> is missing.</returns>
     public static int Relaunch(string[] args, int worldSize, MpiLaunchOptions? options = null)
     {
         ArgumentNullException.ThrowIfNull(args);
         options ??= new MpiLaunchOptions();
+        if (options.MaxRestarts < 0)
+            throw new ArgumentOutOfRangeException(nameof(options), options.MaxRestarts, $"MaxRestarts must be 0 or more, got {options.MaxRestarts}.");
         TextWriter error = options.Error ?? Console.Error;
         var mpirunArgs = MpirunArguments(args, worldSize, options);
         string? mpirun = FindExecutable(options.Mpirun);
@@ -128,6 +166,21 @@ public static class MpiLauncher
             return MissingMpirunExitCode;
         }
 
+        for (int restarts = 0; ; restarts++)
+        {
+            var (code, failure, interrupted) = RunJob(mpirun, mpirunArgs, restarts, error);
+            if (code == 0 || interrupted || restarts >= options.MaxRestarts || options.FinalExitCodes.Contains(code))
+                return code;
+            error.WriteLine($"restart {restarts + 1} of {options.MaxRestarts}: {failure ?? $"the job failed with exit code {code}"}; " +
+                            $"starting all {worldSize} ranks again from the last checkpoint");
+            if (restarts == 0 && options.RestartArguments is not null)
+                mpirunArgs = MpirunArguments(options.RestartArguments, worldSize, options);
+        }
+    }
+
+    /// <summary>One start of the job: its exit code, the condensed cause of a failure (without "error: "), and whether it was interrupted.</summary>
+    private static (int Code, string? Failure, bool Interrupted) RunJob(string mpirun, IReadOnlyList<string> mpirunArgs, int restarts, TextWriter error)
+    {
         var start = new ProcessStartInfo(mpirun)
         {
             UseShellExecute = false,
@@ -145,6 +198,7 @@ public static class MpiLauncher
             start.Environment["OMPI_ALLOW_RUN_AS_ROOT"] = "1";
             start.Environment["OMPI_ALLOW_RUN_AS_ROOT_CONFIRM"] = "1";
         }
+        start.Environment[RestartCountVariable] = restarts.ToString(System.Globalization.CultureInfo.InvariantCulture);
 
         using var process = new Process { StartInfo = start };
         var filter = new MpirunOutputFilter(line =>
@@ -160,20 +214,32 @@ public static class MpiLauncher
             else
                 filter.WriteLine(e.Data);
         };
+        bool interrupted = false;
         process.Start();
         // Ctrl+C reaches mpirun too (same process group), and mpirun stops the ranks; this process waits for it
-        // instead of dying first. SIGTERM (e.g. from a scheduler) is passed on.
-        using var interrupt = PosixSignalRegistration.Create(PosixSignal.SIGINT, c => c.Cancel = true);
+        // instead of dying first. SIGTERM (e.g. from a scheduler) is passed on. Neither is restarted.
+        using var interrupt = PosixSignalRegistration.Create(PosixSignal.SIGINT, c =>
+        {
+            c.Cancel = true;
+            interrupted = true;
+        });
         using var terminate = PosixSignalRegistration.Create(PosixSignal.SIGTERM, c =>
         {
             c.Cancel = true;
+            interrupted = true;
             SendSignal(process.Id, 15);
         });
         process.BeginErrorReadLine();
         process.WaitForExit();
         done.Wait(TimeSpan.FromSeconds(5));
         filter.Complete();
-        return process.ExitCode;
+        string? failure = filter.FailureLine ?? filter.FirstRankError;
+        if (failure is not null)
+        {
+            failure = failure.StartsWith("error: ", StringComparison.Ordinal) ? failure["error: ".Length..] : failure;
+            failure = failure.EndsWith("; the job was stopped.", StringComparison.Ordinal) ? failure[..^"; the job was stopped.".Length] : failure.TrimEnd('.');
+        }
+        return (process.ExitCode, failure, interrupted);
     }
 
     /// <summary>

@@ -35,6 +35,9 @@ public sealed partial class MpirunOutputFilter
     /// <summary>The condensed failure line, once <see cref="Complete"/> has written one; <see langword="null"/> otherwise.</summary>
     public string? FailureLine { get; private set; }
 
+    /// <summary>The first line a failed rank printed itself (<c>error: rank R of N: cause</c>); <see langword="null"/> when none did.</summary>
+    public string? FirstRankError { get; private set; }
+
     /// <summary>Takes one line of <c>mpirun</c>'s standard error.</summary>
     public void WriteLine(string line)
     {
@@ -62,10 +65,17 @@ public sealed partial class MpirunOutputFilter
         // ("ORTE_ERROR_LOG: Data unpack would read past end of buffer in file …/show_help.c"), say nothing about the job.
         if (HelpAggregateNote().IsMatch(line) || (line.Contains("ORTE_ERROR_LOG", StringComparison.Ordinal) && line.Contains("show_help.c", StringComparison.Ordinal)))
             return;
+        // A surviving rank's shared-memory transport reading from a peer that has died (process_vm_readv failing with
+        // ESRCH, errno 3): "Read -1, expected 4096, errno = 3". The condensed line names the dead rank.
+        if (PeerReadFailed().IsMatch(line))
+            return;
         // A rank that failed under ProcessGroup.Abort already printed its own line: "error: rank R of N: cause".
         var own = RankErrorLine().Match(line);
         if (own.Success)
+        {
             _ranksThatSpoke.Add(int.Parse(own.Groups[1].Value, System.Globalization.CultureInfo.InvariantCulture));
+            FirstRankError ??= line;
+        }
         _write(line);
     }
 
@@ -157,4 +167,7 @@ public sealed partial class MpirunOutputFilter
 
     [GeneratedRegex(@"^\[[^\]]+\] (\d+ more process(es)? (has|have) sent help message|Set MCA parameter ""orte_base_help_aggregate"")")]
     private static partial Regex HelpAggregateNote();
+
+    [GeneratedRegex(@"^(\[[^\]]+\] ?)?Read -?\d+, expected \d+, errno = \d+$")]
+    private static partial Regex PeerReadFailed();
 }

@@ -66,14 +66,14 @@ namespace ModelDsl.Runtime.Inference
             var signature = ModelSignature.FromPlan(plan);
             using var scope = torch.NewDisposeScope();
             var output = Predictor.Forward(net, dataset.Features, signature, batchSize);
-            double loss = LossFunctions.Compute(plan.Loss, output, dataset.Labels).to_type(ScalarType.Float64).item<double>();
+            double loss = LossFunctions.Compute(plan, output, dataset.Labels).to_type(ScalarType.Float64).item<double>();
             var result = new EvaluationResult
             {
                 Model = plan.ModelName,
                 ModelFile = modelPath,
                 Data = TrainingData.ResolvePath(dataPath),
                 Samples = dataset.Count,
-                LossFunction = plan.Loss.ToString(),
+                LossFunction = plan.LossName,
                 Loss = loss,
             };
             if (!signature.IsClassifier) return result;

@@ -19,6 +19,23 @@ namespace ModelDsl.Runtime.Training
             return ComputeRows(loss, output, target);
         }
 
+        /// <summary>
+        /// The plan's loss of a batch: its <see cref="TrainingPlan.CustomLoss"/> (the model's [Loss] method) when it has
+        /// one, called with the model's output and the targets as loaded, otherwise the declared loss.
+        /// </summary>
+        public static Tensor Compute(TrainingPlan plan, Tensor output, Tensor target) =>
+            plan.CustomLoss is { } custom ? Custom(plan, custom, output, target) : Compute(plan.Loss, output, target);
+
+        private static Tensor Custom(TrainingPlan plan, System.Func<Tensor, Tensor, Tensor> custom, Tensor output, Tensor target)
+        {
+            var loss = custom(output, target)
+                ?? throw new TrainingException($"the [Loss] method {plan.LossMethod} returned null; it must return the batch's loss as a scalar tensor");
+            if (loss.numel() != 1)
+                throw new TrainingException($"the [Loss] method {plan.LossMethod} returned a tensor of shape [{string.Join(", ", loss.shape)}]; " +
+                                            "it must return the batch's loss as a scalar (reduce it, e.g. with .mean())");
+            return loss;
+        }
+
         private static Tensor ComputeRows(Loss loss, Tensor output, Tensor target) => loss switch
         {
             Loss.CrossEntropy => nn.functional.cross_entropy(output, target),

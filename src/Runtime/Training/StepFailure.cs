@@ -20,13 +20,15 @@ namespace ModelDsl.Runtime.Training
         /// Explains <paramref name="error"/> thrown while stepping on <paramref name="x"/>: replays the forward pass
         /// under no-grad with a hook on every layer to find the one that fails; if none does, the loss failed.
         /// </summary>
-        public static TrainingException Explain(Exception error, nn.Module<Tensor, Tensor> model, Tensor x, Loss loss, string where)
+        public static TrainingException Explain(Exception error, nn.Module<Tensor, Tensor> model, Tensor x, Loss loss, string where, string? lossMethod = null)
         {
             string? layer = FailingLayer(model, x);
-            string stage = layer is not null ? $"in layer '{layer}'" : $"in the {loss} loss";
+            string stage = layer is not null ? $"in layer '{layer}'" : lossMethod is not null ? $"in the [Loss] method {lossMethod}" : $"in the {loss} loss";
             string hint = layer is not null
                 ? "the layer rejected its input; check the model's Summary against the data"
-                : $"the model's output does not suit {loss} with these targets; check the [Train] loss and the labels";
+                : lossMethod is not null
+                    ? $"the method was given the model's output and the targets as Loss.{loss} loads them; check its tensor operations against their shapes"
+                    : $"the model's output does not suit {loss} with these targets; check the [Train] loss and the labels";
             return new TrainingException($"{where} failed {stage}: {FirstLine(error.Message)} ({hint})", TrainingHost.UsageError, error);
         }
 

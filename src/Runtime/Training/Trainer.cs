@@ -115,7 +115,7 @@ namespace ModelDsl.Runtime.Training
                 double? testAccuracy = null;
                 if (data.Test is { } test && hasAccuracy)
                 {
-                    testAccuracy = Evaluate(model, test, plan.Loss, device).Accuracy;
+                    testAccuracy = Evaluate(model, test, plan, device).Accuracy;
                     outputs.Note($"test accuracy {TrainingProgress.Percent(testAccuracy.Value)} on {test.Count} samples ({plan.TestData})");
                 }
 
@@ -139,6 +139,7 @@ namespace ModelDsl.Runtime.Training
                     BestEpoch = best.BestEpoch,
                     BestValLoss = best.BestValLoss,
                     StopReason = stoppedEarly ? TrainingReport.StoppedEarly : TrainingReport.Completed,
+                    Restarts = options.Restarts,
                 };
                 strategy.Finish(model, report);
                 if (plan.Passes.Count > 0 && !options.NoOptimize)
@@ -168,8 +169,8 @@ namespace ModelDsl.Runtime.Training
                             ?? throw Diverged(fineTuning.Divergence, e + 1, outputs.CheckpointPath, new List<EpochMetrics>());
                 },
                 Evaluate: m => (
-                    data.Test is { } test && LossFunctions.HasAccuracy(plan.Loss) ? Evaluate(m, test, plan.Loss, device).Accuracy : null,
-                    data.Validation.Count > 0 ? Evaluate(m, data.Validation, plan.Loss, device).Loss : null));
+                    data.Test is { } test && LossFunctions.HasAccuracy(plan.Loss) ? Evaluate(m, test, plan, device).Accuracy : null,
+                    data.Validation.Count > 0 ? Evaluate(m, data.Validation, plan, device).Loss : null));
             var report = Optimization.OptimizationPipeline.Run(context);
             outputs.Note($"optimised: {report.ExportPath} ({report.SizeRatio:P0} of the fp32 size, " +
                          $"{report.Speedup:0.00}x at batch 64" +
@@ -196,7 +197,7 @@ namespace ModelDsl.Runtime.Training
             {
                 (_options, _model, _strategy, _data, _outputs, _device) = (options, model, strategy, data, outputs, device);
                 Optimizer = optimizer;
-                _step = new TrainingStep(model, optimizer, options.Plan.Loss, options.Plan.GradientClipNorm, strategy);
+                _step = new TrainingStep(model, optimizer, options.Plan, strategy);
             }
 
             public OptimizerHelper Optimizer { get; }
@@ -234,7 +235,7 @@ namespace ModelDsl.Runtime.Training
                     // Per-step schedule: the rate for the step about to run, at its fraction of the epoch.
                     if (perStepSchedule && stepInEpoch > 0)
                         foreach (var group in Optimizer.ParamGroups) group.LearningRate = plan.LearningRateAt(epoch + (stepInEpoch + 1.0) / Math.Max(1, steps));
-                    var result = Guarded(() => _step.Run(x, y), _model, x, plan.Loss, $"{(label == "epoch" ? "training" : label)} step {Step + 1} ({label} {epoch + 1})");
+                    var result = Guarded(() => _step.Run(x, y), _model, x, plan, $"{(label == "epoch" ? "training" : label)} step {Step + 1} ({label} {epoch + 1})");
                     if (_strategy.AfterStep(_model, ++Step, result.Loss, result.Applied) is { } diverged)
                     {
                         Divergence = diverged;
@@ -276,7 +277,7 @@ namespace ModelDsl.Runtime.Training
         {
             bool hasAccuracy = LossFunctions.HasAccuracy(plan.Loss);
             double seen = Math.Max(1, totals[2]);
-            var (valLoss, valAccuracy) = validation.Count > 0 ? Evaluate(model, validation, plan.Loss, device) : (double.NaN, double.NaN);
+            var (valLoss, valAccuracy) = validation.Count > 0 ? Evaluate(model, validation, plan, device) : (double.NaN, double.NaN);
             return new EpochMetrics
             {
                 Epoch = epoch + 1,
@@ -291,7 +292,7 @@ namespace ModelDsl.Runtime.Training
         }
 
         /// <summary>Runs a step; a libtorch error becomes one line naming the step and the layer (or the loss) that failed.</summary>
-        private static T Guarded<T>(Func<T> run, nn.Module<Tensor, Tensor> model, Tensor x, Loss loss, string where)
+        private static T Guarded<T>(Func<T> run, nn.Module<Tensor, Tensor> model, Tensor x, TrainingPlan plan, string where)
         {
             try
             {
@@ -299,7 +300,7 @@ namespace ModelDsl.Runtime.Training
             }
             catch (Exception e) when (StepFailure.IsNative(e))
             {
-                throw StepFailure.Explain(e, model, x, loss, where);
+                throw StepFailure.Explain(e, model, x, plan.Loss, where, plan.CustomLoss is null ? null : plan.LossMethod);
             }
         }
 
@@ -323,8 +324,13 @@ namespace ModelDsl.Runtime.Training
         };
 
         /// <summary>Mean loss and accuracy of <paramref name="model"/> on <paramref name="data"/>, in eval mode under no-grad.</summary>
-        public static (double Loss, double Accuracy) Evaluate(nn.Module<Tensor, Tensor> model, TensorDataset data, Loss loss, Device device)
+        public static (double Loss, double Accuracy) Evaluate(nn.Module<Tensor, Tensor> model, TensorDataset data, Loss loss, Device device) =>
+            Evaluate(model, data, new TrainingPlan { ModelName = "", SampleShape = Array.Empty<long>(), Loss = loss }, device);
+
+        /// <summary>The same with the plan's loss: its [Loss] method when it has one (<see cref="LossFunctions.Compute(TrainingPlan, Tensor, Tensor)"/>).</summary>
+        public static (double Loss, double Accuracy) Evaluate(nn.Module<Tensor, Tensor> model, TensorDataset data, TrainingPlan plan, Device device)
         {
+            var loss = plan.Loss;
             model.eval();
             using var noGrad = torch.no_grad();
             double lossSum = 0;
@@ -334,9 +340,9 @@ namespace ModelDsl.Runtime.Training
                 using var scope = torch.NewDisposeScope();
                 var x = xb.to(device);
                 var y = yb.to(device);
-                var output = Guarded(() => model.call(x), model, x, loss, "evaluation");
+                var output = Guarded(() => model.call(x), model, x, plan, "evaluation");
                 long n = x.shape[0];
-                lossSum += Guarded(() => LossFunctions.Compute(loss, output, y), model, x, loss, "evaluation").item<float>() * n;
+                lossSum += Guarded(() => LossFunctions.Compute(plan, output, y), model, x, plan, "evaluation").item<float>() * n;
                 correct += LossFunctions.CountCorrect(loss, output, y);
                 seen += n;
                 targets += y.numel();

@@ -35,6 +35,8 @@ namespace ModelDsl.Runtime.Training
         public bool NoOptimize { get; init; }
         /// <summary>Where the optimised model goes; default <c>optimized.bin</c> in <see cref="CheckpointDirectory"/>.</summary>
         public string? ExportPath { get; init; }
+        /// <summary>Restarts of the job before this run (the launcher's <see cref="Distributed.MpiLauncher.RestartCountVariable"/>); the report's <c>restarts</c>.</summary>
+        public int Restarts { get; init; }
     }
 
     /// <summary>
@@ -94,6 +96,8 @@ namespace ModelDsl.Runtime.Training
 
             var patience = new Option<int>("--patience") { Description = $"Stop after this many epochs without a better validation loss; 0 is off (declared: {plan.EarlyStoppingPatience})", DefaultValueFactory = _ => plan.EarlyStoppingPatience };
             root.Options.Add(patience);
+            var maxRestarts = new Option<int>("--max-restarts") { Description = $"Restart every rank from the last checkpoint when a rank dies, up to N times (torchrun's --max-restarts; declared: {plan.MaxRestarts})", HelpName = "N", DefaultValueFactory = _ => plan.MaxRestarts };
+            root.Options.Add(maxRestarts);
 
             // `train` is the default command: the same options work with or without the word. evaluate, predict and
             // export use a trained model (ModelDsl.Runtime.Inference); --version prints the version and exits.
@@ -168,11 +172,26 @@ namespace ModelDsl.Runtime.Training
             if (n > 0 && plan.ValidationFraction == 0) return Usage($"--patience watches the validation loss, but {plan.ModelName}'s [Train] holds out no validation data (ValidationFraction = 0)");
             options = options with { Plan = options.Plan with { EarlyStoppingPatience = n } };
 
+            // Elastic restarts: the launcher starts the ranks again with --resume; each rank learns the count from it.
+            int restartLimit = parsed.GetValue(maxRestarts);
+            if (restartLimit < 0) return Usage($"--max-restarts must be 0 or more, got {restartLimit}");
+            if (restartLimit > 0 && environment is null && ranks == 1 && parsed.GetResult(maxRestarts) is { Implicit: false })
+                return Usage("--max-restarts restarts the ranks the trainer starts under mpirun: add --world-size 2 or more (a single process continues with --resume)");
+            options = options with { Plan = options.Plan with { MaxRestarts = restartLimit }, Restarts = Distributed.MpiLauncher.RestartCount };
+
             // Started alone with a world size above 1 (and a command line that checks out, so a mistake is reported
             // once, not by every rank): start the ranks under mpirun, each with this process's own command line (not
             // just args: a program may choose the model from an argument before it calls Run).
             if (Distributed.MpiLauncher.ShouldRelaunch(ranks))
-                return Distributed.MpiLauncher.Relaunch(Environment.GetCommandLineArgs()[1..], ranks, new Distributed.MpiLaunchOptions { Hostfile = parsed.GetValue(hostfile) });
+            {
+                string[] commandLine = Environment.GetCommandLineArgs()[1..];
+                return Distributed.MpiLauncher.Relaunch(commandLine, ranks, new Distributed.MpiLaunchOptions
+                {
+                    Hostfile = parsed.GetValue(hostfile),
+                    MaxRestarts = restartLimit,
+                    RestartArguments = commandLine.Contains("--resume") ? null : commandLine.Append("--resume").ToArray(),
+                });
+            }
 
             if (environment is null || ranks == 1)
                 return Guarded(primary: true, () =>

@@ -114,6 +114,28 @@ namespace ModelDsl.Runtime.Training
         [NotInFingerprint("derived from the passes")]
         public long ParametersAfterPasses { get; init; }
 
+        /// <summary>
+        /// The model's <see cref="LossAttribute">[Loss]</see> method, by name ("" when it has none): it computes the loss
+        /// in place of <see cref="Loss"/>'s formula, while <see cref="Loss"/> still says what the targets are and which
+        /// metrics apply. In the fingerprint only when set (a checkpoint of a plan without one still resumes).
+        /// </summary>
+        [NotInFingerprint("added to the fingerprint by Fingerprint() when set")]
+        public string LossMethod { get; init; } = "";
+
+        /// <summary>The <see cref="LossMethod"/> itself: (output, target) → the batch's mean loss; null when the model has none.</summary>
+        [NotInFingerprint("LossMethod names it")]
+        public Func<TorchSharp.torch.Tensor, TorchSharp.torch.Tensor, TorchSharp.torch.Tensor>? CustomLoss { get; init; }
+
+        /// <summary>
+        /// Restarts of a failed multi-rank job from its last checkpoint (<c>--max-restarts</c>, torchrun's
+        /// <c>--max-restarts</c>); 0 leaves a failed job failed.
+        /// </summary>
+        [NotInFingerprint("it decides whether a failed job starts again, not what an epoch does")]
+        public int MaxRestarts { get; init; }
+
+        /// <summary>The loss as the progress and the reports name it: the [Loss] method, or the declared loss.</summary>
+        public string LossName => CustomLoss is null || LossMethod.Length == 0 ? Loss.ToString() : $"{LossMethod} ([Loss] method)";
+
         /// <summary>Whether targets are class indices (cross-entropy, NLL) and accuracy is meaningful.</summary>
         public bool IsClassification => Loss is Loss.CrossEntropy or Loss.NLL;
 
@@ -135,6 +157,7 @@ namespace ModelDsl.Runtime.Training
                 o[property.Name] = Format(value);
             }
             if (Schedule == Schedule.Cosine) o[nameof(Epochs)] = Epochs;
+            if (LossMethod.Length > 0) o[nameof(LossMethod)] = LossMethod;
             return o.ToJsonString(new JsonSerializerOptions { WriteIndented = false });
         }
 

@@ -92,6 +92,13 @@ namespace ModelDsl.Runtime.Training
         [JsonPropertyName("stop_reason")]
         public string StopReason { get; set; } = Completed;
 
+        /// <summary>
+        /// How many times the job was restarted from its last checkpoint after a rank failed (<c>--max-restarts</c>);
+        /// 0 for a run that never failed.
+        /// </summary>
+        [JsonPropertyName("restarts")]
+        public int Restarts { get; set; }
+
         /// <summary>Per-epoch metrics, oldest first.</summary>
         [JsonPropertyName("history")]
         public List<EpochMetrics> History { get; set; } = new();

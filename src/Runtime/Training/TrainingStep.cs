@@ -17,6 +17,7 @@ namespace ModelDsl.Runtime.Training
         private readonly nn.Module<Tensor, Tensor> _model;
         private readonly OptimizerHelper _optimizer;
         private readonly Loss _loss;
+        private readonly System.Func<Tensor, Tensor, Tensor> _compute;
         private readonly double _clip;
         private readonly ITrainingStrategy _strategy;
 
@@ -26,15 +27,23 @@ namespace ModelDsl.Runtime.Training
             _model = model;
             _optimizer = optimizer;
             _loss = loss;
+            _compute = (output, y) => LossFunctions.Compute(loss, output, y);
             _clip = gradientClipNorm;
             _strategy = strategy ?? new SingleProcessStrategy();
+        }
+
+        /// <summary>Binds the step to a model, its optimiser and the plan's loss (its [Loss] method, if any) and clipping threshold.</summary>
+        public TrainingStep(nn.Module<Tensor, Tensor> model, OptimizerHelper optimizer, TrainingPlan plan, ITrainingStrategy? strategy = null)
+            : this(model, optimizer, plan.Loss, plan.GradientClipNorm, strategy)
+        {
+            _compute = (output, y) => LossFunctions.Compute(plan, output, y);
         }
 
         /// <summary>Runs one step on a batch. Tensors it creates belong to the caller's dispose scope.</summary>
         public StepResult Run(Tensor x, Tensor y)
         {
             var output = _model.call(x);
-            var loss = LossFunctions.Compute(_loss, output, y);
+            var loss = _compute(output, y);
             double value = loss.item<float>();
             if (!_strategy.AllFinite(double.IsFinite(value))) return new StepResult(value, 0, Applied: false);
 
