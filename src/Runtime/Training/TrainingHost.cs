@@ -94,6 +94,8 @@ namespace ModelDsl.Runtime.Training
 
             var patience = new Option<int>("--patience") { Description = $"Stop after this many epochs without a better validation loss; 0 is off (declared: {plan.EarlyStoppingPatience})", DefaultValueFactory = _ => plan.EarlyStoppingPatience };
             root.Options.Add(patience);
+            var csvLayout = new CsvLayoutOptions(plan);
+            csvLayout.AddTo(root);
 
             // `train` is the default command: the same options work with or without the word. evaluate, predict and
             // export use a trained model (ModelDsl.Runtime.Inference); --version prints the version and exits.
@@ -167,6 +169,14 @@ namespace ModelDsl.Runtime.Training
             if (n < 0) return Usage($"--patience must be 0 (off) or a number of epochs, got {n}");
             if (n > 0 && plan.ValidationFraction == 0) return Usage($"--patience watches the validation loss, but {plan.ModelName}'s [Train] holds out no validation data (ValidationFraction = 0)");
             options = options with { Plan = options.Plan with { EarlyStoppingPatience = n } };
+            try
+            {
+                options = options with { Plan = csvLayout.Apply(options.Plan, parsed) };
+            }
+            catch (TrainingException layout)
+            {
+                return Usage(layout.Message);
+            }
 
             // Started alone with a world size above 1 (and a command line that checks out, so a mistake is reported
             // once, not by every rank): start the ranks under mpirun, each with this process's own command line (not
