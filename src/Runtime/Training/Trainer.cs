@@ -303,7 +303,7 @@ namespace ModelDsl.Runtime.Training
             }
         }
 
-        private static Device ResolveDevice(string device)
+        internal static Device ResolveDevice(string device)
         {
             if (device == "cuda")
             {
