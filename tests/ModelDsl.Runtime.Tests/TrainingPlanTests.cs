@@ -19,6 +19,7 @@ public class TrainingPlanTests
         nameof(TrainingPlan.Backend), nameof(TrainingPlan.BucketSizeMB),
         nameof(TrainingPlan.Passes), nameof(TrainingPlan.ParametersAfterPasses),
         nameof(TrainingPlan.EarlyStoppingPatience),
+        nameof(TrainingPlan.Header), nameof(TrainingPlan.LabelColumn),
     };
 
     [Fact]
@@ -69,6 +70,7 @@ public class TrainingPlanTests
     private static object Other(object? value, Type type) => value switch
     {
         string s => s + "x",
+        null when type == typeof(bool?) => true,
         bool b => !b,
         int i => i + 1,
         long l => l + 1,
