@@ -99,6 +99,14 @@ namespace ModelDsl.Runtime.Tests.CsvLayout
             Assert.StartsWith("error: --label-column needs the name of a column of the header row", empty.Stderr);
         }
 
+        [Fact]
+        public void LayoutOptions_OnALanguageModel_AreAUsageError()
+        {
+            var run = CliCapture.Run(Text.TinyLm.Run, "--header", "--data", Path.Combine(_dir, "input.txt"));
+            Assert.Equal(2, run.ExitCode);
+            Assert.StartsWith("error: --header applies to CSV data, and TinyLm is a language model trained on a text file", run.Stderr);
+        }
+
         private string TrainOnce()
         {
             var model = Path.Combine(Checkpoints, Training.Checkpoint.FileName);
