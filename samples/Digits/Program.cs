@@ -6,8 +6,9 @@ using Digits;
 // `dotnet run -c Release --project samples/Digits -- mlp` trains the MLP instead.
 if (args.Any(a => a is "--help" or "-h" or "-?"))
 {
-    // The model's own help lists the options; the choice of model is this program's, so it says it first.
-    Console.WriteLine("Usage: Digits [cnn|mlp] [options]");
+    // The model's own help gives the usage and lists the options; the choice of model is this program's, so it
+    // says it first (as a section of its own: one "Usage:" block, the model's).
+    Console.WriteLine("Models (an optional first argument, before the command and the options):");
     Console.WriteLine("  cnn  train DigitsCnn, the convolutional network (the default)");
     Console.WriteLine("  mlp  train DigitsMlp, the multi-layer perceptron");
     Console.WriteLine();

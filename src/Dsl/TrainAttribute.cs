@@ -93,7 +93,7 @@ namespace ModelDsl
         /// <summary>Clip the global gradient L2 norm to this value; 0 turns clipping off. Default 0.</summary>
         public double GradientClipNorm { get; set; }
         /// <summary>
-        /// The training data: a CSV file (features then the label in the last column, no header), or for a language
+        /// The training data: a CSV file (features then the label in the last column, a header row allowed), or for a language
         /// model a UTF-8 text file (its characters are the vocabulary); a relative path is looked up in the working
         /// directory, then beside the program. <c>--data</c> overrides it.
         /// </summary>
@@ -121,5 +121,16 @@ namespace ModelDsl
         /// the input's T is a number; at most a <c>[PositionalEmbedding]</c>'s maxLength. Default 0: from the input.
         /// </summary>
         public int SequenceLength { get; set; }
+        /// <summary>
+        /// Whether the CSV files' first row is a header row naming the columns (<c>--header</c> declares it for one
+        /// run). Not set: a header row is detected (a first row without a single number, followed by a row of
+        /// numbers). <c>false</c>: the first row is data.
+        /// </summary>
+        public bool Header { get; set; }
+        /// <summary>
+        /// The label column's name in the header row, e.g. <c>"label"</c>; the other columns are the features, in file
+        /// order. Implies a header row. Default: the last column is the label (<c>--label-column</c> overrides it).
+        /// </summary>
+        public string LabelColumn { get; set; } = "";
     }
 }

@@ -80,6 +80,29 @@ public class TrainDiagnosticTests
     public void InvalidValue_IsAnErrorOnItsArgument(string arguments) => VerifyTrain(arguments);
 
     [Fact]
+    public void CsvLayout_HeaderAndLabelColumn_GoIntoThePlan_OnlyWhenWritten()
+    {
+        var run = VerifyTrain("Loss.CrossEntropy, Optimizer.Adam, Header = true, LabelColumn = \"label\"");
+        Assert.True(run.CompilerDiagnostics.Count == 0, string.Join("\n", run.CompilerDiagnostics));
+        var source = run.Source("M.Train.g.cs");
+        Assert.Contains("Header = true,", source);
+        Assert.Contains("LabelColumn = \"label\",", source);
+
+        var detected = VerifyTrain("Loss.CrossEntropy, Optimizer.Adam").Source("M.Train.g.cs");
+        Assert.DoesNotContain("Header =", detected);
+        Assert.DoesNotContain("LabelColumn =", detected);
+        Assert.Contains("Header = false,", VerifyTrain("Loss.CrossEntropy, Optimizer.Adam, Header = false").Source("M.Train.g.cs"));
+    }
+
+    [Theory]
+    [InlineData("Loss.CrossEntropy, Optimizer.Adam, {|MD0411:LabelColumn = \"\"|}", "LabelColumn is empty")]
+    [InlineData("Loss.CrossEntropy, Optimizer.Adam, {|MD0411:LabelColumn = \"a,b\"|}", "contains ','")]
+    [InlineData("Loss.CrossEntropy, Optimizer.Adam, Header = true, {|MD0411:LabelColumn = \" label\"|}", "has spaces around it")]
+    [InlineData("Loss.CrossEntropy, Optimizer.Adam, LabelColumn = \"label\", {|MD0412:Header = false|}", "Header = false declares that the first row is data")]
+    public void CsvLayout_Mistakes_AreErrorsOnTheArgument(string arguments, string message) =>
+        Assert.Contains(message, VerifyTrain(arguments).ModelDiagnostics.Single().GetMessage());
+
+    [Fact]
     public void BCEWithLogitsOnTenClasses_ReportsMD0404_OnTheLoss() => VerifyTrain("{|MD0404:Loss.BCEWithLogits|}, Optimizer.Adam");
 
     [Fact]

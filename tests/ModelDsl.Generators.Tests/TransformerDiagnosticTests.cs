@@ -123,6 +123,7 @@ public class TransformerDiagnosticTests
     [InlineData("{|MD0404:Loss.MSE|}, Optimizer.AdamW, SequenceLength = 16")]
     [InlineData("Loss.CrossEntropy, Optimizer.AdamW, {|MD0408:SequenceLength = 8|}")]
     [InlineData("Loss.CrossEntropy, Optimizer.AdamW, SequenceLength = 16, Epochs = 2, Schedule = Schedule.Cosine, {|MD0406:WarmupEpochs = 0.5|}")]
+    [InlineData("Loss.CrossEntropy, Optimizer.AdamW, SequenceLength = 16, {|MD0413:Header = true|}, {|MD0413:LabelColumn = \"label\"|}")]
     public void LanguageModelTrainingSettings_AreChecked(string train) => Markup.Verify($$"""
         [Model(Input = "B, {{(train.Contains("= 8|") ? "16" : "T")}}", InputType = DType.Int64)]
         [Train({{train}})]

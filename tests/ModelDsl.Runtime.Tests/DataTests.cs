@@ -108,14 +108,15 @@ public sealed class DataTests : IDisposable
         string path = Write("text.csv", "1,2,3,0\r\n4,x1,6,1\r\n");
         var e = Assert.Throws<DataFormatException>(() => CsvDataset.Load(path, new long[] { 3 }, LabelKind.ClassIndex));
         Assert.Equal(2, e.Line);
-        Assert.Equal($"{path}:2: 'x1' is not a number", e.Message);
+        Assert.Equal(2, e.Column);
+        Assert.Equal($"{path}:2: column 2: 'x1' is not a number", e.Message);
 
         // Missing values (UCI writes '?') and non-finite values are rejected the same way.
         Assert.Contains("'?' is not a number", Assert.Throws<DataFormatException>(() =>
             CsvDataset.Load(Write("missing.csv", "1,?,3,0\n"), new long[] { 3 }, LabelKind.ClassIndex)).Message);
         Assert.Contains("'NaN' is not a number", Assert.Throws<DataFormatException>(() =>
             CsvDataset.Load(Write("nan.csv", "1,NaN,3,0\n"), new long[] { 3 }, LabelKind.ClassIndex)).Message);
-        Assert.Contains(":1: empty value", Assert.Throws<DataFormatException>(() =>
+        Assert.Contains(":1: column 2: empty value", Assert.Throws<DataFormatException>(() =>
             CsvDataset.Load(Write("empty-value.csv", "1,,3,0\n"), new long[] { 3 }, LabelKind.ClassIndex)).Message);
     }
 
@@ -173,6 +174,138 @@ public sealed class DataTests : IDisposable
             CsvDataset.Load(Write("empty.csv", "\n\n"), new long[] { 2 }, LabelKind.ClassIndex));
         Assert.Equal(0, empty.Line);
         Assert.Contains("no data rows", empty.Message);
+    }
+
+    // ---------------------------------------------------------------- CSV: header rows and the label column
+
+    [Fact]
+    public void Csv_HeaderRow_IsDetected_AndSkipped()
+    {
+        // The file of issue 19: a header row of names, then numbers.
+        string path = Write("train_header.csv", "t0,t1,t2,label\n1,2,3,0\n4,5,6,1\n");
+        using var data = CsvDataset.Load(path, new long[] { 3 }, LabelKind.ClassIndex, null, out int headerRows);
+        Assert.Equal(1, headerRows);
+        Assert.Equal(2, data.Count);
+        Assert.Equal(new[] { 1f, 2f, 3f, 4f, 5f, 6f }, data.Features.data<float>().ToArray());
+        Assert.Equal(new long[] { 0, 1 }, data.Labels.data<long>().ToArray());
+
+        // Quoted names and CRLF line ends, as spreadsheets write them.
+        using var quoted = CsvDataset.Load(Write("quoted.csv", "\"a\",\"b\",\"y\"\r\n1,2,0.5\r\n"), new long[] { 2 }, LabelKind.Float);
+        Assert.Equal(new[] { 0.5f }, quoted.Labels.data<float>().ToArray());
+    }
+
+    [Fact]
+    public void Csv_FirstRowOfNumbers_IsData_UnlessAHeaderIsDeclared()
+    {
+        string path = Write("numeric-header.csv", "0,1,2\n1,2,0\n3,4,1\n");
+        using (var data = CsvDataset.Load(path, new long[] { 2 }, LabelKind.ClassIndex))
+            Assert.Equal(3, data.Count);
+        using (var data = CsvDataset.Load(path, new long[] { 2 }, LabelKind.ClassIndex, new CsvOptions { Header = true }))
+        {
+            Assert.Equal(2, data.Count);
+            Assert.Equal(new long[] { 0, 1 }, data.Labels.data<long>().ToArray());
+        }
+    }
+
+    [Fact]
+    public void Csv_NamedLabelColumn_MayBeAnyColumn_TheOthersAreTheFeaturesInOrder()
+    {
+        string path = Write("label-first.csv", "label,t0,t1\n1,5,6\n0,7,8\n");
+        using var data = CsvDataset.Load(path, new long[] { 2 }, LabelKind.ClassIndex, new CsvOptions { LabelColumn = "label" });
+        Assert.Equal(new long[] { 1, 0 }, data.Labels.data<long>().ToArray());
+        Assert.Equal(new[] { 5f, 6f, 7f, 8f }, data.Features.data<float>().ToArray());
+
+        // A named label column implies the header row, even one of numbers.
+        using var numeric = CsvDataset.Load(Write("numeric-names.csv", "0,y,1\n5,1,6\n"), new long[] { 2 }, LabelKind.ClassIndex, new CsvOptions { LabelColumn = "y" });
+        Assert.Equal(new[] { 5f, 6f }, numeric.Features.data<float>().ToArray());
+        Assert.Equal(new long[] { 1 }, numeric.Labels.data<long>().ToArray());
+    }
+
+    [Fact]
+    public void Csv_NamedLabelColumn_Errors_NameTheHeaderAndTheColumns()
+    {
+        string path = Write("no-label.csv", "t0,t1,target\n1,2,0\n");
+        var e = Assert.Throws<DataFormatException>(() => CsvDataset.Load(path, new long[] { 2 }, LabelKind.ClassIndex, new CsvOptions { LabelColumn = "label" }));
+        Assert.Equal(1, e.Line);
+        Assert.Equal($"{path}:1: the header row has no column named 'label' (the label column); its columns are 't0', 't1', 'target'", e.Message);
+
+        var off = Assert.Throws<DataFormatException>(() => CsvDataset.Load(path, new long[] { 2 }, LabelKind.ClassIndex, new CsvOptions { Header = false, LabelColumn = "target" }));
+        Assert.Contains("needs a header row, but Header = false declares that line 1 is data", off.Message);
+
+        var count = Assert.Throws<DataFormatException>(() => CsvDataset.Load(path, new long[] { 3 }, LabelKind.ClassIndex));
+        Assert.Equal($"{path}:1: the header row names 3 columns, but sample shape [3] needs 3 feature columns and the label, 4 in all", count.Message);
+    }
+
+    [Fact]
+    public void Csv_NotANumber_NamesTheColumnAndItsHeaderName()
+    {
+        string path = Write("bad-value.csv", "t0,t1,label\n1,2,0\n3,abc,1\n");
+        var e = Assert.Throws<DataFormatException>(() => CsvDataset.Load(path, new long[] { 2 }, LabelKind.ClassIndex));
+        Assert.Equal((3, 2), (e.Line, e.Column));
+        Assert.Equal($"{path}:3: column 2 ('t1'): 'abc' is not a number", e.Message);
+
+        // The label column too (here the named first one).
+        var label = Assert.Throws<DataFormatException>(() => CsvDataset.Load(Write("bad-label.csv", "y,a\n1,2\nx,3\n"), new long[] { 1 }, LabelKind.ClassIndex, new CsvOptions { LabelColumn = "y" }));
+        Assert.EndsWith(":3: column 1 ('y'): 'x' is not a number", label.Message);
+    }
+
+    [Fact]
+    public void Csv_TextFirstRow_NotTakenForAHeader_SaysSoAndHowToDeclareOne()
+    {
+        // Mixed text and numbers: not detected (it might be a bad data row), and the error says how to declare it.
+        string mixed = Write("mixed.csv", "t0,1,label\n1,2,0\n");
+        var e = Assert.Throws<DataFormatException>(() => CsvDataset.Load(mixed, new long[] { 2 }, LabelKind.ClassIndex));
+        Assert.Equal($"{mixed}:1: column 1: 't0' is not a number (line 1 mixes text and numbers, so it was not taken for a header row; " +
+                     "if it is one, declare [Train(Header = true)] or pass --header)", e.Message);
+        using (var declared = CsvDataset.Load(mixed, new long[] { 2 }, LabelKind.ClassIndex, new CsvOptions { Header = true }))
+            Assert.Equal(1, declared.Count);
+
+        // Header = false: the first row is data, and the error says that the declaration made it so.
+        string named = Write("named.csv", "t0,t1,label\n1,2,0\n");
+        var off = Assert.Throws<DataFormatException>(() => CsvDataset.Load(named, new long[] { 2 }, LabelKind.ClassIndex, new CsvOptions { Header = false }));
+        Assert.Contains("'t0' is not a number (line 1 is read as data because Header = false declares no header row)", off.Message);
+
+        // A later text row gets no such note.
+        var later = Assert.Throws<DataFormatException>(() => CsvDataset.Load(Write("later.csv", "1,2,0\nt0,2,0\n"), new long[] { 2 }, LabelKind.ClassIndex));
+        Assert.DoesNotContain("header", later.Message);
+    }
+
+    [Fact]
+    public void Csv_HeaderOnly_HasNoDataRows_AndLabelLinesCountTheHeader()
+    {
+        var empty = Assert.Throws<DataFormatException>(() => CsvDataset.Load(Write("only-header.csv", "a,b,label\n"), new long[] { 2 }, LabelKind.ClassIndex));
+        Assert.Contains("no data rows (line 1 is its header row)", empty.Message);
+
+        string path = Write("header-labels.csv", "a,b,label\n1,2,0\n3,4,12\n");
+        using var data = CsvDataset.Load(path, new long[] { 2 }, LabelKind.ClassIndex, null, out int headerRows);
+        Assert.Equal(3, CsvDataset.FindLabelOutOfRange(data, 10, path, "M", headerRows)!.Line);
+    }
+
+    [Fact]
+    public void PredictReader_HeaderAndNamedLabel_AreHonoured_ALabelIsOptional()
+    {
+        string withLabel = Write("predict-labelled.csv", "label,t0,t1\n7,5,6\n3,7,8\n");
+        var (x, labels) = ModelDsl.Runtime.Inference.FeatureCsv.Load(withLabel, new long[] { 2 }, new CsvOptions { LabelColumn = "label" });
+        using (x)
+        {
+            Assert.Equal(new[] { 5f, 6f, 7f, 8f }, x.data<float>().ToArray());
+            Assert.Equal(new[] { "7", "3" }, labels);
+        }
+
+        // The same layout without the label column: features only.
+        string without = Write("predict-features.csv", "t0,t1\n5,6\n");
+        var (y, none) = ModelDsl.Runtime.Inference.FeatureCsv.Load(without, new long[] { 2 }, new CsvOptions { LabelColumn = "label" });
+        using (y)
+        {
+            Assert.Equal(new[] { 5f, 6f }, y.data<float>().ToArray());
+            Assert.Null(none);
+        }
+
+        // Detected header, label last; a bad value names its column.
+        var (z, last) = ModelDsl.Runtime.Inference.FeatureCsv.Load(Write("predict-detected.csv", "a,b,y\n1,2,1\n"), new long[] { 2 });
+        using (z) Assert.Equal(new[] { "1" }, last);
+        var e = Assert.Throws<DataFormatException>(() => ModelDsl.Runtime.Inference.FeatureCsv.Load(Write("predict-bad.csv", "a,b\n1,2\n1,zz\n"), new long[] { 2 }));
+        Assert.EndsWith(":3: column 2 ('b'): 'zz' is not a number", e.Message);
     }
 
     // ---------------------------------------------------------------- Batches

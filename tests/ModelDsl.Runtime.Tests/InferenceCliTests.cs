@@ -188,7 +188,7 @@ public sealed class InferenceCliTests : IClassFixture<TrainedDigits>
     {
         var run = DigitsProcess.Run(_run.Dir, "cnn", "--help");
         Assert.Equal(0, run.ExitCode);
-        foreach (var command in new[] { "train", "evaluate", "predict", "export", "--patience", "--version" })
+        foreach (var command in new[] { "train", "evaluate", "predict", "export", "lr-find", "--patience", "--header", "--label-column", "--version" })
             Assert.Contains(command, run.Stdout);
     }
 

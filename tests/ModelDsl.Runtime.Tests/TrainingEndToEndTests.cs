@@ -170,8 +170,10 @@ public sealed class TrainingEndToEndTests : IDisposable
             Assert.Contains(option, run.Stdout);
         // The sample's choice of model, and --deterministic as docs/training.md describes it (TorchSharp has no
         // deterministic-kernels switch).
-        Assert.Contains("Usage: Digits [cnn|mlp] [options]", run.Stdout);
+        Assert.Contains("Models (an optional first argument", run.Stdout);
         Assert.Contains("mlp  train DigitsMlp", run.Stdout);
+        // One usage block (issue 19: the program's and the model's were two).
+        Assert.Single(System.Text.RegularExpressions.Regex.Matches(run.Stdout, "Usage:"));
         Assert.DoesNotContain("deterministic kernels", run.Stdout);
         Assert.Contains("1 thread", run.Stdout);
     }

@@ -21,6 +21,7 @@ public class TrainingPlanTests
         nameof(TrainingPlan.EarlyStoppingPatience),
         // The [Loss] method is in the fingerprint by name (LossMethod), not as the delegate; restarts do not change an epoch.
         nameof(TrainingPlan.CustomLoss), nameof(TrainingPlan.MaxRestarts),
+        nameof(TrainingPlan.Header), nameof(TrainingPlan.LabelColumn),
     };
 
     [Fact]
@@ -71,6 +72,7 @@ public class TrainingPlanTests
     private static object Other(object? value, Type type) => value switch
     {
         string s => s + "x",
+        null when type == typeof(bool?) => true,
         bool b => !b,
         int i => i + 1,
         long l => l + 1,

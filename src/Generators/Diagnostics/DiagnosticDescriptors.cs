@@ -208,6 +208,17 @@ namespace ModelDsl.Generators.Diagnostics
             "[Train] needs [Model]",
             "[Train] on '{0}' has nothing to train: add [Model(Input = \"...\")] and layers to the class");
 
+        public static readonly DiagnosticDescriptor InvalidLabelColumn = Error("MD0411", TrainingCategory,
+            "Invalid label column",
+            "{0}");
+
+        public static readonly DiagnosticDescriptor LabelColumnNeedsHeader = Error("MD0412", TrainingCategory,
+            "A named label column needs a header row",
+            "LabelColumn = \"{0}\" names a column of the header row, but Header = false declares that the first row is data; drop Header = false");
+
+        public static readonly DiagnosticDescriptor CsvSettingOnTextData = Error("MD0413", TrainingCategory,
+            "CSV setting on a language model",
+            "{0} applies to CSV data, but '{1}' is a language model trained on a text file");
         // MD0414–MD0416: the custom loss ([Loss] method).
         public static readonly DiagnosticDescriptor InvalidLossMethod = Error("MD0414", TrainingCategory,
             "Invalid [Loss] method",

@@ -110,6 +110,19 @@ namespace ModelDsl.Generators.Parsing
             else if (sequenceLength > maxPositions)
                 args.Fail(DiagnosticDescriptors.SequenceTooLong, "SequenceLength", modelName, $"SequenceLength = {sequenceLength} is longer than the positional table (maxLength = {maxPositions})");
 
+            // The CSV layout: a header row (declared, else detected at run time) and a label column named in it.
+            bool? header = args.Has("Header") ? args.Get("Header", false) : null;
+            string labelColumn = args.Get("LabelColumn", "") ?? "";
+            if (language && output is not null)
+            {
+                foreach (var setting in new[] { "Header", "LabelColumn" })
+                    if (args.Has(setting)) args.Fail(DiagnosticDescriptors.CsvSettingOnTextData, setting, setting, modelName);
+            }
+            else if (args.Has("LabelColumn") && LabelColumnProblem(labelColumn) is { } labelProblem)
+                args.Fail(DiagnosticDescriptors.InvalidLabelColumn, "LabelColumn", labelProblem);
+            else if (labelColumn.Length > 0 && header == false)
+                args.Fail(DiagnosticDescriptors.LabelColumnNeedsHeader, "Header", labelColumn);
+
             var sample = new List<long>();
             if (input is not null && language && sequenceLength > 0 && !input[1].IsConcrete)
             {
@@ -168,6 +181,8 @@ namespace ModelDsl.Generators.Parsing
                 new("ValidationFraction", validation),
                 new("FeatureScale", featureScale),
             };
+            if (header is not null) values.Add(new("Header", header.Value));
+            if (labelColumn.Length > 0) values.Add(new("LabelColumn", labelColumn));
             if (classes > 0) values.Add(new("Classes", classes));
             if (patience > 0) values.Add(new("EarlyStoppingPatience", patience));
             if (interval != "Epoch") values.Add(new("ScheduleInterval", interval, "ScheduleInterval"));
@@ -175,6 +190,19 @@ namespace ModelDsl.Generators.Parsing
                 values.Add(new("IsLanguageModel", true,
                     Before: $"Token ids (B, T) -> scores (B, T, V): trained on a text file in windows of {Int(sample[0])} characters, a target per position."));
             return new TrainSpec(loss, optimizer, epochs, batch, sample.ToEquatableArray(), language, values.ToEquatableArray());
+        }
+
+        /// <summary>Why a label column name can never match a name of a CSV header row, or null when it can.</summary>
+        private static string? LabelColumnProblem(string name)
+        {
+            if (name.Trim().Length == 0)
+                return "LabelColumn is empty; name a column of the header row, or leave LabelColumn out for the last column";
+            int bad = name.IndexOfAny(new[] { ',', '"', '\r', '\n' });
+            if (bad >= 0)
+                return $"LabelColumn \"{name}\" contains {(name[bad] is ',' or '"' ? $"'{name[bad]}'" : "a line break")}, which no name in a CSV header row can hold";
+            if (name.Trim().Length != name.Length)
+                return $"LabelColumn \"{name}\" has spaces around it; the names of the header row are read without them";
+            return null;
         }
 
         private static string? ActivationMismatch(string loss, string? last) => (loss, last) switch

@@ -1,4 +1,5 @@
 using System;
+using System.Collections.Generic;
 using System.Globalization;
 using System.IO;
 using System.Linq;
@@ -8,14 +9,13 @@ using static TorchSharp.torch;
 namespace ModelDsl.Runtime.Data;
 
 /// <summary>
-/// Loads numeric CSV files in the UCI style: no header, comma separated, one sample per line, the last column the
-/// label and all other columns the features.
+/// Loads numeric CSV files in the UCI style: comma separated, one sample per line, the last column the label and all
+/// other columns the features. A header row naming the columns is allowed (declared, or detected: a first row
+/// without a single number followed by a row of numbers), and with one the label may be any column, named by
+/// <see cref="CsvOptions.LabelColumn"/>.
 /// </summary>
 public static class CsvDataset
 {
-    // Tokens quoted in error messages are cut to this length: a garbage line must not produce a garbage message.
-    private const int MaxQuotedToken = 32;
-
     /// <summary>
     /// Reads <paramref name="path"/> into a <see cref="TensorDataset"/> with float32 features of shape
     /// [N, ..<paramref name="sampleShape"/>] and labels of shape [N].
@@ -25,10 +25,19 @@ public static class CsvDataset
     /// <param name="sampleShape">The shape of one sample; the product must equal the number of feature columns
     /// (for example [1, 8, 8] for 64 columns read as one-channel 8x8 images). Empty means one scalar per sample.</param>
     /// <param name="labelKind">Whether the labels are class indices (int64) or float32 targets.</param>
+    /// <param name="options">The header row and the label column; null: <see cref="CsvOptions.Default"/>.</param>
     /// <exception cref="FileNotFoundException">The file does not exist; the message names the full path.</exception>
-    /// <exception cref="DataFormatException">The content is malformed; the message names the file and the line.</exception>
+    /// <exception cref="DataFormatException">The content is malformed; the message names the file, the line and,
+    /// for a bad value, the column (with its name from the header row).</exception>
     /// <exception cref="ArgumentException">The sample shape has a dimension below 1.</exception>
-    public static TensorDataset Load(string path, long[] sampleShape, LabelKind labelKind)
+    public static TensorDataset Load(string path, long[] sampleShape, LabelKind labelKind, CsvOptions? options = null) =>
+        Load(path, sampleShape, labelKind, options, out _);
+
+    /// <summary>
+    /// <see cref="Load(string, long[], LabelKind, CsvOptions?)"/>, also saying how many header rows preceded the data
+    /// (0 or 1): sample r is then line r + 1 + <paramref name="headerRows"/> of the file.
+    /// </summary>
+    public static TensorDataset Load(string path, long[] sampleShape, LabelKind labelKind, CsvOptions? options, out int headerRows)
     {
         ArgumentException.ThrowIfNullOrEmpty(path);
         ArgumentNullException.ThrowIfNull(sampleShape);
@@ -42,7 +51,10 @@ public static class CsvDataset
             throw new FileNotFoundException($"Data file not found: {fullPath}", fullPath);
 
         long featuresPerRow = sampleShape.Aggregate(1L, (a, b) => a * b);
-        var (features, labels, rows) = Parse(File.ReadAllText(fullPath), fullPath, sampleShape, featuresPerRow, labelKind);
+        string text = File.ReadAllText(fullPath);
+        var header = CsvHeader.Read(fullPath, Lines(text), options ?? CsvOptions.Default, labelRequired: true);
+        headerRows = header.Line > 0 ? 1 : 0;
+        var (features, labels, rows) = Parse(text, header, sampleShape, featuresPerRow, labelKind);
 
         using var scope = NewDisposeScope();
         var x = tensor(features, Prepend(rows, sampleShape));
@@ -56,17 +68,18 @@ public static class CsvDataset
     /// Finds the first sample whose class label does not index one of <paramref name="classes"/> classes (what
     /// cross-entropy would otherwise fail on deep inside libtorch) and reports it at its line of the file.
     /// </summary>
-    /// <param name="data">A dataset loaded by <see cref="Load"/> with <see cref="LabelKind.ClassIndex"/> labels.</param>
+    /// <param name="data">A dataset loaded by <see cref="Load(string, long[], LabelKind, CsvOptions?)"/> with <see cref="LabelKind.ClassIndex"/> labels.</param>
     /// <param name="classes">How many classes the model outputs; labels must be in 0..classes-1.</param>
     /// <param name="path">The file <paramref name="data"/> was loaded from, as the message should name it.</param>
     /// <param name="modelName">The model, for the message; null says "the model".</param>
+    /// <param name="headerRows">Header rows before the data (what <see cref="Load(string, long[], LabelKind, CsvOptions?, out int)"/> says).</param>
     /// <returns>
     /// Null when every label fits; otherwise the error for the first offending row, <c>path:line: class label 12 is out
-    /// of range: ...</c>. <see cref="Load"/> reads one sample per line with blank lines allowed only at the end, so
-    /// sample r is line r + 1.
+    /// of range: ...</c>. <see cref="Load(string, long[], LabelKind, CsvOptions?)"/> reads one sample per line with blank
+    /// lines allowed only at the end, so sample r is line r + 1 + <paramref name="headerRows"/>.
     /// </returns>
     /// <exception cref="ArgumentException">The labels are not a vector of int64 class indices, or classes is below 1.</exception>
-    public static DataFormatException? FindLabelOutOfRange(TensorDataset data, long classes, string path, string? modelName = null)
+    public static DataFormatException? FindLabelOutOfRange(TensorDataset data, long classes, string path, string? modelName = null, int headerRows = 0)
     {
         ArgumentNullException.ThrowIfNull(data);
         ArgumentNullException.ThrowIfNull(path);
@@ -81,7 +94,7 @@ public static class CsvDataset
         // argmax returns the first maximum: the first offending row.
         long row = outside.to_type(ScalarType.Int32).argmax().item<long>();
         long label = data.Labels[row].item<long>();
-        int line = row + 1 > int.MaxValue ? 0 : (int)(row + 1);
+        int line = row + 1 + headerRows > int.MaxValue ? 0 : (int)(row + 1 + headerRows);
         return new DataFormatException(path, line,
             $"class label {label} is out of range: {modelName ?? "the model"} outputs {classes} classes (labels 0..{classes - 1})");
     }
@@ -89,8 +102,12 @@ public static class CsvDataset
     // One pass over the text with spans: no per-line strings, no per-value allocations. The arrays are sized from the
     // line count up front and only shrunk (once) when the file ends with blank lines.
     private static (float[] Features, Labels Labels, long Rows) Parse(
-        string text, string path, long[] sampleShape, long featuresPerRow, LabelKind labelKind)
+        string text, CsvHeader header, long[] sampleShape, long featuresPerRow, LabelKind labelKind)
     {
+        string path = header.Path;
+        if (header.Names is { } names && names.Length != featuresPerRow + 1)
+            throw new DataFormatException(path, header.Line,
+                $"the header row names {names.Length} columns, but sample shape [{Join(sampleShape)}] needs {featuresPerRow} feature columns and the label, {featuresPerRow + 1} in all");
         ReadOnlySpan<char> rest = text;
         long maxRows = rest.Count('\n') + 1;
         float[]? features = null;
@@ -115,6 +132,8 @@ public static class CsvDataset
             }
             if (firstBlankLine != 0)
                 throw new DataFormatException(path, firstBlankLine, "blank line between data lines (blank lines are allowed only at the end)");
+            if (lineNumber == header.Line)
+                continue;
 
             int values = line.Count(',') + 1;
             if (features is null)
@@ -123,7 +142,7 @@ public static class CsvDataset
                 if (values - 1 != featuresPerRow)
                     throw new DataFormatException(path, lineNumber,
                         $"sample shape [{Join(sampleShape)}] needs {featuresPerRow} feature values per row, " +
-                        $"but the row has {values - 1} (plus the label in the last column, {values} values in all)");
+                        $"but the row has {values - 1} (plus the label column, {values} values in all)");
                 long capacity = checked(maxRows * featuresPerRow);
                 if (capacity > Array.MaxLength)
                     throw new DataFormatException(path, 0, $"{maxRows} rows of {featuresPerRow} features do not fit in one array");
@@ -135,22 +154,28 @@ public static class CsvDataset
                 throw new DataFormatException(path, lineNumber, $"expected {featuresPerRow + 1} values, found {values}");
             }
 
+            // The label is the named column, else the last; the other columns are the features in file order.
+            int labelAt = header.LabelIndex >= 0 ? header.LabelIndex : values - 1;
             long offset = rows * featuresPerRow;
-            for (long column = 0; column < featuresPerRow; column++)
+            for (int column = 0; column < values; column++)
             {
                 int comma = line.IndexOf(',');
-                var token = line[..comma].Trim();
-                line = line[(comma + 1)..];
+                var token = (comma < 0 ? line : line[..comma]).Trim();
+                line = comma < 0 ? ReadOnlySpan<char>.Empty : line[(comma + 1)..];
+                if (column == labelAt)
+                {
+                    labels.Set(rows, token, header, lineNumber, column);
+                    continue;
+                }
                 if (!float.TryParse(token, NumberStyles.Float, CultureInfo.InvariantCulture, out float value) || !float.IsFinite(value))
-                    throw NotANumber(path, lineNumber, token);
-                features[offset + column] = value;
+                    throw header.NotANumber(lineNumber, column, token);
+                features[offset++] = value;
             }
-            labels.Set(rows, line.Trim(), path, lineNumber);
             rows++;
         }
 
         if (features is null)
-            throw new DataFormatException(path, 0, "the file contains no data rows");
+            throw new DataFormatException(path, 0, header.Line > 0 ? $"the file contains no data rows (line {header.Line} is its header row)" : "the file contains no data rows");
         if (rows < maxRows)
         {
             Array.Resize(ref features, (int)(rows * featuresPerRow));
@@ -159,11 +184,12 @@ public static class CsvDataset
         return (features, labels, rows);
     }
 
-    private static DataFormatException NotANumber(string path, int line, ReadOnlySpan<char> token) =>
-        new(path, line, token.IsEmpty ? "empty value where a number is expected" : $"'{Quote(token)}' is not a number");
-
-    private static string Quote(ReadOnlySpan<char> token) =>
-        token.Length <= MaxQuotedToken ? token.ToString() : string.Concat(token[..MaxQuotedToken], "...");
+    private static IEnumerable<string> Lines(string text)
+    {
+        using var reader = new StringReader(text);
+        while (reader.ReadLine() is { } line)
+            yield return line;
+    }
 
     private static long[] Prepend(long first, long[] rest)
     {
@@ -197,10 +223,10 @@ public static class CsvDataset
                 Array.Resize(ref Floats, (int)rows);
         }
 
-        public void Set(long row, ReadOnlySpan<char> token, string path, int line)
+        public void Set(long row, ReadOnlySpan<char> token, CsvHeader header, int line, int column)
         {
             if (!double.TryParse(token, NumberStyles.Float, CultureInfo.InvariantCulture, out double value) || !double.IsFinite(value))
-                throw NotANumber(path, line, token);
+                throw header.NotANumber(line, column, token);
             if (kind == LabelKind.Float)
             {
                 Floats[row] = (float)value;
@@ -208,7 +234,7 @@ public static class CsvDataset
             }
             // 2^53: beyond it a double no longer tells neighbouring whole numbers apart.
             if (value < 0 || value != Math.Floor(value) || value > 9007199254740992d)
-                throw new DataFormatException(path, line, $"class label '{Quote(token)}' is not a whole non-negative number");
+                throw header.Error(line, column, $"class label '{CsvHeader.Quote(token)}' is not a whole non-negative number");
             Longs[row] = (long)value;
         }
     }

@@ -24,8 +24,27 @@ public sealed class DataFormatException : Exception
         Reason = reason;
     }
 
+    /// <summary>
+    /// Creates the exception for a problem in one value: <c>path:line: column 3 ('t2'): reason</c>, the column 1-based
+    /// and its name when the file has a header row.
+    /// </summary>
+    /// <param name="path">The full path of the file.</param>
+    /// <param name="line">The 1-based line.</param>
+    /// <param name="column">The 1-based column.</param>
+    /// <param name="columnName">The column's name in the header row, or null.</param>
+    /// <param name="reason">What is wrong, without the location.</param>
+    public DataFormatException(string path, int line, int column, string? columnName, string reason)
+        : this(path, line, $"column {column}{(columnName is null ? "" : $" ('{columnName}')")}: {reason}")
+    {
+        Column = column;
+        Reason = reason;
+    }
+
     /// <summary>The full path of the file.</summary>
     public string Path { get; }
+
+    /// <summary>The 1-based column of the problem, or 0 when it concerns a whole line or file.</summary>
+    public int Column { get; }
 
     /// <summary>The 1-based line of the problem, or 0 when it concerns the whole file (for example, an empty file).</summary>
     public int Line { get; }

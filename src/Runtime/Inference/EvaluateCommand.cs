@@ -38,15 +38,18 @@ namespace ModelDsl.Runtime.Inference
             {
                 model, data, report, json, batch,
             };
+            var csvLayout = new CsvLayoutOptions(plan);
+            csvLayout.AddTo(command);
             command.SetAction(parsed => ModelCommands.Guard(() =>
             {
                 ModelCommands.RejectLanguageModel(plan, Name);
+                var runPlan = csvLayout.Apply(plan, parsed);
                 string dataPath = parsed.GetValue(data) ?? "";
-                if (dataPath.Length == 0) throw new TrainingException($"no data to evaluate on: {plan.ModelName}'s [Train] declares no TestData; pass --data CSV");
+                if (dataPath.Length == 0) throw new TrainingException($"no data to evaluate on: {runPlan.ModelName}'s [Train] declares no TestData; pass --data CSV");
                 int batchSize = parsed.GetValue(batch);
                 if (batchSize < 1) throw new TrainingException($"--batch-size must be at least 1, got {batchSize}");
-                string modelPath = ModelCommands.ResolveModel(parsed.GetValue(model), plan);
-                var result = Evaluate(plan, create, modelPath, dataPath, batchSize);
+                string modelPath = ModelCommands.ResolveModel(parsed.GetValue(model), runPlan);
+                var result = Evaluate(runPlan, create, modelPath, dataPath, batchSize);
                 string text = JsonSerializer.Serialize(result, Json);
                 if (parsed.GetValue(report) is { Length: > 0 } reportPath)
                     ModelFiles.AtomicWrite(reportPath, s => s.Write(System.Text.Encoding.UTF8.GetBytes(text + "\n")));

@@ -29,13 +29,16 @@ namespace ModelDsl.Runtime.Inference
             {
                 model, data, output, batch,
             };
+            var csvLayout = new CsvLayoutOptions(plan);
+            csvLayout.AddTo(command);
             command.SetAction(parsed => ModelCommands.Guard(() =>
             {
                 ModelCommands.RejectLanguageModel(plan, Name);
+                var runPlan = csvLayout.Apply(plan, parsed);
                 int batchSize = parsed.GetValue(batch);
                 if (batchSize < 1) throw new TrainingException($"--batch-size must be at least 1, got {batchSize}");
-                string modelPath = ModelCommands.ResolveModel(parsed.GetValue(model), plan);
-                string csv = Predict(plan, create, modelPath, TrainingData.ResolvePath(parsed.GetValue(data)!), batchSize);
+                string modelPath = ModelCommands.ResolveModel(parsed.GetValue(model), runPlan);
+                string csv = Predict(runPlan, create, modelPath, TrainingData.ResolvePath(parsed.GetValue(data)!), batchSize);
                 if (parsed.GetValue(output) is { Length: > 0 } outputPath)
                 {
                     ModelFiles.AtomicWrite(outputPath, s => s.Write(Encoding.UTF8.GetBytes(csv)));
@@ -53,7 +56,7 @@ namespace ModelDsl.Runtime.Inference
         {
             using var net = ModelLoader.Load(modelPath, create, plan.ModelName);
             var signature = ModelSignature.FromPlan(plan);
-            var (features, labels) = FeatureCsv.Load(dataPath, plan.SampleShape);
+            var (features, labels) = FeatureCsv.Load(dataPath, plan.SampleShape, TrainingData.CsvOptionsOf(plan));
             using var scope = torch.NewDisposeScope();
             var x = features;
             if (plan.FeatureScale != 1.0 && !plan.InputIsInteger) x = x.mul(plan.FeatureScale);

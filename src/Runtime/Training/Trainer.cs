@@ -304,7 +304,7 @@ namespace ModelDsl.Runtime.Training
             }
         }
 
-        private static Device ResolveDevice(string device)
+        internal static Device ResolveDevice(string device)
         {
             if (device == "cuda")
             {

@@ -27,20 +27,80 @@ namespace ModelDsl.Runtime.Training
             if (history.Count == 0)
                 throw new ArgumentException("there are no epochs to plot", nameof(history));
 
+            WritePng(pngPath, () => Render(history), "the training curves", "The training report and checkpoints are not affected.");
+        }
+
+        /// <summary>
+        /// Draws a learning-rate range test (<c>lr-find</c>) to <paramref name="pngPath"/>: the loss of each mini-batch
+        /// and the smoothed loss against the learning rate on a log axis, the suggested rate marked. Throws as
+        /// <see cref="Save"/> does.
+        /// </summary>
+        public static void SaveLearningRateSweep(string pngPath, LearningRateSweep sweep)
+        {
+            ArgumentException.ThrowIfNullOrEmpty(pngPath);
+            ArgumentNullException.ThrowIfNull(sweep);
+            if (sweep.Points.Count == 0)
+                throw new ArgumentException("there are no points to plot", nameof(sweep));
+            WritePng(pngPath, () => RenderSweep(sweep), "the learning-rate sweep", "Its values are in the CSV file beside it.");
+        }
+
+        private static void WritePng(string pngPath, Func<byte[]> render, string what, string unaffected)
+        {
             byte[] png;
             try
             {
-                png = Render(history);
+                png = render();
             }
             catch (Exception e) when (IsNativeLoadFailure(e))
             {
                 throw new InvalidOperationException(
-                    $"Could not draw the training curves to {pngPath}: the native SkiaSharp library (libSkiaSharp) that " +
+                    $"Could not draw {what} to {pngPath}: the native SkiaSharp library (libSkiaSharp) that " +
                     $"ScottPlot draws with could not be loaded on this machine ({Innermost(e).Message}). " +
-                    "The training report and checkpoints are not affected.", e);
+                    unaffected, e);
             }
             AtomicFile.Write(pngPath, stream => stream.Write(png));
         }
+
+        private static byte[] RenderSweep(LearningRateSweep sweep)
+        {
+            var plot = new Plot();
+            // ScottPlot has no log axis: the points sit at log10(lr), and the ticks are labelled with the rates.
+            var points = sweep.Points.Where(p => p.LearningRate > 0).ToArray();
+            double[] xs = points.Select(p => Math.Log10(p.LearningRate)).ToArray();
+            AddSeries(plot, xs, points.Select(p => (double?)p.Loss), "loss");
+            AddSeries(plot, xs, points.Select(p => (double?)p.Smoothed), "smoothed loss");
+            if (sweep.Suggestion is { } suggested)
+            {
+                var line = plot.Add.VerticalLine(Math.Log10(suggested));
+                line.LegendText = $"suggested {suggested.ToString("G3", System.Globalization.CultureInfo.InvariantCulture)}";
+            }
+            var ticks = new ScottPlot.TickGenerators.NumericAutomatic
+            {
+                LabelFormatter = x => Math.Pow(10, x).ToString("G2", System.Globalization.CultureInfo.InvariantCulture),
+                MinorTickGenerator = new ScottPlot.TickGenerators.LogMinorTickGenerator(),
+                IntegerTicksOnly = true,
+            };
+            plot.Axes.Bottom.TickGenerator = ticks;
+            // The loss axis spans both curves up to a little above the divergence threshold (the raw losses of a
+            // diverging sweep would squash everything else).
+            var smoothed = points.Select(p => p.Smoothed).Where(IsFinite).ToArray();
+            if (smoothed.Length > 0)
+            {
+                double low = Math.Min(smoothed.Min(), points.Select(p => p.Loss).Where(IsFinite).DefaultIfEmpty(double.PositiveInfinity).Min());
+                double high = Math.Min(smoothed.Max(), DivergencePlotCeiling(sweep));
+                double pad = Math.Max((high - low) * 0.1, 1e-6);
+                plot.Axes.SetLimitsY(low - pad, high + pad);
+            }
+            plot.Title("Learning-rate range test");
+            plot.XLabel("learning rate (log scale)");
+            plot.YLabel("loss");
+            plot.ShowLegend(Alignment.UpperLeft);
+            using var image = plot.GetImage(Width, PanelHeight);
+            return image.GetImageBytes(ImageFormat.Png);
+        }
+
+        private static double DivergencePlotCeiling(LearningRateSweep sweep) =>
+            IsFinite(sweep.BestSmoothed) ? LearningRateFinder.DivergenceFactor * Math.Max(sweep.BestSmoothed, 1e-12) * 1.25 : double.PositiveInfinity;
 
         /// <summary>
         /// Like <see cref="Save"/>, but reports failure (for example a missing native library) through

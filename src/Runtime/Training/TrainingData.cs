@@ -85,8 +85,8 @@ namespace ModelDsl.Runtime.Training
             string resolved = ResolvePath(path);
             try
             {
-                var data = CsvDataset.Load(resolved, plan.SampleShape, labelKind);
-                CheckLabels(data, resolved, plan);
+                var data = CsvDataset.Load(resolved, plan.SampleShape, labelKind, CsvOptionsOf(plan), out int headerRows);
+                CheckLabels(data, resolved, plan, headerRows);
                 if (plan.FeatureScale != 1.0 && !plan.InputIsInteger) data.Features.mul_(plan.FeatureScale);
                 if (!plan.InputIsInteger) return data;
 
@@ -101,12 +101,16 @@ namespace ModelDsl.Runtime.Training
         }
 
         /// <summary>Class labels must index the model's output classes; libtorch would fail deep inside the loss.</summary>
-        private static void CheckLabels(TensorDataset data, string path, TrainingPlan plan)
+        private static void CheckLabels(TensorDataset data, string path, TrainingPlan plan, int headerRows)
         {
             if (!plan.IsClassification || plan.Classes < 1 || data.Count == 0) return;
-            if (CsvDataset.FindLabelOutOfRange(data, plan.Classes, path, plan.ModelName) is { } e)
+            if (CsvDataset.FindLabelOutOfRange(data, plan.Classes, path, plan.ModelName, headerRows) is { } e)
                 throw new TrainingException(e.Message, TrainingHost.UsageError, e);
         }
+
+        /// <summary>The plan's CSV layout: its header row and label column.</summary>
+        internal static CsvOptions CsvOptionsOf(TrainingPlan plan) =>
+            new() { Header = plan.Header, LabelColumn = plan.LabelColumn.Length > 0 ? plan.LabelColumn : null };
 
         /// <summary>A relative data path is looked up in the working directory, then beside the program.</summary>
         internal static string ResolvePath(string path)

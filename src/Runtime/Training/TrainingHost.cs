@@ -98,6 +98,8 @@ namespace ModelDsl.Runtime.Training
             root.Options.Add(patience);
             var maxRestarts = new Option<int>("--max-restarts") { Description = $"Restart every rank from the last checkpoint when a rank dies, up to N times (torchrun's --max-restarts; declared: {plan.MaxRestarts})", HelpName = "N", DefaultValueFactory = _ => plan.MaxRestarts };
             root.Options.Add(maxRestarts);
+            var csvLayout = new CsvLayoutOptions(plan);
+            csvLayout.AddTo(root);
 
             // `train` is the default command: the same options work with or without the word. evaluate, predict and
             // export use a trained model (ModelDsl.Runtime.Inference); --version prints the version and exits.
@@ -171,6 +173,14 @@ namespace ModelDsl.Runtime.Training
             if (n < 0) return Usage($"--patience must be 0 (off) or a number of epochs, got {n}");
             if (n > 0 && plan.ValidationFraction == 0) return Usage($"--patience watches the validation loss, but {plan.ModelName}'s [Train] holds out no validation data (ValidationFraction = 0)");
             options = options with { Plan = options.Plan with { EarlyStoppingPatience = n } };
+            try
+            {
+                options = options with { Plan = csvLayout.Apply(options.Plan, parsed) };
+            }
+            catch (TrainingException layout)
+            {
+                return Usage(layout.Message);
+            }
 
             // Elastic restarts: the launcher starts the ranks again with --resume; each rank learns the count from it.
             int restartLimit = parsed.GetValue(maxRestarts);

@@ -56,6 +56,12 @@ namespace ModelDsl.Runtime.Training
         /// <summary>Optional test data file.</summary>
         [NotInFingerprint("test data never changes training")]
         public string TestData { get; init; } = "";
+        /// <summary>The CSV files' first row: true a header row, false data, null detected (a row without numbers before a row of numbers).</summary>
+        [NotInFingerprint("how the files are read, like their paths")]
+        public bool? Header { get; init; }
+        /// <summary>The label column's name in the header row; empty: the last column.</summary>
+        [NotInFingerprint("how the files are read, like their paths")]
+        public string LabelColumn { get; init; } = "";
         /// <summary>Fraction of the training data held out for validation.</summary>
         public double ValidationFraction { get; init; } = 0.1;
 
