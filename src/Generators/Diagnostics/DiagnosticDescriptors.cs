@@ -91,6 +91,17 @@ namespace ModelDsl.Generators.Diagnostics
             "Model '{0}' declares forward with {1} inputs, but a [Model] is a Module<Tensor, Tensor> and takes one input tensor, shaped by [Model(Input = ...)]. " +
             "Concatenate the inputs into one tensor (torch.cat) and split it inside a one-input forward, or make each input's path its own [Model] and combine them in a hand-written TorchSharp module.");
 
+        // A hand-written forward that reads a layer a declared pass replaces: the typed property holds only its declared
+        // type, so after [Quantize] it throws. The slot (GetLayer) runs whatever the pass put there.
+        public static readonly DiagnosticDescriptor ReplacedLayerReadThroughProperty = Error("MD0016", Declarations,
+            "A hand-written forward reads a layer that [Quantize] replaces",
+            "forward reads '{0}' through its typed property, but {1} replaces this Linear with an int8 layer after training, and the property then throws; run the layer through its slot: {2}");
+
+        // .forward skips the module's hooks; pruning recomputes weight = weight_mask * weight_orig in a forward pre-hook.
+        public static readonly DiagnosticDescriptor LayerCalledThroughForward = Warning("MD0017", Declarations,
+            "A layer is called through .forward",
+            "'{0}.forward(...)' skips the layer's hooks (pruning recomputes the masked weight in one, so fine-tuning a pruned layer fails); call it with '{0}.call(...)'");
+
         public static readonly DiagnosticDescriptor MalformedInput = Error("MD0100", ShapeCategory,
             "Malformed input shape",
             "Input shape \"{0}\" of model '{1}' is malformed: {2}");

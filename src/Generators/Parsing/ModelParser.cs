@@ -55,6 +55,37 @@ namespace ModelDsl.Generators.Parsing
             return new ModelResult(model?.Spec, parser._diagnostics.ToEquatableArray());
         }
 
+        /// <summary>
+        /// [Train] on a class without [Model] (MD0410): nothing to train. When the class could take generated members
+        /// (partial, a non-generic class in partial containers), the result also carries a stubs-only model: its partial
+        /// properties get throwing implementations and <c>Run</c> a throwing one, so that the build shows MD0410 alone
+        /// instead of also CS9248 for every partial layer property and CS0117 for <c>Run</c>.
+        /// </summary>
+        public static ModelResult ParseOrphanTrain(GeneratorAttributeSyntaxContext context, CancellationToken cancellation)
+        {
+            var type = (INamedTypeSymbol)context.TargetSymbol;
+            var diagnostic = new DiagnosticInfo(DiagnosticDescriptors.TrainWithoutModel.Id,
+                LocationInfo.From(context.Attributes.FirstOrDefault()?.ApplicationSyntaxReference?.GetSyntax(cancellation).GetLocation()),
+                new[] { type.Name }.ToEquatableArray());
+            var diagnostics = new[] { diagnostic }.ToEquatableArray();
+
+            var declarations = type.DeclaringSyntaxReferences.Select(r => r.GetSyntax(cancellation)).OfType<TypeDeclarationSyntax>().ToArray();
+            var containing = ContainingTypes(type).Reverse().ToArray();
+            bool canComplete = type.TypeKind == TypeKind.Class && !type.IsStatic && !type.IsGenericType
+                && declarations.Length > 0 && declarations.All(d => d is ClassDeclarationSyntax) && declarations.Any(d => d.Modifiers.Any(SyntaxKind.PartialKeyword))
+                && containing.All(t => !t.IsGenericType && t.DeclaringSyntaxReferences.Select(r => r.GetSyntax(cancellation)).OfType<TypeDeclarationSyntax>()
+                    .Any(d => d.Modifiers.Any(SyntaxKind.PartialKeyword)));
+            if (!canComplete) return new ModelResult(null, diagnostics);
+
+            var stubs = new ModelParser(ImmutableStack<INamedTypeSymbol>.Empty.Push(type), cancellation).UnimplementedPartialProperties(type, new List<LayerSpec>());
+            var spec = new ModelSpec(
+                type.ContainingNamespace is { IsGlobalNamespace: false } ns ? ns.ToDisplayString() : null,
+                containing.Select(t => new ContainingType(Keyword(t.DeclaringSyntaxReferences.Select(r => r.GetSyntax(cancellation)).OfType<TypeDeclarationSyntax>().First()), t.Name)).ToEquatableArray(),
+                type.Name, AccessibilityText(type.DeclaredAccessibility), "", "", false, true, "?", EquatableArray<LayerSpec>.Empty,
+                TrainDeclared: true, Stubs: stubs, StubsOnly: true);
+            return new ModelResult(spec, diagnostics);
+        }
+
         /// <summary>The parsed model plus the facts a composing model needs about it.</summary>
         private sealed class Parsed
         {
@@ -102,6 +133,14 @@ namespace ModelDsl.Generators.Parsing
             var plans = reportDiagnostics && !hasErrors
                 ? ParsePlans(type, compilation, specs, input, inputIsInteger, outputKnown ? current : null, currentIsInteger, userForward, shapesFailed, report)
                 : new Plans { HasTrain = reportDiagnostics && HasAttribute(type, TrainParser.TrainAttributeName), ParametersAfter = specs.Sum(l => l.Parameters) };
+            if (reportDiagnostics && userForward && !hasErrors)
+            {
+                var quantize = type.GetAttributes().FirstOrDefault(a => a.AttributeClass?.ToDisplayString() == OptimizationParser.QuantizeAttributeName);
+                string? quantizeText = quantize is null ? null
+                    : quantize.ApplicationSyntaxReference?.GetSyntax(_cancellation) is { } syntax ? "[" + Compact(syntax.ToString()) + "]" : "[Quantize]";
+                ForwardReader.Check(type, compilation, specs, quantizeText, report, _cancellation);
+            }
+
             var spec = new ModelSpec(
                 type.ContainingNamespace is { IsGlobalNamespace: false } ns ? ns.ToDisplayString() : null,
                 declaration.Containing.ToEquatableArray(),
