@@ -65,6 +65,56 @@ public class ForwardDiagnosticTests
         "public override torch.Tensor forward(torch.Tensor x) => GetLayer(nameof(Out)).call(x + Act.call(GetLayer(nameof(Hidden)).call(x)));");
 
     [Fact]
+    public void QuantizeOverAComposedModelWhoseForwardReadsALinearTyped_ReportsMD0018_OnTheQuantizeAttribute()
+    {
+        var run = Markup.Verify($$"""
+            using TorchSharp;
+            [Model(Input = "B, 8")]
+            public partial class {|MD0013:Block|}
+            {
+                [Linear(8, 8)] public partial Linear Inner { get; }
+                [ReLU]         public partial ReLU Act { get; }
+                public override torch.Tensor forward(torch.Tensor x) => x + Act.call(Inner.call(x));
+            }
+
+            [Model(Input = "B, 8")]
+            public partial class Stack
+            {
+                public partial Block First { get; }
+            }
+
+            [Model(Input = "B, 8")]
+            {{Plan}}[{|MD0018:Quantize(QuantizeMode.DynamicInt8)|}]
+            public partial class Net
+            {
+                public partial Stack Body { get; }
+                [Linear(8, 3)] public partial Linear Out { get; }
+            }
+            """);
+        Assert.Equal("[Quantize(QuantizeMode.DynamicInt8)] replaces the Linear layers of composed models too, but the hand-written forward of 'Block' reads 'Body.First.Inner' through its typed property, which then throws; in that forward run the layer through its slot: GetLayer(nameof(Inner)).call(...)",
+            run.ModelDiagnostics.Single(d => d.Id == "MD0018").GetMessage());
+    }
+
+    [Fact]
+    public void QuantizeOverAComposedModelThatRunsItsSlots_IsClean() => Markup.Verify($$"""
+        using TorchSharp;
+        [Model(Input = "B, 8")]
+        public partial class {|MD0013:Block|}
+        {
+            [Linear(8, 8)] public partial Linear Inner { get; }
+            public override torch.Tensor forward(torch.Tensor x) => x + GetLayer(nameof(Inner)).call(x);
+        }
+
+        [Model(Input = "B, 8")]
+        {{Plan}}[Quantize(QuantizeMode.DynamicInt8)]
+        public partial class Net
+        {
+            public partial Block Body { get; }
+            [Linear(8, 3)] public partial Linear Out { get; }
+        }
+        """);
+
+    [Fact]
     public void LayerCalledThroughForward_WarnsMD0017_OnEachForward()
     {
         var run = Markup.Verify("""

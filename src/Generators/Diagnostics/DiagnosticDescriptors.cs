@@ -97,6 +97,10 @@ namespace ModelDsl.Generators.Diagnostics
             "A hand-written forward reads a layer that [Quantize] replaces",
             "forward reads '{0}' through its typed property, but {1} replaces this Linear with an int8 layer after training, and the property then throws; run the layer through its slot: {2}");
 
+        public static readonly DiagnosticDescriptor ComposedReadThroughProperty = Error("MD0018", Declarations,
+            "A composed model's hand-written forward reads a layer that [Quantize] replaces",
+            "{0} replaces the Linear layers of composed models too, but the hand-written forward of '{2}' reads '{1}' through its typed property, which then throws; in that forward run the layer through its slot: GetLayer(nameof({3})).call(...)");
+
         // .forward skips the module's hooks; pruning recomputes weight = weight_mask * weight_orig in a forward pre-hook.
         public static readonly DiagnosticDescriptor LayerCalledThroughForward = Warning("MD0017", Declarations,
             "A layer is called through .forward",

@@ -25,9 +25,15 @@ namespace ModelDsl.Generators.Parsing
     /// </summary>
     internal static class ForwardReader
     {
-        public static void Check(INamedTypeSymbol type, Compilation compilation, IReadOnlyList<LayerSpec> layers, string? quantizeAttribute,
+        /// <summary>
+        /// Reports MD0017, and MD0016 when <paramref name="quantizeAttribute"/> (the [Quantize] text) is given. Returns
+        /// the Linear layers (partial properties) the forward reads through their typed properties, which a composing
+        /// model's [Quantize] would break too (MD0018).
+        /// </summary>
+        public static List<string> Check(INamedTypeSymbol type, Compilation compilation, IReadOnlyList<LayerSpec> layers, string? quantizeAttribute,
             Action<DiagnosticDescriptor, Location?, string[]> report, CancellationToken cancellation)
         {
+            var typedLinearReads = new List<string>();
             var byName = layers.ToDictionary(l => l.MemberName, StringComparer.Ordinal);
             var forwards = type.GetMembers("forward").OfType<IMethodSymbol>()
                 .Where(m => !m.IsStatic && !m.IsImplicitlyDeclared && m.Parameters.Length == 1)
@@ -56,6 +62,8 @@ namespace ModelDsl.Generators.Parsing
                     if (invokedMember?.Name.Identifier.ValueText == "forward")
                         report(DiagnosticDescriptors.LayerCalledThroughForward, invokedMember.Name.GetLocation(), new[] { node.ToString() });
 
+                    if (layer.Kind == LayerKind.Linear && !layer.IsField && !typedLinearReads.Contains(layer.MemberName))
+                        typedLinearReads.Add(layer.MemberName);
                     if (quantizeAttribute is not null && layer.Kind == LayerKind.Linear && !layer.IsField)
                     {
                         string slot = $"GetLayer(nameof({layer.MemberName}))";
@@ -66,6 +74,7 @@ namespace ModelDsl.Generators.Parsing
                     }
                 }
             }
+            return typedLinearReads;
         }
     }
 }

@@ -95,7 +95,12 @@ namespace ModelDsl.Generators.Parsing
             /// <summary>Null when the output is unknown at compile time (own forward, or errors).</summary>
             public Dim[]? Output;
             public long Parameters;
+            /// <summary>Linear layers a hand-written forward reads through the typed property, here or in composed models.</summary>
+            public List<TypedRead> TypedReads = new();
         }
+
+        /// <summary>A typed read of <paramref name="Layer"/> in the forward of <paramref name="Model"/>, at <paramref name="Path"/> from the model being parsed.</summary>
+        private sealed record TypedRead(string Model, string Layer, string Path);
 
         private Parsed? ParseModel(INamedTypeSymbol type, AttributeData? modelAttribute, Compilation compilation, bool reportDiagnostics)
         {
@@ -133,12 +138,26 @@ namespace ModelDsl.Generators.Parsing
             var plans = reportDiagnostics && !hasErrors
                 ? ParsePlans(type, compilation, specs, input, inputIsInteger, outputKnown ? current : null, currentIsInteger, userForward, shapesFailed, report)
                 : new Plans { HasTrain = reportDiagnostics && HasAttribute(type, TrainParser.TrainAttributeName), ParametersAfter = specs.Sum(l => l.Parameters) };
-            if (reportDiagnostics && userForward && !hasErrors)
+            // Typed reads of Linear layers in a hand-written forward, here and in composed models: [Quantize] breaks them.
+            var quantize = type.GetAttributes().FirstOrDefault(a => a.AttributeClass?.ToDisplayString() == OptimizationParser.QuantizeAttributeName);
+            var quantizeSyntax = quantize?.ApplicationSyntaxReference?.GetSyntax(_cancellation);
+            string? quantizeText = quantize is null ? null : quantizeSyntax is null ? "[Quantize]" : "[" + Compact(quantizeSyntax.ToString()) + "]";
+            var typedReads = new List<TypedRead>();
+            if (userForward && !hasErrors)
             {
-                var quantize = type.GetAttributes().FirstOrDefault(a => a.AttributeClass?.ToDisplayString() == OptimizationParser.QuantizeAttributeName);
-                string? quantizeText = quantize is null ? null
-                    : quantize.ApplicationSyntaxReference?.GetSyntax(_cancellation) is { } syntax ? "[" + Compact(syntax.ToString()) + "]" : "[Quantize]";
-                ForwardReader.Check(type, compilation, specs, quantizeText, report, _cancellation);
+                foreach (var name in ForwardReader.Check(type, compilation, specs, reportDiagnostics ? quantizeText : null, report, _cancellation))
+                    typedReads.Add(new TypedRead(type.Name, name, name));
+            }
+            foreach (var layer in layers.Where(l => l.Composed is not null))
+            {
+                foreach (var read in layer.Composed!.TypedReads)
+                {
+                    var path = new TypedRead(read.Model, read.Layer, layer.Name + "." + read.Path);
+                    typedReads.Add(path);
+                    if (quantizeText is not null && !hasErrors)
+                        report(DiagnosticDescriptors.ComposedReadThroughProperty, quantizeSyntax?.GetLocation(),
+                            new[] { quantizeText, path.Path, read.Model, read.Layer });
+                }
             }
 
             var spec = new ModelSpec(
@@ -162,6 +181,7 @@ namespace ModelDsl.Generators.Parsing
 
             return new Parsed
             {
+                TypedReads = typedReads,
                 Spec = spec,
                 Input = input ?? Array.Empty<Dim>(),
                 InputIsInteger = inputIsInteger,
@@ -378,6 +398,8 @@ namespace ModelDsl.Generators.Parsing
             public SyntaxTree? Tree;
             /// <summary>The compiler already reports this layer's attribute (e.g. wrong constructor arguments).</summary>
             public bool Broken;
+            /// <summary>A composed model layer: what parsing that model found.</summary>
+            public Parsed? Composed;
         }
 
         private List<RawLayer> ReadLayers(INamedTypeSymbol type, Compilation compilation,
@@ -547,6 +569,7 @@ namespace ModelDsl.Generators.Parsing
                 return layer;
             }
 
+            layer.Composed = parsed;
             layer.Params = new LayerParams
             {
                 SubInput = parsed.Input,
