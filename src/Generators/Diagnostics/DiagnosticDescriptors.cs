@@ -289,6 +289,10 @@ namespace ModelDsl.Generators.Diagnostics
             "Nothing to quantise",
             "QuantizeMode.{0} converts Linear layers, and the model has none");
 
+        public static readonly DiagnosticDescriptor PassReplacesField = Error("MD0310", OptimizationCategory,
+            "A pass would replace a layer declared as a field",
+            "{0}, but '{1}' is declared as a field, which the pass cannot replace; declare it as a partial property: 'public partial {2} {1} {{ get; }}'");
+
         public static IReadOnlyList<DiagnosticDescriptor> All { get; } = typeof(DiagnosticDescriptors)
             .GetFields(System.Reflection.BindingFlags.Public | System.Reflection.BindingFlags.Static)
             .Where(f => f.FieldType == typeof(DiagnosticDescriptor))
