@@ -17,7 +17,8 @@ namespace ModelDsl.CodeFixes
     /// <summary>
     /// Fixes for the ModelDsl diagnostics whose repair is mechanical, so the IDE offers them on the light bulb:
     /// MD0101 (write the inferred size, or drop the explicit one and let the compiler infer it), MD0301 (clamp the
-    /// pruning amount into range) and MD0304 (move [Quantize] after the last [Prune]). The generator reports the
+    /// pruning amount into range), MD0304 (move [Quantize] after the last [Prune]), MD0016 (run a layer that [Quantize]
+    /// replaces through its slot, <c>GetLayer(nameof(X)).call(x)</c>) and MD0017 (<c>X.forward(x)</c> → <c>X.call(x)</c>). The generator reports the
     /// diagnostics; the value a fix writes travels in <see cref="Diagnostic.Properties"/> (<see cref="FixValue.Key"/>).
     /// </summary>
     [ExportCodeFixProvider(LanguageNames.CSharp, Name = nameof(ModelDslCodeFixProvider)), Shared]
@@ -26,13 +27,15 @@ namespace ModelDsl.CodeFixes
         internal const string SizeMismatchId = "MD0101";
         internal const string AmountOutOfRangeId = "MD0301";
         internal const string PruneAfterQuantizeId = "MD0304";
+        internal const string ReadThroughPropertyId = "MD0016";
+        internal const string CalledThroughForwardId = "MD0017";
 
         private const string QuantizeAttributeName = "ModelDsl.QuantizeAttribute";
         private const string PruneAttributeName = "ModelDsl.PruneAttribute";
 
         /// <inheritdoc />
         public override ImmutableArray<string> FixableDiagnosticIds { get; } =
-            ImmutableArray.Create(SizeMismatchId, AmountOutOfRangeId, PruneAfterQuantizeId);
+            ImmutableArray.Create(SizeMismatchId, AmountOutOfRangeId, PruneAfterQuantizeId, ReadThroughPropertyId, CalledThroughForwardId);
 
         /// <inheritdoc />
         public override FixAllProvider GetFixAllProvider() => WellKnownFixAllProviders.BatchFixer;
@@ -66,6 +69,21 @@ namespace ModelDsl.CodeFixes
                             equivalenceKey: AmountOutOfRangeId), diagnostic);
                         break;
 
+                    case CalledThroughForwardId when node is IdentifierNameSyntax { Identifier.ValueText: "forward" } forward:
+                        context.RegisterCodeFix(CodeAction.Create("Call the layer with .call (runs its hooks)",
+                            _ => Task.FromResult(context.Document.WithSyntaxRoot(root.ReplaceNode(forward, Call(forward)))),
+                            equivalenceKey: CalledThroughForwardId), diagnostic);
+                        break;
+
+                    // Only where the layer is called: the slot is a Module<Tensor, Tensor>, which has no 'weight' to read.
+                    case ReadThroughPropertyId when node is ExpressionSyntax layer
+                        && layer.Parent is MemberAccessExpressionSyntax { Name.Identifier.ValueText: "call" or "forward" } invoked
+                        && invoked.Expression == layer && invoked.Parent is InvocationExpressionSyntax:
+                        context.RegisterCodeFix(CodeAction.Create("Run the layer through its slot: GetLayer(nameof(...)).call",
+                            _ => Task.FromResult(context.Document.WithSyntaxRoot(root.ReplaceNode(invoked, ThroughSlot(invoked)))),
+                            equivalenceKey: ReadThroughPropertyId), diagnostic);
+                        break;
+
                     case PruneAfterQuantizeId when node.FirstAncestorOrSelf<TypeDeclarationSyntax>() is { } type:
                         context.RegisterCodeFix(CodeAction.Create("Move [Quantize] after the last [Prune]",
                             ct => MoveQuantizeLastAsync(context.Document, type, ct),
@@ -73,6 +91,18 @@ namespace ModelDsl.CodeFixes
                         break;
                 }
             }
+        }
+
+        private static IdentifierNameSyntax Call(IdentifierNameSyntax forward) =>
+            SyntaxFactory.IdentifierName("call").WithTriviaFrom(forward);
+
+        /// <summary><c>Hidden.call</c> or <c>this.Hidden.forward</c> → <c>GetLayer(nameof(Hidden)).call</c>.</summary>
+        private static MemberAccessExpressionSyntax ThroughSlot(MemberAccessExpressionSyntax invoked)
+        {
+            string name = invoked.Expression is MemberAccessExpressionSyntax { Name: var member } ? member.Identifier.ValueText : invoked.Expression.ToString().Trim();
+            var slot = SyntaxFactory.ParseExpression($"GetLayer(nameof({name}))").WithTriviaFrom(invoked.Expression);
+            var method = invoked.Name is IdentifierNameSyntax { Identifier.ValueText: "forward" } forward ? Call(forward) : invoked.Name;
+            return invoked.WithExpression(slot).WithName(method);
         }
 
         private static bool IsNumber(string? value) =>

@@ -15,8 +15,9 @@ namespace ModelDsl
 
         /// <summary>
         /// Whether <c>forward</c> is the generated one, which runs whatever each layer slot holds. A hand-written
-        /// <c>forward</c> usually reads the typed properties, which hold only their declared type: replacing a
-        /// layer with another type then breaks it.
+        /// <c>forward</c> may read the typed properties, which hold only their declared type (replacing a layer with
+        /// another type then makes them throw <see cref="LayerReplacedException"/>), or the slots through
+        /// <c>GetLayer(nameof(Layer))</c>, which the compiler requires for the layers a declared pass replaces (MD0016).
         /// </summary>
         bool ForwardIsGenerated { get; }
 

@@ -37,19 +37,20 @@ namespace ModelDsl.Generators
                 .Select(static (r, _) => r.Diagnostics)
                 .WithTrackingName(TrackingNames.Diagnostics);
 
-            // [Train] without [Model]: the only case the model pipeline cannot see.
-            var orphanTrains = context.SyntaxProvider
+            // [Train] without [Model]: the only case the model pipeline cannot see. Its result may carry a stubs-only
+            // model that completes the class, so that MD0410 is the build's one complaint.
+            var orphanResults = context.SyntaxProvider
                 .ForAttributeWithMetadataName(
                     TrainParser.TrainAttributeName,
                     static (node, _) => node is TypeDeclarationSyntax,
-                    static (ctx, _) => ctx.TargetSymbol.GetAttributes().Any(a => a.AttributeClass?.ToDisplayString() == ModelParser.ModelAttributeName)
+                    static (ctx, ct) => ctx.TargetSymbol.GetAttributes().Any(a => a.AttributeClass?.ToDisplayString() == ModelParser.ModelAttributeName)
                         ? null
-                        : new DiagnosticInfo(DiagnosticDescriptors.TrainWithoutModel.Id,
-                            LocationInfo.From(ctx.Attributes.FirstOrDefault()?.ApplicationSyntaxReference?.GetSyntax().GetLocation()),
-                            new[] { ctx.TargetSymbol.Name }.ToEquatableArray()))
-                .Where(static d => d is not null)
-                .Select(static (d, _) => new[] { d! }.ToEquatableArray())
+                        : ParseOrphanSafely(ctx, ct))
+                .Where(static r => r is not null)
                 .WithTrackingName(TrackingNames.OrphanTrain);
+            var orphanTrains = orphanResults.Select(static (r, _) => r!.Diagnostics);
+            var orphanStubs = orphanResults.Select(static (r, _) => r!.Model).Where(static m => m is not null);
+            context.RegisterSourceOutput(orphanStubs, static (spc, model) => EmitSafely(spc, model!));
 
             // [Loss] methods are checked on their own (signature, a second one, no [Train]), wherever they are.
             var lossMethods = context.SyntaxProvider
@@ -94,6 +95,20 @@ namespace ModelDsl.Generators
                 var info = new DiagnosticInfo(DiagnosticDescriptors.UnsupportedClass.Id, location,
                     new[] { context.TargetSymbol.Name, "the ModelDsl generator failed on it (" + e.GetType().Name + ": " + e.Message + "); please report this" }.ToEquatableArray());
                 return new ModelResult(null, new[] { info }.ToEquatableArray());
+            }
+        }
+
+        private static ModelResult ParseOrphanSafely(GeneratorAttributeSyntaxContext context, System.Threading.CancellationToken ct)
+        {
+            try
+            {
+                return ModelParser.ParseOrphanTrain(context, ct);
+            }
+            catch (Exception e) when (e is not OperationCanceledException)
+            {
+                // The stubs are a courtesy; MD0410 itself must survive.
+                return new ModelResult(null, new[] { new DiagnosticInfo(DiagnosticDescriptors.TrainWithoutModel.Id,
+                    LocationInfo.From(context.TargetNode.GetLocation()), new[] { context.TargetSymbol.Name }.ToEquatableArray()) }.ToEquatableArray());
             }
         }
 

@@ -157,6 +157,25 @@ public class BuildNoiseTests
         Assert.True(noise.Length == 0, "Besides the MD diagnostics:\n" + string.Join("\n", noise.Select(d => d.ToString())));
     }
 
+    [Theory]
+    [InlineData("")]
+    [InlineData("namespace Zoo { public partial class Outer { ")]
+    public void TrainWithoutModel_BuildsWithMD0410Alone(string opening)
+    {
+        // Nothing implemented the partial layer properties (CS9248 each) or Run (CS0117) before the stubs.
+        string closing = opening.Length == 0 ? "" : " } }";
+        string type = opening.Length == 0 ? "Mlp" : "Zoo.Outer.Mlp";
+        var run = Markup.Verify(opening + """
+            [{|MD0410:Train(Loss.CrossEntropy, Optimizer.Adam)|}]
+            public partial class Mlp
+            {
+                [Linear(32)] public partial Linear Hidden { get; }
+                [Linear(10)] internal partial Linear Output { get; }
+            }
+            """ + closing + $"\npublic static class Program {{ public static int Main(string[] args) => {type}.Run(args); }}");
+        Assert.True(run.CompilerDiagnostics.Count == 0, "Besides MD0410:\n" + string.Join("\n", run.CompilerDiagnostics.Select(d => d.ToString())));
+    }
+
     /// <summary>
     /// Partial properties in a class that is not partial are invalid C# whatever is generated: the compiler reports
     /// that once, as CS0260 on the class name, exactly where MD0002 says the same and how to fix it.

@@ -55,6 +55,16 @@ public sealed class CodeFixTests
         Pruned("[Prune(PruneMethod.L1Unstructured, 0.5, Targets = new[] { nameof(Hidden) })]\n[Prune(PruneMethod.L1Unstructured, 0.25, Targets = new[] { nameof(Output) })]\n[Quantize(QuantizeMode.DynamicInt8)]"), "MD0304");
 
     [Fact]
+    public Task LayerCalledThroughForward_BecomesCall() => Verify(
+        Residual("", "Out.{|MD0017:forward|}(x + Act.{|MD0017:forward|}(this.Hidden.{|MD0017:forward|}(x)))"),
+        Residual("", "Out.call(x + Act.call(this.Hidden.call(x)))"), "MD0017");
+
+    [Fact]
+    public Task LinearThatQuantizeReplaces_RunsThroughItsSlot() => Verify(
+        Residual("[Quantize(QuantizeMode.DynamicInt8)]\n", "{|MD0016:Out|}.call(x + Act.call({|MD0016:this.Hidden|}.call(x)))"),
+        Residual("[Quantize(QuantizeMode.DynamicInt8)]\n", "GetLayer(nameof(Out)).call(x + Act.call(GetLayer(nameof(Hidden)).call(x)))"), "MD0016");
+
+    [Fact]
     public void FixableIds_AreDiagnosticsTheGeneratorHas()
     {
         var ids = DiagnosticDescriptors.All.Select(d => d.Id).ToHashSet();
@@ -87,6 +97,16 @@ public sealed class CodeFixTests
             [Linear(32)] public partial Linear Hidden { get; }
             [ReLU] public partial ReLU Act { get; }
             [Linear(10)] public partial Linear Output { get; }
+        }
+        """;
+
+    private static string Residual(string passes, string body) => Header + "using TorchSharp;\n\n[Model(Input = \"B, 8\")]\n" + Train + passes + $$"""
+        public partial class {|MD0013:Net|}
+        {
+            [Linear(8, 8)] public partial Linear Hidden { get; }
+            [ReLU] public partial ReLU Act { get; }
+            [Linear(8, 3)] public partial Linear Out { get; }
+            public override torch.Tensor forward(torch.Tensor x) => {{body}};
         }
         """;
 

@@ -145,7 +145,7 @@ public class DiagnosticTests
             {
                 [Linear(4, 2)] public partial Linear L { get; }
                 [Linear(7, 3)] public partial Linear Skip { get; }
-                public override torch.Tensor forward(torch.Tensor x) => Skip.forward(L.forward(x));
+                public override torch.Tensor forward(torch.Tensor x) => Skip.call(L.call(x));
             }
             """);
         // A warning: an info is not shown at the default build verbosity.
@@ -374,7 +374,7 @@ public class DiagnosticTests
         public partial class {|MD0013:M|}
         {
             [{|MD0113:Linear(2)|}] public partial Linear L { get; }
-            public override torch.Tensor forward(torch.Tensor x) => L.forward(x);
+            public override torch.Tensor forward(torch.Tensor x) => L.call(x);
         }
         """);
 

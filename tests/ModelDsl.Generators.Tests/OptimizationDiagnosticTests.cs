@@ -105,4 +105,29 @@ public class OptimizationDiagnosticTests
         var run = Markup.Verify("[Model(Input = \"B, 8\")]\n" + Train + "[Prune(PruneMethod.Structured, 0.5, {|MD0305:Targets = new[] { \"L\" }|})]\npublic partial class M\n{ [Linear(6)] public partial Linear L { get; } [LayerNorm] public partial LayerNorm N { get; } [Linear(10)] public partial Linear O { get; } }");
         Assert.Contains("'N' (LayerNorm)", Assert.Single(run.ModelDiagnostics).GetMessage());
     }
+
+    private const string HiddenAsField = """
+        {
+            [Linear(32)] private readonly Linear hidden = null!;
+            [ReLU]       public partial ReLU Act { get; }
+            [Linear(10)] public partial Linear Output { get; }
+        }
+        """;
+
+    [Fact]
+    public void QuantizeWithALinearDeclaredAsAField_ReportsMD0310_OnTheAttribute()
+    {
+        // The pass swaps layers through ReplaceLayer, which a field cannot take (it failed after training).
+        var run = VerifyPasses("[{|MD0310:Quantize(QuantizeMode.DynamicInt8)|}]", HiddenAsField);
+        Assert.Equal("[Quantize] replaces every Linear layer with an int8 one, but 'hidden' is declared as a field, which the pass cannot replace; declare it as a partial property: 'public partial Linear hidden { get; }'",
+            run.ModelDiagnostics.Single().GetMessage());
+    }
+
+    [Fact]
+    public void StructuredCutOfALayerDeclaredAsAField_ReportsMD0305() => VerifyPasses(
+        "[Prune(PruneMethod.Structured, 0.5, {|MD0305:Targets = new[] { \"hidden\" }|})]", HiddenAsField);
+
+    [Fact]
+    public void UnstructuredPruningOfAField_StaysAllowed() => VerifyPasses(
+        "[Prune(PruneMethod.L1Unstructured, 0.5, Targets = new[] { \"hidden\" })]", HiddenAsField);
 }

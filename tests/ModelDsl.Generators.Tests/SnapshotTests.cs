@@ -85,7 +85,7 @@ public class SnapshotTests
             {
                 [Linear(4, 8)] public partial Linear A { get; }
                 [Linear(8, 2)] public partial Linear B { get; }
-                public override torch.Tensor forward(torch.Tensor x) => B.forward(torch.nn.functional.relu(A.forward(x)));
+                public override torch.Tensor forward(torch.Tensor x) => B.call(torch.nn.functional.relu(A.call(x)));
             }
         }
         """;

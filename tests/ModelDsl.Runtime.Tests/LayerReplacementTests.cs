@@ -61,8 +61,10 @@ namespace ModelDsl.Runtime.Tests.Replacement
             var expected = model.Head.call(model.Hidden.call(x) * 2);
             Assert.True(model.call(x).allclose(expected));
 
-            var error = Assert.Throws<InvalidOperationException>(() => model.Act);
+            var error = Assert.Throws<LayerReplacedException>(() => model.Act);
             Assert.Contains("Doubler", error.Message);
+            Assert.Equal("Act", error.Layer);
+            Assert.EndsWith("run the layer through its slot instead: GetLayer(nameof(Act)).call(x)", error.Message);
             Assert.IsType<Doubler>(((ILayerHost)model).GetLayer("Act"));
         }
 

@@ -383,7 +383,7 @@ public partial class Residual
     [ReLU]         public partial ReLU Act { get; }
 
     /// <summary>x + relu(inner(x)).</summary>
-    public override Tensor forward(Tensor input) => input + Act.forward(Inner.forward(input));
+    public override Tensor forward(Tensor input) => input + Act.call(Inner.call(input));
 }
 
 /// <summary>A hand-written module that holds its layers as Module&lt;Tensor, Tensor&gt;, so they can be swapped.</summary>

@@ -91,6 +91,21 @@ namespace ModelDsl.Generators.Diagnostics
             "Model '{0}' declares forward with {1} inputs, but a [Model] is a Module<Tensor, Tensor> and takes one input tensor, shaped by [Model(Input = ...)]. " +
             "Concatenate the inputs into one tensor (torch.cat) and split it inside a one-input forward, or make each input's path its own [Model] and combine them in a hand-written TorchSharp module.");
 
+        // A hand-written forward that reads a layer a declared pass replaces: the typed property holds only its declared
+        // type, so after [Quantize] it throws. The slot (GetLayer) runs whatever the pass put there.
+        public static readonly DiagnosticDescriptor ReplacedLayerReadThroughProperty = Error("MD0016", Declarations,
+            "A hand-written forward reads a layer that [Quantize] replaces",
+            "forward reads '{0}' through its typed property, but {1} replaces this Linear with an int8 layer after training, and the property then throws; run the layer through its slot: {2}");
+
+        public static readonly DiagnosticDescriptor ComposedReadThroughProperty = Error("MD0018", Declarations,
+            "A composed model's hand-written forward reads a layer that [Quantize] replaces",
+            "{0} replaces the Linear layers of composed models too, but the hand-written forward of '{2}' reads '{1}' through its typed property, which then throws; in that forward run the layer through its slot: GetLayer(nameof({3})).call(...)");
+
+        // .forward skips the module's hooks; pruning recomputes weight = weight_mask * weight_orig in a forward pre-hook.
+        public static readonly DiagnosticDescriptor LayerCalledThroughForward = Warning("MD0017", Declarations,
+            "A layer is called through .forward",
+            "'{0}.forward(...)' skips the layer's hooks (pruning recomputes the masked weight in one, so fine-tuning a pruned layer fails); call it with '{0}.call(...)'");
+
         public static readonly DiagnosticDescriptor MalformedInput = Error("MD0100", ShapeCategory,
             "Malformed input shape",
             "Input shape \"{0}\" of model '{1}' is malformed: {2}");
@@ -305,6 +320,10 @@ namespace ModelDsl.Generators.Diagnostics
         public static readonly DiagnosticDescriptor NothingToQuantize = Warning("MD0309", OptimizationCategory,
             "Nothing to quantise",
             "QuantizeMode.{0} converts Linear layers, and the model has none");
+
+        public static readonly DiagnosticDescriptor PassReplacesField = Error("MD0310", OptimizationCategory,
+            "A pass would replace a layer declared as a field",
+            "{0}, but '{1}' is declared as a field, which the pass cannot replace; declare it as a partial property: 'public partial {2} {1} {{ get; }}'");
 
         public static IReadOnlyList<DiagnosticDescriptor> All { get; } = typeof(DiagnosticDescriptors)
             .GetFields(System.Reflection.BindingFlags.Public | System.Reflection.BindingFlags.Static)

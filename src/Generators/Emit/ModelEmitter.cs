@@ -73,6 +73,8 @@ namespace ModelDsl.Generators.Emit
             w.Line("// Layer slots, one per partial property. forward runs whatever module a slot holds, so a pass can swap");
             w.Line("// a layer through ReplaceLayer (a narrower Linear after structural pruning, an int8 Linear); the");
             w.Line("// property and the registered sub-module always name the same object.");
+            if (model.HasUserForward)
+                w.Line("// The hand-written forward runs a layer that a pass may replace through its slot: GetLayer(nameof(Layer)).call(x).");
             foreach (var layer in properties)
             {
                 w.Line(GeneratorInfo.Attribute);
@@ -243,8 +245,8 @@ namespace ModelDsl.Generators.Emit
             if (model.Layers.Any(l => !l.IsField))
             {
                 w.Line(GeneratorInfo.Attribute);
-                w.Line($"private static global::System.InvalidOperationException __Replaced(string name, object? held, global::System.Type declared) =>");
-                w.Line($"    new global::System.InvalidOperationException($\"'{{name}}' now holds a {{held?.GetType().Name ?? \"null\"}} (set through ReplaceLayer), not a {{declared.Name}}; use GetLayer(\\\"{{name}}\\\")\");");
+                w.Line($"private static global::ModelDsl.LayerReplacedException __Replaced(string name, object? held, global::System.Type declared) =>");
+                w.Line($"    new global::ModelDsl.LayerReplacedException(name, held?.GetType().Name, declared.Name);");
             }
         }
 

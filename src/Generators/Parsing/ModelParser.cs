@@ -55,6 +55,37 @@ namespace ModelDsl.Generators.Parsing
             return new ModelResult(model?.Spec, parser._diagnostics.ToEquatableArray());
         }
 
+        /// <summary>
+        /// [Train] on a class without [Model] (MD0410): nothing to train. When the class could take generated members
+        /// (partial, a non-generic class in partial containers), the result also carries a stubs-only model: its partial
+        /// properties get throwing implementations and <c>Run</c> a throwing one, so that the build shows MD0410 alone
+        /// instead of also CS9248 for every partial layer property and CS0117 for <c>Run</c>.
+        /// </summary>
+        public static ModelResult ParseOrphanTrain(GeneratorAttributeSyntaxContext context, CancellationToken cancellation)
+        {
+            var type = (INamedTypeSymbol)context.TargetSymbol;
+            var diagnostic = new DiagnosticInfo(DiagnosticDescriptors.TrainWithoutModel.Id,
+                LocationInfo.From(context.Attributes.FirstOrDefault()?.ApplicationSyntaxReference?.GetSyntax(cancellation).GetLocation()),
+                new[] { type.Name }.ToEquatableArray());
+            var diagnostics = new[] { diagnostic }.ToEquatableArray();
+
+            var declarations = type.DeclaringSyntaxReferences.Select(r => r.GetSyntax(cancellation)).OfType<TypeDeclarationSyntax>().ToArray();
+            var containing = ContainingTypes(type).Reverse().ToArray();
+            bool canComplete = type.TypeKind == TypeKind.Class && !type.IsStatic && !type.IsGenericType
+                && declarations.Length > 0 && declarations.All(d => d is ClassDeclarationSyntax) && declarations.Any(d => d.Modifiers.Any(SyntaxKind.PartialKeyword))
+                && containing.All(t => !t.IsGenericType && t.DeclaringSyntaxReferences.Select(r => r.GetSyntax(cancellation)).OfType<TypeDeclarationSyntax>()
+                    .Any(d => d.Modifiers.Any(SyntaxKind.PartialKeyword)));
+            if (!canComplete) return new ModelResult(null, diagnostics);
+
+            var stubs = new ModelParser(ImmutableStack<INamedTypeSymbol>.Empty.Push(type), cancellation).UnimplementedPartialProperties(type, new List<LayerSpec>());
+            var spec = new ModelSpec(
+                type.ContainingNamespace is { IsGlobalNamespace: false } ns ? ns.ToDisplayString() : null,
+                containing.Select(t => new ContainingType(Keyword(t.DeclaringSyntaxReferences.Select(r => r.GetSyntax(cancellation)).OfType<TypeDeclarationSyntax>().First()), t.Name)).ToEquatableArray(),
+                type.Name, AccessibilityText(type.DeclaredAccessibility), "", "", false, true, "?", EquatableArray<LayerSpec>.Empty,
+                TrainDeclared: true, Stubs: stubs, StubsOnly: true);
+            return new ModelResult(spec, diagnostics);
+        }
+
         /// <summary>The parsed model plus the facts a composing model needs about it.</summary>
         private sealed class Parsed
         {
@@ -64,7 +95,12 @@ namespace ModelDsl.Generators.Parsing
             /// <summary>Null when the output is unknown at compile time (own forward, or errors).</summary>
             public Dim[]? Output;
             public long Parameters;
+            /// <summary>Linear layers a hand-written forward reads through the typed property, here or in composed models.</summary>
+            public List<TypedRead> TypedReads = new();
         }
+
+        /// <summary>A typed read of <paramref name="Layer"/> in the forward of <paramref name="Model"/>, at <paramref name="Path"/> from the model being parsed.</summary>
+        private sealed record TypedRead(string Model, string Layer, string Path);
 
         private Parsed? ParseModel(INamedTypeSymbol type, AttributeData? modelAttribute, Compilation compilation, bool reportDiagnostics)
         {
@@ -102,6 +138,28 @@ namespace ModelDsl.Generators.Parsing
             var plans = reportDiagnostics && !hasErrors
                 ? ParsePlans(type, compilation, specs, input, inputIsInteger, outputKnown ? current : null, currentIsInteger, userForward, shapesFailed, report)
                 : new Plans { HasTrain = reportDiagnostics && HasAttribute(type, TrainParser.TrainAttributeName), ParametersAfter = specs.Sum(l => l.Parameters) };
+            // Typed reads of Linear layers in a hand-written forward, here and in composed models: [Quantize] breaks them.
+            var quantize = type.GetAttributes().FirstOrDefault(a => a.AttributeClass?.ToDisplayString() == OptimizationParser.QuantizeAttributeName);
+            var quantizeSyntax = quantize?.ApplicationSyntaxReference?.GetSyntax(_cancellation);
+            string? quantizeText = quantize is null ? null : quantizeSyntax is null ? "[Quantize]" : "[" + Compact(quantizeSyntax.ToString()) + "]";
+            var typedReads = new List<TypedRead>();
+            if (userForward && !hasErrors)
+            {
+                foreach (var name in ForwardReader.Check(type, compilation, specs, reportDiagnostics ? quantizeText : null, report, _cancellation))
+                    typedReads.Add(new TypedRead(type.Name, name, name));
+            }
+            foreach (var layer in layers.Where(l => l.Composed is not null))
+            {
+                foreach (var read in layer.Composed!.TypedReads)
+                {
+                    var path = new TypedRead(read.Model, read.Layer, layer.Name + "." + read.Path);
+                    typedReads.Add(path);
+                    if (quantizeText is not null && !hasErrors)
+                        report(DiagnosticDescriptors.ComposedReadThroughProperty, quantizeSyntax?.GetLocation(),
+                            new[] { quantizeText, path.Path, read.Model, read.Layer });
+                }
+            }
+
             var spec = new ModelSpec(
                 type.ContainingNamespace is { IsGlobalNamespace: false } ns ? ns.ToDisplayString() : null,
                 declaration.Containing.ToEquatableArray(),
@@ -123,6 +181,7 @@ namespace ModelDsl.Generators.Parsing
 
             return new Parsed
             {
+                TypedReads = typedReads,
                 Spec = spec,
                 Input = input ?? Array.Empty<Dim>(),
                 InputIsInteger = inputIsInteger,
@@ -342,6 +401,8 @@ namespace ModelDsl.Generators.Parsing
             public SyntaxTree? Tree;
             /// <summary>The compiler already reports this layer's attribute (e.g. wrong constructor arguments).</summary>
             public bool Broken;
+            /// <summary>A composed model layer: what parsing that model found.</summary>
+            public Parsed? Composed;
         }
 
         private List<RawLayer> ReadLayers(INamedTypeSymbol type, Compilation compilation,
@@ -511,6 +572,7 @@ namespace ModelDsl.Generators.Parsing
                 return layer;
             }
 
+            layer.Composed = parsed;
             layer.Params = new LayerParams
             {
                 SubInput = parsed.Input,

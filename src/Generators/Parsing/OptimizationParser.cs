@@ -60,6 +60,9 @@ namespace ModelDsl.Generators.Parsing
                     if (mode is null) continue;
                     if (!layers.Any(l => l.Kind is LayerKind.Linear or LayerKind.TransformerBlock))
                         report(DiagnosticDescriptors.NothingToQuantize, reader.ArgumentLocation(null), new[] { mode });
+                    // The pass swaps each Linear through ReplaceLayer, which a layer declared as a field cannot take.
+                    foreach (var field in layers.Where(l => l.Kind == LayerKind.Linear && l.IsField))
+                        args.Fail(DiagnosticDescriptors.PassReplacesField, null, "[Quantize] replaces every Linear layer with an int8 one", field.MemberName, field.KindName);
                     quantized = true;
                     passes.Add(new PassSpec("Quantize", mode, 0, false, EquatableArray<string>.Empty, 2, -1, 0));
                     continue;
@@ -198,6 +201,9 @@ namespace ModelDsl.Generators.Parsing
                     return next.Kind == LayerKind.Model
                         ? $"its outputs feed the composed model '{next.MemberName}', whose input size is fixed"
                         : $"its outputs reach '{next.MemberName}' ({next.KindName}), which the compiler cannot rewrite for fewer inputs";
+                var field = new[] { layer, next }.Concat(rewrites.Select(r => current[r.Name])).FirstOrDefault(l => l.IsField);
+                if (field is not null)
+                    return $"the cut replaces '{field.MemberName}', which is declared as a field and cannot be replaced; declare it as a partial property";
                 long perInput = WeightCount(next) / Math.Max(1, next.Args.In);
                 rewrites.Add((next.MemberName, next with { Args = next.Args with { In = keep * spatial }, Parameters = next.Parameters - k * spatial * perInput }));
                 long perOutput = WeightCount(layer) / Math.Max(1, outs[target]) + (layer.Args.Bias ? 1 : 0);

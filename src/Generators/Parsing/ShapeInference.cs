@@ -66,6 +66,8 @@ namespace ModelDsl.Generators.Parsing
             string? unknownReason = userForward ? $"model '{modelName}' defines its own forward" : null;
             long total = 0;
             bool shapesFailed = failedBefore;
+            // Failed only through sizes that must be explicit (MD0113): later layers are still checked for the same.
+            bool onlyNotInferable = false;
 
             for (int index = 0; index < layers.Count; index++)
             {
@@ -82,17 +84,20 @@ namespace ModelDsl.Generators.Parsing
                 {
                     result = ShapeRules.Infer(layer.Kind, p, current, currentIsInteger);
                 }
-                else if (!shapesFailed)
+                else if (!shapesFailed || onlyNotInferable)
                 {
                     // Output of the previous step unknown (own forward, or a composed model with one): check what
                     // can be checked from the layer alone, and require the sizes inference would have supplied.
+                    // Every such layer is reported at once: each is independent of the others, so fixing one would
+                    // only reveal the next.
                     if (NeedsInputSize(layer.Kind) && p.In == -1)
                     {
                         problems.Add(new ShapeProblem(index, ShapeProblemKind.NotInferable, null, null,
                             new[] { layer.Name, InputSizeName(layer.Kind), unknownReason ?? "", ExplicitExample(layer.Kind, p) }));
                         shapesFailed = true;
+                        onlyNotInferable = true;
                     }
-                    else
+                    else if (!shapesFailed)
                     {
                         result = ShapeRules.Infer(layer.Kind, p, StandInInput(layer.Kind, p), layer.Kind == LayerKind.Embedding || (layer.Kind == LayerKind.Model && p.SubInputIsInteger));
                         if (result.Error is null) result.Output = Array.Empty<Dim>();

@@ -37,6 +37,20 @@ namespace ModelDsl.Runtime.Optimization
         /// <summary>Runs the passes on the context's model, in place, and reports what they gained.</summary>
         public static OptimizationReport Run(OptimizationContext context)
         {
+            try
+            {
+                return RunPasses(context);
+            }
+            catch (LayerReplacedException e)
+            {
+                // The compiler reports this for the model's own forward (MD0016); this is the rest: a composed model's
+                // hand-written forward, or a helper it calls, reading a replaced layer through its typed property.
+                throw new TrainingException($"{context.Plan.ModelName}: the optimisation plan replaced a layer that a hand-written forward reads through its typed property: {e.Message}", TrainingHost.UsageError, e);
+            }
+        }
+
+        private static OptimizationReport RunPasses(OptimizationContext context)
+        {
             var plan = context.Plan;
             var model = context.Model;
             var host = model as ILayerHost

@@ -22,6 +22,19 @@ namespace ModelDsl.Runtime.Training
         /// </summary>
         public static TrainingException Explain(Exception error, nn.Module<Tensor, Tensor> model, Tensor x, Loss loss, string where, string? lossMethod = null)
         {
+            // A pruned layer run through .forward keeps computing with the product of its mask and weight from before
+            // the last optimiser step: the next backward goes through a freed graph ("backward through the graph a
+            // second time"). Neither the loss nor the data is at fault, so say what is.
+            var bypassed = PrunedLayersNotCalled(model, x);
+            if (bypassed.Count > 0)
+            {
+                string names = string.Join(", ", bypassed.Select(n => $"'{n}'"));
+                return new TrainingException(
+                    $"{where} failed: {FirstLine(error.Message)} (the pruned layer{(bypassed.Count > 1 ? "s" : "")} {names} ran through .forward(x), " +
+                    "which skips the pruning hook that recomputes weight = weight_mask * weight_orig before each call; " +
+                    "call layers with .call(x) in the hand-written forward (warning MD0017))", TrainingHost.UsageError, error);
+            }
+
             string? layer = FailingLayer(model, x);
             string stage = layer is not null ? $"in layer '{layer}'" : lossMethod is not null ? $"in the [Loss] method {lossMethod}" : $"in the {loss} loss";
             string hint = layer is not null
@@ -59,6 +72,40 @@ namespace ModelDsl.Runtime.Training
                 foreach (var remove in removers) remove();
             }
             return failing;
+        }
+
+        /// <summary>
+        /// The pruned sub-modules whose forward pre-hooks do not run when the model runs on <paramref name="x"/>: they
+        /// are called through <c>forward</c> (which skips hooks), or not at all. Empty when nothing is pruned.
+        /// </summary>
+        private static List<string> PrunedLayersNotCalled(nn.Module<Tensor, Tensor> model, Tensor x)
+        {
+            var pruned = model.named_modules()
+                .Where(m => m.module is nn.Module<Tensor, Tensor> && Pruning.Prune.PrunedParameters(m.module).Count > 0)
+                .Select(m => (m.name, Module: (nn.Module<Tensor, Tensor>)m.module)).ToList();
+            if (pruned.Count == 0) return new List<string>();
+            var called = new HashSet<string>();
+            var removers = new List<Action>();
+            try
+            {
+                foreach (var (name, module) in pruned)
+                {
+                    var hook = module.register_forward_pre_hook((_, input) => { called.Add(name); return input; });
+                    removers.Add(hook.remove);
+                }
+                using var noGrad = no_grad();
+                using var scope = NewDisposeScope();
+                model.call(x);
+            }
+            catch (Exception e) when (IsNative(e))
+            {
+                // The replay failed too; the hooks that ran before it still count.
+            }
+            finally
+            {
+                foreach (var remove in removers) remove();
+            }
+            return pruned.Select(p => p.name).Where(n => !called.Contains(n)).ToList();
         }
 
         /// <summary>libtorch's own message without "Exception raised from …" and the native frames.</summary>

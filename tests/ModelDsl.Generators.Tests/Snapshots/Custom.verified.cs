@@ -26,6 +26,7 @@ namespace Samples
             // Layer slots, one per partial property. forward runs whatever module a slot holds, so a pass can swap
             // a layer through ReplaceLayer (a narrower Linear after structural pruning, an int8 Linear); the
             // property and the registered sub-module always name the same object.
+            // The hand-written forward runs a layer that a pass may replace through its slot: GetLayer(nameof(Layer)).call(x).
             [global::System.CodeDom.Compiler.GeneratedCode("ModelDsl.Generators", "0.1.0")]
             private global::TorchSharp.torch.nn.Module<global::TorchSharp.torch.Tensor, global::TorchSharp.torch.Tensor> __A = null!;
             [global::System.CodeDom.Compiler.GeneratedCode("ModelDsl.Generators", "0.1.0")]
@@ -107,8 +108,8 @@ namespace Samples
             private static global::System.ArgumentException __NoSuchLayer(string name) =>
                 new global::System.ArgumentException($"'{name}' is not a layer of Custom; its layers are A, B", nameof(name));
             [global::System.CodeDom.Compiler.GeneratedCode("ModelDsl.Generators", "0.1.0")]
-            private static global::System.InvalidOperationException __Replaced(string name, object? held, global::System.Type declared) =>
-                new global::System.InvalidOperationException($"'{name}' now holds a {held?.GetType().Name ?? "null"} (set through ReplaceLayer), not a {declared.Name}; use GetLayer(\"{name}\")");
+            private static global::ModelDsl.LayerReplacedException __Replaced(string name, object? held, global::System.Type declared) =>
+                new global::ModelDsl.LayerReplacedException(name, held?.GetType().Name, declared.Name);
 
             /// <summary>The compile-time summary: each layer's output shape and parameter count.</summary>
             [global::System.CodeDom.Compiler.GeneratedCode("ModelDsl.Generators", "0.1.0")]
