@@ -425,6 +425,15 @@ namespace ModelDsl.Generators.Parsing
                 layer.Kind = kind;
                 layer.Reader = LayerAttributeReader.For(attribute);
                 layer.Params = layer.Reader.ReadParams(kind);
+                if (kind is LayerKind.LSTM or LayerKind.GRU && member is IFieldSymbol)
+                {
+                    // The generated forward runs a recurrent layer through a slot that passes its output sequence on
+                    // (an LSTM returns a tuple), and only a partial property has one.
+                    report(DiagnosticDescriptors.InvalidLayerMember, location, new[] { member.Name,
+                        $"a partial get-only property ('public partial {memberType.Name} {member.Name} {{ get; }}'): a [{kindName}] layer runs through a slot that passes its output sequence on, which a field cannot hold" });
+                    hasErrors = true;
+                    continue;
+                }
 
                 // The Transformer layers are ModelDsl's own modules (the runtime's ModelDsl namespace).
                 string expected = (kind is LayerKind.PositionalEmbedding or LayerKind.TransformerBlock ? RuntimeLayersNamespace : TorchModulesNamespace) + "." + kind;

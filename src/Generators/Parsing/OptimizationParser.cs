@@ -58,7 +58,7 @@ namespace ModelDsl.Generators.Parsing
                 {
                     string? mode = args.Enum("mode", "DynamicInt8", DiagnosticDescriptors.InvalidPassSetting);
                     if (mode is null) continue;
-                    if (!layers.Any(l => l.Kind is LayerKind.Linear or LayerKind.TransformerBlock))
+                    if (!layers.Any(l => l.Kind is LayerKind.Linear or LayerKind.TransformerBlock or LayerKind.LSTM or LayerKind.GRU))
                         report(DiagnosticDescriptors.NothingToQuantize, reader.ArgumentLocation(null), new[] { mode });
                     quantized = true;
                     passes.Add(new PassSpec("Quantize", mode, 0, false, EquatableArray<string>.Empty, 2, -1, 0));
@@ -109,6 +109,11 @@ namespace ModelDsl.Generators.Parsing
                     if (!current.TryGetValue(target, out var layer))
                     {
                         args.Fail(DiagnosticDescriptors.PruneTargetInvalid, "Targets", target, $"is not a layer of the model (its layers: {string.Join(", ", layers.Select(l => l.MemberName))})");
+                        continue;
+                    }
+                    if (layer.Kind is LayerKind.LSTM or LayerKind.GRU)
+                    {
+                        args.Fail(DiagnosticDescriptors.PruneRecurrentLayer, "Targets", target, layer.KindName, method);
                         continue;
                     }
                     int rank = WeightRank(layer.Kind);
