@@ -152,6 +152,9 @@ public class RecurrentQuantizationTests
         var model = nn.Sequential(("rnn", layer), ("head", nn.Linear(2 * o.HiddenSize, 3)));
         var x = OracleVectors.Tensor(c.GetProperty("x"), c.GetProperty("x_shape"));
 
+        // The weights are registered once, under the layer's name and 'rnn' (PyTorch's keys below that).
+        Assert.Equal(c.GetProperty("parameters").EnumerateObject().Select(p => "rnn.rnn." + p.Name).Concat(new[] { "head.weight", "head.bias" }).OrderBy(k => k),
+            model.state_dict().Keys.OrderBy(k => k));
         var quantized = Quantize.Dynamic(model, QuantizeMode.DynamicInt8);
         var inner = Assert.IsType<RecurrentLayer>(quantized.named_children().First().module);
         Assert.True(inner.IsQuantized);
@@ -194,6 +197,37 @@ public class RecurrentQuantizationTests
             float limit = mode == QuantizeMode.Float16 ? 1e-3f : 5e-2f;
             Assert.True((y - reference).abs().max().item<float>() < limit, $"{mode}: {(y - reference).abs().max().item<float>()}");
         }
+    }
+
+    [Theory]
+    [InlineData(1, 4)]
+    [InlineData(1, 300)]
+    [InlineData(3, 64)]
+    public void NarrowInputs_StayCloseToTheFloatLayer(int features, int batch)
+    {
+        using var scope = NewDisposeScope();
+        manual_seed(8);
+        var lstm = nn.LSTM(features, 16, batchFirst: true);
+        var x = randn(batch, 16, features);
+        var reference = lstm.call(x, null).Item1;
+        var y = Quantize.Dynamic(lstm, QuantizeMode.DynamicInt8).call(x, null).Item1;
+        float difference = (y - reference).abs().max().item<float>();
+        Assert.True(difference < 0.05f, $"{features} features, batch {batch}: int8 differs by {difference}");
+    }
+
+    [Fact]
+    public void OneFeatureLinear_ComputesTheOuterProductOfItsInt8Values()
+    {
+        // The case behind IntMM's one-feature path: libtorch's int8 GEMM misreads a [1, n] weight view.
+        using var scope = NewDisposeScope();
+        manual_seed(9);
+        var linear = nn.Linear(1, 8);
+        var q = (DynamicQuantizedLinear)Quantize.Dynamic(linear, QuantizeMode.DynamicInt8);
+        var x = randn(5, 1);
+        var (aScale, zeroPoint) = QuantizationRules.ChooseActivationQParams(x.min().item<float>(), x.max().item<float>());
+        var qa = x.mul((float)(1.0 / aScale)).add_(zeroPoint).round_().clamp_(0, 127).sub_(zeroPoint);
+        var expected = qa.matmul(q.weight.to(ScalarType.Float32).t()).mul_((float)((double)aScale * q.WeightScale)).add_(linear.bias!);
+        Assert.True(q.call(x).allclose(expected, rtol: 0, atol: 1e-6), $"{q.call(x)} vs {expected}");
     }
 
     [Fact]

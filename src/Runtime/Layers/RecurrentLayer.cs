@@ -20,6 +20,9 @@ public sealed class RecurrentLayer : nn.Module<Tensor, Tensor>
 
     private RecurrentLayer(nn.Module rnn, bool isLstm, RecurrentOptions options) : base(nameof(RecurrentLayer))
     {
+        // Registered by name only: without this, TorchSharp would also register the field (as '_rnn') when the
+        // layer becomes a child of a model, so the state dict would hold every weight twice.
+        RegisterComponents();
         _rnn = rnn;
         IsLstm = isLstm;
         Options = options;
