@@ -54,6 +54,34 @@ public class RecurrentDiagnosticTests
     public void BadRecurrentLayers_AreReportedWhereTheyAreWritten(string input, string layer) => Layers(input, layer);
 
     [Fact]
+    public void OmittedInputSizeWithUserForward_ReportsMD0113() => Markup.Verify("""
+        using TorchSharp;
+        [Model(Input = "B, T, 4")]
+        public partial class {|MD0013:M|}
+        {
+            [{|MD0113:LSTM(8)|}] public partial LSTM Rnn { get; }
+            public override torch.Tensor forward(torch.Tensor x) => Rnn.call(x, null).Item1;
+        }
+        """);
+
+    [Fact]
+    public void UserForward_CallsTheLstmPropertyWithStates()
+    {
+        // With the input size explicit, a hand-written forward gets the TorchSharp LSTM itself (states and all).
+        var run = Markup.Verify("""
+            using TorchSharp;
+            [Model(Input = "B, T, 4")]
+            public partial class {|MD0013:M|}
+            {
+                [LSTM(4, 8)] public partial LSTM Rnn { get; }
+                public override torch.Tensor forward(torch.Tensor x) { var (y, h, c) = Rnn.call(x, null); return h[-1]; }
+            }
+            """);
+        Assert.True(run.CompilerDiagnostics.Count == 0, string.Join("\n", run.CompilerDiagnostics));
+        Assert.Contains("__Rnn = global::ModelDsl.RecurrentLayer.LSTM(4, 8, numLayers: 1, bidirectional: false, batchFirst: true);", run.Source("M.Model.g.cs"));
+    }
+
+    [Fact]
     public void RecurrentLayerOverTokenIds_ReportsMD0107() =>
         Layers("B, T", "[{|MD0107:LSTM(8)|}] public partial LSTM Rnn { get; }", "Int64");
 
