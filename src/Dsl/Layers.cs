@@ -335,6 +335,58 @@ namespace ModelDsl
         public int EmbeddingDim { get; set; } = -1;
     }
 
+    /// <summary>Shared settings of <see cref="LSTMAttribute"/> and <see cref="GRUAttribute"/> (PyTorch's defaults, except <see cref="BatchFirst"/>).</summary>
+    public abstract class RecurrentAttribute : LayerAttribute
+    {
+        /// <summary>Creates a recurrent layer; <paramref name="inputSize"/> is <c>-1</c> when inferred.</summary>
+        private protected RecurrentAttribute(int inputSize, int hiddenSize) { InputSize = inputSize; HiddenSize = hiddenSize; }
+        /// <summary>Features of each input step (C); <c>-1</c> when inferred from the input's last dimension.</summary>
+        public int InputSize { get; }
+        /// <summary>Features of the hidden state (H).</summary>
+        public int HiddenSize { get; }
+        /// <summary>Recurrent layers stacked, each taking the previous one's output sequence. Default 1.</summary>
+        public int NumLayers { get; set; } = 1;
+        /// <summary>Whether each layer also runs the sequence backwards; the output then has 2·H features. Default <c>false</c>.</summary>
+        public bool Bidirectional { get; set; }
+        /// <summary>
+        /// Whether the input is (B, T, C), batch first. Default <c>true</c> (PyTorch's default is <c>false</c>, but a
+        /// model's input is batch first); <c>false</c> reads the input as (T, B, C).
+        /// </summary>
+        public bool BatchFirst { get; set; } = true;
+    }
+
+    /// <summary>
+    /// <c>torch.nn.LSTM</c> over a sequence, <c>(B, T, C) → (B, T, H·directions)</c>: the generated <c>forward</c> runs it
+    /// from zero states and passes the output sequence on (<c>x, _ = self.lstm(x)</c>). Gates i, f, g, o as PyTorch's.
+    /// Goes on a <c>TorchSharp.Modules.LSTM</c> property; <c>[Quantize(QuantizeMode.DynamicInt8)]</c> converts it as
+    /// <c>quantize_dynamic</c> does.
+    /// </summary>
+    public sealed class LSTMAttribute : RecurrentAttribute
+    {
+        /// <summary>An LSTM whose input size is inferred from the input's last dimension.</summary>
+        /// <param name="hiddenSize">Features of the hidden state.</param>
+        public LSTMAttribute(int hiddenSize) : base(-1, hiddenSize) { }
+        /// <summary>An LSTM with an explicit input size, checked against the inferred one.</summary>
+        /// <param name="inputSize">Features of each input step.</param>
+        /// <param name="hiddenSize">Features of the hidden state.</param>
+        public LSTMAttribute(int inputSize, int hiddenSize) : base(inputSize, hiddenSize) { }
+    }
+
+    /// <summary>
+    /// <c>torch.nn.GRU</c> over a sequence, <c>(B, T, C) → (B, T, H·directions)</c>, as <see cref="LSTMAttribute"/>.
+    /// Gates r, z, n as PyTorch's. Goes on a <c>TorchSharp.Modules.GRU</c> property.
+    /// </summary>
+    public sealed class GRUAttribute : RecurrentAttribute
+    {
+        /// <summary>A GRU whose input size is inferred from the input's last dimension.</summary>
+        /// <param name="hiddenSize">Features of the hidden state.</param>
+        public GRUAttribute(int hiddenSize) : base(-1, hiddenSize) { }
+        /// <summary>A GRU with an explicit input size, checked against the inferred one.</summary>
+        /// <param name="inputSize">Features of each input step.</param>
+        /// <param name="hiddenSize">Features of the hidden state.</param>
+        public GRUAttribute(int inputSize, int hiddenSize) : base(inputSize, hiddenSize) { }
+    }
+
     /// <summary><c>torch.nn.ReLU</c>. Goes on a <c>TorchSharp.Modules.ReLU</c> property.</summary>
     public sealed class ReLUAttribute : LayerAttribute { }
 

@@ -8,7 +8,7 @@ namespace ModelDsl.Shapes
     {
         Linear, Conv1d, Conv2d, MaxPool2d, AvgPool2d, AdaptiveAvgPool2d, BatchNorm1d, BatchNorm2d, LayerNorm,
         Dropout, Flatten, Embedding, ReLU, GELU, SiLU, Tanh, Sigmoid, Softmax, LogSoftmax, Identity, Model,
-        PositionalEmbedding, TransformerBlock,
+        PositionalEmbedding, TransformerBlock, LSTM, GRU,
     }
 
     /// <summary>What kind of shape mistake a rule found; the generator maps each to a diagnostic id.</summary>
@@ -81,6 +81,10 @@ namespace ModelDsl.Shapes
         public long Heads { get; set; } = 1;
         public long MlpRatio { get; set; } = 4;
         public long Repeat { get; set; } = 1;
+        // LSTM/GRU: In is the input size, Out the hidden size.
+        public long NumLayers { get; set; } = 1;
+        public bool Bidirectional { get; set; }
+        public bool BatchFirst { get; set; } = true;
     }
 
     internal sealed class ShapeError
@@ -309,6 +313,24 @@ namespace ModelDsl.Shapes
                     // Per block: ln_1 2C, in_proj 3C² + 3C, out_proj C² + C, ln_2 2C, linear1 rC² + rC, linear2 rC² + C.
                     long perBlock = checked((4 + 2 * p.MlpRatio) * dim * dim + (9 + p.MlpRatio) * dim);
                     return Ok((Dim[])x.Clone(), checked(p.Repeat * perBlock), dim);
+                }
+
+                case LayerKind.LSTM:
+                case LayerKind.GRU:
+                {
+                    if (p.Out < 1) return NonPositive("hiddenSize", p.Out);
+                    if (p.In != -1 && p.In < 1) return NonPositive("inputSize", p.In);
+                    if (p.NumLayers < 1) return NonPositive("NumLayers", p.NumLayers);
+                    if (x.Length != 3) return NotSequence(kind, x);
+                    var c = Resolve(kind, x[2], p.In, "inputSize", "input size", "the last dimension (C)");
+                    if (c.Error != null) return c;
+                    // nn.LSTM/nn.GRU: per layer and direction weight_ih (G·H, in), weight_hh (G·H, H) and two biases of
+                    // G·H, with G = 4 gates (LSTM) or 3 (GRU); layers after the first take the H·directions outputs.
+                    long gates = kind == LayerKind.LSTM ? 4 : 3, h = p.Out, directions = p.Bidirectional ? 2 : 1;
+                    long first = checked(gates * h * (c.ResolvedIn + h + 2));
+                    long later = checked(gates * h * (directions * h + h + 2));
+                    long parameters = checked(directions * (first + (p.NumLayers - 1) * later));
+                    return Ok(new[] { x[0], x[1], Dim.Of(checked(directions * h)) }, parameters, c.ResolvedIn);
                 }
 
                 case LayerKind.Softmax:

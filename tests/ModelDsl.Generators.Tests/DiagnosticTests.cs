@@ -81,11 +81,11 @@ public class DiagnosticTests
         """);
 
     [Theory]
-    [InlineData("[LSTM(16, 32)] public partial LSTM {|MD0009:Rnn|} { get; }", "LSTM")]
-    [InlineData("[GRU(16, 32)] public partial GRU {|MD0009:Rnn|} { get; }", "GRU")]
+    [InlineData("[RNN(16, 32)] public partial RNN {|MD0009:Rnn|} { get; }", "RNN")]
+    [InlineData("[LSTMCell(16, 32)] public partial LSTMCell {|MD0009:Cell|} { get; }", "LSTMCell")]
     [InlineData("[MultiheadAttention(16, 4)] public partial MultiheadAttention {|MD0009:Attention|} { get; }", "MultiheadAttention")]
     [InlineData("[NoSuchLayer(3)] public partial Linear {|MD0009:L|} { get; }", "NoSuchLayer")]
-    [InlineData("[LSTM(16, 32)] public LSTM {|MD0009:Rnn|} = null!;", "LSTM")]
+    [InlineData("[RNN(16, 32)] public RNN {|MD0009:Rnn|} = null!;", "RNN")]
     public void UnknownLayerAttribute_ReportsMD0009_SayingItIsNotAModelDslLayer(string member, string attribute)
     {
         var run = Markup.Verify("[Model(Input = \"B, 16\")]\npublic partial class M\n{\n    [Linear(16)] public partial Linear Before { get; }\n    " + member + "\n}");

@@ -99,6 +99,7 @@ public class SnapshotTests
     [InlineData("Custom", NestedWithFields, "Samples.Zoo.Custom.Model.g.cs")]
     [InlineData("TinyGpt", TransformerDiagnosticTests.TinyGpt, "Samples.Text.TinyGpt.Model.g.cs")]
     [InlineData("TinyGpt.Train", TransformerDiagnosticTests.TinyGpt, "Samples.Text.TinyGpt.Train.g.cs")]
+    [InlineData("SequenceTagger", RecurrentDiagnosticTests.SequenceTagger, "Samples.Text.SequenceTagger.Model.g.cs")]
     public void GeneratedModel_MatchesSnapshot(string name, string source, string hintName)
     {
         var run = GeneratorHarness.Run(GeneratorHarness.Usings + source);
@@ -114,6 +115,7 @@ public class SnapshotTests
     [InlineData(CharModel)]
     [InlineData(NestedWithFields)]
     [InlineData(TransformerDiagnosticTests.TinyGpt)]
+    [InlineData(RecurrentDiagnosticTests.SequenceTagger)]
     public void GeneratedCode_CompilesWithoutWarnings(string source)
     {
         var run = GeneratorHarness.Run(GeneratorHarness.Usings + source);
@@ -131,6 +133,7 @@ public class SnapshotTests
     [InlineData(CharModel)]
     [InlineData(NestedWithFields)]
     [InlineData(TransformerDiagnosticTests.TinyGpt)]
+    [InlineData(RecurrentDiagnosticTests.SequenceTagger)]
     public void GeneratedMembers_CarryGeneratedCodeAndVisibleOnesXmlDocs(string source)
     {
         var run = GeneratorHarness.Run(GeneratorHarness.Usings + source);

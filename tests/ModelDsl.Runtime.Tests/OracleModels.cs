@@ -102,3 +102,15 @@ public partial class GptZoo
     [LayerNorm]                                              public partial LayerNorm Norm { get; }
     [Linear(50, TiedTo = nameof(Embed))]                     public partial Linear Head { get; }
 }
+
+// The recurrent layers: inferred and explicit input sizes, stacked and bidirectional, batch-first and not (then the
+// declared (B, T, C) is read as (T, B, C), which keeps the shape rule).
+[Model(Input = "B, T, 6")]
+public partial class RecurrentZoo
+{
+    [LSTM(8)]                                         public partial LSTM First { get; }
+    [GRU(8, 5, NumLayers = 2, Bidirectional = true)]  public partial GRU Both { get; }
+    [LSTM(10, 4, NumLayers = 3, BatchFirst = false)]  public partial LSTM TimeFirst { get; }
+    [GRU(3, Bidirectional = true, BatchFirst = false)] public partial GRU Last { get; }
+    [Linear(2)]                                       public partial Linear Head { get; }
+}

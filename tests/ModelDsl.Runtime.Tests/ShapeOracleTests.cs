@@ -18,7 +18,7 @@ public class ShapeOracleTests
     {
         new object[] { "DenseZoo" }, new object[] { "Conv2dZoo" }, new object[] { "Conv1dZoo" },
         new object[] { "TokenZoo" }, new object[] { "Block" }, new object[] { "Stack" }, new object[] { "RectZoo" },
-        new object[] { "GptZoo" },
+        new object[] { "GptZoo" }, new object[] { "RecurrentZoo" },
     };
 
     private static (nn.Module<Tensor, Tensor> Model, ModelSummary Summary) Create(string name) => name switch
@@ -31,6 +31,7 @@ public class ShapeOracleTests
         "Stack" => (new Stack(), Stack.Summary),
         "RectZoo" => (new RectZoo(), RectZoo.Summary),
         "GptZoo" => (new GptZoo(), GptZoo.Summary),
+        "RecurrentZoo" => (new RecurrentZoo(), RecurrentZoo.Summary),
         _ => throw new ArgumentException(name),
     };
 

@@ -319,7 +319,13 @@ namespace ModelDsl.Generators.Diagnostics
 
         public static readonly DiagnosticDescriptor NothingToQuantize = Warning("MD0309", OptimizationCategory,
             "Nothing to quantise",
-            "QuantizeMode.{0} converts Linear layers, and the model has none");
+            "QuantizeMode.{0} converts Linear, LSTM and GRU layers, and the model has none");
+
+        public static readonly DiagnosticDescriptor PruneRecurrentLayer = Error("MD0118", OptimizationCategory,
+            "Recurrent layers cannot be pruned by the plan",
+            "Target '{0}' is an {1}: [Prune(PruneMethod.{2}, ...)] cannot prune it. Its weights are the gate matrices weight_ih_l0, weight_hh_l0, ... " +
+            "(no single 'weight'), a structured cut would have to remove the same unit from every gate, both matrices and the next layer, and libtorch's " +
+            "recurrent kernel reads its own copy of the weights, which a pruning mask does not reach; prune the Linear layers around it, or leave it out of Targets");
 
         public static readonly DiagnosticDescriptor PassReplacesField = Error("MD0310", OptimizationCategory,
             "A pass would replace a layer declared as a field",

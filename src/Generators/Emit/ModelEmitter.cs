@@ -85,7 +85,9 @@ namespace ModelDsl.Generators.Emit
             {
                 w.Line($"/// <summary>{Xml(layer.AttributeText)}: output {Xml(layer.OutputText)}, {Count(layer.Parameters)} parameters.</summary>");
                 w.Line(GeneratorInfo.Attribute);
-                w.Line($"{layer.Accessibility} partial {layer.TypeName} {layer.MemberName} {{ get => {BackingField(layer)} as {layer.TypeName} ?? throw __Replaced(nameof({layer.MemberName}), {BackingField(layer)}, typeof({layer.TypeName})); }}");
+                // A recurrent layer's slot holds a RecurrentLayer (its chain step); the property is the LSTM/GRU inside.
+                string held = IsRecurrent(layer) ? $"(({BackingField(layer)} as {RecurrentLayer})?.Module ?? {BackingField(layer)})" : BackingField(layer);
+                w.Line($"{layer.Accessibility} partial {layer.TypeName} {layer.MemberName} {{ get => {held} as {layer.TypeName} ?? throw __Replaced(nameof({layer.MemberName}), {held}, typeof({layer.TypeName})); }}");
             }
         }
 
@@ -111,6 +113,8 @@ namespace ModelDsl.Generators.Emit
                 w.Line($"// {layer.AttributeText} {layer.MemberName}: {layer.OutputText}, {Count(layer.Parameters)} params");
                 if (layer.Kind is LayerKind.Conv1d or LayerKind.Conv2d)
                     w.Line("// (in, out, kernel, stride, padding, dilation, padding mode, groups, bias)");
+                if (IsRecurrent(layer))
+                    w.Line($"// nn.{layer.Kind}({layer.Args.In}, {layer.Args.Out}, num_layers={layer.Args.NumLayers}, batch_first={(layer.Args.BatchFirst ? "True" : "False")}, bidirectional={(layer.Args.Bidirectional ? "True" : "False")}) from zero states; forward passes its output sequence on");
                 if (layer.Kind == LayerKind.TransformerBlock)
                     w.Line($"// {layer.Args.Repeat} x pre-LayerNorm block: x + attention(norm1(x)), then x + MLP(norm2(x)); {layer.Args.Heads} heads of {layer.Args.In / System.Math.Max(1, layer.Args.Heads)}");
                 string target = layer.IsField ? "this." + layer.MemberName : BackingField(layer);
@@ -296,6 +300,8 @@ namespace ModelDsl.Generators.Emit
                 LayerKind.PositionalEmbedding => $"new global::ModelDsl.PositionalEmbedding({N(a.Count)}, {N(a.In)})",
                 LayerKind.TransformerBlock =>
                     $"new global::ModelDsl.TransformerBlock({N(a.In)}, heads: {N(a.Heads)}, mlpRatio: {N(a.MlpRatio)}, dropout: {D(a.P)}, causal: {B(a.Causal)}, repeat: {N(a.Repeat)})",
+                LayerKind.LSTM or LayerKind.GRU =>
+                    $"{RecurrentLayer}.{l.Kind}({N(a.In)}, {N(a.Out)}, numLayers: {N(a.NumLayers)}, bidirectional: {B(a.Bidirectional)}, batchFirst: {B(a.BatchFirst)})",
                 LayerKind.Model => $"new {l.TypeName}()",
                 _ => $"{Nn}.{l.Kind}()",
             };
@@ -306,6 +312,10 @@ namespace ModelDsl.Generators.Emit
             LayerTable.Render(model.Name, model.InputType, model.InputText, model.Layers.Select(l => (l.MemberName, l.KindName, l.OutputText, l.Parameters)));
 
         private static string BackingField(LayerSpec layer) => "__" + layer.MemberName;
+
+        private const string RecurrentLayer = "global::ModelDsl.RecurrentLayer";
+
+        private static bool IsRecurrent(LayerSpec layer) => layer.Kind is LayerKind.LSTM or LayerKind.GRU;
 
         private static string Count(long n) => LayerTable.Count(n);
 

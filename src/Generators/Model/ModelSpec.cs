@@ -86,7 +86,8 @@ namespace ModelDsl.Generators.Model
         long In, long Out, long Count, long Kernel, long Stride, long Padding, long Dilation, long Groups,
         bool Bias, double P, long Dim, long EndDim, long OutH, long OutW, double Eps, double Momentum,
         long KernelW = -1, long StrideW = -1, long PaddingW = 0, long DilationW = 1,
-        long Heads = 1, long MlpRatio = 4, long Repeat = 1, bool Causal = true, string? TiedTo = null)
+        long Heads = 1, long MlpRatio = 4, long Repeat = 1, bool Causal = true, string? TiedTo = null,
+        long NumLayers = 1, bool Bidirectional = false, bool BatchFirst = true)
     {
         /// <summary>Whether a 2-D window has the same values on both axes (then one number says each).</summary>
         public bool IsSquare => Kernel == KernelW && Stride == StrideW && Padding == PaddingW && Dilation == DilationW;

@@ -91,6 +91,14 @@ namespace ModelDsl.Generators.Parsing
                 p.P = Double("Dropout") ?? 0.0;
                 p.In = Long("EmbeddingDim") is { } c && c != -1 ? c : -1;
             }
+            else if (kind is LayerKind.LSTM or LayerKind.GRU)
+            {
+                p.In = Long("inputSize") ?? -1;
+                p.Out = Long("hiddenSize") ?? -1;
+                p.NumLayers = Long("NumLayers") ?? 1;
+                p.Bidirectional = Bool("Bidirectional") ?? false;
+                p.BatchFirst = Bool("BatchFirst") ?? true;
+            }
             return p;
         }
 

@@ -423,7 +423,7 @@ namespace ModelDsl.Generators.Parsing
 
                 if (layerAttributes.Length == 0)
                 {
-                    // [LSTM], [GRU], [MultiheadAttention]: a layer the user expects ModelDsl to have. The compiler
+                    // [RNN], [LSTMCell], [MultiheadAttention]: a layer the user expects ModelDsl to have. The compiler
                     // says only that the name is not an attribute (CS0616) or unknown (CS0246).
                     string? unknown = member.GetAttributes().Where(a => !IsAttributeClass(a.AttributeClass))
                         .Select(a => (a.ApplicationSyntaxReference?.GetSyntax(_cancellation) as AttributeSyntax)?.Name.ToString())
@@ -489,6 +489,15 @@ namespace ModelDsl.Generators.Parsing
                 layer.Kind = kind;
                 layer.Reader = LayerAttributeReader.For(attribute);
                 layer.Params = layer.Reader.ReadParams(kind);
+                if (kind is LayerKind.LSTM or LayerKind.GRU && member is IFieldSymbol)
+                {
+                    // The generated forward runs a recurrent layer through a slot that passes its output sequence on
+                    // (an LSTM returns a tuple), and only a partial property has one.
+                    report(DiagnosticDescriptors.InvalidLayerMember, location, new[] { member.Name,
+                        $"a partial get-only property ('public partial {memberType.Name} {member.Name} {{ get; }}'): a [{kindName}] layer runs through a slot that passes its output sequence on, which a field cannot hold" });
+                    hasErrors = true;
+                    continue;
+                }
 
                 // The Transformer layers are ModelDsl's own modules (the runtime's ModelDsl namespace).
                 string expected = (kind is LayerKind.PositionalEmbedding or LayerKind.TransformerBlock ? RuntimeLayersNamespace : TorchModulesNamespace) + "." + kind;

@@ -58,7 +58,7 @@ namespace ModelDsl.Generators.Parsing
                 {
                     string? mode = args.Enum("mode", "DynamicInt8", DiagnosticDescriptors.InvalidPassSetting);
                     if (mode is null) continue;
-                    if (!layers.Any(l => l.Kind is LayerKind.Linear or LayerKind.TransformerBlock))
+                    if (!layers.Any(l => l.Kind is LayerKind.Linear or LayerKind.TransformerBlock or LayerKind.LSTM or LayerKind.GRU))
                         report(DiagnosticDescriptors.NothingToQuantize, reader.ArgumentLocation(null), new[] { mode });
                     // The pass swaps each Linear through ReplaceLayer, which a layer declared as a field cannot take.
                     foreach (var field in layers.Where(l => l.Kind == LayerKind.Linear && l.IsField))
@@ -112,6 +112,11 @@ namespace ModelDsl.Generators.Parsing
                     if (!current.TryGetValue(target, out var layer))
                     {
                         args.Fail(DiagnosticDescriptors.PruneTargetInvalid, "Targets", target, $"is not a layer of the model (its layers: {string.Join(", ", layers.Select(l => l.MemberName))})");
+                        continue;
+                    }
+                    if (layer.Kind is LayerKind.LSTM or LayerKind.GRU)
+                    {
+                        args.Fail(DiagnosticDescriptors.PruneRecurrentLayer, "Targets", target, layer.KindName, method);
                         continue;
                     }
                     int rank = WeightRank(layer.Kind);

@@ -143,7 +143,8 @@ namespace ModelDsl.Generators.Parsing
                     new LayerArgs(resolvedIn, p.Out, p.Count, p.Kernel, p.Stride <= 0 ? p.Kernel : p.Stride, p.Padding, p.Dilation,
                         p.Groups, p.Bias, p.P, p.Dim, p.EndDim, p.OutH, p.OutW, layer.Eps, layer.Momentum,
                         p.KernelW, p.StrideW <= 0 ? p.KernelW : p.StrideW, p.PaddingW, p.DilationW,
-                        p.Heads, p.MlpRatio, p.Repeat, layer.Causal, layer.Kind == LayerKind.Linear ? layer.TiedTo : null),
+                        p.Heads, p.MlpRatio, p.Repeat, layer.Causal, layer.Kind == LayerKind.Linear ? layer.TiedTo : null,
+                        p.NumLayers, p.Bidirectional, p.BatchFirst),
                     outputText, parameters));
             }
 
@@ -184,7 +185,8 @@ namespace ModelDsl.Generators.Parsing
         }
 
         private static bool NeedsInputSize(LayerKind kind) => kind is LayerKind.Linear or LayerKind.Conv1d or LayerKind.Conv2d
-            or LayerKind.BatchNorm1d or LayerKind.BatchNorm2d or LayerKind.LayerNorm or LayerKind.PositionalEmbedding or LayerKind.TransformerBlock;
+            or LayerKind.BatchNorm1d or LayerKind.BatchNorm2d or LayerKind.LayerNorm or LayerKind.PositionalEmbedding or LayerKind.TransformerBlock
+            or LayerKind.LSTM or LayerKind.GRU;
 
         private static string InputSizeName(LayerKind kind) => kind switch
         {
@@ -192,6 +194,7 @@ namespace ModelDsl.Generators.Parsing
             LayerKind.Conv1d or LayerKind.Conv2d => "in-channels",
             LayerKind.LayerNorm => "normalized shape",
             LayerKind.PositionalEmbedding or LayerKind.TransformerBlock => "embedding size",
+            LayerKind.LSTM or LayerKind.GRU => "input size",
             _ => "number of features",
         };
 
@@ -202,6 +205,7 @@ namespace ModelDsl.Generators.Parsing
             LayerKind.LayerNorm => "LayerNorm(size)",
             LayerKind.PositionalEmbedding => $"PositionalEmbedding({p.Count}, embeddingDim)",
             LayerKind.TransformerBlock => $"TransformerBlock(Heads = {p.Heads}, EmbeddingDim = size)",
+            LayerKind.LSTM or LayerKind.GRU => $"{kind}(inputSize, {p.Out})",
             _ => $"{kind}(numFeatures)",
         };
 
@@ -217,7 +221,7 @@ namespace ModelDsl.Generators.Parsing
             {
                 LayerKind.Linear or LayerKind.LayerNorm or LayerKind.BatchNorm1d => new[] { b, c },
                 LayerKind.Conv1d => new[] { b, c, Dim.Sym("L") },
-                LayerKind.PositionalEmbedding or LayerKind.TransformerBlock => new[] { b, Dim.Sym("T"), c },
+                LayerKind.PositionalEmbedding or LayerKind.TransformerBlock or LayerKind.LSTM or LayerKind.GRU => new[] { b, Dim.Sym("T"), c },
                 LayerKind.Conv2d or LayerKind.BatchNorm2d or LayerKind.MaxPool2d or LayerKind.AvgPool2d or LayerKind.AdaptiveAvgPool2d
                     => new[] { b, c, Dim.Sym("H"), Dim.Sym("W") },
                 LayerKind.Model => p.SubInput ?? new[] { b },

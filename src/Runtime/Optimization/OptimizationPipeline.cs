@@ -147,7 +147,7 @@ namespace ModelDsl.Runtime.Optimization
         }
 
         /// <summary>
-        /// Swaps each Linear layer (in composed models too) for its quantised form through the layer path, in place:
+        /// Swaps each Linear layer and each [LSTM]/[GRU] layer (in composed models too) for its quantised form through the layer path, in place:
         /// the model may have been shrunk by structured pruning, so it cannot be rebuilt from its class.
         /// </summary>
         private static void QuantizeLayers(ILayerHost host, QuantizeMode mode)
@@ -158,6 +158,9 @@ namespace ModelDsl.Runtime.Optimization
                 {
                     case TorchSharp.Modules.Linear linear:
                         host.ReplaceLayer(name, Quantize.Dynamic(linear, mode));
+                        break;
+                    case RecurrentLayer { IsQuantized: false } recurrent:
+                        host.ReplaceLayer(name, recurrent.Quantized(mode));
                         break;
                     case ILayerHost inner:
                         QuantizeLayers(inner, mode);

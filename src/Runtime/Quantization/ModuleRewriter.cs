@@ -12,7 +12,8 @@ namespace ModelDsl.Runtime.Quantization;
 
 /// <summary>
 /// Builds the quantised copy of a model: <c>copy.deepcopy</c> followed by <c>swap_module</c> for every module whose
-/// type is exactly <see cref="Linear"/>, as <c>quantize_dynamic</c> does.
+/// type is exactly <see cref="Linear"/>, and every <see cref="RecurrentLayer"/> (an LSTM or GRU), as
+/// <c>quantize_dynamic</c> does.
 /// </summary>
 /// <remarks>
 /// TorchSharp has no deep copy and its layer types are sealed, and a generated model keeps each layer in a
@@ -76,6 +77,7 @@ internal static class ModuleRewriter
             LayerNorm n => nn.LayerNorm(n.normalized_shape, n.eps, n.elementwise_affine, n.bias is not null),
             BatchNorm1d b => nn.BatchNorm1d(b.num_features, b.eps, b.momentum ?? 0.1, b.affine, b.track_running_stats),
             BatchNorm2d b => nn.BatchNorm2d(b.num_features, b.eps, b.momentum ?? 0.1, b.affine, b.track_running_stats),
+            RecurrentLayer r => r.CloneEmpty(),
             _ => CopyThroughConstructor(source),
         };
         if (source is not Sequential)
@@ -120,6 +122,12 @@ internal static class ModuleRewriter
             module.Dispose();
             return quantized;
         }
+        if (module is RecurrentLayer recurrent)
+        {
+            var quantized = recurrent.Quantized(mode);
+            module.Dispose();
+            return quantized;
+        }
 
         var children = module.named_children().ToList();
         if (!children.Any(c => ContainsLinear(c.module)))
@@ -161,7 +169,9 @@ internal static class ModuleRewriter
     }
 
     private static bool ContainsLinear(nn.Module module) =>
-        module.GetType() == typeof(Linear) || module.modules().Any(m => m.GetType() == typeof(Linear));
+        IsConverted(module) || module.modules().Any(IsConverted);
+
+    private static bool IsConverted(nn.Module module) => module.GetType() == typeof(Linear) || module is RecurrentLayer { IsQuantized: false };
 
     private static nn.Module<Tensor, Tensor> AsTensorModule(nn.Module module, string name) =>
         module as nn.Module<Tensor, Tensor>

@@ -88,5 +88,13 @@ def int_mm(a: Tensor, b: Tensor) -> Tensor:
     /// <c>torch._int_mm</c>: int8 [m, k] × int8 [k, n] → int32 [m, n], exact (int32 accumulation), on libtorch's
     /// oneDNN int8 GEMM. <paramref name="b"/> is best the transposed view of a contiguous [n, k] weight.
     /// </summary>
-    public static Tensor IntMM(Tensor a, Tensor b) => Kernels.Value.invoke<Tensor>("int_mm", a, b);
+    public static Tensor IntMM(Tensor a, Tensor b)
+    {
+        // With one input feature, the transposed [n, 1] weight is a [1, n] view with strides (1, 1), which oneDNN's
+        // int8 GEMM reads with the wrong leading dimension (garbage sums; a 1-feature LSTM input showed it). The
+        // product is then an outer product: exact in int32 as a broadcast multiply.
+        if (a.shape[1] == 1)
+            return a.to(ScalarType.Int32).mul(b.to(ScalarType.Int32));
+        return Kernels.Value.invoke<Tensor>("int_mm", a, b);
+    }
 }

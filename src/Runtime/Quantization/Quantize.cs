@@ -15,8 +15,10 @@ namespace ModelDsl.Runtime.Quantization;
 /// <remarks>
 /// Numerics equal PyTorch's <c>quantize_dynamic</c> on the onednn engine (SEMANTICS.md §2): int8 weights from the
 /// default observer, activations quantised per call with <c>reduce_range</c>, int32 accumulation; outputs agree to
-/// float32 rounding. Only modules whose type is exactly <see cref="Linear"/> are converted (as PyTorch's exact-type
-/// mapping); LSTM/GRU, which PyTorch also converts, are not supported. Float32, CPU inference only.
+/// float32 rounding. Modules whose type is exactly <see cref="Linear"/> are converted (as PyTorch's exact-type
+/// mapping), and recurrent layers: a generated model's <c>[LSTM]</c>/<c>[GRU]</c> layers (<see cref="RecurrentLayer"/>)
+/// and TorchSharp's <see cref="LSTM"/> and <see cref="GRU"/> through their own overloads, as PyTorch's
+/// <c>torch.ao.nn.quantized.dynamic.LSTM</c>/<c>GRU</c>. Float32, CPU inference only.
 /// </remarks>
 public static class Quantize
 {
@@ -40,10 +42,36 @@ public static class Quantize
     }
 
     /// <summary>
+    /// <c>quantize_dynamic</c> of an <see cref="LSTM"/>: a <see cref="DynamicQuantizedLSTM"/> with the same forward
+    /// signature, in eval mode (PyTorch 1.13's <c>torch.ao.nn.quantized.dynamic.LSTM</c> numerics). The original is
+    /// not changed.
+    /// </summary>
+    /// <param name="lstm">A float32 LSTM (without projections).</param>
+    /// <param name="mode">The quantisation mode.</param>
+    public static DynamicQuantizedLSTM Dynamic(LSTM lstm, QuantizeMode mode)
+    {
+        ArgumentNullException.ThrowIfNull(lstm);
+        if (!Enum.IsDefined(mode))
+            throw new ArgumentOutOfRangeException(nameof(mode), mode, "Unknown QuantizeMode.");
+        return new DynamicQuantizedLSTM(lstm, mode);
+    }
+
+    /// <summary><c>quantize_dynamic</c> of a <see cref="GRU"/>: a <see cref="DynamicQuantizedGRU"/>, as for an LSTM.</summary>
+    /// <param name="gru">A float32 GRU.</param>
+    /// <param name="mode">The quantisation mode.</param>
+    public static DynamicQuantizedGRU Dynamic(GRU gru, QuantizeMode mode)
+    {
+        ArgumentNullException.ThrowIfNull(gru);
+        if (!Enum.IsDefined(mode))
+            throw new ArgumentOutOfRangeException(nameof(mode), mode, "Unknown QuantizeMode.");
+        return new DynamicQuantizedGRU(gru, mode);
+    }
+
+    /// <summary>
     /// Saves a quantised model (TorchSharp's state-dict format: int8 weights take one byte each, so a Linear-heavy
     /// model's file is about 4x smaller than the float one). <c>model.save(path)</c> writes the same file.
     /// </summary>
-    /// <param name="model">A model returned by <see cref="Dynamic"/>.</param>
+    /// <param name="model">A model returned by <see cref="Dynamic(nn.Module{Tensor, Tensor}, QuantizeMode)"/>.</param>
     /// <param name="path">The file to write.</param>
     /// <exception cref="ArgumentException">The model has no quantised layer.</exception>
     public static void Save(nn.Module model, string path)
