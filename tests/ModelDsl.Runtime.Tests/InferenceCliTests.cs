@@ -252,9 +252,14 @@ public sealed class InferenceCliTests : IClassFixture<TrainedDigits>
     [InlineData("predict", "--model", "{last}", "--data", "{dir}/wide.csv", "wide.csv:1")]
     [InlineData("predict", "--model", "{last}", "--data", "{dir}/wide.csv", "--batch-size", "0", "--batch-size must be at least 1")]
     [InlineData("--patience", "-1", "--patience must be 0")]
+    [InlineData("evaluate", "--model", "{dir}/evil.pt", "it refers to os.system, which is not part of a state dict")]
     public void BadCommandLine_IsOneClearLine_AndExitCode2(params string[] args)
     {
         File.WriteAllText(Path.Combine(_run.Dir, "wide.csv"), string.Join(",", Enumerable.Repeat("1", 70)) + "\n");
+        // A hostile file: a pickle that would call os.system.
+        using (var zip = new System.IO.Compression.ZipArchive(File.Create(Path.Combine(_run.Dir, "evil.pt")), System.IO.Compression.ZipArchiveMode.Create))
+        using (var pkl = zip.CreateEntry("archive/data.pkl").Open())
+            pkl.Write(System.Text.Encoding.Latin1.GetBytes("\u0080\u0002cos\nsystem\n(X\u0002\0\0\0hitR."));
         string expected = args[^1];
         var actual = args[..^1].Select(a => a.Replace("{dir}", _run.Dir).Replace("{last}", _run.Last)).ToArray();
         var run = DigitsProcess.Run(_run.Dir, new[] { "cnn" }.Concat(actual).ToArray());
