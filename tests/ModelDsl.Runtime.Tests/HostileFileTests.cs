@@ -1,5 +1,5 @@
+using System.Collections.Generic;
 using System.Buffers.Binary;
-using System.Diagnostics;
 using System.IO;
 using System.IO.Compression;
 using System.Security.Cryptography;

@@ -202,7 +202,7 @@ public sealed class InferenceCliTests : IClassFixture<TrainedDigits>
         var file = TorchSharpFormat.Load(Optimized);
         Assert.Equal(file.Select(t => t.Name), model.state_dict().Keys);
         foreach (var (name, tensor) in file)
-            Assert.True(tensor.equal(model.state_dict()[name]).item<bool>(), name);
+            Assert.True(tensor.equal(model.state_dict()[name]).all().item<bool>(), name);
 
         var (features, _) = FeatureCsvForTests(DigitsProcess.DataFile("optdigits.tes"));
         var x = features * (float)Digits.DigitsCnn.Plan.FeatureScale;

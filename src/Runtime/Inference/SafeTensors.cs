@@ -95,8 +95,9 @@ namespace ModelDsl.Runtime.Inference
                 header = JsonNode.Parse(bytes.AsSpan(8, (int)headerLength)) as JsonObject ?? throw Bad(path, "the header is not a JSON object");
                 _ = header.Count; // materialises the properties: a repeated name throws here
             }
-            catch (Exception e) when (e is JsonException or ArgumentException)
+            catch (Exception e) when (e is JsonException or ArgumentException or InvalidOperationException)
             {
+                // InvalidOperationException: a name that is not valid UTF-8.
                 throw Bad(path, "the header is not valid JSON: " + Training.StepFailure.FirstLine(e.Message));
             }
 
@@ -114,7 +115,7 @@ namespace ModelDsl.Runtime.Inference
                             foreach (var (key, value) in m)
                                 if (value is JsonValue v && v.TryGetValue(out string? s)) metadata[key] = s;
                         }
-                        catch (ArgumentException e)
+                        catch (Exception e) when (e is ArgumentException or InvalidOperationException)
                         {
                             throw Bad(path, "the metadata is not valid: " + Training.StepFailure.FirstLine(e.Message));
                         }
