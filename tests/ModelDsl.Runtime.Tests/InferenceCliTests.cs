@@ -165,6 +165,59 @@ public sealed class InferenceCliTests : IClassFixture<TrainedDigits>
         }
     }
 
+    private string Optimized => Path.Combine(_run.Checkpoints, "optimized.bin");
+
+    [Fact]
+    public void Evaluate_OfTheOptimisedModel_ReproducesTheAccuracyTrainingPrinted()
+    {
+        // The Digits CNN's plan: half of Hidden cut (Output shrinks with it), then int8 Linear layers.
+        var optimized = TrainingReport.Read(_run.ReportPath).GetSection<Optimization.OptimizationReport>("optimized")!;
+        Assert.Equal(Optimized, optimized.ExportPath);
+        Assert.Contains($"test accuracy {TrainingProgress.Percent(optimized.TestAccuracy!.Value)})", _run.Training.Stdout);
+
+        var json = Path.Combine(_run.Dir, "eval-optimized.json");
+        var run = DigitsProcess.Run(_run.Dir, "cnn", "evaluate", "--model", Optimized, "--report", json);
+        Assert.True(run.ExitCode == 0, run.ToString());
+        Assert.Contains("optimized.bin, the optimised model, quantised layers Hidden, Output) on 1797 samples", run.Stdout);
+        using var doc = JsonDocument.Parse(File.ReadAllText(json));
+        Assert.Equal(optimized.TestAccuracy!.Value, doc.RootElement.GetProperty("accuracy").GetDouble(), 12);
+
+        // predict agrees with it row by row.
+        var output = Path.Combine(_run.Dir, "predictions-optimized.csv");
+        var predict = DigitsProcess.Run(_run.Dir, "cnn", "predict", "--model", Optimized, "--data", DigitsProcess.DataFile("optdigits.tes"), "--output", output);
+        Assert.True(predict.ExitCode == 0, predict.ToString());
+        int correct = File.ReadLines(output).Skip(1).Count(l => l.Split(',')[0] == l.Split(',')[1]);
+        Assert.Equal(optimized.TestAccuracy!.Value, correct / 1797.0, 12);
+    }
+
+    [Fact]
+    public void OptimisedModel_LoadsWithItsCutAndInt8Layers_AndExportsLoadBackTheSame()
+    {
+        using var model = Digits.DigitsCnn.Load(Optimized);
+        var hidden = Assert.IsType<Quantization.DynamicQuantizedLinear>(model.GetLayer("Hidden"));
+        var output = Assert.IsType<Quantization.DynamicQuantizedLinear>(model.GetLayer("Output"));
+        Assert.Equal((1024L, 64L, 64L, 10L), (hidden.in_features, hidden.out_features, output.in_features, output.out_features));
+        Assert.Equal(TorchSharp.torch.ScalarType.Int8, hidden.weight.dtype);
+        // Every tensor is the file's, bit for bit.
+        var file = TorchSharpFormat.Load(Optimized);
+        Assert.Equal(file.Select(t => t.Name), model.state_dict().Keys);
+        foreach (var (name, tensor) in file)
+            Assert.True(tensor.equal(model.state_dict()[name]).all().item<bool>(), name);
+
+        var (features, _) = FeatureCsvForTests(DigitsProcess.DataFile("optdigits.tes"));
+        var x = features * (float)Digits.DigitsCnn.Plan.FeatureScale;
+        var expected = model.PredictProba(x).data<float>().ToArray();
+        foreach (var (format, name) in new[] { ("pytorch", "optimized.pt"), ("safetensors", "optimized.safetensors") })
+        {
+            var path = Path.Combine(_run.Dir, name);
+            var run = DigitsProcess.Run(_run.Dir, "cnn", "export", "--model", Optimized, "--format", format, "--output", path);
+            Assert.True(run.ExitCode == 0, run.ToString());
+            Assert.Contains("quantised layers Hidden (DynamicInt8), Output (DynamicInt8)", run.Stdout);
+            using var exported = Digits.DigitsCnn.Load(path);
+            Assert.Equal(expected, exported.PredictProba(x).data<float>().ToArray());
+        }
+    }
+
     [Fact]
     public void Version_PrintsTheVersion_AndStartsNoTraining()
     {
@@ -199,9 +252,14 @@ public sealed class InferenceCliTests : IClassFixture<TrainedDigits>
     [InlineData("predict", "--model", "{last}", "--data", "{dir}/wide.csv", "wide.csv:1")]
     [InlineData("predict", "--model", "{last}", "--data", "{dir}/wide.csv", "--batch-size", "0", "--batch-size must be at least 1")]
     [InlineData("--patience", "-1", "--patience must be 0")]
+    [InlineData("evaluate", "--model", "{dir}/evil.pt", "it refers to os.system, which is not part of a state dict")]
     public void BadCommandLine_IsOneClearLine_AndExitCode2(params string[] args)
     {
         File.WriteAllText(Path.Combine(_run.Dir, "wide.csv"), string.Join(",", Enumerable.Repeat("1", 70)) + "\n");
+        // A hostile file: a pickle that would call os.system.
+        using (var zip = new System.IO.Compression.ZipArchive(File.Create(Path.Combine(_run.Dir, "evil.pt")), System.IO.Compression.ZipArchiveMode.Create))
+        using (var pkl = zip.CreateEntry("archive/data.pkl").Open())
+            pkl.Write(System.Text.Encoding.Latin1.GetBytes("\u0080\u0002cos\nsystem\n(X\u0002\0\0\0hitR."));
         string expected = args[^1];
         var actual = args[..^1].Select(a => a.Replace("{dir}", _run.Dir).Replace("{last}", _run.Last)).ToArray();
         var run = DigitsProcess.Run(_run.Dir, new[] { "cnn" }.Concat(actual).ToArray());
@@ -272,6 +330,20 @@ public sealed class EarlyStoppingTests : IDisposable
         using var fromBest = Digits.DigitsCnn.Load(Path.Combine(checkpoints, Checkpoint.BestFileName));
         using var fromLast = Digits.DigitsCnn.Load(Path.Combine(checkpoints, Checkpoint.FileName));
         Assert.False(fromBest.Output.weight!.equal(fromLast.Output.weight!).all().item<bool>());
+
+        // The final lines name both checkpoints with their epochs and figures, and which one the commands use.
+        string lastPath = Path.Combine(checkpoints, Checkpoint.FileName), bestPath = Path.Combine(checkpoints, Checkpoint.BestFileName);
+        Assert.Contains($"checkpoint: {lastPath} (final, epoch {r.History.Count}, validation loss {TrainingProgress.Format(losses[^1])}, " +
+                        $"validation accuracy {TrainingProgress.Percent(r.History[^1].ValAccuracy!.Value)}, test accuracy {TrainingProgress.Percent(r.TestAccuracy!.Value)})\n", run.Stdout);
+        var bestLine = System.Text.RegularExpressions.Regex.Match(run.Stdout,
+            $@"best: {System.Text.RegularExpressions.Regex.Escape(bestPath)} \(epoch {best}, validation loss {TrainingProgress.Format(losses.Min())}, validation accuracy [0-9.]+%, test accuracy ([0-9.]+%); stopped early\); evaluate, predict and export use it unless --model names another file");
+        Assert.True(bestLine.Success, run.Stdout);
+
+        // evaluate (by default the best checkpoint) says which epoch it scored, and gets the accuracy announced for it.
+        var evaluate = DigitsProcess.Run(_dir, "cnn", "evaluate", "--model", bestPath);
+        Assert.True(evaluate.ExitCode == 0, evaluate.ToString());
+        Assert.Contains($"({bestPath}, epoch {best}, the lowest validation loss) on 1797 samples", evaluate.Stdout);
+        Assert.Contains($"accuracy {bestLine.Groups[1].Value}\n", evaluate.Stdout);
     }
 }
 

@@ -70,10 +70,13 @@ namespace ModelDsl.Runtime.Inference
             using var scope = torch.NewDisposeScope();
             var output = Predictor.Forward(net, dataset.Features, signature, batchSize);
             double loss = LossFunctions.Compute(plan, output, dataset.Labels).to_type(ScalarType.Float64).item<double>();
+            var (epoch, what) = Describe(modelPath, net);
             var result = new EvaluationResult
             {
                 Model = plan.ModelName,
                 ModelFile = modelPath,
+                Epoch = epoch,
+                ModelDescription = what,
                 Data = TrainingData.ResolvePath(dataPath),
                 Samples = dataset.Count,
                 LossFunction = plan.LossName,
@@ -100,6 +103,25 @@ namespace ModelDsl.Runtime.Inference
             };
         }
 
+        /// <summary>
+        /// Which model was scored: a checkpoint's epoch (and, for <c>best.ckpt</c>, why it was kept), or the
+        /// optimised model and its quantised layers.
+        /// </summary>
+        private static (int? Epoch, string What) Describe(string modelPath, nn.Module net)
+        {
+            switch (ModelLoader.DetectFormat(modelPath))
+            {
+                case ModelFileFormat.Checkpoint:
+                    int epoch = Checkpoint.ReadState(modelPath).Epoch;
+                    return (epoch, $"epoch {epoch}" + (Path.GetFileName(modelPath) == Checkpoint.BestFileName ? ", the lowest validation loss" : ""));
+                case ModelFileFormat.TorchSharp:
+                    var quantized = Quantization.Quantize.QuantizedLayers(net).Select(q => q.Name).ToList();
+                    return (null, "the optimised model" + (quantized.Count > 0 ? $", quantised layers {string.Join(", ", quantized)}" : ""));
+                default:
+                    return (null, "");
+            }
+        }
+
         private static readonly JsonSerializerOptions Json = new()
         {
             WriteIndented = true,
@@ -121,6 +143,8 @@ namespace ModelDsl.Runtime.Inference
         [JsonPropertyName("model")] public string Model { get; init; } = "";
         /// <summary>The file the weights came from.</summary>
         [JsonPropertyName("model_file")] public string ModelFile { get; init; } = "";
+        /// <summary>The epoch of the checkpoint that was scored; absent for other files.</summary>
+        [JsonPropertyName("epoch")] public int? Epoch { get; init; }
         /// <summary>The data file, as an absolute path.</summary>
         [JsonPropertyName("data")] public string Data { get; init; } = "";
         /// <summary>Samples evaluated.</summary>
@@ -141,11 +165,12 @@ namespace ModelDsl.Runtime.Inference
         [JsonPropertyName("weighted_avg")] public Averages? WeightedAverage { get; init; }
 
         [JsonIgnore] internal string? Table { get; init; }
+        [JsonIgnore] internal string ModelDescription { get; init; } = "";
 
         /// <summary>The human-readable form: a summary line, then the per-class table and the confusion matrix.</summary>
         public string ToText()
         {
-            string head = $"{Model} ({ModelFile}) on {Samples} samples of {Data}: {LossFunction} loss {Loss.ToString("0.0000", CultureInfo.InvariantCulture)}" +
+            string head = $"{Model} ({ModelFile}{(ModelDescription.Length > 0 ? ", " + ModelDescription : "")}) on {Samples} samples of {Data}: {LossFunction} loss {Loss.ToString("0.0000", CultureInfo.InvariantCulture)}" +
                           (Accuracy is { } a ? $", accuracy {TrainingProgress.Percent(a)}" : "");
             return Table is null ? head : head + Environment.NewLine + Environment.NewLine + Table.TrimEnd();
         }

@@ -35,7 +35,9 @@ namespace ModelDsl.Runtime.Inference
                 ModelLoader.Export(net, outputPath, chosen, plan.ModelName);
                 int tensors = net.state_dict().Count;
                 long parameters = net.parameters().Sum(p => p.numel());
-                Console.WriteLine($"exported {plan.ModelName} from {modelPath} to {outputPath} ({(chosen == ModelFileFormat.PyTorch ? "pytorch" : "safetensors")}: {tensors} tensors, {parameters:N0} parameters)");
+                var quantized = Quantization.Quantize.QuantizedLayers(net).Select(q => $"{q.Name} ({q.Layer.Mode})").ToList();
+                Console.WriteLine($"exported {plan.ModelName} from {modelPath} to {outputPath} ({(chosen == ModelFileFormat.PyTorch ? "pytorch" : "safetensors")}: {tensors} tensors, {parameters:N0} parameters)" +
+                    (quantized.Count == 0 ? "" : $"; quantised layers {string.Join(", ", quantized)} are stored as weight, weight_scale, bias and quantize_mode (weight · weight_scale is the float weight): ModelDsl loads the file back, PyTorch reads it as plain tensors"));
                 return 0;
             }));
             return command;

@@ -46,7 +46,7 @@ namespace ModelDsl.Runtime.Inference
         /// <summary>The --model option: a training checkpoint, an exported file or a PyTorch state dict.</summary>
         public static Option<string?> ModelOption(TrainingPlan plan) => new("--model")
         {
-            Description = $"Model file: a training checkpoint, a PyTorch state dict or safetensors (default: {DefaultModelPath(plan, Checkpoint.BestFileName)}, else {DefaultModelPath(plan, Checkpoint.FileName)})",
+            Description = $"Model file: a training checkpoint, a PyTorch state dict, safetensors or the optimised model (optimized.bin) (default: {DefaultModelPath(plan, Checkpoint.BestFileName)}, else {DefaultModelPath(plan, Checkpoint.FileName)})",
             HelpName = "PATH",
         };
 

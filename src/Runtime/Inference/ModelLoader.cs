@@ -19,6 +19,8 @@ namespace ModelDsl.Runtime.Inference
         PyTorch,
         /// <summary>safetensors (<c>.safetensors</c>).</summary>
         SafeTensors,
+        /// <summary>TorchSharp's <c>Module.save</c> format: the optimised model the [Prune]/[Quantize] passes write (<c>optimized.bin</c>).</summary>
+        TorchSharp,
     }
 
     /// <summary>
@@ -81,6 +83,9 @@ namespace ModelDsl.Runtime.Inference
                 case ModelFileFormat.PyTorch:
                     Copy(path, model, modelName, null, PyTorchFormat.Load(path));
                     break;
+                case ModelFileFormat.TorchSharp:
+                    Copy(path, model, modelName, null, TorchSharpFormat.Load(path));
+                    break;
                 default:
                     var (tensors, metadata) = SafeTensors.Load(path);
                     Copy(path, model, modelName, metadata.GetValueOrDefault(ModelNameKey), tensors);
@@ -135,11 +140,13 @@ namespace ModelDsl.Runtime.Inference
             if (got >= 8 && Encoding.ASCII.GetString(head, 0, 8) == "MDSLCKPT") return ModelFileFormat.Checkpoint;
             if (got >= 4 && head[0] == (byte)'P' && head[1] == (byte)'K' && head[2] == 3 && head[3] == 4) return ModelFileFormat.PyTorch;
             if (got == 9 && head[8] == (byte)'{') return ModelFileFormat.SafeTensors;
+            // TorchSharp's format has no magic: the whole file must parse as one.
+            if (got > 0 && TorchSharpFormat.Holds(ModelFiles.ReadAll(path))) return ModelFileFormat.TorchSharp;
             if (got >= 2 && head[0] == 0x80)
                 throw new ModelFileException(path, $"{path} is in PyTorch's legacy format (torch.save with _use_new_zipfile_serialization=False); save it again with PyTorch's default format");
             throw new ModelFileException(path, got == 0
                 ? $"{path} is empty"
-                : $"{path} is not a model file ModelDsl reads: a training checkpoint, a PyTorch state dict (torch.save) or a safetensors file");
+                : $"{path} is not a model file ModelDsl reads: a training checkpoint, a PyTorch state dict (torch.save), a safetensors file or an optimised model (optimized.bin)");
         }
 
         /// <summary>The format an export option names: <c>pytorch</c> (or <c>pt</c>) and <c>safetensors</c>.</summary>
@@ -154,6 +161,10 @@ namespace ModelDsl.Runtime.Inference
         {
             try
             {
+                var repeated = tensors.GroupBy(t => t.Name, StringComparer.Ordinal).FirstOrDefault(g => g.Count() > 1);
+                if (repeated is not null) throw new ModelFileException(path, $"{path} holds '{repeated.Key}' more than once");
+                // An optimised model's file: the plan's cut and quantised layers, at the file's sizes, take the declared ones' place.
+                Optimization.OptimizedLayers.Rebuild(model, tensors, path);
                 Check(path, model, modelName, storedName, tensors.Select(t => (t.Name, t.Tensor.shape)).ToList());
                 var source = tensors.ToDictionary(t => t.Name, t => t.Tensor, StringComparer.Ordinal);
                 using var noGrad = torch.no_grad();

@@ -108,6 +108,9 @@ namespace ModelDsl.Runtime.Inference
         {
             ArgumentException.ThrowIfNullOrEmpty(path);
             byte[] bytes = ModelFiles.ReadAll(path);
+            // What the entries may inflate to, all together: torch.save stores records uncompressed, so a file
+            // holds its data; a compressed archive may expand to a few times its size, not to a zip bomb.
+            long budget = MaxExpansion * (long)bytes.Length + 65536;
             try
             {
                 using var zip = new ZipArchive(new MemoryStream(bytes, writable: false), ZipArchiveMode.Read);
@@ -117,7 +120,7 @@ namespace ModelDsl.Runtime.Inference
                 var storages = new Dictionary<string, Tensor>(StringComparer.Ordinal);
                 try
                 {
-                    var root = new PickleReader(Entry(pkl), persistentId =>
+                    var root = new PickleReader(Entry(pkl, ref budget), persistentId =>
                     {
                         // ('storage', <storage class>, key, location, numel)
                         if (persistentId is not object?[] { Length: 5 } id || id[0] as string != "storage" || id[1] is not PickleGlobal storageClass || id[2] is not string key)
@@ -126,7 +129,7 @@ namespace ModelDsl.Runtime.Inference
                         var type = Storages.FirstOrDefault(s => storageClass.Module == "torch" && s.Storage == storageClass.Name);
                         if (type.Storage is null) throw new InvalidDataException($"storage class {storageClass} is not supported");
                         var record = zip.GetEntry(prefix + "data/" + key) ?? throw new InvalidDataException($"the record data/{key} is missing");
-                        byte[] data = Entry(record);
+                        byte[] data = Entry(record, ref budget);
                         long count = data.Length / TensorBytes.ElementSize(type.Type);
                         var storage = TensorBytes.Create(data.AsSpan(0, (int)(count * TensorBytes.ElementSize(type.Type))), new[] { count }, type.Type);
                         storages[key] = storage;
@@ -139,11 +142,15 @@ namespace ModelDsl.Runtime.Inference
                     foreach (var s in storages.Values) s.Dispose();
                 }
             }
-            catch (InvalidDataException e)
+            catch (Exception e) when (e is InvalidDataException or IOException or NotSupportedException)
             {
+                // System.IO.Compression reports a damaged archive with any of these.
                 throw Bad(path, e.Message);
             }
         }
+
+        /// <summary>How many times its own size the entries of a file may inflate to, all together.</summary>
+        public const int MaxExpansion = 4;
 
         private static List<(string, Tensor)> ToStateDict(string path, object? root)
         {
@@ -181,12 +188,19 @@ namespace ModelDsl.Runtime.Inference
             s.Write(data);
         }
 
-        private static byte[] Entry(ZipArchiveEntry entry)
+        /// <summary>An entry's bytes, refused before they are inflated when they would exceed what is left of <paramref name="budget"/>.</summary>
+        private static byte[] Entry(ZipArchiveEntry entry, ref long budget)
         {
+            // The declared size first (no allocation for a claim), then the actual bytes (a header may lie).
+            if (entry.Length > budget || entry.Length > Array.MaxLength)
+                throw new InvalidDataException($"the entry {entry.FullName} expands to {entry.Length} bytes, more than {MaxExpansion} times the file");
+            byte[] data = new byte[entry.Length];
             using var s = entry.Open();
-            using var m = new MemoryStream();
-            s.CopyTo(m);
-            return m.ToArray();
+            int read = s.ReadAtLeast(data, data.Length, throwOnEndOfStream: false);
+            if (read != data.Length || s.ReadByte() >= 0)
+                throw new InvalidDataException($"the entry {entry.FullName} does not hold the {entry.Length} bytes its header says");
+            budget -= data.Length;
+            return data;
         }
 
         private static ModelFileException Bad(string path, string what) => new(path, $"{path} is not a PyTorch state dict ModelDsl can read: {what}");
@@ -194,9 +208,25 @@ namespace ModelDsl.Runtime.Inference
         /// <summary>Tensors rebuilt by the reader: a view of a storage as <c>_rebuild_tensor_v2</c> describes it, copied out.</summary>
         internal static Tensor Rebuild(Tensor storage, long offset, long[] size, long[] stride)
         {
-            long needed = offset + 1 + size.Zip(stride, (n, s) => (n - 1) * s).Sum();
-            if (size.Any(n => n == 0)) return torch.empty(size, storage.dtype);
-            if (offset < 0 || needed > storage.shape[0]) throw new InvalidDataException("a tensor reaches beyond its storage");
+            if (size.Length != stride.Length || size.Length > 64) throw new InvalidDataException("a tensor's size and stride do not match");
+            if (offset < 0 || size.Any(n => n < 0) || stride.Any(s => s < 0)) throw new InvalidDataException("a tensor has a negative size, stride or offset");
+            long elements = 1;
+            foreach (long n in size)
+            {
+                if (n > 0 && elements > storage.shape[0] / n) throw new InvalidDataException($"a tensor of size ({string.Join(", ", size)}) has more elements than its storage ({storage.shape[0]})");
+                elements *= n;
+            }
+            if (elements == 0) return torch.empty(size, storage.dtype);
+            long needed;
+            try
+            {
+                needed = checked(offset + 1 + size.Zip(stride, (n, s) => checked((n - 1) * s)).Sum());
+            }
+            catch (OverflowException)
+            {
+                needed = long.MaxValue;
+            }
+            if (needed > storage.shape[0]) throw new InvalidDataException("a tensor reaches beyond its storage");
             using var view = storage.as_strided(size, stride, offset);
             return view.clone();
         }
@@ -314,8 +344,12 @@ namespace ModelDsl.Runtime.Inference
 
         public object? Read()
         {
+            // A state dict's pickle spends several bytes per value it keeps; one that holds more values at once than
+            // half its bytes (plus a margin) is not one, and is stopped before it costs memory.
+            long limit = _data.Length / 2 + 1024;
             while (true)
             {
+                if (_stack.Count + _memo.Count > limit) throw new InvalidDataException($"the pickle builds more than {limit} values at once");
                 byte op = Byte();
                 switch (op)
                 {
@@ -334,10 +368,10 @@ namespace ModelDsl.Runtime.Inference
                     case (byte)'J': _stack.Add((long)BinaryPrimitives.ReadInt32LittleEndian(Take(4))); break;  // BININT
                     case 0x8a: _stack.Add(Long(Take(Byte()))); break;           // LONG1
                     case (byte)'G': _stack.Add(BinaryPrimitives.ReadDoubleBigEndian(Take(8))); break; // BINFLOAT
-                    case (byte)'X': _stack.Add(Utf8(Take(checked((int)BinaryPrimitives.ReadUInt32LittleEndian(Take(4)))))); break; // BINUNICODE
+                    case (byte)'X': _stack.Add(Utf8(Take(BinaryPrimitives.ReadUInt32LittleEndian(Take(4))))); break; // BINUNICODE
                     case 0x8c: _stack.Add(Utf8(Take(Byte()))); break;           // SHORT_BINUNICODE
                     case (byte)'U': _stack.Add(Encoding.Latin1.GetString(Take(Byte()))); break; // SHORT_BINSTRING
-                    case (byte)'T': _stack.Add(Encoding.Latin1.GetString(Take(checked((int)BinaryPrimitives.ReadUInt32LittleEndian(Take(4)))))); break; // BINSTRING
+                    case (byte)'T': _stack.Add(Encoding.Latin1.GetString(Take(BinaryPrimitives.ReadUInt32LittleEndian(Take(4))))); break; // BINSTRING
                     case (byte)'c': _stack.Add(new PickleGlobal(Line(), Line())); break; // GLOBAL
                     case 0x93: { var name = Pop() as string; var module = Pop() as string; _stack.Add(new PickleGlobal(module ?? "", name ?? "")); break; } // STACK_GLOBAL
                     case (byte)'q': _memo[Byte()] = Peek(); break;              // BINPUT
@@ -350,8 +384,8 @@ namespace ModelDsl.Runtime.Inference
                     case 0x86: { var b = Pop(); var a = Pop(); _stack.Add(new[] { a, b }); break; } // TUPLE2
                     case 0x87: { var c = Pop(); var b = Pop(); var a = Pop(); _stack.Add(new[] { a, b, c }); break; } // TUPLE3
                     case (byte)'l': _stack.Add(PopToMark()); break;             // LIST
-                    case (byte)'a': { var v = Pop(); ((List<object?>)Peek()!).Add(v); break; } // APPEND
-                    case (byte)'e': { var items = PopToMark(); ((List<object?>)Peek()!).AddRange(items); break; } // APPENDS
+                    case (byte)'a': { var v = Pop(); AsList(Peek()).Add(v); break; } // APPEND
+                    case (byte)'e': { var items = PopToMark(); AsList(Peek()).AddRange(items); break; } // APPENDS
                     case (byte)'s': { var v = Pop(); var k = Pop(); AsDict(Peek()).Items.Add(new(k, v)); break; } // SETITEM
                     case (byte)'u':                                              // SETITEMS
                     {
@@ -395,17 +429,19 @@ namespace ModelDsl.Runtime.Inference
         private static long[] Longs(object? tuple) =>
             tuple is object?[] items && items.All(i => i is long) ? items.Select(i => (long)i!).ToArray() : throw new InvalidDataException("a tensor size or stride is not a tuple of integers");
 
+        private static List<object?> AsList(object? value) => value as List<object?> ?? throw new InvalidDataException($"items appended to a {Describe(value)}");
+
         private static PickleDict AsDict(object? value) => value as PickleDict ?? throw new InvalidDataException($"items set on a {Describe(value)}");
 
         private object? Memo(long key) => _memo.TryGetValue(key, out var v) ? v : throw new InvalidDataException($"memo {key} is undefined");
 
         private byte Byte() => _position < _data.Length ? _data[_position++] : throw new InvalidDataException("the pickle ends early");
 
-        private ReadOnlySpan<byte> Take(int count)
+        private ReadOnlySpan<byte> Take(long count)
         {
-            if (count < 0 || _position + count > _data.Length) throw new InvalidDataException("the pickle ends early");
-            var span = _data.AsSpan(_position, count);
-            _position += count;
+            if (count < 0 || count > _data.Length - _position) throw new InvalidDataException("the pickle ends early");
+            var span = _data.AsSpan(_position, (int)count);
+            _position += (int)count;
             return span;
         }
 

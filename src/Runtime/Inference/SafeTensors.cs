@@ -93,10 +93,12 @@ namespace ModelDsl.Runtime.Inference
             try
             {
                 header = JsonNode.Parse(bytes.AsSpan(8, (int)headerLength)) as JsonObject ?? throw Bad(path, "the header is not a JSON object");
+                _ = header.Count; // materialises the properties: a repeated name throws here
             }
-            catch (JsonException e)
+            catch (Exception e) when (e is JsonException or ArgumentException or InvalidOperationException)
             {
-                throw Bad(path, "the header is not valid JSON: " + e.Message);
+                // InvalidOperationException: a name that is not valid UTF-8.
+                throw Bad(path, "the header is not valid JSON: " + Training.StepFailure.FirstLine(e.Message));
             }
 
             long dataStart = 8 + (long)headerLength;
@@ -107,8 +109,17 @@ namespace ModelDsl.Runtime.Inference
                 if (name == MetadataKey)
                 {
                     if (node is JsonObject m)
-                        foreach (var (key, value) in m)
-                            if (value is JsonValue v && v.TryGetValue(out string? s)) metadata[key] = s;
+                    {
+                        try
+                        {
+                            foreach (var (key, value) in m)
+                                if (value is JsonValue v && v.TryGetValue(out string? s)) metadata[key] = s;
+                        }
+                        catch (Exception e) when (e is ArgumentException or InvalidOperationException)
+                        {
+                            throw Bad(path, "the metadata is not valid: " + Training.StepFailure.FirstLine(e.Message));
+                        }
+                    }
                     continue;
                 }
                 try
@@ -121,11 +132,11 @@ namespace ModelDsl.Runtime.Inference
                     var offsets = o["data_offsets"]!.AsArray().Select(d => d!.GetValue<long>()).ToArray();
                     if (offsets.Length != 2 || offsets[0] < 0 || offsets[1] < offsets[0] || dataStart + offsets[1] > bytes.Length)
                         throw Bad(path, $"tensor '{name}' has data offsets outside the file");
-                    if (shape.Any(d => d < 0) || shape.Aggregate(1L, (a, b) => a * b) * TensorBytes.ElementSize(type.Type) != offsets[1] - offsets[0])
+                    if (shape.Length > 64 || shape.Any(d => d < 0) || Bytes(shape, TensorBytes.ElementSize(type.Type)) != offsets[1] - offsets[0])
                         throw Bad(path, $"tensor '{name}' of shape [{string.Join(", ", shape)}] and dtype {dtype} does not fill its {offsets[1] - offsets[0]} bytes");
                     entries.Add((name, type.Type, shape, offsets[0], offsets[1]));
                 }
-                catch (Exception e) when (e is InvalidCastException or NullReferenceException or InvalidOperationException or FormatException)
+                catch (Exception e) when (e is InvalidCastException or NullReferenceException or InvalidOperationException or FormatException or ArgumentException)
                 {
                     throw Bad(path, $"the header entry of '{name}' is malformed ({e.Message})");
                 }
@@ -138,6 +149,19 @@ namespace ModelDsl.Runtime.Inference
         }
 
         private static ModelFileException Bad(string path, string what) => new(path, $"{path} is not a valid safetensors file: {what}");
+
+        /// <summary>The bytes a tensor of <paramref name="shape"/> takes; -1 when that overflows (no file holds it).</summary>
+        private static long Bytes(long[] shape, int elementSize)
+        {
+            try
+            {
+                return checked(shape.Aggregate((long)elementSize, (a, b) => a * b));
+            }
+            catch (OverflowException)
+            {
+                return -1;
+            }
+        }
 
         internal static void AtomicWrite(string path, Action<Stream> write) => ModelFiles.AtomicWrite(path, write);
     }

@@ -177,15 +177,7 @@ namespace ModelDsl.Runtime.Optimization
         /// </summary>
         private static void Shrink(ILayerHost host, string target, PrunePass pass)
         {
-            var names = host.LayerNames;
-            int index = names.ToList().IndexOf(target);
-            string? normName = null, consumerName = null;
-            for (int i = index + 1; i < names.Count && consumerName is null; i++)
-            {
-                var layer = host.GetLayer(names[i]);
-                if (layer is TorchSharp.Modules.BatchNorm2d && normName is null) normName = names[i];
-                else if (layer is TorchSharp.Modules.Linear or TorchSharp.Modules.Conv2d) consumerName = names[i];
-            }
+            var (normName, consumerName) = Downstream(host, target);
             if (consumerName is null)
                 throw new TrainingException($"structured pruning of '{target}': no layer after it consumes its outputs");
 
@@ -205,6 +197,21 @@ namespace ModelDsl.Runtime.Optimization
             host.ReplaceLayer(target, shrunk.Producer);
             if (normName is not null) host.ReplaceLayer(normName, shrunk.Norm!);
             host.ReplaceLayer(consumerName, shrunk.Consumer);
+        }
+
+        /// <summary>The BatchNorm2d right after a structured-pruning target (if any) and the Linear or Conv2d that consumes its outputs.</summary>
+        internal static (string? Norm, string? Consumer) Downstream(ILayerHost host, string target)
+        {
+            var names = host.LayerNames;
+            int index = names.ToList().IndexOf(target);
+            string? normName = null, consumerName = null;
+            for (int i = index + 1; i < names.Count && consumerName is null; i++)
+            {
+                var layer = host.GetLayer(names[i]);
+                if (layer is TorchSharp.Modules.BatchNorm2d && normName is null) normName = names[i];
+                else if (layer is TorchSharp.Modules.Linear or TorchSharp.Modules.Conv2d) consumerName = names[i];
+            }
+            return (normName, consumerName);
         }
 
         private static (nn.Module<Tensor, Tensor>, nn.Module<Tensor, Tensor>?, nn.Module<Tensor, Tensor>) NoNorm(

@@ -243,7 +243,7 @@ public static partial class Prune
         return (newProducer, newNorm);
     }
 
-    private static Conv2d CopyConv(Conv2d source, long inChannels, long outChannels)
+    internal static Conv2d CopyConv(Conv2d source, long inChannels, long outChannels)
     {
         var w = source.weight;
         var kernel = (source.kernel_size[0], source.kernel_size[1]);

@@ -27,67 +27,23 @@ internal static class StateDictFile
         ArgumentNullException.ThrowIfNull(path);
         if (!File.Exists(path))
             throw new FileNotFoundException($"No model file at '{path}'.", path);
-        using var stream = File.OpenRead(path);
-        using var reader = new BinaryReader(stream);
+        byte[] bytes = File.ReadAllBytes(path);
+        List<Inference.TorchSharpFormat.Entry> entries;
         try
         {
-            long count = Decode(reader);
-            if (count < 0 || count > 1_000_000)
-                throw new InvalidDataException($"'{path}' is not a TorchSharp model file (it claims {count} entries).");
-            var entries = new List<Entry>((int)count);
-            for (long i = 0; i < count; i++)
-            {
-                string key = reader.ReadString();
-                var dtype = (ScalarType)Decode(reader);
-                long rank = Decode(reader);
-                if (rank > 64)
-                    throw new InvalidDataException($"'{path}' is not a TorchSharp model file (entry '{key}' has rank {rank}).");
-                var shape = new long[rank];
-                long elements = 1;
-                for (int d = 0; d < rank; d++)
-                {
-                    shape[d] = Decode(reader);
-                    elements *= shape[d];
-                }
-                long bytes = elements * ElementSize(dtype, path, key);
-                long? scalar = null;
-                if (dtype == ScalarType.Int64 && elements == 1)
-                    scalar = reader.ReadInt64();
-                else
-                    stream.Seek(bytes, SeekOrigin.Current);
-                if (stream.Position > stream.Length)
-                    throw new InvalidDataException($"'{path}' is truncated (entry '{key}').");
-                entries.Add(new Entry(key, dtype, shape, scalar));
-            }
-            return entries;
+            // One parser for the format, which checks every length against the bytes there (docs/inference.md).
+            entries = Inference.TorchSharpFormat.ReadEntries(bytes);
         }
-        catch (EndOfStreamException)
+        catch (InvalidDataException e)
         {
-            throw new InvalidDataException($"'{path}' is truncated or is not a TorchSharp model file.");
+            throw new InvalidDataException($"'{path}' is not a TorchSharp model file: {e.Message}.", e);
         }
-    }
-
-    // TorchSharp's LEB128Codec: unsigned, seven bits per byte, low group first.
-    private static long Decode(BinaryReader reader)
-    {
-        long value = 0;
-        for (int shift = 0; shift < 64; shift += 7)
+        var result = new List<Entry>(entries.Count);
+        foreach (var e in entries)
         {
-            byte b = reader.ReadByte();
-            value |= (long)(b & 0x7f) << shift;
-            if ((b & 0x80) == 0)
-                return value;
+            long? scalar = e.DType == ScalarType.Int64 && e.Length == sizeof(long) ? BitConverter.ToInt64(bytes, e.Offset) : null;
+            result.Add(new Entry(e.Name, e.DType, e.Shape, scalar));
         }
-        throw new InvalidDataException("A length in the file is not valid LEB128.");
+        return result;
     }
-
-    private static long ElementSize(ScalarType dtype, string path, string key) => dtype switch
-    {
-        ScalarType.Byte or ScalarType.Int8 or ScalarType.Bool => 1,
-        ScalarType.Int16 or ScalarType.Float16 or ScalarType.BFloat16 => 2,
-        ScalarType.Int32 or ScalarType.Float32 => 4,
-        ScalarType.Int64 or ScalarType.Float64 or ScalarType.ComplexFloat32 => 8,
-        ScalarType.ComplexFloat64 => 16,
-        _ => throw new InvalidDataException($"'{path}': entry '{key}' has an unsupported element type ({(int)dtype})."),
-    };
 }

@@ -285,6 +285,7 @@ namespace ModelDsl.Runtime.Training
                 using (var backupWriter = new BinaryWriter(optimizerBackup, Encoding.UTF8, leaveOpen: true))
                     optimizer.save_state_dict(backupWriter);
 
+                CheckModelSection(path, stream, layout, model);
                 try
                 {
                     using var reader = new BinaryReader(stream, Encoding.UTF8, leaveOpen: true);

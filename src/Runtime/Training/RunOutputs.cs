@@ -98,8 +98,12 @@ namespace ModelDsl.Runtime.Training
             if (_primary) Checkpoint.Save(BestCheckpointPath, model, optimizer, state);
         }
 
-        /// <summary>The JSON report and the training-curve PNG beside it, if asked for; then where the checkpoint is.</summary>
-        public void Finish(TrainingReport report)
+        /// <summary>
+        /// The JSON report and the training-curve PNG beside it, if asked for; then the final and the best checkpoint,
+        /// each with its epoch and figures (<paramref name="bestTestAccuracy"/>: the best checkpoint's on the test
+        /// data, when known), and which one the inference commands take by default.
+        /// </summary>
+        public void Finish(TrainingReport report, double? bestTestAccuracy = null)
         {
             if (!_primary) return;
             if (_options.ReportPath is { Length: > 0 } reportPath)
@@ -111,11 +115,20 @@ namespace ModelDsl.Runtime.Training
                     ? $"report: {reportPath}, curves: {png}"
                     : $"report: {reportPath} (curves not drawn: {plotError})");
             }
-            Note($"checkpoint: {CheckpointPath}");
-            if (report.BestEpoch is { } best && File.Exists(BestCheckpointPath))
-                Note($"best: {BestCheckpointPath} (epoch {best}, validation loss {TrainingProgress.Format(report.BestValLoss ?? double.NaN)})" +
-                     (report.StopReason == TrainingReport.StoppedEarly ? "; stopped early" : ""));
+            const string UsedByDefault = "; evaluate, predict and export use it unless --model names another file";
+            bool hasBest = report.BestEpoch is not null && File.Exists(BestCheckpointPath);
+            var last = report.History.Count > 0 ? report.History[^1] : null;
+            Note($"checkpoint: {CheckpointPath} (final, epoch {last?.Epoch ?? 0}{Figures(last, report.TestAccuracy)})" + (hasBest ? "" : UsedByDefault));
+            if (hasBest && report.BestEpoch is { } best)
+                Note($"best: {BestCheckpointPath} (epoch {best}{Figures(report.History.FirstOrDefault(h => h.Epoch == best), best == last?.Epoch ? report.TestAccuracy : bestTestAccuracy)}" +
+                     $"{(report.StopReason == TrainingReport.StoppedEarly ? "; stopped early" : "")})" + UsedByDefault);
         }
+
+        /// <summary>", validation loss …, validation accuracy …, test accuracy …", each where known.</summary>
+        private static string Figures(EpochMetrics? epoch, double? testAccuracy) =>
+            (epoch?.ValLoss is { } loss ? $", validation loss {TrainingProgress.Format(loss)}" : "") +
+            (epoch?.ValAccuracy is { } accuracy && !double.IsNaN(accuracy) ? $", validation accuracy {TrainingProgress.Percent(accuracy)}" : "") +
+            (testAccuracy is { } test ? $", test accuracy {TrainingProgress.Percent(test)}" : "");
 
         private static void PrepareDirectory(string directory, string option)
         {

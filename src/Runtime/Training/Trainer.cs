@@ -142,9 +142,24 @@ namespace ModelDsl.Runtime.Training
                     Restarts = options.Restarts,
                 };
                 strategy.Finish(model, report);
+                // The best checkpoint's test accuracy, for the final lines: what evaluate will say of it (rank 0 only).
+                double? bestTestAccuracy = null;
+                if (primary && data.Test is { } testData && hasAccuracy && best.BestEpoch is { } bestEpoch && bestEpoch != history[^1].Epoch
+                    && File.Exists(outputs.BestCheckpointPath))
+                {
+                    // Building a model draws initial weights: the random stream the passes continue with stays as it was.
+                    using var rng = torch.get_rng_state();
+                    using (var bestModel = create())
+                    {
+                        Inference.ModelLoader.LoadInto(bestModel, outputs.BestCheckpointPath, plan.ModelName);
+                        bestModel.to(device);
+                        bestTestAccuracy = Evaluate(bestModel, testData, plan.Loss, device).Accuracy;
+                    }
+                    torch.set_rng_state(rng);
+                }
                 if (plan.Passes.Count > 0 && !options.NoOptimize)
                     report.SetSection("optimized", Optimize(options, model, loop, strategy, outputs, data, device));
-                outputs.Finish(report);
+                outputs.Finish(report, bestTestAccuracy);
                 return 0;
             });
         }
@@ -174,7 +189,8 @@ namespace ModelDsl.Runtime.Training
             var report = Optimization.OptimizationPipeline.Run(context);
             outputs.Note($"optimised: {report.ExportPath} ({report.SizeRatio:P0} of the fp32 size, " +
                          $"{report.Speedup:0.00}x at batch 64" +
-                         (report.TestAccuracy is { } a ? $", test accuracy {TrainingProgress.Percent(a)}" : "") + ")");
+                         (report.TestAccuracy is { } a ? $", test accuracy {TrainingProgress.Percent(a)}" : "") + ")" +
+                         (loop.Primary ? $"; evaluate, predict and export take it with --model {report.ExportPath}" : ""));
             return report;
         }
 
