@@ -60,6 +60,7 @@ namespace ModelDsl.Runtime.Inference
             ArgumentNullException.ThrowIfNull(model);
             if (contextLength < 1) throw new ArgumentOutOfRangeException(nameof(contextLength), contextLength, "the context length must be at least 1");
             _model = model;
+            _model.eval();
             ContextLength = contextLength;
             UncachedReason = useCache ? WhyNoCache(model) : "the cache was switched off";
             if (UncachedReason is not null) return;
@@ -91,7 +92,7 @@ namespace ModelDsl.Runtime.Inference
         /// <summary>
         /// Appends <paramref name="ids"/> to the context and returns the model's scores for the id after them: the last
         /// position of the model's output on the last <see cref="ContextLength"/> ids, shape <c>(V)</c>. Runs in eval
-        /// mode under no-grad; the returned tensor belongs to the caller's dispose scope.
+        /// mode (the session puts the model in it) under no-grad; the returned tensor belongs to the caller's dispose scope.
         /// </summary>
         /// <param name="ids">At least one id.</param>
         /// <exception cref="ArgumentException"><paramref name="ids"/> is empty.</exception>
@@ -106,7 +107,7 @@ namespace ModelDsl.Runtime.Inference
             int start = Math.Max(0, _context.Count - ContextLength);
             using var scope = NewDisposeScope();
             using var noGrad = no_grad();
-            _model.eval();
+            if (_model.training) _model.eval();
             if (IsCached && start != _windowStart)
             {
                 // The window slid: every id moved to a new position, so the cache is rebuilt from the window.
