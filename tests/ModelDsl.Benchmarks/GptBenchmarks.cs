@@ -155,15 +155,18 @@ public class GptBlockBenchmarks
         var cases = gpt.GenerationCases();
         var times = cases.Select(_ => new double[rounds]).ToArray();
         for (int r = 0; r < rounds; r++)
+        {
             for (int j = 0; j < cases.Length; j++)
             {
                 int i = (j + r) % cases.Length;
                 times[i][r] = Time(() => cases[i].Run(), 1);
             }
+            Console.WriteLine($"  round {r + 1}/{rounds} (ms): " + string.Join(", ", cases.Select((c, i) => $"{c.Name} {times[i][r]:F0}")));
+        }
         var tokensPerSecond = times.Select(t => GptThroughputBenchmarks.Tokens / Median(t) * 1000).ToArray();
         double Rate(string name) => tokensPerSecond[Array.FindIndex(cases, c => c.Name == name)];
 
-        Console.WriteLine($"generation, {GptThroughputBenchmarks.Tokens} ids after a 1-id prompt, 2 threads, randomly initialised weights, " +
+        Console.WriteLine($"generation, {GptThroughputBenchmarks.Tokens} ids after a 1-id prompt, torch threads: {get_num_threads()}, randomly initialised weights, " +
                           $"medians of {rounds} interleaved rounds (tokens/s):");
         foreach (var window in new[] { "window 64", "window 256" })
             foreach (var precision in new[] { "fp32", "int8" })
@@ -208,10 +211,13 @@ public class GptThroughputBenchmarks
     private OptimizerHelper optimizer = null!;
     private Tensor x = null!, y = null!;
 
+    /// <summary>Torch's intra-op threads (2 unless a caller says otherwise).</summary>
+    public int Threads { get; set; } = 2;
+
     [GlobalSetup]
     public void Setup()
     {
-        set_num_threads(2);
+        set_num_threads(Threads);
         manual_seed(5);
         model = new BenchGpt();
         using (no_grad()) model.Tokens.weight!.normal_(0, 0.02);
@@ -224,6 +230,7 @@ public class GptThroughputBenchmarks
         int8 = Quantize.Dynamic(model, QuantizeMode.DynamicInt8);
         longInt8 = Quantize.Dynamic(longModel, QuantizeMode.DynamicInt8);
         // The cache must not change what is drawn (fp32; int8 agrees to int8 error only, see GenerationSession).
+        Console.WriteLine("checking that the cache does not change the ids drawn (fp32) ...");
         foreach (var (m, window) in new[] { ((nn.Module<Tensor, Tensor>)model, 64), (longModel, 256) })
         {
             var cached = Generate(m, window, true);

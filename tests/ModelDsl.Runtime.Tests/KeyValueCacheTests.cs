@@ -140,7 +140,7 @@ namespace ModelDsl.Runtime.Tests.Text
                 float relative = actual.sub(expected).norm().item<float>() / expected.norm().item<float>();
                 if (context.Count > Window)
                 {
-                    // The window slid: the cache is rebuilt from it, the same computation as the uncached path.
+                    // The window slides: it runs whole, without the cache, the same computation as the uncached path.
                     Assert.True(actual.sub(expected).abs().max().item<float>() < 1e-5f, $"after {context.Count} ids the window runs whole");
                 }
                 else

@@ -19,7 +19,8 @@ namespace ModelDsl.Runtime.Inference
     /// Scores equal the uncached computation's (the whole window through the model every step) to float32 rounding.
     /// Once the context is longer than <see cref="ContextLength"/>, the window slides by one id per step: every id
     /// then sits at a new position, and with learned positions (<see cref="PositionalEmbedding"/>) every key and value
-    /// changes, so the cache is rebuilt from the window at each step, which costs what the uncached step costs.
+    /// changes, so no cached one could be used again: from then on each step runs the whole window without the cache,
+    /// which is what the uncached path does and costs.
     /// </para>
     /// <para>
     /// The cache serves models whose layers act on each position alone apart from causal Transformer layers and
@@ -45,8 +46,7 @@ namespace ModelDsl.Runtime.Inference
         private readonly List<long> _context = new();
         private readonly List<(TransformerLayer Layer, KeyValueCache Cache)> _caches = new();
         private readonly List<PositionalEmbedding> _positions = new();
-        private int _windowStart; // the context index that sits at position 0 of the cache
-        private int _cached;      // positions the caches hold
+        private int _cached; // positions the caches hold: the context's first ids
         private bool _disposed;
 
         /// <summary>Starts a session: attaches an empty cache to every Transformer layer of the model (if it can use one).</summary>
@@ -108,19 +108,21 @@ namespace ModelDsl.Runtime.Inference
             using var scope = NewDisposeScope();
             using var noGrad = no_grad();
             if (_model.training) _model.eval();
-            if (IsCached && start != _windowStart)
+            // Once the context is longer than the window, the window slides with every id appended: each id moves to
+            // a new position, so every key and value changes and nothing cached could be used again. The window then
+            // runs whole without the cache, as the uncached path runs it.
+            bool cached = IsCached && start == 0;
+            if (IsCached && !cached)
             {
-                // The window slid: every id moved to a new position, so the cache is rebuilt from the window.
                 Clear();
-                _windowStart = start;
+                foreach (var (layer, _) in _caches) layer.Cache = null;
             }
-            // Uncached: the whole window. Cached: the ids the caches lack, at the positions after theirs.
-            int from = IsCached ? _windowStart + _cached : start;
-            foreach (var positions in _positions) positions.Offset = _cached;
+            foreach (var positions in _positions) positions.Offset = cached ? _cached : 0;
             try
             {
-                var logits = _model.call(Ids(from));
-                if (IsCached) _cached = _context.Count - _windowStart;
+                // Cached: the ids the caches lack, at the positions after theirs. Otherwise the whole window.
+                var logits = _model.call(Ids(cached ? _cached : start));
+                if (cached) _cached = _context.Count;
                 return logits.select(0, 0).select(0, -1).MoveToOuterDisposeScope();
             }
             catch
@@ -128,12 +130,13 @@ namespace ModelDsl.Runtime.Inference
                 // A layer that threw may have left the caches at different lengths: start again from the window.
                 _context.RemoveRange(before, _context.Count - before);
                 Clear();
-                _windowStart = Math.Max(0, _context.Count - ContextLength);
                 throw;
             }
             finally
             {
                 foreach (var positions in _positions) positions.Offset = 0;
+                if (IsCached && !cached)
+                    foreach (var (layer, cache) in _caches) layer.Cache = cache;
             }
         }
 

@@ -214,16 +214,18 @@ internal sealed class KeyValueCache : IDisposable
     /// </summary>
     public Tensor Attend(Tensor q, Tensor k, Tensor v)
     {
-        long b = k.shape[0], heads = k.shape[1], t = k.shape[2], d = k.shape[3], past = Length;
+        var shape = k.shape; // (B, heads, t, d)
+        long t = shape[2], past = Length;
         if (past + t > Capacity)
             throw new InvalidOperationException($"the key/value cache holds {Capacity} positions; {past} are filled and {t} more do not fit");
-        if (_keys is null || _values is null || _keys.shape[0] != b || _keys.shape[1] != heads || _keys.shape[3] != d || _keys.dtype != k.dtype
+        shape[2] = Capacity;
+        if (_keys is null || _values is null || !_keys.shape.SequenceEqual(shape) || _keys.dtype != k.dtype
             || _keys.device_type != k.device_type || _keys.device_index != k.device_index)
         {
             _keys?.Dispose();
             _values?.Dispose();
-            _keys = empty(new[] { b, heads, Capacity, d }, k.dtype, k.device).DetachFromDisposeScope();
-            _values = empty(new[] { b, heads, Capacity, d }, v.dtype, v.device).DetachFromDisposeScope();
+            _keys = empty(shape, k.dtype, k.device).DetachFromDisposeScope();
+            _values = empty(shape, v.dtype, v.device).DetachFromDisposeScope();
         }
         _keys.narrow(2, past, t).copy_(k);
         _values.narrow(2, past, t).copy_(v);
