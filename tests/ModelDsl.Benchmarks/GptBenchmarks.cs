@@ -20,6 +20,20 @@ public partial class BenchGpt
     [Linear(65, TiedTo = nameof(Tokens))]     public partial Linear Head { get; }
 }
 
+/// <summary>
+/// The same shape with a 256-position table: a one-id prompt and 256 generated ids fit its window, so generation never
+/// slides the window (and the key/value cache is never rebuilt).
+/// </summary>
+[Model(Input = "B, T", InputType = DType.Int64)]
+public partial class BenchGptLong
+{
+    [Embedding(65, 128)]                      public partial Embedding Tokens { get; }
+    [PositionalEmbedding(256)]                public partial PositionalEmbedding Positions { get; }
+    [TransformerBlock(Heads = 4, Repeat = 4)] public partial TransformerBlock Blocks { get; }
+    [LayerNorm]                               public partial LayerNorm Norm { get; }
+    [Linear(65, TiedTo = nameof(Tokens))]     public partial Linear Head { get; }
+}
+
 /// <summary>One of the sample's Transformer blocks alone, as the generator builds it.</summary>
 [Model(Input = "B, 64, 128")]
 public partial class GeneratedGptBlock
@@ -126,10 +140,43 @@ public class GptBlockBenchmarks
         var gpt = new GptThroughputBenchmarks();
         gpt.Setup();
         double train = Median(Enumerable.Range(0, Math.Max(3, rounds / 3)).Select(_ => Time(gpt.TrainStep, 3)).ToArray());
-        double fp32 = Median(Enumerable.Range(0, Math.Max(3, rounds / 3)).Select(_ => Time(() => gpt.GenerateFp32(), 1)).ToArray());
-        double int8 = Median(Enumerable.Range(0, Math.Max(3, rounds / 3)).Select(_ => Time(() => gpt.GenerateInt8(), 1)).ToArray());
-        Console.WriteLine($"GPT 0.8M, 2 threads: training {1024 / train * 1000:N0} tokens/s ({train:F1} ms per 16x64 step); " +
-                          $"generation fp32 {64 / fp32 * 1000:N0} tokens/s, int8 {64 / int8 * 1000:N0} tokens/s (x{fp32 / int8:F2})");
+        Console.WriteLine($"GPT 0.8M, 2 threads: training {1024 / train * 1000:N0} tokens/s ({train:F1} ms per 16x64 step)");
+        RunGeneration(gpt, Math.Max(3, rounds / 3));
+    }
+
+    /// <summary>
+    /// Generation of <see cref="GptThroughputBenchmarks.Tokens"/> ids after a one-id prompt, with and without the
+    /// key/value cache, fp32 and int8, on the sample's model (64-position window) and on the same shape with a
+    /// 256-position window: the eight cases take turns in each round (the order rotating from round to round), and
+    /// each figure is the median over the rounds, so the ratios come from one run under the same load.
+    /// </summary>
+    public static void RunGeneration(GptThroughputBenchmarks gpt, int rounds)
+    {
+        var cases = gpt.GenerationCases();
+        var times = cases.Select(_ => new double[rounds]).ToArray();
+        for (int r = 0; r < rounds; r++)
+        {
+            for (int j = 0; j < cases.Length; j++)
+            {
+                int i = (j + r) % cases.Length;
+                times[i][r] = Time(() => cases[i].Run(), 1);
+            }
+            Console.WriteLine($"  round {r + 1}/{rounds} (ms): " + string.Join(", ", cases.Select((c, i) => $"{c.Name} {times[i][r]:F0}")));
+        }
+        var tokensPerSecond = times.Select(t => GptThroughputBenchmarks.Tokens / Median(t) * 1000).ToArray();
+        double Rate(string name) => tokensPerSecond[Array.FindIndex(cases, c => c.Name == name)];
+
+        Console.WriteLine($"generation, {GptThroughputBenchmarks.Tokens} ids after a 1-id prompt, torch threads: {get_num_threads()}, randomly initialised weights, " +
+                          $"medians of {rounds} interleaved rounds (tokens/s):");
+        foreach (var window in new[] { "window 64", "window 256" })
+            foreach (var precision in new[] { "fp32", "int8" })
+            {
+                double uncached = Rate($"{window} {precision} uncached"), cached = Rate($"{window} {precision} cached");
+                Console.WriteLine($"  {window,-10} {precision}: uncached {uncached,7:N0}, cached {cached,7:N0}, cached/uncached x{cached / uncached:F2}");
+            }
+        foreach (var window in new[] { "window 64", "window 256" })
+            Console.WriteLine($"  {window,-10} int8/fp32: uncached x{Rate($"{window} int8 uncached") / Rate($"{window} fp32 uncached"):F2}, " +
+                              $"cached x{Rate($"{window} int8 cached") / Rate($"{window} fp32 cached"):F2}");
     }
 
     private static double Time(Action action, int repeats)
@@ -148,32 +195,67 @@ public class GptBlockBenchmarks
 
 /// <summary>
 /// The sample's 0.8M-parameter GPT on 2 threads: one AdamW training step at batch 16 × 64 characters (tokens/s =
-/// 1024 / time), and sampling 64 characters one at a time with a 64-character context, fp32 (the baseline) and
-/// after DynamicInt8 on every Linear (tokens/s = 64 / time).
+/// 1024 / time), and sampling <see cref="Tokens"/> characters one at a time after a one-character prompt with a
+/// 64-character window, fp32 and after DynamicInt8 on every Linear, with the key/value cache (what <c>generate</c>
+/// does) and without it (every step recomputes the window; the baseline). tokens/s = <see cref="Tokens"/> / time.
 /// </summary>
 [MedianColumn]
 public class GptThroughputBenchmarks
 {
+    /// <summary>Ids generated per measurement.</summary>
+    public const int Tokens = 256;
+
     private BenchGpt model = null!;
-    private nn.Module<Tensor, Tensor> int8 = null!;
+    private BenchGptLong longModel = null!;
+    private nn.Module<Tensor, Tensor> int8 = null!, longInt8 = null!;
     private OptimizerHelper optimizer = null!;
     private Tensor x = null!, y = null!;
+
+    /// <summary>Torch's intra-op threads (2 unless a caller says otherwise).</summary>
+    public int Threads { get; set; } = 2;
 
     [GlobalSetup]
     public void Setup()
     {
-        set_num_threads(2);
+        set_num_threads(Threads);
         manual_seed(5);
         model = new BenchGpt();
         using (no_grad()) model.Tokens.weight!.normal_(0, 0.02);
+        longModel = new BenchGptLong();
+        using (no_grad()) longModel.Tokens.weight!.normal_(0, 0.02);
         optimizer = torch.optim.AdamW(model.parameters(), 1e-3);
         x = randint(0, 65, new long[] { 16, 64 }, dtype: ScalarType.Int64);
         y = randint(0, 65, new long[] { 16, 64 }, dtype: ScalarType.Int64);
-        int8 = Quantize.Dynamic(model, QuantizeMode.DynamicInt8);
         TrainStep();
-        GenerateFp32();
-        GenerateInt8();
+        int8 = Quantize.Dynamic(model, QuantizeMode.DynamicInt8);
+        longInt8 = Quantize.Dynamic(longModel, QuantizeMode.DynamicInt8);
+        // The cache must not change what is drawn (fp32; int8 agrees to int8 error only, see GenerationSession).
+        Console.WriteLine("checking that the cache does not change the ids drawn (fp32) ...");
+        foreach (var (m, window) in new[] { ((nn.Module<Tensor, Tensor>)model, 64), (longModel, 256) })
+        {
+            var cached = Generate(m, window, true);
+            var uncached = Generate(m, window, false);
+            if (!cached.SequenceEqual(uncached))
+                throw new InvalidOperationException($"window {window}: the cached and the uncached path drew different ids");
+        }
+        foreach (var c in GenerationCases()) c.Run();
     }
+
+    private static long[] Generate(nn.Module<Tensor, Tensor> m, int window, bool cache) =>
+        TextGeneration.Sample(m, new long[] { 0 }, Tokens, window, 1.0, 0, 1, cache).ToArray();
+
+    /// <summary>The eight generation cases: window 64/256 × fp32/int8 × uncached/cached.</summary>
+    public (string Name, Func<long[]> Run)[] GenerationCases() => new (string, Func<long[]>)[]
+    {
+        ("window 64 fp32 uncached", () => Generate(model, 64, false)),
+        ("window 64 fp32 cached", () => Generate(model, 64, true)),
+        ("window 64 int8 uncached", () => Generate(int8, 64, false)),
+        ("window 64 int8 cached", () => Generate(int8, 64, true)),
+        ("window 256 fp32 uncached", () => Generate(longModel, 256, false)),
+        ("window 256 fp32 cached", () => Generate(longModel, 256, true)),
+        ("window 256 int8 uncached", () => Generate(longInt8, 256, false)),
+        ("window 256 int8 cached", () => Generate(longInt8, 256, true)),
+    };
 
     [Benchmark(OperationsPerInvoke = 16 * 64)]
     public void TrainStep()
@@ -186,9 +268,15 @@ public class GptThroughputBenchmarks
         optimizer.step();
     }
 
-    [Benchmark(Baseline = true, OperationsPerInvoke = 64)]
-    public long GenerateFp32() => TextGeneration.Sample(model, new long[] { 0 }, 64, 64, 1.0, 0, 1).Last();
+    [Benchmark(Baseline = true, OperationsPerInvoke = Tokens)]
+    public long GenerateFp32Uncached() => Generate(model, 64, false)[^1];
 
-    [Benchmark(OperationsPerInvoke = 64)]
-    public long GenerateInt8() => TextGeneration.Sample(int8, new long[] { 0 }, 64, 64, 1.0, 0, 1).Last();
+    [Benchmark(OperationsPerInvoke = Tokens)]
+    public long GenerateFp32() => Generate(model, 64, true)[^1];
+
+    [Benchmark(OperationsPerInvoke = Tokens)]
+    public long GenerateInt8Uncached() => Generate(int8, 64, false)[^1];
+
+    [Benchmark(OperationsPerInvoke = Tokens)]
+    public long GenerateInt8() => Generate(int8, 64, true)[^1];
 }

@@ -11,6 +11,7 @@ using BenchmarkDotNet.Running;
 // Pruning/quantisation speed-ups in interleaved rounds, with the PyTorch peer:         -- --optimization [rounds [threads]]
 // Results go to tests/ModelDsl.Benchmarks/BenchmarkDotNet.Artifacts unless --artifacts says otherwise.
 // The GPT block (generated vs hand-written, interleaved) and the sample GPT's tokens/s, fp32 and int8:          -- --gpt [rounds]
+// Generation alone, with and without the key/value cache, fp32 and int8, interleaved:        -- --gpt-generation [rounds [threads]]
 // Distributed runtime, two ranks under mpirun (needs Open MPI; not BenchmarkDotNet):  -- --allreduce, -- --ddp-scaling, -- --ddp-overlap
 // Local SGD / DiLoCo against sync DDP on Digits: bytes, time, accuracy, docs/local_sgd.png: -- --local-sgd [epochs]
 if (args.Length == 1 && args[0] == "--interleaved")
@@ -35,6 +36,14 @@ if (args.Length is 1 or 2 && args[0] == "--local-sgd")
 if (args.Length is 1 or 2 && args[0] == "--gpt")
 {
     ModelDsl.Benchmarks.GptBlockBenchmarks.RunInterleaved(args.Length == 2 ? int.Parse(args[1]) : 30);
+    return 0;
+}
+
+if (args.Length is >= 1 and <= 3 && args[0] == "--gpt-generation")
+{
+    var gpt = new ModelDsl.Benchmarks.GptThroughputBenchmarks { Threads = args.Length == 3 ? int.Parse(args[2]) : 2 };
+    gpt.Setup();
+    ModelDsl.Benchmarks.GptBlockBenchmarks.RunGeneration(gpt, args.Length >= 2 ? int.Parse(args[1]) : 7);
     return 0;
 }
 

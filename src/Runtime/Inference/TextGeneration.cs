@@ -9,7 +9,8 @@ namespace ModelDsl.Runtime.Inference
     /// <summary>
     /// Autoregressive sampling from a language model (token ids <c>(B, T)</c> → scores <c>(B, T, V)</c>), as nanoGPT's
     /// <c>generate</c>: crop the context to the model's window, scale the last position's scores by 1/temperature,
-    /// keep the top k, sample from the softmax, append, repeat.
+    /// keep the top k, sample from the softmax, append, repeat. The model runs through a <see cref="GenerationSession"/>,
+    /// whose key/value cache spares recomputing the context for each new id.
     /// </summary>
     public static class TextGeneration
     {
@@ -25,9 +26,12 @@ namespace ModelDsl.Runtime.Inference
         /// <param name="temperature">Divides the scores: below 1 sharper, above 1 flatter; 0 always takes the most likely id.</param>
         /// <param name="topK">Sample among the k most likely ids only; 0 is all of them.</param>
         /// <param name="seed">Seed of the sampling generator.</param>
+        /// <param name="useCache">Whether to keep a key/value cache (<see cref="GenerationSession"/>), so each new id costs one
+        /// position rather than the whole context; the ids drawn are the same either way. <c>false</c> recomputes the window
+        /// every step. Models the cache cannot serve are recomputed either way.</param>
         /// <exception cref="ArgumentException">An empty prompt, or a count, length, temperature or k out of range.</exception>
         public static IEnumerable<long> Sample(nn.Module<Tensor, Tensor> model, IReadOnlyList<long> prompt, int maxNewTokens, int contextLength,
-            double temperature = 1.0, int topK = 0, long seed = 0)
+            double temperature = 1.0, int topK = 0, long seed = 0, bool useCache = true)
         {
             ArgumentNullException.ThrowIfNull(model);
             ArgumentNullException.ThrowIfNull(prompt);
@@ -36,14 +40,15 @@ namespace ModelDsl.Runtime.Inference
             if (contextLength < 1) throw new ArgumentOutOfRangeException(nameof(contextLength), contextLength, "the context length must be at least 1");
             if (!(temperature >= 0) || double.IsInfinity(temperature)) throw new ArgumentOutOfRangeException(nameof(temperature), temperature, "temperature must be 0 or a positive number");
             if (topK < 0) throw new ArgumentOutOfRangeException(nameof(topK), topK, "top-k must be 0 (off) or a positive number of tokens");
-            return SampleCore(model, prompt, maxNewTokens, contextLength, temperature, topK, seed);
+            return SampleCore(model, prompt, maxNewTokens, contextLength, temperature, topK, seed, useCache);
         }
 
         private static IEnumerable<long> SampleCore(nn.Module<Tensor, Tensor> model, IReadOnlyList<long> prompt, int maxNewTokens, int contextLength,
-            double temperature, int topK, long seed)
+            double temperature, int topK, long seed, bool useCache)
         {
-            var context = new List<long>(prompt);
+            using var session = new GenerationSession(model, contextLength, useCache);
             using var generator = new Generator((ulong)seed);
+            IReadOnlyList<long> feed = prompt;
             for (int i = 0; i < maxNewTokens; i++)
             {
                 long next;
@@ -51,10 +56,7 @@ namespace ModelDsl.Runtime.Inference
                 using (var scope = NewDisposeScope())
                 using (no_grad())
                 {
-                    model.eval();
-                    int start = Math.Max(0, context.Count - contextLength);
-                    var ids = tensor(context.GetRange(start, context.Count - start).ToArray()).unsqueeze(0);
-                    var logits = model.call(ids)[0, -1];
+                    var logits = session.Append(feed);
                     if (temperature == 0)
                     {
                         next = logits.argmax().item<long>();
@@ -70,18 +72,18 @@ namespace ModelDsl.Runtime.Inference
                         next = nn.functional.softmax(logits, 0).multinomial(1, generator: generator).item<long>();
                     }
                 }
-                context.Add(next);
+                feed = new[] { next };
                 yield return next;
             }
         }
 
         /// <summary>Tokens per second of <see cref="Sample"/> drawing <paramref name="tokens"/> ids after a one-token prompt (after a short warm-up).</summary>
-        public static double TokensPerSecond(nn.Module<Tensor, Tensor> model, int contextLength, int tokens = 200, long seed = 0)
+        public static double TokensPerSecond(nn.Module<Tensor, Tensor> model, int contextLength, int tokens = 200, long seed = 0, bool useCache = true)
         {
-            foreach (var _ in Sample(model, new long[] { 0 }, 8, contextLength, 1.0, 0, seed)) { }
+            foreach (var _ in Sample(model, new long[] { 0 }, 8, contextLength, 1.0, 0, seed, useCache)) { }
             var clock = Stopwatch.StartNew();
             int drawn = 0;
-            foreach (var _ in Sample(model, new long[] { 0 }, tokens, contextLength, 1.0, 0, seed)) drawn++;
+            foreach (var _ in Sample(model, new long[] { 0 }, tokens, contextLength, 1.0, 0, seed, useCache)) drawn++;
             return drawn / Math.Max(clock.Elapsed.TotalSeconds, 1e-9);
         }
     }

@@ -37,15 +37,21 @@ public sealed class PositionalEmbedding : nn.Module<Tensor, Tensor>
     /// <summary>The position table, <c>(maxLength, C)</c>.</summary>
     public Parameter weight { get; }
 
+    /// <summary>
+    /// The sequence position of the input's first row: 0, except while a
+    /// <see cref="Runtime.Inference.GenerationSession"/> feeds the model only the positions its key/value cache lacks.
+    /// </summary>
+    internal long Offset { get; set; }
+
     /// <summary>Adds the first T rows of the table to every sequence of <paramref name="input"/>.</summary>
     /// <exception cref="ArgumentException">The input is not (B, T, C) with C = <see cref="EmbeddingDim"/> and T ≤ <see cref="MaxLength"/>.</exception>
     public override Tensor forward(Tensor input)
     {
         if (input.dim() != 3 || input.shape[2] != EmbeddingDim)
             throw new ArgumentException($"PositionalEmbedding expects an input of shape (B, T, {EmbeddingDim}), got ({string.Join(", ", input.shape)})", nameof(input));
-        long t = input.shape[1];
+        long t = Offset + input.shape[1];
         if (t > MaxLength)
             throw new ArgumentException($"PositionalEmbedding: the sequence has {t} positions, but the table holds maxLength = {MaxLength}; crop the input to its last {MaxLength} positions", nameof(input));
-        return input + weight.narrow(0, 0, t);
+        return input + weight.narrow(0, Offset, input.shape[1]);
     }
 }

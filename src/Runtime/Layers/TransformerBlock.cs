@@ -134,9 +134,17 @@ public sealed class TransformerLayer : nn.Module<Tensor, Tensor>, ILayerHost
         long b = h.shape[0], t = h.shape[1], c = h.shape[2], d = c / Heads;
         // (B, T, 3C) → (3, B, heads, T, d): one matmul for q, k and v, as PyTorch's in_proj_weight.
         var qkv = _inProj.call(h).view(b, t, 3, Heads, d).permute(2, 0, 3, 1, 4);
-        var y = nn.functional.scaled_dot_product_attention(qkv[0], qkv[1], qkv[2], p: training ? _dropout : 0.0, is_casual: Causal);
+        var y = Cache is { } cache
+            ? cache.Attend(qkv[0], qkv[1], qkv[2])
+            : nn.functional.scaled_dot_product_attention(qkv[0], qkv[1], qkv[2], p: training ? _dropout : 0.0, is_casual: Causal);
         return _outProj.call(y.transpose(1, 2).reshape(b, t, c));
     }
+
+    /// <summary>
+    /// The key/value cache while a <see cref="Runtime.Inference.GenerationSession"/> runs the model, else <c>null</c>
+    /// (training and plain forward never use one).
+    /// </summary>
+    internal KeyValueCache? Cache { get; set; }
 
     /// <summary><c>norm1</c>, <c>in_proj</c>, <c>out_proj</c>, <c>norm2</c>, <c>linear1</c>, <c>linear2</c>.</summary>
     public IReadOnlyList<string> LayerNames => Names;
@@ -176,4 +184,66 @@ public sealed class TransformerLayer : nn.Module<Tensor, Tensor>, ILayerHost
 
     private static ArgumentException NoSuchLayer(string name) =>
         new($"'{name}' is not a layer of TransformerLayer; its layers are {string.Join(", ", Names)}", nameof(name));
+}
+
+/// <summary>
+/// The keys and values one causal <see cref="TransformerLayer"/> has computed for the positions before the current
+/// input, so that a new position costs one query against them instead of recomputing the whole sequence. Buffers of
+/// <c>(B, heads, capacity, d)</c> are allocated on first use and written in place; <see cref="Length"/> positions
+/// are filled. Used only by <see cref="Runtime.Inference.GenerationSession"/>.
+/// </summary>
+internal sealed class KeyValueCache : IDisposable
+{
+    private Tensor? _keys, _values;
+
+    /// <param name="capacity">The most positions the cache holds (the model's context window).</param>
+    public KeyValueCache(long capacity) => Capacity = capacity;
+
+    /// <summary>The most positions the cache holds.</summary>
+    public long Capacity { get; }
+
+    /// <summary>Positions filled: the input's first position is position <see cref="Length"/> of the sequence.</summary>
+    public long Length { get; private set; }
+
+    /// <summary>Forgets every position (the buffers are kept).</summary>
+    public void Clear() => Length = 0;
+
+    /// <summary>
+    /// Appends the new positions' keys and values and attends the new queries to all cached positions, causally:
+    /// new position i (sequence position Length + i) sees positions 0 … Length + i. q, k, v are (B, heads, t, d).
+    /// </summary>
+    public Tensor Attend(Tensor q, Tensor k, Tensor v)
+    {
+        var shape = k.shape; // (B, heads, t, d)
+        long t = shape[2], past = Length;
+        if (past + t > Capacity)
+            throw new InvalidOperationException($"the key/value cache holds {Capacity} positions; {past} are filled and {t} more do not fit");
+        shape[2] = Capacity;
+        if (_keys is null || _values is null || !_keys.shape.SequenceEqual(shape) || _keys.dtype != k.dtype
+            || _keys.device_type != k.device_type || _keys.device_index != k.device_index)
+        {
+            _keys?.Dispose();
+            _values?.Dispose();
+            _keys = empty(shape, k.dtype, k.device).DetachFromDisposeScope();
+            _values = empty(shape, v.dtype, v.device).DetachFromDisposeScope();
+        }
+        _keys.narrow(2, past, t).copy_(k);
+        _values.narrow(2, past, t).copy_(v);
+        Length = past + t;
+        var keys = _keys.narrow(2, 0, Length);
+        var values = _values.narrow(2, 0, Length);
+        if (t == 1 || past == 0) // one new position sees everything cached; a first chunk is an ordinary causal pass
+            return nn.functional.scaled_dot_product_attention(q, keys, values, is_casual: t > 1);
+        // New position i may see sequence positions 0 … past + i (True = attend).
+        var allowed = ones(new[] { t, Length }, ScalarType.Bool, q.device).tril(past);
+        return nn.functional.scaled_dot_product_attention(q, keys, values, attn_mask: allowed);
+    }
+
+    public void Dispose()
+    {
+        _keys?.Dispose();
+        _values?.Dispose();
+        _keys = _values = null;
+        Length = 0;
+    }
 }
