@@ -103,7 +103,7 @@ namespace ModelDsl.Runtime.Tests.Recurrent
             Assert.IsType<GRU>(model.Both); // the original keeps its float layers
             // 1 + 2·2 + 3 + 2 layer-directions, two products each, and the Linear head.
             Assert.Equal(2 * (1 + 4 + 3 + 2) + 1, Quantize.QuantizedLayers(quantized).Count());
-            var e = Assert.Throws<InvalidOperationException>(() => ((RecurrentZoo)quantized).First);
+            var e = Assert.Throws<ModelDsl.LayerReplacedException>(() => ((RecurrentZoo)quantized).First);
             Assert.Contains("DynamicQuantizedLSTM", e.Message);
 
             var x = randn(3, 5, 6);
