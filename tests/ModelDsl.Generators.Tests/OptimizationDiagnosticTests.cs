@@ -23,8 +23,8 @@ public class OptimizationDiagnosticTests
         var run = VerifyPasses("[Prune(PruneMethod.L1Unstructured, 0.5, Targets = new[] { \"Hidden\", \"Output\" }, FineTuneEpochs = 2)]\n[Prune(PruneMethod.LnStructured, 3, Targets = new[] { \"Hidden\" }, N = 1, Dim = 0)]\n[Quantize(QuantizeMode.DynamicInt8)]");
         Assert.True(run.CompilerDiagnostics.Count == 0, string.Join("\n", run.CompilerDiagnostics));
         var source = run.Source("M.Train.g.cs");
-        int first = source.IndexOf("PrunePass(global::ModelDsl.PruneMethod.L1Unstructured, 0.5, IsCount: false, new string[] { \"Hidden\", \"Output\" }, N: 2.0, Dim: -1, FineTuneEpochs: 2)", StringComparison.Ordinal);
-        int second = source.IndexOf("PrunePass(global::ModelDsl.PruneMethod.LnStructured, 3.0, IsCount: true, new string[] { \"Hidden\" }, N: 1.0, Dim: 0, FineTuneEpochs: 0)", StringComparison.Ordinal);
+        int first = source.IndexOf("PrunePass(global::ModelDsl.PruneMethod.L1Unstructured, global::ModelDsl.Runtime.Pruning.PruneAmount.Of(0.5), new string[] { \"Hidden\", \"Output\" }, N: 2.0, Dim: -1, FineTuneEpochs: 2)", StringComparison.Ordinal);
+        int second = source.IndexOf("PrunePass(global::ModelDsl.PruneMethod.LnStructured, global::ModelDsl.Runtime.Pruning.PruneAmount.Of(3), new string[] { \"Hidden\" }, N: 1.0, Dim: 0, FineTuneEpochs: 0)", StringComparison.Ordinal);
         int third = source.IndexOf("QuantizePass(global::ModelDsl.QuantizeMode.DynamicInt8)", StringComparison.Ordinal);
         Assert.True(first > 0 && second > first && third > second, source);
         Assert.Contains("ParametersAfterPasses = 2410,", source);

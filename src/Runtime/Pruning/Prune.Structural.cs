@@ -28,7 +28,10 @@ public static partial class Prune
     /// <param name="amount">How many channels to remove.</param>
     public static long[] ChannelsToKeep(Tensor weight, int amount) => ChannelsToKeep(weight, PruneAmount.Of(amount));
 
-    private static long[] ChannelsToKeep(Tensor weight, PruneAmount amount)
+    /// <summary>As <see cref="ChannelsToKeep(Tensor, double)"/>, removing a fraction or a count of the channels.</summary>
+    /// <param name="weight">A weight with output channels along dimension 0.</param>
+    /// <param name="amount">A fraction of, or a count out of, the channels.</param>
+    public static long[] ChannelsToKeep(Tensor weight, PruneAmount amount)
     {
         ArgumentNullException.ThrowIfNull(weight);
         StructuredChecks.ValidateMultidimensional(weight);

@@ -57,6 +57,14 @@ public static partial class Prune
     public static T L1Unstructured<T>(T module, string name, int amount) where T : nn.Module =>
         Apply(module, name, new L1UnstructuredMethod(PruneAmount.Of(amount)));
 
+    /// <summary><c>prune.l1_unstructured</c> with a fraction or a count.</summary>
+    /// <param name="module">The module that owns the parameter.</param>
+    /// <param name="name">The parameter's name in the module.</param>
+    /// <param name="amount">A fraction of, or a count out of, the entries still alive.</param>
+    /// <returns>The module.</returns>
+    public static T L1Unstructured<T>(T module, string name, PruneAmount amount) where T : nn.Module =>
+        Apply(module, name, new L1UnstructuredMethod(amount));
+
     /// <summary><c>prune.random_unstructured</c>: prunes entries chosen at random (torch's global generator).</summary>
     /// <param name="module">The module that owns the parameter.</param>
     /// <param name="name">The parameter's name in the module.</param>
@@ -72,6 +80,14 @@ public static partial class Prune
     /// <returns>The module.</returns>
     public static T RandomUnstructured<T>(T module, string name, int amount) where T : nn.Module =>
         Apply(module, name, new RandomUnstructuredMethod(PruneAmount.Of(amount)));
+
+    /// <summary><c>prune.random_unstructured</c> with a fraction or a count.</summary>
+    /// <param name="module">The module that owns the parameter.</param>
+    /// <param name="name">The parameter's name in the module.</param>
+    /// <param name="amount">A fraction of, or a count out of, the entries still alive.</param>
+    /// <returns>The module.</returns>
+    public static T RandomUnstructured<T>(T module, string name, PruneAmount amount) where T : nn.Module =>
+        Apply(module, name, new RandomUnstructuredMethod(amount));
 
     /// <summary>
     /// <c>prune.ln_structured</c>: prunes whole channels along <paramref name="dim"/> (e.g. output neurons of a
@@ -96,6 +112,16 @@ public static partial class Prune
     public static T LnStructured<T>(T module, string name, int amount, double n, long dim) where T : nn.Module =>
         Apply(module, name, new LnStructuredMethod(PruneAmount.Of(amount), n, dim));
 
+    /// <summary><c>prune.ln_structured</c> with a fraction or a count.</summary>
+    /// <param name="module">The module that owns the parameter.</param>
+    /// <param name="name">The parameter's name in the module.</param>
+    /// <param name="amount">A fraction of, or a count out of, the channels still alive.</param>
+    /// <param name="n">The norm order.</param>
+    /// <param name="dim">The channel dimension.</param>
+    /// <returns>The module.</returns>
+    public static T LnStructured<T>(T module, string name, PruneAmount amount, double n, long dim) where T : nn.Module =>
+        Apply(module, name, new LnStructuredMethod(amount, n, dim));
+
     /// <summary><c>prune.random_structured</c>: prunes whole channels along <paramref name="dim"/> chosen at random.</summary>
     /// <param name="module">The module that owns the parameter.</param>
     /// <param name="name">The parameter's name in the module.</param>
@@ -113,6 +139,15 @@ public static partial class Prune
     /// <returns>The module.</returns>
     public static T RandomStructured<T>(T module, string name, int amount, long dim) where T : nn.Module =>
         Apply(module, name, new RandomStructuredMethod(PruneAmount.Of(amount), dim));
+
+    /// <summary><c>prune.random_structured</c> with a fraction or a count.</summary>
+    /// <param name="module">The module that owns the parameter.</param>
+    /// <param name="name">The parameter's name in the module.</param>
+    /// <param name="amount">A fraction of, or a count out of, the channels still alive.</param>
+    /// <param name="dim">The channel dimension.</param>
+    /// <returns>The module.</returns>
+    public static T RandomStructured<T>(T module, string name, PruneAmount amount, long dim) where T : nn.Module =>
+        Apply(module, name, new RandomStructuredMethod(amount, dim));
 
     /// <summary><c>prune.custom_from_mask</c>: prunes the entries where <paramref name="mask"/> is 0.</summary>
     /// <param name="module">The module that owns the parameter.</param>
@@ -143,6 +178,13 @@ public static partial class Prune
     /// <param name="amount">How many of all the entries still alive to prune.</param>
     public static void GlobalUnstructured(IEnumerable<(nn.Module Module, string Name)> parameters, PruneMethod method, int amount) =>
         ApplyGlobal(parameters, method, PruneAmount.Of(amount));
+
+    /// <summary><c>prune.global_unstructured</c> with a fraction or a count.</summary>
+    /// <param name="parameters">(module, parameter name) pairs, in order.</param>
+    /// <param name="method">An unstructured method.</param>
+    /// <param name="amount">A fraction of, or a count out of, all the entries still alive.</param>
+    public static void GlobalUnstructured(IEnumerable<(nn.Module Module, string Name)> parameters, PruneMethod method, PruneAmount amount) =>
+        ApplyGlobal(parameters, method, amount);
 
     /// <summary>
     /// <c>prune.remove</c>: makes the pruning permanent. The parameter <c>name</c> comes back holding
