@@ -106,6 +106,22 @@ public class OptimizationDiagnosticTests
         Assert.Contains("'N' (LayerNorm)", Assert.Single(run.ModelDiagnostics).GetMessage());
     }
 
+    [Fact]
+    public void StructuredPruningThroughPoolingAndDropout_RoundsAFractionHalfToEven()
+    {
+        // C: 6 channels, a quarter is 1.5 → 2 (half to even); C 6·9 + 6 = 60 → 40, N 12 → 8, O 24·3 + 3 = 75 → 51.
+        var run = Markup.Verify("[Model(Input = \"B, 1, 4, 4\")]\n" + Train + "[Prune(PruneMethod.Structured, 0.25, Targets = new[] { \"C\" })]\npublic partial class M\n{ [Conv2d(6, 3, Padding = 1)] public partial Conv2d C { get; } [BatchNorm2d] public partial BatchNorm2d N { get; } [ReLU] public partial ReLU A { get; } [MaxPool2d(2)] public partial MaxPool2d P { get; } [Flatten] public partial Flatten F { get; } [Dropout(0.1)] public partial Dropout D { get; } [Linear(3)] public partial Linear O { get; } }");
+        Assert.Contains("ParametersAfterPasses = 99,", run.Source("M.Train.g.cs"));
+    }
+
+    [Fact]
+    public void StructuredPruningThroughASecondBatchNorm_SaysTheCutStopsThere()
+    {
+        // The runtime shrinks one BatchNorm2d with the convolution; a second one would keep its old size.
+        var run = Markup.Verify("[Model(Input = \"B, 1, 4, 4\")]\n" + Train + "[Prune(PruneMethod.Structured, 0.5, {|MD0305:Targets = new[] { \"C\" }|})]\npublic partial class M\n{ [Conv2d(4, 3, Padding = 1)] public partial Conv2d C { get; } [BatchNorm2d] public partial BatchNorm2d N1 { get; } [BatchNorm2d] public partial BatchNorm2d N2 { get; } [Conv2d(2, 1)] public partial Conv2d O { get; } [Flatten] public partial Flatten F { get; } [Linear(3)] public partial Linear L { get; } }");
+        Assert.Contains("'N2' (BatchNorm2d)", Assert.Single(run.ModelDiagnostics).GetMessage());
+    }
+
     private const string HiddenAsField = """
         {
             [Linear(32)] private readonly Linear hidden = null!;
