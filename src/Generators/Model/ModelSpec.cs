@@ -41,7 +41,7 @@ namespace ModelDsl.Generators.Model
         EquatableArray<PlanValue> Values, string? LossMethod = null);
 
     /// <summary>The checked values of a [Parallel] attribute: the mode and world size, and every plan value it sets.</summary>
-    internal sealed record ParallelSpec(string Mode, int WorldSize, EquatableArray<PlanValue> Values);
+    internal sealed record ParallelSpec(ParallelMode Mode, int WorldSize, EquatableArray<PlanValue> Values);
 
     /// <summary>
     /// One property of the generated <c>TrainingPlan</c>, as a parser checked it: its name and value (an int, long,
