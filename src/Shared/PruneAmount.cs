@@ -53,6 +53,16 @@ namespace ModelDsl.Runtime.Pruning
             return new PruneAmount(true, count, 0);
         }
 
+        /// <summary>A fraction, as Python's <c>float</c> amount: <c>Prune.L1Unstructured(fc, "weight", 0.4)</c>.</summary>
+        /// <param name="fraction">The fraction of the entries (or channels) still alive to prune, in [0, 1].</param>
+        /// <exception cref="ArgumentException">The fraction is outside [0, 1] or NaN.</exception>
+        public static implicit operator PruneAmount(double fraction) => Of(fraction);
+
+        /// <summary>A count, as Python's <c>int</c> amount: <c>Prune.L1Unstructured(fc, "weight", 3)</c>.</summary>
+        /// <param name="count">How many of the entries (or channels) still alive to prune.</param>
+        /// <exception cref="ArgumentException">The count is negative.</exception>
+        public static implicit operator PruneAmount(long count) => Of(count);
+
         /// <summary>
         /// The number of entries (or channels) to prune out of <paramref name="size"/>: the count itself, or Python's
         /// <c>round(amount * size)</c>, which rounds half to even on the double product (0.25 × 10 → 2, 0.35 × 10 → 4).
