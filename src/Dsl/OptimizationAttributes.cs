@@ -30,7 +30,7 @@ namespace ModelDsl
         public double N { get; set; } = 2;
         /// <summary><see cref="PruneMethod.LnStructured"/> and <see cref="PruneMethod.RandomStructured"/>: the dimension of the channels. Default -1 (as PyTorch's class).</summary>
         public int Dim { get; set; } = -1;
-        /// <summary>Epochs of training after this pass (with the plan's optimiser at its final learning rate), so the model recovers. Default 0.</summary>
+        /// <summary>Epochs of training after this pass (a fresh optimiser of the plan's kind at a tenth of the declared learning rate), so the model recovers. Default 0.</summary>
         public int FineTuneEpochs { get; set; }
     }
 

@@ -4,7 +4,12 @@ namespace ModelDsl
     /// Pruning methods, named after <c>torch.nn.utils.prune</c>. The runtime executes them with
     /// <c>ModelDsl.Runtime.Pruning.Prune</c>; the DSL declares them with <c>[Prune]</c>.
     /// </summary>
-    public enum PruneMethod
+#if BUILDING_SOURCE_GENERATOR
+    internal
+#else
+    public
+#endif
+    enum PruneMethod
     {
         /// <summary><c>prune.l1_unstructured</c>: zero the weights of smallest absolute value.</summary>
         L1Unstructured = 0,
@@ -24,7 +29,12 @@ namespace ModelDsl
     }
 
     /// <summary>Post-training quantisation modes for <c>Linear</c> layers, after <c>torch.ao.quantization.quantize_dynamic</c>.</summary>
-    public enum QuantizeMode
+#if BUILDING_SOURCE_GENERATOR
+    internal
+#else
+    public
+#endif
+    enum QuantizeMode
     {
         /// <summary>
         /// int8 weights (per-tensor symmetric), activations quantised per call to uint8 with PyTorch's

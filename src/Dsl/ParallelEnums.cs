@@ -1,7 +1,12 @@
 namespace ModelDsl
 {
     /// <summary>How ranks of a data-parallel run keep their replicas together.</summary>
-    public enum ParallelMode
+#if BUILDING_SOURCE_GENERATOR
+    internal
+#else
+    public
+#endif
+    enum ParallelMode
     {
         /// <summary>
         /// Synchronous data parallel with PyTorch <c>DistributedDataParallel</c> semantics: gradients are averaged
@@ -16,7 +21,12 @@ namespace ModelDsl
     }
 
     /// <summary>The collective library ranks talk through.</summary>
-    public enum CommBackend
+#if BUILDING_SOURCE_GENERATOR
+    internal
+#else
+    public
+#endif
+    enum CommBackend
     {
         /// <summary>NCCL for CUDA devices, Open MPI otherwise.</summary>
         Auto = 0,
@@ -27,7 +37,12 @@ namespace ModelDsl
     }
 
     /// <summary>The optimiser applied to the averaged outer gradient in asynchronous (DiLoCo-style) training.</summary>
-    public enum OuterOptimizer
+#if BUILDING_SOURCE_GENERATOR
+    internal
+#else
+    public
+#endif
+    enum OuterOptimizer
     {
         /// <summary>Plain model averaging (local SGD): the replicas are replaced by their mean.</summary>
         None = 0,

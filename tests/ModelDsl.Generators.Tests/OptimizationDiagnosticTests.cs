@@ -23,8 +23,8 @@ public class OptimizationDiagnosticTests
         var run = VerifyPasses("[Prune(PruneMethod.L1Unstructured, 0.5, Targets = new[] { \"Hidden\", \"Output\" }, FineTuneEpochs = 2)]\n[Prune(PruneMethod.LnStructured, 3, Targets = new[] { \"Hidden\" }, N = 1, Dim = 0)]\n[Quantize(QuantizeMode.DynamicInt8)]");
         Assert.True(run.CompilerDiagnostics.Count == 0, string.Join("\n", run.CompilerDiagnostics));
         var source = run.Source("M.Train.g.cs");
-        int first = source.IndexOf("PrunePass(global::ModelDsl.PruneMethod.L1Unstructured, 0.5, IsCount: false, new string[] { \"Hidden\", \"Output\" }, N: 2.0, Dim: -1, FineTuneEpochs: 2)", StringComparison.Ordinal);
-        int second = source.IndexOf("PrunePass(global::ModelDsl.PruneMethod.LnStructured, 3.0, IsCount: true, new string[] { \"Hidden\" }, N: 1.0, Dim: 0, FineTuneEpochs: 0)", StringComparison.Ordinal);
+        int first = source.IndexOf("PrunePass(global::ModelDsl.PruneMethod.L1Unstructured, global::ModelDsl.Runtime.Pruning.PruneAmount.Of(0.5), new string[] { \"Hidden\", \"Output\" }, N: 2.0, Dim: -1, FineTuneEpochs: 2)", StringComparison.Ordinal);
+        int second = source.IndexOf("PrunePass(global::ModelDsl.PruneMethod.LnStructured, global::ModelDsl.Runtime.Pruning.PruneAmount.Of(3), new string[] { \"Hidden\" }, N: 1.0, Dim: 0, FineTuneEpochs: 0)", StringComparison.Ordinal);
         int third = source.IndexOf("QuantizePass(global::ModelDsl.QuantizeMode.DynamicInt8)", StringComparison.Ordinal);
         Assert.True(first > 0 && second > first && third > second, source);
         Assert.Contains("ParametersAfterPasses = 2410,", source);
@@ -104,6 +104,22 @@ public class OptimizationDiagnosticTests
     {
         var run = Markup.Verify("[Model(Input = \"B, 8\")]\n" + Train + "[Prune(PruneMethod.Structured, 0.5, {|MD0305:Targets = new[] { \"L\" }|})]\npublic partial class M\n{ [Linear(6)] public partial Linear L { get; } [LayerNorm] public partial LayerNorm N { get; } [Linear(10)] public partial Linear O { get; } }");
         Assert.Contains("'N' (LayerNorm)", Assert.Single(run.ModelDiagnostics).GetMessage());
+    }
+
+    [Fact]
+    public void StructuredPruningThroughPoolingAndDropout_RoundsAFractionHalfToEven()
+    {
+        // C: 6 channels, a quarter is 1.5 → 2 (half to even); C 6·9 + 6 = 60 → 40, N 12 → 8, O 24·3 + 3 = 75 → 51.
+        var run = Markup.Verify("[Model(Input = \"B, 1, 4, 4\")]\n" + Train + "[Prune(PruneMethod.Structured, 0.25, Targets = new[] { \"C\" })]\npublic partial class M\n{ [Conv2d(6, 3, Padding = 1)] public partial Conv2d C { get; } [BatchNorm2d] public partial BatchNorm2d N { get; } [ReLU] public partial ReLU A { get; } [MaxPool2d(2)] public partial MaxPool2d P { get; } [Flatten] public partial Flatten F { get; } [Dropout(0.1)] public partial Dropout D { get; } [Linear(3)] public partial Linear O { get; } }");
+        Assert.Contains("ParametersAfterPasses = 99,", run.Source("M.Train.g.cs"));
+    }
+
+    [Fact]
+    public void StructuredPruningThroughASecondBatchNorm_SaysTheCutStopsThere()
+    {
+        // The runtime shrinks one BatchNorm2d with the convolution; a second one would keep its old size.
+        var run = Markup.Verify("[Model(Input = \"B, 1, 4, 4\")]\n" + Train + "[Prune(PruneMethod.Structured, 0.5, {|MD0305:Targets = new[] { \"C\" }|})]\npublic partial class M\n{ [Conv2d(4, 3, Padding = 1)] public partial Conv2d C { get; } [BatchNorm2d] public partial BatchNorm2d N1 { get; } [BatchNorm2d] public partial BatchNorm2d N2 { get; } [Conv2d(2, 1)] public partial Conv2d O { get; } [Flatten] public partial Flatten F { get; } [Linear(3)] public partial Linear L { get; } }");
+        Assert.Contains("'N2' (BatchNorm2d)", Assert.Single(run.ModelDiagnostics).GetMessage());
     }
 
     private const string HiddenAsField = """

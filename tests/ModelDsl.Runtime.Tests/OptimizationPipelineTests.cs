@@ -30,6 +30,22 @@ namespace ModelDsl.Runtime.Tests.Pipeline
         [Linear(3)]                 public partial Linear Output { get; }
     }
 
+    // A quarter of 6 channels is 1.5, which rounds half to even to 2; the cut reaches Output through the norm, the
+    // activation, the pooling, the Flatten and the dropout.
+    [Model(Input = "B, 1, 4, 4")]
+    [Train(Loss.CrossEntropy, Optimizer.SGD, LearningRate = 0.05, Epochs = 1, BatchSize = 16, ValidationFraction = 0.2)]
+    [Prune(PruneMethod.Structured, 0.25, Targets = new[] { nameof(Conv) })]
+    public partial class PooledNet
+    {
+        [Conv2d(6, 3, Padding = 1)] public partial Conv2d Conv { get; }
+        [BatchNorm2d]               public partial BatchNorm2d Norm { get; }
+        [ReLU]                      public partial ReLU Act { get; }
+        [MaxPool2d(2)]              public partial MaxPool2d Pool { get; }
+        [Flatten]                   public partial Flatten Flat { get; }
+        [Dropout(0.1)]              public partial Dropout Drop { get; }
+        [Linear(3)]                 public partial Linear Output { get; }
+    }
+
     /// <summary>The declared passes run after training, in order, through the trainer's seam, and report what they did.</summary>
     [Collection(GlobalTorchStateCollection.Name)]
     public sealed class OptimizationPipelineTests : IDisposable
@@ -89,6 +105,26 @@ namespace ModelDsl.Runtime.Tests.Pipeline
             Assert.Equal(75, FlattenNet.Plan.ParametersAfterPasses);
             Assert.Equal(FlattenNet.Plan.ParametersAfterPasses, report.ParamCountAfter);
             Assert.NotNull(report.ValLoss);
+        }
+
+        [Fact]
+        public void StructuredCutThroughNormActivationPoolingFlattenAndDropout_CountsAsTheCompilerComputed()
+        {
+            var pipelineOptions = Options();
+            var data = Path.Combine(_dir, "pooled.csv");
+            var random = new Random(5);
+            File.WriteAllLines(data, Enumerable.Range(0, 80).Select(i =>
+                string.Join(",", Enumerable.Range(0, 16).Select(_ => random.Next(0, 9))) + "," + (i % 3)));
+            var options = pipelineOptions with { Plan = PooledNet.Plan with { Data = data } };
+            Assert.Equal(0, Trainer.Train(options, () => new PooledNet()));
+            var report = TrainingReport.Read(Path.Combine(_dir, "report.json")).GetSection<OptimizationReport>("optimized")!;
+            // Conv 6·9 + 6 = 60 → 4 channels: 40, Norm 12 → 8, Output 6·2·2·3 + 3 = 75 → 16·3 + 3 = 51.
+            Assert.Equal(147, report.ParamCountBefore);
+            Assert.Equal(99, PooledNet.Plan.ParametersAfterPasses);
+            Assert.Equal(PooledNet.Plan.ParametersAfterPasses, report.ParamCountAfter);
+
+            var host = (ILayerHost)new PooledNet();
+            Assert.Equal(("Norm", "Output"), OptimizationPipeline.Downstream(host, "Conv"));
         }
 
         [Fact]

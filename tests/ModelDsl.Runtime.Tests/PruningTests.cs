@@ -28,35 +28,25 @@ public class PruningTests
 
     private static void ApplyStep(nn.Module module, JsonElement step)
     {
-        var amount = step.GetProperty("amount");
-        bool isCount = amount.GetProperty("is_count").GetBoolean();
-        var value = amount.GetProperty("value");
+        // PyTorch's int or float amount, as the one PruneAmount the DSL's plans and the Prune API share.
+        var json = step.GetProperty("amount");
+        var value = json.GetProperty("value");
+        var amount = json.GetProperty("is_count").GetBoolean() ? PruneAmount.Of(value.GetInt64()) : PruneAmount.Of(value.GetDouble());
         string method = step.GetProperty("method").GetString()!;
         switch (method)
         {
             case "l1_unstructured":
-                if (isCount) Prune.L1Unstructured(module, "weight", value.GetInt32());
-                else Prune.L1Unstructured(module, "weight", value.GetDouble());
+                Prune.L1Unstructured(module, "weight", amount);
                 break;
             case "random_unstructured":
-                if (isCount) Prune.RandomUnstructured(module, "weight", value.GetInt32());
-                else Prune.RandomUnstructured(module, "weight", value.GetDouble());
+                Prune.RandomUnstructured(module, "weight", amount);
                 break;
             case "ln_structured":
-            {
-                double n = NormOrder(step.GetProperty("n"));
-                long dim = step.GetProperty("dim").GetInt64();
-                if (isCount) Prune.LnStructured(module, "weight", value.GetInt32(), n, dim);
-                else Prune.LnStructured(module, "weight", value.GetDouble(), n, dim);
+                Prune.LnStructured(module, "weight", amount, NormOrder(step.GetProperty("n")), step.GetProperty("dim").GetInt64());
                 break;
-            }
             case "random_structured":
-            {
-                long dim = step.GetProperty("dim").GetInt64();
-                if (isCount) Prune.RandomStructured(module, "weight", value.GetInt32(), dim);
-                else Prune.RandomStructured(module, "weight", value.GetDouble(), dim);
+                Prune.RandomStructured(module, "weight", amount, step.GetProperty("dim").GetInt64());
                 break;
-            }
             default:
                 throw new InvalidDataException(method);
         }
@@ -158,6 +148,29 @@ public class PruningTests
         var h = new Holder(arange(1, 11, dtype: ScalarType.Float32));
         Prune.L1Unstructured(h, "weight", amount);
         Assert.Equal(expected, (int)(10 - h.get_buffer("weight_mask")!.sum().item<float>()));
+        // The same rounding is what the compiler uses for a structured cut's channel count.
+        Assert.Equal(expected, PruneAmount.Of(amount).NumberOf(10));
+        Assert.Equal(expected, PruneAmount.Of(amount).ToPrune(10));
+    }
+
+    [Fact]
+    public void PruneAmount_IsPyTorchsIntOrFloatAmount()
+    {
+        string Expected(string id) => Find("errors", id).GetProperty("message").GetString()!;
+        Assert.Equal(Expected("amount_float_high"), Assert.Throws<ArgumentException>(() => PruneAmount.Of(1.5)).Message);
+        Assert.Equal(Expected("amount_float_negative"), Assert.Throws<ArgumentException>(() => PruneAmount.Of(-0.1)).Message);
+        Assert.Equal(Expected("amount_int_negative"), Assert.Throws<ArgumentException>(() => PruneAmount.Of(-1L)).Message);
+        Assert.Equal(Expected("amount_count_too_big"), Assert.Throws<ArgumentException>(() => PruneAmount.Of(16L).ToPrune(15)).Message);
+        Assert.Contains("amount=nan", Assert.Throws<ArgumentException>(() => PruneAmount.Of(double.NaN)).Message);
+
+        var count = PruneAmount.Of(3L);
+        Assert.True(count.IsCount);
+        Assert.Equal(3, count.NumberOf(1000));
+        Assert.Equal("3", count.ToString());
+        Assert.Equal("1.0", PruneAmount.Of(1.0).ToString());
+        Assert.False(PruneAmount.Of(1.0).IsCount);
+        Assert.Equal(PruneAmount.Of(3L), count);
+        Assert.NotEqual(PruneAmount.Of(3L), PruneAmount.Of(0.3));
     }
 
     [Fact]

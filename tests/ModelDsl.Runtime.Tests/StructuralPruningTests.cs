@@ -1,4 +1,5 @@
 using ModelDsl.Runtime.Pruning;
+using ModelDsl.Shapes;
 using TorchSharp;
 using TorchSharp.Modules;
 using static TorchSharp.torch;
@@ -8,7 +9,7 @@ namespace ModelDsl.Runtime.Tests;
 /// <summary>
 /// The structural oracle: a model shrunk by <see cref="Prune"/>'s Shrink* helpers computes the same outputs as the
 /// original model with the removed neurons masked (weight rows, biases and BatchNorm affine entries zeroed through
-/// <see cref="Prune.LnStructured{T}(T, string, double, double, long)"/> and <see cref="Prune.CustomFromMask{T}"/>).
+/// <see cref="Prune.LnStructured{T}(T, string, PruneAmount, double, long)"/> and <see cref="Prune.CustomFromMask{T}"/>).
 /// </summary>
 [Collection(TorchGlobalRandom.Name)]
 public class StructuralPruningTests
@@ -137,6 +138,28 @@ public class StructuralPruningTests
         Assert.Equal(new long[] { 0, 1 }, Prune.ChannelsToKeep(w, 1));
         Assert.Equal(new long[] { 1 }, Prune.ChannelsToKeep(w, 0.5)); // round(1.5) = 2
         Assert.Equal(new long[] { 0, 1, 2 }, Prune.ChannelsToKeep(w, 0.0));
+    }
+
+    [Fact]
+    public void StructuredCutWalk_FindsTheNormAndTheConsumer_OrWhatStopsIt()
+    {
+        // The one walk the compiler (MD0305, ParametersAfterPasses) and the pipeline both use, on plain layer kinds.
+        static CutPath Walk(LayerKind producer, params CutLayer[] after) => StructuredCut.Walk(producer, after);
+        var flatten = new CutLayer(LayerKind.Flatten, FlattensChannels: true);
+
+        Assert.Equal(new CutPath(-1, false, 2, -1), Walk(LayerKind.Linear, new(LayerKind.ReLU), new(LayerKind.Dropout), new(LayerKind.Linear)));
+        Assert.Equal(new CutPath(0, true, 5, -1), Walk(LayerKind.Conv2d, new(LayerKind.BatchNorm2d), new(LayerKind.ReLU), new(LayerKind.MaxPool2d), flatten, new(LayerKind.Dropout), new(LayerKind.Linear)));
+        Assert.Equal(new CutPath(0, false, 2, -1), Walk(LayerKind.Conv2d, new(LayerKind.BatchNorm2d), new(LayerKind.AvgPool2d), new(LayerKind.Conv2d)));
+        // Stops: a second norm, a norm after a Linear, a grouped or flattened convolution, a Flatten of other dims,
+        // a Linear straight after a convolution, an unknown module; and no consumer at all.
+        Assert.Equal(new CutPath(0, false, -1, 1), Walk(LayerKind.Conv2d, new(LayerKind.BatchNorm2d), new(LayerKind.BatchNorm2d), new(LayerKind.Conv2d)));
+        Assert.Equal(new CutPath(-1, false, -1, 0), Walk(LayerKind.Linear, new(LayerKind.BatchNorm2d), new(LayerKind.Linear)));
+        Assert.Equal(new CutPath(-1, false, -1, 0), Walk(LayerKind.Conv2d, new CutLayer(LayerKind.Conv2d, Groups: 2)));
+        Assert.Equal(new CutPath(-1, true, -1, 1), Walk(LayerKind.Conv2d, flatten, new(LayerKind.Conv2d)));
+        Assert.Equal(new CutPath(-1, false, -1, 0), Walk(LayerKind.Conv2d, new(LayerKind.Flatten), new(LayerKind.Linear)));
+        Assert.Equal(new CutPath(-1, false, -1, 0), Walk(LayerKind.Conv2d, new CutLayer(LayerKind.Linear)));
+        Assert.Equal(new CutPath(-1, false, -1, 1), Walk(LayerKind.Linear, new(LayerKind.GELU), new(null), new(LayerKind.Linear)));
+        Assert.Equal(new CutPath(-1, false, -1, -1), Walk(LayerKind.Linear, new CutLayer(LayerKind.ReLU)));
     }
 
     [Fact]

@@ -15,7 +15,6 @@ namespace ModelDsl.Generators.Emit
         public static string Emit(ModelSpec model)
         {
             string D(double v) => CSharpLiterals.Double(v);
-            string B(bool v) => CSharpLiterals.Bool(v);
             string I(long v) => CSharpLiterals.Long(v);
 
             var w = new SourceWriter();
@@ -66,14 +65,18 @@ namespace ModelDsl.Generators.Emit
                 w.Line("    {");
                 foreach (var pass in model.Passes)
                 {
-                    if (pass.Kind == "Quantize")
+                    switch (pass)
                     {
-                        w.Line($"        new {Opt}.QuantizePass(global::ModelDsl.QuantizeMode.{pass.Method}),");
-                        continue;
+                        case QuantizeSpec quantize:
+                            w.Line($"        new {Opt}.QuantizePass(global::ModelDsl.QuantizeMode.{quantize.Mode}),");
+                            break;
+                        case PruneSpec prune:
+                            string targets = string.Join(", ", prune.Targets.Select(CSharpLiterals.String));
+                            string amount = prune.Amount.IsCount ? I(prune.Amount.Count) : D(prune.Amount.Fraction);
+                            w.Line($"        new {Opt}.PrunePass(global::ModelDsl.PruneMethod.{prune.Method}, global::ModelDsl.Runtime.Pruning.PruneAmount.Of({amount}), new string[] {{ {targets} }}, " +
+                                   $"N: {D(prune.N)}, Dim: {I(prune.Dim)}, FineTuneEpochs: {I(prune.FineTuneEpochs)}),");
+                            break;
                     }
-                    string targets = string.Join(", ", pass.Targets.Select(CSharpLiterals.String));
-                    w.Line($"        new {Opt}.PrunePass(global::ModelDsl.PruneMethod.{pass.Method}, {D(pass.Amount)}, IsCount: {B(pass.IsCount)}, new string[] {{ {targets} }}, " +
-                           $"N: {D(pass.N)}, Dim: {I(pass.Dim)}, FineTuneEpochs: {I(pass.FineTuneEpochs)}),");
                 }
                 w.Line("    },");
                 w.Line($"    ParametersAfterPasses = {I(model.ParametersAfterPasses)},");

@@ -1,4 +1,5 @@
 using ModelDsl.Shapes;
+using ModelDsl.Runtime.Pruning;
 
 namespace ModelDsl.Generators.Model
 {
@@ -40,7 +41,7 @@ namespace ModelDsl.Generators.Model
         EquatableArray<PlanValue> Values, string? LossMethod = null);
 
     /// <summary>The checked values of a [Parallel] attribute: the mode and world size, and every plan value it sets.</summary>
-    internal sealed record ParallelSpec(string Mode, int WorldSize, EquatableArray<PlanValue> Values);
+    internal sealed record ParallelSpec(ParallelMode Mode, int WorldSize, EquatableArray<PlanValue> Values);
 
     /// <summary>
     /// One property of the generated <c>TrainingPlan</c>, as a parser checked it: its name and value (an int, long,
@@ -51,9 +52,15 @@ namespace ModelDsl.Generators.Model
     /// </summary>
     internal sealed record PlanValue(string Name, object Value, string? EnumType = null, string? Comment = null, string? Before = null);
 
-    /// <summary>One checked [Prune] or [Quantize] pass; <c>Kind</c> is "Prune" or "Quantize", <c>Method</c> the enum name.</summary>
-    internal sealed record PassSpec(
-        string Kind, string Method, double Amount, bool IsCount, EquatableArray<string> Targets, double N, int Dim, int FineTuneEpochs);
+    /// <summary>One checked [Prune] or [Quantize] pass, in declaration order (the runtime's <c>OptimizationPass</c>).</summary>
+    internal abstract record PassSpec;
+
+    /// <summary>A checked [Prune] pass (the runtime's <c>PrunePass</c>).</summary>
+    internal sealed record PruneSpec(
+        PruneMethod Method, PruneAmount Amount, EquatableArray<string> Targets, double N, int Dim, int FineTuneEpochs) : PassSpec;
+
+    /// <summary>A checked [Quantize] pass (the runtime's <c>QuantizePass</c>).</summary>
+    internal sealed record QuantizeSpec(QuantizeMode Mode) : PassSpec;
 
     /// <summary>
     /// A partial property of a model with errors that nothing else implements: the generator implements it with

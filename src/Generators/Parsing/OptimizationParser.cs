@@ -6,6 +6,7 @@ using Microsoft.CodeAnalysis;
 using ModelDsl.Generators.Diagnostics;
 using ModelDsl.Generators.Model;
 using static ModelDsl.Generators.Parsing.PlanArguments;
+using ModelDsl.Runtime.Pruning;
 using ModelDsl.Shapes;
 
 namespace ModelDsl.Generators.Parsing
@@ -18,13 +19,6 @@ namespace ModelDsl.Generators.Parsing
     {
         internal const string PruneAttributeName = "ModelDsl.PruneAttribute";
         internal const string QuantizeAttributeName = "ModelDsl.QuantizeAttribute";
-
-        /// <summary>Layers a structured cut passes through unchanged on its way to the consumer.</summary>
-        private static readonly LayerKind[] PassThrough =
-        {
-            LayerKind.ReLU, LayerKind.GELU, LayerKind.SiLU, LayerKind.Tanh, LayerKind.Sigmoid, LayerKind.Dropout, LayerKind.Identity,
-            LayerKind.MaxPool2d, LayerKind.AvgPool2d, LayerKind.AdaptiveAvgPool2d,
-        };
 
         /// <summary>
         /// Checks the passes. Returns them in declaration order (null when any is invalid) and the parameter count the
@@ -56,15 +50,14 @@ namespace ModelDsl.Generators.Parsing
 
                 if (name == QuantizeAttributeName)
                 {
-                    string? mode = args.Enum("mode", "DynamicInt8", DiagnosticDescriptors.InvalidPassSetting);
-                    if (mode is null) continue;
+                    if (args.Enum("mode", QuantizeMode.DynamicInt8, DiagnosticDescriptors.InvalidPassSetting) is not { } mode) continue;
                     if (!layers.Any(l => l.Kind is LayerKind.Linear or LayerKind.TransformerBlock or LayerKind.LSTM or LayerKind.GRU))
-                        report(DiagnosticDescriptors.NothingToQuantize, reader.ArgumentLocation(null), new[] { mode });
+                        report(DiagnosticDescriptors.NothingToQuantize, reader.ArgumentLocation(null), new[] { mode.ToString() });
                     // The pass swaps each Linear through ReplaceLayer, which a layer declared as a field cannot take.
                     foreach (var field in layers.Where(l => l.Kind == LayerKind.Linear && l.IsField))
                         args.Fail(DiagnosticDescriptors.PassReplacesField, null, "[Quantize] replaces every Linear layer with an int8 one", field.MemberName, field.KindName);
                     quantized = true;
-                    passes.Add(new PassSpec("Quantize", mode, 0, false, EquatableArray<string>.Empty, 2, -1, 0));
+                    passes.Add(new QuantizeSpec(mode));
                     continue;
                 }
 
@@ -74,7 +67,7 @@ namespace ModelDsl.Generators.Parsing
                     args.Fail(DiagnosticDescriptors.PruneAfterQuantize, null);
                     continue;
                 }
-                string? method = args.Enum("method", "L1Unstructured", DiagnosticDescriptors.InvalidPassSetting);
+                PruneMethod? declared = args.Enum("method", PruneMethod.L1Unstructured, DiagnosticDescriptors.InvalidPassSetting);
                 bool isCount = attribute.AttributeConstructor.Parameters.Length > 1 && attribute.AttributeConstructor.Parameters[1].Type.SpecialType == SpecialType.System_Int32;
                 string amountArgument = isCount ? "count" : "amount";
                 double amount = isCount ? args.Get(amountArgument, 0) : args.Get(amountArgument, 0.0);
@@ -85,12 +78,12 @@ namespace ModelDsl.Generators.Parsing
                     ? t.Values.Select(v => v.Value as string ?? "").ToArray()
                     : Array.Empty<string>();
 
-                if (method is null) continue;
+                if (declared is not { } method) continue;
                 if (fineTune < 0) args.Fail(DiagnosticDescriptors.InvalidPassSetting, "FineTuneEpochs", $"FineTuneEpochs is {fineTune}; it must be 0 or more");
                 if (!(n > 0)) args.Fail(DiagnosticDescriptors.InvalidPassSetting, "N", $"N is {Num(n)}; the norm's order must be positive (1, 2, or double.PositiveInfinity)");
                 if (targets.Length == 0)
                 {
-                    args.Fail(DiagnosticDescriptors.PruneWithoutTargets, "Targets", method);
+                    args.Fail(DiagnosticDescriptors.PruneWithoutTargets, "Targets", method.ToString());
                     continue;
                 }
 
@@ -105,7 +98,9 @@ namespace ModelDsl.Generators.Parsing
                     amountOk = false;
                 }
 
-                bool structuredMethod = method is "LnStructured" or "RandomStructured" or "Structured";
+                // Checked above, so it cannot throw; an invalid amount fails the plan (ok is false) and is never emitted.
+                var pruneAmount = !amountOk ? default : isCount ? PruneAmount.Of((long)amount) : PruneAmount.Of(amount);
+                bool structuredMethod = method is PruneMethod.LnStructured or PruneMethod.RandomStructured or PruneMethod.Structured;
                 long globalWeights = 0;
                 foreach (var target in targets)
                 {
@@ -116,7 +111,7 @@ namespace ModelDsl.Generators.Parsing
                     }
                     if (layer.Kind is LayerKind.LSTM or LayerKind.GRU)
                     {
-                        args.Fail(DiagnosticDescriptors.PruneRecurrentLayer, "Targets", target, layer.KindName, method);
+                        args.Fail(DiagnosticDescriptors.PruneRecurrentLayer, "Targets", target, layer.KindName, method.ToString());
                         continue;
                     }
                     int rank = WeightRank(layer.Kind);
@@ -127,7 +122,7 @@ namespace ModelDsl.Generators.Parsing
                     }
                     long weights = WeightCount(layer);
                     globalWeights += weights;
-                    if (method is "LnStructured" or "RandomStructured" && (dim < -rank || dim >= rank))
+                    if (method is PruneMethod.LnStructured or PruneMethod.RandomStructured && (dim < -rank || dim >= rank))
                     {
                         args.Fail(DiagnosticDescriptors.PruneDimOutOfRange, "Dim", Int(dim), target, layer.KindName, Int(rank));
                         continue;
@@ -139,26 +134,26 @@ namespace ModelDsl.Generators.Parsing
                     }
                     long units = method switch
                     {
-                        "Structured" => outs[target],
-                        "LnStructured" or "RandomStructured" => ChannelCount(layer, dim < 0 ? dim + rank : dim),
+                        PruneMethod.Structured => outs[target],
+                        PruneMethod.LnStructured or PruneMethod.RandomStructured => ChannelCount(layer, dim < 0 ? dim + rank : dim),
                         _ => weights,
                     };
-                    if (amountOk && isCount && method != "GlobalL1Unstructured" && amount > units)
+                    if (amountOk && isCount && method != PruneMethod.GlobalL1Unstructured && amount > units)
                     {
                         args.Fail(DiagnosticDescriptors.AmountOutOfRange, amountArgument, FixValue.Append(new[] {
                             $"the count {Num(amount)} exceeds what '{target}' has to prune ({Int(units)} {(structuredMethod ? "channels" : "weights")})" }, Int(units)));
                         amountOk = false;
                     }
-                    if (method == "Structured" && ok)
+                    if (method == PruneMethod.Structured && ok)
                     {
-                        var error = Shrink(layers, current, outs, target, isCount ? (long)amount : RoundHalfEven(amount * units), userForward);
+                        var error = Shrink(layers, current, outs, target, pruneAmount.NumberOf(units), userForward);
                         if (error is not null) args.Fail(DiagnosticDescriptors.StructuredCannotRewrite, "Targets", target, error);
                     }
                 }
-                if (amountOk && isCount && method == "GlobalL1Unstructured" && amount > globalWeights)
+                if (amountOk && isCount && method == PruneMethod.GlobalL1Unstructured && amount > globalWeights)
                     args.Fail(DiagnosticDescriptors.AmountOutOfRange, amountArgument, FixValue.Append(new[] { $"the count {Num(amount)} exceeds the targets' {Int(globalWeights)} weights" }, Int(globalWeights)));
 
-                passes.Add(new PassSpec("Prune", method, amount, isCount, targets.ToEquatableArray(), n, dim, fineTune));
+                passes.Add(new PruneSpec(method, pruneAmount, targets.ToEquatableArray(), n, dim, fineTune));
             }
 
             if (!ok) return null;
@@ -174,48 +169,42 @@ namespace ModelDsl.Generators.Parsing
         {
             if (userForward) return "the model has a hand-written forward, so the compiler cannot see which layer consumes its outputs";
             var layer = current[target];
-            if (layer.Kind is not (LayerKind.Linear or LayerKind.Conv2d))
+            if (!StructuredCut.CanCut(layer.Kind))
                 return $"it is a {layer.KindName}; structured pruning removes Linear neurons or Conv2d channels";
             if (layer.Kind == LayerKind.Conv2d && layer.Args.Groups != 1) return "it is a grouped convolution";
             long keep = outs[target] - k;
             if (keep < 1) return $"it would remove all {outs[target]} of its outputs";
 
             int index = order.ToList().FindIndex(l => l.MemberName == target);
-            var rewrites = new List<(string Name, LayerSpec After)>();
-            bool flattened = false;
-            for (int i = index + 1; i < order.Count; i++)
+            var after = order.Skip(index + 1).Select(l => current[l.MemberName]).ToList();
+            var path = StructuredCut.Walk(layer.Kind, after.Select(l => new CutLayer(l.Kind, l.Args.Groups, l.Args.Dim == 1 && l.Args.EndDim == -1)).ToList());
+            if (path.Consumer >= 0)
             {
-                var next = current[order[i].MemberName];
-                if (PassThrough.Contains(next.Kind)) continue;
-                if (next.Kind == LayerKind.BatchNorm2d && layer.Kind == LayerKind.Conv2d)
+                var next = after[path.Consumer];
+                // Through a Flatten over (C, H, W), each channel is a run of H·W inputs of the Linear, all removed together.
+                long spatial = path.Flattened ? next.Args.In / Math.Max(1, outs[target]) : 1;
+                if (spatial * outs[target] == next.Args.In)
                 {
-                    rewrites.Add((next.MemberName, next with { Args = next.Args with { In = keep }, Parameters = 2 * keep }));
-                    continue;
+                    var norm = path.Norm >= 0 ? after[path.Norm] : null;
+                    var field = new[] { layer, next, norm }.FirstOrDefault(l => l is { IsField: true });
+                    if (field is not null)
+                        return $"the cut replaces '{field.MemberName}', which is declared as a field and cannot be replaced; declare it as a partial property";
+                    long perInput = WeightCount(next) / Math.Max(1, next.Args.In);
+                    current[next.MemberName] = next with { Args = next.Args with { In = keep * spatial }, Parameters = next.Parameters - k * spatial * perInput };
+                    if (norm is not null) current[norm.MemberName] = norm with { Args = norm.Args with { In = keep }, Parameters = 2 * keep };
+                    long perOutput = WeightCount(layer) / Math.Max(1, outs[target]) + (layer.Args.Bias ? 1 : 0);
+                    current[target] = layer with { Args = layer.Args with { Out = keep }, Parameters = layer.Parameters - k * perOutput };
+                    outs[target] = keep;
+                    return null;
                 }
-                // A convolution's channels may reach a Linear through a Flatten over (C, H, W): each channel is then a
-                // run of H·W inputs of the Linear, all removed together.
-                if (next.Kind == LayerKind.Flatten && layer.Kind == LayerKind.Conv2d && !flattened && next.Args.Dim == 1 && next.Args.EndDim == -1)
-                {
-                    flattened = true;
-                    continue;
-                }
-                bool consumes = next.Kind == LayerKind.Linear && (layer.Kind == LayerKind.Linear || flattened)
-                             || next.Kind == LayerKind.Conv2d && layer.Kind == LayerKind.Conv2d && !flattened && next.Args.Groups == 1;
-                long spatial = flattened ? next.Args.In / Math.Max(1, outs[target]) : 1;
-                if (!consumes || spatial * outs[target] != next.Args.In)
-                    return next.Kind == LayerKind.Model
-                        ? $"its outputs feed the composed model '{next.MemberName}', whose input size is fixed"
-                        : $"its outputs reach '{next.MemberName}' ({next.KindName}), which the compiler cannot rewrite for fewer inputs";
-                var field = new[] { layer, next }.Concat(rewrites.Select(r => current[r.Name])).FirstOrDefault(l => l.IsField);
-                if (field is not null)
-                    return $"the cut replaces '{field.MemberName}', which is declared as a field and cannot be replaced; declare it as a partial property";
-                long perInput = WeightCount(next) / Math.Max(1, next.Args.In);
-                rewrites.Add((next.MemberName, next with { Args = next.Args with { In = keep * spatial }, Parameters = next.Parameters - k * spatial * perInput }));
-                long perOutput = WeightCount(layer) / Math.Max(1, outs[target]) + (layer.Args.Bias ? 1 : 0);
-                current[target] = layer with { Args = layer.Args with { Out = keep }, Parameters = layer.Parameters - k * perOutput };
-                outs[target] = keep;
-                foreach (var (name, after) in rewrites) current[name] = after;
-                return null;
+            }
+            int stop = path.Consumer >= 0 ? path.Consumer : path.Blocker;
+            if (stop >= 0)
+            {
+                var blocker = after[stop];
+                return blocker.Kind == LayerKind.Model
+                    ? $"its outputs feed the composed model '{blocker.MemberName}', whose input size is fixed"
+                    : $"its outputs reach '{blocker.MemberName}' ({blocker.KindName}), which the compiler cannot rewrite for fewer inputs";
             }
             return "it is the last layer with weights: removing its outputs would change the model's output shape";
         }
@@ -247,9 +236,6 @@ namespace ModelDsl.Generators.Parsing
             if (dim == 1) return l.Kind == LayerKind.Embedding ? l.Args.Out : l.Args.In / Math.Max(1, l.Args.Groups);
             return l.Args.Kernel;
         }
-
-        /// <summary>Python's round(): half to even, on the double product (as torch.nn.utils.prune does).</summary>
-        internal static long RoundHalfEven(double value) => (long)Math.Round(value, MidpointRounding.ToEven);
 
     }
 }

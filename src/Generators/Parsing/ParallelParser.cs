@@ -32,9 +32,9 @@ namespace ModelDsl.Generators.Parsing
                 return null;
             }
 
-            string? mode = args.Enum("mode", "Sync", DiagnosticDescriptors.SettingOfOtherMode);
-            string? backend = args.Enum("Backend", "Auto", DiagnosticDescriptors.SettingOfOtherMode);
-            string? outer = args.Enum("OuterOptimizer", "None", DiagnosticDescriptors.InvalidAsyncSetting);
+            ParallelMode? mode = args.Enum("mode", ParallelMode.Sync, DiagnosticDescriptors.SettingOfOtherMode);
+            CommBackend? backend = args.Enum("Backend", CommBackend.Auto, DiagnosticDescriptors.SettingOfOtherMode);
+            OuterOptimizer? outer = args.Enum("OuterOptimizer", OuterOptimizer.None, DiagnosticDescriptors.InvalidAsyncSetting);
 
             int worldSize = args.Get("WorldSize", 2);
             if (worldSize < 1) args.Fail(DiagnosticDescriptors.InvalidWorldSize, "WorldSize", Int(worldSize));
@@ -46,17 +46,17 @@ namespace ModelDsl.Generators.Parsing
             int warmup = args.Get("WarmupSteps", 0);
             double outerLr = args.Get("OuterLearningRate", 0.7);
             double outerMomentum = args.Get("OuterMomentum", 0.9);
-            if (mode == "Sync")
+            if (mode == ParallelMode.Sync)
             {
                 foreach (var name in AsyncOnly.Where(args.Has))
                     args.Fail(DiagnosticDescriptors.SettingOfOtherMode, name,
                         $"{name} applies to ParallelMode.Async (local SGD); ParallelMode.Sync averages gradients every step");
             }
-            else if (mode == "Async")
+            else if (mode == ParallelMode.Async)
             {
                 if (syncEvery < 1) args.Fail(DiagnosticDescriptors.InvalidAsyncSetting, "SyncEvery", $"SyncEvery is {Int(syncEvery)}; ranks average their parameters every SyncEvery ≥ 1 local steps");
                 if (warmup < 0) args.Fail(DiagnosticDescriptors.InvalidAsyncSetting, "WarmupSteps", $"WarmupSteps is {Int(warmup)}; it must be 0 or more");
-                bool nesterov = outer == "Nesterov";
+                bool nesterov = outer == OuterOptimizer.Nesterov;
                 foreach (var name in new[] { "OuterLearningRate", "OuterMomentum" }.Where(n => args.Has(n) && !nesterov))
                     args.Fail(DiagnosticDescriptors.InvalidAsyncSetting, name, $"{name} applies only with OuterOptimizer = OuterOptimizer.Nesterov");
                 if (nesterov && (!(outerLr > 0) || double.IsInfinity(outerLr)))
@@ -75,27 +75,27 @@ namespace ModelDsl.Generators.Parsing
                 report(DiagnosticDescriptors.BatchNormPerRank, reader.ArgumentLocation(null),
                     new[] { modelName, string.Join(", ", batchNormLayers), Int(worldSize) });
 
-            if (!args.Ok || mode is null || backend is null || outer is null) return null;
+            if (!args.Ok || mode is not { } parallelMode || backend is null || outer is null) return null;
             // The generated TrainingPlan's values, in the order it lists them.
             var values = new List<PlanValue>
             {
-                new("Mode", mode, "ParallelMode"),
+                new("Mode", parallelMode.ToString(), nameof(ParallelMode)),
                 new("WorldSize", worldSize),
-                new("Backend", backend, "CommBackend"),
+                new("Backend", backend.Value.ToString(), nameof(CommBackend)),
                 new("BucketSizeMB", bucket),
                 new("SyncBatchNorm", syncBatchNorm),
             };
-            if (mode == "Async")
+            if (parallelMode == ParallelMode.Async)
             {
                 values.Add(new("SyncEvery", syncEvery));
                 values.Add(new("WarmupSteps", warmup));
-                values.Add(new("OuterOptimizer", outer, "OuterOptimizer"));
+                values.Add(new("OuterOptimizer", outer.Value.ToString(), nameof(OuterOptimizer)));
                 values.Add(new("OuterLearningRate", outerLr));
                 values.Add(new("OuterMomentum", outerMomentum));
                 values.Add(new("OverlapAveraging", args.Get("Overlap", true)));
             }
             if (args.Has("MaxRestarts")) values.Add(new("MaxRestarts", maxRestarts, Comment: "restarts of a failed job from its last checkpoint"));
-            return new ParallelSpec(mode, worldSize, values.ToEquatableArray());
+            return new ParallelSpec(parallelMode, worldSize, values.ToEquatableArray());
         }
     }
 }

@@ -54,6 +54,10 @@ namespace ModelDsl.Generators.Parsing
             return null;
         }
 
+        /// <summary>As <see cref="Enum(string, string, DiagnosticDescriptor)"/>, as a member of the DSL enum <typeparamref name="TEnum"/>.</summary>
+        public TEnum? Enum<TEnum>(string name, TEnum fallback, DiagnosticDescriptor invalid) where TEnum : struct, System.Enum =>
+            Enum(name, fallback.ToString(), invalid) is { } member ? (TEnum)System.Enum.Parse(typeof(TEnum), member) : null;
+
         /// <summary>Reports <paramref name="descriptor"/> on <paramref name="argument"/> (the whole attribute when null).</summary>
         public void Fail(DiagnosticDescriptor descriptor, string? argument, params string[] args)
         {

@@ -1,5 +1,7 @@
 using System;
 using System.Collections.Generic;
+using System.Globalization;
+using ModelDsl.Runtime.Pruning;
 
 namespace ModelDsl.Runtime.Optimization
 {
@@ -8,14 +10,14 @@ namespace ModelDsl.Runtime.Optimization
 
     /// <summary>
     /// A pruning pass: <paramref name="Method"/> on each target's <c>weight</c>, by a fraction or a count
-    /// (<paramref name="IsCount"/>), then <paramref name="FineTuneEpochs"/> epochs of training.
+    /// (<paramref name="Amount"/>), then <paramref name="FineTuneEpochs"/> epochs of training.
     /// </summary>
-    public sealed record PrunePass(PruneMethod Method, double Amount, bool IsCount, IReadOnlyList<string> Targets,
+    public sealed record PrunePass(PruneMethod Method, PruneAmount Amount, IReadOnlyList<string> Targets,
         double N = 2, int Dim = -1, int FineTuneEpochs = 0) : OptimizationPass
     {
         /// <inheritdoc/>
         public override string ToString() =>
-            $"Prune {Method} {(IsCount ? ((long)Amount).ToString(System.Globalization.CultureInfo.InvariantCulture) : Amount.ToString("0.###", System.Globalization.CultureInfo.InvariantCulture))} of {string.Join(", ", Targets)}" +
+            $"Prune {Method} {(Amount.IsCount ? Amount.Count.ToString(CultureInfo.InvariantCulture) : Amount.Fraction.ToString("0.###", CultureInfo.InvariantCulture))} of {string.Join(", ", Targets)}" +
             (FineTuneEpochs > 0 ? $", then {FineTuneEpochs} fine-tune epoch{(FineTuneEpochs == 1 ? "" : "s")}" : "");
     }
 

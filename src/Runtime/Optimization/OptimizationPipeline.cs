@@ -6,6 +6,7 @@ using System.Linq;
 using ModelDsl.Runtime.Pruning;
 using ModelDsl.Runtime.Quantization;
 using ModelDsl.Runtime.Training;
+using ModelDsl.Shapes;
 using TorchSharp;
 using static TorchSharp.torch;
 
@@ -124,22 +125,16 @@ namespace ModelDsl.Runtime.Optimization
         {
             if (pass.Method is PruneMethod.GlobalL1Unstructured)
             {
-                var parameters = targets.Select(t => (t.Module, "weight"));
-                if (pass.IsCount) Prune.GlobalUnstructured(parameters, PruneMethod.L1Unstructured, (int)pass.Amount);
-                else Prune.GlobalUnstructured(parameters, PruneMethod.L1Unstructured, pass.Amount);
+                Prune.GlobalUnstructured(targets.Select(t => (t.Module, "weight")), PruneMethod.L1Unstructured, pass.Amount);
                 return;
             }
             foreach (var (module, _) in targets)
             {
                 switch (pass.Method)
                 {
-                    case PruneMethod.L1Unstructured when pass.IsCount: Prune.L1Unstructured(module, "weight", (int)pass.Amount); break;
                     case PruneMethod.L1Unstructured: Prune.L1Unstructured(module, "weight", pass.Amount); break;
-                    case PruneMethod.RandomUnstructured when pass.IsCount: Prune.RandomUnstructured(module, "weight", (int)pass.Amount); break;
                     case PruneMethod.RandomUnstructured: Prune.RandomUnstructured(module, "weight", pass.Amount); break;
-                    case PruneMethod.LnStructured when pass.IsCount: Prune.LnStructured(module, "weight", (int)pass.Amount, pass.N, pass.Dim); break;
                     case PruneMethod.LnStructured: Prune.LnStructured(module, "weight", pass.Amount, pass.N, pass.Dim); break;
-                    case PruneMethod.RandomStructured when pass.IsCount: Prune.RandomStructured(module, "weight", (int)pass.Amount, pass.Dim); break;
                     case PruneMethod.RandomStructured: Prune.RandomStructured(module, "weight", pass.Amount, pass.Dim); break;
                     default: throw new ArgumentOutOfRangeException(nameof(pass), pass.Method, "not an unstructured or Ln/random structured method");
                 }
@@ -172,8 +167,8 @@ namespace ModelDsl.Runtime.Optimization
 
         /// <summary>
         /// <see cref="PruneMethod.Structured"/>: removes the target's weakest output neurons or channels (L2 norm), with
-        /// the BatchNorm2d right after a convolution, and rewrites the next Linear or Conv2d to take fewer inputs —
-        /// the same walk the compiler checked (MD0305), so the layers found here are the ones it allowed.
+        /// the BatchNorm2d right after a convolution, and rewrites the Linear or Conv2d that consumes them to take fewer
+        /// inputs — found by <see cref="Downstream"/>, the compiler's walk, so the layers cut here are the ones it allowed.
         /// </summary>
         private static void Shrink(ILayerHost host, string target, PrunePass pass)
         {
@@ -183,7 +178,7 @@ namespace ModelDsl.Runtime.Optimization
 
             var producer = (nn.Module)host.GetLayer(target);
             var weight = producer.named_parameters().First(p => p.name == "weight").parameter;
-            long[] keep = pass.IsCount ? Prune.ChannelsToKeep(weight, (int)pass.Amount) : Prune.ChannelsToKeep(weight, pass.Amount);
+            long[] keep = Prune.ChannelsToKeep(weight, pass.Amount);
             var norm = normName is null ? null : (TorchSharp.Modules.BatchNorm2d)host.GetLayer(normName);
             (nn.Module<Tensor, Tensor> Producer, nn.Module<Tensor, Tensor>? Norm, nn.Module<Tensor, Tensor> Consumer) shrunk =
                 (producer, host.GetLayer(consumerName)) switch
@@ -199,20 +194,39 @@ namespace ModelDsl.Runtime.Optimization
             host.ReplaceLayer(consumerName, shrunk.Consumer);
         }
 
-        /// <summary>The BatchNorm2d right after a structured-pruning target (if any) and the Linear or Conv2d that consumes its outputs.</summary>
+        /// <summary>
+        /// The BatchNorm2d that shrinks with a structured-pruning target (if any) and the Linear or Conv2d that consumes
+        /// its outputs (null when none does): <see cref="StructuredCut.Walk"/> over the model's layers, the walk the
+        /// compiler checked the cut with (MD0305).
+        /// </summary>
         internal static (string? Norm, string? Consumer) Downstream(ILayerHost host, string target)
         {
             var names = host.LayerNames;
-            int index = names.ToList().IndexOf(target);
-            string? normName = null, consumerName = null;
-            for (int i = index + 1; i < names.Count && consumerName is null; i++)
-            {
-                var layer = host.GetLayer(names[i]);
-                if (layer is TorchSharp.Modules.BatchNorm2d && normName is null) normName = names[i];
-                else if (layer is TorchSharp.Modules.Linear or TorchSharp.Modules.Conv2d) consumerName = names[i];
-            }
-            return (normName, consumerName);
+            var after = names.Skip(names.ToList().IndexOf(target) + 1).ToList();
+            var producer = CutLayerOf(host.GetLayer(target)).Kind ?? LayerKind.Identity;
+            var path = StructuredCut.Walk(producer, after.Select(name => CutLayerOf(host.GetLayer(name))).ToList());
+            return (path.Norm >= 0 ? after[path.Norm] : null, path.Consumer >= 0 ? after[path.Consumer] : null);
         }
+
+        /// <summary>A layer as the structured-cut walk sees it: the kind of the TorchSharp module a DSL layer builds.</summary>
+        private static CutLayer CutLayerOf(object layer) => layer switch
+        {
+            TorchSharp.Modules.Linear => new CutLayer(LayerKind.Linear),
+            TorchSharp.Modules.Conv2d conv => new CutLayer(LayerKind.Conv2d, conv.groups),
+            TorchSharp.Modules.BatchNorm2d => new CutLayer(LayerKind.BatchNorm2d),
+            TorchSharp.Modules.Flatten flatten => new CutLayer(LayerKind.Flatten, FlattensChannels: flatten.start_dim == 1 && flatten.end_dim == -1),
+            TorchSharp.Modules.ReLU => new CutLayer(LayerKind.ReLU),
+            TorchSharp.Modules.GELU => new CutLayer(LayerKind.GELU),
+            TorchSharp.Modules.SiLU => new CutLayer(LayerKind.SiLU),
+            TorchSharp.Modules.Tanh => new CutLayer(LayerKind.Tanh),
+            TorchSharp.Modules.Sigmoid => new CutLayer(LayerKind.Sigmoid),
+            TorchSharp.Modules.Dropout => new CutLayer(LayerKind.Dropout),
+            TorchSharp.Modules.Identity => new CutLayer(LayerKind.Identity),
+            TorchSharp.Modules.MaxPool2d => new CutLayer(LayerKind.MaxPool2d),
+            TorchSharp.Modules.AvgPool2d => new CutLayer(LayerKind.AvgPool2d),
+            TorchSharp.Modules.AdaptiveAvgPool2d => new CutLayer(LayerKind.AdaptiveAvgPool2d),
+            _ => new CutLayer(null),
+        };
 
         private static (nn.Module<Tensor, Tensor>, nn.Module<Tensor, Tensor>?, nn.Module<Tensor, Tensor>) NoNorm(
             (TorchSharp.Modules.Linear Producer, TorchSharp.Modules.Linear Consumer) shrunk) => (shrunk.Producer, null, shrunk.Consumer);

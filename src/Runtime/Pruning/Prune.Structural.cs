@@ -15,20 +15,13 @@ public static partial class Prune
 {
     /// <summary>
     /// The output channels (dimension 0 of <paramref name="weight"/>) that structural pruning keeps: all but the
-    /// <paramref name="amount"/> fraction with the smallest L2 norm over the other dimensions (the ranking of
-    /// <see cref="LnStructured{T}(T, string, double, double, long)"/> with <c>n = 2, dim = 0</c>; the fraction
+    /// <paramref name="amount"/> with the smallest L2 norm over the other dimensions (the ranking of
+    /// <see cref="LnStructured{T}(T, string, PruneAmount, double, long)"/> with <c>n = 2, dim = 0</c>; a fraction
     /// rounds half to even; among equal norms the lower index goes first). Ascending order.
     /// </summary>
     /// <param name="weight">A weight with output channels along dimension 0 (Linear: [out, in]; Conv2d: [out, in, kh, kw]).</param>
-    /// <param name="amount">The fraction of channels to remove, in [0, 1].</param>
-    public static long[] ChannelsToKeep(Tensor weight, double amount) => ChannelsToKeep(weight, PruneAmount.Of(amount));
-
-    /// <summary>As <see cref="ChannelsToKeep(Tensor, double)"/>, removing <paramref name="amount"/> channels.</summary>
-    /// <param name="weight">A weight with output channels along dimension 0.</param>
-    /// <param name="amount">How many channels to remove.</param>
-    public static long[] ChannelsToKeep(Tensor weight, int amount) => ChannelsToKeep(weight, PruneAmount.Of(amount));
-
-    private static long[] ChannelsToKeep(Tensor weight, PruneAmount amount)
+    /// <param name="amount">The fraction (a <c>double</c> in [0, 1]) or count (an <c>int</c>) of channels to remove.</param>
+    public static long[] ChannelsToKeep(Tensor weight, PruneAmount amount)
     {
         ArgumentNullException.ThrowIfNull(weight);
         StructuredChecks.ValidateMultidimensional(weight);
@@ -51,18 +44,8 @@ public static partial class Prune
     /// </summary>
     /// <param name="producer">The Linear whose outputs are removed.</param>
     /// <param name="consumer">The Linear that reads them; its in_features must equal the producer's out_features.</param>
-    /// <param name="amount">The fraction of neurons to remove, in [0, 1].</param>
-    public static (Linear Producer, Linear Consumer) ShrinkLinearOutputs(Linear producer, Linear consumer, double amount)
-    {
-        ArgumentNullException.ThrowIfNull(producer);
-        return ShrinkLinearOutputs(producer, consumer, ChannelsToKeep(producer.weight, amount));
-    }
-
-    /// <summary>As <see cref="ShrinkLinearOutputs(Linear, Linear, double)"/>, removing <paramref name="amount"/> neurons.</summary>
-    /// <param name="producer">The Linear whose outputs are removed.</param>
-    /// <param name="consumer">The Linear that reads them.</param>
-    /// <param name="amount">How many neurons to remove.</param>
-    public static (Linear Producer, Linear Consumer) ShrinkLinearOutputs(Linear producer, Linear consumer, int amount)
+    /// <param name="amount">The fraction (a <c>double</c> in [0, 1]) or count (an <c>int</c>) of neurons to remove.</param>
+    public static (Linear Producer, Linear Consumer) ShrinkLinearOutputs(Linear producer, Linear consumer, PruneAmount amount)
     {
         ArgumentNullException.ThrowIfNull(producer);
         return ShrinkLinearOutputs(producer, consumer, ChannelsToKeep(producer.weight, amount));
@@ -109,19 +92,8 @@ public static partial class Prune
     /// <param name="producer">The Conv2d whose output channels are removed (not grouped).</param>
     /// <param name="norm">The BatchNorm2d over the producer's output, or <c>null</c>.</param>
     /// <param name="consumer">The Conv2d that reads the channels (not grouped).</param>
-    /// <param name="amount">The fraction of channels to remove, in [0, 1].</param>
-    public static (Conv2d Producer, BatchNorm2d? Norm, Conv2d Consumer) ShrinkConv2dOutputs(Conv2d producer, BatchNorm2d? norm, Conv2d consumer, double amount)
-    {
-        ArgumentNullException.ThrowIfNull(producer);
-        return ShrinkConv2dOutputs(producer, norm, consumer, ChannelsToKeep(producer.weight, amount));
-    }
-
-    /// <summary>As <see cref="ShrinkConv2dOutputs(Conv2d, BatchNorm2d?, Conv2d, double)"/>, removing <paramref name="amount"/> channels.</summary>
-    /// <param name="producer">The Conv2d whose output channels are removed.</param>
-    /// <param name="norm">The BatchNorm2d over the producer's output, or <c>null</c>.</param>
-    /// <param name="consumer">The Conv2d that reads the channels.</param>
-    /// <param name="amount">How many channels to remove.</param>
-    public static (Conv2d Producer, BatchNorm2d? Norm, Conv2d Consumer) ShrinkConv2dOutputs(Conv2d producer, BatchNorm2d? norm, Conv2d consumer, int amount)
+    /// <param name="amount">The fraction (a <c>double</c> in [0, 1]) or count (an <c>int</c>) of channels to remove.</param>
+    public static (Conv2d Producer, BatchNorm2d? Norm, Conv2d Consumer) ShrinkConv2dOutputs(Conv2d producer, BatchNorm2d? norm, Conv2d consumer, PruneAmount amount)
     {
         ArgumentNullException.ThrowIfNull(producer);
         return ShrinkConv2dOutputs(producer, norm, consumer, ChannelsToKeep(producer.weight, amount));
@@ -152,26 +124,15 @@ public static partial class Prune
     }
 
     /// <summary>
-    /// As <see cref="ShrinkConv2dOutputs(Conv2d, BatchNorm2d?, Conv2d, double)"/>, for a producer whose output is
+    /// As <see cref="ShrinkConv2dOutputs(Conv2d, BatchNorm2d?, Conv2d, PruneAmount)"/>, for a producer whose output is
     /// flattened into a Linear (<c>Flatten</c> after channel-wise layers): each channel owns
     /// <c>in_features / out_channels</c> consecutive input features of the consumer.
     /// </summary>
     /// <param name="producer">The Conv2d whose output channels are removed.</param>
     /// <param name="norm">The BatchNorm2d over the producer's output, or <c>null</c>.</param>
     /// <param name="consumer">The Linear that reads the flattened channels.</param>
-    /// <param name="amount">The fraction of channels to remove, in [0, 1].</param>
-    public static (Conv2d Producer, BatchNorm2d? Norm, Linear Consumer) ShrinkConv2dOutputs(Conv2d producer, BatchNorm2d? norm, Linear consumer, double amount)
-    {
-        ArgumentNullException.ThrowIfNull(producer);
-        return ShrinkConv2dOutputs(producer, norm, consumer, ChannelsToKeep(producer.weight, amount));
-    }
-
-    /// <summary>As <see cref="ShrinkConv2dOutputs(Conv2d, BatchNorm2d?, Linear, double)"/>, removing <paramref name="amount"/> channels.</summary>
-    /// <param name="producer">The Conv2d whose output channels are removed.</param>
-    /// <param name="norm">The BatchNorm2d over the producer's output, or <c>null</c>.</param>
-    /// <param name="consumer">The Linear that reads the flattened channels.</param>
-    /// <param name="amount">How many channels to remove.</param>
-    public static (Conv2d Producer, BatchNorm2d? Norm, Linear Consumer) ShrinkConv2dOutputs(Conv2d producer, BatchNorm2d? norm, Linear consumer, int amount)
+    /// <param name="amount">The fraction (a <c>double</c> in [0, 1]) or count (an <c>int</c>) of channels to remove.</param>
+    public static (Conv2d Producer, BatchNorm2d? Norm, Linear Consumer) ShrinkConv2dOutputs(Conv2d producer, BatchNorm2d? norm, Linear consumer, PruneAmount amount)
     {
         ArgumentNullException.ThrowIfNull(producer);
         return ShrinkConv2dOutputs(producer, norm, consumer, ChannelsToKeep(producer.weight, amount));

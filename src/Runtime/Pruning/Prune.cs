@@ -41,37 +41,21 @@ public static partial class Prune
 {
     private static readonly ConditionalWeakTable<nn.Module, Dictionary<string, PrunedTensor>> State = new();
 
-    /// <summary><c>prune.l1_unstructured</c>: prunes the given fraction of the entries of smallest absolute value.</summary>
+    /// <summary><c>prune.l1_unstructured</c>: prunes the entries of smallest absolute value.</summary>
     /// <param name="module">The module that owns the parameter.</param>
     /// <param name="name">The parameter's name in the module, e.g. <c>"weight"</c>.</param>
-    /// <param name="amount">A fraction in [0, 1] of the entries still alive.</param>
+    /// <param name="amount">A fraction (a <c>double</c> in [0, 1]) of, or a count (an <c>int</c>) out of, the entries still alive.</param>
     /// <returns>The module.</returns>
-    public static T L1Unstructured<T>(T module, string name, double amount) where T : nn.Module =>
-        Apply(module, name, new L1UnstructuredMethod(PruneAmount.Of(amount)));
-
-    /// <summary><c>prune.l1_unstructured</c> with an entry count.</summary>
-    /// <param name="module">The module that owns the parameter.</param>
-    /// <param name="name">The parameter's name in the module.</param>
-    /// <param name="amount">How many of the entries still alive to prune (at most all of them).</param>
-    /// <returns>The module.</returns>
-    public static T L1Unstructured<T>(T module, string name, int amount) where T : nn.Module =>
-        Apply(module, name, new L1UnstructuredMethod(PruneAmount.Of(amount)));
+    public static T L1Unstructured<T>(T module, string name, PruneAmount amount) where T : nn.Module =>
+        Apply(module, name, new L1UnstructuredMethod(amount));
 
     /// <summary><c>prune.random_unstructured</c>: prunes entries chosen at random (torch's global generator).</summary>
     /// <param name="module">The module that owns the parameter.</param>
     /// <param name="name">The parameter's name in the module.</param>
-    /// <param name="amount">A fraction in [0, 1] of the entries still alive.</param>
+    /// <param name="amount">A fraction (a <c>double</c> in [0, 1]) of, or a count (an <c>int</c>) out of, the entries still alive.</param>
     /// <returns>The module.</returns>
-    public static T RandomUnstructured<T>(T module, string name, double amount) where T : nn.Module =>
-        Apply(module, name, new RandomUnstructuredMethod(PruneAmount.Of(amount)));
-
-    /// <summary><c>prune.random_unstructured</c> with an entry count.</summary>
-    /// <param name="module">The module that owns the parameter.</param>
-    /// <param name="name">The parameter's name in the module.</param>
-    /// <param name="amount">How many of the entries still alive to prune.</param>
-    /// <returns>The module.</returns>
-    public static T RandomUnstructured<T>(T module, string name, int amount) where T : nn.Module =>
-        Apply(module, name, new RandomUnstructuredMethod(PruneAmount.Of(amount)));
+    public static T RandomUnstructured<T>(T module, string name, PruneAmount amount) where T : nn.Module =>
+        Apply(module, name, new RandomUnstructuredMethod(amount));
 
     /// <summary>
     /// <c>prune.ln_structured</c>: prunes whole channels along <paramref name="dim"/> (e.g. output neurons of a
@@ -79,40 +63,21 @@ public static partial class Prune
     /// </summary>
     /// <param name="module">The module that owns the parameter.</param>
     /// <param name="name">The parameter's name in the module; it must have at least two dimensions.</param>
-    /// <param name="amount">A fraction in [0, 1] of the channels still alive.</param>
+    /// <param name="amount">A fraction (a <c>double</c> in [0, 1]) of, or a count (an <c>int</c>) out of, the channels still alive.</param>
     /// <param name="n">The norm order: 1, 2, <see cref="double.PositiveInfinity"/>, … (<c>torch.norm</c>'s <c>p</c>).</param>
     /// <param name="dim">The channel dimension; negative counts from the end.</param>
     /// <returns>The module.</returns>
-    public static T LnStructured<T>(T module, string name, double amount, double n, long dim) where T : nn.Module =>
-        Apply(module, name, new LnStructuredMethod(PruneAmount.Of(amount), n, dim));
-
-    /// <summary><c>prune.ln_structured</c> with a channel count.</summary>
-    /// <param name="module">The module that owns the parameter.</param>
-    /// <param name="name">The parameter's name in the module.</param>
-    /// <param name="amount">How many of the channels still alive to prune.</param>
-    /// <param name="n">The norm order.</param>
-    /// <param name="dim">The channel dimension.</param>
-    /// <returns>The module.</returns>
-    public static T LnStructured<T>(T module, string name, int amount, double n, long dim) where T : nn.Module =>
-        Apply(module, name, new LnStructuredMethod(PruneAmount.Of(amount), n, dim));
+    public static T LnStructured<T>(T module, string name, PruneAmount amount, double n, long dim) where T : nn.Module =>
+        Apply(module, name, new LnStructuredMethod(amount, n, dim));
 
     /// <summary><c>prune.random_structured</c>: prunes whole channels along <paramref name="dim"/> chosen at random.</summary>
     /// <param name="module">The module that owns the parameter.</param>
     /// <param name="name">The parameter's name in the module.</param>
-    /// <param name="amount">A fraction in [0, 1] of the channels still alive.</param>
+    /// <param name="amount">A fraction (a <c>double</c> in [0, 1]) of, or a count (an <c>int</c>) out of, the channels still alive.</param>
     /// <param name="dim">The channel dimension.</param>
     /// <returns>The module.</returns>
-    public static T RandomStructured<T>(T module, string name, double amount, long dim) where T : nn.Module =>
-        Apply(module, name, new RandomStructuredMethod(PruneAmount.Of(amount), dim));
-
-    /// <summary><c>prune.random_structured</c> with a channel count.</summary>
-    /// <param name="module">The module that owns the parameter.</param>
-    /// <param name="name">The parameter's name in the module.</param>
-    /// <param name="amount">How many of the channels still alive to prune.</param>
-    /// <param name="dim">The channel dimension.</param>
-    /// <returns>The module.</returns>
-    public static T RandomStructured<T>(T module, string name, int amount, long dim) where T : nn.Module =>
-        Apply(module, name, new RandomStructuredMethod(PruneAmount.Of(amount), dim));
+    public static T RandomStructured<T>(T module, string name, PruneAmount amount, long dim) where T : nn.Module =>
+        Apply(module, name, new RandomStructuredMethod(amount, dim));
 
     /// <summary><c>prune.custom_from_mask</c>: prunes the entries where <paramref name="mask"/> is 0.</summary>
     /// <param name="module">The module that owns the parameter.</param>
@@ -133,16 +98,9 @@ public static partial class Prune
     /// <param name="parameters">(module, parameter name) pairs, in order.</param>
     /// <param name="method"><see cref="PruneMethod.L1Unstructured"/> (or its alias
     /// <see cref="PruneMethod.GlobalL1Unstructured"/>) or <see cref="PruneMethod.RandomUnstructured"/>.</param>
-    /// <param name="amount">A fraction in [0, 1] of all the entries still alive.</param>
-    public static void GlobalUnstructured(IEnumerable<(nn.Module Module, string Name)> parameters, PruneMethod method, double amount) =>
-        ApplyGlobal(parameters, method, PruneAmount.Of(amount));
-
-    /// <summary><c>prune.global_unstructured</c> with an entry count.</summary>
-    /// <param name="parameters">(module, parameter name) pairs, in order.</param>
-    /// <param name="method">An unstructured method.</param>
-    /// <param name="amount">How many of all the entries still alive to prune.</param>
-    public static void GlobalUnstructured(IEnumerable<(nn.Module Module, string Name)> parameters, PruneMethod method, int amount) =>
-        ApplyGlobal(parameters, method, PruneAmount.Of(amount));
+    /// <param name="amount">A fraction (a <c>double</c> in [0, 1]) of, or a count (an <c>int</c>) out of, all the entries still alive.</param>
+    public static void GlobalUnstructured(IEnumerable<(nn.Module Module, string Name)> parameters, PruneMethod method, PruneAmount amount) =>
+        ApplyGlobal(parameters, method, amount);
 
     /// <summary>
     /// <c>prune.remove</c>: makes the pruning permanent. The parameter <c>name</c> comes back holding
