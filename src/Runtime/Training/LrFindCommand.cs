@@ -48,7 +48,7 @@ namespace ModelDsl.Runtime.Training
                 if (!(startLr > 0) || double.IsInfinity(startLr)) throw new TrainingException($"--start-lr must be a positive number, got {Num(startLr)}");
                 if (!(endLr > startLr) || double.IsInfinity(endLr)) throw new TrainingException($"--end-lr must be a number above --start-lr ({Num(startLr)}), got {Num(endLr)}");
                 if (n < 2) throw new TrainingException($"--steps must be at least 2, got {n}");
-                if (b < 1) throw new TrainingException($"--batch-size must be at least 1, got {b}");
+                if (!ModelDsl.Plans.PlanRules.BatchSize.Holds(b)) throw new TrainingException(ModelDsl.Plans.PlanRules.BatchSize.Message("--batch-size", b));
                 string dataPath = parsed.GetValue(data) ?? "";
                 if (dataPath.Length == 0) throw new TrainingException($"no training data: {plan.ModelName}'s [Train] declares no Data; pass --data FILE");
                 string png = parsed.GetValue(output) ?? "";
