@@ -1,7 +1,9 @@
+using System.Collections;
 using System.Collections.Generic;
 using System.CommandLine;
 using System.Linq;
 using ModelDsl.Plans;
+using ModelDsl.Runtime.Distributed;
 using ModelDsl.Runtime.Training;
 
 namespace ModelDsl.Runtime.Tests;
@@ -59,6 +61,7 @@ public sealed class TrainingOverridesTests
     [InlineData("--world-size 0", "--world-size must be at least 1, got 0")]
     [InlineData("--mode async --sync-every 0", "--sync-every must be at least 1 (local steps between averaging rounds), got 0")]
     [InlineData("--max-restarts -1", "--max-restarts must be 0 or more, got -1")]
+    [InlineData("--max-restarts 1", "--max-restarts restarts the ranks the trainer starts under mpirun: add --world-size 2 or more (a single process continues with --resume)")]
     [InlineData("--threads -1", "--threads must be 0 or more, got -1")]
     [InlineData("--sync-every 4", "--sync-every applies to asynchronous training (local SGD); add --mode async")]
     [InlineData("--backend nccl", "--backend nccl reduces CUDA tensors only: add --device cuda, or use --backend mpi (or auto) on the CPU")]
@@ -91,16 +94,26 @@ public sealed class TrainingOverridesTests
     [Fact]
     public void EachOptionIsDeclaredOnce()
     {
-        var names = TrainingOverrides.All(Plan, null).Select(o => o.Option.Name).ToList();
+        var names = TrainingOverrides.All(Plan, () => null).Select(o => o.Option.Name).ToList();
         Assert.Equal(names.Count, names.Distinct().Count());
         Assert.Contains("--epochs", names);
         Assert.Contains("--label-column", names);
         Assert.Contains("--max-restarts", names);
     }
 
-    private static TrainingOptions Apply(string commandLine)
+    [Fact]
+    public void UnderALauncher_ItsWorldSizeWins_AndRestartsNeedNoWorldSizeOption()
     {
-        var overrides = TrainingOverrides.All(Plan, environment: null);
+        var launcher = DistributedEnvironment.Detect(new Hashtable { ["OMPI_COMM_WORLD_RANK"] = "1", ["OMPI_COMM_WORLD_SIZE"] = "4" });
+        var options = Apply("--world-size 2 --max-restarts 1", () => launcher);
+        Assert.Equal((4, 1), (options.Plan.WorldSize, options.Plan.MaxRestarts));
+        options = Apply("--max-restarts 1", () => launcher);
+        Assert.Equal((4, 1), (options.Plan.WorldSize, options.Plan.MaxRestarts));
+    }
+
+    private static TrainingOptions Apply(string commandLine, System.Func<DistributedEnvironment?>? environment = null)
+    {
+        var overrides = TrainingOverrides.All(Plan, environment ?? (() => null));
         var root = new RootCommand();
         foreach (var o in overrides) root.Options.Add(o.Option);
         var parsed = root.Parse(commandLine);

@@ -60,9 +60,9 @@ namespace ModelDsl.Runtime.Training
         public static int Run<TModel>(string[] args, TrainingPlan plan, Func<TModel> create, ModelSummary? summary = null)
             where TModel : TorchSharp.torch.nn.Module<TorchSharp.torch.Tensor, TorchSharp.torch.Tensor>
         {
-            // Started by mpirun or srun: train with the ranks given.
-            var environment = Distributed.DistributedEnvironment.Current;
-            var overrides = TrainingOverrides.All(plan, environment);
+            // Started by mpirun or srun: train with the ranks given (read once the command line asks to train).
+            var launcher = new Lazy<Distributed.DistributedEnvironment?>(() => Distributed.DistributedEnvironment.Current);
+            var overrides = TrainingOverrides.All(plan, () => launcher.Value);
             var root = new RootCommand($"Train {plan.ModelName}: {plan.Loss} loss, {plan.Optimizer}, {plan.Epochs} epochs of batch {plan.BatchSize} (declared by [Train]).");
             foreach (var o in overrides) root.Options.Add(o.Option);
 
@@ -93,6 +93,7 @@ namespace ModelDsl.Runtime.Training
                 return Usage(bad.Message);
             }
             int ranks = options.Plan.WorldSize;
+            var environment = launcher.Value;
 
             // Started alone with a world size above 1 (and a command line that checks out, so a mistake is reported
             // once, not by every rank): start the ranks under mpirun, each with this process's own command line (not

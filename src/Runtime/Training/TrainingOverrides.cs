@@ -33,8 +33,11 @@ namespace ModelDsl.Runtime.Training
     /// <summary>The overrides of a generated trainer's command line, grouped by the plan area they change.</summary>
     internal static class TrainingOverrides
     {
-        /// <summary>Every override, in help and apply order.</summary>
-        public static IReadOnlyList<TrainingOverride> All(TrainingPlan plan, Distributed.DistributedEnvironment? environment)
+        /// <summary>
+        /// Every override, in help and apply order. <paramref name="environment"/>: the launcher's environment
+        /// (<see cref="Distributed.DistributedEnvironment.Current"/>), read only when the overrides apply.
+        /// </summary>
+        public static IReadOnlyList<TrainingOverride> All(TrainingPlan plan, Func<Distributed.DistributedEnvironment?> environment)
         {
             var all = new List<TrainingOverride>();
             all.AddRange(Schedule(plan));
@@ -127,11 +130,11 @@ namespace ModelDsl.Runtime.Training
         /// Data-parallel training ([Parallel]): ranks, backend, mode and its async settings, the launcher's hostfile and
         /// restarts. Started by mpirun or srun, the launcher's world size wins over <c>--world-size</c>.
         /// </summary>
-        public static IEnumerable<TrainingOverride> Parallel(TrainingPlan plan, Distributed.DistributedEnvironment? environment)
+        public static IEnumerable<TrainingOverride> Parallel(TrainingPlan plan, Func<Distributed.DistributedEnvironment?> environment)
         {
             yield return TrainingOverride.Of(
                 new Option<int>("--world-size") { Description = $"Ranks training together; above 1 the trainer starts them under mpirun (declared: {plan.WorldSize})", DefaultValueFactory = _ => plan.WorldSize },
-                PlanRules.WorldSize, (o, v) => o with { Plan = o.Plan with { WorldSize = environment?.WorldSize ?? v } });
+                PlanRules.WorldSize, (o, v) => o with { Plan = o.Plan with { WorldSize = environment()?.WorldSize ?? v } });
             var backend = new Option<string>("--backend") { Description = $"Collective library: auto, mpi or nccl (declared: {plan.Backend.ToString().ToLowerInvariant()})", DefaultValueFactory = _ => plan.Backend.ToString().ToLowerInvariant() };
             backend.AcceptOnlyFromAmong("auto", "mpi", "nccl");
             yield return TrainingOverride.Of(backend, (o, v) =>
@@ -178,7 +181,7 @@ namespace ModelDsl.Runtime.Training
             {
                 int n = parsed.GetValue(maxRestarts);
                 if (!PlanRules.MaxRestarts.Holds(n)) throw new TrainingException(PlanRules.MaxRestarts.Message("--max-restarts", n));
-                if (n > 0 && environment is null && o.Plan.WorldSize == 1 && parsed.GetResult(maxRestarts) is { Implicit: false })
+                if (n > 0 && environment() is null && o.Plan.WorldSize == 1 && parsed.GetResult(maxRestarts) is { Implicit: false })
                     throw new TrainingException("--max-restarts restarts the ranks the trainer starts under mpirun: add --world-size 2 or more (a single process continues with --resume)");
                 return o with { Plan = o.Plan with { MaxRestarts = n } };
             });
