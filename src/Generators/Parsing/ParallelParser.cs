@@ -5,6 +5,7 @@ using System.Linq;
 using Microsoft.CodeAnalysis;
 using ModelDsl.Generators.Diagnostics;
 using ModelDsl.Generators.Model;
+using ModelDsl.Plans;
 using static ModelDsl.Generators.Parsing.PlanArguments;
 
 namespace ModelDsl.Generators.Parsing
@@ -37,9 +38,9 @@ namespace ModelDsl.Generators.Parsing
             OuterOptimizer? outer = args.Enum("OuterOptimizer", OuterOptimizer.None, DiagnosticDescriptors.InvalidAsyncSetting);
 
             int worldSize = args.Get("WorldSize", 2);
-            if (worldSize < 1) args.Fail(DiagnosticDescriptors.InvalidWorldSize, "WorldSize", Int(worldSize));
+            if (!PlanRules.WorldSize.Holds(worldSize)) args.Fail(DiagnosticDescriptors.InvalidWorldSize, "WorldSize", Int(worldSize));
             double bucket = args.Get("BucketSizeMB", 25.0);
-            if (!(bucket > 0) || double.IsInfinity(bucket)) args.Fail(DiagnosticDescriptors.InvalidBucketSize, "BucketSizeMB", Num(bucket));
+            if (!PlanRules.BucketSizeMB.Holds(bucket)) args.Fail(DiagnosticDescriptors.InvalidBucketSize, "BucketSizeMB", Num(bucket));
             bool syncBatchNorm = args.Get("SyncBatchNorm", false);
 
             int syncEvery = args.Get("SyncEvery", 1);
@@ -54,20 +55,20 @@ namespace ModelDsl.Generators.Parsing
             }
             else if (mode == ParallelMode.Async)
             {
-                if (syncEvery < 1) args.Fail(DiagnosticDescriptors.InvalidAsyncSetting, "SyncEvery", $"SyncEvery is {Int(syncEvery)}; ranks average their parameters every SyncEvery ≥ 1 local steps");
-                if (warmup < 0) args.Fail(DiagnosticDescriptors.InvalidAsyncSetting, "WarmupSteps", $"WarmupSteps is {Int(warmup)}; it must be 0 or more");
+                if (!PlanRules.SyncEvery.Holds(syncEvery)) args.Fail(DiagnosticDescriptors.InvalidAsyncSetting, "SyncEvery", $"SyncEvery is {Int(syncEvery)}; ranks average their parameters every SyncEvery ≥ 1 local steps");
+                if (!PlanRules.WarmupSteps.Holds(warmup)) args.Fail(DiagnosticDescriptors.InvalidAsyncSetting, "WarmupSteps", $"WarmupSteps is {Int(warmup)}; it must be 0 or more");
                 bool nesterov = outer == OuterOptimizer.Nesterov;
                 foreach (var name in new[] { "OuterLearningRate", "OuterMomentum" }.Where(n => args.Has(n) && !nesterov))
                     args.Fail(DiagnosticDescriptors.InvalidAsyncSetting, name, $"{name} applies only with OuterOptimizer = OuterOptimizer.Nesterov");
-                if (nesterov && (!(outerLr > 0) || double.IsInfinity(outerLr)))
+                if (nesterov && !PlanRules.OuterLearningRate.Holds(outerLr))
                     args.Fail(DiagnosticDescriptors.InvalidAsyncSetting, "OuterLearningRate", $"OuterLearningRate is {Num(outerLr)}; it must be positive");
-                if (nesterov && !(outerMomentum >= 0 && outerMomentum < 1))
+                if (nesterov && !PlanRules.OuterMomentum.Holds(outerMomentum))
                     args.Fail(DiagnosticDescriptors.InvalidAsyncSetting, "OuterMomentum", $"OuterMomentum is {Num(outerMomentum)}; it must be in [0, 1)");
                 if (worldSize == 1) report(DiagnosticDescriptors.AsyncAtWorldSizeOne, reader.ArgumentLocation("WorldSize") ?? reader.ArgumentLocation(null), Array.Empty<string>());
             }
 
             int maxRestarts = args.Get("MaxRestarts", 0);
-            if (maxRestarts < 0) args.Fail(DiagnosticDescriptors.InvalidMaxRestarts, "MaxRestarts", Int(maxRestarts));
+            if (!PlanRules.MaxRestarts.Holds(maxRestarts)) args.Fail(DiagnosticDescriptors.InvalidMaxRestarts, "MaxRestarts", Int(maxRestarts));
             else if (maxRestarts > 0 && worldSize == 1)
                 report(DiagnosticDescriptors.RestartsAtWorldSizeOne, reader.ArgumentLocation("MaxRestarts"), Array.Empty<string>());
 

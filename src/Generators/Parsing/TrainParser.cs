@@ -5,6 +5,7 @@ using System.Linq;
 using Microsoft.CodeAnalysis;
 using ModelDsl.Generators.Diagnostics;
 using ModelDsl.Generators.Model;
+using ModelDsl.Plans;
 using static ModelDsl.Generators.Parsing.PlanArguments;
 using ModelDsl.Shapes;
 
@@ -43,18 +44,18 @@ namespace ModelDsl.Generators.Parsing
             string? schedule = args.Enum("Schedule", "Constant", DiagnosticDescriptors.InvalidTrainingSetting);
 
             double lr = args.Get("LearningRate", 1e-3);
-            if (!(lr > 0) || double.IsInfinity(lr)) args.Fail(DiagnosticDescriptors.InvalidLearningRate, "LearningRate", Num(lr));
+            if (!PlanRules.LearningRate.Holds(lr)) args.Fail(DiagnosticDescriptors.InvalidLearningRate, "LearningRate", Num(lr));
             int epochs = args.Get("Epochs", 10);
-            if (epochs < 1) args.Fail(DiagnosticDescriptors.InvalidEpochs, "Epochs", epochs.ToString(CultureInfo.InvariantCulture));
+            if (!PlanRules.Epochs.Holds(epochs)) args.Fail(DiagnosticDescriptors.InvalidEpochs, "Epochs", epochs.ToString(CultureInfo.InvariantCulture));
             int batch = args.Get("BatchSize", 64);
-            if (batch < 1) args.Fail(DiagnosticDescriptors.InvalidBatchSize, "BatchSize", batch.ToString(CultureInfo.InvariantCulture));
+            if (!PlanRules.BatchSize.Holds(batch)) args.Fail(DiagnosticDescriptors.InvalidBatchSize, "BatchSize", batch.ToString(CultureInfo.InvariantCulture));
 
             double weightDecay = args.Get("WeightDecay", double.NaN);
             double momentum = args.Get("Momentum", 0.0);
             bool nesterov = args.Get("Nesterov", false);
-            if (weightDecay < 0 || double.IsInfinity(weightDecay))
+            if (!double.IsNaN(weightDecay) && !PlanRules.WeightDecay.Holds(weightDecay))
                 args.Fail(DiagnosticDescriptors.InvalidOptimizerSetting, "WeightDecay", $"WeightDecay is {Num(weightDecay)}; it must be 0 or more");
-            if (!(momentum >= 0 && momentum < 1))
+            if (!PlanRules.Momentum.Holds(momentum))
                 args.Fail(DiagnosticDescriptors.InvalidOptimizerSetting, "Momentum", $"Momentum is {Num(momentum)}; it must be in [0, 1)");
             else if (momentum > 0 && optimizer is not null and not "SGD")
                 args.Fail(DiagnosticDescriptors.InvalidOptimizerSetting, "Momentum", $"Momentum applies to SGD; {optimizer} keeps its own moment estimates (betas)");
@@ -72,26 +73,26 @@ namespace ModelDsl.Generators.Parsing
                 args.Fail(DiagnosticDescriptors.InvalidSchedule, "WarmupEpochs", $"WarmupEpochs applies to Schedule.Cosine, not Schedule.{schedule}");
             else if (warmup != Math.Floor(warmup) && args.Get("ScheduleInterval", 0) != 1)
                 args.Fail(DiagnosticDescriptors.InvalidSchedule, "WarmupEpochs", $"WarmupEpochs = {Num(warmup)} is a fraction of an epoch; that needs ScheduleInterval = ScheduleInterval.Step (the rate changes every step)");
-            if (stepSize < 1)
+            if (!PlanRules.StepSize.Holds(stepSize))
                 args.Fail(DiagnosticDescriptors.InvalidSchedule, "StepSize", $"StepSize is {stepSize}; it must be at least 1 epoch");
-            if (!(gamma > 0 && gamma <= 1))
+            if (!PlanRules.Gamma.Holds(gamma))
                 args.Fail(DiagnosticDescriptors.InvalidSchedule, "Gamma", $"Gamma is {Num(gamma)}; it must be in (0, 1]");
 
             double clip = args.Get("GradientClipNorm", 0.0);
-            if (!(clip >= 0) || double.IsInfinity(clip))
+            if (!PlanRules.GradientClipNorm.Holds(clip))
                 args.Fail(DiagnosticDescriptors.InvalidTrainingSetting, "GradientClipNorm", $"GradientClipNorm is {Num(clip)}; use a positive norm, or 0 for no clipping");
             double validation = args.Get("ValidationFraction", 0.1);
-            if (!(validation >= 0 && validation < 1))
+            if (!PlanRules.ValidationFraction.Holds(validation))
                 args.Fail(DiagnosticDescriptors.InvalidTrainingSetting, "ValidationFraction", $"ValidationFraction is {Num(validation)}; it must be in [0, 1)");
 
             int patience = args.Get("EarlyStoppingPatience", 0);
-            if (patience < 0)
+            if (!PlanRules.EarlyStoppingPatience.Holds(patience))
                 args.Fail(DiagnosticDescriptors.InvalidTrainingSetting, "EarlyStoppingPatience", $"EarlyStoppingPatience is {patience}; use a number of epochs, or 0 for no early stopping");
             else if (patience > 0 && validation == 0)
                 args.Fail(DiagnosticDescriptors.InvalidTrainingSetting, "EarlyStoppingPatience", "EarlyStoppingPatience watches the validation loss, but ValidationFraction is 0; hold out some data for validation");
 
             double featureScale = args.Get("FeatureScale", 1.0);
-            if (!(featureScale > 0) || double.IsInfinity(featureScale))
+            if (!PlanRules.FeatureScale.Holds(featureScale))
                 args.Fail(DiagnosticDescriptors.InvalidTrainingSetting, "FeatureScale", $"FeatureScale is {Num(featureScale)}; it must be a positive number");
 
             string? interval = args.Enum("ScheduleInterval", "Epoch", DiagnosticDescriptors.InvalidTrainingSetting);

@@ -165,7 +165,7 @@ public sealed class TensorDataset : IDisposable
     public (TensorDataset Train, TensorDataset Validation) Split(double validationFraction, long seed)
     {
         ObjectDisposedException.ThrowIf(_disposed, this);
-        if (!(validationFraction >= 0 && validationFraction < 1)) // also rejects NaN
+        if (!ModelDsl.Plans.PlanRules.ValidationFraction.Holds(validationFraction)) // also rejects NaN
             throw new ArgumentOutOfRangeException(nameof(validationFraction), validationFraction,
                 "The validation fraction must be at least 0 and less than 1.");
 
@@ -234,7 +234,7 @@ public sealed class TensorDataset : IDisposable
 
     private static void CheckBatchSize(long batchSize)
     {
-        if (batchSize < 1)
+        if (!ModelDsl.Plans.PlanRules.BatchSize.Holds(batchSize))
             throw new ArgumentOutOfRangeException(nameof(batchSize), batchSize, "The batch size must be at least 1.");
     }
 }

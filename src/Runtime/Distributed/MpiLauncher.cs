@@ -99,7 +99,7 @@ public static class MpiLauncher
     public static IReadOnlyList<string> MpirunArguments(IReadOnlyList<string> args, int worldSize, MpiLaunchOptions? options = null)
     {
         ArgumentNullException.ThrowIfNull(args);
-        if (worldSize < 1)
+        if (!ModelDsl.Plans.PlanRules.WorldSize.Holds(worldSize))
             throw new ArgumentOutOfRangeException(nameof(worldSize), worldSize, $"The world size must be at least 1, got {worldSize}.");
         options ??= new MpiLaunchOptions();
         // --oversubscribe: more ranks than cores (or slots in the hostfile) is allowed, e.g. on a 2-core CI runner.

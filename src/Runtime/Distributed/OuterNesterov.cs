@@ -17,9 +17,9 @@ public sealed class OuterNesterov : IDisposable
     /// <summary>Outer learning rate <paramref name="learningRate"/> &gt; 0 and momentum <paramref name="momentum"/> in [0, 1).</summary>
     public OuterNesterov(double learningRate, double momentum)
     {
-        if (!(learningRate > 0) || double.IsInfinity(learningRate))
+        if (!ModelDsl.Plans.PlanRules.OuterLearningRate.Holds(learningRate))
             throw new ArgumentOutOfRangeException(nameof(learningRate), learningRate, "The outer learning rate must be a positive number.");
-        if (!(momentum >= 0 && momentum < 1))
+        if (!ModelDsl.Plans.PlanRules.OuterMomentum.Holds(momentum))
             throw new ArgumentOutOfRangeException(nameof(momentum), momentum, "The outer momentum must be in [0, 1).");
         LearningRate = learningRate;
         Momentum = momentum;

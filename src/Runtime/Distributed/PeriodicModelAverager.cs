@@ -18,8 +18,8 @@ public sealed class PeriodicModelAverager
     /// <exception cref="ArgumentOutOfRangeException"><paramref name="period"/> &lt; 1 or <paramref name="warmupSteps"/> &lt; 0 (PyTorch's errors).</exception>
     public PeriodicModelAverager(int period, int warmupSteps = 0)
     {
-        if (period < 1) throw new ArgumentOutOfRangeException(nameof(period), period, "Arg ``period`` must be a positive value.");
-        if (warmupSteps < 0) throw new ArgumentOutOfRangeException(nameof(warmupSteps), warmupSteps, "Arg ``warmup_steps`` must be a non-negative number.");
+        if (!ModelDsl.Plans.PlanRules.SyncEvery.Holds(period)) throw new ArgumentOutOfRangeException(nameof(period), period, "Arg ``period`` must be a positive value.");
+        if (!ModelDsl.Plans.PlanRules.WarmupSteps.Holds(warmupSteps)) throw new ArgumentOutOfRangeException(nameof(warmupSteps), warmupSteps, "Arg ``warmup_steps`` must be a non-negative number.");
         Period = period;
         WarmupSteps = warmupSteps;
     }

@@ -24,39 +24,29 @@ namespace ModelDsl.Runtime.Inference
 
         public static Command Create<TModel>(TrainingPlan plan, Func<TModel> create) where TModel : nn.Module<Tensor, Tensor>
         {
-            var model = ModelCommands.ModelOption(plan);
-            var data = new Option<string>("--data")
+            var command = new ModelCommandBuilder(plan, Name, $"Evaluate a trained {plan.ModelName} on labelled data: loss" + (plan.IsClassification || plan.Loss == Loss.BCEWithLogits ? ", accuracy, per-class precision/recall/F1 and the confusion matrix" : ""))
+                .WithModel();
+            var data = command.Add(new Option<string>("--data")
             {
                 Description = "Labelled data (CSV: features, then the label)" + (plan.TestData.Length > 0 ? $" (default: the declared test data, {plan.TestData})" : ""),
                 DefaultValueFactory = _ => plan.TestData,
                 HelpName = "CSV",
-            };
-            var report = new Option<string?>("--report") { Description = "Also write the results as JSON to PATH", HelpName = "PATH" };
-            var json = new Option<bool>("--json") { Description = "Print JSON instead of the table" };
-            var batch = new Option<int>("--batch-size") { Description = "Samples per forward pass", DefaultValueFactory = _ => Predictor.DefaultBatchSize };
-            var command = new Command(Name, $"Evaluate a trained {plan.ModelName} on labelled data: loss" + (plan.IsClassification || plan.Loss == Loss.BCEWithLogits ? ", accuracy, per-class precision/recall/F1 and the confusion matrix" : ""))
+            });
+            var report = command.Add(new Option<string?>("--report") { Description = "Also write the results as JSON to PATH", HelpName = "PATH" });
+            var json = command.Add(new Option<bool>("--json") { Description = "Print JSON instead of the table" });
+            return command.WithBatchSize("Samples per forward pass", () => Predictor.DefaultBatchSize).WithCsvLayout(csvRowsOnly: true).Build((parsed, runPlan) =>
             {
-                model, data, report, json, batch,
-            };
-            var csvLayout = new CsvLayoutOptions(plan);
-            csvLayout.AddTo(command);
-            command.SetAction(parsed => ModelCommands.Guard(() =>
-            {
-                ModelCommands.RejectLanguageModel(plan, Name);
-                var runPlan = csvLayout.Apply(plan, parsed);
                 string dataPath = parsed.GetValue(data) ?? "";
                 if (dataPath.Length == 0) throw new TrainingException($"no data to evaluate on: {runPlan.ModelName}'s [Train] declares no TestData; pass --data CSV");
-                int batchSize = parsed.GetValue(batch);
-                if (batchSize < 1) throw new TrainingException($"--batch-size must be at least 1, got {batchSize}");
-                string modelPath = ModelCommands.ResolveModel(parsed.GetValue(model), runPlan);
+                int batchSize = command.BatchSize(parsed);
+                string modelPath = command.ModelPath(parsed, runPlan);
                 var result = Evaluate(runPlan, create, modelPath, dataPath, batchSize);
                 string text = JsonSerializer.Serialize(result, Json);
                 if (parsed.GetValue(report) is { Length: > 0 } reportPath)
                     ModelFiles.AtomicWrite(reportPath, s => s.Write(System.Text.Encoding.UTF8.GetBytes(text + "\n")));
                 Console.WriteLine(parsed.GetValue(json) ? text : result.ToText());
                 return 0;
-            }));
-            return command;
+            });
         }
 
         /// <summary>Loads the model and the data and computes every figure of the evaluation.</summary>

@@ -17,20 +17,18 @@ namespace ModelDsl.Runtime.Inference
 
         public static Command Create<TModel>(TrainingPlan plan, Func<TModel> create) where TModel : nn.Module<Tensor, Tensor>
         {
-            var model = ModelCommands.ModelOption(plan);
+            var command = new ModelCommandBuilder(plan, Name, $"Export a trained {plan.ModelName}'s weights for PyTorch (a state dict with PyTorch's parameter names)")
+                .WithModel();
             var format = new Option<string?>("--format") { Description = "pytorch (torch.save's format) or safetensors (default: from the output's extension: .pt/.pth or .safetensors)", HelpName = "FORMAT" };
             format.AcceptOnlyFromAmong("pytorch", "safetensors");
-            var output = new Option<string>("--output") { Description = "The file to write", HelpName = "FILE", Required = true };
-            var command = new Command(Name, $"Export a trained {plan.ModelName}'s weights for PyTorch (a state dict with PyTorch's parameter names)")
-            {
-                model, format, output,
-            };
-            command.SetAction(parsed => ModelCommands.Guard(() =>
+            command.Add(format);
+            var output = command.Add(new Option<string>("--output") { Description = "The file to write", HelpName = "FILE", Required = true });
+            return command.Build((parsed, _) =>
             {
                 string outputPath = parsed.GetValue(output)!;
                 var chosen = ModelLoader.ParseFormat(parsed.GetValue(format)) ?? FromExtension(outputPath)
                              ?? throw new TrainingException($"--format is needed: the extension of {outputPath} says neither .pt/.pth (pytorch) nor .safetensors");
-                string modelPath = ModelCommands.ResolveModel(parsed.GetValue(model), plan);
+                string modelPath = command.ModelPath(parsed, plan);
                 using var net = ModelLoader.Load(modelPath, create, plan.ModelName);
                 ModelLoader.Export(net, outputPath, chosen, plan.ModelName);
                 int tensors = net.state_dict().Count;
@@ -39,8 +37,7 @@ namespace ModelDsl.Runtime.Inference
                 Console.WriteLine($"exported {plan.ModelName} from {modelPath} to {outputPath} ({(chosen == ModelFileFormat.PyTorch ? "pytorch" : "safetensors")}: {tensors} tensors, {parameters:N0} parameters)" +
                     (quantized.Count == 0 ? "" : $"; quantised layers {string.Join(", ", quantized)} are stored as weight, weight_scale, bias and quantize_mode (weight · weight_scale is the float weight): ModelDsl loads the file back, PyTorch reads it as plain tensors"));
                 return 0;
-            }));
-            return command;
+            });
         }
 
         private static ModelFileFormat? FromExtension(string path) => Path.GetExtension(path).ToLowerInvariant() switch

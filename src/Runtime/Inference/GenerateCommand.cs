@@ -17,18 +17,15 @@ namespace ModelDsl.Runtime.Inference
 
         public static Command Create<TModel>(TrainingPlan plan, Func<TModel> create) where TModel : nn.Module<Tensor, Tensor>
         {
-            var model = ModelCommands.ModelOption(plan);
-            var data = new Option<string>("--data") { Description = $"The training text, whose characters are the vocabulary (declared: {plan.Data})", DefaultValueFactory = _ => plan.Data, HelpName = "TEXT" };
-            var prompt = new Option<string>("--prompt") { Description = "Text to continue (default: a new line)", DefaultValueFactory = _ => "\n" };
-            var length = new Option<int>("--length") { Description = "Characters to generate", DefaultValueFactory = _ => 500 };
-            var temperature = new Option<double>("--temperature") { Description = "Below 1 sharper, above 1 more random; 0 always takes the most likely character", DefaultValueFactory = _ => 0.8 };
-            var topK = new Option<int>("--top-k") { Description = "Sample among the k most likely characters; 0 is all", DefaultValueFactory = _ => 0 };
-            var seed = new Option<long>("--seed") { Description = "Seed of the sampling (the same seed gives the same text)", DefaultValueFactory = _ => 0 };
-            var command = new Command(Name, $"Generate text with a trained {plan.ModelName}, printing it as it is sampled")
-            {
-                model, data, prompt, length, temperature, topK, seed,
-            };
-            command.SetAction(parsed => ModelCommands.Guard(() =>
+            var command = new ModelCommandBuilder(plan, Name, $"Generate text with a trained {plan.ModelName}, printing it as it is sampled")
+                .WithModel();
+            var data = command.Add(new Option<string>("--data") { Description = $"The training text, whose characters are the vocabulary (declared: {plan.Data})", DefaultValueFactory = _ => plan.Data, HelpName = "TEXT" });
+            var prompt = command.Add(new Option<string>("--prompt") { Description = "Text to continue (default: a new line)", DefaultValueFactory = _ => "\n" });
+            var length = command.Add(new Option<int>("--length") { Description = "Characters to generate", DefaultValueFactory = _ => 500 });
+            var temperature = command.Add(new Option<double>("--temperature") { Description = "Below 1 sharper, above 1 more random; 0 always takes the most likely character", DefaultValueFactory = _ => 0.8 });
+            var topK = command.Add(new Option<int>("--top-k") { Description = "Sample among the k most likely characters; 0 is all", DefaultValueFactory = _ => 0 });
+            var seed = command.Add(new Option<long>("--seed") { Description = "Seed of the sampling (the same seed gives the same text)", DefaultValueFactory = _ => 0 });
+            return command.Build((parsed, _) =>
             {
                 int n = parsed.GetValue(length);
                 if (n < 0) throw new TrainingException($"--length must be 0 or more, got {n}");
@@ -49,7 +46,7 @@ namespace ModelDsl.Runtime.Inference
                 {
                     throw new TrainingException($"--prompt: {e.Message.Split(" (Parameter")[0]}");
                 }
-                using var net = ModelLoader.Load(ModelCommands.ResolveModel(parsed.GetValue(model), plan), create, plan.ModelName);
+                using var net = ModelLoader.Load(command.ModelPath(parsed, plan), create, plan.ModelName);
 
                 var output = Console.Out;
                 output.Write(text);
@@ -60,8 +57,7 @@ namespace ModelDsl.Runtime.Inference
                 }
                 output.WriteLine();
                 return 0;
-            }));
-            return command;
+            });
         }
     }
 }

@@ -21,23 +21,14 @@ namespace ModelDsl.Runtime.Inference
 
         public static Command Create<TModel>(TrainingPlan plan, Func<TModel> create) where TModel : nn.Module<Tensor, Tensor>
         {
-            var model = ModelCommands.ModelOption(plan);
-            var data = new Option<string>("--data") { Description = "Inputs (CSV: the features of one sample per row; a label column at the end is allowed and copied to the output)", HelpName = "CSV", Required = true };
-            var output = new Option<string?>("--output") { Description = "Write the predictions to this CSV file instead of standard output", HelpName = "CSV" };
-            var batch = new Option<int>("--batch-size") { Description = "Samples per forward pass", DefaultValueFactory = _ => Predictor.DefaultBatchSize };
-            var command = new Command(Name, $"Predict with a trained {plan.ModelName}: one row per input" + (plan.IsClassification || plan.Loss == Loss.BCEWithLogits ? " with the class and the class probabilities" : " with the output values"))
+            var command = new ModelCommandBuilder(plan, Name, $"Predict with a trained {plan.ModelName}: one row per input" + (plan.IsClassification || plan.Loss == Loss.BCEWithLogits ? " with the class and the class probabilities" : " with the output values"))
+                .WithModel();
+            var data = command.Add(new Option<string>("--data") { Description = "Inputs (CSV: the features of one sample per row; a label column at the end is allowed and copied to the output)", HelpName = "CSV", Required = true });
+            var output = command.Add(new Option<string?>("--output") { Description = "Write the predictions to this CSV file instead of standard output", HelpName = "CSV" });
+            return command.WithBatchSize("Samples per forward pass", () => Predictor.DefaultBatchSize).WithCsvLayout(csvRowsOnly: true).Build((parsed, runPlan) =>
             {
-                model, data, output, batch,
-            };
-            var csvLayout = new CsvLayoutOptions(plan);
-            csvLayout.AddTo(command);
-            command.SetAction(parsed => ModelCommands.Guard(() =>
-            {
-                ModelCommands.RejectLanguageModel(plan, Name);
-                var runPlan = csvLayout.Apply(plan, parsed);
-                int batchSize = parsed.GetValue(batch);
-                if (batchSize < 1) throw new TrainingException($"--batch-size must be at least 1, got {batchSize}");
-                string modelPath = ModelCommands.ResolveModel(parsed.GetValue(model), runPlan);
+                int batchSize = command.BatchSize(parsed);
+                string modelPath = command.ModelPath(parsed, runPlan);
                 string csv = Predict(runPlan, create, modelPath, TrainingData.ResolvePath(parsed.GetValue(data)!), batchSize);
                 if (parsed.GetValue(output) is { Length: > 0 } outputPath)
                 {
@@ -46,8 +37,7 @@ namespace ModelDsl.Runtime.Inference
                 }
                 else Console.Write(csv);
                 return 0;
-            }));
-            return command;
+            });
         }
 
         /// <summary>The predictions for the rows of <paramref name="dataPath"/> as CSV text with a header line.</summary>

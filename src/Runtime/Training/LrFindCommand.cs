@@ -20,40 +20,35 @@ namespace ModelDsl.Runtime.Training
 
         public static Command Create<TModel>(TrainingPlan plan, Func<TModel> create) where TModel : nn.Module<Tensor, Tensor>
         {
-            var start = new Option<double>("--start-lr") { Description = "The first (smallest) learning rate", DefaultValueFactory = _ => 1e-7 };
-            var end = new Option<double>("--end-lr") { Description = "The last (largest) learning rate", DefaultValueFactory = _ => 10 };
-            var steps = new Option<int>("--steps") { Description = "Mini-batches in the sweep, one learning rate each, growing exponentially", DefaultValueFactory = _ => 100 };
-            var data = new Option<string>("--data") { Description = "Training data file" + (plan.Data.Length > 0 ? $" (declared: {plan.Data})" : ""), DefaultValueFactory = _ => plan.Data };
-            var batch = new Option<int>("--batch-size") { Description = $"Samples per batch (declared: {plan.BatchSize})", DefaultValueFactory = _ => plan.BatchSize };
-            var seed = new Option<long>("--seed") { Description = $"Seed for initialisation and shuffling (declared: {plan.Seed})", DefaultValueFactory = _ => plan.Seed };
-            var output = new Option<string>("--output")
+            var command = new ModelCommandBuilder(plan, Name, $"Learning-rate range test for {plan.ModelName}: train a fresh copy with {plan.Optimizer} at exponentially growing rates, " +
+                                                             "plot the loss and suggest a rate (Smith 2017; Lightning's lr_find). Checkpoints are left alone.");
+            var start = command.Add(new Option<double>("--start-lr") { Description = "The first (smallest) learning rate", DefaultValueFactory = _ => 1e-7 });
+            var end = command.Add(new Option<double>("--end-lr") { Description = "The last (largest) learning rate", DefaultValueFactory = _ => 10 });
+            var steps = command.Add(new Option<int>("--steps") { Description = "Mini-batches in the sweep, one learning rate each, growing exponentially", DefaultValueFactory = _ => 100 });
+            var data = command.Add(new Option<string>("--data") { Description = "Training data file" + (plan.Data.Length > 0 ? $" (declared: {plan.Data})" : ""), DefaultValueFactory = _ => plan.Data });
+            command.WithBatchSize($"Samples per batch (declared: {plan.BatchSize})", () => plan.BatchSize);
+            var seed = command.Add(new Option<long>("--seed") { Description = $"Seed for initialisation and shuffling (declared: {plan.Seed})", DefaultValueFactory = _ => plan.Seed });
+            var output = command.Add(new Option<string>("--output")
             {
                 Description = "The loss-vs-lr plot (PNG); its values go to the same name with .csv",
                 DefaultValueFactory = _ => $"{plan.ModelName}.lr-find.png",
                 HelpName = "PNG",
-            };
-            var device = new Option<string>("--device") { Description = "cpu or cuda", DefaultValueFactory = _ => "cpu" };
+            });
+            var device = command.Add(new Option<string>("--device") { Description = "cpu or cuda", DefaultValueFactory = _ => "cpu" });
             device.AcceptOnlyFromAmong("cpu", "cuda");
-            var command = new Command(Name, $"Learning-rate range test for {plan.ModelName}: train a fresh copy with {plan.Optimizer} at exponentially growing rates, " +
-                                            "plot the loss and suggest a rate (Smith 2017; Lightning's lr_find). Checkpoints are left alone.")
-            {
-                start, end, steps, data, batch, seed, output, device,
-            };
-            var csvLayout = new CsvLayoutOptions(plan);
-            csvLayout.AddTo(command);
-            command.SetAction(parsed => ModelCommands.Guard(() =>
+            return command.WithCsvLayout().Build((parsed, layoutPlan) =>
             {
                 double startLr = parsed.GetValue(start), endLr = parsed.GetValue(end);
-                int n = parsed.GetValue(steps), b = parsed.GetValue(batch);
+                int n = parsed.GetValue(steps);
                 if (!(startLr > 0) || double.IsInfinity(startLr)) throw new TrainingException($"--start-lr must be a positive number, got {Num(startLr)}");
                 if (!(endLr > startLr) || double.IsInfinity(endLr)) throw new TrainingException($"--end-lr must be a number above --start-lr ({Num(startLr)}), got {Num(endLr)}");
                 if (n < 2) throw new TrainingException($"--steps must be at least 2, got {n}");
-                if (b < 1) throw new TrainingException($"--batch-size must be at least 1, got {b}");
+                int b = command.BatchSize(parsed);
                 string dataPath = parsed.GetValue(data) ?? "";
                 if (dataPath.Length == 0) throw new TrainingException($"no training data: {plan.ModelName}'s [Train] declares no Data; pass --data FILE");
                 string png = parsed.GetValue(output) ?? "";
                 if (png.Length == 0) throw new TrainingException("--output needs a file name");
-                var runPlan = csvLayout.Apply(plan, parsed) with { Data = dataPath, BatchSize = b, Seed = parsed.GetValue(seed) };
+                var runPlan = layoutPlan with { Data = dataPath, BatchSize = b, Seed = parsed.GetValue(seed) };
                 Console.WriteLine($"lr-find {plan.ModelName}: {n} steps from {Num(startLr)} to {Num(endLr)} ({runPlan.Optimizer}, {runPlan.LossName} loss, batch {b})");
 
                 var sweep = Sweep(runPlan, create, startLr, endLr, n, parsed.GetValue(device) ?? "cpu");
@@ -71,8 +66,7 @@ namespace ModelDsl.Runtime.Training
                 Console.WriteLine($"plot: {png}");
                 Console.WriteLine($"values: {csv}");
                 return 0;
-            }));
-            return command;
+            });
         }
 
         /// <summary>Loads the training split of the plan's data and sweeps a freshly created model over it.</summary>

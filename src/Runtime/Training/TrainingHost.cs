@@ -37,6 +37,8 @@ namespace ModelDsl.Runtime.Training
         public string? ExportPath { get; init; }
         /// <summary>Restarts of the job before this run (the launcher's <see cref="Distributed.MpiLauncher.RestartCountVariable"/>); the report's <c>restarts</c>.</summary>
         public int Restarts { get; init; }
+        /// <summary>The Open MPI hostfile the launcher passes to <c>mpirun</c> (<c>--hostfile</c>), if any.</summary>
+        public string? Hostfile { get; init; }
     }
 
     /// <summary>
@@ -58,48 +60,11 @@ namespace ModelDsl.Runtime.Training
         public static int Run<TModel>(string[] args, TrainingPlan plan, Func<TModel> create, ModelSummary? summary = null)
             where TModel : TorchSharp.torch.nn.Module<TorchSharp.torch.Tensor, TorchSharp.torch.Tensor>
         {
-            var epochs = new Option<int>("--epochs") { Description = $"Passes over the training data (declared: {plan.Epochs})", DefaultValueFactory = _ => plan.Epochs };
-            var batch = new Option<int>("--batch-size") { Description = $"Samples per batch (declared: {plan.BatchSize})", DefaultValueFactory = _ => plan.BatchSize };
-            var lr = new Option<double>("--lr") { Description = $"Learning rate (declared: {plan.LearningRate})", DefaultValueFactory = _ => plan.LearningRate };
-            var seed = new Option<long>("--seed") { Description = $"Seed for initialisation, shuffling and dropout (declared: {plan.Seed})", DefaultValueFactory = _ => plan.Seed };
-            var data = new Option<string>("--data") { Description = "Training data file (CSV: features, then the label)" + Declared(plan.Data), DefaultValueFactory = _ => plan.Data };
-            var testData = new Option<string>("--test-data") { Description = "Test data file, same format" + Declared(plan.TestData), DefaultValueFactory = _ => plan.TestData };
-            var checkpointDir = new Option<string>("--checkpoint-dir") { Description = "Where checkpoints are written each epoch", DefaultValueFactory = _ => Path.Combine("checkpoints", plan.ModelName) };
-            var resume = new Option<bool>("--resume") { Description = "Continue from the checkpoint in --checkpoint-dir" };
-            var report = new Option<string?>("--report") { Description = "Write a JSON report to PATH (and the training curves next to it as PNG)", HelpName = "PATH" };
-            var device = new Option<string>("--device") { Description = "cpu or cuda", DefaultValueFactory = _ => "cpu" };
-            device.AcceptOnlyFromAmong("cpu", "cuda");
-            var threads = new Option<int>("--threads") { Description = "libtorch threads (default: libtorch's choice)" };
-            var deterministic = new Option<bool>("--deterministic") { Description = "Turn dropout off and run libtorch on 1 thread (or --threads N) so CPU runs compare bit for bit" };
-            var tensorboard = new Option<string?>("--tensorboard") { Description = "Write TensorBoard event files to DIR", HelpName = "DIR" };
-            var plain = new Option<bool>("--plain") { Description = "One plain line per epoch instead of a live progress bar" };
-            var worldSize = new Option<int>("--world-size") { Description = $"Ranks training together; above 1 the trainer starts them under mpirun (declared: {plan.WorldSize})", DefaultValueFactory = _ => plan.WorldSize };
-            var backend = new Option<string>("--backend") { Description = $"Collective library: auto, mpi or nccl (declared: {plan.Backend.ToString().ToLowerInvariant()})", DefaultValueFactory = _ => plan.Backend.ToString().ToLowerInvariant() };
-            backend.AcceptOnlyFromAmong("auto", "mpi", "nccl");
-            var syncBatchNorm = new Option<bool>("--sync-batchnorm") { Description = "Average BatchNorm batch statistics over all ranks" + (plan.SyncBatchNorm ? " (declared: on)" : "") };
-            var mode = new Option<string>("--mode") { Description = $"sync (DDP: gradients averaged every step) or async (local SGD: parameters averaged every --sync-every steps) (declared: {plan.Mode.ToString().ToLowerInvariant()})", DefaultValueFactory = _ => plan.Mode.ToString().ToLowerInvariant() };
-            mode.AcceptOnlyFromAmong("sync", "async");
-            var syncEvery = new Option<int?>("--sync-every") { Description = $"Async: local steps between averaging rounds (declared: {plan.SyncEvery})", HelpName = "K" };
-            var outerOptimizer = new Option<string?>("--outer-optimizer") { Description = $"Async: none (model averaging) or nesterov (DiLoCo's outer step, lr {plan.OuterLearningRate}, momentum {plan.OuterMomentum}) (declared: {plan.OuterOptimizer.ToString().ToLowerInvariant()})", HelpName = "none|nesterov" };
-            outerOptimizer.AcceptOnlyFromAmong("none", "nesterov");
-            var noOverlap = new Option<bool>("--no-overlap") { Description = "Async: average with a blocking all-reduce instead of overlapping it with the next local steps" };
-            var hostfile = new Option<string?>("--hostfile") { Description = "Open MPI hostfile for a run across machines (passed to mpirun)", HelpName = "FILE" };
-            var noOptimize = new Option<bool>("--no-optimize") { Description = "Skip the declared [Prune]/[Quantize] passes" + (plan.Passes.Count == 0 ? " (none declared)" : $" ({string.Join("; ", plan.Passes)})") };
-            var export = new Option<string?>("--export") { Description = "Where the optimised model goes (default: optimized.bin in --checkpoint-dir)", HelpName = "PATH" };
-
-            var root = new RootCommand($"Train {plan.ModelName}: {plan.Loss} loss, {plan.Optimizer}, {plan.Epochs} epochs of batch {plan.BatchSize} (declared by [Train]).")
-            {
-                epochs, batch, lr, seed, data, testData, checkpointDir, resume, report, device, threads, deterministic, tensorboard, plain,
-                worldSize, backend, syncBatchNorm, mode, syncEvery, outerOptimizer, noOverlap, hostfile,
-                noOptimize, export,
-            };
-
-            var patience = new Option<int>("--patience") { Description = $"Stop after this many epochs without a better validation loss; 0 is off (declared: {plan.EarlyStoppingPatience})", DefaultValueFactory = _ => plan.EarlyStoppingPatience };
-            root.Options.Add(patience);
-            var maxRestarts = new Option<int>("--max-restarts") { Description = $"Restart every rank from the last checkpoint when a rank dies, up to N times (torchrun's --max-restarts; declared: {plan.MaxRestarts})", HelpName = "N", DefaultValueFactory = _ => plan.MaxRestarts };
-            root.Options.Add(maxRestarts);
-            var csvLayout = new CsvLayoutOptions(plan);
-            csvLayout.AddTo(root);
+            // Started by mpirun or srun: train with the ranks given (read once the command line asks to train).
+            var launcher = new Lazy<Distributed.DistributedEnvironment?>(() => Distributed.DistributedEnvironment.Current);
+            var overrides = TrainingOverrides.All(plan, () => launcher.Value);
+            var root = new RootCommand($"Train {plan.ModelName}: {plan.Loss} loss, {plan.Optimizer}, {plan.Epochs} epochs of batch {plan.BatchSize} (declared by [Train]).");
+            foreach (var o in overrides) root.Options.Add(o.Option);
 
             // `train` is the default command: the same options work with or without the word. evaluate, predict and
             // export use a trained model (ModelDsl.Runtime.Inference); --version prints the version and exits.
@@ -118,76 +83,17 @@ namespace ModelDsl.Runtime.Training
             if (parsed.Action is HelpAction || ModelCommands.Handles(parsed))
                 return parsed.Invoke();
 
-            int e = parsed.GetValue(epochs), b = parsed.GetValue(batch), t = parsed.GetValue(threads);
-            double rate = parsed.GetValue(lr);
-            if (e < 1) return Usage($"--epochs must be at least 1, got {e}");
-            if (b < 1) return Usage($"--batch-size must be at least 1, got {b}");
-            if (!(rate > 0) || double.IsInfinity(rate)) return Usage($"--lr must be a positive number, got {rate}");
-            if (t < 0) return Usage($"--threads must be 0 or more, got {t}");
-            int ranks = parsed.GetValue(worldSize);
-            if (ranks < 1) return Usage($"--world-size must be at least 1, got {ranks}");
-            // Started by mpirun or srun: train with the ranks given.
-            var environment = Distributed.DistributedEnvironment.Current;
-            if (environment is not null) ranks = environment.WorldSize;
-            if (parsed.GetValue(backend) == "nccl" && parsed.GetValue(device) != "cuda")
-                return Usage("--backend nccl reduces CUDA tensors only: add --device cuda, or use --backend mpi (or auto) on the CPU");
-            bool syncBn = plan.SyncBatchNorm || parsed.GetValue(syncBatchNorm);
-            var parallelMode = Enum.Parse<ParallelMode>(parsed.GetValue(mode) ?? "sync", ignoreCase: true);
-            int k = parsed.GetValue(syncEvery) ?? plan.SyncEvery;
-            string? outer = parsed.GetValue(outerOptimizer);
-            if (parallelMode == ParallelMode.Sync)
-            {
-                string? asyncOnly = parsed.GetValue(syncEvery) is not null ? "--sync-every" : outer is not null ? "--outer-optimizer" : parsed.GetValue(noOverlap) ? "--no-overlap" : null;
-                if (asyncOnly is not null)
-                    return Usage($"{asyncOnly} applies to asynchronous training (local SGD); add --mode async");
-            }
-            if (k < 1) return Usage($"--sync-every must be at least 1 (local steps between averaging rounds), got {k}");
-
-            string dataPath = parsed.GetValue(data) ?? "";
-            if (dataPath.Length == 0)
-                return Usage(plan.Data.Length == 0 ? $"no training data: {plan.ModelName}'s [Train] declares no Data; pass --data FILE" : "--data needs a file name");
-
-            var options = new TrainingOptions
-            {
-                Plan = plan with
-                {
-                    Epochs = e, BatchSize = b, LearningRate = rate, Seed = parsed.GetValue(seed), Data = dataPath, TestData = parsed.GetValue(testData) ?? "",
-                    WorldSize = ranks, Backend = Enum.Parse<CommBackend>(parsed.GetValue(backend) ?? "auto", ignoreCase: true), SyncBatchNorm = syncBn,
-                    Mode = parallelMode, SyncEvery = k,
-                    OuterOptimizer = outer is null ? plan.OuterOptimizer : Enum.Parse<OuterOptimizer>(outer, ignoreCase: true),
-                    OverlapAveraging = plan.OverlapAveraging && !parsed.GetValue(noOverlap),
-                },
-                CheckpointDirectory = parsed.GetValue(checkpointDir) ?? "checkpoints",
-                Resume = parsed.GetValue(resume),
-                ReportPath = parsed.GetValue(report),
-                Device = parsed.GetValue(device) ?? "cpu",
-                Threads = t,
-                Deterministic = parsed.GetValue(deterministic),
-                TensorBoardDirectory = parsed.GetValue(tensorboard),
-                PlainProgress = parsed.GetValue(plain),
-                NoOptimize = parsed.GetValue(noOptimize),
-                ExportPath = parsed.GetValue(export),
-            };
-
-            int n = parsed.GetValue(patience);
-            if (n < 0) return Usage($"--patience must be 0 (off) or a number of epochs, got {n}");
-            if (n > 0 && plan.ValidationFraction == 0) return Usage($"--patience watches the validation loss, but {plan.ModelName}'s [Train] holds out no validation data (ValidationFraction = 0)");
-            options = options with { Plan = options.Plan with { EarlyStoppingPatience = n } };
+            var options = new TrainingOptions { Plan = plan, CheckpointDirectory = "checkpoints", Restarts = Distributed.MpiLauncher.RestartCount };
             try
             {
-                options = options with { Plan = csvLayout.Apply(options.Plan, parsed) };
+                foreach (var o in overrides) options = o.Apply(options, parsed);
             }
-            catch (TrainingException layout)
+            catch (TrainingException bad)
             {
-                return Usage(layout.Message);
+                return Usage(bad.Message);
             }
-
-            // Elastic restarts: the launcher starts the ranks again with --resume; each rank learns the count from it.
-            int restartLimit = parsed.GetValue(maxRestarts);
-            if (restartLimit < 0) return Usage($"--max-restarts must be 0 or more, got {restartLimit}");
-            if (restartLimit > 0 && environment is null && ranks == 1 && parsed.GetResult(maxRestarts) is { Implicit: false })
-                return Usage("--max-restarts restarts the ranks the trainer starts under mpirun: add --world-size 2 or more (a single process continues with --resume)");
-            options = options with { Plan = options.Plan with { MaxRestarts = restartLimit }, Restarts = Distributed.MpiLauncher.RestartCount };
+            int ranks = options.Plan.WorldSize;
+            var environment = launcher.Value;
 
             // Started alone with a world size above 1 (and a command line that checks out, so a mistake is reported
             // once, not by every rank): start the ranks under mpirun, each with this process's own command line (not
@@ -197,8 +103,8 @@ namespace ModelDsl.Runtime.Training
                 string[] commandLine = Environment.GetCommandLineArgs()[1..];
                 return Distributed.MpiLauncher.Relaunch(commandLine, ranks, new Distributed.MpiLaunchOptions
                 {
-                    Hostfile = parsed.GetValue(hostfile),
-                    MaxRestarts = restartLimit,
+                    Hostfile = options.Hostfile,
+                    MaxRestarts = options.Plan.MaxRestarts,
                     RestartArguments = commandLine.Contains("--resume") ? null : commandLine.Append("--resume").ToArray(),
                 });
             }
@@ -297,8 +203,6 @@ namespace ModelDsl.Runtime.Training
                 return 1;
             }
         }
-
-        private static string Declared(string value) => value.Length == 0 ? "" : $" (declared: {value})";
 
         private static int Usage(string message)
         {

@@ -1,0 +1,125 @@
+using System.Collections;
+using System.Collections.Generic;
+using System.CommandLine;
+using System.Linq;
+using ModelDsl.Plans;
+using ModelDsl.Runtime.Distributed;
+using ModelDsl.Runtime.Training;
+
+namespace ModelDsl.Runtime.Tests;
+
+/// <summary>
+/// The shared plan range rules (src/Shared/PlanRules.cs, also compiled into the generator) and the trainer's
+/// command-line overrides declared once each (TrainingOverrides): parsed, range-checked with the plan's rule and
+/// applied, without starting a process.
+/// </summary>
+public sealed class TrainingOverridesTests
+{
+    private static readonly TrainingPlan Plan = new()
+    {
+        ModelName = "M", SampleShape = new long[] { 4 }, Loss = Loss.CrossEntropy, Optimizer = Optimizer.SGD,
+        Data = "train.csv", Epochs = 3, BatchSize = 8, LearningRate = 0.1,
+    };
+
+    private static IEnumerable<RangeRule> Rules() => typeof(PlanRules).GetFields()
+        .Where(f => f.FieldType == typeof(RangeRule)).Select(f => (RangeRule)f.GetValue(null)!);
+
+    [Fact]
+    public void EveryRule_NamesATrainingPlanSetting()
+    {
+        var rules = Rules().ToList();
+        Assert.True(rules.Count >= 18, $"{rules.Count} rules");
+        foreach (var rule in rules)
+            Assert.NotNull(typeof(TrainingPlan).GetProperty(rule.Setting));
+        Assert.Equal(rules.Count, rules.Select(r => r.Setting).Distinct().Count());
+    }
+
+    [Theory]
+    [InlineData("Epochs", 1, 0)]
+    [InlineData("WorldSize", 1, 0)]
+    [InlineData("SyncEvery", 1, 0)]
+    [InlineData("MaxRestarts", 0, -1)]
+    [InlineData("EarlyStoppingPatience", 0, -1)]
+    [InlineData("LearningRate", 1e-9, 0)]
+    [InlineData("LearningRate", 1e-9, double.PositiveInfinity)]
+    [InlineData("Momentum", 0, 1)]
+    [InlineData("Gamma", 1, 0)]
+    [InlineData("ValidationFraction", 0, 1)]
+    [InlineData("OuterMomentum", 0.99, double.NaN)]
+    public void Rule_HoldsInsideItsRange_AndNotOutside(string setting, double inside, double outside)
+    {
+        var rule = Rules().Single(r => r.Setting == setting);
+        Assert.True(rule.Holds(inside));
+        Assert.False(rule.Holds(outside));
+    }
+
+    [Theory]
+    [InlineData("--epochs 0", "--epochs must be at least 1, got 0")]
+    [InlineData("--batch-size -2", "--batch-size must be at least 1, got -2")]
+    [InlineData("--lr -0.5", "--lr must be a positive number, got -0.5")]
+    [InlineData("--patience -1", "--patience must be 0 (off) or a number of epochs, got -1")]
+    [InlineData("--world-size 0", "--world-size must be at least 1, got 0")]
+    [InlineData("--mode async --sync-every 0", "--sync-every must be at least 1 (local steps between averaging rounds), got 0")]
+    [InlineData("--max-restarts -1", "--max-restarts must be 0 or more, got -1")]
+    [InlineData("--max-restarts 1", "--max-restarts restarts the ranks the trainer starts under mpirun: add --world-size 2 or more (a single process continues with --resume)")]
+    [InlineData("--threads -1", "--threads must be 0 or more, got -1")]
+    [InlineData("--sync-every 4", "--sync-every applies to asynchronous training (local SGD); add --mode async")]
+    [InlineData("--backend nccl", "--backend nccl reduces CUDA tensors only: add --device cuda, or use --backend mpi (or auto) on the CPU")]
+    public void BadOverride_IsOneTrainingException(string commandLine, string message)
+    {
+        var e = Assert.Throws<TrainingException>(() => Apply(commandLine));
+        Assert.Equal(message, e.Message);
+    }
+
+    [Fact]
+    public void Overrides_ChangeThePlanAndTheRun()
+    {
+        var options = Apply("--epochs 7 --batch-size 16 --lr 0.25 --seed 9 --world-size 3 --mode async --sync-every 5 --no-overlap " +
+                            "--outer-optimizer nesterov --max-restarts 2 --hostfile hosts --threads 2 --resume --checkpoint-dir ck --label-column y --header");
+        var plan = options.Plan;
+        Assert.Equal((7, 16, 0.25, 9L, 3), (plan.Epochs, plan.BatchSize, plan.LearningRate, plan.Seed, plan.WorldSize));
+        Assert.Equal((ParallelMode.Async, 5, false, OuterOptimizer.Nesterov, 2), (plan.Mode, plan.SyncEvery, plan.OverlapAveraging, plan.OuterOptimizer, plan.MaxRestarts));
+        Assert.Equal((true, "y"), (plan.Header, plan.LabelColumn));
+        Assert.Equal(("hosts", 2, true, "ck"), (options.Hostfile, options.Threads, options.Resume, options.CheckpointDirectory));
+    }
+
+    [Fact]
+    public void NoArguments_KeepTheDeclaredPlan()
+    {
+        var options = Apply("");
+        Assert.Equal(Plan.Fingerprint(), options.Plan.Fingerprint());
+        Assert.Equal(System.IO.Path.Combine("checkpoints", "M"), options.CheckpointDirectory);
+    }
+
+    [Fact]
+    public void EachOptionIsDeclaredOnce()
+    {
+        var names = TrainingOverrides.All(Plan, () => null).Select(o => o.Option.Name).ToList();
+        Assert.Equal(names.Count, names.Distinct().Count());
+        Assert.Contains("--epochs", names);
+        Assert.Contains("--label-column", names);
+        Assert.Contains("--max-restarts", names);
+    }
+
+    [Fact]
+    public void UnderALauncher_ItsWorldSizeWins_AndRestartsNeedNoWorldSizeOption()
+    {
+        var launcher = DistributedEnvironment.Detect(new Hashtable { ["OMPI_COMM_WORLD_RANK"] = "1", ["OMPI_COMM_WORLD_SIZE"] = "4" });
+        var options = Apply("--world-size 2 --max-restarts 1", () => launcher);
+        Assert.Equal((4, 1), (options.Plan.WorldSize, options.Plan.MaxRestarts));
+        options = Apply("--max-restarts 1", () => launcher);
+        Assert.Equal((4, 1), (options.Plan.WorldSize, options.Plan.MaxRestarts));
+    }
+
+    private static TrainingOptions Apply(string commandLine, System.Func<DistributedEnvironment?>? environment = null)
+    {
+        var overrides = TrainingOverrides.All(Plan, environment ?? (() => null));
+        var root = new RootCommand();
+        foreach (var o in overrides) root.Options.Add(o.Option);
+        var parsed = root.Parse(commandLine);
+        Assert.Empty(parsed.Errors);
+        var options = new TrainingOptions { Plan = Plan, CheckpointDirectory = "checkpoints" };
+        foreach (var o in overrides) options = o.Apply(options, parsed);
+        return options;
+    }
+}
