@@ -1,4 +1,10 @@
+#if MODELDSL_GENERATOR
+// Compiled into the generator too (its parsers read the properties by nameof), under its own namespace: the generator
+// tests reference both assemblies.
+namespace ModelDsl.Generators.Dsl
+#else
 namespace ModelDsl
+#endif
 {
     /// <summary>
     /// Pruning methods, named after <c>torch.nn.utils.prune</c>. The runtime executes them with

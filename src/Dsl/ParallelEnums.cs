@@ -1,4 +1,10 @@
+#if MODELDSL_GENERATOR
+// Compiled into the generator too (its parsers read the properties by nameof), under its own namespace: the generator
+// tests reference both assemblies.
+namespace ModelDsl.Generators.Dsl
+#else
 namespace ModelDsl
+#endif
 {
     /// <summary>How ranks of a data-parallel run keep their replicas together.</summary>
     public enum ParallelMode

@@ -3,6 +3,7 @@ using System.Collections.Generic;
 using System.Globalization;
 using System.Linq;
 using Microsoft.CodeAnalysis;
+using ModelDsl.Generators.Dsl;
 using ModelDsl.Generators.Diagnostics;
 using ModelDsl.Generators.Model;
 using static ModelDsl.Generators.Parsing.PlanArguments;
@@ -56,7 +57,7 @@ namespace ModelDsl.Generators.Parsing
 
                 if (name == QuantizeAttributeName)
                 {
-                    string? mode = args.Enum("mode", "DynamicInt8", DiagnosticDescriptors.InvalidPassSetting);
+                    string? mode = args.Enum("mode", nameof(QuantizeMode.DynamicInt8), DiagnosticDescriptors.InvalidPassSetting);
                     if (mode is null) continue;
                     if (!layers.Any(l => l.Kind is LayerKind.Linear or LayerKind.TransformerBlock or LayerKind.LSTM or LayerKind.GRU))
                         report(DiagnosticDescriptors.NothingToQuantize, reader.ArgumentLocation(null), new[] { mode });
@@ -74,23 +75,23 @@ namespace ModelDsl.Generators.Parsing
                     args.Fail(DiagnosticDescriptors.PruneAfterQuantize, null);
                     continue;
                 }
-                string? method = args.Enum("method", "L1Unstructured", DiagnosticDescriptors.InvalidPassSetting);
+                string? method = args.Enum("method", nameof(PruneMethod.L1Unstructured), DiagnosticDescriptors.InvalidPassSetting);
                 bool isCount = attribute.AttributeConstructor.Parameters.Length > 1 && attribute.AttributeConstructor.Parameters[1].Type.SpecialType == SpecialType.System_Int32;
                 string amountArgument = isCount ? "count" : "amount";
                 double amount = isCount ? args.Get(amountArgument, 0) : args.Get(amountArgument, 0.0);
-                double n = args.Get("N", 2.0);
-                int dim = args.Get("Dim", -1);
-                int fineTune = args.Get("FineTuneEpochs", 0);
-                var targets = values.TryGetValue("Targets", out var t) && t.Kind == TypedConstantKind.Array && !t.IsNull
+                double n = args.Get(nameof(PruneAttribute.N), PlanDefaults.N);
+                int dim = args.Get(nameof(PruneAttribute.Dim), PlanDefaults.Dim);
+                int fineTune = args.Get(nameof(PruneAttribute.FineTuneEpochs), 0);
+                var targets = values.TryGetValue(nameof(PruneAttribute.Targets), out var t) && t.Kind == TypedConstantKind.Array && !t.IsNull
                     ? t.Values.Select(v => v.Value as string ?? "").ToArray()
                     : Array.Empty<string>();
 
                 if (method is null) continue;
-                if (fineTune < 0) args.Fail(DiagnosticDescriptors.InvalidPassSetting, "FineTuneEpochs", $"FineTuneEpochs is {fineTune}; it must be 0 or more");
-                if (!(n > 0)) args.Fail(DiagnosticDescriptors.InvalidPassSetting, "N", $"N is {Num(n)}; the norm's order must be positive (1, 2, or double.PositiveInfinity)");
+                if (fineTune < 0) args.Fail(DiagnosticDescriptors.InvalidPassSetting, nameof(PruneAttribute.FineTuneEpochs), $"FineTuneEpochs is {fineTune}; it must be 0 or more");
+                if (!(n > 0)) args.Fail(DiagnosticDescriptors.InvalidPassSetting, nameof(PruneAttribute.N), $"N is {Num(n)}; the norm's order must be positive (1, 2, or double.PositiveInfinity)");
                 if (targets.Length == 0)
                 {
-                    args.Fail(DiagnosticDescriptors.PruneWithoutTargets, "Targets", method);
+                    args.Fail(DiagnosticDescriptors.PruneWithoutTargets, nameof(PruneAttribute.Targets), method);
                     continue;
                 }
 

@@ -3,6 +3,7 @@ using System.Collections.Generic;
 using System.Globalization;
 using System.Linq;
 using Microsoft.CodeAnalysis;
+using ModelDsl.Generators.Dsl;
 using ModelDsl.Generators.Diagnostics;
 using ModelDsl.Generators.Model;
 using static ModelDsl.Generators.Parsing.PlanArguments;
@@ -14,7 +15,11 @@ namespace ModelDsl.Generators.Parsing
     {
         internal const string ParallelAttributeName = "ModelDsl.ParallelAttribute";
 
-        private static readonly string[] AsyncOnly = { "SyncEvery", "WarmupSteps", "OuterOptimizer", "OuterLearningRate", "OuterMomentum", "Overlap" };
+        private static readonly string[] AsyncOnly =
+        {
+            nameof(ParallelAttribute.SyncEvery), nameof(ParallelAttribute.WarmupSteps), nameof(ParallelAttribute.OuterOptimizer),
+            nameof(ParallelAttribute.OuterLearningRate), nameof(ParallelAttribute.OuterMomentum), nameof(ParallelAttribute.Overlap),
+        };
 
         /// <summary>
         /// Checks the declaration. <paramref name="hasTrain"/>: whether the class declares [Train];
@@ -32,69 +37,72 @@ namespace ModelDsl.Generators.Parsing
                 return null;
             }
 
-            string? mode = args.Enum("mode", "Sync", DiagnosticDescriptors.SettingOfOtherMode);
-            string? backend = args.Enum("Backend", "Auto", DiagnosticDescriptors.SettingOfOtherMode);
-            string? outer = args.Enum("OuterOptimizer", "None", DiagnosticDescriptors.InvalidAsyncSetting);
+            string? mode = args.Enum("mode", nameof(ParallelMode.Sync), DiagnosticDescriptors.SettingOfOtherMode);
+            string? backend = args.Enum(nameof(ParallelAttribute.Backend), nameof(CommBackend.Auto), DiagnosticDescriptors.SettingOfOtherMode);
+            string? outer = args.Enum(nameof(ParallelAttribute.OuterOptimizer), nameof(OuterOptimizer.None), DiagnosticDescriptors.InvalidAsyncSetting);
 
-            int worldSize = args.Get("WorldSize", 2);
-            if (worldSize < 1) args.Fail(DiagnosticDescriptors.InvalidWorldSize, "WorldSize", Int(worldSize));
-            double bucket = args.Get("BucketSizeMB", 25.0);
-            if (!(bucket > 0) || double.IsInfinity(bucket)) args.Fail(DiagnosticDescriptors.InvalidBucketSize, "BucketSizeMB", Num(bucket));
-            bool syncBatchNorm = args.Get("SyncBatchNorm", false);
+            int worldSize = args.Get(nameof(ParallelAttribute.WorldSize), PlanDefaults.WorldSize);
+            if (worldSize < 1) args.Fail(DiagnosticDescriptors.InvalidWorldSize, nameof(ParallelAttribute.WorldSize), Int(worldSize));
+            double bucket = args.Get(nameof(ParallelAttribute.BucketSizeMB), PlanDefaults.BucketSizeMB);
+            if (!(bucket > 0) || double.IsInfinity(bucket)) args.Fail(DiagnosticDescriptors.InvalidBucketSize, nameof(ParallelAttribute.BucketSizeMB), Num(bucket));
+            bool syncBatchNorm = args.Get(nameof(ParallelAttribute.SyncBatchNorm), false);
 
-            int syncEvery = args.Get("SyncEvery", 1);
-            int warmup = args.Get("WarmupSteps", 0);
-            double outerLr = args.Get("OuterLearningRate", 0.7);
-            double outerMomentum = args.Get("OuterMomentum", 0.9);
-            if (mode == "Sync")
+            int syncEvery = args.Get(nameof(ParallelAttribute.SyncEvery), PlanDefaults.SyncEvery);
+            int warmup = args.Get(nameof(ParallelAttribute.WarmupSteps), 0);
+            double outerLr = args.Get(nameof(ParallelAttribute.OuterLearningRate), PlanDefaults.OuterLearningRate);
+            double outerMomentum = args.Get(nameof(ParallelAttribute.OuterMomentum), PlanDefaults.OuterMomentum);
+            if (mode == nameof(ParallelMode.Sync))
             {
                 foreach (var name in AsyncOnly.Where(args.Has))
                     args.Fail(DiagnosticDescriptors.SettingOfOtherMode, name,
                         $"{name} applies to ParallelMode.Async (local SGD); ParallelMode.Sync averages gradients every step");
             }
-            else if (mode == "Async")
+            else if (mode == nameof(ParallelMode.Async))
             {
-                if (syncEvery < 1) args.Fail(DiagnosticDescriptors.InvalidAsyncSetting, "SyncEvery", $"SyncEvery is {Int(syncEvery)}; ranks average their parameters every SyncEvery ≥ 1 local steps");
-                if (warmup < 0) args.Fail(DiagnosticDescriptors.InvalidAsyncSetting, "WarmupSteps", $"WarmupSteps is {Int(warmup)}; it must be 0 or more");
-                bool nesterov = outer == "Nesterov";
-                foreach (var name in new[] { "OuterLearningRate", "OuterMomentum" }.Where(n => args.Has(n) && !nesterov))
+                if (syncEvery < 1) args.Fail(DiagnosticDescriptors.InvalidAsyncSetting, nameof(ParallelAttribute.SyncEvery), $"SyncEvery is {Int(syncEvery)}; ranks average their parameters every SyncEvery ≥ 1 local steps");
+                if (warmup < 0) args.Fail(DiagnosticDescriptors.InvalidAsyncSetting, nameof(ParallelAttribute.WarmupSteps), $"WarmupSteps is {Int(warmup)}; it must be 0 or more");
+                bool nesterov = outer == nameof(OuterOptimizer.Nesterov);
+                foreach (var name in new[] { nameof(ParallelAttribute.OuterLearningRate), nameof(ParallelAttribute.OuterMomentum) }.Where(n => args.Has(n) && !nesterov))
                     args.Fail(DiagnosticDescriptors.InvalidAsyncSetting, name, $"{name} applies only with OuterOptimizer = OuterOptimizer.Nesterov");
                 if (nesterov && (!(outerLr > 0) || double.IsInfinity(outerLr)))
-                    args.Fail(DiagnosticDescriptors.InvalidAsyncSetting, "OuterLearningRate", $"OuterLearningRate is {Num(outerLr)}; it must be positive");
+                    args.Fail(DiagnosticDescriptors.InvalidAsyncSetting, nameof(ParallelAttribute.OuterLearningRate), $"OuterLearningRate is {Num(outerLr)}; it must be positive");
                 if (nesterov && !(outerMomentum >= 0 && outerMomentum < 1))
-                    args.Fail(DiagnosticDescriptors.InvalidAsyncSetting, "OuterMomentum", $"OuterMomentum is {Num(outerMomentum)}; it must be in [0, 1)");
-                if (worldSize == 1) report(DiagnosticDescriptors.AsyncAtWorldSizeOne, reader.ArgumentLocation("WorldSize") ?? reader.ArgumentLocation(null), Array.Empty<string>());
+                    args.Fail(DiagnosticDescriptors.InvalidAsyncSetting, nameof(ParallelAttribute.OuterMomentum), $"OuterMomentum is {Num(outerMomentum)}; it must be in [0, 1)");
+                if (worldSize == 1) report(DiagnosticDescriptors.AsyncAtWorldSizeOne, reader.ArgumentLocation(nameof(ParallelAttribute.WorldSize)) ?? reader.ArgumentLocation(null), Array.Empty<string>());
             }
 
-            int maxRestarts = args.Get("MaxRestarts", 0);
-            if (maxRestarts < 0) args.Fail(DiagnosticDescriptors.InvalidMaxRestarts, "MaxRestarts", Int(maxRestarts));
+            int maxRestarts = args.Get(nameof(ParallelAttribute.MaxRestarts), 0);
+            if (maxRestarts < 0) args.Fail(DiagnosticDescriptors.InvalidMaxRestarts, nameof(ParallelAttribute.MaxRestarts), Int(maxRestarts));
             else if (maxRestarts > 0 && worldSize == 1)
-                report(DiagnosticDescriptors.RestartsAtWorldSizeOne, reader.ArgumentLocation("MaxRestarts"), Array.Empty<string>());
+                report(DiagnosticDescriptors.RestartsAtWorldSizeOne, reader.ArgumentLocation(nameof(ParallelAttribute.MaxRestarts)), Array.Empty<string>());
 
             if (worldSize > 1 && !syncBatchNorm && batchNormLayers.Count > 0)
                 report(DiagnosticDescriptors.BatchNormPerRank, reader.ArgumentLocation(null),
                     new[] { modelName, string.Join(", ", batchNormLayers), Int(worldSize) });
 
             if (!args.Ok || mode is null || backend is null || outer is null) return null;
-            // The generated TrainingPlan's values, in the order it lists them.
+            // The generated TrainingPlan's values, in the order it lists them: the mode, the world size (a plan without
+            // [Parallel] trains on one rank, so it is always written) and what the model declares.
             var values = new List<PlanValue>
             {
-                new("Mode", mode, "ParallelMode"),
-                new("WorldSize", worldSize),
-                new("Backend", backend, "CommBackend"),
-                new("BucketSizeMB", bucket),
-                new("SyncBatchNorm", syncBatchNorm),
+                new(nameof(ParallelAttribute.Mode), mode, nameof(ParallelMode)),
+                new(nameof(ParallelAttribute.WorldSize), worldSize),
             };
-            if (mode == "Async")
+            args.AddIfWritten(values, nameof(ParallelAttribute.Backend), backend, nameof(CommBackend));
+            args.AddIfWritten(values, nameof(ParallelAttribute.BucketSizeMB), bucket);
+            args.AddIfWritten(values, nameof(ParallelAttribute.SyncBatchNorm), syncBatchNorm);
+            if (mode == nameof(ParallelMode.Async))
             {
-                values.Add(new("SyncEvery", syncEvery));
-                values.Add(new("WarmupSteps", warmup));
-                values.Add(new("OuterOptimizer", outer, "OuterOptimizer"));
-                values.Add(new("OuterLearningRate", outerLr));
-                values.Add(new("OuterMomentum", outerMomentum));
-                values.Add(new("OverlapAveraging", args.Get("Overlap", true)));
+                args.AddIfWritten(values, nameof(ParallelAttribute.SyncEvery), syncEvery);
+                args.AddIfWritten(values, nameof(ParallelAttribute.WarmupSteps), warmup);
+                args.AddIfWritten(values, nameof(ParallelAttribute.OuterOptimizer), outer, nameof(OuterOptimizer));
+                args.AddIfWritten(values, nameof(ParallelAttribute.OuterLearningRate), outerLr);
+                args.AddIfWritten(values, nameof(ParallelAttribute.OuterMomentum), outerMomentum);
+                // The runtime names it for what overlaps: TrainingPlan.OverlapAveraging (--no-overlap).
+                args.AddIfWritten(values, nameof(ParallelAttribute.Overlap), args.Get(nameof(ParallelAttribute.Overlap), PlanDefaults.Overlap), planName: "OverlapAveraging");
             }
-            if (args.Has("MaxRestarts")) values.Add(new("MaxRestarts", maxRestarts, Comment: "restarts of a failed job from its last checkpoint"));
+            if (args.Has(nameof(ParallelAttribute.MaxRestarts)))
+                values.Add(new(nameof(ParallelAttribute.MaxRestarts), maxRestarts, Comment: "restarts of a failed job from its last checkpoint"));
             return new ParallelSpec(mode, worldSize, values.ToEquatableArray());
         }
     }
