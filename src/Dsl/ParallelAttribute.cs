@@ -12,7 +12,8 @@ namespace ModelDsl
     /// Declares data-parallel training for a model with <see cref="TrainAttribute">[Train]</see>: the generated
     /// trainer runs <see cref="WorldSize"/> ranks (relaunching itself under <c>mpirun</c> when started alone),
     /// each on its share of every epoch. <see cref="ParallelMode.Sync"/> averages gradients every step, exactly
-    /// as PyTorch's <c>DistributedDataParallel</c>. Values are checked at compile time (MD02xx).
+    /// as PyTorch's <c>DistributedDataParallel</c>. Values are checked at compile time (MD02xx). The generated plan holds
+    /// only the properties a model writes; the runtime applies the default each property names to the others.
     /// </summary>
     /// <example><c>[Parallel(ParallelMode.Sync, WorldSize = 2)]</c></example>
     [AttributeUsage(AttributeTargets.Class, AllowMultiple = false, Inherited = false)]
@@ -31,9 +32,9 @@ namespace ModelDsl
         public double BucketSizeMB { get; set; } = PlanDefaults.BucketSizeMB;
         /// <summary>Average BatchNorm batch statistics over all ranks (PyTorch's <c>SyncBatchNorm</c>). Default off.</summary>
         public bool SyncBatchNorm { get; set; }
-        /// <summary>Async only: local steps between parameter averaging rounds; at least 1.</summary>
+        /// <summary>Async only: local steps between parameter averaging rounds; at least 1. Default 1.</summary>
         public int SyncEvery { get; set; } = PlanDefaults.SyncEvery;
-        /// <summary>Async only: synchronous steps before local SGD starts; 0 or more.</summary>
+        /// <summary>Async only: synchronous steps before local SGD starts; 0 or more. Default 0.</summary>
         public int WarmupSteps { get; set; }
         /// <summary>Async only: the outer optimiser applied to the averaged change (DiLoCo). Default none.</summary>
         public OuterOptimizer OuterOptimizer { get; set; }

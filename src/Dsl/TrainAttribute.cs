@@ -58,7 +58,8 @@ namespace ModelDsl
     /// <summary>
     /// Declares how a <see cref="ModelAttribute">[Model]</see> class is trained. The generator adds a static
     /// <c>Run(string[] args)</c> that parses the command line, loads the data, trains with progress, writes
-    /// checkpoints each epoch, and reports. Values are checked at compile time.
+    /// checkpoints each epoch, and reports. Values are checked at compile time. The generated plan holds only the
+    /// properties a model writes; the runtime applies the default each property names to the others.
     /// </summary>
     /// <example><c>[Train(Loss.CrossEntropy, Optimizer.Adam, LearningRate = 1e-3, Epochs = 30, BatchSize = 64)]</c></example>
     [AttributeUsage(AttributeTargets.Class, AllowMultiple = false, Inherited = false)]
