@@ -19,7 +19,7 @@ namespace ModelDsl.Generators.Parsing
     /// </summary>
     internal sealed class ModelParser
     {
-        internal const string ModelAttributeName = "ModelDsl.ModelAttribute";
+        internal const string ModelAttributeName = "ModelDsl." + nameof(ModelAttribute);
         private const string LayerAttributeName = "ModelDsl.LayerAttribute";
         private const string TorchModulesNamespace = "TorchSharp.Modules";
         private const string RuntimeLayersNamespace = "ModelDsl";

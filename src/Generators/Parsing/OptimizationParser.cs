@@ -17,8 +17,8 @@ namespace ModelDsl.Generators.Parsing
     /// </summary>
     internal static class OptimizationParser
     {
-        internal const string PruneAttributeName = "ModelDsl.PruneAttribute";
-        internal const string QuantizeAttributeName = "ModelDsl.QuantizeAttribute";
+        internal const string PruneAttributeName = "ModelDsl." + nameof(PruneAttribute);
+        internal const string QuantizeAttributeName = "ModelDsl." + nameof(QuantizeAttribute);
 
         /// <summary>Layers a structured cut passes through unchanged on its way to the consumer.</summary>
         private static readonly LayerKind[] PassThrough =

@@ -13,7 +13,7 @@ namespace ModelDsl.Generators.Parsing
     /// <summary>Reads and checks a [Parallel] attribute (MD02xx) against the model and its [Train].</summary>
     internal static class ParallelParser
     {
-        internal const string ParallelAttributeName = "ModelDsl.ParallelAttribute";
+        internal const string ParallelAttributeName = "ModelDsl." + nameof(ParallelAttribute);
 
         private static readonly string[] AsyncOnly =
         {

@@ -14,7 +14,7 @@ namespace ModelDsl.Generators.Parsing
     /// <summary>Reads and checks a [Train] attribute against the model it trains.</summary>
     internal static class TrainParser
     {
-        internal const string TrainAttributeName = "ModelDsl.TrainAttribute";
+        internal const string TrainAttributeName = "ModelDsl." + nameof(TrainAttribute);
         private const string TrainingHostName = "ModelDsl.Runtime.Training.TrainingHost";
 
         /// <summary>
