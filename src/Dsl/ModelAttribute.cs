@@ -1,6 +1,12 @@
 using System;
 
+#if MODELDSL_GENERATOR
+// Compiled into the generator too (its parsers read the properties by nameof), under its own namespace: the generator
+// tests reference both assemblies.
+namespace ModelDsl.Generators.Dsl
+#else
 namespace ModelDsl
+#endif
 {
     /// <summary>
     /// Declares a <c>partial class</c> as a neural-network model. The ModelDsl generator turns the class into a

@@ -1,6 +1,12 @@
 using System;
 
+#if MODELDSL_GENERATOR
+// Compiled into the generator too (its parsers read the properties by nameof), under its own namespace: the generator
+// tests reference both assemblies.
+namespace ModelDsl.Generators.Dsl
+#else
 namespace ModelDsl
+#endif
 {
     /// <summary>
     /// Declares a pruning pass that runs after training, in declaration order with the other
@@ -27,9 +33,9 @@ namespace ModelDsl
         /// <summary>The layers to prune (their <c>weight</c>), by name: <c>new[] { nameof(Hidden) }</c>. Required.</summary>
         public string[]? Targets { get; set; }
         /// <summary><see cref="PruneMethod.LnStructured"/>: the norm's order (1, 2, or <see cref="double.PositiveInfinity"/>). Default 2.</summary>
-        public double N { get; set; } = 2;
+        public double N { get; set; } = PlanDefaults.N;
         /// <summary><see cref="PruneMethod.LnStructured"/> and <see cref="PruneMethod.RandomStructured"/>: the dimension of the channels. Default -1 (as PyTorch's class).</summary>
-        public int Dim { get; set; } = -1;
+        public int Dim { get; set; } = PlanDefaults.Dim;
         /// <summary>Epochs of training after this pass (a fresh optimiser of the plan's kind at a tenth of the declared learning rate), so the model recovers. Default 0.</summary>
         public int FineTuneEpochs { get; set; }
     }

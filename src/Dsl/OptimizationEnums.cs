@@ -1,15 +1,16 @@
+#if MODELDSL_GENERATOR
+// Compiled into the generator too (its parsers read the properties by nameof), under its own namespace: the generator
+// tests reference both assemblies.
+namespace ModelDsl.Generators.Dsl
+#else
 namespace ModelDsl
+#endif
 {
     /// <summary>
     /// Pruning methods, named after <c>torch.nn.utils.prune</c>. The runtime executes them with
     /// <c>ModelDsl.Runtime.Pruning.Prune</c>; the DSL declares them with <c>[Prune]</c>.
     /// </summary>
-#if BUILDING_SOURCE_GENERATOR
-    internal
-#else
-    public
-#endif
-    enum PruneMethod
+    public enum PruneMethod
     {
         /// <summary><c>prune.l1_unstructured</c>: zero the weights of smallest absolute value.</summary>
         L1Unstructured = 0,
@@ -29,12 +30,7 @@ namespace ModelDsl
     }
 
     /// <summary>Post-training quantisation modes for <c>Linear</c> layers, after <c>torch.ao.quantization.quantize_dynamic</c>.</summary>
-#if BUILDING_SOURCE_GENERATOR
-    internal
-#else
-    public
-#endif
-    enum QuantizeMode
+    public enum QuantizeMode
     {
         /// <summary>
         /// int8 weights (per-tensor symmetric), activations quantised per call to uint8 with PyTorch's

@@ -1,12 +1,13 @@
+#if MODELDSL_GENERATOR
+// Compiled into the generator too (its parsers read the properties by nameof), under its own namespace: the generator
+// tests reference both assemblies.
+namespace ModelDsl.Generators.Dsl
+#else
 namespace ModelDsl
+#endif
 {
     /// <summary>How ranks of a data-parallel run keep their replicas together.</summary>
-#if BUILDING_SOURCE_GENERATOR
-    internal
-#else
-    public
-#endif
-    enum ParallelMode
+    public enum ParallelMode
     {
         /// <summary>
         /// Synchronous data parallel with PyTorch <c>DistributedDataParallel</c> semantics: gradients are averaged
@@ -21,12 +22,7 @@ namespace ModelDsl
     }
 
     /// <summary>The collective library ranks talk through.</summary>
-#if BUILDING_SOURCE_GENERATOR
-    internal
-#else
-    public
-#endif
-    enum CommBackend
+    public enum CommBackend
     {
         /// <summary>NCCL for CUDA devices, Open MPI otherwise.</summary>
         Auto = 0,
@@ -37,12 +33,7 @@ namespace ModelDsl
     }
 
     /// <summary>The optimiser applied to the averaged outer gradient in asynchronous (DiLoCo-style) training.</summary>
-#if BUILDING_SOURCE_GENERATOR
-    internal
-#else
-    public
-#endif
-    enum OuterOptimizer
+    public enum OuterOptimizer
     {
         /// <summary>Plain model averaging (local SGD): the replicas are replaced by their mean.</summary>
         None = 0,

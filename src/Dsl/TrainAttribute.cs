@@ -1,6 +1,12 @@
 using System;
 
+#if MODELDSL_GENERATOR
+// Compiled into the generator too (its parsers read the properties by nameof), under its own namespace: the generator
+// tests reference both assemblies.
+namespace ModelDsl.Generators.Dsl
+#else
 namespace ModelDsl
+#endif
 {
     /// <summary>Loss functions, named as in <c>torch.nn</c>.</summary>
     public enum Loss
@@ -52,7 +58,8 @@ namespace ModelDsl
     /// <summary>
     /// Declares how a <see cref="ModelAttribute">[Model]</see> class is trained. The generator adds a static
     /// <c>Run(string[] args)</c> that parses the command line, loads the data, trains with progress, writes
-    /// checkpoints each epoch, and reports. Values are checked at compile time.
+    /// checkpoints each epoch, and reports. Values are checked at compile time. The generated plan holds only the
+    /// properties a model writes; the runtime applies the default each property names to the others.
     /// </summary>
     /// <example><c>[Train(Loss.CrossEntropy, Optimizer.Adam, LearningRate = 1e-3, Epochs = 30, BatchSize = 64)]</c></example>
     [AttributeUsage(AttributeTargets.Class, AllowMultiple = false, Inherited = false)]
@@ -66,17 +73,17 @@ namespace ModelDsl
         /// <summary>The optimiser.</summary>
         public Optimizer Optimizer { get; }
         /// <summary>Learning rate; must be positive. Default 1e-3.</summary>
-        public double LearningRate { get; set; } = 1e-3;
+        public double LearningRate { get; set; } = PlanDefaults.LearningRate;
         /// <summary>L2 penalty (decoupled for AdamW). Default 0 (AdamW: 0.01, as in PyTorch).</summary>
-        public double WeightDecay { get; set; } = double.NaN;
+        public double WeightDecay { get; set; } = PlanDefaults.WeightDecay;
         /// <summary>SGD momentum in [0, 1). Default 0.</summary>
         public double Momentum { get; set; }
         /// <summary>Nesterov momentum for SGD; needs a positive momentum. Default false.</summary>
         public bool Nesterov { get; set; }
         /// <summary>Number of passes over the training data; at least 1. Default 10.</summary>
-        public int Epochs { get; set; } = 10;
+        public int Epochs { get; set; } = PlanDefaults.Epochs;
         /// <summary>Samples per batch per rank, as in PyTorch's DataLoader; at least 1. Default 64.</summary>
-        public int BatchSize { get; set; } = 64;
+        public int BatchSize { get; set; } = PlanDefaults.BatchSize;
         /// <summary>Seed for initialisation, shuffling (seed + epoch) and dropout. Default 0.</summary>
         public long Seed { get; set; }
         /// <summary>The learning-rate schedule. Default constant.</summary>
@@ -87,9 +94,9 @@ namespace ModelDsl
         /// </summary>
         public double WarmupEpochs { get; set; }
         /// <summary>Epochs between decays of the step schedule. Default 10.</summary>
-        public int StepSize { get; set; } = 10;
+        public int StepSize { get; set; } = PlanDefaults.StepSize;
         /// <summary>Decay factor of the step schedule, in (0, 1]. Default 0.1.</summary>
-        public double Gamma { get; set; } = 0.1;
+        public double Gamma { get; set; } = PlanDefaults.Gamma;
         /// <summary>Clip the global gradient L2 norm to this value; 0 turns clipping off. Default 0.</summary>
         public double GradientClipNorm { get; set; }
         /// <summary>
@@ -104,9 +111,9 @@ namespace ModelDsl
         /// Every feature value is multiplied by this when the data is loaded (e.g. <c>1.0 / 16</c> for optdigits'
         /// pixel counts 0..16); must be positive. Default 1.
         /// </summary>
-        public double FeatureScale { get; set; } = 1.0;
+        public double FeatureScale { get; set; } = PlanDefaults.FeatureScale;
         /// <summary>Fraction of the training data held out for validation, in [0, 1). Default 0.1.</summary>
-        public double ValidationFraction { get; set; } = 0.1;
+        public double ValidationFraction { get; set; } = PlanDefaults.ValidationFraction;
         /// <summary>
         /// Stop when the validation loss has not improved for this many epochs (Keras' and Lightning's
         /// <c>EarlyStopping(patience)</c> on <c>val_loss</c>); 0 turns early stopping off. Needs a validation set.

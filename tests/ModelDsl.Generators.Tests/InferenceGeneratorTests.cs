@@ -18,12 +18,15 @@ public class InferenceGeneratorTests
         Markup.Verify($"[Model(Input = \"B, 64\")]\n[Train({arguments})]\npublic partial class M\n{Mlp}");
 
     [Fact]
-    public void Patience_GoesIntoThePlan_AndZeroIsLeftOut()
+    public void Patience_GoesIntoThePlan_AndLeftOutStaysUnset()
     {
         var run = Markup.Verify($"[Model(Input = \"B, 64\")]\n[Train(Loss.CrossEntropy, Optimizer.Adam, EarlyStoppingPatience = 4)]\npublic partial class M\n{Mlp}");
         Assert.Contains("    EarlyStoppingPatience = 4,", run.Source("M.Train.g.cs"));
+        // The plan carries what the model declares, an explicit 0 included; left out, the runtime's default (off) applies.
         var zero = Markup.Verify($"[Model(Input = \"B, 64\")]\n[Train(Loss.CrossEntropy, Optimizer.Adam, EarlyStoppingPatience = 0)]\npublic partial class M\n{Mlp}");
-        Assert.DoesNotContain("EarlyStoppingPatience", zero.Source("M.Train.g.cs"));
+        Assert.Contains("    EarlyStoppingPatience = 0,", zero.Source("M.Train.g.cs"));
+        var none = Markup.Verify($"[Model(Input = \"B, 64\")]\n[Train(Loss.CrossEntropy, Optimizer.Adam)]\npublic partial class M\n{Mlp}");
+        Assert.DoesNotContain("EarlyStoppingPatience", none.Source("M.Train.g.cs"));
     }
 
     [Fact]

@@ -1,5 +1,6 @@
 using ModelDsl.Shapes;
 using ModelDsl.Runtime.Pruning;
+using ModelDsl.Generators.Dsl;
 
 namespace ModelDsl.Generators.Model
 {

@@ -4,6 +4,7 @@ using System.Collections.Immutable;
 using System.Linq;
 using System.Threading;
 using Microsoft.CodeAnalysis;
+using ModelDsl.Generators.Dsl;
 using Microsoft.CodeAnalysis.CSharp;
 using Microsoft.CodeAnalysis.CSharp.Syntax;
 using ModelDsl.Generators.Diagnostics;
@@ -18,12 +19,10 @@ namespace ModelDsl.Generators.Parsing
     /// </summary>
     internal sealed class ModelParser
     {
-        internal const string ModelAttributeName = "ModelDsl.ModelAttribute";
+        internal const string ModelAttributeName = "ModelDsl." + nameof(ModelAttribute);
         private const string LayerAttributeName = "ModelDsl.LayerAttribute";
         private const string TorchModulesNamespace = "TorchSharp.Modules";
         private const string RuntimeLayersNamespace = "ModelDsl";
-        // ModelDsl.DType by value; the generator cannot load the DSL assembly, so the names are mirrored here.
-        private static readonly string[] DTypeNames = { "Float32", "Float64", "Float16", "Int32", "Int64" };
 
         private readonly List<DiagnosticInfo> _diagnostics = new();
         private readonly CancellationToken _cancellation;
@@ -294,16 +293,17 @@ namespace ModelDsl.Generators.Parsing
             {
                 foreach (var named in modelAttribute.NamedArguments)
                 {
-                    if (named.Key == "Input" && named.Value.Value is string s) inputText = s;
-                    if (named.Key == "InputType" && named.Value.Value is int i) inputTypeValue = i;
+                    if (named.Key == nameof(ModelAttribute.Input) && named.Value.Value is string s) inputText = s;
+                    if (named.Key == nameof(ModelAttribute.InputType) && named.Value.Value is int i) inputTypeValue = i;
                 }
-                inputLocation = LayerAttributeReader.For(modelAttribute).ArgumentLocation("Input") ?? attributeLocation;
+                inputLocation = LayerAttributeReader.For(modelAttribute).ArgumentLocation(nameof(ModelAttribute.Input)) ?? attributeLocation;
             }
 
-            string inputType = inputTypeValue >= 0 && inputTypeValue < DTypeNames.Length ? DTypeNames[inputTypeValue] : "";
+            // DType by value, named from the DSL's own enum (compiled into the generator).
+            string inputType = Enum.IsDefined(typeof(DType), inputTypeValue) ? ((DType)inputTypeValue).ToString() : "";
             if (inputType.Length == 0)
             {
-                var typeLocation = modelAttribute is null ? attributeLocation : LayerAttributeReader.For(modelAttribute).ArgumentLocation("InputType");
+                var typeLocation = modelAttribute is null ? attributeLocation : LayerAttributeReader.For(modelAttribute).ArgumentLocation(nameof(ModelAttribute.InputType));
                 report(DiagnosticDescriptors.InvalidInputType, typeLocation, new[] { inputTypeValue.ToString(System.Globalization.CultureInfo.InvariantCulture), type.Name });
                 hasErrors = true;
             }

@@ -3,6 +3,7 @@ using System.Collections.Generic;
 using System.Globalization;
 using System.Linq;
 using Microsoft.CodeAnalysis;
+using ModelDsl.Generators.Dsl;
 using ModelDsl.Generators.Diagnostics;
 using ModelDsl.Generators.Model;
 using static ModelDsl.Generators.Parsing.PlanArguments;
@@ -17,8 +18,8 @@ namespace ModelDsl.Generators.Parsing
     /// </summary>
     internal static class OptimizationParser
     {
-        internal const string PruneAttributeName = "ModelDsl.PruneAttribute";
-        internal const string QuantizeAttributeName = "ModelDsl.QuantizeAttribute";
+        internal const string PruneAttributeName = "ModelDsl." + nameof(PruneAttribute);
+        internal const string QuantizeAttributeName = "ModelDsl." + nameof(QuantizeAttribute);
 
         /// <summary>
         /// Checks the passes. Returns them in declaration order (null when any is invalid) and the parameter count the
@@ -71,19 +72,19 @@ namespace ModelDsl.Generators.Parsing
                 bool isCount = attribute.AttributeConstructor.Parameters.Length > 1 && attribute.AttributeConstructor.Parameters[1].Type.SpecialType == SpecialType.System_Int32;
                 string amountArgument = isCount ? "count" : "amount";
                 double amount = isCount ? args.Get(amountArgument, 0) : args.Get(amountArgument, 0.0);
-                double n = args.Get("N", 2.0);
-                int dim = args.Get("Dim", -1);
-                int fineTune = args.Get("FineTuneEpochs", 0);
-                var targets = values.TryGetValue("Targets", out var t) && t.Kind == TypedConstantKind.Array && !t.IsNull
+                double n = args.Get(nameof(PruneAttribute.N), PlanDefaults.N);
+                int dim = args.Get(nameof(PruneAttribute.Dim), PlanDefaults.Dim);
+                int fineTune = args.Get(nameof(PruneAttribute.FineTuneEpochs), 0);
+                var targets = values.TryGetValue(nameof(PruneAttribute.Targets), out var t) && t.Kind == TypedConstantKind.Array && !t.IsNull
                     ? t.Values.Select(v => v.Value as string ?? "").ToArray()
                     : Array.Empty<string>();
 
                 if (declared is not { } method) continue;
-                if (fineTune < 0) args.Fail(DiagnosticDescriptors.InvalidPassSetting, "FineTuneEpochs", $"FineTuneEpochs is {fineTune}; it must be 0 or more");
-                if (!(n > 0)) args.Fail(DiagnosticDescriptors.InvalidPassSetting, "N", $"N is {Num(n)}; the norm's order must be positive (1, 2, or double.PositiveInfinity)");
+                if (fineTune < 0) args.Fail(DiagnosticDescriptors.InvalidPassSetting, nameof(PruneAttribute.FineTuneEpochs), $"FineTuneEpochs is {fineTune}; it must be 0 or more");
+                if (!(n > 0)) args.Fail(DiagnosticDescriptors.InvalidPassSetting, nameof(PruneAttribute.N), $"N is {Num(n)}; the norm's order must be positive (1, 2, or double.PositiveInfinity)");
                 if (targets.Length == 0)
                 {
-                    args.Fail(DiagnosticDescriptors.PruneWithoutTargets, "Targets", method.ToString());
+                    args.Fail(DiagnosticDescriptors.PruneWithoutTargets, nameof(PruneAttribute.Targets), method.ToString());
                     continue;
                 }
 

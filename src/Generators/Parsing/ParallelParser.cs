@@ -3,6 +3,7 @@ using System.Collections.Generic;
 using System.Globalization;
 using System.Linq;
 using Microsoft.CodeAnalysis;
+using ModelDsl.Generators.Dsl;
 using ModelDsl.Generators.Diagnostics;
 using ModelDsl.Generators.Model;
 using ModelDsl.Plans;
@@ -13,9 +14,13 @@ namespace ModelDsl.Generators.Parsing
     /// <summary>Reads and checks a [Parallel] attribute (MD02xx) against the model and its [Train].</summary>
     internal static class ParallelParser
     {
-        internal const string ParallelAttributeName = "ModelDsl.ParallelAttribute";
+        internal const string ParallelAttributeName = "ModelDsl." + nameof(ParallelAttribute);
 
-        private static readonly string[] AsyncOnly = { "SyncEvery", "WarmupSteps", "OuterOptimizer", "OuterLearningRate", "OuterMomentum", "Overlap" };
+        private static readonly string[] AsyncOnly =
+        {
+            nameof(ParallelAttribute.SyncEvery), nameof(ParallelAttribute.WarmupSteps), nameof(ParallelAttribute.OuterOptimizer),
+            nameof(ParallelAttribute.OuterLearningRate), nameof(ParallelAttribute.OuterMomentum), nameof(ParallelAttribute.Overlap),
+        };
 
         /// <summary>
         /// Checks the declaration. <paramref name="hasTrain"/>: whether the class declares [Train];
@@ -34,19 +39,19 @@ namespace ModelDsl.Generators.Parsing
             }
 
             ParallelMode? mode = args.Enum("mode", ParallelMode.Sync, DiagnosticDescriptors.SettingOfOtherMode);
-            CommBackend? backend = args.Enum("Backend", CommBackend.Auto, DiagnosticDescriptors.SettingOfOtherMode);
-            OuterOptimizer? outer = args.Enum("OuterOptimizer", OuterOptimizer.None, DiagnosticDescriptors.InvalidAsyncSetting);
+            CommBackend? backend = args.Enum(nameof(ParallelAttribute.Backend), CommBackend.Auto, DiagnosticDescriptors.SettingOfOtherMode);
+            OuterOptimizer? outer = args.Enum(nameof(ParallelAttribute.OuterOptimizer), OuterOptimizer.None, DiagnosticDescriptors.InvalidAsyncSetting);
 
-            int worldSize = args.Get("WorldSize", 2);
-            if (!PlanRules.WorldSize.Holds(worldSize)) args.Fail(DiagnosticDescriptors.InvalidWorldSize, "WorldSize", Int(worldSize));
-            double bucket = args.Get("BucketSizeMB", 25.0);
-            if (!PlanRules.BucketSizeMB.Holds(bucket)) args.Fail(DiagnosticDescriptors.InvalidBucketSize, "BucketSizeMB", Num(bucket));
-            bool syncBatchNorm = args.Get("SyncBatchNorm", false);
+            int worldSize = args.Get(nameof(ParallelAttribute.WorldSize), PlanDefaults.WorldSize);
+            if (!PlanRules.WorldSize.Holds(worldSize)) args.Fail(DiagnosticDescriptors.InvalidWorldSize, nameof(ParallelAttribute.WorldSize), Int(worldSize));
+            double bucket = args.Get(nameof(ParallelAttribute.BucketSizeMB), PlanDefaults.BucketSizeMB);
+            if (!PlanRules.BucketSizeMB.Holds(bucket)) args.Fail(DiagnosticDescriptors.InvalidBucketSize, nameof(ParallelAttribute.BucketSizeMB), Num(bucket));
+            bool syncBatchNorm = args.Get(nameof(ParallelAttribute.SyncBatchNorm), false);
 
-            int syncEvery = args.Get("SyncEvery", 1);
-            int warmup = args.Get("WarmupSteps", 0);
-            double outerLr = args.Get("OuterLearningRate", 0.7);
-            double outerMomentum = args.Get("OuterMomentum", 0.9);
+            int syncEvery = args.Get(nameof(ParallelAttribute.SyncEvery), PlanDefaults.SyncEvery);
+            int warmup = args.Get(nameof(ParallelAttribute.WarmupSteps), 0);
+            double outerLr = args.Get(nameof(ParallelAttribute.OuterLearningRate), PlanDefaults.OuterLearningRate);
+            double outerMomentum = args.Get(nameof(ParallelAttribute.OuterMomentum), PlanDefaults.OuterMomentum);
             if (mode == ParallelMode.Sync)
             {
                 foreach (var name in AsyncOnly.Where(args.Has))
@@ -55,47 +60,50 @@ namespace ModelDsl.Generators.Parsing
             }
             else if (mode == ParallelMode.Async)
             {
-                if (!PlanRules.SyncEvery.Holds(syncEvery)) args.Fail(DiagnosticDescriptors.InvalidAsyncSetting, "SyncEvery", $"SyncEvery is {Int(syncEvery)}; ranks average their parameters every SyncEvery ≥ 1 local steps");
-                if (!PlanRules.WarmupSteps.Holds(warmup)) args.Fail(DiagnosticDescriptors.InvalidAsyncSetting, "WarmupSteps", $"WarmupSteps is {Int(warmup)}; it must be 0 or more");
+                if (!PlanRules.SyncEvery.Holds(syncEvery)) args.Fail(DiagnosticDescriptors.InvalidAsyncSetting, nameof(ParallelAttribute.SyncEvery), $"SyncEvery is {Int(syncEvery)}; ranks average their parameters every SyncEvery ≥ 1 local steps");
+                if (!PlanRules.WarmupSteps.Holds(warmup)) args.Fail(DiagnosticDescriptors.InvalidAsyncSetting, nameof(ParallelAttribute.WarmupSteps), $"WarmupSteps is {Int(warmup)}; it must be 0 or more");
                 bool nesterov = outer == OuterOptimizer.Nesterov;
-                foreach (var name in new[] { "OuterLearningRate", "OuterMomentum" }.Where(n => args.Has(n) && !nesterov))
+                foreach (var name in new[] { nameof(ParallelAttribute.OuterLearningRate), nameof(ParallelAttribute.OuterMomentum) }.Where(n => args.Has(n) && !nesterov))
                     args.Fail(DiagnosticDescriptors.InvalidAsyncSetting, name, $"{name} applies only with OuterOptimizer = OuterOptimizer.Nesterov");
                 if (nesterov && !PlanRules.OuterLearningRate.Holds(outerLr))
-                    args.Fail(DiagnosticDescriptors.InvalidAsyncSetting, "OuterLearningRate", $"OuterLearningRate is {Num(outerLr)}; it must be positive");
+                    args.Fail(DiagnosticDescriptors.InvalidAsyncSetting, nameof(ParallelAttribute.OuterLearningRate), $"OuterLearningRate is {Num(outerLr)}; it must be positive");
                 if (nesterov && !PlanRules.OuterMomentum.Holds(outerMomentum))
-                    args.Fail(DiagnosticDescriptors.InvalidAsyncSetting, "OuterMomentum", $"OuterMomentum is {Num(outerMomentum)}; it must be in [0, 1)");
-                if (worldSize == 1) report(DiagnosticDescriptors.AsyncAtWorldSizeOne, reader.ArgumentLocation("WorldSize") ?? reader.ArgumentLocation(null), Array.Empty<string>());
+                    args.Fail(DiagnosticDescriptors.InvalidAsyncSetting, nameof(ParallelAttribute.OuterMomentum), $"OuterMomentum is {Num(outerMomentum)}; it must be in [0, 1)");
+                if (worldSize == 1) report(DiagnosticDescriptors.AsyncAtWorldSizeOne, reader.ArgumentLocation(nameof(ParallelAttribute.WorldSize)) ?? reader.ArgumentLocation(null), Array.Empty<string>());
             }
 
-            int maxRestarts = args.Get("MaxRestarts", 0);
-            if (!PlanRules.MaxRestarts.Holds(maxRestarts)) args.Fail(DiagnosticDescriptors.InvalidMaxRestarts, "MaxRestarts", Int(maxRestarts));
+            int maxRestarts = args.Get(nameof(ParallelAttribute.MaxRestarts), 0);
+            if (!PlanRules.MaxRestarts.Holds(maxRestarts)) args.Fail(DiagnosticDescriptors.InvalidMaxRestarts, nameof(ParallelAttribute.MaxRestarts), Int(maxRestarts));
             else if (maxRestarts > 0 && worldSize == 1)
-                report(DiagnosticDescriptors.RestartsAtWorldSizeOne, reader.ArgumentLocation("MaxRestarts"), Array.Empty<string>());
+                report(DiagnosticDescriptors.RestartsAtWorldSizeOne, reader.ArgumentLocation(nameof(ParallelAttribute.MaxRestarts)), Array.Empty<string>());
 
             if (worldSize > 1 && !syncBatchNorm && batchNormLayers.Count > 0)
                 report(DiagnosticDescriptors.BatchNormPerRank, reader.ArgumentLocation(null),
                     new[] { modelName, string.Join(", ", batchNormLayers), Int(worldSize) });
 
             if (!args.Ok || mode is not { } parallelMode || backend is null || outer is null) return null;
-            // The generated TrainingPlan's values, in the order it lists them.
+            // The generated TrainingPlan's values, in the order it lists them: the mode, the world size (a plan without
+            // [Parallel] trains on one rank, so it is always written) and what the model declares.
             var values = new List<PlanValue>
             {
-                new("Mode", parallelMode.ToString(), nameof(ParallelMode)),
-                new("WorldSize", worldSize),
-                new("Backend", backend.Value.ToString(), nameof(CommBackend)),
-                new("BucketSizeMB", bucket),
-                new("SyncBatchNorm", syncBatchNorm),
+                new(nameof(ParallelAttribute.Mode), parallelMode.ToString(), nameof(ParallelMode)),
+                new(nameof(ParallelAttribute.WorldSize), worldSize),
             };
+            args.AddIfWritten(values, nameof(ParallelAttribute.Backend), backend.Value.ToString(), nameof(CommBackend));
+            args.AddIfWritten(values, nameof(ParallelAttribute.BucketSizeMB), bucket);
+            args.AddIfWritten(values, nameof(ParallelAttribute.SyncBatchNorm), syncBatchNorm);
             if (parallelMode == ParallelMode.Async)
             {
-                values.Add(new("SyncEvery", syncEvery));
-                values.Add(new("WarmupSteps", warmup));
-                values.Add(new("OuterOptimizer", outer.Value.ToString(), nameof(OuterOptimizer)));
-                values.Add(new("OuterLearningRate", outerLr));
-                values.Add(new("OuterMomentum", outerMomentum));
-                values.Add(new("OverlapAveraging", args.Get("Overlap", true)));
+                args.AddIfWritten(values, nameof(ParallelAttribute.SyncEvery), syncEvery);
+                args.AddIfWritten(values, nameof(ParallelAttribute.WarmupSteps), warmup);
+                args.AddIfWritten(values, nameof(ParallelAttribute.OuterOptimizer), outer.Value.ToString(), nameof(OuterOptimizer));
+                args.AddIfWritten(values, nameof(ParallelAttribute.OuterLearningRate), outerLr);
+                args.AddIfWritten(values, nameof(ParallelAttribute.OuterMomentum), outerMomentum);
+                // The runtime names it for what overlaps: TrainingPlan.OverlapAveraging (--no-overlap).
+                args.AddIfWritten(values, nameof(ParallelAttribute.Overlap), args.Get(nameof(ParallelAttribute.Overlap), PlanDefaults.Overlap), planName: "OverlapAveraging");
             }
-            if (args.Has("MaxRestarts")) values.Add(new("MaxRestarts", maxRestarts, Comment: "restarts of a failed job from its last checkpoint"));
+            if (args.Has(nameof(ParallelAttribute.MaxRestarts)))
+                values.Add(new(nameof(ParallelAttribute.MaxRestarts), maxRestarts, Comment: "restarts of a failed job from its last checkpoint"));
             return new ParallelSpec(parallelMode, worldSize, values.ToEquatableArray());
         }
     }

@@ -3,13 +3,16 @@ using System.Collections.Generic;
 using System.Globalization;
 using System.Linq;
 using Microsoft.CodeAnalysis;
+using ModelDsl.Generators.Model;
 
 namespace ModelDsl.Generators.Parsing
 {
     /// <summary>
     /// One plan attribute's arguments ([Train], [Parallel], [Prune], [Quantize]) as the plan parsers read them: typed
     /// values with the attribute's defaults, enum members named from the compilation's own enum types (so no parser
-    /// mirrors the DSL's member names), and a problem reported on the argument it concerns.
+    /// mirrors the DSL's member names), and a problem reported on the argument it concerns. Parsers name a property as
+    /// <c>nameof(TrainAttribute.LearningRate)</c> (the DSL's attribute sources are compiled into the generator) and take
+    /// the default a check needs from <c>PlanDefaults</c>, the one place the runtime reads too.
     /// </summary>
     internal sealed class PlanArguments
     {
@@ -37,6 +40,16 @@ namespace ModelDsl.Generators.Parsing
 
         /// <summary>The argument's value, or <paramref name="fallback"/> (the attribute's default) when it was not written.</summary>
         public T Get<T>(string name, T fallback) => _values.TryGetValue(name, out var c) && c.Value is T v ? v : fallback;
+
+        /// <summary>
+        /// Adds the argument to the generated plan's <paramref name="values"/> as <paramref name="value"/> (checked, perhaps
+        /// reshaped) when the use site wrote it; an argument left out stays unset, so the runtime's default applies.
+        /// <paramref name="planName"/>: the plan property, when it is not named as the attribute's.
+        /// </summary>
+        public void AddIfWritten(List<PlanValue> values, string name, object? value, string? enumType = null, string? planName = null)
+        {
+            if (Has(name) && value is not null) values.Add(new PlanValue(planName ?? name, value, enumType));
+        }
 
         /// <summary>
         /// The enum member the argument names, <paramref name="fallback"/> when it was not written, or null — reported

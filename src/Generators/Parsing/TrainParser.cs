@@ -3,6 +3,7 @@ using System.Collections.Generic;
 using System.Globalization;
 using System.Linq;
 using Microsoft.CodeAnalysis;
+using ModelDsl.Generators.Dsl;
 using ModelDsl.Generators.Diagnostics;
 using ModelDsl.Generators.Model;
 using ModelDsl.Plans;
@@ -14,7 +15,7 @@ namespace ModelDsl.Generators.Parsing
     /// <summary>Reads and checks a [Train] attribute against the model it trains.</summary>
     internal static class TrainParser
     {
-        internal const string TrainAttributeName = "ModelDsl.TrainAttribute";
+        internal const string TrainAttributeName = "ModelDsl." + nameof(TrainAttribute);
         private const string TrainingHostName = "ModelDsl.Runtime.Training.TrainingHost";
 
         /// <summary>
@@ -39,90 +40,90 @@ namespace ModelDsl.Generators.Parsing
 
             bool ok = true; // problems reported outside args.Fail
 
-            string? loss = args.Enum("loss", "CrossEntropy", DiagnosticDescriptors.InvalidTrainingSetting);
-            string? optimizer = args.Enum("optimizer", "SGD", DiagnosticDescriptors.InvalidTrainingSetting);
-            string? schedule = args.Enum("Schedule", "Constant", DiagnosticDescriptors.InvalidTrainingSetting);
+            string? loss = args.Enum("loss", nameof(Loss.CrossEntropy), DiagnosticDescriptors.InvalidTrainingSetting);
+            string? optimizer = args.Enum("optimizer", nameof(Optimizer.SGD), DiagnosticDescriptors.InvalidTrainingSetting);
+            string? schedule = args.Enum(nameof(TrainAttribute.Schedule), nameof(Schedule.Constant), DiagnosticDescriptors.InvalidTrainingSetting);
 
-            double lr = args.Get("LearningRate", 1e-3);
-            if (!PlanRules.LearningRate.Holds(lr)) args.Fail(DiagnosticDescriptors.InvalidLearningRate, "LearningRate", Num(lr));
-            int epochs = args.Get("Epochs", 10);
-            if (!PlanRules.Epochs.Holds(epochs)) args.Fail(DiagnosticDescriptors.InvalidEpochs, "Epochs", epochs.ToString(CultureInfo.InvariantCulture));
-            int batch = args.Get("BatchSize", 64);
-            if (!PlanRules.BatchSize.Holds(batch)) args.Fail(DiagnosticDescriptors.InvalidBatchSize, "BatchSize", batch.ToString(CultureInfo.InvariantCulture));
+            double lr = args.Get(nameof(TrainAttribute.LearningRate), PlanDefaults.LearningRate);
+            if (!PlanRules.LearningRate.Holds(lr)) args.Fail(DiagnosticDescriptors.InvalidLearningRate, nameof(TrainAttribute.LearningRate), Num(lr));
+            int epochs = args.Get(nameof(TrainAttribute.Epochs), PlanDefaults.Epochs);
+            if (!PlanRules.Epochs.Holds(epochs)) args.Fail(DiagnosticDescriptors.InvalidEpochs, nameof(TrainAttribute.Epochs), epochs.ToString(CultureInfo.InvariantCulture));
+            int batch = args.Get(nameof(TrainAttribute.BatchSize), PlanDefaults.BatchSize);
+            if (!PlanRules.BatchSize.Holds(batch)) args.Fail(DiagnosticDescriptors.InvalidBatchSize, nameof(TrainAttribute.BatchSize), batch.ToString(CultureInfo.InvariantCulture));
 
-            double weightDecay = args.Get("WeightDecay", double.NaN);
-            double momentum = args.Get("Momentum", 0.0);
-            bool nesterov = args.Get("Nesterov", false);
+            double weightDecay = args.Get(nameof(TrainAttribute.WeightDecay), PlanDefaults.WeightDecay);
+            double momentum = args.Get(nameof(TrainAttribute.Momentum), 0.0);
+            bool nesterov = args.Get(nameof(TrainAttribute.Nesterov), false);
             if (!double.IsNaN(weightDecay) && !PlanRules.WeightDecay.Holds(weightDecay))
-                args.Fail(DiagnosticDescriptors.InvalidOptimizerSetting, "WeightDecay", $"WeightDecay is {Num(weightDecay)}; it must be 0 or more");
+                args.Fail(DiagnosticDescriptors.InvalidOptimizerSetting, nameof(TrainAttribute.WeightDecay), $"WeightDecay is {Num(weightDecay)}; it must be 0 or more");
             if (!PlanRules.Momentum.Holds(momentum))
-                args.Fail(DiagnosticDescriptors.InvalidOptimizerSetting, "Momentum", $"Momentum is {Num(momentum)}; it must be in [0, 1)");
+                args.Fail(DiagnosticDescriptors.InvalidOptimizerSetting, nameof(TrainAttribute.Momentum), $"Momentum is {Num(momentum)}; it must be in [0, 1)");
             else if (momentum > 0 && optimizer is not null and not "SGD")
-                args.Fail(DiagnosticDescriptors.InvalidOptimizerSetting, "Momentum", $"Momentum applies to SGD; {optimizer} keeps its own moment estimates (betas)");
+                args.Fail(DiagnosticDescriptors.InvalidOptimizerSetting, nameof(TrainAttribute.Momentum), $"Momentum applies to SGD; {optimizer} keeps its own moment estimates (betas)");
             if (nesterov && optimizer is not null and not "SGD")
-                args.Fail(DiagnosticDescriptors.InvalidOptimizerSetting, "Nesterov", $"Nesterov applies to SGD, not {optimizer}");
+                args.Fail(DiagnosticDescriptors.InvalidOptimizerSetting, nameof(TrainAttribute.Nesterov), $"Nesterov applies to SGD, not {optimizer}");
             else if (nesterov && !(momentum > 0))
-                args.Fail(DiagnosticDescriptors.InvalidOptimizerSetting, "Nesterov", "Nesterov momentum requires a momentum > 0 (as in PyTorch)");
+                args.Fail(DiagnosticDescriptors.InvalidOptimizerSetting, nameof(TrainAttribute.Nesterov), "Nesterov momentum requires a momentum > 0 (as in PyTorch)");
 
-            double warmup = args.Get("WarmupEpochs", 0.0);
-            int stepSize = args.Get("StepSize", 10);
-            double gamma = args.Get("Gamma", 0.1);
+            double warmup = args.Get(nameof(TrainAttribute.WarmupEpochs), 0.0);
+            int stepSize = args.Get(nameof(TrainAttribute.StepSize), PlanDefaults.StepSize);
+            double gamma = args.Get(nameof(TrainAttribute.Gamma), PlanDefaults.Gamma);
             if (!(warmup >= 0) || double.IsInfinity(warmup) || (epochs >= 1 && warmup >= epochs && warmup > 0))
-                args.Fail(DiagnosticDescriptors.InvalidSchedule, "WarmupEpochs", $"WarmupEpochs is {Num(warmup)}; it must be 0 or more and less than Epochs ({epochs})");
+                args.Fail(DiagnosticDescriptors.InvalidSchedule, nameof(TrainAttribute.WarmupEpochs), $"WarmupEpochs is {Num(warmup)}; it must be 0 or more and less than Epochs ({epochs})");
             else if (warmup > 0 && schedule is not null and not "Cosine")
-                args.Fail(DiagnosticDescriptors.InvalidSchedule, "WarmupEpochs", $"WarmupEpochs applies to Schedule.Cosine, not Schedule.{schedule}");
-            else if (warmup != Math.Floor(warmup) && args.Get("ScheduleInterval", 0) != 1)
-                args.Fail(DiagnosticDescriptors.InvalidSchedule, "WarmupEpochs", $"WarmupEpochs = {Num(warmup)} is a fraction of an epoch; that needs ScheduleInterval = ScheduleInterval.Step (the rate changes every step)");
+                args.Fail(DiagnosticDescriptors.InvalidSchedule, nameof(TrainAttribute.WarmupEpochs), $"WarmupEpochs applies to Schedule.Cosine, not Schedule.{schedule}");
+            else if (warmup != Math.Floor(warmup) && args.Get(nameof(TrainAttribute.ScheduleInterval), (int)ScheduleInterval.Epoch) != (int)ScheduleInterval.Step)
+                args.Fail(DiagnosticDescriptors.InvalidSchedule, nameof(TrainAttribute.WarmupEpochs), $"WarmupEpochs = {Num(warmup)} is a fraction of an epoch; that needs ScheduleInterval = ScheduleInterval.Step (the rate changes every step)");
             if (!PlanRules.StepSize.Holds(stepSize))
-                args.Fail(DiagnosticDescriptors.InvalidSchedule, "StepSize", $"StepSize is {stepSize}; it must be at least 1 epoch");
+                args.Fail(DiagnosticDescriptors.InvalidSchedule, nameof(TrainAttribute.StepSize), $"StepSize is {stepSize}; it must be at least 1 epoch");
             if (!PlanRules.Gamma.Holds(gamma))
-                args.Fail(DiagnosticDescriptors.InvalidSchedule, "Gamma", $"Gamma is {Num(gamma)}; it must be in (0, 1]");
+                args.Fail(DiagnosticDescriptors.InvalidSchedule, nameof(TrainAttribute.Gamma), $"Gamma is {Num(gamma)}; it must be in (0, 1]");
 
-            double clip = args.Get("GradientClipNorm", 0.0);
+            double clip = args.Get(nameof(TrainAttribute.GradientClipNorm), 0.0);
             if (!PlanRules.GradientClipNorm.Holds(clip))
-                args.Fail(DiagnosticDescriptors.InvalidTrainingSetting, "GradientClipNorm", $"GradientClipNorm is {Num(clip)}; use a positive norm, or 0 for no clipping");
-            double validation = args.Get("ValidationFraction", 0.1);
+                args.Fail(DiagnosticDescriptors.InvalidTrainingSetting, nameof(TrainAttribute.GradientClipNorm), $"GradientClipNorm is {Num(clip)}; use a positive norm, or 0 for no clipping");
+            double validation = args.Get(nameof(TrainAttribute.ValidationFraction), PlanDefaults.ValidationFraction);
             if (!PlanRules.ValidationFraction.Holds(validation))
-                args.Fail(DiagnosticDescriptors.InvalidTrainingSetting, "ValidationFraction", $"ValidationFraction is {Num(validation)}; it must be in [0, 1)");
+                args.Fail(DiagnosticDescriptors.InvalidTrainingSetting, nameof(TrainAttribute.ValidationFraction), $"ValidationFraction is {Num(validation)}; it must be in [0, 1)");
 
-            int patience = args.Get("EarlyStoppingPatience", 0);
+            int patience = args.Get(nameof(TrainAttribute.EarlyStoppingPatience), 0);
             if (!PlanRules.EarlyStoppingPatience.Holds(patience))
-                args.Fail(DiagnosticDescriptors.InvalidTrainingSetting, "EarlyStoppingPatience", $"EarlyStoppingPatience is {patience}; use a number of epochs, or 0 for no early stopping");
+                args.Fail(DiagnosticDescriptors.InvalidTrainingSetting, nameof(TrainAttribute.EarlyStoppingPatience), $"EarlyStoppingPatience is {patience}; use a number of epochs, or 0 for no early stopping");
             else if (patience > 0 && validation == 0)
-                args.Fail(DiagnosticDescriptors.InvalidTrainingSetting, "EarlyStoppingPatience", "EarlyStoppingPatience watches the validation loss, but ValidationFraction is 0; hold out some data for validation");
+                args.Fail(DiagnosticDescriptors.InvalidTrainingSetting, nameof(TrainAttribute.EarlyStoppingPatience), "EarlyStoppingPatience watches the validation loss, but ValidationFraction is 0; hold out some data for validation");
 
-            double featureScale = args.Get("FeatureScale", 1.0);
+            double featureScale = args.Get(nameof(TrainAttribute.FeatureScale), PlanDefaults.FeatureScale);
             if (!PlanRules.FeatureScale.Holds(featureScale))
-                args.Fail(DiagnosticDescriptors.InvalidTrainingSetting, "FeatureScale", $"FeatureScale is {Num(featureScale)}; it must be a positive number");
+                args.Fail(DiagnosticDescriptors.InvalidTrainingSetting, nameof(TrainAttribute.FeatureScale), $"FeatureScale is {Num(featureScale)}; it must be a positive number");
 
-            string? interval = args.Enum("ScheduleInterval", "Epoch", DiagnosticDescriptors.InvalidTrainingSetting);
+            string? interval = args.Enum(nameof(TrainAttribute.ScheduleInterval), nameof(ScheduleInterval.Epoch), DiagnosticDescriptors.InvalidTrainingSetting);
 
             // A language model: token ids (B, T) in, next-token scores (B, T, V) out. It trains on a text file with a
             // target per position, in windows of T characters (SequenceLength binds a symbolic T).
             bool language = inputIsInteger && input is { Length: 2 } && output is { Length: 3 } && output[0].Equals(input[0]) && output[1].Equals(input[1]);
-            int sequenceLength = args.Get("SequenceLength", 0);
+            int sequenceLength = args.Get(nameof(TrainAttribute.SequenceLength), 0);
             if (sequenceLength < 0)
-                args.Fail(DiagnosticDescriptors.InvalidTrainingSetting, "SequenceLength", $"SequenceLength is {sequenceLength}; it must be a positive window length, or 0 to take T from the input");
+                args.Fail(DiagnosticDescriptors.InvalidTrainingSetting, nameof(TrainAttribute.SequenceLength), $"SequenceLength is {sequenceLength}; it must be a positive window length, or 0 to take T from the input");
             else if (sequenceLength > 0 && !language && output is not null)
-                args.Fail(DiagnosticDescriptors.InvalidTrainingSetting, "SequenceLength",
+                args.Fail(DiagnosticDescriptors.InvalidTrainingSetting, nameof(TrainAttribute.SequenceLength),
                     $"SequenceLength applies to a language model, token ids (B, T) in and scores (B, T, V) out; model '{modelName}' maps {(input is null ? "?" : ShapeText.Format(input))} to {ShapeText.Format(output)}");
             else if (sequenceLength > 0 && language && input![1].IsConcrete && input[1].Size != sequenceLength)
-                args.Fail(DiagnosticDescriptors.InvalidTrainingSetting, "SequenceLength", $"SequenceLength = {sequenceLength} disagrees with the input's T = {input[1].Size}; drop it, or make T symbolic");
+                args.Fail(DiagnosticDescriptors.InvalidTrainingSetting, nameof(TrainAttribute.SequenceLength), $"SequenceLength = {sequenceLength} disagrees with the input's T = {input[1].Size}; drop it, or make T symbolic");
             else if (sequenceLength > maxPositions)
-                args.Fail(DiagnosticDescriptors.SequenceTooLong, "SequenceLength", modelName, $"SequenceLength = {sequenceLength} is longer than the positional table (maxLength = {maxPositions})");
+                args.Fail(DiagnosticDescriptors.SequenceTooLong, nameof(TrainAttribute.SequenceLength), modelName, $"SequenceLength = {sequenceLength} is longer than the positional table (maxLength = {maxPositions})");
 
             // The CSV layout: a header row (declared, else detected at run time) and a label column named in it.
-            bool? header = args.Has("Header") ? args.Get("Header", false) : null;
-            string labelColumn = args.Get("LabelColumn", "") ?? "";
+            bool? header = args.Has(nameof(TrainAttribute.Header)) ? args.Get(nameof(TrainAttribute.Header), false) : null;
+            string labelColumn = args.Get(nameof(TrainAttribute.LabelColumn), "") ?? "";
             if (language && output is not null)
             {
-                foreach (var setting in new[] { "Header", "LabelColumn" })
+                foreach (var setting in new[] { nameof(TrainAttribute.Header), nameof(TrainAttribute.LabelColumn) })
                     if (args.Has(setting)) args.Fail(DiagnosticDescriptors.CsvSettingOnTextData, setting, setting, modelName);
             }
-            else if (args.Has("LabelColumn") && LabelColumnProblem(labelColumn) is { } labelProblem)
-                args.Fail(DiagnosticDescriptors.InvalidLabelColumn, "LabelColumn", labelProblem);
+            else if (args.Has(nameof(TrainAttribute.LabelColumn)) && LabelColumnProblem(labelColumn) is { } labelProblem)
+                args.Fail(DiagnosticDescriptors.InvalidLabelColumn, nameof(TrainAttribute.LabelColumn), labelProblem);
             else if (labelColumn.Length > 0 && header == false)
-                args.Fail(DiagnosticDescriptors.LabelColumnNeedsHeader, "Header", labelColumn);
+                args.Fail(DiagnosticDescriptors.LabelColumnNeedsHeader, nameof(TrainAttribute.Header), labelColumn);
 
             var sample = new List<long>();
             if (input is not null && language && sequenceLength > 0 && !input[1].IsConcrete)
@@ -159,34 +160,35 @@ namespace ModelDsl.Generators.Parsing
             // The classes are dimension 1 of (B, C), or the vocabulary V of a language model's (B, T, V).
             int classDim = language ? 2 : 1;
             int classes = loss is "CrossEntropy" or "NLL" && output is { } o && o.Length > classDim && o[classDim].IsConcrete && o[classDim].Size <= int.MaxValue ? (int)o[classDim].Size : 0;
-            // The generated TrainingPlan's values, in the order it lists them.
+            // The generated TrainingPlan's values, in the order it lists them: what the model declares (the runtime
+            // owns the defaults of what it leaves out) and the facts the compiler found.
             var values = new List<PlanValue>
             {
                 new("InputIsInteger", inputIsInteger),
-                new("Loss", loss, "Loss"),
-                new("Optimizer", optimizer, "Optimizer"),
-                new("LearningRate", lr),
-                new("WeightDecay", weightDecay, Comment: double.IsNaN(weightDecay) ? "not declared: the optimiser's PyTorch default" : null),
-                new("Momentum", momentum),
-                new("Nesterov", nesterov),
-                new("Epochs", epochs),
-                new("BatchSize", batch),
-                new("Seed", args.Get("Seed", 0L)),
-                new("Schedule", schedule, "Schedule"),
-                new("WarmupEpochs", warmup == Math.Floor(warmup) && Math.Abs(warmup) < int.MaxValue ? (object)(int)warmup : warmup),
-                new("StepSize", stepSize),
-                new("Gamma", gamma),
-                new("GradientClipNorm", clip),
-                new("Data", args.Get("Data", "")),
-                new("TestData", args.Get("TestData", "")),
-                new("ValidationFraction", validation),
-                new("FeatureScale", featureScale),
+                new(nameof(TrainAttribute.Loss), loss, nameof(Loss)),
+                new(nameof(TrainAttribute.Optimizer), optimizer, nameof(Optimizer)),
             };
-            if (header is not null) values.Add(new("Header", header.Value));
-            if (labelColumn.Length > 0) values.Add(new("LabelColumn", labelColumn));
+            args.AddIfWritten(values, nameof(TrainAttribute.LearningRate), lr);
+            args.AddIfWritten(values, nameof(TrainAttribute.WeightDecay), weightDecay);
+            args.AddIfWritten(values, nameof(TrainAttribute.Momentum), momentum);
+            args.AddIfWritten(values, nameof(TrainAttribute.Nesterov), nesterov);
+            args.AddIfWritten(values, nameof(TrainAttribute.Epochs), epochs);
+            args.AddIfWritten(values, nameof(TrainAttribute.BatchSize), batch);
+            args.AddIfWritten(values, nameof(TrainAttribute.Seed), args.Get(nameof(TrainAttribute.Seed), 0L));
+            args.AddIfWritten(values, nameof(TrainAttribute.Schedule), schedule, nameof(Schedule));
+            args.AddIfWritten(values, nameof(TrainAttribute.WarmupEpochs), warmup == Math.Floor(warmup) && Math.Abs(warmup) < int.MaxValue ? (object)(int)warmup : warmup);
+            args.AddIfWritten(values, nameof(TrainAttribute.StepSize), stepSize);
+            args.AddIfWritten(values, nameof(TrainAttribute.Gamma), gamma);
+            args.AddIfWritten(values, nameof(TrainAttribute.GradientClipNorm), clip);
+            args.AddIfWritten(values, nameof(TrainAttribute.Data), args.Get(nameof(TrainAttribute.Data), "") ?? "");
+            args.AddIfWritten(values, nameof(TrainAttribute.TestData), args.Get(nameof(TrainAttribute.TestData), "") ?? "");
+            args.AddIfWritten(values, nameof(TrainAttribute.ValidationFraction), validation);
+            args.AddIfWritten(values, nameof(TrainAttribute.FeatureScale), featureScale);
+            args.AddIfWritten(values, nameof(TrainAttribute.Header), header);
+            args.AddIfWritten(values, nameof(TrainAttribute.LabelColumn), labelColumn);
             if (classes > 0) values.Add(new("Classes", classes));
-            if (patience > 0) values.Add(new("EarlyStoppingPatience", patience));
-            if (interval != "Epoch") values.Add(new("ScheduleInterval", interval, "ScheduleInterval"));
+            args.AddIfWritten(values, nameof(TrainAttribute.EarlyStoppingPatience), patience);
+            args.AddIfWritten(values, nameof(TrainAttribute.ScheduleInterval), interval, nameof(ScheduleInterval));
             if (language)
                 values.Add(new("IsLanguageModel", true,
                     Before: $"Token ids (B, T) -> scores (B, T, V): trained on a text file in windows of {Int(sample[0])} characters, a target per position."));

@@ -53,7 +53,7 @@ public sealed class GradientReducer : IDisposable
     /// <param name="bucketSizeMB">The cap of every bucket after the first, in MiB (PyTorch's <c>bucket_cap_mb</c>, default 25).</param>
     /// <param name="firstBucketSizeMB">The cap of the first bucket, in MiB (PyTorch's <c>_DEFAULT_FIRST_BUCKET_BYTES</c>, 1 MiB).</param>
     /// <exception cref="ArgumentOutOfRangeException">A bucket size is not positive.</exception>
-    public GradientReducer(ProcessGroup group, IEnumerable<Parameter> parameters, double bucketSizeMB = 25, double firstBucketSizeMB = 1)
+    public GradientReducer(ProcessGroup group, IEnumerable<Parameter> parameters, double bucketSizeMB = PlanDefaults.BucketSizeMB, double firstBucketSizeMB = 1)
     {
         ArgumentNullException.ThrowIfNull(group);
         ArgumentNullException.ThrowIfNull(parameters);

@@ -10,8 +10,9 @@ namespace ModelDsl.Runtime.Training
 {
     /// <summary>
     /// A model's declared training plan: the values of its <see cref="TrainAttribute">[Train]</see>, checked by the
-    /// compiler, plus the facts about the model the trainer needs. Generated code creates it; the command line
-    /// can override some values for one run.
+    /// compiler, plus the facts about the model the trainer needs. Generated code creates it, setting only the values
+    /// the model declares: the defaults are these initialisers (read from the shared <c>PlanDefaults</c>, as the
+    /// attributes' are). The command line can override some values for one run.
     /// </summary>
     public sealed record TrainingPlan
     {
@@ -26,18 +27,18 @@ namespace ModelDsl.Runtime.Training
         /// <summary>The optimiser.</summary>
         public Optimizer Optimizer { get; init; }
         /// <summary>Learning rate.</summary>
-        public double LearningRate { get; init; } = 1e-3;
+        public double LearningRate { get; init; } = PlanDefaults.LearningRate;
         /// <summary>Weight decay; NaN means the optimiser's PyTorch default (AdamW 0.01, others 0). The fingerprint holds the effective value.</summary>
-        public double WeightDecay { get; init; } = double.NaN;
+        public double WeightDecay { get; init; } = PlanDefaults.WeightDecay;
         /// <summary>SGD momentum.</summary>
         public double Momentum { get; init; }
         /// <summary>SGD Nesterov momentum.</summary>
         public bool Nesterov { get; init; }
         /// <summary>Passes over the training data.</summary>
         [NotInFingerprint("a resumed run may train more epochs (the cosine schedule adds it back)")]
-        public int Epochs { get; init; } = 10;
+        public int Epochs { get; init; } = PlanDefaults.Epochs;
         /// <summary>Samples per batch (per rank).</summary>
-        public int BatchSize { get; init; } = 64;
+        public int BatchSize { get; init; } = PlanDefaults.BatchSize;
         /// <summary>The seed for initialisation, shuffling (seed + epoch) and dropout.</summary>
         public long Seed { get; init; }
         /// <summary>The learning-rate schedule.</summary>
@@ -45,9 +46,9 @@ namespace ModelDsl.Runtime.Training
         /// <summary>Warm-up epochs of the cosine schedule.</summary>
         public double WarmupEpochs { get; init; }
         /// <summary>Epochs between decays of the step schedule.</summary>
-        public int StepSize { get; init; } = 10;
+        public int StepSize { get; init; } = PlanDefaults.StepSize;
         /// <summary>Decay factor of the step schedule.</summary>
-        public double Gamma { get; init; } = 0.1;
+        public double Gamma { get; init; } = PlanDefaults.Gamma;
         /// <summary>Gradient-norm clipping threshold; 0 is off.</summary>
         public double GradientClipNorm { get; init; }
         /// <summary>Training data file.</summary>
@@ -63,7 +64,7 @@ namespace ModelDsl.Runtime.Training
         [NotInFingerprint("how the files are read, like their paths")]
         public string LabelColumn { get; init; } = "";
         /// <summary>Fraction of the training data held out for validation.</summary>
-        public double ValidationFraction { get; init; } = 0.1;
+        public double ValidationFraction { get; init; } = PlanDefaults.ValidationFraction;
 
         /// <summary>Epochs without a better validation loss after which training stops; 0 is off.</summary>
         [NotInFingerprint("it decides when training ends, not what an epoch does")]
@@ -83,7 +84,7 @@ namespace ModelDsl.Runtime.Training
         public int Classes { get; init; }
 
         /// <summary>Multiplier applied to every feature value at load time.</summary>
-        public double FeatureScale { get; init; } = 1.0;
+        public double FeatureScale { get; init; } = PlanDefaults.FeatureScale;
 
         /// <summary>How ranks combine their work ([Parallel]); irrelevant at world size 1.</summary>
         public ParallelMode Mode { get; init; }
@@ -94,24 +95,24 @@ namespace ModelDsl.Runtime.Training
         public CommBackend Backend { get; init; }
         /// <summary>Gradient bucket size in MiB (the first bucket is 1 MiB).</summary>
         [NotInFingerprint("bucketing changes when gradients travel, not their values")]
-        public double BucketSizeMB { get; init; } = 25;
+        public double BucketSizeMB { get; init; } = PlanDefaults.BucketSizeMB;
         /// <summary>Average BatchNorm batch statistics over all ranks.</summary>
         public bool SyncBatchNorm { get; init; }
         /// <summary>Async: local steps between averaging rounds.</summary>
-        public int SyncEvery { get; init; } = 1;
+        public int SyncEvery { get; init; } = PlanDefaults.SyncEvery;
         /// <summary>Async: synchronous steps before local SGD starts.</summary>
         public int WarmupSteps { get; init; }
         /// <summary>Async: the outer optimiser.</summary>
         public OuterOptimizer OuterOptimizer { get; init; }
         /// <summary>Async with Nesterov: outer learning rate.</summary>
-        public double OuterLearningRate { get; init; } = 0.7;
+        public double OuterLearningRate { get; init; } = PlanDefaults.OuterLearningRate;
         /// <summary>Async with Nesterov: outer momentum.</summary>
-        public double OuterMomentum { get; init; } = 0.9;
+        public double OuterMomentum { get; init; } = PlanDefaults.OuterMomentum;
         /// <summary>
         /// Async: start each averaging round's all-reduce without waiting and apply it at the next round, so it overlaps
         /// the local steps between (default); false averages with a blocking all-reduce. <c>--no-overlap</c>.
         /// </summary>
-        public bool OverlapAveraging { get; init; } = true;
+        public bool OverlapAveraging { get; init; } = PlanDefaults.Overlap;
 
         /// <summary>The optimisation passes ([Prune], [Quantize]) in declaration order; they run after training.</summary>
         [NotInFingerprint("the passes run after training; its checkpoint does not depend on them")]

@@ -16,21 +16,10 @@ namespace Samples.Digits
             Loss = global::ModelDsl.Loss.CrossEntropy,
             Optimizer = global::ModelDsl.Optimizer.Adam,
             LearningRate = 0.001,
-            WeightDecay = double.NaN, // not declared: the optimiser's PyTorch default
-            Momentum = 0.0,
-            Nesterov = false,
             Epochs = 30,
             BatchSize = 64,
-            Seed = 0L,
-            Schedule = global::ModelDsl.Schedule.Constant,
-            WarmupEpochs = 0,
-            StepSize = 10,
-            Gamma = 0.1,
-            GradientClipNorm = 0.0,
             Data = "data/optdigits.tra",
             TestData = "data/optdigits.tes",
-            ValidationFraction = 0.1,
-            FeatureScale = 1.0,
             Classes = 10,
         };
 
