@@ -78,7 +78,7 @@ namespace ModelDsl.CodeFixes
                     // Only where the layer is called: the slot is a Module<Tensor, Tensor>, which has no 'weight' to read.
                     case ReadThroughPropertyId when node is ExpressionSyntax layer
                         && layer.Parent is MemberAccessExpressionSyntax { Name.Identifier.ValueText: "call" or "forward" } invoked
-                        && invoked.Expression == layer && invoked.Parent is InvocationExpressionSyntax:
+                        && invoked.Expression == layer && invoked.Parent is InvocationExpressionSyntax { ArgumentList.Arguments.Count: 1 }:
                         context.RegisterCodeFix(CodeAction.Create("Run the layer through its slot: GetLayer(nameof(...)).call",
                             _ => Task.FromResult(context.Document.WithSyntaxRoot(root.ReplaceNode(invoked, ThroughSlot(invoked)))),
                             equivalenceKey: ReadThroughPropertyId), diagnostic);

@@ -46,6 +46,28 @@ public class ForwardDiagnosticTests
     }
 
     [Fact]
+    public void QuantizeWithAnLstmReadThroughItsProperty_ReportsMD0016_NamingTheSlotsOutputOnlyCall()
+    {
+        // [Quantize] swaps the LSTM's module too: its typed property would throw after training.
+        var run = Markup.Verify("""
+            using TorchSharp;
+            [Model(Input = "B, 5, 4")]
+            [Train(Loss.CrossEntropy, Optimizer.SGD, Data = "train.csv")]
+            [Quantize(QuantizeMode.DynamicInt8)]
+            public partial class {|MD0013:Tagger|}
+            {
+                [LSTM(4, 6)]      public partial LSTM Rnn { get; }
+                [Flatten]         public partial Flatten Flat { get; }
+                [Linear(30, 3)]   public partial Linear Out { get; }
+                public override torch.Tensor forward(torch.Tensor x) => GetLayer(nameof(Out)).call(Flat.call({|MD0016:Rnn|}.call(x, null).Item1));
+            }
+            """);
+        string message = run.ModelDiagnostics.Single(d => d.Id == "MD0016").GetMessage();
+        Assert.Contains("replaces this LSTM with an int8 layer", message, StringComparison.Ordinal);
+        Assert.EndsWith("GetLayer(nameof(Rnn)).call(x) (the output sequence only, from zero states: the slot passes no states in or out)", message, StringComparison.Ordinal);
+    }
+
+    [Fact]
     public void QuantizeWithEveryLinearRunThroughItsSlot_CompilesWithMD0013Alone()
     {
         // ReLU is not replaced by any pass, so its typed property stays fine; nameof does not read the layer.
@@ -91,7 +113,7 @@ public class ForwardDiagnosticTests
                 [Linear(8, 3)] public partial Linear Out { get; }
             }
             """);
-        Assert.Equal("[Quantize(QuantizeMode.DynamicInt8)] replaces the Linear layers of composed models too, but the hand-written forward of 'Block' reads 'Body.First.Inner' through its typed property, which then throws; in that forward run the layer through its slot: GetLayer(nameof(Inner)).call(...)",
+        Assert.Equal("[Quantize(QuantizeMode.DynamicInt8)] replaces the Linear, LSTM and GRU layers of composed models too, but the hand-written forward of 'Block' reads 'Body.First.Inner' through its typed property, which then throws; in that forward run the layer through its slot: GetLayer(nameof(Inner)).call(...)",
             run.ModelDiagnostics.Single(d => d.Id == "MD0018").GetMessage());
     }
 

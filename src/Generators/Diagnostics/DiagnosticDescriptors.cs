@@ -95,11 +95,11 @@ namespace ModelDsl.Generators.Diagnostics
         // type, so after [Quantize] it throws. The slot (GetLayer) runs whatever the pass put there.
         public static readonly DiagnosticDescriptor ReplacedLayerReadThroughProperty = Error("MD0016", Declarations,
             "A hand-written forward reads a layer that [Quantize] replaces",
-            "forward reads '{0}' through its typed property, but {1} replaces this Linear with an int8 layer after training, and the property then throws; run the layer through its slot: {2}");
+            "forward reads '{0}' through its typed property, but {1} replaces this {2} with an int8 layer after training, and the property then throws; run the layer through its slot: {3}");
 
         public static readonly DiagnosticDescriptor ComposedReadThroughProperty = Error("MD0018", Declarations,
             "A composed model's hand-written forward reads a layer that [Quantize] replaces",
-            "{0} replaces the Linear layers of composed models too, but the hand-written forward of '{2}' reads '{1}' through its typed property, which then throws; in that forward run the layer through its slot: GetLayer(nameof({3})).call(...)");
+            "{0} replaces the Linear, LSTM and GRU layers of composed models too, but the hand-written forward of '{2}' reads '{1}' through its typed property, which then throws; in that forward run the layer through its slot: GetLayer(nameof({3})).call(...)");
 
         // .forward skips the module's hooks; pruning recomputes weight = weight_mask * weight_orig in a forward pre-hook.
         public static readonly DiagnosticDescriptor LayerCalledThroughForward = Warning("MD0017", Declarations,

@@ -62,15 +62,22 @@ namespace ModelDsl.Generators.Parsing
                     if (invokedMember?.Name.Identifier.ValueText == "forward")
                         report(DiagnosticDescriptors.LayerCalledThroughForward, invokedMember.Name.GetLocation(), new[] { node.ToString() });
 
-                    if (layer.Kind == LayerKind.Linear && !layer.IsField && !typedLinearReads.Contains(layer.MemberName))
+                    // [Quantize] swaps Linear layers and the modules of [LSTM]/[GRU] layers; their typed properties then throw.
+                    bool recurrent = layer.Kind is LayerKind.LSTM or LayerKind.GRU;
+                    bool replaced = (layer.Kind == LayerKind.Linear || recurrent) && !layer.IsField;
+                    if (replaced && !typedLinearReads.Contains(layer.MemberName))
                         typedLinearReads.Add(layer.MemberName);
-                    if (quantizeAttribute is not null && layer.Kind == LayerKind.Linear && !layer.IsField)
+                    if (quantizeAttribute is not null && replaced)
                     {
                         string slot = $"GetLayer(nameof({layer.MemberName}))";
-                        string instead = invokedMember is not null && invokedMember.Name.Identifier.ValueText is "forward" or "call"
-                            ? $"{slot}.call{((InvocationExpressionSyntax)invokedMember.Parent!).ArgumentList}"
-                            : $"{slot} (a Module<Tensor, Tensor>: a Linear before the pass, a DynamicQuantizedLinear after it)";
-                        report(DiagnosticDescriptors.ReplacedLayerReadThroughProperty, node.GetLocation(), new[] { layer.MemberName, quantizeAttribute, instead });
+                        var called = invokedMember is not null && invokedMember.Name.Identifier.ValueText is "forward" or "call"
+                            ? ((InvocationExpressionSyntax)invokedMember.Parent!).ArgumentList : null;
+                        string instead = recurrent
+                            ? $"{slot}.call({called?.Arguments.FirstOrDefault()?.ToString() ?? "x"}) (the output sequence only, from zero states: the slot passes no states in or out)"
+                            : called is not null
+                                ? $"{slot}.call{called}"
+                                : $"{slot} (a Module<Tensor, Tensor>: a Linear before the pass, a DynamicQuantizedLinear after it)";
+                        report(DiagnosticDescriptors.ReplacedLayerReadThroughProperty, node.GetLocation(), new[] { layer.MemberName, quantizeAttribute, layer.KindName, instead });
                     }
                 }
             }
