@@ -30,6 +30,17 @@ public sealed class HostileFileTests : IDisposable
         try { Directory.Delete(_dir, recursive: true); } catch (IOException) { }
     }
 
+    [Fact]
+    public void Rebuild_OfAnEmptyTensor_OverAnEmptyStorage_IsAnEmptyTensor_NotARefusal()
+    {
+        // torch.save({'w': torch.empty(5, 0)}) stores a 0-element storage; the storage bound must not refuse it.
+        using var storage = zeros(0);
+        using var rebuilt = PyTorchFormat.Rebuild(storage, 0, new long[] { 5, 0 }, new long[] { 0, 1 });
+        Assert.Equal(new long[] { 5, 0 }, rebuilt.shape);
+        using var small = zeros(3);
+        Assert.Throws<InvalidDataException>(() => PyTorchFormat.Rebuild(small, 0, new long[] { 2, 2 }, new long[] { 2, 1 }));
+    }
+
     // ---- the fuzzing loop ------------------------------------------------------------------------------------
 
     /// <summary>

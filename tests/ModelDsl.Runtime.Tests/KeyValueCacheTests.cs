@@ -193,6 +193,8 @@ namespace ModelDsl.Runtime.Tests.Text
             var session = new GenerationSession(model, Window);
             session.Append(new long[] { 7, 7, 7 });
             Assert.Throws<InvalidOperationException>(() => new GenerationSession(model, Window));
+            // An uncached session would still run the model, appending its window to the open session's caches.
+            Assert.Throws<InvalidOperationException>(() => new GenerationSession(model, Window, useCache: false));
             session.Dispose();
             Assert.Throws<ObjectDisposedException>(() => session.Append(new long[] { 1 }));
 

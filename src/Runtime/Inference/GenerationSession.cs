@@ -62,12 +62,13 @@ namespace ModelDsl.Runtime.Inference
             _model = model;
             _model.eval();
             ContextLength = contextLength;
-            UncachedReason = useCache ? WhyNoCache(model) : "the cache was switched off";
-            if (UncachedReason is not null) return;
-
+            // Checked before an uncached session returns too: its window would be appended to the open session's caches.
             var layers = model.modules().OfType<TransformerLayer>().ToList();
             if (layers.Any(layer => layer.Cache is not null))
                 throw new InvalidOperationException("the model is already in a GenerationSession; dispose that session before starting another");
+            UncachedReason = useCache ? WhyNoCache(model) : "the cache was switched off";
+            if (UncachedReason is not null) return;
+
             foreach (var layer in layers)
             {
                 var cache = new KeyValueCache(contextLength);

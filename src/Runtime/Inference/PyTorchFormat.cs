@@ -210,6 +210,7 @@ namespace ModelDsl.Runtime.Inference
         {
             if (size.Length != stride.Length || size.Length > 64) throw new InvalidDataException("a tensor's size and stride do not match");
             if (offset < 0 || size.Any(n => n < 0) || stride.Any(s => s < 0)) throw new InvalidDataException("a tensor has a negative size, stride or offset");
+            if (size.Any(n => n == 0)) return torch.empty(size, storage.dtype);
             long elements = 1;
             foreach (long n in size)
             {

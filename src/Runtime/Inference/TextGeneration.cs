@@ -27,7 +27,8 @@ namespace ModelDsl.Runtime.Inference
         /// <param name="topK">Sample among the k most likely ids only; 0 is all of them.</param>
         /// <param name="seed">Seed of the sampling generator.</param>
         /// <param name="useCache">Whether to keep a key/value cache (<see cref="GenerationSession"/>), so each new id costs one
-        /// position rather than the whole context; the ids drawn are the same either way. <c>false</c> recomputes the window
+        /// position rather than the whole context; for float models the ids drawn are the same either way (with int8 layers the
+        /// scores agree to int8 error, see <see cref="GenerationSession"/>). <c>false</c> recomputes the window
         /// every step. Models the cache cannot serve are recomputed either way.</param>
         /// <exception cref="ArgumentException">An empty prompt, or a count, length, temperature or k out of range.</exception>
         public static IEnumerable<long> Sample(nn.Module<Tensor, Tensor> model, IReadOnlyList<long> prompt, int maxNewTokens, int contextLength,

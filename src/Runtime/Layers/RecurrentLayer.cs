@@ -52,14 +52,41 @@ public sealed class RecurrentLayer : nn.Module<Tensor, Tensor>
     public bool IsQuantized => _rnn is DynamicQuantizedLSTM or DynamicQuantizedGRU;
 
     /// <summary>The output sequence for <paramref name="input"/>, from zero initial states.</summary>
-    public override Tensor forward(Tensor input) => _rnn switch
+    public override Tensor forward(Tensor input)
     {
-        TorchSharp.Modules.LSTM lstm => lstm.call(input, null).Item1,
-        TorchSharp.Modules.GRU gru => gru.call(input, null).Item1,
-        DynamicQuantizedLSTM lstm => lstm.call(input, null).Item1,
-        DynamicQuantizedGRU gru => gru.call(input, null).Item1,
-        _ => throw new InvalidOperationException($"RecurrentLayer holds a {_rnn.GetType().Name}"),
-    };
+        // The final states are not passed on: dispose them here rather than leave them to the GC.
+        switch (_rnn)
+        {
+            case TorchSharp.Modules.LSTM lstm:
+            {
+                var (y, h, c) = lstm.call(input, null);
+                h.Dispose();
+                c.Dispose();
+                return y;
+            }
+            case TorchSharp.Modules.GRU gru:
+            {
+                var (y, h) = gru.call(input, null);
+                h.Dispose();
+                return y;
+            }
+            case DynamicQuantizedLSTM lstm:
+            {
+                var (y, h, c) = lstm.call(input, null);
+                h.Dispose();
+                c.Dispose();
+                return y;
+            }
+            case DynamicQuantizedGRU gru:
+            {
+                var (y, h) = gru.call(input, null);
+                h.Dispose();
+                return y;
+            }
+            default:
+                throw new InvalidOperationException($"RecurrentLayer holds a {_rnn.GetType().Name}");
+        }
+    }
 
     /// <summary>A new layer of the same options with fresh weights (the copy Quantize.Dynamic fills with this one's state).</summary>
     internal RecurrentLayer CloneEmpty() =>

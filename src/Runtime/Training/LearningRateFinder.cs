@@ -151,7 +151,8 @@ namespace ModelDsl.Runtime.Training
                 _n++;
                 _average = Beta * _average + (1 - Beta) * loss;
                 smoothed = _average / (1 - Math.Pow(Beta, _n));
-                bool stop = !double.IsFinite(loss) || _n > 1 && smoothed > DivergenceFactor * Best;
+                // Measured from the best by its magnitude, so a [Loss] method that goes negative does not stop the sweep at once.
+                bool stop = !double.IsFinite(loss) || _n > 1 && smoothed - Best > (DivergenceFactor - 1) * Math.Abs(Best);
                 if (smoothed < Best || _n == 1) Best = smoothed;
                 return stop;
             }

@@ -33,7 +33,8 @@ namespace ModelDsl.Runtime.Training
             if (loss.numel() != 1)
                 throw new TrainingException($"the [Loss] method {plan.LossMethod} returned a tensor of shape [{string.Join(", ", loss.shape)}]; " +
                                             "it must return the batch's loss as a scalar (reduce it, e.g. with .mean())");
-            return loss;
+            // The trainer reads the loss as float32 (as the built-in losses are); a float64 loss is converted, not an error.
+            return loss.dtype == ScalarType.Float32 ? loss : loss.to_type(ScalarType.Float32);
         }
 
         private static Tensor ComputeRows(Loss loss, Tensor output, Tensor target) => loss switch

@@ -99,7 +99,9 @@ namespace ModelDsl.Runtime.Training
             }
             catch (Exception e) when (IsNative(e))
             {
-                // The replay failed too; the hooks that ran before it still count.
+                // The replay failed too: the layers after the failing one were never reached, which proves nothing about
+                // .forward; only a forward that completes shows a pruned layer was bypassed. FailingLayer names the real one.
+                return new List<string>();
             }
             finally
             {

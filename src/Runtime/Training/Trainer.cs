@@ -153,7 +153,7 @@ namespace ModelDsl.Runtime.Training
                     {
                         Inference.ModelLoader.LoadInto(bestModel, outputs.BestCheckpointPath, plan.ModelName);
                         bestModel.to(device);
-                        bestTestAccuracy = Evaluate(bestModel, testData, plan.Loss, device).Accuracy;
+                        bestTestAccuracy = Evaluate(bestModel, testData, plan, device).Accuracy;
                     }
                     torch.set_rng_state(rng);
                 }
