@@ -74,11 +74,15 @@ namespace ModelDsl.Runtime.Tests.Recurrent
             model.eval();
             var int8 = Quantize.Load(new WaveClassifier(), Path.Combine(_dir, "ckpt", "optimized.bin"));
             Assert.Equal(3, Quantize.QuantizedLayers(int8).Count()); // Rnn's two products and Head
+            // The generated Load (what evaluate, predict and export use) rebuilds the int8 LSTM from the file too.
+            using var loaded = WaveClassifier.Load(Path.Combine(_dir, "ckpt", "optimized.bin"));
+            Assert.IsType<DynamicQuantizedLSTM>(Assert.IsType<RecurrentLayer>(loaded.GetLayer("Rnn")).Module);
             var rows = File.ReadLines(test).Select(l => l.Split(',')[..16].Select(v => float.Parse(v, System.Globalization.CultureInfo.InvariantCulture))).SelectMany(v => v).ToArray();
             var x = tensor(rows).reshape(-1, 16, 1);
             using (no_grad())
             {
                 var (fp32, q8) = (model.call(x), int8.call(x));
+                Assert.Equal(0f, loaded.call(x).sub(q8).abs().max().item<float>());
                 // 7-bit activations (reduce_range) over a one-feature input cost a few percent of the logits' range
                 // (measured: 1.7 of ±21.6 at most, 0.04 on average); the predictions do not change.
                 var difference = (fp32 - q8).abs().max().item<float>();

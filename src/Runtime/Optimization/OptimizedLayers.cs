@@ -21,6 +21,7 @@ namespace ModelDsl.Runtime.Optimization
     internal static class OptimizedLayers
     {
         private const string ModeKey = "quantize_mode";
+        private const string RecurrentModeKey = "rnn.ih_l0." + ModeKey;
 
         /// <summary>
         /// Replaces, in place, the layers of <paramref name="model"/> that the file's tensors show optimised. A model
@@ -86,6 +87,9 @@ namespace ModelDsl.Runtime.Optimization
                 nn.Module<Tensor, Tensor>? replacement = layer switch
                 {
                     Linear linear when quantized && file.ContainsKey(key + ModeKey) => Quantized(linear, key, file, shrinks, path),
+                    // An [LSTM]/[GRU] layer's int8 module holds one quantised product per weight (ih_l0, hh_l0, ...).
+                    RecurrentLayer recurrent when quantized && file.ContainsKey(key + RecurrentModeKey) =>
+                        recurrent.Quantized(ModeOf(file, key + RecurrentModeKey, path)),
                     Linear linear when shrinks && Sizes(file, key + "weight", 2, linear.weight.shape, path) is { } w =>
                         nn.Linear(w[1], w[0], linear.bias is not null),
                     Conv2d conv when shrinks && Sizes(file, key + "weight", 4, conv.weight.shape, path) is { } w =>
@@ -104,11 +108,7 @@ namespace ModelDsl.Runtime.Optimization
         /// <summary>The int8 (or float16) layer the file holds for a Linear, at the file's sizes where the plan may have cut it.</summary>
         private static DynamicQuantizedLinear Quantized(Linear linear, string key, Dictionary<string, Tensor> file, bool shrinks, string path)
         {
-            var modeTensor = file[key + ModeKey];
-            long value = modeTensor.dtype == ScalarType.Int64 && modeTensor.numel() == 1 ? modeTensor.item<long>() : -1;
-            if (!Enum.IsDefined((QuantizeMode)value))
-                throw new ModelFileException(path, $"{path}: '{key}{ModeKey}' is not a quantisation mode");
-            var mode = (QuantizeMode)value;
+            var mode = ModeOf(file, key + ModeKey, path);
             long[] sizes = (shrinks ? Sizes(file, key + "weight", 2, linear.weight.shape, path) : null) ?? linear.weight.shape;
             if (file.TryGetValue(key + "weight", out var weight))
             {
@@ -118,6 +118,16 @@ namespace ModelDsl.Runtime.Optimization
             }
             using var template = nn.Linear(sizes[1], sizes[0], linear.bias is not null);
             return new DynamicQuantizedLinear(template, mode);
+        }
+
+        /// <summary>The quantisation mode a file stores under <paramref name="modeKey"/>.</summary>
+        private static QuantizeMode ModeOf(Dictionary<string, Tensor> file, string modeKey, string path)
+        {
+            var modeTensor = file[modeKey];
+            long value = modeTensor.dtype == ScalarType.Int64 && modeTensor.numel() == 1 ? modeTensor.item<long>() : -1;
+            if (!Enum.IsDefined((QuantizeMode)value))
+                throw new ModelFileException(path, $"{path}: '{modeKey}' is not a quantisation mode");
+            return (QuantizeMode)value;
         }
 
         /// <summary>
