@@ -336,7 +336,7 @@ public sealed class EarlyStoppingTests : IDisposable
         Assert.Contains($"checkpoint: {lastPath} (final, epoch {r.History.Count}, validation loss {TrainingProgress.Format(losses[^1])}, " +
                         $"validation accuracy {TrainingProgress.Percent(r.History[^1].ValAccuracy!.Value)}, test accuracy {TrainingProgress.Percent(r.TestAccuracy!.Value)})\n", run.Stdout);
         var bestLine = System.Text.RegularExpressions.Regex.Match(run.Stdout,
-            $@"best: {System.Text.RegularExpressions.Regex.Escape(bestPath)} \(epoch {best}, validation loss {TrainingProgress.Format(losses.Min())}, validation accuracy [0-9.]+%, test accuracy ([0-9.]+%); stopped early\); evaluate, predict and export use it unless --model names another file");
+            $@"best: {System.Text.RegularExpressions.Regex.Escape(bestPath)} \(epoch {best}, validation loss {TrainingProgress.Format(losses.Min())}, validation accuracy [0-9.]+%, test accuracy ([0-9.]+%); stopped early\); evaluate, predict and export take it with --model");
         Assert.True(bestLine.Success, run.Stdout);
 
         // evaluate (by default the best checkpoint) says which epoch it scored, and gets the accuracy announced for it.

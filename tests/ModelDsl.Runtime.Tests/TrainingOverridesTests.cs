@@ -92,6 +92,15 @@ public sealed class TrainingOverridesTests
     }
 
     [Fact]
+    public void HeaderFalse_OnTheCommandLine_OverridesADeclaredHeader()
+    {
+        var declared = Plan with { Header = true };
+        Assert.False(Apply("--header false", plan: declared).Plan.Header);
+        Assert.True(Apply("", plan: declared).Plan.Header);
+        Assert.Null(Apply("").Plan.Header); // left out and undeclared: detected from the file
+    }
+
+    [Fact]
     public void EachOptionIsDeclaredOnce()
     {
         var names = TrainingOverrides.All(Plan, () => null).Select(o => o.Option.Name).ToList();
@@ -111,14 +120,15 @@ public sealed class TrainingOverridesTests
         Assert.Equal((4, 1), (options.Plan.WorldSize, options.Plan.MaxRestarts));
     }
 
-    private static TrainingOptions Apply(string commandLine, System.Func<DistributedEnvironment?>? environment = null)
+    private static TrainingOptions Apply(string commandLine, System.Func<DistributedEnvironment?>? environment = null, TrainingPlan? plan = null)
     {
-        var overrides = TrainingOverrides.All(Plan, environment ?? (() => null));
+        plan ??= Plan;
+        var overrides = TrainingOverrides.All(plan, environment ?? (() => null));
         var root = new RootCommand();
         foreach (var o in overrides) root.Options.Add(o.Option);
         var parsed = root.Parse(commandLine);
         Assert.Empty(parsed.Errors);
-        var options = new TrainingOptions { Plan = Plan, CheckpointDirectory = "checkpoints" };
+        var options = new TrainingOptions { Plan = plan, CheckpointDirectory = "checkpoints" };
         foreach (var o in overrides) options = o.Apply(options, parsed);
         return options;
     }

@@ -43,7 +43,8 @@ namespace ModelDsl.Runtime.Training
                 throw new TrainingException($"{(header ? "--header" : "--label-column")} applies to CSV data, and {plan.ModelName} is a language model trained on a text file");
             return plan with
             {
-                Header = header ? true : plan.Header,
+                // Written on the command line (--header or --header false), it overrides the plan; left out, the plan decides.
+                Header = parsed.GetResult(Header) is { Implicit: false } ? header : plan.Header,
                 LabelColumn = label ?? plan.LabelColumn,
             };
         }

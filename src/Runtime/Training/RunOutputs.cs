@@ -115,7 +115,12 @@ namespace ModelDsl.Runtime.Training
                     ? $"report: {reportPath}, curves: {png}"
                     : $"report: {reportPath} (curves not drawn: {plotError})");
             }
-            const string UsedByDefault = "; evaluate, predict and export use it unless --model names another file";
+            // The commands look in checkpoints/<Model>/ by default; from another --checkpoint-dir they need --model.
+            bool defaultDirectory = string.Equals(Path.GetFullPath(_options.CheckpointDirectory),
+                Path.GetFullPath(Path.Combine("checkpoints", _options.Plan.ModelName)), StringComparison.Ordinal);
+            string UsedByDefault = defaultDirectory
+                ? "; evaluate, predict and export use it unless --model names another file"
+                : "; evaluate, predict and export take it with --model";
             bool hasBest = report.BestEpoch is not null && File.Exists(BestCheckpointPath);
             var last = report.History.Count > 0 ? report.History[^1] : null;
             Note($"checkpoint: {CheckpointPath} (final, epoch {last?.Epoch ?? 0}{Figures(last, report.TestAccuracy)})" + (hasBest ? "" : UsedByDefault));
