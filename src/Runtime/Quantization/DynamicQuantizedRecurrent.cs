@@ -212,6 +212,8 @@ internal sealed class RecurrentCells
                 for (long i = 0; i < steps; i++)
                 {
                     long t = d == 1 ? steps - 1 - i : i;
+                    // Each step's gates and int8 intermediates die with the step; only h (and c) live on.
+                    using var stepScope = NewDisposeScope();
                     var hiddenGates = _hh[k].call(h);
                     if (lstm)
                     {
@@ -232,6 +234,8 @@ internal sealed class RecurrentCells
                         var candidate = ig[2].add(hg[2].mul(reset)).tanh();
                         h = h.sub(candidate).mul_(update).add_(candidate);
                     }
+                    h.MoveToOuterDisposeScope();
+                    c?.MoveToOuterDisposeScope();
                     stepOutputs[t] = h;
                 }
                 outputs.Add(stack(stepOutputs, 0));
