@@ -10,7 +10,7 @@ namespace ModelDsl.Runtime.Pruning
     /// exactly as <c>torch.nn.utils.prune</c> does (<c>_validate_pruning_amount_init</c>,
     /// <c>_compute_nparams_toprune</c>, <c>_validate_pruning_amount</c>).
     /// </summary>
-#if BUILDING_SOURCE_GENERATOR
+#if MODELDSL_GENERATOR
     internal
 #else
     public

@@ -155,7 +155,7 @@ public static class MpiLauncher
     {
         ArgumentNullException.ThrowIfNull(args);
         options ??= new MpiLaunchOptions();
-        if (options.MaxRestarts < 0)
+        if (!ModelDsl.Plans.PlanRules.MaxRestarts.Holds(options.MaxRestarts))
             throw new ArgumentOutOfRangeException(nameof(options), options.MaxRestarts, $"MaxRestarts must be 0 or more, got {options.MaxRestarts}.");
         TextWriter error = options.Error ?? Console.Error;
         var mpirunArgs = MpirunArguments(args, worldSize, options);

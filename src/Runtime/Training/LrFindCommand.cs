@@ -40,7 +40,7 @@ namespace ModelDsl.Runtime.Training
             {
                 double startLr = parsed.GetValue(start), endLr = parsed.GetValue(end);
                 int n = parsed.GetValue(steps);
-                if (!(startLr > 0) || double.IsInfinity(startLr)) throw new TrainingException($"--start-lr must be a positive number, got {Num(startLr)}");
+                if (!ModelDsl.Plans.PlanRules.LearningRate.Holds(startLr)) throw new TrainingException($"--start-lr must be a positive number, got {Num(startLr)}");
                 if (!(endLr > startLr) || double.IsInfinity(endLr)) throw new TrainingException($"--end-lr must be a number above --start-lr ({Num(startLr)}), got {Num(endLr)}");
                 if (n < 2) throw new TrainingException($"--steps must be at least 2, got {n}");
                 int b = command.BatchSize(parsed);
