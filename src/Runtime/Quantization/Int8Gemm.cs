@@ -1,0 +1,279 @@
+using System;
+using System.Runtime.CompilerServices;
+using System.Runtime.Intrinsics;
+using System.Runtime.Intrinsics.X86;
+using System.Threading.Tasks;
+
+namespace ModelDsl.Runtime.Quantization;
+
+/// <summary>The int8 matrix-product kernel a <see cref="DynamicQuantizedLinear"/> runs (docs/optimization.md).</summary>
+internal enum Int8Kernel
+{
+    /// <summary>libtorch's <c>torch._int_mm</c> (oneDNN) behind torch ops: the fallback off x86-64.</summary>
+    Torch,
+    /// <summary>Plain C# loops: the reference the SIMD kernels are tested against.</summary>
+    Scalar,
+    /// <summary>AVX2: <c>vpmaddubsw</c> (u8·s8 pair sums in int16) then <c>vpmaddwd</c> by ones (int32).</summary>
+    Avx2,
+    /// <summary>AVX-VNNI (or AVX-512 VNNI with VL): <c>vpdpbusd</c>, four u8·s8 products into int32 in one instruction.</summary>
+    AvxVnni,
+}
+
+/// <summary>
+/// The int8 GEMM of dynamic int8 Linear, with .NET hardware intrinsics:
+/// <c>y[m, n] = (float)(Σₖ a[m, k]·w[n, k] − zeroPoint·Σₖ w[n, k]) · scale + bias[n]</c>, where <c>a</c> is the
+/// quantised activation as uint8 in [0, 127] (reduce_range) and <c>w</c> the int8 weight in its stored [out, in]
+/// layout. The integer sums are exact, so they equal <c>Σₖ (a − zp)·w</c>, what <c>torch._int_mm</c> computes on the
+/// torch path; the float epilogue is the same two roundings as that path's <c>to(float32) · scale + bias</c>.
+/// </summary>
+/// <remarks>
+/// <para>
+/// No packed copy of the weight is kept: each output is a dot product of an activation row with a weight row, both
+/// contiguous in k, so the stored buffer is the kernel's layout and a weight loaded in place (TorchSharp's
+/// <c>load</c>, <c>copy_</c>) can never be stale. The weight's row sums (for the zero point) are taken per call, block
+/// by block, while the block is in cache.
+/// </para>
+/// <para>
+/// Blocking: the output columns are cut into blocks of <see cref="BlockColumns"/> weight rows (≤ 256 KiB of weight,
+/// resident in L2) handed out to <c>threads</c> workers; inside a block, tiles of 4 activation rows (in L1) × 2 weight
+/// rows accumulate 8 vectors of int32 over k, then reduce them horizontally. Values above 127 in <c>a</c> would
+/// saturate vpmaddubsw's int16 pair sums on the AVX2 path; reduce_range keeps them out.
+/// </para>
+/// </remarks>
+internal static unsafe class Int8Gemm
+{
+    private const int TileRows = 4;
+    private const int TileColumns = 2;
+    private const int Lanes = 32; // bytes per Vector256
+
+    /// <summary>Below this many multiply-adds a call runs on the calling thread only (a parallel loop costs more).</summary>
+    internal const long ParallelThreshold = 1L << 22;
+
+    /// <summary>The best kernel this CPU runs.</summary>
+    public static Int8Kernel Best { get; } =
+        AvxVnni.IsSupported ? Int8Kernel.AvxVnni : Avx2.IsSupported ? Int8Kernel.Avx2 : Int8Kernel.Torch;
+
+    /// <summary>Tests and benchmarks force a kernel here (one the CPU supports); <c>null</c> runs <see cref="Best"/>.</summary>
+    internal static Int8Kernel? Forced { get; set; }
+
+    /// <summary>The kernel calls run now.</summary>
+    public static Int8Kernel Current => Forced ?? Best;
+
+    /// <summary>Whether this CPU can run <paramref name="kernel"/>.</summary>
+    public static bool IsSupported(Int8Kernel kernel) => kernel switch
+    {
+        Int8Kernel.Torch or Int8Kernel.Scalar => true,
+        Int8Kernel.Avx2 => Avx2.IsSupported,
+        Int8Kernel.AvxVnni => AvxVnni.IsSupported,
+        _ => false,
+    };
+
+    /// <summary>
+    /// <c>y = (a · wᵀ − zeroPoint · rowsum(w)) · scale + bias</c> for <c>a</c> [rows, k] uint8 in [0, 127],
+    /// <c>w</c> [columns, k] int8, <c>y</c> [rows, columns] float32; <paramref name="bias"/> empty or [columns].
+    /// </summary>
+    public static void Linear(
+        ReadOnlySpan<byte> a, ReadOnlySpan<sbyte> w, int rows, int columns, int k, int zeroPoint, float scale,
+        ReadOnlySpan<float> bias, Span<float> y, Int8Kernel kernel, int threads)
+    {
+        if (rows < 0 || columns < 0 || k <= 0)
+            throw new ArgumentOutOfRangeException(nameof(k), $"Int8Gemm: bad sizes rows {rows}, columns {columns}, k {k}.");
+        if ((long)rows * k > a.Length || (long)columns * k > w.Length || (long)rows * columns > y.Length)
+            throw new ArgumentException($"Int8Gemm: spans too short for [{rows}, {k}] x [{columns}, {k}]ᵀ.");
+        if (!bias.IsEmpty && bias.Length < columns)
+            throw new ArgumentException($"Int8Gemm: bias has {bias.Length} values for {columns} columns.", nameof(bias));
+        if (kernel == Int8Kernel.Torch || !IsSupported(kernel))
+            throw new ArgumentException($"Int8Gemm cannot run the {kernel} kernel on this CPU.", nameof(kernel));
+        if (rows == 0 || columns == 0)
+            return;
+
+        fixed (byte* pa = a)
+        fixed (sbyte* pw = w)
+        fixed (float* pb = bias)
+        fixed (float* py = y)
+        {
+            var job = new Job(pa, pw, bias.IsEmpty ? null : pb, py, rows, columns, k, zeroPoint, scale, kernel);
+            int blocks = (columns + BlockColumns(k) - 1) / BlockColumns(k);
+            if (threads <= 1 || blocks == 1 || (long)rows * columns * k < ParallelThreshold)
+            {
+                for (int b = 0; b < blocks; b++)
+                    job.RunBlock(b);
+            }
+            else
+            {
+                Parallel.For(0, blocks, new ParallelOptions { MaxDegreeOfParallelism = threads }, job.RunBlock);
+            }
+        }
+    }
+
+    /// <summary>Weight rows per block: about 256 KiB of weight (at most 512 rows), a multiple of the tile width.</summary>
+    private static int BlockColumns(int k) => Math.Clamp(256 * 1024 / k / TileColumns * TileColumns, TileColumns, 512);
+
+    /// <summary>One call's operands, as pointers pinned by <see cref="Linear"/> for the call's duration.</summary>
+    private sealed class Job(byte* a, sbyte* w, float* bias, float* y, int rows, int columns, int k, int zeroPoint, float scale, Int8Kernel kernel)
+    {
+        public void RunBlock(int block)
+        {
+            int width = BlockColumns(k);
+            int n0 = block * width;
+            int n1 = Math.Min(columns, n0 + width);
+            int* rowSums = stackalloc int[width];
+            switch (kernel)
+            {
+                case Int8Kernel.AvxVnni: Block<VnniDot>(n0, n1, rowSums); break;
+                case Int8Kernel.Avx2: Block<Avx2Dot>(n0, n1, rowSums); break;
+                default: ScalarBlock(n0, n1); break;
+            }
+        }
+
+        private void Block<TDot>(int n0, int n1, int* rowSums) where TDot : struct, IDot
+        {
+            var ones = Vector256.Create((byte)1);
+            for (int n = n0; n < n1; n++)
+                rowSums[n - n0] = Dot1x1<TDot>(ones, w + (long)n * k);
+
+            int* sums = stackalloc int[TileRows * TileColumns];
+            int m = 0;
+            for (; m + TileRows <= rows; m += TileRows)
+            {
+                byte* ra = a + (long)m * k;
+                int n = n0;
+                for (; n + TileColumns <= n1; n += TileColumns)
+                {
+                    Tile4x2<TDot>(ra, w + (long)n * k, sums);
+                    for (int i = 0; i < TileRows; i++)
+                        for (int j = 0; j < TileColumns; j++)
+                            Store(m + i, n + j, sums[i * TileColumns + j], rowSums[n + j - n0]);
+                }
+                for (; n < n1; n++)
+                    for (int i = 0; i < TileRows; i++)
+                        Store(m + i, n, Dot(ra + (long)i * k, w + (long)n * k), rowSums[n - n0]);
+            }
+            for (; m < rows; m++)
+                for (int n = n0; n < n1; n++)
+                    Store(m, n, Dot(a + (long)m * k, w + (long)n * k), rowSums[n - n0]);
+
+            int Dot(byte* x, sbyte* v) => Dot1x1<TDot>(x, v);
+        }
+
+        private void ScalarBlock(int n0, int n1)
+        {
+            for (int n = n0; n < n1; n++)
+            {
+                sbyte* v = w + (long)n * k;
+                int rowSum = 0;
+                for (int i = 0; i < k; i++) rowSum += v[i];
+                for (int m = 0; m < rows; m++)
+                {
+                    byte* x = a + (long)m * k;
+                    int sum = 0;
+                    for (int i = 0; i < k; i++) sum += x[i] * v[i];
+                    Store(m, n, sum, rowSum);
+                }
+            }
+        }
+
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        private void Store(int m, int n, int sum, int rowSum)
+        {
+            // Two float32 roundings, as the torch path's to(float32).mul_(scale).add_(bias); RyuJIT does not fuse them.
+            float value = (sum - zeroPoint * rowSum) * scale;
+            y[(long)m * columns + n] = bias is null ? value : value + bias[n];
+        }
+
+        /// <summary>Σₖ x[k]·v[k] for one activation row and one weight row (the edges, and the row sums with x = ones).</summary>
+        private int Dot1x1<TDot>(byte* x, sbyte* v) where TDot : struct, IDot
+        {
+            var acc = Vector256<int>.Zero;
+            int i = 0;
+            for (; i + Lanes <= k; i += Lanes)
+                acc = TDot.Dot(acc, Vector256.Load(x + i), Vector256.Load(v + i));
+            if (i < k)
+            {
+                var (tx, tv) = (Tail(x + i, k - i), Tail((byte*)(v + i), k - i).AsSByte());
+                acc = TDot.Dot(acc, tx, tv);
+            }
+            return Vector256.Sum(acc);
+        }
+
+        /// <summary>As <see cref="Dot1x1{TDot}(byte*, sbyte*)"/> with x a vector of ones repeated: the weight row's sum.</summary>
+        private int Dot1x1<TDot>(Vector256<byte> ones, sbyte* v) where TDot : struct, IDot
+        {
+            var acc = Vector256<int>.Zero;
+            int i = 0;
+            for (; i + Lanes <= k; i += Lanes)
+                acc = TDot.Dot(acc, ones, Vector256.Load(v + i));
+            if (i < k)
+                acc = TDot.Dot(acc, ones, Tail((byte*)(v + i), k - i).AsSByte());
+            return Vector256.Sum(acc);
+        }
+
+        /// <summary>4 activation rows × 2 weight rows: 8 accumulators, 6 loads per 8 dot steps.</summary>
+        private void Tile4x2<TDot>(byte* x, sbyte* v, int* sums) where TDot : struct, IDot
+        {
+            Vector256<int> c00 = default, c01 = default, c10 = default, c11 = default;
+            Vector256<int> c20 = default, c21 = default, c30 = default, c31 = default;
+            byte* x1 = x + k, x2 = x + 2L * k, x3 = x + 3L * k;
+            sbyte* v1 = v + k;
+            int i = 0;
+            for (; i + Lanes <= k; i += Lanes)
+            {
+                var w0 = Vector256.Load(v + i);
+                var w1 = Vector256.Load(v1 + i);
+                var a0 = Vector256.Load(x + i);
+                c00 = TDot.Dot(c00, a0, w0); c01 = TDot.Dot(c01, a0, w1);
+                var a1 = Vector256.Load(x1 + i);
+                c10 = TDot.Dot(c10, a1, w0); c11 = TDot.Dot(c11, a1, w1);
+                var a2 = Vector256.Load(x2 + i);
+                c20 = TDot.Dot(c20, a2, w0); c21 = TDot.Dot(c21, a2, w1);
+                var a3 = Vector256.Load(x3 + i);
+                c30 = TDot.Dot(c30, a3, w0); c31 = TDot.Dot(c31, a3, w1);
+            }
+            if (i < k)
+            {
+                int t = k - i;
+                var w0 = Tail((byte*)(v + i), t).AsSByte();
+                var w1 = Tail((byte*)(v1 + i), t).AsSByte();
+                var a0 = Tail(x + i, t); c00 = TDot.Dot(c00, a0, w0); c01 = TDot.Dot(c01, a0, w1);
+                var a1 = Tail(x1 + i, t); c10 = TDot.Dot(c10, a1, w0); c11 = TDot.Dot(c11, a1, w1);
+                var a2 = Tail(x2 + i, t); c20 = TDot.Dot(c20, a2, w0); c21 = TDot.Dot(c21, a2, w1);
+                var a3 = Tail(x3 + i, t); c30 = TDot.Dot(c30, a3, w0); c31 = TDot.Dot(c31, a3, w1);
+            }
+            sums[0] = Vector256.Sum(c00); sums[1] = Vector256.Sum(c01);
+            sums[2] = Vector256.Sum(c10); sums[3] = Vector256.Sum(c11);
+            sums[4] = Vector256.Sum(c20); sums[5] = Vector256.Sum(c21);
+            sums[6] = Vector256.Sum(c30); sums[7] = Vector256.Sum(c31);
+        }
+
+        /// <summary>The last <paramref name="count"/> (&lt; 32) bytes of a row, zero-padded to a vector (zeros add nothing).</summary>
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        private static Vector256<byte> Tail(byte* source, int count)
+        {
+            byte* buffer = stackalloc byte[Lanes];
+            Unsafe.InitBlockUnaligned(buffer, 0, Lanes);
+            Buffer.MemoryCopy(source, buffer, Lanes, count);
+            return Vector256.Load(buffer);
+        }
+    }
+
+    /// <summary>One step of a dot product: eight int32 lanes, each += four u8·s8 products.</summary>
+    private interface IDot
+    {
+        static abstract Vector256<int> Dot(Vector256<int> acc, Vector256<byte> a, Vector256<sbyte> w);
+    }
+
+    private readonly struct VnniDot : IDot
+    {
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        public static Vector256<int> Dot(Vector256<int> acc, Vector256<byte> a, Vector256<sbyte> w) =>
+            AvxVnni.MultiplyWideningAndAdd(acc, a, w);
+    }
+
+    private readonly struct Avx2Dot : IDot
+    {
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        public static Vector256<int> Dot(Vector256<int> acc, Vector256<byte> a, Vector256<sbyte> w) =>
+            // a ≤ 127 keeps each int16 pair sum within ±32512, so vpmaddubsw's saturation never applies.
+            Avx2.Add(acc, Avx2.MultiplyAddAdjacent(Avx2.MultiplyAddAdjacent(a, w), Vector256.Create((short)1)));
+    }
+}
