@@ -44,6 +44,7 @@ internal static unsafe class Int8Gemm
 {
     private const int TileRows = 4;
     private const int TileColumns = 2;
+    private const int OneRowColumns = 4;
     private const int Lanes = 32; // bytes per Vector256
 
     /// <summary>Below this many multiply-adds a call runs on the calling thread only (a parallel loop costs more).</summary>
@@ -106,8 +107,8 @@ internal static unsafe class Int8Gemm
         }
     }
 
-    /// <summary>Weight rows per block: about 256 KiB of weight (at most 512 rows), a multiple of the tile width.</summary>
-    private static int BlockColumns(int k) => Math.Clamp(256 * 1024 / k / TileColumns * TileColumns, TileColumns, 512);
+    /// <summary>Weight rows per block: about 256 KiB of weight (at most 512 rows), a multiple of the tile widths.</summary>
+    private static int BlockColumns(int k) => Math.Clamp(256 * 1024 / k / OneRowColumns * OneRowColumns, OneRowColumns, 512);
 
     /// <summary>One call's operands, as pointers pinned by <see cref="Linear"/> for the call's duration.</summary>
     private sealed class Job(byte* a, sbyte* w, float* bias, float* y, int rows, int columns, int k, int zeroPoint, float scale, Int8Kernel kernel)
@@ -126,19 +127,24 @@ internal static unsafe class Int8Gemm
             }
         }
 
+        [MethodImpl(MethodImplOptions.AggressiveOptimization)] // compiled optimised at once: no slow tier-0 kernel calls
         private void Block<TDot>(int n0, int n1, int* rowSums) where TDot : struct, IDot
         {
-            var ones = Vector256.Create((byte)1);
-            for (int n = n0; n < n1; n++)
-                rowSums[n - n0] = Dot1x1<TDot>(ones, w + (long)n * k);
-
             int* sums = stackalloc int[TileRows * TileColumns];
+            int n = n0;
+            for (; n + OneRowColumns <= n1; n += OneRowColumns)
+            {
+                Tile1x4<TDot>(null, w + (long)n * k, sums);
+                for (int j = 0; j < OneRowColumns; j++) rowSums[n - n0 + j] = sums[j];
+            }
+            for (; n < n1; n++)
+                rowSums[n - n0] = Dot1x1<TDot>(null, w + (long)n * k);
+
             int m = 0;
             for (; m + TileRows <= rows; m += TileRows)
             {
                 byte* ra = a + (long)m * k;
-                int n = n0;
-                for (; n + TileColumns <= n1; n += TileColumns)
+                for (n = n0; n + TileColumns <= n1; n += TileColumns)
                 {
                     Tile4x2<TDot>(ra, w + (long)n * k, sums);
                     for (int i = 0; i < TileRows; i++)
@@ -147,15 +153,23 @@ internal static unsafe class Int8Gemm
                 }
                 for (; n < n1; n++)
                     for (int i = 0; i < TileRows; i++)
-                        Store(m + i, n, Dot(ra + (long)i * k, w + (long)n * k), rowSums[n - n0]);
+                        Store(m + i, n, Dot1x1<TDot>(ra + (long)i * k, w + (long)n * k), rowSums[n - n0]);
             }
             for (; m < rows; m++)
-                for (int n = n0; n < n1; n++)
-                    Store(m, n, Dot(a + (long)m * k, w + (long)n * k), rowSums[n - n0]);
-
-            int Dot(byte* x, sbyte* v) => Dot1x1<TDot>(x, v);
+            {
+                byte* ra = a + (long)m * k;
+                for (n = n0; n + OneRowColumns <= n1; n += OneRowColumns)
+                {
+                    Tile1x4<TDot>(ra, w + (long)n * k, sums);
+                    for (int j = 0; j < OneRowColumns; j++)
+                        Store(m, n + j, sums[j], rowSums[n + j - n0]);
+                }
+                for (; n < n1; n++)
+                    Store(m, n, Dot1x1<TDot>(ra, w + (long)n * k), rowSums[n - n0]);
+            }
         }
 
+        [MethodImpl(MethodImplOptions.AggressiveOptimization)]
         private void ScalarBlock(int n0, int n1)
         {
             for (int n = n0; n < n1; n++)
@@ -164,12 +178,7 @@ internal static unsafe class Int8Gemm
                 int rowSum = 0;
                 for (int i = 0; i < k; i++) rowSum += v[i];
                 for (int m = 0; m < rows; m++)
-                {
-                    byte* x = a + (long)m * k;
-                    int sum = 0;
-                    for (int i = 0; i < k; i++) sum += x[i] * v[i];
-                    Store(m, n, sum, rowSum);
-                }
+                    Store(m, n, ScalarDot(a + (long)m * k, v, 0, k), rowSum);
             }
         }
 
@@ -181,42 +190,62 @@ internal static unsafe class Int8Gemm
             y[(long)m * columns + n] = bias is null ? value : value + bias[n];
         }
 
-        /// <summary>Σₖ x[k]·v[k] for one activation row and one weight row (the edges, and the row sums with x = ones).</summary>
-        private int Dot1x1<TDot>(byte* x, sbyte* v) where TDot : struct, IDot
+        /// <summary>Σ x[i]·v[i] over [from, to): the scalar reference, and the last k mod 32 products of the vector tiles.</summary>
+        private static int ScalarDot(byte* x, sbyte* v, int from, int to)
         {
-            var acc = Vector256<int>.Zero;
-            int i = 0;
-            for (; i + Lanes <= k; i += Lanes)
-                acc = TDot.Dot(acc, Vector256.Load(x + i), Vector256.Load(v + i));
-            if (i < k)
-            {
-                var (tx, tv) = (Tail(x + i, k - i), Tail((byte*)(v + i), k - i).AsSByte());
-                acc = TDot.Dot(acc, tx, tv);
-            }
-            return Vector256.Sum(acc);
+            int sum = 0;
+            for (int i = from; i < to; i++) sum += x[i] * v[i];
+            return sum;
         }
 
-        /// <summary>As <see cref="Dot1x1{TDot}(byte*, sbyte*)"/> with x a vector of ones repeated: the weight row's sum.</summary>
-        private int Dot1x1<TDot>(Vector256<byte> ones, sbyte* v) where TDot : struct, IDot
+        /// <summary>Σₖ x[k]·v[k] for one activation row and one weight row (the last columns of a block); x = null sums v.</summary>
+        [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+        private int Dot1x1<TDot>(byte* x, sbyte* v) where TDot : struct, IDot
         {
-            var acc = Vector256<int>.Zero;
-            int i = 0;
-            for (; i + Lanes <= k; i += Lanes)
-                acc = TDot.Dot(acc, ones, Vector256.Load(v + i));
-            if (i < k)
-                acc = TDot.Dot(acc, ones, Tail((byte*)(v + i), k - i).AsSByte());
-            return Vector256.Sum(acc);
+            // Two accumulators, so that consecutive steps do not wait on each other's latency.
+            Vector256<int> c0 = default, c1 = default;
+            int whole = k & ~(Lanes - 1), i = 0;
+            for (; i + 2 * Lanes <= whole; i += 2 * Lanes)
+            {
+                c0 = TDot.Dot(c0, Row(x, i), Vector256.Load(v + i));
+                c1 = TDot.Dot(c1, Row(x, i + Lanes), Vector256.Load(v + i + Lanes));
+            }
+            if (i < whole)
+                c0 = TDot.Dot(c0, Row(x, i), Vector256.Load(v + i));
+            int sum = Vector256.Sum(c0 + c1);
+            return sum + Tail(x, v); // after the vectors are dead: none lives across a call (the JIT would spill it in the loop)
+        }
+
+        /// <summary>1 activation row × 4 weight rows (batch 1, the rows below a multiple of 4, and the row sums with x = null).</summary>
+        [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+        private void Tile1x4<TDot>(byte* x, sbyte* v, int* sums) where TDot : struct, IDot
+        {
+            Vector256<int> c0 = default, c1 = default, c2 = default, c3 = default;
+            sbyte* v1 = v + k, v2 = v + 2L * k, v3 = v + 3L * k;
+            int whole = k & ~(Lanes - 1);
+            for (int i = 0; i < whole; i += Lanes)
+            {
+                var a0 = Row(x, i);
+                c0 = TDot.Dot(c0, a0, Vector256.Load(v + i));
+                c1 = TDot.Dot(c1, a0, Vector256.Load(v1 + i));
+                c2 = TDot.Dot(c2, a0, Vector256.Load(v2 + i));
+                c3 = TDot.Dot(c3, a0, Vector256.Load(v3 + i));
+            }
+            sums[0] = Vector256.Sum(c0); sums[1] = Vector256.Sum(c1); sums[2] = Vector256.Sum(c2); sums[3] = Vector256.Sum(c3);
+            if (whole == k) return;
+            sums[0] += Tail(x, v); sums[1] += Tail(x, v1); sums[2] += Tail(x, v2); sums[3] += Tail(x, v3);
         }
 
         /// <summary>4 activation rows × 2 weight rows: 8 accumulators, 6 loads per 8 dot steps.</summary>
+        [MethodImpl(MethodImplOptions.AggressiveOptimization)]
         private void Tile4x2<TDot>(byte* x, sbyte* v, int* sums) where TDot : struct, IDot
         {
             Vector256<int> c00 = default, c01 = default, c10 = default, c11 = default;
             Vector256<int> c20 = default, c21 = default, c30 = default, c31 = default;
             byte* x1 = x + k, x2 = x + 2L * k, x3 = x + 3L * k;
             sbyte* v1 = v + k;
-            int i = 0;
-            for (; i + Lanes <= k; i += Lanes)
+            int whole = k & ~(Lanes - 1);
+            for (int i = 0; i < whole; i += Lanes)
             {
                 var w0 = Vector256.Load(v + i);
                 var w1 = Vector256.Load(v1 + i);
@@ -229,30 +258,28 @@ internal static unsafe class Int8Gemm
                 var a3 = Vector256.Load(x3 + i);
                 c30 = TDot.Dot(c30, a3, w0); c31 = TDot.Dot(c31, a3, w1);
             }
-            if (i < k)
-            {
-                int t = k - i;
-                var w0 = Tail((byte*)(v + i), t).AsSByte();
-                var w1 = Tail((byte*)(v1 + i), t).AsSByte();
-                var a0 = Tail(x + i, t); c00 = TDot.Dot(c00, a0, w0); c01 = TDot.Dot(c01, a0, w1);
-                var a1 = Tail(x1 + i, t); c10 = TDot.Dot(c10, a1, w0); c11 = TDot.Dot(c11, a1, w1);
-                var a2 = Tail(x2 + i, t); c20 = TDot.Dot(c20, a2, w0); c21 = TDot.Dot(c21, a2, w1);
-                var a3 = Tail(x3 + i, t); c30 = TDot.Dot(c30, a3, w0); c31 = TDot.Dot(c31, a3, w1);
-            }
-            sums[0] = Vector256.Sum(c00); sums[1] = Vector256.Sum(c01);
-            sums[2] = Vector256.Sum(c10); sums[3] = Vector256.Sum(c11);
-            sums[4] = Vector256.Sum(c20); sums[5] = Vector256.Sum(c21);
-            sums[6] = Vector256.Sum(c30); sums[7] = Vector256.Sum(c31);
+            sums[0] = Vector256.Sum(c00); sums[1] = Vector256.Sum(c01); sums[2] = Vector256.Sum(c10); sums[3] = Vector256.Sum(c11);
+            sums[4] = Vector256.Sum(c20); sums[5] = Vector256.Sum(c21); sums[6] = Vector256.Sum(c30); sums[7] = Vector256.Sum(c31);
+            if (whole == k) return;
+            // The tail after the vectors are dead: none lives across a call (the JIT would spill it inside the loop).
+            sums[0] += Tail(x, v); sums[1] += Tail(x, v1); sums[2] += Tail(x1, v); sums[3] += Tail(x1, v1);
+            sums[4] += Tail(x2, v); sums[5] += Tail(x2, v1); sums[6] += Tail(x3, v); sums[7] += Tail(x3, v1);
         }
 
-        /// <summary>The last <paramref name="count"/> (&lt; 32) bytes of a row, zero-padded to a vector (zeros add nothing).</summary>
+        /// <summary>An activation vector, or ones (x = null) for a weight row's sum.</summary>
         [MethodImpl(MethodImplOptions.AggressiveInlining)]
-        private static Vector256<byte> Tail(byte* source, int count)
+        private static Vector256<byte> Row(byte* x, int i) => x is null ? Vector256.Create((byte)1) : Vector256.Load(x + i);
+
+        /// <summary>The products past the last whole vector (k mod 32 of them), in scalar code.</summary>
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        private int Tail(byte* x, sbyte* v)
         {
-            byte* buffer = stackalloc byte[Lanes];
-            Unsafe.InitBlockUnaligned(buffer, 0, Lanes);
-            Buffer.MemoryCopy(source, buffer, Lanes, count);
-            return Vector256.Load(buffer);
+            int whole = k & ~(Lanes - 1);
+            if (whole == k) return 0;
+            if (x is not null) return ScalarDot(x, v, whole, k);
+            int sum = 0;
+            for (int i = whole; i < k; i++) sum += v[i];
+            return sum;
         }
     }
 
