@@ -6,7 +6,7 @@ namespace ModelDsl.Runtime.Tests;
 
 /// <summary>
 /// <see cref="Int8Gemm"/>: every kernel this CPU supports (the AVX2 one forced on a VNNI machine too) against an exact
-/// integer reference, bit for bit, across tile edges (rows not a multiple of 4, columns not of 2, k not of 32), the
+/// integer reference, bit for bit, across tile edges (rows not a multiple of 4, columns not of 3 or 2, k not of 32), the
 /// extremes of the value ranges, and one or two threads. The end-to-end checks against PyTorch's vectors per kernel
 /// are in <see cref="QuantizationTests"/>.
 /// </summary>
@@ -56,7 +56,7 @@ public class Int8GemmTests
         var shapes = new (int Rows, int Columns, int K)[]
         {
             (1, 1, 1), (1, 3, 31), (1, 10, 32), (2, 5, 33), (3, 7, 63), (4, 2, 64), (4, 3, 65), (5, 9, 100),
-            (7, 1, 7), (8, 4, 129), (13, 17, 300), (64, 128, 1024), (64, 10, 128), (3, 600, 96),
+            (7, 1, 7), (8, 4, 129), (8, 5, 40), (4, 8, 70), (13, 17, 300), (64, 128, 1024), (64, 10, 128), (3, 600, 96),
         };
         foreach (var (rows, columns, k) in shapes)
         {
