@@ -93,16 +93,19 @@ internal static unsafe class Int8Gemm
         fixed (float* pb = bias)
         fixed (float* py = y)
         {
-            var job = new Job(pa, pw, bias.IsEmpty ? null : pb, py, rows, columns, k, zeroPoint, scale, kernel);
             int blocks = (columns + BlockColumns(k) - 1) / BlockColumns(k);
-            if (threads <= 1 || blocks == 1 || (long)rows * columns * k < ParallelThreshold)
+            bool parallel = threads > 1 && (long)rows * columns * k >= ParallelThreshold;
+            // Fewer column blocks than threads (a narrow layer): the rows are shared out too, in multiples of a tile.
+            int rowChunks = parallel && blocks < threads ? Math.Max(1, Math.Min(threads, rows / TileRows)) : 1;
+            var job = new Job(pa, pw, bias.IsEmpty ? null : pb, py, rows, columns, k, zeroPoint, scale, kernel, rowChunks);
+            if (!parallel || blocks * rowChunks == 1)
             {
-                for (int b = 0; b < blocks; b++)
-                    job.RunBlock(b);
+                for (int item = 0; item < blocks; item++)
+                    job.Run(item);
             }
             else
             {
-                Parallel.For(0, blocks, new ParallelOptions { MaxDegreeOfParallelism = threads }, job.RunBlock);
+                Parallel.For(0, blocks * rowChunks, new ParallelOptions { MaxDegreeOfParallelism = threads }, job.Run);
             }
         }
     }
@@ -111,24 +114,29 @@ internal static unsafe class Int8Gemm
     private static int BlockColumns(int k) => Math.Clamp(256 * 1024 / k / OneRowColumns * OneRowColumns, OneRowColumns, 512);
 
     /// <summary>One call's operands, as pointers pinned by <see cref="Linear"/> for the call's duration.</summary>
-    private sealed class Job(byte* a, sbyte* w, float* bias, float* y, int rows, int columns, int k, int zeroPoint, float scale, Int8Kernel kernel)
+    private sealed class Job(
+        byte* a, sbyte* w, float* bias, float* y, int rows, int columns, int k, int zeroPoint, float scale, Int8Kernel kernel, int rowChunks)
     {
-        public void RunBlock(int block)
+        /// <summary>One work item: a block of columns, for one chunk of the rows (all rows unless they are shared out).</summary>
+        public void Run(int item)
         {
             int width = BlockColumns(k);
-            int n0 = block * width;
+            int n0 = item / rowChunks * width;
             int n1 = Math.Min(columns, n0 + width);
+            int chunk = item % rowChunks, perChunk = (rows / rowChunks + TileRows - 1) / TileRows * TileRows;
+            int m0 = Math.Min(rows, chunk * perChunk);
+            int m1 = chunk == rowChunks - 1 ? rows : Math.Min(rows, m0 + perChunk);
             int* rowSums = stackalloc int[width];
             switch (kernel)
             {
-                case Int8Kernel.AvxVnni: Block<VnniDot>(n0, n1, rowSums); break;
-                case Int8Kernel.Avx2: Block<Avx2Dot>(n0, n1, rowSums); break;
-                default: ScalarBlock(n0, n1); break;
+                case Int8Kernel.AvxVnni: Block<VnniDot>(n0, n1, m0, m1, rowSums); break;
+                case Int8Kernel.Avx2: Block<Avx2Dot>(n0, n1, m0, m1, rowSums); break;
+                default: ScalarBlock(n0, n1, m0, m1); break;
             }
         }
 
         [MethodImpl(MethodImplOptions.AggressiveOptimization)] // compiled optimised at once: no slow tier-0 kernel calls
-        private void Block<TDot>(int n0, int n1, int* rowSums) where TDot : struct, IDot
+        private void Block<TDot>(int n0, int n1, int m0, int m1, int* rowSums) where TDot : struct, IDot
         {
             int* sums = stackalloc int[TileRows * 3];
             int n = n0;
@@ -140,8 +148,8 @@ internal static unsafe class Int8Gemm
             for (; n < n1; n++)
                 rowSums[n - n0] = Dot1x1<TDot>(null, w + (long)n * k);
 
-            int m = 0;
-            for (; m + TileRows <= rows; m += TileRows)
+            int m = m0;
+            for (; m + TileRows <= m1; m += TileRows)
             {
                 byte* ra = a + (long)m * k;
                 n = n0;
@@ -166,7 +174,7 @@ internal static unsafe class Int8Gemm
                     for (int i = 0; i < TileRows; i++)
                         Store(m + i, n, Dot1x1<TDot>(ra + (long)i * k, w + (long)n * k), rowSums[n - n0]);
             }
-            for (; m < rows; m++)
+            for (; m < m1; m++)
             {
                 byte* ra = a + (long)m * k;
                 for (n = n0; n + OneRowColumns <= n1; n += OneRowColumns)
@@ -181,14 +189,14 @@ internal static unsafe class Int8Gemm
         }
 
         [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-        private void ScalarBlock(int n0, int n1)
+        private void ScalarBlock(int n0, int n1, int m0, int m1)
         {
             for (int n = n0; n < n1; n++)
             {
                 sbyte* v = w + (long)n * k;
                 int rowSum = 0;
                 for (int i = 0; i < k; i++) rowSum += v[i];
-                for (int m = 0; m < rows; m++)
+                for (int m = m0; m < m1; m++)
                     Store(m, n, ScalarDot(a + (long)m * k, v, 0, k), rowSum);
             }
         }
