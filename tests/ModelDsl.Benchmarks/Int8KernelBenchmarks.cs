@@ -113,8 +113,8 @@ public static class Int8KernelBenchmarks
         Console.WriteLine($"  {"variant",-26}{"median ms",11}{"speed-up",10}{"IQR",16}");
         for (int i = 0; i < variants.Count; i++)
         {
-            var (q1, q3) = Quartiles(ratios[i]);
-            Console.WriteLine($"  {variants[i].Name,-26}{Median(times[i]),11:F3}{Median(ratios[i]),9:F2}x{$"{q1:F2}-{q3:F2}",16}");
+            var (q1, q3) = OptimizationBenchmarks.Quartiles(ratios[i]);
+            Console.WriteLine($"  {variants[i].Name,-26}{OptimizationBenchmarks.Median(times[i]),11:F3}{OptimizationBenchmarks.Median(ratios[i]),9:F2}x{$"{q1:F2}-{q3:F2}",16}");
         }
     }
 
@@ -144,17 +144,5 @@ public static class Int8KernelBenchmarks
             return line is null ? "unknown" : line[(line.IndexOf(':') + 1)..].Trim();
         }
         catch (IOException) { return "unknown"; }
-    }
-
-    private static double Median(List<double> values)
-    {
-        var s = values.OrderBy(v => v).ToArray();
-        return s.Length % 2 == 1 ? s[s.Length / 2] : (s[s.Length / 2 - 1] + s[s.Length / 2]) / 2;
-    }
-
-    private static (double Q1, double Q3) Quartiles(List<double> values)
-    {
-        var s = values.OrderBy(v => v).ToArray();
-        return (s[(int)Math.Floor((s.Length - 1) * 0.25)], s[(int)Math.Ceiling((s.Length - 1) * 0.75)]);
     }
 }
