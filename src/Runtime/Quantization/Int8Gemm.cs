@@ -35,9 +35,11 @@ internal enum Int8Kernel
 /// </para>
 /// <para>
 /// Blocking: the output columns are cut into blocks of <see cref="BlockColumns"/> weight rows (≤ 256 KiB of weight,
-/// resident in L2) handed out to <c>threads</c> workers; inside a block, tiles of 4 activation rows (in L1) × 2 weight
-/// rows accumulate 8 vectors of int32 over k, then reduce them horizontally. Values above 127 in <c>a</c> would
-/// saturate vpmaddubsw's int16 pair sums on the AVX2 path; reduce_range keeps them out.
+/// resident in L2) handed out to <c>threads</c> workers (a narrow layer shares its rows out too); inside a block, tiles
+/// of 4 activation rows (in L1) × 3 weight rows (VNNI; 2 on AVX2, which needs two more registers per step) accumulate
+/// int32 vectors over the whole of k, then reduce them horizontally; 1 × 4 tiles serve batch 1 and the last rows.
+/// Values above 127 in <c>a</c> would saturate vpmaddubsw's int16 pair sums on the AVX2 path; reduce_range keeps them
+/// out.
 /// </para>
 /// </remarks>
 internal static unsafe class Int8Gemm
@@ -160,7 +162,7 @@ internal static unsafe class Int8Gemm
                         Tile4x3<TDot>(ra, w + (long)n * k, sums);
                         for (int i = 0; i < TileRows; i++)
                             for (int j = 0; j < 3; j++)
-                                Store(m + i, n + j, sums[i * 3 + j], rowSums[n + j - n0]);
+                                Store(m + i, n + j, sums[j * TileRows + i], rowSums[n + j - n0]);
                     }
                 }
                 for (; n + TileColumns <= n1; n += TileColumns)
@@ -168,7 +170,7 @@ internal static unsafe class Int8Gemm
                     Tile4x2<TDot>(ra, w + (long)n * k, sums);
                     for (int i = 0; i < TileRows; i++)
                         for (int j = 0; j < TileColumns; j++)
-                            Store(m + i, n + j, sums[i * TileColumns + j], rowSums[n + j - n0]);
+                            Store(m + i, n + j, sums[j * TileRows + i], rowSums[n + j - n0]);
                 }
                 for (; n < n1; n++)
                     for (int i = 0; i < TileRows; i++)
@@ -250,7 +252,7 @@ internal static unsafe class Int8Gemm
                 c2 = TDot.Dot(c2, a0, Vector256.Load(v2 + i));
                 c3 = TDot.Dot(c3, a0, Vector256.Load(v3 + i));
             }
-            sums[0] = Vector256.Sum(c0); sums[1] = Vector256.Sum(c1); sums[2] = Vector256.Sum(c2); sums[3] = Vector256.Sum(c3);
+            Reduce4(c0, c1, c2, c3).Store(sums);
             if (whole == k) return;
             sums[0] += Tail(x, v); sums[1] += Tail(x, v1); sums[2] += Tail(x, v2); sums[3] += Tail(x, v3);
         }
@@ -277,12 +279,14 @@ internal static unsafe class Int8Gemm
                 var a3 = Vector256.Load(x3 + i);
                 c30 = TDot.Dot(c30, a3, w0); c31 = TDot.Dot(c31, a3, w1);
             }
-            sums[0] = Vector256.Sum(c00); sums[1] = Vector256.Sum(c01); sums[2] = Vector256.Sum(c10); sums[3] = Vector256.Sum(c11);
-            sums[4] = Vector256.Sum(c20); sums[5] = Vector256.Sum(c21); sums[6] = Vector256.Sum(c30); sums[7] = Vector256.Sum(c31);
+            // Column-major: sums[j * 4 + i] for activation row i, weight row j.
+            Reduce4(c00, c10, c20, c30).Store(sums);
+            Reduce4(c01, c11, c21, c31).Store(sums + TileRows);
             if (whole == k) return;
             // The tail after the vectors are dead: none lives across a call (the JIT would spill it inside the loop).
-            sums[0] += Tail(x, v); sums[1] += Tail(x, v1); sums[2] += Tail(x1, v); sums[3] += Tail(x1, v1);
-            sums[4] += Tail(x2, v); sums[5] += Tail(x2, v1); sums[6] += Tail(x3, v); sums[7] += Tail(x3, v1);
+            for (int r = 0; r < TileRows; r++)
+                for (int j = 0; j < TileColumns; j++)
+                    sums[j * TileRows + r] += Tail(x + r * (long)k, v + j * (long)k);
         }
 
         /// <summary>4 activation rows × 3 weight rows (VNNI): 12 accumulators, 7 loads per 12 dot steps.</summary>
@@ -308,14 +312,22 @@ internal static unsafe class Int8Gemm
                 var a3 = Vector256.Load(x3 + i);
                 c30 = TDot.Dot(c30, a3, w0); c31 = TDot.Dot(c31, a3, w1); c32 = TDot.Dot(c32, a3, w2);
             }
-            sums[0] = Vector256.Sum(c00); sums[1] = Vector256.Sum(c01); sums[2] = Vector256.Sum(c02);
-            sums[3] = Vector256.Sum(c10); sums[4] = Vector256.Sum(c11); sums[5] = Vector256.Sum(c12);
-            sums[6] = Vector256.Sum(c20); sums[7] = Vector256.Sum(c21); sums[8] = Vector256.Sum(c22);
-            sums[9] = Vector256.Sum(c30); sums[10] = Vector256.Sum(c31); sums[11] = Vector256.Sum(c32);
+            // Column-major: sums[j * 4 + i] for activation row i, weight row j.
+            Reduce4(c00, c10, c20, c30).Store(sums);
+            Reduce4(c01, c11, c21, c31).Store(sums + TileRows);
+            Reduce4(c02, c12, c22, c32).Store(sums + 2 * TileRows);
             if (whole == k) return;
             for (int r = 0; r < TileRows; r++)
                 for (int j = 0; j < 3; j++)
-                    sums[r * 3 + j] += Tail(x + r * (long)k, v + j * (long)k);
+                    sums[j * TileRows + r] += Tail(x + r * (long)k, v + j * (long)k);
+        }
+
+        /// <summary>The four sums of four vectors' lanes, in three horizontal adds (integer adds wrap: exact mod 2³²).</summary>
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        private static Vector128<int> Reduce4(Vector256<int> a, Vector256<int> b, Vector256<int> c, Vector256<int> d)
+        {
+            var abcd = Avx2.HorizontalAdd(Avx2.HorizontalAdd(a, b), Avx2.HorizontalAdd(c, d));
+            return abcd.GetLower() + abcd.GetUpper();
         }
 
         /// <summary>An activation vector, or ones (x = null) for a weight row's sum.</summary>
