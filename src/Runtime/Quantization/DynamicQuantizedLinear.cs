@@ -16,10 +16,10 @@ namespace ModelDsl.Runtime.Quantization;
 /// <remarks>
 /// <para>
 /// <see cref="QuantizeMode.DynamicInt8"/> reproduces <c>quantize_dynamic</c> on the onednn engine: per call, one
-/// min/max over the whole input chooses a uint8 scale and zero point with <c>reduce_range</c> (values 0..127);
-/// <c>qa - zero_point</c> then lies in [-127, 127], so it is stored as int8 and multiplied with the int8 weight by
-/// <c>torch._int_mm</c> (exact int32 sums, oneDNN's VNNI/AMX kernels); the result is scaled by
-/// <c>a_scale · w_scale</c> in float32 and the float bias added.
+/// min/max over the whole input chooses a uint8 scale and zero point with <c>reduce_range</c> (values 0..127); the
+/// exact int32 sums <c>Σ (qa - zero_point) · qw</c> come from <see cref="Int8Gemm"/> (AVX-VNNI or AVX2, chosen from
+/// the CPU; <c>torch._int_mm</c> where neither is present), are scaled by <c>a_scale · w_scale</c> in float32 and the
+/// float bias added. Every path gives the same bits.
 /// </para>
 /// <para>
 /// <see cref="QuantizeMode.WeightOnlyInt8"/> keeps the same int8 weight and dequantises it (<c>q · scale</c>) for
@@ -106,7 +106,7 @@ public sealed class DynamicQuantizedLinear : nn.Module<Tensor, Tensor>
         if (input.dtype != ScalarType.Float32)
             throw new ArgumentException($"DynamicQuantizedLinear takes float32 input, not {input.dtype}.", nameof(input));
         if (input.device_type != DeviceType.CPU)
-            throw new NotSupportedException($"DynamicQuantizedLinear runs on the CPU (libtorch's oneDNN int8 kernels); the input is on {input.device}.");
+            throw new NotSupportedException($"DynamicQuantizedLinear runs on the CPU (its int8 kernels are CPU kernels); the input is on {input.device}.");
         if (input.dim() == 0 || input.shape[^1] != in_features)
             throw new ArgumentException(
                 $"mat1 and mat2 shapes cannot be multiplied: the input's last dimension is {(input.dim() == 0 ? 0 : input.shape[^1])}, but this layer takes {in_features} features.",
