@@ -145,7 +145,7 @@ public class OptimizationBenchmarks
     {
         var b = new OptimizationBenchmarks { Threads = threads };
         b.Setup();
-        Console.WriteLine($"Optimisation check: MLP {Hidden}x{Hidden}x{Hidden}x10, batch {Batch}, torch threads {get_num_threads()}, inference (no_grad)");
+        Console.WriteLine($"Optimisation check: MLP {Hidden}x{Hidden}x{Hidden}x10, batch {Batch}, torch threads {get_num_threads()}, inference (no_grad), int8 kernel {Int8Gemm.Current}");
         b.Measure(rounds, "pass 1");
         RunPeer(rounds, threads);
         b.Measure(rounds, "pass 2");
@@ -207,13 +207,13 @@ public class OptimizationBenchmarks
         Console.Write(process.ExitCode == 0 ? output : $"peer failed ({process.ExitCode}): {error}\n");
     }
 
-    private static double Median(List<double> values)
+    internal static double Median(List<double> values)
     {
         var s = values.OrderBy(v => v).ToArray();
         return s.Length % 2 == 1 ? s[s.Length / 2] : (s[s.Length / 2 - 1] + s[s.Length / 2]) / 2;
     }
 
-    private static (double Q1, double Q3) Quartiles(List<double> values)
+    internal static (double Q1, double Q3) Quartiles(List<double> values)
     {
         var s = values.OrderBy(v => v).ToArray();
         return (s[(int)Math.Floor((s.Length - 1) * 0.25)], s[(int)Math.Ceiling((s.Length - 1) * 0.75)]);

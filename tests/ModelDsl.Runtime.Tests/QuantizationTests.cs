@@ -94,6 +94,56 @@ public class QuantizationTests
         }
     }
 
+    public static IEnumerable<object[]> Kernels() =>
+        new[] { Int8Kernel.Scalar, Int8Kernel.Avx2, Int8Kernel.AvxVnni }.Where(Int8Gemm.IsSupported).Select(k => new object[] { k.ToString() });
+
+    [Theory]
+    [MemberData(nameof(Kernels))]
+    public void EveryInt8Kernel_IsBitIdenticalToTheIntMmPath_AndMatchesPyTorch(string kernelName)
+    {
+        var kernel = Enum.Parse<Int8Kernel>(kernelName);
+        using var scope = NewDisposeScope();
+        foreach (var c in Vectors.GetProperty("linear").EnumerateArray())
+        {
+            string id = OracleVectors.Id(c);
+            var q = (DynamicQuantizedLinear)Quantize.Dynamic(LinearFrom(c), QuantizeMode.DynamicInt8);
+            var x = OracleVectors.Tensor(c.GetProperty("x"), c.GetProperty("x_shape"));
+            Tensor viaIntMm, viaKernel;
+            try
+            {
+                Int8Gemm.Forced = Int8Kernel.Torch;
+                viaIntMm = q.call(x);
+                Int8Gemm.Forced = kernel;
+                viaKernel = q.call(x);
+            }
+            finally
+            {
+                Int8Gemm.Forced = null;
+            }
+            Assert.True(viaKernel.equal(viaIntMm).all().item<bool>(), $"{kernel}, {id}");
+            AssertCloseToFloatRounding(OracleVectors.Floats(c.GetProperty("y")), viaKernel.data<float>().ToArray(), $"{kernel}, {id}");
+        }
+    }
+
+    [Fact]
+    public void WeightLoadedInPlace_IsWhatTheNextCallUses()
+    {
+        // The kernel reads the stored int8 buffer directly (no packed copy), so a load into it (TorchSharp's load,
+        // copy_) cannot leave a stale weight behind.
+        using var scope = NewDisposeScope();
+        manual_seed(3);
+        var first = (DynamicQuantizedLinear)Quantize.Dynamic(nn.Linear(70, 9), QuantizeMode.DynamicInt8);
+        var second = (DynamicQuantizedLinear)Quantize.Dynamic(nn.Linear(70, 9), QuantizeMode.DynamicInt8);
+        var x = randn(6, 70);
+        var before = first.call(x);
+        using (no_grad())
+            foreach (var (name, tensor) in first.state_dict())
+                tensor.copy_(second.state_dict()[name]);
+        var after = first.call(x);
+        Assert.False(after.equal(before).all().item<bool>());
+        Assert.True(after.equal(second.call(x)).all().item<bool>());
+    }
+
     [Fact]
     public void SemanticsTable_Q1_Q2_Q3()
     {

@@ -44,36 +44,41 @@ internal static class ActivationKernels
         return (min, max);
     }
 
-    /// <summary><c>destination = clamp(nearbyint(x · inverse + zeroPoint), 0, 127) - zeroPoint</c>, in [-127, 127].</summary>
-    public static void Quantize(ReadOnlySpan<float> x, float inverse, int zeroPoint, Span<sbyte> destination)
+    /// <summary>
+    /// <c>destination = clamp(nearbyint(x · inverse + zeroPoint), 0, 127) - offset</c>: with <c>offset = zeroPoint</c>
+    /// the centred int8 values in [-127, 127] that <c>torch._int_mm</c> takes; with 0 the uint8 values (0..127, stored
+    /// in the same bytes) that <see cref="Int8Gemm"/> takes.
+    /// </summary>
+    public static void Quantize(ReadOnlySpan<float> x, float inverse, int zeroPoint, int offset, Span<sbyte> destination)
     {
         int i = 0;
-        float zp = zeroPoint;
+        float zp = zeroPoint, off = offset;
         if (Vector256.IsHardwareAccelerated)
         {
             var vInverse = Vector256.Create(inverse);
             var vZero = Vector256.Create(zp);
+            var vOffset = Vector256.Create(off);
             var vMax = Vector256.Create(127f);
             for (; i + 32 <= x.Length; i += 32)
             {
-                var a = Step(Vector256.Create(x.Slice(i, 8)), vInverse, vZero, vMax);
-                var b = Step(Vector256.Create(x.Slice(i + 8, 8)), vInverse, vZero, vMax);
-                var c = Step(Vector256.Create(x.Slice(i + 16, 8)), vInverse, vZero, vMax);
-                var d = Step(Vector256.Create(x.Slice(i + 24, 8)), vInverse, vZero, vMax);
+                var a = Step(Vector256.Create(x.Slice(i, 8)), vInverse, vZero, vOffset, vMax);
+                var b = Step(Vector256.Create(x.Slice(i + 8, 8)), vInverse, vZero, vOffset, vMax);
+                var c = Step(Vector256.Create(x.Slice(i + 16, 8)), vInverse, vZero, vOffset, vMax);
+                var d = Step(Vector256.Create(x.Slice(i + 24, 8)), vInverse, vZero, vOffset, vMax);
                 Vector256.Narrow(Vector256.Narrow(a, b), Vector256.Narrow(c, d)).CopyTo(destination.Slice(i, 32));
             }
         }
         for (; i < x.Length; i++)
         {
             float q = MathF.Round(x[i] * inverse + zp, MidpointRounding.ToEven);
-            destination[i] = (sbyte)(MathF.Min(MathF.Max(q, 0f), 127f) - zp);
+            destination[i] = (sbyte)(MathF.Min(MathF.Max(q, 0f), 127f) - off);
         }
     }
 
-    private static Vector256<int> Step(Vector256<float> x, Vector256<float> inverse, Vector256<float> zeroPoint, Vector256<float> max)
+    private static Vector256<int> Step(Vector256<float> x, Vector256<float> inverse, Vector256<float> zeroPoint, Vector256<float> offset, Vector256<float> max)
     {
         var q = Vector256.Round(x * inverse + zeroPoint); // to nearest, ties to even
-        q = Vector256.Min(Vector256.Max(q, Vector256<float>.Zero), max) - zeroPoint;
+        q = Vector256.Min(Vector256.Max(q, Vector256<float>.Zero), max) - offset;
         return Vector256.ConvertToInt32(q);
     }
 

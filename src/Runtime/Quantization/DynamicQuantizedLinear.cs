@@ -16,10 +16,10 @@ namespace ModelDsl.Runtime.Quantization;
 /// <remarks>
 /// <para>
 /// <see cref="QuantizeMode.DynamicInt8"/> reproduces <c>quantize_dynamic</c> on the onednn engine: per call, one
-/// min/max over the whole input chooses a uint8 scale and zero point with <c>reduce_range</c> (values 0..127);
-/// <c>qa - zero_point</c> then lies in [-127, 127], so it is stored as int8 and multiplied with the int8 weight by
-/// <c>torch._int_mm</c> (exact int32 sums, oneDNN's VNNI/AMX kernels); the result is scaled by
-/// <c>a_scale · w_scale</c> in float32 and the float bias added.
+/// min/max over the whole input chooses a uint8 scale and zero point with <c>reduce_range</c> (values 0..127); the
+/// exact int32 sums <c>Σ (qa - zero_point) · qw</c> come from <see cref="Int8Gemm"/> (AVX-VNNI or AVX2, chosen from
+/// the CPU; <c>torch._int_mm</c> where neither is present), are scaled by <c>a_scale · w_scale</c> in float32 and the
+/// float bias added. Every path gives the same bits.
 /// </para>
 /// <para>
 /// <see cref="QuantizeMode.WeightOnlyInt8"/> keeps the same int8 weight and dequantises it (<c>q · scale</c>) for
@@ -106,7 +106,7 @@ public sealed class DynamicQuantizedLinear : nn.Module<Tensor, Tensor>
         if (input.dtype != ScalarType.Float32)
             throw new ArgumentException($"DynamicQuantizedLinear takes float32 input, not {input.dtype}.", nameof(input));
         if (input.device_type != DeviceType.CPU)
-            throw new NotSupportedException($"DynamicQuantizedLinear runs on the CPU (libtorch's oneDNN int8 kernels); the input is on {input.device}.");
+            throw new NotSupportedException($"DynamicQuantizedLinear runs on the CPU (its int8 kernels are CPU kernels); the input is on {input.device}.");
         if (input.dim() == 0 || input.shape[^1] != in_features)
             throw new ArgumentException(
                 $"mat1 and mat2 shapes cannot be multiplied: the input's last dimension is {(input.dim() == 0 ? 0 : input.shape[^1])}, but this layer takes {in_features} features.",
@@ -157,20 +157,43 @@ public sealed class DynamicQuantizedLinear : nn.Module<Tensor, Tensor>
         float inverse = (float)(1.0 / aScale);
         float outScale = (float)((double)aScale * WeightScale);
 
+        Tensor y;
+        var kernel = Int8Gemm.Current;
+        if (managed && kernel != Int8Kernel.Torch && _weight.is_contiguous() && _weight.numel() <= int.MaxValue)
+        {
+            // One managed pass quantises to uint8 (0..127); the int8 GEMM subtracts zero_point · Σ w itself and writes
+            // scale · sum + bias straight into the output (docs/optimization.md, "The int8 kernel").
+            var input8 = System.Buffers.ArrayPool<sbyte>.Shared.Rent(checked((int)(rows * in_features)));
+            try
+            {
+                var a = input8.AsSpan(0, (int)(rows * in_features));
+                ActivationKernels.Quantize(MemoryMarshal.Cast<byte, float>(x.bytes), inverse, zeroPoint, 0, a);
+                y = empty(rows, out_features, dtype: ScalarType.Float32);
+                ReadOnlySpan<float> bias = _bias is null ? ReadOnlySpan<float>.Empty : MemoryMarshal.Cast<byte, float>(_bias.bytes);
+                Int8Gemm.Linear(
+                    MemoryMarshal.Cast<sbyte, byte>(a), MemoryMarshal.Cast<byte, sbyte>(_weight.bytes), (int)rows, (int)out_features,
+                    (int)in_features, zeroPoint, outScale, bias, MemoryMarshal.Cast<byte, float>(y.bytes), kernel, get_num_threads());
+            }
+            finally
+            {
+                System.Buffers.ArrayPool<sbyte>.Shared.Return(input8);
+            }
+            return y.reshape(outputShape).MoveToOuterDisposeScope();
+        }
+
         // qa = clamp(nearbyint(x · fl32(1/scale) + zp), 0, 127); with reduce_range, qa - zp fits in int8.
-        Tensor a;
+        Tensor a8;
         if (managed)
         {
-            a = empty(rows, in_features, dtype: ScalarType.Int8);
-            ActivationKernels.Quantize(MemoryMarshal.Cast<byte, float>(x.bytes), inverse, zeroPoint, MemoryMarshal.Cast<byte, sbyte>(a.bytes));
+            a8 = empty(rows, in_features, dtype: ScalarType.Int8);
+            ActivationKernels.Quantize(MemoryMarshal.Cast<byte, float>(x.bytes), inverse, zeroPoint, zeroPoint, MemoryMarshal.Cast<byte, sbyte>(a8.bytes));
         }
         else
         {
-            a = x.mul(inverse).add_(zeroPoint).round_().clamp_(0, 127).sub_(zeroPoint).to(ScalarType.Int8);
+            a8 = x.mul(inverse).add_(zeroPoint).round_().clamp_(0, 127).sub_(zeroPoint).to(ScalarType.Int8);
         }
 
-        var accumulated = QuantizationRules.IntMM(a, _weight.t()).contiguous();
-        Tensor y;
+        var accumulated = QuantizationRules.IntMM(a8, _weight.t()).contiguous();
         if (managed)
         {
             y = empty(rows, out_features, dtype: ScalarType.Float32);
