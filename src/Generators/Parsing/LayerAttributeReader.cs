@@ -8,7 +8,7 @@ using ModelDsl.Shapes;
 namespace ModelDsl.Generators.Parsing
 {
     /// <summary>Reads a layer attribute's arguments (positional and named) into <see cref="LayerParams"/>.</summary>
-    internal sealed class LayerAttributeReader
+    internal sealed class LayerAttributeReader : ILayerArguments
     {
         private readonly Dictionary<string, TypedConstant> _values = new(StringComparer.Ordinal);
 
@@ -42,8 +42,9 @@ namespace ModelDsl.Generators.Parsing
         }
 
         /// <summary>
-        /// The layer's arguments. Defaults repeat the attribute classes' initialisers (PyTorch's defaults), because
-        /// a generator sees only the arguments written at the use site.
+        /// The layer's arguments: the common ones here, then what only its kind has (<see cref="LayerKind.Read"/>).
+        /// Defaults repeat the attribute classes' initialisers (PyTorch's defaults), because a generator sees only the
+        /// arguments written at the use site.
         /// </summary>
         public LayerParams ReadParams(LayerKind kind)
         {
@@ -51,7 +52,7 @@ namespace ModelDsl.Generators.Parsing
             // override the plain one, and -1, their default, means "not set".
             long[]? kernelPair = LongArray("kernelSize");
             long kernel = Long("kernelSize") ?? (kernelPair is { Length: > 0 } ? kernelPair[0] : -1);
-            long stride = Long("Stride") ?? (kind is LayerKind.MaxPool2d or LayerKind.AvgPool2d ? 0 : 1);
+            long stride = Long("Stride") ?? kind.DefaultStride;
             long padding = Long("Padding") ?? 0;
             long dilation = Long("Dilation") ?? 1;
             var p = new LayerParams
@@ -71,41 +72,19 @@ namespace ModelDsl.Generators.Parsing
                 Groups = Long("Groups") ?? 1,
                 Bias = Bool("Bias") ?? true,
                 P = Double("p") ?? 0.5,
-                Dim = kind == LayerKind.Flatten ? Long("StartDim") ?? 1 : Long("dim") ?? 0,
+                Dim = Long("dim") ?? 0,
                 EndDim = Long("EndDim") ?? -1,
                 OutH = Long("outputSize", "outputHeight") ?? -1,
                 OutW = Long("outputSize", "outputWidth") ?? -1,
             };
-            if (kind == LayerKind.PositionalEmbedding)
-            {
-                // (maxLength, embeddingDim): the vector size is the layer's input size, checked like Linear's.
-                p.Count = Long("maxLength") ?? -1;
-                p.In = Long("embeddingDim") ?? -1;
-                p.Out = -1;
-            }
-            else if (kind == LayerKind.TransformerBlock)
-            {
-                p.Heads = Long("Heads") ?? 1;
-                p.MlpRatio = Long("MlpRatio") ?? 4;
-                p.Repeat = Long("Repeat") ?? 1;
-                p.P = Double("Dropout") ?? 0.0;
-                p.In = Long("EmbeddingDim") is { } c && c != -1 ? c : -1;
-            }
-            else if (kind is LayerKind.LSTM or LayerKind.GRU)
-            {
-                p.In = Long("inputSize") ?? -1;
-                p.Out = Long("hiddenSize") ?? -1;
-                p.NumLayers = Long("NumLayers") ?? 1;
-                p.Bidirectional = Bool("Bidirectional") ?? false;
-                p.BatchFirst = Bool("BatchFirst") ?? true;
-            }
+            kind.Read(p, this);
             return p;
         }
 
         /// <summary>A Transformer block's causal mask (default on).</summary>
         public bool Causal => Bool("Causal") ?? true;
         /// <summary>A Linear's <c>TiedTo</c> layer name, or null.</summary>
-        public string? TiedTo => _values.TryGetValue("TiedTo", out var c) && !c.IsNull ? c.Value as string : null;
+        public string? TiedTo => String("TiedTo");
 
         public double Eps => Double("Eps") ?? 1e-5;
         public double Momentum => Double("Momentum") ?? 0.1;
@@ -147,7 +126,7 @@ namespace ModelDsl.Generators.Parsing
             return syntax.GetLocation();
         }
 
-        private long? Long(params string[] names)
+        public long? Long(params string[] names)
         {
             foreach (var name in names)
             {
@@ -177,7 +156,7 @@ namespace ModelDsl.Generators.Parsing
             return result;
         }
 
-        private double? Double(string name)
+        public double? Double(string name)
         {
             if (_values.TryGetValue(name, out var c) && !c.IsNull && c.Kind == TypedConstantKind.Primitive)
             {
@@ -191,7 +170,10 @@ namespace ModelDsl.Generators.Parsing
             return null;
         }
 
-        private bool? Bool(string name) =>
+        public bool? Bool(string name) =>
             _values.TryGetValue(name, out var c) && !c.IsNull && c.Value is bool b ? b : null;
+
+        public string? String(string name) =>
+            _values.TryGetValue(name, out var c) && !c.IsNull ? c.Value as string : null;
     }
 }

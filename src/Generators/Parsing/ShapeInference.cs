@@ -90,10 +90,10 @@ namespace ModelDsl.Generators.Parsing
                     // can be checked from the layer alone, and require the sizes inference would have supplied.
                     // Every such layer is reported at once: each is independent of the others, so fixing one would
                     // only reveal the next.
-                    if (NeedsInputSize(layer.Kind) && p.In == -1)
+                    if (layer.Kind.InputSizeName is { } inputSize && p.In == -1)
                     {
                         problems.Add(new ShapeProblem(index, ShapeProblemKind.NotInferable, null, null,
-                            new[] { layer.Name, InputSizeName(layer.Kind), unknownReason ?? "", ExplicitExample(layer.Kind, p) }));
+                            new[] { layer.Name, inputSize, unknownReason ?? "", layer.Kind.ExplicitExample(p) }));
                         shapesFailed = true;
                         onlyNotInferable = true;
                     }
@@ -184,50 +184,11 @@ namespace ModelDsl.Generators.Parsing
             return null;
         }
 
-        private static bool NeedsInputSize(LayerKind kind) => kind is LayerKind.Linear or LayerKind.Conv1d or LayerKind.Conv2d
-            or LayerKind.BatchNorm1d or LayerKind.BatchNorm2d or LayerKind.LayerNorm or LayerKind.PositionalEmbedding or LayerKind.TransformerBlock
-            or LayerKind.LSTM or LayerKind.GRU;
-
-        private static string InputSizeName(LayerKind kind) => kind switch
-        {
-            LayerKind.Linear => "in-features",
-            LayerKind.Conv1d or LayerKind.Conv2d => "in-channels",
-            LayerKind.LayerNorm => "normalized shape",
-            LayerKind.PositionalEmbedding or LayerKind.TransformerBlock => "embedding size",
-            LayerKind.LSTM or LayerKind.GRU => "input size",
-            _ => "number of features",
-        };
-
-        private static string ExplicitExample(LayerKind kind, LayerParams p) => kind switch
-        {
-            LayerKind.Linear => $"Linear(inFeatures, {p.Out})",
-            LayerKind.Conv1d or LayerKind.Conv2d => $"{kind}(inChannels, {p.Out}, {p.Kernel})",
-            LayerKind.LayerNorm => "LayerNorm(size)",
-            LayerKind.PositionalEmbedding => $"PositionalEmbedding({p.Count}, embeddingDim)",
-            LayerKind.TransformerBlock => $"TransformerBlock(Heads = {p.Heads}, EmbeddingDim = size)",
-            LayerKind.LSTM or LayerKind.GRU => $"{kind}(inputSize, {p.Out})",
-            _ => $"{kind}(numFeatures)",
-        };
-
         /// <summary>
         /// A stand-in input for checking a layer whose real input is unknown: symbolic everywhere except the size
         /// the layer states explicitly, so only the layer's own arguments are judged.
         /// </summary>
-        private static Dim[] StandInInput(LayerKind kind, LayerParams p)
-        {
-            var b = Dim.Sym("B");
-            Dim c = p.In > 0 ? Dim.Of(p.In) : Dim.Sym("C");
-            return kind switch
-            {
-                LayerKind.Linear or LayerKind.LayerNorm or LayerKind.BatchNorm1d => new[] { b, c },
-                LayerKind.Conv1d => new[] { b, c, Dim.Sym("L") },
-                LayerKind.PositionalEmbedding or LayerKind.TransformerBlock or LayerKind.LSTM or LayerKind.GRU => new[] { b, Dim.Sym("T"), c },
-                LayerKind.Conv2d or LayerKind.BatchNorm2d or LayerKind.MaxPool2d or LayerKind.AvgPool2d or LayerKind.AdaptiveAvgPool2d
-                    => new[] { b, c, Dim.Sym("H"), Dim.Sym("W") },
-                LayerKind.Model => p.SubInput ?? new[] { b },
-                LayerKind.Flatten or LayerKind.Softmax or LayerKind.LogSoftmax => Enumerable.Repeat(b, 8).ToArray(),
-                _ => new[] { b },
-            };
-        }
+        private static Dim[] StandInInput(LayerKind kind, LayerParams p) =>
+            kind.StandInInput(p, Dim.Sym("B"), p.In > 0 ? Dim.Of(p.In) : Dim.Sym("C"));
     }
 }

@@ -1,0 +1,83 @@
+#if MODELDSL_GENERATOR
+using ModelDsl.Generators.Model;
+#endif
+
+namespace ModelDsl.Shapes
+{
+    /// <summary>[MaxPool2d] and [AvgPool2d]: windows over (B, C, H, W); the stride defaults to the kernel size.</summary>
+    internal sealed class PoolKind : LayerKind
+    {
+        private readonly bool _max;
+
+        public PoolKind(string name, bool max) : base(name) { _max = max; }
+
+        public override long DefaultStride => 0;
+
+        public override LayerShape Infer(LayerParams p, Dim[] x, bool isInt)
+        {
+            if (KernelValues(p, 2) is { } arity) return arity;
+            for (int axis = 0; axis < 2; axis++)
+            {
+                var w = Axis(p, axis, 2);
+                if (w.Kernel < 1) return NonPositive("kernelSize", w.Kernel);
+                if (w.Stride < 0) return Fail(ShapeErrorKind.NonPositive, $"{w.Name("Stride")} is {w.Stride}; it must be at least 1 (or 0 for the kernel size)", w.Name("Stride"));
+                if (w.Dilation < 1) return NonPositive(w.Name("Dilation"), w.Dilation);
+                if (w.Padding < 0) return NonNegative(w.Name("Padding"), w.Padding);
+                // PyTorch: "pad should be at most half of effective kernel size", per axis.
+                if (w.Padding * 2 > w.Kernel)
+                    return Fail(ShapeErrorKind.InvalidArgument, $"{w.Name("Padding")} = {w.Padding} is more than half the kernel {(p.Kernel == p.KernelW ? "size" : axis == 0 ? "height" : "width")} {w.Kernel} (PyTorch requires pad <= kernel_size / 2)", w.Name("Padding"));
+            }
+            if (x.Length != 4) return Rank("a 4-D (B, C, H, W) input", x);
+            var outDims = (Dim[])x.Clone();
+            for (int i = 2; i < 4; i++)
+            {
+                var w = Axis(p, i - 2, 2);
+                var d = Window(x[i], i, w.Kernel, w.Stride <= 0 ? w.Kernel : w.Stride, w.Padding, w.Dilation);
+                if (d.Error != null) return d;
+                outDims[i] = d.Output[0];
+            }
+            return Ok(outDims, 0, -1);
+        }
+
+        public override Dim[] StandInInput(LayerParams p, Dim b, Dim c) => new[] { b, c, Dim.Sym("H"), Dim.Sym("W") };
+        public override bool ChannelsPassThrough => true;
+
+#if MODELDSL_GENERATOR
+        public override string Construct(LayerSpec l)
+        {
+            var a = l.Args;
+            if (_max)
+                return a.IsSquare
+                    ? $"{Nn}.MaxPool2d({N(a.Kernel)}, stride: {N(a.Stride)}, padding: {N(a.Padding)}, dilation: {N(a.Dilation)})"
+                    : $"{Nn}.MaxPool2d({P(a.Kernel, a.KernelW)}, stride: {P(a.Stride, a.StrideW)}, padding: {P(a.Padding, a.PaddingW)}, dilation: {P(a.Dilation, a.DilationW)})";
+            return a.IsSquare
+                ? $"{Nn}.AvgPool2d({N(a.Kernel)}, stride: {N(a.Stride)}, padding: {N(a.Padding)})"
+                : $"{Nn}.AvgPool2d({P(a.Kernel, a.KernelW)}, stride: {P(a.Stride, a.StrideW)}, padding: {P(a.Padding, a.PaddingW)})";
+        }
+#endif
+    }
+
+    /// <summary>[AdaptiveAvgPool2d]: (B, C, H, W) → (B, C, outH, outW).</summary>
+    internal sealed class AdaptiveAvgPool2dKind : LayerKind
+    {
+        public AdaptiveAvgPool2dKind() : base("AdaptiveAvgPool2d") { }
+
+        public override LayerShape Infer(LayerParams p, Dim[] x, bool isInt)
+        {
+            if (p.OutH < 1) return NonPositive("outputHeight", p.OutH);
+            if (p.OutW < 1) return NonPositive("outputWidth", p.OutW);
+            if (x.Length != 4) return Rank("a 4-D (B, C, H, W) input", x);
+            var outDims = (Dim[])x.Clone();
+            outDims[2] = Dim.Of(p.OutH);
+            outDims[3] = Dim.Of(p.OutW);
+            return Ok(outDims, 0, -1);
+        }
+
+        public override Dim[] StandInInput(LayerParams p, Dim b, Dim c) => new[] { b, c, Dim.Sym("H"), Dim.Sym("W") };
+        public override bool ChannelsPassThrough => true;
+
+#if MODELDSL_GENERATOR
+        public override string Construct(LayerSpec l) => $"{Nn}.AdaptiveAvgPool2d(({N(l.Args.OutH)}, {N(l.Args.OutW)}))";
+#endif
+    }
+}
