@@ -38,7 +38,10 @@ namespace ModelDsl.Shapes
         NotASequence,
     }
 
-    /// <summary>The arguments of one layer, flat. <c>-1</c> marks a size to infer.</summary>
+    /// <summary>
+    /// The common arguments of one layer (sizes, windows, bias, p, dim), and its kind's own typed ones in
+    /// <see cref="Own"/>. <c>-1</c> marks a size to infer.
+    /// </summary>
     internal sealed class LayerParams
     {
         public long In { get; set; } = -1;          // in_features / in_channels / num_features / normalized_shape
@@ -68,15 +71,10 @@ namespace ModelDsl.Shapes
         public bool SubInputIsInteger { get; set; }
         public Dim[]? SubOutput { get; set; }
         public long SubParams { get; set; }
-        // Transformer block: heads, MLP ratio, blocks in sequence (P is the dropout); PositionalEmbedding uses Count
-        // for maxLength and In for the vector size.
-        public long Heads { get; set; } = 1;
-        public long MlpRatio { get; set; } = 4;
-        public long Repeat { get; set; } = 1;
-        // LSTM/GRU: In is the input size, Out the hidden size.
-        public long NumLayers { get; set; } = 1;
-        public bool Bidirectional { get; set; }
-        public bool BatchFirst { get; set; } = true;
+        // PositionalEmbedding uses Count for maxLength and In for the vector size; LSTM/GRU In for the input size and
+        // Out for the hidden size.
+        /// <summary>What only this kind has, as its descriptor's record (<see cref="LayerKind{TArguments}"/>); null when nothing.</summary>
+        public KindArguments? Own { get; set; }
     }
 
     internal sealed class ShapeError

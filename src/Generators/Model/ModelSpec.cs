@@ -87,15 +87,15 @@ namespace ModelDsl.Generators.Model
         long Parameters);
 
     /// <summary>
-    /// The constructor arguments of the TorchSharp module, resolved (inferred sizes filled in). For the 2-D windows
-    /// Kernel, Stride, Padding and Dilation are the height's values and the *W ones the width's.
+    /// The constructor arguments of the TorchSharp module, resolved (inferred sizes filled in): the common ones, and
+    /// the kind's own typed record in <paramref name="Own"/> (e.g. an LSTM's layers and directions). For the 2-D
+    /// windows Kernel, Stride, Padding and Dilation are the height's values and the *W ones the width's.
     /// </summary>
     internal sealed record LayerArgs(
         long In, long Out, long Count, long Kernel, long Stride, long Padding, long Dilation, long Groups,
-        bool Bias, double P, long Dim, long EndDim, long OutH, long OutW, double Eps, double Momentum,
-        long KernelW = -1, long StrideW = -1, long PaddingW = 0, long DilationW = 1,
-        long Heads = 1, long MlpRatio = 4, long Repeat = 1, bool Causal = true, string? TiedTo = null,
-        long NumLayers = 1, bool Bidirectional = false, bool BatchFirst = true)
+        bool Bias, double P, long Dim, long EndDim, long OutH, long OutW,
+        long KernelW = -1, long StrideW = -1, long PaddingW = 0, long DilationW = 1, string? TiedTo = null,
+        KindArguments? Own = null)
     {
         /// <summary>Whether a 2-D window has the same values on both axes (then one number says each).</summary>
         public bool IsSquare => Kernel == KernelW && Stride == StrideW && Padding == PaddingW && Dilation == DilationW;

@@ -81,13 +81,8 @@ namespace ModelDsl.Generators.Parsing
             return p;
         }
 
-        /// <summary>A Transformer block's causal mask (default on).</summary>
-        public bool Causal => Bool("Causal") ?? true;
         /// <summary>A Linear's <c>TiedTo</c> layer name, or null.</summary>
         public string? TiedTo => String("TiedTo");
-
-        public double Eps => Double("Eps") ?? 1e-5;
-        public double Momentum => Double("Momentum") ?? 0.1;
 
         /// <summary>Whether the value was written at the use site (rather than defaulted).</summary>
         public bool Has(string name) => _values.ContainsKey(name);

@@ -121,7 +121,7 @@ namespace ModelDsl.Generators.Parsing
                     new[] { type.Name, string.Join(", ", trees.Select(t => System.IO.Path.GetFileName(t!.FilePath))) });
 
             var inputs = layers.Select(l => new LayerInput(l.Name, l.IsField, l.Accessibility, l.TypeName, l.TypeDisplay, l.Kind, l.Params,
-                l.AttributeText, l.Broken, l.Reader?.Eps ?? 1e-5, l.Reader?.Momentum ?? 0.1, l.Reader?.Causal ?? true, l.Reader?.TiedTo)).ToArray();
+                l.AttributeText, l.Broken, l.Reader?.TiedTo)).ToArray();
             var shapes = ShapeInference.Infer(type.Name, inputs, userForward ? null : input, inputIsInteger, userForward, hasErrors || input is null, _cancellation);
             foreach (var problem in shapes.Problems) Report(problem, layers[problem.Layer], report);
             var specs = shapes.Layers;

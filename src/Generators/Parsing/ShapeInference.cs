@@ -10,7 +10,7 @@ namespace ModelDsl.Generators.Parsing
     /// <summary>A layer as shape inference needs it: what was declared, with no Roslyn symbol or location.</summary>
     internal sealed record LayerInput(
         string Name, bool IsField, string Accessibility, string TypeName, string TypeDisplay, LayerKind Kind, LayerParams Params,
-        string AttributeText, bool Broken, double Eps = 1e-5, double Momentum = 0.1, bool Causal = true, string? TiedTo = null);
+        string AttributeText, bool Broken, string? TiedTo = null);
 
     /// <summary>What kind of problem shape inference found.</summary>
     internal enum ShapeProblemKind
@@ -99,7 +99,7 @@ namespace ModelDsl.Generators.Parsing
                     }
                     else if (!shapesFailed)
                     {
-                        result = ShapeRules.Infer(layer.Kind, p, StandInInput(layer.Kind, p), layer.Kind == LayerKind.Embedding || (layer.Kind == LayerKind.Model && p.SubInputIsInteger));
+                        result = ShapeRules.Infer(layer.Kind, p, StandInInput(layer.Kind, p), layer.Kind.StandInIsInteger(p));
                         if (result.Error is null) result.Output = Array.Empty<Dim>();
                     }
                 }
@@ -141,10 +141,9 @@ namespace ModelDsl.Generators.Parsing
                     layer.Name, layer.IsField, layer.Accessibility, layer.TypeName, layer.Kind, layer.AttributeText,
                     layer.Kind == LayerKind.Model ? layer.TypeDisplay : layer.Kind.ToString(),
                     new LayerArgs(resolvedIn, p.Out, p.Count, p.Kernel, p.Stride <= 0 ? p.Kernel : p.Stride, p.Padding, p.Dilation,
-                        p.Groups, p.Bias, p.P, p.Dim, p.EndDim, p.OutH, p.OutW, layer.Eps, layer.Momentum,
+                        p.Groups, p.Bias, p.P, p.Dim, p.EndDim, p.OutH, p.OutW,
                         p.KernelW, p.StrideW <= 0 ? p.KernelW : p.StrideW, p.PaddingW, p.DilationW,
-                        p.Heads, p.MlpRatio, p.Repeat, layer.Causal, layer.Kind == LayerKind.Linear ? layer.TiedTo : null,
-                        p.NumLayers, p.Bidirectional, p.BatchFirst),
+                        layer.Kind == LayerKind.Linear ? layer.TiedTo : null, p.Own),
                     outputText, parameters));
             }
 

@@ -24,6 +24,8 @@ namespace ModelDsl.Shapes
             return Ok(outDims, checked(p.Count * p.Out), -1);
         }
 
+        public override bool StandInIsInteger(LayerParams p) => true;
+
         public override int WeightRank => 2;
 
 #if MODELDSL_GENERATOR

@@ -25,6 +25,9 @@ namespace ModelDsl.Shapes
         string? String(string name);
     }
 
+    /// <summary>The arguments only one kind has, as a value-equatable record its descriptor declares.</summary>
+    internal abstract record KindArguments;
+
     /// <summary>
     /// A layer kind: how its attribute's arguments are read, its shape rule and parameter count, the module it builds
     /// and how that is written in generated code, and what the optimisation passes may do with it. One instance per
@@ -127,6 +130,9 @@ namespace ModelDsl.Shapes
 
         /// <summary>An input of the rank the layer takes, symbolic but for <paramref name="c"/> (the size it states).</summary>
         public virtual Dim[] StandInInput(LayerParams p, Dim b, Dim c) => new[] { b };
+
+        /// <summary>Whether that stand-in input holds integer ids.</summary>
+        public virtual bool StandInIsInteger(LayerParams p) => false;
 
         // ---- Optimisation passes ------------------------------------------------------------------------------
 
@@ -268,5 +274,19 @@ namespace ModelDsl.Shapes
             Fail(ShapeErrorKind.RankMismatch, $"{Name} needs {expected}, but gets {x.Length}-D {ShapeText.Format(x)}", null);
 
         protected static string Text(double value) => value.ToString(CultureInfo.InvariantCulture);
+    }
+
+    /// <summary>A layer kind with arguments of its own, the record <typeparamref name="TArguments"/> its Read sets.</summary>
+    internal abstract class LayerKind<TArguments> : LayerKind where TArguments : KindArguments
+    {
+        protected LayerKind(string name) : base(name) { }
+
+        /// <summary>This kind's own arguments, as its Read stored them.</summary>
+        protected static TArguments Own(LayerParams p) => (TArguments)p.Own!;
+
+#if MODELDSL_GENERATOR
+        /// <summary>This kind's own arguments, resolved.</summary>
+        protected static TArguments Own(LayerArgs a) => (TArguments)a.Own!;
+#endif
     }
 }

@@ -49,6 +49,7 @@ namespace ModelDsl.Shapes
         }
 
         public override Dim[] StandInInput(LayerParams p, Dim b, Dim c) => p.SubInput ?? new[] { b };
+        public override bool StandInIsInteger(LayerParams p) => p.SubInputIsInteger;
 
 #if MODELDSL_GENERATOR
         public override string Construct(LayerSpec l) => $"new {l.TypeName}()";

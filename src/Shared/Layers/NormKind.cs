@@ -4,12 +4,21 @@ using ModelDsl.Generators.Model;
 
 namespace ModelDsl.Shapes
 {
+    /// <summary>A normalisation's own arguments: <c>eps</c>, and BatchNorm's running-statistics <c>momentum</c>.</summary>
+    internal sealed record NormArguments(double Eps, double Momentum) : KindArguments
+    {
+        public static NormArguments Read(ILayerArguments arguments) =>
+            new(arguments.Double("Eps") ?? 1e-5, arguments.Double("Momentum") ?? 0.1);
+    }
+
     /// <summary>[BatchNorm1d] and [BatchNorm2d]: per-channel (dimension 1) weight and bias, plus running statistics.</summary>
-    internal sealed class BatchNormKind : LayerKind
+    internal sealed class BatchNormKind : LayerKind<NormArguments>
     {
         private readonly int _spatial;
 
         public BatchNormKind(string name, int spatial) : base(name) { _spatial = spatial; }
+
+        public override void Read(LayerParams p, ILayerArguments arguments) => p.Own = NormArguments.Read(arguments);
 
         public override LayerShape Infer(LayerParams p, Dim[] x, bool isInt)
         {
@@ -28,15 +37,17 @@ namespace ModelDsl.Shapes
         public override int WeightRank => 1;
 
 #if MODELDSL_GENERATOR
-        public override string Construct(LayerSpec l) => $"{Nn}.{Name}({N(l.Args.In)}, eps: {D(l.Args.Eps)}, momentum: {D(l.Args.Momentum)})";
+        public override string Construct(LayerSpec l) => $"{Nn}.{Name}({N(l.Args.In)}, eps: {D(Own(l.Args).Eps)}, momentum: {D(Own(l.Args).Momentum)})";
         public override long WeightCount(LayerSpec l) => l.Parameters / 2;
 #endif
     }
 
     /// <summary>[LayerNorm]: normalises the last dimension, with a weight and bias of its size.</summary>
-    internal sealed class LayerNormKind : LayerKind
+    internal sealed class LayerNormKind : LayerKind<NormArguments>
     {
         public LayerNormKind() : base("LayerNorm") { }
+
+        public override void Read(LayerParams p, ILayerArguments arguments) => p.Own = NormArguments.Read(arguments);
 
         public override LayerShape Infer(LayerParams p, Dim[] x, bool isInt)
         {
@@ -54,7 +65,7 @@ namespace ModelDsl.Shapes
         public override int WeightRank => 1;
 
 #if MODELDSL_GENERATOR
-        public override string Construct(LayerSpec l) => $"{Nn}.LayerNorm({N(l.Args.In)}, eps: {D(l.Args.Eps)})";
+        public override string Construct(LayerSpec l) => $"{Nn}.LayerNorm({N(l.Args.In)}, eps: {D(Own(l.Args).Eps)})";
         public override long WeightCount(LayerSpec l) => l.Parameters / 2;
 #endif
     }
