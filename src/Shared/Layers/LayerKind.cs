@@ -61,13 +61,14 @@ namespace ModelDsl.Shapes
         public static readonly LayerKind TransformerBlock = new TransformerBlockKind();
         public static readonly LayerKind LSTM = new RecurrentKind("LSTM", gates: 4);
         public static readonly LayerKind GRU = new RecurrentKind("GRU", gates: 3);
+        public static readonly LayerKind LeakyReLU = new LeakyReLUKind();
 
         /// <summary>Every kind, in registry order.</summary>
         public static readonly IReadOnlyList<LayerKind> All = new[]
         {
             Linear, Conv1d, Conv2d, MaxPool2d, AvgPool2d, AdaptiveAvgPool2d, BatchNorm1d, BatchNorm2d, LayerNorm,
             Dropout, Flatten, Embedding, ReLU, GELU, SiLU, Tanh, Sigmoid, Softmax, LogSoftmax, Identity, Model,
-            PositionalEmbedding, TransformerBlock, LSTM, GRU,
+            PositionalEmbedding, TransformerBlock, LSTM, GRU, LeakyReLU,
         };
 
         private static readonly Dictionary<string, LayerKind> ByName = Index(k => k.Name);
