@@ -39,7 +39,7 @@ namespace ModelDsl.Shapes
     }
 
     /// <summary>
-    /// The common arguments of one layer (sizes, windows, bias, p, dim), and its kind's own typed ones in
+    /// The common arguments of one layer (sizes, windows, bias), and its kind's own typed ones in
     /// <see cref="Own"/>. <c>-1</c> marks a size to infer.
     /// </summary>
     internal sealed class LayerParams
@@ -61,11 +61,6 @@ namespace ModelDsl.Shapes
         public int KernelValues { get; set; } = 1;
         public long Groups { get; set; } = 1;
         public bool Bias { get; set; } = true;
-        public double P { get; set; }
-        public long Dim { get; set; }              // softmax dim, flatten start
-        public long EndDim { get; set; } = -1;      // flatten end
-        public long OutH { get; set; } = -1;
-        public long OutW { get; set; } = -1;
         // Composition: the composed model's declared input and inferred output.
         public Dim[]? SubInput { get; set; }
         public bool SubInputIsInteger { get; set; }

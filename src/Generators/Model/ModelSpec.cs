@@ -93,7 +93,7 @@ namespace ModelDsl.Generators.Model
     /// </summary>
     internal sealed record LayerArgs(
         long In, long Out, long Count, long Kernel, long Stride, long Padding, long Dilation, long Groups,
-        bool Bias, double P, long Dim, long EndDim, long OutH, long OutW,
+        bool Bias,
         long KernelW = -1, long StrideW = -1, long PaddingW = 0, long DilationW = 1, string? TiedTo = null,
         KindArguments? Own = null)
     {

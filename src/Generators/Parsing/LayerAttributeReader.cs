@@ -42,7 +42,7 @@ namespace ModelDsl.Generators.Parsing
         }
 
         /// <summary>
-        /// The layer's arguments: the common ones here, then what only its kind has (<see cref="LayerKind.Read"/>).
+        /// The layer's arguments: the common ones here (sizes, windows, bias), then what only its kind has (<see cref="LayerKind.Read"/>).
         /// Defaults repeat the attribute classes' initialisers (PyTorch's defaults), because a generator sees only the
         /// arguments written at the use site.
         /// </summary>
@@ -71,11 +71,6 @@ namespace ModelDsl.Generators.Parsing
                 DilationW = Axis("DilationW") ?? dilation,
                 Groups = Long("Groups") ?? 1,
                 Bias = Bool("Bias") ?? true,
-                P = Double("p") ?? 0.5,
-                Dim = Long("dim") ?? 0,
-                EndDim = Long("EndDim") ?? -1,
-                OutH = Long("outputSize", "outputHeight") ?? -1,
-                OutW = Long("outputSize", "outputWidth") ?? -1,
             };
             kind.Read(p, this);
             return p;

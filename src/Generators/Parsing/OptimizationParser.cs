@@ -178,7 +178,7 @@ namespace ModelDsl.Generators.Parsing
 
             int index = order.ToList().FindIndex(l => l.MemberName == target);
             var after = order.Skip(index + 1).Select(l => current[l.MemberName]).ToList();
-            var path = StructuredCut.Walk(layer.Kind, after.Select(l => new CutLayer(l.Kind, l.Args.Groups, l.Args.Dim == 1 && l.Args.EndDim == -1)).ToList());
+            var path = StructuredCut.Walk(layer.Kind, after.Select(l => new CutLayer(l.Kind, l.Args.Groups, l.Args.Own is FlattenArguments { FlattensChannels: true })).ToList());
             if (path.Consumer >= 0)
             {
                 var next = after[path.Consumer];

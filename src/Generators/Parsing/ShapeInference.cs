@@ -141,7 +141,7 @@ namespace ModelDsl.Generators.Parsing
                     layer.Name, layer.IsField, layer.Accessibility, layer.TypeName, layer.Kind, layer.AttributeText,
                     layer.Kind == LayerKind.Model ? layer.TypeDisplay : layer.Kind.ToString(),
                     new LayerArgs(resolvedIn, p.Out, p.Count, p.Kernel, p.Stride <= 0 ? p.Kernel : p.Stride, p.Padding, p.Dilation,
-                        p.Groups, p.Bias, p.P, p.Dim, p.EndDim, p.OutH, p.OutW,
+                        p.Groups, p.Bias,
                         p.KernelW, p.StrideW <= 0 ? p.KernelW : p.StrideW, p.PaddingW, p.DilationW,
                         layer.Kind == LayerKind.Linear ? layer.TiedTo : null, p.Own),
                     outputText, parameters));

@@ -31,48 +31,53 @@ namespace ModelDsl.Shapes
         public override bool ChannelsPassThrough => true;
     }
 
+    /// <summary>[Dropout]'s own argument: the probability of zeroing an element.</summary>
+    internal sealed record DropoutArguments(double P) : KindArguments;
+
     /// <summary>[Dropout(p)]: elementwise in training, identity in evaluation.</summary>
-    internal sealed class DropoutKind : LayerKind
+    internal sealed class DropoutKind : LayerKind<DropoutArguments>
     {
         public DropoutKind() : base("Dropout") { }
 
+        public override void Read(LayerParams p, ILayerArguments arguments) => p.Own = new DropoutArguments(arguments.Double("p") ?? 0.5);
+
         public override LayerShape Infer(LayerParams p, Dim[] x, bool isInt)
         {
-            if (!(p.P >= 0 && p.P < 1))
-                return Fail(ShapeErrorKind.ProbabilityOutOfRange, $"dropout probability is {Text(p.P)}; it must be in [0, 1)", "p");
+            double probability = Own(p).P;
+            if (!(probability >= 0 && probability < 1))
+                return Fail(ShapeErrorKind.ProbabilityOutOfRange, $"dropout probability is {Text(probability)}; it must be in [0, 1)", "p");
             return Ok((Dim[])x.Clone(), 0, -1);
         }
 
         public override bool ChannelsPassThrough => true;
 
 #if MODELDSL_GENERATOR
-        public override string Construct(LayerSpec l) => $"{Nn}.Dropout({D(l.Args.P)})";
+        public override string Construct(LayerSpec l) => $"{Nn}.Dropout({D(Own(l.Args).P)})";
 #endif
     }
 
+    /// <summary>[Softmax]'s and [LogSoftmax]'s own argument: the dimension they normalise along.</summary>
+    internal sealed record SoftmaxArguments(long Dim) : KindArguments;
+
     /// <summary>[Softmax(dim)] and [LogSoftmax(dim)].</summary>
-    internal sealed class SoftmaxKind : LayerKind
+    internal sealed class SoftmaxKind : LayerKind<SoftmaxArguments>
     {
         public SoftmaxKind(string name) : base(name) { }
 
+        public override void Read(LayerParams p, ILayerArguments arguments) => p.Own = new SoftmaxArguments(arguments.Long("dim") ?? 0);
+
         public override LayerShape Infer(LayerParams p, Dim[] x, bool isInt)
         {
-            if (p.Dim < -x.Length || p.Dim >= x.Length)
-                return Fail(ShapeErrorKind.DimOutOfRange, $"dim = {p.Dim} is out of range for a {x.Length}-D input {ShapeText.Format(x)} (expected [{-x.Length}, {x.Length - 1}])", "dim");
+            long dim = Own(p).Dim;
+            if (dim < -x.Length || dim >= x.Length)
+                return Fail(ShapeErrorKind.DimOutOfRange, $"dim = {dim} is out of range for a {x.Length}-D input {ShapeText.Format(x)} (expected [{-x.Length}, {x.Length - 1}])", "dim");
             return Ok((Dim[])x.Clone(), 0, -1);
         }
 
-        public override Dim[] StandInInput(LayerParams p, Dim b, Dim c) => Repeat(b, 8);
+        public override Dim[] StandInInput(LayerParams p, Dim b, Dim c) => Repeated(b, 8);
 
 #if MODELDSL_GENERATOR
-        public override string Construct(LayerSpec l) => $"{Nn}.{Name}({N(l.Args.Dim)})";
+        public override string Construct(LayerSpec l) => $"{Nn}.{Name}({N(Own(l.Args).Dim)})";
 #endif
-
-        internal static Dim[] Repeat(Dim d, int count)
-        {
-            var dims = new Dim[count];
-            for (int i = 0; i < count; i++) dims[i] = d;
-            return dims;
-        }
     }
 }

@@ -5,26 +5,35 @@ using ModelDsl.Generators.Model;
 
 namespace ModelDsl.Shapes
 {
+    /// <summary>[Flatten]'s own arguments: the first and last dimension it merges.</summary>
+    internal sealed record FlattenArguments(long StartDim, long EndDim) : KindArguments
+    {
+        /// <summary><c>Flatten(1, -1)</c>: (B, C, H, W) → (B, C·H·W), each channel a run of H·W features.</summary>
+        public bool FlattensChannels => StartDim == 1 && EndDim == -1;
+    }
+
     /// <summary>[Flatten(StartDim = 1, EndDim = -1)]: merges a run of dimensions into one.</summary>
-    internal sealed class FlattenKind : LayerKind
+    internal sealed class FlattenKind : LayerKind<FlattenArguments>
     {
         public FlattenKind() : base("Flatten") { }
 
-        public override void Read(LayerParams p, ILayerArguments arguments) => p.Dim = arguments.Long("StartDim") ?? 1;
+        public override void Read(LayerParams p, ILayerArguments arguments) =>
+            p.Own = new FlattenArguments(arguments.Long("StartDim") ?? 1, arguments.Long("EndDim") ?? -1);
 
         public override bool AcceptsIntegerInput => true;
 
         public override LayerShape Infer(LayerParams p, Dim[] x, bool isInt)
         {
+            var f = Own(p);
             int rank = x.Length;
-            long start = p.Dim < 0 ? p.Dim + rank : p.Dim;
-            long end = p.EndDim < 0 ? p.EndDim + rank : p.EndDim;
+            long start = f.StartDim < 0 ? f.StartDim + rank : f.StartDim;
+            long end = f.EndDim < 0 ? f.EndDim + rank : f.EndDim;
             if (start < 0 || start >= rank)
-                return Fail(ShapeErrorKind.DimOutOfRange, $"StartDim = {p.Dim} is out of range for a {rank}-D input {ShapeText.Format(x)}", "StartDim");
+                return Fail(ShapeErrorKind.DimOutOfRange, $"StartDim = {f.StartDim} is out of range for a {rank}-D input {ShapeText.Format(x)}", "StartDim");
             if (end < 0 || end >= rank)
-                return Fail(ShapeErrorKind.DimOutOfRange, $"EndDim = {p.EndDim} is out of range for a {rank}-D input {ShapeText.Format(x)}", "EndDim");
+                return Fail(ShapeErrorKind.DimOutOfRange, $"EndDim = {f.EndDim} is out of range for a {rank}-D input {ShapeText.Format(x)}", "EndDim");
             if (start > end)
-                return Fail(ShapeErrorKind.DimOutOfRange, $"StartDim ({p.Dim}) comes after EndDim ({p.EndDim}) for a {rank}-D input", "StartDim");
+                return Fail(ShapeErrorKind.DimOutOfRange, $"StartDim ({f.StartDim}) comes after EndDim ({f.EndDim}) for a {rank}-D input", "StartDim");
             var outDims = new List<Dim>();
             for (int i = 0; i < start; i++) outDims.Add(x[i]);
             outDims.Add(Product(x, (int)start, (int)end));
@@ -34,10 +43,10 @@ namespace ModelDsl.Shapes
             return flat;
         }
 
-        public override Dim[] StandInInput(LayerParams p, Dim b, Dim c) => SoftmaxKind.Repeat(b, 8);
+        public override Dim[] StandInInput(LayerParams p, Dim b, Dim c) => Repeated(b, 8);
 
 #if MODELDSL_GENERATOR
-        public override string Construct(LayerSpec l) => $"{Nn}.Flatten({N(l.Args.Dim)}, {N(l.Args.EndDim)})";
+        public override string Construct(LayerSpec l) => $"{Nn}.Flatten({N(Own(l.Args).StartDim)}, {N(Own(l.Args).EndDim)})";
 #endif
 
         private static Dim Product(Dim[] x, int start, int end)

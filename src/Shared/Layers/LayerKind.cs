@@ -112,7 +112,7 @@ namespace ModelDsl.Shapes
         /// <summary>The stride of a window when none is written (pools: 0, "the kernel size").</summary>
         public virtual long DefaultStride => 1;
 
-        /// <summary>Reads what only this kind has, after the common arguments (sizes, windows, bias, p, dim).</summary>
+        /// <summary>Reads what only this kind has (into <see cref="LayerParams.Own"/>), after the common sizes, windows and bias.</summary>
         public virtual void Read(LayerParams p, ILayerArguments arguments) { }
 
         // ---- Shapes -------------------------------------------------------------------------------------------
@@ -275,6 +275,14 @@ namespace ModelDsl.Shapes
             Fail(ShapeErrorKind.RankMismatch, $"{Name} needs {expected}, but gets {x.Length}-D {ShapeText.Format(x)}", null);
 
         protected static string Text(double value) => value.ToString(CultureInfo.InvariantCulture);
+
+        /// <summary><paramref name="count"/> copies of <paramref name="d"/>: a stand-in input of any rank a dim argument may need.</summary>
+        protected static Dim[] Repeated(Dim d, int count)
+        {
+            var dims = new Dim[count];
+            for (int i = 0; i < count; i++) dims[i] = d;
+            return dims;
+        }
     }
 
     /// <summary>A layer kind with arguments of its own, the record <typeparamref name="TArguments"/> its Read sets.</summary>

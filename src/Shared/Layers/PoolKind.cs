@@ -57,19 +57,26 @@ namespace ModelDsl.Shapes
 #endif
     }
 
+    /// <summary>[AdaptiveAvgPool2d]'s own arguments: the output's height and width.</summary>
+    internal sealed record AdaptivePoolArguments(long Height, long Width) : KindArguments;
+
     /// <summary>[AdaptiveAvgPool2d]: (B, C, H, W) → (B, C, outH, outW).</summary>
-    internal sealed class AdaptiveAvgPool2dKind : LayerKind
+    internal sealed class AdaptiveAvgPool2dKind : LayerKind<AdaptivePoolArguments>
     {
         public AdaptiveAvgPool2dKind() : base("AdaptiveAvgPool2d") { }
 
+        public override void Read(LayerParams p, ILayerArguments arguments) =>
+            p.Own = new AdaptivePoolArguments(arguments.Long("outputSize", "outputHeight") ?? -1, arguments.Long("outputSize", "outputWidth") ?? -1);
+
         public override LayerShape Infer(LayerParams p, Dim[] x, bool isInt)
         {
-            if (p.OutH < 1) return NonPositive("outputHeight", p.OutH);
-            if (p.OutW < 1) return NonPositive("outputWidth", p.OutW);
+            var size = Own(p);
+            if (size.Height < 1) return NonPositive("outputHeight", size.Height);
+            if (size.Width < 1) return NonPositive("outputWidth", size.Width);
             if (x.Length != 4) return Rank("a 4-D (B, C, H, W) input", x);
             var outDims = (Dim[])x.Clone();
-            outDims[2] = Dim.Of(p.OutH);
-            outDims[3] = Dim.Of(p.OutW);
+            outDims[2] = Dim.Of(size.Height);
+            outDims[3] = Dim.Of(size.Width);
             return Ok(outDims, 0, -1);
         }
 
@@ -77,7 +84,7 @@ namespace ModelDsl.Shapes
         public override bool ChannelsPassThrough => true;
 
 #if MODELDSL_GENERATOR
-        public override string Construct(LayerSpec l) => $"{Nn}.AdaptiveAvgPool2d(({N(l.Args.OutH)}, {N(l.Args.OutW)}))";
+        public override string Construct(LayerSpec l) => $"{Nn}.AdaptiveAvgPool2d(({N(Own(l.Args).Height)}, {N(Own(l.Args).Width)}))";
 #endif
     }
 }
