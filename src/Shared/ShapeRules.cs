@@ -39,7 +39,7 @@ namespace ModelDsl.Shapes
     }
 
     /// <summary>
-    /// The common arguments of one layer (sizes, windows, bias), and its kind's own typed ones in
+    /// The common arguments of one layer (sizes, bias), and its kind's own typed ones in
     /// <see cref="Own"/>. <c>-1</c> marks a size to infer.
     /// </summary>
     internal sealed class LayerParams
@@ -47,19 +47,6 @@ namespace ModelDsl.Shapes
         public long In { get; set; } = -1;          // in_features / in_channels / num_features / normalized_shape
         public long Out { get; set; } = -1;         // out_features / out_channels / embedding_dim
         public long Count { get; set; } = -1;       // num_embeddings
-        // Windows. For the 2-D layers these are the height's values and the *W ones the width's (PyTorch's (h, w)
-        // pairs); 1-D layers use the first set only.
-        public long Kernel { get; set; } = -1;
-        public long Stride { get; set; } = -1;      // pools: 0 or -1 mean "kernel size"
-        public long Padding { get; set; }
-        public long Dilation { get; set; } = 1;
-        public long KernelW { get; set; } = -1;
-        public long StrideW { get; set; } = -1;
-        public long PaddingW { get; set; }
-        public long DilationW { get; set; } = 1;
-        /// <summary>How many values the kernel was given: 1 (square), or the length of a (height, width) array.</summary>
-        public int KernelValues { get; set; } = 1;
-        public long Groups { get; set; } = 1;
         public bool Bias { get; set; } = true;
         // Composition: the composed model's declared input and inferred output.
         public Dim[]? SubInput { get; set; }

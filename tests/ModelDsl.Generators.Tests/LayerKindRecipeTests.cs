@@ -58,6 +58,23 @@ public class LayerKindRecipeTests
         Assert.Contains("ParametersAfterPasses = 1210,", run.Source("M.Train.g.cs"));
     }
 
+    [Theory]
+    [InlineData("5", "")]         // the kernel's width: dim 3 of the (out, in, kH, kW) weight
+    [InlineData("{|MD0301:6|}", "")]
+    [InlineData("3", ", Dim = 2")] // its height
+    [InlineData("{|MD0301:4|}", ", Dim = 2")]
+    public void LnStructuredOverAKernelDim_CountsThatDimsSize_FromTheConvolutionsDescriptor(string count, string dim) =>
+        Markup.Verify($$"""
+            [Model(Input = "B, 1, 8, 8")]
+            {{Train}}[Prune(PruneMethod.LnStructured, {{count}}, Targets = new[] { "Conv" }{{(dim.Length > 0 ? dim : ", Dim = 3")}})]
+            public partial class M
+            {
+                [Conv2d(4, new[] { 3, 5 })] public partial Conv2d Conv { get; }
+                [Flatten]                   public partial Flatten Flat { get; }
+                [Linear(2)]                 public partial Linear Head { get; }
+            }
+            """);
+
     [Fact]
     public void Registry_FindsEachKindByItsAttributeAndModule_AndListsItInTheNotALayerMessage()
     {

@@ -42,34 +42,17 @@ namespace ModelDsl.Generators.Parsing
         }
 
         /// <summary>
-        /// The layer's arguments: the common ones here (sizes, windows, bias), then what only its kind has (<see cref="LayerKind.Read"/>).
+        /// The layer's arguments: the common ones here (sizes, bias), then what only its kind has (<see cref="LayerKind.Read"/>).
         /// Defaults repeat the attribute classes' initialisers (PyTorch's defaults), because a generator sees only the
         /// arguments written at the use site.
         /// </summary>
         public LayerParams ReadParams(LayerKind kind)
         {
-            // A 2-D kernel is one number (square) or a (height, width) array; per-axis settings (StrideH, StrideW, ...)
-            // override the plain one, and -1, their default, means "not set".
-            long[]? kernelPair = LongArray("kernelSize");
-            long kernel = Long("kernelSize") ?? (kernelPair is { Length: > 0 } ? kernelPair[0] : -1);
-            long stride = Long("Stride") ?? kind.DefaultStride;
-            long padding = Long("Padding") ?? 0;
-            long dilation = Long("Dilation") ?? 1;
             var p = new LayerParams
             {
                 In = Long("inFeatures", "inChannels", "numFeatures", "normalizedShape") ?? -1,
                 Out = Long("outFeatures", "outChannels", "embeddingDim") ?? -1,
                 Count = Long("numEmbeddings") ?? -1,
-                Kernel = kernel,
-                KernelW = kernelPair is { Length: > 1 } ? kernelPair[1] : kernel,
-                KernelValues = kernelPair?.Length ?? (Has("kernelSize") && Long("kernelSize") is null ? 0 : 1),
-                Stride = Axis("StrideH") ?? stride,
-                StrideW = Axis("StrideW") ?? stride,
-                Padding = Axis("PaddingH") ?? padding,
-                PaddingW = Axis("PaddingW") ?? padding,
-                Dilation = Axis("DilationH") ?? dilation,
-                DilationW = Axis("DilationW") ?? dilation,
-                Groups = Long("Groups") ?? 1,
                 Bias = Bool("Bias") ?? true,
             };
             kind.Read(p, this);
@@ -134,10 +117,7 @@ namespace ModelDsl.Generators.Parsing
             return null;
         }
 
-        /// <summary>A per-axis setting (StrideH, PaddingW, ...); its default -1 means "as the plain setting".</summary>
-        private long? Axis(string name) => Long(name) is { } v && v != -1 ? v : null;
-
-        private long[]? LongArray(string name)
+        public long[]? LongArray(string name)
         {
             if (!_values.TryGetValue(name, out var c) || c.Kind != TypedConstantKind.Array || c.IsNull) return null;
             var result = new long[c.Values.Length];

@@ -33,7 +33,7 @@ namespace ModelDsl.Generators.Parsing
             bool ok = true;
             bool quantized = false;
             var current = layers.ToDictionary(l => l.MemberName, l => l, StringComparer.Ordinal);
-            var outs = layers.ToDictionary(l => l.MemberName, l => l.Kind.OutSize(l.Args), StringComparer.Ordinal);
+            var outs = layers.ToDictionary(l => l.MemberName, l => l.Kind.WeightSize(l.Args, 0), StringComparer.Ordinal);
 
             foreach (var attribute in attributes)
             {
@@ -172,13 +172,13 @@ namespace ModelDsl.Generators.Parsing
             var layer = current[target];
             if (!layer.Kind.CanCut)
                 return $"it is a {layer.KindName}; structured pruning removes Linear neurons or Conv2d channels";
-            if (layer.Kind == LayerKind.Conv2d && layer.Args.Groups != 1) return "it is a grouped convolution";
+            if (Groups(layer) != 1) return "it is a grouped convolution";
             long keep = outs[target] - k;
             if (keep < 1) return $"it would remove all {outs[target]} of its outputs";
 
             int index = order.ToList().FindIndex(l => l.MemberName == target);
             var after = order.Skip(index + 1).Select(l => current[l.MemberName]).ToList();
-            var path = StructuredCut.Walk(layer.Kind, after.Select(l => new CutLayer(l.Kind, l.Args.Groups, l.Args.Own is FlattenArguments { FlattensChannels: true })).ToList());
+            var path = StructuredCut.Walk(layer.Kind, after.Select(l => new CutLayer(l.Kind, Groups(l), l.Args.Own is FlattenArguments { FlattensChannels: true })).ToList());
             if (path.Consumer >= 0)
             {
                 var next = after[path.Consumer];
@@ -213,12 +213,9 @@ namespace ModelDsl.Generators.Parsing
         private static long WeightCount(LayerSpec l) => l.Kind.WeightCount(l);
 
         /// <summary>Size of the weight along <paramref name="dim"/> (non-negative): (out, in[/groups], kernel...).</summary>
-        private static long ChannelCount(LayerSpec l, int dim)
-        {
-            if (dim == 0) return l.Kind.OutSize(l.Args);
-            if (dim == 1) return l.Kind.InSize(l.Args);
-            return l.Args.Kernel;
-        }
+        private static long ChannelCount(LayerSpec l, int dim) => l.Kind.WeightSize(l.Args, dim);
 
+        /// <summary>A convolution's groups; 1 for every other layer.</summary>
+        private static long Groups(LayerSpec l) => (l.Args.Own as WindowArguments)?.Groups ?? 1;
     }
 }

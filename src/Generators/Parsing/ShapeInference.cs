@@ -140,10 +140,7 @@ namespace ModelDsl.Generators.Parsing
                 specs.Add(new LayerSpec(
                     layer.Name, layer.IsField, layer.Accessibility, layer.TypeName, layer.Kind, layer.AttributeText,
                     layer.Kind == LayerKind.Model ? layer.TypeDisplay : layer.Kind.ToString(),
-                    new LayerArgs(resolvedIn, p.Out, p.Count, p.Kernel, p.Stride <= 0 ? p.Kernel : p.Stride, p.Padding, p.Dilation,
-                        p.Groups, p.Bias,
-                        p.KernelW, p.StrideW <= 0 ? p.KernelW : p.StrideW, p.PaddingW, p.DilationW,
-                        layer.Kind == LayerKind.Linear ? layer.TiedTo : null, p.Own),
+                    new LayerArgs(resolvedIn, p.Out, p.Count, p.Bias, layer.Kind == LayerKind.Linear ? layer.TiedTo : null, p.Own),
                     outputText, parameters));
             }
 

@@ -30,8 +30,8 @@ namespace ModelDsl.Shapes
 
 #if MODELDSL_GENERATOR
         public override string Construct(LayerSpec l) => $"{Nn}.Embedding({N(l.Args.Count)}, {N(l.Args.Out)})";
-        public override long OutSize(LayerArgs a) => a.Count;
-        public override long InSize(LayerArgs a) => a.Out;
+        // The (num, dim) table.
+        public override long WeightSize(LayerArgs a, int dim) => dim == 0 ? a.Count : a.Out;
 #endif
     }
 

@@ -23,6 +23,10 @@ namespace ModelDsl.Shapes
         bool? Bool(string name);
         /// <summary>A string argument, or null.</summary>
         string? String(string name);
+        /// <summary>An integer array argument (a (height, width) kernel), or null.</summary>
+        long[]? LongArray(string name);
+        /// <summary>Whether the argument was written at the use site.</summary>
+        bool Has(string name);
     }
 
     /// <summary>The arguments only one kind has, as a value-equatable record its descriptor declares.</summary>
@@ -109,10 +113,7 @@ namespace ModelDsl.Shapes
 
         // ---- Arguments ----------------------------------------------------------------------------------------
 
-        /// <summary>The stride of a window when none is written (pools: 0, "the kernel size").</summary>
-        public virtual long DefaultStride => 1;
-
-        /// <summary>Reads what only this kind has (into <see cref="LayerParams.Own"/>), after the common sizes, windows and bias.</summary>
+        /// <summary>Reads what only this kind has (into <see cref="LayerParams.Own"/>), after the common sizes and bias.</summary>
         public virtual void Read(LayerParams p, ILayerArguments arguments) { }
 
         // ---- Shapes -------------------------------------------------------------------------------------------
@@ -166,11 +167,8 @@ namespace ModelDsl.Shapes
         /// <summary>Elements of the layer's <c>weight</c>: its parameters less the bias.</summary>
         public virtual long WeightCount(LayerSpec layer) => layer.Parameters;
 
-        /// <summary>The weight's size along dim 0 (the outputs pruning removes).</summary>
-        public virtual long OutSize(LayerArgs a) => a.Out;
-
-        /// <summary>The weight's size along dim 1.</summary>
-        public virtual long InSize(LayerArgs a) => a.In / Math.Max(1, a.Groups);
+        /// <summary>The weight's size along <paramref name="dim"/> (non-negative, below <see cref="WeightRank"/>): dim 0 holds the outputs pruning removes.</summary>
+        public virtual long WeightSize(LayerArgs a, int dim) => dim == 0 ? a.Out : a.In;
 
         protected static string N(long v) => v.ToString(CultureInfo.InvariantCulture);
         protected static string B(bool v) => v ? "true" : "false";
@@ -183,10 +181,10 @@ namespace ModelDsl.Shapes
         /// <summary>One spatial axis of a window: its kernel, stride, padding and dilation.</summary>
         protected readonly struct WindowAxis
         {
-            private readonly LayerParams _p;
+            private readonly WindowArguments _p;
             private readonly string _suffix;
 
-            public WindowAxis(LayerParams p, long kernel, long stride, long padding, long dilation, string suffix)
+            public WindowAxis(WindowArguments p, long kernel, long stride, long padding, long dilation, string suffix)
             {
                 _p = p; Kernel = kernel; Stride = stride; Padding = padding; Dilation = dilation; _suffix = suffix;
             }
@@ -214,13 +212,13 @@ namespace ModelDsl.Shapes
         }
 
         /// <summary>The window of axis 0 (height, or the only axis of a 1-D layer) or 1 (width).</summary>
-        protected static WindowAxis Axis(LayerParams p, int axis, int spatial) =>
+        protected static WindowAxis Axis(WindowArguments p, int axis, int spatial) =>
             spatial == 1 ? new WindowAxis(p, p.Kernel, p.Stride, p.Padding, p.Dilation, "")
             : axis == 0 ? new WindowAxis(p, p.Kernel, p.Stride, p.Padding, p.Dilation, "H")
             : new WindowAxis(p, p.KernelW, p.StrideW, p.PaddingW, p.DilationW, "W");
 
         /// <summary>A 2-D kernel is one number or a (height, width) pair, as PyTorch's _pair accepts.</summary>
-        protected LayerShape? KernelValues(LayerParams p, int spatial) =>
+        protected LayerShape? KernelValues(WindowArguments p, int spatial) =>
             p.KernelValues == 1 || (p.KernelValues == 2 && spatial == 2) ? null
             : Fail(ShapeErrorKind.InvalidArgument, $"kernelSize has {p.KernelValues} values; {Name} takes {(spatial == 1 ? "one number" : "one number or two, (height, width)")}", "kernelSize");
 

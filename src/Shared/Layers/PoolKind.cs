@@ -5,33 +5,35 @@ using ModelDsl.Generators.Model;
 namespace ModelDsl.Shapes
 {
     /// <summary>[MaxPool2d] and [AvgPool2d]: windows over (B, C, H, W); the stride defaults to the kernel size.</summary>
-    internal sealed class PoolKind : LayerKind
+    internal sealed class PoolKind : LayerKind<WindowArguments>
     {
         private readonly bool _max;
 
         public PoolKind(string name, bool max) : base(name) { _max = max; }
 
-        public override long DefaultStride => 0;
+        // The stride defaults to 0, "the kernel size", as PyTorch's stride=None.
+        public override void Read(LayerParams p, ILayerArguments arguments) => p.Own = WindowArguments.Read(arguments, defaultStride: 0);
 
         public override LayerShape Infer(LayerParams p, Dim[] x, bool isInt)
         {
-            if (KernelValues(p, 2) is { } arity) return arity;
+            var window = Own(p);
+            if (KernelValues(window, 2) is { } arity) return arity;
             for (int axis = 0; axis < 2; axis++)
             {
-                var w = Axis(p, axis, 2);
+                var w = Axis(window, axis, 2);
                 if (w.Kernel < 1) return NonPositive("kernelSize", w.Kernel);
                 if (w.Stride < 0) return Fail(ShapeErrorKind.NonPositive, $"{w.Name("Stride")} is {w.Stride}; it must be at least 1 (or 0 for the kernel size)", w.Name("Stride"));
                 if (w.Dilation < 1) return NonPositive(w.Name("Dilation"), w.Dilation);
                 if (w.Padding < 0) return NonNegative(w.Name("Padding"), w.Padding);
                 // PyTorch: "pad should be at most half of effective kernel size", per axis.
                 if (w.Padding * 2 > w.Kernel)
-                    return Fail(ShapeErrorKind.InvalidArgument, $"{w.Name("Padding")} = {w.Padding} is more than half the kernel {(p.Kernel == p.KernelW ? "size" : axis == 0 ? "height" : "width")} {w.Kernel} (PyTorch requires pad <= kernel_size / 2)", w.Name("Padding"));
+                    return Fail(ShapeErrorKind.InvalidArgument, $"{w.Name("Padding")} = {w.Padding} is more than half the kernel {(window.Kernel == window.KernelW ? "size" : axis == 0 ? "height" : "width")} {w.Kernel} (PyTorch requires pad <= kernel_size / 2)", w.Name("Padding"));
             }
             if (x.Length != 4) return Rank("a 4-D (B, C, H, W) input", x);
             var outDims = (Dim[])x.Clone();
             for (int i = 2; i < 4; i++)
             {
-                var w = Axis(p, i - 2, 2);
+                var w = Axis(window, i - 2, 2);
                 var d = Window(x[i], i, w.Kernel, w.Stride <= 0 ? w.Kernel : w.Stride, w.Padding, w.Dilation);
                 if (d.Error != null) return d;
                 outDims[i] = d.Output[0];
@@ -45,7 +47,7 @@ namespace ModelDsl.Shapes
 #if MODELDSL_GENERATOR
         public override string Construct(LayerSpec l)
         {
-            var a = l.Args;
+            var a = Own(l.Args).Resolved;
             if (_max)
                 return a.IsSquare
                     ? $"{Nn}.MaxPool2d({N(a.Kernel)}, stride: {N(a.Stride)}, padding: {N(a.Padding)}, dilation: {N(a.Dilation)})"
