@@ -121,7 +121,11 @@ namespace ModelDsl.Shapes
         /// <summary>Whether the layer takes integer ids (the others need floating-point input).</summary>
         public virtual bool AcceptsIntegerInput => false;
 
-        /// <summary>PyTorch's shape rule: the output, parameter count and resolved input size, or an error.</summary>
+        /// <summary>
+        /// PyTorch's shape rule: the output, parameter count and resolved input size, or an error. Every kind so far
+        /// takes one input; a merge kind (Add, Concat: graph models) would add an overload over its inputs' shapes
+        /// beside this one, which stays the one-input case.
+        /// </summary>
         public abstract LayerShape Infer(LayerParams p, Dim[] x, bool isInt);
 
         /// <summary>The input size inference supplies, in words (null when the layer needs none).</summary>

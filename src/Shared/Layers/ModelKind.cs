@@ -11,6 +11,9 @@ namespace ModelDsl.Shapes
     {
         public ModelKind() : base("Model") { }
 
+        /// <summary>Any [Model] class (the parser checks it has the attribute); no module type maps back to this kind.</summary>
+        public override string ModuleType => "(a [Model] class)";
+
         /// <summary>Checked against the composed model's own input type instead.</summary>
         public override bool AcceptsIntegerInput => true;
 
