@@ -18,15 +18,7 @@ namespace ModelDsl.Shapes
             if (p.Out < 1) return NonPositive("outChannels", p.Out);
             if (p.In != -1 && p.In < 1) return NonPositive("inChannels", p.In);
             var window = Own(p);
-            if (KernelValues(window, _spatial) is { } arity) return arity;
-            for (int axis = 0; axis < _spatial; axis++)
-            {
-                var w = Axis(window, axis, _spatial);
-                if (w.Kernel < 1) return NonPositive("kernelSize", w.Kernel);
-                if (w.Stride < 1) return NonPositive(w.Name("Stride"), w.Stride);
-                if (w.Dilation < 1) return NonPositive(w.Name("Dilation"), w.Dilation);
-                if (w.Padding < 0) return NonNegative(w.Name("Padding"), w.Padding);
-            }
+            if (CheckWindow(window, _spatial, pool: false) is { } invalid) return invalid;
             long groups = window.Groups;
             if (groups < 1) return NonPositive("Groups", groups);
             if (x.Length != _spatial + 2)

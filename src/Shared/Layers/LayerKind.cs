@@ -221,10 +221,29 @@ namespace ModelDsl.Shapes
             : axis == 0 ? new WindowAxis(p, p.Kernel, p.Stride, p.Padding, p.Dilation, "H")
             : new WindowAxis(p, p.KernelW, p.StrideW, p.PaddingW, p.DilationW, "W");
 
-        /// <summary>A 2-D kernel is one number or a (height, width) pair, as PyTorch's _pair accepts.</summary>
-        protected LayerShape? KernelValues(WindowArguments p, int spatial) =>
-            p.KernelValues == 1 || (p.KernelValues == 2 && spatial == 2) ? null
-            : Fail(ShapeErrorKind.InvalidArgument, $"kernelSize has {p.KernelValues} values; {Name} takes {(spatial == 1 ? "one number" : "one number or two, (height, width)")}", "kernelSize");
+        /// <summary>
+        /// The checks of a window, axis by axis: a kernel (one number, or a (height, width) pair for a 2-D layer, as
+        /// PyTorch's _pair accepts) and dilation of at least 1, padding of 0 or more, a stride of at least 1 (a pool's
+        /// 0 means "the kernel size") and, for a pool, padding at most half the kernel.
+        /// </summary>
+        protected LayerShape? CheckWindow(WindowArguments window, int spatial, bool pool)
+        {
+            if (!(window.KernelValues == 1 || (window.KernelValues == 2 && spatial == 2)))
+                return Fail(ShapeErrorKind.InvalidArgument, $"kernelSize has {window.KernelValues} values; {Name} takes {(spatial == 1 ? "one number" : "one number or two, (height, width)")}", "kernelSize");
+            for (int axis = 0; axis < spatial; axis++)
+            {
+                var w = Axis(window, axis, spatial);
+                if (w.Kernel < 1) return NonPositive("kernelSize", w.Kernel);
+                if (!pool && w.Stride < 1) return NonPositive(w.Name("Stride"), w.Stride);
+                if (pool && w.Stride < 0) return Fail(ShapeErrorKind.NonPositive, $"{w.Name("Stride")} is {w.Stride}; it must be at least 1 (or 0 for the kernel size)", w.Name("Stride"));
+                if (w.Dilation < 1) return NonPositive(w.Name("Dilation"), w.Dilation);
+                if (w.Padding < 0) return NonNegative(w.Name("Padding"), w.Padding);
+                // PyTorch: "pad should be at most half of effective kernel size", per axis.
+                if (pool && w.Padding * 2 > w.Kernel)
+                    return Fail(ShapeErrorKind.InvalidArgument, $"{w.Name("Padding")} = {w.Padding} is more than half the kernel {(window.Kernel == window.KernelW ? "size" : axis == 0 ? "height" : "width")} {w.Kernel} (PyTorch requires pad <= kernel_size / 2)", w.Name("Padding"));
+            }
+            return null;
+        }
 
         /// <summary>Resolves an input size from a dim: the inferred value, checked against an explicit one.</summary>
         protected LayerShape Resolve(Dim actual, long explicitSize, string argument, string what, string where)

@@ -17,18 +17,7 @@ namespace ModelDsl.Shapes
         public override LayerShape Infer(LayerParams p, Dim[] x, bool isInt)
         {
             var window = Own(p);
-            if (KernelValues(window, 2) is { } arity) return arity;
-            for (int axis = 0; axis < 2; axis++)
-            {
-                var w = Axis(window, axis, 2);
-                if (w.Kernel < 1) return NonPositive("kernelSize", w.Kernel);
-                if (w.Stride < 0) return Fail(ShapeErrorKind.NonPositive, $"{w.Name("Stride")} is {w.Stride}; it must be at least 1 (or 0 for the kernel size)", w.Name("Stride"));
-                if (w.Dilation < 1) return NonPositive(w.Name("Dilation"), w.Dilation);
-                if (w.Padding < 0) return NonNegative(w.Name("Padding"), w.Padding);
-                // PyTorch: "pad should be at most half of effective kernel size", per axis.
-                if (w.Padding * 2 > w.Kernel)
-                    return Fail(ShapeErrorKind.InvalidArgument, $"{w.Name("Padding")} = {w.Padding} is more than half the kernel {(window.Kernel == window.KernelW ? "size" : axis == 0 ? "height" : "width")} {w.Kernel} (PyTorch requires pad <= kernel_size / 2)", w.Name("Padding"));
-            }
+            if (CheckWindow(window, 2, pool: true) is { } invalid) return invalid;
             if (x.Length != 4) return Rank("a 4-D (B, C, H, W) input", x);
             var outDims = (Dim[])x.Clone();
             for (int i = 2; i < 4; i++)
