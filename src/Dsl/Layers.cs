@@ -396,6 +396,23 @@ namespace ModelDsl
     /// <summary><c>torch.nn.SiLU</c>. Goes on a <c>TorchSharp.Modules.SiLU</c> property.</summary>
     public sealed class SiLUAttribute : LayerAttribute { }
 
+    /// <summary>
+    /// <c>torch.nn.LeakyReLU(negative_slope)</c>: <c>x</c> where positive, <c>negativeSlope · x</c> elsewhere. Goes on a
+    /// <c>TorchSharp.Modules.LeakyReLU</c> property.
+    /// </summary>
+    public sealed class LeakyReLUAttribute : LayerAttribute
+    {
+        /// <summary>A leaky ReLU with PyTorch's default slope, 0.01.</summary>
+        public LeakyReLUAttribute() { }
+
+        /// <summary>A leaky ReLU with the slope <paramref name="negativeSlope"/> for negative inputs.</summary>
+        /// <param name="negativeSlope">What negative inputs are multiplied by.</param>
+        public LeakyReLUAttribute(double negativeSlope) { NegativeSlope = negativeSlope; }
+
+        /// <summary>What negative inputs are multiplied by. Default 0.01.</summary>
+        public double NegativeSlope { get; } = 0.01;
+    }
+
     /// <summary><c>torch.nn.Tanh</c>. Goes on a <c>TorchSharp.Modules.Tanh</c> property.</summary>
     public sealed class TanhAttribute : LayerAttribute { }
 

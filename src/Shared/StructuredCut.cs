@@ -22,19 +22,10 @@ namespace ModelDsl.Shapes
     /// <summary>The one walk from a structured cut's target to the layer that consumes its outputs.</summary>
     internal static class StructuredCut
     {
-        /// <summary>Layers a cut's channels pass through unchanged (elementwise, pooling, dropout).</summary>
-        private static readonly HashSet<LayerKind> PassThrough = new HashSet<LayerKind>
-        {
-            LayerKind.ReLU, LayerKind.GELU, LayerKind.SiLU, LayerKind.Tanh, LayerKind.Sigmoid, LayerKind.Dropout, LayerKind.Identity,
-            LayerKind.MaxPool2d, LayerKind.AvgPool2d, LayerKind.AdaptiveAvgPool2d,
-        };
-
-        /// <summary>Whether structured pruning can remove the outputs of a layer of this kind (Linear neurons, Conv2d channels).</summary>
-        public static bool CanCut(LayerKind kind) => kind is LayerKind.Linear or LayerKind.Conv2d;
-
         /// <summary>
         /// Walks <paramref name="after"/> (the layers after a <paramref name="producer"/> in forward order): channels
-        /// pass through activations, pooling and dropout; one BatchNorm2d right after a convolution shrinks with it; one
+        /// pass through the kinds whose descriptor says so (<see cref="LayerKind.ChannelsPassThrough"/>: activations,
+        /// pooling, dropout); one BatchNorm2d right after a convolution shrinks with it; one
         /// <c>Flatten(1, -1)</c> after a convolution makes each channel a run of inputs of a Linear; the next Linear
         /// (after a Linear, or a flattened convolution) or ungrouped Conv2d (after a convolution) consumes them.
         /// Anything else stops the cut.
@@ -47,7 +38,7 @@ namespace ModelDsl.Shapes
             for (int i = 0; i < after.Count; i++)
             {
                 var layer = after[i];
-                if (layer.Kind is { } kind && PassThrough.Contains(kind)) continue;
+                if (layer.Kind is { ChannelsPassThrough: true }) continue;
                 if (layer.Kind == LayerKind.BatchNorm2d && conv && !flattened && norm < 0)
                 {
                     norm = i;

@@ -11,7 +11,6 @@ namespace ModelDsl.Generators.Emit
     internal static class ModelEmitter
     {
         internal const string Tensor = "global::TorchSharp.torch.Tensor";
-        private const string Nn = "global::TorchSharp.torch.nn";
         private const string Module = "global::TorchSharp.torch.nn.Module<global::TorchSharp.torch.Tensor, global::TorchSharp.torch.Tensor>";
 
         public static string HintName(ModelSpec model) => model.FullName + ".Model.g.cs";
@@ -86,7 +85,7 @@ namespace ModelDsl.Generators.Emit
                 w.Line($"/// <summary>{Xml(layer.AttributeText)}: output {Xml(layer.OutputText)}, {Count(layer.Parameters)} parameters.</summary>");
                 w.Line(GeneratorInfo.Attribute);
                 // A recurrent layer's slot holds a RecurrentLayer (its chain step); the property is the LSTM/GRU inside.
-                string held = IsRecurrent(layer) ? $"(({BackingField(layer)} as {RecurrentLayer})?.Module ?? {BackingField(layer)})" : BackingField(layer);
+                string held = layer.Kind.Recurrent ? $"(({BackingField(layer)} as {RecurrentLayer})?.Module ?? {BackingField(layer)})" : BackingField(layer);
                 w.Line($"{layer.Accessibility} partial {layer.TypeName} {layer.MemberName} {{ get => {held} as {layer.TypeName} ?? throw __Replaced(nameof({layer.MemberName}), {held}, typeof({layer.TypeName})); }}");
             }
         }
@@ -111,14 +110,9 @@ namespace ModelDsl.Generators.Emit
             foreach (var layer in model.Layers)
             {
                 w.Line($"// {layer.AttributeText} {layer.MemberName}: {layer.OutputText}, {Count(layer.Parameters)} params");
-                if (layer.Kind is LayerKind.Conv1d or LayerKind.Conv2d)
-                    w.Line("// (in, out, kernel, stride, padding, dilation, padding mode, groups, bias)");
-                if (IsRecurrent(layer))
-                    w.Line($"// nn.{layer.Kind}({layer.Args.In}, {layer.Args.Out}, num_layers={layer.Args.NumLayers}, batch_first={(layer.Args.BatchFirst ? "True" : "False")}, bidirectional={(layer.Args.Bidirectional ? "True" : "False")}) from zero states; forward passes its output sequence on");
-                if (layer.Kind == LayerKind.TransformerBlock)
-                    w.Line($"// {layer.Args.Repeat} x pre-LayerNorm block: x + attention(norm1(x)), then x + MLP(norm2(x)); {layer.Args.Heads} heads of {layer.Args.In / System.Math.Max(1, layer.Args.Heads)}");
+                if (layer.Kind.ConstructComment(layer) is { } comment) w.Line(comment);
                 string target = layer.IsField ? "this." + layer.MemberName : BackingField(layer);
-                w.Line($"{target} = {Factory(layer)};");
+                w.Line($"{target} = {layer.Kind.Construct(layer)};");
                 w.Line($"register_module(\"{layer.MemberName}\", {target});");
             }
             foreach (var layer in model.Layers.Where(l => l.Args.TiedTo is not null))
@@ -269,44 +263,6 @@ namespace ModelDsl.Generators.Emit
             w.Line("    });");
         }
 
-        /// <summary>The TorchSharp factory call for a layer, with every inferred size written out.</summary>
-        private static string Factory(LayerSpec l)
-        {
-            var a = l.Args;
-            string N(long v) => v.ToString(CultureInfo.InvariantCulture);
-            string B(bool v) => v ? "true" : "false";
-            string D(double v) => CSharpLiterals.Double(v);
-            string P(long h, long w) => $"({N(h)}L, {N(w)}L)";
-            return l.Kind switch
-            {
-                LayerKind.Linear => $"{Nn}.Linear({N(a.In)}, {N(a.Out)}, hasBias: {B(a.Bias)})",
-                LayerKind.Conv2d when !a.IsSquare =>
-                    // (height, width) pairs: TorchSharp's tuple overload, as PyTorch's Conv2d(..., (3, 5), ...).
-                    $"{Nn}.Conv2d({N(a.In)}, {N(a.Out)}, {P(a.Kernel, a.KernelW)}, {P(a.Stride, a.StrideW)}, {P(a.Padding, a.PaddingW)}, {P(a.Dilation, a.DilationW)}, global::TorchSharp.PaddingModes.Zeros, {N(a.Groups)}, {B(a.Bias)})",
-                LayerKind.Conv1d or LayerKind.Conv2d =>
-                    // Positional on purpose: a named 'padding: 0' also converts to the Padding enum and is ambiguous.
-                    $"{Nn}.{l.Kind}({N(a.In)}, {N(a.Out)}, {N(a.Kernel)}, {N(a.Stride)}, {N(a.Padding)}, {N(a.Dilation)}, global::TorchSharp.PaddingModes.Zeros, {N(a.Groups)}, {B(a.Bias)})",
-                LayerKind.MaxPool2d when !a.IsSquare => $"{Nn}.MaxPool2d({P(a.Kernel, a.KernelW)}, stride: {P(a.Stride, a.StrideW)}, padding: {P(a.Padding, a.PaddingW)}, dilation: {P(a.Dilation, a.DilationW)})",
-                LayerKind.MaxPool2d => $"{Nn}.MaxPool2d({N(a.Kernel)}, stride: {N(a.Stride)}, padding: {N(a.Padding)}, dilation: {N(a.Dilation)})",
-                LayerKind.AvgPool2d when !a.IsSquare => $"{Nn}.AvgPool2d({P(a.Kernel, a.KernelW)}, stride: {P(a.Stride, a.StrideW)}, padding: {P(a.Padding, a.PaddingW)})",
-                LayerKind.AvgPool2d => $"{Nn}.AvgPool2d({N(a.Kernel)}, stride: {N(a.Stride)}, padding: {N(a.Padding)})",
-                LayerKind.AdaptiveAvgPool2d => $"{Nn}.AdaptiveAvgPool2d(({N(a.OutH)}, {N(a.OutW)}))",
-                LayerKind.BatchNorm1d or LayerKind.BatchNorm2d => $"{Nn}.{l.Kind}({N(a.In)}, eps: {D(a.Eps)}, momentum: {D(a.Momentum)})",
-                LayerKind.LayerNorm => $"{Nn}.LayerNorm({N(a.In)}, eps: {D(a.Eps)})",
-                LayerKind.Dropout => $"{Nn}.Dropout({D(a.P)})",
-                LayerKind.Flatten => $"{Nn}.Flatten({N(a.Dim)}, {N(a.EndDim)})",
-                LayerKind.Embedding => $"{Nn}.Embedding({N(a.Count)}, {N(a.Out)})",
-                LayerKind.Softmax or LayerKind.LogSoftmax => $"{Nn}.{l.Kind}({N(a.Dim)})",
-                LayerKind.PositionalEmbedding => $"new global::ModelDsl.PositionalEmbedding({N(a.Count)}, {N(a.In)})",
-                LayerKind.TransformerBlock =>
-                    $"new global::ModelDsl.TransformerBlock({N(a.In)}, heads: {N(a.Heads)}, mlpRatio: {N(a.MlpRatio)}, dropout: {D(a.P)}, causal: {B(a.Causal)}, repeat: {N(a.Repeat)})",
-                LayerKind.LSTM or LayerKind.GRU =>
-                    $"{RecurrentLayer}.{l.Kind}({N(a.In)}, {N(a.Out)}, numLayers: {N(a.NumLayers)}, bidirectional: {B(a.Bidirectional)}, batchFirst: {B(a.BatchFirst)})",
-                LayerKind.Model => $"new {l.TypeName}()",
-                _ => $"{Nn}.{l.Kind}()",
-            };
-        }
-
         /// <summary>The model's layer table, exactly as <c>ModelDsl.ModelSummary</c> prints it at run time.</summary>
         private static string Table(ModelSpec model) =>
             LayerTable.Render(model.Name, model.InputType, model.InputText, model.Layers.Select(l => (l.MemberName, l.KindName, l.OutputText, l.Parameters)));
@@ -314,8 +270,6 @@ namespace ModelDsl.Generators.Emit
         private static string BackingField(LayerSpec layer) => "__" + layer.MemberName;
 
         private const string RecurrentLayer = "global::ModelDsl.RecurrentLayer";
-
-        private static bool IsRecurrent(LayerSpec layer) => layer.Kind is LayerKind.LSTM or LayerKind.GRU;
 
         private static string Count(long n) => LayerTable.Count(n);
 

@@ -87,19 +87,12 @@ namespace ModelDsl.Generators.Model
         long Parameters);
 
     /// <summary>
-    /// The constructor arguments of the TorchSharp module, resolved (inferred sizes filled in). For the 2-D windows
-    /// Kernel, Stride, Padding and Dilation are the height's values and the *W ones the width's.
+    /// The constructor arguments of the TorchSharp module, resolved (inferred sizes filled in): the common sizes
+    /// (<paramref name="In"/> is the input size inference supplies: in-features, in-channels, num-features or the
+    /// normalised shape) and bias, a tied weight, and the kind's own typed record in <paramref name="Own"/> (a
+    /// convolution's window, an LSTM's layers and directions).
     /// </summary>
-    internal sealed record LayerArgs(
-        long In, long Out, long Count, long Kernel, long Stride, long Padding, long Dilation, long Groups,
-        bool Bias, double P, long Dim, long EndDim, long OutH, long OutW, double Eps, double Momentum,
-        long KernelW = -1, long StrideW = -1, long PaddingW = 0, long DilationW = 1,
-        long Heads = 1, long MlpRatio = 4, long Repeat = 1, bool Causal = true, string? TiedTo = null,
-        long NumLayers = 1, bool Bidirectional = false, bool BatchFirst = true)
-    {
-        /// <summary>Whether a 2-D window has the same values on both axes (then one number says each).</summary>
-        public bool IsSquare => Kernel == KernelW && Stride == StrideW && Padding == PaddingW && Dilation == DilationW;
-    }
+    internal sealed record LayerArgs(long In, long Out, long Count, bool Bias, string? TiedTo = null, KindArguments? Own = null);
 
     /// <summary>A diagnostic with its location as plain data (file, spans), ready to be re-created.</summary>
     internal sealed record DiagnosticInfo(string Id, LocationInfo? Location, EquatableArray<string> Arguments);

@@ -63,8 +63,8 @@ namespace ModelDsl.Generators.Parsing
                         report(DiagnosticDescriptors.LayerCalledThroughForward, invokedMember.Name.GetLocation(), new[] { node.ToString() });
 
                     // [Quantize] swaps Linear layers and the modules of [LSTM]/[GRU] layers; their typed properties then throw.
-                    bool recurrent = layer.Kind is LayerKind.LSTM or LayerKind.GRU;
-                    bool replaced = (layer.Kind == LayerKind.Linear || recurrent) && !layer.IsField;
+                    bool recurrent = layer.Kind.Recurrent;
+                    bool replaced = layer.Kind.QuantizeReplacesModule && !layer.IsField;
                     if (replaced && !typedLinearReads.Contains(layer.MemberName))
                         typedLinearReads.Add(layer.MemberName);
                     if (quantizeAttribute is not null && replaced)

@@ -8,7 +8,7 @@ using ModelDsl.Shapes;
 namespace ModelDsl.Generators.Parsing
 {
     /// <summary>Reads a layer attribute's arguments (positional and named) into <see cref="LayerParams"/>.</summary>
-    internal sealed class LayerAttributeReader
+    internal sealed class LayerAttributeReader : ILayerArguments
     {
         private readonly Dictionary<string, TypedConstant> _values = new(StringComparer.Ordinal);
 
@@ -42,73 +42,25 @@ namespace ModelDsl.Generators.Parsing
         }
 
         /// <summary>
-        /// The layer's arguments. Defaults repeat the attribute classes' initialisers (PyTorch's defaults), because
-        /// a generator sees only the arguments written at the use site.
+        /// The layer's arguments: the common ones here (sizes, bias), then what only its kind has (<see cref="LayerKind.Read"/>).
+        /// Defaults repeat the attribute classes' initialisers (PyTorch's defaults), because a generator sees only the
+        /// arguments written at the use site.
         /// </summary>
         public LayerParams ReadParams(LayerKind kind)
         {
-            // A 2-D kernel is one number (square) or a (height, width) array; per-axis settings (StrideH, StrideW, ...)
-            // override the plain one, and -1, their default, means "not set".
-            long[]? kernelPair = LongArray("kernelSize");
-            long kernel = Long("kernelSize") ?? (kernelPair is { Length: > 0 } ? kernelPair[0] : -1);
-            long stride = Long("Stride") ?? (kind is LayerKind.MaxPool2d or LayerKind.AvgPool2d ? 0 : 1);
-            long padding = Long("Padding") ?? 0;
-            long dilation = Long("Dilation") ?? 1;
             var p = new LayerParams
             {
                 In = Long("inFeatures", "inChannels", "numFeatures", "normalizedShape") ?? -1,
                 Out = Long("outFeatures", "outChannels", "embeddingDim") ?? -1,
                 Count = Long("numEmbeddings") ?? -1,
-                Kernel = kernel,
-                KernelW = kernelPair is { Length: > 1 } ? kernelPair[1] : kernel,
-                KernelValues = kernelPair?.Length ?? (Has("kernelSize") && Long("kernelSize") is null ? 0 : 1),
-                Stride = Axis("StrideH") ?? stride,
-                StrideW = Axis("StrideW") ?? stride,
-                Padding = Axis("PaddingH") ?? padding,
-                PaddingW = Axis("PaddingW") ?? padding,
-                Dilation = Axis("DilationH") ?? dilation,
-                DilationW = Axis("DilationW") ?? dilation,
-                Groups = Long("Groups") ?? 1,
                 Bias = Bool("Bias") ?? true,
-                P = Double("p") ?? 0.5,
-                Dim = kind == LayerKind.Flatten ? Long("StartDim") ?? 1 : Long("dim") ?? 0,
-                EndDim = Long("EndDim") ?? -1,
-                OutH = Long("outputSize", "outputHeight") ?? -1,
-                OutW = Long("outputSize", "outputWidth") ?? -1,
             };
-            if (kind == LayerKind.PositionalEmbedding)
-            {
-                // (maxLength, embeddingDim): the vector size is the layer's input size, checked like Linear's.
-                p.Count = Long("maxLength") ?? -1;
-                p.In = Long("embeddingDim") ?? -1;
-                p.Out = -1;
-            }
-            else if (kind == LayerKind.TransformerBlock)
-            {
-                p.Heads = Long("Heads") ?? 1;
-                p.MlpRatio = Long("MlpRatio") ?? 4;
-                p.Repeat = Long("Repeat") ?? 1;
-                p.P = Double("Dropout") ?? 0.0;
-                p.In = Long("EmbeddingDim") is { } c && c != -1 ? c : -1;
-            }
-            else if (kind is LayerKind.LSTM or LayerKind.GRU)
-            {
-                p.In = Long("inputSize") ?? -1;
-                p.Out = Long("hiddenSize") ?? -1;
-                p.NumLayers = Long("NumLayers") ?? 1;
-                p.Bidirectional = Bool("Bidirectional") ?? false;
-                p.BatchFirst = Bool("BatchFirst") ?? true;
-            }
+            kind.Read(p, this);
             return p;
         }
 
-        /// <summary>A Transformer block's causal mask (default on).</summary>
-        public bool Causal => Bool("Causal") ?? true;
         /// <summary>A Linear's <c>TiedTo</c> layer name, or null.</summary>
-        public string? TiedTo => _values.TryGetValue("TiedTo", out var c) && !c.IsNull ? c.Value as string : null;
-
-        public double Eps => Double("Eps") ?? 1e-5;
-        public double Momentum => Double("Momentum") ?? 0.1;
+        public string? TiedTo => String("TiedTo");
 
         /// <summary>Whether the value was written at the use site (rather than defaulted).</summary>
         public bool Has(string name) => _values.ContainsKey(name);
@@ -147,7 +99,7 @@ namespace ModelDsl.Generators.Parsing
             return syntax.GetLocation();
         }
 
-        private long? Long(params string[] names)
+        public long? Long(params string[] names)
         {
             foreach (var name in names)
             {
@@ -165,10 +117,7 @@ namespace ModelDsl.Generators.Parsing
             return null;
         }
 
-        /// <summary>A per-axis setting (StrideH, PaddingW, ...); its default -1 means "as the plain setting".</summary>
-        private long? Axis(string name) => Long(name) is { } v && v != -1 ? v : null;
-
-        private long[]? LongArray(string name)
+        public long[]? LongArray(string name)
         {
             if (!_values.TryGetValue(name, out var c) || c.Kind != TypedConstantKind.Array || c.IsNull) return null;
             var result = new long[c.Values.Length];
@@ -177,7 +126,7 @@ namespace ModelDsl.Generators.Parsing
             return result;
         }
 
-        private double? Double(string name)
+        public double? Double(string name)
         {
             if (_values.TryGetValue(name, out var c) && !c.IsNull && c.Kind == TypedConstantKind.Primitive)
             {
@@ -191,7 +140,10 @@ namespace ModelDsl.Generators.Parsing
             return null;
         }
 
-        private bool? Bool(string name) =>
+        public bool? Bool(string name) =>
             _values.TryGetValue(name, out var c) && !c.IsNull && c.Value is bool b ? b : null;
+
+        public string? String(string name) =>
+            _values.TryGetValue(name, out var c) && !c.IsNull ? c.Value as string : null;
     }
 }

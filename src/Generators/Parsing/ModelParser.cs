@@ -21,8 +21,6 @@ namespace ModelDsl.Generators.Parsing
     {
         internal const string ModelAttributeName = "ModelDsl." + nameof(ModelAttribute);
         private const string LayerAttributeName = "ModelDsl.LayerAttribute";
-        private const string TorchModulesNamespace = "TorchSharp.Modules";
-        private const string RuntimeLayersNamespace = "ModelDsl";
 
         private readonly List<DiagnosticInfo> _diagnostics = new();
         private readonly CancellationToken _cancellation;
@@ -123,7 +121,7 @@ namespace ModelDsl.Generators.Parsing
                     new[] { type.Name, string.Join(", ", trees.Select(t => System.IO.Path.GetFileName(t!.FilePath))) });
 
             var inputs = layers.Select(l => new LayerInput(l.Name, l.IsField, l.Accessibility, l.TypeName, l.TypeDisplay, l.Kind, l.Params,
-                l.AttributeText, l.Broken, l.Reader?.Eps ?? 1e-5, l.Reader?.Momentum ?? 0.1, l.Reader?.Causal ?? true, l.Reader?.TiedTo)).ToArray();
+                l.AttributeText, l.Broken, l.Reader?.TiedTo)).ToArray();
             var shapes = ShapeInference.Infer(type.Name, inputs, userForward ? null : input, inputIsInteger, userForward, hasErrors || input is null, _cancellation);
             foreach (var problem in shapes.Problems) Report(problem, layers[problem.Layer], report);
             var specs = shapes.Layers;
@@ -370,7 +368,7 @@ namespace ModelDsl.Generators.Parsing
             var parallelAttribute = attributes.FirstOrDefault(a => a.AttributeClass?.ToDisplayString() == ParallelParser.ParallelAttributeName);
             if (parallelAttribute is not null)
             {
-                var batchNorms = specs.Where(l => l.Kind is LayerKind.BatchNorm1d or LayerKind.BatchNorm2d).Select(l => l.MemberName).ToArray();
+                var batchNorms = specs.Where(l => l.Kind == LayerKind.BatchNorm1d || l.Kind == LayerKind.BatchNorm2d).Select(l => l.MemberName).ToArray();
                 plans.Parallel = ParallelParser.Parse(type.Name, parallelAttribute, trainAttribute is not null, batchNorms, report);
             }
             var passAttributes = attributes
@@ -393,7 +391,7 @@ namespace ModelDsl.Generators.Parsing
             public string Accessibility = "private";
             public string TypeName = "";
             public string TypeDisplay = "";
-            public LayerKind Kind;
+            public LayerKind Kind = LayerKind.Identity;
             public LayerParams Params = new();
             public LayerAttributeReader? Reader;
             public string AttributeText = "";
@@ -477,7 +475,7 @@ namespace ModelDsl.Generators.Parsing
                     AttributeText = attributeSyntax is null ? "[" + kindName + "]" : "[" + Compact(attributeSyntax.ToString()) + "]",
                 };
 
-                if (!Enum.TryParse(kindName, out LayerKind kind) || kind == LayerKind.Model || attribute.AttributeConstructor is null)
+                if (!LayerKind.TryGet(kindName, out var kind) || attribute.AttributeConstructor is null)
                 {
                     // The compiler reports the bad attribute itself (missing or wrong arguments); do not pile on.
                     layer.Broken = true;
@@ -489,7 +487,7 @@ namespace ModelDsl.Generators.Parsing
                 layer.Kind = kind;
                 layer.Reader = LayerAttributeReader.For(attribute);
                 layer.Params = layer.Reader.ReadParams(kind);
-                if (kind is LayerKind.LSTM or LayerKind.GRU && member is IFieldSymbol)
+                if (kind.Recurrent && member is IFieldSymbol)
                 {
                     // The generated forward runs a recurrent layer through a slot that passes its output sequence on
                     // (an LSTM returns a tuple), and only a partial property has one.
@@ -499,8 +497,8 @@ namespace ModelDsl.Generators.Parsing
                     continue;
                 }
 
-                // The Transformer layers are ModelDsl's own modules (the runtime's ModelDsl namespace).
-                string expected = (kind is LayerKind.PositionalEmbedding or LayerKind.TransformerBlock ? RuntimeLayersNamespace : TorchModulesNamespace) + "." + kind;
+                // TorchSharp's module, or (the Transformer layers) the runtime's own.
+                string expected = kind.ModuleType;
                 if (memberType.TypeKind != TypeKind.Error && FullMetadataName(memberType) != expected)
                 {
                     var typeLocation = propertySyntax.FirstOrDefault()?.Type.GetLocation() ?? location;
@@ -667,7 +665,7 @@ namespace ModelDsl.Generators.Parsing
 
         /// <summary>The layer attributes, from the layer kinds the shape rules know (so the list cannot go stale).</summary>
         private static readonly string SupportedLayers = string.Join(", ",
-            Enum.GetNames(typeof(LayerKind)).Where(n => n != nameof(LayerKind.Model)).Select(n => "[" + n + "]"));
+            LayerKind.All.Where(k => k != LayerKind.Model).Select(k => "[" + k.Name + "]"));
 
         /// <summary>Whether the class is a real attribute (derives from System.Attribute); false for unknown names.</summary>
         private static bool IsAttributeClass(INamedTypeSymbol? attributeClass)

@@ -33,7 +33,7 @@ namespace ModelDsl.Generators.Parsing
             bool ok = true;
             bool quantized = false;
             var current = layers.ToDictionary(l => l.MemberName, l => l, StringComparer.Ordinal);
-            var outs = layers.ToDictionary(l => l.MemberName, l => OutSize(l), StringComparer.Ordinal);
+            var outs = layers.ToDictionary(l => l.MemberName, l => l.Kind.WeightSize(l.Args, 0), StringComparer.Ordinal);
 
             foreach (var attribute in attributes)
             {
@@ -52,10 +52,10 @@ namespace ModelDsl.Generators.Parsing
                 if (name == QuantizeAttributeName)
                 {
                     if (args.Enum("mode", QuantizeMode.DynamicInt8, DiagnosticDescriptors.InvalidPassSetting) is not { } mode) continue;
-                    if (!layers.Any(l => l.Kind is LayerKind.Linear or LayerKind.TransformerBlock or LayerKind.LSTM or LayerKind.GRU))
+                    if (!layers.Any(l => l.Kind.Quantizes))
                         report(DiagnosticDescriptors.NothingToQuantize, reader.ArgumentLocation(null), new[] { mode.ToString() });
                     // The pass swaps each Linear through ReplaceLayer, which a layer declared as a field cannot take.
-                    foreach (var field in layers.Where(l => l.Kind == LayerKind.Linear && l.IsField))
+                    foreach (var field in layers.Where(l => l.Kind.QuantizeReplacesModule && l.IsField))
                         args.Fail(DiagnosticDescriptors.PassReplacesField, null, "[Quantize] replaces every Linear layer with an int8 one", field.MemberName, field.KindName);
                     quantized = true;
                     passes.Add(new QuantizeSpec(mode));
@@ -110,12 +110,12 @@ namespace ModelDsl.Generators.Parsing
                         args.Fail(DiagnosticDescriptors.PruneTargetInvalid, "Targets", target, $"is not a layer of the model (its layers: {string.Join(", ", layers.Select(l => l.MemberName))})");
                         continue;
                     }
-                    if (layer.Kind is LayerKind.LSTM or LayerKind.GRU)
+                    if (layer.Kind.Recurrent)
                     {
                         args.Fail(DiagnosticDescriptors.PruneRecurrentLayer, "Targets", target, layer.KindName, method.ToString());
                         continue;
                     }
-                    int rank = WeightRank(layer.Kind);
+                    int rank = layer.Kind.WeightRank;
                     if (rank == 0)
                     {
                         args.Fail(DiagnosticDescriptors.PruneTargetInvalid, "Targets", target, $"is a {layer.KindName}, which has no weight to prune");
@@ -170,15 +170,15 @@ namespace ModelDsl.Generators.Parsing
         {
             if (userForward) return "the model has a hand-written forward, so the compiler cannot see which layer consumes its outputs";
             var layer = current[target];
-            if (!StructuredCut.CanCut(layer.Kind))
+            if (!layer.Kind.CanCut)
                 return $"it is a {layer.KindName}; structured pruning removes Linear neurons or Conv2d channels";
-            if (layer.Kind == LayerKind.Conv2d && layer.Args.Groups != 1) return "it is a grouped convolution";
+            if (Groups(layer) != 1) return "it is a grouped convolution";
             long keep = outs[target] - k;
             if (keep < 1) return $"it would remove all {outs[target]} of its outputs";
 
             int index = order.ToList().FindIndex(l => l.MemberName == target);
             var after = order.Skip(index + 1).Select(l => current[l.MemberName]).ToList();
-            var path = StructuredCut.Walk(layer.Kind, after.Select(l => new CutLayer(l.Kind, l.Args.Groups, l.Args.Dim == 1 && l.Args.EndDim == -1)).ToList());
+            var path = StructuredCut.Walk(layer.Kind, after.Select(l => new CutLayer(l.Kind, Groups(l), l.Args.Own is FlattenArguments { FlattensChannels: true })).ToList());
             if (path.Consumer >= 0)
             {
                 var next = after[path.Consumer];
@@ -210,33 +210,12 @@ namespace ModelDsl.Generators.Parsing
             return "it is the last layer with weights: removing its outputs would change the model's output shape";
         }
 
-        /// <summary>Dimensions of the layer's <c>weight</c>; 0 when it has none.</summary>
-        private static int WeightRank(LayerKind kind) => kind switch
-        {
-            LayerKind.Linear or LayerKind.Embedding => 2,
-            LayerKind.Conv1d => 3,
-            LayerKind.Conv2d => 4,
-            LayerKind.BatchNorm1d or LayerKind.BatchNorm2d or LayerKind.LayerNorm => 1,
-            _ => 0,
-        };
-
-        /// <summary>Elements of the layer's <c>weight</c>: its parameters less the bias (or, for norms, half of them).</summary>
-        private static long WeightCount(LayerSpec l) => l.Kind switch
-        {
-            LayerKind.Linear or LayerKind.Conv1d or LayerKind.Conv2d => l.Parameters - (l.Args.Bias ? l.Args.Out : 0),
-            LayerKind.BatchNorm1d or LayerKind.BatchNorm2d or LayerKind.LayerNorm => l.Parameters / 2,
-            _ => l.Parameters,
-        };
-
-        private static long OutSize(LayerSpec l) => l.Kind == LayerKind.Embedding ? l.Args.Count : l.Args.Out;
+        private static long WeightCount(LayerSpec l) => l.Kind.WeightCount(l);
 
         /// <summary>Size of the weight along <paramref name="dim"/> (non-negative): (out, in[/groups], kernel...).</summary>
-        private static long ChannelCount(LayerSpec l, int dim)
-        {
-            if (dim == 0) return OutSize(l);
-            if (dim == 1) return l.Kind == LayerKind.Embedding ? l.Args.Out : l.Args.In / Math.Max(1, l.Args.Groups);
-            return l.Args.Kernel;
-        }
+        private static long ChannelCount(LayerSpec l, int dim) => l.Kind.WeightSize(l.Args, dim);
 
+        /// <summary>A convolution's groups; 1 for every other layer.</summary>
+        private static long Groups(LayerSpec l) => (l.Args.Own as WindowArguments)?.Groups ?? 1;
     }
 }

@@ -10,7 +10,7 @@ namespace ModelDsl.Generators.Parsing
     /// <summary>A layer as shape inference needs it: what was declared, with no Roslyn symbol or location.</summary>
     internal sealed record LayerInput(
         string Name, bool IsField, string Accessibility, string TypeName, string TypeDisplay, LayerKind Kind, LayerParams Params,
-        string AttributeText, bool Broken, double Eps = 1e-5, double Momentum = 0.1, bool Causal = true, string? TiedTo = null);
+        string AttributeText, bool Broken, string? TiedTo = null);
 
     /// <summary>What kind of problem shape inference found.</summary>
     internal enum ShapeProblemKind
@@ -90,16 +90,16 @@ namespace ModelDsl.Generators.Parsing
                     // can be checked from the layer alone, and require the sizes inference would have supplied.
                     // Every such layer is reported at once: each is independent of the others, so fixing one would
                     // only reveal the next.
-                    if (NeedsInputSize(layer.Kind) && p.In == -1)
+                    if (layer.Kind.InputSizeName is { } inputSize && p.In == -1)
                     {
                         problems.Add(new ShapeProblem(index, ShapeProblemKind.NotInferable, null, null,
-                            new[] { layer.Name, InputSizeName(layer.Kind), unknownReason ?? "", ExplicitExample(layer.Kind, p) }));
+                            new[] { layer.Name, inputSize, unknownReason ?? "", layer.Kind.ExplicitExample(p) }));
                         shapesFailed = true;
                         onlyNotInferable = true;
                     }
                     else if (!shapesFailed)
                     {
-                        result = ShapeRules.Infer(layer.Kind, p, StandInInput(layer.Kind, p), layer.Kind == LayerKind.Embedding || (layer.Kind == LayerKind.Model && p.SubInputIsInteger));
+                        result = ShapeRules.Infer(layer.Kind, p, StandInInput(layer.Kind, p), layer.Kind.StandInIsInteger(p));
                         if (result.Error is null) result.Output = Array.Empty<Dim>();
                     }
                 }
@@ -140,11 +140,7 @@ namespace ModelDsl.Generators.Parsing
                 specs.Add(new LayerSpec(
                     layer.Name, layer.IsField, layer.Accessibility, layer.TypeName, layer.Kind, layer.AttributeText,
                     layer.Kind == LayerKind.Model ? layer.TypeDisplay : layer.Kind.ToString(),
-                    new LayerArgs(resolvedIn, p.Out, p.Count, p.Kernel, p.Stride <= 0 ? p.Kernel : p.Stride, p.Padding, p.Dilation,
-                        p.Groups, p.Bias, p.P, p.Dim, p.EndDim, p.OutH, p.OutW, layer.Eps, layer.Momentum,
-                        p.KernelW, p.StrideW <= 0 ? p.KernelW : p.StrideW, p.PaddingW, p.DilationW,
-                        p.Heads, p.MlpRatio, p.Repeat, layer.Causal, layer.Kind == LayerKind.Linear ? layer.TiedTo : null,
-                        p.NumLayers, p.Bidirectional, p.BatchFirst),
+                    new LayerArgs(resolvedIn, p.Out, p.Count, p.Bias, layer.Kind == LayerKind.Linear ? layer.TiedTo : null, p.Own),
                     outputText, parameters));
             }
 
@@ -184,50 +180,11 @@ namespace ModelDsl.Generators.Parsing
             return null;
         }
 
-        private static bool NeedsInputSize(LayerKind kind) => kind is LayerKind.Linear or LayerKind.Conv1d or LayerKind.Conv2d
-            or LayerKind.BatchNorm1d or LayerKind.BatchNorm2d or LayerKind.LayerNorm or LayerKind.PositionalEmbedding or LayerKind.TransformerBlock
-            or LayerKind.LSTM or LayerKind.GRU;
-
-        private static string InputSizeName(LayerKind kind) => kind switch
-        {
-            LayerKind.Linear => "in-features",
-            LayerKind.Conv1d or LayerKind.Conv2d => "in-channels",
-            LayerKind.LayerNorm => "normalized shape",
-            LayerKind.PositionalEmbedding or LayerKind.TransformerBlock => "embedding size",
-            LayerKind.LSTM or LayerKind.GRU => "input size",
-            _ => "number of features",
-        };
-
-        private static string ExplicitExample(LayerKind kind, LayerParams p) => kind switch
-        {
-            LayerKind.Linear => $"Linear(inFeatures, {p.Out})",
-            LayerKind.Conv1d or LayerKind.Conv2d => $"{kind}(inChannels, {p.Out}, {p.Kernel})",
-            LayerKind.LayerNorm => "LayerNorm(size)",
-            LayerKind.PositionalEmbedding => $"PositionalEmbedding({p.Count}, embeddingDim)",
-            LayerKind.TransformerBlock => $"TransformerBlock(Heads = {p.Heads}, EmbeddingDim = size)",
-            LayerKind.LSTM or LayerKind.GRU => $"{kind}(inputSize, {p.Out})",
-            _ => $"{kind}(numFeatures)",
-        };
-
         /// <summary>
         /// A stand-in input for checking a layer whose real input is unknown: symbolic everywhere except the size
         /// the layer states explicitly, so only the layer's own arguments are judged.
         /// </summary>
-        private static Dim[] StandInInput(LayerKind kind, LayerParams p)
-        {
-            var b = Dim.Sym("B");
-            Dim c = p.In > 0 ? Dim.Of(p.In) : Dim.Sym("C");
-            return kind switch
-            {
-                LayerKind.Linear or LayerKind.LayerNorm or LayerKind.BatchNorm1d => new[] { b, c },
-                LayerKind.Conv1d => new[] { b, c, Dim.Sym("L") },
-                LayerKind.PositionalEmbedding or LayerKind.TransformerBlock or LayerKind.LSTM or LayerKind.GRU => new[] { b, Dim.Sym("T"), c },
-                LayerKind.Conv2d or LayerKind.BatchNorm2d or LayerKind.MaxPool2d or LayerKind.AvgPool2d or LayerKind.AdaptiveAvgPool2d
-                    => new[] { b, c, Dim.Sym("H"), Dim.Sym("W") },
-                LayerKind.Model => p.SubInput ?? new[] { b },
-                LayerKind.Flatten or LayerKind.Softmax or LayerKind.LogSoftmax => Enumerable.Repeat(b, 8).ToArray(),
-                _ => new[] { b },
-            };
-        }
+        private static Dim[] StandInInput(LayerKind kind, LayerParams p) =>
+            kind.StandInInput(p, Dim.Sym("B"), p.In > 0 ? Dim.Of(p.In) : Dim.Sym("C"));
     }
 }

@@ -208,24 +208,15 @@ namespace ModelDsl.Runtime.Optimization
             return (path.Norm >= 0 ? after[path.Norm] : null, path.Consumer >= 0 ? after[path.Consumer] : null);
         }
 
-        /// <summary>A layer as the structured-cut walk sees it: the kind of the TorchSharp module a DSL layer builds.</summary>
+        /// <summary>
+        /// A layer as the structured-cut walk sees it: the kind whose module it is (by the descriptors' module types),
+        /// with a convolution's groups and whether a Flatten is <c>Flatten(1, -1)</c>.
+        /// </summary>
         private static CutLayer CutLayerOf(object layer) => layer switch
         {
-            TorchSharp.Modules.Linear => new CutLayer(LayerKind.Linear),
             TorchSharp.Modules.Conv2d conv => new CutLayer(LayerKind.Conv2d, conv.groups),
-            TorchSharp.Modules.BatchNorm2d => new CutLayer(LayerKind.BatchNorm2d),
             TorchSharp.Modules.Flatten flatten => new CutLayer(LayerKind.Flatten, FlattensChannels: flatten.start_dim == 1 && flatten.end_dim == -1),
-            TorchSharp.Modules.ReLU => new CutLayer(LayerKind.ReLU),
-            TorchSharp.Modules.GELU => new CutLayer(LayerKind.GELU),
-            TorchSharp.Modules.SiLU => new CutLayer(LayerKind.SiLU),
-            TorchSharp.Modules.Tanh => new CutLayer(LayerKind.Tanh),
-            TorchSharp.Modules.Sigmoid => new CutLayer(LayerKind.Sigmoid),
-            TorchSharp.Modules.Dropout => new CutLayer(LayerKind.Dropout),
-            TorchSharp.Modules.Identity => new CutLayer(LayerKind.Identity),
-            TorchSharp.Modules.MaxPool2d => new CutLayer(LayerKind.MaxPool2d),
-            TorchSharp.Modules.AvgPool2d => new CutLayer(LayerKind.AvgPool2d),
-            TorchSharp.Modules.AdaptiveAvgPool2d => new CutLayer(LayerKind.AdaptiveAvgPool2d),
-            _ => new CutLayer(null),
+            _ => new CutLayer(LayerKind.ForModule(layer.GetType().FullName)),
         };
 
         private static (nn.Module<Tensor, Tensor>, nn.Module<Tensor, Tensor>?, nn.Module<Tensor, Tensor>) NoNorm(

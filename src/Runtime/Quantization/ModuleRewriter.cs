@@ -69,6 +69,7 @@ internal static class ModuleRewriter
             SiLU s => nn.SiLU(s.inplace),
             Tanh t => nn.Tanh(t.inplace),
             Sigmoid s => nn.Sigmoid(s.inplace),
+            LeakyReLU l => nn.LeakyReLU(l.negative_slope, l.inplace),
             Identity => nn.Identity(),
             Dropout d => nn.Dropout(d.p, d.inplace),
             Flatten f => nn.Flatten(f.start_dim, f.end_dim),
