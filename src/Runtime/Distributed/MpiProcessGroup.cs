@@ -199,9 +199,12 @@ public sealed unsafe class MpiProcessGroup : ProcessGroup
             : output;
         try
         {
-            // Zero elements still make the call, so every rank takes part in the same sequence of collectives.
-            _library.Check(_library.ReduceScatterBlock((void*)TensorMemory.DataPointer(source), (void*)TensorMemory.DataPointer(target), (int)count,
-                DataType(source.dtype), Op(op), _library.CommWorld), "MPI_Reduce_scatter_block");
+            // Zero elements per rank are zero elements on every rank (the sizes must agree): no call, as all_gather does.
+            if (count > 0)
+            {
+                _library.Check(_library.ReduceScatterBlock((void*)TensorMemory.DataPointer(source), (void*)TensorMemory.DataPointer(target), (int)count,
+                    DataType(source.dtype), Op(op), _library.CommWorld), "MPI_Reduce_scatter_block");
+            }
             if (op == ReduceOp.Avg)
                 DivideForAverage(target, WorldSize);
             if (!ReferenceEquals(target, output))
@@ -234,8 +237,11 @@ public sealed unsafe class MpiProcessGroup : ProcessGroup
         Tensor target = output.is_contiguous() ? output : empty(output.numel(), output.dtype, output.device).DetachFromDisposeScope();
         try
         {
-            _library.Check(_library.Allgather((void*)TensorMemory.DataPointer(source), (int)bytes, _library.Byte,
-                (void*)TensorMemory.DataPointer(target), (int)bytes, _library.Byte, _library.CommWorld), "MPI_Allgather");
+            if (bytes > 0)
+            {
+                _library.Check(_library.Allgather((void*)TensorMemory.DataPointer(source), (int)bytes, _library.Byte,
+                    (void*)TensorMemory.DataPointer(target), (int)bytes, _library.Byte, _library.CommWorld), "MPI_Allgather");
+            }
             if (!ReferenceEquals(target, output))
             {
                 using (no_grad())
