@@ -53,5 +53,10 @@ namespace ModelDsl
         /// <c>--max-restarts</c> overrides it.
         /// </summary>
         public int MaxRestarts { get; set; }
+        /// <summary>
+        /// Sync only: what each rank shards instead of replicating (ZeRO stages 1–3); the steps are DDP's. Default
+        /// <see cref="ShardLevel.None"/>. <c>--shard</c> overrides it.
+        /// </summary>
+        public ShardLevel Shard { get; set; }
     }
 }

@@ -40,4 +40,19 @@ namespace ModelDsl
         /// <summary>Nesterov-momentum SGD on the outer gradient, as in DiLoCo (Douillard et al. 2023).</summary>
         Nesterov = 1,
     }
+    /// <summary>
+    /// What synchronous data parallel shards across ranks instead of replicating (ZeRO, Rajbhandari et al. 2020; see
+    /// docs/distributed.md). Each level keeps the previous one's sharding. In fp32 every level takes DDP's steps.
+    /// </summary>
+    public enum ShardLevel
+    {
+        /// <summary>Nothing: every rank holds the whole model state (DDP).</summary>
+        None = 0,
+        /// <summary>ZeRO stage 1: each rank keeps and steps the optimiser state of its partition of the parameters only (PyTorch's <c>ZeroRedundancyOptimizer</c>).</summary>
+        OptimizerState = 1,
+        /// <summary>ZeRO stage 2: also the gradients, reduce-scattered so that each rank keeps only its partition's.</summary>
+        Gradients = 2,
+        /// <summary>ZeRO stage 3 (FSDP's FULL_SHARD): also the parameters, gathered layer by layer for forward and backward. Not implemented yet (MD0212).</summary>
+        Parameters = 3,
+    }
 }

@@ -88,6 +88,8 @@ internal static class Collectives
             }
         }
 
+        ReduceScatterAndAllGatherInto(group, check);
+
         // bool has no reduction, but broadcast copies any dtype.
         using (var flags = tensor(Enumerable.Range(0, 9).Select(i => (i + group.Rank) % 2 == 0).ToArray()))
         {
@@ -110,6 +112,54 @@ internal static class Collectives
             check.That(barrierClock.ElapsedMilliseconds >= 350, $"barrier waited for the late rank ({barrierClock.ElapsedMilliseconds} ms)");
 
         return check.Finish("collectives");
+    }
+
+    /// <summary>
+    /// reduce_scatter_tensor (every reducible dtype, every op, sizes 0, 1, 7, 1001 per rank, a non-contiguous output)
+    /// and all_gather_into_tensor (the same dtypes plus bool), with the results known exactly on every rank.
+    /// </summary>
+    private static void ReduceScatterAndAllGatherInto(ProcessGroup group, Checker check)
+    {
+        int w = group.WorldSize;
+        foreach (var dtype in Reducible)
+        {
+            foreach (long n in new long[] { 0, 1, 7, 1001 })
+            {
+                foreach (var op in new[] { ReduceOp.Sum, ReduceOp.Avg, ReduceOp.Max, ReduceOp.Min })
+                {
+                    using var input = Fill(group.Rank, n * w, dtype);
+                    using var output = full(n, 99, dtype);
+                    group.ReduceScatter(output, input, op);
+                    var mine = Expected(op, n * w, w, dtype).Skip((int)(group.Rank * n)).Take((int)n).ToArray();
+                    Compare(check, output, mine, $"reduce_scatter_tensor {op} {dtype} n={n}");
+                }
+                using (var input = Fill(group.Rank, n, dtype))
+                using (var output = empty(w * n, dtype))
+                {
+                    group.AllGather(output, input);
+                    Compare(check, output, Enumerable.Range(0, w).SelectMany(r => Values(r, n, dtype)).ToArray(), $"all_gather_into_tensor {dtype} n={n}");
+                }
+            }
+            // A transposed (non-contiguous) output receives the chunk in its own element order.
+            using (var input = Fill(group.Rank, 6 * w, dtype))
+            using (var baseOutput = zeros(new long[] { 3, 2 }, dtype))
+            using (var output = baseOutput.t())
+            {
+                group.ReduceScatter(output, input, ReduceOp.Sum);
+                var mine = Expected(ReduceOp.Sum, 6 * w, w, dtype).Skip(group.Rank * 6).Take(6).ToArray();
+                Compare(check, output, mine, $"reduce_scatter_tensor into a transposed view, {dtype}");
+            }
+        }
+        using (var flags = tensor(new[] { group.Rank % 2 == 0, true }))
+        using (var all = empty(2 * w, ScalarType.Bool))
+        {
+            group.AllGather(all, flags);
+            check.That(all.data<bool>().ToArray().SequenceEqual(Enumerable.Range(0, w).SelectMany(r => new[] { r % 2 == 0, true })), "all_gather_into_tensor of a bool tensor");
+        }
+        check.That(Throws<ArgumentException>(() => group.ReduceScatter(zeros(3), zeros(3 * w + 1)), "must have world size"), "reduce_scatter_tensor with an input of the wrong size is a clear ArgumentException");
+        check.That(Throws<ArgumentException>(() => group.ReduceScatter(zeros(3), zeros(3 * w, ScalarType.Float64)), "same dtype"), "reduce_scatter_tensor with mixed dtypes is a clear ArgumentException");
+        check.That(Throws<ArgumentException>(() => group.AllGather(zeros(2 * w + 1), zeros(2)), "must have world size"), "all_gather_into_tensor with an output of the wrong size is a clear ArgumentException");
+        check.That(Throws<ArgumentException>(() => group.ReduceScatter(zeros(1, ScalarType.Bool), zeros(w, ScalarType.Bool)), "unsupported dtype torch.bool"), "reduce_scatter_tensor of bool is a clear ArgumentException");
     }
 
     /// <summary>Rank r's value at index i: small integers (in [0, 10] for uint8, [-5, 5] otherwise).</summary>

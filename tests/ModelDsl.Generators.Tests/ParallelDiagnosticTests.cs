@@ -104,4 +104,31 @@ public class ParallelDiagnosticTests
         Assert.Equal(DiagnosticSeverity.Warning, run.ModelDiagnostics.Single().Severity);
         Assert.Contains("MaxRestarts = 2,", run.Source("M.Train.g.cs"));
     }
+
+    [Fact]
+    public void Shard_GoesIntoThePlan_OnlyWhenDeclared()
+    {
+        var run = VerifyParallel("ParallelMode.Sync, WorldSize = 2, Shard = ShardLevel.OptimizerState");
+        Assert.True(run.CompilerDiagnostics.Count == 0, string.Join("\n", run.CompilerDiagnostics));
+        Assert.Contains("Shard = global::ModelDsl.ShardLevel.OptimizerState,", run.Source("M.Train.g.cs"));
+        Assert.Contains("Shard = global::ModelDsl.ShardLevel.Gradients,", VerifyParallel("ParallelMode.Sync, Shard = ShardLevel.Gradients").Source("M.Train.g.cs"));
+        Assert.DoesNotContain("Shard", VerifyParallel("ParallelMode.Sync, WorldSize = 2").Source("M.Train.g.cs"));
+    }
+
+    [Fact]
+    public void ShardAtWorldSizeOne_WarnsMD0210_OnTheShardArgument()
+    {
+        var run = VerifyParallel("ParallelMode.Sync, WorldSize = 1, {|MD0210:Shard = ShardLevel.Gradients|}");
+        var warning = Assert.Single(run.ModelDiagnostics);
+        Assert.Equal(DiagnosticSeverity.Warning, warning.Severity);
+        Assert.Contains("Shard = ShardLevel.Gradients at WorldSize = 1", warning.GetMessage());
+        VerifyParallel("ParallelMode.Sync, WorldSize = 1, Shard = ShardLevel.None");
+    }
+
+    [Theory]
+    [InlineData("ParallelMode.Async, WorldSize = 2, {|MD0211:Shard = ShardLevel.OptimizerState|}")]
+    [InlineData("ParallelMode.Async, SyncEvery = 4, {|MD0211:Shard = ShardLevel.Gradients|}")]
+    [InlineData("ParallelMode.Sync, WorldSize = 4, {|MD0212:Shard = ShardLevel.Parameters|}")]
+    [InlineData("ParallelMode.Sync, {|MD0203:Shard = (ShardLevel)7|}")]
+    public void BadShardSettings_AreReportedOnTheShardArgument(string arguments) => VerifyParallel(arguments);
 }

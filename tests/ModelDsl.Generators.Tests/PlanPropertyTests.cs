@@ -69,6 +69,7 @@ public class PlanPropertyTests
             "ParallelMode.Async, OuterOptimizer = OuterOptimizer.Nesterov, OuterMomentum = 0.5"),
         [nameof(ParallelAttribute.Overlap)] = ("ParallelMode.Async", "ParallelMode.Async, Overlap = false"),
         [nameof(ParallelAttribute.MaxRestarts)] = ("ParallelMode.Sync", "ParallelMode.Sync, MaxRestarts = 1"),
+        [nameof(ParallelAttribute.Shard)] = ("ParallelMode.Sync", "ParallelMode.Sync, Shard = ShardLevel.Gradients"),
     };
 
     /// <summary>Per property: the [Prune] arguments without it and with it (Targets is required, so its case changes it).</summary>

@@ -262,6 +262,12 @@ public sealed class GradientReducerTests
 
         protected override Tensor[] AllGatherCore(Tensor tensor) => Enumerable.Range(0, WorldSize).Select(_ => tensor.clone()).ToArray();
 
+        protected override void ReduceScatterCore(Tensor output, Tensor input, ReduceOp op) =>
+            throw new NotSupportedException("the gradient reducer only all-reduces");
+
+        protected override void AllGatherIntoCore(Tensor output, Tensor input) =>
+            throw new NotSupportedException("the gradient reducer only all-reduces");
+
         protected override void BarrierCore()
         {
         }

@@ -284,6 +284,18 @@ namespace ModelDsl.Generators.Diagnostics
             "Restarts on one rank",
             "MaxRestarts applies to the ranks the trainer starts under mpirun; at WorldSize = 1 nothing is relaunched, so a failed run stays failed (resume it with --resume)");
 
+        public static readonly DiagnosticDescriptor ShardAtWorldSizeOne = Warning("MD0210", ParallelCategory,
+            "Sharding on one rank",
+            "Shard = ShardLevel.{0} at WorldSize = 1 has no other rank to hold the shards: the one rank keeps the whole model state, as without sharding");
+
+        public static readonly DiagnosticDescriptor ShardWithAsync = Error("MD0211", ParallelCategory,
+            "Sharding needs synchronous training",
+            "Shard = ShardLevel.{0} applies to ParallelMode.Sync: sharded ranks step one model together, while ParallelMode.Async ranks each step their own replica");
+
+        public static readonly DiagnosticDescriptor ShardParametersNotImplemented = Error("MD0212", ParallelCategory,
+            "Parameter sharding is not implemented",
+            "Shard = ShardLevel.Parameters (ZeRO stage 3) is not implemented yet; ShardLevel.Gradients (stage 2) shards the optimiser state and the gradients");
+
         // MD03xx: the optimisation plan ([Prune], [Quantize]).
         public static readonly DiagnosticDescriptor AmountOutOfRange = Error("MD0301", OptimizationCategory,
             "Pruning amount out of range",

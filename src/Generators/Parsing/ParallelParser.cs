@@ -77,11 +77,19 @@ namespace ModelDsl.Generators.Parsing
             else if (maxRestarts > 0 && worldSize == 1)
                 report(DiagnosticDescriptors.RestartsAtWorldSizeOne, reader.ArgumentLocation(nameof(ParallelAttribute.MaxRestarts)), Array.Empty<string>());
 
+            ShardLevel? shard = args.Enum(nameof(ParallelAttribute.Shard), ShardLevel.None, DiagnosticDescriptors.SettingOfOtherMode);
+            if (shard is { } level && level != ShardLevel.None)
+            {
+                if (mode == ParallelMode.Async) args.Fail(DiagnosticDescriptors.ShardWithAsync, nameof(ParallelAttribute.Shard), level.ToString());
+                else if (level == ShardLevel.Parameters) args.Fail(DiagnosticDescriptors.ShardParametersNotImplemented, nameof(ParallelAttribute.Shard));
+                else if (worldSize == 1) report(DiagnosticDescriptors.ShardAtWorldSizeOne, reader.ArgumentLocation(nameof(ParallelAttribute.Shard)), new[] { level.ToString() });
+            }
+
             if (worldSize > 1 && !syncBatchNorm && batchNormLayers.Count > 0)
                 report(DiagnosticDescriptors.BatchNormPerRank, reader.ArgumentLocation(null),
                     new[] { modelName, string.Join(", ", batchNormLayers), Int(worldSize) });
 
-            if (!args.Ok || mode is not { } parallelMode || backend is null || outer is null) return null;
+            if (!args.Ok || mode is not { } parallelMode || backend is null || outer is null || shard is null) return null;
             // The generated TrainingPlan's values, in the order it lists them: the mode, the world size (a plan without
             // [Parallel] trains on one rank, so it is always written) and what the model declares.
             var values = new List<PlanValue>
@@ -102,6 +110,7 @@ namespace ModelDsl.Generators.Parsing
                 // The runtime names it for what overlaps: TrainingPlan.OverlapAveraging (--no-overlap).
                 args.AddIfWritten(values, nameof(ParallelAttribute.Overlap), args.Get(nameof(ParallelAttribute.Overlap), PlanDefaults.Overlap), planName: "OverlapAveraging");
             }
+            args.AddIfWritten(values, nameof(ParallelAttribute.Shard), shard.Value.ToString(), nameof(ShardLevel));
             if (args.Has(nameof(ParallelAttribute.MaxRestarts)))
                 values.Add(new(nameof(ParallelAttribute.MaxRestarts), maxRestarts, Comment: "restarts of a failed job from its last checkpoint"));
             return new ParallelSpec(parallelMode, worldSize, values.ToEquatableArray());

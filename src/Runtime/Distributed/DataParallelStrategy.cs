@@ -148,6 +148,7 @@ public sealed class DataParallelStrategy : ITrainingStrategy
             BucketSizeMB = _plan.BucketSizeMB,
             Steps = report.Steps,
             BytesCommunicated = BytesCommunicated,
+            Shard = "none",
         });
     }
 
@@ -178,6 +179,9 @@ public sealed class DistributedReport
     [JsonPropertyName("steps")] public long Steps { get; set; }
     /// <summary>Bytes rank 0 handed to collectives (gradients, parameters, buffers, votes; payload, not wire traffic).</summary>
     [JsonPropertyName("bytes_communicated")] public long BytesCommunicated { get; set; }
+
+    /// <summary>Sync: what the ranks sharded: <c>none</c> (DDP), <c>optimizer-state</c> or <c>gradients</c> (ZeRO stages 1 and 2).</summary>
+    [JsonPropertyName("shard"), JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)] public string? Shard { get; set; }
 
     // Async (local SGD) only; absent from a sync run's report.
     /// <summary>Async: local steps between averaging rounds.</summary>

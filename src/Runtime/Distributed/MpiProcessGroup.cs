@@ -185,6 +185,82 @@ public sealed unsafe class MpiProcessGroup : ProcessGroup
     }
 
     /// <inheritdoc/>
+    protected override void ReduceScatterCore(Tensor output, Tensor input, ReduceOp op)
+    {
+        CheckOnCpu(input, "reduce_scatter_tensor");
+        CheckOnCpu(output, "reduce_scatter_tensor");
+        long count = output.numel();
+        if (count > int.MaxValue)
+            throw new ArgumentException($"reduce_scatter_tensor: {count} elements per rank is more than MPI's limit for one call ({int.MaxValue}).", nameof(output));
+        // float16/bfloat16 through float32 copies, as AllReduce does; a non-contiguous tensor through a contiguous one.
+        Tensor source = Stage(input);
+        Tensor target = output.dtype is ScalarType.Float16 or ScalarType.BFloat16 || !output.is_contiguous()
+            ? empty(count, source.dtype, output.device).DetachFromDisposeScope()
+            : output;
+        try
+        {
+            // Zero elements per rank are zero elements on every rank (the sizes must agree): no call, as all_gather does.
+            if (count > 0)
+            {
+                _library.Check(_library.ReduceScatterBlock((void*)TensorMemory.DataPointer(source), (void*)TensorMemory.DataPointer(target), (int)count,
+                    DataType(source.dtype), Op(op), _library.CommWorld), "MPI_Reduce_scatter_block");
+            }
+            if (op == ReduceOp.Avg)
+                DivideForAverage(target, WorldSize);
+            if (!ReferenceEquals(target, output))
+            {
+                using (no_grad())
+                using (var shaped = target.view(output.shape))
+                    output.copy_(shaped);
+            }
+        }
+        finally
+        {
+            if (!ReferenceEquals(source, input))
+                source.Dispose();
+            if (!ReferenceEquals(target, output))
+                target.Dispose();
+            GC.KeepAlive(input);
+            GC.KeepAlive(output);
+        }
+    }
+
+    /// <inheritdoc/>
+    protected override void AllGatherIntoCore(Tensor output, Tensor input)
+    {
+        CheckOnCpu(input, "all_gather_into_tensor");
+        CheckOnCpu(output, "all_gather_into_tensor");
+        long bytes = TensorMemory.ByteCount(input);
+        if (bytes > int.MaxValue)
+            throw new ArgumentException($"all_gather_into_tensor: {bytes} bytes per rank is more than MPI's 2 GiB limit for one call.", nameof(input));
+        Tensor source = input.is_contiguous() ? input : input.contiguous().DetachFromDisposeScope();
+        Tensor target = output.is_contiguous() ? output : empty(output.numel(), output.dtype, output.device).DetachFromDisposeScope();
+        try
+        {
+            if (bytes > 0)
+            {
+                _library.Check(_library.Allgather((void*)TensorMemory.DataPointer(source), (int)bytes, _library.Byte,
+                    (void*)TensorMemory.DataPointer(target), (int)bytes, _library.Byte, _library.CommWorld), "MPI_Allgather");
+            }
+            if (!ReferenceEquals(target, output))
+            {
+                using (no_grad())
+                using (var shaped = target.view(output.shape))
+                    output.copy_(shaped);
+            }
+        }
+        finally
+        {
+            if (!ReferenceEquals(source, input))
+                source.Dispose();
+            if (!ReferenceEquals(target, output))
+                target.Dispose();
+            GC.KeepAlive(input);
+            GC.KeepAlive(output);
+        }
+    }
+
+    /// <inheritdoc/>
     protected override void BarrierCore() => _library.Check(_library.Barrier(_library.CommWorld), "MPI_Barrier");
 
     /// <summary>
@@ -218,7 +294,7 @@ public sealed unsafe class MpiProcessGroup : ProcessGroup
         ScalarType.Int16 => _library.Int16,
         ScalarType.Int8 => _library.Int8,
         ScalarType.Byte => _library.UInt8,
-        _ => throw new ArgumentException($"all_reduce: no MPI datatype for {TensorMemory.Name(dtype)}."),
+        _ => throw new ArgumentException($"no MPI datatype for {TensorMemory.Name(dtype)}."),
     };
 
     private IntPtr Op(ReduceOp op) => op switch

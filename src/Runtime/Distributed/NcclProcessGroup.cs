@@ -195,6 +195,64 @@ public sealed unsafe class NcclProcessGroup : ProcessGroup
     }
 
     /// <inheritdoc/>
+    protected override void ReduceScatterCore(Tensor output, Tensor input, ReduceOp op)
+    {
+        CheckOnCuda(input, "reduce_scatter_tensor");
+        CheckOnCuda(output, "reduce_scatter_tensor");
+        int type = DataType(input.dtype);
+        Tensor source = input.is_contiguous() ? input : input.contiguous().DetachFromDisposeScope();
+        Tensor target = output.is_contiguous() ? output : empty(output.numel(), output.dtype, output.device).DetachFromDisposeScope();
+        try
+        {
+            int ncclOp = op switch { ReduceOp.Max => NcclLibrary.OpMax, ReduceOp.Min => NcclLibrary.OpMin, _ => NcclLibrary.OpSum };
+            _library.Check(_library.ReduceScatter((void*)TensorMemory.DataPointer(source), (void*)TensorMemory.DataPointer(target),
+                (nuint)output.numel(), type, ncclOp, _comm, IntPtr.Zero), "ncclReduceScatter");
+            if (op == ReduceOp.Avg)
+                DivideForAverage(target, WorldSize);
+            if (!ReferenceEquals(target, output))
+            {
+                using (no_grad())
+                using (var shaped = target.view(output.shape))
+                    output.copy_(shaped);
+            }
+        }
+        finally
+        {
+            if (!ReferenceEquals(source, input))
+                source.Dispose();
+            if (!ReferenceEquals(target, output))
+                target.Dispose();
+        }
+    }
+
+    /// <inheritdoc/>
+    protected override void AllGatherIntoCore(Tensor output, Tensor input)
+    {
+        CheckOnCuda(input, "all_gather_into_tensor");
+        CheckOnCuda(output, "all_gather_into_tensor");
+        Tensor source = input.is_contiguous() ? input : input.contiguous().DetachFromDisposeScope();
+        Tensor target = output.is_contiguous() ? output : empty(output.numel(), output.dtype, output.device).DetachFromDisposeScope();
+        try
+        {
+            _library.Check(_library.AllGather((void*)TensorMemory.DataPointer(source), (void*)TensorMemory.DataPointer(target),
+                (nuint)TensorMemory.ByteCount(source), NcclLibrary.Uint8, _comm, IntPtr.Zero), "ncclAllGather");
+            if (!ReferenceEquals(target, output))
+            {
+                using (no_grad())
+                using (var shaped = target.view(output.shape))
+                    output.copy_(shaped);
+            }
+        }
+        finally
+        {
+            if (!ReferenceEquals(source, input))
+                source.Dispose();
+            if (!ReferenceEquals(target, output))
+                target.Dispose();
+        }
+    }
+
+    /// <inheritdoc/>
     protected override void BarrierCore()
     {
         cuda.synchronize(_device);

@@ -16,8 +16,8 @@ namespace ModelDsl.Runtime.Distributed;
 /// <remarks>
 /// Collectives work in place on the tensor's memory, on tensors of any shape and size (0 elements included) and of
 /// any layout (a non-contiguous tensor is reduced through a contiguous copy). The reducing collectives accept
-/// float32, float64, float16, bfloat16, int64, int32, int16, int8 and uint8; broadcast and all-gather copy bytes and
-/// accept any dtype. A mismatch between ranks (a different size or dtype on one rank) is not detected by
+/// float32, float64, float16, bfloat16, int64, int32, int16, int8 and uint8 (<see cref="AllReduce"/>,
+/// <see cref="ReduceScatter"/>); broadcast and all-gather copy bytes and accept any dtype. A mismatch between ranks (a different size or dtype on one rank) is not detected by
 /// <see cref="AllReduce"/>, as in PyTorch: checking would cost a second collective on every call.
 /// </remarks>
 public abstract class ProcessGroup : IDisposable
@@ -120,6 +120,39 @@ public abstract class ProcessGroup : IDisposable
         return AllGatherCore(tensor);
     }
 
+    /// <summary>
+    /// Reduces <paramref name="input"/> element-wise across all ranks and leaves chunk <c>r</c> of the result in rank
+    /// <c>r</c>'s <paramref name="output"/> (<c>reduce_scatter_tensor(output, input, op)</c>): <paramref name="input"/>
+    /// holds <see cref="WorldSize"/> consecutive chunks, each with as many elements as <paramref name="output"/>.
+    /// Both are read flat, in row-major element order; every reducible dtype is accepted, float16 and bfloat16
+    /// included, as by <see cref="AllReduce"/>.
+    /// </summary>
+    /// <exception cref="ArgumentException">The sizes or dtypes of <paramref name="output"/> and <paramref name="input"/> do not fit, or the dtype is not reducible.</exception>
+    /// <exception cref="DistributedException">The library reported an error.</exception>
+    public void ReduceScatter(Tensor output, Tensor input, ReduceOp op = ReduceOp.Sum)
+    {
+        CheckUsable();
+        TensorMemory.CheckReducible(input, "reduce_scatter_tensor");
+        CheckOp(op);
+        CheckChunks(output, input, "reduce_scatter_tensor", "input", "output");
+        ReduceScatterCore(output, input, op);
+    }
+
+    /// <summary>
+    /// Gathers <paramref name="input"/> from every rank into <paramref name="output"/> on every rank
+    /// (<c>all_gather_into_tensor(output, input)</c>): chunk <c>r</c> of <paramref name="output"/> (read flat, row-major) is rank
+    /// <c>r</c>'s <paramref name="input"/>. Copies bytes, so any dtype works.
+    /// </summary>
+    /// <exception cref="ArgumentException">The sizes or dtypes of <paramref name="output"/> and <paramref name="input"/> do not fit.</exception>
+    /// <exception cref="DistributedException">The library reported an error.</exception>
+    public void AllGather(Tensor output, Tensor input)
+    {
+        CheckUsable();
+        ArgumentNullException.ThrowIfNull(input);
+        CheckChunks(input, output, "all_gather_into_tensor", "output", "input");
+        AllGatherIntoCore(output, input);
+    }
+
     /// <summary>Returns once every rank has called it (<c>barrier()</c>).</summary>
     public void Barrier()
     {
@@ -167,6 +200,12 @@ public abstract class ProcessGroup : IDisposable
     /// <summary>Barrier.</summary>
     protected abstract void BarrierCore();
 
+    /// <summary>Reduce-scatter on validated tensors (sizes fit, dtype reducible, op defined).</summary>
+    protected abstract void ReduceScatterCore(Tensor output, Tensor input, ReduceOp op);
+
+    /// <summary>All-gather into one tensor, on validated tensors (sizes and dtypes fit).</summary>
+    protected abstract void AllGatherIntoCore(Tensor output, Tensor input);
+
     /// <summary>
     /// Finishes an <see cref="ReduceOp.Avg"/> that was reduced as a sum: divides by the world size, with truncation
     /// for integer dtypes (what <c>ncclAvg</c> does).
@@ -180,6 +219,21 @@ public abstract class ProcessGroup : IDisposable
             sum.div_(worldSize);
         else
             sum.div_(worldSize, RoundingMode.trunc);
+    }
+
+    /// <summary>Checks that <paramref name="whole"/> holds exactly <see cref="WorldSize"/> chunks of <paramref name="chunk"/>'s size and dtype.</summary>
+    private void CheckChunks(Tensor chunk, Tensor whole, string operation, string wholeName, string chunkName)
+    {
+        ArgumentNullException.ThrowIfNull(chunk);
+        ArgumentNullException.ThrowIfNull(whole);
+        if (whole.dtype != chunk.dtype)
+            throw new ArgumentException(
+                $"{operation}: {wholeName} is {TensorMemory.Name(whole.dtype)} but {chunkName} is {TensorMemory.Name(chunk.dtype)}; they must have the same dtype.", wholeName);
+        if (whole.numel() != chunk.numel() * WorldSize)
+            throw new ArgumentException(
+                $"{operation}: {wholeName} has {whole.numel()} elements, but it must have world size ({WorldSize}) times {chunkName}'s {chunk.numel()}.", wholeName);
+        if (whole.device_type != chunk.device_type)
+            throw new ArgumentException($"{operation}: {wholeName} is on {whole.device} but {chunkName} is on {chunk.device}.", wholeName);
     }
 
     private void CheckUsable() => ObjectDisposedException.ThrowIf(_disposed, this);

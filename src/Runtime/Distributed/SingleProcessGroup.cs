@@ -48,6 +48,23 @@ public sealed class SingleProcessGroup : ProcessGroup
     }
 
     /// <inheritdoc/>
+    protected override void ReduceScatterCore(Tensor output, Tensor input, ReduceOp op)
+    {
+        // One rank: its chunk is the whole input, and every reduction of one value is that value.
+        using var _ = no_grad();
+        using var flat = input.reshape(output.shape);
+        output.copy_(flat);
+    }
+
+    /// <inheritdoc/>
+    protected override void AllGatherIntoCore(Tensor output, Tensor input)
+    {
+        using var _ = no_grad();
+        using var flat = input.reshape(output.shape);
+        output.copy_(flat);
+    }
+
+    /// <inheritdoc/>
     protected override void BarrierCore()
     {
     }

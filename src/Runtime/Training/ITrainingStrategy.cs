@@ -30,6 +30,12 @@ namespace ModelDsl.Runtime.Training
         /// </summary>
         void Start(nn.Module model, long stepsTaken);
 
+        /// <summary>
+        /// <see cref="Start(nn.Module, long)"/> with the optimiser the loop steps, for a strategy that manages its state
+        /// (sharding keeps only its partition's). The trainer calls this one; by default it is the other.
+        /// </summary>
+        void Start(nn.Module model, long stepsTaken, TorchSharp.Modules.OptimizerHelper optimizer) => Start(model, stepsTaken);
+
         /// <summary>The number of batches <see cref="Batches"/> yields on this rank each epoch.</summary>
         long BatchCount(TensorDataset data, int batchSize);
 
@@ -66,7 +72,7 @@ namespace ModelDsl.Runtime.Training
         /// <summary>What the checkpoint must keep for an exact resume besides the weights (null: nothing).</summary>
         Dictionary<string, byte[]>? SaveState();
 
-        /// <summary>After <see cref="Start"/> on resume: takes back what <see cref="SaveState"/> gave (null when the checkpoint has none).</summary>
+        /// <summary>After <see cref="Start(nn.Module, long)"/> on resume: takes back what <see cref="SaveState"/> gave (null when the checkpoint has none).</summary>
         void RestoreState(IReadOnlyDictionary<string, byte[]>? state);
 
         /// <summary>At the end of training: adds the strategy's own figures to the report (rank 0's copy is written).</summary>

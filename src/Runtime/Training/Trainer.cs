@@ -65,7 +65,7 @@ namespace ModelDsl.Runtime.Training
                 }
                 else if (options.Resume) outputs.Note($"No checkpoint at {outputs.CheckpointPath}; starting from scratch.");
                 else outputs.KeepPreviousCheckpoint();
-                strategy.Start(model, loop.Step);
+                strategy.Start(model, loop.Step, optimizer);
                 strategy.RestoreState(strategyState);
 
                 var clock = Stopwatch.StartNew();
@@ -177,8 +177,9 @@ namespace ModelDsl.Runtime.Training
                 {
                     // The pruned model has new parameters (weight_orig, or smaller layers): the strategy starts over
                     // on them (gradient buckets) and a fresh optimiser of the declared kind takes them.
-                    strategy.Start(pruned, stepsTaken: 0);
-                    var fineTuning = loop.With(pruned, CreateOptimizer(plan with { LearningRate = lr }, pruned));
+                    var fineTuneOptimizer = CreateOptimizer(plan with { LearningRate = lr }, pruned);
+                    strategy.Start(pruned, stepsTaken: 0, fineTuneOptimizer);
+                    var fineTuning = loop.With(pruned, fineTuneOptimizer);
                     for (int e = 0; e < epochs; e++)
                         _ = fineTuning.Run(e, epochs, lr, label: "fine-tune")
                             ?? throw Diverged(fineTuning.Divergence, e + 1, outputs.CheckpointPath, new List<EpochMetrics>());

@@ -148,7 +148,9 @@ namespace ModelDsl.Runtime.Training
                 {
                     using ITrainingStrategy strategy = options.Plan.Mode == ParallelMode.Async
                         ? new Distributed.LocalSgdStrategy(group, options.Plan)
-                        : new Distributed.DataParallelStrategy(group, options.Plan);
+                        : options.Plan.Shard != ShardLevel.None
+                            ? new Distributed.ShardedDataParallelStrategy(group, options.Plan)
+                            : new Distributed.DataParallelStrategy(group, options.Plan);
                     int code = Guarded(primary, () =>
                     {
                         if (summary is not null && primary) Console.WriteLine(summary);

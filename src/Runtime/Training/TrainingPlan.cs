@@ -140,6 +140,13 @@ namespace ModelDsl.Runtime.Training
         [NotInFingerprint("it decides whether a failed job starts again, not what an epoch does")]
         public int MaxRestarts { get; init; }
 
+        /// <summary>
+        /// Sync: what the ranks shard instead of replicating (ZeRO stages; <c>--shard</c>); the steps are DDP's, and
+        /// checkpoints hold the whole state, so a run resumes at any level.
+        /// </summary>
+        [NotInFingerprint("sharding changes where the state lives, not the steps; checkpoints hold the whole state")]
+        public ShardLevel Shard { get; init; }
+
         /// <summary>The loss as the progress and the reports name it: the [Loss] method, or the declared loss.</summary>
         public string LossName => CustomLoss is null || LossMethod.Length == 0 ? Loss.ToString() : $"{LossMethod} ([Loss] method)";
 

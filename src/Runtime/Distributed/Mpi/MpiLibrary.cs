@@ -48,6 +48,7 @@ internal sealed unsafe class MpiLibrary
         Iallreduce = (delegate* unmanaged<void*, void*, int, IntPtr, IntPtr, IntPtr, IntPtr*, int>)F("MPI_Iallreduce");
         Bcast = (delegate* unmanaged<void*, int, IntPtr, int, IntPtr, int>)F("MPI_Bcast");
         Allgather = (delegate* unmanaged<void*, int, IntPtr, void*, int, IntPtr, IntPtr, int>)F("MPI_Allgather");
+        ReduceScatterBlock = (delegate* unmanaged<void*, void*, int, IntPtr, IntPtr, IntPtr, int>)F("MPI_Reduce_scatter_block");
         Barrier = (delegate* unmanaged<IntPtr, int>)F("MPI_Barrier");
         Abort = (delegate* unmanaged<IntPtr, int, int>)F("MPI_Abort");
         Wait = (delegate* unmanaged<IntPtr*, void*, int>)F("MPI_Wait");
@@ -85,6 +86,7 @@ internal sealed unsafe class MpiLibrary
     public delegate* unmanaged<void*, void*, int, IntPtr, IntPtr, IntPtr, IntPtr*, int> Iallreduce { get; }
     public delegate* unmanaged<void*, int, IntPtr, int, IntPtr, int> Bcast { get; }
     public delegate* unmanaged<void*, int, IntPtr, void*, int, IntPtr, IntPtr, int> Allgather { get; }
+    public delegate* unmanaged<void*, void*, int, IntPtr, IntPtr, IntPtr, int> ReduceScatterBlock { get; }
     public delegate* unmanaged<IntPtr, int> Barrier { get; }
     public delegate* unmanaged<IntPtr, int, int> Abort { get; }
     public delegate* unmanaged<IntPtr*, void*, int> Wait { get; }

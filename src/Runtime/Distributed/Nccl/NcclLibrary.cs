@@ -32,6 +32,7 @@ internal sealed unsafe class NcclLibrary
         AllReduce = (delegate* unmanaged<void*, void*, nuint, int, int, IntPtr, IntPtr, int>)F("ncclAllReduce");
         Broadcast = (delegate* unmanaged<void*, void*, nuint, int, int, IntPtr, IntPtr, int>)F("ncclBroadcast");
         AllGather = (delegate* unmanaged<void*, void*, nuint, int, IntPtr, IntPtr, int>)F("ncclAllGather");
+        ReduceScatter = (delegate* unmanaged<void*, void*, nuint, int, int, IntPtr, IntPtr, int>)F("ncclReduceScatter");
         GetErrorString = (delegate* unmanaged<int, byte*>)F("ncclGetErrorString");
     }
 
@@ -42,6 +43,7 @@ internal sealed unsafe class NcclLibrary
     public delegate* unmanaged<void*, void*, nuint, int, int, IntPtr, IntPtr, int> AllReduce { get; }
     public delegate* unmanaged<void*, void*, nuint, int, int, IntPtr, IntPtr, int> Broadcast { get; }
     public delegate* unmanaged<void*, void*, nuint, int, IntPtr, IntPtr, int> AllGather { get; }
+    public delegate* unmanaged<void*, void*, nuint, int, int, IntPtr, IntPtr, int> ReduceScatter { get; }
     public delegate* unmanaged<int, byte*> GetErrorString { get; }
 
     /// <summary>Loads <c>libnccl.so.2</c> (or the library <see cref="LibraryVariable"/> names).</summary>

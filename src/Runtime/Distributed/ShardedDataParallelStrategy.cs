@@ -1,0 +1,430 @@
+using System;
+using System.Collections.Generic;
+using System.Diagnostics;
+using System.Linq;
+using ModelDsl.Runtime.Training;
+using TorchSharp;
+using TorchSharp.Modules;
+using static TorchSharp.torch;
+using TensorDataset = ModelDsl.Runtime.Data.TensorDataset;
+
+namespace ModelDsl.Runtime.Distributed;
+
+/// <summary>
+/// Sharded data parallel (ZeRO, Rajbhandari et al. 2020) as a training strategy beside
+/// <see cref="DataParallelStrategy"/>: the parameters are partitioned across the ranks as PyTorch's
+/// <c>ZeroRedundancyOptimizer</c> partitions them (<see cref="ParameterPartition"/>), each rank keeps the optimiser
+/// state of its partition only and steps only its partition, and the updated parameters are all-gathered after every
+/// step. <see cref="ShardLevel.OptimizerState"/> (stage 1) all-reduces the gradients as DDP does;
+/// <see cref="ShardLevel.Gradients"/> (stage 2) reduce-scatters them so that each rank keeps only its partition's.
+/// </summary>
+/// <remarks>
+/// <para>Everything else is DDP's (the same <see cref="DataParallelStrategy"/> runs underneath): rank 0's parameters
+/// and buffers at the start, the sampler, the finiteness vote, the buffer broadcast after each step, the epoch
+/// metrics. The gradient averaging is DDP's arithmetic (multiply by 1/world size, then sum), so in fp32 the
+/// parameters after every step equal DDP's.</para>
+/// <para>Checkpoints hold the whole state: before each checkpoint the owners send their optimiser state to rank 0
+/// (<see cref="SaveState"/>), which writes the usual checkpoint, so resume (at any shard level), evaluate, export and
+/// Load work unchanged. Gradient clipping uses the norm over all ranks' gradients, as DDP's does.</para>
+/// <para>Stage 2 reduces after backward, through one flat buffer the size of the padded gradients, and frees the
+/// other partitions' gradients as it fills it; ZeRO's bucket-wise reduction during backward is not implemented, so
+/// the peak still holds every gradient once. Stage 3 (<see cref="ShardLevel.Parameters"/>) is not implemented.</para>
+/// </remarks>
+public sealed class ShardedDataParallelStrategy : ITrainingStrategy
+{
+    private readonly ProcessGroup _group;
+    private readonly TrainingPlan _plan;
+    private readonly DataParallelStrategy _ddp;
+    private ParameterPartition? _partition;
+    private OptimizerHelper? _optimizer;
+    private Dictionary<IntPtr, OptimizerState> _states = new();
+    private bool _foreignStateHeld;
+    private TimeSpan _communication;
+    private long _bytes;
+
+    /// <summary>Trains as one of <paramref name="group"/>'s ranks at the plan's <see cref="TrainingPlan.Shard"/> level.</summary>
+    /// <exception cref="ArgumentException">The plan's level is <see cref="ShardLevel.None"/> (use DDP) or <see cref="ShardLevel.Parameters"/> (not implemented).</exception>
+    public ShardedDataParallelStrategy(ProcessGroup group, TrainingPlan plan)
+    {
+        _group = group ?? throw new ArgumentNullException(nameof(group));
+        _plan = plan ?? throw new ArgumentNullException(nameof(plan));
+        if (plan.Shard is not (ShardLevel.OptimizerState or ShardLevel.Gradients))
+            throw new ArgumentException($"ShardedDataParallelStrategy implements ShardLevel.OptimizerState and ShardLevel.Gradients, not ShardLevel.{plan.Shard}.", nameof(plan));
+        _ddp = new DataParallelStrategy(group, plan);
+    }
+
+    /// <inheritdoc/>
+    public int Rank => _group.Rank;
+
+    /// <inheritdoc/>
+    public int WorldSize => _group.WorldSize;
+
+    /// <summary>The ZeRO stage: 1 (optimiser state) or 2 (and gradients).</summary>
+    public ShardLevel Level => _plan.Shard;
+
+    /// <summary>The partition of the parameters (after <see cref="Start(nn.Module, long, OptimizerHelper)"/>).</summary>
+    public ParameterPartition Partition => _partition ?? throw new InvalidOperationException("Start was not called");
+
+    /// <summary>Bytes this rank has handed to collectives so far (DDP's figures plus the reduce-scatters and all-gathers).</summary>
+    public long BytesCommunicated => _ddp.BytesCommunicated + _bytes;
+
+    /// <summary>Bytes of optimiser state this rank holds now (momentum buffers, Adam's moments).</summary>
+    public long OptimizerStateBytes => _states.Values.Sum(s => StateTensors(s).Sum(t => t.numel() * t.element_size()));
+
+    /// <summary>Without the optimiser nothing is sharded but the step: prefer <see cref="Start(nn.Module, long, OptimizerHelper)"/>.</summary>
+    public void Start(nn.Module model, long stepsTaken)
+    {
+        _ddp.Start(model, stepsTaken);
+        _partition = ParameterPartition.Create(model.parameters(), WorldSize);
+        _states = new();
+        _foreignStateHeld = false;
+    }
+
+    /// <summary>
+    /// DDP's start (rank 0's parameters and buffers everywhere), then the partition, and the optimiser state of the
+    /// other ranks' partitions released (a resumed run loaded the whole state from its checkpoint).
+    /// </summary>
+    /// <exception cref="NotSupportedException">The optimiser is not SGD, Adam or AdamW.</exception>
+    public void Start(nn.Module model, long stepsTaken, OptimizerHelper optimizer)
+    {
+        ArgumentNullException.ThrowIfNull(optimizer);
+        Start(model, stepsTaken);
+        _optimizer = optimizer;
+        var parameters = optimizer.ParamGroups.Cast<ParamGroup>().SelectMany(g => g.Parameters).ToList();
+        var states = optimizer.state_dict().State;
+        for (int i = 0; i < parameters.Count; i++)
+        {
+            var state = states[i];
+            if (state is not (SGD.State or Adam.State or AdamW.State))
+                throw new NotSupportedException($"Sharding keeps the state of SGD, Adam and AdamW; {optimizer.GetType().Name} is not supported.");
+            _states[parameters[i].Handle] = state;
+        }
+        _foreignStateHeld = true;
+        ReleaseForeignState();
+    }
+
+    /// <inheritdoc/>
+    public long BatchCount(TensorDataset data, int batchSize) => _ddp.BatchCount(data, batchSize);
+
+    /// <inheritdoc/>
+    public IEnumerable<(Tensor X, Tensor Y)> Batches(TensorDataset data, int batchSize, long seed, int epoch) => _ddp.Batches(data, batchSize, seed, epoch);
+
+    /// <inheritdoc/>
+    public bool AllFinite(bool finite) => _ddp.AllFinite(finite);
+
+    /// <summary>
+    /// Averages the gradients (stage 1: all-reduce, as DDP; stage 2: reduce-scatter), clips them by the norm over
+    /// all ranks when the plan clips, and drops the other partitions' gradients so the optimiser steps this rank's only.
+    /// </summary>
+    public void SynchronizeGradients(nn.Module model)
+    {
+        var partition = Partition;
+        ReleaseForeignState();
+        if (Level == ShardLevel.OptimizerState)
+        {
+            _ddp.SynchronizeGradients(model);
+            // Every rank holds every averaged gradient: DDP's own clipping, before the other partitions' are dropped.
+            if (_plan.GradientClipNorm > 0) nn.utils.clip_grad_norm_(partition.Parameters, _plan.GradientClipNorm);
+            DropForeignGradients();
+            return;
+        }
+        ReduceScatterGradients();
+        if (_plan.GradientClipNorm > 0) ClipOwnGradients(_plan.GradientClipNorm);
+    }
+
+    /// <summary>After an applied step: all-gathers the updated partitions; then DDP's buffer broadcast and divergence check.</summary>
+    public Divergence? AfterStep(nn.Module model, long step, double loss, bool applied)
+    {
+        if (applied) GatherParameters();
+        return _ddp.AfterStep(model, step, loss, applied);
+    }
+
+    /// <inheritdoc/>
+    public Divergence? EndEpoch(nn.Module model) => _ddp.EndEpoch(model);
+
+    /// <inheritdoc/>
+    public void SumAcrossRanks(double[] values) => _ddp.SumAcrossRanks(values);
+
+    /// <summary>
+    /// Before a checkpoint (every rank calls it): the owners send their partitions' optimiser state to rank 0, which
+    /// holds the whole state until the next step, so that the checkpoint it writes is the usual, complete one.
+    /// </summary>
+    public Dictionary<string, byte[]>? SaveState()
+    {
+        if (_optimizer is not null && _partition is { } partition && WorldSize > 1)
+        {
+            var clock = Stopwatch.StartNew();
+            using var noGrad = no_grad();
+            for (int i = 0; i < partition.Parameters.Count; i++)
+                SendStateToRankZero(partition.Parameters[i], partition.Owner[i]);
+            _foreignStateHeld = Rank == 0;
+            _communication += clock.Elapsed;
+        }
+        return _ddp.SaveState();
+    }
+
+    /// <inheritdoc/>
+    public void RestoreState(IReadOnlyDictionary<string, byte[]>? state) => _ddp.RestoreState(state);
+
+    /// <summary>DDP's report section, with <c>shard</c> and the sharded collectives' time and bytes added.</summary>
+    public void Finish(nn.Module model, TrainingReport report)
+    {
+        _ddp.Finish(model, report);
+        var section = report.GetSection<DistributedReport>("distributed") ?? new DistributedReport();
+        section.Shard = TrainingOverrides.ShardName(Level);
+        section.AllReduceSeconds += _communication.TotalSeconds;
+        section.CommFraction = section.AllReduceSeconds / Math.Max(report.TrainSeconds, 1e-9);
+        section.BytesCommunicated = BytesCommunicated;
+        report.SetSection("distributed", section);
+    }
+
+    /// <inheritdoc/>
+    public void Dispose() => _ddp.Dispose();
+
+    private void DropForeignGradients()
+    {
+        var partition = Partition;
+        for (int i = 0; i < partition.Parameters.Count; i++)
+            if (partition.Owner[i] != Rank) partition.Parameters[i].grad = null;
+    }
+
+    /// <summary>
+    /// Stage 2: every gradient into its owner's segment of one flat buffer (the others' gradients freed as they are
+    /// copied), scaled by 1/world size as DDP's buckets are, reduce-scattered with SUM; this rank's segment becomes its
+    /// parameters' gradients.
+    /// </summary>
+    private void ReduceScatterGradients()
+    {
+        var partition = Partition;
+        var clock = Stopwatch.StartNew();
+        using var scope = NewDisposeScope();
+        using var noGrad = no_grad();
+        var device = partition.Parameters.Count > 0 ? partition.Parameters[0].device : CPU;
+        var flat = zeros(partition.SegmentLength * WorldSize, partition.Dtype, device);
+        for (int i = 0; i < partition.Parameters.Count; i++)
+        {
+            var parameter = partition.Parameters[i];
+            using var grad = parameter.grad;
+            if (grad is not null)
+                flat.narrow(0, partition.Owner[i] * partition.SegmentLength + partition.Offset[i], parameter.numel()).copy_(grad.reshape(-1));
+            if (partition.Owner[i] != Rank) parameter.grad = null;
+        }
+        // DDP multiplies by 1/world size on the way into the bucket, then sums: the same arithmetic, the same result.
+        flat.mul_(1.0 / WorldSize);
+        var shard = empty(partition.SegmentLength, partition.Dtype, device);
+        _group.ReduceScatter(shard, flat, ReduceOp.Sum);
+        _bytes += flat.numel() * flat.element_size();
+        flat.Dispose();
+        for (int i = 0; i < partition.Parameters.Count; i++)
+        {
+            if (partition.Owner[i] != Rank) continue;
+            var parameter = partition.Parameters[i];
+            var slice = shard.narrow(0, partition.Offset[i], parameter.numel()).view(parameter.shape);
+            using var grad = parameter.grad;
+            if (grad is null)
+                parameter.grad = slice.to(parameter.dtype).clone().DetachFromDisposeScope();
+            else
+                grad.copy_(slice);
+        }
+        _communication += clock.Elapsed;
+    }
+
+    /// <summary>clip_grad_norm_ over every rank's gradients: this rank's squared norm, summed over all ranks.</summary>
+    private void ClipOwnGradients(double maxNorm)
+    {
+        using var scope = NewDisposeScope();
+        using var noGrad = no_grad();
+        var own = Partition.OwnedBy(Rank).Where(p => p.grad is not null).ToList();
+        double local = own.Sum(p =>
+        {
+            using var grad = p.grad!;
+            return grad.to(ScalarType.Float64).square().sum().item<double>();
+        });
+        var total = new[] { local };
+        _ddp.SumAcrossRanks(total);
+        double norm = Math.Sqrt(total[0]);
+        // torch.nn.utils.clip_grad_norm_: max_norm / (total_norm + 1e-6), clamped to 1.
+        double coefficient = maxNorm / (norm + 1e-6);
+        if (coefficient >= 1) return;
+        foreach (var p in own)
+        {
+            using var grad = p.grad!;
+            grad.mul_(coefficient);
+        }
+    }
+
+    /// <summary>Every rank's partition after its step, all-gathered into every rank's parameters.</summary>
+    private void GatherParameters()
+    {
+        var partition = Partition;
+        if (WorldSize == 1) return;
+        var clock = Stopwatch.StartNew();
+        using var scope = NewDisposeScope();
+        using var noGrad = no_grad();
+        var device = partition.Parameters.Count > 0 ? partition.Parameters[0].device : CPU;
+        var shard = zeros(partition.SegmentLength, partition.Dtype, device);
+        for (int i = 0; i < partition.Parameters.Count; i++)
+            if (partition.Owner[i] == Rank)
+                shard.narrow(0, partition.Offset[i], partition.Parameters[i].numel()).copy_(partition.Parameters[i].reshape(-1));
+        var full = empty(partition.SegmentLength * WorldSize, partition.Dtype, device);
+        _group.AllGather(full, shard);
+        _bytes += shard.numel() * shard.element_size();
+        for (int i = 0; i < partition.Parameters.Count; i++)
+        {
+            if (partition.Owner[i] == Rank) continue;
+            var parameter = partition.Parameters[i];
+            parameter.copy_(full.narrow(0, partition.Owner[i] * partition.SegmentLength + partition.Offset[i], parameter.numel()).view(parameter.shape));
+        }
+        _communication += clock.Elapsed;
+    }
+
+    /// <summary>One parameter's optimiser state from its owner to rank 0 (a broadcast: every rank takes part).</summary>
+    private void SendStateToRankZero(Parameter parameter, int owner)
+    {
+        if (!_states.TryGetValue(parameter.Handle, out var state)) return;
+        bool mine = owner == Rank;
+        switch (state)
+        {
+            case SGD.State sgd:
+            {
+                using var has = tensor(new long[] { mine && sgd.momentum_buffer is not null ? 1 : 0 });
+                _group.Broadcast(has, owner);
+                if (has.item<long>() == 0) break;
+                var buffer = mine ? sgd.momentum_buffer! : zeros_like(parameter).DetachFromDisposeScope();
+                _group.Broadcast(buffer, owner);
+                if (mine) break;
+                if (Rank == 0) { sgd.momentum_buffer?.Dispose(); sgd.momentum_buffer = buffer; }
+                else buffer.Dispose();
+                break;
+            }
+            case Adam.State adam:
+                adam.step = SendAdamState(parameter, owner, adam.step, ref adam.exp_avg, ref adam.exp_avg_sq);
+                break;
+            case AdamW.State adamW:
+                adamW.step = SendAdamState(parameter, owner, adamW.step, ref adamW.exp_avg, ref adamW.exp_avg_sq);
+                break;
+        }
+    }
+
+    private long SendAdamState(Parameter parameter, int owner, long step, ref Tensor expAvg, ref Tensor expAvgSq)
+    {
+        bool mine = owner == Rank;
+        using var steps = tensor(new[] { step });
+        _group.Broadcast(steps, owner);
+        foreach (bool second in new[] { false, true })
+        {
+            ref Tensor target = ref second ? ref expAvgSq : ref expAvg;
+            var moment = mine ? target : zeros_like(parameter).DetachFromDisposeScope();
+            _group.Broadcast(moment, owner);
+            if (mine) continue;
+            if (Rank == 0) { target.Dispose(); target = moment; }
+            else moment.Dispose();
+        }
+        return steps.item<long>();
+    }
+
+    /// <summary>Frees the optimiser state of the other ranks' partitions (Adam's moments become empty; SGD's momentum null).</summary>
+    private void ReleaseForeignState()
+    {
+        if (!_foreignStateHeld || _partition is not { } partition) return;
+        _foreignStateHeld = false;
+        for (int i = 0; i < partition.Parameters.Count; i++)
+        {
+            if (partition.Owner[i] == Rank || !_states.TryGetValue(partition.Parameters[i].Handle, out var state)) continue;
+            var parameter = partition.Parameters[i];
+            switch (state)
+            {
+                case SGD.State sgd:
+                    sgd.momentum_buffer?.Dispose();
+                    sgd.momentum_buffer = null;
+                    break;
+                case Adam.State adam:
+                    Empty(ref adam.exp_avg, parameter);
+                    Empty(ref adam.exp_avg_sq, parameter);
+                    break;
+                case AdamW.State adamW:
+                    Empty(ref adamW.exp_avg, parameter);
+                    Empty(ref adamW.exp_avg_sq, parameter);
+                    break;
+            }
+        }
+
+        static void Empty(ref Tensor moment, Parameter parameter)
+        {
+            moment?.Dispose();
+            moment = empty(0, parameter.dtype, parameter.device).DetachFromDisposeScope();
+        }
+    }
+
+    private static IEnumerable<Tensor> StateTensors(OptimizerState state) => state switch
+    {
+        SGD.State sgd => sgd.momentum_buffer is { } b ? new[] { b } : Array.Empty<Tensor>(),
+        Adam.State adam => new[] { adam.exp_avg, adam.exp_avg_sq },
+        AdamW.State adamW => new[] { adamW.exp_avg, adamW.exp_avg_sq },
+        _ => Array.Empty<Tensor>(),
+    };
+}
+
+/// <summary>
+/// Which rank owns each parameter under sharding, as PyTorch 1.13's <c>ZeroRedundancyOptimizer</c> partitions them:
+/// the parameters sorted by size, largest first (ties in model order), each to the rank with the fewest elements so
+/// far (ties to the lowest rank). Whole parameters, never split. For the collectives, rank r's parameters lie one
+/// after another in segment r of a flat buffer of <see cref="SegmentLength"/> × world size elements (the longest
+/// partition's length; shorter ones are padded with zeros).
+/// </summary>
+public sealed class ParameterPartition
+{
+    private ParameterPartition(IReadOnlyList<Parameter> parameters, int[] owner, long[] offset, long segmentLength, ScalarType dtype)
+    {
+        (Parameters, Owner, Offset, SegmentLength, Dtype) = (parameters, owner, offset, segmentLength, dtype);
+    }
+
+    /// <summary>The parameters that require a gradient, in model order (each once).</summary>
+    public IReadOnlyList<Parameter> Parameters { get; }
+
+    /// <summary>The rank that owns <c>Parameters[i]</c>.</summary>
+    public IReadOnlyList<int> Owner { get; }
+
+    /// <summary>Where <c>Parameters[i]</c> starts inside its owner's segment, in elements.</summary>
+    public IReadOnlyList<long> Offset { get; }
+
+    /// <summary>Elements per rank's segment of the flat buffers.</summary>
+    public long SegmentLength { get; }
+
+    /// <summary>The flat buffers' dtype: the parameters' own, or float64 when they mix dtypes (exact for every float dtype).</summary>
+    public ScalarType Dtype { get; }
+
+    /// <summary>Rank <paramref name="rank"/>'s parameters, in model order.</summary>
+    public IEnumerable<Parameter> OwnedBy(int rank) => Parameters.Where((_, i) => Owner[i] == rank);
+
+    /// <summary>Elements rank <paramref name="rank"/> owns.</summary>
+    public long ElementsOf(int rank) => OwnedBy(rank).Sum(p => p.numel());
+
+    /// <summary>Partitions <paramref name="parameters"/> (those that require a gradient, duplicates once) over <paramref name="worldSize"/> ranks.</summary>
+    public static ParameterPartition Create(IEnumerable<Parameter> parameters, int worldSize)
+    {
+        ArgumentNullException.ThrowIfNull(parameters);
+        ArgumentOutOfRangeException.ThrowIfLessThan(worldSize, 1);
+        var seen = new HashSet<IntPtr>();
+        var list = parameters.Where(p => p.requires_grad && seen.Add(p.Handle)).ToList();
+        var owner = new int[list.Count];
+        var offset = new long[list.Count];
+        var sizes = new long[worldSize];
+        // OrderBy is stable: equal sizes keep model order, as Python's sorted does.
+        foreach (int i in Enumerable.Range(0, list.Count).OrderByDescending(i => list[i].numel()))
+        {
+            int rank = Array.IndexOf(sizes, sizes.Min());
+            owner[i] = rank;
+            sizes[rank] += list[i].numel();
+        }
+        var filled = new long[worldSize];
+        for (int i = 0; i < list.Count; i++)
+        {
+            offset[i] = filled[owner[i]];
+            filled[owner[i]] += list[i].numel();
+        }
+        var dtypes = list.Select(p => p.dtype).Distinct().ToList();
+        var dtype = dtypes.Count == 1 ? dtypes[0] : ScalarType.Float64;
+        return new ParameterPartition(list, owner, offset, sizes.Length == 0 ? 0 : sizes.Max(), dtype);
+    }
+}
