@@ -21,11 +21,17 @@ namespace ModelDsl.Generators
         /// <inheritdoc />
         public void Initialize(IncrementalGeneratorInitializationContext context)
         {
-            var results = context.SyntaxProvider
+            // Two stages, so that an unchanged model is not bound again: Roslyn re-runs this transform for every
+            // [Model] class whenever the compilation changes, so it only reads what the parse depends on, from syntax
+            // (ModelSource); the parse, which binds every layer attribute, runs when that changed.
+            var sources = context.SyntaxProvider
                 .ForAttributeWithMetadataName(
                     ModelParser.ModelAttributeName,
                     static (node, _) => node is TypeDeclarationSyntax,
-                    static (ctx, ct) => ParseSafely(ctx, ct))
+                    static (ctx, ct) => ModelSource.From(ctx, ct))
+                .WithTrackingName(TrackingNames.Sources);
+            var results = sources
+                .Select(static (source, ct) => ParseSafely(source, ct))
                 .WithTrackingName(TrackingNames.Parse);
 
             var models = results
@@ -83,17 +89,23 @@ namespace ModelDsl.Generators
 
         // The generator must never throw (a throw is CS8785 and takes every other output with it). Cancellation
         // is the one exception that has to propagate.
-        private static ModelResult ParseSafely(GeneratorAttributeSyntaxContext context, System.Threading.CancellationToken ct)
+        private static ModelResult ParseSafely(ModelSource? source, System.Threading.CancellationToken ct)
         {
+            if (source is null) return new ModelResult(null, EquatableArray<DiagnosticInfo>.Empty);
+            INamedTypeSymbol? type = null;
             try
             {
-                return ModelParser.Parse(context, ct);
+                // The source is this run's whenever this step runs (see ModelSource), so its compilation is alive.
+                if (!source.TryGet(out type, out var compilation))
+                    throw new InvalidOperationException("the compilation of this run was no longer reachable");
+                return ModelParser.Parse(type, source.ModelAttribute(type), compilation, ct);
             }
             catch (Exception e) when (e is not OperationCanceledException)
             {
-                var location = LocationInfo.From(context.TargetNode.GetLocation());
+                var tree = type?.DeclaringSyntaxReferences.FirstOrDefault(r => r.SyntaxTree.FilePath == source.TargetPath)?.SyntaxTree;
+                var location = tree is null ? null : LocationInfo.From(Location.Create(tree, source.TargetSpan));
                 var info = new DiagnosticInfo(DiagnosticDescriptors.UnsupportedClass.Id, location,
-                    new[] { context.TargetSymbol.Name, "the ModelDsl generator failed on it (" + e.GetType().Name + ": " + e.Message + "); please report this" }.ToEquatableArray());
+                    new[] { source.Name, "the ModelDsl generator failed on it (" + e.GetType().Name + ": " + e.Message + "); please report this" }.ToEquatableArray());
                 return new ModelResult(null, new[] { info }.ToEquatableArray());
             }
         }
@@ -176,7 +188,9 @@ namespace ModelDsl.Generators
     /// <summary>Tracking names of the pipeline steps, for incremental-caching tests.</summary>
     public static class TrackingNames
     {
-        /// <summary>The [Model] classes, parsed and checked.</summary>
+        /// <summary>What each [Model] class's parse reads, from syntax (re-run on every compilation; cheap).</summary>
+        public const string Sources = "ModelDsl.Sources";
+        /// <summary>The [Model] classes, parsed and checked (only when their <see cref="Sources"/> changed).</summary>
         public const string Parse = "ModelDsl.Parse";
         /// <summary>The models to emit.</summary>
         public const string Models = "ModelDsl.Models";

@@ -81,6 +81,80 @@ public class IncrementalTests
             result.GeneratedTrees.Single(t => t.FilePath.EndsWith("DigitsMlp.Model.g.cs", StringComparison.Ordinal)).ToString());
     }
 
+    private static (GeneratorDriver Driver, CSharpCompilation Compilation) RunThenEditMethodBody(CSharpCompilation compilation, string path, string before, string after)
+    {
+        var driver = GeneratorHarness.CreateDriver().RunGenerators(compilation);
+        var oldTree = compilation.SyntaxTrees.Single(t => t.FilePath == path);
+        var newTree = CSharpSyntaxTree.ParseText(oldTree.ToString().Replace(before, after), GeneratorHarness.ParseOptions, path);
+        Assert.NotEqual(oldTree.ToString(), newTree.ToString());
+        var edited = compilation.ReplaceSyntaxTree(oldTree, newTree);
+        return (driver.RunGenerators(edited), edited);
+    }
+
+    private static IncrementalStepRunReason[] Reasons(GeneratorDriver driver, string step) =>
+        driver.GetRunResult().Results.Single().TrackedSteps[step].SelectMany(s => s.Outputs).Select(o => o.Reason).ToArray();
+
+    private const string Unrelated = "namespace Other; public class Unrelated { public int Answer() { return 42; } }";
+
+    [Fact]
+    public void UnrelatedEdit_DoesNotParseTheModelsAgain()
+    {
+        // A keystroke in another file's method body: the models' syntax stage re-runs (Roslyn re-runs every
+        // ForAttributeWithMetadataName transform on a new compilation) and finds nothing changed, so the parse
+        // step, which binds the layer attributes, does not run at all (Cached, not Unchanged: not re-run then equal).
+        var compilation = GeneratorHarness.Compile(new[] { ("Mlp.cs", Mlp), ("Cnn.cs", Cnn), ("Other.cs", Unrelated) });
+        var (driver, _) = RunThenEditMethodBody(compilation, "Other.cs", "return 42;", "return 43;");
+
+        var sources = Reasons(driver, TrackingNames.Sources);
+        Assert.Equal(2, sources.Length);
+        Assert.All(sources, r => Assert.Equal(IncrementalStepRunReason.Unchanged, r));
+        var parses = Reasons(driver, TrackingNames.Parse);
+        Assert.Equal(2, parses.Length);
+        Assert.All(parses, r => Assert.Equal(IncrementalStepRunReason.Cached, r));
+    }
+
+    [Fact]
+    public void EditToAConstantInAnotherFile_ParsesTheModelThatUsesItAgain()
+    {
+        // The model names a type of this compilation's sources, so its parse depends on another file: it runs on
+        // every compilation and sees the new value; the model beside it that names none stays cached.
+        const string constants = "namespace Samples.Digits; public static class Sizes { public const int Hidden = 64; }";
+        string usesConstant = Mlp.Replace("[Linear(128)]", "[Linear(Sizes.Hidden)]");
+        var compilation = GeneratorHarness.Compile(new[] { ("Mlp.cs", usesConstant), ("Cnn.cs", Cnn), ("Sizes.cs", constants) });
+        var (driver, _) = RunThenEditMethodBody(compilation, "Sizes.cs", "Hidden = 64", "Hidden = 32");
+
+        var result = driver.GetRunResult();
+        Assert.Contains("global::TorchSharp.torch.nn.Linear(64, 32, hasBias: true)",
+            result.GeneratedTrees.Single(t => t.FilePath.EndsWith("DigitsMlp.Model.g.cs", StringComparison.Ordinal)).ToString());
+        var parses = Reasons(driver, TrackingNames.Parse);
+        Assert.Equal(1, parses.Count(r => r == IncrementalStepRunReason.Modified));
+        Assert.Equal(1, parses.Count(r => r == IncrementalStepRunReason.Cached));
+    }
+
+    [Fact]
+    public void TypeAddedElsewhereThatAModelNames_ParsesItAgain()
+    {
+        // A class named like the model's property type, added in the model's namespace in another file, changes
+        // what 'Linear' means there (MD0006, the type does not match the attribute): the model must not stay cached.
+        var compilation = GeneratorHarness.Compile(new[] { ("Mlp.cs", Mlp), ("Other.cs", Unrelated) });
+        var (driver, edited) = RunThenEditMethodBody(compilation, "Other.cs", "namespace Other; public class Unrelated",
+            "namespace Samples.Digits; public class Linear : TorchSharp.torch.nn.Module<TorchSharp.torch.Tensor, TorchSharp.torch.Tensor> { public Linear() : base(\"L\") { } public override TorchSharp.torch.Tensor forward(TorchSharp.torch.Tensor x) => x; } public class Unrelated");
+
+        var fresh = GeneratorHarness.CreateDriver().RunGenerators(edited).GetRunResult();
+        var incremental = driver.GetRunResult();
+        Assert.NotEmpty(fresh.Diagnostics);
+        Assert.Equal(fresh.Diagnostics.Select(d => d.ToString()), incremental.Diagnostics.Select(d => d.ToString()));
+        Assert.Equal(IncrementalStepRunReason.Modified, Assert.Single(Reasons(driver, TrackingNames.Parse)));
+    }
+
+    [Fact]
+    public void GlobalUsingAddedElsewhere_ParsesTheModelsAgain()
+    {
+        var compilation = GeneratorHarness.Compile(new[] { ("Mlp.cs", Mlp), ("Other.cs", Unrelated) });
+        var (driver, _) = RunThenEditMethodBody(compilation, "Other.cs", "namespace Other;", "global using System.Linq; namespace Other;");
+        Assert.Equal(IncrementalStepRunReason.Unchanged, Assert.Single(Reasons(driver, TrackingNames.Parse)));
+    }
+
     [Fact]
     public void PipelineModel_HoldsNoSymbolsSyntaxOrCompilation()
     {

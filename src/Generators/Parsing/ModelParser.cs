@@ -42,13 +42,10 @@ namespace ModelDsl.Generators.Parsing
         }
 
         /// <summary>Entry point from the pipeline. Never throws: an unexpected failure becomes no output.</summary>
-        public static ModelResult Parse(GeneratorAttributeSyntaxContext context, CancellationToken cancellation)
+        public static ModelResult Parse(INamedTypeSymbol type, AttributeData? modelAttribute, Compilation compilation, CancellationToken cancellation)
         {
-            if (context.TargetSymbol is not INamedTypeSymbol type)
-                return new ModelResult(null, EquatableArray<DiagnosticInfo>.Empty);
-
             var parser = new ModelParser(ImmutableStack<INamedTypeSymbol>.Empty.Push(type), cancellation);
-            var model = parser.ParseModel(type, context.Attributes.FirstOrDefault(), context.SemanticModel.Compilation, reportDiagnostics: true);
+            var model = parser.ParseModel(type, modelAttribute, compilation, reportDiagnostics: true);
             return new ModelResult(model?.Spec, parser._diagnostics.ToEquatableArray());
         }
 

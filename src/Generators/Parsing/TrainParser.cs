@@ -16,7 +16,7 @@ namespace ModelDsl.Generators.Parsing
     internal static class TrainParser
     {
         internal const string TrainAttributeName = "ModelDsl." + nameof(TrainAttribute);
-        private const string TrainingHostName = "ModelDsl.Runtime.Training.TrainingHost";
+        internal const string TrainingHostName = "ModelDsl.Runtime.Training.TrainingHost";
 
         /// <summary>
         /// Checks the plan. <paramref name="output"/> is null when the model's output is unknown at compile time

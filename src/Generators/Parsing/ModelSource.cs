@@ -1,0 +1,223 @@
+using System;
+using System.Collections.Generic;
+using System.Linq;
+using System.Runtime.CompilerServices;
+using System.Text;
+using System.Threading;
+using Microsoft.CodeAnalysis;
+using Microsoft.CodeAnalysis.CSharp;
+using Microsoft.CodeAnalysis.CSharp.Syntax;
+
+namespace ModelDsl.Generators.Parsing
+{
+    /// <summary>
+    /// The pipeline's first stage for a [Model] class: everything its parse reads, as text, so that the parse (which
+    /// binds every layer attribute) runs again only when one of those inputs changed. Roslyn re-runs the transform of
+    /// <c>ForAttributeWithMetadataName</c> for every model whenever the compilation changes; this stage is all that
+    /// re-runs for an unchanged model, and it reads syntax only (plus a few facts computed once per compilation).
+    /// </summary>
+    /// <remarks>
+    /// <para>
+    /// Equal when the parse would read the same inputs: each declaration of the class (file, position, full text, and
+    /// the usings and namespaces around it, with the file's language version and preprocessor symbols), the global
+    /// usings of the compilation, its metadata references (by identity) and whether it has TorchSharp and the
+    /// ModelDsl runtime. A model whose syntax names a type declared in the compilation's own sources (a composed
+    /// model, a base class, a class of constants, a helper) or that is nested in another type can depend on other
+    /// files: it is never equal, and is parsed on every run, as before.
+    /// </para>
+    /// <para>
+    /// The parse needs the compiler's objects of the current run. They are held weakly (the symbol and the
+    /// compilation, both alive while the driver runs on that compilation), and excluded from equality: when the
+    /// source equals the previous run's, the parse step is cached and never looks at them; when it differs, the
+    /// value is this run's, so they are the current compilation's. The pipeline thus pins no compilation.
+    /// </para>
+    /// </remarks>
+    internal sealed class ModelSource : IEquatable<ModelSource>
+    {
+        private readonly string _facts;
+        private readonly string _syntax;
+        // A fresh object for a model that depends on other files: never equal to another run's source.
+        private readonly object? _neverEqual;
+        private readonly WeakReference<INamedTypeSymbol> _type;
+        private readonly WeakReference<Compilation> _compilation;
+
+        private ModelSource(string facts, string syntax, bool dependsOnOtherFiles, INamedTypeSymbol type, Compilation compilation,
+            SyntaxNode target)
+        {
+            _facts = facts;
+            _syntax = syntax;
+            _neverEqual = dependsOnOtherFiles ? new object() : null;
+            _type = new WeakReference<INamedTypeSymbol>(type);
+            _compilation = new WeakReference<Compilation>(compilation);
+            Name = type.Name;
+            TargetPath = target.SyntaxTree.FilePath;
+            TargetSpan = target.Span;
+        }
+
+        /// <summary>The class's name (for the message of a failure).</summary>
+        public string Name { get; }
+        /// <summary>The file and span of the declaration that carries [Model].</summary>
+        public string TargetPath { get; }
+        /// <summary>See <see cref="TargetPath"/>.</summary>
+        public Microsoft.CodeAnalysis.Text.TextSpan TargetSpan { get; }
+
+        /// <summary>Whether the parse must run on every compilation (the model names a type from the compilation's sources, or is nested).</summary>
+        public bool DependsOnOtherFiles => _neverEqual is not null;
+
+        /// <summary>Reads the class's syntax; binds nothing (the symbol is the one <c>ForAttributeWithMetadataName</c> already has).</summary>
+        public static ModelSource? From(GeneratorAttributeSyntaxContext context, CancellationToken cancellation)
+        {
+            if (context.TargetSymbol is not INamedTypeSymbol type) return null;
+            var compilation = context.SemanticModel.Compilation;
+            try
+            {
+                return Read(context, type, compilation, cancellation);
+            }
+            catch (Exception e) when (e is not OperationCanceledException)
+            {
+                // The generator never throws: without a key the model is parsed on every run (and the parse reports
+                // what it finds).
+                return new ModelSource("", "", dependsOnOtherFiles: true, type, compilation, context.TargetNode);
+            }
+        }
+
+        private static ModelSource Read(GeneratorAttributeSyntaxContext context, INamedTypeSymbol type, Compilation compilation, CancellationToken cancellation)
+        {
+            var facts = CompilationFacts.Of(compilation);
+            bool dependsOnOtherFiles = facts.GlobalUsingsNameSourceType || type.ContainingType is not null;
+
+            var syntax = new StringBuilder();
+            foreach (var reference in type.DeclaringSyntaxReferences)
+            {
+                cancellation.ThrowIfCancellationRequested();
+                var node = reference.GetSyntax(cancellation);
+                var tree = node.SyntaxTree;
+                syntax.Append(tree.FilePath).Append('\u0001');
+                if (tree.Options is CSharpParseOptions options)
+                    syntax.Append(options.LanguageVersion).Append(' ').Append(string.Join(",", options.PreprocessorSymbolNames));
+                syntax.Append('\u0001').Append(node.FullSpan.Start).Append('\u0001');
+                // The usings and namespaces around the declaration decide what its names mean.
+                foreach (var scope in node.Ancestors())
+                {
+                    SyntaxList<UsingDirectiveSyntax> usings;
+                    SyntaxList<ExternAliasDirectiveSyntax> externs;
+                    if (scope is BaseNamespaceDeclarationSyntax ns)
+                    {
+                        syntax.Append("namespace ").Append(ns.Name.ToString()).Append('\u0001');
+                        (usings, externs) = (ns.Usings, ns.Externs);
+                    }
+                    else if (scope is CompilationUnitSyntax unit) (usings, externs) = (unit.Usings, unit.Externs);
+                    else continue;
+                    foreach (var e in externs) syntax.Append(e.ToString()).Append('\u0001');
+                    foreach (var u in usings)
+                    {
+                        syntax.Append(u.ToString()).Append('\u0001');
+                        dependsOnOtherFiles |= NamesSourceType(u, facts.TypeNames, type.Name);
+                    }
+                }
+                syntax.Append(node.ToFullString()).Append('\u0002');
+                dependsOnOtherFiles |= NamesSourceType(node, facts.TypeNames, type.Name);
+            }
+
+            return new ModelSource(facts.Key, syntax.ToString(), dependsOnOtherFiles, type, compilation, context.TargetNode);
+        }
+
+        /// <summary>This run's symbol and compilation; false only if they were collected (not while the driver runs on them).</summary>
+        public bool TryGet(out INamedTypeSymbol type, out Compilation compilation)
+        {
+            compilation = null!;
+            return _type.TryGetTarget(out type!) && _compilation.TryGetTarget(out compilation!);
+        }
+
+        /// <summary>
+        /// The [Model] attribute written on the declaration this source is for (what <c>ForAttributeWithMetadataName</c>
+        /// hands its transform); attributes are bound once per symbol, so this binds the class's attributes at most once.
+        /// </summary>
+        public AttributeData? ModelAttribute(INamedTypeSymbol type)
+        {
+            AttributeData? first = null;
+            foreach (var attribute in type.GetAttributes())
+            {
+                if (attribute.AttributeClass?.ToDisplayString() != ModelParser.ModelAttributeName) continue;
+                first ??= attribute;
+                if (attribute.ApplicationSyntaxReference is { } r && r.SyntaxTree.FilePath == TargetPath && TargetSpan.Contains(r.Span))
+                    return attribute;
+            }
+            return first;
+        }
+
+        /// <summary>
+        /// Whether an identifier under <paramref name="node"/> is the name of a type declared in the compilation's
+        /// sources (other than the model itself); an attribute's name counts with and without its Attribute suffix.
+        /// </summary>
+        private static bool NamesSourceType(SyntaxNode node, ICollection<string> sourceTypeNames, string self)
+        {
+            if (sourceTypeNames.Count == 0) return false;
+            foreach (var token in node.DescendantTokens())
+            {
+                if (!token.IsKind(SyntaxKind.IdentifierToken)) continue;
+                string name = token.ValueText;
+                if (name == self) continue;
+                if (sourceTypeNames.Contains(name)) return true;
+                if (IsInAttributeName(token) && sourceTypeNames.Contains(name + "Attribute")) return true;
+            }
+            return false;
+        }
+
+        private static bool IsInAttributeName(SyntaxToken token)
+        {
+            for (var n = token.Parent; n is NameSyntax; n = n.Parent)
+                if (n.Parent is AttributeSyntax attribute && attribute.Name == n) return true;
+            return false;
+        }
+
+        /// <inheritdoc />
+        public bool Equals(ModelSource? other) =>
+            other is not null && _neverEqual is null && other._neverEqual is null
+            && string.Equals(_facts, other._facts, StringComparison.Ordinal) && string.Equals(_syntax, other._syntax, StringComparison.Ordinal);
+
+        /// <inheritdoc />
+        public override bool Equals(object? obj) => Equals(obj as ModelSource);
+
+        /// <inheritdoc />
+        public override int GetHashCode() => _neverEqual?.GetHashCode() ?? StringComparer.Ordinal.GetHashCode(_syntax);
+
+        /// <summary>What every model's parse reads from the compilation as a whole, computed once per compilation.</summary>
+        private sealed class CompilationFacts
+        {
+            private static readonly ConditionalWeakTable<Compilation, CompilationFacts> Cache = new();
+            // Metadata references get a number each, by identity (a new reference object is a new number).
+            private static readonly ConditionalWeakTable<MetadataReference, object> ReferenceIds = new();
+            private static int _nextReferenceId;
+
+            public string Key = "";
+            public ICollection<string> TypeNames = Array.Empty<string>();
+            public bool GlobalUsingsNameSourceType;
+
+            public static CompilationFacts Of(Compilation compilation) => Cache.GetValue(compilation, Compute);
+
+            private static CompilationFacts Compute(Compilation compilation)
+            {
+                var facts = new CompilationFacts { TypeNames = compilation.Assembly.TypeNames };
+                var key = new StringBuilder();
+                key.Append(compilation.GetTypeByMetadataName("TorchSharp.torch") is not null ? "torch " : "- ")
+                   .Append(compilation.GetTypeByMetadataName(TrainParser.TrainingHostName) is not null ? "runtime\u0001" : "-\u0001");
+                foreach (var reference in compilation.References)
+                    key.Append(((StrongBox<int>)ReferenceIds.GetValue(reference, static _ => new StrongBox<int>(Interlocked.Increment(ref _nextReferenceId)))).Value).Append(',');
+                key.Append('\u0001');
+                foreach (var tree in compilation.SyntaxTrees)
+                {
+                    if (tree.GetRoot() is not CompilationUnitSyntax unit) continue;
+                    foreach (var u in unit.Usings)
+                    {
+                        if (!u.GlobalKeyword.IsKind(SyntaxKind.GlobalKeyword)) continue;
+                        key.Append(u.ToString()).Append('\u0001');
+                        facts.GlobalUsingsNameSourceType |= NamesSourceType(u, facts.TypeNames, "");
+                    }
+                }
+                facts.Key = key.ToString();
+                return facts;
+            }
+        }
+    }
+}
