@@ -85,6 +85,12 @@ public class LayerKindRecipeTests
         Assert.False(LayerKind.TryGet("Model", out _)); // a composed model has no attribute of its own
         // Every kind is registered under a distinct name, and the registry is what the diagnostics list.
         Assert.Equal(LayerKind.All.Count, LayerKind.All.Select(k => k.Name).Distinct().Count());
+        Assert.Equal(LayerKind.All.Count, LayerKind.All.Select(k => k.ModuleType).Distinct().Count());
+        // Every kind's field is in All (a field left out of All would compile and then be "not a layer").
+        var fields = typeof(LayerKind).GetFields(System.Reflection.BindingFlags.Public | System.Reflection.BindingFlags.Static)
+            .Where(f => f.FieldType == typeof(LayerKind)).Select(f => (LayerKind)f.GetValue(null)!).ToList();
+        Assert.Equal(fields.Count, LayerKind.All.Count);
+        Assert.All(fields, k => Assert.Contains(k, LayerKind.All));
         var run = Markup.Verify("[Model(Input = \"B, 4\")]\npublic partial class M\n{\n[RNN(16, 32)] public partial RNN {|MD0009:Rnn|} { get; }\n}");
         Assert.Contains("[LeakyReLU]", string.Join("\n", run.ModelDiagnostics.Select(d => d.GetMessage())));
     }

@@ -181,7 +181,7 @@ namespace ModelDsl.Runtime.Inference
                     case TransformerLayer layer when !layer.Causal:
                         return $"'{name}' is not causal: its positions attend to later ones, which a new token changes";
                     case TransformerLayer or PositionalEmbedding or Embedding or Linear or DynamicQuantizedLinear or LayerNorm or Dropout
-                        or GELU or ReLU or SiLU or Tanh or Sigmoid or Identity:
+                        or GELU or ReLU or LeakyReLU or SiLU or Tanh or Sigmoid or Identity:
                         break;
                     case nn.Module<Tensor, Tensor> inner when IsSequential(inner):
                         break;

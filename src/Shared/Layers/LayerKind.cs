@@ -94,7 +94,8 @@ namespace ModelDsl.Shapes
         private static Dictionary<string, LayerKind> Index(Func<LayerKind, string> key)
         {
             var index = new Dictionary<string, LayerKind>(StringComparer.Ordinal);
-            foreach (var kind in All) index[key(kind)] = kind;
+            // Add, not the indexer: two kinds under one name or module type are a registry mistake, not a silent overwrite.
+            foreach (var kind in All) index.Add(key(kind), kind);
             return index;
         }
 

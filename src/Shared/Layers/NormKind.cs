@@ -20,6 +20,11 @@ namespace ModelDsl.Shapes
 
         public override void Read(LayerParams p, ILayerArguments arguments) => p.Own = NormArguments.Read(arguments);
 
+#if MODELDSL_GENERATOR
+        // The weight is (C,): its one dim holds the input's features, not an output size (Out is unset for a norm).
+        public override long WeightSize(LayerArgs a, int dim) => a.In;
+#endif
+
         public override LayerShape Infer(LayerParams p, Dim[] x, bool isInt)
         {
             if (p.In != -1 && p.In < 1) return NonPositive("numFeatures", p.In);
@@ -48,6 +53,11 @@ namespace ModelDsl.Shapes
         public LayerNormKind() : base("LayerNorm") { }
 
         public override void Read(LayerParams p, ILayerArguments arguments) => p.Own = NormArguments.Read(arguments);
+
+#if MODELDSL_GENERATOR
+        // The weight is (C,): its one dim holds the input's features, not an output size (Out is unset for a norm).
+        public override long WeightSize(LayerArgs a, int dim) => a.In;
+#endif
 
         public override LayerShape Infer(LayerParams p, Dim[] x, bool isInt)
         {
