@@ -1,0 +1,98 @@
+using System;
+using System.Collections.Generic;
+using System.Linq;
+using System.Reflection;
+using Google.Protobuf;
+using ModelDsl.Runtime.Inference;
+using ModelDsl.Runtime.Onnx.Proto;
+using TorchSharp;
+using static TorchSharp.torch;
+
+namespace ModelDsl.Runtime.Onnx;
+
+/// <summary>
+/// Writes a generated model as an ONNX model (opset <see cref="Opset"/>) for ONNX Runtime and other ONNX engines,
+/// from the layers its slots hold now — no tracing: each slot's module (its kind, arguments and weights) maps to
+/// ONNX nodes. Float, pruned (the mask folded into plain weights), structurally cut and int8 models
+/// (<c>DynamicQuantizeLinear</c> + <c>MatMulInteger</c>) export alike. See docs/inference.md#onnx.
+/// </summary>
+public static class OnnxExport
+{
+    /// <summary>The ONNX operator set the files use.</summary>
+    public const int Opset = 17;
+
+    /// <summary>The ONNX IR version written (8: the one that opset 17 came with).</summary>
+    public const int IrVersion = 8;
+
+    /// <summary>The graph input's name.</summary>
+    public const string InputName = "input";
+
+    /// <summary>The graph output's name.</summary>
+    public const string OutputName = "output";
+
+    /// <summary>The symbolic name of the batch dimension (dimension 0 of the input and the output).</summary>
+    public const string BatchDim = "batch";
+
+    /// <summary>
+    /// Writes <paramref name="model"/> to <paramref name="path"/> (atomically) as an ONNX model whose input is
+    /// <paramref name="signature"/>'s (generated models: <c>Model.Signature</c>).
+    /// </summary>
+    /// <exception cref="NotSupportedException">A layer kind without an ONNX mapping, or a hand-written forward; the message names the layer.</exception>
+    public static void Save(nn.Module<Tensor, Tensor> model, ModelSignature signature, string path)
+    {
+        ArgumentException.ThrowIfNullOrEmpty(path);
+        byte[] bytes = ToBytes(model, signature);
+        ModelFiles.AtomicWrite(path, stream => stream.Write(bytes));
+    }
+
+    /// <summary>The ONNX model of <paramref name="model"/> as bytes (what <see cref="Save"/> writes).</summary>
+    /// <exception cref="NotSupportedException">A layer kind without an ONNX mapping, or a hand-written forward.</exception>
+    public static byte[] ToBytes(nn.Module<Tensor, Tensor> model, ModelSignature signature) => Build(model, signature).ToByteArray();
+
+    internal static ModelProto Build(nn.Module<Tensor, Tensor> model, ModelSignature signature)
+    {
+        ArgumentNullException.ThrowIfNull(model);
+        ArgumentNullException.ThrowIfNull(signature);
+        if (model is not ILayerHost host)
+            throw new NotSupportedException($"ONNX export takes a generated [Model] ({signature.ModelName}); {model.GetType().Name} is not one (it has no layer slots to read)");
+        if (!host.ForwardIsGenerated)
+            throw new NotSupportedException($"{signature.ModelName} has a hand-written forward; ONNX export follows the generated forward (its layers in declaration order) only");
+
+        var g = new OnnxGraph();
+        g.Reserve(InputName);
+        var inputShape = Enumerable.Range(0, signature.Rank).Select(i =>
+        {
+            var (size, symbol) = signature.Dim(i);
+            return i == 0 ? new OnnxDim(-1, BatchDim) : symbol is not null ? new OnnxDim(-1, symbol) : OnnxDim.Of(size);
+        }).ToArray();
+        var inputType = signature.InputIsInteger ? TensorProto.Types.DataType.Int64 : TensorProto.Types.DataType.Float;
+        g.Proto.Input.Add(OnnxGraph.ValueInfo(InputName, inputType, inputShape));
+
+        var x = new OnnxValue(InputName, inputShape);
+        using (no_grad())
+        {
+            foreach (string name in host.LayerNames)
+                x = OnnxLayers.Emit(g, name, host.GetLayer(name), x);
+        }
+        g.Reserve(OutputName);
+        var last = new NodeProto { OpType = "Identity", Name = OutputName + "/Identity" };
+        last.Input.Add(x.Name);
+        last.Output.Add(OutputName);
+        g.Proto.Node.Add(last);
+        g.Proto.Output.Add(OnnxGraph.ValueInfo(OutputName, TensorProto.Types.DataType.Float, x.Shape));
+        g.Proto.Name = signature.ModelName;
+
+        var proto = new ModelProto
+        {
+            IrVersion = IrVersion,
+            ProducerName = "ModelDsl",
+            ProducerVersion = typeof(OnnxExport).Assembly.GetName().Version?.ToString(3) ?? "0",
+            Graph = g.Proto,
+            DocString = $"{signature.ModelName}: input {signature.Input}, output {signature.Output}",
+        };
+        proto.OpsetImport.Add(new OperatorSetIdProto { Domain = "", Version = Opset });
+        proto.MetadataProps.Add(new StringStringEntryProto { Key = "modeldsl.model", Value = signature.ModelName });
+        proto.MetadataProps.Add(new StringStringEntryProto { Key = "modeldsl.output", Value = signature.Output.ToString() });
+        return proto;
+    }
+}

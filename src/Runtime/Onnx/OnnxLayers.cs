@@ -1,0 +1,298 @@
+using System;
+using System.Collections.Generic;
+using System.Linq;
+using ModelDsl.Runtime.Pruning;
+using ModelDsl.Runtime.Quantization;
+using TorchSharp;
+using TorchSharp.Modules;
+using static TorchSharp.torch;
+using G = ModelDsl.Runtime.Onnx.OnnxGraph;
+
+namespace ModelDsl.Runtime.Onnx;
+
+/// <summary>
+/// The ONNX mapping of every layer kind the exporter supports, in one place: each case turns the module a layer slot
+/// holds (with its arguments and weights) into nodes, and says how the value's shape changes. Kinds not listed here
+/// are refused with <see cref="NotSupportedException"/> naming the layer.
+/// </summary>
+internal static class OnnxLayers
+{
+    /// <summary>The kinds <see cref="Emit"/> maps, as the error message lists them.</summary>
+    public const string Supported =
+        "Linear (float, pruned, DynamicInt8, WeightOnlyInt8, Float16), Conv1d, Conv2d, BatchNorm1d, BatchNorm2d, LayerNorm, MaxPool2d, AvgPool2d, " +
+        "Flatten, Dropout, Identity, ReLU, GELU, SiLU, Tanh, Sigmoid, Softmax, LogSoftmax, Embedding, PositionalEmbedding, TransformerBlock";
+
+    /// <summary>Adds the nodes of layer <paramref name="name"/> (the module <paramref name="module"/>) applied to <paramref name="x"/>.</summary>
+    public static OnnxValue Emit(G g, string name, object module, OnnxValue x) => module switch
+    {
+        Linear linear => LinearFloat(g, name, x, Folded(linear, "weight", linear.weight!), linear.bias, linear.out_features),
+        DynamicQuantizedLinear quantized => QuantizedLinear(g, name, x, quantized),
+        Convolution conv => Convolution(g, name, x, conv),
+        BatchNorm norm => BatchNormalization(g, name, x, norm),
+        LayerNorm norm => LayerNormalization(g, name, x, norm.normalized_shape.Length, norm.eps, norm.weight, norm.bias, norm.normalized_shape),
+        MaxPool2d pool => Pool(g, name, x, "MaxPool", pool.kernel_size, pool.stride, pool.padding, pool.dilation, pool.ceil_mode, countIncludePad: null),
+        AvgPool2d pool when pool.divisor_override is null => Pool(g, name, x, "AveragePool", pool.kernel_size, pool.stride, pool.padding, null, pool.ceil_mode, pool.count_include_pad),
+        Flatten flatten => FlattenLayer(g, name, x, flatten),
+        Dropout or Dropout1d or Dropout2d or Identity => x,                 // inference: dropout is the identity
+        ReLU => Unary(g, "Relu", name, x),
+        Tanh => Unary(g, "Tanh", name, x),
+        Sigmoid => Unary(g, "Sigmoid", name, x),
+        SiLU => x.With(g.Node("Mul", new[] { x.Name, g.Node("Sigmoid", new[] { x.Name }, name + "_sigmoid") }, name)),
+        GELU gelu => Gelu(g, name, x, gelu.approximate),
+        Softmax softmax => x.With(g.Node("Softmax", new[] { x.Name }, name, G.Int("axis", softmax.dim))),
+        LogSoftmax logSoftmax => x.With(g.Node("LogSoftmax", new[] { x.Name }, name, G.Int("axis", logSoftmax.dim))),
+        Embedding embedding => EmbeddingLayer(g, name, x, embedding),
+        PositionalEmbedding positions => Positions(g, name, x, positions),
+        TransformerBlock block => block.Layers.Select((layer, i) => (layer, i)).Aggregate(x, (v, l) => Transformer(g, $"{name}.{l.i}", v, l.layer)),
+        _ => throw new NotSupportedException(
+            $"ONNX export does not support layer '{name}' ({module.GetType().Name}); the kinds it exports are {Supported}"),
+    };
+
+    private static OnnxValue Unary(G g, string op, string name, OnnxValue x) => x.With(g.Node(op, new[] { x.Name }, name));
+
+    /// <summary>
+    /// The tensor a pruned module computes with (<c>weight_orig * weight_mask</c>, what its forward pre-hook sets),
+    /// so the file holds plain weights; for a module without pruning, its own tensor.
+    /// </summary>
+    private static Tensor Folded(nn.Module module, string parameter, Tensor current)
+    {
+        if (!Prune.PrunedParameters(module).Contains(parameter)) return current;
+        var orig = module.named_parameters(recurse: false).First(p => p.name == parameter + "_orig").parameter;
+        var mask = module.named_buffers(recurse: false).First(b => b.name == parameter + "_mask").buffer;
+        using (no_grad()) return mask.mul(orig).DetachFromDisposeScope();
+    }
+
+    // ---- Linear: Gemm on (B, in); Transpose + MatMul + Add on (*, in) ----
+
+    private static OnnxValue LinearFloat(G g, string name, OnnxValue x, Tensor weight, Tensor? bias, long outFeatures)
+    {
+        string w = g.Initializer(name + ".weight", weight);
+        string? b = bias is null ? null : g.Initializer(name + ".bias", bias);
+        return LinearWith(g, name, x, w, b, outFeatures);
+    }
+
+    private static OnnxValue LinearWith(G g, string name, OnnxValue x, string weight, string? bias, long outFeatures)
+    {
+        var shape = WithLast(x.Shape, outFeatures);
+        if (x.Rank == 2)
+        {
+            var inputs = bias is null ? new[] { x.Name, weight } : new[] { x.Name, weight, bias };
+            return new OnnxValue(g.Node("Gemm", inputs, name, G.Int("transB", 1)), shape);
+        }
+        string wt = g.Node("Transpose", new[] { weight }, name + ".weight_t", G.Ints("perm", new long[] { 1, 0 }));
+        string y = g.Node("MatMul", new[] { x.Name, wt }, bias is null ? name : name + "_matmul");
+        return new OnnxValue(bias is null ? y : g.Node("Add", new[] { y, bias }, name), shape);
+    }
+
+    /// <summary>
+    /// DynamicInt8: <c>DynamicQuantizeLinear</c> (uint8 activations, per-tensor scale and zero point), <c>MatMulInteger</c>
+    /// with the int8 weight (zero point 0), then the int32 sums times <c>a_scale · w_scale</c> plus the float bias.
+    /// WeightOnlyInt8: <c>DequantizeLinear</c> of the int8 weight, then a float Linear. Float16: a <c>Cast</c> of the
+    /// float16 weight, then a float Linear.
+    /// </summary>
+    private static OnnxValue QuantizedLinear(G g, string name, OnnxValue x, DynamicQuantizedLinear q)
+    {
+        string? bias = q.bias is null ? null : g.Initializer(name + ".bias", q.bias);
+        string weight = g.Initializer(name + ".weight", q.weight);
+        switch (q.Mode)
+        {
+            case QuantizeMode.Float16:
+                return LinearWith(g, name, x, g.Node("Cast", new[] { weight }, name + ".weight_float", G.Int("to", (long)Proto.TensorProto.Types.DataType.Float)), bias, q.out_features);
+            case QuantizeMode.WeightOnlyInt8:
+            {
+                string scale = g.FloatScalar(name + ".weight_scale", q.WeightScale);
+                return LinearWith(g, name, x, g.Node("DequantizeLinear", new[] { weight, scale }, name + ".weight_float"), bias, q.out_features);
+            }
+            default:
+            {
+                string weightScale = g.FloatScalar(name + ".weight_scale", q.WeightScale);
+                var quantized = g.Node("DynamicQuantizeLinear", new[] { x.Name }, new[] { name + "_xq", name + "_x_scale", name + "_x_zero_point" });
+                string wt = g.Node("Transpose", new[] { weight }, name + ".weight_t", G.Ints("perm", new long[] { 1, 0 }));
+                string sums = g.Node("MatMulInteger", new[] { quantized[0], wt, quantized[2] }, name + "_int32");
+                string floats = g.Node("Cast", new[] { sums }, name + "_sums", G.Int("to", (long)Proto.TensorProto.Types.DataType.Float));
+                string scale = g.Node("Mul", new[] { quantized[1], weightScale }, name + "_scale");
+                string y = g.Node("Mul", new[] { floats, scale }, bias is null ? name : name + "_scaled");
+                return new OnnxValue(bias is null ? y : g.Node("Add", new[] { y, bias }, name), WithLast(x.Shape, q.out_features));
+            }
+        }
+    }
+
+    // ---- convolutions, normalisation, pooling ----
+
+    private static OnnxValue Convolution(G g, string name, OnnxValue x, Convolution conv)
+    {
+        if (conv.transposed)
+            throw new NotSupportedException($"ONNX export does not support layer '{name}' (a transposed convolution); the kinds it exports are {Supported}");
+        if (conv.padding_mode != PaddingModes.Zeros)
+            throw new NotSupportedException($"ONNX export supports zero padding only; layer '{name}' pads with {conv.padding_mode}");
+        int spatial = conv.kernel_size.Length;
+        long[] kernel = conv.kernel_size, stride = conv.stride, dilation = conv.dilation;
+        var pads = new long[2 * spatial];
+        if (conv.padding_type == Padding.Same)
+        {
+            // PyTorch's padding='same' (stride 1): the total d·(k−1), the odd one on the end side.
+            for (int i = 0; i < spatial; i++)
+            {
+                long total = dilation[i] * (kernel[i] - 1);
+                pads[i] = total / 2;
+                pads[i + spatial] = total - total / 2;
+            }
+        }
+        else if (conv.padding_type != Padding.Valid)
+        {
+            for (int i = 0; i < spatial; i++) pads[i] = pads[i + spatial] = conv.padding![i];
+        }
+        string w = g.Initializer(name + ".weight", Folded(conv, "weight", conv.weight!));
+        var inputs = new List<string> { x.Name, w };
+        if (conv.bias is { } bias) inputs.Add(g.Initializer(name + ".bias", bias));
+        string y = g.Node("Conv", inputs, name,
+            G.Ints("kernel_shape", kernel), G.Ints("strides", stride), G.Ints("pads", pads), G.Ints("dilations", dilation), G.Int("group", conv.groups));
+        var shape = (OnnxDim[])x.Shape.Clone();
+        shape[1] = OnnxDim.Of(conv.out_channels);
+        for (int i = 0; i < spatial; i++)
+            shape[2 + i] = Window(x.Shape[2 + i], kernel[i], stride[i], pads[i] + pads[i + spatial], dilation[i], ceil: false);
+        return new OnnxValue(y, shape);
+    }
+
+    private static OnnxValue BatchNormalization(G g, string name, OnnxValue x, BatchNorm norm)
+    {
+        if (!norm.track_running_stats || norm.running_mean is null || norm.running_var is null)
+            throw new NotSupportedException($"ONNX export needs running statistics; layer '{name}' (BatchNorm, track_running_stats = false) normalises with each batch's own");
+        long c = norm.num_features;
+        string scale = norm.weight is { } w ? g.Initializer(name + ".weight", w) : g.NewInitializer(name + ".weight", ones(c));
+        string shift = norm.bias is { } b ? g.Initializer(name + ".bias", b) : g.NewInitializer(name + ".bias", zeros(c));
+        string mean = g.Initializer(name + ".running_mean", norm.running_mean);
+        string variance = g.Initializer(name + ".running_var", norm.running_var);
+        return x.With(g.Node("BatchNormalization", new[] { x.Name, scale, shift, mean, variance }, name, G.Float("epsilon", (float)norm.eps)));
+    }
+
+    private static OnnxValue LayerNormalization(G g, string name, OnnxValue x, int normalizedDims, double eps, Tensor? weight, Tensor? bias, long[] normalizedShape)
+    {
+        string scale = weight is not null ? g.Initializer(name + ".weight", weight) : g.NewInitializer(name + ".weight", ones(normalizedShape));
+        string shift = bias is not null ? g.Initializer(name + ".bias", bias) : g.NewInitializer(name + ".bias", zeros(normalizedShape));
+        return x.With(g.Node("LayerNormalization", new[] { x.Name, scale, shift }, name, G.Int("axis", -normalizedDims), G.Float("epsilon", (float)eps)));
+    }
+
+    private static OnnxValue Pool(G g, string name, OnnxValue x, string op, long[] kernel, long[]? stride, long[]? padding, long[]? dilation, bool ceilMode, bool? countIncludePad)
+    {
+        int spatial = kernel.Length;
+        stride = stride is { Length: > 0 } ? stride : kernel;                 // PyTorch: stride defaults to the kernel
+        padding = padding is { Length: > 0 } ? padding : new long[spatial];
+        dilation = dilation is { Length: > 0 } ? dilation : Enumerable.Repeat(1L, spatial).ToArray();
+        if (stride.Length == 1 && spatial > 1) stride = Enumerable.Repeat(stride[0], spatial).ToArray();
+        if (padding.Length == 1 && spatial > 1) padding = Enumerable.Repeat(padding[0], spatial).ToArray();
+        if (dilation.Length == 1 && spatial > 1) dilation = Enumerable.Repeat(dilation[0], spatial).ToArray();
+        var pads = padding.Concat(padding).ToArray();
+        var attributes = new List<Proto.AttributeProto>
+        {
+            G.Ints("kernel_shape", kernel), G.Ints("strides", stride), G.Ints("pads", pads), G.Int("ceil_mode", ceilMode ? 1 : 0),
+        };
+        if (op == "MaxPool") attributes.Add(G.Ints("dilations", dilation));
+        if (countIncludePad is { } include) attributes.Add(G.Int("count_include_pad", include ? 1 : 0));
+        string y = g.Node(op, new[] { x.Name }, name, attributes.ToArray());
+        var shape = (OnnxDim[])x.Shape.Clone();
+        for (int i = 0; i < spatial; i++)
+            shape[x.Rank - spatial + i] = Window(x.Shape[x.Rank - spatial + i], kernel[i], stride[i], 2 * padding[i], dilation[i], ceilMode);
+        return new OnnxValue(y, shape);
+    }
+
+    /// <summary>A convolution or pooling output size (floor mode); unknown when the input size or the rounding is.</summary>
+    private static OnnxDim Window(OnnxDim input, long kernel, long stride, long totalPadding, long dilation, bool ceil) =>
+        input.IsKnown && !ceil ? OnnxDim.Of((input.Size + totalPadding - dilation * (kernel - 1) - 1) / stride + 1) : OnnxDim.Unknown;
+
+    private static OnnxValue FlattenLayer(G g, string name, OnnxValue x, Flatten flatten)
+    {
+        long start = flatten.start_dim < 0 ? flatten.start_dim + x.Rank : flatten.start_dim;
+        long end = flatten.end_dim < 0 ? flatten.end_dim + x.Rank : flatten.end_dim;
+        if (start != 1 || end != x.Rank - 1)
+            throw new NotSupportedException($"ONNX export supports Flatten from dimension 1 to the last; layer '{name}' flattens {flatten.start_dim}..{flatten.end_dim} of a rank-{x.Rank} value");
+        var rest = x.Shape.Skip(1).ToArray();
+        var size = rest.All(d => d.IsKnown) ? OnnxDim.Of(rest.Aggregate(1L, (p, d) => p * d.Size)) : OnnxDim.Unknown;
+        return new OnnxValue(g.Node("Flatten", new[] { x.Name }, name, G.Int("axis", 1)), new[] { x.Shape[0], size });
+    }
+
+    /// <summary>GELU as opset 17 has no Gelu op: 0.5·x·(1 + erf(x/√2)), or the tanh approximation.</summary>
+    private static OnnxValue Gelu(G g, string name, OnnxValue x, GELU.Approximate approximate)
+    {
+        string half = g.FloatScalar("const_half", 0.5f), one = g.FloatScalar("const_one", 1f);
+        string inner;
+        if (approximate == GELU.Approximate.tanh)
+        {
+            // 0.5·x·(1 + tanh(√(2/π)·(x + 0.044715·x³)))
+            string cube = g.Node("Mul", new[] { x.Name, g.Node("Mul", new[] { x.Name, x.Name }, name + "_sq") }, name + "_cube");
+            string poly = g.Node("Add", new[] { x.Name, g.Node("Mul", new[] { cube, g.FloatScalar("const_gelu_c", 0.044715f) }, name + "_c") }, name + "_poly");
+            inner = g.Node("Tanh", new[] { g.Node("Mul", new[] { poly, g.FloatScalar("const_sqrt_2_over_pi", (float)Math.Sqrt(2 / Math.PI)) }, name + "_arg") }, name + "_tanh");
+        }
+        else
+        {
+            inner = g.Node("Erf", new[] { g.Node("Mul", new[] { x.Name, g.FloatScalar("const_inv_sqrt2", (float)(1 / Math.Sqrt(2))) }, name + "_arg") }, name + "_erf");
+        }
+        string gate = g.Node("Mul", new[] { g.Node("Add", new[] { inner, one }, name + "_1p"), half }, name + "_gate");
+        return x.With(g.Node("Mul", new[] { x.Name, gate }, name));
+    }
+
+    // ---- sequences ----
+
+    private static OnnxValue EmbeddingLayer(G g, string name, OnnxValue x, Embedding embedding)
+    {
+        var weight = embedding.weight!;
+        string y = g.Node("Gather", new[] { g.Initializer(name + ".weight", weight), x.Name }, name, G.Int("axis", 0));
+        return new OnnxValue(y, x.Shape.Append(OnnxDim.Of(weight.shape[1])).ToArray());
+    }
+
+    /// <summary>x + weight[:T]: the first T rows of the table, T read from the input's shape at run time.</summary>
+    private static OnnxValue Positions(G g, string name, OnnxValue x, PositionalEmbedding positions)
+    {
+        string length = g.Node("Shape", new[] { x.Name }, name + "_T", G.Int("start", 1), G.Int("end", 2));
+        string rows = g.Node("Slice", new[] { g.Initializer(name + ".weight", positions.weight), g.Int64s(0), length, g.Int64s(0) }, name + "_rows");
+        return x.With(g.Node("Add", new[] { x.Name, rows }, name));
+    }
+
+    /// <summary>
+    /// One pre-LayerNorm layer: x + out_proj(attention(norm1(x))), then x + linear2(gelu(linear1(norm2(x)))). The
+    /// attention is spelled out: in_proj, reshape to (3, B, heads, T, d), softmax(q·kᵀ/√d + causal mask)·v.
+    /// Each slot goes through <see cref="Emit"/>, so int8 slots export as int8.
+    /// </summary>
+    private static OnnxValue Transformer(G g, string name, OnnxValue x, TransformerLayer layer)
+    {
+        long c = layer.EmbeddingDim, heads = layer.Heads, d = c / heads;
+        OnnxValue Slot(string slot, OnnxValue v) => Emit(g, $"{name}.{slot}", layer.GetLayer(slot), v);
+
+        var h = Slot("norm1", x);
+        var qkv = Slot("in_proj", h);
+        string split = g.Node("Reshape", new[] { qkv.Name, g.Int64s(0, 0, 3, heads, d) }, name + ".qkv");
+        string perm = g.Node("Transpose", new[] { split }, name + ".qkv_heads", G.Ints("perm", new long[] { 2, 0, 3, 1, 4 }));
+        string Part(long i, string what) => g.Node("Gather", new[] { perm, g.Int64Scalar(i) }, $"{name}.{what}", G.Int("axis", 0));
+        string q = Part(0, "q"), k = Part(1, "k"), v = Part(2, "v");
+        string kt = g.Node("Transpose", new[] { k }, name + ".k_t", G.Ints("perm", new long[] { 0, 1, 3, 2 }));
+        string scores = g.Node("Mul", new[] { g.Node("MatMul", new[] { q, kt }, name + ".qk"), g.FloatScalar($"const_inv_sqrt_{d}", (float)(1 / Math.Sqrt(d))) }, name + ".scores");
+        if (layer.Causal)
+            scores = g.Node("Add", new[] { scores, CausalMask(g, h.Name) }, name + ".masked");
+        string weights = g.Node("Softmax", new[] { scores }, name + ".attention", G.Int("axis", -1));
+        string y = g.Node("MatMul", new[] { weights, v }, name + ".heads");
+        string merged = g.Node("Reshape", new[] { g.Node("Transpose", new[] { y }, name + ".heads_t", G.Ints("perm", new long[] { 0, 2, 1, 3 })), g.Int64s(0, 0, c) }, name + ".merged");
+        var attention = Slot("out_proj", new OnnxValue(merged, x.Shape));
+        var afterAttention = x.With(g.Node("Add", new[] { x.Name, attention.Name }, name + ".residual1"));
+
+        var hidden = Slot("linear1", Slot("norm2", afterAttention));
+        var activated = Gelu(g, name + ".gelu", hidden, GELU.Approximate.none);
+        var mlp = Slot("linear2", activated);
+        return afterAttention.With(g.Node("Add", new[] { afterAttention.Name, mlp.Name }, name + ".residual2"));
+    }
+
+    /// <summary>The (T, T) causal mask: −∞ above the diagonal, 0 on and below it (Trilu of a −∞ square), T from <paramref name="like"/>.</summary>
+    private static string CausalMask(G g, string like)
+    {
+        string length = g.Node("Shape", new[] { like }, "causal_T", G.Int("start", 1), G.Int("end", 2));
+        string square = g.Node("Concat", new[] { length, length }, "causal_shape", G.Int("axis", 0));
+        string full = g.Node("ConstantOfShape", new[] { square }, "causal_fill", G.TensorValue("value", tensor(new[] { float.NegativeInfinity })));
+        return g.Node("Trilu", new[] { full, g.Int64Scalar(1) }, "causal_mask", G.Int("upper", 1));
+    }
+
+    private static OnnxDim[] WithLast(OnnxDim[] shape, long last)
+    {
+        var result = (OnnxDim[])shape.Clone();
+        result[^1] = OnnxDim.Of(last);
+        return result;
+    }
+}
