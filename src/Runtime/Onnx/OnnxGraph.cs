@@ -31,7 +31,7 @@ internal readonly record struct OnnxValue(string Name, OnnxDim[] Shape)
 internal sealed class OnnxGraph
 {
     private readonly HashSet<string> _names = new(StringComparer.Ordinal);
-    private readonly Dictionary<IntPtr, string> _initializerOf = new();
+    private readonly Dictionary<(IntPtr Data, string Shape, ScalarType Type), string> _initializerOf = new();
     private readonly Dictionary<string, string> _constants = new(StringComparer.Ordinal);
 
     public GraphProto Proto { get; } = new();
@@ -55,14 +55,15 @@ internal sealed class OnnxGraph
 
     /// <summary>
     /// <paramref name="tensor"/> as an initializer named <paramref name="name"/> (a state-dict name); the same
-    /// libtorch tensor given twice (a tied weight) is stored once.
+    /// tensor given twice (a tied weight: the same storage, shape and dtype) is stored once.
     /// </summary>
     public string Initializer(string name, Tensor tensor)
     {
-        if (_initializerOf.TryGetValue(tensor.Handle, out var existing)) return existing;
+        var key = (Distributed.TensorMemory.DataPointer(tensor), string.Join(",", tensor.shape) + "/" + string.Join(",", tensor.stride()), tensor.dtype);
+        if (_initializerOf.TryGetValue(key, out var existing)) return existing;
         string unique = Fresh(name);
         Proto.Initializer.Add(ToProto(unique, tensor));
-        _initializerOf[tensor.Handle] = unique;
+        _initializerOf[key] = unique;
         return unique;
     }
 

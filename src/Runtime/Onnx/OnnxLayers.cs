@@ -20,7 +20,7 @@ internal static class OnnxLayers
     /// <summary>The kinds <see cref="Emit"/> maps, as the error message lists them.</summary>
     public const string Supported =
         "Linear (float, pruned, DynamicInt8, WeightOnlyInt8, Float16), Conv1d, Conv2d, BatchNorm1d, BatchNorm2d, LayerNorm, MaxPool2d, AvgPool2d, " +
-        "Flatten, Dropout, Identity, ReLU, GELU, SiLU, Tanh, Sigmoid, Softmax, LogSoftmax, Embedding, PositionalEmbedding, TransformerBlock";
+        "AdaptiveAvgPool2d, Flatten, Dropout, Identity, ReLU, GELU, SiLU, Tanh, Sigmoid, Softmax, LogSoftmax, Embedding, PositionalEmbedding, TransformerBlock, and generated models used as layers";
 
     /// <summary>Adds the nodes of layer <paramref name="name"/> (the module <paramref name="module"/>) applied to <paramref name="x"/>.</summary>
     public static OnnxValue Emit(G g, string name, object module, OnnxValue x) => module switch
@@ -44,8 +44,18 @@ internal static class OnnxLayers
         Embedding embedding => EmbeddingLayer(g, name, x, embedding),
         PositionalEmbedding positions => Positions(g, name, x, positions),
         TransformerBlock block => block.Layers.Select((layer, i) => (layer, i)).Aggregate(x, (v, l) => Transformer(g, $"{name}.{l.i}", v, l.layer)),
+        TransformerLayer layer => Transformer(g, name, x, layer),
+        AdaptiveAvgPool2d pool => AdaptiveAverage(g, name, x, pool.output_size),
+        // A generated model used as a layer: its own slots, in order, under its name (the state-dict prefix).
+        ILayerHost nested when nested.ForwardIsGenerated => nested.LayerNames.Aggregate(x, (v, n) => Emit(g, $"{name}.{n}", nested.GetLayer(n), v)),
         _ => throw new NotSupportedException(
-            $"ONNX export does not support layer '{name}' ({module.GetType().Name}); the kinds it exports are {Supported}"),
+            $"ONNX export does not support layer '{name}' ({KindOf(module)}); the kinds it exports are {Supported}"),
+    };
+
+    private static string KindOf(object module) => module switch
+    {
+        RecurrentLayer recurrent => recurrent.IsLstm ? "LSTM" : "GRU",
+        _ => module.GetType().Name,
     };
 
     private static OnnxValue Unary(G g, string op, string name, OnnxValue x) => x.With(g.Node(op, new[] { x.Name }, name));
@@ -199,6 +209,45 @@ internal static class OnnxLayers
     /// <summary>A convolution or pooling output size (floor mode); unknown when the input size or the rounding is.</summary>
     private static OnnxDim Window(OnnxDim input, long kernel, long stride, long totalPadding, long dilation, bool ceil) =>
         input.IsKnown && !ceil ? OnnxDim.Of((input.Size + totalPadding - dilation * (kernel - 1) - 1) / stride + 1) : OnnxDim.Unknown;
+
+    /// <summary>
+    /// PyTorch's adaptive average pooling: output cell i averages input rows floor(i·H/oh) … ceil((i+1)·H/oh) − 1
+    /// (likewise for columns). A (1, 1) output is GlobalAveragePool; otherwise the input's spatial size must be known:
+    /// AveragePool where it divides evenly, else one Slice + ReduceMean per cell (at most 64 cells).
+    /// </summary>
+    private static OnnxValue AdaptiveAverage(G g, string name, OnnxValue x, long[] outputSize)
+    {
+        long oh = outputSize[0], ow = outputSize.Length > 1 ? outputSize[1] : outputSize[0];
+        var shape = (OnnxDim[])x.Shape.Clone();
+        shape[^2] = OnnxDim.Of(oh);
+        shape[^1] = OnnxDim.Of(ow);
+        if (oh == 1 && ow == 1)
+            return new OnnxValue(g.Node("GlobalAveragePool", new[] { x.Name }, name), shape);
+        OnnxDim hDim = x.Shape[^2], wDim = x.Shape[^1];
+        if (!hDim.IsKnown || !wDim.IsKnown || x.Rank != 4)
+            throw new NotSupportedException($"ONNX export of AdaptiveAvgPool2d to ({oh}, {ow}) needs a (B, C, H, W) input of known H and W; layer '{name}' gets ({string.Join(", ", x.Shape.Select(d => d.Symbol ?? (d.IsKnown ? d.Size.ToString(System.Globalization.CultureInfo.InvariantCulture) : "?")))})");
+        long h = hDim.Size, w = wDim.Size;
+        if (h % oh == 0 && w % ow == 0)
+        {
+            var kernel = new[] { h / oh, w / ow };
+            return new OnnxValue(g.Node("AveragePool", new[] { x.Name }, name, G.Ints("kernel_shape", kernel), G.Ints("strides", kernel)), shape);
+        }
+        if (oh * ow > 64)
+            throw new NotSupportedException($"ONNX export of AdaptiveAvgPool2d supports uneven windows for at most 64 output cells; layer '{name}' has {oh}×{ow}");
+        var rows = new List<string>();
+        for (long i = 0; i < oh; i++)
+        {
+            var cells = new List<string>();
+            for (long j = 0; j < ow; j++)
+            {
+                long h0 = i * h / oh, h1 = ((i + 1) * h + oh - 1) / oh, w0 = j * w / ow, w1 = ((j + 1) * w + ow - 1) / ow;
+                string window = g.Node("Slice", new[] { x.Name, g.Int64s(h0, w0), g.Int64s(h1, w1), g.Int64s(2, 3) }, $"{name}_window_{i}_{j}");
+                cells.Add(g.Node("ReduceMean", new[] { window }, $"{name}_cell_{i}_{j}", G.Ints("axes", new long[] { 2, 3 }), G.Int("keepdims", 1)));
+            }
+            rows.Add(cells.Count == 1 ? cells[0] : g.Node("Concat", cells, $"{name}_row_{i}", G.Int("axis", 3)));
+        }
+        return new OnnxValue(rows.Count == 1 ? g.Node("Identity", rows, name) : g.Node("Concat", rows, name, G.Int("axis", 2)), shape);
+    }
 
     private static OnnxValue FlattenLayer(G g, string name, OnnxValue x, Flatten flatten)
     {
