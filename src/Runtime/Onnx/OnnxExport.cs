@@ -10,6 +10,23 @@ using static TorchSharp.torch;
 
 namespace ModelDsl.Runtime.Onnx;
 
+/// <summary>How an exported DynamicInt8 Linear quantises its input (docs/inference.md#onnx).</summary>
+public enum OnnxInt8Activations
+{
+    /// <summary>
+    /// Our numerics (PyTorch's <c>quantize_dynamic</c> with <c>reduce_range</c>): the per-call scale and zero point
+    /// for uint8 0..127 are computed by ONNX ops (ReduceMin/ReduceMax, the scale in float64) and the input quantised
+    /// with Mul/Add/Round/Clip, then <c>MatMulInteger</c>: the same int32 sums as our kernel, so the same predictions.
+    /// </summary>
+    ReduceRange,
+
+    /// <summary>
+    /// ONNX's own <c>DynamicQuantizeLinear</c> (uint8 0..255, one fused op that ONNX Runtime runs fastest): a grid
+    /// twice as fine as ours, so outputs differ from ours by quantisation noise.
+    /// </summary>
+    DynamicQuantizeLinear,
+}
+
 /// <summary>
 /// Writes a generated model as an ONNX model (opset <see cref="Opset"/>) for ONNX Runtime and other ONNX engines,
 /// from the layers its slots hold now — no tracing: each slot's module (its kind, arguments and weights) maps to
@@ -38,18 +55,23 @@ public static class OnnxExport
     /// <paramref name="signature"/>'s (generated models: <c>Model.Signature</c>).
     /// </summary>
     /// <exception cref="NotSupportedException">A layer kind without an ONNX mapping, or a hand-written forward; the message names the layer.</exception>
-    public static void Save(nn.Module<Tensor, Tensor> model, ModelSignature signature, string path)
+    /// <param name="model">A generated model (its forward the generated one), in the state to export (eval mode is not needed: dropout is left out, batch norm uses its running statistics).</param>
+    /// <param name="signature">The model's input: <c>Model.Signature</c>.</param>
+    /// <param name="path">The .onnx file to write.</param>
+    /// <param name="int8Activations">How DynamicInt8 layers quantise their input: our numerics (the default) or ONNX's DynamicQuantizeLinear.</param>
+    public static void Save(nn.Module<Tensor, Tensor> model, ModelSignature signature, string path, OnnxInt8Activations int8Activations = OnnxInt8Activations.ReduceRange)
     {
         ArgumentException.ThrowIfNullOrEmpty(path);
-        byte[] bytes = ToBytes(model, signature);
+        byte[] bytes = ToBytes(model, signature, int8Activations);
         ModelFiles.AtomicWrite(path, stream => stream.Write(bytes));
     }
 
     /// <summary>The ONNX model of <paramref name="model"/> as bytes (what <see cref="Save"/> writes).</summary>
     /// <exception cref="NotSupportedException">A layer kind without an ONNX mapping, or a hand-written forward.</exception>
-    public static byte[] ToBytes(nn.Module<Tensor, Tensor> model, ModelSignature signature) => Build(model, signature).ToByteArray();
+    public static byte[] ToBytes(nn.Module<Tensor, Tensor> model, ModelSignature signature, OnnxInt8Activations int8Activations = OnnxInt8Activations.ReduceRange) =>
+        Build(model, signature, int8Activations).ToByteArray();
 
-    internal static ModelProto Build(nn.Module<Tensor, Tensor> model, ModelSignature signature)
+    internal static ModelProto Build(nn.Module<Tensor, Tensor> model, ModelSignature signature, OnnxInt8Activations int8Activations = OnnxInt8Activations.ReduceRange)
     {
         ArgumentNullException.ThrowIfNull(model);
         ArgumentNullException.ThrowIfNull(signature);
@@ -58,7 +80,7 @@ public static class OnnxExport
         if (!host.ForwardIsGenerated)
             throw new NotSupportedException($"{signature.ModelName} has a hand-written forward; ONNX export follows the generated forward (its layers in declaration order) only");
 
-        var g = new OnnxGraph();
+        var g = new OnnxGraph(int8Activations);
         g.Reserve(InputName);
         var inputShape = Enumerable.Range(0, signature.Rank).Select(i =>
         {

@@ -34,6 +34,11 @@ internal sealed class OnnxGraph
     private readonly Dictionary<(IntPtr Data, string Shape, ScalarType Type), string> _initializerOf = new();
     private readonly Dictionary<string, string> _constants = new(StringComparer.Ordinal);
 
+    public OnnxGraph(OnnxInt8Activations int8Activations) => Int8Activations = int8Activations;
+
+    /// <summary>How DynamicInt8 layers quantise their activations.</summary>
+    public OnnxInt8Activations Int8Activations { get; }
+
     public GraphProto Proto { get; } = new();
 
     /// <summary>A value name not used yet: <paramref name="hint"/>, or it with a numeric suffix.</summary>
@@ -86,6 +91,9 @@ internal sealed class OnnxGraph
 
     /// <summary>A constant float32 scalar.</summary>
     public string FloatScalar(string hint, float value) => Constant(hint, () => tensor(value, ScalarType.Float32), value.ToString("R", System.Globalization.CultureInfo.InvariantCulture));
+
+    /// <summary>A constant float64 scalar (the activation scale is chosen in double, as PyTorch does).</summary>
+    public string DoubleScalar(string hint, double value) => Constant(hint, () => tensor(value, ScalarType.Float64), value.ToString("R", System.Globalization.CultureInfo.InvariantCulture));
 
     private string Constant(string key, Func<Tensor> make, string? valueKey = null)
     {

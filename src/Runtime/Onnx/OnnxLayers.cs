@@ -95,8 +95,9 @@ internal static class OnnxLayers
     }
 
     /// <summary>
-    /// DynamicInt8: <c>DynamicQuantizeLinear</c> (uint8 activations, per-tensor scale and zero point), <c>MatMulInteger</c>
-    /// with the int8 weight (zero point 0), then the int32 sums times <c>a_scale · w_scale</c> plus the float bias.
+    /// DynamicInt8: the input quantised to uint8 with a per-call scale and zero point (<see cref="OnnxInt8Activations"/>:
+    /// our reduce_range numerics spelled in ONNX ops, or <c>DynamicQuantizeLinear</c>), <c>MatMulInteger</c> with the
+    /// int8 weight (zero point 0), then the int32 sums times <c>a_scale · w_scale</c> plus the float bias.
     /// WeightOnlyInt8: <c>DequantizeLinear</c> of the int8 weight, then a float Linear. Float16: a <c>Cast</c> of the
     /// float16 weight, then a float Linear.
     /// </summary>
@@ -116,15 +117,58 @@ internal static class OnnxLayers
             default:
             {
                 string weightScale = g.FloatScalar(name + ".weight_scale", q.WeightScale);
-                var quantized = g.Node("DynamicQuantizeLinear", new[] { x.Name }, new[] { name + "_xq", name + "_x_scale", name + "_x_zero_point" });
+                var (xq, xScale, xZeroPoint) = g.Int8Activations == OnnxInt8Activations.DynamicQuantizeLinear
+                    ? DynamicQuantizeLinear(g, name, x)
+                    : ReduceRangeQuantize(g, name, x);
                 string wt = g.Node("Transpose", new[] { weight }, name + ".weight_t", G.Ints("perm", new long[] { 1, 0 }));
-                string sums = g.Node("MatMulInteger", new[] { quantized[0], wt, quantized[2] }, name + "_int32");
+                string sums = g.Node("MatMulInteger", new[] { xq, wt, xZeroPoint }, name + "_int32");
                 string floats = g.Node("Cast", new[] { sums }, name + "_sums", G.Int("to", (long)Proto.TensorProto.Types.DataType.Float));
-                string scale = g.Node("Mul", new[] { quantized[1], weightScale }, name + "_scale");
+                string scale = g.Node("Mul", new[] { xScale, weightScale }, name + "_scale");
                 string y = g.Node("Mul", new[] { floats, scale }, bias is null ? name : name + "_scaled");
                 return new OnnxValue(bias is null ? y : g.Node("Add", new[] { y, bias }, name), WithLast(x.Shape, q.out_features));
             }
         }
+    }
+
+    private static (string Quantized, string Scale, string ZeroPoint) DynamicQuantizeLinear(G g, string name, OnnxValue x)
+    {
+        var outputs = g.Node("DynamicQuantizeLinear", new[] { x.Name }, new[] { name + "_xq", name + "_x_scale", name + "_x_zero_point" });
+        return (outputs[0], outputs[1], outputs[2]);
+    }
+
+    /// <summary>
+    /// PyTorch's dynamic activation quantisation with reduce_range, as <c>QuantizationRules.ChooseActivationQParams</c>
+    /// and <c>ActivationKernels.Quantize</c> compute it: [min, max] widened to contain 0; scale = (max − min)/127 in
+    /// float64 (0 → 0.1, below 6.1e-5 raised to it), used as float32; the zero point from the end with the smaller
+    /// error, clamped to 0..127 and rounded half to even; q = clamp(round(x · fl32(1/scale) + zp), 0, 127) as uint8.
+    /// </summary>
+    private static (string Quantized, string Scale, string ZeroPoint) ReduceRangeQuantize(G g, string name, OnnxValue x)
+    {
+        const long FloatType = (long)Proto.TensorProto.Types.DataType.Float, DoubleType = (long)Proto.TensorProto.Types.DataType.Double;
+        string F(string op, string hint, params string[] inputs) => g.Node(op, inputs, $"{name}_{hint}");
+        string Cast(string value, long to, string hint) => g.Node("Cast", new[] { value }, $"{name}_{hint}", G.Int("to", to));
+        string zero = g.FloatScalar("const_zero", 0f);
+        string dZero = g.DoubleScalar("const_d_zero", 0), d127 = g.DoubleScalar("const_d_127", 127);
+
+        string min = Cast(F("Min", "min0", g.Node("ReduceMin", new[] { x.Name }, $"{name}_min", G.Int("keepdims", 0)), zero), DoubleType, "min_d");
+        string max = Cast(F("Max", "max0", g.Node("ReduceMax", new[] { x.Name }, $"{name}_max", G.Int("keepdims", 0)), zero), DoubleType, "max_d");
+        string raw = F("Div", "scale_raw", F("Sub", "range", max, min), d127);
+        string isZero = F("Equal", "scale_is_zero", raw, dZero);
+        // The zero point keeps the unclamped scale's ratio (PyTorch widens min and max with the scale), 0.1 when it is 0.
+        string ratioScale = F("Where", "scale_ratio", isZero, g.DoubleScalar("const_d_tenth", 0.1), raw);
+        string clamped = F("Max", "scale_clamped", raw, g.DoubleScalar("const_d_small_scale", (double)6.1e-5f));
+        string scale = Cast(F("Where", "scale_d", isZero, g.DoubleScalar("const_d_tenth", 0.1), clamped), FloatType, "x_scale");
+
+        string a = F("Div", "min_ratio", min, ratioScale), b = F("Div", "max_ratio", max, ratioScale);
+        string fromMin = F("Neg", "from_min", a), fromMax = F("Sub", "from_max", d127, b);
+        string errorMin = F("Neg", "error_min", F("Abs", "abs_min", a)), errorMax = F("Sub", "error_max", d127, F("Abs", "abs_max", b));
+        string initial = F("Where", "zp_initial", F("Less", "min_closer", errorMin, errorMax), fromMin, fromMax);
+        string zeroPoint = Cast(F("Round", "zp_d", F("Clip", "zp_clipped", initial, dZero, d127)), FloatType, "x_zero_point_f");
+
+        string inverse = Cast(F("Reciprocal", "inverse_d", Cast(scale, DoubleType, "x_scale_d")), FloatType, "inverse");
+        string shifted = F("Add", "shifted", F("Mul", "scaled_x", x.Name, inverse), zeroPoint);
+        string q = Cast(F("Clip", "q_f", F("Round", "rounded", shifted), zero, g.FloatScalar("const_127", 127f)), (long)Proto.TensorProto.Types.DataType.Uint8, "xq");
+        return (q, scale, Cast(zeroPoint, (long)Proto.TensorProto.Types.DataType.Uint8, "x_zero_point"));
     }
 
     // ---- convolutions, normalisation, pooling ----

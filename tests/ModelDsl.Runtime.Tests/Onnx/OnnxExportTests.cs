@@ -6,6 +6,7 @@ using ModelDsl.Runtime.Pruning;
 using ModelDsl.Runtime.Quantization;
 using ModelDsl.Runtime.Tests.Oracle;
 using ModelDsl.Runtime.Tests.Recurrent;
+using System.IO;
 using TorchSharp;
 using TorchSharp.Modules;
 using static TorchSharp.torch;
@@ -171,27 +172,65 @@ public sealed class OnnxExportTests
     }
 
     [Fact]
-    public void DynamicInt8_UsesDynamicQuantizeLinearAndMatMulInteger_AndStaysNearOurInt8()
+    public void DynamicInt8_ReduceRange_ComputesOurInt8Outputs()
     {
         manual_seed(7);
         using var source = Randomised(new Digits.DigitsMlp());
         using var model = Quantize.Dynamic(source, QuantizeMode.DynamicInt8);
         var proto = OnnxExport.Build(model, Digits.DigitsMlp.Signature);
+        Assert.Equal(3, proto.Graph.Node.Count(n => n.OpType == "MatMulInteger"));
+        Assert.DoesNotContain(proto.Graph.Node, n => n.OpType == "DynamicQuantizeLinear");
+        Assert.Equal((int)TensorProto.Types.DataType.Int8, proto.Graph.Initializer.Single(i => i.Name == "Hidden1.weight").DataType);
+
+        using var ort = new OrtRunner(proto.ToByteArray());
+        using var noGrad = no_grad();
+        // Inputs with a negative minimum (a zero point above 0), an all-positive one, and a single row.
+        foreach (var x in new[] { randn(64, 64), rand(17, 64) * 3, randn(1, 64) })
+        {
+            var ours = model.call(x);
+            var theirs = ort.Run(x);
+            // The same int32 sums and scales: equal up to float rounding of the last multiply-add.
+            AssertClose(ours, theirs, 1e-5f * Math.Max(1f, ours.abs().max().item<float>()));
+            Assert.Equal(ours.argmax(1).data<long>().ToArray(), theirs.argmax(1).data<long>().ToArray());
+        }
+    }
+
+    [Fact]
+    public void DynamicInt8_GptShapedModel_ReduceRange_ComputesOurInt8Outputs()
+    {
+        manual_seed(8);
+        using var source = Randomised(new GptZoo());
+        using var model = Quantize.Dynamic(source, QuantizeMode.DynamicInt8);
+        var proto = OnnxExport.Build(model, GptZoo.Signature);
+        Assert.Equal(4 * 3 + 1, proto.Graph.Node.Count(n => n.OpType == "MatMulInteger"));   // 4 Linear slots × 3 Transformer layers, and the head
+        using var ort = new OrtRunner(proto.ToByteArray());
+        using var noGrad = no_grad();
+        var x = randint(0, 50, new long[] { 3, 8 });
+        var ours = model.call(x);
+        AssertClose(ours, ort.Run(x), 1e-4f * Math.Max(1f, ours.abs().max().item<float>()));
+    }
+
+    [Fact]
+    public void DynamicInt8_DynamicQuantizeLinear_UsesOnnxsFusedOp_AndStaysNearOurInt8()
+    {
+        manual_seed(7);
+        using var source = Randomised(new Digits.DigitsMlp());
+        using var model = Quantize.Dynamic(source, QuantizeMode.DynamicInt8);
+        var proto = OnnxExport.Build(model, Digits.DigitsMlp.Signature, OnnxInt8Activations.DynamicQuantizeLinear);
         Assert.Equal(3, proto.Graph.Node.Count(n => n.OpType == "DynamicQuantizeLinear"));
         Assert.Equal(3, proto.Graph.Node.Count(n => n.OpType == "MatMulInteger"));
-        Assert.Equal((int)TensorProto.Types.DataType.Int8, proto.Graph.Initializer.Single(i => i.Name == "Hidden1.weight").DataType);
 
         var x = rand(64, 64);
         using var ort = new OrtRunner(proto.ToByteArray());
         using var noGrad = no_grad();
         var ours = model.call(x);
         var theirs = ort.Run(x);
-        // Activation quantisation differs (ORT: 0..255 per tensor; ours: PyTorch's reduce_range 0..127), so the
-        // results agree to the int8 grid, not to float precision; the float model is the common reference.
+        // Activations on 0..255 instead of our 0..127: the results agree to the int8 grid, not to float precision.
         var reference = source.call(x);
         float scale = reference.abs().max().item<float>();
         Assert.True((theirs - reference).abs().max().item<float>() <= 0.05f * scale);
         Assert.True((theirs - ours).abs().max().item<float>() <= 0.05f * scale);
+        Assert.True((theirs - ours).abs().max().item<float>() > 1e-5f * scale); // not our numerics: a different grid
     }
 
     [Fact]
@@ -204,5 +243,27 @@ public sealed class OnnxExportTests
         using var tokens = new TokenZoo();
         e = Assert.Throws<NotSupportedException>(() => OnnxExport.ToBytes(tokens, TokenZoo.Signature));
         Assert.Contains("layer 'Tokens' flattens 0..1", e.Message);
+    }
+
+    [Fact]
+    public void Cli_ExportOnnx_OfAnUnsupportedKind_IsOneLine_AndExitCode2()
+    {
+        var dir = Directory.CreateTempSubdirectory("modeldsl-onnx-").FullName;
+        try
+        {
+            string weights = Path.Combine(dir, "wave.pt");
+            using (var wave = new WaveClassifier())
+                ModelLoader.Export(wave, weights, ModelFileFormat.PyTorch, nameof(WaveClassifier));
+            string output = Path.Combine(dir, "wave.onnx");
+            var run = CliCapture.Run(WaveClassifier.Run, "export", "--model", weights, "--format", "onnx", "--output", output);
+            Assert.True(run.ExitCode == 2, run.ToString());
+            Assert.StartsWith("error: cannot export WaveClassifier to ONNX: ONNX export does not support layer 'Rnn' (LSTM)", run.Stderr);
+            Assert.Single(run.Stderr.Split('\n', StringSplitOptions.RemoveEmptyEntries));
+            Assert.False(File.Exists(output));
+        }
+        finally
+        {
+            Directory.Delete(dir, recursive: true);
+        }
     }
 }
