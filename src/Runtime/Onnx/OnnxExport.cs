@@ -91,6 +91,7 @@ public static class OnnxExport
         g.Proto.Input.Add(OnnxGraph.ValueInfo(InputName, inputType, inputShape));
 
         var x = new OnnxValue(InputName, inputShape);
+        using (NewDisposeScope()) // the temporaries of the mapping (folded masks, reordered gates)
         using (no_grad())
         {
             foreach (string name in host.LayerNames)

@@ -20,7 +20,7 @@ internal static class OnnxLayers
     /// <summary>The kinds <see cref="Emit"/> maps, as the error message lists them.</summary>
     public const string Supported =
         "Linear (float, pruned, DynamicInt8, WeightOnlyInt8, Float16), Conv1d, Conv2d, BatchNorm1d, BatchNorm2d, LayerNorm, MaxPool2d, AvgPool2d, " +
-        "AdaptiveAvgPool2d, Flatten, Dropout, Identity, ReLU, GELU, SiLU, Tanh, Sigmoid, Softmax, LogSoftmax, Embedding, PositionalEmbedding, TransformerBlock, and generated models used as layers";
+        "AdaptiveAvgPool2d, Flatten, Dropout, Identity, ReLU, GELU, SiLU, Tanh, Sigmoid, Softmax, LogSoftmax, Embedding, PositionalEmbedding, TransformerBlock, LSTM, GRU (float), and generated models used as layers";
 
     /// <summary>Adds the nodes of layer <paramref name="name"/> (the module <paramref name="module"/>) applied to <paramref name="x"/>.</summary>
     public static OnnxValue Emit(G g, string name, object module, OnnxValue x) => module switch
@@ -43,6 +43,7 @@ internal static class OnnxLayers
         LogSoftmax logSoftmax => x.With(g.Node("LogSoftmax", new[] { x.Name }, name, G.Int("axis", logSoftmax.dim))),
         Embedding embedding => EmbeddingLayer(g, name, x, embedding),
         PositionalEmbedding positions => Positions(g, name, x, positions),
+        RecurrentLayer recurrent when !recurrent.IsQuantized => Recurrent(g, name, x, recurrent),
         TransformerBlock block => block.Layers.Select((layer, i) => (layer, i)).Aggregate(x, (v, l) => Transformer(g, $"{name}.{l.i}", v, l.layer)),
         TransformerLayer layer => Transformer(g, name, x, layer),
         AdaptiveAvgPool2d pool => AdaptiveAverage(g, name, x, pool.output_size),
@@ -54,7 +55,7 @@ internal static class OnnxLayers
 
     private static string KindOf(object module) => module switch
     {
-        RecurrentLayer recurrent => recurrent.IsLstm ? "LSTM" : "GRU",
+        RecurrentLayer recurrent => (recurrent.IsLstm ? "LSTM" : "GRU") + (recurrent.IsQuantized ? ", int8" : ""),
         _ => module.GetType().Name,
     };
 
@@ -69,7 +70,7 @@ internal static class OnnxLayers
         if (!Prune.PrunedParameters(module).Contains(parameter)) return current;
         var orig = module.named_parameters(recurse: false).First(p => p.name == parameter + "_orig").parameter;
         var mask = module.named_buffers(recurse: false).First(b => b.name == parameter + "_mask").buffer;
-        using (no_grad()) return mask.mul(orig).DetachFromDisposeScope();
+        return mask.mul(orig); // freed with OnnxExport.Build's dispose scope
     }
 
     // ---- Linear: Gemm on (B, in); Transpose + MatMul + Add on (*, in) ----
@@ -339,6 +340,43 @@ internal static class OnnxLayers
         string length = g.Node("Shape", new[] { x.Name }, name + "_T", G.Int("start", 1), G.Int("end", 2));
         string rows = g.Node("Slice", new[] { g.Initializer(name + ".weight", positions.weight), g.Int64s(0), length, g.Int64s(0) }, name + "_rows");
         return x.With(g.Node("Add", new[] { x.Name, rows }, name));
+    }
+
+    /// <summary>
+    /// LSTM/GRU, one ONNX <c>LSTM</c>/<c>GRU</c> node per stacked layer (both directions in one node), sequence-major
+    /// (ONNX's layout 0) inside. PyTorch's gate blocks are reordered to ONNX's: LSTM i, f, g, o → i, o, f, c; GRU
+    /// r, z, n → z, r, h with <c>linear_before_reset = 1</c> (PyTorch applies r to W_hn·h + b_hn). Y
+    /// (T, directions, B, H) becomes the next layer's (T, B, directions·H).
+    /// </summary>
+    private static OnnxValue Recurrent(G g, string name, OnnxValue x, RecurrentLayer layer)
+    {
+        var options = layer.Options;
+        long[] order = layer.IsLstm ? new long[] { 0, 3, 1, 2 } : new long[] { 1, 0, 2 };
+        int directions = options.Bidirectional ? 2 : 1;
+        var parameters = layer.Module.named_parameters(recurse: false).ToDictionary(p => p.name, p => (Tensor)p.parameter);
+        Tensor Gates(string parameter)
+        {
+            var chunks = parameters[parameter].chunk(order.Length, 0);
+            return cat(order.Select(i => chunks[i]).ToArray(), 0);
+        }
+        Tensor Stacked(Func<string, Tensor> perDirection) =>
+            stack(Enumerable.Range(0, directions).Select(d => perDirection(d == 0 ? "" : "_reverse")).ToArray(), 0);
+
+        string sequence = options.BatchFirst ? g.Node("Transpose", new[] { x.Name }, name + "_time_major", G.Ints("perm", new long[] { 1, 0, 2 })) : x.Name;
+        for (long k = 0; k < options.NumLayers; k++)
+        {
+            string l = $"{name}.rnn.l{k}";
+            string w = g.NewInitializer(l + ".W", Stacked(sfx => Gates($"weight_ih_l{k}{sfx}")));
+            string r = g.NewInitializer(l + ".R", Stacked(sfx => Gates($"weight_hh_l{k}{sfx}")));
+            string b = g.NewInitializer(l + ".B", Stacked(sfx => cat(new[] { Gates($"bias_ih_l{k}{sfx}"), Gates($"bias_hh_l{k}{sfx}") }, 0)));
+            var attributes = new List<Proto.AttributeProto> { G.Int("hidden_size", options.HiddenSize), G.Text("direction", directions == 2 ? "bidirectional" : "forward") };
+            if (!layer.IsLstm) attributes.Add(G.Int("linear_before_reset", 1));
+            string y = g.Node(layer.IsLstm ? "LSTM" : "GRU", new[] { sequence, w, r, b }, l + "_y", attributes.ToArray());
+            string merged = g.Node("Transpose", new[] { y }, l + "_tbdh", G.Ints("perm", new long[] { 0, 2, 1, 3 }));
+            sequence = g.Node("Reshape", new[] { merged, g.Int64s(0, 0, -1) }, l + "_out");
+        }
+        string output = options.BatchFirst ? g.Node("Transpose", new[] { sequence }, name, G.Ints("perm", new long[] { 1, 0, 2 })) : g.Node("Identity", new[] { sequence }, name);
+        return new OnnxValue(output, WithLast(x.Shape, directions * options.HiddenSize));
     }
 
     /// <summary>
