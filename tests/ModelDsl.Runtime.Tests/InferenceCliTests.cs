@@ -248,6 +248,7 @@ public sealed class InferenceCliTests : IClassFixture<TrainedDigits>
     [Theory]
     [InlineData("evaluate", "--model", "{dir}/none.ckpt", "There is no model file")]
     [InlineData("export", "--format", "tflite", "--output", "{dir}/x.onnx", "tflite")]
+    [InlineData("export", "--model", "{last}", "--output", "{dir}/x.pt", "--onnx-int8", "reduce-range", "--onnx-int8 applies to the onnx format only")]
     [InlineData("export", "--model", "{last}", "--output", "{dir}/x.bin", "--format is needed")]
     [InlineData("predict", "--model", "{last}", "--data", "{dir}/wide.csv", "wide.csv:1")]
     [InlineData("predict", "--model", "{last}", "--data", "{dir}/wide.csv", "--batch-size", "0", "--batch-size must be at least 1")]
@@ -313,6 +314,15 @@ public sealed class InferenceCliTests : IClassFixture<TrainedDigits>
         var theirs = TorchSharp.torch.cat(Enumerable.Range(0, 2).Select(i => ort.Run(x.narrow(0, i * 1024, Math.Min(1024, 1797 - i * 1024))).argmax(1)).ToArray(), 0);
         var ours = model.Predict(x);
         Assert.Equal(ours.data<long>().ToArray(), theirs.data<long>().ToArray());
+
+        // --onnx-int8 dynamic-quantize-linear writes ONNX's own activation quantisation instead.
+        var fast = Path.Combine(_run.Dir, "optimized-dql.onnx");
+        run = DigitsProcess.Run(_run.Dir, "cnn", "export", "--model", Optimized, "--output", fast, "--onnx-int8", "dynamic-quantize-linear");
+        Assert.True(run.ExitCode == 0, run.ToString());
+        Assert.Contains("activations quantised by DynamicQuantizeLinear", run.Stdout);
+        var graph = ModelDsl.Runtime.Onnx.Proto.ModelProto.Parser.ParseFrom(File.ReadAllBytes(fast)).Graph;
+        Assert.Equal(2, graph.Node.Count(n => n.OpType == "DynamicQuantizeLinear"));
+        Assert.Equal(0, ModelDsl.Runtime.Onnx.Proto.ModelProto.Parser.ParseFrom(File.ReadAllBytes(path)).Graph.Node.Count(n => n.OpType == "DynamicQuantizeLinear"));
     }
 
     private static (TorchSharp.torch.Tensor Features, long[] Labels) FeatureCsvForTests(string path)
