@@ -25,7 +25,7 @@ internal static class OnnxLayers
     /// <summary>Adds the nodes of layer <paramref name="name"/> (the module <paramref name="module"/>) applied to <paramref name="x"/>.</summary>
     public static OnnxValue Emit(G g, string name, object module, OnnxValue x) => module switch
     {
-        Linear linear => LinearFloat(g, name, x, Folded(linear, "weight", linear.weight!), linear.bias, linear.out_features),
+        Linear linear => LinearFloat(g, name, x, Folded(linear, "weight", linear.weight!), Folded(linear, "bias", linear.bias), linear.out_features),
         DynamicQuantizedLinear quantized => QuantizedLinear(g, name, x, quantized),
         Convolution conv => Convolution(g, name, x, conv),
         BatchNorm norm => BatchNormalization(g, name, x, norm),
@@ -65,9 +65,10 @@ internal static class OnnxLayers
     /// The tensor a pruned module computes with (<c>weight_orig * weight_mask</c>, what its forward pre-hook sets),
     /// so the file holds plain weights; for a module without pruning, its own tensor.
     /// </summary>
-    private static Tensor Folded(nn.Module module, string parameter, Tensor current)
+    [return: System.Diagnostics.CodeAnalysis.NotNullIfNotNull(nameof(current))]
+    private static Tensor? Folded(nn.Module module, string parameter, Tensor? current)
     {
-        if (!Prune.PrunedParameters(module).Contains(parameter)) return current;
+        if (current is null || !Prune.PrunedParameters(module).Contains(parameter)) return current;
         var orig = module.named_parameters(recurse: false).First(p => p.name == parameter + "_orig").parameter;
         var mask = module.named_buffers(recurse: false).First(b => b.name == parameter + "_mask").buffer;
         return mask.mul(orig); // freed with OnnxExport.Build's dispose scope
@@ -199,7 +200,7 @@ internal static class OnnxLayers
         }
         string w = g.Initializer(name + ".weight", Folded(conv, "weight", conv.weight!));
         var inputs = new List<string> { x.Name, w };
-        if (conv.bias is { } bias) inputs.Add(g.Initializer(name + ".bias", bias));
+        if (conv.bias is { } bias) inputs.Add(g.Initializer(name + ".bias", Folded(conv, "bias", bias)));
         string y = g.Node("Conv", inputs, name,
             G.Ints("kernel_shape", kernel), G.Ints("strides", stride), G.Ints("pads", pads), G.Ints("dilations", dilation), G.Int("group", conv.groups));
         var shape = (OnnxDim[])x.Shape.Clone();

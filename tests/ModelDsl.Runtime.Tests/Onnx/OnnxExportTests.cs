@@ -144,6 +144,14 @@ public sealed class OnnxExportTests
         manual_seed(5);
         using var model = Randomised(new Digits.DigitsMlp());
         Prune.L1Unstructured(model.Hidden1, "weight", PruneAmount.Of(0.6));
+        Prune.L1Unstructured(model.Hidden2, "bias", PruneAmount.Of(0.5));
+        // An optimiser step moves weight_orig and bias_orig; the modules' tensors catch up only at their next forward,
+        // so the export must fold mask · orig itself.
+        using (no_grad())
+        {
+            model.Hidden1.named_parameters(recurse: false).Single(p => p.name == "weight_orig").parameter.add_(0.05);
+            model.Hidden2.named_parameters(recurse: false).Single(p => p.name == "bias_orig").parameter.add_(0.05);
+        }
         var proto = OnnxExport.Build(model, Digits.DigitsMlp.Signature);
         Assert.DoesNotContain(proto.Graph.Initializer, i => i.Name.EndsWith("_orig", StringComparison.Ordinal) || i.Name.EndsWith("_mask", StringComparison.Ordinal));
         var weight = proto.Graph.Initializer.Single(i => i.Name == "Hidden1.weight");
