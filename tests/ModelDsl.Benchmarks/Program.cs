@@ -15,6 +15,7 @@ using BenchmarkDotNet.Running;
 // Generation alone, with and without the key/value cache, fp32 and int8, interleaved:        -- --gpt-generation [rounds [threads]]
 // Distributed runtime, two ranks under mpirun (needs Open MPI; not BenchmarkDotNet):  -- --allreduce, -- --ddp-scaling, -- --ddp-overlap
 // Local SGD / DiLoCo against sync DDP on Digits: bytes, time, accuracy, docs/local_sgd.png: -- --local-sgd [epochs]
+// ONNX Runtime on our exported models beside our runtime, batch 1 and 64, fp32 and int8:   -- --onnx [rounds [threads]]
 if (args.Length == 1 && args[0] == "--interleaved")
 {
     ModelDsl.Benchmarks.InterleavedCheck.Run();
@@ -33,6 +34,12 @@ if (args.Length is >= 1 and <= 3 && args[0] == "--optimization")
 if (args.Length is 1 or 2 && args[0] == "--int8-kernels")
 {
     ModelDsl.Benchmarks.Int8KernelBenchmarks.Run(args.Length == 2 ? int.Parse(args[1]) : 15);
+    return 0;
+}
+
+if (args.Length is >= 1 and <= 3 && args[0] == "--onnx")
+{
+    ModelDsl.Benchmarks.OnnxRuntimeBenchmarks.Run(args.Length >= 2 ? int.Parse(args[1]) : 15, args.Length == 3 ? int.Parse(args[2]) : 2);
     return 0;
 }
 

@@ -46,6 +46,8 @@ public sealed class PackageTests : IClassFixture<PackedFeed>
         Assert.Contains("TorchSharp", dependencies);
         Assert.Contains("libtorch-cpu-linux-x64", dependencies); // CPU by default
         Assert.DoesNotContain(dependencies, d => d.StartsWith("ModelDsl", StringComparison.Ordinal)); // one package, not three
+        Assert.Contains("Google.Protobuf", dependencies);      // ONNX export's runtime
+        Assert.DoesNotContain("Grpc.Tools", dependencies);     // protoc is build-time only
 
         using var symbols = ZipFile.OpenRead(Path.ChangeExtension(_feed.PackagePath("ModelDsl"), ".snupkg"));
         Assert.Contains("lib/net10.0/ModelDsl.Runtime.pdb", symbols.Entries.Select(e => e.FullName));

@@ -247,7 +247,8 @@ public sealed class InferenceCliTests : IClassFixture<TrainedDigits>
 
     [Theory]
     [InlineData("evaluate", "--model", "{dir}/none.ckpt", "There is no model file")]
-    [InlineData("export", "--format", "onnx", "--output", "{dir}/x.onnx", "onnx")]
+    [InlineData("export", "--format", "tflite", "--output", "{dir}/x.onnx", "tflite")]
+    [InlineData("export", "--model", "{last}", "--output", "{dir}/x.pt", "--onnx-int8", "reduce-range", "--onnx-int8 applies to the onnx format only")]
     [InlineData("export", "--model", "{last}", "--output", "{dir}/x.bin", "--format is needed")]
     [InlineData("predict", "--model", "{last}", "--data", "{dir}/wide.csv", "wide.csv:1")]
     [InlineData("predict", "--model", "{last}", "--data", "{dir}/wide.csv", "--batch-size", "0", "--batch-size must be at least 1")]
@@ -276,6 +277,52 @@ public sealed class InferenceCliTests : IClassFixture<TrainedDigits>
         var run = DigitsProcess.Run(_run.Dir, "mlp", "--patience", "2", "--checkpoint-dir", Path.Combine(_run.Dir, "mlp"));
         Assert.Equal(2, run.ExitCode);
         Assert.Contains("ValidationFraction = 0", run.Stderr);
+    }
+
+    [Fact]
+    public void ExportOnnx_OfTheCheckpoint_RunsInOnnxRuntime_WithOurOutputs()
+    {
+        var path = Path.Combine(_run.Dir, "cnn.onnx");
+        var run = DigitsProcess.Run(_run.Dir, "cnn", "export", "--model", _run.Last, "--output", path);   // format from the extension
+        Assert.True(run.ExitCode == 0, run.ToString());
+        Assert.Contains("(onnx, opset 17: input 'input', output 'output', batch dimension 'batch')", run.Stdout);
+
+        using var model = Digits.DigitsCnn.Load(_run.Last);
+        var (features, _) = FeatureCsvForTests(DigitsProcess.DataFile("optdigits.tes"));
+        var x = features * (float)Digits.DigitsCnn.Plan.FeatureScale;
+        using var ort = new Onnx.OrtRunner(File.ReadAllBytes(path));
+        var logits = ort.Run(x);
+        using (TorchSharp.torch.no_grad())
+            Assert.True((model.call(x) - logits).abs().max().item<float>() <= 1e-4f);
+        Assert.True((model.PredictProba(x) - TorchSharp.torch.softmax(logits, 1)).abs().max().item<float>() <= 1e-4f);
+        Assert.Equal(model.Predict(x).data<long>().ToArray(), logits.argmax(1).data<long>().ToArray());
+    }
+
+    [Fact]
+    public void ExportOnnx_OfTheOptimisedModel_CutAndInt8_PredictsTheSameClassesInOnnxRuntime()
+    {
+        var path = Path.Combine(_run.Dir, "optimized.onnx");
+        var run = DigitsProcess.Run(_run.Dir, "cnn", "export", "--model", Optimized, "--format", "onnx", "--output", path);
+        Assert.True(run.ExitCode == 0, run.ToString());
+        Assert.Contains("int8 layers Hidden (DynamicInt8), Output (DynamicInt8)", run.Stdout);
+
+        using var model = Digits.DigitsCnn.Load(Optimized);
+        var (features, _) = FeatureCsvForTests(DigitsProcess.DataFile("optdigits.tes"));
+        var x = features * (float)Digits.DigitsCnn.Plan.FeatureScale;
+        using var ort = new Onnx.OrtRunner(File.ReadAllBytes(path));
+        // Both quantise each call's activations as one tensor: run ORT on the batches Predict uses.
+        var theirs = TorchSharp.torch.cat(Enumerable.Range(0, 2).Select(i => ort.Run(x.narrow(0, i * 1024, Math.Min(1024, 1797 - i * 1024))).argmax(1)).ToArray(), 0);
+        var ours = model.Predict(x);
+        Assert.Equal(ours.data<long>().ToArray(), theirs.data<long>().ToArray());
+
+        // --onnx-int8 dynamic-quantize-linear writes ONNX's own activation quantisation instead.
+        var fast = Path.Combine(_run.Dir, "optimized-dql.onnx");
+        run = DigitsProcess.Run(_run.Dir, "cnn", "export", "--model", Optimized, "--output", fast, "--onnx-int8", "dynamic-quantize-linear");
+        Assert.True(run.ExitCode == 0, run.ToString());
+        Assert.Contains("activations quantised by DynamicQuantizeLinear", run.Stdout);
+        var graph = ModelDsl.Runtime.Onnx.Proto.ModelProto.Parser.ParseFrom(File.ReadAllBytes(fast)).Graph;
+        Assert.Equal(2, graph.Node.Count(n => n.OpType == "DynamicQuantizeLinear"));
+        Assert.Equal(0, ModelDsl.Runtime.Onnx.Proto.ModelProto.Parser.ParseFrom(File.ReadAllBytes(path)).Graph.Node.Count(n => n.OpType == "DynamicQuantizeLinear"));
     }
 
     private static (TorchSharp.torch.Tensor Features, long[] Labels) FeatureCsvForTests(string path)
