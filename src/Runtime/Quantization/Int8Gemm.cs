@@ -15,7 +15,7 @@ internal enum Int8Kernel
     Scalar,
     /// <summary>AVX2: <c>vpmaddubsw</c> (u8·s8 pair sums in int16) then <c>vpmaddwd</c> by ones (int32).</summary>
     Avx2,
-    /// <summary>AVX-VNNI (or AVX-512 VNNI with VL): <c>vpdpbusd</c>, four u8·s8 products into int32 in one instruction.</summary>
+    /// <summary>AVX-VNNI (Intel Alder Lake / Sapphire Rapids and later, AMD Zen 5 and later): <c>vpdpbusd</c>, four u8·s8 products into int32 in one instruction.</summary>
     AvxVnni,
 }
 
@@ -57,7 +57,10 @@ internal static unsafe class Int8Gemm
         AvxVnni.IsSupported ? Int8Kernel.AvxVnni : Avx2.IsSupported ? Int8Kernel.Avx2 : Int8Kernel.Torch;
 
     /// <summary>Tests and benchmarks force a kernel here (one the CPU supports); <c>null</c> runs <see cref="Best"/>.</summary>
-    internal static Int8Kernel? Forced { get; set; }
+    /// <remarks>Per thread: a test forcing a kernel does not switch other tests running at the same time.</remarks>
+    internal static Int8Kernel? Forced { get => _forced; set => _forced = value; }
+
+    [ThreadStatic] private static Int8Kernel? _forced;
 
     /// <summary>The kernel calls run now.</summary>
     public static Int8Kernel Current => Forced ?? Best;
@@ -142,13 +145,18 @@ internal static unsafe class Int8Gemm
         {
             int* sums = stackalloc int[TileRows * 3];
             int n = n0;
-            for (; n + OneRowColumns <= n1; n += OneRowColumns)
+            // The weight row sums only matter through zeroPoint·Σw: after a ReLU the input's minimum is 0, so the zero
+            // point is 0 and this pass over the block is skipped (Store multiplies the row sums by zeroPoint).
+            if (zeroPoint != 0)
             {
-                Tile1x4<TDot>(null, w + (long)n * k, sums);
-                for (int j = 0; j < OneRowColumns; j++) rowSums[n - n0 + j] = sums[j];
+                for (; n + OneRowColumns <= n1; n += OneRowColumns)
+                {
+                    Tile1x4<TDot>(null, w + (long)n * k, sums);
+                    for (int j = 0; j < OneRowColumns; j++) rowSums[n - n0 + j] = sums[j];
+                }
+                for (; n < n1; n++)
+                    rowSums[n - n0] = Dot1x1<TDot>(null, w + (long)n * k);
             }
-            for (; n < n1; n++)
-                rowSums[n - n0] = Dot1x1<TDot>(null, w + (long)n * k);
 
             int m = m0;
             for (; m + TileRows <= m1; m += TileRows)
