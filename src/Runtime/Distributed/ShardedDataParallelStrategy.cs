@@ -28,7 +28,7 @@ namespace ModelDsl.Runtime.Distributed;
 /// Load work unchanged. Gradient clipping uses the norm over all ranks' gradients, as DDP's does.</para>
 /// <para>Stage 2 reduces after backward, through one flat buffer the size of the padded gradients, and frees the
 /// other partitions' gradients as it fills it; ZeRO's bucket-wise reduction during backward is not implemented, so
-/// the peak still holds every gradient once. Stage 3 (<see cref="ShardLevel.Parameters"/>) is not implemented.</para>
+/// the peak holds every gradient plus one flat buffer of their size. Stage 3 (<see cref="ShardLevel.Parameters"/>) is not implemented.</para>
 /// </remarks>
 public sealed class ShardedDataParallelStrategy : ITrainingStrategy
 {
@@ -112,6 +112,9 @@ public sealed class ShardedDataParallelStrategy : ITrainingStrategy
     /// <inheritdoc/>
     public bool AllFinite(bool finite) => _ddp.AllFinite(finite);
 
+    /// <summary>Clipping happens in <see cref="SynchronizeGradients"/>, by the norm over every rank's partition.</summary>
+    public bool ClipsGradients => true;
+
     /// <summary>
     /// Averages the gradients (stage 1: all-reduce, as DDP; stage 2: reduce-scatter), clips them by the norm over
     /// all ranks when the plan clips, and drops the other partitions' gradients so the optimiser steps this rank's only.
@@ -155,8 +158,10 @@ public sealed class ShardedDataParallelStrategy : ITrainingStrategy
         {
             var clock = Stopwatch.StartNew();
             using var noGrad = no_grad();
+            // Rank 0 has its own partition's state already; every rank knows the owners, so all skip the same broadcasts.
             for (int i = 0; i < partition.Parameters.Count; i++)
-                SendStateToRankZero(partition.Parameters[i], partition.Owner[i]);
+                if (partition.Owner[i] != 0)
+                    SendStateToRankZero(partition.Parameters[i], partition.Owner[i]);
             _foreignStateHeld = Rank == 0;
             _communication += clock.Elapsed;
         }
@@ -206,7 +211,12 @@ public sealed class ShardedDataParallelStrategy : ITrainingStrategy
             var parameter = partition.Parameters[i];
             using var grad = parameter.grad;
             if (grad is not null)
-                flat.narrow(0, partition.Owner[i] * partition.SegmentLength + partition.Offset[i], parameter.numel()).copy_(grad.reshape(-1));
+            {
+                // The views are disposed here, not by the scope, so a dropped gradient's storage is freed as it is copied.
+                using var source = grad.reshape(-1);
+                using var target = flat.narrow(0, partition.Owner[i] * partition.SegmentLength + partition.Offset[i], parameter.numel());
+                target.copy_(source);
+            }
             if (partition.Owner[i] != Rank) parameter.grad = null;
         }
         // DDP multiplies by 1/world size on the way into the bucket, then sums: the same arithmetic, the same result.
@@ -265,7 +275,11 @@ public sealed class ShardedDataParallelStrategy : ITrainingStrategy
         var shard = zeros(partition.SegmentLength, partition.Dtype, device);
         for (int i = 0; i < partition.Parameters.Count; i++)
             if (partition.Owner[i] == Rank)
-                shard.narrow(0, partition.Offset[i], partition.Parameters[i].numel()).copy_(partition.Parameters[i].reshape(-1));
+            {
+                using var source = partition.Parameters[i].reshape(-1);
+                using var target = shard.narrow(0, partition.Offset[i], partition.Parameters[i].numel());
+                target.copy_(source);
+            }
         var full = empty(partition.SegmentLength * WorldSize, partition.Dtype, device);
         _group.AllGather(full, shard);
         _bytes += shard.numel() * shard.element_size();
@@ -273,7 +287,9 @@ public sealed class ShardedDataParallelStrategy : ITrainingStrategy
         {
             if (partition.Owner[i] == Rank) continue;
             var parameter = partition.Parameters[i];
-            parameter.copy_(full.narrow(0, partition.Owner[i] * partition.SegmentLength + partition.Offset[i], parameter.numel()).view(parameter.shape));
+            using var slice = full.narrow(0, partition.Owner[i] * partition.SegmentLength + partition.Offset[i], parameter.numel());
+            using var source = slice.view(parameter.shape);
+            parameter.copy_(source);
         }
         _communication += clock.Elapsed;
     }

@@ -52,6 +52,12 @@ namespace ModelDsl.Runtime.Training
         void SynchronizeGradients(nn.Module model);
 
         /// <summary>
+        /// Whether <see cref="SynchronizeGradients"/> also clips them to the plan's norm (sharding clips by the norm
+        /// over every rank's partition, which the step cannot see); then the step does not clip again.
+        /// </summary>
+        bool ClipsGradients => false;
+
+        /// <summary>
         /// After step <paramref name="step"/> (1-based, counted over the whole run), whose loss was <paramref name="loss"/>
         /// and whose update was <paramref name="applied"/> or skipped; local SGD averages here. Returns the divergence
         /// that stops training, the same on every rank — at once under DDP, at the next round under local SGD — or

@@ -50,7 +50,7 @@ namespace ModelDsl.Runtime.Training
             _optimizer.zero_grad();
             loss.backward();
             _strategy.SynchronizeGradients(_model);
-            if (_clip > 0) nn.utils.clip_grad_norm_(_model.parameters(), _clip);
+            if (_clip > 0 && !_strategy.ClipsGradients) nn.utils.clip_grad_norm_(_model.parameters(), _clip);
             _optimizer.step();
             return new StepResult(value, LossFunctions.CountCorrect(_loss, output, y), Applied: true);
         }
