@@ -148,6 +148,64 @@ public class IncrementalTests
     }
 
     [Fact]
+    public void EditToAComposedModelOfTheSameNameInAnotherNamespace_ParsesTheComposingModelAgain()
+    {
+        // A.Encoder composes B.Encoder: its own name, used as a type, names the other model. An edit to B.Encoder's
+        // layers in its own file must reach A.Encoder's shapes and parameter count.
+        const string outer = GeneratorHarness.Usings + """
+            namespace A;
+            [Model(Input = "B, 8")]
+            public partial class Encoder
+            {
+                public partial B.Encoder Inner { get; }
+                [Linear(2)] public partial Linear Out { get; }
+            }
+            """;
+        const string inner = GeneratorHarness.Usings + """
+            namespace B;
+            [Model(Input = "B, 8")]
+            public partial class Encoder
+            {
+                [Linear(4)] public partial Linear Hidden { get; }
+            }
+            """;
+        var compilation = GeneratorHarness.Compile(new[] { ("Outer.cs", outer), ("Inner.cs", inner) });
+        var (driver, edited) = RunThenEditMethodBody(compilation, "Inner.cs", "[Linear(4)]", "[Linear(6)]");
+
+        var fresh = GeneratorHarness.CreateDriver().RunGenerators(edited).GetRunResult();
+        var incremental = driver.GetRunResult();
+        Assert.Equal(GeneratedTexts(fresh), GeneratedTexts(incremental));
+        Assert.Contains(GeneratedTexts(incremental), t => t.Contains("(6L, 2L)", StringComparison.Ordinal) || t.Contains("Linear(6, 2", StringComparison.Ordinal));
+    }
+
+    [Fact]
+    public void DefineChangedInTheModelsFile_ParsesItAgain()
+    {
+        // The same text, the same length, another live #if branch: the model gains a layer.
+        string model = "#define CPU\n" + GeneratorHarness.Usings + """
+            namespace Samples.Pre;
+            [Model(Input = "B, 8")]
+            public partial class Switch
+            {
+                [Linear(4)] public partial Linear Hidden { get; }
+            #if GPU
+                [ReLU] public partial ReLU Act { get; }
+            #endif
+            }
+            """;
+        var compilation = GeneratorHarness.Compile(new[] { ("Switch.cs", model) });
+        var (driver, edited) = RunThenEditMethodBody(compilation, "Switch.cs", "#define CPU", "#define GPU");
+
+        var fresh = GeneratorHarness.CreateDriver().RunGenerators(edited).GetRunResult();
+        var incremental = driver.GetRunResult();
+        Assert.Equal(GeneratedTexts(fresh), GeneratedTexts(incremental));
+        Assert.Contains(GeneratedTexts(incremental), t => t.Contains("Act", StringComparison.Ordinal));
+    }
+
+    private static string[] GeneratedTexts(GeneratorDriverRunResult run) =>
+        run.Results.SelectMany(r => r.GeneratedSources).Select(g => g.SourceText.ToString()).OrderBy(t => t, StringComparer.Ordinal).ToArray();
+
+    [Fact]
     public void GlobalUsingAddedElsewhere_ParsesTheModelsAgain()
     {
         var compilation = GeneratorHarness.Compile(new[] { ("Mlp.cs", Mlp), ("Other.cs", Unrelated) });

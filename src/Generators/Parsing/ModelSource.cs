@@ -19,7 +19,8 @@ namespace ModelDsl.Generators.Parsing
     /// <remarks>
     /// <para>
     /// Equal when the parse would read the same inputs: each declaration of the class (file, position, full text, and
-    /// the usings and namespaces around it, with the file's language version and preprocessor symbols), the global
+    /// the usings and namespaces around it, with the file's language version, the project's preprocessor symbols and
+    /// the file's own #define/#undef), the global
     /// usings of the compilation, its metadata references (by identity) and whether it has TorchSharp and the
     /// ModelDsl runtime. A model whose syntax names a type declared in the compilation's own sources (a composed
     /// model, a base class, a class of constants, a helper) or that is nested in another type can depend on other
@@ -36,8 +37,8 @@ namespace ModelDsl.Generators.Parsing
     {
         private readonly string _facts;
         private readonly string _syntax;
-        // A fresh object for a model that depends on other files: never equal to another run's source.
-        private readonly object? _neverEqual;
+        // A model that depends on other files: never equal to another run's source (only to itself).
+        private readonly bool _neverEqual;
         private readonly WeakReference<INamedTypeSymbol> _type;
         private readonly WeakReference<Compilation> _compilation;
 
@@ -46,7 +47,7 @@ namespace ModelDsl.Generators.Parsing
         {
             _facts = facts;
             _syntax = syntax;
-            _neverEqual = dependsOnOtherFiles ? new object() : null;
+            _neverEqual = dependsOnOtherFiles;
             _type = new WeakReference<INamedTypeSymbol>(type);
             _compilation = new WeakReference<Compilation>(compilation);
             Name = type.Name;
@@ -60,9 +61,6 @@ namespace ModelDsl.Generators.Parsing
         public string TargetPath { get; }
         /// <summary>See <see cref="TargetPath"/>.</summary>
         public Microsoft.CodeAnalysis.Text.TextSpan TargetSpan { get; }
-
-        /// <summary>Whether the parse must run on every compilation (the model names a type from the compilation's sources, or is nested).</summary>
-        public bool DependsOnOtherFiles => _neverEqual is not null;
 
         /// <summary>Reads the class's syntax; binds nothing (the symbol is the one <c>ForAttributeWithMetadataName</c> already has).</summary>
         public static ModelSource? From(GeneratorAttributeSyntaxContext context, CancellationToken cancellation)
@@ -95,6 +93,11 @@ namespace ModelDsl.Generators.Parsing
                 syntax.Append(tree.FilePath).Append('\u0001');
                 if (tree.Options is CSharpParseOptions options)
                     syntax.Append(options.LanguageVersion).Append(' ').Append(string.Join(",", options.PreprocessorSymbolNames));
+                // A file's #define/#undef (all before its first token) decide which #if branches of the class are live;
+                // the class's text alone is the same whichever branch is active.
+                foreach (var trivia in tree.GetRoot(cancellation).GetFirstToken(includeZeroWidth: true).LeadingTrivia)
+                    if (trivia.IsKind(SyntaxKind.DefineDirectiveTrivia) || trivia.IsKind(SyntaxKind.UndefDirectiveTrivia))
+                        syntax.Append(trivia.ToString().Trim()).Append(' ');
                 syntax.Append('\u0001').Append(node.FullSpan.Start).Append('\u0001');
                 // The usings and namespaces around the declaration decide what its names mean.
                 foreach (var scope in node.Ancestors())
@@ -112,11 +115,12 @@ namespace ModelDsl.Generators.Parsing
                     foreach (var u in usings)
                     {
                         syntax.Append(u.ToString()).Append('\u0001');
-                        dependsOnOtherFiles |= NamesSourceType(u, facts.TypeNames, type.Name);
+                        dependsOnOtherFiles |= NamesSourceType(u, facts.TypeNames);
                     }
                 }
                 syntax.Append(node.ToFullString()).Append('\u0002');
-                dependsOnOtherFiles |= NamesSourceType(node, facts.TypeNames, type.Name);
+                // In the class itself a name may also mean a namespace of the sources (e.g. one named like an attribute).
+                dependsOnOtherFiles |= NamesSourceType(node, facts.TypeNames) || NamesSourceType(node, facts.NamespaceNames);
             }
 
             return new ModelSource(facts.Key, syntax.ToString(), dependsOnOtherFiles, type, compilation, context.TargetNode);
@@ -147,22 +151,40 @@ namespace ModelDsl.Generators.Parsing
         }
 
         /// <summary>
-        /// Whether an identifier under <paramref name="node"/> is the name of a type declared in the compilation's
-        /// sources (other than the model itself); an attribute's name counts with and without its Attribute suffix.
+        /// Whether an identifier under <paramref name="node"/> that refers to something (not one a declaration
+        /// introduces, nor a named argument's name) is one of <paramref name="sourceTypeNames"/>, the names of types (or
+        /// namespaces) declared in the compilation's sources; an attribute's name counts with and without its Attribute
+        /// suffix. The model's own name counts too where it is used, not declared: it may mean another model of that name.
         /// </summary>
-        private static bool NamesSourceType(SyntaxNode node, ICollection<string> sourceTypeNames, string self)
+        private static bool NamesSourceType(SyntaxNode node, ICollection<string> sourceTypeNames)
         {
             if (sourceTypeNames.Count == 0) return false;
             foreach (var token in node.DescendantTokens())
             {
-                if (!token.IsKind(SyntaxKind.IdentifierToken)) continue;
+                if (!token.IsKind(SyntaxKind.IdentifierToken) || IsDeclaredName(token)) continue;
                 string name = token.ValueText;
-                if (name == self) continue;
                 if (sourceTypeNames.Contains(name)) return true;
                 if (IsInAttributeName(token) && sourceTypeNames.Contains(name + "Attribute")) return true;
             }
             return false;
         }
+
+        // The identifier a declaration introduces (a type, member, parameter or variable) or a named argument's name.
+        private static bool IsDeclaredName(SyntaxToken token) => token.Parent switch
+        {
+            BaseTypeDeclarationSyntax t => t.Identifier == token,
+            DelegateDeclarationSyntax d => d.Identifier == token,
+            ConstructorDeclarationSyntax c => c.Identifier == token,
+            DestructorDeclarationSyntax d => d.Identifier == token,
+            PropertyDeclarationSyntax p => p.Identifier == token,
+            MethodDeclarationSyntax m => m.Identifier == token,
+            EventDeclarationSyntax e => e.Identifier == token,
+            VariableDeclaratorSyntax v => v.Identifier == token,
+            ParameterSyntax p => p.Identifier == token,
+            TypeParameterSyntax t => t.Identifier == token,
+            IdentifierNameSyntax { Parent: NameEqualsSyntax or NameColonSyntax } => true,
+            _ => false,
+        };
 
         private static bool IsInAttributeName(SyntaxToken token)
         {
@@ -173,14 +195,14 @@ namespace ModelDsl.Generators.Parsing
 
         /// <inheritdoc />
         public bool Equals(ModelSource? other) =>
-            other is not null && _neverEqual is null && other._neverEqual is null
+            ReferenceEquals(this, other) || other is not null && !_neverEqual && !other._neverEqual
             && string.Equals(_facts, other._facts, StringComparison.Ordinal) && string.Equals(_syntax, other._syntax, StringComparison.Ordinal);
 
         /// <inheritdoc />
         public override bool Equals(object? obj) => Equals(obj as ModelSource);
 
         /// <inheritdoc />
-        public override int GetHashCode() => _neverEqual?.GetHashCode() ?? StringComparer.Ordinal.GetHashCode(_syntax);
+        public override int GetHashCode() => _neverEqual ? RuntimeHelpers.GetHashCode(this) : StringComparer.Ordinal.GetHashCode(_syntax);
 
         /// <summary>What every model's parse reads from the compilation as a whole, computed once per compilation.</summary>
         private sealed class CompilationFacts
@@ -192,13 +214,18 @@ namespace ModelDsl.Generators.Parsing
 
             public string Key = "";
             public ICollection<string> TypeNames = Array.Empty<string>();
+            public ICollection<string> NamespaceNames = Array.Empty<string>();
             public bool GlobalUsingsNameSourceType;
 
             public static CompilationFacts Of(Compilation compilation) => Cache.GetValue(compilation, Compute);
 
             private static CompilationFacts Compute(Compilation compilation)
             {
-                var facts = new CompilationFacts { TypeNames = compilation.Assembly.TypeNames };
+                var facts = new CompilationFacts
+                {
+                    TypeNames = compilation.Assembly.TypeNames,
+                    NamespaceNames = compilation.Assembly.NamespaceNames,
+                };
                 var key = new StringBuilder();
                 key.Append(compilation.GetTypeByMetadataName("TorchSharp.torch") is not null ? "torch " : "- ")
                    .Append(compilation.GetTypeByMetadataName(TrainParser.TrainingHostName) is not null ? "runtime\u0001" : "-\u0001");
@@ -212,7 +239,7 @@ namespace ModelDsl.Generators.Parsing
                     {
                         if (!u.GlobalKeyword.IsKind(SyntaxKind.GlobalKeyword)) continue;
                         key.Append(u.ToString()).Append('\u0001');
-                        facts.GlobalUsingsNameSourceType |= NamesSourceType(u, facts.TypeNames, "");
+                        facts.GlobalUsingsNameSourceType |= NamesSourceType(u, facts.TypeNames);
                     }
                 }
                 facts.Key = key.ToString();
