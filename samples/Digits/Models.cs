@@ -13,7 +13,7 @@ namespace Digits;
 [Train(Loss.CrossEntropy, Optimizer.AdamW, LearningRate = 2e-3, Epochs = 20, BatchSize = 64, Seed = 0,
        Schedule = Schedule.Cosine, WarmupEpochs = 1, FeatureScale = 1.0 / 16,
        Data = "data/optdigits.tra", TestData = "data/optdigits.tes")]
-[Prune(PruneMethod.Structured, 0.5, Targets = new[] { nameof(Hidden) }, FineTuneEpochs = 2)]
+[Prune(PruneMethod.Structured, 0.5, Targets = new[] { nameof(Conv1), nameof(Conv2), nameof(Hidden) }, FineTuneEpochs = 2)]
 [Quantize(QuantizeMode.DynamicInt8)]
 public partial class DigitsCnn
 {

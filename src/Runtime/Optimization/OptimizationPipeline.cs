@@ -1,6 +1,7 @@
 using System;
 using System.Collections.Generic;
 using System.Diagnostics;
+using System.Globalization;
 using System.IO;
 using System.Linq;
 using ModelDsl.Runtime.Pruning;
@@ -98,13 +99,20 @@ namespace ModelDsl.Runtime.Optimization
                     context.FineTune(model, tuned.FineTuneEpochs, plan.LearningRate * FineTuneLearningRateFactor);
                     report.FineTuneEpochs += tuned.FineTuneEpochs;
                 }
+                if (context.Primary && ChangesCompute(pass)) MeasurePass(model, plan, context, pass, report);
             }
             MakePermanent(pruned, report);
+
 
             report.ParamCountAfter = model.parameters().Sum(p => p.numel())
                 + Quantize.QuantizedLayers(model).Sum(q => q.Layer.named_buffers().Where(b => b.name is "weight" or "bias").Sum(b => b.buffer.numel()));
             report.ParamBytesAfter = StateBytes(model);
             report.Sparsity = Sparsity(model);
+
+            // Inference needs no BatchNorm of its own: each one right after a Conv2d (Linear) is folded into it, exactly
+            // up to float rounding (the counts above are the plan's, which the compiler computed, before the fold).
+            model.eval();
+            report.FoldedBatchNorms = FoldBatchNorms(host, "");
             var (accuracy, valLoss) = context.Evaluate(model);
             report.TestAccuracy = accuracy;
             report.ValLoss = valLoss;
@@ -116,9 +124,86 @@ namespace ModelDsl.Runtime.Optimization
                 report.SizeRatio = report.FileBytesBefore > 0 ? (double)report.FileBytesAfter / report.FileBytesBefore : double.NaN;
                 (report.LatencyBatch1After, report.LatencyBatch64After) = Latencies(model, plan, context.Device);
                 report.Speedup = report.LatencyBatch64Before / Math.Max(report.LatencyBatch64After, 1e-9);
+                report.SpeedupBatch1 = report.LatencyBatch1Before / Math.Max(report.LatencyBatch1After, 1e-9);
                 if (plan.IsLanguageModel) report.GenerationTokensPerSecondAfter = GenerationSpeed(model, plan);
             }
             return report;
+        }
+
+        /// <summary>A pass is measured (and warned about) when it changes what the dense kernels compute: a structured cut or quantisation. Unstructured masks leave every shape as it was.</summary>
+        private static bool ChangesCompute(OptimizationPass pass) => pass is QuantizePass or PrunePass { Method: PruneMethod.Structured };
+
+        /// <summary>
+        /// A pass slows the model down when the latency after it exceeds the latency before it by more than this factor
+        /// at batch 1 or 64 (the margin keeps the measurement's noise from warning).
+        /// </summary>
+        public const double SlowerMargin = 1.1;
+
+        /// <summary>
+        /// The latency after <paramref name="pass"/> against the latency before it (the previous measured pass, or the
+        /// trained model), in the report; one warning line when the pass made the model slower.
+        /// </summary>
+        private static void MeasurePass(nn.Module<Tensor, Tensor> model, TrainingPlan plan, OptimizationContext context, OptimizationPass pass, OptimizationReport report)
+        {
+            var previous = report.PassLatencies.LastOrDefault();
+            double before1 = previous?.LatencyBatch1 ?? report.LatencyBatch1Before, before64 = previous?.LatencyBatch64 ?? report.LatencyBatch64Before;
+            var (after1, after64) = Latencies(model, plan, context.Device);
+            var measured = new PassLatency
+            {
+                Pass = pass.ToString()!,
+                LatencyBatch1 = after1,
+                LatencyBatch64 = after64,
+                SpeedupBatch1 = before1 / Math.Max(after1, 1e-9),
+                SpeedupBatch64 = before64 / Math.Max(after64, 1e-9),
+            };
+            report.PassLatencies.Add(measured);
+            if (SlowdownWarning(pass, before1, after1, before64, after64) is { } warning)
+            {
+                report.Warnings.Add(warning);
+                context.Note($"optimisation: warning: {warning}");
+            }
+        }
+
+        /// <summary>The warning for a pass whose latency after exceeds the latency before by more than <see cref="SlowerMargin"/> at batch 1 or 64; null otherwise.</summary>
+        internal static string? SlowdownWarning(OptimizationPass pass, double before1, double after1, double before64, double after64) =>
+            after1 > before1 * SlowerMargin || after64 > before64 * SlowerMargin
+                ? string.Create(CultureInfo.InvariantCulture,
+                    $"the pass '{pass}' made the model slower: {before1 / Math.Max(after1, 1e-9):0.00}x at batch 1 ({before1:0.###} -> {after1:0.###} ms), " +
+                    $"{before64 / Math.Max(after64, 1e-9):0.00}x at batch 64 ({before64:0.###} -> {after64:0.###} ms)")
+                : null;
+
+        /// <summary>
+        /// Folds each BatchNorm2d right after a Conv2d (BatchNorm1d right after a Linear) of a generated forward into
+        /// that layer (<see cref="Fusion"/>); the BatchNorm's slot then holds a <see cref="FoldedBatchNorm"/>. The model
+        /// must be in eval mode. Returns the folded BatchNorms' paths.
+        /// </summary>
+        internal static List<string> FoldBatchNorms(ILayerHost host, string prefix)
+        {
+            var folded = new List<string>();
+            var names = host.LayerNames;
+            for (int i = 0; i < names.Count; i++)
+            {
+                var layer = host.GetLayer(names[i]);
+                if (layer is ILayerHost inner)
+                {
+                    folded.AddRange(FoldBatchNorms(inner, prefix + names[i] + "."));
+                    continue;
+                }
+                // Only a generated forward runs the layers in declaration order, one into the next.
+                if (!host.ForwardIsGenerated || i + 1 >= names.Count) continue;
+                nn.Module<Tensor, Tensor>? fused = (layer, host.GetLayer(names[i + 1])) switch
+                {
+                    (TorchSharp.Modules.Conv2d conv, TorchSharp.Modules.BatchNorm2d { running_mean: not null } norm) => Fusion.FuseConvBnEval(conv, norm),
+                    (TorchSharp.Modules.Linear linear, TorchSharp.Modules.BatchNorm1d { running_mean: not null } norm) => Fusion.FuseLinearBnEval(linear, norm),
+                    _ => null,
+                };
+                if (fused is null) continue;
+                if (host.ReplaceLayer(names[i], fused) is IDisposable oldLayer) oldLayer.Dispose();
+                if (host.ReplaceLayer(names[i + 1], new FoldedBatchNorm()) is IDisposable oldNorm) oldNorm.Dispose();
+                folded.Add(prefix + names[i + 1]);
+                i++;
+            }
+            return folded;
         }
 
         private static void ApplyPrune(PrunePass pass, (nn.Module Module, string Layer)[] targets)

@@ -80,20 +80,26 @@ namespace ModelDsl.Runtime.Optimization
                 var layer = host.GetLayer(name);
                 if (layer is ILayerHost inner)
                 {
-                    // The quantisation pass reaches the Linear layers of composed models too.
-                    if (quantized) changed |= Replace(inner, key, file, shrinkable, quantized, path);
+                    // The quantisation pass reaches the Linear layers of composed models too, and the fold their BatchNorms.
+                    changed |= Replace(inner, key, file, shrinkable, quantized, path);
                     continue;
                 }
+                // A BatchNorm the pipeline folded into the layer before it; that layer gained a bias if it had none.
+                bool folded = file.ContainsKey(key + FoldedBatchNorm.MarkerName);
+                bool gainsBias = FoldsInto(host, name, key, file);
                 nn.Module<Tensor, Tensor>? replacement = layer switch
                 {
+                    BatchNorm2d or BatchNorm1d when folded => new FoldedBatchNorm(),
                     Linear linear when quantized && file.ContainsKey(key + ModeKey) => Quantized(linear, key, file, shrinks, path),
                     // An [LSTM]/[GRU] layer's int8 module holds one quantised product per weight (ih_l0, hh_l0, ...).
                     RecurrentLayer recurrent when quantized && file.ContainsKey(key + RecurrentModeKey) =>
                         recurrent.Quantized(ModeOf(file, key + RecurrentModeKey, path)),
-                    Linear linear when shrinks && Sizes(file, key + "weight", 2, linear.weight.shape, path) is { } w =>
-                        nn.Linear(w[1], w[0], linear.bias is not null),
-                    Conv2d conv when shrinks && Sizes(file, key + "weight", 4, conv.weight.shape, path) is { } w =>
-                        Prune.CopyConv(conv, w[1], w[0]),
+                    Linear linear when (shrinks || gainsBias) && ((shrinks ? Sizes(file, key + "weight", 2, linear.weight.shape, path) : null)
+                                                                  ?? (gainsBias ? linear.weight.shape : null)) is { } w =>
+                        nn.Linear(w[1], w[0], gainsBias || linear.bias is not null),
+                    Conv2d conv when (shrinks || gainsBias) && ((shrinks ? Sizes(file, key + "weight", 4, conv.weight.shape, path) : null)
+                                                                ?? (gainsBias ? conv.weight.shape : null)) is { } w =>
+                        Prune.CopyConv(conv, w[1], w[0], bias: gainsBias ? true : null),
                     BatchNorm2d norm when shrinks && Sizes(file, key + "running_mean", 1, new[] { norm.num_features }, path) is { } w =>
                         nn.BatchNorm2d(w[0], norm.eps, norm.momentum ?? 0.1, norm.affine, norm.track_running_stats),
                     _ => null,
@@ -103,6 +109,24 @@ namespace ModelDsl.Runtime.Optimization
                 changed = true;
             }
             return changed;
+        }
+
+        /// <summary>
+        /// Whether the layer <paramref name="name"/> lacks the bias the file holds for it because the BatchNorm after it
+        /// was folded into it (the fold always leaves a bias).
+        /// </summary>
+        private static bool FoldsInto(ILayerHost host, string name, string key, Dictionary<string, Tensor> file)
+        {
+            var names = host.LayerNames;
+            int next = names.ToList().IndexOf(name) + 1;
+            if (next <= 0 || next >= names.Count || !file.ContainsKey(key + "bias")) return false;
+            string nextKey = key.Substring(0, key.Length - name.Length - 1) + names[next] + "." + FoldedBatchNorm.MarkerName;
+            return file.ContainsKey(nextKey) && host.GetLayer(name) switch
+            {
+                Conv2d conv => conv.bias is null,
+                Linear linear => linear.bias is null,
+                _ => false,
+            };
         }
 
         /// <summary>The int8 (or float16) layer the file holds for a Linear, at the file's sizes where the plan may have cut it.</summary>
