@@ -16,11 +16,11 @@ namespace ModelDsl.Benchmarks;
 /// optimisation plans make of it, at batch 1 and 64 on 1 and 2 torch threads, interleaved in one process:
 /// <list type="bullet">
 /// <item><b>fp32</b>: the trained-size model (the baseline);</item>
-/// <item><b>Hidden50+Int8</b>: the sample's former plan (structured 50% of Hidden, dynamic int8 Linear layers);</item>
+/// <item><b>old plan: Hidden50+Int8</b>: the sample's former plan (structured 50% of Hidden, dynamic int8 Linear layers);</item>
 /// <item><b>Conv50+Hidden50</b>: structured 50% of Conv1, Conv2 and Hidden (the cut runs through the BatchNorms);</item>
-/// <item><b>…+Fold</b>: the same with each BatchNorm2d folded into its convolution (<see cref="Fusion.FuseConvBnEval"/>),
-/// what the pipeline leaves in <c>optimized.bin</c>;</item>
-/// <item><b>…+Fold+Int8</b>: and the Linear layers dynamic int8.</item>
+/// <item><b>plan: Conv50+Hidden50+Fold</b>: the same with each BatchNorm2d folded into its convolution
+/// (<see cref="Fusion.FuseConvBnEval"/>): the main job's plan, what the pipeline leaves in <c>optimized.bin</c>;</item>
+/// <item><b>plan + Int8</b>: and the Linear layers dynamic int8 (what <c>[Quantize]</c> would add).</item>
 /// </list>
 /// The weights are seeded, not trained (time does not depend on their values). Then a per-layer breakdown of the
 /// fp32 and the optimised model. Run: <c>dotnet run -c Release --project tests/ModelDsl.Benchmarks -- --digits-optimized [rounds]</c>.
@@ -86,10 +86,10 @@ public static class DigitsOptimizedBenchmarks
         var variants = new (string Name, GeneratedCnn Model)[]
         {
             ("fp32", Build()),
-            ("Hidden50+Int8", Int8(Cut(convolutions: false))),
+            ("old plan: Hidden50+Int8", Int8(Cut(convolutions: false))),
             ("Conv50+Hidden50", Cut(convolutions: true)),
-            ("Conv50+Hidden50+Fold", Fold(Cut(convolutions: true))),
-            ("Conv50+Hidden50+Fold+Int8", Int8(Fold(Cut(convolutions: true)))),
+            ("plan: Conv50+Hidden50+Fold", Fold(Cut(convolutions: true))),
+            ("plan + Int8", Int8(Fold(Cut(convolutions: true)))),
         };
         Console.WriteLine("Digits CNN inference (no_grad, eval): fp32 against optimised variants; speed-up = fp32 time / variant time in the same round (median, IQR)");
         foreach (int threads in new[] { 1, 2 })
@@ -149,11 +149,11 @@ public static class DigitsOptimizedBenchmarks
             }
         }
         Console.WriteLine($"{label}: {rounds} rounds");
-        Console.WriteLine($"  {"variant",-28}{"median ms",11}{"speed-up",10}{"IQR",16}");
+        Console.WriteLine($"  {"variant",-30}{"median ms",11}{"speed-up",10}{"IQR",16}");
         for (int i = 0; i < variants.Length; i++)
         {
             var (q1, q3) = Quartiles(ratios[i]);
-            Console.WriteLine($"  {variants[i].Name,-28}{Median(times[i]),11:F4}{Median(ratios[i]),9:F2}x{$"{q1:F2}-{q3:F2}",16}");
+            Console.WriteLine($"  {variants[i].Name,-30}{Median(times[i]),11:F4}{Median(ratios[i]),9:F2}x{$"{q1:F2}-{q3:F2}",16}");
         }
     }
 

@@ -77,11 +77,15 @@ namespace ModelDsl.Runtime.Optimization
             foreach (var pass in plan.Passes)
             {
                 context.Note($"optimisation: {pass}");
+                // A pass that changes the compute is timed right before and right after it (before any fine-tuning: the
+                // time does not depend on the weights' values), so the two measurements see the same machine load.
+                // Earlier masks become part of the weights first: a cut ranks and copies the final weights, quantisation
+                // takes them.
+                if (ChangesCompute(pass)) MakePermanent(pruned, report);
+                var before = context.Primary && ChangesCompute(pass) ? Latencies(model, plan, context.Device) : default;
                 switch (pass)
                 {
                     case PrunePass { Method: PruneMethod.Structured } structured:
-                        // Earlier masks become part of the weights first: the cut ranks and copies the final weights.
-                        MakePermanent(pruned, report);
                         foreach (var target in structured.Targets) Shrink(host, target, structured);
                         break;
                     case PrunePass prune:
@@ -90,16 +94,15 @@ namespace ModelDsl.Runtime.Optimization
                         pruned.AddRange(targets.Where(t => !pruned.Contains(t)));
                         break;
                     case QuantizePass quantize:
-                        MakePermanent(pruned, report);
                         QuantizeLayers(host, quantize.Mode);
                         break;
                 }
+                if (context.Primary && ChangesCompute(pass)) MeasurePass(model, plan, context, pass, before, report);
                 if (pass is PrunePass { FineTuneEpochs: > 0 } tuned)
                 {
                     context.FineTune(model, tuned.FineTuneEpochs, plan.LearningRate * FineTuneLearningRateFactor);
                     report.FineTuneEpochs += tuned.FineTuneEpochs;
                 }
-                if (context.Primary && ChangesCompute(pass)) MeasurePass(model, plan, context, pass, report);
             }
             MakePermanent(pruned, report);
 
@@ -140,13 +143,13 @@ namespace ModelDsl.Runtime.Optimization
         public const double SlowerMargin = 1.1;
 
         /// <summary>
-        /// The latency after <paramref name="pass"/> against the latency before it (the previous measured pass, or the
-        /// trained model), in the report; one warning line when the pass made the model slower.
+        /// The latency after <paramref name="pass"/> against the latency measured right before it, in the report; one
+        /// warning line when the pass made the model slower.
         /// </summary>
-        private static void MeasurePass(nn.Module<Tensor, Tensor> model, TrainingPlan plan, OptimizationContext context, OptimizationPass pass, OptimizationReport report)
+        private static void MeasurePass(nn.Module<Tensor, Tensor> model, TrainingPlan plan, OptimizationContext context, OptimizationPass pass,
+            (double Batch1, double Batch64) before, OptimizationReport report)
         {
-            var previous = report.PassLatencies.LastOrDefault();
-            double before1 = previous?.LatencyBatch1 ?? report.LatencyBatch1Before, before64 = previous?.LatencyBatch64 ?? report.LatencyBatch64Before;
+            var (before1, before64) = before;
             var (after1, after64) = Latencies(model, plan, context.Device);
             var measured = new PassLatency
             {
