@@ -106,7 +106,6 @@ namespace ModelDsl.Runtime.Optimization
             }
             MakePermanent(pruned, report);
 
-
             report.ParamCountAfter = model.parameters().Sum(p => p.numel())
                 + Quantize.QuantizedLayers(model).Sum(q => q.Layer.named_buffers().Where(b => b.name is "weight" or "bias").Sum(b => b.buffer.numel()));
             report.ParamBytesAfter = StateBytes(model);
@@ -201,8 +200,9 @@ namespace ModelDsl.Runtime.Optimization
                     _ => null,
                 };
                 if (fused is null) continue;
-                if (host.ReplaceLayer(names[i], fused) is IDisposable oldLayer) oldLayer.Dispose();
-                if (host.ReplaceLayer(names[i + 1], new FoldedBatchNorm()) is IDisposable oldNorm) oldNorm.Dispose();
+                // As for a structured cut, the replaced modules are left to the GC: the trainer may still hold their parameters.
+                host.ReplaceLayer(names[i], fused);
+                host.ReplaceLayer(names[i + 1], new FoldedBatchNorm());
                 folded.Add(prefix + names[i + 1]);
                 i++;
             }

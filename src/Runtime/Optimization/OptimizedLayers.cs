@@ -14,7 +14,8 @@ namespace ModelDsl.Runtime.Optimization
 {
     /// <summary>
     /// Gives a freshly built model the layers its optimisation plan leaves behind — the smaller Linear, Conv2d and
-    /// BatchNorm2d of a structured cut, the <see cref="DynamicQuantizedLinear"/> of a [Quantize] pass — sized from the
+    /// BatchNorm2d of a structured cut, the <see cref="DynamicQuantizedLinear"/> of a [Quantize] pass, the
+    /// <see cref="FoldedBatchNorm"/> of a BatchNorm folded into the layer before it — sized from the
     /// file being loaded, so that <c>optimized.bin</c> (and its exports) load like any other model file. Only what the
     /// plan allows is changed: a file whose other shapes differ still fails the loader's strict comparison.
     /// </summary>
@@ -94,11 +95,9 @@ namespace ModelDsl.Runtime.Optimization
                     // An [LSTM]/[GRU] layer's int8 module holds one quantised product per weight (ih_l0, hh_l0, ...).
                     RecurrentLayer recurrent when quantized && file.ContainsKey(key + RecurrentModeKey) =>
                         recurrent.Quantized(ModeOf(file, key + RecurrentModeKey, path)),
-                    Linear linear when (shrinks || gainsBias) && ((shrinks ? Sizes(file, key + "weight", 2, linear.weight.shape, path) : null)
-                                                                  ?? (gainsBias ? linear.weight.shape : null)) is { } w =>
+                    Linear linear when CutOrFolded(file, key, linear.weight.shape, shrinks, gainsBias, path) is { } w =>
                         nn.Linear(w[1], w[0], gainsBias || linear.bias is not null),
-                    Conv2d conv when (shrinks || gainsBias) && ((shrinks ? Sizes(file, key + "weight", 4, conv.weight.shape, path) : null)
-                                                                ?? (gainsBias ? conv.weight.shape : null)) is { } w =>
+                    Conv2d conv when CutOrFolded(file, key, conv.weight.shape, shrinks, gainsBias, path) is { } w =>
                         Prune.CopyConv(conv, w[1], w[0], bias: gainsBias ? true : null),
                     BatchNorm2d norm when shrinks && Sizes(file, key + "running_mean", 1, new[] { norm.num_features }, path) is { } w =>
                         nn.BatchNorm2d(w[0], norm.eps, norm.momentum ?? 0.1, norm.affine, norm.track_running_stats),
@@ -110,6 +109,13 @@ namespace ModelDsl.Runtime.Optimization
             }
             return changed;
         }
+
+        /// <summary>
+        /// The weight sizes a Linear or Conv2d is rebuilt at: the file's where the plan cut it, the declared ones where
+        /// only the fold gave it a bias; null when it stays as declared.
+        /// </summary>
+        private static long[]? CutOrFolded(Dictionary<string, Tensor> file, string key, long[] declared, bool shrinks, bool gainsBias, string path) =>
+            (shrinks ? Sizes(file, key + "weight", declared.Length, declared, path) : null) ?? (gainsBias ? declared : null);
 
         /// <summary>
         /// Whether the layer <paramref name="name"/> lacks the bias the file holds for it because the BatchNorm after it
