@@ -67,9 +67,9 @@ namespace ModelDsl.Runtime.Optimization
     {
         /// <summary>The pass, as text.</summary>
         [JsonPropertyName("pass")] public string Pass { get; set; } = "";
-        /// <summary>Median milliseconds of one forward at batch 1 after the pass.</summary>
+        /// <summary>Milliseconds of the fastest of 50 forwards at batch 1 right after the pass.</summary>
         [JsonPropertyName("latency_ms_batch1")] public double LatencyBatch1 { get; set; }
-        /// <summary>Median milliseconds of one forward at batch 64 after the pass.</summary>
+        /// <summary>Milliseconds of the fastest of 20 forwards at batch 64 right after the pass.</summary>
         [JsonPropertyName("latency_ms_batch64")] public double LatencyBatch64 { get; set; }
         /// <summary>Batch-1 latency before the pass / after it.</summary>
         [JsonPropertyName("speedup_batch1")] public double SpeedupBatch1 { get; set; }
