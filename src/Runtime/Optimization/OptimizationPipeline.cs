@@ -64,6 +64,13 @@ namespace ModelDsl.Runtime.Optimization
                 ParamCountAfterCompileTime = plan.ParametersAfterPasses,
                 ParamBytesBefore = StateBytes(model),
             };
+            // The passes cut and fold plain BatchNorms: a --sync-batchnorm run's layers go back to them (fine-tuning
+            // then keeps per-rank statistics).
+            foreach (var name in host.LayerNames)
+            {
+                if (host.GetLayer(name) is Distributed.SyncBatchNorm synced)
+                    host.ReplaceLayer(name, synced.ToBatchNorm());
+            }
             report.TestAccuracyBefore = context.Evaluate(model).TestAccuracy;
             if (context.Primary)
             {
