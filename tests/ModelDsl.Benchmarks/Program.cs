@@ -10,6 +10,7 @@ using BenchmarkDotNet.Running;
 // The same for the trainer's optimisation step against the hand-written one:        -- --interleaved-step
 // Pruning/quantisation speed-ups in interleaved rounds, with the PyTorch peer:         -- --optimization [rounds [threads]]
 // The int8 kernel per dispatch path vs fp32, 1 and 2 threads, with PyTorch's int8 peer: -- --int8-kernels [rounds]
+// The main job's Digits CNN, fp32 against optimised variants, batch 1/64, 1 and 2 threads: -- --digits-optimized [rounds]
 // Results go to tests/ModelDsl.Benchmarks/BenchmarkDotNet.Artifacts unless --artifacts says otherwise.
 // The GPT block (generated vs hand-written, interleaved) and the sample GPT's tokens/s, fp32 and int8:          -- --gpt [rounds]
 // Generation alone, with and without the key/value cache, fp32 and int8, interleaved:        -- --gpt-generation [rounds [threads]]
@@ -40,6 +41,12 @@ if (args.Length is 1 or 2 && args[0] == "--int8-kernels")
 if (args.Length is >= 1 and <= 3 && args[0] == "--onnx")
 {
     ModelDsl.Benchmarks.OnnxRuntimeBenchmarks.Run(args.Length >= 2 ? int.Parse(args[1]) : 15, args.Length == 3 ? int.Parse(args[2]) : 2);
+    return 0;
+}
+
+if (args.Length is 1 or 2 && args[0] == "--digits-optimized")
+{
+    ModelDsl.Benchmarks.DigitsOptimizedBenchmarks.Run(args.Length == 2 ? int.Parse(args[1]) : 15);
     return 0;
 }
 

@@ -170,7 +170,7 @@ public sealed class InferenceCliTests : IClassFixture<TrainedDigits>
     [Fact]
     public void Evaluate_OfTheOptimisedModel_ReproducesTheAccuracyTrainingPrinted()
     {
-        // The Digits CNN's plan: half of Hidden cut (Output shrinks with it), then int8 Linear layers.
+        // The Digits CNN's plan: half of Conv1's, Conv2's and Hidden's outputs cut, then the BatchNorms folded.
         var optimized = TrainingReport.Read(_run.ReportPath).GetSection<Optimization.OptimizationReport>("optimized")!;
         Assert.Equal(Optimized, optimized.ExportPath);
         Assert.Contains($"test accuracy {TrainingProgress.Percent(optimized.TestAccuracy!.Value)})", _run.Training.Stdout);
@@ -178,7 +178,7 @@ public sealed class InferenceCliTests : IClassFixture<TrainedDigits>
         var json = Path.Combine(_run.Dir, "eval-optimized.json");
         var run = DigitsProcess.Run(_run.Dir, "cnn", "evaluate", "--model", Optimized, "--report", json);
         Assert.True(run.ExitCode == 0, run.ToString());
-        Assert.Contains("optimized.bin, the optimised model, quantised layers Hidden, Output) on 1797 samples", run.Stdout);
+        Assert.Contains("optimized.bin, the optimised model) on 1797 samples", run.Stdout);
         using var doc = JsonDocument.Parse(File.ReadAllText(json));
         Assert.Equal(optimized.TestAccuracy!.Value, doc.RootElement.GetProperty("accuracy").GetDouble(), 12);
 
@@ -191,13 +191,17 @@ public sealed class InferenceCliTests : IClassFixture<TrainedDigits>
     }
 
     [Fact]
-    public void OptimisedModel_LoadsWithItsCutAndInt8Layers_AndExportsLoadBackTheSame()
+    public void OptimisedModel_LoadsWithItsCutAndFoldedLayers_AndExportsLoadBackTheSame()
     {
         using var model = Digits.DigitsCnn.Load(Optimized);
-        var hidden = Assert.IsType<Quantization.DynamicQuantizedLinear>(model.GetLayer("Hidden"));
-        var output = Assert.IsType<Quantization.DynamicQuantizedLinear>(model.GetLayer("Output"));
-        Assert.Equal((1024L, 64L, 64L, 10L), (hidden.in_features, hidden.out_features, output.in_features, output.out_features));
-        Assert.Equal(TorchSharp.torch.ScalarType.Int8, hidden.weight.dtype);
+        var conv1 = Assert.IsType<TorchSharp.Modules.Conv2d>(model.GetLayer("Conv1"));
+        var conv2 = Assert.IsType<TorchSharp.Modules.Conv2d>(model.GetLayer("Conv2"));
+        Assert.Equal((16L, 16L, 32L), (conv1.out_channels, conv2.in_channels, conv2.out_channels));
+        Assert.IsType<Optimization.FoldedBatchNorm>(model.GetLayer("Norm1"));
+        Assert.IsType<Optimization.FoldedBatchNorm>(model.GetLayer("Norm2"));
+        var hidden = Assert.IsType<TorchSharp.Modules.Linear>(model.GetLayer("Hidden"));
+        var output = Assert.IsType<TorchSharp.Modules.Linear>(model.GetLayer("Output"));
+        Assert.Equal((512L, 64L, 64L, 10L), (hidden.in_features, hidden.out_features, output.in_features, output.out_features));
         // Every tensor is the file's, bit for bit.
         var file = TorchSharpFormat.Load(Optimized);
         Assert.Equal(file.Select(t => t.Name), model.state_dict().Keys);
@@ -212,7 +216,6 @@ public sealed class InferenceCliTests : IClassFixture<TrainedDigits>
             var path = Path.Combine(_run.Dir, name);
             var run = DigitsProcess.Run(_run.Dir, "cnn", "export", "--model", Optimized, "--format", format, "--output", path);
             Assert.True(run.ExitCode == 0, run.ToString());
-            Assert.Contains("quantised layers Hidden (DynamicInt8), Output (DynamicInt8)", run.Stdout);
             using var exported = Digits.DigitsCnn.Load(path);
             Assert.Equal(expected, exported.PredictProba(x).data<float>().ToArray());
         }

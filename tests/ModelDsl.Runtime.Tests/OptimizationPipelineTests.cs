@@ -46,6 +46,22 @@ namespace ModelDsl.Runtime.Tests.Pipeline
         [Linear(3)]                 public partial Linear Output { get; }
     }
 
+    // BatchNorm folding: a Conv2d without bias gains one; a Linear's BatchNorm1d folds too; the plan is what makes the
+    // pipeline (and the loader) fold.
+    [Model(Input = "B, 2, 4, 4")]
+    [Train(Loss.CrossEntropy, Optimizer.SGD, LearningRate = 0.05, Epochs = 1, BatchSize = 16, ValidationFraction = 0.2)]
+    [Prune(PruneMethod.Structured, 1, Targets = new[] { nameof(Conv) })]
+    public partial class FoldNet
+    {
+        [Conv2d(3, 3, Padding = 1, Bias = false)] public partial Conv2d Conv { get; }
+        [BatchNorm2d]                             public partial BatchNorm2d Norm { get; }
+        [ReLU]                                    public partial ReLU Act { get; }
+        [Flatten]                                 public partial Flatten Flat { get; }
+        [Linear(5)]                               public partial Linear Hidden { get; }
+        [BatchNorm1d]                             public partial BatchNorm1d Norm1d { get; }
+        [Linear(3)]                               public partial Linear Output { get; }
+    }
+
     /// <summary>The declared passes run after training, in order, through the trainer's seam, and report what they did.</summary>
     [Collection(GlobalTorchStateCollection.Name)]
     public sealed class OptimizationPipelineTests : IDisposable
@@ -91,6 +107,12 @@ namespace ModelDsl.Runtime.Tests.Pipeline
             var exported = Path.Combine(_dir, "ckpt", "optimized.bin");
             Assert.Equal(report.ExportPath, exported);
             Assert.Equal(new FileInfo(exported).Length, report.FileBytesAfter);
+
+            // The unstructured pass keeps every shape; the structured cut and quantisation are measured.
+            Assert.Equal(new[] { "Prune Structured 4 of Hidden", "Quantize DynamicInt8" }, report.PassLatencies.Select(p => p.Pass));
+            Assert.All(report.PassLatencies, p => Assert.True(p.LatencyBatch1 > 0 && p.LatencyBatch64 > 0 && p.SpeedupBatch1 > 0 && p.SpeedupBatch64 > 0));
+            Assert.Equal(report.LatencyBatch1Before / report.LatencyBatch1After, report.SpeedupBatch1, 9);
+            Assert.Empty(report.FoldedBatchNorms);
         }
 
         [Fact]
@@ -125,6 +147,71 @@ namespace ModelDsl.Runtime.Tests.Pipeline
 
             var host = (ILayerHost)new PooledNet();
             Assert.Equal(("Norm", "Output"), OptimizationPipeline.Downstream(host, "Conv"));
+        }
+
+        [Fact]
+        public void SlowerPass_GivesOneWarningNamingThePassAndTheRatios()
+        {
+            var pass = new QuantizePass(QuantizeMode.DynamicInt8);
+            Assert.Null(OptimizationPipeline.SlowdownWarning(pass, 1.0, 1.05, 10, 9));
+            Assert.Equal("the pass 'Quantize DynamicInt8' made the model slower: 0.50x at batch 1 (0.1 -> 0.2 ms), 1.25x at batch 64 (10 -> 8 ms)",
+                OptimizationPipeline.SlowdownWarning(pass, 0.1, 0.2, 10, 8));
+            Assert.NotNull(OptimizationPipeline.SlowdownWarning(pass, 1, 1, 10, 12));
+        }
+
+        [Fact]
+        public void BatchNorms_AreFoldedIntoTheLayerBefore_AndOptimizedBinLoadsBack()
+        {
+            var pipelineOptions = Options();
+            var data = Path.Combine(_dir, "fold.csv");
+            var random = new Random(7);
+            File.WriteAllLines(data, Enumerable.Range(0, 80).Select(i =>
+                string.Join(",", Enumerable.Range(0, 32).Select(_ => random.Next(0, 9))) + "," + (i % 3)));
+            var options = pipelineOptions with { Plan = FoldNet.Plan with { Data = data } };
+            Assert.Equal(0, Trainer.Train(options, () => new FoldNet()));
+            var report = TrainingReport.Read(Path.Combine(_dir, "report.json")).GetSection<OptimizationReport>("optimized")!;
+            Assert.Equal(new[] { "Norm", "Norm1d" }, report.FoldedBatchNorms);
+            // The counts are the plan's (the compiler's), before the fold.
+            Assert.Equal(FoldNet.Plan.ParametersAfterPasses, report.ParamCountAfter);
+
+            using var loaded = new FoldNet();
+            Inference.ModelLoader.LoadInto(loaded, report.ExportPath, FoldNet.Plan.ModelName);
+            Assert.IsType<FoldedBatchNorm>(loaded.GetLayer(nameof(FoldNet.Norm)));
+            Assert.IsType<FoldedBatchNorm>(loaded.GetLayer(nameof(FoldNet.Norm1d)));
+            var conv = Assert.IsType<Conv2d>(loaded.GetLayer(nameof(FoldNet.Conv)));
+            Assert.Equal(2, conv.out_channels);
+            Assert.NotNull(conv.bias);
+        }
+
+        [Fact]
+        public void Folding_KeepsTheEvalOutputs()
+        {
+            TorchSharp.torch.manual_seed(5);
+            using var model = new FoldNet();
+            using (TorchSharp.torch.no_grad())
+            {
+                foreach (var (name, buffer) in model.named_buffers())
+                {
+                    if (name.EndsWith("running_mean")) buffer.copy_(TorchSharp.torch.randn_like(buffer));
+                    if (name.EndsWith("running_var")) buffer.copy_(TorchSharp.torch.rand_like(buffer) + 0.5);
+                }
+            }
+            model.eval();
+            using var x = TorchSharp.torch.randn(4, 2, 4, 4);
+            using var before = model.call(x).detach();
+            Assert.Equal(new[] { "Norm", "Norm1d" }, OptimizationPipeline.FoldBatchNorms(model, ""));
+            using var after = model.call(x).detach();
+            Assert.True(after.allclose(before, rtol: 1e-5, atol: 1e-5), "the folded model computes what the unfolded one did");
+            Assert.Null(model.named_modules().FirstOrDefault(m => m.module is BatchNorm2d or BatchNorm1d).module);
+
+            // Saved and loaded back through the loader (the fold gave Conv a bias its declaration does not have).
+            var path = Path.Combine(_dir, "folded.bin");
+            model.save(path);
+            using var loaded = new FoldNet();
+            Inference.ModelLoader.LoadInto(loaded, path, FoldNet.Plan.ModelName);
+            loaded.eval();
+            using var again = loaded.call(x).detach();
+            Assert.True(again.allclose(after, rtol: 0, atol: 0), "the loaded folded model computes exactly what was saved");
         }
 
         [Fact]

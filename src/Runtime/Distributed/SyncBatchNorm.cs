@@ -30,11 +30,13 @@ public sealed class SyncBatchNorm : nn.Module<Tensor, Tensor>
     private readonly Tensor? _batches;
     private readonly double _eps;
     private readonly double _momentum;
+    private readonly bool _twoD;
 
     /// <summary>Wraps <paramref name="source"/> (a <c>BatchNorm1d</c> or <c>BatchNorm2d</c>) for the ranks of <paramref name="group"/>.</summary>
     public SyncBatchNorm(ProcessGroup group, nn.Module<Tensor, Tensor> source) : base(nameof(SyncBatchNorm))
     {
         _group = group ?? throw new ArgumentNullException(nameof(group));
+        _twoD = source is BatchNorm2d;
         (_eps, _momentum) = source switch
         {
             BatchNorm1d b => (b.eps, b.momentum ?? 0.1),
@@ -87,6 +89,25 @@ public sealed class SyncBatchNorm : nn.Module<Tensor, Tensor>
         if (_weight is not null) output = output * _weight.view(shape);
         if (_bias is not null) output = output + _bias.view(shape);
         return output;
+    }
+
+    /// <summary>
+    /// The plain BatchNorm1d or BatchNorm2d this layer replaced, with copies of its parameters and running
+    /// statistics: what the optimisation plan cuts and folds.
+    /// </summary>
+    public nn.Module<Tensor, Tensor> ToBatchNorm()
+    {
+        long features = _runningMean.shape[0];
+        nn.Module<Tensor, Tensor> norm = _twoD
+            ? nn.BatchNorm2d(features, _eps, _momentum, _weight is not null, true, _runningMean.device, _runningMean.dtype)
+            : nn.BatchNorm1d(features, _eps, _momentum, _weight is not null, true, _runningMean.device, _runningMean.dtype);
+        using (torch.no_grad())
+        {
+            var target = norm.state_dict();
+            foreach (var (name, tensor) in state_dict()) target[name].copy_(tensor);
+        }
+        norm.train(training);
+        return norm;
     }
 
     /// <summary>

@@ -50,7 +50,30 @@ namespace ModelDsl.Runtime.Optimization
         [JsonPropertyName("generation_tokens_per_second_after")] public double? GenerationTokensPerSecondAfter { get; set; }
         /// <summary>Batch-64 latency before / after.</summary>
         [JsonPropertyName("speedup")] public double Speedup { get; set; }
+        /// <summary>Batch-1 latency before / after.</summary>
+        [JsonPropertyName("speedup_batch1")] public double SpeedupBatch1 { get; set; }
+        /// <summary>The latency after each pass that changes the model's compute (structured cuts, quantisation), against the model before that pass.</summary>
+        [JsonPropertyName("pass_latencies")] public List<PassLatency> PassLatencies { get; set; } = new();
+        /// <summary>The BatchNorm layers folded into the Conv2d or Linear before them (their slots hold a FoldedBatchNorm).</summary>
+        [JsonPropertyName("folded_batch_norms")] public List<string> FoldedBatchNorms { get; set; } = new();
+        /// <summary>Warnings, one line each: a declared pass that made the model slower.</summary>
+        [JsonPropertyName("warnings")] public List<string> Warnings { get; set; } = new();
         /// <summary>Per pruning pass with fine-tuning: the fine-tune epochs' metrics.</summary>
         [JsonPropertyName("fine_tune_epochs")] public int FineTuneEpochs { get; set; }
+    }
+
+    /// <summary>One measured pass of the plan: the latency after it, and its speed-up over the model before it.</summary>
+    public sealed class PassLatency
+    {
+        /// <summary>The pass, as text.</summary>
+        [JsonPropertyName("pass")] public string Pass { get; set; } = "";
+        /// <summary>Milliseconds of the fastest of 50 forwards at batch 1 right after the pass.</summary>
+        [JsonPropertyName("latency_ms_batch1")] public double LatencyBatch1 { get; set; }
+        /// <summary>Milliseconds of the fastest of 20 forwards at batch 64 right after the pass.</summary>
+        [JsonPropertyName("latency_ms_batch64")] public double LatencyBatch64 { get; set; }
+        /// <summary>Batch-1 latency before the pass / after it.</summary>
+        [JsonPropertyName("speedup_batch1")] public double SpeedupBatch1 { get; set; }
+        /// <summary>Batch-64 latency before the pass / after it.</summary>
+        [JsonPropertyName("speedup_batch64")] public double SpeedupBatch64 { get; set; }
     }
 }

@@ -14,7 +14,8 @@ namespace ModelDsl.Runtime.Optimization
 {
     /// <summary>
     /// Gives a freshly built model the layers its optimisation plan leaves behind — the smaller Linear, Conv2d and
-    /// BatchNorm2d of a structured cut, the <see cref="DynamicQuantizedLinear"/> of a [Quantize] pass — sized from the
+    /// BatchNorm2d of a structured cut, the <see cref="DynamicQuantizedLinear"/> of a [Quantize] pass, the
+    /// <see cref="FoldedBatchNorm"/> of a BatchNorm folded into the layer before it — sized from the
     /// file being loaded, so that <c>optimized.bin</c> (and its exports) load like any other model file. Only what the
     /// plan allows is changed: a file whose other shapes differ still fails the loader's strict comparison.
     /// </summary>
@@ -80,20 +81,24 @@ namespace ModelDsl.Runtime.Optimization
                 var layer = host.GetLayer(name);
                 if (layer is ILayerHost inner)
                 {
-                    // The quantisation pass reaches the Linear layers of composed models too.
-                    if (quantized) changed |= Replace(inner, key, file, shrinkable, quantized, path);
+                    // The quantisation pass reaches the Linear layers of composed models too, and the fold their BatchNorms.
+                    changed |= Replace(inner, key, file, shrinkable, quantized, path);
                     continue;
                 }
+                // A BatchNorm the pipeline folded into the layer before it; that layer gained a bias if it had none.
+                bool folded = file.ContainsKey(key + FoldedBatchNorm.MarkerName);
+                bool gainsBias = FoldsInto(host, name, key, file);
                 nn.Module<Tensor, Tensor>? replacement = layer switch
                 {
+                    BatchNorm2d or BatchNorm1d when folded => new FoldedBatchNorm(),
                     Linear linear when quantized && file.ContainsKey(key + ModeKey) => Quantized(linear, key, file, shrinks, path),
                     // An [LSTM]/[GRU] layer's int8 module holds one quantised product per weight (ih_l0, hh_l0, ...).
                     RecurrentLayer recurrent when quantized && file.ContainsKey(key + RecurrentModeKey) =>
                         recurrent.Quantized(ModeOf(file, key + RecurrentModeKey, path)),
-                    Linear linear when shrinks && Sizes(file, key + "weight", 2, linear.weight.shape, path) is { } w =>
-                        nn.Linear(w[1], w[0], linear.bias is not null),
-                    Conv2d conv when shrinks && Sizes(file, key + "weight", 4, conv.weight.shape, path) is { } w =>
-                        Prune.CopyConv(conv, w[1], w[0]),
+                    Linear linear when CutOrFolded(file, key, linear.weight.shape, shrinks, gainsBias, path) is { } w =>
+                        nn.Linear(w[1], w[0], gainsBias || linear.bias is not null),
+                    Conv2d conv when CutOrFolded(file, key, conv.weight.shape, shrinks, gainsBias, path) is { } w =>
+                        Prune.CopyConv(conv, w[1], w[0], bias: gainsBias ? true : null),
                     BatchNorm2d norm when shrinks && Sizes(file, key + "running_mean", 1, new[] { norm.num_features }, path) is { } w =>
                         nn.BatchNorm2d(w[0], norm.eps, norm.momentum ?? 0.1, norm.affine, norm.track_running_stats),
                     _ => null,
@@ -103,6 +108,31 @@ namespace ModelDsl.Runtime.Optimization
                 changed = true;
             }
             return changed;
+        }
+
+        /// <summary>
+        /// The weight sizes a Linear or Conv2d is rebuilt at: the file's where the plan cut it, the declared ones where
+        /// only the fold gave it a bias; null when it stays as declared.
+        /// </summary>
+        private static long[]? CutOrFolded(Dictionary<string, Tensor> file, string key, long[] declared, bool shrinks, bool gainsBias, string path) =>
+            (shrinks ? Sizes(file, key + "weight", declared.Length, declared, path) : null) ?? (gainsBias ? declared : null);
+
+        /// <summary>
+        /// Whether the layer <paramref name="name"/> lacks the bias the file holds for it because the BatchNorm after it
+        /// was folded into it (the fold always leaves a bias).
+        /// </summary>
+        private static bool FoldsInto(ILayerHost host, string name, string key, Dictionary<string, Tensor> file)
+        {
+            var names = host.LayerNames;
+            int next = names.ToList().IndexOf(name) + 1;
+            if (next <= 0 || next >= names.Count || !file.ContainsKey(key + "bias")) return false;
+            string nextKey = key.Substring(0, key.Length - name.Length - 1) + names[next] + "." + FoldedBatchNorm.MarkerName;
+            return file.ContainsKey(nextKey) && host.GetLayer(name) switch
+            {
+                Conv2d conv => conv.bias is null,
+                Linear linear => linear.bias is null,
+                _ => false,
+            };
         }
 
         /// <summary>The int8 (or float16) layer the file holds for a Linear, at the file's sizes where the plan may have cut it.</summary>

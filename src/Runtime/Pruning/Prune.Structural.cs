@@ -204,15 +204,16 @@ public static partial class Prune
         return (newProducer, newNorm);
     }
 
-    internal static Conv2d CopyConv(Conv2d source, long inChannels, long outChannels)
+    internal static Conv2d CopyConv(Conv2d source, long inChannels, long outChannels, bool? bias = null)
     {
         var w = source.weight;
+        bool hasBias = bias ?? source.bias is not null;
         var kernel = (source.kernel_size[0], source.kernel_size[1]);
         var stride = (source.stride[0], source.stride[1]);
         var dilation = (source.dilation[0], source.dilation[1]);
         return source.padding_type is { } padding
-            ? nn.Conv2d(inChannels, outChannels, kernel, padding, stride, dilation, source.padding_mode, 1, source.bias is not null, w.device, w.dtype)
-            : nn.Conv2d(inChannels, outChannels, kernel, stride, (source.padding![0], source.padding[1]), dilation, source.padding_mode, 1, source.bias is not null, w.device, w.dtype);
+            ? nn.Conv2d(inChannels, outChannels, kernel, padding, stride, dilation, source.padding_mode, 1, hasBias, w.device, w.dtype)
+            : nn.Conv2d(inChannels, outChannels, kernel, stride, (source.padding![0], source.padding[1]), dilation, source.padding_mode, 1, hasBias, w.device, w.dtype);
     }
 
     private static void CheckShrinkable(nn.Module module, string parameter)

@@ -189,7 +189,7 @@ namespace ModelDsl.Runtime.Training
                     data.Validation.Count > 0 ? Evaluate(m, data.Validation, plan, device).Loss : null));
             var report = Optimization.OptimizationPipeline.Run(context);
             outputs.Note($"optimised: {report.ExportPath} ({report.SizeRatio:P0} of the fp32 size, " +
-                         $"{report.Speedup:0.00}x at batch 64" +
+                         $"{report.SpeedupBatch1:0.00}x at batch 1, {report.Speedup:0.00}x at batch 64" +
                          (report.TestAccuracy is { } a ? $", test accuracy {TrainingProgress.Percent(a)}" : "") + ")" +
                          (loop.Primary ? $"; evaluate, predict and export take it with --model {report.ExportPath}" : ""));
             return report;
