@@ -62,9 +62,12 @@ namespace ModelDsl.Runtime.Inference
             {
                 throw new TrainingException($"cannot export {plan.ModelName} to ONNX: {e.Message}");
             }
-            var quantized = Quantization.Quantize.QuantizedLayers(net).Select(q => $"{q.Name} ({q.Layer.Mode})").ToList();
+            var layers = Quantization.Quantize.QuantizedLayers(net).ToList();
+            var quantized = layers.Select(q => $"{q.Name} ({q.Layer.Mode})").ToList();
+            bool dynamicInt8 = layers.Any(q => q.Layer.Mode == QuantizeMode.DynamicInt8); // only these quantise activations
             Console.WriteLine($"exported {plan.ModelName} from {modelPath} to {outputPath} (onnx, opset {Onnx.OnnxExport.Opset}: input '{Onnx.OnnxExport.InputName}', output '{Onnx.OnnxExport.OutputName}', batch dimension '{Onnx.OnnxExport.BatchDim}')" +
-                (quantized.Count == 0 ? "" : $"; int8 layers {string.Join(", ", quantized)}, activations quantised {(int8Activations == Onnx.OnnxInt8Activations.ReduceRange ? "as ours (reduce_range)" : "by DynamicQuantizeLinear")}"));
+                (quantized.Count == 0 ? "" : $"; quantised layers {string.Join(", ", quantized)}")
+                + (!dynamicInt8 ? "" : $", activations quantised {(int8Activations == Onnx.OnnxInt8Activations.ReduceRange ? "as ours (reduce_range)" : "by DynamicQuantizeLinear")}"));
             return 0;
         }
 

@@ -68,8 +68,15 @@ public static class OnnxExport
 
     /// <summary>The ONNX model of <paramref name="model"/> as bytes (what <see cref="Save"/> writes).</summary>
     /// <exception cref="NotSupportedException">A layer kind without an ONNX mapping, or a hand-written forward.</exception>
-    public static byte[] ToBytes(nn.Module<Tensor, Tensor> model, ModelSignature signature, OnnxInt8Activations int8Activations = OnnxInt8Activations.ReduceRange) =>
-        Build(model, signature, int8Activations).ToByteArray();
+    public static byte[] ToBytes(nn.Module<Tensor, Tensor> model, ModelSignature signature, OnnxInt8Activations int8Activations = OnnxInt8Activations.ReduceRange)
+    {
+        var proto = Build(model, signature, int8Activations);
+        // Protobuf messages end at 2 GiB; larger models need ONNX's external-data form.
+        long bytes = proto.CalculateSize();
+        if (bytes >= int.MaxValue)
+            throw new NotSupportedException($"{signature.ModelName} is {bytes:N0} bytes as ONNX, over protobuf's 2 GiB; the exporter does not write ONNX's external-data form");
+        return proto.ToByteArray();
+    }
 
     internal static ModelProto Build(nn.Module<Tensor, Tensor> model, ModelSignature signature, OnnxInt8Activations int8Activations = OnnxInt8Activations.ReduceRange)
     {
@@ -82,6 +89,7 @@ public static class OnnxExport
 
         var g = new OnnxGraph(int8Activations);
         g.Reserve(InputName);
+        g.Reserve(OutputName); // before the layers, so a layer named 'output' gets another name
         var inputShape = Enumerable.Range(0, signature.Rank).Select(i =>
         {
             var (size, symbol) = signature.Dim(i);
@@ -97,7 +105,6 @@ public static class OnnxExport
             foreach (string name in host.LayerNames)
                 x = OnnxLayers.Emit(g, name, host.GetLayer(name), x);
         }
-        g.Reserve(OutputName);
         var last = new NodeProto { OpType = "Identity", Name = OutputName + "/Identity" };
         last.Input.Add(x.Name);
         last.Output.Add(OutputName);

@@ -19,12 +19,15 @@ internal static class OnnxLayers
 {
     /// <summary>The kinds <see cref="Emit"/> maps, as the error message lists them.</summary>
     public const string Supported =
-        "Linear (float, pruned, DynamicInt8, WeightOnlyInt8, Float16), Conv1d, Conv2d, BatchNorm1d, BatchNorm2d, LayerNorm, MaxPool2d, AvgPool2d, " +
+        "Linear (float, pruned, DynamicInt8, WeightOnlyInt8, Float16), Conv1d, Conv2d, BatchNorm1d, BatchNorm2d (also folded), LayerNorm, MaxPool2d, AvgPool2d, " +
         "AdaptiveAvgPool2d, Flatten, Dropout, Identity, ReLU, GELU, SiLU, Tanh, Sigmoid, Softmax, LogSoftmax, Embedding, PositionalEmbedding, TransformerBlock, LSTM, GRU (float), and generated models used as layers";
 
     /// <summary>Adds the nodes of layer <paramref name="name"/> (the module <paramref name="module"/>) applied to <paramref name="x"/>.</summary>
     public static OnnxValue Emit(G g, string name, object module, OnnxValue x) => module switch
     {
+        // Pruning's masks are folded for Linear and convolutions; another pruned module would export a stale weight.
+        nn.Module pruned when pruned is not (Linear or TorchSharp.Modules.Convolution) && Prune.IsPruned(pruned) => throw new NotSupportedException(
+            $"ONNX export folds pruning masks into Linear and convolution layers only; layer '{name}' ({KindOf(module)}) is pruned (make the pruning permanent with Prune.Remove first)"),
         Linear linear => LinearFloat(g, name, x, Folded(linear, "weight", linear.weight!), Folded(linear, "bias", linear.bias), linear.out_features),
         DynamicQuantizedLinear quantized => QuantizedLinear(g, name, x, quantized),
         Convolution conv => Convolution(g, name, x, conv),
@@ -34,6 +37,7 @@ internal static class OnnxLayers
         AvgPool2d pool when pool.divisor_override is null => Pool(g, name, x, "AveragePool", pool.kernel_size, pool.stride, pool.padding, null, pool.ceil_mode, pool.count_include_pad),
         Flatten flatten => FlattenLayer(g, name, x, flatten),
         Dropout or Dropout1d or Dropout2d or Identity => x,                 // inference: dropout is the identity
+        Optimization.FoldedBatchNorm => x,                                    // folded into the layer before it
         ReLU => Unary(g, "Relu", name, x),
         Tanh => Unary(g, "Tanh", name, x),
         Sigmoid => Unary(g, "Sigmoid", name, x),
@@ -47,6 +51,7 @@ internal static class OnnxLayers
         TransformerBlock block => block.Layers.Select((layer, i) => (layer, i)).Aggregate(x, (v, l) => Transformer(g, $"{name}.{l.i}", v, l.layer)),
         TransformerLayer layer => Transformer(g, name, x, layer),
         AdaptiveAvgPool2d pool => AdaptiveAverage(g, name, x, pool.output_size),
+        AvgPool2d => throw new NotSupportedException($"ONNX export does not support layer '{name}' (AvgPool2d with divisor_override): ONNX's AveragePool has no divisor"),
         // A generated model used as a layer: its own slots, in order, under its name (the state-dict prefix).
         ILayerHost nested when nested.ForwardIsGenerated => nested.LayerNames.Aggregate(x, (v, n) => Emit(g, $"{name}.{n}", nested.GetLayer(n), v)),
         _ => throw new NotSupportedException(

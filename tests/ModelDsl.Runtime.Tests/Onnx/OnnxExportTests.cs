@@ -270,6 +270,12 @@ public sealed class OnnxExportTests
         using var tokens = new TokenZoo();
         e = Assert.Throws<NotSupportedException>(() => OnnxExport.ToBytes(tokens, TokenZoo.Signature));
         Assert.Contains("layer 'Tokens' flattens 0..1", e.Message);
+
+        // A pruned LayerNorm: its mask is not folded (only Linear and convolutions), so it is refused, not exported stale.
+        using var pruned = new TokenZoo();
+        Prune.L1Unstructured(pruned.Ln, "weight", 0.5);
+        e = Assert.Throws<NotSupportedException>(() => OnnxExport.ToBytes(pruned, TokenZoo.Signature));
+        Assert.StartsWith("ONNX export folds pruning masks into Linear and convolution layers only; layer 'Ln' (LayerNorm) is pruned", e.Message);
     }
 
     [Fact]
