@@ -142,4 +142,47 @@ namespace ModelDsl.Runtime.Tests.Accumulation
             return diff / Math.Max(norm, 1e-12);
         }
     }
+
+    /// <summary>
+    /// The Digits sample's generated trainer with <c>--grad-accum</c> at world size 2 under real Open MPI (the trainer
+    /// starts mpirun itself) against one process at the whole batch: 2 ranks × 2 micro-batches × 16 = 64.
+    /// </summary>
+    [Trait("Category", "EndToEnd")]
+    public sealed class GradientAccumulationEndToEndTests : IDisposable
+    {
+        private readonly string _dir = Directory.CreateTempSubdirectory("modeldsl-accumulation-ddp-").FullName;
+
+        public void Dispose()
+        {
+            try { Directory.Delete(_dir, recursive: true); } catch (IOException) { }
+        }
+
+        [Fact]
+        public void MlpAtWorldSizeTwo_WithTwoMicroBatches_EqualsOneProcessWithTheWholeBatch()
+        {
+            // 1,280 rows: 20 batches of 64, nothing padded by the sampler.
+            var data = Path.Combine(_dir, "even.csv");
+            File.WriteAllLines(data, File.ReadLines(Path.Combine(DigitsProgram.RepoRoot(), "samples", "Digits", "data", "optdigits.tra")).Take(1280));
+            string[] common = { "mlp", "--data", data, "--test-data", "", "--epochs", "2", "--deterministic", "--threads", "1", "--plain" };
+            var single = DigitsProgram.Run(_dir, common.Concat(new[] { "--batch-size", "64", "--checkpoint-dir", "one", "--report", "one.json" }).ToArray());
+            Assert.True(single.ExitCode == 0, single.ToString());
+            var accumulated = DigitsProgram.Run(_dir, common.Concat(new[] { "--batch-size", "16", "--grad-accum", "2", "--world-size", "2", "--checkpoint-dir", "two", "--report", "two.json" }).ToArray());
+            Assert.True(accumulated.ExitCode == 0, accumulated.ToString());
+
+            var one = TrainingReport.Read(Path.Combine(_dir, "one.json"));
+            var two = TrainingReport.Read(Path.Combine(_dir, "two.json"));
+            Assert.Equal(64, two.GlobalBatchSize);
+            Assert.Equal(one.Steps, two.Steps);
+            Assert.Equal(40, two.Steps);
+            var a = DigitsProgram.Weights<Digits.DigitsMlp>(Path.Combine(_dir, "one", Checkpoint.FileName));
+            var b = DigitsProgram.Weights<Digits.DigitsMlp>(Path.Combine(_dir, "two", Checkpoint.FileName));
+            foreach (var (name, expected) in a)
+            {
+                double norm = Math.Sqrt(expected.Sum(v => (double)v * v));
+                double diff = Math.Sqrt(expected.Zip(b[name], (x, y) => ((double)x - y) * ((double)x - y)).Sum());
+                // 40 steps of float32 sums in another order, as DataParallelEndToEndTests allows DDP itself.
+                Assert.True(diff / norm <= 1e-5, $"{name}: relative difference {diff / norm:E2}");
+            }
+        }
+    }
 }
