@@ -128,6 +128,30 @@ namespace ModelDsl.Runtime.Tests.Accumulation
             Assert.Contains("GradientAccumulation", e.Message);
         }
 
+        [Fact]
+        public void NonFiniteLossInAnEarlierMicroBatch_SkipsTheGroupsStep_AndReportsThatLoss()
+        {
+            using var model = TorchSharp.torch.nn.Linear(4, 2);
+            var plan = new TrainingPlan { ModelName = "M", SampleShape = new long[] { 4 }, Loss = Loss.MSE, Optimizer = Optimizer.SGD, LearningRate = 0.1 };
+            using var optimizer = Trainer.CreateOptimizer(plan, model);
+            var step = new TrainingStep(model, optimizer, plan);
+            var before = model.weight!.detach().clone();
+            using var scope = TorchSharp.torch.NewDisposeScope();
+            var y = TorchSharp.torch.zeros(2, 2);
+            var first = step.Run(TorchSharp.torch.full(2, 4, float.NaN), y, 0.5, first: true, last: false);
+            Assert.False(first.Applied);
+            var last = step.Run(TorchSharp.torch.ones(2, 4), y, 0.5, first: false, last: true);
+            Assert.False(last.Applied);
+            Assert.True(double.IsNaN(last.Loss)); // the group's non-finite loss, not the last micro-batch's finite one
+            Assert.True(before.eq(model.weight!.detach()).all().item<bool>());
+
+            // The next group starts from zeroed gradients and steps.
+            var next = step.Run(TorchSharp.torch.ones(2, 4), y, 1, first: true, last: true);
+            Assert.True(next.Applied);
+            Assert.False(before.eq(model.weight!.detach()).all().item<bool>());
+            Assert.True(model.weight!.isfinite().all().item<bool>());
+        }
+
         private static Dictionary<string, float[]> Weights(string path)
         {
             using var model = new AccumulationNet();
