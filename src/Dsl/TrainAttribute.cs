@@ -139,5 +139,12 @@ namespace ModelDsl
         /// order. Implies a header row. Default: the last column is the label (<c>--label-column</c> overrides it).
         /// </summary>
         public string LabelColumn { get; set; } = "";
+        /// <summary>
+        /// Gradient accumulation: k micro-batches of <see cref="BatchSize"/> per optimiser step, their gradients summed
+        /// (each micro-batch's loss weighted by its share of the group's samples), so a step equals one at k × the batch;
+        /// under data parallel the gradients are averaged across ranks on the last micro-batch only. At least 1;
+        /// <c>--grad-accum</c> overrides it. Default 1.
+        /// </summary>
+        public int GradientAccumulation { get; set; } = PlanDefaults.GradientAccumulation;
     }
 }

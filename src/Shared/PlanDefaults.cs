@@ -25,6 +25,8 @@ namespace ModelDsl
         public const double FeatureScale = 1.0;
         /// <summary>Fraction of the training data held out for validation.</summary>
         public const double ValidationFraction = 0.1;
+        /// <summary>Micro-batches per optimiser step (1: no gradient accumulation).</summary>
+        public const int GradientAccumulation = 1;
 
         // [Parallel]
         /// <summary>Ranks of a model with [Parallel] (a plan without it trains on one).</summary>

@@ -34,6 +34,7 @@ return args[0] switch
     "ddp" => MpiLauncher.RunRank(group, () => Ddp.Run(group)),
     "localsgd" => MpiLauncher.RunRank(group, () => LocalSgd.Run(group)),
     "zero" => MpiLauncher.RunRank(group, () => Zero.Run(group)),
+    "accumulation" => MpiLauncher.RunRank(group, () => Accumulation.Run(group)),
     "throw" => Failures.ThrowUnhandled(group),
     "throw-guarded" => MpiLauncher.RunRank(group, () => Failures.ThrowGuarded(group)),
     "exit-code" => MpiLauncher.RunRank(group, () => Failures.ExitCode(group)),

@@ -51,6 +51,7 @@ public class PlanPropertyTests
         [nameof(TrainAttribute.SequenceLength)] = ("SequenceLength = 16", "SequenceLength = 24"),
         [nameof(TrainAttribute.Header)] = ("", "Header = true"),
         [nameof(TrainAttribute.LabelColumn)] = ("", "LabelColumn = \"label\""),
+        [nameof(TrainAttribute.GradientAccumulation)] = ("", "GradientAccumulation = 4"),
     };
 
     /// <summary>Per property: the [Parallel] arguments without it and with it (the mode first).</summary>

@@ -77,6 +77,8 @@ public class TrainDiagnosticTests
     [InlineData("Loss.CrossEntropy, Optimizer.Adam, {|MD0408:GradientClipNorm = -1|}")]
     [InlineData("Loss.CrossEntropy, {|MD0408:(Optimizer)7|}")]
     [InlineData("Loss.CrossEntropy, Optimizer.Adam, {|MD0408:FeatureScale = 0|}")]
+    [InlineData("Loss.CrossEntropy, Optimizer.Adam, {|MD0418:GradientAccumulation = 0|}")]
+    [InlineData("Loss.CrossEntropy, Optimizer.SGD, BatchSize = 16, {|MD0418:GradientAccumulation = -2|}")]
     public void InvalidValue_IsAnErrorOnItsArgument(string arguments) => VerifyTrain(arguments);
 
     [Fact]

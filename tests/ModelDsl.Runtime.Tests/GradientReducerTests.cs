@@ -212,6 +212,32 @@ public sealed class GradientReducerTests
     /// A stand-in for N ranks that all hold this rank's values: a sum multiplies by N. Records each reduction as the
     /// index of its buffer (bucket buffers are numbered in the order first seen) and whether it was non-blocking.
     /// </summary>
+    [Fact]
+    public void Overlap_WithoutGradientSync_StartsNothing_AndTheLastMicroBatchReducesTheAccumulatedGradients()
+    {
+        // Two micro-batches (DDP's no_sync() on the first): the blocking reducer on the summed gradients is the oracle.
+        var blockingGroup = new LoopbackGroup(worldSize: 2);
+        var blockingModel = Model(seed: 4);
+        using var blocking = new GradientReducer(blockingGroup, blockingModel.parameters(), bucketSizeMB: 2.0 / 1024, firstBucketSizeMB: 1.0 / 1024);
+        Backward(blockingModel);
+        Backward(blockingModel);
+        blocking.Synchronize();
+
+        var group = new LoopbackGroup(worldSize: 2);
+        var model = Model(seed: 4);
+        using var reducer = new GradientReducer(group, model.parameters(), bucketSizeMB: 2.0 / 1024, firstBucketSizeMB: 1.0 / 1024);
+        reducer.EnableOverlap(model);
+        reducer.RequireGradientSync = false;
+        Backward(model);
+        Assert.Empty(group.Reduced); // the hooks stayed idle through the first micro-batch
+        reducer.RequireGradientSync = true;
+        Backward(model);
+        Assert.Equal(new[] { 0, 1 }, group.Reduced); // the last one's backward starts the buckets, as without accumulation
+        reducer.Synchronize();
+        Assert.Equal(2, reducer.BucketsStartedDuringBackward);
+        Assert.Equal(Flat(blockingModel).data<float>().ToArray(), Flat(model).data<float>().ToArray());
+    }
+
     private sealed class LoopbackGroup : ProcessGroup
     {
         private readonly List<IntPtr> _buffers = new();

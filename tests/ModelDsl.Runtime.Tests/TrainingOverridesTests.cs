@@ -39,6 +39,7 @@ public sealed class TrainingOverridesTests
     [InlineData("WorldSize", 1, 0)]
     [InlineData("SyncEvery", 1, 0)]
     [InlineData("MaxRestarts", 0, -1)]
+    [InlineData("GradientAccumulation", 1, 0)]
     [InlineData("EarlyStoppingPatience", 0, -1)]
     [InlineData("LearningRate", 1e-9, 0)]
     [InlineData("LearningRate", 1e-9, double.PositiveInfinity)]
@@ -63,6 +64,7 @@ public sealed class TrainingOverridesTests
     [InlineData("--max-restarts -1", "--max-restarts must be 0 or more, got -1")]
     [InlineData("--max-restarts 1", "--max-restarts restarts the ranks the trainer starts under mpirun: add --world-size 2 or more (a single process continues with --resume)")]
     [InlineData("--threads -1", "--threads must be 0 or more, got -1")]
+    [InlineData("--grad-accum 0", "--grad-accum must be at least 1 (micro-batches per optimiser step), got 0")]
     [InlineData("--sync-every 4", "--sync-every applies to asynchronous training (local SGD); add --mode async")]
     [InlineData("--backend nccl", "--backend nccl reduces CUDA tensors only: add --device cuda, or use --backend mpi (or auto) on the CPU")]
     public void BadOverride_IsOneTrainingException(string commandLine, string message)
@@ -81,6 +83,17 @@ public sealed class TrainingOverridesTests
         Assert.Equal((ParallelMode.Async, 5, false, OuterOptimizer.Nesterov, 2), (plan.Mode, plan.SyncEvery, plan.OverlapAveraging, plan.OuterOptimizer, plan.MaxRestarts));
         Assert.Equal((true, "y"), (plan.Header, plan.LabelColumn));
         Assert.Equal(("hosts", 2, true, "ck"), (options.Hostfile, options.Threads, options.Resume, options.CheckpointDirectory));
+    }
+
+    [Fact]
+    public void GradAccum_SetsTheAccumulation_AndChangesTheFingerprint()
+    {
+        var options = Apply("--grad-accum 4");
+        Assert.Equal(4, options.Plan.GradientAccumulation);
+        Assert.Equal(1, Apply("").Plan.GradientAccumulation);
+        Assert.Equal(3, Apply("", plan: Plan with { GradientAccumulation = 3 }).Plan.GradientAccumulation);
+        // Fewer steps over more samples each: a checkpoint of one setting does not resume under the other.
+        Assert.NotEqual(Plan.Fingerprint(), options.Plan.Fingerprint());
     }
 
     [Fact]

@@ -247,6 +247,10 @@ namespace ModelDsl.Generators.Diagnostics
             "[Loss] needs [Train]",
             "[Loss] method '{0}' is on '{1}', which has no [Train]: only the generated trainer uses it; add [Train(...)] to the class");
 
+        public static readonly DiagnosticDescriptor InvalidGradientAccumulation = Error("MD0418", TrainingCategory,
+            "Invalid gradient accumulation",
+            "GradientAccumulation is {0}; it must be at least 1 micro-batch per optimiser step (1: no accumulation)");
+
         // MD02xx: the parallel plan ([Parallel]).
         public static readonly DiagnosticDescriptor InvalidWorldSize = Error("MD0201", ParallelCategory,
             "World size must be at least 1",

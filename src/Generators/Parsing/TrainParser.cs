@@ -96,6 +96,10 @@ namespace ModelDsl.Generators.Parsing
             if (!PlanRules.FeatureScale.Holds(featureScale))
                 args.Fail(DiagnosticDescriptors.InvalidTrainingSetting, nameof(TrainAttribute.FeatureScale), $"FeatureScale is {Num(featureScale)}; it must be a positive number");
 
+            int accumulation = args.Get(nameof(TrainAttribute.GradientAccumulation), PlanDefaults.GradientAccumulation);
+            if (!PlanRules.GradientAccumulation.Holds(accumulation))
+                args.Fail(DiagnosticDescriptors.InvalidGradientAccumulation, nameof(TrainAttribute.GradientAccumulation), Int(accumulation));
+
             string? interval = args.Enum(nameof(TrainAttribute.ScheduleInterval), nameof(ScheduleInterval.Epoch), DiagnosticDescriptors.InvalidTrainingSetting);
 
             // A language model: token ids (B, T) in, next-token scores (B, T, V) out. It trains on a text file with a
@@ -189,6 +193,7 @@ namespace ModelDsl.Generators.Parsing
             if (classes > 0) values.Add(new("Classes", classes));
             args.AddIfWritten(values, nameof(TrainAttribute.EarlyStoppingPatience), patience);
             args.AddIfWritten(values, nameof(TrainAttribute.ScheduleInterval), interval, nameof(ScheduleInterval));
+            args.AddIfWritten(values, nameof(TrainAttribute.GradientAccumulation), accumulation);
             if (language)
                 values.Add(new("IsLanguageModel", true,
                     Before: $"Token ids (B, T) -> scores (B, T, V): trained on a text file in windows of {Int(sample[0])} characters, a target per position."));

@@ -85,6 +85,14 @@ public sealed class GradientReducer : IDisposable
     /// <summary>Total time spent inside collectives and waiting for them, over all <see cref="Synchronize"/> calls.</summary>
     public TimeSpan CommunicationTime { get; private set; }
 
+    /// <summary>
+    /// Whether the next forward's backward may start buckets (PyTorch's <c>require_backward_grad_sync</c>, which DDP's
+    /// <c>no_sync()</c> clears): set it to false for the first k − 1 micro-batches of a gradient-accumulation group, so
+    /// that the overlap hooks launch nothing while gradients only accumulate, and back to true before the last
+    /// micro-batch's forward. Without <see cref="EnableOverlap"/> nothing starts during backward anyway. Default true.
+    /// </summary>
+    public bool RequireGradientSync { get; set; } = true;
+
     /// <summary>How many buckets the last <see cref="Synchronize"/> found already started during backward.</summary>
     public int BucketsStartedDuringBackward { get; private set; }
 
@@ -320,7 +328,7 @@ public sealed class GradientReducer : IDisposable
 
         public Tensor OnForward(Tensor input)
         {
-            if (!is_grad_enabled() || !input.requires_grad)
+            if (!is_grad_enabled() || !input.requires_grad || !_reducer.RequireGradientSync)
                 return input;
             Calls++;
             return GradientReadySignal.apply(input, (Action)OnBackward);

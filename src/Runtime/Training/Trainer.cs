@@ -124,7 +124,7 @@ namespace ModelDsl.Runtime.Training
                 {
                     Model = plan.ModelName,
                     WorldSize = strategy.WorldSize,
-                    GlobalBatchSize = plan.BatchSize * strategy.WorldSize,
+                    GlobalBatchSize = plan.BatchSize * plan.GradientAccumulation * strategy.WorldSize,
                     Epochs = plan.Epochs,
                     Steps = loop.Step,
                     TrainSeconds = trainSeconds,
@@ -232,7 +232,11 @@ namespace ModelDsl.Runtime.Training
             public EpochMetrics? Run(int epoch, int epochs, double lr, string label = "epoch", bool perStepSchedule = false)
             {
                 var plan = _options.Plan;
-                long steps = _strategy.BatchCount(_data.Train, plan.BatchSize);
+                // Gradient accumulation: k micro-batches per optimiser step; an epoch's last group may be shorter.
+                int k = Math.Max(1, plan.GradientAccumulation);
+                long batches = _strategy.BatchCount(_data.Train, plan.BatchSize);
+                long steps = (batches + k - 1) / k;
+                long rankSamples = k > 1 ? _strategy.BatchCount(_data.Train, 1) : 0;
                 if (perStepSchedule) lr = plan.LearningRateAt(epoch + 1.0 / Math.Max(1, steps));
                 foreach (var group in Optimizer.ParamGroups) group.LearningRate = lr;
                 bool hasAccuracy = LossFunctions.HasAccuracy(plan.Loss);
@@ -243,16 +247,28 @@ namespace ModelDsl.Runtime.Training
 
                 var clock = Stopwatch.StartNew();
                 double lossSum = 0;
-                long correct = 0, seen = 0, targets = 0, stepInEpoch = 0;
+                long correct = 0, seen = 0, targets = 0, stepInEpoch = 0, micro = 0;
+                (double Loss, long Correct, long Seen, long Targets) pending = default; // the open accumulation group's figures
                 foreach (var (xb, yb) in _strategy.Batches(_data.Train, plan.BatchSize, plan.Seed, epoch))
                 {
                     using var scope = torch.NewDisposeScope();
                     var x = xb.to(_device);
                     var y = yb.to(_device);
+                    long n = x.shape[0];
+                    bool first = micro % k == 0, last = micro % k == k - 1 || micro == batches - 1;
+                    // Each micro-batch's loss weighs its share of the group's samples: the group's gradient is the
+                    // mean loss's over all of them, as one step at the group's whole batch.
+                    long groupStart = micro / k * k * plan.BatchSize;
+                    double weight = k == 1 ? 1 : (double)n / (Math.Min(groupStart + (long)k * plan.BatchSize, rankSamples) - groupStart);
+                    micro++;
                     // Per-step schedule: the rate for the step about to run, at its fraction of the epoch.
-                    if (perStepSchedule && stepInEpoch > 0)
+                    if (perStepSchedule && first && stepInEpoch > 0)
                         foreach (var group in Optimizer.ParamGroups) group.LearningRate = plan.LearningRateAt(epoch + (stepInEpoch + 1.0) / Math.Max(1, steps));
-                    var result = Guarded(() => _step.Run(x, y), _model, x, plan, $"{(label == "epoch" ? "training" : label)} step {Step + 1} ({label} {epoch + 1})");
+                    var result = Guarded(() => _step.Run(x, y, weight, first, last), _model, x, plan, $"{(label == "epoch" ? "training" : label)} step {Step + 1} ({label} {epoch + 1})");
+                    pending = (pending.Loss + result.Loss * n, pending.Correct + result.Correct, pending.Seen + n, pending.Targets + y.numel()); // targets: one per sample, or per position of a language model
+                    if (!last) continue;
+                    var done = pending;
+                    pending = default;
                     if (_strategy.AfterStep(_model, ++Step, result.Loss, result.Applied) is { } diverged)
                     {
                         Divergence = diverged;
@@ -261,12 +277,11 @@ namespace ModelDsl.Runtime.Training
                     // Skipped on this rank alone (local SGD): the ranks decide together at the next round.
                     if (!result.Applied) continue;
 
-                    long n = x.shape[0];
                     stepInEpoch++;
-                    seen += n;
-                    lossSum += result.Loss * n;
-                    correct += result.Correct;
-                    targets += y.numel(); // one per sample, or one per position of a language model
+                    seen += done.Seen;
+                    lossSum += done.Loss;
+                    correct += done.Correct;
+                    targets += done.Targets;
 
                     double elapsed = clock.Elapsed.TotalSeconds;
                     var eta = TimeSpan.FromSeconds(elapsed / stepInEpoch * ((steps - stepInEpoch) + steps * (epochs - epoch - 1)));

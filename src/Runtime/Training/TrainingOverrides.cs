@@ -70,6 +70,9 @@ namespace ModelDsl.Runtime.Training
                         throw new TrainingException($"--patience watches the validation loss, but {plan.ModelName}'s [Train] holds out no validation data (ValidationFraction = 0)");
                     return o with { Plan = o.Plan with { EarlyStoppingPatience = n } };
                 });
+            yield return TrainingOverride.Of(
+                new Option<int>("--grad-accum") { Description = $"Gradient accumulation: micro-batches of --batch-size per optimiser step (declared: {plan.GradientAccumulation})", HelpName = "K", DefaultValueFactory = _ => plan.GradientAccumulation },
+                PlanRules.GradientAccumulation, (o, k) => o with { Plan = o.Plan with { GradientAccumulation = k } });
         }
 
         /// <summary>The data: training and test files, and how their CSV is laid out.</summary>

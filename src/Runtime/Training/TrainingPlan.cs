@@ -147,6 +147,12 @@ namespace ModelDsl.Runtime.Training
         [NotInFingerprint("sharding changes where the state lives, not the steps; checkpoints hold the whole state")]
         public ShardLevel Shard { get; init; }
 
+        /// <summary>
+        /// Micro-batches of <see cref="BatchSize"/> per optimiser step (<c>--grad-accum</c>); 1 is none. In the
+        /// fingerprint: it changes the steps (k times fewer, each over k times the samples), as the world size does.
+        /// </summary>
+        public int GradientAccumulation { get; init; } = PlanDefaults.GradientAccumulation;
+
         /// <summary>The loss as the progress and the reports name it: the [Loss] method, or the declared loss.</summary>
         public string LossName => CustomLoss is null || LossMethod.Length == 0 ? Loss.ToString() : $"{LossMethod} ([Loss] method)";
 

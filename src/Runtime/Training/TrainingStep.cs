@@ -40,19 +40,38 @@ namespace ModelDsl.Runtime.Training
         }
 
         /// <summary>Runs one step on a batch. Tensors it creates belong to the caller's dispose scope.</summary>
-        public StepResult Run(Tensor x, Tensor y)
+        public StepResult Run(Tensor x, Tensor y) => Run(x, y, weight: 1, first: true, last: true);
+
+        /// <summary>
+        /// Runs one micro-batch of a gradient-accumulation group (<see cref="TrainingPlan.GradientAccumulation"/>):
+        /// the first zeroes the gradients, each adds the gradient of its loss times <paramref name="weight"/> (its
+        /// share of the group's samples, so the group's gradient is that of the mean loss over all its samples), and
+        /// the last alone agrees on finiteness, synchronises (no collective on the others, like DDP's
+        /// <c>no_sync()</c>), clips and steps. A micro-batch with a non-finite loss adds nothing and makes the group's
+        /// step skipped. <see cref="StepResult.Applied"/> is true only when the optimiser stepped; the loss is the
+        /// micro-batch's (at the last, the group's first non-finite one, if any). With one micro-batch per group this
+        /// is the plain step.
+        /// </summary>
+        public StepResult Run(Tensor x, Tensor y, double weight, bool first, bool last)
         {
             var output = _model.call(x);
             var loss = _compute(output, y);
             double value = loss.item<float>();
-            if (!_strategy.AllFinite(double.IsFinite(value))) return new StepResult(value, 0, Applied: false);
+            if (first) (_groupFinite, _groupLoss) = (true, 0);
+            if (_groupFinite && !double.IsFinite(value)) (_groupFinite, _groupLoss) = (false, value);
+            if (last && !_strategy.AllFinite(_groupFinite)) return new StepResult(_groupFinite ? value : _groupLoss, 0, Applied: false);
 
-            _optimizer.zero_grad();
-            loss.backward();
+            if (first) _optimizer.zero_grad();
+            if (_groupFinite) (weight == 1 ? loss : loss * weight).backward();
+            long correct = LossFunctions.CountCorrect(_loss, output, y);
+            if (!last) return new StepResult(value, correct, Applied: false);
             _strategy.SynchronizeGradients(_model);
             if (_clip > 0 && !_strategy.ClipsGradients) nn.utils.clip_grad_norm_(_model.parameters(), _clip);
             _optimizer.step();
-            return new StepResult(value, LossFunctions.CountCorrect(_loss, output, y), Applied: true);
+            return new StepResult(value, correct, Applied: true);
         }
+
+        private bool _groupFinite = true;
+        private double _groupLoss;
     }
 }
