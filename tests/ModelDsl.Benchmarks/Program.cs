@@ -15,6 +15,7 @@ using BenchmarkDotNet.Running;
 // Generation alone, with and without the key/value cache, fp32 and int8, interleaved:        -- --gpt-generation [rounds [threads]]
 // Distributed runtime, two ranks under mpirun (needs Open MPI; not BenchmarkDotNet):  -- --allreduce, -- --ddp-scaling, -- --ddp-overlap
 // The trainer's overhead over the bare step on CharGpt, in timed phases, interleaved:    -- --trainer-overhead [rounds [steps [threads]]]
+// The same on Digits MLP/CNN (samples/s, bare epoch loop vs the trainer's epoch):           -- --trainer-overhead-digits [rounds [threads]]
 // Local SGD / DiLoCo against sync DDP on Digits: bytes, time, accuracy, docs/local_sgd.png: -- --local-sgd [epochs]
 if (args.Length == 1 && args[0] == "--interleaved")
 {
@@ -54,6 +55,8 @@ if (args.Length is >= 1 and <= 3 && args[0] == "--gpt-generation")
     return 0;
 }
 
+if (args.Length is >= 1 and <= 3 && args[0] == "--trainer-overhead-digits")
+    return ModelDsl.Benchmarks.TrainerOverheadBenchmarks.RunDigits(args.Length >= 2 ? int.Parse(args[1]) : 5, args.Length == 3 ? int.Parse(args[2]) : 1);
 if (args.Length is >= 1 and <= 4 && args[0] == "--trainer-overhead")
     return ModelDsl.Benchmarks.TrainerOverheadBenchmarks.Run(args.Length >= 2 ? int.Parse(args[1]) : 5, args.Length >= 3 ? int.Parse(args[2]) : 40,
         args.Length == 4 ? int.Parse(args[3]) : 2);

@@ -173,4 +173,95 @@ public static class TrainerOverheadBenchmarks
             try { Directory.Delete(dir, recursive: true); } catch (IOException) { }
         }
     }
+
+    /// <summary>
+    /// <c>-- --trainer-overhead-digits [rounds [threads]]</c>: the Digits MLP and CNN (optdigits.tra, batch 64, the samples'
+    /// optimisers): an epoch of <see cref="TrainingStep"/> over the batches as <see cref="DigitsThroughputBenchmarks"/> runs
+    /// it (the bare loop) against <see cref="Trainer.Train{TModel}"/> for one epoch over the same 3,823 samples (no
+    /// validation share), samples/s from the report's epoch clock; the four cases take turns in each round.
+    /// </summary>
+    public static int RunDigits(int rounds, int threads)
+    {
+        string dir = Path.Combine(Path.GetTempPath(), $"modeldsl-trainer-overhead-digits-{Environment.ProcessId}");
+        Directory.CreateDirectory(dir);
+        try
+        {
+            var cases = new List<(string Name, Func<double> Run)>();
+            foreach (var model in new[] { "DigitsMlp", "DigitsCnn" })
+            {
+                var bare = new DigitsThroughputBenchmarks { Model = model, Threads = threads };
+                bare.Setup();
+                bool mlp = model == "DigitsMlp";
+                var plan = new TrainingPlan
+                {
+                    ModelName = model,
+                    SampleShape = mlp ? new long[] { 64 } : new long[] { 1, 8, 8 },
+                    Loss = Loss.CrossEntropy,
+                    Optimizer = mlp ? Optimizer.Adam : Optimizer.AdamW,
+                    LearningRate = 2e-3,
+                    Epochs = 1,
+                    BatchSize = 64,
+                    ValidationFraction = 0,
+                    FeatureScale = 1.0 / 16,
+                    Classes = 10,
+                    Data = RepoFiles.Require(RepoFiles.DigitsTraining),
+                };
+                cases.Add(($"{model} bare loop", () =>
+                {
+                    var clock = Stopwatch.StartNew();
+                    long seen = bare.Epoch();
+                    return seen / clock.Elapsed.TotalSeconds;
+                }));
+                int run = 0;
+                cases.Add(($"{model} trainer", () =>
+                {
+                    var options = new TrainingOptions
+                    {
+                        Plan = plan,
+                        CheckpointDirectory = Path.Combine(dir, $"{model}{run}"),
+                        ReportPath = Path.Combine(dir, $"{model}{run++}.json"),
+                        PlainProgress = true,
+                        NoOptimize = true,
+                        Threads = threads,
+                    };
+                    var console = Console.Out;
+                    Console.SetOut(TextWriter.Null);
+                    try
+                    {
+                        Func<nn.Module<Tensor, Tensor>> create = mlp ? () => new GeneratedDigitsMlp() : () => new GeneratedCnn();
+                        if (Trainer.Train(options, create) != 0) throw new InvalidOperationException("the trainer failed");
+                    }
+                    finally
+                    {
+                        Console.SetOut(console);
+                    }
+                    using var report = JsonDocument.Parse(File.ReadAllText(options.ReportPath));
+                    var epoch = report.RootElement.GetProperty("history")[0];
+                    return epoch.GetProperty("samples").GetInt64() / epoch.GetProperty("seconds").GetDouble();
+                }));
+            }
+            var rates = cases.Select(_ => new List<double>()).ToArray();
+            Console.WriteLine($"Digits, batch 64, {threads} thread(s), one epoch of 3823 samples per case, {rounds} interleaved rounds; load: {File.ReadAllText("/proc/loadavg").Trim()}");
+            for (int r = 0; r < rounds; r++)
+            {
+                for (int k = 0; k < cases.Count; k++)
+                {
+                    int c = (k + r) % cases.Count;
+                    rates[c].Add(cases[c].Run());
+                }
+                Console.WriteLine($"round {r + 1}: " + string.Join(", ", cases.Select((c, i) => $"{c.Name} {rates[i][^1]:N0}/s")));
+            }
+            Console.WriteLine($"medians of {rounds} rounds; load after: {File.ReadAllText("/proc/loadavg").Trim()}");
+            for (int i = 0; i < cases.Count; i += 2)
+            {
+                double bare = OptimizationBenchmarks.Median(rates[i]), trainer = OptimizationBenchmarks.Median(rates[i + 1]);
+                Console.WriteLine($"  {cases[i].Name,-20} {bare,8:N0} samples/s; trainer {trainer,8:N0} samples/s = {trainer / bare:F3} of the bare loop");
+            }
+            return 0;
+        }
+        finally
+        {
+            try { Directory.Delete(dir, recursive: true); } catch (IOException) { }
+        }
+    }
 }
