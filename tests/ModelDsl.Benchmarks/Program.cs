@@ -15,6 +15,8 @@ using BenchmarkDotNet.Running;
 // The GPT block (generated vs hand-written, interleaved) and the sample GPT's tokens/s, fp32 and int8:          -- --gpt [rounds]
 // Generation alone, with and without the key/value cache, fp32 and int8, interleaved:        -- --gpt-generation [rounds [threads]]
 // Distributed runtime, two ranks under mpirun (needs Open MPI; not BenchmarkDotNet):  -- --allreduce, -- --ddp-scaling, -- --ddp-overlap
+// The trainer's overhead over the bare step on CharGpt, in timed phases, interleaved:    -- --trainer-overhead [rounds [steps [threads]]]
+// The same on Digits MLP/CNN (samples/s, bare epoch loop vs the trainer's epoch):           -- --trainer-overhead-digits [rounds [threads]]
 // Local SGD / DiLoCo against sync DDP on Digits: bytes, time, accuracy, docs/local_sgd.png: -- --local-sgd [epochs]
 // ONNX Runtime on our exported models beside our runtime, batch 1 and 64, fp32 and int8:   -- --onnx [rounds [threads]]
 if (args.Length == 1 && args[0] == "--interleaved")
@@ -66,6 +68,12 @@ if (args.Length is >= 1 and <= 3 && args[0] == "--gpt-generation")
     ModelDsl.Benchmarks.GptBlockBenchmarks.RunGeneration(gpt, args.Length >= 2 ? int.Parse(args[1]) : 7);
     return 0;
 }
+
+if (args.Length is >= 1 and <= 3 && args[0] == "--trainer-overhead-digits")
+    return ModelDsl.Benchmarks.TrainerOverheadBenchmarks.RunDigits(args.Length >= 2 ? int.Parse(args[1]) : 5, args.Length == 3 ? int.Parse(args[2]) : 1);
+if (args.Length is >= 1 and <= 4 && args[0] == "--trainer-overhead")
+    return ModelDsl.Benchmarks.TrainerOverheadBenchmarks.Run(args.Length >= 2 ? int.Parse(args[1]) : 5, args.Length >= 3 ? int.Parse(args[2]) : 40,
+        args.Length == 4 ? int.Parse(args[3]) : 2);
 
 if (args.Length >= 1 && args[0] is "--allreduce" or "--ddp-overlap" or "--ddp-scaling")
     return ModelDsl.Benchmarks.DistributedBenchmarks.Run(args);

@@ -252,6 +252,9 @@ namespace ModelDsl.Runtime.Training
                 foreach (var (xb, yb) in _strategy.Batches(_data.Train, plan.BatchSize, plan.Seed, epoch))
                 {
                     using var scope = torch.NewDisposeScope();
+                    // The batch was assembled before this scope opened: it goes with the step, not to the finalizer.
+                    scope.Attach(xb);
+                    scope.Attach(yb);
                     var x = xb.to(_device);
                     var y = yb.to(_device);
                     long n = x.shape[0];
@@ -370,6 +373,8 @@ namespace ModelDsl.Runtime.Training
             foreach (var (xb, yb) in data.Batches(1024, shuffle: false, 0, 0))
             {
                 using var scope = torch.NewDisposeScope();
+                scope.Attach(xb);
+                scope.Attach(yb);
                 var x = xb.to(device);
                 var y = yb.to(device);
                 var output = Guarded(() => model.call(x), model, x, plan, "evaluation");
