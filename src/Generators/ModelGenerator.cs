@@ -23,7 +23,8 @@ namespace ModelDsl.Generators
         {
             // Two stages, so that an unchanged model is not bound again: Roslyn re-runs this transform for every
             // [Model] class whenever the compilation changes, so it only reads what the parse depends on, from syntax
-            // (ModelSource); the parse, which binds every layer attribute, runs when that changed.
+            // (ModelSource); the parse runs when that changed, and reads layer attributes from syntax where it can
+            // (LayerAttributeSyntax), binding a member's attributes only where syntax cannot settle them.
             var sources = context.SyntaxProvider
                 .ForAttributeWithMetadataName(
                     ModelParser.ModelAttributeName,

@@ -7,28 +7,38 @@ using ModelDsl.Shapes;
 
 namespace ModelDsl.Generators.Parsing
 {
-    /// <summary>Reads a layer attribute's arguments (positional and named) into <see cref="LayerParams"/>.</summary>
+    /// <summary>
+    /// Reads a layer attribute's arguments (positional and named) into <see cref="LayerParams"/>: from Roslyn's bound
+    /// <see cref="AttributeData"/>, or from the attribute's syntax alone (<see cref="LayerAttributeSyntax"/>), which gives
+    /// the same values where the syntax settles them.
+    /// </summary>
     internal sealed class LayerAttributeReader : ILayerArguments
     {
-        private readonly Dictionary<string, TypedConstant> _values = new(StringComparer.Ordinal);
+        private readonly Dictionary<string, ArgumentValue> _values;
+        private readonly AttributeData? _attribute;
+        private readonly AttributeSyntax? _syntax;
+        private readonly IMethodSymbol? _constructor;
 
         private LayerAttributeReader(AttributeData attribute)
         {
-            Attribute = attribute;
-            var ctor = attribute.AttributeConstructor;
-            if (ctor is not null)
-            {
-                var args = attribute.ConstructorArguments;
-                for (int i = 0; i < ctor.Parameters.Length && i < args.Length; i++)
-                    _values[ctor.Parameters[i].Name] = args[i];
-            }
-            foreach (var named in attribute.NamedArguments)
-                _values[named.Key] = named.Value;
+            _attribute = attribute;
+            _constructor = attribute.AttributeConstructor;
+            _values = new Dictionary<string, ArgumentValue>(StringComparer.Ordinal);
+            foreach (var pair in Arguments(attribute)) _values[pair.Key] = ArgumentValue.From(pair.Value);
         }
 
-        public AttributeData Attribute { get; }
+        private LayerAttributeReader(AttributeSyntax syntax, IMethodSymbol constructor, Dictionary<string, ArgumentValue> values)
+        {
+            _syntax = syntax;
+            _constructor = constructor;
+            _values = values;
+        }
 
         public static LayerAttributeReader For(AttributeData attribute) => new(attribute);
+
+        /// <summary>A reader of arguments read from syntax, as <see cref="For"/> would have read them from the bound attribute.</summary>
+        internal static LayerAttributeReader FromSyntax(AttributeSyntax syntax, IMethodSymbol constructor, Dictionary<string, ArgumentValue> values) =>
+            new(syntax, constructor, values);
 
         /// <summary>An attribute's arguments by name: constructor parameters by parameter name, then named arguments.</summary>
         public static Dictionary<string, TypedConstant> Arguments(AttributeData attribute)
@@ -75,7 +85,7 @@ namespace ModelDsl.Generators.Parsing
                 name = name.Substring(0, name.Length - 1);
             else if (name is "Stride" or "Padding" or "Dilation" && !Has(name))
                 name = Has(name + "H") ? name + "H" : Has(name + "W") ? name + "W" : name;
-            var syntax = Attribute.ApplicationSyntaxReference?.GetSyntax() as AttributeSyntax;
+            var syntax = _syntax ?? _attribute?.ApplicationSyntaxReference?.GetSyntax() as AttributeSyntax;
             if (syntax is null) return null;
             if (name is null || syntax.ArgumentList is null) return syntax.GetLocation();
 
@@ -86,7 +96,7 @@ namespace ModelDsl.Generators.Parsing
                     return a.GetLocation();
             }
 
-            var ctor = Attribute.AttributeConstructor;
+            var ctor = _constructor;
             if (ctor is not null)
             {
                 for (int i = 0; i < ctor.Parameters.Length; i++)
@@ -120,7 +130,7 @@ namespace ModelDsl.Generators.Parsing
         public long[]? LongArray(string name)
         {
             if (!_values.TryGetValue(name, out var c) || c.Kind != TypedConstantKind.Array || c.IsNull) return null;
-            var result = new long[c.Values.Length];
+            var result = new long[c.Values!.Length];
             for (int i = 0; i < result.Length; i++)
                 result[i] = c.Values[i].Value switch { int v => v, long v => v, _ => 0 };
             return result;
@@ -145,5 +155,30 @@ namespace ModelDsl.Generators.Parsing
 
         public string? String(string name) =>
             _values.TryGetValue(name, out var c) && !c.IsNull ? c.Value as string : null;
+    }
+
+    /// <summary>One argument's value: what <see cref="LayerAttributeReader"/> reads of a <see cref="TypedConstant"/>.</summary>
+    internal readonly struct ArgumentValue
+    {
+        public ArgumentValue(TypedConstantKind kind, object? value, ArgumentValue[]? values = null)
+        {
+            Kind = kind; Value = value; Values = values;
+        }
+
+        public TypedConstantKind Kind { get; }
+        /// <summary>The value of a primitive or enum (its underlying value); null for an array.</summary>
+        public object? Value { get; }
+        /// <summary>The elements of an array; null for a null array.</summary>
+        public ArgumentValue[]? Values { get; }
+        public bool IsNull => Kind == TypedConstantKind.Array ? Values is null : Value is null;
+
+        public static ArgumentValue From(TypedConstant c)
+        {
+            if (c.Kind != TypedConstantKind.Array) return new ArgumentValue(c.Kind, c.IsNull ? null : c.Value);
+            if (c.IsNull) return new ArgumentValue(c.Kind, null);
+            var values = new ArgumentValue[c.Values.Length];
+            for (int i = 0; i < values.Length; i++) values[i] = From(c.Values[i]);
+            return new ArgumentValue(c.Kind, null, values);
+        }
     }
 }

@@ -410,17 +410,21 @@ namespace ModelDsl.Generators.Parsing
                 if (member.IsImplicitlyDeclared) continue;
                 if (member is not IPropertySymbol and not IFieldSymbol) continue;
 
-                var layerAttributes = member.GetAttributes().Where(a => IsLayerAttribute(a.AttributeClass)).ToArray();
+                // From syntax where it settles the attributes (LayerAttributeSyntax), else bound as the compiler binds them.
+                var fromSyntax = LayerAttributeSyntax.TryRead(member, compilation, _cancellation);
+                var layerAttributes = fromSyntax is null ? member.GetAttributes().Where(a => IsLayerAttribute(a.AttributeClass)).ToArray() : Array.Empty<AttributeData>();
+                int layerCount = fromSyntax?.Count ?? layerAttributes.Length;
                 var memberType = member is IPropertySymbol prop ? prop.Type : ((IFieldSymbol)member).Type;
                 var location = member.Locations.FirstOrDefault();
                 var propertySyntax = member.DeclaringSyntaxReferences.Select(r => r.GetSyntax(_cancellation)).OfType<PropertyDeclarationSyntax>().ToArray();
                 bool isPartialProperty = propertySyntax.Any(s => s.Modifiers.Any(SyntaxKind.PartialKeyword));
 
-                if (layerAttributes.Length == 0)
+                if (layerCount == 0)
                 {
                     // [RNN], [LSTMCell], [MultiheadAttention]: a layer the user expects ModelDsl to have. The compiler
                     // says only that the name is not an attribute (CS0616) or unknown (CS0246).
-                    string? unknown = member.GetAttributes().Where(a => !IsAttributeClass(a.AttributeClass))
+                    // (Read from syntax, every attribute's name was a known attribute class.)
+                    string? unknown = fromSyntax is not null ? null : member.GetAttributes().Where(a => !IsAttributeClass(a.AttributeClass))
                         .Select(a => (a.ApplicationSyntaxReference?.GetSyntax(_cancellation) as AttributeSyntax)?.Name.ToString())
                         .FirstOrDefault(n => n is not null);
                     if (!isPartialProperty && unknown is null) continue;
@@ -441,7 +445,7 @@ namespace ModelDsl.Generators.Parsing
                     continue;
                 }
 
-                if (layerAttributes.Length > 1)
+                if (layerCount > 1)
                 {
                     report(DiagnosticDescriptors.MultipleLayerAttributes, location, new[] { member.Name });
                     hasErrors = true;
@@ -456,10 +460,10 @@ namespace ModelDsl.Generators.Parsing
                     continue;
                 }
 
-                var attribute = layerAttributes[0];
-                string kindName = attribute.AttributeClass!.Name;
+                var attribute = fromSyntax is null ? layerAttributes[0] : null;
+                string kindName = (fromSyntax?.AttributeClass ?? attribute!.AttributeClass)!.Name;
                 if (kindName.EndsWith("Attribute", StringComparison.Ordinal)) kindName = kindName.Substring(0, kindName.Length - "Attribute".Length);
-                var attributeSyntax = attribute.ApplicationSyntaxReference?.GetSyntax(_cancellation);
+                var attributeSyntax = fromSyntax is not null ? fromSyntax.Syntax : attribute!.ApplicationSyntaxReference?.GetSyntax(_cancellation);
                 var layer = new RawLayer
                 {
                     Name = member.Name,
@@ -472,7 +476,7 @@ namespace ModelDsl.Generators.Parsing
                     AttributeText = attributeSyntax is null ? "[" + kindName + "]" : "[" + Compact(attributeSyntax.ToString()) + "]",
                 };
 
-                if (!LayerKind.TryGet(kindName, out var kind) || attribute.AttributeConstructor is null)
+                if (!LayerKind.TryGet(kindName, out var kind) || (attribute is not null && attribute.AttributeConstructor is null))
                 {
                     // The compiler reports the bad attribute itself (missing or wrong arguments); do not pile on.
                     layer.Broken = true;
@@ -482,7 +486,7 @@ namespace ModelDsl.Generators.Parsing
                 }
 
                 layer.Kind = kind;
-                layer.Reader = LayerAttributeReader.For(attribute);
+                layer.Reader = fromSyntax?.Reader ?? LayerAttributeReader.For(attribute!);
                 layer.Params = layer.Reader.ReadParams(kind);
                 if (kind.Recurrent && member is IFieldSymbol)
                 {
@@ -653,7 +657,7 @@ namespace ModelDsl.Generators.Parsing
             _ => "class",
         };
 
-        private static bool IsLayerAttribute(INamedTypeSymbol? attributeClass)
+        internal static bool IsLayerAttribute(INamedTypeSymbol? attributeClass)
         {
             for (var t = attributeClass?.BaseType; t is not null; t = t.BaseType)
                 if (t.ToDisplayString() == LayerAttributeName) return true;
@@ -665,7 +669,7 @@ namespace ModelDsl.Generators.Parsing
             LayerKind.All.Where(k => k != LayerKind.Model).Select(k => "[" + k.Name + "]"));
 
         /// <summary>Whether the class is a real attribute (derives from System.Attribute); false for unknown names.</summary>
-        private static bool IsAttributeClass(INamedTypeSymbol? attributeClass)
+        internal static bool IsAttributeClass(INamedTypeSymbol? attributeClass)
         {
             if (attributeClass is null || attributeClass.TypeKind == TypeKind.Error) return false;
             for (var t = attributeClass.BaseType; t is not null; t = t.BaseType)
