@@ -25,6 +25,8 @@ public class LayerAttributeSyntaxTests
             [Linear(160, 48)]                 public partial Linear Hidden { get; }
             [Linear(48, 48)]                  public partial Linear Mid { get; }
             [Linear(10, Bias = true)]         public partial Linear Out { get; }
+            [BatchNorm1d(Eps = 1)]            public partial BatchNorm1d Norm { get; }
+            [Softmax(-1)]                     public partial Softmax Probs { get; }
         }
         """;
 
@@ -36,7 +38,7 @@ public class LayerAttributeSyntaxTests
             public const int One = 1, Eight = 8, Three = 3, Five = 5, Two = 2, Flat = 160, Hidden = 48;
             public const double Slope = -0.5, P = 0.25;
             public const bool NoBias = false, Yes = true;
-            public const int Ten = 10;
+            public const int Ten = 10, MinusOne = -1;
         }
 
         [Model(Input = "B, 1, 8, 8")]
@@ -50,13 +52,15 @@ public class LayerAttributeSyntaxTests
             [Linear(Sizes.Flat, Sizes.Hidden)] public partial Linear Hidden { get; }
             [Linear(Sizes.Hidden, Sizes.Hidden)] public partial Linear Mid { get; }
             [Linear(Sizes.Ten, Bias = Sizes.Yes)] public partial Linear Out { get; }
+            [BatchNorm1d(Eps = Sizes.One)]    public partial BatchNorm1d Norm { get; }
+            [Softmax(Sizes.MinusOne)]         public partial Softmax Probs { get; }
         }
         """;
 
     private static readonly (string Constant, string Literal)[] Replacements =
     {
         ("new[] { Sizes.Three, Sizes.Five }", "new[] { 3, 5 }"), ("Sizes.NoBias", "false"), ("Sizes.Yes", "true"), ("Sizes.Ten", "10"), ("Sizes.Flat", "160"),
-        ("Sizes.Slope", "-0.5"), ("Sizes.P", "0.25"), ("Sizes.Hidden", "48"), ("Sizes.Eight", "8"), ("Sizes.One", "1"), ("Sizes.Two", "2"),
+        ("Sizes.MinusOne", "-1"), ("Sizes.Slope", "-0.5"), ("Sizes.P", "0.25"), ("Sizes.Hidden", "48"), ("Sizes.Eight", "8"), ("Sizes.One", "1"), ("Sizes.Two", "2"),
     };
 
     [Fact]
@@ -80,7 +84,7 @@ public class LayerAttributeSyntaxTests
             Assert.Equal(LayerAttributeReader.For(bound).TiedTo, fromSyntax.Reader.TiedTo);
             read++;
         }
-        Assert.Equal(8, read);
+        Assert.Equal(10, read);
     }
 
     [Fact]

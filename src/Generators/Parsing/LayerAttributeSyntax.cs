@@ -145,7 +145,8 @@ namespace ModelDsl.Generators.Parsing
                         when explicitArray.Type.RankSpecifiers[0].Sizes.All(s => s is OmittedArraySizeExpressionSyntax) => explicitArray.Initializer,
                     _ => null,
                 };
-                if (initializer is null) return false;
+                // An empty new[] { } has no element type (CS0826): binding reports it, so it binds.
+                if (initializer is null || (expression is ImplicitArrayCreationExpressionSyntax && initializer.Expressions.Count == 0)) return false;
                 var elements = new ArgumentValue[initializer.Expressions.Count];
                 for (int i = 0; i < elements.Length; i++)
                 {

@@ -12,7 +12,7 @@ namespace ModelDsl.Generators.Parsing
 {
     /// <summary>
     /// The pipeline's first stage for a [Model] class: everything its parse reads, as text, so that the parse (which
-    /// binds every layer attribute) runs again only when one of those inputs changed. Roslyn re-runs the transform of
+    /// reads layer attributes from syntax, binding only as a fallback) runs again only when one of those inputs changed. Roslyn re-runs the transform of
     /// <c>ForAttributeWithMetadataName</c> for every model whenever the compilation changes; this stage is all that
     /// re-runs for an unchanged model, and it reads syntax only (plus a few facts computed once per compilation).
     /// </summary>
