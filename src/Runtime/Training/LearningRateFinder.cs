@@ -70,6 +70,9 @@ namespace ModelDsl.Runtime.Training
                     double loss;
                     using (var scope = NewDisposeScope())
                     {
+                        // The batch was assembled before this scope opened: it goes with the step (as in Trainer).
+                        scope.Attach(xb);
+                        scope.Attach(yb);
                         var x = xb.to(device);
                         var y = yb.to(device);
                         try
