@@ -177,6 +177,8 @@ public sealed class ShardedDataParallelStrategy : ITrainingStrategy
         _ddp.Finish(model, report);
         var section = report.GetSection<DistributedReport>("distributed") ?? new DistributedReport();
         section.Shard = TrainingOverrides.ShardName(Level);
+        // Stage 2 reduce-scatters one flat buffer: DDP's gradient buckets exist underneath but never run.
+        if (Level == ShardLevel.Gradients) section.Buckets = 0;
         section.AllReduceSeconds += _communication.TotalSeconds;
         section.CommFraction = section.AllReduceSeconds / Math.Max(report.TrainSeconds, 1e-9);
         section.BytesCommunicated = BytesCommunicated;
