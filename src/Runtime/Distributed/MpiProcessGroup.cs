@@ -194,35 +194,17 @@ public sealed unsafe class MpiProcessGroup : ProcessGroup
             throw new ArgumentException($"reduce_scatter_tensor: {count} elements per rank is more than MPI's limit for one call ({int.MaxValue}).", nameof(output));
         // float16/bfloat16 through float32 copies, as AllReduce does; a non-contiguous tensor through a contiguous one.
         Tensor source = Stage(input);
-        Tensor target = output.dtype is ScalarType.Float16 or ScalarType.BFloat16 || !output.is_contiguous()
-            ? empty(count, source.dtype, output.device).DetachFromDisposeScope()
-            : output;
-        try
+        Staged(output, input, source, source.dtype, (from, into) =>
         {
             // Zero elements per rank are zero elements on every rank (the sizes must agree): no call, as all_gather does.
             if (count > 0)
             {
-                _library.Check(_library.ReduceScatterBlock((void*)TensorMemory.DataPointer(source), (void*)TensorMemory.DataPointer(target), (int)count,
-                    DataType(source.dtype), Op(op), _library.CommWorld), "MPI_Reduce_scatter_block");
+                _library.Check(_library.ReduceScatterBlock((void*)TensorMemory.DataPointer(from), (void*)TensorMemory.DataPointer(into), (int)count,
+                    DataType(from.dtype), Op(op), _library.CommWorld), "MPI_Reduce_scatter_block");
             }
             if (op == ReduceOp.Avg)
-                DivideForAverage(target, WorldSize);
-            if (!ReferenceEquals(target, output))
-            {
-                using (no_grad())
-                using (var shaped = target.view(output.shape))
-                    output.copy_(shaped);
-            }
-        }
-        finally
-        {
-            if (!ReferenceEquals(source, input))
-                source.Dispose();
-            if (!ReferenceEquals(target, output))
-                target.Dispose();
-            GC.KeepAlive(input);
-            GC.KeepAlive(output);
-        }
+                DivideForAverage(into, WorldSize);
+        });
     }
 
     /// <inheritdoc/>
@@ -234,30 +216,14 @@ public sealed unsafe class MpiProcessGroup : ProcessGroup
         if (bytes > int.MaxValue)
             throw new ArgumentException($"all_gather_into_tensor: {bytes} bytes per rank is more than MPI's 2 GiB limit for one call.", nameof(input));
         Tensor source = input.is_contiguous() ? input : input.contiguous().DetachFromDisposeScope();
-        Tensor target = output.is_contiguous() ? output : empty(output.numel(), output.dtype, output.device).DetachFromDisposeScope();
-        try
+        Staged(output, input, source, output.dtype, (from, into) =>
         {
             if (bytes > 0)
             {
-                _library.Check(_library.Allgather((void*)TensorMemory.DataPointer(source), (int)bytes, _library.Byte,
-                    (void*)TensorMemory.DataPointer(target), (int)bytes, _library.Byte, _library.CommWorld), "MPI_Allgather");
+                _library.Check(_library.Allgather((void*)TensorMemory.DataPointer(from), (int)bytes, _library.Byte,
+                    (void*)TensorMemory.DataPointer(into), (int)bytes, _library.Byte, _library.CommWorld), "MPI_Allgather");
             }
-            if (!ReferenceEquals(target, output))
-            {
-                using (no_grad())
-                using (var shaped = target.view(output.shape))
-                    output.copy_(shaped);
-            }
-        }
-        finally
-        {
-            if (!ReferenceEquals(source, input))
-                source.Dispose();
-            if (!ReferenceEquals(target, output))
-                target.Dispose();
-            GC.KeepAlive(input);
-            GC.KeepAlive(output);
-        }
+        });
     }
 
     /// <inheritdoc/>

@@ -201,28 +201,14 @@ public sealed unsafe class NcclProcessGroup : ProcessGroup
         CheckOnCuda(output, "reduce_scatter_tensor");
         int type = DataType(input.dtype);
         Tensor source = input.is_contiguous() ? input : input.contiguous().DetachFromDisposeScope();
-        Tensor target = output.is_contiguous() ? output : empty(output.numel(), output.dtype, output.device).DetachFromDisposeScope();
-        try
+        int ncclOp = op switch { ReduceOp.Max => NcclLibrary.OpMax, ReduceOp.Min => NcclLibrary.OpMin, _ => NcclLibrary.OpSum };
+        Staged(output, input, source, output.dtype, (from, into) =>
         {
-            int ncclOp = op switch { ReduceOp.Max => NcclLibrary.OpMax, ReduceOp.Min => NcclLibrary.OpMin, _ => NcclLibrary.OpSum };
-            _library.Check(_library.ReduceScatter((void*)TensorMemory.DataPointer(source), (void*)TensorMemory.DataPointer(target),
+            _library.Check(_library.ReduceScatter((void*)TensorMemory.DataPointer(from), (void*)TensorMemory.DataPointer(into),
                 (nuint)output.numel(), type, ncclOp, _comm, IntPtr.Zero), "ncclReduceScatter");
             if (op == ReduceOp.Avg)
-                DivideForAverage(target, WorldSize);
-            if (!ReferenceEquals(target, output))
-            {
-                using (no_grad())
-                using (var shaped = target.view(output.shape))
-                    output.copy_(shaped);
-            }
-        }
-        finally
-        {
-            if (!ReferenceEquals(source, input))
-                source.Dispose();
-            if (!ReferenceEquals(target, output))
-                target.Dispose();
-        }
+                DivideForAverage(into, WorldSize);
+        });
     }
 
     /// <inheritdoc/>
@@ -231,25 +217,9 @@ public sealed unsafe class NcclProcessGroup : ProcessGroup
         CheckOnCuda(input, "all_gather_into_tensor");
         CheckOnCuda(output, "all_gather_into_tensor");
         Tensor source = input.is_contiguous() ? input : input.contiguous().DetachFromDisposeScope();
-        Tensor target = output.is_contiguous() ? output : empty(output.numel(), output.dtype, output.device).DetachFromDisposeScope();
-        try
-        {
-            _library.Check(_library.AllGather((void*)TensorMemory.DataPointer(source), (void*)TensorMemory.DataPointer(target),
-                (nuint)TensorMemory.ByteCount(source), NcclLibrary.Uint8, _comm, IntPtr.Zero), "ncclAllGather");
-            if (!ReferenceEquals(target, output))
-            {
-                using (no_grad())
-                using (var shaped = target.view(output.shape))
-                    output.copy_(shaped);
-            }
-        }
-        finally
-        {
-            if (!ReferenceEquals(source, input))
-                source.Dispose();
-            if (!ReferenceEquals(target, output))
-                target.Dispose();
-        }
+        Staged(output, input, source, output.dtype, (from, into) =>
+            _library.Check(_library.AllGather((void*)TensorMemory.DataPointer(from), (void*)TensorMemory.DataPointer(into),
+                (nuint)TensorMemory.ByteCount(from), NcclLibrary.Uint8, _comm, IntPtr.Zero), "ncclAllGather"));
     }
 
     /// <inheritdoc/>

@@ -207,6 +207,37 @@ public abstract class ProcessGroup : IDisposable
     protected abstract void AllGatherIntoCore(Tensor output, Tensor input);
 
     /// <summary>
+    /// Runs <paramref name="collective"/> from <paramref name="source"/> (<paramref name="input"/> itself or its staged
+    /// copy) into <paramref name="output"/>'s memory, or into a contiguous buffer of <paramref name="targetDtype"/> when
+    /// <paramref name="output"/> is not contiguous or not of that dtype, copied back afterwards. Staged copies are freed.
+    /// </summary>
+    private protected static void Staged(Tensor output, Tensor input, Tensor source, ScalarType targetDtype, Action<Tensor, Tensor> collective)
+    {
+        Tensor target = output.is_contiguous() && output.dtype == targetDtype
+            ? output
+            : empty(output.numel(), targetDtype, output.device).DetachFromDisposeScope();
+        try
+        {
+            collective(source, target);
+            if (!ReferenceEquals(target, output))
+            {
+                using (no_grad())
+                using (var shaped = target.view(output.shape))
+                    output.copy_(shaped);
+            }
+        }
+        finally
+        {
+            if (!ReferenceEquals(source, input))
+                source.Dispose();
+            if (!ReferenceEquals(target, output))
+                target.Dispose();
+            GC.KeepAlive(input);
+            GC.KeepAlive(output);
+        }
+    }
+
+    /// <summary>
     /// Finishes an <see cref="ReduceOp.Avg"/> that was reduced as a sum: divides by the world size, with truncation
     /// for integer dtypes (what <c>ncclAvg</c> does).
     /// </summary>
