@@ -87,7 +87,10 @@ namespace ModelDsl.Generators.Emit
                 w.Line($"/// <summary>{Xml(layer.AttributeText)}: output {Xml(layer.OutputText)}, {Count(layer.Parameters)} parameters.</summary>");
                 w.Line(GeneratorInfo.Attribute);
                 // A recurrent layer's slot holds a RecurrentLayer (its chain step); the property is the LSTM/GRU inside.
-                string held = layer.Kind.Recurrent ? $"(({BackingField(layer)} as {RecurrentLayer})?.Module ?? {BackingField(layer)})" : BackingField(layer);
+                // A repeated block's slot holds the copies (Repeated); the property is the first copy.
+                string held = layer.Kind.Recurrent ? $"(({BackingField(layer)} as {RecurrentLayer})?.Module ?? {BackingField(layer)})"
+                    : ModelKind.Repeat(layer.Args) > 1 ? $"(({BackingField(layer)} as global::ModelDsl.Layers.Repeated)?.Copies[0] ?? {BackingField(layer)})"
+                    : BackingField(layer);
                 w.Line($"{layer.Accessibility} partial {layer.TypeName} {layer.MemberName} {{ get => {held} as {layer.TypeName} ?? throw __Replaced(nameof({layer.MemberName}), {held}, typeof({layer.TypeName})); }}");
             }
         }

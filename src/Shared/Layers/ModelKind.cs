@@ -68,7 +68,16 @@ namespace ModelDsl.Shapes
         public override bool StandInIsInteger(LayerParams p) => p.SubInputIsInteger;
 
 #if MODELDSL_GENERATOR
-        public override string Construct(LayerSpec l) => $"new {l.TypeName}()";
+        public override string Construct(LayerSpec l) => Repeat(l.Args) > 1
+            ? $"new global::ModelDsl.Layers.Repeated({N(Repeat(l.Args))}, () => new {l.TypeName}(), {Generators.Emit.CSharpLiterals.String(l.OutputText)})"
+            : $"new {l.TypeName}()";
+
+        public override string? ConstructComment(LayerSpec l) => Repeat(l.Args) > 1
+            ? $"// {N(Repeat(l.Args))} independent copies in sequence, as PyTorch's nn.Sequential(*copies): state-dict names {l.MemberName}.0.…, {l.MemberName}.1.…"
+            : null;
+
+        /// <summary>How many copies [Block(Repeat = n)] asks for (1 without it).</summary>
+        public static long Repeat(LayerArgs a) => (a.Own as BlockArguments)?.Repeat ?? 1;
 #endif
     }
 }

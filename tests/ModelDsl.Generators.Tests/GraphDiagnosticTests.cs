@@ -3,7 +3,7 @@ using Microsoft.CodeAnalysis;
 namespace ModelDsl.Generators.Tests;
 
 /// <summary>Graph models (docs/graphs.md): From, merges, the output layer, repeated blocks — diagnostics by id and span, and the generated code.</summary>
-public class GraphTests
+public class GraphDiagnosticTests
 {
     internal const string ResidualCnn = """
         using ModelDsl.Layers;
@@ -285,4 +285,76 @@ public class GraphTests
         Assert.Contains("From", header, StringComparison.Ordinal);
         Assert.Contains(source.Split('\n'), l => l.Contains("Residual", StringComparison.Ordinal) && l.Contains("Conv2, StemAct", StringComparison.Ordinal));
     }
+
+    internal const string Repeated = """
+        namespace Samples.Graphs;
+
+        [Model(Input = "B, 8, H, W")]
+        public partial class Block
+        {
+            [Conv2d(8, 8, 3, Padding = 1)] public partial Conv2d Conv1 { get; }
+            [ReLU]                        public partial ReLU Act { get; }
+            [Add(nameof(Act), "input")]   public partial ModelDsl.Layers.Add Residual { get; }
+        }
+
+        [Model(Input = "B, 1, 8, 8")]
+        public partial class Stack
+        {
+            [Conv2d(8, 3, Padding = 1)]  public partial Conv2d Stem { get; }
+            [Block(Repeat = 3)]          public partial Block Stage1 { get; }
+            [Flatten]                    public partial Flatten Flat { get; }
+            [Linear(10)]                 public partial Linear Head { get; }
+        }
+        """;
+
+    [Fact]
+    public void RepeatedBlock_IsThreeCopies_CountedThreeTimes()
+    {
+        var run = GeneratorHarness.Run(GeneratorHarness.Usings + Repeated);
+        run.AssertNoGeneratorCrash();
+        Assert.Empty(run.ModelDiagnostics);
+        Assert.True(run.CompilerDiagnostics.Count == 0, string.Join("\n", run.CompilerDiagnostics));
+        var source = run.Source("Samples.Graphs.Stack.Model.g.cs");
+        // One block: 8*8*9 + 8 = 584 parameters; three copies.
+        Assert.Contains("new global::ModelDsl.LayerSummary(\"Stage1\", \"Block\", \"(B, 8, 8, 8)\", 1752L)", source);
+        Assert.Contains("new global::ModelDsl.Layers.Repeated(3, () => new global::Samples.Graphs.Block(), \"(B, 8, 8, 8)\")", source);
+    }
+
+    [Fact]
+    public void RepeatBelowOne_ReportsMD0025_OnRepeat() => Markup.Verify(Repeated.Replace("[Block(Repeat = 3)]", "[Block({|MD0025:Repeat = 0|})]"));
+
+    [Fact]
+    public void RepeatedBlockChangingItsShape_ReportsMD0026_OnRepeat() => Markup.Verify("""
+        [Model(Input = "B, 8")]
+        public partial class Widen
+        {
+            [Linear(16)] public partial Linear Up { get; }
+        }
+
+        [Model(Input = "B, 8")]
+        public partial class M
+        {
+            [Block({|MD0026:Repeat = 2|})] public partial Widen Twice { get; }
+        }
+        """);
+
+    [Fact]
+    public void BlockFrom_ReadsTheNamedLayer() => Markup.Verify("""
+        [Model(Input = "B, 8")]
+        public partial class Inner
+        {
+            [Linear(8)] public partial Linear Mix { get; }
+        }
+
+        [Model(Input = "B, 8")]
+        public partial class M
+        {
+            [Linear(8)] public partial Linear A { get; }
+            [Linear(8, From = "input")] public partial Linear B { get; }
+            [Block(From = nameof(A))] public partial Inner FromA { get; }
+            [Add(nameof(FromA), nameof(B))] public partial ModelDsl.Layers.Add Sum { get; }
+            [Block({|MD0022:From = "Later"|})] public partial Inner Bad { get; }
+            [Linear(8)] public partial Linear Later { get; }
+        }
+        """);
 }
