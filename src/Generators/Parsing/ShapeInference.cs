@@ -246,8 +246,8 @@ namespace ModelDsl.Generators.Parsing
                 string source = sources[k];
                 if (source == InputName) continue;
                 string? why = !index.TryGetValue(source, out int j) ? $"names no layer of this model (write nameof(Layer) of an earlier layer, or \"{InputName}\" for the model input)"
-                    : j == position ? "names the layer itself: a layer cannot read its own output"
-                    : j > position ? $"names '{source}', which is declared after it: a layer reads only earlier layers (no cycles, no forward references); move '{source}' before '{layer.Name}'"
+                    : j == position ? "is the layer itself: a layer cannot read its own output"
+                    : j > position ? $"is declared after it: a layer reads only earlier layers (no cycles, no forward references); move '{source}' before '{layer.Name}'"
                     : null;
                 if (why is null) continue;
                 problems.Add(new ShapeProblem(position, ShapeProblemKind.Source, null, layer.Kind.SourceArgument(k), new[] { layer.Name, source, why }));
