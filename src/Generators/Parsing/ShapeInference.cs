@@ -184,9 +184,10 @@ namespace ModelDsl.Generators.Parsing
             }
 
             int outputIndex = outputLayer is not null && index.TryGetValue(outputLayer, out int named) ? named : layers.Count - 1;
-            if (graph && !problems.Any(q => q.Kind is ShapeProblemKind.Source or ShapeProblemKind.TooFewSources))
+            if (graph && !userForward && !problems.Any(q => q.Kind is ShapeProblemKind.Source or ShapeProblemKind.TooFewSources))
             {
-                // What nothing reads is computed for nothing (the output layer is read by the caller).
+                // What nothing reads is computed for nothing (the output layer is read by the caller); a hand-written
+                // forward reads what it likes.
                 for (int i = 0; i < layers.Count; i++)
                     if (!read[i] && i != outputIndex)
                         problems.Add(new ShapeProblem(i, ShapeProblemKind.Unused, null, null, new[] { layers[i].Name, layers[outputIndex].Name }));
