@@ -14,6 +14,8 @@ namespace ModelDsl.Shapes
         public long Size { get; }
         public string? Symbol { get; }
         public bool IsConcrete => Symbol is null;
+        /// <summary>A size no rule can know at compile time ('?': a strided window over a symbolic size); libtorch checks it.</summary>
+        public bool IsUnknown => Symbol == "?";
 
         public static Dim Of(long size) => new Dim(size, null);
         public static Dim Sym(string symbol) => new Dim(-1, symbol);

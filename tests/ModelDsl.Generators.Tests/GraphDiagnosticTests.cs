@@ -66,11 +66,14 @@ public class GraphDiagnosticTests
                 [Linear(4)] public partial Linear A { get; }
                 [Linear(4, From = "input")] public partial Linear B { get; }
                 [Add(nameof(A), nameof(B))] public partial ModelDsl.Layers.Add Sum { get; }
+                [Linear(2)] public partial Linear Tail { get; }
             }
             """);
-        Assert.Empty(run.ModelDiagnostics);
+        // Tail runs after the output and feeds nothing: the one warning, and forward still returns Sum.
+        Assert.Equal(new[] { "MD0024" }, run.ModelDiagnostics.Select(d => d.Id));
         Assert.True(run.CompilerDiagnostics.Count == 0, string.Join("\n", run.CompilerDiagnostics));
         var source = run.Source("M.Model.g.cs");
+        Assert.Contains("var tail = __Tail.call(sum);", source);
         Assert.Contains("return sum;", source);
         Assert.Contains("}, \"Sum\");", source);
     }
@@ -355,6 +358,88 @@ public class GraphDiagnosticTests
             [Add(nameof(FromA), nameof(B))] public partial ModelDsl.Layers.Add Sum { get; }
             [Block({|MD0022:From = "Later"|})] public partial Inner Bad { get; }
             [Linear(8)] public partial Linear Later { get; }
+        }
+        """);
+
+    [Fact]
+    public void FromOnAMerge_ReportsMD0022_OnFrom() => Markup.Verify("""
+        [Model(Input = "B, 4")]
+        public partial class M
+        {
+            [Linear(4)] public partial Linear A { get; }
+            [Linear(4, From = "input")] public partial Linear B { get; }
+            [Add(nameof(A), nameof(B), {|MD0022:From = nameof(A)|})] public partial ModelDsl.Layers.Add Sum { get; }
+        }
+        """);
+
+    [Fact]
+    public void ALayerNamedInput_MakesTheSourceInputAmbiguous_ReportsMD0022() => Markup.Verify("""
+        [Model(Input = "B, 4")]
+        public partial class M
+        {
+            [{|MD0022:Linear(4)|}] public partial Linear A { get; }
+            [Linear(4, From = nameof(A))] public partial Linear input { get; }
+            [Add(nameof(A), {|MD0022:"input"|})] public partial ModelDsl.Layers.Add Sum { get; }
+        }
+        """);
+
+    [Fact]
+    public void MergeOfASizeKnownOnlyAtRunTime_IsLeftToLibtorch()
+    {
+        var run = GeneratorHarness.Run(GeneratorHarness.Usings + """
+            [Model(Input = "B, 1, H, W")]
+            public partial class M
+            {
+                [Conv2d(4, 3, Stride = 2)] public partial Conv2d Down { get; }
+                [AdaptiveAvgPool2d(5)] public partial AdaptiveAvgPool2d Pooled { get; }
+                [Add(nameof(Down), nameof(Pooled))] public partial ModelDsl.Layers.Add Sum { get; }
+            }
+            """);
+        run.AssertNoGeneratorCrash();
+        Assert.Empty(run.ModelDiagnostics);
+        // Down is (B, 4, ?, ?): the '?' cannot be proven wrong, and the known side gives the output.
+        Assert.Contains("new global::ModelDsl.LayerSummary(\"Sum\", \"Add\", \"(B, 4, 5, 5)\"", run.Source("M.Model.g.cs"));
+    }
+
+    private const string InnerBlock = """
+        using TorchSharp;
+        [Model(Input = "B, 8")]
+        public partial class Inner { [Linear(8)] public partial Linear Mix { get; } }
+
+        """;
+
+    [Fact]
+    public void RepeatedBlockReadThroughItsProperty_InAHandWrittenForward_ReportsMD0035_OnTheRead() => Markup.Verify(InnerBlock + """
+        [Model(Input = "B, 8")]
+        public partial class {|MD0013:M|}
+        {
+            [Block(Repeat = 3)] public partial Inner Stage1 { get; }
+            [Linear(8, 2)] public partial Linear Head { get; }
+            public override torch.Tensor forward(torch.Tensor x) => Head.call({|MD0035:Stage1|}.call(x));
+        }
+        """);
+
+    [Fact]
+    public void RepeatedBlockRunThroughItsSlot_InAHandWrittenForward_IsFine() => Markup.Verify(InnerBlock + """
+        [Model(Input = "B, 8")]
+        public partial class {|MD0013:M|}
+        {
+            [Block(Repeat = 3)] public partial Inner Stage1 { get; }
+            [Linear(8, 2)] public partial Linear Head { get; }
+            public override torch.Tensor forward(torch.Tensor x) => Head.call(GetLayer(nameof(Stage1)).call(x));
+        }
+        """);
+
+    [Fact]
+    public void MergeCalledThroughForward_InAHandWrittenForward_IsNotMD0017() => Markup.Verify("""
+        using TorchSharp;
+        [Model(Input = "B, 4")]
+        public partial class {|MD0013:M|}
+        {
+            [Linear(4, 4)] public partial Linear A { get; }
+            [Linear(4, 4, From = "input")] public partial Linear B { get; }
+            [Add(nameof(A), nameof(B))] public partial ModelDsl.Layers.Add Sum { get; }
+            public override torch.Tensor forward(torch.Tensor x) => Sum.forward(A.call(x), B.call(x));
         }
         """);
 }

@@ -131,6 +131,10 @@ namespace ModelDsl.Generators.Diagnostics
             "A layer's output is never used",
             "Nothing reads the output of '{0}' and it is not the model's output ('{1}'): it is computed for nothing; read it with From or a merge, or remove it");
 
+        public static readonly DiagnosticDescriptor RepeatedBlockReadThroughProperty = Error("MD0035", Declarations,
+            "A repeated block is read through its typed property",
+            "'{0}' holds {1} copies, but its typed property is the first copy only, so the others would never run or train; run them all with 'GetLayer(nameof({0})).call(x)'");
+
         public static readonly DiagnosticDescriptor RepeatBelowOne = Error("MD0025", Declarations,
             "Repeat must be at least 1",
             "'{0}': Repeat = {1}; a block runs at least once");

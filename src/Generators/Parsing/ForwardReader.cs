@@ -20,6 +20,8 @@ namespace ModelDsl.Generators.Parsing
     /// <item>MD0016: with <c>[Quantize]</c> declared, every Linear layer's slot gets a <c>DynamicQuantizedLinear</c>
     /// after training, and the typed property (a <c>Linear</c>) then throws. <c>GetLayer(nameof(Layer))</c> reads the
     /// slot, so the forward runs whatever the pass put there.</item>
+    /// <item>MD0035: the typed property of a <c>[Block(Repeat = n)]</c> holds its first copy only; the slot,
+    /// <c>GetLayer(nameof(Block))</c>, runs all n.</item>
     /// </list>
     /// Only the body of the one-input <c>forward</c> itself is read; helpers it calls are not followed.
     /// </summary>
@@ -59,8 +61,14 @@ namespace ModelDsl.Generators.Parsing
 
                     var invokedMember = node.Parent is MemberAccessExpressionSyntax access && access.Expression == node && access.Parent is InvocationExpressionSyntax invocation && invocation.Expression == access
                         ? access : null;
-                    if (invokedMember?.Name.Identifier.ValueText == "forward")
+                    // A merge has no hooks and no parameters: its forward(a, b) is the way to call it by hand.
+                    if (invokedMember?.Name.Identifier.ValueText == "forward" && !layer.Kind.IsMerge)
                         report(DiagnosticDescriptors.LayerCalledThroughForward, invokedMember.Name.GetLocation(), new[] { node.ToString() });
+
+                    // [Block(Repeat = n)]: the typed property is the first copy; the slot runs all n in sequence.
+                    if (layer.Args.Own is BlockArguments { Repeat: > 1 } block && !layer.IsField)
+                        report(DiagnosticDescriptors.RepeatedBlockReadThroughProperty, node.GetLocation(),
+                            new[] { layer.MemberName, block.Repeat.ToString(System.Globalization.CultureInfo.InvariantCulture) });
 
                     // [Quantize] swaps Linear layers and the modules of [LSTM]/[GRU] layers; their typed properties then throw.
                     bool recurrent = layer.Kind.Recurrent;

@@ -242,9 +242,23 @@ namespace ModelDsl.Generators.Parsing
                 return false;
             }
             bool valid = true;
+            if (layer.Kind.IsMerge && layer.Params.From is { } from)
+            {
+                // From is on every layer attribute (the base class); a merge reads the sources its attribute names.
+                problems.Add(new ShapeProblem(position, ShapeProblemKind.Source, null, "From", new[] { layer.Name, from,
+                    $"would be ignored: a {layer.Kind.Name} reads the layers its attribute names; remove From" }));
+                valid = false;
+            }
             for (int k = 0; k < sources.Length; k++)
             {
                 string source = sources[k];
+                if (source == InputName && index.ContainsKey(InputName))
+                {
+                    problems.Add(new ShapeProblem(position, ShapeProblemKind.Source, null, layer.Kind.SourceArgument(k), new[] { layer.Name, source,
+                        $"is ambiguous: \"{InputName}\" names the model input, and a layer of this model is also called '{InputName}'; rename that layer" }));
+                    valid = false;
+                    continue;
+                }
                 if (source == InputName) continue;
                 string? why = !index.TryGetValue(source, out int j) ? $"names no layer of this model (write nameof(Layer) of an earlier layer, or \"{InputName}\" for the model input)"
                     : j == position ? "is the layer itself: a layer cannot read its own output"

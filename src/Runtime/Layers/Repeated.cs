@@ -65,7 +65,7 @@ public sealed class Repeated : nn.Module<Tensor, Tensor>, ILayerHost
         int i = Index(name);
         var previous = _copies[i];
         _copies[i] = replacement as nn.Module<Tensor, Tensor> ?? throw new ArgumentException($"a copy must be a Module<Tensor, Tensor>, got {replacement?.GetType().Name ?? "null"}", nameof(replacement));
-        _internal_submodules[name] = _copies[i]; // in place: the state dict keeps its order
+        _internal_submodules[LayerNames[i]] = _copies[i]; // under its canonical name, in place: the state dict keeps its order
         return previous;
     }
 

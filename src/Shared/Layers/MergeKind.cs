@@ -53,8 +53,10 @@ namespace ModelDsl.Shapes
                     // Right-aligned: a missing leading dim counts as 1.
                     var a = i - (rank - result.Length) >= 0 ? result[i - (rank - result.Length)] : Dim.Of(1);
                     var b = i - (rank - other.Length) >= 0 ? other[i - (rank - other.Length)] : Dim.Of(1);
-                    if (a.Equals(b) || IsOne(b)) output[i] = a;
-                    else if (IsOne(a)) output[i] = b;
+                    // A size unknown at compile time ('?', after a strided window over a symbolic size) is checked by
+                    // libtorch at run time: it cannot be proven wrong here, and the known side is the better guess.
+                    if (a.Equals(b) || IsOne(b) || b.IsUnknown) output[i] = a;
+                    else if (IsOne(a) || a.IsUnknown) output[i] = b;
                     else
                         return Fail(ShapeErrorKind.MergeShapeMismatch,
                             $"{Name} cannot broadcast '{names[0]}' {ShapeText.Format(inputs[0])} with '{names[k]}' {ShapeText.Format(other)}: " +
@@ -116,7 +118,8 @@ namespace ModelDsl.Shapes
                     return Fail(ShapeErrorKind.ConcatMismatch, $"Concat joins tensors of one rank, but '{names[0]}' is {rank}-D {ShapeText.Format(first)} and '{names[k]}' {other.Length}-D {ShapeText.Format(other)}", null);
                 for (int i = 0; i < rank; i++)
                 {
-                    if (i == axis || first[i].Equals(other[i])) continue;
+                    // An unknown size ('?') is left to libtorch's run-time check, as in Add/Multiply.
+                    if (i == axis || first[i].Equals(other[i]) || first[i].IsUnknown || other[i].IsUnknown) continue;
                     return Fail(ShapeErrorKind.ConcatMismatch,
                         $"Concat along dim {dim} needs every other dimension equal, but '{names[0]}' {ShapeText.Format(first)} and '{names[k]}' {ShapeText.Format(other)} differ in dimension {i} ({first[i]} against {other[i]})", null);
                 }
