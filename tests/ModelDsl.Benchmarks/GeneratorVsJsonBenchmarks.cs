@@ -90,6 +90,48 @@ public class GeneratorVsJsonBenchmarks
     public GeneratorDriver FloorAfterUnrelatedEdit() => floor.AfterUnrelatedEdit();
 
     /// <summary>
+    /// The same six measurements in interleaved rounds (no BenchmarkDotNet): each round runs every benchmark once, in
+    /// turn, so that a load that comes and goes on a shared machine falls on all of them alike. Prints the medians and
+    /// the median of each round's ratio to System.Text.Json's run of the same round and category.
+    /// </summary>
+    public static void RunInterleaved(int rounds)
+    {
+        var bench = new GeneratorVsJsonBenchmarks();
+        bench.Setup();
+        var names = new[] { "System.Text.Json, 100 types", "ModelDsl, 100 models", "Binding the attributes alone (floor)" };
+        var runs = new (string Category, Func<GeneratorDriver>[] Run)[]
+        {
+            ("Full run", new Func<GeneratorDriver>[] { bench.JsonFullRun, bench.ModelDslFullRun, bench.FloorFullRun }),
+            ("After an unrelated edit", new Func<GeneratorDriver>[] { bench.JsonAfterUnrelatedEdit, bench.ModelDslAfterUnrelatedEdit, bench.FloorAfterUnrelatedEdit }),
+        };
+        var times = new double[runs.Length, names.Length, rounds];
+        var watch = new System.Diagnostics.Stopwatch();
+        for (int round = 0; round < rounds; round++)
+        {
+            for (int c = 0; c < runs.Length; c++)
+            {
+                for (int b = 0; b < names.Length; b++)
+                {
+                    watch.Restart();
+                    runs[c].Run[b]();
+                    times[c, b, round] = watch.Elapsed.TotalMilliseconds;
+                }
+            }
+        }
+        Console.WriteLine($"{rounds} interleaved rounds; ratio = median over rounds of (time / System.Text.Json's in the same round)");
+        Console.WriteLine($"{"category",-24} {"benchmark",-38} {"median ms",10} {"ratio",7} {"ratio IQR",13}");
+        for (int c = 0; c < runs.Length; c++)
+        {
+            for (int b = 0; b < names.Length; b++)
+            {
+                var ms = Enumerable.Range(0, rounds).Select(r => times[c, b, r]).OrderBy(x => x).ToArray();
+                var ratios = Enumerable.Range(0, rounds).Select(r => times[c, b, r] / times[c, 0, r]).OrderBy(x => x).ToArray();
+                Console.WriteLine($"{runs[c].Category,-24} {names[b],-38} {ms[rounds / 2],10:F2} {ratios[rounds / 2],7:F2} {ratios[rounds / 4],6:F2}-{ratios[3 * rounds / 4]:F2}");
+            }
+        }
+    }
+
+    /// <summary>
     /// The floor under any generator that reads these models: find the 100 classes as ModelGenerator does and have
     /// Roslyn bind every attribute on their members (what reading a layer's arguments needs), nothing else.
     /// </summary>

@@ -9,6 +9,7 @@ using BenchmarkDotNet.Running;
 // Interleaved A/B cross-check of the forward/backward ratio (no BenchmarkDotNet):  -- --interleaved
 // The same for the trainer's optimisation step against the hand-written one:        -- --interleaved-step
 // Pruning/quantisation speed-ups in interleaved rounds, with the PyTorch peer:         -- --optimization [rounds [threads]]
+// The generator against System.Text.Json's, full run and after an unrelated edit, interleaved rounds: -- --generator-vs-json [rounds]
 // The int8 kernel per dispatch path vs fp32, 1 and 2 threads, with PyTorch's int8 peer: -- --int8-kernels [rounds]
 // The main job's Digits CNN, fp32 against optimised variants, batch 1/64, 1 and 2 threads: -- --digits-optimized [rounds]
 // Results go to tests/ModelDsl.Benchmarks/BenchmarkDotNet.Artifacts unless --artifacts says otherwise.
@@ -32,6 +33,11 @@ if (args.Length == 1 && args[0] == "--interleaved-step")
 if (args.Length is >= 1 and <= 3 && args[0] == "--optimization")
 {
     ModelDsl.Benchmarks.OptimizationBenchmarks.RunInterleaved(args.Length >= 2 ? int.Parse(args[1]) : 15, args.Length == 3 ? int.Parse(args[2]) : 2);
+    return 0;
+}
+if (args.Length is 1 or 2 && args[0] == "--generator-vs-json")
+{
+    ModelDsl.Benchmarks.GeneratorVsJsonBenchmarks.RunInterleaved(args.Length == 2 ? int.Parse(args[1]) : 200);
     return 0;
 }
 if (args.Length is 1 or 2 && args[0] == "--int8-kernels")

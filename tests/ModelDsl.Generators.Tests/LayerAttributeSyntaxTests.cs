@@ -202,6 +202,64 @@ public class LayerAttributeSyntaxTests
         }
     }
 
+    [Fact]
+    public void LayerName_ResolvedOnceForTheProject_IsNotReusedWhereANamespaceChangesIt()
+    {
+        // An attribute name is bound once for every namespace of the project where no namespace on the path declares
+        // it and no namespace declaration has usings of its own. Here Theirs.Inner binds [Linear] first (ModelDsl's);
+        // Outer.Inner's parent namespace declares LinearAttribute, and Aliased has an alias of its own: both must
+        // bind it again and get Outer.LinearAttribute, not a layer.
+        const string theirs = """
+            namespace Theirs.Inner;
+
+            [Model(Input = "B, 4")]
+            public partial class Net
+            {
+                [Linear(4, 8)] public partial Linear Hidden { get; }
+            }
+            """;
+        const string outer = """
+            namespace Outer
+            {
+                public sealed class LinearAttribute : System.Attribute { public LinearAttribute(int inFeatures, int outFeatures) { } }
+            }
+
+            namespace Outer.Inner
+            {
+                [Model(Input = "B, 4")]
+                public partial class Net
+                {
+                    [Linear(4, 8)] public partial Linear Hidden { get; }
+                }
+            }
+
+            namespace Aliased
+            {
+                using LinearAttribute = Outer.LinearAttribute;
+
+                [Model(Input = "B, 4")]
+                public partial class Net
+                {
+                    [Linear(4, 8)] public partial Linear Hidden { get; }
+                }
+            }
+            """;
+        var compilation = GeneratorHarness.Compile(new[] { ("Theirs.cs", GeneratorHarness.Usings + theirs), ("Outer.cs", GeneratorHarness.Usings + outer) });
+        var read = LayerAttributeSyntax.TryRead(compilation.GetTypeByMetadataName("Theirs.Inner.Net")!.GetMembers("Hidden").Single(), compilation, default);
+        Assert.Equal("ModelDsl.LinearAttribute", read?.AttributeClass?.ToDisplayString());
+        foreach (var name in new[] { "Outer.Inner.Net", "Aliased.Net" })
+        {
+            var net = compilation.GetTypeByMetadataName(name)!;
+            Assert.Equal(0, LayerAttributeSyntax.TryRead(net.GetMembers("Hidden").Single(), compilation, default)?.Count);
+        }
+
+        // The generator agrees: the two are not layers (MD0009 in Outer.cs), Theirs.Inner.Net is a model.
+        var diagnostics = GeneratorHarness.Run(compilation).GeneratorDiagnostics;
+        var md0009 = diagnostics.Where(d => d.Id == "MD0009").ToArray();
+        Assert.Equal(new[] { "Outer.cs", "Outer.cs" }, md0009.Select(d => d.Location.SourceTree!.FilePath));
+        Assert.DoesNotContain(diagnostics, d => d.Location.SourceTree?.FilePath == "Theirs.cs");
+    }
+
     private static List<string> Sources(GeneratorRun run) =>
         run.Driver.GetRunResult().GeneratedTrees.OrderBy(t => t.FilePath, StringComparer.Ordinal).Select(t => t.GetText().ToString()).ToList();
 

@@ -267,7 +267,7 @@ namespace ModelDsl.Generators.Parsing
             public static INamedTypeSymbol? Resolve(Compilation compilation, AttributeSyntax attribute, INamedTypeSymbol containing, CancellationToken cancellation)
             {
                 var names = Cache.GetValue(compilation, static _ => new ConcurrentDictionary<string, INamedTypeSymbol?>(StringComparer.Ordinal));
-                string key = Key(attribute, containing);
+                string key = Key(compilation, attribute, containing);
                 if (names.TryGetValue(key, out var type)) return type;
                 type = Bind(compilation, attribute, cancellation);
                 names.TryAdd(key, type);
@@ -284,32 +284,86 @@ namespace ModelDsl.Generators.Parsing
                 return info.CandidateReason == CandidateReason.OverloadResolutionFailure && types.Length == 1 ? types[0] : null;
             }
 
-            private static string Key(AttributeSyntax attribute, INamedTypeSymbol containing)
+            /// <summary>
+            /// The scope of the name: the containing types, then the namespace declarations and usings around the
+            /// attribute. The names of the namespace declarations are left out when they cannot change the answer: no
+            /// namespace on the path declares a using or an extern alias of its own, and none (in any assembly) has a
+            /// member called like the attribute (with or without the Attribute suffix). Then the same name resolves
+            /// alike in every namespace of the project, and is bound once instead of once per namespace.
+            /// </summary>
+            private static string Key(Compilation compilation, AttributeSyntax attribute, INamedTypeSymbol containing)
             {
-                var key = new StringBuilder(attribute.Name.ToString()).Append('\u0001');
-                for (var t = containing; t is not null; t = t.ContainingType)
+                var scope = Scopes.GetValue(attribute.Parent!.Ancestors().First(n => n is BaseNamespaceDeclarationSyntax or CompilationUnitSyntax), Scope.Of);
+                string name = attribute.Name.ToString();
+                bool namespacesMatter = scope.WithoutNamespaceNames is null || attribute.Name is not IdentifierNameSyntax
+                    || NamespacesDeclare(compilation, containing, name);
+                return name + "\u0001" + TypeScope(containing) + (namespacesMatter ? scope.WithNamespaceNames : scope.WithoutNamespaceNames);
+            }
+
+            // Nested types (the type's own, and inherited ones through its base) are in scope for the name.
+            private static string TypeScope(INamedTypeSymbol containing) =>
+                TypeScopes.GetValue(containing, static type =>
                 {
-                    // Nested types (the type's own, and inherited ones through its base) are in scope for the name.
-                    if (t.GetTypeMembers().Length > 0 || t.TypeParameters.Length > 0) key.Append(t.ToDisplayString());
-                    key.Append(':').Append(t.BaseType?.ToDisplayString()).Append('\u0001');
-                }
-                for (var node = attribute.Parent; node is not null; node = node.Parent)
+                    var key = new StringBuilder();
+                    for (var t = type; t is not null; t = t.ContainingType)
+                    {
+                        if (t.GetTypeMembers().Length > 0 || t.TypeParameters.Length > 0) key.Append(t.ToDisplayString());
+                        key.Append(':').Append(t.BaseType?.ToDisplayString()).Append('\u0001');
+                    }
+                    return key.ToString();
+                });
+
+            /// <summary>Whether a namespace the type is declared in (merged over the compilation's assemblies) has a member called <paramref name="name"/> or <paramref name="name"/>Attribute.</summary>
+            private static bool NamespacesDeclare(Compilation compilation, INamedTypeSymbol containing, string name)
+            {
+                var outermost = containing;
+                while (outermost.ContainingType is not null) outermost = outermost.ContainingType;
+                for (var ns = outermost.ContainingNamespace; ns is { IsGlobalNamespace: false }; ns = ns.ContainingNamespace)
                 {
-                    if (node is BaseNamespaceDeclarationSyntax ns)
-                    {
-                        key.Append(ns.Name.ToString()).Append('{');
-                        foreach (var e in ns.Externs) key.Append(e.ToString()).Append(';');
-                        foreach (var u in ns.Usings) key.Append(u.ToString()).Append(';');
-                        key.Append('\u0001');
-                    }
-                    else if (node is CompilationUnitSyntax unit)
-                    {
-                        foreach (var e in unit.Externs) key.Append(e.ToString()).Append(';');
-                        foreach (var u in unit.Usings) key.Append(u.ToString()).Append(';');
-                        if (HasFileLocalTypes(unit)) key.Append('\u0001').Append(unit.SyntaxTree.FilePath);
-                    }
+                    if (compilation.GetCompilationNamespace(ns) is not { } merged) return true;
+                    if (merged.GetMembers(name).Any() || merged.GetMembers(name + "Attribute").Any()) return true;
                 }
-                return key.ToString();
+                return false;
+            }
+
+            private static readonly ConditionalWeakTable<SyntaxNode, Scope> Scopes = new();
+            private static readonly ConditionalWeakTable<INamedTypeSymbol, string> TypeScopes = new();
+
+            /// <summary>The namespace declarations and usings from a namespace declaration (or file) outwards, as text, with and without the namespaces' names.</summary>
+            private sealed class Scope
+            {
+                public string WithNamespaceNames = "";
+                /// <summary>Null when a namespace declaration on the path has usings or extern aliases of its own (they resolve inside it).</summary>
+                public string? WithoutNamespaceNames;
+
+                public static Scope Of(SyntaxNode innermost)
+                {
+                    var named = new StringBuilder();
+                    var unnamed = new StringBuilder();
+                    bool namespaceUsings = false;
+                    for (var node = innermost; node is not null; node = node.Parent)
+                    {
+                        if (node is BaseNamespaceDeclarationSyntax ns)
+                        {
+                            named.Append(ns.Name.ToString()).Append('{');
+                            foreach (var e in ns.Externs) named.Append(e.ToString()).Append(';');
+                            foreach (var u in ns.Usings) named.Append(u.ToString()).Append(';');
+                            named.Append('\u0001');
+                            unnamed.Append("{\u0001");
+                            namespaceUsings |= ns.Externs.Count > 0 || ns.Usings.Count > 0;
+                        }
+                        else if (node is CompilationUnitSyntax unit)
+                        {
+                            var file = new StringBuilder();
+                            foreach (var e in unit.Externs) file.Append(e.ToString()).Append(';');
+                            foreach (var u in unit.Usings) file.Append(u.ToString()).Append(';');
+                            if (HasFileLocalTypes(unit)) file.Append('\u0001').Append(unit.SyntaxTree.FilePath);
+                            named.Append(file);
+                            unnamed.Append(file);
+                        }
+                    }
+                    return new Scope { WithNamespaceNames = named.ToString(), WithoutNamespaceNames = namespaceUsings ? null : unnamed.ToString() };
+                }
             }
 
             private static bool HasFileLocalTypes(CompilationUnitSyntax unit) =>

@@ -490,7 +490,7 @@ namespace ModelDsl.Generators.Parsing
                     Name = member.Name,
                     IsField = member is IFieldSymbol,
                     Accessibility = AccessibilityText(member.DeclaredAccessibility),
-                    TypeName = memberType.ToDisplayString(SymbolDisplayFormat.FullyQualifiedFormat),
+                    TypeName = TypeNames.FullyQualified(memberType),
                     TypeDisplay = memberType.Name,
                     MemberLocation = location,
                     Tree = location?.SourceTree,
@@ -697,7 +697,7 @@ namespace ModelDsl.Generators.Parsing
         internal static bool IsLayerAttribute(INamedTypeSymbol? attributeClass)
         {
             for (var t = attributeClass?.BaseType; t is not null; t = t.BaseType)
-                if (t.ToDisplayString() == LayerAttributeName) return true;
+                if (TypeNames.Display(t) == LayerAttributeName) return true;
             return false;
         }
 
@@ -710,7 +710,7 @@ namespace ModelDsl.Generators.Parsing
         {
             if (attributeClass is null || attributeClass.TypeKind == TypeKind.Error) return false;
             for (var t = attributeClass.BaseType; t is not null; t = t.BaseType)
-                if (t.ToDisplayString() == "System.Attribute") return true;
+                if (TypeNames.Display(t) == "System.Attribute") return true;
             return false;
         }
 
@@ -721,8 +721,7 @@ namespace ModelDsl.Generators.Parsing
             type.OriginalDefinition.ToDisplayString() == "TorchSharp.torch.nn.Module<T1, T2>" &&
             type.TypeArguments.All(a => a.ToDisplayString() == "TorchSharp.torch.Tensor");
 
-        private static string FullMetadataName(ITypeSymbol type) =>
-            type.ContainingNamespace is { IsGlobalNamespace: false } ns ? ns.ToDisplayString() + "." + type.MetadataName : type.MetadataName;
+        private static string FullMetadataName(ITypeSymbol type) => TypeNames.FullMetadataName(type);
 
         internal static string AccessibilityText(Accessibility accessibility) => accessibility switch
         {
@@ -734,7 +733,20 @@ namespace ModelDsl.Generators.Parsing
             _ => "private",
         };
 
-        private static string Compact(string text) => string.Join(" ", text.Split(new[] { ' ', '\r', '\n', '\t' }, StringSplitOptions.RemoveEmptyEntries));
+        /// <summary>The text with each run of spaces, tabs and line breaks made one space, and none at either end.</summary>
+        private static string Compact(string text)
+        {
+            var sb = new System.Text.StringBuilder(text.Length);
+            bool space = false;
+            foreach (char c in text)
+            {
+                if (c is ' ' or '\r' or '\n' or '\t') { space = sb.Length > 0; continue; }
+                if (space) sb.Append(' ');
+                space = false;
+                sb.Append(c);
+            }
+            return sb.ToString();
+        }
 
         private void Report(DiagnosticDescriptor descriptor, Location? location, string[] arguments) =>
             _diagnostics.Add(new DiagnosticInfo(descriptor.Id, LocationInfo.From(location), arguments.ToEquatableArray()));

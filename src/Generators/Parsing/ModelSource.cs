@@ -120,7 +120,7 @@ namespace ModelDsl.Generators.Parsing
                 }
                 syntax.Append(node.ToFullString()).Append('\u0002');
                 // In the class itself a name may also mean a namespace of the sources (e.g. one named like an attribute).
-                dependsOnOtherFiles |= NamesSourceType(node, facts.TypeNames) || NamesSourceType(node, facts.NamespaceNames);
+                dependsOnOtherFiles |= NamesSourceType(node, facts.TypeNames, facts.NamespaceNames);
             }
 
             return new ModelSource(facts.Key, syntax.ToString(), dependsOnOtherFiles, type, compilation, context.TargetNode);
@@ -155,16 +155,17 @@ namespace ModelDsl.Generators.Parsing
         /// introduces, nor a named argument's name) is one of <paramref name="sourceTypeNames"/>, the names of types (or
         /// namespaces) declared in the compilation's sources; an attribute's name counts with and without its Attribute
         /// suffix. The model's own name counts too where it is used, not declared: it may mean another model of that name.
+        /// <paramref name="sourceNamespaceNames"/>, when given, counts like <paramref name="sourceTypeNames"/> (one walk for both).
         /// </summary>
-        private static bool NamesSourceType(SyntaxNode node, ICollection<string> sourceTypeNames)
+        private static bool NamesSourceType(SyntaxNode node, ICollection<string> sourceTypeNames, ICollection<string>? sourceNamespaceNames = null)
         {
-            if (sourceTypeNames.Count == 0) return false;
+            if (sourceTypeNames.Count == 0 && (sourceNamespaceNames is null || sourceNamespaceNames.Count == 0)) return false;
             foreach (var token in node.DescendantTokens())
             {
                 if (!token.IsKind(SyntaxKind.IdentifierToken) || IsDeclaredName(token)) continue;
                 string name = token.ValueText;
-                if (sourceTypeNames.Contains(name)) return true;
-                if (IsInAttributeName(token) && sourceTypeNames.Contains(name + "Attribute")) return true;
+                if (sourceTypeNames.Contains(name) || sourceNamespaceNames?.Contains(name) == true) return true;
+                if (IsInAttributeName(token) && (sourceTypeNames.Contains(name + "Attribute") || sourceNamespaceNames?.Contains(name + "Attribute") == true)) return true;
             }
             return false;
         }
