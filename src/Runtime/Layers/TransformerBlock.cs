@@ -56,7 +56,7 @@ public sealed class TransformerBlock : nn.Module<Tensor, Tensor>, ILayerHost
     bool ILayerHost.ForwardIsGenerated => true;
 
     /// <summary>The layers as a chain (each copy feeds the next), output shapes unknown ("?").</summary>
-    ModelSummary ILayerHost.Summary => LayerHostSummary.Chain(nameof(TransformerBlock), this);
+    ModelSummary ILayerHost.Summary => LayerHostSummary.Of(nameof(TransformerBlock), this);
 
     /// <summary>The layer named <paramref name="name"/>.</summary>
     public object GetLayer(string name) => _layers[Index(name)];
@@ -154,8 +154,16 @@ public sealed class TransformerLayer : nn.Module<Tensor, Tensor>, ILayerHost
 
     bool ILayerHost.ForwardIsGenerated => true;
 
-    /// <summary>The slots in the order they run; the residual additions and the attention between them are the layer's own.</summary>
-    ModelSummary ILayerHost.Summary => LayerHostSummary.Chain(nameof(TransformerLayer), this);
+    /// <summary>
+    /// The slots in the order they run, with what each reads: norm2 reads the residual sum of the layer's input and
+    /// out_proj (the additions and the attention between in_proj and out_proj are the layer's own, not slots).
+    /// </summary>
+    ModelSummary ILayerHost.Summary => LayerHostSummary.Of(nameof(TransformerLayer), this, Sources);
+
+    private static readonly Dictionary<string, string[]> Sources = new()
+    {
+        ["norm2"] = new[] { ModelSummary.InputName, "out_proj" },
+    };
 
     /// <summary>The module in slot <paramref name="name"/>.</summary>
     public object GetLayer(string name) => name switch
