@@ -37,7 +37,13 @@ if (args.Length is >= 1 and <= 3 && args[0] == "--optimization")
 }
 if (args.Length is 1 or 2 && args[0] == "--generator-vs-json")
 {
-    ModelDsl.Benchmarks.GeneratorVsJsonBenchmarks.RunInterleaved(args.Length == 2 ? int.Parse(args[1]) : 200);
+    int rounds = 200;
+    if (args.Length == 2 && !(int.TryParse(args[1], out rounds) && rounds >= 1))
+    {
+        Console.Error.WriteLine($"error: --generator-vs-json takes a number of rounds of at least 1 (default 200), got '{args[1]}'");
+        return 2;
+    }
+    ModelDsl.Benchmarks.GeneratorVsJsonBenchmarks.RunInterleaved(rounds);
     return 0;
 }
 if (args.Length is 1 or 2 && args[0] == "--int8-kernels")

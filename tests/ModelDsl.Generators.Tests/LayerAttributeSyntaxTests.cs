@@ -217,6 +217,12 @@ public class LayerAttributeSyntaxTests
             {
                 [Linear(4, 8)] public partial Linear Hidden { get; }
             }
+
+            [Model(Input = "B, 4")]
+            public partial class Verbatim
+            {
+                [@LinearAttribute(4, 8)] public partial Linear Hidden { get; }
+            }
             """;
         const string outer = """
             namespace Outer
@@ -230,6 +236,15 @@ public class LayerAttributeSyntaxTests
                 public partial class Net
                 {
                     [Linear(4, 8)] public partial Linear Hidden { get; }
+                }
+            }
+
+            namespace Outer.Escaped
+            {
+                [Model(Input = "B, 4")]
+                public partial class Net
+                {
+                    [@LinearAttribute(4, 8)] public partial Linear Hidden { get; }
                 }
             }
 
@@ -247,7 +262,10 @@ public class LayerAttributeSyntaxTests
         var compilation = GeneratorHarness.Compile(new[] { ("Theirs.cs", GeneratorHarness.Usings + theirs), ("Outer.cs", GeneratorHarness.Usings + outer) });
         var read = LayerAttributeSyntax.TryRead(compilation.GetTypeByMetadataName("Theirs.Inner.Net")!.GetMembers("Hidden").Single(), compilation, default);
         Assert.Equal("ModelDsl.LinearAttribute", read?.AttributeClass?.ToDisplayString());
-        foreach (var name in new[] { "Outer.Inner.Net", "Aliased.Net" })
+        // A verbatim name ('@LinearAttribute') is the same name to the namespaces: Outer.Escaped must not reuse Theirs'.
+        var verbatim = LayerAttributeSyntax.TryRead(compilation.GetTypeByMetadataName("Theirs.Inner.Verbatim")!.GetMembers("Hidden").Single(), compilation, default);
+        Assert.Equal("ModelDsl.LinearAttribute", verbatim?.AttributeClass?.ToDisplayString());
+        foreach (var name in new[] { "Outer.Inner.Net", "Outer.Escaped.Net", "Aliased.Net" })
         {
             var net = compilation.GetTypeByMetadataName(name)!;
             Assert.Equal(0, LayerAttributeSyntax.TryRead(net.GetMembers("Hidden").Single(), compilation, default)?.Count);
@@ -256,7 +274,7 @@ public class LayerAttributeSyntaxTests
         // The generator agrees: the two are not layers (MD0009 in Outer.cs), Theirs.Inner.Net is a model.
         var diagnostics = GeneratorHarness.Run(compilation).GeneratorDiagnostics;
         var md0009 = diagnostics.Where(d => d.Id == "MD0009").ToArray();
-        Assert.Equal(new[] { "Outer.cs", "Outer.cs" }, md0009.Select(d => d.Location.SourceTree!.FilePath));
+        Assert.Equal(new[] { "Outer.cs", "Outer.cs", "Outer.cs" }, md0009.Select(d => d.Location.SourceTree!.FilePath));
         Assert.DoesNotContain(diagnostics, d => d.Location.SourceTree?.FilePath == "Theirs.cs");
     }
 

@@ -295,8 +295,10 @@ namespace ModelDsl.Generators.Parsing
             {
                 var scope = Scopes.GetValue(attribute.Parent!.Ancestors().First(n => n is BaseNamespaceDeclarationSyntax or CompilationUnitSyntax), Scope.Of);
                 string name = attribute.Name.ToString();
-                bool namespacesMatter = scope.WithoutNamespaceNames is null || attribute.Name is not IdentifierNameSyntax
-                    || NamespacesDeclare(compilation, containing, name);
+                // The namespaces are asked for the identifier's value ('@Linear' and '\u004Cinear' both name Linear);
+                // the key keeps the text as written.
+                bool namespacesMatter = scope.WithoutNamespaceNames is null || attribute.Name is not IdentifierNameSyntax identifier
+                    || NamespacesDeclare(compilation, containing, identifier.Identifier.ValueText);
                 return name + "\u0001" + TypeScope(containing) + (namespacesMatter ? scope.WithNamespaceNames : scope.WithoutNamespaceNames);
             }
 
