@@ -248,6 +248,12 @@ public sealed class StaticQuantizedConv2d : StaticQuantizedLayer
         return h % 2 == 0 && w % 2 == 0 ? new[] { h / 2, w / 2 } : null;
     }
 
+    /// <summary>The window (kH, kW), stride, dilation and padding on each side, as the source convolution's.</summary>
+    internal long[] Window => _kernel;
+    internal long[] Strides => _stride;
+    internal long[] Dilations => _dilation;
+    internal long[] Pads => _padding;
+
     /// <summary>Input channels.</summary>
     public long in_channels { get; }
     /// <summary>Output channels.</summary>
