@@ -80,11 +80,15 @@ public abstract class StaticQuantizedLayer : nn.Module<Tensor, Tensor>
     /// <summary>The float32 bias, or <c>null</c>.</summary>
     public Tensor? bias => _bias;
     /// <summary>The input's quantisation parameters (the QuantStub's, or the previous quantised layer's output).</summary>
-    public (float Scale, int ZeroPoint) InputQParams => (_inputScale.item<float>(), (int)_inputZeroPoint.item<long>());
+    public (float Scale, int ZeroPoint) InputQParams => (Read<float>(_inputScale), (int)Read<long>(_inputZeroPoint));
     /// <summary>The output's quantisation parameters.</summary>
-    public (float Scale, int ZeroPoint) OutputQParams => (_outputScale.item<float>(), (int)_outputZeroPoint.item<long>());
+    public (float Scale, int ZeroPoint) OutputQParams => (Read<float>(_outputScale), (int)Read<long>(_outputZeroPoint));
     /// <summary>Whether a ReLU was fused in (<c>ConvReLU2d</c>, <c>LinearReLU</c>).</summary>
-    public bool FusedRelu => _fusedRelu.item<long>() != 0;
+    public bool FusedRelu => Read<long>(_fusedRelu) != 0;
+
+    // Read from the buffers at each call (a load replaces their values in place), straight from their memory: item()
+    // costs a few native calls each, which showed on layers as small as the Digits CNN's output layer.
+    private static T Read<T>(Tensor scalar) where T : struct => MemoryMarshal.Read<T>(scalar.bytes);
 
     /// <summary>
     /// <c>default_per_channel_weight_observer</c> (per-channel symmetric qint8, range [-128, 127]):
@@ -121,10 +125,9 @@ public abstract class StaticQuantizedLayer : nn.Module<Tensor, Tensor>
     /// The int8 product of quantised rows <paramref name="a"/> [rows, k] (uint8, the input's zero point where padded)
     /// with the weight as [out, k], into <paramref name="y"/> [rows, out] as floats <c>sum · s_in · s_w[c] + bias[c]</c>.
     /// </summary>
-    private protected void Product(ReadOnlySpan<byte> a, int rows, int k, bool over127, Span<float> y)
+    private protected void Product(ReadOnlySpan<byte> a, int rows, int k, float inScale, int inZero, bool over127, Span<float> y)
     {
         int columns = (int)_weight.shape[0];
-        var (inScale, inZero) = InputQParams;
         var weightScales = MemoryMarshal.Cast<byte, float>(_weightScales.bytes);
         Span<float> scales = columns <= 1024 ? stackalloc float[columns] : new float[columns];
         for (int c = 0; c < columns; c++) scales[c] = (float)((double)inScale * weightScales[c]);
@@ -201,7 +204,7 @@ public sealed class StaticQuantizedLinear : StaticQuantizedLayer
             bool over127 = StaticKernels.QuantizeRows(MemoryMarshal.Cast<byte, float>(x.bytes), rows, k, kp, 1f / inScale, inZero, a);
             var y = empty(rows, out_features);
             var ys = MemoryMarshal.Cast<byte, float>(y.bytes);
-            Product(a.AsSpan(0, rows * kp), rows, kp, over127, ys);
+            Product(a.AsSpan(0, rows * kp), rows, kp, inScale, inZero, over127, ys);
             var (inverse, zero, scale, low) = OutputGrid();
             StaticKernels.Requantize(ys, inverse, zero, scale, low);
             return y.reshape(shape).MoveToOuterDisposeScope();
@@ -284,7 +287,7 @@ public sealed class StaticQuantizedConv2d : StaticQuantizedLayer
             bool over127 = StaticKernels.QuantizeRows(xs, 1, xs.Length, xs.Length, 1f / inScale, inZero, q);
             StaticKernels.Im2Col(q, g, (byte)inZero, kp, a);
             var ys = y.AsSpan(0, rows * (int)out_channels);
-            Product(a.AsSpan(0, rows * kp), rows, kp, over127, ys);
+            Product(a.AsSpan(0, rows * kp), rows, kp, inScale, inZero, over127, ys);
             var output = empty(g.Batch, out_channels, g.OutH, g.OutW);
             var (inverse, zero, scale, low) = OutputGrid();
             StaticKernels.RequantizeToChannels(ys, g.Batch, g.OutH * g.OutW, (int)out_channels, inverse, zero, scale, low, MemoryMarshal.Cast<byte, float>(output.bytes));
