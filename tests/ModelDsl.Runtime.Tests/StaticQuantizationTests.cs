@@ -202,6 +202,21 @@ namespace ModelDsl.Runtime.Tests.StaticInt8
         }
 
         [Fact]
+        public void StaticModel_SavesWithQuantizeSave_AndQuantizeLoadSaysHowToLoadIt()
+        {
+            using var model = OracleModel();
+            var calibration = Calibration();
+            Quantize.Static(model, calibration);
+            var path = Path.Combine(_dir, "static.bin");
+            Quantize.Save(model, path);
+            using var architecture = new StaticOracleCnn();
+            var e = Assert.Throws<InvalidDataException>(() => Quantize.Load(architecture, path));
+            Assert.Contains("StaticInt8", e.Message);
+            Assert.Contains("Quantize.Static", e.Message);
+            foreach (var t in calibration) t.Dispose();
+        }
+
+        [Fact]
         public void DynamicQuantisation_RefusesStaticInt8_WithWhatToCallInstead()
         {
             using var linear = nn.Linear(4, 2);

@@ -119,7 +119,7 @@ public static class Quantize
     {
         ArgumentNullException.ThrowIfNull(model);
         ArgumentNullException.ThrowIfNull(path);
-        if (!QuantizedLayers(model).Any())
+        if (!QuantizedLayers(model).Any() && !StaticLayers(model).Any())
             throw new ArgumentException("The model has no quantised layers; save a float model with model.save(path), or quantise it first with Quantize.Dynamic.", nameof(model));
         model.save(path);
     }
@@ -137,6 +137,9 @@ public static class Quantize
         ArgumentNullException.ThrowIfNull(architecture);
         var entries = StateDictFile.Read(path);
         var modes = entries.Where(e => e.IsModeEntry).Select(e => e.Mode).Distinct().ToList();
+        if (entries.Any(e => e.IsStaticModeEntry))
+            throw new InvalidDataException(
+                $"'{path}' holds StaticInt8 layers, whose scales came from calibration: load it with the generated Model.Load (a model whose plan declares [Quantize(QuantizeMode.StaticInt8)]), or quantise the float model again with Quantize.Static.");
         if (modes.Count == 0)
             throw new InvalidDataException(
                 $"'{path}' holds a float model (no quantised layer in it): load it with model.load(path), then quantise with Quantize.Dynamic(model, mode).");
