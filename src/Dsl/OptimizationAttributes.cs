@@ -42,10 +42,13 @@ namespace ModelDsl
 
     /// <summary>
     /// Declares a quantisation pass that runs after training and after every <see cref="PruneAttribute">[Prune]</see>
-    /// (MD0304): the Linear layers of the exported model are converted as <c>quantize_dynamic</c> does.
+    /// (MD0304): the Linear layers of the exported model are converted as <c>quantize_dynamic</c> does, or, with
+    /// <see cref="QuantizeMode.StaticInt8"/>, its Conv2d and Linear layers as PyTorch's static quantisation does after
+    /// calibrating on <see cref="CalibrationBatches"/> batches of the training data. A model declares one [Quantize]
+    /// (a second is MD0312).
     /// </summary>
-    /// <example><c>[Quantize(QuantizeMode.DynamicInt8)]</c></example>
-    [AttributeUsage(AttributeTargets.Class, AllowMultiple = false, Inherited = false)]
+    /// <example><c>[Quantize(QuantizeMode.DynamicInt8)]</c>, <c>[Quantize(QuantizeMode.StaticInt8, CalibrationBatches = 32)]</c></example>
+    [AttributeUsage(AttributeTargets.Class, AllowMultiple = true, Inherited = false)]
     public sealed class QuantizeAttribute : Attribute
     {
         /// <summary>Declares the mode.</summary>
@@ -53,5 +56,11 @@ namespace ModelDsl
 
         /// <summary>The quantisation mode.</summary>
         public QuantizeMode Mode { get; }
+
+        /// <summary>
+        /// <see cref="QuantizeMode.StaticInt8"/>: training batches (of the declared batch size, the first of the seeded
+        /// epoch-0 order) the observers see before the layers are converted. Default 32; at least 1 (MD0311).
+        /// </summary>
+        public int CalibrationBatches { get; set; } = PlanDefaults.CalibrationBatches;
     }
 }

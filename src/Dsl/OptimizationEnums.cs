@@ -29,7 +29,11 @@ namespace ModelDsl
         Structured = 5,
     }
 
-    /// <summary>Post-training quantisation modes for <c>Linear</c> layers, after <c>torch.ao.quantization.quantize_dynamic</c>.</summary>
+    /// <summary>
+    /// Post-training quantisation modes: for <c>Linear</c> layers after <c>torch.ao.quantization.quantize_dynamic</c>,
+    /// and <see cref="StaticInt8"/> for <c>Conv2d</c> and <c>Linear</c> after eager-mode static quantisation
+    /// (<c>prepare</c>, calibration, <c>convert</c>).
+    /// </summary>
     public enum QuantizeMode
     {
         /// <summary>
@@ -41,5 +45,13 @@ namespace ModelDsl
         WeightOnlyInt8 = 1,
         /// <summary>float16 weights stored, computed in float32 (<c>quantize_dynamic(dtype=torch.float16)</c>).</summary>
         Float16 = 2,
+        /// <summary>
+        /// Post-training static quantisation (PyTorch 1.13's eager <c>prepare</c> / calibrate / <c>convert</c> with
+        /// <c>get_default_qconfig("x86")</c>): Conv2d (+BatchNorm2d) (+ReLU) and Linear (+ReLU) fused, per-channel
+        /// symmetric int8 weights, activation scales and zero points fixed by histogram observers over
+        /// <c>CalibrationBatches</c> batches of the training data, quantised activations flowing between consecutive
+        /// quantised layers.
+        /// </summary>
+        StaticInt8 = 3,
     }
 }

@@ -47,5 +47,9 @@ namespace ModelDsl
         public const double N = 2;
         /// <summary>The structured methods' channel dimension (as PyTorch's class).</summary>
         public const int Dim = -1;
+
+        // [Quantize]
+        /// <summary>StaticInt8: training batches the observers see before conversion.</summary>
+        public const int CalibrationBatches = 32;
     }
 }

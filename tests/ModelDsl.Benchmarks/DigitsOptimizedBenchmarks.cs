@@ -20,7 +20,10 @@ namespace ModelDsl.Benchmarks;
 /// <item><b>Conv50+Hidden50</b>: structured 50% of Conv1, Conv2 and Hidden (the cut runs through the BatchNorms);</item>
 /// <item><b>plan: Conv50+Hidden50+Fold</b>: the same with each BatchNorm2d folded into its convolution
 /// (<see cref="Fusion.FuseConvBnEval"/>): the main job's plan, what the pipeline leaves in <c>optimized.bin</c>;</item>
-/// <item><b>plan + Int8</b>: and the Linear layers dynamic int8 (what <c>[Quantize]</c> would add).</item>
+/// <item><b>plan + Int8</b>: and the Linear layers dynamic int8 (what <c>[Quantize]</c> would add);</item>
+/// <item><b>fp32 + StaticInt8</b> / <b>plan + StaticInt8</b>: static int8 (<see cref="Quantize.Static"/>, what
+/// <c>[Quantize(QuantizeMode.StaticInt8)]</c> adds: BatchNorms fused, Conv2d and Linear int8, calibrated on four random
+/// batches) of the trained-size model and of the cut one.</item>
 /// </list>
 /// The weights are seeded, not trained (time does not depend on their values). Then a per-layer breakdown of the
 /// fp32 and the optimised model. Run: <c>dotnet run -c Release --project tests/ModelDsl.Benchmarks -- --digits-optimized [rounds]</c>.
@@ -80,6 +83,15 @@ public static class DigitsOptimizedBenchmarks
         return m;
     }
 
+    private static GeneratedCnn Static(GeneratedCnn m)
+    {
+        using var generator = new Generator(5);
+        var batches = Enumerable.Range(0, 4).Select(_ => rand(new long[] { 64, 1, 8, 8 }, generator: generator)).ToList();
+        Quantize.Static(m, batches);
+        foreach (var b in batches) b.Dispose();
+        return m;
+    }
+
     /// <summary>Runs the check: <paramref name="rounds"/> interleaved rounds per (threads, batch).</summary>
     public static void Run(int rounds)
     {
@@ -90,7 +102,10 @@ public static class DigitsOptimizedBenchmarks
             ("Conv50+Hidden50", Cut(convolutions: true)),
             ("plan: Conv50+Hidden50+Fold", Fold(Cut(convolutions: true))),
             ("plan + Int8", Int8(Fold(Cut(convolutions: true)))),
+            ("fp32 + StaticInt8", Static(Build())),
+            ("plan + StaticInt8", Static(Cut(convolutions: true))),
         };
+        Console.WriteLine($"int8 kernel: {Int8Gemm.Current}");
         Console.WriteLine("Digits CNN inference (no_grad, eval): fp32 against optimised variants; speed-up = fp32 time / variant time in the same round (median, IQR)");
         foreach (int threads in new[] { 1, 2 })
         {
@@ -108,6 +123,7 @@ public static class DigitsOptimizedBenchmarks
             manual_seed(42);
             using var x = rand(batch, 1, 8, 8);
             PerLayer(variants[0], x);
+            PerLayer(variants[3], x);
             PerLayer(variants[^1], x);
         }
         foreach (var (_, model) in variants) model.Dispose();

@@ -147,3 +147,63 @@ public class OptimizationDiagnosticTests
     public void UnstructuredPruningOfAField_StaysAllowed() => VerifyPasses(
         "[Prune(PruneMethod.L1Unstructured, 0.5, Targets = new[] { \"hidden\" })]", HiddenAsField);
 }
+
+/// <summary>[Quantize(QuantizeMode.StaticInt8)]: its plan entry and MD0311–MD0314 by id and span.</summary>
+public class StaticQuantizeDiagnosticTests
+{
+    private const string Cnn = "{ [Conv2d(4, 3)] public partial Conv2d C { get; } [ReLU] public partial ReLU A { get; } [Flatten] public partial Flatten F { get; } [Linear(10)] public partial Linear O { get; } }";
+    private const string Train = "[Train(Loss.CrossEntropy, Optimizer.SGD, Data = \"train.csv\")]\n";
+
+    private static GeneratorRun Verify(string attributes, string layers = Cnn, string input = "B, 1, 6, 6") =>
+        Markup.Verify($"[Model(Input = \"{input}\")]\n{Train}{attributes}\npublic partial class M\n{layers}");
+
+    [Fact]
+    public void StaticInt8_GoesIntoThePlan_WithItsCalibrationBatches()
+    {
+        var run = Verify("[Quantize(QuantizeMode.StaticInt8, CalibrationBatches = 8)]");
+        Assert.True(run.CompilerDiagnostics.Count == 0, string.Join("\n", run.CompilerDiagnostics));
+        Assert.Contains("new global::ModelDsl.Runtime.Optimization.QuantizePass(global::ModelDsl.QuantizeMode.StaticInt8, CalibrationBatches: 8),", run.Source("M.Train.g.cs"));
+    }
+
+    [Fact]
+    public void StaticInt8_WithoutCalibrationBatches_TakesTheDefault32() =>
+        Assert.Contains("QuantizeMode.StaticInt8, CalibrationBatches: 32)", Verify("[Quantize(QuantizeMode.StaticInt8)]").Source("M.Train.g.cs"));
+
+    [Theory]
+    [InlineData(0)]
+    [InlineData(-3)]
+    public void CalibrationBatchesBelowOne_ReportsMD0311_OnTheArgument(int batches)
+    {
+        var run = Verify($"[Quantize(QuantizeMode.StaticInt8, {{|MD0311:CalibrationBatches = {batches}|}})]");
+        Assert.Equal($"CalibrationBatches is {batches}; static int8 calibrates on at least one training batch", run.ModelDiagnostics.Single().GetMessage());
+    }
+
+    [Fact]
+    public void StaticAfterDynamic_ReportsMD0312_OnTheSecondAttribute()
+    {
+        var run = Verify("[Quantize(QuantizeMode.DynamicInt8)]\n[{|MD0312:Quantize(QuantizeMode.StaticInt8)|}]");
+        Assert.Equal("This [Quantize(QuantizeMode.StaticInt8)] follows [Quantize(QuantizeMode.DynamicInt8)]: static int8 observes and converts float Conv2d and Linear layers, " +
+                     "and the first pass has already made the Linear layers int8; keep one [Quantize]", run.ModelDiagnostics.Single().GetMessage());
+    }
+
+    [Fact]
+    public void DynamicAfterStatic_ReportsMD0312_OnTheSecondAttribute() =>
+        Verify("[Quantize(QuantizeMode.StaticInt8)]\n[{|MD0312:Quantize(QuantizeMode.DynamicInt8)|}]");
+
+    [Fact]
+    public void CalibrationBatchesWithDynamicInt8_WarnsMD0313_OnTheArgument() =>
+        Verify("[Quantize(QuantizeMode.DynamicInt8, {|MD0313:CalibrationBatches = 4|})]");
+
+    [Fact]
+    public void StaticInt8WithoutConvOrLinear_WarnsMD0314_OnTheAttribute() =>
+        Markup.Verify("[Model(Input = \"B, 1\")]\n[Train(Loss.MSE, Optimizer.SGD, Data = \"t.csv\")]\n[{|MD0314:Quantize(QuantizeMode.StaticInt8)|}]\npublic partial class M\n{ [ReLU] public partial ReLU Act { get; } }");
+
+    [Fact]
+    public void StaticInt8WithAConvDeclaredAsAField_ReportsMD0310_NamingConv2d()
+    {
+        var run = Verify("[{|MD0310:Quantize(QuantizeMode.StaticInt8)|}]",
+            "{ [Conv2d(4, 3)] private readonly Conv2d conv = null!; [Flatten] public partial Flatten F { get; } [Linear(10)] public partial Linear O { get; } }");
+        Assert.StartsWith("[Quantize(QuantizeMode.StaticInt8)] replaces every Conv2d and Linear layer with an int8 one, but 'conv' is declared as a field",
+            run.ModelDiagnostics.Single().GetMessage());
+    }
+}

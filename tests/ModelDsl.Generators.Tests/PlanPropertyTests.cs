@@ -99,7 +99,24 @@ public class PlanPropertyTests
         Assert.Equal(Settable(typeof(TrainAttribute)), TrainCases.Keys.OrderBy(n => n, StringComparer.Ordinal));
         Assert.Equal(Settable(typeof(ParallelAttribute)), ParallelCases.Keys.OrderBy(n => n, StringComparer.Ordinal));
         Assert.Equal(Settable(typeof(PruneAttribute)), PruneCases.Keys.OrderBy(n => n, StringComparer.Ordinal));
-        Assert.Empty(Settable(typeof(QuantizeAttribute))); // its mode is a constructor argument; a new property needs a case here
+        Assert.Equal(Settable(typeof(QuantizeAttribute)), QuantizeCases.Keys.OrderBy(n => n, StringComparer.Ordinal)); // the mode is a constructor argument
+    }
+
+    /// <summary>Per property: the [Quantize] arguments without it and with it.</summary>
+    private static readonly Dictionary<string, (string Without, string With)> QuantizeCases = new()
+    {
+        [nameof(QuantizeAttribute.CalibrationBatches)] = ("QuantizeMode.StaticInt8", "QuantizeMode.StaticInt8, CalibrationBatches = 4"),
+    };
+
+    public static IEnumerable<object[]> QuantizeProperties() => QuantizeCases.Keys.Select(k => new object[] { k });
+
+    [Theory]
+    [MemberData(nameof(QuantizeProperties))]
+    public void QuantizeProperty_WhenWritten_ChangesThePlan(string property)
+    {
+        var (without, with) = QuantizeCases[property];
+        string Plan(string arguments) => Generate($"[Model(Input = \"B, 64\")]\n[Train(Loss.CrossEntropy, Optimizer.SGD)]\n[Quantize({arguments})]", Mlp);
+        AssertChanges(property, with, Plan(without), Plan(with));
     }
 
     public static IEnumerable<object[]> Train() => TrainCases.Keys.Select(k => new object[] { k });

@@ -340,6 +340,32 @@ public sealed class InferenceCliTests : IClassFixture<TrainedDigits>
         Assert.Equal(0, ModelDsl.Runtime.Onnx.Proto.ModelProto.Parser.ParseFrom(File.ReadAllBytes(int8Path)).Graph.Node.Count(n => n.OpType == "DynamicQuantizeLinear"));
     }
 
+    [Fact]
+    public void ExportOnnx_OfTheOptimisedModelInStaticInt8_IsQdq_AndPredictsTheSameClassesInOnnxRuntime()
+    {
+        var (features, _) = FeatureCsvForTests(DigitsProcess.DataFile("optdigits.tes"));
+        var x = features * (float)Digits.DigitsCnn.Plan.FeatureScale;
+        var (train, _) = FeatureCsvForTests(DigitsProcess.DataFile("optdigits.tra"));
+        var calibration = (train * (float)Digits.DigitsCnn.Plan.FeatureScale).split(64).Take(8).ToList();
+
+        // The main job's optimised model (cut, folded) in static int8, as [Quantize(QuantizeMode.StaticInt8)] makes it.
+        using var model = Digits.DigitsCnn.Load(Optimized);
+        Assert.Equal(new[] { "Conv1", "Conv2", "Hidden", "Output" }, ModelDsl.Runtime.Quantization.Quantize.Static(model, calibration));
+        var signature = ModelDsl.Runtime.Inference.ModelSignature.FromPlan(Digits.DigitsCnn.Plan);
+        byte[] onnx = ModelDsl.Runtime.Onnx.OnnxExport.ToBytes(model, signature);
+        var graph = ModelDsl.Runtime.Onnx.Proto.ModelProto.Parser.ParseFrom(onnx).Graph;
+        // QDQ: each layer's input and output through QuantizeLinear/DequantizeLinear, its int8 weight through DequantizeLinear.
+        Assert.Equal(8, graph.Node.Count(n => n.OpType == "QuantizeLinear"));
+        Assert.Equal(12, graph.Node.Count(n => n.OpType == "DequantizeLinear"));
+        Assert.Equal(2, graph.Node.Count(n => n.OpType == "Conv"));
+        Assert.Equal(new[] { "Conv1_relu", "Conv2_relu", "Hidden_relu" }, graph.Node.Where(n => n.OpType == "Relu" && n.Output[0].EndsWith("_relu", StringComparison.Ordinal)).Select(n => n.Output[0]));
+        using var ort = new Onnx.OrtRunner(onnx);
+        var ours = model.Predict(x).data<long>().ToArray();
+        var theirs = ort.Run(x).argmax(1).data<long>().ToArray();
+        Assert.Equal(ours, theirs);
+        foreach (var batch in calibration) batch.Dispose();
+    }
+
     private static (TorchSharp.torch.Tensor Features, long[] Labels) FeatureCsvForTests(string path)
     {
         var rows = File.ReadAllLines(path).Where(l => l.Length > 0).Select(l => l.Split(',').Select(c => float.Parse(c, CultureInfo.InvariantCulture)).ToArray()).ToArray();

@@ -388,6 +388,22 @@ namespace ModelDsl.Generators.Diagnostics
             "A pass would replace a layer declared as a field",
             "{0}, but '{1}' is declared as a field, which the pass cannot replace; declare it as a partial property: 'public partial {2} {1} {{ get; }}'");
 
+        public static readonly DiagnosticDescriptor CalibrationBatchesOutOfRange = Error("MD0311", OptimizationCategory,
+            "Invalid CalibrationBatches",
+            "CalibrationBatches is {0}; static int8 calibrates on at least one training batch");
+
+        public static readonly DiagnosticDescriptor SecondQuantize = Error("MD0312", OptimizationCategory,
+            "A model declares one [Quantize]",
+            "This [Quantize(QuantizeMode.{0})] follows [Quantize(QuantizeMode.{1})]: {2}; keep one [Quantize]");
+
+        public static readonly DiagnosticDescriptor CalibrationWithoutStatic = Warning("MD0313", OptimizationCategory,
+            "CalibrationBatches applies to StaticInt8 only",
+            "CalibrationBatches has no effect with QuantizeMode.{0}, which quantises activations per call; only QuantizeMode.StaticInt8 calibrates");
+
+        public static readonly DiagnosticDescriptor NothingToQuantizeStatically = Warning("MD0314", OptimizationCategory,
+            "Nothing to quantise statically",
+            "QuantizeMode.StaticInt8 converts Conv2d and Linear layers, and the model has none");
+
         public static IReadOnlyList<DiagnosticDescriptor> All { get; } = typeof(DiagnosticDescriptors)
             .GetFields(System.Reflection.BindingFlags.Public | System.Reflection.BindingFlags.Static)
             .Where(f => f.FieldType == typeof(DiagnosticDescriptor))

@@ -67,6 +67,9 @@ namespace ModelDsl.Generators.Emit
                 {
                     switch (pass)
                     {
+                        case QuantizeSpec { Mode: Dsl.QuantizeMode.StaticInt8 } quantize:
+                            w.Line($"        new {Opt}.QuantizePass(global::ModelDsl.QuantizeMode.{quantize.Mode}, CalibrationBatches: {I(quantize.CalibrationBatches)}),");
+                            break;
                         case QuantizeSpec quantize:
                             w.Line($"        new {Opt}.QuantizePass(global::ModelDsl.QuantizeMode.{quantize.Mode}),");
                             break;

@@ -67,8 +67,8 @@ namespace ModelDsl.Generators.Model
     internal sealed record PruneSpec(
         PruneMethod Method, PruneAmount Amount, EquatableArray<string> Targets, double N, int Dim, int FineTuneEpochs) : PassSpec;
 
-    /// <summary>A checked [Quantize] pass (the runtime's <c>QuantizePass</c>).</summary>
-    internal sealed record QuantizeSpec(QuantizeMode Mode) : PassSpec;
+    /// <summary>A checked [Quantize] pass (the runtime's <c>QuantizePass</c>); CalibrationBatches matters for StaticInt8 only.</summary>
+    internal sealed record QuantizeSpec(QuantizeMode Mode, int CalibrationBatches) : PassSpec;
 
     /// <summary>
     /// A partial property of a model with errors that nothing else implements: the generator implements it with

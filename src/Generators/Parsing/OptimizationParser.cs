@@ -31,7 +31,7 @@ namespace ModelDsl.Generators.Parsing
         {
             var passes = new List<PassSpec>();
             bool ok = true;
-            bool quantized = false;
+            QuantizeMode? quantized = null;
             var current = layers.ToDictionary(l => l.MemberName, l => l, StringComparer.Ordinal);
             var outs = layers.ToDictionary(l => l.MemberName, l => l.Kind.WeightSize(l.Args, 0), StringComparer.Ordinal);
 
@@ -52,18 +52,35 @@ namespace ModelDsl.Generators.Parsing
                 if (name == QuantizeAttributeName)
                 {
                     if (args.Enum("mode", QuantizeMode.DynamicInt8, DiagnosticDescriptors.InvalidPassSetting) is not { } mode) continue;
-                    if (!layers.Any(l => l.Kind.Quantizes))
-                        report(DiagnosticDescriptors.NothingToQuantize, reader.ArgumentLocation(null), new[] { mode.ToString() });
-                    // The pass swaps each Linear through ReplaceLayer, which a layer declared as a field cannot take.
-                    foreach (var field in layers.Where(l => l.Kind.QuantizeReplacesModule && l.IsField))
-                        args.Fail(DiagnosticDescriptors.PassReplacesField, null, "[Quantize] replaces every Linear layer with an int8 one", field.MemberName, field.KindName);
-                    quantized = true;
-                    passes.Add(new QuantizeSpec(mode));
+                    if (quantized is { } first)
+                    {
+                        args.Fail(DiagnosticDescriptors.SecondQuantize, null, mode.ToString(), first.ToString(),
+                            mode == QuantizeMode.StaticInt8 && first != QuantizeMode.StaticInt8
+                                ? "static int8 observes and converts float Conv2d and Linear layers, and the first pass has already made the Linear layers int8"
+                                : "a model's layers are quantised once");
+                        continue;
+                    }
+                    quantized = mode;
+                    bool isStatic = mode == QuantizeMode.StaticInt8;
+                    int calibration = args.Get(nameof(QuantizeAttribute.CalibrationBatches), PlanDefaults.CalibrationBatches);
+                    if (isStatic && calibration < 1)
+                        args.Fail(DiagnosticDescriptors.CalibrationBatchesOutOfRange, nameof(QuantizeAttribute.CalibrationBatches), Int(calibration));
+                    if (!isStatic && args.Has(nameof(QuantizeAttribute.CalibrationBatches)))
+                        report(DiagnosticDescriptors.CalibrationWithoutStatic, reader.ArgumentLocation(nameof(QuantizeAttribute.CalibrationBatches)), new[] { mode.ToString() });
+                    // Static int8 converts Conv2d and Linear (composed models' too); dynamic modes Linear, LSTM and GRU.
+                    bool Converts(LayerSpec l) => isStatic ? l.Kind == LayerKind.Conv2d || l.Kind == LayerKind.Linear || l.Kind == LayerKind.Model : l.Kind.Quantizes;
+                    if (!layers.Any(Converts))
+                        report(isStatic ? DiagnosticDescriptors.NothingToQuantizeStatically : DiagnosticDescriptors.NothingToQuantize, reader.ArgumentLocation(null), new[] { mode.ToString() });
+                    // The pass swaps each converted layer through ReplaceLayer, which a layer declared as a field cannot take.
+                    string replaces = isStatic ? "[Quantize(QuantizeMode.StaticInt8)] replaces every Conv2d and Linear layer with an int8 one" : "[Quantize] replaces every Linear layer with an int8 one";
+                    foreach (var field in layers.Where(l => (isStatic ? l.Kind == LayerKind.Conv2d || l.Kind == LayerKind.Linear : l.Kind.QuantizeReplacesModule) && l.IsField))
+                        args.Fail(DiagnosticDescriptors.PassReplacesField, null, replaces, field.MemberName, field.KindName);
+                    passes.Add(new QuantizeSpec(mode, calibration));
                     continue;
                 }
 
                 // [Prune]
-                if (quantized)
+                if (quantized is not null)
                 {
                     args.Fail(DiagnosticDescriptors.PruneAfterQuantize, null);
                     continue;

@@ -43,7 +43,8 @@ namespace ModelDsl.Runtime.Inference
                 ModelLoader.Export(net, outputPath, chosen, plan.ModelName);
                 int tensors = net.state_dict().Count;
                 long parameters = net.parameters().Sum(p => p.numel());
-                var quantized = Quantization.Quantize.QuantizedLayers(net).Select(q => $"{q.Name} ({q.Layer.Mode})").ToList();
+                var quantized = Quantization.Quantize.QuantizedLayers(net).Select(q => $"{q.Name} ({q.Layer.Mode})")
+                    .Concat(Quantization.Quantize.StaticLayers(net).Select(q => $"{q.Name} (StaticInt8: also weight_scales, input/output scales and zero points)")).ToList();
                 Console.WriteLine($"exported {plan.ModelName} from {modelPath} to {outputPath} ({(chosen == ModelFileFormat.PyTorch ? "pytorch" : "safetensors")}: {tensors} tensors, {parameters:N0} parameters)" +
                     (quantized.Count == 0 ? "" : $"; quantised layers {string.Join(", ", quantized)} are stored as weight, weight_scale, bias and quantize_mode (weight · weight_scale is the float weight): ModelDsl loads the file back, PyTorch reads it as plain tensors"));
                 return 0;

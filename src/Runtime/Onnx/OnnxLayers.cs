@@ -19,7 +19,7 @@ internal static class OnnxLayers
 {
     /// <summary>The kinds <see cref="Emit"/> maps, as the error message lists them.</summary>
     public const string Supported =
-        "Linear (float, pruned, DynamicInt8, WeightOnlyInt8, Float16), Conv1d, Conv2d, BatchNorm1d, BatchNorm2d (also folded), LayerNorm, MaxPool2d, AvgPool2d, " +
+        "Linear (float, pruned, DynamicInt8, WeightOnlyInt8, Float16, StaticInt8), Conv1d, Conv2d (also StaticInt8), BatchNorm1d, BatchNorm2d (also folded), LayerNorm, MaxPool2d, AvgPool2d, " +
         "AdaptiveAvgPool2d, Flatten, Dropout, Identity, ReLU, GELU, SiLU, Tanh, Sigmoid, Softmax, LogSoftmax, Embedding, PositionalEmbedding, TransformerBlock, LSTM, GRU (float), Add, Multiply, Concat, and generated models used as layers";
 
     /// <summary>Adds the nodes of layer <paramref name="name"/> (the module <paramref name="module"/>) applied to <paramref name="x"/>.</summary>
@@ -30,6 +30,7 @@ internal static class OnnxLayers
             $"ONNX export folds pruning masks into Linear and convolution layers only; layer '{name}' ({KindOf(module)}) is pruned (make the pruning permanent with Prune.Remove first)"),
         Linear linear => LinearFloat(g, name, x, Folded(linear, "weight", linear.weight!), Folded(linear, "bias", linear.bias), linear.out_features),
         DynamicQuantizedLinear quantized => QuantizedLinear(g, name, x, quantized),
+        StaticQuantizedLayer quantized => StaticQdq(g, name, x, quantized),
         Convolution conv => Convolution(g, name, x, conv),
         BatchNorm norm => BatchNormalization(g, name, x, norm),
         LayerNorm norm => LayerNormalization(g, name, x, norm.normalized_shape.Length, norm.eps, norm.weight, norm.bias, norm.normalized_shape),
@@ -184,6 +185,38 @@ internal static class OnnxLayers
         }
     }
 
+    /// <summary>
+    /// StaticInt8 in the QDQ format: <c>QuantizeLinear</c> → <c>DequantizeLinear</c> of the input with its fixed uint8
+    /// scale and zero point, the int8 weight through <c>DequantizeLinear</c> (per output channel, axis 0, zero points 0),
+    /// the float Conv or Gemm with the float bias, the fused Relu, and the output's <c>QuantizeLinear</c> →
+    /// <c>DequantizeLinear</c>. ONNX Runtime fuses the pattern into its int8 kernels (QLinearConv, QGemm).
+    /// </summary>
+    private static OnnxValue StaticQdq(G g, string name, OnnxValue x, StaticQuantizedLayer q)
+    {
+        string Qdq(string value, string hint, (float Scale, int ZeroPoint) qparams)
+        {
+            string scale = g.NewInitializer($"{name}.{hint}_scale", tensor(qparams.Scale));
+            string zeroPoint = g.NewInitializer($"{name}.{hint}_zero_point", tensor((byte)qparams.ZeroPoint));
+            string quantized = g.Node("QuantizeLinear", new[] { value, scale, zeroPoint }, $"{name}_{hint}_q");
+            return g.Node("DequantizeLinear", new[] { quantized, scale, zeroPoint }, $"{name}_{hint}_dq");
+        }
+        string input = Qdq(x.Name, "input", q.InputQParams);
+        string weight = g.Node("DequantizeLinear",
+            new[] { g.Initializer(name + ".weight", q.weight), g.Initializer(name + ".weight_scales", q.weight_scales),
+                    g.NewInitializer(name + ".weight_zero_points", zeros(q.weight.shape[0], ScalarType.Int8)) },
+            name + ".weight_float", G.Int("axis", 0));
+        string? bias = q.bias is null ? null : g.Initializer(name + ".bias", q.bias);
+        OnnxValue y = q switch
+        {
+            StaticQuantizedConv2d conv => ConvolutionWith(g, name, x.With(input), weight, bias, conv.out_channels,
+                conv.Window, conv.Strides, conv.Dilations, conv.Pads.Concat(conv.Pads).ToArray(), groups: 1),
+            StaticQuantizedLinear linear => LinearWith(g, name, x.With(input), weight, bias, linear.out_features),
+            _ => throw new NotSupportedException($"ONNX export does not support layer '{name}' ({q.GetType().Name})"),
+        };
+        if (q.FusedRelu) y = Unary(g, "Relu", name + "_relu", y);
+        return y.With(Qdq(y.Name, "output", q.OutputQParams));
+    }
+
     private static (string Quantized, string Scale, string ZeroPoint) DynamicQuantizeLinear(G g, string name, OnnxValue x)
     {
         var outputs = g.Node("DynamicQuantizeLinear", new[] { x.Name }, new[] { name + "_xq", name + "_x_scale", name + "_x_zero_point" });
@@ -251,12 +284,21 @@ internal static class OnnxLayers
             for (int i = 0; i < spatial; i++) pads[i] = pads[i + spatial] = conv.padding![i];
         }
         string w = g.Initializer(name + ".weight", Folded(conv, "weight", conv.weight!));
-        var inputs = new List<string> { x.Name, w };
-        if (conv.bias is { } bias) inputs.Add(g.Initializer(name + ".bias", Folded(conv, "bias", bias)));
+        string? b = conv.bias is { } bias ? g.Initializer(name + ".bias", Folded(conv, "bias", bias)) : null;
+        return ConvolutionWith(g, name, x, w, b, conv.out_channels, kernel, stride, dilation, pads, conv.groups);
+    }
+
+    /// <summary>A Conv node of the given weight and bias values; <paramref name="pads"/> are ONNX's (all begins, then all ends).</summary>
+    private static OnnxValue ConvolutionWith(G g, string name, OnnxValue x, string weight, string? bias, long outChannels,
+        long[] kernel, long[] stride, long[] dilation, long[] pads, long groups)
+    {
+        int spatial = kernel.Length;
+        var inputs = new List<string> { x.Name, weight };
+        if (bias is not null) inputs.Add(bias);
         string y = g.Node("Conv", inputs, name,
-            G.Ints("kernel_shape", kernel), G.Ints("strides", stride), G.Ints("pads", pads), G.Ints("dilations", dilation), G.Int("group", conv.groups));
+            G.Ints("kernel_shape", kernel), G.Ints("strides", stride), G.Ints("pads", pads), G.Ints("dilations", dilation), G.Int("group", groups));
         var shape = (OnnxDim[])x.Shape.Clone();
-        shape[1] = OnnxDim.Of(conv.out_channels);
+        shape[1] = OnnxDim.Of(outChannels);
         for (int i = 0; i < spatial; i++)
             shape[2 + i] = Window(x.Shape[2 + i], kernel[i], stride[i], pads[i] + pads[i + spatial], dilation[i], ceil: false);
         return new OnnxValue(y, shape);

@@ -21,10 +21,14 @@ namespace ModelDsl.Runtime.Optimization
             (FineTuneEpochs > 0 ? $", then {FineTuneEpochs} fine-tune epoch{(FineTuneEpochs == 1 ? "" : "s")}" : "");
     }
 
-    /// <summary>A quantisation pass over the model's Linear layers.</summary>
-    public sealed record QuantizePass(QuantizeMode Mode) : OptimizationPass
+    /// <summary>
+    /// A quantisation pass: over the model's Linear (and LSTM/GRU) layers, or, for <see cref="QuantizeMode.StaticInt8"/>,
+    /// its Conv2d and Linear layers after calibrating on <paramref name="CalibrationBatches"/> training batches.
+    /// </summary>
+    public sealed record QuantizePass(QuantizeMode Mode, int CalibrationBatches = PlanDefaults.CalibrationBatches) : OptimizationPass
     {
         /// <inheritdoc/>
-        public override string ToString() => $"Quantize {Mode}";
+        public override string ToString() =>
+            Mode == QuantizeMode.StaticInt8 ? $"Quantize {Mode}, {CalibrationBatches} calibration batch{(CalibrationBatches == 1 ? "" : "es")}" : $"Quantize {Mode}";
     }
 }

@@ -22,7 +22,8 @@ namespace ModelDsl.Runtime.Optimization
         string ExportPath,
         Action<string> Note,
         Action<nn.Module<Tensor, Tensor>, int, double> FineTune,
-        Func<nn.Module<Tensor, Tensor>, (double? TestAccuracy, double? ValLoss)> Evaluate);
+        Func<nn.Module<Tensor, Tensor>, (double? TestAccuracy, double? ValLoss)> Evaluate,
+        Func<int, IEnumerable<Tensor>> Calibration);
 
     /// <summary>
     /// Runs a model's declared optimisation passes after training, in declaration order — the trainer's seam for
@@ -100,6 +101,10 @@ namespace ModelDsl.Runtime.Optimization
                         ApplyPrune(prune, targets);
                         pruned.AddRange(targets.Where(t => !pruned.Contains(t)));
                         break;
+                    case QuantizePass { Mode: QuantizeMode.StaticInt8 } quantize:
+                        // Fused BatchNorms first (PyTorch's fuse_modules), then observers, calibration, convert.
+                        report.FoldedBatchNorms.AddRange(StaticQuantizer.Run(model, context.Calibration(quantize.CalibrationBatches)).Folded);
+                        break;
                     case QuantizePass quantize:
                         QuantizeLayers(host, quantize.Mode);
                         break;
@@ -114,14 +119,15 @@ namespace ModelDsl.Runtime.Optimization
             MakePermanent(pruned, report);
 
             report.ParamCountAfter = model.parameters().Sum(p => p.numel())
-                + Quantize.QuantizedLayers(model).Sum(q => q.Layer.named_buffers().Where(b => b.name is "weight" or "bias").Sum(b => b.buffer.numel()));
+                + Quantize.QuantizedLayers(model).Sum(q => q.Layer.named_buffers().Where(b => b.name is "weight" or "bias").Sum(b => b.buffer.numel()))
+                + Quantize.StaticLayers(model).Sum(q => q.Layer.weight.numel() + (q.Layer.bias?.numel() ?? 0));
             report.ParamBytesAfter = StateBytes(model);
             report.Sparsity = Sparsity(model);
 
             // Inference needs no BatchNorm of its own: each one right after a Conv2d (Linear) is folded into it, exactly
             // up to float rounding (the counts above are the plan's, which the compiler computed, before the fold).
             model.eval();
-            report.FoldedBatchNorms = FoldBatchNorms(host, "");
+            report.FoldedBatchNorms.AddRange(FoldBatchNorms(host, ""));
             var (accuracy, valLoss) = context.Evaluate(model);
             report.TestAccuracy = accuracy;
             report.ValLoss = valLoss;

@@ -91,6 +91,7 @@ namespace ModelDsl.Runtime.Optimization
                 nn.Module<Tensor, Tensor>? replacement = layer switch
                 {
                     BatchNorm2d or BatchNorm1d when folded => new FoldedBatchNorm(),
+                    Linear or Conv2d when quantized && IsStatic(file, key, path) => StaticLayer(layer, key, file, shrinks, path),
                     Linear linear when quantized && file.ContainsKey(key + ModeKey) => Quantized(linear, key, file, shrinks, path),
                     // An [LSTM]/[GRU] layer's int8 module holds one quantised product per weight (ih_l0, hh_l0, ...).
                     RecurrentLayer recurrent when quantized && file.ContainsKey(key + RecurrentModeKey) =>
@@ -148,6 +149,39 @@ namespace ModelDsl.Runtime.Optimization
             }
             using var template = nn.Linear(sizes[1], sizes[0], linear.bias is not null);
             return new DynamicQuantizedLinear(template, mode);
+        }
+
+        /// <summary>Whether the file holds a static int8 layer under <paramref name="key"/>.</summary>
+        private static bool IsStatic(Dictionary<string, Tensor> file, string key, string path) =>
+            file.ContainsKey(key + ModeKey) && ModeOf(file, key + ModeKey, path) == QuantizeMode.StaticInt8;
+
+        /// <summary>
+        /// The static int8 layer the file holds for a Linear or Conv2d, at the file's sizes where the plan may have cut it,
+        /// with a bias where the file has one (a folded BatchNorm gives one); the loader then fills in its weights and
+        /// quantisation parameters.
+        /// </summary>
+        private static StaticQuantizedLayer StaticLayer(object layer, string key, Dictionary<string, Tensor> file, bool shrinks, string path)
+        {
+            if (file.TryGetValue(key + "weight", out var weight) && weight.dtype != ScalarType.Int8)
+                throw new ModelFileException(path, $"{path}: '{key}weight' is {weight.dtype}, but a StaticInt8 layer stores Int8 weights");
+            bool hasBias = file.ContainsKey(key + "bias");
+            var placeholder = new StaticQParams(1f, 0, 1f, 0, false);
+            switch (layer)
+            {
+                case Linear linear:
+                {
+                    long[] sizes = (shrinks ? Sizes(file, key + "weight", 2, linear.weight.shape, path) : null) ?? linear.weight.shape;
+                    using var template = nn.Linear(sizes[1], sizes[0], hasBias);
+                    return new StaticQuantizedLinear(template, placeholder);
+                }
+                default:
+                {
+                    var conv = (Conv2d)layer;
+                    long[] sizes = (shrinks ? Sizes(file, key + "weight", 4, conv.weight.shape, path) : null) ?? conv.weight.shape;
+                    using var template = Prune.CopyConv(conv, sizes[1], sizes[0], bias: hasBias);
+                    return new StaticQuantizedConv2d(template, placeholder);
+                }
+            }
         }
 
         /// <summary>The quantisation mode a file stores under <paramref name="modeKey"/>.</summary>

@@ -46,8 +46,7 @@ public sealed class DynamicQuantizedLinear : nn.Module<Tensor, Tensor>
         ArgumentNullException.ThrowIfNull(source);
         if (source.weight.dtype != ScalarType.Float32)
             throw new ArgumentException($"Quantize.Dynamic converts float32 Linear layers; this one is {source.weight.dtype}.", nameof(source));
-        if (!Enum.IsDefined(mode))
-            throw new ArgumentOutOfRangeException(nameof(mode), mode, "Unknown QuantizeMode.");
+        Quantize.CheckDynamic(mode);
 
         Mode = mode;
         in_features = source.in_features;

@@ -132,8 +132,7 @@ internal sealed class RecurrentCells
 
     public RecurrentCells(nn.Module owner, nn.Module source, RecurrentOptions options, int gates, QuantizeMode mode)
     {
-        if (!Enum.IsDefined(mode))
-            throw new ArgumentOutOfRangeException(nameof(mode), mode, "Unknown QuantizeMode.");
+        Quantize.CheckDynamic(mode);
         Options = options;
         Mode = mode;
         var parameters = source.named_parameters().ToDictionary(p => p.name, p => p.parameter);

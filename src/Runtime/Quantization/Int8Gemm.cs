@@ -80,6 +80,24 @@ internal static unsafe class Int8Gemm
     /// </summary>
     public static void Linear(
         ReadOnlySpan<byte> a, ReadOnlySpan<sbyte> w, int rows, int columns, int k, int zeroPoint, float scale,
+        ReadOnlySpan<float> bias, Span<float> y, Int8Kernel kernel, int threads) =>
+        Linear(a, w, rows, columns, k, zeroPoint, scale, ReadOnlySpan<float>.Empty, bias, y, kernel, threads);
+
+    /// <summary>
+    /// The same with a scale per output column (static int8's per-channel weights): <c>y[m, n] = (Σₖ a·w − zeroPoint ·
+    /// Σₖ w[n]) · scales[n] + bias[n]</c>.
+    /// </summary>
+    public static void Linear(
+        ReadOnlySpan<byte> a, ReadOnlySpan<sbyte> w, int rows, int columns, int k, int zeroPoint, ReadOnlySpan<float> scales,
+        ReadOnlySpan<float> bias, Span<float> y, Int8Kernel kernel, int threads)
+    {
+        if (scales.Length < columns)
+            throw new ArgumentException($"Int8Gemm: {scales.Length} scales for {columns} columns.", nameof(scales));
+        Linear(a, w, rows, columns, k, zeroPoint, 0f, scales, bias, y, kernel, threads);
+    }
+
+    private static void Linear(
+        ReadOnlySpan<byte> a, ReadOnlySpan<sbyte> w, int rows, int columns, int k, int zeroPoint, float scale, ReadOnlySpan<float> scales,
         ReadOnlySpan<float> bias, Span<float> y, Int8Kernel kernel, int threads)
     {
         if (rows < 0 || columns < 0 || k <= 0)
@@ -96,13 +114,14 @@ internal static unsafe class Int8Gemm
         fixed (byte* pa = a)
         fixed (sbyte* pw = w)
         fixed (float* pb = bias)
+        fixed (float* ps = scales)
         fixed (float* py = y)
         {
             int blocks = (columns + BlockColumns(k) - 1) / BlockColumns(k);
             bool parallel = threads > 1 && (long)rows * columns * k >= ParallelThreshold;
             // Fewer column blocks than threads (a narrow layer): the rows are shared out too, in multiples of a tile.
             int rowChunks = parallel && blocks < threads ? Math.Max(1, Math.Min(threads, rows / TileRows)) : 1;
-            var job = new Job(pa, pw, bias.IsEmpty ? null : pb, py, rows, columns, k, zeroPoint, scale, kernel, rowChunks);
+            var job = new Job(pa, pw, bias.IsEmpty ? null : pb, scales.IsEmpty ? null : ps, py, rows, columns, k, zeroPoint, scale, kernel, rowChunks);
             if (!parallel || blocks * rowChunks == 1)
             {
                 for (int item = 0; item < blocks; item++)
@@ -118,9 +137,9 @@ internal static unsafe class Int8Gemm
     /// <summary>Weight rows per block: about 256 KiB of weight (at most 512 rows), a multiple of the tile widths.</summary>
     private static int BlockColumns(int k) => Math.Clamp(256 * 1024 / k / OneRowColumns * OneRowColumns, OneRowColumns, 512);
 
-    /// <summary>One call's operands, as pointers pinned by <see cref="Linear"/> for the call's duration.</summary>
+    /// <summary>One call's operands, as pointers pinned by <c>Linear</c> for the call's duration.</summary>
     private sealed class Job(
-        byte* a, sbyte* w, float* bias, float* y, int rows, int columns, int k, int zeroPoint, float scale, Int8Kernel kernel, int rowChunks)
+        byte* a, sbyte* w, float* bias, float* scales, float* y, int rows, int columns, int k, int zeroPoint, float scale, Int8Kernel kernel, int rowChunks)
     {
         /// <summary>One work item: a block of columns, for one chunk of the rows (all rows unless they are shared out).</summary>
         public void Run(int item)
@@ -215,7 +234,7 @@ internal static unsafe class Int8Gemm
         private void Store(int m, int n, int sum, int rowSum)
         {
             // Two float32 roundings, as the torch path's to(float32).mul_(scale).add_(bias); RyuJIT does not fuse them.
-            float value = (sum - zeroPoint * rowSum) * scale;
+            float value = (sum - zeroPoint * rowSum) * (scales is null ? scale : scales[n]);
             y[(long)m * columns + n] = bias is null ? value : value + bias[n];
         }
 

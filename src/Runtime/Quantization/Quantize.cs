@@ -36,9 +36,52 @@ public static class Quantize
     public static nn.Module<Tensor, Tensor> Dynamic(nn.Module<Tensor, Tensor> model, QuantizeMode mode)
     {
         ArgumentNullException.ThrowIfNull(model);
+        CheckDynamic(mode);
+        return ModuleRewriter.Convert(model, mode);
+    }
+
+    /// <summary>The modes <see cref="Dynamic(nn.Module{Tensor, Tensor}, QuantizeMode)"/> runs: all but <see cref="QuantizeMode.StaticInt8"/>.</summary>
+    internal static void CheckDynamic(QuantizeMode mode)
+    {
         if (!Enum.IsDefined(mode))
             throw new ArgumentOutOfRangeException(nameof(mode), mode, "Unknown QuantizeMode.");
-        return ModuleRewriter.Convert(model, mode);
+        if (mode == QuantizeMode.StaticInt8)
+            throw new ArgumentException("QuantizeMode.StaticInt8 needs calibration data: use Quantize.Static(model, calibrationBatches).", nameof(mode));
+    }
+
+    /// <summary>
+    /// Post-training static int8 quantisation, in place, as PyTorch 1.13's eager <c>fuse_modules</c> / <c>prepare</c> /
+    /// calibrate / <c>convert</c> with <c>get_default_qconfig("x86")</c>: each BatchNorm is folded into the Conv2d or Linear
+    /// before it, observers are placed (QuantStub/DeQuantStub where a quantised run starts and ends), the model runs on
+    /// <paramref name="calibrationBatches"/>, and each Conv2d (ungrouped) and Linear becomes a
+    /// <see cref="StaticQuantizedConv2d"/> or <see cref="StaticQuantizedLinear"/> (docs/optimization.md, "Static int8").
+    /// </summary>
+    /// <param name="model">A generated <c>[Model]</c> (its layer slots are replaced), without pruning masks.</param>
+    /// <param name="calibrationBatches">Input batches, as the model takes them (e.g. training data); enumerated once.</param>
+    /// <returns>The paths of the quantised layers.</returns>
+    /// <exception cref="NotSupportedException">The model is not a generated [Model].</exception>
+    /// <exception cref="InvalidOperationException">The model still has pruning masks.</exception>
+    /// <exception cref="ArgumentException">No calibration batch was given.</exception>
+    public static IReadOnlyList<string> Static(nn.Module<Tensor, Tensor> model, IEnumerable<Tensor> calibrationBatches)
+    {
+        ArgumentNullException.ThrowIfNull(model);
+        ArgumentNullException.ThrowIfNull(calibrationBatches);
+        if (Pruning.Prune.IsPruned(model))
+            throw new InvalidOperationException("The model has pruned parameters (weight_orig/weight_mask); call Prune.Remove on each of them before quantising.");
+        return StaticQuantizer.Run(model, calibrationBatches).Quantized;
+    }
+
+    /// <summary>The static int8 layers of a model, with their names.</summary>
+    /// <param name="model">Any module.</param>
+    public static IEnumerable<(string Name, StaticQuantizedLayer Layer)> StaticLayers(nn.Module model)
+    {
+        ArgumentNullException.ThrowIfNull(model);
+        var seen = new HashSet<nn.Module>(ReferenceEqualityComparer.Instance);
+        foreach (var (name, module) in model.named_modules())
+        {
+            if (module is StaticQuantizedLayer layer && seen.Add(layer))
+                yield return (name, layer);
+        }
     }
 
     /// <summary>
@@ -51,8 +94,7 @@ public static class Quantize
     public static DynamicQuantizedLSTM Dynamic(LSTM lstm, QuantizeMode mode)
     {
         ArgumentNullException.ThrowIfNull(lstm);
-        if (!Enum.IsDefined(mode))
-            throw new ArgumentOutOfRangeException(nameof(mode), mode, "Unknown QuantizeMode.");
+        CheckDynamic(mode);
         return new DynamicQuantizedLSTM(lstm, mode);
     }
 
@@ -62,8 +104,7 @@ public static class Quantize
     public static DynamicQuantizedGRU Dynamic(GRU gru, QuantizeMode mode)
     {
         ArgumentNullException.ThrowIfNull(gru);
-        if (!Enum.IsDefined(mode))
-            throw new ArgumentOutOfRangeException(nameof(mode), mode, "Unknown QuantizeMode.");
+        CheckDynamic(mode);
         return new DynamicQuantizedGRU(gru, mode);
     }
 
@@ -78,7 +119,7 @@ public static class Quantize
     {
         ArgumentNullException.ThrowIfNull(model);
         ArgumentNullException.ThrowIfNull(path);
-        if (!QuantizedLayers(model).Any())
+        if (!QuantizedLayers(model).Any() && !StaticLayers(model).Any())
             throw new ArgumentException("The model has no quantised layers; save a float model with model.save(path), or quantise it first with Quantize.Dynamic.", nameof(model));
         model.save(path);
     }
@@ -96,6 +137,9 @@ public static class Quantize
         ArgumentNullException.ThrowIfNull(architecture);
         var entries = StateDictFile.Read(path);
         var modes = entries.Where(e => e.IsModeEntry).Select(e => e.Mode).Distinct().ToList();
+        if (entries.Any(e => e.IsStaticModeEntry))
+            throw new InvalidDataException(
+                $"'{path}' holds StaticInt8 layers, whose scales came from calibration: load it with the generated Model.Load (a model whose plan declares [Quantize(QuantizeMode.StaticInt8)]), or quantise the float model again with Quantize.Static.");
         if (modes.Count == 0)
             throw new InvalidDataException(
                 $"'{path}' holds a float model (no quantised layer in it): load it with model.load(path), then quantise with Quantize.Dynamic(model, mode).");

@@ -19,6 +19,10 @@ internal static class StateDictFile
         public bool IsModeEntry => (Key == "quantize_mode" || Key.EndsWith(".quantize_mode", StringComparison.Ordinal))
             && DType == ScalarType.Int64 && Shape.Length == 0 && ScalarValue is >= 0 and <= 2;
 
+        /// <summary>The <c>quantize_mode</c> buffer of a <see cref="StaticQuantizedLayer"/>.</summary>
+        public bool IsStaticModeEntry => Key.EndsWith(".quantize_mode", StringComparison.Ordinal) && DType == ScalarType.Int64 && Shape.Length == 0
+            && ScalarValue == (long)QuantizeMode.StaticInt8;
+
         public QuantizeMode Mode => (QuantizeMode)(ScalarValue ?? -1);
     }
 

@@ -186,13 +186,35 @@ namespace ModelDsl.Runtime.Training
                 },
                 Evaluate: m => (
                     data.Test is { } test && LossFunctions.HasAccuracy(plan.Loss) ? Evaluate(m, test, plan, device).Accuracy : null,
-                    data.Validation.Count > 0 ? Evaluate(m, data.Validation, plan, device).Loss : null));
+                    data.Validation.Count > 0 ? Evaluate(m, data.Validation, plan, device).Loss : null),
+                Calibration: count => CalibrationBatches(data.Train, plan, device, count));
             var report = Optimization.OptimizationPipeline.Run(context);
             outputs.Note($"optimised: {report.ExportPath} ({report.SizeRatio:P0} of the fp32 size, " +
                          $"{report.SpeedupBatch1:0.00}x at batch 1, {report.Speedup:0.00}x at batch 64" +
                          (report.TestAccuracy is { } a ? $", test accuracy {TrainingProgress.Percent(a)}" : "") + ")" +
                          (loop.Primary ? $"; evaluate, predict and export take it with --model {report.ExportPath}" : ""));
             return report;
+        }
+
+        /// <summary>
+        /// Static int8's calibration data: the first <paramref name="count"/> training batches of the declared size in the
+        /// seeded epoch-0 order, the same on every rank (each batch is freed once the next is asked for).
+        /// </summary>
+        private static IEnumerable<Tensor> CalibrationBatches(TensorDataset train, TrainingPlan plan, Device device, int count)
+        {
+            int taken = 0;
+            foreach (var (xb, yb) in train.Batches(plan.BatchSize, shuffle: true, plan.Seed, epoch: 0))
+            {
+                yb.Dispose();
+                if (taken++ == count)
+                {
+                    xb.Dispose();
+                    yield break;
+                }
+                using (xb)
+                using (var x = xb.to(device))
+                    yield return x;
+            }
         }
 
         /// <summary>
