@@ -142,6 +142,7 @@ namespace ModelDsl.Runtime.Training
                     Restarts = options.Restarts,
                 };
                 strategy.Finish(model, report);
+                report.SetSection("memory", loop.Memory.Report(plan, strategy.Rank, strategy.WorldSize));
                 // The best checkpoint's test accuracy, for the final lines: what evaluate will say of it (rank 0 only).
                 double? bestTestAccuracy = null;
                 if (primary && data.Test is { } testData && hasAccuracy && best.BestEpoch is { } bestEpoch && bestEpoch != history[^1].Epoch
@@ -214,8 +215,11 @@ namespace ModelDsl.Runtime.Training
             {
                 (_options, _model, _strategy, _data, _outputs, _device) = (options, model, strategy, data, outputs, device);
                 Optimizer = optimizer;
-                _step = new TrainingStep(model, optimizer, options.Plan, strategy);
+                _step = new TrainingStep(model, optimizer, options.Plan, strategy) { Probe = Memory };
             }
+
+            /// <summary>What this rank holds at its first steps (the report's <c>memory.measured</c>).</summary>
+            public MemoryProbe Memory { get; } = new();
 
             public OptimizerHelper Optimizer { get; }
             public bool Primary => _strategy.Rank == 0;
@@ -264,6 +268,7 @@ namespace ModelDsl.Runtime.Training
                     long groupStart = micro / k * k * plan.BatchSize;
                     double weight = k == 1 ? 1 : (double)n / (Math.Min(groupStart + (long)k * plan.BatchSize, rankSamples) - groupStart);
                     micro++;
+                    Memory.Armed = Step < MemoryProbe.MeasuredSteps;
                     // Per-step schedule: the rate for the step about to run, at its fraction of the epoch.
                     if (perStepSchedule && first && stepInEpoch > 0)
                         foreach (var group in Optimizer.ParamGroups) group.LearningRate = plan.LearningRateAt(epoch + (stepInEpoch + 1.0) / Math.Max(1, steps));
@@ -277,6 +282,8 @@ namespace ModelDsl.Runtime.Training
                         Divergence = diverged;
                         return null;
                     }
+                    if (result.Applied) Memory.AfterStep(_model, Optimizer);
+                    Memory.Armed = false;
                     // Skipped on this rank alone (local SGD): the ranks decide together at the next round.
                     if (!result.Applied) continue;
 
