@@ -184,17 +184,19 @@ namespace ModelDsl.Runtime.Training
         public static long FlatShare(long parameters, int worldSize) => (parameters + worldSize - 1) / Math.Max(1, worldSize);
 
         /// <summary>
-        /// The plan as a table, one row per shard level, for the rank that holds the most, in MiB (or GB = 10⁹ bytes when
-        /// <paramref name="gigabytes"/>); each line starts with <paramref name="indent"/>.
+        /// The plan as a table, one row per shard level (one, unsharded, at world size 1), for the rank that holds the
+        /// most, in KiB or MiB as the figures' size suits (or GB = 10⁹ bytes when <paramref name="gigabytes"/>, as the ZeRO
+        /// paper counts); each line starts with <paramref name="indent"/>.
         /// </summary>
         public static string Table(MemoryModel model, Optimizer optimizer, double momentum, MemoryPrecision precision, int worldSize, int batchSize,
             string indent = "", bool gigabytes = false)
         {
-            string unit = gigabytes ? "GB" : "MiB";
-            double scale = gigabytes ? 1e9 : 1024.0 * 1024.0;
+            var levels = worldSize > 1 ? Levels : new[] { ShardLevel.None };
+            long most = levels.Max(l => For(model, optimizer, momentum, precision, l, worldSize, batchSize).Total);
+            var (unit, scale) = gigabytes ? ("GB", 1e9) : most < 10L << 20 ? ("KiB", 1024.0) : ("MiB", 1024.0 * 1024.0);
             string F(long bytes) => (bytes / scale).ToString(gigabytes ? "N2" : "N1", CultureInfo.InvariantCulture);
             var rows = new List<string[]> { new[] { "shard", "parameters", "gradients", "optimizer state", "activations", "total " + unit } };
-            foreach (var level in Levels)
+            foreach (var level in levels)
             {
                 var b = For(model, optimizer, momentum, precision, level, worldSize, batchSize);
                 rows.Add(new[] { ShardName(level), F(b.Parameters), F(b.Gradients), F(b.OptimizerState), F(b.Activations), F(b.Total) });

@@ -105,7 +105,7 @@ namespace ModelDsl.Generators.Emit
         /// </summary>
         private static void Memory(SourceWriter w, MemorySpec memory)
         {
-            w.Line($"    // The per-rank memory plan, in MiB ({memory.Description}); docs/memory.md:");
+            w.Line($"    // The per-rank memory plan ({memory.Description}); docs/memory.md:");
             foreach (var line in memory.Table) w.Line("    //   " + line);
             w.Line("    // From the parameter tensors' elements (model order) and the activation bytes per sample (fp32, bf16).");
             w.Line("    Memory = new global::ModelDsl.Runtime.Training.MemoryModel(new long[]");

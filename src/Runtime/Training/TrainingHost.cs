@@ -185,7 +185,7 @@ namespace ModelDsl.Runtime.Training
             var precision = MemoryProbe.RunPrecision(plan);
             int ranks = Math.Max(1, plan.WorldSize);
             var shard = plan.Mode == ParallelMode.Sync && ranks > 1 ? plan.Shard : ShardLevel.None;
-            Console.WriteLine($"Memory per rank, MiB ({MemoryPlan.Describe(plan.Optimizer, plan.Momentum, precision, ranks, plan.BatchSize)}; this run: shard {MemoryPlan.ShardName(shard)}):");
+            Console.WriteLine($"Memory per rank ({MemoryPlan.Describe(plan.Optimizer, plan.Momentum, precision, ranks, plan.BatchSize)}; this run: shard {MemoryPlan.ShardName(shard)}):");
             Console.WriteLine(MemoryPlan.Table(memory, plan.Optimizer, plan.Momentum, precision, ranks, plan.BatchSize, indent: "  "));
         }
 
