@@ -5,15 +5,17 @@ namespace ModelDsl.Generators.Tests;
 /// <summary>The compiler's per-rank memory plan: MD0430 by id and span, its fix, and the plan in the generated trainer.</summary>
 public class MemoryPlanTests
 {
-    // Four 2048 x 2048 Linear layers: Ψ = 4 · (2048² + 2048) = 16,785,408; Adam in fp32 keeps 16 bytes per parameter
-    // (256.1 MiB unsharded). At 4 ranks each rank owns one weight and one bias (4,196,352 elements), so stage 1 keeps
-    // 8Ψ + 8 · 4,196,352 bytes (160.1 MiB) and stage 2 4Ψ + 12 · 4,196,352 (112.1 MiB).
+    // Four 2048 x 2048 Linear layers and a Linear(1): Ψ = 4 · (2048² + 2048) + 2049 = 16,787,457; Adam in fp32 keeps 16
+    // bytes per parameter (256.2 MiB with the activations unsharded). At 4 ranks the largest share is rank 0's: a
+    // weight, a bias and Out's weight, 4,198,400 elements; stage 1 keeps 8Ψ + 8 · 4,198,400 bytes (160.1 MiB) and
+    // stage 2 4Ψ + 12 · 4,198,400 (112.1 MiB); activations: 4 · 2048 + 1 floats per sample.
     private const string Wide = """
         {
             [Linear(2048)] public partial Linear L1 { get; }
             [Linear(2048)] public partial Linear L2 { get; }
             [Linear(2048)] public partial Linear L3 { get; }
             [Linear(2048)] public partial Linear L4 { get; }
+            [Linear(1)]    public partial Linear Out { get; }
         }
         """;
 
@@ -27,7 +29,7 @@ public class MemoryPlanTests
         var error = Assert.Single(run.ModelDiagnostics);
         Assert.Equal(DiagnosticSeverity.Error, error.Severity);
         string message = error.GetMessage();
-        Assert.Contains("The per-rank memory plan of 'M' is 256.1 MiB (Adam, fp32, batch 1 per rank, 4 ranks", message);
+        Assert.Contains("The per-rank memory plan of 'M' is 256.2 MiB (Adam, fp32, batch 1 per rank, 4 ranks", message);
         Assert.Contains("above MemoryBudgetMB = 150: the largest term is optimizer state, 128.1 MiB", message);
         // Stage 1 (160.1 MiB) does not fit; stage 2 does.
         Assert.EndsWith("Shard = ShardLevel.Gradients would make it 112.1 MiB", message);
@@ -39,14 +41,14 @@ public class MemoryPlanTests
         var run = Verify("Loss.MSE, Optimizer.Adam, BatchSize = 1, MemoryBudgetMB = 150", "[Parallel(ParallelMode.Sync, WorldSize = 4, Shard = ShardLevel.Gradients)]");
         Assert.True(run.CompilerDiagnostics.Count == 0, string.Join("\n", run.CompilerDiagnostics));
         var source = run.Source("M.Train.g.cs");
-        Assert.Contains("MemoryBudgetMB = 150,", source);
+        Assert.Contains("MemoryBudgetMB = 150.0,", source);
         Assert.Contains("// The per-rank memory plan (Adam, fp32, batch 1 per rank, 4 ranks (the rank that holds the most)); docs/memory.md:", source);
-        Assert.Contains("//   none                  64.0       64.0            128.1          0.0      256.1", source);
-        Assert.Contains("//   optimizer-state       64.0       64.0             32.0          0.0      160.1", source);
-        Assert.Contains("//   gradients             64.0       16.0             48.0          0.0      112.1", source);
-        Assert.Contains("//   parameters            16.0       16.0             32.0          0.0       64.0", source);
-        // Each Linear's weight and bias, in model order; activations per sample: four outputs of 2048 floats (MSE keeps none).
-        Assert.Contains("        4194304, 2048, 4194304, 2048, 4194304, 2048, 4194304, 2048,\n    }, 32768, 16384),", source.Replace("\r\n", "\n"));
+        Assert.Contains("//   none                   64.0       64.0            128.1          0.0      256.2", source);
+        Assert.Contains("//   optimizer-state        64.0       64.0             32.0          0.0      160.1", source);
+        Assert.Contains("//   gradients              64.0       16.0             32.0          0.0      112.1", source);
+        Assert.Contains("//   parameters             16.0       16.0             32.0          0.0       64.1", source);
+        // Each Linear's weight and bias, in model order; activations per sample: 4 · 2048 + 1 floats (MSE keeps none).
+        Assert.Contains("{\n            4194304, 2048, 4194304, 2048, 4194304, 2048, 4194304, 2048, 2048, 1,\n        }, 32772, 16386),", source.Replace("\r\n", "\n"));
     }
 
     [Fact]
