@@ -146,8 +146,9 @@ namespace ModelDsl.Runtime.Training
                 checked((level >= ShardLevel.OptimizerState ? share : all) * stateBytes),
                 activations);
             if (level == ShardLevel.None || worldSize == 1) return Of(all);
-            var shares = Shares(model.ParameterTensors, worldSize);
-            return rank >= 0 ? Of(shares[Math.Min(rank, worldSize - 1)]) : Of(shares.Max());
+            // Past one rank per tensor the others own nothing: the partition over that many ranks is the same.
+            var shares = Shares(model.ParameterTensors, Math.Min(worldSize, Math.Max(1, model.ParameterTensors.Count)));
+            return rank >= 0 ? Of(rank < shares.Length ? shares[rank] : 0) : Of(shares.Max());
         }
 
         /// <summary>
