@@ -1,5 +1,6 @@
 using System.IO;
 using ModelDsl.Runtime.Training;
+using Xunit.Abstractions;
 
 namespace ModelDsl.Runtime.Tests;
 
@@ -8,7 +9,7 @@ namespace ModelDsl.Runtime.Tests;
 /// holds (fp32, Adam's moments), on one rank and on two under mpirun as DDP, ZeRO-1 and ZeRO-2. Lean runs: 640 rows,
 /// one epoch, no optimisation passes.
 /// </summary>
-public sealed class MemoryPlanEndToEndTests : IDisposable
+public sealed class MemoryPlanEndToEndTests(ITestOutputHelper output) : IDisposable
 {
     private readonly string _dir = Directory.CreateTempSubdirectory("modeldsl-memory-").FullName;
 
@@ -31,10 +32,13 @@ public sealed class MemoryPlanEndToEndTests : IDisposable
     }
 
     /// <summary>Planned model state within 5% of measured (each term and their sum), activations within 25%.</summary>
-    private static void AssertPlanHolds(MemoryReport memory)
+    private void AssertPlanHolds(string run, MemoryReport memory)
     {
         var planned = memory.Planned ?? throw new Xunit.Sdk.XunitException("no planned figures");
         var measured = memory.Measured;
+        // The row docs/memory.md shows: bytes planned / measured.
+        output.WriteLine($"| {run} | {planned.Parameters:N0} / {measured.Parameters:N0} | {planned.Gradients:N0} / {measured.Gradients:N0} | " +
+            $"{planned.OptimizerState:N0} / {measured.OptimizerState:N0} | {planned.Activations:N0} / {measured.Activations:N0} | {measured.PeakRss:N0} |");
         Within(0.05, "parameters", planned.Parameters, measured.Parameters);
         Within(0.05, "gradients", planned.Gradients, measured.Gradients);
         Within(0.05, "optimizer_state", planned.OptimizerState, measured.OptimizerState);
@@ -54,7 +58,7 @@ public sealed class MemoryPlanEndToEndTests : IDisposable
         var memory = Train("one");
         Assert.Equal("none", memory.Shard);
         Assert.Equal("fp32", memory.Precision);
-        AssertPlanHolds(memory);
+        AssertPlanHolds("1 rank", memory);
         // Ψ = 151,498 parameters in fp32; Adam's two moments.
         Assert.Equal(151_498L * 4, memory.Measured.Parameters);
         Assert.Equal(151_498L * 8, memory.Measured.OptimizerState);
@@ -66,7 +70,9 @@ public sealed class MemoryPlanEndToEndTests : IDisposable
         var ddp = Train("ddp", "--world-size", "2");
         var zero1 = Train("zero1", "--world-size", "2", "--shard", "optimizer-state");
         var zero2 = Train("zero2", "--world-size", "2", "--shard", "gradients");
-        foreach (var memory in new[] { ddp, zero1, zero2 }) AssertPlanHolds(memory);
+        AssertPlanHolds("2 ranks, DDP", ddp);
+        AssertPlanHolds("2 ranks, ZeRO-1", zero1);
+        AssertPlanHolds("2 ranks, ZeRO-2", zero2);
         Assert.Equal(new[] { "none", "optimizer-state", "gradients" }, new[] { ddp.Shard, zero1.Shard, zero2.Shard });
         // Rank 0 owns Hidden's weight (131,072 of the 151,498 elements: ZeroRedundancyOptimizer's partition of whole tensors).
         Assert.Equal(131_072L * 8, zero1.Measured.OptimizerState);
