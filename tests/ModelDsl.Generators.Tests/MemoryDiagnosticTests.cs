@@ -3,7 +3,7 @@ using Microsoft.CodeAnalysis;
 namespace ModelDsl.Generators.Tests;
 
 /// <summary>The compiler's per-rank memory plan: MD0430 by id and span, its fix, and the plan in the generated trainer.</summary>
-public class MemoryPlanTests
+public class MemoryDiagnosticTests
 {
     // Four 2048 x 2048 Linear layers and a Linear(1): Ψ = 4 · (2048² + 2048) + 2049 = 16,787,457; Adam in fp32 keeps 16
     // bytes per parameter (256.2 MiB with the activations unsharded). At 4 ranks the largest share is rank 0's: a
