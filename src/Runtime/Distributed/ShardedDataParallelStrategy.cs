@@ -126,7 +126,7 @@ public sealed class ShardedDataParallelStrategy : ITrainingStrategy
         if (Level == ShardLevel.OptimizerState)
         {
             _ddp.SynchronizeGradients(model);
-            // Every rank holds every averaged gradient: DDP's own clipping, before the other partitions' are dropped.
+            // Every rank holds every averaged gradient: DDP's own clipping, before the other partitions' are set aside for the step.
             if (_plan.GradientClipNorm > 0) nn.utils.clip_grad_norm_(partition.Parameters, _plan.GradientClipNorm);
             SetAsideForeignGradients();
             return;
