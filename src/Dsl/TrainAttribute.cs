@@ -140,6 +140,12 @@ namespace ModelDsl
         /// </summary>
         public string LabelColumn { get; set; } = "";
         /// <summary>
+        /// The memory one rank may use, in MiB: the compiler's per-rank memory plan (parameters, gradients, optimiser
+        /// state and activations at <see cref="BatchSize"/>, at the [Parallel] world size and shard level) above it is the
+        /// error MD0430, which names the largest term and the shard level that would fit. Default 0: no budget.
+        /// </summary>
+        public double MemoryBudgetMB { get; set; }
+        /// <summary>
         /// Gradient accumulation: k micro-batches of <see cref="BatchSize"/> per optimiser step, their gradients summed
         /// (each micro-batch's loss weighted by its share of the group's samples), so a step equals one at k × the batch;
         /// under data parallel the gradients are averaged across ranks on the last micro-batch only. At least 1;

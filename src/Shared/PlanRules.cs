@@ -50,6 +50,7 @@ namespace ModelDsl.Plans
         public static readonly RangeRule ValidationFraction = new("ValidationFraction", "in [0, 1)", v => v >= 0 && v < 1);
         public static readonly RangeRule EarlyStoppingPatience = new("EarlyStoppingPatience", "0 (off) or a number of epochs", v => v >= 0);
         public static readonly RangeRule FeatureScale = new("FeatureScale", "a positive number", Positive);
+        public static readonly RangeRule MemoryBudgetMB = new("MemoryBudgetMB", "0 (no budget) or a positive number of MiB", v => v >= 0 && !double.IsInfinity(v));
         public static readonly RangeRule GradientAccumulation = new("GradientAccumulation", "at least 1 (micro-batches per optimiser step)", v => v >= 1);
 
         public static readonly RangeRule WorldSize = new("WorldSize", "at least 1", v => v >= 1);

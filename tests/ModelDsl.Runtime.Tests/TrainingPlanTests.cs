@@ -24,6 +24,8 @@ public class TrainingPlanTests
         nameof(TrainingPlan.Header), nameof(TrainingPlan.LabelColumn),
         // Sharding takes DDP's steps and its checkpoints hold the whole state: a run resumes at any level.
         nameof(TrainingPlan.Shard),
+        // The memory plan's facts come from the declaration; the budget is a compile-time check.
+        nameof(TrainingPlan.Memory), nameof(TrainingPlan.MemoryBudgetMB),
     };
 
     [Fact]
@@ -82,6 +84,7 @@ public class TrainingPlanTests
         long[] dims => dims.Append(2L).ToArray(),
         IReadOnlyList<ModelDsl.Runtime.Optimization.OptimizationPass> passes => passes.Append(new ModelDsl.Runtime.Optimization.QuantizePass(QuantizeMode.DynamicInt8)).ToArray(),
         Enum e => Enum.GetValues(type).Cast<object>().First(v => !v.Equals(e)),
+        null when type == typeof(MemoryModel) => new MemoryModel(new long[] { 10 }, 4, 2),
         null when type == typeof(Func<TorchSharp.torch.Tensor, TorchSharp.torch.Tensor, TorchSharp.torch.Tensor>) =>
             (Func<TorchSharp.torch.Tensor, TorchSharp.torch.Tensor, TorchSharp.torch.Tensor>)((output, _) => output.sum()),
         _ => throw new InvalidOperationException($"add a way to change a {type.Name} plan property to this test"),

@@ -329,6 +329,10 @@ namespace ModelDsl.Generators.Diagnostics
             "Restarts on one rank",
             "MaxRestarts applies to the ranks the trainer starts under mpirun; at WorldSize = 1 nothing is relaunched, so a failed run stays failed (resume it with --resume)");
 
+        public static readonly DiagnosticDescriptor MemoryOverBudget = Error("MD0430", TrainingCategory,
+            "The per-rank memory plan is above the budget",
+            "The per-rank memory plan of '{0}' is {1} MiB ({2}), above MemoryBudgetMB = {3}: the largest term is {4}, {5} MiB; {6}");
+
         public static readonly DiagnosticDescriptor ShardAtWorldSizeOne = Warning("MD0210", ParallelCategory,
             "Sharding on one rank",
             "Shard = ShardLevel.{0} at WorldSize = 1 has no other rank to hold the shards: the one rank keeps the whole model state, as without sharding");

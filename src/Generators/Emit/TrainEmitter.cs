@@ -57,6 +57,7 @@ namespace ModelDsl.Generators.Emit
                 w.Line($"    // [Parallel({p.Mode}, WorldSize = {I(p.WorldSize)})]: the trainer relaunches itself under mpirun when started alone.");
                 foreach (var value in p.Values) Value(w, value);
             }
+            if (t.Memory is { } memory) Memory(w, memory);
             if (model.Passes.Count > 0)
             {
                 const string Opt = "global::ModelDsl.Runtime.Optimization";
@@ -99,6 +100,23 @@ namespace ModelDsl.Generators.Emit
             foreach (var _ in model.ContainingTypes) w.Close();
             if (model.Namespace is not null) w.Close();
             return w.ToString();
+        }
+
+        /// <summary>
+        /// The compiler's per-rank memory plan: its table by shard level (a comment), and the facts it was computed from,
+        /// which the run's report plans with again at the run's settings and compares with what it measures.
+        /// </summary>
+        private static void Memory(SourceWriter w, MemorySpec memory)
+        {
+            w.Line($"    // The per-rank memory plan ({memory.Description}); docs/memory.md:");
+            foreach (var line in memory.Table) w.Line("    //   " + line);
+            w.Line("    // From the parameter tensors' elements (model order) and the activation bytes per sample (fp32, bf16).");
+            w.Line("    Memory = new global::ModelDsl.Runtime.Training.MemoryModel(new long[]");
+            w.Line("    {");
+            const int PerLine = 12;
+            for (int i = 0; i < memory.ParameterTensors.Count; i += PerLine)
+                w.Line("        " + string.Join(", ", memory.ParameterTensors.Skip(i).Take(PerLine).Select(CSharpLiterals.Long)) + ",");
+            w.Line($"    }}, {CSharpLiterals.Long(memory.ActivationBytesPerSample)}, {CSharpLiterals.Long(memory.ActivationBytesPerSampleBf16)}),");
         }
 
         /// <summary>One <c>Name = value,</c> line of the plan, as every checked plan value is written.</summary>

@@ -46,7 +46,22 @@ namespace ModelDsl.Generators.Model
     /// </summary>
     internal sealed record TrainSpec(
         string Loss, string Optimizer, int Epochs, int BatchSize, EquatableArray<long> SampleShape, bool IsLanguageModel,
-        EquatableArray<PlanValue> Values, string? LossMethod = null);
+        EquatableArray<PlanValue> Values, string? LossMethod = null)
+    {
+        /// <summary>SGD's momentum (the memory plan counts its buffer).</summary>
+        public double Momentum { get; init; }
+        /// <summary>The declared per-rank budget in MiB; 0 when none.</summary>
+        public double MemoryBudgetMB { get; init; }
+        /// <summary>The compiler's memory plan of the model (MemoryPlanner); null where the shapes are unknown.</summary>
+        public MemorySpec? Memory { get; init; }
+    }
+
+    /// <summary>
+    /// The memory plan's inputs as the compiler found them (the runtime's <c>MemoryModel</c>), and the table of
+    /// per-rank bytes by shard level the generated plan shows (its lines, at the declared settings).
+    /// </summary>
+    internal sealed record MemorySpec(EquatableArray<long> ParameterTensors, long ActivationBytesPerSample, long ActivationBytesPerSampleBf16,
+        string Description, EquatableArray<string> Table);
 
     /// <summary>The checked values of a [Parallel] attribute: the mode and world size, and every plan value it sets.</summary>
     internal sealed record ParallelSpec(ParallelMode Mode, int WorldSize, EquatableArray<PlanValue> Values);

@@ -389,6 +389,8 @@ namespace ModelDsl.Generators.Parsing
                 var batchNorms = specs.Where(l => l.Kind == LayerKind.BatchNorm1d || l.Kind == LayerKind.BatchNorm2d).Select(l => l.MemberName).ToArray();
                 plans.Parallel = ParallelParser.Parse(type.Name, parallelAttribute, trainAttribute is not null, batchNorms, report);
             }
+            if (plans.Train is not null && !shapesFailed && !userForward)
+                plans.Train = MemoryPlanner.Plan(type.Name, plans.Train, plans.Parallel, specs, input, trainAttribute!, report);
             var passAttributes = attributes
                 .Where(a => a.AttributeClass?.ToDisplayString() is OptimizationParser.PruneAttributeName or OptimizationParser.QuantizeAttributeName)
                 .OrderBy(a => a.ApplicationSyntaxReference?.Span.Start ?? 0).ToArray();

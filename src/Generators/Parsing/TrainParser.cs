@@ -100,6 +100,10 @@ namespace ModelDsl.Generators.Parsing
             if (!PlanRules.GradientAccumulation.Holds(accumulation))
                 args.Fail(DiagnosticDescriptors.InvalidGradientAccumulation, nameof(TrainAttribute.GradientAccumulation), Int(accumulation));
 
+            double memoryBudget = args.Get(nameof(TrainAttribute.MemoryBudgetMB), 0.0);
+            if (!PlanRules.MemoryBudgetMB.Holds(memoryBudget))
+                args.Fail(DiagnosticDescriptors.InvalidTrainingSetting, nameof(TrainAttribute.MemoryBudgetMB), $"MemoryBudgetMB is {Num(memoryBudget)}; it must be {PlanRules.MemoryBudgetMB.Requirement}");
+
             string? interval = args.Enum(nameof(TrainAttribute.ScheduleInterval), nameof(ScheduleInterval.Epoch), DiagnosticDescriptors.InvalidTrainingSetting);
 
             // A language model: token ids (B, T) in, next-token scores (B, T, V) out. It trains on a text file with a
@@ -194,10 +198,14 @@ namespace ModelDsl.Generators.Parsing
             args.AddIfWritten(values, nameof(TrainAttribute.EarlyStoppingPatience), patience);
             args.AddIfWritten(values, nameof(TrainAttribute.ScheduleInterval), interval, nameof(ScheduleInterval));
             args.AddIfWritten(values, nameof(TrainAttribute.GradientAccumulation), accumulation);
+            args.AddIfWritten(values, nameof(TrainAttribute.MemoryBudgetMB), memoryBudget);
             if (language)
                 values.Add(new("IsLanguageModel", true,
                     Before: $"Token ids (B, T) -> scores (B, T, V): trained on a text file in windows of {Int(sample[0])} characters, a target per position."));
-            return new TrainSpec(loss, optimizer, epochs, batch, sample.ToEquatableArray(), language, values.ToEquatableArray());
+            return new TrainSpec(loss, optimizer, epochs, batch, sample.ToEquatableArray(), language, values.ToEquatableArray())
+            {
+                Momentum = momentum, MemoryBudgetMB = memoryBudget,
+            };
         }
 
         /// <summary>Why a label column name can never match a name of a CSV header row, or null when it can.</summary>

@@ -69,7 +69,7 @@ public sealed class ShardedDataParallelStrategy : ITrainingStrategy
     public long BytesCommunicated => _ddp.BytesCommunicated + _bytes;
 
     /// <summary>Bytes of optimiser state this rank holds now (momentum buffers, Adam's moments).</summary>
-    public long OptimizerStateBytes => _states.Values.Sum(s => StateTensors(s).Sum(t => t.numel() * t.element_size()));
+    public long OptimizerStateBytes => _states.Values.Sum(MemoryProbe.StateBytes);
 
     /// <summary>Without the optimiser nothing is sharded but the step: prefer <see cref="Start(nn.Module, long, OptimizerHelper)"/>.</summary>
     public void Start(nn.Module model, long stepsTaken)
@@ -126,9 +126,9 @@ public sealed class ShardedDataParallelStrategy : ITrainingStrategy
         if (Level == ShardLevel.OptimizerState)
         {
             _ddp.SynchronizeGradients(model);
-            // Every rank holds every averaged gradient: DDP's own clipping, before the other partitions' are dropped.
+            // Every rank holds every averaged gradient: DDP's own clipping, before the other partitions' are set aside for the step.
             if (_plan.GradientClipNorm > 0) nn.utils.clip_grad_norm_(partition.Parameters, _plan.GradientClipNorm);
-            DropForeignGradients();
+            SetAsideForeignGradients();
             return;
         }
         ReduceScatterGradients();
@@ -138,6 +138,7 @@ public sealed class ShardedDataParallelStrategy : ITrainingStrategy
     /// <summary>After an applied step: all-gathers the updated partitions; then DDP's buffer broadcast and divergence check.</summary>
     public Divergence? AfterStep(nn.Module model, long step, double loss, bool applied)
     {
+        RestoreForeignGradients();
         if (applied) GatherParameters();
         return _ddp.AfterStep(model, step, loss, applied);
     }
@@ -176,7 +177,7 @@ public sealed class ShardedDataParallelStrategy : ITrainingStrategy
     {
         _ddp.Finish(model, report);
         var section = report.GetSection<DistributedReport>("distributed") ?? new DistributedReport();
-        section.Shard = TrainingOverrides.ShardName(Level);
+        section.Shard = MemoryPlan.ShardName(Level);
         // Stage 2 reduce-scatters one flat buffer: DDP's gradient buckets exist underneath but never run.
         if (Level == ShardLevel.Gradients) section.Buckets = 0;
         section.AllReduceSeconds += _communication.TotalSeconds;
@@ -188,12 +189,34 @@ public sealed class ShardedDataParallelStrategy : ITrainingStrategy
     /// <inheritdoc/>
     public void Dispose() => _ddp.Dispose();
 
-    private void DropForeignGradients()
+    /// <summary>
+    /// Stage 1: the other partitions' gradients leave the parameters for the optimiser's step (it steps the parameters
+    /// that have one, and holds no state for those) and come back after it: stage 1 keeps every averaged gradient, as
+    /// ZeRO's stage 1 and PyTorch's ZeroRedundancyOptimizer under DDP do; stage 2 is what frees them.
+    /// </summary>
+    private void SetAsideForeignGradients()
     {
         var partition = Partition;
         for (int i = 0; i < partition.Parameters.Count; i++)
-            if (partition.Owner[i] != Rank) partition.Parameters[i].grad = null;
+        {
+            if (partition.Owner[i] == Rank) continue;
+            var parameter = partition.Parameters[i];
+            if (parameter.grad is { } grad) _setAside.Add((parameter, grad.DetachFromDisposeScope()));
+            parameter.grad = null;
+        }
     }
+
+    private void RestoreForeignGradients()
+    {
+        foreach (var (parameter, grad) in _setAside)
+        {
+            parameter.grad = grad;
+            grad.Dispose(); // the parameter holds the gradient now; this was one more reference to it
+        }
+        _setAside.Clear();
+    }
+
+    private readonly List<(Parameter Parameter, Tensor Grad)> _setAside = new();
 
     /// <summary>
     /// Stage 2: every gradient into its owner's segment of one flat buffer (the others' gradients freed as they are
@@ -373,14 +396,6 @@ public sealed class ShardedDataParallelStrategy : ITrainingStrategy
             moment = empty(0, parameter.dtype, parameter.device).DetachFromDisposeScope();
         }
     }
-
-    private static IEnumerable<Tensor> StateTensors(OptimizerState state) => state switch
-    {
-        SGD.State sgd => sgd.momentum_buffer is { } b ? new[] { b } : Array.Empty<Tensor>(),
-        Adam.State adam => new[] { adam.exp_avg, adam.exp_avg_sq },
-        AdamW.State adamW => new[] { adamW.exp_avg, adamW.exp_avg_sq },
-        _ => Array.Empty<Tensor>(),
-    };
 }
 
 /// <summary>
@@ -425,16 +440,11 @@ public sealed class ParameterPartition
         ArgumentOutOfRangeException.ThrowIfLessThan(worldSize, 1);
         var seen = new HashSet<IntPtr>();
         var list = parameters.Where(p => p.requires_grad && seen.Add(p.Handle)).ToList();
-        var owner = new int[list.Count];
+        // The partition the compiler's memory plan assumes (MemoryPlan.Partition): one algorithm for both.
+        var owner = MemoryPlan.Partition(list.Select(p => p.numel()).ToArray(), worldSize);
         var offset = new long[list.Count];
         var sizes = new long[worldSize];
-        // OrderBy is stable: equal sizes keep model order, as Python's sorted does.
-        foreach (int i in Enumerable.Range(0, list.Count).OrderByDescending(i => list[i].numel()))
-        {
-            int rank = Array.IndexOf(sizes, sizes.Min());
-            owner[i] = rank;
-            sizes[rank] += list[i].numel();
-        }
+        for (int i = 0; i < list.Count; i++) sizes[owner[i]] += list[i].numel();
         var filled = new long[worldSize];
         for (int i = 0; i < list.Count; i++)
         {

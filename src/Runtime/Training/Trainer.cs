@@ -142,6 +142,7 @@ namespace ModelDsl.Runtime.Training
                     Restarts = options.Restarts,
                 };
                 strategy.Finish(model, report);
+                report.SetSection("memory", loop.Memory.Report(plan, strategy.Rank, strategy.WorldSize));
                 // The best checkpoint's test accuracy, for the final lines: what evaluate will say of it (rank 0 only).
                 double? bestTestAccuracy = null;
                 if (primary && data.Test is { } testData && hasAccuracy && best.BestEpoch is { } bestEpoch && bestEpoch != history[^1].Epoch
@@ -232,12 +233,18 @@ namespace ModelDsl.Runtime.Training
             private readonly TrainingStep _step;
 
             public EpochLoop(TrainingOptions options, nn.Module<Tensor, Tensor> model, OptimizerHelper optimizer, ITrainingStrategy strategy,
-                TrainingData data, RunOutputs outputs, Device device)
+                TrainingData data, RunOutputs outputs, Device device, bool measure = true)
             {
                 (_options, _model, _strategy, _data, _outputs, _device) = (options, model, strategy, data, outputs, device);
                 Optimizer = optimizer;
-                _step = new TrainingStep(model, optimizer, options.Plan, strategy);
+                _measure = measure;
+                _step = new TrainingStep(model, optimizer, options.Plan, strategy) { Probe = measure ? Memory : null };
             }
+
+            private readonly bool _measure;
+
+            /// <summary>What this rank holds at its first steps (the report's <c>memory.measured</c>).</summary>
+            public MemoryProbe Memory { get; } = new();
 
             public OptimizerHelper Optimizer { get; }
             public bool Primary => _strategy.Rank == 0;
@@ -247,9 +254,9 @@ namespace ModelDsl.Runtime.Training
             /// <summary>Why the last <see cref="Run"/> returned null.</summary>
             public Divergence Divergence { get; private set; }
 
-            /// <summary>The same loop over another model and optimiser (fine-tuning a pruned model).</summary>
+            /// <summary>The same loop over another model and optimiser (fine-tuning a pruned model), measuring nothing: the report's memory is training's.</summary>
             public EpochLoop With(nn.Module<Tensor, Tensor> model, OptimizerHelper optimizer) =>
-                new(_options, model, optimizer, _strategy, _data, _outputs, _device);
+                new(_options, model, optimizer, _strategy, _data, _outputs, _device, measure: false);
 
             public EpochMetrics? Run(int epoch, int epochs, double lr, string label = "epoch", bool perStepSchedule = false)
             {
@@ -286,6 +293,7 @@ namespace ModelDsl.Runtime.Training
                     long groupStart = micro / k * k * plan.BatchSize;
                     double weight = k == 1 ? 1 : (double)n / (Math.Min(groupStart + (long)k * plan.BatchSize, rankSamples) - groupStart);
                     micro++;
+                    Memory.Armed = _measure && Step < MemoryProbe.MeasuredSteps;
                     // Per-step schedule: the rate for the step about to run, at its fraction of the epoch.
                     if (perStepSchedule && first && stepInEpoch > 0)
                         foreach (var group in Optimizer.ParamGroups) group.LearningRate = plan.LearningRateAt(epoch + (stepInEpoch + 1.0) / Math.Max(1, steps));
@@ -299,6 +307,8 @@ namespace ModelDsl.Runtime.Training
                         Divergence = diverged;
                         return null;
                     }
+                    if (result.Applied) Memory.AfterStep(_model, Optimizer);
+                    Memory.Armed = false;
                     // Skipped on this rank alone (local SGD): the ranks decide together at the next round.
                     if (!result.Applied) continue;
 

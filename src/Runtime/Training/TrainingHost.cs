@@ -112,7 +112,7 @@ namespace ModelDsl.Runtime.Training
             if (environment is null || ranks == 1)
                 return Guarded(primary: true, () =>
                 {
-                    if (summary is not null) Console.WriteLine(summary);
+                    PrintSummary(summary, options.Plan);
                     return Trainer.Train(options, create);
                 });
             return RunRank(options, create, summary);
@@ -153,7 +153,7 @@ namespace ModelDsl.Runtime.Training
                             : new Distributed.DataParallelStrategy(group, options.Plan);
                     int code = Guarded(primary, () =>
                     {
-                        if (summary is not null && primary) Console.WriteLine(summary);
+                        if (primary) PrintSummary(summary, options.Plan);
                         return Trainer.Train(options, create, strategy);
                     }, rethrowUnexpected: true);
                     if (code != 0)
@@ -172,6 +172,21 @@ namespace ModelDsl.Runtime.Training
                     return 1;
                 }
             }
+        }
+
+        /// <summary>
+        /// The layer table, then the compiler's per-rank memory plan at this run's settings (world size, batch, optimiser;
+        /// one row per shard level), which the report's <c>memory</c> section checks against what the run measures.
+        /// </summary>
+        private static void PrintSummary(ModelSummary? summary, TrainingPlan plan)
+        {
+            if (summary is not null) Console.WriteLine(summary);
+            if (plan.Memory is not { } memory) return;
+            var precision = MemoryProbe.RunPrecision(plan);
+            int ranks = Math.Max(1, plan.WorldSize);
+            var shard = plan.Mode == ParallelMode.Sync && ranks > 1 ? plan.Shard : ShardLevel.None;
+            Console.WriteLine($"Memory per rank ({MemoryPlan.Describe(plan.Optimizer, plan.Momentum, precision, ranks, plan.BatchSize)}; this run: shard {MemoryPlan.ShardName(shard)}):");
+            Console.WriteLine(MemoryPlan.Table(memory, plan.Optimizer, plan.Momentum, precision, ranks, plan.BatchSize, indent: "  "));
         }
 
         private static int LocalRanks(int worldSize) =>

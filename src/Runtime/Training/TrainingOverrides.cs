@@ -189,7 +189,7 @@ namespace ModelDsl.Runtime.Training
                 return o with { Plan = o.Plan with { MaxRestarts = n } };
             });
             // ZeRO: what the ranks shard. Stage 3 (parameters) is named but not implemented yet.
-            var shard = new Option<string?>("--shard") { Description = $"Sync: what each rank shards instead of replicating (ZeRO stages 1-2): none, optimizer-state or gradients (declared: {ShardName(plan.Shard)})", HelpName = "none|optimizer-state|gradients|parameters" };
+            var shard = new Option<string?>("--shard") { Description = $"Sync: what each rank shards instead of replicating (ZeRO stages 1-2): none, optimizer-state or gradients (declared: {MemoryPlan.ShardName(plan.Shard)})", HelpName = "none|optimizer-state|gradients|parameters" };
             shard.AcceptOnlyFromAmong("none", "optimizer-state", "gradients", "parameters");
             yield return TrainingOverride.Of(shard, (o, v) =>
             {
@@ -200,13 +200,6 @@ namespace ModelDsl.Runtime.Training
                 return o with { Plan = o.Plan with { Shard = v == "none" ? ShardLevel.None : v == "gradients" ? ShardLevel.Gradients : ShardLevel.OptimizerState } };
             });
         }
-
-        /// <summary>The <c>--shard</c> spelling of a level (<c>optimizer-state</c>).</summary>
-        internal static string ShardName(ShardLevel level) => level switch
-        {
-            ShardLevel.OptimizerState => "optimizer-state",
-            _ => level.ToString().ToLowerInvariant(),
-        };
 
         private static void AsyncOnly(TrainingOptions o, string option, bool given)
         {

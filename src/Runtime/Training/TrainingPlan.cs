@@ -153,6 +153,18 @@ namespace ModelDsl.Runtime.Training
         /// </summary>
         public int GradientAccumulation { get; init; } = PlanDefaults.GradientAccumulation;
 
+        /// <summary>
+        /// The compiler's memory facts of the model (its parameter tensors, activation bytes per sample), from which the
+        /// per-rank memory plan is computed at the run's settings (<see cref="MemoryPlan"/>); null when the compiler could not
+        /// know them (a shape known only at run time).
+        /// </summary>
+        [NotInFingerprint("derived from the model's declaration")]
+        public MemoryModel? Memory { get; init; }
+
+        /// <summary>The declared per-rank memory budget in MiB (checked at compile time, MD0430); 0 when none.</summary>
+        [NotInFingerprint("a check of the plan, not a setting of training")]
+        public double MemoryBudgetMB { get; init; }
+
         /// <summary>The loss as the progress and the reports name it: the [Loss] method, or the declared loss.</summary>
         public string LossName => CustomLoss is null || LossMethod.Length == 0 ? Loss.ToString() : $"{LossMethod} ([Loss] method)";
 

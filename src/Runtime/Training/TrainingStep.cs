@@ -54,8 +54,10 @@ namespace ModelDsl.Runtime.Training
         /// </summary>
         public StepResult Run(Tensor x, Tensor y, double weight, bool first, bool last)
         {
+            Probe?.BeforeForward();
             var output = _model.call(x);
             var loss = _compute(output, y);
+            Probe?.AfterLoss();
             double value = loss.item<float>();
             if (first) (_groupFinite, _groupLoss) = (true, 0);
             if (_groupFinite && !double.IsFinite(value)) (_groupFinite, _groupLoss) = (false, value);
@@ -70,6 +72,9 @@ namespace ModelDsl.Runtime.Training
             _optimizer.step();
             return new StepResult(value, correct, Applied: true);
         }
+
+        /// <summary>Measures the activations of the steps it is armed for (the report's <c>memory</c> section), if set.</summary>
+        public MemoryProbe? Probe { get; set; }
 
         private bool _groupFinite = true;
         private double _groupLoss;

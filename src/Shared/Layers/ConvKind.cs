@@ -1,4 +1,5 @@
 #if MODELDSL_GENERATOR
+using System.Collections.Generic;
 using ModelDsl.Generators.Model;
 #endif
 
@@ -67,6 +68,7 @@ namespace ModelDsl.Shapes
         }
 
         public override long WeightCount(LayerSpec l) => l.Parameters - (l.Args.Bias ? l.Args.Out : 0);
+        public override IEnumerable<long> ParameterTensors(LayerSpec l) => WeightAndBias(l);
 
         // (out, in / groups, kernel height (or length), kernel width).
         public override long WeightSize(LayerArgs a, int dim) => dim switch

@@ -19,6 +19,9 @@ namespace ModelDsl.Shapes
     {
         public IdentityKind() : base("Identity") { }
 
+        /// <summary>The identity returns its input: nothing new is kept.</summary>
+        public override long ActivationBytes(KindArguments? own, long outputElements, int elementBytes) => 0;
+
         public override bool AcceptsIntegerInput => true;
 
         public override LayerShape Infer(LayerParams p, Dim[] x, bool isInt)
@@ -38,6 +41,10 @@ namespace ModelDsl.Shapes
     internal sealed class DropoutKind : LayerKind<DropoutArguments>
     {
         public DropoutKind() : base("Dropout") { }
+
+        /// <summary>libtorch's CPU dropout multiplies by a mask of the input's size and dtype: the output and the mask.</summary>
+        public override long ActivationBytes(KindArguments? own, long outputElements, int elementBytes) =>
+            own is DropoutArguments { P: 0 } ? 0 : checked(2 * outputElements * elementBytes);
 
         public override void Read(LayerParams p, ILayerArguments arguments) => p.Own = new DropoutArguments(arguments.Double("p") ?? 0.5);
 

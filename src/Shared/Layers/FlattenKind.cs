@@ -17,6 +17,9 @@ namespace ModelDsl.Shapes
     {
         public FlattenKind() : base("Flatten") { }
 
+        /// <summary>A flatten of a contiguous tensor is a view: it holds no new storage.</summary>
+        public override long ActivationBytes(KindArguments? own, long outputElements, int elementBytes) => 0;
+
         public override void Read(LayerParams p, ILayerArguments arguments) =>
             p.Own = new FlattenArguments(arguments.Long("StartDim") ?? 1, arguments.Long("EndDim") ?? -1);
 

@@ -176,6 +176,16 @@ namespace ModelDsl.Shapes
         /// <summary>Whether structured pruning can remove the layer's outputs (Linear neurons, Conv2d channels).</summary>
         public virtual bool CanCut => false;
 
+        // ---- Memory plan --------------------------------------------------------------------------------------
+
+        /// <summary>
+        /// Bytes of activations the layer leaves alive for backward when it outputs <paramref name="outputElements"/>
+        /// elements of <paramref name="elementBytes"/> each (MemoryPlan, docs/memory.md): its output by default, as every
+        /// layer output of a TorchSharp step stays referenced until the step's dispose scope ends; a view, nothing; more
+        /// where autograd saves tensors besides the output (a max pool's int64 indices, dropout's mask).
+        /// </summary>
+        public virtual long ActivationBytes(KindArguments? own, long outputElements, int elementBytes) => checked(outputElements * elementBytes);
+
 #if MODELDSL_GENERATOR
         // ---- Emission (generator only) ------------------------------------------------------------------------
 
@@ -189,6 +199,21 @@ namespace ModelDsl.Shapes
 
         /// <summary>Elements of the layer's <c>weight</c>: its parameters less the bias.</summary>
         public virtual long WeightCount(LayerSpec layer) => layer.Parameters;
+
+        /// <summary>
+        /// Elements of each trainable parameter tensor, in registration order (the memory plan partitions whole tensors
+        /// across ranks as ZeroRedundancyOptimizer does); by default one tensor of all the layer's parameters.
+        /// </summary>
+        public virtual IEnumerable<long> ParameterTensors(LayerSpec layer) =>
+            layer.Parameters > 0 ? new[] { layer.Parameters } : Array.Empty<long>();
+
+        /// <summary>A weight and, when the layer has one, its bias of <c>Out</c> elements (Linear, convolutions).</summary>
+        protected IEnumerable<long> WeightAndBias(LayerSpec layer)
+        {
+            long weight = WeightCount(layer);
+            if (weight > 0) yield return weight;
+            if (layer.Args.Bias) yield return layer.Args.Out;
+        }
 
         /// <summary>The weight's size along <paramref name="dim"/> (non-negative, below <see cref="WeightRank"/>): dim 0 holds the outputs pruning removes.</summary>
         public virtual long WeightSize(LayerArgs a, int dim) => dim == 0 ? a.Out : a.In;

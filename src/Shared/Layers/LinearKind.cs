@@ -1,4 +1,5 @@
 #if MODELDSL_GENERATOR
+using System.Collections.Generic;
 using ModelDsl.Generators.Model;
 #endif
 
@@ -33,6 +34,7 @@ namespace ModelDsl.Shapes
 #if MODELDSL_GENERATOR
         public override string Construct(LayerSpec l) => $"{Nn}.Linear({N(l.Args.In)}, {N(l.Args.Out)}, hasBias: {B(l.Args.Bias)})";
         public override long WeightCount(LayerSpec l) => l.Parameters - (l.Args.Bias ? l.Args.Out : 0);
+        public override IEnumerable<long> ParameterTensors(LayerSpec l) => WeightAndBias(l);
 #endif
     }
 }

@@ -1,4 +1,5 @@
 #if MODELDSL_GENERATOR
+using System.Collections.Generic;
 using ModelDsl.Generators.Model;
 #endif
 
@@ -44,6 +45,7 @@ namespace ModelDsl.Shapes
 #if MODELDSL_GENERATOR
         public override string Construct(LayerSpec l) => $"{Nn}.{Name}({N(l.Args.In)}, eps: {D(Own(l.Args).Eps)}, momentum: {D(Own(l.Args).Momentum)})";
         public override long WeightCount(LayerSpec l) => l.Parameters / 2;
+        public override IEnumerable<long> ParameterTensors(LayerSpec l) => new[] { l.Parameters / 2, l.Parameters / 2 };
 #endif
     }
 
@@ -77,6 +79,7 @@ namespace ModelDsl.Shapes
 #if MODELDSL_GENERATOR
         public override string Construct(LayerSpec l) => $"{Nn}.LayerNorm({N(l.Args.In)}, eps: {D(Own(l.Args).Eps)})";
         public override long WeightCount(LayerSpec l) => l.Parameters / 2;
+        public override IEnumerable<long> ParameterTensors(LayerSpec l) => new[] { l.Parameters / 2, l.Parameters / 2 };
 #endif
     }
 }

@@ -11,6 +11,10 @@ namespace ModelDsl.Shapes
 
         public PoolKind(string name, bool max) : base(name) { _max = max; }
 
+        /// <summary>A max pool keeps the int64 index of each output's maximum for backward besides the output.</summary>
+        public override long ActivationBytes(KindArguments? own, long outputElements, int elementBytes) =>
+            checked(outputElements * (elementBytes + (_max ? sizeof(long) : 0)));
+
         // The stride defaults to 0, "the kernel size", as PyTorch's stride=None.
         public override void Read(LayerParams p, ILayerArguments arguments) => p.Own = WindowArguments.Read(arguments, defaultStride: 0);
 

@@ -49,6 +49,13 @@ namespace ModelDsl.Shapes
         public override Dim[] StandInInput(LayerParams p, Dim b, Dim c) => new[] { b, Dim.Sym("T"), c };
 
         public override bool Quantizes => true;
+
+        /// <summary>
+        /// An estimate, not measured: per layer and time step each direction keeps its G gates and its two states of H,
+        /// (G + 2) times the output per layer.
+        /// </summary>
+        public override long ActivationBytes(KindArguments? own, long outputElements, int elementBytes) =>
+            checked((own is RecurrentArguments r ? r.NumLayers : 1) * (_gates + 2) * outputElements * elementBytes);
         public override bool QuantizeReplacesModule => true;
 
 #if MODELDSL_GENERATOR

@@ -1,4 +1,5 @@
 using System;
+using System.Collections.Generic;
 #if MODELDSL_GENERATOR
 using ModelDsl.Generators.Model;
 #endif
@@ -48,9 +49,28 @@ namespace ModelDsl.Shapes
 
         public override bool Quantizes => true;
 
+        /// <summary>
+        /// An estimate per block, in (B, T, C) elements: norm1 1, in_proj 3, attention output 1, out_proj 1, residual 1,
+        /// norm2 1, linear1 r, GELU r, linear2 1, residual 1 — (10 + 2r)·C per position; the attention weights are not
+        /// counted (libtorch's CPU scaled_dot_product_attention keeps per-row statistics, not the T×T matrix). Not
+        /// measured; docs/memory.md says so.
+        /// </summary>
+        public override long ActivationBytes(KindArguments? own, long outputElements, int elementBytes) =>
+            own is TransformerArguments t ? checked(t.Repeat * (10 + 2 * t.MlpRatio) * outputElements * elementBytes) : base.ActivationBytes(own, outputElements, elementBytes);
+
 #if MODELDSL_GENERATOR
         public override string? ConstructComment(LayerSpec l) =>
             $"// {Own(l.Args).Repeat} x pre-LayerNorm block: x + attention(norm1(x)), then x + MLP(norm2(x)); {Own(l.Args).Heads} heads of {l.Args.In / Math.Max(1, Own(l.Args).Heads)}";
+
+        public override IEnumerable<long> ParameterTensors(LayerSpec l)
+        {
+            // TransformerLayer's registration order, per block: norm1 w, b; in_proj w, b; out_proj w, b; norm2 w, b; linear1 w, b; linear2 w, b.
+            var t = Own(l.Args);
+            long c = l.Args.In, r = t.MlpRatio;
+            for (long block = 0; block < t.Repeat; block++)
+                foreach (long n in new[] { c, c, 3 * c * c, 3 * c, c * c, c, c, c, r * c * c, r * c, r * c * c, c })
+                    yield return n;
+        }
 
         public override string Construct(LayerSpec l)
         {

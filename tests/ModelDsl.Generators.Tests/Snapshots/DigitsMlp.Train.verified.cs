@@ -21,6 +21,14 @@ namespace Samples.Digits
             Data = "data/optdigits.tra",
             TestData = "data/optdigits.tes",
             Classes = 10,
+            // The per-rank memory plan (Adam, fp32, batch 64 per rank, 1 rank); docs/memory.md:
+            //   shard  parameters  gradients  optimizer state  activations  total KiB
+            //   none         37.5       37.5             75.1         69.0      219.2
+            // From the parameter tensors' elements (model order) and the activation bytes per sample (fp32, bf16).
+            Memory = new global::ModelDsl.Runtime.Training.MemoryModel(new long[]
+            {
+                8192, 128, 1280, 10,
+            }, 1104, 552),
         };
 
         /// <summary>

@@ -21,6 +21,14 @@ namespace Samples.Digits
             // [Loss] Smoothed: computes the loss in place of Loss.CrossEntropy, whose targets and metrics stay.
             LossMethod = "Smoothed",
             CustomLoss = static (output, target) => SmoothedMlp.Smoothed(output, target),
+            // The per-rank memory plan (Adam, fp32, batch 64 per rank, 1 rank); docs/memory.md:
+            //   shard  parameters  gradients  optimizer state  activations  total KiB
+            //   none         37.5       37.5             75.1         69.0      219.2
+            // From the parameter tensors' elements (model order) and the activation bytes per sample (fp32, bf16).
+            Memory = new global::ModelDsl.Runtime.Training.MemoryModel(new long[]
+            {
+                8192, 128, 1280, 10,
+            }, 1104, 552),
         };
 
         /// <summary>

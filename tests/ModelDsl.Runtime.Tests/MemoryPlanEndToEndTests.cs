@@ -1,0 +1,83 @@
+using System.IO;
+using ModelDsl.Runtime.Training;
+using Xunit.Abstractions;
+
+namespace ModelDsl.Runtime.Tests;
+
+/// <summary>
+/// The report's <c>memory</c> section: the compiler's per-rank plan against what the Digits CNN's generated trainer
+/// holds (fp32, Adam's moments), on one rank and on two under mpirun as DDP, ZeRO-1 and ZeRO-2. Lean runs: 640 rows,
+/// one epoch, no optimisation passes.
+/// </summary>
+public sealed class MemoryPlanEndToEndTests(ITestOutputHelper output) : IDisposable
+{
+    private readonly string _dir = Directory.CreateTempSubdirectory("modeldsl-memory-").FullName;
+
+    public void Dispose()
+    {
+        try { Directory.Delete(_dir, recursive: true); } catch (IOException) { }
+    }
+
+    private MemoryReport Train(string name, params string[] args)
+    {
+        string data = Path.Combine(_dir, "rows.csv");
+        if (!File.Exists(data))
+            File.WriteAllLines(data, File.ReadLines(Path.Combine(DigitsProgram.RepoRoot(), "samples", "Digits", "data", "optdigits.tra")).Take(640));
+        string[] common = { "--data", data, "--test-data", "", "--epochs", "1", "--no-optimize", "--plain", "--checkpoint-dir", name, "--report", name + ".json" };
+        var run = DigitsProgram.Run(_dir, common.Concat(args).ToArray());
+        Assert.True(run.ExitCode == 0, run.ToString());
+        var memory = TrainingReport.Read(Path.Combine(_dir, name + ".json")).GetSection<MemoryReport>("memory");
+        Assert.NotNull(memory);
+        return memory!;
+    }
+
+    /// <summary>Planned model state within 5% of measured (each term and their sum), activations within 25%.</summary>
+    private void AssertPlanHolds(string run, MemoryReport memory)
+    {
+        var planned = memory.Planned ?? throw new Xunit.Sdk.XunitException("no planned figures");
+        var measured = memory.Measured;
+        // The row docs/memory.md shows: bytes planned / measured.
+        output.WriteLine($"| {run} | {planned.Parameters:N0} / {measured.Parameters:N0} | {planned.Gradients:N0} / {measured.Gradients:N0} | " +
+            $"{planned.OptimizerState:N0} / {measured.OptimizerState:N0} | {planned.Activations:N0} / {measured.Activations:N0} | {measured.PeakRss:N0} |");
+        Within(0.05, "parameters", planned.Parameters, measured.Parameters);
+        Within(0.05, "gradients", planned.Gradients, measured.Gradients);
+        Within(0.05, "optimizer_state", planned.OptimizerState, measured.OptimizerState);
+        Within(0.05, "model state", planned.Parameters + planned.Gradients + planned.OptimizerState,
+            measured.Parameters + measured.Gradients + measured.OptimizerState);
+        Assert.True(measured.Activations is > 0, "activations were not measured");
+        Within(0.25, "activations", planned.Activations!.Value, measured.Activations!.Value);
+        Assert.True(measured.PeakRss > measured.Total, $"peak_rss {measured.PeakRss} below the tensors' {measured.Total}");
+    }
+
+    private static void Within(double tolerance, string what, long planned, long measured) =>
+        Assert.True(Math.Abs(planned - measured) <= tolerance * Math.Max(1, measured), $"{what}: planned {planned} bytes, measured {measured}");
+
+    [Fact]
+    public void OneRank_PlannedMatchesMeasured()
+    {
+        var memory = Train("one");
+        Assert.Equal("none", memory.Shard);
+        Assert.Equal("fp32", memory.Precision);
+        AssertPlanHolds("1 rank", memory);
+        // Ψ = 151,498 parameters in fp32; Adam's two moments.
+        Assert.Equal(151_498L * 4, memory.Measured.Parameters);
+        Assert.Equal(151_498L * 8, memory.Measured.OptimizerState);
+    }
+
+    [Fact]
+    public void TwoRanks_DdpZero1Zero2_PlannedMatchesMeasured_AndEachStageHoldsLess()
+    {
+        var ddp = Train("ddp", "--world-size", "2");
+        var zero1 = Train("zero1", "--world-size", "2", "--shard", "optimizer-state");
+        var zero2 = Train("zero2", "--world-size", "2", "--shard", "gradients");
+        AssertPlanHolds("2 ranks, DDP", ddp);
+        AssertPlanHolds("2 ranks, ZeRO-1", zero1);
+        AssertPlanHolds("2 ranks, ZeRO-2", zero2);
+        Assert.Equal(new[] { "none", "optimizer-state", "gradients" }, new[] { ddp.Shard, zero1.Shard, zero2.Shard });
+        // Rank 0 owns Hidden's weight (131,072 of the 151,498 elements: ZeroRedundancyOptimizer's partition of whole tensors).
+        Assert.Equal(131_072L * 8, zero1.Measured.OptimizerState);
+        Assert.Equal(ddp.Measured.Gradients, zero1.Measured.Gradients);   // stage 1 keeps every averaged gradient
+        Assert.Equal(131_072L * 4, zero2.Measured.Gradients);              // stage 2 keeps its partition's
+        Assert.True(zero1.Measured.OptimizerState < ddp.Measured.OptimizerState);
+    }
+}
