@@ -49,7 +49,8 @@ namespace ModelDsl.Runtime.Training
             return TrainingProgress.Run(options.PlainProgress || !primary, progress =>
             {
                 var outputs = new RunOutputs(options, progress, primary);
-                var loop = new EpochLoop(options, model, optimizer, strategy, data, outputs, device);
+                using var precision = MixedPrecision.TrainingPrecision.Create(plan.Precision, model, create, device, options.Cpu ?? MixedPrecision.CpuFeatures.Current, outputs.Note);
+                var loop = new EpochLoop(options, model, optimizer, strategy, data, outputs, device, precision);
                 var history = new List<EpochMetrics>();
                 int startEpoch = 0;
                 Dictionary<string, byte[]>? strategyState = null;
@@ -140,6 +141,7 @@ namespace ModelDsl.Runtime.Training
                     BestValLoss = best.BestValLoss,
                     StopReason = stoppedEarly ? TrainingReport.StoppedEarly : TrainingReport.Completed,
                     Restarts = options.Restarts,
+                    Precision = precision.Name,
                 };
                 strategy.Finish(model, report);
                 // The best checkpoint's test accuracy, for the final lines: what evaluate will say of it (rank 0 only).
@@ -210,11 +212,11 @@ namespace ModelDsl.Runtime.Training
             private readonly TrainingStep _step;
 
             public EpochLoop(TrainingOptions options, nn.Module<Tensor, Tensor> model, OptimizerHelper optimizer, ITrainingStrategy strategy,
-                TrainingData data, RunOutputs outputs, Device device)
+                TrainingData data, RunOutputs outputs, Device device, MixedPrecision.ITrainingPrecision? precision = null)
             {
                 (_options, _model, _strategy, _data, _outputs, _device) = (options, model, strategy, data, outputs, device);
                 Optimizer = optimizer;
-                _step = new TrainingStep(model, optimizer, options.Plan, strategy);
+                _step = new TrainingStep(model, optimizer, options.Plan, strategy, precision);
             }
 
             public OptimizerHelper Optimizer { get; }
@@ -225,7 +227,7 @@ namespace ModelDsl.Runtime.Training
             /// <summary>Why the last <see cref="Run"/> returned null.</summary>
             public Divergence Divergence { get; private set; }
 
-            /// <summary>The same loop over another model and optimiser (fine-tuning a pruned model).</summary>
+            /// <summary>The same loop over another model and optimiser (fine-tuning a pruned model), in float32: the bfloat16 working copy is of the unpruned model.</summary>
             public EpochLoop With(nn.Module<Tensor, Tensor> model, OptimizerHelper optimizer) =>
                 new(_options, model, optimizer, _strategy, _data, _outputs, _device);
 

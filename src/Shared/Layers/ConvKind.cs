@@ -7,6 +7,7 @@ namespace ModelDsl.Shapes
     /// <summary>[Conv1d] and [Conv2d]: <c>torch.nn.Conv1d/Conv2d(in, out, kernel, stride, padding, dilation, groups, bias)</c>.</summary>
     internal sealed class ConvKind : LayerKind<WindowArguments>
     {
+        public override AutocastPolicy Autocast => AutocastPolicy.BFloat16;
         private readonly int _spatial;
 
         public ConvKind(string name, int spatial) : base(name) { _spatial = spatial; }
