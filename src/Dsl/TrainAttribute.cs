@@ -64,8 +64,8 @@ namespace ModelDsl
         /// <summary>Everything in float32.</summary>
         Float32 = 0,
         /// <summary>
-        /// Mixed precision as PyTorch's CPU autocast: matrix products (<c>Linear</c>, convolutions, attention) run in
-        /// bfloat16 on bfloat16 working copies of their weights; norms, softmax and the loss in float32; the gradients
+        /// Mixed precision as PyTorch's CPU autocast: matrix products (<c>Linear</c>, attention) run in bfloat16 on
+        /// bfloat16 working copies of their weights; norms, softmax, convolutions and the loss in float32; the gradients
         /// reach float32 master weights, which the optimiser steps. On a CPU without bfloat16 instructions (AVX-512
         /// BF16 or AMX) the run falls back to float32 with a warning.
         /// </summary>

@@ -73,7 +73,9 @@ internal static class MixedPrecision
         double fromFp32 = RelativeDifference(Flat(model), Flat(fp32));
         Console.WriteLine($"rank {group.Rank}: {name}: worst relative difference to one process in bf16 {worst:E2}, to DDP in fp32 {fromFp32:E2}");
         check.That(worst < 1e-2, $"{name}: parameters after each of {Steps} steps equal one bf16 process at the whole batch within 1e-2 relative (worst {worst:E2})");
-        check.That(fromFp32 > 0 && fromFp32 < 5e-2, $"{name}: parameters differ from DDP in fp32 (bf16 ran), by less than 5e-2 relative ({fromFp32:E2})");
+        // Adam divides by the gradients' scale, so a tiny gradient that bfloat16 rounds differently moves its weight by up
+        // to the learning rate: the same trajectory, not the same digits.
+        check.That(fromFp32 > 0 && fromFp32 < 0.1, $"{name}: parameters differ from DDP in fp32 (bf16 ran), by less than 0.1 relative ({fromFp32:E2})");
         check.That(DataParallel.RanksInSync(group, model), $"{name}: every rank holds bitwise the same parameters");
     }
 

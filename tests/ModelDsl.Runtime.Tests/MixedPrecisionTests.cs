@@ -10,7 +10,7 @@ using static TorchSharp.torch;
 
 namespace ModelDsl.Runtime.Tests.Precision
 {
-    /// <summary>A convolution, a BatchNorm and a Linear head: one layer of each autocast policy with weights.</summary>
+    /// <summary>A convolution, a BatchNorm and a Linear head: layers of each autocast policy with weights.</summary>
     [Model(Input = "B, 1, 8, 8")]
     [Train(Loss.CrossEntropy, Optimizer.Adam, LearningRate = 1e-2, Epochs = 2, BatchSize = 16, Seed = 5, ValidationFraction = 0, Precision = ModelDsl.Precision.BFloat16)]
     public partial class MixedNet
@@ -48,7 +48,7 @@ namespace ModelDsl.Runtime.Tests.Precision
         }
 
         [Fact]
-        public void WorkingCopy_RunsConvAndLinearInBFloat16_BatchNormInFloat32_AndTheMasterGetsFloat32Gradients()
+        public void WorkingCopy_RunsLinearInBFloat16_ConvAndBatchNormInFloat32_AndTheMasterGetsFloat32Gradients()
         {
             torch.manual_seed(1);
             var x = torch.randn(16, 1, 8, 8);
@@ -56,8 +56,9 @@ namespace ModelDsl.Runtime.Tests.Precision
             var (reference, master) = (new MixedNet(), new MixedNet());
             master.load_state_dict(reference.state_dict());
             using var precision = new BFloat16Training(master, new MixedNet());
-            // Conv and Linear weights and biases in bfloat16; BatchNorm's two in float32.
-            Assert.Equal((4, 6), precision.ParameterDtypes);
+            // Linear's weight and bias in bfloat16; the convolution's (libtorch's bfloat16 convolution is wrong here) and
+            // BatchNorm's in float32.
+            Assert.Equal((2, 6), precision.ParameterDtypes);
 
             reference.train();
             nn.functional.cross_entropy(reference.call(x), y).backward();
@@ -70,10 +71,13 @@ namespace ModelDsl.Runtime.Tests.Precision
             foreach (var ((name, want), (_, got)) in reference.named_parameters().Zip(master.named_parameters()))
             {
                 Assert.Equal(ScalarType.Float32, got.grad!.dtype);
-                double error = RelativeError(got.grad!, want.grad!);
+                // The convolution's bias feeds a BatchNorm, which removes it: its true gradient is rounding noise (~1e-7),
+                // measured against a floor of 1e-2 instead.
+                double error = RelativeError(got.grad!, want.grad!, floor: 1e-2);
                 // bfloat16 keeps 8 significant bits: the gradients agree to a few parts in a thousand, not bitwise.
                 Assert.True(error < 3e-2, $"{name}: relative error {error:E2}");
-                Assert.True(error > 0 || name.StartsWith("Norm", StringComparison.Ordinal), $"{name}: bitwise equal to fp32, so bfloat16 did not run");
+                // Every gradient reaches back through the bfloat16 Linear: none is bitwise float32's.
+                Assert.True(error > 0, $"{name}: bitwise equal to fp32, so bfloat16 did not run");
             }
             // The copy's forward updated BatchNorm's running statistics; the master holds them.
             Assert.True(RelativeError(master.Norm.running_mean!, reference.Norm.running_mean!) < 3e-2);
@@ -183,11 +187,11 @@ namespace ModelDsl.Runtime.Tests.Precision
             return path;
         }
 
-        private static double RelativeError(Tensor got, Tensor want)
+        private static double RelativeError(Tensor got, Tensor want, double floor = 1e-30)
         {
             using var diff = (got - want).norm();
             using var scale = want.norm();
-            return diff.item<float>() / Math.Max(scale.item<float>(), 1e-30);
+            return diff.item<float>() / Math.Max(scale.item<float>(), floor);
         }
     }
 }

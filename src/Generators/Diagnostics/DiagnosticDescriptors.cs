@@ -253,7 +253,7 @@ namespace ModelDsl.Generators.Diagnostics
 
         public static readonly DiagnosticDescriptor PrecisionWithoutMatrixProducts = Warning("MD0419", TrainingCategory,
             "Mixed precision on a model without a matrix product",
-            "Precision.BFloat16 runs Linear, convolution and TransformerBlock layers in bfloat16, and '{0}' has none: it trains in float32 all the same; drop Precision or add such a layer");
+            "Precision.BFloat16 runs Linear and TransformerBlock layers in bfloat16, and '{0}' has none: it trains in float32 all the same; drop Precision or add such a layer");
 
         // MD02xx: the parallel plan ([Parallel]).
         public static readonly DiagnosticDescriptor InvalidWorldSize = Error("MD0201", ParallelCategory,

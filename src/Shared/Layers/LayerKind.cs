@@ -335,7 +335,7 @@ namespace ModelDsl.Shapes
     {
         /// <summary>In the dtype of its input (activations, pooling, dropout, embeddings' lookups).</summary>
         AsInput,
-        /// <summary>In bfloat16, input and weights (autocast's lower-precision list: linear, convolutions).</summary>
+        /// <summary>In bfloat16, input and weights (autocast's lower-precision list: linear, matmul).</summary>
         BFloat16,
         /// <summary>In float32, input and weights (autocast's float32 list: norms, softmax).</summary>
         Float32,

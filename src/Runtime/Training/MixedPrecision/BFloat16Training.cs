@@ -12,10 +12,11 @@ namespace ModelDsl.Runtime.Training.MixedPrecision
     /// Mixed-precision training with float32 master weights: forward and backward run on a working copy of the model
     /// whose matrix-product layers hold bfloat16 weights, and the gradients go back to the master model, which the
     /// optimiser steps in float32. TorchSharp has no <c>autocast</c>, so the copy is cast per layer by the policy PyTorch's
-    /// CPU autocast applies per op (<see cref="LayerKind.Autocast"/>): <c>Linear</c> and convolutions run in bfloat16,
-    /// their input cast on the way in and their output left in bfloat16 (so a GELU or an attention between two of them
-    /// runs in bfloat16, as under autocast); norms and softmax run in float32, their input cast up; every other layer
-    /// (activations, pooling, embeddings, recurrent layers) runs in the dtype it is given, with float32 weights.
+    /// CPU autocast applies per op (<see cref="LayerKind.Autocast"/>): <c>Linear</c> runs in bfloat16, its input cast on
+    /// the way in and its output left in bfloat16 (so a GELU or an attention between two of them runs in bfloat16, as
+    /// under autocast); norms and softmax run in float32, their input cast up, and so do convolutions (libtorch 2.10's
+    /// bfloat16 convolution is wrong on the CPU measured: see <c>ConvKind</c>); every other layer (activations, pooling,
+    /// embeddings, recurrent layers) runs in the dtype it is given, with float32 weights.
     /// A residual sum of a float32 stream and a bfloat16 branch is float32, as under autocast. The output is cast to
     /// float32 for the loss.
     /// </summary>
