@@ -52,6 +52,7 @@ public class PlanPropertyTests
         [nameof(TrainAttribute.Header)] = ("", "Header = true"),
         [nameof(TrainAttribute.LabelColumn)] = ("", "LabelColumn = \"label\""),
         [nameof(TrainAttribute.GradientAccumulation)] = ("", "GradientAccumulation = 4"),
+        [nameof(TrainAttribute.Precision)] = ("", "Precision = Precision.BFloat16"),
     };
 
     /// <summary>Per property: the [Parallel] arguments without it and with it (the mode first).</summary>
