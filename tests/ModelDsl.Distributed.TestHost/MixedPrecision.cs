@@ -57,15 +57,8 @@ internal static class MixedPrecision
         for (long s = 1; s <= Steps; s++)
         {
             using var scope = NewDisposeScope();
-            StepResult result = default, fp32Result = default;
-            for (int m = 0; m < k; m++)
-            {
-                var (x, y) = Batch(group.Rank, s, m);
-                result = step.Run(x, y, 1.0 / k, m == 0, m == k - 1);
-                fp32Result = fp32Step.Run(x, y, 1.0 / k, m == 0, m == k - 1);
-            }
-            ddp.AfterStep(model, s, result.Loss, result.Applied);
-            fp32Ddp.AfterStep(fp32, s, fp32Result.Loss, fp32Result.Applied);
+            Group(step, ddp, model, group.Rank, s, k);
+            Group(fp32Step, fp32Ddp, fp32, group.Rank, s, k);
             var all = Enumerable.Range(0, group.WorldSize).SelectMany(r => Enumerable.Range(0, k).Select(m => Batch(r, s, m))).ToArray();
             wholeStep.Run(cat(all.Select(b => b.X).ToArray()), cat(all.Select(b => b.Y).ToArray()));
             worst = Math.Max(worst, RelativeDifference(Flat(model), Flat(whole)));
@@ -94,19 +87,24 @@ internal static class MixedPrecision
         for (long s = 1; s <= Steps; s++)
         {
             using var scope = NewDisposeScope();
-            StepResult want = default, got = default;
-            for (int m = 0; m < K; m++)
-            {
-                var (x, y) = Batch(group.Rank, s, m);
-                want = ddpStep.Run(x, y, 1.0 / K, m == 0, m == K - 1);
-                got = step.Run(x, y, 1.0 / K, m == 0, m == K - 1);
-            }
-            ddp.AfterStep(ddpModel, s, want.Loss, want.Applied);
-            sharded.AfterStep(model, s, got.Loss, got.Applied);
+            Group(ddpStep, ddp, ddpModel, group.Rank, s, K);
+            Group(step, sharded, model, group.Rank, s, K);
             worst = Math.Max(worst, RelativeDifference(Flat(model), Flat(ddpModel)));
         }
         check.That(worst < 1e-6, $"{name}: parameters after each of {Steps} steps equal DDP's in bf16 within 1e-6 relative (worst {worst:E2})");
         check.That(DataParallel.RanksInSync(group, model), $"{name}: every rank holds bitwise the same parameters");
+    }
+
+    /// <summary>Optimiser step <paramref name="s"/>: this rank's <paramref name="k"/> micro-batches, then the strategy's after-step.</summary>
+    private static void Group(TrainingStep step, ITrainingStrategy strategy, nn.Module model, int rank, long s, int k)
+    {
+        StepResult result = default;
+        for (int m = 0; m < k; m++)
+        {
+            var (x, y) = Batch(rank, s, m);
+            result = step.Run(x, y, 1.0 / k, m == 0, m == k - 1);
+        }
+        strategy.AfterStep(model, s, result.Loss, result.Applied);
     }
 
     private sealed class Disposables : IDisposable
