@@ -24,6 +24,8 @@ public class TrainingPlanTests
         nameof(TrainingPlan.Header), nameof(TrainingPlan.LabelColumn),
         // Sharding takes DDP's steps and its checkpoints hold the whole state: a run resumes at any level.
         nameof(TrainingPlan.Shard),
+        // Checkpoints hold the float32 master weights in either precision: a run resumes in the other.
+        nameof(TrainingPlan.Precision),
     };
 
     [Fact]
