@@ -56,6 +56,23 @@ namespace ModelDsl
     }
 
     /// <summary>
+    /// The arithmetic of training's forward and backward passes (<c>--precision fp32|bf16</c>). The weights the optimiser
+    /// steps, its state, checkpoints and evaluation stay float32 either way.
+    /// </summary>
+    public enum Precision
+    {
+        /// <summary>Everything in float32.</summary>
+        Float32 = 0,
+        /// <summary>
+        /// Mixed precision as PyTorch's CPU autocast: matrix products (<c>Linear</c>, attention) run in bfloat16 on
+        /// bfloat16 working copies of their weights; norms, softmax, convolutions and the loss in float32; the gradients
+        /// reach float32 master weights, which the optimiser steps. On a CPU without bfloat16 instructions (AVX-512
+        /// BF16 or AMX) the run falls back to float32 with a warning.
+        /// </summary>
+        BFloat16 = 1,
+    }
+
+    /// <summary>
     /// Declares how a <see cref="ModelAttribute">[Model]</see> class is trained. The generator adds a static
     /// <c>Run(string[] args)</c> that parses the command line, loads the data, trains with progress, writes
     /// checkpoints each epoch, and reports. Values are checked at compile time. The generated plan holds only the
@@ -152,5 +169,11 @@ namespace ModelDsl
         /// <c>--grad-accum</c> overrides it. Default 1.
         /// </summary>
         public int GradientAccumulation { get; set; } = PlanDefaults.GradientAccumulation;
+        /// <summary>
+        /// The arithmetic of the training steps: <see cref="Precision.Float32"/> (default) or
+        /// <see cref="Precision.BFloat16"/> (mixed precision: float32 master weights, bfloat16 matrix products);
+        /// <c>--precision fp32|bf16</c> overrides it.
+        /// </summary>
+        public Precision Precision { get; set; }
     }
 }

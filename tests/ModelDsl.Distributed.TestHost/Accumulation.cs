@@ -17,7 +17,7 @@ namespace ModelDsl.Distributed.TestHost;
 /// </summary>
 internal static class Accumulation
 {
-    private const int K = 3, MicroBatch = 4, Steps = 4;
+    internal const int K = 3, MicroBatch = 4, Steps = 4;
 
     public static int Run(ProcessGroup group)
     {
@@ -32,7 +32,7 @@ internal static class Accumulation
         return check.Finish("accumulation");
     }
 
-    private static TrainingPlan Plan(ProcessGroup group, Optimizer kind, double lr) => new()
+    internal static TrainingPlan Plan(ProcessGroup group, Optimizer kind, double lr) => new()
     {
         ModelName = "AccumulationProbe", SampleShape = new long[] { 8 }, Loss = Loss.MSE, Optimizer = kind, LearningRate = lr,
         Momentum = kind == Optimizer.SGD ? 0.9 : 0, Mode = ParallelMode.Sync, WorldSize = group.WorldSize, GradientAccumulation = K,
@@ -120,7 +120,7 @@ internal static class Accumulation
         check.That(DataParallel.RanksInSync(group, model), $"{name}: every rank holds bitwise the same parameters");
     }
 
-    private static (Tensor X, Tensor Y) Batch(int rank, long step, int micro)
+    internal static (Tensor X, Tensor Y) Batch(int rank, long step, int micro)
     {
         var generator = new Generator((ulong)(900 + step * 64 + micro * 8 + rank));
         var x = randn(new long[] { MicroBatch, 8 }, generator: generator);
@@ -128,15 +128,15 @@ internal static class Accumulation
         return (x, y);
     }
 
-    private static Sequential Mlp()
+    internal static Sequential Mlp()
     {
         manual_seed(23);
         return nn.Sequential(("fc1", nn.Linear(8, 32)), ("act", nn.Tanh()), ("fc2", nn.Linear(32, 16)), ("act2", nn.Tanh()), ("out", nn.Linear(16, 3)));
     }
 
-    private static Tensor Flat(nn.Module model) => cat(model.parameters().Select(p => p.detach().reshape(-1)).ToArray());
+    internal static Tensor Flat(nn.Module model) => cat(model.parameters().Select(p => p.detach().reshape(-1)).ToArray());
 
-    private static double RelativeDifference(Tensor a, Tensor b)
+    internal static double RelativeDifference(Tensor a, Tensor b)
     {
         using var diff = (a - b).abs().max();
         using var scale = b.abs().max();
@@ -144,7 +144,7 @@ internal static class Accumulation
     }
 
     /// <summary>A process group that counts the collectives it passes on to the real one.</summary>
-    private sealed class CountingGroup : ProcessGroup
+    internal sealed class CountingGroup : ProcessGroup
     {
         private readonly ProcessGroup _inner;
 

@@ -35,6 +35,7 @@ return args[0] switch
     "localsgd" => MpiLauncher.RunRank(group, () => LocalSgd.Run(group)),
     "zero" => MpiLauncher.RunRank(group, () => Zero.Run(group)),
     "accumulation" => MpiLauncher.RunRank(group, () => Accumulation.Run(group)),
+    "bf16" => MpiLauncher.RunRank(group, () => MixedPrecision.Run(group)),
     "throw" => Failures.ThrowUnhandled(group),
     "throw-guarded" => MpiLauncher.RunRank(group, () => Failures.ThrowGuarded(group)),
     "exit-code" => MpiLauncher.RunRank(group, () => Failures.ExitCode(group)),

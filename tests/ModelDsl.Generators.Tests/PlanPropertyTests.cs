@@ -53,6 +53,7 @@ public class PlanPropertyTests
         [nameof(TrainAttribute.LabelColumn)] = ("", "LabelColumn = \"label\""),
         [nameof(TrainAttribute.GradientAccumulation)] = ("", "GradientAccumulation = 4"),
         [nameof(TrainAttribute.MemoryBudgetMB)] = ("", "MemoryBudgetMB = 1000"),
+        [nameof(TrainAttribute.Precision)] = ("", "Precision = Precision.BFloat16"),
     };
 
     /// <summary>Per property: the [Parallel] arguments without it and with it (the mode first).</summary>

@@ -180,6 +180,24 @@ public class TrainDiagnosticTests
         Assert.All(run.ModelDiagnostics, d => Assert.Equal(DiagnosticSeverity.Warning, d.Severity));
     }
 
+    [Theory]
+    // Nothing runs in bfloat16: convolutions and norms stay float32, the rest runs in its input's dtype.
+    [InlineData("{|MD0419:Precision = Precision.BFloat16|}", "B, 1, 8, 8",
+        "{ [Conv2d(4, 3)] public partial Conv2d Conv { get; } [BatchNorm2d] public partial BatchNorm2d Norm { get; } [Flatten] public partial Flatten Flat { get; } }")]
+    [InlineData("{|MD0419:Precision = Precision.BFloat16|}", "B, 64", "{ [ReLU] public partial ReLU Act { get; } }")]
+    // A Linear layer, a TransformerBlock or a composed model (whose layers are its own) may run in bfloat16: no warning.
+    [InlineData("Precision = Precision.BFloat16", "B, 64", Mlp)]
+    [InlineData("Precision = Precision.Float32", "B, 64", "{ [ReLU] public partial ReLU Act { get; } }")]
+    public void BFloat16WithoutALayerThatRunsInIt_WarnsMD0419_OnThePrecision(string precision, string input, string layers)
+    {
+        var run = VerifyTrain("Loss.CrossEntropy, Optimizer.Adam, " + precision, layers, input);
+        Assert.All(run.ModelDiagnostics, d => Assert.Equal(DiagnosticSeverity.Warning, d.Severity));
+    }
+
+    [Fact]
+    public void PrecisionOutsideTheEnum_ReportsMD0408() =>
+        VerifyTrain("Loss.CrossEntropy, Optimizer.Adam, {|MD0408:Precision = (Precision)2|}");
+
     [Fact]
     public void TrainWithoutModel_ReportsMD0410() => Markup.Verify("""
         [{|MD0410:Train(Loss.MSE, Optimizer.SGD)|}]

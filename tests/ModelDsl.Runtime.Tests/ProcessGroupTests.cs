@@ -82,6 +82,19 @@ public sealed class ProcessGroupTests
     }
 
     [Fact]
+    public void TwoRanks_BFloat16_DdpEqualsOneProcessInBf16_ZeroEqualsDdp()
+    {
+        // bf16 mixed precision under DDP (k = 1 and 3 micro-batches) == one bf16 process on both ranks' samples within
+        // 1e-2 relative (bfloat16 rounds each rank's weight-gradient product), away from fp32 DDP; ZeRO stage 2 in bf16 ==
+        // DDP in bf16 within 1e-6 (the same float32 master gradients are reduced); ranks bitwise in sync.
+        var job = MpiJob.Mpirun(2, "bf16", JobTimeout);
+        Assert.True(job.ExitCode == 0, job.Output);
+        for (int r = 0; r < 2; r++)
+            Assert.Matches($"PASS rank {r}: bf16: [0-9]+ checks", job.Stdout);
+        Assert.DoesNotContain("FAIL", job.Stdout, StringComparison.Ordinal);
+    }
+
+    [Fact]
     public void TestHostAlone_IsAGroupOfOne_AndTheSameScenariosPass()
     {
         var job = MpiJob.Alone("ddp", JobTimeout);

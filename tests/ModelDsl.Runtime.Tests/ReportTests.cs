@@ -53,7 +53,7 @@ public sealed class ReportTests : IDisposable
         var root = JsonNode.Parse(File.ReadAllText(path))!.AsObject();
         Assert.Equal(
             new[] { "schema_version", "model", "world_size", "global_batch_size", "epochs", "steps", "train_seconds", "samples_per_second", "tokens_per_second",
-                    "final_train_loss", "val_loss", "test_accuracy", "param_count", "param_l2", "best_epoch", "best_val_loss", "stop_reason", "restarts", "history" },
+                    "final_train_loss", "val_loss", "test_accuracy", "param_count", "param_l2", "best_epoch", "best_val_loss", "stop_reason", "restarts", "precision", "history" },
             root.Select(p => p.Key));
         Assert.Equal(1, (int)root["schema_version"]!);
         Assert.Equal("Digits", (string)root["model"]!);

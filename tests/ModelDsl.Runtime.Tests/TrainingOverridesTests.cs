@@ -65,6 +65,7 @@ public sealed class TrainingOverridesTests
     [InlineData("--max-restarts 1", "--max-restarts restarts the ranks the trainer starts under mpirun: add --world-size 2 or more (a single process continues with --resume)")]
     [InlineData("--threads -1", "--threads must be 0 or more, got -1")]
     [InlineData("--grad-accum 0", "--grad-accum must be at least 1 (micro-batches per optimiser step), got 0")]
+    [InlineData("--precision bf16 --world-size 2 --sync-batchnorm", "--precision bf16 does not combine with --sync-batchnorm yet (the bfloat16 working copy's BatchNorm would keep per-rank statistics): drop one of them")]
     [InlineData("--sync-every 4", "--sync-every applies to asynchronous training (local SGD); add --mode async")]
     [InlineData("--backend nccl", "--backend nccl reduces CUDA tensors only: add --device cuda, or use --backend mpi (or auto) on the CPU")]
     public void BadOverride_IsOneTrainingException(string commandLine, string message)
@@ -94,6 +95,17 @@ public sealed class TrainingOverridesTests
         Assert.Equal(3, Apply("", plan: Plan with { GradientAccumulation = 3 }).Plan.GradientAccumulation);
         // Fewer steps over more samples each: a checkpoint of one setting does not resume under the other.
         Assert.NotEqual(Plan.Fingerprint(), options.Plan.Fingerprint());
+    }
+
+    [Fact]
+    public void Precision_SetsThePlan_AndLeavesTheFingerprint()
+    {
+        Assert.Equal(ModelDsl.Precision.BFloat16, Apply("--precision bf16").Plan.Precision);
+        Assert.Equal(ModelDsl.Precision.Float32, Apply("").Plan.Precision);
+        Assert.Equal(ModelDsl.Precision.Float32, Apply("--precision fp32", plan: Plan with { Precision = ModelDsl.Precision.BFloat16 }).Plan.Precision);
+        Assert.Equal(ModelDsl.Precision.BFloat16, Apply("", plan: Plan with { Precision = ModelDsl.Precision.BFloat16 }).Plan.Precision);
+        // Checkpoints hold the float32 master weights either way: a run resumes in the other precision.
+        Assert.Equal(Plan.Fingerprint(), Apply("--precision bf16").Plan.Fingerprint());
     }
 
     [Fact]

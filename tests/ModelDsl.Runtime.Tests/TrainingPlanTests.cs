@@ -26,6 +26,8 @@ public class TrainingPlanTests
         nameof(TrainingPlan.Shard),
         // The memory plan's facts come from the declaration; the budget is a compile-time check.
         nameof(TrainingPlan.Memory), nameof(TrainingPlan.MemoryBudgetMB),
+        // Checkpoints hold the float32 master weights in either precision: a run resumes in the other.
+        nameof(TrainingPlan.Precision),
     };
 
     [Fact]

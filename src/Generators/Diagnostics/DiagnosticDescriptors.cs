@@ -292,6 +292,10 @@ namespace ModelDsl.Generators.Diagnostics
             "Invalid gradient accumulation",
             "GradientAccumulation is {0}; it must be at least 1 micro-batch per optimiser step (1: no accumulation)");
 
+        public static readonly DiagnosticDescriptor PrecisionWithoutMatrixProducts = Warning("MD0419", TrainingCategory,
+            "Mixed precision on a model without a matrix product",
+            "Precision.BFloat16 runs Linear and TransformerBlock layers in bfloat16, and '{0}' has none: it trains in float32 all the same; drop Precision or add such a layer");
+
         // MD02xx: the parallel plan ([Parallel]).
         public static readonly DiagnosticDescriptor InvalidWorldSize = Error("MD0201", ParallelCategory,
             "World size must be at least 1",

@@ -378,7 +378,8 @@ namespace ModelDsl.Generators.Parsing
             {
                 plans.Train = TrainParser.Parse(type.Name, trainAttribute, compilation, input, inputIsInteger,
                     output, outputIsInteger, last?.KindName, report,
-                    specs.Where(l => l.Kind == LayerKind.PositionalEmbedding).Select(l => l.Args.Count).DefaultIfEmpty(long.MaxValue).Min());
+                    specs.Where(l => l.Kind == LayerKind.PositionalEmbedding).Select(l => l.Args.Count).DefaultIfEmpty(long.MaxValue).Min(),
+                    specs.Select(l => l.Kind).ToArray());
                 // A [Loss] method replaces the declared loss's formula (its own checks run on the method: LossMethodParser.Check).
                 if (plans.Train is not null && LossMethodParser.Find(type) is { } lossMethod)
                     plans.Train = plans.Train with { LossMethod = lossMethod };

@@ -25,7 +25,7 @@ namespace ModelDsl.Generators.Parsing
         /// </summary>
         public static TrainSpec? Parse(string modelName, AttributeData attribute, Compilation compilation, Dim[]? input, bool inputIsInteger,
             Dim[]? output, bool outputIsInteger, string? lastLayerKind, Action<DiagnosticDescriptor, Location?, string[]> report,
-            long maxPositions = long.MaxValue)
+            long maxPositions = long.MaxValue, IReadOnlyList<LayerKind>? layerKinds = null)
         {
             var args = new PlanArguments(attribute, report);
             var reader = args.Reader;
@@ -105,6 +105,13 @@ namespace ModelDsl.Generators.Parsing
                 args.Fail(DiagnosticDescriptors.InvalidTrainingSetting, nameof(TrainAttribute.MemoryBudgetMB), $"MemoryBudgetMB is {Num(memoryBudget)}; it must be {PlanRules.MemoryBudgetMB.Requirement}");
 
             string? interval = args.Enum(nameof(TrainAttribute.ScheduleInterval), nameof(ScheduleInterval.Epoch), DiagnosticDescriptors.InvalidTrainingSetting);
+
+            // Mixed precision runs the matrix products in bfloat16 (LayerKind.Autocast); a model with none would train in
+            // float32 all the same. A composed model's layers are its own: it may hold some.
+            string? precision = args.Enum(nameof(TrainAttribute.Precision), nameof(Precision.Float32), DiagnosticDescriptors.InvalidTrainingSetting);
+            if (precision == nameof(Precision.BFloat16) && layerKinds is { Count: > 0 }
+                && !layerKinds.Any(k => k.Autocast == AutocastPolicy.BFloat16 || k == LayerKind.Model))
+                report(DiagnosticDescriptors.PrecisionWithoutMatrixProducts, reader.ArgumentLocation(nameof(TrainAttribute.Precision)), new[] { modelName });
 
             // A language model: token ids (B, T) in, next-token scores (B, T, V) out. It trains on a text file with a
             // target per position, in windows of T characters (SequenceLength binds a symbolic T).
@@ -199,6 +206,7 @@ namespace ModelDsl.Generators.Parsing
             args.AddIfWritten(values, nameof(TrainAttribute.ScheduleInterval), interval, nameof(ScheduleInterval));
             args.AddIfWritten(values, nameof(TrainAttribute.GradientAccumulation), accumulation);
             args.AddIfWritten(values, nameof(TrainAttribute.MemoryBudgetMB), memoryBudget);
+            args.AddIfWritten(values, nameof(TrainAttribute.Precision), precision, nameof(Precision));
             if (language)
                 values.Add(new("IsLanguageModel", true,
                     Before: $"Token ids (B, T) -> scores (B, T, V): trained on a text file in windows of {Int(sample[0])} characters, a target per position."));

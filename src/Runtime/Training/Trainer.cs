@@ -49,7 +49,8 @@ namespace ModelDsl.Runtime.Training
             return TrainingProgress.Run(options.PlainProgress || !primary, progress =>
             {
                 var outputs = new RunOutputs(options, progress, primary);
-                var loop = new EpochLoop(options, model, optimizer, strategy, data, outputs, device);
+                using var precision = MixedPrecision.TrainingPrecision.Create(plan.Precision, model, create, device, options.Cpu ?? MixedPrecision.CpuFeatures.Current, outputs.Note);
+                var loop = new EpochLoop(options, model, optimizer, strategy, data, outputs, device, precision);
                 var history = new List<EpochMetrics>();
                 int startEpoch = 0;
                 Dictionary<string, byte[]>? strategyState = null;
@@ -140,6 +141,7 @@ namespace ModelDsl.Runtime.Training
                     BestValLoss = best.BestValLoss,
                     StopReason = stoppedEarly ? TrainingReport.StoppedEarly : TrainingReport.Completed,
                     Restarts = options.Restarts,
+                    Precision = precision.Name,
                 };
                 strategy.Finish(model, report);
                 report.SetSection("memory", loop.Memory.Report(plan, strategy.Rank, strategy.WorldSize));
@@ -233,12 +235,12 @@ namespace ModelDsl.Runtime.Training
             private readonly TrainingStep _step;
 
             public EpochLoop(TrainingOptions options, nn.Module<Tensor, Tensor> model, OptimizerHelper optimizer, ITrainingStrategy strategy,
-                TrainingData data, RunOutputs outputs, Device device, bool measure = true)
+                TrainingData data, RunOutputs outputs, Device device, MixedPrecision.ITrainingPrecision? precision = null, bool measure = true)
             {
                 (_options, _model, _strategy, _data, _outputs, _device) = (options, model, strategy, data, outputs, device);
                 Optimizer = optimizer;
                 _measure = measure;
-                _step = new TrainingStep(model, optimizer, options.Plan, strategy) { Probe = measure ? Memory : null };
+                _step = new TrainingStep(model, optimizer, options.Plan, strategy, precision) { Probe = measure ? Memory : null };
             }
 
             private readonly bool _measure;
@@ -254,7 +256,7 @@ namespace ModelDsl.Runtime.Training
             /// <summary>Why the last <see cref="Run"/> returned null.</summary>
             public Divergence Divergence { get; private set; }
 
-            /// <summary>The same loop over another model and optimiser (fine-tuning a pruned model), measuring nothing: the report's memory is training's.</summary>
+            /// <summary>The same loop over another model and optimiser (fine-tuning a pruned model), in float32 (the bfloat16 working copy is of the unpruned model), measuring nothing: the report's memory is training's.</summary>
             public EpochLoop With(nn.Module<Tensor, Tensor> model, OptimizerHelper optimizer) =>
                 new(_options, model, optimizer, _strategy, _data, _outputs, _device, measure: false);
 

@@ -39,6 +39,8 @@ namespace ModelDsl.Runtime.Training
         public int Restarts { get; init; }
         /// <summary>The Open MPI hostfile the launcher passes to <c>mpirun</c> (<c>--hostfile</c>), if any.</summary>
         public string? Hostfile { get; init; }
+        /// <summary>The CPU whose instructions decide whether bfloat16 runs (<c>--precision bf16</c>); null: this machine's. Tests pass another.</summary>
+        public MixedPrecision.CpuFeatures? Cpu { get; init; }
     }
 
     /// <summary>

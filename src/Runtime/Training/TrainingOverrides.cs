@@ -44,6 +44,7 @@ namespace ModelDsl.Runtime.Training
             all.AddRange(Data(plan));
             all.AddRange(RunAndOutput(plan));
             all.AddRange(Parallel(plan, environment));
+            all.Add(Precision(plan));
             return all;
         }
 
@@ -200,6 +201,26 @@ namespace ModelDsl.Runtime.Training
                 return o with { Plan = o.Plan with { Shard = v == "none" ? ShardLevel.None : v == "gradients" ? ShardLevel.Gradients : ShardLevel.OptimizerState } };
             });
         }
+
+        /// <summary>
+        /// The arithmetic of the steps, after the parallel settings (it looks at <c>--sync-batchnorm</c>): <c>fp32</c> or
+        /// <c>bf16</c> (mixed precision; the runtime falls back to fp32 on a CPU without bfloat16 instructions).
+        /// </summary>
+        public static TrainingOverride Precision(TrainingPlan plan)
+        {
+            var precision = new Option<string>("--precision") { Description = $"Arithmetic of the training steps: fp32, or bf16 (bfloat16 matrix products, float32 master weights) (declared: {PrecisionName(plan.Precision)})", HelpName = "fp32|bf16", DefaultValueFactory = _ => PrecisionName(plan.Precision) };
+            precision.AcceptOnlyFromAmong("fp32", "bf16");
+            return TrainingOverride.Of(precision, (o, v) =>
+            {
+                var chosen = v == "bf16" ? ModelDsl.Precision.BFloat16 : ModelDsl.Precision.Float32;
+                if (chosen == ModelDsl.Precision.BFloat16 && o.Plan.SyncBatchNorm && o.Plan.WorldSize > 1)
+                    throw new TrainingException("--precision bf16 does not combine with --sync-batchnorm yet (the bfloat16 working copy's BatchNorm would keep per-rank statistics): drop one of them");
+                return o with { Plan = o.Plan with { Precision = chosen } };
+            });
+        }
+
+        /// <summary>The <c>--precision</c> spelling of a precision (<c>fp32</c>, <c>bf16</c>), as the report writes it.</summary>
+        internal static string PrecisionName(ModelDsl.Precision precision) => precision == ModelDsl.Precision.BFloat16 ? "bf16" : "fp32";
 
         private static void AsyncOnly(TrainingOptions o, string option, bool given)
         {

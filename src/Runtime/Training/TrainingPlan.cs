@@ -165,6 +165,14 @@ namespace ModelDsl.Runtime.Training
         [NotInFingerprint("a check of the plan, not a setting of training")]
         public double MemoryBudgetMB { get; init; }
 
+        /// <summary>
+        /// The arithmetic of the training steps (<c>--precision</c>): float32, or bfloat16 matrix products on working
+        /// copies of float32 master weights (<see cref="MixedPrecision.BFloat16Training"/>). Validation, evaluation and
+        /// checkpoints are float32 either way.
+        /// </summary>
+        [NotInFingerprint("checkpoints hold the float32 master weights either way: a run may resume in the other precision")]
+        public Precision Precision { get; init; }
+
         /// <summary>The loss as the progress and the reports name it: the [Loss] method, or the declared loss.</summary>
         public string LossName => CustomLoss is null || LossMethod.Length == 0 ? Loss.ToString() : $"{LossMethod} ([Loss] method)";
 

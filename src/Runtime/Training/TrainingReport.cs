@@ -99,6 +99,13 @@ namespace ModelDsl.Runtime.Training
         [JsonPropertyName("restarts")]
         public int Restarts { get; set; }
 
+        /// <summary>
+        /// The arithmetic the training steps ran in: <c>"fp32"</c>, or <c>"bf16"</c> (mixed precision). A run that asked for
+        /// bf16 on a CPU without AVX-512 BF16 or AMX says <c>"fp32"</c> (it fell back, with a warning).
+        /// </summary>
+        [JsonPropertyName("precision")]
+        public string Precision { get; set; } = "fp32";
+
         /// <summary>Per-epoch metrics, oldest first.</summary>
         [JsonPropertyName("history")]
         public List<EpochMetrics> History { get; set; } = new();

@@ -1,3 +1,4 @@
+using ModelDsl.Runtime.Training.MixedPrecision;
 using TorchSharp.Modules;
 using static TorchSharp.torch;
 
@@ -10,7 +11,8 @@ namespace ModelDsl.Runtime.Training
     /// One optimisation step exactly as generated trainers run it: forward, loss, a finiteness check decided by the
     /// strategy (under DDP a NaN or infinite loss anywhere leaves the weights untouched everywhere), <c>zero_grad</c>, backward,
     /// gradient synchronisation (the strategy's: DDP averages here), optional gradient-norm clipping, optimiser step,
-    /// and the count of correct predictions for the progress display.
+    /// and the count of correct predictions for the progress display. Forward and backward run in the step's
+    /// <see cref="ITrainingPrecision"/> (float32, or bfloat16 on a working copy whose gradients reach the model's own).
     /// </summary>
     public sealed class TrainingStep
     {
@@ -20,9 +22,14 @@ namespace ModelDsl.Runtime.Training
         private readonly System.Func<Tensor, Tensor, Tensor> _compute;
         private readonly double _clip;
         private readonly ITrainingStrategy _strategy;
+        private readonly ITrainingPrecision _precision;
 
-        /// <summary>Binds the step to a model, its optimiser, the loss, the clipping threshold (0 = off) and the strategy.</summary>
-        public TrainingStep(nn.Module<Tensor, Tensor> model, OptimizerHelper optimizer, Loss loss, double gradientClipNorm, ITrainingStrategy? strategy = null)
+        /// <summary>
+        /// Binds the step to a model, its optimiser, the loss, the clipping threshold (0 = off), the strategy and the
+        /// arithmetic (default float32).
+        /// </summary>
+        public TrainingStep(nn.Module<Tensor, Tensor> model, OptimizerHelper optimizer, Loss loss, double gradientClipNorm, ITrainingStrategy? strategy = null,
+            ITrainingPrecision? precision = null)
         {
             _model = model;
             _optimizer = optimizer;
@@ -30,11 +37,13 @@ namespace ModelDsl.Runtime.Training
             _compute = (output, y) => LossFunctions.Compute(loss, output, y);
             _clip = gradientClipNorm;
             _strategy = strategy ?? new SingleProcessStrategy();
+            _precision = precision ?? new Float32Training(model);
         }
 
         /// <summary>Binds the step to a model, its optimiser and the plan's loss (its [Loss] method, if any) and clipping threshold.</summary>
-        public TrainingStep(nn.Module<Tensor, Tensor> model, OptimizerHelper optimizer, TrainingPlan plan, ITrainingStrategy? strategy = null)
-            : this(model, optimizer, plan.Loss, plan.GradientClipNorm, strategy)
+        public TrainingStep(nn.Module<Tensor, Tensor> model, OptimizerHelper optimizer, TrainingPlan plan, ITrainingStrategy? strategy = null,
+            ITrainingPrecision? precision = null)
+            : this(model, optimizer, plan.Loss, plan.GradientClipNorm, strategy, precision)
         {
             _compute = (output, y) => LossFunctions.Compute(plan, output, y);
         }
@@ -55,7 +64,7 @@ namespace ModelDsl.Runtime.Training
         public StepResult Run(Tensor x, Tensor y, double weight, bool first, bool last)
         {
             Probe?.BeforeForward();
-            var output = _model.call(x);
+            var output = _precision.Forward(x, weightsChanged: first);
             var loss = _compute(output, y);
             Probe?.AfterLoss();
             double value = loss.item<float>();
@@ -64,7 +73,11 @@ namespace ModelDsl.Runtime.Training
             if (last && !_strategy.AllFinite(_groupFinite)) return new StepResult(_groupFinite ? value : _groupLoss, 0, Applied: false);
 
             if (first) _optimizer.zero_grad();
-            if (_groupFinite) (weight == 1 ? loss : loss * weight).backward();
+            if (_groupFinite)
+            {
+                (weight == 1 ? loss : loss * weight).backward();
+                _precision.CollectGradients();
+            }
             long correct = LossFunctions.CountCorrect(_loss, output, y);
             if (!last) return new StepResult(value, correct, Applied: false);
             _strategy.SynchronizeGradients(_model);

@@ -69,6 +69,7 @@ namespace ModelDsl.Shapes
     /// <summary>[Softmax(dim)] and [LogSoftmax(dim)].</summary>
     internal sealed class SoftmaxKind : LayerKind<SoftmaxArguments>
     {
+        public override AutocastPolicy Autocast => AutocastPolicy.Float32;
         public SoftmaxKind(string name) : base(name) { }
 
         public override void Read(LayerParams p, ILayerArguments arguments) => p.Own = new SoftmaxArguments(arguments.Long("dim") ?? 0);

@@ -159,6 +159,15 @@ namespace ModelDsl.Shapes
         /// <summary>Whether that stand-in input holds integer ids.</summary>
         public virtual bool StandInIsInteger(LayerParams p) => false;
 
+        // ---- Mixed precision ----------------------------------------------------------------------------------
+
+        /// <summary>
+        /// Where the layer runs under <c>Precision.BFloat16</c>, as PyTorch's CPU autocast lists ops: a matrix product
+        /// in bfloat16, a norm or softmax in float32, anything else in the dtype it is given. The compiler warns when
+        /// no layer runs in bfloat16; the runtime casts each layer's working copy and input by it.
+        /// </summary>
+        public virtual AutocastPolicy Autocast => AutocastPolicy.AsInput;
+
         // ---- Optimisation passes ------------------------------------------------------------------------------
 
         /// <summary>Dimensions of the layer's <c>weight</c>, the tensor pruning methods target; 0 when it has none.</summary>
@@ -362,5 +371,16 @@ namespace ModelDsl.Shapes
         /// <summary>This kind's own arguments, resolved.</summary>
         protected static TArguments Own(LayerArgs a) => (TArguments)a.Own!;
 #endif
+    }
+
+    /// <summary>How a layer runs under mixed precision (<see cref="LayerKind.Autocast"/>).</summary>
+    internal enum AutocastPolicy
+    {
+        /// <summary>In the dtype of its input (activations, pooling, dropout, embeddings' lookups).</summary>
+        AsInput,
+        /// <summary>In bfloat16, input and weights (autocast's lower-precision list: linear, matmul).</summary>
+        BFloat16,
+        /// <summary>In float32, input and weights (autocast's float32 list: norms, softmax).</summary>
+        Float32,
     }
 }

@@ -8,6 +8,7 @@ namespace ModelDsl.Shapes
     /// <summary>[Linear]: <c>torch.nn.Linear(in, out, bias)</c> over the last dimension.</summary>
     internal sealed class LinearKind : LayerKind
     {
+        public override AutocastPolicy Autocast => AutocastPolicy.BFloat16;
         public LinearKind() : base("Linear") { }
 
         public override LayerShape Infer(LayerParams p, Dim[] x, bool isInt)

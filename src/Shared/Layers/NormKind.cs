@@ -15,6 +15,7 @@ namespace ModelDsl.Shapes
     /// <summary>[BatchNorm1d] and [BatchNorm2d]: per-channel (dimension 1) weight and bias, plus running statistics.</summary>
     internal sealed class BatchNormKind : LayerKind<NormArguments>
     {
+        public override AutocastPolicy Autocast => AutocastPolicy.Float32;
         private readonly int _spatial;
 
         public BatchNormKind(string name, int spatial) : base(name) { _spatial = spatial; }
@@ -52,6 +53,7 @@ namespace ModelDsl.Shapes
     /// <summary>[LayerNorm]: normalises the last dimension, with a weight and bias of its size.</summary>
     internal sealed class LayerNormKind : LayerKind<NormArguments>
     {
+        public override AutocastPolicy Autocast => AutocastPolicy.Float32;
         public LayerNormKind() : base("LayerNorm") { }
 
         public override void Read(LayerParams p, ILayerArguments arguments) => p.Own = NormArguments.Read(arguments);

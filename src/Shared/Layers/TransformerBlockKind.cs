@@ -12,6 +12,7 @@ namespace ModelDsl.Shapes
     /// <summary>[TransformerBlock(Heads, MlpRatio, Dropout, Causal, Repeat)]: the runtime's pre-LayerNorm GPT block on (B, T, C).</summary>
     internal sealed class TransformerBlockKind : LayerKind<TransformerArguments>
     {
+        public override AutocastPolicy Autocast => AutocastPolicy.BFloat16;
         public TransformerBlockKind() : base("TransformerBlock") { }
 
         public override string ModuleType => "ModelDsl.TransformerBlock";
