@@ -1,4 +1,5 @@
 using System;
+using ModelDsl.Runtime.Internal;
 using ModelDsl.Runtime.Quantization;
 using TorchSharp;
 using TorchSharp.Modules;
@@ -57,16 +58,17 @@ public sealed class RecurrentLayer : nn.Module<Tensor, Tensor>
         // The final states are not passed on: dispose them here rather than leave them to the GC.
         switch (_rnn)
         {
+            // Float layers run on ATen's recurrent kernels, not oneDNN's (wrong on some AVX-512 CPUs: see OneDnn).
             case TorchSharp.Modules.LSTM lstm:
             {
-                var (y, h, c) = lstm.call(input, null);
+                var (y, h, c) = OneDnn.Without(() => lstm.call(input, null));
                 h.Dispose();
                 c.Dispose();
                 return y;
             }
             case TorchSharp.Modules.GRU gru:
             {
-                var (y, h) = gru.call(input, null);
+                var (y, h) = OneDnn.Without(() => gru.call(input, null));
                 h.Dispose();
                 return y;
             }
