@@ -61,16 +61,21 @@ class MnistResNet(nn.Module):
         self.Stem = nn.Conv2d(1, c1, 3, padding=1, bias=False)
         self.StemNorm = nn.BatchNorm2d(c1)
         self.StemAct = nn.ReLU()
+        # The names the generated model registers: [Block(Repeat = 2)] Stage1 is an nn.Sequential of two copies
+        # (Stage1.0, Stage1.1); each later stage is its downsampling block, then one plain block.
         self.Stage1 = nn.Sequential(ResidualBlock(c1, c1, 1), ResidualBlock(c1, c1, 1))
-        self.Stage2 = nn.Sequential(ResidualBlock(c1, c2, 2), ResidualBlock(c2, c2, 1))
-        self.Stage3 = nn.Sequential(ResidualBlock(c2, c3, 2), ResidualBlock(c3, c3, 1))
+        self.Stage2Down = ResidualBlock(c1, c2, 2)
+        self.Stage2 = ResidualBlock(c2, c2, 1)
+        self.Stage3Down = ResidualBlock(c2, c3, 2)
+        self.Stage3 = ResidualBlock(c3, c3, 1)
         self.Pool = nn.AdaptiveAvgPool2d(1)
         self.Flat = nn.Flatten()
         self.Output = nn.Linear(c3, 10)
 
     def forward(self, x):
         x = self.StemAct(self.StemNorm(self.Stem(x)))
-        x = self.Stage3(self.Stage2(self.Stage1(x)))
+        x = self.Stage2(self.Stage2Down(self.Stage1(x)))
+        x = self.Stage3(self.Stage3Down(x))
         return self.Output(self.Flat(self.Pool(x)))
 
 
@@ -161,7 +166,7 @@ def check(args):
     """Loads an exported state dict strictly and prints this model's predictions on a CSV file as JSON."""
     torch.set_num_threads(args.threads)
     state = torch.load(args.model, map_location="cpu")
-    widths = (state["Stem.weight"].shape[0], state["Stage2.0.Conv1.weight"].shape[0], state["Stage3.0.Conv1.weight"].shape[0])
+    widths = (state["Stem.weight"].shape[0], state["Stage2.Conv1.weight"].shape[0], state["Stage3.Conv1.weight"].shape[0])
     model = MnistResNet(widths)
     model.load_state_dict(state, strict=True)
     model.eval()
