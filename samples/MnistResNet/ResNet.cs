@@ -11,7 +11,7 @@ namespace Mnist;
 /// a composed [Model] whose [Add] joins its convolutions' output with its input (or the projection, [From] the input).
 /// </summary>
 [Model(Input = "B, 1, 28, 28")]
-[Train(Loss.CrossEntropy, Optimizer.AdamW, LearningRate = 2e-3, Epochs = 8, BatchSize = 64, Seed = 0,
+[Train(Loss.CrossEntropy, Optimizer.AdamW, LearningRate = 2e-3, Epochs = 10, BatchSize = 64, Seed = 0,
        Schedule = Schedule.Cosine, WarmupEpochs = 1,
        Data = "data/mnist_train.csv", TestData = "data/mnist_test.csv")]
 public partial class MnistResNet

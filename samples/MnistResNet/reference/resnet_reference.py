@@ -11,7 +11,7 @@ per-epoch shuffle, optimiser, per-epoch learning-rate schedule as docs/training.
           probabilities of the rows of a CSV file as JSON (the interop test compares them with ours).
 
 Usage:
-  /usr/bin/python3 resnet_reference.py train [--epochs 8] [--lr 2e-3] [--optimizer adamw] ...
+  /usr/bin/python3 resnet_reference.py train [--epochs 10] [--lr 2e-3] [--optimizer adamw] ...
   /usr/bin/python3 resnet_reference.py check MODEL.pt DATA.csv [--limit N]
 """
 import argparse
@@ -180,7 +180,7 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True)
     t = sub.add_parser("train")
-    t.add_argument("--epochs", type=int, default=8)
+    t.add_argument("--epochs", type=int, default=10)
     t.add_argument("--lr", type=float, default=2e-3)
     t.add_argument("--optimizer", choices=["sgd", "adam", "adamw"], default="adamw")
     t.add_argument("--weight-decay", type=float, default=0.01)
@@ -195,7 +195,7 @@ def main():
     t.add_argument("--widths", type=int, nargs=3, default=list(WIDTHS))
     t.add_argument("--seed", type=int, default=0)
     t.add_argument("--subset", type=int, default=None, help="train on the first N rows only")
-    t.add_argument("--threads", type=int, default=2)
+    t.add_argument("--threads", type=int, default=1)
     t.add_argument("--save", help="write the trained state dict here (torch.save)")
     c = sub.add_parser("check")
     c.add_argument("model")
