@@ -79,12 +79,12 @@ class MnistResNet(nn.Module):
         return self.Output(self.Flat(self.Pool(x)))
 
 
-def load_csv(path, limit=None):
-    """The sample's CSV: 784 pixels (0/1) then the class per row."""
+def load_csv(path, limit=None, every=1):
+    """The sample's CSV: 784 pixels (0/1) then the class per row; the first `limit` rows, or every `every`-th row."""
     rows = []
     with open(path) as f:
-        for line in f:
-            if line.strip():
+        for i, line in enumerate(f):
+            if line.strip() and i % every == 0:
                 rows.append([int(v) for v in line.split(",")])
                 if limit is not None and len(rows) == limit:
                     break
@@ -113,7 +113,7 @@ def evaluate(model, x, y):
 def train(args):
     torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
-    x, y = load_csv(os.path.join(DATA, "mnist_train.csv"), args.subset)
+    x, y = load_csv(os.path.join(DATA, "mnist_train.csv"), every=args.every)
     tx, ty = load_csv(os.path.join(DATA, "mnist_test.csv"))
     # random_split with a generator seeded with Seed: the first N - V rows of randperm(N) train, the last V validate.
     n = len(x)
@@ -194,7 +194,7 @@ def main():
     t.add_argument("--val-fraction", type=float, default=0.1)
     t.add_argument("--widths", type=int, nargs=3, default=list(WIDTHS))
     t.add_argument("--seed", type=int, default=0)
-    t.add_argument("--subset", type=int, default=None, help="train on the first N rows only")
+    t.add_argument("--every", type=int, default=1, help="train on every K-th row only (the file is in class order)")
     t.add_argument("--threads", type=int, default=1)
     t.add_argument("--save", help="write the trained state dict here (torch.save)")
     c = sub.add_parser("check")
