@@ -26,5 +26,11 @@ namespace ModelDsl
 
         /// <summary>Replaces the named layer with a <c>Module&lt;Tensor, Tensor&gt;</c>; returns the module it held.</summary>
         object ReplaceLayer(string name, object replacement);
+
+        /// <summary>
+        /// The model's compile-time summary: its layers with their sources (the graph <c>forward</c> runs), output
+        /// shapes and parameter counts, so run-time passes can walk the graph.
+        /// </summary>
+        ModelSummary Summary { get; }
     }
 }

@@ -12,5 +12,12 @@ namespace ModelDsl
     {
         // Only the layer kinds the generator knows can exist: a user subclass would compile to nothing.
         private protected LayerAttribute() { }
+
+        /// <summary>
+        /// Graph models: the layer whose output this layer takes, written <c>nameof(Layer)</c>, instead of the previous
+        /// layer's; <c>"input"</c> is the model input. It must name an earlier layer (no cycles, no forward references).
+        /// Default: the previous layer (or the input, for the first).
+        /// </summary>
+        public string? From { get; set; }
     }
 }

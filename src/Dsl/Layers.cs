@@ -439,4 +439,46 @@ namespace ModelDsl
         /// <summary>The dimension normalised along.</summary>
         public int Dim { get; }
     }
+
+    /// <summary>
+    /// Graph models: the element-wise sum of two earlier layers' outputs (<c>torch.add</c>, PyTorch's broadcasting:
+    /// shapes aligned from the right, a size 1 stretches). Write the sources with <c>nameof</c>; <c>"input"</c> is the
+    /// model input. Goes on a <c>ModelDsl.Layers.Add</c> property.
+    /// </summary>
+    public sealed class AddAttribute : LayerAttribute
+    {
+        /// <summary>The sum of <paramref name="first"/> and <paramref name="second"/>.</summary>
+        public AddAttribute(string first, string second) { Sources = new[] { first, second }; }
+        /// <summary>The layers summed.</summary>
+        public string[] Sources { get; }
+    }
+
+    /// <summary>
+    /// Graph models: the element-wise product of two earlier layers' outputs (<c>torch.mul</c>, PyTorch's
+    /// broadcasting), e.g. a gate. Goes on a <c>ModelDsl.Layers.Multiply</c> property.
+    /// </summary>
+    public sealed class MultiplyAttribute : LayerAttribute
+    {
+        /// <summary>The product of <paramref name="first"/> and <paramref name="second"/>.</summary>
+        public MultiplyAttribute(string first, string second) { Sources = new[] { first, second }; }
+        /// <summary>The layers multiplied.</summary>
+        public string[] Sources { get; }
+    }
+
+    /// <summary>
+    /// Graph models: two or more earlier layers' outputs joined along <see cref="Dim"/> (<c>torch.cat</c>): every
+    /// other dimension must be equal. Goes on a <c>ModelDsl.Layers.Concat</c> property.
+    /// </summary>
+    public sealed class ConcatAttribute : LayerAttribute
+    {
+        /// <summary>The outputs of <paramref name="sources"/>, in that order, joined along <see cref="Dim"/>.</summary>
+        public ConcatAttribute(params string[] sources) { Sources = sources; }
+        /// <summary>The layers joined, in order.</summary>
+        public string[] Sources { get; }
+        /// <summary>
+        /// The dimension joined along (negative counts from the end, as in PyTorch). Default 1, the channels of
+        /// <c>(B, C, …)</c>; PyTorch's <c>torch.cat</c> defaults to 0, the batch, which a model rarely wants.
+        /// </summary>
+        public int Dim { get; set; } = 1;
+    }
 }

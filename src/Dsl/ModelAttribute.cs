@@ -36,6 +36,31 @@ namespace ModelDsl
 
         /// <summary>The element type of the input tensor. Use <see cref="DType.Int64"/> for token ids fed to an embedding.</summary>
         public DType InputType { get; set; } = DType.Float32;
+
+        /// <summary>
+        /// Graph models: the layer whose output is the model's output, written <c>nameof(Layer)</c>. Default: the last
+        /// layer.
+        /// </summary>
+        public string? Output { get; set; }
+    }
+
+    /// <summary>
+    /// Goes on a property whose type is a <see cref="ModelAttribute">[Model]</see> class (a composed model): where it
+    /// takes its input from and how many independent copies run one after another.
+    /// </summary>
+    /// <example><c>[Block(Repeat = 3)] public partial ResidualBlock Stage1 { get; }</c></example>
+    [AttributeUsage(AttributeTargets.Property, AllowMultiple = false, Inherited = false)]
+    public sealed class BlockAttribute : Attribute
+    {
+        /// <summary>
+        /// The number of independent copies (each with its own parameters), run in sequence as PyTorch's
+        /// <c>nn.Sequential(*copies)</c>; the state dict names them <c>Stage1.0.…</c>, <c>Stage1.1.…</c>. With more
+        /// than one, the block's output shape must equal its input shape. Default 1: the block itself.
+        /// </summary>
+        public int Repeat { get; set; } = 1;
+
+        /// <summary>As a layer attribute's <c>From</c>: the layer whose output the block takes (<c>"input"</c>: the model input).</summary>
+        public string? From { get; set; }
     }
 
     /// <summary>Element types of model inputs, named as in PyTorch.</summary>

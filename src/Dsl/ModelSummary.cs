@@ -12,12 +12,33 @@ namespace ModelDsl
     {
         /// <summary>Creates a summary. Called by generated code.</summary>
         public ModelSummary(string model, string input, string inputType, IReadOnlyList<LayerSummary> layers)
+            : this(model, input, inputType, layers, null)
+        {
+        }
+
+        /// <summary>
+        /// Creates the summary of a graph model, whose layers name their sources and whose output is the layer
+        /// <paramref name="outputLayer"/> (null: the last). Called by generated code.
+        /// </summary>
+        public ModelSummary(string model, string input, string inputType, IReadOnlyList<LayerSummary> layers, string? outputLayer)
         {
             Model = model ?? throw new ArgumentNullException(nameof(model));
             Input = input ?? throw new ArgumentNullException(nameof(input));
             InputType = inputType ?? throw new ArgumentNullException(nameof(inputType));
             Layers = layers ?? throw new ArgumentNullException(nameof(layers));
+            OutputLayer = outputLayer ?? (layers.Count == 0 ? null : layers[layers.Count - 1].Name);
+            IsGraph = outputLayer is not null;
+            // A chain layer reads the one before it (the first, the input): its sources are filled in here, so a
+            // chain model's generated summary stays as it was before graphs.
+            for (int i = 0; i < layers.Count; i++)
+            {
+                if (layers[i].Sources is null) layers[i].Sources = new[] { i == 0 ? InputName : layers[i - 1].Name };
+                else IsGraph = true;
+            }
         }
+
+        /// <summary>The name a layer's <see cref="LayerSummary.Sources"/> give the model input.</summary>
+        public const string InputName = "input";
 
         /// <summary>The model class name.</summary>
         public string Model { get; }
@@ -28,8 +49,31 @@ namespace ModelDsl
         /// <summary>The layers in execution order.</summary>
         public IReadOnlyList<LayerSummary> Layers { get; }
 
-        /// <summary>The output shape of the last layer, or the input shape for a model without layers.</summary>
-        public string Output => Layers.Count == 0 ? Input : Layers[Layers.Count - 1].OutputShape;
+        /// <summary>The layer whose output the model returns (the last, unless <c>[Model(Output = ...)]</c> names another); null without layers.</summary>
+        public string? OutputLayer { get; }
+
+        /// <summary>Whether the model is a graph: some layer reads other than the layer before it, or the output is not the last layer.</summary>
+        public bool IsGraph { get; }
+
+        /// <summary>The output shape of the output layer, or the input shape for a model without layers.</summary>
+        public string Output
+        {
+            get
+            {
+                foreach (var layer in Layers) if (layer.Name == OutputLayer) return layer.OutputShape;
+                return Input;
+            }
+        }
+
+        /// <summary>The layer named <paramref name="name"/>, or null.</summary>
+        public LayerSummary? this[string name]
+        {
+            get
+            {
+                foreach (var layer in Layers) if (layer.Name == name) return layer;
+                return null;
+            }
+        }
 
         /// <summary>Total number of trainable parameters.</summary>
         public long TotalParameters
@@ -46,8 +90,13 @@ namespace ModelDsl
         public override string ToString()
         {
             var rows = new List<(string, string, string, long)>();
-            foreach (var layer in Layers) rows.Add((layer.Name, layer.Kind, layer.OutputShape, layer.Parameters));
-            return Shapes.LayerTable.Render(Model, InputType, Input, rows);
+            var sources = new List<IReadOnlyList<string>>();
+            foreach (var layer in Layers)
+            {
+                rows.Add((layer.Name, layer.Kind, layer.OutputShape, layer.Parameters));
+                sources.Add(layer.Sources);
+            }
+            return Shapes.LayerTable.Render(Model, InputType, Input, rows, IsGraph ? sources : null);
         }
     }
 
@@ -58,6 +107,14 @@ namespace ModelDsl
         public LayerSummary(string name, string kind, string outputShape, long parameters)
         {
             Name = name; Kind = kind; OutputShape = outputShape; Parameters = parameters;
+            Sources = null!; // the chain's predecessor, filled in by ModelSummary
+        }
+
+        /// <summary>Creates a row of a graph model, with the layers it reads. Called by generated code.</summary>
+        public LayerSummary(string name, string kind, string outputShape, long parameters, IReadOnlyList<string> sources)
+            : this(name, kind, outputShape, parameters)
+        {
+            Sources = sources ?? throw new ArgumentNullException(nameof(sources));
         }
 
         /// <summary>The property name, which is also the registered sub-module name.</summary>
@@ -68,5 +125,11 @@ namespace ModelDsl
         public string OutputShape { get; }
         /// <summary>Trainable parameters of the layer.</summary>
         public long Parameters { get; }
+        /// <summary>
+        /// The layers it reads, in order (<c>"input"</c>: the model input): a chain layer's predecessor, the layer
+        /// <c>From</c> names, or a merge's sources. The merge's kind is <see cref="Kind"/> (<c>Add</c>, <c>Multiply</c>,
+        /// <c>Concat</c>; a Concat module holds its dim).
+        /// </summary>
+        public IReadOnlyList<string> Sources { get; internal set; }
     }
 }

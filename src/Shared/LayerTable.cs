@@ -1,29 +1,44 @@
 using System;
 using System.Collections.Generic;
 using System.Globalization;
+using System.Linq;
 using System.Text;
 
 // Linked into the DSL assembly (ModelSummary.ToString at run time) and the generator (the XML remarks of every
 // generated model), so the table a user reads in the IDE is the one the program prints.
 namespace ModelDsl.Shapes
 {
-    /// <summary>The Keras-style layer table of a model: layer, type, output shape, parameters, and the total.</summary>
+    /// <summary>
+    /// The Keras-style layer table of a model: layer, type, output shape, parameters, and the total; a graph model's
+    /// table has a From column (each layer's sources) after the type.
+    /// </summary>
     internal static class LayerTable
     {
-        public static string Render(string model, string inputType, string input, IEnumerable<(string Name, string Kind, string Output, long Parameters)> layers)
+        public static string Render(string model, string inputType, string input, IEnumerable<(string Name, string Kind, string Output, long Parameters)> layers,
+            IReadOnlyList<IReadOnlyList<string>>? sources = null)
         {
-            var rows = new List<string[]> { new[] { "Layer", "Type", "Output shape", "Params" }, new[] { "(input)", inputType, input, "" } };
+            bool graph = sources is not null;
+            var rows = new List<string[]>
+            {
+                graph ? new[] { "Layer", "Type", "From", "Output shape", "Params" } : new[] { "Layer", "Type", "Output shape", "Params" },
+                graph ? new[] { "(input)", inputType, "", input, "" } : new[] { "(input)", inputType, input, "" },
+            };
             long total = 0;
+            int index = 0;
             foreach (var layer in layers)
             {
-                rows.Add(new[] { layer.Name, layer.Kind, layer.Output, Count(layer.Parameters) });
+                rows.Add(graph
+                    ? new[] { layer.Name, layer.Kind, string.Join(", ", sources![index]), layer.Output, Count(layer.Parameters) }
+                    : new[] { layer.Name, layer.Kind, layer.Output, Count(layer.Parameters) });
                 total += layer.Parameters;
+                index++;
             }
 
-            var widths = new int[4];
+            int columns = rows[0].Length;
+            var widths = new int[columns];
             foreach (var row in rows)
-                for (int i = 0; i < 4; i++) widths[i] = Math.Max(widths[i], row[i].Length);
-            int lineWidth = widths[0] + widths[1] + widths[2] + widths[3] + 6;
+                for (int i = 0; i < columns; i++) widths[i] = Math.Max(widths[i], row[i].Length);
+            int lineWidth = widths.Sum() + 2 * (columns - 1);
 
             var sb = new StringBuilder();
             sb.Append("Model: ").Append(model).Append('\n');
@@ -31,10 +46,9 @@ namespace ModelDsl.Shapes
             for (int r = 0; r < rows.Count; r++)
             {
                 var row = rows[r];
-                sb.Append(row[0].PadRight(widths[0])).Append("  ")
-                  .Append(row[1].PadRight(widths[1])).Append("  ")
-                  .Append(row[2].PadRight(widths[2])).Append("  ")
-                  .Append(row[3].PadLeft(widths[3])).Append('\n');
+                for (int i = 0; i < columns - 1; i++) sb.Append(row[i].PadRight(widths[i])).Append("  ");
+                // The parameter counts right-aligned, as Keras prints them.
+                sb.Append(row[columns - 1].PadLeft(widths[columns - 1])).Append('\n');
                 if (r == 0) sb.Append('-', lineWidth).Append('\n');
             }
             sb.Append('=', lineWidth).Append('\n');

@@ -1,4 +1,5 @@
 using System;
+using System.Collections.Generic;
 
 namespace ModelDsl.Shapes
 {
@@ -35,6 +36,12 @@ namespace ModelDsl.Shapes
         SequenceTooLong,
         /// <summary>A sequence layer (positional embedding, Transformer block) over an input that is not (B, T, C).</summary>
         NotASequence,
+        /// <summary>An element-wise merge (Add, Multiply) of shapes that do not broadcast.</summary>
+        MergeShapeMismatch,
+        /// <summary>A Concat whose dim is out of range or whose other dims differ.</summary>
+        ConcatMismatch,
+        /// <summary>A repeated block whose output shape differs from its input's.</summary>
+        RepeatedBlockShape,
     }
 
     /// <summary>
@@ -56,6 +63,10 @@ namespace ModelDsl.Shapes
         // Out for the hidden size.
         /// <summary>What only this kind has, as its descriptor's record (<see cref="LayerKind{TArguments}"/>); null when nothing.</summary>
         public KindArguments? Own { get; set; }
+        /// <summary>Graph models: the layer written in <c>From</c> (<c>"input"</c>: the model input), or null for the previous one.</summary>
+        public string? From { get; set; }
+        /// <summary>A merge's sources as written (null entries for null strings), or null for a layer of one input.</summary>
+        public string?[]? Sources { get; set; }
     }
 
     internal sealed class ShapeError
@@ -102,6 +113,19 @@ namespace ModelDsl.Shapes
             catch (OverflowException)
             {
                 return Fail(ShapeErrorKind.TooLarge, "the sizes are too large: a dimension or the parameter count overflows a 64-bit integer");
+            }
+        }
+
+        /// <summary>A merge's rule (<see cref="LayerKind.InferMerge"/>) with the same overflow guard.</summary>
+        public static LayerShape InferMerge(LayerKind kind, LayerParams p, IReadOnlyList<string> names, IReadOnlyList<Dim[]> inputs)
+        {
+            try
+            {
+                return kind.InferMerge(p, names, inputs);
+            }
+            catch (OverflowException)
+            {
+                return Fail(ShapeErrorKind.TooLarge, "the sizes are too large: a dimension overflows a 64-bit integer");
             }
         }
 

@@ -25,8 +25,8 @@ public class ForwardBackwardBenchmarks
     private Tensor input = null!;
     private Tensor labels = null!;
 
-    /// <summary>The sample model compared: the MLP or the CNN.</summary>
-    [Params("Mlp", "Cnn")]
+    /// <summary>The sample model compared: the MLP, the CNN, or a residual CNN (a graph model).</summary>
+    [Params("Mlp", "Cnn", "ResCnn")]
     public string Model { get; set; } = "Mlp";
 
     [GlobalSetup]
@@ -38,9 +38,9 @@ public class ForwardBackwardBenchmarks
         labels = randint(0, 10, new long[] { Batch }, dtype: ScalarType.Int64);
 
         manual_seed(7);
-        handWritten = Model == "Mlp" ? new HandWrittenMlp() : new HandWrittenCnn();
+        handWritten = Model switch { "Mlp" => new HandWrittenMlp(), "ResCnn" => new HandWrittenResCnn(), _ => new HandWrittenCnn() };
         manual_seed(7);
-        generated = Model == "Mlp" ? new GeneratedMlp() : new GeneratedCnn();
+        generated = Model switch { "Mlp" => new GeneratedMlp(), "ResCnn" => new GeneratedResCnn(), _ => new GeneratedCnn() };
 
         // Same seed, same layers created in the same order: the parameters must match exactly, or the comparison
         // would not be like for like.

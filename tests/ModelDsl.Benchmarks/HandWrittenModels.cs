@@ -99,3 +99,49 @@ public sealed class HandWrittenCnn : nn.Module<Tensor, Tensor>
         return output.forward(x);
     }
 }
+
+/// <summary>GeneratedResCnn written by hand: the residual block's skip added with torch.add, as PyTorch's ResNet does.</summary>
+public sealed class HandWrittenResCnn : nn.Module<Tensor, Tensor>
+{
+    private readonly Conv2d stem, conv1, conv2;
+    private readonly BatchNorm2d norm1, norm2;
+    private readonly ReLU stemAct, act1, act2;
+    private readonly MaxPool2d pool;
+    private readonly Flatten flat;
+    private readonly Linear output;
+
+    public HandWrittenResCnn() : base(nameof(HandWrittenResCnn))
+    {
+        stem = nn.Conv2d(1, 32, 3, padding: 1);
+        stemAct = nn.ReLU();
+        conv1 = nn.Conv2d(32, 32, 3, padding: 1);
+        norm1 = nn.BatchNorm2d(32);
+        act1 = nn.ReLU();
+        conv2 = nn.Conv2d(32, 32, 3, padding: 1);
+        norm2 = nn.BatchNorm2d(32);
+        act2 = nn.ReLU();
+        pool = nn.MaxPool2d(2);
+        flat = nn.Flatten();
+        output = nn.Linear(32 * 4 * 4, 10);
+        register_module("Stem", stem);
+        register_module("StemAct", stemAct);
+        register_module("Conv1", conv1);
+        register_module("Norm1", norm1);
+        register_module("Act1", act1);
+        register_module("Conv2", conv2);
+        register_module("Norm2", norm2);
+        register_module("Act2", act2);
+        register_module("Pool", pool);
+        register_module("Flat", flat);
+        register_module("Output", output);
+    }
+
+    public override Tensor forward(Tensor input)
+    {
+        var s = stemAct.forward(stem.forward(input));
+        var x = act1.forward(norm1.forward(conv1.forward(s)));
+        x = norm2.forward(conv2.forward(x));
+        x = act2.forward(TorchSharp.torch.add(x, s));
+        return output.forward(flat.forward(pool.forward(x)));
+    }
+}

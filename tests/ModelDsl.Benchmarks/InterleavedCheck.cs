@@ -18,7 +18,7 @@ public static class InterleavedCheck
     {
         Console.WriteLine("Interleaved A/B check: forward + cross-entropy + backward, batch 64, torch threads = 1");
         Header();
-        foreach (var model in new[] { "Mlp", "Cnn" })
+        foreach (var model in new[] { "Mlp", "Cnn", "ResCnn" })
         {
             var b = new ForwardBackwardBenchmarks { Model = model };
             b.Setup();

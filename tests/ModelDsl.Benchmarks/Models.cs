@@ -53,3 +53,21 @@ public partial class GeneratedDigitsMlp
     [Dropout(0.4)] public partial Dropout Drop2 { get; }
     [Linear(10)]   public partial Linear Output { get; }
 }
+
+/// <summary>A residual CNN (a stem, one residual block with BatchNorms, the skip added back), generated: graph models' forward.</summary>
+[Model(Input = "B, 1, 8, 8")]
+public partial class GeneratedResCnn
+{
+    [Conv2d(32, 3, Padding = 1)]        public partial Conv2d Stem { get; }
+    [ReLU]                              public partial ReLU StemAct { get; }
+    [Conv2d(32, 3, Padding = 1)]        public partial Conv2d Conv1 { get; }
+    [BatchNorm2d]                       public partial BatchNorm2d Norm1 { get; }
+    [ReLU]                              public partial ReLU Act1 { get; }
+    [Conv2d(32, 3, Padding = 1)]        public partial Conv2d Conv2 { get; }
+    [BatchNorm2d]                       public partial BatchNorm2d Norm2 { get; }
+    [Add(nameof(Norm2), nameof(StemAct))] public partial ModelDsl.Layers.Add Residual { get; }
+    [ReLU]                              public partial ReLU Act2 { get; }
+    [MaxPool2d(2)]                      public partial MaxPool2d Pool { get; }
+    [Flatten]                           public partial Flatten Flat { get; }
+    [Linear(10)]                        public partial Linear Output { get; }
+}

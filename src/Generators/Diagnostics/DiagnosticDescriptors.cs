@@ -106,6 +106,43 @@ namespace ModelDsl.Generators.Diagnostics
             "A layer is called through .forward",
             "'{0}.forward(...)' skips the layer's hooks (pruning recomputes the masked weight in one, so fine-tuning a pruned layer fails); call it with '{0}.call(...)'");
 
+        // Graph models (docs/graphs.md): sources, merges, the output layer, repeated blocks.
+        public static readonly DiagnosticDescriptor MergeShapeMismatch = Error("MD0019", ShapeCategory,
+            "Merged shapes do not broadcast",
+            "'{0}': {1}");
+
+        public static readonly DiagnosticDescriptor ConcatMismatch = Error("MD0020", ShapeCategory,
+            "Concat dim out of range or other dims unequal",
+            "'{0}': {1}");
+
+        public static readonly DiagnosticDescriptor TooFewSources = Error("MD0021", Declarations,
+            "A merge needs two or more sources",
+            "'{0}': [{1}] merges two or more layers, but names {2}");
+
+        public static readonly DiagnosticDescriptor UnknownSource = Error("MD0022", Declarations,
+            "A source must name an earlier layer",
+            "'{0}' reads '{1}', which {2}");
+
+        public static readonly DiagnosticDescriptor UnknownOutputLayer = Error("MD0023", Declarations,
+            "Output names no layer",
+            "Output = \"{0}\" names no layer of model '{1}'; its layers are {2}");
+
+        public static readonly DiagnosticDescriptor UnusedLayer = Warning("MD0024", Declarations,
+            "A layer's output is never used",
+            "Nothing reads the output of '{0}' and it is not the model's output ('{1}'): it is computed for nothing; read it with From or a merge, or remove it");
+
+        public static readonly DiagnosticDescriptor RepeatBelowOne = Error("MD0025", Declarations,
+            "Repeat must be at least 1",
+            "'{0}': Repeat = {1}; a block runs at least once");
+
+        public static readonly DiagnosticDescriptor RepeatedBlockShape = Error("MD0026", ShapeCategory,
+            "A repeated block must keep its input shape",
+            "'{0}': {1}");
+
+        public static readonly DiagnosticDescriptor StructuredThroughMerge = Error("MD0027", OptimizationCategory,
+            "Structured pruning is not yet supported through a merge",
+            "Structured pruning of '{0}' is not yet supported through a merge: {1}");
+
         public static readonly DiagnosticDescriptor MalformedInput = Error("MD0100", ShapeCategory,
             "Malformed input shape",
             "Input shape \"{0}\" of model '{1}' is malformed: {2}");
@@ -373,6 +410,9 @@ namespace ModelDsl.Generators.Diagnostics
             ModelDsl.Shapes.ShapeErrorKind.HeadsDoNotDivide => HeadsDoNotDivide,
             ModelDsl.Shapes.ShapeErrorKind.SequenceTooLong => SequenceTooLong,
             ModelDsl.Shapes.ShapeErrorKind.NotASequence => NotASequence,
+            ModelDsl.Shapes.ShapeErrorKind.MergeShapeMismatch => MergeShapeMismatch,
+            ModelDsl.Shapes.ShapeErrorKind.ConcatMismatch => ConcatMismatch,
+            ModelDsl.Shapes.ShapeErrorKind.RepeatedBlockShape => RepeatedBlockShape,
             _ => InvalidArgument,
         };
 

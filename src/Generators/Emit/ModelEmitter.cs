@@ -57,7 +57,9 @@ namespace ModelDsl.Generators.Emit
         {
             w.Line("/// <remarks>");
             w.Line($"/// Generated from <c>[Model]</c> with input <c>{Xml(model.InputText)}</c> ({model.InputType}). " +
-                (model.HasUserForward ? "Layers (the hand-written <c>forward</c> decides how they run):" : "Layers, in the order <c>forward</c> runs them:"));
+                (model.HasUserForward ? "Layers (the hand-written <c>forward</c> decides how they run):"
+                    : model.IsGraph ? "Layers, in the order <c>forward</c> runs them, each reading the layers in its From column:"
+                    : "Layers, in the order <c>forward</c> runs them:"));
             w.Line("/// <code>");
             foreach (var line in Table(model).Split('\n').Where(l => l.Length > 0))
                 w.Line("/// " + Xml(line));
@@ -85,7 +87,10 @@ namespace ModelDsl.Generators.Emit
                 w.Line($"/// <summary>{Xml(layer.AttributeText)}: output {Xml(layer.OutputText)}, {Count(layer.Parameters)} parameters.</summary>");
                 w.Line(GeneratorInfo.Attribute);
                 // A recurrent layer's slot holds a RecurrentLayer (its chain step); the property is the LSTM/GRU inside.
-                string held = layer.Kind.Recurrent ? $"(({BackingField(layer)} as {RecurrentLayer})?.Module ?? {BackingField(layer)})" : BackingField(layer);
+                // A repeated block's slot holds the copies (Repeated); the property is the first copy.
+                string held = layer.Kind.Recurrent ? $"(({BackingField(layer)} as {RecurrentLayer})?.Module ?? {BackingField(layer)})"
+                    : ModelKind.Repeat(layer.Args) > 1 ? $"(({BackingField(layer)} as global::ModelDsl.Layers.Repeated)?.Copies[0] ?? {BackingField(layer)})"
+                    : BackingField(layer);
                 w.Line($"{layer.Accessibility} partial {layer.TypeName} {layer.MemberName} {{ get => {held} as {layer.TypeName} ?? throw __Replaced(nameof({layer.MemberName}), {held}, typeof({layer.TypeName})); }}");
             }
         }
@@ -163,12 +168,20 @@ namespace ModelDsl.Generators.Emit
 
         private static void WriteForward(SourceWriter w, ModelSpec model)
         {
-            w.Line($"/// <summary>Runs the layers in declaration order: {Xml(model.InputText)} → {Xml(model.OutputText)}.</summary>");
+            w.Line(model.IsGraph
+                ? $"/// <summary>Runs the layer graph, each layer on the outputs of the layers it names: {Xml(model.InputText)} → {Xml(model.OutputText)}.</summary>"
+                : $"/// <summary>Runs the layers in declaration order: {Xml(model.InputText)} → {Xml(model.OutputText)}.</summary>");
             w.Line(GeneratorInfo.Attribute);
             w.Open($"public override {Tensor} forward({Tensor} input)");
             if (model.HasErrors)
             {
                 w.Line($"throw new global::System.InvalidOperationException(\"Model '{model.Name}' has ModelDsl errors.\");");
+                w.Close();
+                return;
+            }
+            if (model.IsGraph)
+            {
+                WriteGraphForward(w, model);
                 w.Close();
                 return;
             }
@@ -178,6 +191,42 @@ namespace ModelDsl.Generators.Emit
                 w.Line($"x = {(layer.IsField ? "this." + layer.MemberName : BackingField(layer))}.call(x);");
             w.Line("return x;");
             w.Close();
+        }
+
+        /// <summary>
+        /// A graph model's forward: one named local per layer, each reading the locals of its sources; merges call
+        /// <c>torch.add</c>/<c>mul</c>/<c>cat</c> on them. Returns the output layer's local.
+        /// </summary>
+        private static void WriteGraphForward(SourceWriter w, ModelSpec model)
+        {
+            // call, not forward: call runs the layers' hooks (pruning recomputes a masked weight in one).
+            var locals = new System.Collections.Generic.Dictionary<string, string>(System.StringComparer.Ordinal) { ["input"] = "input" };
+            foreach (var layer in model.Layers)
+            {
+                string local = LocalName(layer.MemberName, locals.Values);
+                var sources = layer.Sources.Select(s => locals[s]).ToArray();
+                string expression = layer.Kind switch
+                {
+                    BroadcastMergeKind merge => $"global::TorchSharp.torch.{merge.Function}({sources[0]}, {sources[1]})",
+                    ConcatKind => $"global::TorchSharp.torch.cat(new {Tensor}[] {{ {string.Join(", ", sources)} }}, {((ConcatArguments)layer.Args.Own!).Dim.ToString(CultureInfo.InvariantCulture)})",
+                    _ => $"{Slot(layer)}.call({sources[0]})",
+                };
+                string reads = layer.Kind is BroadcastMergeKind m ? string.Join($" {m.Symbol} ", layer.Sources) : string.Join(", ", layer.Sources);
+                w.Line($"// {layer.AttributeText} {layer.MemberName}: {reads} → {layer.OutputText}");
+                w.Line($"var {local} = {expression};");
+                locals[layer.MemberName] = local;
+            }
+            w.Line($"return {(model.Output is { } output ? locals[output.MemberName] : "input")};");
+        }
+
+        /// <summary>A layer's local in a graph forward: its name in camelCase, made unique and never a keyword.</summary>
+        private static string LocalName(string member, System.Collections.Generic.IEnumerable<string> taken)
+        {
+            string name = char.ToLowerInvariant(member[0]) + member.Substring(1);
+            while (taken.Contains(name) || Microsoft.CodeAnalysis.CSharp.SyntaxFacts.GetKeywordKind(name) != Microsoft.CodeAnalysis.CSharp.SyntaxKind.None
+                   || Microsoft.CodeAnalysis.CSharp.SyntaxFacts.GetContextualKeywordKind(name) != Microsoft.CodeAnalysis.CSharp.SyntaxKind.None)
+                name += "_";
+            return name;
         }
 
         private static void WriteLayerAccess(SourceWriter w, ModelSpec model)
@@ -226,6 +275,8 @@ namespace ModelDsl.Generators.Emit
             w.Line(GeneratorInfo.Attribute);
             w.Line($"bool global::ModelDsl.ILayerHost.ForwardIsGenerated => {(model.HasUserForward ? "false" : "true")};");
             w.Line(GeneratorInfo.Attribute);
+            w.Line("global::ModelDsl.ModelSummary global::ModelDsl.ILayerHost.Summary => Summary;");
+            w.Line(GeneratorInfo.Attribute);
             w.Line("object global::ModelDsl.ILayerHost.GetLayer(string name) => GetLayer(name);");
             w.Line(GeneratorInfo.Attribute);
             w.Line($"object global::ModelDsl.ILayerHost.ReplaceLayer(string name, object replacement) =>");
@@ -258,14 +309,17 @@ namespace ModelDsl.Generators.Emit
             w.Line($"    {Literal(model.Name)}, {Literal(model.InputText)}, {Literal(model.InputType)},");
             w.Line("    new global::ModelDsl.LayerSummary[]");
             w.Line("    {");
+            // A graph model's rows name their sources, and the summary its output layer.
             foreach (var layer in model.Layers)
-                w.Line($"        new global::ModelDsl.LayerSummary({Literal(layer.MemberName)}, {Literal(layer.KindName)}, {Literal(layer.OutputText)}, {layer.Parameters.ToString(CultureInfo.InvariantCulture)}L),");
-            w.Line("    });");
+                w.Line($"        new global::ModelDsl.LayerSummary({Literal(layer.MemberName)}, {Literal(layer.KindName)}, {Literal(layer.OutputText)}, {layer.Parameters.ToString(CultureInfo.InvariantCulture)}L" +
+                    (model.IsGraph ? $", new string[] {{ {string.Join(", ", layer.Sources.Select(Literal))} }}" : "") + "),");
+            w.Line(model.IsGraph ? $"    }}, {Literal(model.Output?.MemberName ?? "")});" : "    });");
         }
 
         /// <summary>The model's layer table, exactly as <c>ModelDsl.ModelSummary</c> prints it at run time.</summary>
         private static string Table(ModelSpec model) =>
-            LayerTable.Render(model.Name, model.InputType, model.InputText, model.Layers.Select(l => (l.MemberName, l.KindName, l.OutputText, l.Parameters)));
+            LayerTable.Render(model.Name, model.InputType, model.InputText, model.Layers.Select(l => (l.MemberName, l.KindName, l.OutputText, l.Parameters)),
+                model.IsGraph ? model.Layers.Select(l => (System.Collections.Generic.IReadOnlyList<string>)l.Sources.ToArray()).ToArray() : null);
 
         private static string BackingField(LayerSpec layer) => "__" + layer.MemberName;
 

@@ -25,8 +25,15 @@ namespace ModelDsl.Generators.Model
         EquatableArray<PassSpec> Passes = default,
         long ParametersAfterPasses = 0,
         EquatableArray<PartialStub> Stubs = default,
-        bool StubsOnly = false)
+        bool StubsOnly = false,
+        bool IsGraph = false,
+        string? OutputLayer = null)
     {
+        /// <summary>The layer whose output the model returns: <see cref="OutputLayer"/>, else the last.</summary>
+        public LayerSpec? Output => OutputLayer is { } name
+            ? System.Linq.Enumerable.FirstOrDefault(Layers, l => l.MemberName == name)
+            : Layers.Count == 0 ? null : Layers[Layers.Count - 1];
+
         /// <summary>The deterministic hint name prefix: <c>{Namespace}.{Outer}.{Type}</c>.</summary>
         public string FullName =>
             (Namespace is null ? "" : Namespace + ".") +
@@ -73,7 +80,11 @@ namespace ModelDsl.Generators.Model
     /// <summary>A type the model class is nested in: <c>partial class Outer</c>.</summary>
     internal sealed record ContainingType(string Keyword, string Name);
 
-    /// <summary>One layer: the member it lives on, the TorchSharp module it builds and the shapes around it.</summary>
+    /// <summary>
+    /// One layer: the member it lives on, the TorchSharp module it builds and the shapes around it, and its resolved
+    /// sources (layer names, or <c>"input"</c>): a chain layer's is the previous layer (the input for the first), a
+    /// graph layer's what <c>From</c> or its merge names.
+    /// </summary>
     internal sealed record LayerSpec(
         string MemberName,
         bool IsField,
@@ -84,7 +95,8 @@ namespace ModelDsl.Generators.Model
         string KindName,
         LayerArgs Args,
         string OutputText,
-        long Parameters);
+        long Parameters,
+        EquatableArray<string> Sources = default);
 
     /// <summary>
     /// The constructor arguments of the TorchSharp module, resolved (inferred sizes filled in): the common sizes

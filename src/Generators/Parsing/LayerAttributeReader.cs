@@ -64,6 +64,7 @@ namespace ModelDsl.Generators.Parsing
                 Out = Long("outFeatures", "outChannels", "embeddingDim") ?? -1,
                 Count = Long("numEmbeddings") ?? -1,
                 Bias = Bool("Bias") ?? true,
+                From = String("From"),
             };
             kind.Read(p, this);
             return p;
@@ -90,6 +91,9 @@ namespace ModelDsl.Generators.Parsing
             if (name is null || syntax.ArgumentList is null) return syntax.GetLocation();
 
             var args = syntax.ArgumentList.Arguments;
+            // "[i]": the i-th positional argument (a Concat's sources, a params array).
+            if (name.Length > 2 && name[0] == '[' && int.TryParse(name.Substring(1, name.Length - 2), NumberStyles.None, CultureInfo.InvariantCulture, out int position))
+                return position < args.Count && args[position].NameEquals is null ? args[position].GetLocation() : syntax.GetLocation();
             foreach (var a in args)
             {
                 if (a.NameEquals?.Name.Identifier.ValueText == name || a.NameColon?.Name.Identifier.ValueText == name)
@@ -133,6 +137,14 @@ namespace ModelDsl.Generators.Parsing
             var result = new long[c.Values!.Length];
             for (int i = 0; i < result.Length; i++)
                 result[i] = c.Values[i].Value switch { int v => v, long v => v, _ => 0 };
+            return result;
+        }
+
+        public string?[]? StringArray(string name)
+        {
+            if (!_values.TryGetValue(name, out var c) || c.Kind != TypedConstantKind.Array || c.IsNull) return null;
+            var result = new string?[c.Values!.Length];
+            for (int i = 0; i < result.Length; i++) result[i] = c.Values[i].Value as string;
             return result;
         }
 

@@ -21,6 +21,7 @@ namespace ModelDsl.Generators.Parsing
     {
         internal const string ModelAttributeName = "ModelDsl." + nameof(ModelAttribute);
         private const string LayerAttributeName = "ModelDsl.LayerAttribute";
+        private const string BlockAttributeName = "ModelDsl." + nameof(BlockAttribute);
 
         private readonly List<DiagnosticInfo> _diagnostics = new();
         private readonly CancellationToken _cancellation;
@@ -119,7 +120,15 @@ namespace ModelDsl.Generators.Parsing
 
             var inputs = layers.Select(l => new LayerInput(l.Name, l.IsField, l.Accessibility, l.TypeName, l.TypeDisplay, l.Kind, l.Params,
                 l.AttributeText, l.Broken, l.Reader?.TiedTo)).ToArray();
-            var shapes = ShapeInference.Infer(type.Name, inputs, userForward ? null : input, inputIsInteger, userForward, hasErrors || input is null, _cancellation);
+            // [Model(Output = nameof(X))]: X must be a layer (a source name like "input" is not an output).
+            string? outputLayer = declaration.OutputLayer;
+            if (outputLayer is not null && !layers.Any(l => l.Name == outputLayer))
+            {
+                report(DiagnosticDescriptors.UnknownOutputLayer, declaration.OutputLocation, new[] { outputLayer, type.Name, string.Join(", ", layers.Select(l => l.Name)) });
+                hasErrors = true;
+                outputLayer = null;
+            }
+            var shapes = ShapeInference.Infer(type.Name, inputs, userForward ? null : input, inputIsInteger, userForward, hasErrors || input is null, _cancellation, outputLayer);
             foreach (var problem in shapes.Problems) Report(problem, layers[problem.Layer], report);
             var specs = shapes.Layers;
             var current = shapes.Output;
@@ -130,7 +139,7 @@ namespace ModelDsl.Generators.Parsing
             bool outputKnown = !shapesFailed && !userForward && current is not null;
 
             var plans = reportDiagnostics && !hasErrors
-                ? ParsePlans(type, compilation, specs, input, inputIsInteger, outputKnown ? current : null, currentIsInteger, userForward, shapesFailed, report)
+                ? ParsePlans(type, compilation, specs, input, inputIsInteger, outputKnown ? current : null, currentIsInteger, userForward, shapesFailed, report, outputLayer)
                 : new Plans { HasTrain = reportDiagnostics && HasAttribute(type, TrainParser.TrainAttributeName), ParametersAfter = specs.Sum(l => l.Parameters) };
             // Typed reads of Linear layers in a hand-written forward, here and in composed models: [Quantize] breaks them.
             var quantize = type.GetAttributes().FirstOrDefault(a => a.AttributeClass?.ToDisplayString() == OptimizationParser.QuantizeAttributeName);
@@ -171,7 +180,9 @@ namespace ModelDsl.Generators.Parsing
                 plans.Passes,
                 plans.ParametersAfter,
                 reportDiagnostics && (hasErrors || shapesFailed) ? UnimplementedPartialProperties(type, declaration.StubsOnly ? new List<LayerSpec>() : specs) : EquatableArray<PartialStub>.Empty,
-                declaration.StubsOnly);
+                declaration.StubsOnly,
+                shapes.IsGraph,
+                outputLayer);
 
             return new Parsed
             {
@@ -187,13 +198,16 @@ namespace ModelDsl.Generators.Parsing
         /// <summary>Reports a shape problem on what it concerns: the argument, else the attribute, else the member.</summary>
         private static void Report(ShapeProblem problem, RawLayer layer, Action<DiagnosticDescriptor, Location?, string[]> report)
         {
-            var location = problem.Kind == ShapeProblemKind.Shape && layer.Kind == LayerKind.Model
+            var location = problem.Kind is ShapeProblemKind.Shape or ShapeProblemKind.Unused && layer.Kind == LayerKind.Model && problem.Argument is null
                 ? layer.MemberLocation
                 : layer.Reader?.ArgumentLocation(problem.Argument) ?? layer.MemberLocation;
             var descriptor = problem.Kind switch
             {
                 ShapeProblemKind.NotInferable => DiagnosticDescriptors.NotInferableWithUserForward,
                 ShapeProblemKind.Tie => DiagnosticDescriptors.TiedWeightMismatch,
+                ShapeProblemKind.Source => DiagnosticDescriptors.UnknownSource,
+                ShapeProblemKind.TooFewSources => DiagnosticDescriptors.TooFewSources,
+                ShapeProblemKind.Unused => DiagnosticDescriptors.UnusedLayer,
                 _ => DiagnosticDescriptors.ForShapeError(problem.Error!.Value),
             };
             report(descriptor, location, problem.Inferred >= 0
@@ -211,6 +225,9 @@ namespace ModelDsl.Generators.Parsing
             public string InputType = "";
             public bool InputIsInteger;
             public bool UserForward;
+            /// <summary>[Model(Output = ...)]: the layer whose output the model returns, and where it was written.</summary>
+            public string? OutputLayer;
+            public Location? OutputLocation;
             /// <summary>Another base class: implement the partial properties alone.</summary>
             public bool StubsOnly;
             public bool HasErrors;
@@ -283,14 +300,17 @@ namespace ModelDsl.Generators.Parsing
             // [Model(Input = "...", InputType = ...)]
             string inputText = "";
             int inputTypeValue = 0;
-            Location? inputLocation = attributeLocation;
+            string? outputLayer = null;
+            Location? inputLocation = attributeLocation, outputLocation = attributeLocation;
             if (modelAttribute is not null)
             {
                 foreach (var named in modelAttribute.NamedArguments)
                 {
                     if (named.Key == nameof(ModelAttribute.Input) && named.Value.Value is string s) inputText = s;
                     if (named.Key == nameof(ModelAttribute.InputType) && named.Value.Value is int i) inputTypeValue = i;
+                    if (named.Key == nameof(ModelAttribute.Output)) outputLayer = named.Value.Value as string ?? "null";
                 }
+                if (outputLayer is not null) outputLocation = LayerAttributeReader.For(modelAttribute).ArgumentLocation(nameof(ModelAttribute.Output)) ?? attributeLocation;
                 inputLocation = LayerAttributeReader.For(modelAttribute).ArgumentLocation(nameof(ModelAttribute.Input)) ?? attributeLocation;
             }
 
@@ -329,7 +349,7 @@ namespace ModelDsl.Generators.Parsing
             return new Declaration
             {
                 Containing = containing, InputText = inputText, Input = input, InputType = inputType, InputIsInteger = inputIsInteger,
-                UserForward = userForward, StubsOnly = stubsOnly, HasErrors = hasErrors,
+                UserForward = userForward, StubsOnly = stubsOnly, HasErrors = hasErrors, OutputLayer = outputLayer, OutputLocation = outputLocation,
             };
         }
 
@@ -348,15 +368,16 @@ namespace ModelDsl.Generators.Parsing
         /// <paramref name="output"/> is null when unknown at compile time; the passes need every shape.
         /// </summary>
         private static Plans ParsePlans(INamedTypeSymbol type, Compilation compilation, List<LayerSpec> specs, Dim[]? input, bool inputIsInteger,
-            Dim[]? output, bool outputIsInteger, bool userForward, bool shapesFailed, Action<DiagnosticDescriptor, Location?, string[]> report)
+            Dim[]? output, bool outputIsInteger, bool userForward, bool shapesFailed, Action<DiagnosticDescriptor, Location?, string[]> report, string? outputLayer)
         {
+            var last = outputLayer is not null ? specs.FirstOrDefault(l => l.MemberName == outputLayer) : specs.LastOrDefault();
             var attributes = type.GetAttributes();
             var trainAttribute = attributes.FirstOrDefault(a => a.AttributeClass?.ToDisplayString() == TrainParser.TrainAttributeName);
             var plans = new Plans { HasTrain = trainAttribute is not null, ParametersAfter = specs.Sum(l => l.Parameters) };
             if (trainAttribute is not null)
             {
                 plans.Train = TrainParser.Parse(type.Name, trainAttribute, compilation, input, inputIsInteger,
-                    output, outputIsInteger, specs.Count > 0 ? specs[specs.Count - 1].KindName : null, report,
+                    output, outputIsInteger, last?.KindName, report,
                     specs.Where(l => l.Kind == LayerKind.PositionalEmbedding).Select(l => l.Args.Count).DefaultIfEmpty(long.MaxValue).Min());
                 // A [Loss] method replaces the declared loss's formula (its own checks run on the method: LossMethodParser.Check).
                 if (plans.Train is not null && LossMethodParser.Find(type) is { } lossMethod)
@@ -588,6 +609,22 @@ namespace ModelDsl.Generators.Parsing
                 SubOutput = parsed.Output,
                 SubParams = parsed.Parameters,
             };
+            // [Block(From = ..., Repeat = n)]: where the composed model reads, and how many copies run in sequence.
+            if (member.GetAttributes().FirstOrDefault(a => a.AttributeClass?.ToDisplayString() == BlockAttributeName) is { } block)
+            {
+                layer.Reader = LayerAttributeReader.For(block);
+                layer.Params.From = layer.Reader.String("From");
+                long repeat = layer.Reader.Long("Repeat") ?? 1;
+                if (repeat < 1)
+                {
+                    report(DiagnosticDescriptors.RepeatBelowOne, layer.Reader.ArgumentLocation("Repeat"), new[] { member.Name, repeat.ToString(System.Globalization.CultureInfo.InvariantCulture) });
+                    hasErrors = true;
+                    layer.Broken = true;
+                }
+                layer.Params.Own = new BlockArguments(repeat);
+                if (block.ApplicationSyntaxReference?.GetSyntax(_cancellation) is { } blockSyntax)
+                    layer.AttributeText = "[" + Compact(blockSyntax.ToString()) + "] " + sub.Name;
+            }
             return layer;
         }
 

@@ -145,7 +145,9 @@ namespace ModelDsl.Generators.Parsing
                             $"the count {Num(amount)} exceeds what '{target}' has to prune ({Int(units)} {(structuredMethod ? "channels" : "weights")})" }, Int(units)));
                         amountOk = false;
                     }
-                    if (method == PruneMethod.Structured && ok)
+                    if (method == PruneMethod.Structured && ok && !userForward && ThroughMerge(layers, current, target) is { } merge)
+                        args.Fail(DiagnosticDescriptors.StructuredThroughMerge, "Targets", target, merge);
+                    else if (method == PruneMethod.Structured && ok)
                     {
                         var error = Shrink(layers, current, outs, target, pruneAmount.NumberOf(units), userForward);
                         if (error is not null) args.Fail(DiagnosticDescriptors.StructuredCannotRewrite, "Targets", target, error);
@@ -176,9 +178,7 @@ namespace ModelDsl.Generators.Parsing
             long keep = outs[target] - k;
             if (keep < 1) return $"it would remove all {outs[target]} of its outputs";
 
-            int index = order.ToList().FindIndex(l => l.MemberName == target);
-            var after = order.Skip(index + 1).Select(l => current[l.MemberName]).ToList();
-            var path = StructuredCut.Walk(layer.Kind, after.Select(l => new CutLayer(l.Kind, Groups(l), l.Args.Own is FlattenArguments { FlattensChannels: true })).ToList());
+            var (after, path) = Walk(order, current, target);
             if (path.Consumer >= 0)
             {
                 var next = after[path.Consumer];
@@ -208,6 +208,40 @@ namespace ModelDsl.Generators.Parsing
                     : $"its outputs reach '{blocker.MemberName}' ({blocker.KindName}), which the compiler cannot rewrite for fewer inputs";
             }
             return "it is the last layer with weights: removing its outputs would change the model's output shape";
+        }
+
+        /// <summary>The layers after <paramref name="target"/> in declaration order, and the structured cut's walk over them.</summary>
+        private static (List<LayerSpec> After, CutPath Path) Walk(IReadOnlyList<LayerSpec> order, Dictionary<string, LayerSpec> current, string target)
+        {
+            int index = order.ToList().FindIndex(l => l.MemberName == target);
+            var after = order.Skip(index + 1).Select(l => current[l.MemberName]).ToList();
+            return (after, StructuredCut.Walk(current[target].Kind, after.Select(l => new CutLayer(l.Kind, Groups(l), l.Args.Own is FlattenArguments { FlattensChannels: true })).ToList()));
+        }
+
+        /// <summary>
+        /// Graph models, until coupled channels are cut together (DepGraph groups): why a structured cut of
+        /// <paramref name="target"/> would reach a merge or a layer read elsewhere, or null when the walk from the target
+        /// to its consumer is a plain chain — each layer read by the next alone, each reading the one before.
+        /// </summary>
+        private static string? ThroughMerge(IReadOnlyList<LayerSpec> order, Dictionary<string, LayerSpec> current, string target)
+        {
+            var (after, path) = Walk(order, current, target);
+            int stop = path.Consumer >= 0 ? path.Consumer : path.Blocker >= 0 ? path.Blocker : after.Count - 1;
+            var span = new List<LayerSpec> { current[target] };
+            span.AddRange(after.Take(stop + 1));
+            for (int i = 0; i < span.Count; i++)
+            {
+                var layer = span[i];
+                if (i > 0 && !(layer.Sources.Count == 1 && layer.Sources[0] == span[i - 1].MemberName))
+                    return layer.Kind.IsMerge
+                        ? $"its outputs reach the {layer.KindName} '{layer.MemberName}', and a structured cut is not yet supported through a merge (its channels must be cut together with the merge's other sources)"
+                        : $"'{layer.MemberName}' reads '{string.Join("', '", layer.Sources)}', not the layer before it: a structured cut is not yet supported through a merge or a layer reading From elsewhere";
+                if (i == span.Count - 1) break;
+                var elsewhere = order.FirstOrDefault(l => l.MemberName != span[i + 1].MemberName && l.Sources.Contains(layer.MemberName));
+                if (elsewhere is not null)
+                    return $"'{elsewhere.MemberName}' also reads '{layer.MemberName}', and a structured cut is not yet supported through a merge or a layer reading From elsewhere (both readers would have to shrink together)";
+            }
+            return null;
         }
 
         private static long WeightCount(LayerSpec l) => l.Kind.WeightCount(l);

@@ -21,6 +21,12 @@ namespace ModelDsl.Generators.Parsing
         NotInferable,
         /// <summary>A tied weight does not fit.</summary>
         Tie,
+        /// <summary>A source (<c>From</c>, a merge's) names no layer, the layer itself or a later one.</summary>
+        Source,
+        /// <summary>A merge with fewer than two sources.</summary>
+        TooFewSources,
+        /// <summary>A layer of a graph model whose output nothing reads (a warning).</summary>
+        Unused,
     }
 
     /// <summary>
@@ -31,50 +37,83 @@ namespace ModelDsl.Generators.Parsing
     internal sealed record ShapeProblem(int Layer, ShapeProblemKind Kind, ShapeErrorKind? Error, string? Argument, string[] Args, long Inferred = -1);
 
     /// <summary>
-    /// Shape inference over a model's layers without Roslyn: each layer's rule (src/Shared/ShapeRules.cs) runs on the
-    /// previous layer's output, tied weights are checked and counted once, and problems come back as values for the
-    /// parser to report where they were written.
+    /// Shape inference over a model's layers without Roslyn: each layer's rule (src/Shared/ShapeRules.cs) runs on its
+    /// source's output — the previous layer's in a chain, the layer <c>From</c> names, or a merge's sources in a graph
+    /// model — tied weights are checked and counted once, and problems come back as values for the parser to report
+    /// where they were written.
     /// </summary>
     internal static class ShapeInference
     {
+        /// <summary>The name a source gives the model input.</summary>
+        public const string InputName = "input";
+
         /// <summary>The layers' shapes and parameter counts, and the model's output, from inference.</summary>
         public sealed class Shapes
         {
             public List<LayerSpec> Layers = new();
+            /// <summary>Each layer's input shapes, one per source (null where unknown at compile time).</summary>
+            public List<Dim[]?[]> Inputs = new();
             /// <summary>Null when unknown at compile time (own forward, a composed model with one, or an error).</summary>
             public Dim[]? Output;
             public bool OutputIsInteger;
             public bool Failed;
             public long Parameters;
+            /// <summary>Whether any layer names its sources (From, a merge) or the model names its output layer.</summary>
+            public bool IsGraph;
             /// <summary>What went wrong, in order, for the caller to report where it was written.</summary>
             public List<ShapeProblem> Problems = new();
         }
 
+        /// <summary>Whether the layers form a graph: a layer names its sources, or <paramref name="outputLayer"/> is given.</summary>
+        public static bool IsGraph(IReadOnlyList<LayerInput> layers, string? outputLayer) =>
+            outputLayer is not null || layers.Any(l => l.Kind.IsMerge || l.Params.From is not null);
+
         /// <summary>
-        /// Runs each layer's shape rule on the previous layer's output (<paramref name="input"/> for the first; null
+        /// Runs each layer's shape rule on its sources' outputs (<paramref name="input"/> for the model input; null
         /// when a hand-written forward makes it unknown), then accounts for tied weights. <paramref name="failedBefore"/>:
-        /// the declaration already failed, so nothing is inferred. The first error stops inference, so one mistake
-        /// gives one diagnostic rather than a cascade.
+        /// the declaration already failed, so nothing is inferred. The first shape error stops inference, so one mistake
+        /// gives one diagnostic rather than a cascade; every source that names no earlier layer is reported (each is
+        /// independent of the others). <paramref name="outputLayer"/>: the layer whose output is the model's (null: the
+        /// last); the parser has checked that it names a layer.
         /// </summary>
         public static Shapes Infer(string modelName, IReadOnlyList<LayerInput> layers, Dim[]? input, bool inputIsInteger, bool userForward, bool failedBefore,
-            CancellationToken cancellation = default)
+            CancellationToken cancellation = default, string? outputLayer = null)
         {
             var problems = new List<ShapeProblem>();
             var specs = new List<LayerSpec>();
-            Dim[]? current = input;
-            bool currentIsInteger = inputIsInteger;
+            var inputs = new List<Dim[]?[]>();
+            var index = new Dictionary<string, int>(StringComparer.Ordinal);
+            for (int i = 0; i < layers.Count; i++)
+                if (!index.ContainsKey(layers[i].Name)) index[layers[i].Name] = i;
+            // Each layer's output (null: unknown at compile time) and whether it holds integer ids.
+            var outputs = new Dim[]?[layers.Count];
+            var integer = new bool[layers.Count];
             string? unknownReason = userForward ? $"model '{modelName}' defines its own forward" : null;
             long total = 0;
             bool shapesFailed = failedBefore;
             // Failed only through sizes that must be explicit (MD0113): later layers are still checked for the same.
             bool onlyNotInferable = false;
+            bool graph = IsGraph(layers, outputLayer);
+            var read = new bool[layers.Count];
 
-            for (int index = 0; index < layers.Count; index++)
+            for (int index_ = 0; index_ < layers.Count; index_++)
             {
                 cancellation.ThrowIfCancellationRequested();
-                var layer = layers[index];
+                var layer = layers[index_];
                 var p = layer.Params;
                 LayerShape? result = null;
+
+                var sources = Sources(layer, index_, layers);
+                bool sourcesValid = CheckSources(layer, index_, sources, index, problems);
+                if (!sourcesValid) shapesFailed = true;
+                var x = new Dim[]?[sources.Length];
+                var xInteger = new bool[sources.Length];
+                for (int k = 0; k < sources.Length; k++)
+                {
+                    if (sources[k] == InputName) (x[k], xInteger[k]) = (input, inputIsInteger);
+                    else if (index.TryGetValue(sources[k], out int j) && j < index_) { (x[k], xInteger[k]) = (outputs[j], integer[j]); read[j] = true; }
+                }
+                Dim[]? current = sourcesValid && x.Length > 0 && x.All(d => d is not null) ? x[0] : null;
 
                 if (layer.Broken)
                 {
@@ -82,7 +121,10 @@ namespace ModelDsl.Generators.Parsing
                 }
                 else if (!shapesFailed && current is not null)
                 {
-                    result = ShapeRules.Infer(layer.Kind, p, current, currentIsInteger);
+                    result = layer.Kind.IsMerge
+                        ? ShapeRules.InferMerge(layer.Kind, p, sources, x!)
+                        : ShapeRules.Infer(layer.Kind, p, current, xInteger[0]);
+                    if (layer.Kind.IsMerge && result.Error is null) result.OutputIsInteger = xInteger.All(i => i);
                 }
                 else if (!shapesFailed || onlyNotInferable)
                 {
@@ -92,7 +134,7 @@ namespace ModelDsl.Generators.Parsing
                     // only reveal the next.
                     if (layer.Kind.InputSizeName is { } inputSize && p.In == -1)
                     {
-                        problems.Add(new ShapeProblem(index, ShapeProblemKind.NotInferable, null, null,
+                        problems.Add(new ShapeProblem(index_, ShapeProblemKind.NotInferable, null, null,
                             new[] { layer.Name, inputSize, unknownReason ?? "", layer.Kind.ExplicitExample(p) }));
                         shapesFailed = true;
                         onlyNotInferable = true;
@@ -106,7 +148,7 @@ namespace ModelDsl.Generators.Parsing
 
                 if (result?.Error is { } error)
                 {
-                    problems.Add(new ShapeProblem(index, ShapeProblemKind.Shape, error.Kind, layer.Kind == LayerKind.Model ? null : error.Argument,
+                    problems.Add(new ShapeProblem(index_, ShapeProblemKind.Shape, error.Kind, layer.Kind == LayerKind.Model && error.Kind != ShapeErrorKind.RepeatedBlockShape ? null : error.Argument,
                         new[] { layer.Name, error.Message }, error.Inferred));
                     shapesFailed = true;
                     result = null;
@@ -121,27 +163,34 @@ namespace ModelDsl.Generators.Parsing
                     resolvedIn = result.ResolvedIn == -1 ? p.In : result.ResolvedIn;
                     if (current is not null && result.Output.Length > 0)
                     {
-                        current = result.Output;
-                        currentIsInteger = result.OutputIsInteger;
-                        outputText = ShapeText.Format(current);
-                    }
-                    else
-                    {
-                        current = null;
+                        outputs[index_] = result.Output;
+                        integer[index_] = result.OutputIsInteger;
+                        outputText = ShapeText.Format(result.Output);
                     }
                     if (layer.Kind == LayerKind.Model && p.SubOutput is null && !shapesFailed)
                     {
-                        current = null;
+                        outputs[index_] = null;
                         unknownReason = $"the output of '{layer.Name}' (model '{layer.TypeDisplay}', which defines its own forward) is unknown at compile time";
                     }
                     total = unchecked(total + parameters);
                 }
 
+                inputs.Add(x);
                 specs.Add(new LayerSpec(
                     layer.Name, layer.IsField, layer.Accessibility, layer.TypeName, layer.Kind, layer.AttributeText,
                     layer.Kind == LayerKind.Model ? layer.TypeDisplay : layer.Kind.ToString(),
                     new LayerArgs(resolvedIn, p.Out, p.Count, p.Bias, layer.Kind == LayerKind.Linear ? layer.TiedTo : null, p.Own),
-                    outputText, parameters));
+                    outputText, parameters, sources.ToEquatableArray()));
+            }
+
+            int outputIndex = outputLayer is not null && index.TryGetValue(outputLayer, out int named) ? named : layers.Count - 1;
+            if (graph && !userForward && !problems.Any(q => q.Kind is ShapeProblemKind.Source or ShapeProblemKind.TooFewSources))
+            {
+                // What nothing reads is computed for nothing (the output layer is read by the caller); a hand-written
+                // forward reads what it likes.
+                for (int i = 0; i < layers.Count; i++)
+                    if (!read[i] && i != outputIndex)
+                        problems.Add(new ShapeProblem(i, ShapeProblemKind.Unused, null, null, new[] { layers[i].Name, layers[outputIndex].Name }));
             }
 
             if (!shapesFailed && specs.Any(l => l.Args.TiedTo is not null))
@@ -163,7 +212,49 @@ namespace ModelDsl.Generators.Parsing
                 }
             }
 
-            return new Shapes { Layers = specs, Output = shapesFailed ? null : current, OutputIsInteger = currentIsInteger, Failed = shapesFailed, Parameters = total, Problems = problems };
+            var output = layers.Count == 0 ? input : outputs[outputIndex];
+            bool outputIsInteger = layers.Count == 0 ? inputIsInteger : integer[outputIndex];
+            return new Shapes
+            {
+                Layers = specs, Inputs = inputs, Output = shapesFailed ? null : output, OutputIsInteger = outputIsInteger, Failed = shapesFailed,
+                Parameters = total, IsGraph = graph, Problems = problems,
+            };
+        }
+
+        /// <summary>
+        /// The layer's sources: a merge's, else the layer <c>From</c> names, else the previous layer (the model input
+        /// for the first). A null name reads as "null", which names no layer.
+        /// </summary>
+        private static string[] Sources(LayerInput layer, int position, IReadOnlyList<LayerInput> layers)
+        {
+            if (layer.Kind.IsMerge) return (layer.Params.Sources ?? Array.Empty<string?>()).Select(s => s ?? "null").ToArray();
+            if (layer.Params.From is { } from) return new[] { from };
+            return new[] { position == 0 ? InputName : layers[position - 1].Name };
+        }
+
+        /// <summary>Whether every source names the input or an earlier layer, and a merge has two or more; problems otherwise.</summary>
+        private static bool CheckSources(LayerInput layer, int position, string[] sources, Dictionary<string, int> index, List<ShapeProblem> problems)
+        {
+            if (layer.Kind.IsMerge && sources.Length < 2)
+            {
+                problems.Add(new ShapeProblem(position, ShapeProblemKind.TooFewSources, null, null,
+                    new[] { layer.Name, layer.Kind.Name, sources.Length.ToString(System.Globalization.CultureInfo.InvariantCulture) }));
+                return false;
+            }
+            bool valid = true;
+            for (int k = 0; k < sources.Length; k++)
+            {
+                string source = sources[k];
+                if (source == InputName) continue;
+                string? why = !index.TryGetValue(source, out int j) ? $"names no layer of this model (write nameof(Layer) of an earlier layer, or \"{InputName}\" for the model input)"
+                    : j == position ? "is the layer itself: a layer cannot read its own output"
+                    : j > position ? $"is declared after it: a layer reads only earlier layers (no cycles, no forward references); move '{source}' before '{layer.Name}'"
+                    : null;
+                if (why is null) continue;
+                problems.Add(new ShapeProblem(position, ShapeProblemKind.Source, null, layer.Kind.SourceArgument(k), new[] { layer.Name, source, why }));
+                valid = false;
+            }
+            return valid;
         }
 
         /// <summary>Why a Linear cannot share the weight of the layer <paramref name="tiedTo"/> names, or null if it can.</summary>

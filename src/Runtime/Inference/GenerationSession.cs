@@ -175,6 +175,9 @@ namespace ModelDsl.Runtime.Inference
             {
                 switch (module)
                 {
+                    // The cache follows a chain of layers; a graph's merges and From reads are not walked (yet).
+                    case ILayerHost { Summary.IsGraph: true }:
+                        return $"'{(name.Length == 0 ? model.GetName() : name)}' is a graph model (From, merges or Output): the key/value cache follows chain models only";
                     case TransformerBlock:
                         anyBlock = true;
                         break;

@@ -55,6 +55,9 @@ public sealed class TransformerBlock : nn.Module<Tensor, Tensor>, ILayerHost
 
     bool ILayerHost.ForwardIsGenerated => true;
 
+    /// <summary>The layers as a chain (each copy feeds the next), output shapes unknown ("?").</summary>
+    ModelSummary ILayerHost.Summary => LayerHostSummary.Chain(nameof(TransformerBlock), this);
+
     /// <summary>The layer named <paramref name="name"/>.</summary>
     public object GetLayer(string name) => _layers[Index(name)];
 
@@ -150,6 +153,9 @@ public sealed class TransformerLayer : nn.Module<Tensor, Tensor>, ILayerHost
     public IReadOnlyList<string> LayerNames => Names;
 
     bool ILayerHost.ForwardIsGenerated => true;
+
+    /// <summary>The slots in the order they run; the residual additions and the attention between them are the layer's own.</summary>
+    ModelSummary ILayerHost.Summary => LayerHostSummary.Chain(nameof(TransformerLayer), this);
 
     /// <summary>The module in slot <paramref name="name"/>.</summary>
     public object GetLayer(string name) => name switch

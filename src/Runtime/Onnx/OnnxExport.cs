@@ -102,8 +102,7 @@ public static class OnnxExport
         using (NewDisposeScope()) // the temporaries of the mapping (folded masks, reordered gates)
         using (no_grad())
         {
-            foreach (string name in host.LayerNames)
-                x = OnnxLayers.Emit(g, name, host.GetLayer(name), x);
+            x = OnnxLayers.Layers(g, "", host, x);
         }
         var last = new NodeProto { OpType = "Identity", Name = OutputName + "/Identity" };
         last.Input.Add(x.Name);

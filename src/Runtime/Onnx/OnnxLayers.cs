@@ -20,7 +20,7 @@ internal static class OnnxLayers
     /// <summary>The kinds <see cref="Emit"/> maps, as the error message lists them.</summary>
     public const string Supported =
         "Linear (float, pruned, DynamicInt8, WeightOnlyInt8, Float16), Conv1d, Conv2d, BatchNorm1d, BatchNorm2d (also folded), LayerNorm, MaxPool2d, AvgPool2d, " +
-        "AdaptiveAvgPool2d, Flatten, Dropout, Identity, ReLU, GELU, SiLU, Tanh, Sigmoid, Softmax, LogSoftmax, Embedding, PositionalEmbedding, TransformerBlock, LSTM, GRU (float), and generated models used as layers";
+        "AdaptiveAvgPool2d, Flatten, Dropout, Identity, ReLU, GELU, SiLU, Tanh, Sigmoid, Softmax, LogSoftmax, Embedding, PositionalEmbedding, TransformerBlock, LSTM, GRU (float), Add, Multiply, Concat, and generated models used as layers";
 
     /// <summary>Adds the nodes of layer <paramref name="name"/> (the module <paramref name="module"/>) applied to <paramref name="x"/>.</summary>
     public static OnnxValue Emit(G g, string name, object module, OnnxValue x) => module switch
@@ -52,11 +52,58 @@ internal static class OnnxLayers
         TransformerLayer layer => Transformer(g, name, x, layer),
         AdaptiveAvgPool2d pool => AdaptiveAverage(g, name, x, pool.output_size),
         AvgPool2d => throw new NotSupportedException($"ONNX export does not support layer '{name}' (AvgPool2d with divisor_override): ONNX's AveragePool has no divisor"),
-        // A generated model used as a layer: its own slots, in order, under its name (the state-dict prefix).
-        ILayerHost nested when nested.ForwardIsGenerated => nested.LayerNames.Aggregate(x, (v, n) => Emit(g, $"{name}.{n}", nested.GetLayer(n), v)),
+        // A generated model used as a layer: its own slots, under its name (the state-dict prefix).
+        ILayerHost nested when nested.ForwardIsGenerated => Layers(g, name + ".", nested, x),
         _ => throw new NotSupportedException(
             $"ONNX export does not support layer '{name}' ({KindOf(module)}); the kinds it exports are {Supported}"),
     };
+
+    /// <summary>
+    /// The layers of a generated model on <paramref name="input"/>, as its forward runs them: each layer on its sources'
+    /// values (<see cref="LayerSummary.Sources"/>; a chain's previous layer), merges as ONNX Add, Mul and Concat. Returns
+    /// the output layer's value.
+    /// </summary>
+    public static OnnxValue Layers(G g, string prefix, ILayerHost host, OnnxValue input)
+    {
+        var summary = host.Summary;
+        var values = new Dictionary<string, OnnxValue>(StringComparer.Ordinal) { [ModelSummary.InputName] = input };
+        foreach (var layer in summary.Layers)
+        {
+            string name = prefix + layer.Name;
+            var sources = layer.Sources.Select(s => values[s]).ToArray();
+            var module = host.GetLayer(layer.Name);
+            values[layer.Name] = module switch
+            {
+                ModelDsl.Layers.Add => sources[0].With(g.Node("Add", sources.Select(v => v.Name), name), Broadcast(sources[0].Shape, sources[1].Shape)),
+                ModelDsl.Layers.Multiply => sources[0].With(g.Node("Mul", sources.Select(v => v.Name), name), Broadcast(sources[0].Shape, sources[1].Shape)),
+                ModelDsl.Layers.Concat concat => ConcatLayer(g, name, sources, concat.Dim),
+                _ => Emit(g, name, module, sources[0]),
+            };
+        }
+        return summary.OutputLayer is { } output ? values[output] : input;
+    }
+
+    /// <summary>NumPy/PyTorch broadcasting of two shapes: right-aligned, a size 1 stretches.</summary>
+    private static OnnxDim[] Broadcast(OnnxDim[] a, OnnxDim[] b)
+    {
+        int rank = Math.Max(a.Length, b.Length);
+        var shape = new OnnxDim[rank];
+        for (int i = 0; i < rank; i++)
+        {
+            var x = i - (rank - a.Length) >= 0 ? a[i - (rank - a.Length)] : OnnxDim.Of(1);
+            var y = i - (rank - b.Length) >= 0 ? b[i - (rank - b.Length)] : OnnxDim.Of(1);
+            shape[i] = x.Size == 1 ? y : x;
+        }
+        return shape;
+    }
+
+    private static OnnxValue ConcatLayer(G g, string name, OnnxValue[] sources, long dim)
+    {
+        int axis = (int)(dim < 0 ? dim + sources[0].Rank : dim);
+        var shape = (OnnxDim[])sources[0].Shape.Clone();
+        shape[axis] = sources.All(v => v.Shape[axis].IsKnown && v.Shape[axis].Symbol is null) ? OnnxDim.Of(sources.Sum(v => v.Shape[axis].Size)) : OnnxDim.Unknown;
+        return sources[0].With(g.Node("Concat", sources.Select(v => v.Name), name, G.Int("axis", axis)), shape);
+    }
 
     private static string KindOf(object module) => module switch
     {

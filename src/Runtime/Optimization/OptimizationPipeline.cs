@@ -182,36 +182,35 @@ namespace ModelDsl.Runtime.Optimization
                 : null;
 
         /// <summary>
-        /// Folds each BatchNorm2d right after a Conv2d (BatchNorm1d right after a Linear) of a generated forward into
-        /// that layer (<see cref="Fusion"/>); the BatchNorm's slot then holds a <see cref="FoldedBatchNorm"/>. The model
-        /// must be in eval mode. Returns the folded BatchNorms' paths.
+        /// Folds each BatchNorm2d that reads a Conv2d (BatchNorm1d a Linear) of a generated forward into that layer
+        /// (<see cref="Fusion"/>), where nothing else reads the Conv2d or Linear — in a graph model another reader
+        /// would get the normalised output instead of the raw one; the BatchNorm's slot then holds a
+        /// <see cref="FoldedBatchNorm"/>. The model must be in eval mode. Returns the folded BatchNorms' paths.
         /// </summary>
         internal static List<string> FoldBatchNorms(ILayerHost host, string prefix)
         {
             var folded = new List<string>();
-            var names = host.LayerNames;
-            for (int i = 0; i < names.Count; i++)
+            foreach (var name in host.LayerNames)
+                if (host.GetLayer(name) is ILayerHost inner) folded.AddRange(FoldBatchNorms(inner, prefix + name + "."));
+            // Only a generated forward runs each layer on the sources its summary names.
+            if (!host.ForwardIsGenerated) return folded;
+            var layers = host.Summary.Layers;
+            foreach (var norm in layers)
             {
-                var layer = host.GetLayer(names[i]);
-                if (layer is ILayerHost inner)
+                if (norm.Sources.Count != 1 || norm.Sources[0] == ModelSummary.InputName) continue;
+                string source = norm.Sources[0];
+                if (layers.Any(l => l != norm && l.Sources.Contains(source)) || host.Summary.OutputLayer == source) continue;
+                nn.Module<Tensor, Tensor>? fused = (host.GetLayer(source), host.GetLayer(norm.Name)) switch
                 {
-                    folded.AddRange(FoldBatchNorms(inner, prefix + names[i] + "."));
-                    continue;
-                }
-                // Only a generated forward runs the layers in declaration order, one into the next.
-                if (!host.ForwardIsGenerated || i + 1 >= names.Count) continue;
-                nn.Module<Tensor, Tensor>? fused = (layer, host.GetLayer(names[i + 1])) switch
-                {
-                    (TorchSharp.Modules.Conv2d conv, TorchSharp.Modules.BatchNorm2d { running_mean: not null } norm) => Fusion.FuseConvBnEval(conv, norm),
-                    (TorchSharp.Modules.Linear linear, TorchSharp.Modules.BatchNorm1d { running_mean: not null } norm) => Fusion.FuseLinearBnEval(linear, norm),
+                    (TorchSharp.Modules.Conv2d conv, TorchSharp.Modules.BatchNorm2d { running_mean: not null } bn) => Fusion.FuseConvBnEval(conv, bn),
+                    (TorchSharp.Modules.Linear linear, TorchSharp.Modules.BatchNorm1d { running_mean: not null } bn) => Fusion.FuseLinearBnEval(linear, bn),
                     _ => null,
                 };
                 if (fused is null) continue;
                 // As for a structured cut, the replaced modules are left to the GC: the trainer may still hold their parameters.
-                host.ReplaceLayer(names[i], fused);
-                host.ReplaceLayer(names[i + 1], new FoldedBatchNorm());
-                folded.Add(prefix + names[i + 1]);
-                i++;
+                host.ReplaceLayer(source, fused);
+                host.ReplaceLayer(norm.Name, new FoldedBatchNorm());
+                folded.Add(prefix + norm.Name);
             }
             return folded;
         }

@@ -118,15 +118,15 @@ namespace ModelDsl.Runtime.Optimization
             (shrinks ? Sizes(file, key + "weight", declared.Length, declared, path) : null) ?? (gainsBias ? declared : null);
 
         /// <summary>
-        /// Whether the layer <paramref name="name"/> lacks the bias the file holds for it because the BatchNorm after it
+        /// Whether the layer <paramref name="name"/> lacks the bias the file holds for it because the BatchNorm reading it
         /// was folded into it (the fold always leaves a bias).
         /// </summary>
         private static bool FoldsInto(ILayerHost host, string name, string key, Dictionary<string, Tensor> file)
         {
-            var names = host.LayerNames;
-            int next = names.ToList().IndexOf(name) + 1;
-            if (next <= 0 || next >= names.Count || !file.ContainsKey(key + "bias")) return false;
-            string nextKey = key.Substring(0, key.Length - name.Length - 1) + names[next] + "." + FoldedBatchNorm.MarkerName;
+            // The BatchNorm folded into it is its one reader (OptimizationPipeline.FoldBatchNorms).
+            var readers = host.Summary.Layers.Where(l => l.Sources.Contains(name)).ToArray();
+            if (readers.Length != 1 || !file.ContainsKey(key + "bias")) return false;
+            string nextKey = key.Substring(0, key.Length - name.Length - 1) + readers[0].Name + "." + FoldedBatchNorm.MarkerName;
             return file.ContainsKey(nextKey) && host.GetLayer(name) switch
             {
                 Conv2d conv => conv.bias is null,

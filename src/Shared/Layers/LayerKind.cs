@@ -25,6 +25,8 @@ namespace ModelDsl.Shapes
         string? String(string name);
         /// <summary>An integer array argument (a (height, width) kernel), or null.</summary>
         long[]? LongArray(string name);
+        /// <summary>A string array argument (a merge's sources; null elements for null strings), or null.</summary>
+        string?[]? StringArray(string name);
         /// <summary>Whether the argument was written at the use site.</summary>
         bool Has(string name);
     }
@@ -66,13 +68,16 @@ namespace ModelDsl.Shapes
         public static readonly LayerKind LSTM = new RecurrentKind("LSTM", gates: 4);
         public static readonly LayerKind GRU = new RecurrentKind("GRU", gates: 3);
         public static readonly LayerKind LeakyReLU = new LeakyReLUKind();
+        public static readonly LayerKind Add = new BroadcastMergeKind("Add", "add", "+");
+        public static readonly LayerKind Multiply = new BroadcastMergeKind("Multiply", "mul", "*");
+        public static readonly LayerKind Concat = new ConcatKind();
 
         /// <summary>Every kind, in registry order.</summary>
         public static readonly IReadOnlyList<LayerKind> All = new[]
         {
             Linear, Conv1d, Conv2d, MaxPool2d, AvgPool2d, AdaptiveAvgPool2d, BatchNorm1d, BatchNorm2d, LayerNorm,
             Dropout, Flatten, Embedding, ReLU, GELU, SiLU, Tanh, Sigmoid, Softmax, LogSoftmax, Identity, Model,
-            PositionalEmbedding, TransformerBlock, LSTM, GRU, LeakyReLU,
+            PositionalEmbedding, TransformerBlock, LSTM, GRU, LeakyReLU, Add, Multiply, Concat,
         };
 
         private static readonly Dictionary<string, LayerKind> ByName = Index(k => k.Name);
@@ -123,11 +128,24 @@ namespace ModelDsl.Shapes
         public virtual bool AcceptsIntegerInput => false;
 
         /// <summary>
-        /// PyTorch's shape rule: the output, parameter count and resolved input size, or an error. Every kind so far
-        /// takes one input; a merge kind (Add, Concat: graph models) would add an overload over its inputs' shapes
-        /// beside this one, which stays the one-input case.
+        /// PyTorch's shape rule: the output, parameter count and resolved input size, or an error, for a layer of one
+        /// input. A merge kind (<see cref="IsMerge"/>: Add, Multiply, Concat) has <see cref="InferMerge"/> over its
+        /// inputs' shapes beside this one.
         /// </summary>
         public abstract LayerShape Infer(LayerParams p, Dim[] x, bool isInt);
+
+        /// <summary>Whether the layer merges the outputs of the layers it names (<see cref="LayerParams.Sources"/>).</summary>
+        public virtual bool IsMerge => false;
+
+        /// <summary>
+        /// A merge's shape rule over its sources (<paramref name="names"/>, their shapes <paramref name="inputs"/>, in
+        /// order); only for <see cref="IsMerge"/> kinds.
+        /// </summary>
+        public virtual LayerShape InferMerge(LayerParams p, IReadOnlyList<string> names, IReadOnlyList<Dim[]> inputs) =>
+            throw new NotSupportedException($"{Name} takes one input");
+
+        /// <summary>The argument naming a merge's source <paramref name="index"/> (a constructor parameter, or <c>[i]</c> for the i-th positional argument).</summary>
+        public virtual string SourceArgument(int index) => "From";
 
         /// <summary>The input size inference supplies, in words (null when the layer needs none).</summary>
         public virtual string? InputSizeName => null;

@@ -6,6 +6,9 @@ using ModelDsl.Generators.Model;
 
 namespace ModelDsl.Shapes
 {
+    /// <summary>[Block]'s own argument on a composed model: how many independent copies run in sequence.</summary>
+    internal sealed record BlockArguments(long Repeat) : KindArguments;
+
     /// <summary>A composed [Model] class used as a layer: its declared input binds to what the caller passes.</summary>
     internal sealed class ModelKind : LayerKind
     {
@@ -48,14 +51,33 @@ namespace ModelDsl.Shapes
             var outDims = new Dim[sub.Length];
             for (int i = 0; i < sub.Length; i++)
                 outDims[i] = !sub[i].IsConcrete && bindings.TryGetValue(sub[i].Symbol!, out var b) ? b : sub[i];
-            return Ok(outDims, p.SubParams, -1);
+            long repeat = (p.Own as BlockArguments)?.Repeat ?? 1;
+            if (repeat > 1 && p.SubOutput is not null && !ShapesEqual(outDims, x))
+                return Fail(ShapeErrorKind.RepeatedBlockShape, $"the block runs {repeat} times, each copy feeding the next, but turns {ShapeText.Format(x)} into {ShapeText.Format(outDims)}; a repeated block's output shape must equal its input shape", "Repeat");
+            return Ok(outDims, checked(p.SubParams * Math.Max(1, repeat)), -1);
+        }
+
+        private static bool ShapesEqual(Dim[] a, Dim[] b)
+        {
+            if (a.Length != b.Length) return false;
+            for (int i = 0; i < a.Length; i++) if (!a[i].Equals(b[i])) return false;
+            return true;
         }
 
         public override Dim[] StandInInput(LayerParams p, Dim b, Dim c) => p.SubInput ?? new[] { b };
         public override bool StandInIsInteger(LayerParams p) => p.SubInputIsInteger;
 
 #if MODELDSL_GENERATOR
-        public override string Construct(LayerSpec l) => $"new {l.TypeName}()";
+        public override string Construct(LayerSpec l) => Repeat(l.Args) > 1
+            ? $"new global::ModelDsl.Layers.Repeated({N(Repeat(l.Args))}, () => new {l.TypeName}(), {Generators.Emit.CSharpLiterals.String(l.OutputText)})"
+            : $"new {l.TypeName}()";
+
+        public override string? ConstructComment(LayerSpec l) => Repeat(l.Args) > 1
+            ? $"// {N(Repeat(l.Args))} independent copies in sequence, as PyTorch's nn.Sequential(*copies): state-dict names {l.MemberName}.0.…, {l.MemberName}.1.…"
+            : null;
+
+        /// <summary>How many copies [Block(Repeat = n)] asks for (1 without it).</summary>
+        public static long Repeat(LayerArgs a) => (a.Own as BlockArguments)?.Repeat ?? 1;
 #endif
     }
 }

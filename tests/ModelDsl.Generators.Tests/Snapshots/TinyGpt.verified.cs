@@ -160,6 +160,8 @@ namespace Samples.Text
         [global::System.CodeDom.Compiler.GeneratedCode("ModelDsl.Generators", "0.1.0")]
         bool global::ModelDsl.ILayerHost.ForwardIsGenerated => true;
         [global::System.CodeDom.Compiler.GeneratedCode("ModelDsl.Generators", "0.1.0")]
+        global::ModelDsl.ModelSummary global::ModelDsl.ILayerHost.Summary => Summary;
+        [global::System.CodeDom.Compiler.GeneratedCode("ModelDsl.Generators", "0.1.0")]
         object global::ModelDsl.ILayerHost.GetLayer(string name) => GetLayer(name);
         [global::System.CodeDom.Compiler.GeneratedCode("ModelDsl.Generators", "0.1.0")]
         object global::ModelDsl.ILayerHost.ReplaceLayer(string name, object replacement) =>

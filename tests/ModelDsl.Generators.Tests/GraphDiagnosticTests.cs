@@ -1,0 +1,360 @@
+using Microsoft.CodeAnalysis;
+
+namespace ModelDsl.Generators.Tests;
+
+/// <summary>Graph models (docs/graphs.md): From, merges, the output layer, repeated blocks — diagnostics by id and span, and the generated code.</summary>
+public class GraphDiagnosticTests
+{
+    internal const string ResidualCnn = """
+        using ModelDsl.Layers;
+        namespace Samples.Graphs;
+
+        /// <summary>A stem, one residual block and a projection shortcut, a concatenation of two branches, a gate.</summary>
+        [Model(Input = "B, 1, 8, 8")]
+        public partial class ResidualCnn
+        {
+            [Conv2d(8, 3, Padding = 1)]                      public partial Conv2d Stem { get; }
+            [ReLU]                                           public partial ReLU StemAct { get; }
+            [Conv2d(8, 3, Padding = 1)]                      public partial Conv2d Conv1 { get; }
+            [BatchNorm2d]                                    public partial BatchNorm2d Norm1 { get; }
+            [ReLU]                                           public partial ReLU Act1 { get; }
+            [Conv2d(8, 3, Padding = 1)]                      public partial Conv2d Conv2 { get; }
+            [Add(nameof(Conv2), nameof(StemAct))]            public partial Add Residual { get; }
+            [Conv2d(4, 1, From = nameof(Residual))]          public partial Conv2d BranchA { get; }
+            [Conv2d(4, 3, Padding = 1, From = nameof(Residual))] public partial Conv2d BranchB { get; }
+            [Concat(nameof(BranchA), nameof(BranchB), Dim = 1)] public partial Concat Joined { get; }
+            [Sigmoid(From = nameof(Joined))]                 public partial Sigmoid Gate { get; }
+            [Multiply(nameof(Joined), nameof(Gate))]         public partial Multiply Gated { get; }
+            [AdaptiveAvgPool2d(1)]                           public partial AdaptiveAvgPool2d Pool { get; }
+            [Flatten]                                        public partial Flatten Flat { get; }
+            [Linear(10)]                                     public partial Linear Output { get; }
+        }
+        """;
+
+    [Fact]
+    public void ResidualCnn_MatchesSnapshot()
+    {
+        var run = GeneratorHarness.Run(GeneratorHarness.Usings + ResidualCnn);
+        run.AssertNoGeneratorCrash();
+        Assert.Empty(run.ModelDiagnostics);
+        Assert.True(run.CompilerDiagnostics.Count == 0, string.Join("\n", run.CompilerDiagnostics));
+        Snapshot.Match("ResidualCnn", run.Source("Samples.Graphs.ResidualCnn.Model.g.cs"));
+    }
+
+    [Fact]
+    public void ResidualCnn_InfersEachLayerFromItsSources()
+    {
+        var source = GeneratorHarness.Run(GeneratorHarness.Usings + ResidualCnn).Source("ResidualCnn.Model.g.cs");
+        // The merges keep (B, 8, 8, 8); the Concat joins 4 + 4 channels; the gate broadcasts nothing.
+        Assert.Contains("new global::ModelDsl.LayerSummary(\"Residual\", \"Add\", \"(B, 8, 8, 8)\", 0L, new string[] { \"Conv2\", \"StemAct\" })", source);
+        Assert.Contains("new global::ModelDsl.LayerSummary(\"BranchA\", \"Conv2d\", \"(B, 4, 8, 8)\", 36L, new string[] { \"Residual\" })", source);
+        Assert.Contains("new global::ModelDsl.LayerSummary(\"Joined\", \"Concat\", \"(B, 8, 8, 8)\", 0L, new string[] { \"BranchA\", \"BranchB\" })", source);
+        Assert.Contains("new global::ModelDsl.LayerSummary(\"Stem\", \"Conv2d\", \"(B, 8, 8, 8)\", 80L, new string[] { \"input\" })", source);
+        Assert.Contains("var residual = global::TorchSharp.torch.add(conv2, stemAct);", source);
+        Assert.Contains("var joined = global::TorchSharp.torch.cat(new global::TorchSharp.torch.Tensor[] { branchA, branchB }, 1);", source);
+        Assert.Contains("var gated = global::TorchSharp.torch.mul(joined, gate);", source);
+        Assert.Contains("return output;", source);
+    }
+
+    [Fact]
+    public void OutputLayer_IsWhatForwardReturns_AndTheLastLayerIsStillRead()
+    {
+        var run = GeneratorHarness.Run(GeneratorHarness.Usings + """
+            [Model(Input = "B, 4", Output = nameof(Sum))]
+            public partial class M
+            {
+                [Linear(4)] public partial Linear A { get; }
+                [Linear(4, From = "input")] public partial Linear B { get; }
+                [Add(nameof(A), nameof(B))] public partial ModelDsl.Layers.Add Sum { get; }
+            }
+            """);
+        Assert.Empty(run.ModelDiagnostics);
+        Assert.True(run.CompilerDiagnostics.Count == 0, string.Join("\n", run.CompilerDiagnostics));
+        var source = run.Source("M.Model.g.cs");
+        Assert.Contains("return sum;", source);
+        Assert.Contains("}, \"Sum\");", source);
+    }
+
+    [Fact]
+    public void AddOfShapesThatDoNotBroadcast_ReportsMD0019_OnTheAttribute() => Markup.Verify("""
+        [Model(Input = "B, 4")]
+        public partial class M
+        {
+            [Linear(8)] public partial Linear A { get; }
+            [Linear(3, From = "input")] public partial Linear B { get; }
+            [{|MD0019:Add(nameof(A), nameof(B))|}] public partial ModelDsl.Layers.Add Sum { get; }
+        }
+        """);
+
+    [Fact]
+    public void MergeMessage_NamesBothSourcesAndShapes()
+    {
+        var run = GeneratorHarness.Run(GeneratorHarness.Usings + """
+            [Model(Input = "B, 4")]
+            public partial class M
+            {
+                [Linear(8)] public partial Linear A { get; }
+                [Linear(3, From = "input")] public partial Linear B { get; }
+                [Multiply(nameof(A), nameof(B))] public partial ModelDsl.Layers.Multiply Gate { get; }
+            }
+            """);
+        var d = Assert.Single(run.ModelDiagnostics);
+        Assert.Equal("MD0019", d.Id);
+        Assert.Contains("'A' (B, 8)", d.GetMessage(), StringComparison.Ordinal);
+        Assert.Contains("'B' (B, 3)", d.GetMessage(), StringComparison.Ordinal);
+    }
+
+    [Theory]
+    // A size 1 stretches; symbols equal only the same symbol; a missing leading dim counts as 1.
+    [InlineData("B, 4", "B, 1", true)]
+    [InlineData("B, 4", "4", true)]
+    [InlineData("B, T", "B, T", true)]
+    [InlineData("B, T", "B, 4", false)]
+    [InlineData("B, 3", "B, 4", false)]
+    public void Broadcasting_FollowsPyTorch(string a, string b, bool ok)
+    {
+        var shapeA = Shapes.ShapeText.TryParse(a, out var da, out _) ? da : throw new InvalidOperationException();
+        var shapeB = Shapes.ShapeText.TryParse(b, out var db, out _) ? db : throw new InvalidOperationException();
+        var result = Shapes.LayerKind.Add.InferMerge(new Shapes.LayerParams(), new[] { "a", "b" }, new[] { shapeA, shapeB });
+        Assert.Equal(ok, result.Error is null);
+        if (ok) Assert.Equal(Shapes.ShapeText.Format(shapeA.Length >= shapeB.Length ? shapeA : shapeB).Replace(", 1)", ", 4)"), Shapes.ShapeText.Format(result.Output));
+    }
+
+    [Fact]
+    public void ConcatDimOutOfRange_ReportsMD0020_OnDim() => Markup.Verify("""
+        [Model(Input = "B, 4")]
+        public partial class M
+        {
+            [Linear(8)] public partial Linear A { get; }
+            [Linear(3, From = "input")] public partial Linear B { get; }
+            [Concat(nameof(A), nameof(B), {|MD0020:Dim = 2|})] public partial ModelDsl.Layers.Concat Joined { get; }
+        }
+        """);
+
+    [Fact]
+    public void ConcatOfUnequalOtherDims_ReportsMD0020_OnTheAttribute() => Markup.Verify("""
+        [Model(Input = "B, 4")]
+        public partial class M
+        {
+            [Linear(8)] public partial Linear A { get; }
+            [Linear(3, From = "input")] public partial Linear B { get; }
+            [{|MD0020:Concat(nameof(A), nameof(B), Dim = 0)|}] public partial ModelDsl.Layers.Concat Joined { get; }
+        }
+        """);
+
+    [Fact]
+    public void ConcatAlongNegativeDim_AddsTheSizes()
+    {
+        var run = GeneratorHarness.Run(GeneratorHarness.Usings + """
+            [Model(Input = "B, 4")]
+            public partial class M
+            {
+                [Linear(8)] public partial Linear A { get; }
+                [Linear(3, From = "input")] public partial Linear B { get; }
+                [Concat(nameof(A), nameof(B), "input", Dim = -1)] public partial ModelDsl.Layers.Concat Joined { get; }
+            }
+            """);
+        Assert.Empty(run.ModelDiagnostics);
+        Assert.Contains("\"Joined\", \"Concat\", \"(B, 15)\"", run.Source("M.Model.g.cs"));
+    }
+
+    [Fact]
+    public void ConcatOfOneSource_ReportsMD0021_OnTheAttribute() => Markup.Verify("""
+        [Model(Input = "B, 4")]
+        public partial class M
+        {
+            [Linear(8)] public partial Linear A { get; }
+            [{|MD0021:Concat(nameof(A))|}] public partial ModelDsl.Layers.Concat Joined { get; }
+        }
+        """);
+
+    [Fact]
+    public void FromAnUnknownLayer_ReportsMD0022_OnFrom() => Markup.Verify("""
+        [Model(Input = "B, 4")]
+        public partial class M
+        {
+            [Linear(8)] public partial Linear A { get; }
+            [Linear(3, {|MD0022:From = "Nowhere"|})] public partial Linear B { get; }
+        }
+        """);
+
+    [Fact]
+    public void FromALaterLayerOrItself_ReportsMD0022_OnEachSource() => Markup.Verify("""
+        [Model(Input = "B, 4")]
+        public partial class M
+        {
+            [Linear(8)] public partial Linear A { get; }
+            [Add({|MD0022:nameof(C)|}, nameof(A))] public partial ModelDsl.Layers.Add Sum { get; }
+            [Linear(8, {|MD0022:From = nameof(C)|})] public partial Linear C { get; }
+            [Concat(nameof(A), {|MD0022:"D"|}, nameof(C))] public partial ModelDsl.Layers.Concat D { get; }
+        }
+        """);
+
+    [Fact]
+    public void OutputNamingNoLayer_ReportsMD0023_OnOutput() => Markup.Verify("""
+        [Model(Input = "B, 4", {|MD0023:Output = "Head"|})]
+        public partial class M
+        {
+            [Linear(8)] public partial Linear A { get; }
+        }
+        """);
+
+    [Fact]
+    public void LayerNothingReads_WarnsMD0024_OnTheAttribute() => Markup.Verify("""
+        [Model(Input = "B, 4")]
+        public partial class M
+        {
+            [Linear(8)] public partial Linear A { get; }
+            [{|MD0024:Linear(8, From = "input")|}] public partial Linear Unused { get; }
+            [Linear(2, From = nameof(A))] public partial Linear Head { get; }
+        }
+        """);
+
+    [Fact]
+    public void LayersAfterTheOutput_WarnMD0024() => Markup.Verify("""
+        [Model(Input = "B, 4", Output = nameof(A))]
+        public partial class M
+        {
+            [Linear(8)] public partial Linear A { get; }
+            [{|MD0024:ReLU|}] public partial ReLU Act { get; }
+        }
+        """);
+
+    [Fact]
+    public void StructuredCutReachingAMerge_ReportsMD0027_OnTargets() => Markup.Verify("""
+        [Model(Input = "B, 4")]
+        [Train(Loss.CrossEntropy, Optimizer.Adam)]
+        [Prune(PruneMethod.Structured, 0.5, {|MD0027:Targets = new[] { nameof(A) }|})]
+        public partial class M
+        {
+            [Linear(8)] public partial Linear A { get; }
+            [ReLU] public partial ReLU Act { get; }
+            [Linear(8, From = "input")] public partial Linear B { get; }
+            [Add(nameof(Act), nameof(B))] public partial ModelDsl.Layers.Add Sum { get; }
+            [Linear(2)] public partial Linear Head { get; }
+        }
+        """);
+
+    [Fact]
+    public void StructuredCutInAChainPart_OfAGraphModel_IsAllowed()
+    {
+        var run = Markup.Verify("""
+            [Model(Input = "B, 4")]
+            [Train(Loss.CrossEntropy, Optimizer.Adam)]
+            [Prune(PruneMethod.Structured, 0.5, Targets = new[] { nameof(Hidden) })]
+            public partial class M
+            {
+                [Linear(8)] public partial Linear A { get; }
+                [Linear(8, From = "input")] public partial Linear B { get; }
+                [Add(nameof(A), nameof(B))] public partial ModelDsl.Layers.Add Sum { get; }
+                [Linear(16)] public partial Linear Hidden { get; }
+                [ReLU] public partial ReLU Act { get; }
+                [Linear(2)] public partial Linear Head { get; }
+            }
+            """);
+        Assert.Empty(run.ModelDiagnostics);
+    }
+
+    [Fact]
+    public void StructuredCutWhoseOutputIsReadElsewhere_ReportsMD0027() => Markup.Verify("""
+        [Model(Input = "B, 4")]
+        [Train(Loss.CrossEntropy, Optimizer.Adam)]
+        [Prune(PruneMethod.Structured, 0.5, {|MD0027:Targets = new[] { nameof(A) }|})]
+        public partial class M
+        {
+            [Linear(8)] public partial Linear A { get; }
+            [Linear(8)] public partial Linear B { get; }
+            [Linear(8, From = nameof(A))] public partial Linear C { get; }
+            [Concat(nameof(B), nameof(C), Dim = 1)] public partial ModelDsl.Layers.Concat Joined { get; }
+        }
+        """);
+
+    [Fact]
+    public void ChainModel_HasNoFromColumn_AndNoSourcesInItsSummary()
+    {
+        var source = GeneratorHarness.Run(GeneratorHarness.Usings + SnapshotTests.DigitsMlp).Source("DigitsMlp.Model.g.cs");
+        Assert.DoesNotContain("From", source.Split('\n').First(l => l.Contains("Output shape", StringComparison.Ordinal)), StringComparison.Ordinal);
+        Assert.DoesNotContain("new string[] { \"input\" }", source, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public void GraphTable_HasAFromColumn()
+    {
+        var source = GeneratorHarness.Run(GeneratorHarness.Usings + ResidualCnn).Source("ResidualCnn.Model.g.cs");
+        var header = source.Split('\n').First(l => l.Contains("Output shape", StringComparison.Ordinal));
+        Assert.Contains("From", header, StringComparison.Ordinal);
+        Assert.Contains(source.Split('\n'), l => l.Contains("Residual", StringComparison.Ordinal) && l.Contains("Conv2, StemAct", StringComparison.Ordinal));
+    }
+
+    internal const string Repeated = """
+        namespace Samples.Graphs;
+
+        [Model(Input = "B, 8, H, W")]
+        public partial class Block
+        {
+            [Conv2d(8, 8, 3, Padding = 1)] public partial Conv2d Conv1 { get; }
+            [ReLU]                        public partial ReLU Act { get; }
+            [Add(nameof(Act), "input")]   public partial ModelDsl.Layers.Add Residual { get; }
+        }
+
+        [Model(Input = "B, 1, 8, 8")]
+        public partial class Stack
+        {
+            [Conv2d(8, 3, Padding = 1)]  public partial Conv2d Stem { get; }
+            [Block(Repeat = 3)]          public partial Block Stage1 { get; }
+            [Flatten]                    public partial Flatten Flat { get; }
+            [Linear(10)]                 public partial Linear Head { get; }
+        }
+        """;
+
+    [Fact]
+    public void RepeatedBlock_IsThreeCopies_CountedThreeTimes()
+    {
+        var run = GeneratorHarness.Run(GeneratorHarness.Usings + Repeated);
+        run.AssertNoGeneratorCrash();
+        Assert.Empty(run.ModelDiagnostics);
+        Assert.True(run.CompilerDiagnostics.Count == 0, string.Join("\n", run.CompilerDiagnostics));
+        var source = run.Source("Samples.Graphs.Stack.Model.g.cs");
+        // One block: 8*8*9 + 8 = 584 parameters; three copies.
+        Assert.Contains("new global::ModelDsl.LayerSummary(\"Stage1\", \"Block\", \"(B, 8, 8, 8)\", 1752L)", source);
+        Assert.Contains("new global::ModelDsl.Layers.Repeated(3, () => new global::Samples.Graphs.Block(), \"(B, 8, 8, 8)\")", source);
+    }
+
+    [Fact]
+    public void RepeatBelowOne_ReportsMD0025_OnRepeat() => Markup.Verify(Repeated.Replace("[Block(Repeat = 3)]", "[Block({|MD0025:Repeat = 0|})]"));
+
+    [Fact]
+    public void RepeatedBlockChangingItsShape_ReportsMD0026_OnRepeat() => Markup.Verify("""
+        [Model(Input = "B, 8")]
+        public partial class Widen
+        {
+            [Linear(16)] public partial Linear Up { get; }
+        }
+
+        [Model(Input = "B, 8")]
+        public partial class M
+        {
+            [Block({|MD0026:Repeat = 2|})] public partial Widen Twice { get; }
+        }
+        """);
+
+    [Fact]
+    public void BlockFrom_ReadsTheNamedLayer() => Markup.Verify("""
+        [Model(Input = "B, 8")]
+        public partial class Inner
+        {
+            [Linear(8)] public partial Linear Mix { get; }
+        }
+
+        [Model(Input = "B, 8")]
+        public partial class M
+        {
+            [Linear(8)] public partial Linear A { get; }
+            [Linear(8, From = "input")] public partial Linear B { get; }
+            [Block(From = nameof(A))] public partial Inner FromA { get; }
+            [Add(nameof(FromA), nameof(B))] public partial ModelDsl.Layers.Add Sum { get; }
+            [Block({|MD0022:From = "Later"|})] public partial Inner Bad { get; }
+            [Linear(8)] public partial Linear Later { get; }
+        }
+        """);
+}
