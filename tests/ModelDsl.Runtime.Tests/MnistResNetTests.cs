@@ -85,15 +85,17 @@ public sealed class MnistResNetTests : IClassFixture<TrainedMnistResNet>
     }
 
     [Fact]
-    public void TwoRanks_TrainTheSample()
+    public void TwoRanks_TrainTheSampleAsWellAsOne()
     {
+        // The fixture's run on two ranks of batch 32: the same global batch of 64, so the same 28 steps per epoch. (One
+        // epoch at 2 x 64, 14 steps, scored near chance: BatchNorm's running statistics had not settled.)
         var report = Path.Combine(_run.Dir, "two.json");
-        var run = MnistResNetProcess.Run(_run.Dir, "--world-size", "2", "--epochs", "1", "--data", _run.Subset, "--checkpoint-dir", "two",
-            "--report", report, "--no-optimize", "--plain", "--threads", "1");
+        var run = MnistResNetProcess.Run(_run.Dir, "--world-size", "2", "--batch-size", "32", "--epochs", "3", "--data", _run.Subset,
+            "--checkpoint-dir", "two", "--report", report, "--no-optimize", "--plain", "--threads", "1");
         Assert.True(run.ExitCode == 0, run.ToString());
         var parsed = TrainingReport.Read(report);
         Assert.Equal(2, parsed.WorldSize);
-        Assert.True(parsed.TestAccuracy >= 0.5, run.Stdout);
+        Assert.True(parsed.TestAccuracy >= 0.90, run.Stdout);
     }
 }
 
