@@ -25,6 +25,10 @@ public static class DigitsProgram
     public static Process Start(string workingDirectory, string[] args) =>
         StartProgram(Environment.GetEnvironmentVariable("DOTNET_HOST_PATH") ?? "dotnet", workingDirectory, new[] { Dll() }.Concat(args));
 
+    /// <summary>Runs another sample of the repository (samples/NAME, built with the tests) to its end.</summary>
+    public static ProcessResult RunSample(string sample, string workingDirectory, params string[] args) =>
+        RunProgram(Environment.GetEnvironmentVariable("DOTNET_HOST_PATH") ?? "dotnet", workingDirectory, new[] { Dll(sample) }.Concat(args));
+
     /// <summary>Runs any program to its end (8 minutes at most) and returns what it printed.</summary>
     public static ProcessResult RunProgram(string program, string workingDirectory, IEnumerable<string> args)
     {
@@ -67,12 +71,12 @@ public static class DigitsProgram
     }
 
     /// <summary>The sample built in the same configuration as these tests.</summary>
-    public static string Dll()
+    public static string Dll(string sample = "Digits")
     {
         var testBin = new DirectoryInfo(AppContext.BaseDirectory.TrimEnd(Path.DirectorySeparatorChar));
         string configuration = testBin.Parent!.Name;
-        var dll = Path.Combine(RepoRoot(), "samples", "Digits", "bin", configuration, testBin.Name, "Digits.dll");
-        Assert.True(File.Exists(dll), "the Digits sample is not built at " + dll);
+        var dll = Path.Combine(RepoRoot(), "samples", sample, "bin", configuration, testBin.Name, sample + ".dll");
+        Assert.True(File.Exists(dll), $"the {sample} sample is not built at {dll}");
         return dll;
     }
 
