@@ -132,11 +132,12 @@ namespace ModelDsl.Shapes
                 _conv = node.Kind == LayerKind.Conv2d;
                 _group.Channels = node.Out;
                 Visit(target, 0, 0);
-                while (_queue.Count > 0 && _group.Blocked == GroupBlock.None)
+                // The search goes on past a block (the first reason stands), so a diagnostic names the whole group.
+                while (_queue.Count > 0)
                 {
                     var (name, offset, flattened) = _queue.Dequeue();
                     Up(name, offset);
-                    if (_group.Blocked == GroupBlock.None) Down(name, offset, flattened);
+                    if (name != ModelInput) Down(name, offset, flattened);
                 }
                 return _group;
             }
@@ -245,7 +246,6 @@ namespace ModelDsl.Shapes
                     else if (_conv ? kind == LayerKind.Conv2d && reader.Groups == 1 : kind == LayerKind.Linear)
                         Consume(reader, offset, 1);
                     else Blocked(reader, Cannot(reader));
-                    if (_group.Blocked != GroupBlock.None) return;
                 }
             }
 

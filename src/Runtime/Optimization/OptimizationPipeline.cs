@@ -268,7 +268,7 @@ namespace ModelDsl.Runtime.Optimization
         /// (shifted by a Concat's earlier sources). A channel's importance is the sum over the producers of its L-n norm
         /// (<see cref="Prune.ChannelsToKeep(IReadOnlyList{Tensor}, PruneAmount, double)"/>). Returns the producers cut.
         /// </summary>
-        private static IReadOnlyList<string> Shrink(ILayerHost host, string target, PrunePass pass)
+        internal static IReadOnlyList<string> Shrink(ILayerHost host, string target, PrunePass pass)
         {
             var group = Group(host, target);
             if (group.Blocked != GroupBlock.None || group.Consumers.Count == 0)
