@@ -342,7 +342,7 @@ public class GraphDiagnosticTests
     {
         var run = Markup.Verify("""
             [Model(Input = "B, 4")]
-            [Train(Loss.MSE, Optimizer.Adam)]
+            [Train(Loss.CrossEntropy, Optimizer.Adam)]
             [Prune(PruneMethod.Structured, 0.5, {|MD0029:Targets = new[] { nameof(A) }|})]
             public partial class M
             {
