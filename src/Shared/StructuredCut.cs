@@ -128,7 +128,11 @@ namespace ModelDsl.Shapes
 
             public ChannelGroup Run(string target)
             {
-                var node = _byName[target];
+                if (!_byName.TryGetValue(target, out var node))
+                {
+                    Block(GroupBlock.Layer, target, $"'{target}' is not a layer of the model");
+                    return _group;
+                }
                 _conv = node.Kind == LayerKind.Conv2d;
                 _group.Channels = node.Out;
                 Visit(target, 0, 0);
@@ -160,7 +164,8 @@ namespace ModelDsl.Shapes
             private void Up(string name, long offset)
             {
                 if (name == ModelInput) { Block(GroupBlock.Input, null, "the model input's channels are fixed"); return; }
-                var node = _byName[name];
+                // A source that names no layer is its own diagnostic (MD0022); the search only stops there.
+                if (!_byName.TryGetValue(name, out var node)) { Block(GroupBlock.Layer, name, $"'{name}' is not a layer of the model"); return; }
                 var kind = node.Kind;
                 if (kind is { CanCut: true } && (kind == LayerKind.Conv2d) == _conv && node.Groups == 1)
                 {
@@ -172,7 +177,7 @@ namespace ModelDsl.Shapes
                 if (kind is { ChannelsPassThrough: true } || IsNorm(kind) || kind == LayerKind.Flatten && _conv && node.FlattensChannels)
                 {
                     if (IsNorm(kind)) _group.Norms.Add(new GroupMember(name, offset));
-                    Visit(node.Sources[0], offset, 0);
+                    Visit(First(node), offset, 0);
                     return;
                 }
                 if (kind is { IsMerge: true } && !IsChannelConcat(node))
@@ -260,7 +265,9 @@ namespace ModelDsl.Shapes
                 _group.Consumers.Add(new GroupMember(reader.Name, offset, spatial));
             }
 
-            private static string Source(CutNode node) => node.Sources.Count == 1 ? node.Sources[0] : ModelInput;
+            private static string First(CutNode node) => node.Sources.Count > 0 ? node.Sources[0] : "";
+
+            private static string Source(CutNode node) => node.Sources.Count == 1 ? First(node) : ModelInput;
 
             private void Blocked(CutNode node, string reason) =>
                 Block(node.Kind == LayerKind.Model ? GroupBlock.ComposedBlock : GroupBlock.Layer, node.Name, reason);
@@ -289,10 +296,11 @@ namespace ModelDsl.Shapes
             {
                 if (name == ModelInput) return _input.Count == 0 ? -1 : _conv ? _input[0] : _input[_input.Count - 1];
                 if (_channels.TryGetValue(name, out var known)) return known;
-                var node = _byName[name];
+                if (!_byName.TryGetValue(name, out var node)) return -1;
+                _channels[name] = -1; // sources name earlier layers (MD0022); a cycle would read "unknown", not recurse
                 long channels = -1;
                 if (node.Kind is { CanCut: true }) channels = node.Out;
-                else if (node.Kind is { ChannelsPassThrough: true } || IsNorm(node.Kind)) channels = Channels(node.Sources[0]);
+                else if (node.Kind is { ChannelsPassThrough: true } || IsNorm(node.Kind)) channels = Channels(First(node));
                 else if (IsChannelConcat(node))
                 {
                     channels = 0;
