@@ -40,6 +40,10 @@ namespace ModelDsl.Shapes
             return sb.Append(')').ToString();
         }
 
+        /// <summary>The rank of a shape <see cref="Format"/> wrote (<c>(B, 8, 4, 4)</c>: 4); 0 for anything else.</summary>
+        public static int Rank(string? text) =>
+            text is { Length: > 2 } && text[0] == '(' && text[text.Length - 1] == ')' ? text.Split(',').Length : 0;
+
         /// <summary>
         /// Parses an input spec: comma-separated dims, each a positive integer or an identifier
         /// (letter or underscore, then letters, digits, underscores). Optional surrounding parentheses.

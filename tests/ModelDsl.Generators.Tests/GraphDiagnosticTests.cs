@@ -224,19 +224,26 @@ public class GraphDiagnosticTests
         """);
 
     [Fact]
-    public void StructuredCutReachingAMerge_ReportsMD0027_OnTargets() => Markup.Verify("""
-        [Model(Input = "B, 4")]
-        [Train(Loss.CrossEntropy, Optimizer.Adam)]
-        [Prune(PruneMethod.Structured, 0.5, {|MD0027:Targets = new[] { nameof(A) }|})]
-        public partial class M
-        {
-            [Linear(8)] public partial Linear A { get; }
-            [ReLU] public partial ReLU Act { get; }
-            [Linear(8, From = "input")] public partial Linear B { get; }
-            [Add(nameof(Act), nameof(B))] public partial ModelDsl.Layers.Add Sum { get; }
-            [Linear(2)] public partial Linear Head { get; }
-        }
-        """);
+    public void StructuredCutThroughAnAdd_CutsEveryProducerOfTheMerge_AndCountsIt()
+    {
+        // The group of A: A and B meet at Sum, Head reads it. Half of 8 channels go from each:
+        // A 4·8 + 8 = 40 → 20, B 40 → 20, Head 8·2 + 2 = 18 → 10: 98 → 50.
+        var run = Markup.Verify("""
+            [Model(Input = "B, 4")]
+            [Train(Loss.CrossEntropy, Optimizer.Adam)]
+            [Prune(PruneMethod.Structured, 0.5, Targets = new[] { nameof(A) })]
+            public partial class M
+            {
+                [Linear(8)] public partial Linear A { get; }
+                [ReLU] public partial ReLU Act { get; }
+                [Linear(8, From = "input")] public partial Linear B { get; }
+                [Add(nameof(Act), nameof(B))] public partial ModelDsl.Layers.Add Sum { get; }
+                [Linear(2)] public partial Linear Head { get; }
+            }
+            """);
+        Assert.Empty(run.ModelDiagnostics);
+        Assert.Contains("ParametersAfterPasses = 50,", run.Source("M.Train.g.cs"));
+    }
 
     [Fact]
     public void StructuredCutInAChainPart_OfAGraphModel_IsAllowed()
@@ -259,18 +266,120 @@ public class GraphDiagnosticTests
     }
 
     [Fact]
-    public void StructuredCutWhoseOutputIsReadElsewhere_ReportsMD0027() => Markup.Verify("""
-        [Model(Input = "B, 4")]
-        [Train(Loss.CrossEntropy, Optimizer.Adam)]
-        [Prune(PruneMethod.Structured, 0.5, {|MD0027:Targets = new[] { nameof(A) }|})]
-        public partial class M
-        {
-            [Linear(8)] public partial Linear A { get; }
-            [Linear(8)] public partial Linear B { get; }
-            [Linear(8, From = nameof(A))] public partial Linear C { get; }
-            [Concat(nameof(B), nameof(C), Dim = 1)] public partial ModelDsl.Layers.Concat Joined { get; }
-        }
-        """);
+    public void StructuredCutWhoseOutputIsReadTwice_CutsBothReadersInputs()
+    {
+        // A 4·8 + 8 = 40 → 20; B and C read A: 8·8 + 8 = 72 → 4·8 + 8 = 40 each: 184 → 100.
+        var run = Markup.Verify("""
+            [Model(Input = "B, 4")]
+            [Train(Loss.CrossEntropy, Optimizer.Adam)]
+            [Prune(PruneMethod.Structured, 0.5, Targets = new[] { nameof(A) })]
+            public partial class M
+            {
+                [Linear(8)] public partial Linear A { get; }
+                [Linear(8)] public partial Linear B { get; }
+                [Linear(8, From = nameof(A))] public partial Linear C { get; }
+                [Concat(nameof(B), nameof(C), Dim = 1)] public partial ModelDsl.Layers.Concat Joined { get; }
+            }
+            """);
+        Assert.Empty(run.ModelDiagnostics);
+        Assert.Contains("ParametersAfterPasses = 100,", run.Source("M.Train.g.cs"));
+    }
+
+    [Fact]
+    public void StructuredCutAfterAConcat_OffsetsTheConsumersInputs_AndCountsIt()
+    {
+        // BranchB's 4 channels are channels 2..5 of Joined (after BranchA's 2); a quarter of them is 1:
+        // BranchB 8·4·9 + 4 = 292 → 219, Norm 12 → 10, Head 6·2 + 2 = 14 → 12 (sum 73 + 2 + 2 fewer).
+        var run = Markup.Verify("""
+            [Model(Input = "B, 8, 4, 4")]
+            [Train(Loss.CrossEntropy, Optimizer.Adam)]
+            [Prune(PruneMethod.Structured, 0.25, Targets = new[] { nameof(BranchB) })]
+            public partial class M
+            {
+                [Conv2d(2, 1)] public partial Conv2d BranchA { get; }
+                [Conv2d(4, 3, Padding = 1, From = "input")] public partial Conv2d BranchB { get; }
+                [Concat(nameof(BranchA), nameof(BranchB), Dim = 1)] public partial ModelDsl.Layers.Concat Joined { get; }
+                [BatchNorm2d] public partial BatchNorm2d Norm { get; }
+                [Conv2d(2, 1)] public partial Conv2d Head { get; }
+                [AdaptiveAvgPool2d(1)] public partial AdaptiveAvgPool2d Pool { get; }
+                [Flatten] public partial Flatten Flat { get; }
+            }
+            """);
+        Assert.Empty(run.ModelDiagnostics);
+        // Before: BranchA 8·2 + 2 = 18, BranchB 292, Norm 12, Head 14: 336; after: 18 + 219 + 10 + 12 = 259.
+        Assert.Contains("ParametersAfterPasses = 259,", run.Source("M.Train.g.cs"));
+    }
+
+    [Fact]
+    public void StructuredCutReachingAComposedBlock_ReportsMD0027_OnTargets()
+    {
+        var run = Markup.Verify(Repeated.Replace("[Model(Input = \"B, 1, 8, 8\")]", """
+            [Model(Input = "B, 1, 8, 8")]
+            [Train(Loss.CrossEntropy, Optimizer.Adam)]
+            [Prune(PruneMethod.Structured, 0.5, {|MD0027:Targets = new[] { nameof(Stem) }|})]
+            """));
+        Assert.Contains("composed model 'Stage1'", Assert.Single(run.ModelDiagnostics).GetMessage(), StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public void StructuredCutJoinedToTheInput_ReportsMD0028_OnTargets()
+    {
+        var run = Markup.Verify("""
+            [Model(Input = "B, 8")]
+            [Train(Loss.CrossEntropy, Optimizer.Adam)]
+            [Prune(PruneMethod.Structured, 0.5, {|MD0028:Targets = new[] { nameof(A) }|})]
+            public partial class M
+            {
+                [Linear(8)] public partial Linear A { get; }
+                [ReLU] public partial ReLU Act { get; }
+                [Add(nameof(Act), "input")] public partial ModelDsl.Layers.Add Sum { get; }
+                [Linear(2)] public partial Linear Head { get; }
+            }
+            """);
+        Assert.Equal("Structured pruning of 'A': its channel group 'A' (joined by 'Sum') is joined to the model input, whose channels are fixed",
+            Assert.Single(run.ModelDiagnostics).GetMessage());
+    }
+
+    [Fact]
+    public void StructuredCutReachingTheOutput_ReportsMD0029_OnTargets()
+    {
+        var run = Markup.Verify("""
+            [Model(Input = "B, 4")]
+            [Train(Loss.CrossEntropy, Optimizer.Adam)]
+            [Prune(PruneMethod.Structured, 0.5, {|MD0029:Targets = new[] { nameof(A) }|})]
+            public partial class M
+            {
+                [Linear(8)] public partial Linear A { get; }
+                [Linear(8, From = "input")] public partial Linear B { get; }
+                [Add(nameof(A), nameof(B))] public partial ModelDsl.Layers.Add Sum { get; }
+            }
+            """);
+        Assert.Equal("Structured pruning of 'A': its channel group 'A', 'B' (joined by 'Sum') reaches 'Sum', the model's output, whose shape is fixed",
+            Assert.Single(run.ModelDiagnostics).GetMessage());
+    }
+
+    [Fact]
+    public void StructuredCutSpanningTwoConcatSources_ReportsMD0030_OnTargets()
+    {
+        // Wide's 8 channels meet Joined's, which are BranchA's 4 and BranchB's 4: no one producer to cut with them.
+        var run = Markup.Verify("""
+            [Model(Input = "B, 2, 4, 4")]
+            [Train(Loss.CrossEntropy, Optimizer.Adam)]
+            [Prune(PruneMethod.Structured, 0.5, {|MD0030:Targets = new[] { nameof(Wide) }|})]
+            public partial class M
+            {
+                [Conv2d(4, 1)] public partial Conv2d BranchA { get; }
+                [Conv2d(4, 1, From = "input")] public partial Conv2d BranchB { get; }
+                [Concat(nameof(BranchA), nameof(BranchB))] public partial ModelDsl.Layers.Concat Joined { get; }
+                [Conv2d(8, 1, From = "input")] public partial Conv2d Wide { get; }
+                [Add(nameof(Joined), nameof(Wide))] public partial ModelDsl.Layers.Add Sum { get; }
+                [Conv2d(2, 1)] public partial Conv2d Head { get; }
+                [AdaptiveAvgPool2d(1)] public partial AdaptiveAvgPool2d Pool { get; }
+                [Flatten] public partial Flatten Flat { get; }
+            }
+            """);
+        Assert.Contains("would break the merge 'Joined'", Assert.Single(run.ModelDiagnostics).GetMessage(), StringComparison.Ordinal);
+    }
 
     [Fact]
     public void ChainModel_HasNoFromColumn_AndNoSourcesInItsSummary()

@@ -68,7 +68,7 @@ public class OptimizationDiagnosticTests
     [InlineData("[Prune(PruneMethod.L1Unstructured, 0.5, {|MD0302:Targets = new[] { \"Act\" }|})]")]
     [InlineData("[Prune(PruneMethod.L1Unstructured, 0.5, {|MD0303:Targets = new string[0]|})]")]
     [InlineData("[Quantize(QuantizeMode.DynamicInt8)]\n[{|MD0304:Prune(PruneMethod.L1Unstructured, 0.5, Targets = new[] { \"Hidden\" })|}]")]
-    [InlineData("[Prune(PruneMethod.Structured, 0.5, {|MD0305:Targets = new[] { \"Output\" }|})]")]
+    [InlineData("[Prune(PruneMethod.Structured, 0.5, {|MD0029:Targets = new[] { \"Output\" }|})]")]
     [InlineData("[Prune(PruneMethod.LnStructured, 0.5, Targets = new[] { \"Hidden\" }, {|MD0306:Dim = 2|})]")]
     [InlineData("[Prune(PruneMethod.L1Unstructured, 0.5, Targets = new[] { \"Hidden\" }, {|MD0307:FineTuneEpochs = -1|})]")]
     public void BadPlans_AreReportedWhereTheyAreWritten(string attributes) => VerifyPasses(attributes);
@@ -115,11 +115,11 @@ public class OptimizationDiagnosticTests
     }
 
     [Fact]
-    public void StructuredPruningThroughASecondBatchNorm_SaysTheCutStopsThere()
+    public void StructuredPruningThroughTwoBatchNorms_ShrinksBoth()
     {
-        // The runtime shrinks one BatchNorm2d with the convolution; a second one would keep its old size.
-        var run = Markup.Verify("[Model(Input = \"B, 1, 4, 4\")]\n" + Train + "[Prune(PruneMethod.Structured, 0.5, {|MD0305:Targets = new[] { \"C\" }|})]\npublic partial class M\n{ [Conv2d(4, 3, Padding = 1)] public partial Conv2d C { get; } [BatchNorm2d] public partial BatchNorm2d N1 { get; } [BatchNorm2d] public partial BatchNorm2d N2 { get; } [Conv2d(2, 1)] public partial Conv2d O { get; } [Flatten] public partial Flatten F { get; } [Linear(3)] public partial Linear L { get; } }");
-        Assert.Contains("'N2' (BatchNorm2d)", Assert.Single(run.ModelDiagnostics).GetMessage());
+        // Both BatchNorms are in C's group: C 40 → 20, N1 8 → 4, N2 8 → 4, O 2·4 + 2 = 10 → 6, L 99: 165 → 133.
+        var run = Markup.Verify("[Model(Input = \"B, 1, 4, 4\")]\n" + Train + "[Prune(PruneMethod.Structured, 0.5, Targets = new[] { \"C\" })]\npublic partial class M\n{ [Conv2d(4, 3, Padding = 1)] public partial Conv2d C { get; } [BatchNorm2d] public partial BatchNorm2d N1 { get; } [BatchNorm2d] public partial BatchNorm2d N2 { get; } [Conv2d(2, 1)] public partial Conv2d O { get; } [Flatten] public partial Flatten F { get; } [Linear(3)] public partial Linear L { get; } }");
+        Assert.Contains("ParametersAfterPasses = 133,", run.Source("M.Train.g.cs"));
     }
 
     private const string HiddenAsField = """

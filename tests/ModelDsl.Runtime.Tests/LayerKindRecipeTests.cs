@@ -44,7 +44,9 @@ namespace ModelDsl.Runtime.Tests.Recipe
         {
             using var scope = NewDisposeScope();
             var model = new LeakyMlp();
-            Assert.Equal(((string?)null, (string?)"Output"), OptimizationPipeline.Downstream(model, "Hidden"));
+            var group = OptimizationPipeline.Group(model, "Hidden");
+            Assert.Empty(group.Norms);
+            Assert.Equal(new[] { "Output" }, group.Consumers.Select(c => c.Layer));
         }
 
         [Fact]

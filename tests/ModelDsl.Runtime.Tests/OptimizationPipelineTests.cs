@@ -2,6 +2,7 @@ using System.IO;
 using ModelDsl.Runtime.Optimization;
 using ModelDsl.Runtime.Quantization;
 using ModelDsl.Runtime.Training;
+using ModelDsl.Shapes;
 using TorchSharp.Modules;
 
 namespace ModelDsl.Runtime.Tests.Pipeline
@@ -146,7 +147,9 @@ namespace ModelDsl.Runtime.Tests.Pipeline
             Assert.Equal(PooledNet.Plan.ParametersAfterPasses, report.ParamCountAfter);
 
             var host = (ILayerHost)new PooledNet();
-            Assert.Equal(("Norm", "Output"), OptimizationPipeline.Downstream(host, "Conv"));
+            var group = OptimizationPipeline.Group(host, "Conv");
+            Assert.Equal(new[] { "Norm" }, group.Norms.Select(n => n.Layer));
+            Assert.Equal(new[] { new GroupMember("Output", 0, 4) }, group.Consumers);
         }
 
         [Fact]

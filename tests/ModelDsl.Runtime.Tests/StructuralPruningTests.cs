@@ -1,3 +1,4 @@
+using System.Collections.Generic;
 using ModelDsl.Runtime.Pruning;
 using ModelDsl.Shapes;
 using TorchSharp;
@@ -141,25 +142,52 @@ public class StructuralPruningTests
     }
 
     [Fact]
-    public void StructuredCutWalk_FindsTheNormAndTheConsumer_OrWhatStopsIt()
+    public void StructuredCutGroup_OfAChain_FindsTheNormsAndTheConsumer_OrWhatStopsIt()
     {
-        // The one walk the compiler (MD0305, ParametersAfterPasses) and the pipeline both use, on plain layer kinds.
-        static CutPath Walk(LayerKind producer, params CutLayer[] after) => StructuredCut.Walk(producer, after);
-        var flatten = new CutLayer(LayerKind.Flatten, FlattensChannels: true);
+        // The one search the compiler (MD0027-MD0030, MD0305, ParametersAfterPasses) and the pipeline both use, on a
+        // chain of plain layer kinds: P (4 outputs) then the layers L0, L1, ... each reading the one before.
+        static ChannelGroup Cut(LayerKind producer, params CutNode[] after)
+        {
+            var nodes = new List<CutNode> { new("P", producer, new[] { "input" }, Out: 4, In: 3) };
+            for (int i = 0; i < after.Length; i++) nodes.Add(after[i] with { Name = "L" + i, Sources = new[] { nodes[^1].Name } });
+            return StructuredCut.Group(nodes, "P", new long[] { 3, 4, 4 }, null);
+        }
+        static CutNode Of(LayerKind kind) => new("", kind, Array.Empty<string>());
+        static CutNode Consumer(LayerKind kind, long inputs, long groups = 1) => new("", kind, Array.Empty<string>(), Out: 2, In: inputs, Groups: groups);
+        var flatten = new CutNode("", LayerKind.Flatten, Array.Empty<string>(), FlattensChannels: true);
+        static string Found(ChannelGroup g) => g.Blocked == GroupBlock.None
+            ? $"norms [{string.Join(", ", g.Norms.Select(n => n.Layer))}] consumers [{string.Join(", ", g.Consumers.Select(c => $"{c.Layer}x{c.Spatial}"))}]"
+            : $"{g.Blocked} at {g.Blocker}";
 
-        Assert.Equal(new CutPath(-1, false, 2, -1), Walk(LayerKind.Linear, new(LayerKind.ReLU), new(LayerKind.Dropout), new(LayerKind.Linear)));
-        Assert.Equal(new CutPath(0, true, 5, -1), Walk(LayerKind.Conv2d, new(LayerKind.BatchNorm2d), new(LayerKind.ReLU), new(LayerKind.MaxPool2d), flatten, new(LayerKind.Dropout), new(LayerKind.Linear)));
-        Assert.Equal(new CutPath(0, false, 2, -1), Walk(LayerKind.Conv2d, new(LayerKind.BatchNorm2d), new(LayerKind.AvgPool2d), new(LayerKind.Conv2d)));
-        // Stops: a second norm, a norm after a Linear, a grouped or flattened convolution, a Flatten of other dims,
-        // a Linear straight after a convolution, an unknown module; and no consumer at all.
-        Assert.Equal(new CutPath(0, false, -1, 1), Walk(LayerKind.Conv2d, new(LayerKind.BatchNorm2d), new(LayerKind.BatchNorm2d), new(LayerKind.Conv2d)));
-        Assert.Equal(new CutPath(-1, false, -1, 0), Walk(LayerKind.Linear, new(LayerKind.BatchNorm2d), new(LayerKind.Linear)));
-        Assert.Equal(new CutPath(-1, false, -1, 0), Walk(LayerKind.Conv2d, new CutLayer(LayerKind.Conv2d, Groups: 2)));
-        Assert.Equal(new CutPath(-1, true, -1, 1), Walk(LayerKind.Conv2d, flatten, new(LayerKind.Conv2d)));
-        Assert.Equal(new CutPath(-1, false, -1, 0), Walk(LayerKind.Conv2d, new(LayerKind.Flatten), new(LayerKind.Linear)));
-        Assert.Equal(new CutPath(-1, false, -1, 0), Walk(LayerKind.Conv2d, new CutLayer(LayerKind.Linear)));
-        Assert.Equal(new CutPath(-1, false, -1, 1), Walk(LayerKind.Linear, new(LayerKind.GELU), new(null), new(LayerKind.Linear)));
-        Assert.Equal(new CutPath(-1, false, -1, -1), Walk(LayerKind.Linear, new CutLayer(LayerKind.ReLU)));
+        Assert.Equal("norms [] consumers [L2x1]", Found(Cut(LayerKind.Linear, Of(LayerKind.ReLU), Of(LayerKind.Dropout), Consumer(LayerKind.Linear, 4), Of(LayerKind.ReLU))));
+        Assert.Equal("norms [L0] consumers [L5x4]", Found(Cut(LayerKind.Conv2d, Of(LayerKind.BatchNorm2d), Of(LayerKind.ReLU), Of(LayerKind.MaxPool2d), flatten, Of(LayerKind.Dropout), Consumer(LayerKind.Linear, 16), Of(LayerKind.ReLU))));
+        Assert.Equal("norms [L0] consumers [L2x1]", Found(Cut(LayerKind.Conv2d, Of(LayerKind.BatchNorm2d), Of(LayerKind.AvgPool2d), Consumer(LayerKind.Conv2d, 4), Of(LayerKind.ReLU))));
+        // Two BatchNorms both shrink (the chain walk before groups stopped at the second).
+        Assert.Equal("norms [L0, L1] consumers [L2x1]", Found(Cut(LayerKind.Conv2d, Of(LayerKind.BatchNorm2d), Of(LayerKind.BatchNorm2d), Consumer(LayerKind.Conv2d, 4), Of(LayerKind.ReLU))));
+        // Stops: a norm after a Linear, a grouped or flattened convolution, a Flatten of other dims, a Linear straight
+        // after a convolution, an unknown module; and the model output.
+        Assert.Equal("Layer at L0", Found(Cut(LayerKind.Linear, Of(LayerKind.BatchNorm2d), Consumer(LayerKind.Linear, 4))));
+        Assert.Equal("Layer at L0", Found(Cut(LayerKind.Conv2d, Consumer(LayerKind.Conv2d, 4, groups: 2))));
+        Assert.Equal("Layer at L1", Found(Cut(LayerKind.Conv2d, flatten, Consumer(LayerKind.Conv2d, 4))));
+        Assert.Equal("Layer at L0", Found(Cut(LayerKind.Conv2d, Of(LayerKind.Flatten), Consumer(LayerKind.Linear, 64))));
+        Assert.Equal("Layer at L0", Found(Cut(LayerKind.Conv2d, Consumer(LayerKind.Linear, 4))));
+        Assert.Equal("Layer at L1", Found(Cut(LayerKind.Linear, Of(LayerKind.GELU), new CutNode("", null, Array.Empty<string>()), Consumer(LayerKind.Linear, 4))));
+        Assert.Equal("Output at L0", Found(Cut(LayerKind.Linear, Of(LayerKind.ReLU))));
+    }
+
+    [Fact]
+    public void ChannelsToKeep_OfAGroup_SumsEachProducersNorms_AndOfOneWeightIsTheSingleLayerRanking()
+    {
+        using var scope = NewDisposeScope();
+        var a = tensor(new[] { 3f, 0, 0, 1, 2, 2 }).reshape(3, 2);   // L2 norms 3, 1, 2.83; L1 norms 3, 1, 4
+        var b = tensor(new[] { 0f, 0, 4, 0, 0, 0 }).reshape(3, 2);   // 0, 4, 0
+        Assert.Equal(new long[] { 0, 2 }, Prune.ChannelsToKeep(a, 1));
+        Assert.Equal(Prune.ChannelsToKeep(a, 1), Prune.ChannelsToKeep(new[] { a }, 1, 2));
+        // Summed over the group: 3, 5, 2.83 → channel 2 goes.
+        Assert.Equal(new long[] { 0, 1 }, Prune.ChannelsToKeep(new[] { a, b }, 1, 2));
+        // With n = 1: 3, 5, 4 → channel 0 goes.
+        Assert.Equal(new long[] { 1, 2 }, Prune.ChannelsToKeep(new[] { a, b }, 1, 1));
+        Assert.Throws<ArgumentException>(() => Prune.ChannelsToKeep(new[] { a, b.reshape(2, 3) }, 1, 2));
     }
 
     [Fact]

@@ -143,9 +143,21 @@ namespace ModelDsl.Generators.Diagnostics
             "A repeated block must keep its input shape",
             "'{0}': {1}");
 
-        public static readonly DiagnosticDescriptor StructuredThroughMerge = Error("MD0027", OptimizationCategory,
-            "Structured pruning is not yet supported through a merge",
-            "Structured pruning of '{0}' is not yet supported through a merge: {1}");
+        public static readonly DiagnosticDescriptor StructuredGroupReachesComposedModel = Error("MD0027", OptimizationCategory,
+            "A structured cut's channel group reaches a composed model",
+            "Structured pruning of '{0}': its channel group {1} reaches the composed model '{2}', whose layers a cut cannot reach yet");
+
+        public static readonly DiagnosticDescriptor StructuredGroupReachesInput = Error("MD0028", OptimizationCategory,
+            "A structured cut's channel group reaches the model input",
+            "Structured pruning of '{0}': its channel group {1} is joined to the model input, whose channels are fixed");
+
+        public static readonly DiagnosticDescriptor StructuredGroupReachesOutput = Error("MD0029", OptimizationCategory,
+            "A structured cut's channel group reaches the model output",
+            "Structured pruning of '{0}': its channel group {1} reaches '{2}', the model's output, whose shape is fixed");
+
+        public static readonly DiagnosticDescriptor StructuredGroupBreaksMerge = Error("MD0030", OptimizationCategory,
+            "A structured cut would break a merge",
+            "Structured pruning of '{0}' would break the merge '{1}': {2} (the channel group: {3})");
 
         public static readonly DiagnosticDescriptor MalformedInput = Error("MD0100", ShapeCategory,
             "Malformed input shape",

@@ -396,7 +396,7 @@ namespace ModelDsl.Generators.Parsing
                 .Where(a => a.AttributeClass?.ToDisplayString() is OptimizationParser.PruneAttributeName or OptimizationParser.QuantizeAttributeName)
                 .OrderBy(a => a.ApplicationSyntaxReference?.Span.Start ?? 0).ToArray();
             if (passAttributes.Length > 0 && !shapesFailed
-                && OptimizationParser.Parse(passAttributes, specs, userForward, trainAttribute is not null, report) is { } passes)
+                && OptimizationParser.Parse(passAttributes, specs, userForward, trainAttribute is not null, report, input, last?.MemberName) is { } passes)
                 (plans.Passes, plans.ParametersAfter) = passes;
             return plans;
         }

@@ -27,8 +27,10 @@ namespace ModelDsl.Generators.Parsing
         /// </summary>
         public static (EquatableArray<PassSpec> Passes, long ParametersAfter)? Parse(
             IReadOnlyList<AttributeData> attributes, IReadOnlyList<LayerSpec> layers, bool userForward, bool hasTrain,
-            Action<DiagnosticDescriptor, Location?, string[]> report)
+            Action<DiagnosticDescriptor, Location?, string[]> report, Dim[]? input = null, string? outputLayer = null)
         {
+            // The input's per-sample sizes (a Concat of the input offsets the channels after it); -1 for a symbol.
+            var sample = (input ?? Array.Empty<Dim>()).Skip(1).Select(d => d.IsConcrete ? d.Size : -1).ToArray();
             var passes = new List<PassSpec>();
             bool ok = true;
             QuantizeMode? quantized = null;
@@ -120,6 +122,8 @@ namespace ModelDsl.Generators.Parsing
                 var pruneAmount = !amountOk ? default : isCount ? PruneAmount.Of((long)amount) : PruneAmount.Of(amount);
                 bool structuredMethod = method is PruneMethod.LnStructured or PruneMethod.RandomStructured or PruneMethod.Structured;
                 long globalWeights = 0;
+                // A target coupled to an earlier one of this pass was cut with its group.
+                var cut = new HashSet<string>(StringComparer.Ordinal);
                 foreach (var target in targets)
                 {
                     if (!current.TryGetValue(target, out var layer))
@@ -162,13 +166,9 @@ namespace ModelDsl.Generators.Parsing
                             $"the count {Num(amount)} exceeds what '{target}' has to prune ({Int(units)} {(structuredMethod ? "channels" : "weights")})" }, Int(units)));
                         amountOk = false;
                     }
-                    if (method == PruneMethod.Structured && ok && !userForward && ThroughMerge(layers, current, target) is { } merge)
-                        args.Fail(DiagnosticDescriptors.StructuredThroughMerge, "Targets", target, merge);
-                    else if (method == PruneMethod.Structured && ok)
-                    {
-                        var error = Shrink(layers, current, outs, target, pruneAmount.NumberOf(units), userForward);
-                        if (error is not null) args.Fail(DiagnosticDescriptors.StructuredCannotRewrite, "Targets", target, error);
-                    }
+                    if (method == PruneMethod.Structured && ok && !cut.Contains(target)
+                        && Shrink(layers, current, outs, target, pruneAmount, userForward, sample, outputLayer, cut) is { } error)
+                        args.Fail(error.Descriptor, "Targets", error.Arguments);
                 }
                 if (amountOk && isCount && method == PruneMethod.GlobalL1Unstructured && amount > globalWeights)
                     args.Fail(DiagnosticDescriptors.AmountOutOfRange, amountArgument, FixValue.Append(new[] { $"the count {Num(amount)} exceeds the targets' {Int(globalWeights)} weights" }, Int(globalWeights)));
@@ -181,82 +181,59 @@ namespace ModelDsl.Generators.Parsing
         }
 
         /// <summary>
-        /// Applies a structured cut of <paramref name="k"/> output units of <paramref name="target"/> to the layer table:
-        /// the target, a BatchNorm right after it and the consumer shrink. Returns why it cannot, or null.
+        /// Applies a structured cut of <paramref name="amount"/> of <paramref name="target"/>'s dependency group
+        /// (<see cref="StructuredCut.Group"/>) to the layer table: its producers lose outputs, its BatchNorms channels
+        /// and its consumers inputs. Returns the diagnostic that says why it cannot, or null; adds the group's
+        /// producers to <paramref name="cut"/>.
         /// </summary>
-        private static string? Shrink(IReadOnlyList<LayerSpec> order, Dictionary<string, LayerSpec> current, Dictionary<string, long> outs,
-            string target, long k, bool userForward)
+        private static (DiagnosticDescriptor Descriptor, string[] Arguments)? Shrink(IReadOnlyList<LayerSpec> order, Dictionary<string, LayerSpec> current,
+            Dictionary<string, long> outs, string target, PruneAmount amount, bool userForward, long[] sample, string? outputLayer, HashSet<string> cut)
         {
-            if (userForward) return "the model has a hand-written forward, so the compiler cannot see which layer consumes its outputs";
+            (DiagnosticDescriptor, string[]) Cannot(string why) => (DiagnosticDescriptors.StructuredCannotRewrite, new[] { target, why });
+            if (userForward) return Cannot("the model has a hand-written forward, so the compiler cannot see which layer consumes its outputs");
             var layer = current[target];
             if (!layer.Kind.CanCut)
-                return $"it is a {layer.KindName}; structured pruning removes Linear neurons or Conv2d channels";
-            if (Groups(layer) != 1) return "it is a grouped convolution";
-            long keep = outs[target] - k;
-            if (keep < 1) return $"it would remove all {outs[target]} of its outputs";
+                return Cannot($"it is a {layer.KindName}; structured pruning removes Linear neurons or Conv2d channels");
+            if (Groups(layer) != 1) return Cannot("it is a grouped convolution");
 
-            var (after, path) = Walk(order, current, target);
-            if (path.Consumer >= 0)
+            var nodes = order.Select(l => current[l.MemberName]).Select(l => new CutNode(l.MemberName, l.Kind, l.Sources.ToArray(), l.Kind.CanCut ? outs[l.MemberName] : -1,
+                l.Kind.CanCut ? l.Args.In : -1, Groups(l), l.Args.Own is FlattenArguments { FlattensChannels: true }, (l.Args.Own as ConcatArguments)?.Dim ?? 1,
+                ShapeText.Rank(l.OutputText))).ToList();
+            var group = StructuredCut.Group(nodes, target, sample, outputLayer);
+            string members = group.Describe();
+            switch (group.Blocked)
             {
-                var next = after[path.Consumer];
-                // Through a Flatten over (C, H, W), each channel is a run of H·W inputs of the Linear, all removed together.
-                long spatial = path.Flattened ? next.Args.In / Math.Max(1, outs[target]) : 1;
-                if (spatial * outs[target] == next.Args.In)
-                {
-                    var norm = path.Norm >= 0 ? after[path.Norm] : null;
-                    var field = new[] { layer, next, norm }.FirstOrDefault(l => l is { IsField: true });
-                    if (field is not null)
-                        return $"the cut replaces '{field.MemberName}', which is declared as a field and cannot be replaced; declare it as a partial property";
-                    long perInput = WeightCount(next) / Math.Max(1, next.Args.In);
-                    current[next.MemberName] = next with { Args = next.Args with { In = keep * spatial }, Parameters = next.Parameters - k * spatial * perInput };
-                    if (norm is not null) current[norm.MemberName] = norm with { Args = norm.Args with { In = keep }, Parameters = 2 * keep };
-                    long perOutput = WeightCount(layer) / Math.Max(1, outs[target]) + (layer.Args.Bias ? 1 : 0);
-                    current[target] = layer with { Args = layer.Args with { Out = keep }, Parameters = layer.Parameters - k * perOutput };
-                    outs[target] = keep;
-                    return null;
-                }
+                case GroupBlock.Input: return (DiagnosticDescriptors.StructuredGroupReachesInput, new[] { target, members });
+                case GroupBlock.Output: return (DiagnosticDescriptors.StructuredGroupReachesOutput, new[] { target, members, group.Blocker! });
+                case GroupBlock.Merge: return (DiagnosticDescriptors.StructuredGroupBreaksMerge, new[] { target, group.Blocker!, group.Reason!, members });
+                case GroupBlock.ComposedBlock: return (DiagnosticDescriptors.StructuredGroupReachesComposedModel, new[] { target, members, group.Blocker! });
+                case GroupBlock.Layer: return Cannot(group.Reason!);
             }
-            int stop = path.Consumer >= 0 ? path.Consumer : path.Blocker;
-            if (stop >= 0)
+            if (group.Consumers.Count == 0) return Cannot("no layer consumes its outputs");
+            long k = amount.NumberOf(group.Channels);
+            long keep = group.Channels - k;
+            if (keep < 1) return Cannot($"it would remove all {group.Channels} of its outputs");
+            if (group.Layers.Select(n => current[n]).FirstOrDefault(l => l.IsField) is { } field)
+                return Cannot($"the cut replaces '{field.MemberName}', which is declared as a field and cannot be replaced; declare it as a partial property");
+
+            foreach (var name in group.Producers)
             {
-                var blocker = after[stop];
-                return blocker.Kind == LayerKind.Model
-                    ? $"its outputs feed the composed model '{blocker.MemberName}', whose input size is fixed"
-                    : $"its outputs reach '{blocker.MemberName}' ({blocker.KindName}), which the compiler cannot rewrite for fewer inputs";
+                var p = current[name];
+                long perOutput = WeightCount(p) / Math.Max(1, outs[name]) + (p.Args.Bias ? 1 : 0);
+                current[name] = p with { Args = p.Args with { Out = keep }, Parameters = p.Parameters - k * perOutput };
+                outs[name] = keep;
+                cut.Add(name);
             }
-            return "it is the last layer with weights: removing its outputs would change the model's output shape";
-        }
-
-        /// <summary>The layers after <paramref name="target"/> in declaration order, and the structured cut's walk over them.</summary>
-        private static (List<LayerSpec> After, CutPath Path) Walk(IReadOnlyList<LayerSpec> order, Dictionary<string, LayerSpec> current, string target)
-        {
-            int index = order.ToList().FindIndex(l => l.MemberName == target);
-            var after = order.Skip(index + 1).Select(l => current[l.MemberName]).ToList();
-            return (after, StructuredCut.Walk(current[target].Kind, after.Select(l => new CutLayer(l.Kind, Groups(l), l.Args.Own is FlattenArguments { FlattensChannels: true })).ToList()));
-        }
-
-        /// <summary>
-        /// Graph models, until coupled channels are cut together (DepGraph groups): why a structured cut of
-        /// <paramref name="target"/> would reach a merge or a layer read elsewhere, or null when the walk from the target
-        /// to its consumer is a plain chain — each layer read by the next alone, each reading the one before.
-        /// </summary>
-        private static string? ThroughMerge(IReadOnlyList<LayerSpec> order, Dictionary<string, LayerSpec> current, string target)
-        {
-            var (after, path) = Walk(order, current, target);
-            int stop = path.Consumer >= 0 ? path.Consumer : path.Blocker >= 0 ? path.Blocker : after.Count - 1;
-            var span = new List<LayerSpec> { current[target] };
-            span.AddRange(after.Take(stop + 1));
-            for (int i = 0; i < span.Count; i++)
+            foreach (var norm in group.Norms)
             {
-                var layer = span[i];
-                if (i > 0 && !(layer.Sources.Count == 1 && layer.Sources[0] == span[i - 1].MemberName))
-                    return layer.Kind.IsMerge
-                        ? $"its outputs reach the {layer.KindName} '{layer.MemberName}', and a structured cut is not yet supported through a merge (its channels must be cut together with the merge's other sources)"
-                        : $"'{layer.MemberName}' reads '{string.Join("', '", layer.Sources)}', not the layer before it: a structured cut is not yet supported through a merge or a layer reading From elsewhere";
-                if (i == span.Count - 1) break;
-                var elsewhere = order.FirstOrDefault(l => l.MemberName != span[i + 1].MemberName && l.Sources.Contains(layer.MemberName));
-                if (elsewhere is not null)
-                    return $"'{elsewhere.MemberName}' also reads '{layer.MemberName}', and a structured cut is not yet supported through a merge or a layer reading From elsewhere (both readers would have to shrink together)";
+                var n = current[norm.Layer];
+                current[norm.Layer] = n with { Args = n.Args with { In = n.Args.In - k }, Parameters = n.Parameters - k * (n.Parameters / Math.Max(1, n.Args.In)) };
+            }
+            foreach (var consumer in group.Consumers)
+            {
+                var c = current[consumer.Layer];
+                long perInput = WeightCount(c) / Math.Max(1, c.Args.In);
+                current[consumer.Layer] = c with { Args = c.Args with { In = c.Args.In - k * consumer.Spatial }, Parameters = c.Parameters - k * consumer.Spatial * perInput };
             }
             return null;
         }

@@ -94,7 +94,9 @@ namespace ModelDsl.Runtime.Optimization
                 switch (pass)
                 {
                     case PrunePass { Method: PruneMethod.Structured } structured:
-                        foreach (var target in structured.Targets) Shrink(host, target, structured);
+                        // A target coupled to an earlier one of the pass was cut with its group.
+                        var cut = new HashSet<string>(StringComparer.Ordinal);
+                        foreach (var target in structured.Targets.Where(t => !cut.Contains(t))) cut.UnionWith(Shrink(host, target, structured));
                         break;
                     case PrunePass prune:
                         var targets = prune.Targets.Select(t => ((nn.Module)host.GetLayer(t), t)).ToArray();
@@ -266,61 +268,76 @@ namespace ModelDsl.Runtime.Optimization
         }
 
         /// <summary>
-        /// <see cref="PruneMethod.Structured"/>: removes the target's weakest output neurons or channels (L2 norm), with
-        /// the BatchNorm2d right after a convolution, and rewrites the Linear or Conv2d that consumes them to take fewer
-        /// inputs — found by <see cref="Downstream"/>, the compiler's walk, so the layers cut here are the ones it allowed.
+        /// <see cref="PruneMethod.Structured"/>: removes the least important output channels of the target's dependency
+        /// group (<see cref="Group"/>, the compiler's search, so the layers cut here are the ones it allowed) — the same
+        /// indices from every producer, the BatchNorm2d layers over them, and the inputs of every layer that reads them
+        /// (shifted by a Concat's earlier sources). A channel's importance is the sum over the producers of its L-n norm
+        /// (<see cref="Prune.ChannelsToKeep(IReadOnlyList{Tensor}, PruneAmount, double)"/>). Returns the producers cut.
         /// </summary>
-        private static void Shrink(ILayerHost host, string target, PrunePass pass)
+        internal static IReadOnlyList<string> Shrink(ILayerHost host, string target, PrunePass pass)
         {
-            var (normName, consumerName) = Downstream(host, target);
-            if (consumerName is null)
-                throw new TrainingException($"structured pruning of '{target}': no layer after it consumes its outputs");
+            var group = Group(host, target);
+            if (group.Blocked != GroupBlock.None || group.Consumers.Count == 0)
+                throw new TrainingException($"structured pruning of '{target}': {group.Reason ?? "no layer consumes its outputs"}");
 
-            var producer = (nn.Module)host.GetLayer(target);
-            var weight = producer.named_parameters().First(p => p.name == "weight").parameter;
-            long[] keep = Prune.ChannelsToKeep(weight, pass.Amount);
-            var norm = normName is null ? null : (TorchSharp.Modules.BatchNorm2d)host.GetLayer(normName);
-            (nn.Module<Tensor, Tensor> Producer, nn.Module<Tensor, Tensor>? Norm, nn.Module<Tensor, Tensor> Consumer) shrunk =
-                (producer, host.GetLayer(consumerName)) switch
+            var weights = group.Producers.Select(p => ((nn.Module)host.GetLayer(p)).named_parameters().First(w => w.name == "weight").parameter).ToList();
+            long[] keep = Prune.ChannelsToKeep(weights, pass.Amount, pass.N);
+            long channels = group.Channels;
+            // The replaced modules are left to the GC: the trainer may still hold their parameters.
+            foreach (var producer in group.Producers) host.ReplaceLayer(producer, Prune.KeepOutputs(host.GetLayer(producer), keep));
+            foreach (var norm in group.Norms)
+            {
+                var module = (TorchSharp.Modules.BatchNorm2d)host.GetLayer(norm.Layer);
+                host.ReplaceLayer(norm.Layer, Prune.KeepChannels(module, Around(keep, norm.Offset, channels, module.num_features, 1)));
+            }
+            foreach (var consumer in group.Consumers)
+            {
+                var module = host.GetLayer(consumer.Layer);
+                long inputs = module switch
                 {
-                    (TorchSharp.Modules.Linear p, TorchSharp.Modules.Linear c) => NoNorm(Prune.ShrinkLinearOutputs(p, c, keep)),
-                    (TorchSharp.Modules.Conv2d p, TorchSharp.Modules.Conv2d c) => Prune.ShrinkConv2dOutputs(p, norm, c, keep),
-                    // Through a Flatten: each removed channel takes its run of H·W inputs of the Linear with it.
-                    (TorchSharp.Modules.Conv2d p, TorchSharp.Modules.Linear c) => Prune.ShrinkConv2dOutputs(p, norm, c, keep),
-                    var (p, c) => throw new TrainingException($"structured pruning of '{target}': {p.GetType().Name} feeding {c.GetType().Name} cannot be shrunk"),
+                    TorchSharp.Modules.Conv2d conv => conv.in_channels,
+                    TorchSharp.Modules.Linear linear => linear.in_features,
+                    _ => throw new TrainingException($"structured pruning of '{target}': '{consumer.Layer}' is a {module.GetType().Name}, which it cannot rewrite"),
                 };
-            host.ReplaceLayer(target, shrunk.Producer);
-            if (normName is not null) host.ReplaceLayer(normName, shrunk.Norm!);
-            host.ReplaceLayer(consumerName, shrunk.Consumer);
+                host.ReplaceLayer(consumer.Layer, Prune.KeepInputs(module, Around(keep, consumer.Offset, channels, inputs / consumer.Spatial, consumer.Spatial)));
+            }
+            return group.Producers;
         }
 
         /// <summary>
-        /// The BatchNorm2d that shrinks with a structured-pruning target (if any) and the Linear or Conv2d that consumes
-        /// its outputs (null when none does): <see cref="StructuredCut.Walk"/> over the model's layers, the walk the
-        /// compiler checked the cut with (MD0305).
+        /// The indices a layer keeps along an axis of <paramref name="total"/> channels where the group's
+        /// <paramref name="channels"/> start at <paramref name="offset"/>: every channel outside the group, and the
+        /// group's kept ones; each channel is a run of <paramref name="spatial"/> indices (a flattened (C, H, W)).
         /// </summary>
-        internal static (string? Norm, string? Consumer) Downstream(ILayerHost host, string target)
+        private static long[] Around(long[] keep, long offset, long channels, long total, long spatial)
         {
-            var names = host.LayerNames;
-            var after = names.Skip(names.ToList().IndexOf(target) + 1).ToList();
-            var producer = CutLayerOf(host.GetLayer(target)).Kind ?? LayerKind.Identity;
-            var path = StructuredCut.Walk(producer, after.Select(name => CutLayerOf(host.GetLayer(name))).ToList());
-            return (path.Norm >= 0 ? after[path.Norm] : null, path.Consumer >= 0 ? after[path.Consumer] : null);
+            var kept = Enumerable.Range(0, (int)offset).Select(c => (long)c)
+                .Concat(keep.Select(c => offset + c))
+                .Concat(Enumerable.Range((int)(offset + channels), (int)(total - offset - channels)).Select(c => (long)c));
+            return kept.SelectMany(c => Enumerable.Range(0, (int)spatial).Select(j => c * spatial + j)).ToArray();
         }
 
         /// <summary>
-        /// A layer as the structured-cut walk sees it: the kind whose module it is (by the descriptors' module types),
-        /// with a convolution's groups and whether a Flatten is <c>Flatten(1, -1)</c>.
+        /// The dependency group of <paramref name="target"/>'s output channels in the model as it is now
+        /// (<see cref="StructuredCut.Group"/> over the summary's graph and the modules' current sizes): the search the
+        /// compiler checked the cut with (MD0027–MD0030, MD0305).
         /// </summary>
-        private static CutLayer CutLayerOf(object layer) => layer switch
+        internal static ChannelGroup Group(ILayerHost host, string target)
         {
-            TorchSharp.Modules.Conv2d conv => new CutLayer(LayerKind.Conv2d, conv.groups),
-            TorchSharp.Modules.Flatten flatten => new CutLayer(LayerKind.Flatten, FlattensChannels: flatten.start_dim == 1 && flatten.end_dim == -1),
-            _ => new CutLayer(LayerKind.ForModule(layer.GetType().FullName)),
-        };
-
-        private static (nn.Module<Tensor, Tensor>, nn.Module<Tensor, Tensor>?, nn.Module<Tensor, Tensor>) NoNorm(
-            (TorchSharp.Modules.Linear Producer, TorchSharp.Modules.Linear Consumer) shrunk) => (shrunk.Producer, null, shrunk.Consumer);
+            var summary = host.Summary;
+            var nodes = summary.Layers.Select(l => host.GetLayer(l.Name) switch
+            {
+                TorchSharp.Modules.Conv2d conv => new CutNode(l.Name, LayerKind.Conv2d, l.Sources, conv.out_channels, conv.in_channels, conv.groups),
+                TorchSharp.Modules.Linear linear => new CutNode(l.Name, LayerKind.Linear, l.Sources, linear.out_features, linear.in_features),
+                TorchSharp.Modules.Flatten flatten => new CutNode(l.Name, LayerKind.Flatten, l.Sources, FlattensChannels: flatten.start_dim == 1 && flatten.end_dim == -1),
+                Layers.Concat concat => new CutNode(l.Name, LayerKind.Concat, l.Sources, ConcatDim: concat.Dim, Rank: ShapeText.Rank(l.OutputShape)),
+                var module => new CutNode(l.Name, LayerKind.ForModule(module.GetType().FullName), l.Sources, Rank: ShapeText.Rank(l.OutputShape)),
+            }).ToList();
+            var sample = ShapeText.TryParse(summary.Input, out var dims, out _)
+                ? dims.Skip(1).Select(d => d.IsConcrete ? d.Size : -1).ToArray()
+                : Array.Empty<long>();
+            return StructuredCut.Group(nodes, target, sample, summary.OutputLayer);
+        }
 
         /// <summary>prune.remove on every pruned target (zeros become part of the weight) and each layer's sparsity.</summary>
         private static void MakePermanent(List<(nn.Module Module, string Layer)> pruned, OptimizationReport report)

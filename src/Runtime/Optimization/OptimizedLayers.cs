@@ -40,10 +40,8 @@ namespace ModelDsl.Runtime.Optimization
             {
                 foreach (var target in pass.Targets)
                 {
-                    var (norm, consumer) = OptimizationPipeline.Downstream(host, target);
                     shrinkable.Add(target);
-                    if (norm is not null) shrinkable.Add(norm);
-                    if (consumer is not null) shrinkable.Add(consumer);
+                    shrinkable.UnionWith(OptimizationPipeline.Group(host, target).Layers);
                 }
             }
             bool quantized = plan.Passes.OfType<QuantizePass>().Any();

@@ -21,17 +21,38 @@ public static partial class Prune
     /// </summary>
     /// <param name="weight">A weight with output channels along dimension 0 (Linear: [out, in]; Conv2d: [out, in, kh, kw]).</param>
     /// <param name="amount">The fraction (a <c>double</c> in [0, 1]) or count (an <c>int</c>) of channels to remove.</param>
-    public static long[] ChannelsToKeep(Tensor weight, PruneAmount amount)
+    public static long[] ChannelsToKeep(Tensor weight, PruneAmount amount) => ChannelsToKeep(new[] { weight }, amount, 2);
+
+    /// <summary>
+    /// The output channels a dependency group keeps (channels cut together, Torch-Pruning's DepGraph): a channel's
+    /// importance is the sum over <paramref name="weights"/> (the group's producers, each with the group's channels
+    /// along dimension 0) of its L<paramref name="n"/> norm over the other dimensions; the
+    /// <paramref name="amount"/> least important go (a fraction rounds half to even; among equal importances the
+    /// lower index goes first). With one weight and n = 2 this is <see cref="ChannelsToKeep(Tensor, PruneAmount)"/>.
+    /// Ascending order.
+    /// </summary>
+    /// <param name="weights">The producers' weights, each with the same size along dimension 0.</param>
+    /// <param name="amount">The fraction (a <c>double</c> in [0, 1]) or count (an <c>int</c>) of channels to remove.</param>
+    /// <param name="n">The norm's order (1, 2, or <see cref="double.PositiveInfinity"/>).</param>
+    public static long[] ChannelsToKeep(IReadOnlyList<Tensor> weights, PruneAmount amount, double n)
     {
-        ArgumentNullException.ThrowIfNull(weight);
-        StructuredChecks.ValidateMultidimensional(weight);
-        long size = weight.shape[0];
+        ArgumentNullException.ThrowIfNull(weights);
+        if (weights.Count == 0) throw new ArgumentException("A group has at least one producer weight.", nameof(weights));
+        foreach (var w in weights) StructuredChecks.ValidateMultidimensional(w);
+        long size = weights[0].shape[0];
+        if (weights.Any(w => w.shape[0] != size))
+            throw new ArgumentException($"The group's weights must have the same number of output channels; got [{string.Join(", ", weights.Select(w => w.shape[0]))}].", nameof(weights));
         long k = amount.ToPrune(size);
         using var scope = NewDisposeScope();
         using var noGrad = no_grad();
-        var others = Enumerable.Range(1, (int)weight.dim() - 1).Select(d => (long)d).ToArray();
-        var norms = linalg.vector_norm(weight.detach(), 2, others, keepdim: false);
-        var (_, order) = norms.sort(0, descending: false, stable: true);
+        Tensor? norms = null;
+        foreach (var weight in weights)
+        {
+            var others = Enumerable.Range(1, (int)weight.dim() - 1).Select(d => (long)d).ToArray();
+            var norm = linalg.vector_norm(weight.detach(), n, others, keepdim: false);
+            norms = norms is null ? norm : norms + norm;
+        }
+        var (_, order) = norms!.sort(0, descending: false, stable: true);
         var pruned = new HashSet<long>(order.slice(0, 0, k, 1).data<long>().ToArray());
         return Enumerable.Range(0, (int)size).Select(i => (long)i).Where(i => !pruned.Contains(i)).ToArray();
     }
@@ -67,19 +88,8 @@ public static partial class Prune
                 "ShrinkLinearOutputs rewrites a Linear that directly consumes the producer's outputs.", nameof(consumer));
         CheckKeep(keep, producer.out_features);
 
-        using var scope = NewDisposeScope();
-        using var noGrad = no_grad();
-        var index = tensor(keep, device: producer.weight.device);
-        var w = producer.weight;
-        var newProducer = nn.Linear(producer.in_features, keep.Length, producer.bias is not null, w.device, w.dtype);
-        newProducer.weight.copy_(w.index_select(0, index));
-        newProducer.bias?.copy_(producer.bias!.index_select(0, index));
-
-        var newConsumer = nn.Linear(keep.Length, consumer.out_features, consumer.bias is not null, w.device, w.dtype);
-        newConsumer.weight.copy_(consumer.weight.index_select(1, index));
-        newConsumer.bias?.copy_(consumer.bias!);
-        newProducer.train(producer.training);
-        newConsumer.train(consumer.training);
+        var newProducer = (Linear)KeepOutputs(producer, keep);
+        var newConsumer = (Linear)KeepInputs(consumer, keep);
         return (newProducer, newConsumer);
     }
 
@@ -113,13 +123,7 @@ public static partial class Prune
             throw new ArgumentException(
                 $"The consumer reads {consumer.in_channels} channels but the producer makes {producer.out_channels}.", nameof(consumer));
         var (newProducer, newNorm) = ShrinkConvAndNorm(producer, norm, keep);
-        using var scope = NewDisposeScope();
-        using var noGrad = no_grad();
-        var index = tensor(keep, device: consumer.weight.device);
-        var newConsumer = CopyConv(consumer, keep.Length, consumer.out_channels);
-        newConsumer.weight.copy_(consumer.weight.index_select(1, index));
-        newConsumer.bias?.copy_(consumer.bias!);
-        newConsumer.train(consumer.training);
+        var newConsumer = (Conv2d)KeepInputs(consumer, keep);
         return (newProducer, newNorm, newConsumer);
     }
 
@@ -155,15 +159,7 @@ public static partial class Prune
                 "it must read the producer's output flattened.", nameof(consumer));
         long perChannel = consumer.in_features / channels;
         var (newProducer, newNorm) = ShrinkConvAndNorm(producer, norm, keep);
-        using var scope = NewDisposeScope();
-        using var noGrad = no_grad();
-        var features = keep.SelectMany(c => Enumerable.Range(0, (int)perChannel).Select(j => c * perChannel + j)).ToArray();
-        var index = tensor(features, device: consumer.weight.device);
-        var w = consumer.weight;
-        var newConsumer = nn.Linear(features.Length, consumer.out_features, consumer.bias is not null, w.device, w.dtype);
-        newConsumer.weight.copy_(w.index_select(1, index));
-        newConsumer.bias?.copy_(consumer.bias!);
-        newConsumer.train(consumer.training);
+        var newConsumer = (Linear)KeepInputs(consumer, keep.SelectMany(c => Enumerable.Range(0, (int)perChannel).Select(j => c * perChannel + j)).ToArray());
         return (newProducer, newNorm, newConsumer);
     }
 
@@ -180,28 +176,82 @@ public static partial class Prune
                 throw new ArgumentException($"The BatchNorm2d has {norm.num_features} features but the producer makes {producer.out_channels} channels.", nameof(norm));
         }
 
+        return ((Conv2d)KeepOutputs(producer, keep), norm is null ? null : KeepChannels(norm, keep));
+    }
+
+    /// <summary>A copy of a Linear or Conv2d with only the outputs <paramref name="keep"/> (weight rows, bias entries).</summary>
+    internal static nn.Module<Tensor, Tensor> KeepOutputs(object layer, long[] keep)
+    {
         using var scope = NewDisposeScope();
         using var noGrad = no_grad();
-        var index = tensor(keep, device: producer.weight.device);
-        var newProducer = CopyConv(producer, producer.in_channels, keep.Length);
-        newProducer.weight.copy_(producer.weight.index_select(0, index));
-        newProducer.bias?.copy_(producer.bias!.index_select(0, index));
-        newProducer.train(producer.training);
-
-        BatchNorm2d? newNorm = null;
-        if (norm is not null)
+        switch (layer)
         {
-            var w = producer.weight;
-            newNorm = nn.BatchNorm2d(keep.Length, norm.eps, norm.momentum ?? 0.1, norm.affine, norm.track_running_stats, w.device, w.dtype);
-            newNorm.momentum = norm.momentum;
-            newNorm.weight?.copy_(norm.weight!.index_select(0, index));
-            newNorm.bias?.copy_(norm.bias!.index_select(0, index));
-            newNorm.running_mean?.copy_(norm.running_mean!.index_select(0, index));
-            newNorm.running_var?.copy_(norm.running_var!.index_select(0, index));
-            newNorm.num_batches_tracked?.copy_(norm.num_batches_tracked!);
-            newNorm.train(norm.training);
+            case Linear linear:
+            {
+                var index = tensor(keep, device: linear.weight.device);
+                var copy = nn.Linear(linear.in_features, keep.Length, linear.bias is not null, linear.weight.device, linear.weight.dtype);
+                copy.weight.copy_(linear.weight.index_select(0, index));
+                copy.bias?.copy_(linear.bias!.index_select(0, index));
+                copy.train(linear.training);
+                return copy;
+            }
+            case Conv2d conv:
+            {
+                var index = tensor(keep, device: conv.weight.device);
+                var copy = CopyConv(conv, conv.in_channels, keep.Length);
+                copy.weight.copy_(conv.weight.index_select(0, index));
+                copy.bias?.copy_(conv.bias!.index_select(0, index));
+                copy.train(conv.training);
+                return copy;
+            }
+            default: throw new NotSupportedException($"Structured pruning removes the outputs of a Linear or Conv2d, not of {layer.GetType().Name}.");
         }
-        return (newProducer, newNorm);
+    }
+
+    /// <summary>A copy of a Linear or Conv2d that reads only its inputs <paramref name="keep"/> (weight columns; the bias stays).</summary>
+    internal static nn.Module<Tensor, Tensor> KeepInputs(object layer, long[] keep)
+    {
+        using var scope = NewDisposeScope();
+        using var noGrad = no_grad();
+        switch (layer)
+        {
+            case Linear linear:
+            {
+                var copy = nn.Linear(keep.Length, linear.out_features, linear.bias is not null, linear.weight.device, linear.weight.dtype);
+                copy.weight.copy_(linear.weight.index_select(1, tensor(keep, device: linear.weight.device)));
+                copy.bias?.copy_(linear.bias!);
+                copy.train(linear.training);
+                return copy;
+            }
+            case Conv2d conv:
+            {
+                var copy = CopyConv(conv, keep.Length, conv.out_channels);
+                copy.weight.copy_(conv.weight.index_select(1, tensor(keep, device: conv.weight.device)));
+                copy.bias?.copy_(conv.bias!);
+                copy.train(conv.training);
+                return copy;
+            }
+            default: throw new NotSupportedException($"Structured pruning rewrites the inputs of a Linear or Conv2d, not of {layer.GetType().Name}.");
+        }
+    }
+
+    /// <summary>A copy of a BatchNorm2d with only the channels <paramref name="keep"/> (affine entries and running statistics).</summary>
+    internal static BatchNorm2d KeepChannels(BatchNorm2d norm, long[] keep)
+    {
+        using var scope = NewDisposeScope();
+        using var noGrad = no_grad();
+        var device = (norm.running_mean ?? norm.weight)?.device ?? CPU;
+        var dtype = (norm.running_mean ?? norm.weight)?.dtype ?? ScalarType.Float32;
+        var index = tensor(keep, device: device);
+        var copy = nn.BatchNorm2d(keep.Length, norm.eps, norm.momentum ?? 0.1, norm.affine, norm.track_running_stats, device, dtype);
+        copy.momentum = norm.momentum;
+        copy.weight?.copy_(norm.weight!.index_select(0, index));
+        copy.bias?.copy_(norm.bias!.index_select(0, index));
+        copy.running_mean?.copy_(norm.running_mean!.index_select(0, index));
+        copy.running_var?.copy_(norm.running_var!.index_select(0, index));
+        copy.num_batches_tracked?.copy_(norm.num_batches_tracked!);
+        copy.train(norm.training);
+        return copy;
     }
 
     internal static Conv2d CopyConv(Conv2d source, long inChannels, long outChannels, bool? bias = null)
