@@ -144,7 +144,7 @@ namespace ModelDsl.Runtime.Tests.GraphPruning
             using var model = new PrunableResNet();
             var exportPath = Path.Combine(_dir, "optimized.bin");
             var context = new OptimizationContext(model, PrunableResNet.Plan, CPU, Primary: true, exportPath, _ => { },
-                FineTune: (_, _, _) => { }, Evaluate: _ => (null, null));
+                FineTune: (_, _, _) => { }, Evaluate: _ => (null, null), Calibration: _ => System.Linq.Enumerable.Empty<Tensor>());
             var report = OptimizationPipeline.Run(context);
 
             Assert.Equal(PrunableResNet.Summary.TotalParameters, report.ParamCountBefore);
