@@ -106,7 +106,8 @@ namespace ModelDsl.Shapes
             private readonly Dictionary<string, List<(CutNode Reader, int Index)>> _readers = new(StringComparer.Ordinal);
             private readonly IReadOnlyList<long> _input;
             private readonly string? _output;
-            private readonly HashSet<string> _visited = new(StringComparer.Ordinal);
+            // Each tensor the group reaches, with the offset its channels sit at there.
+            private readonly Dictionary<string, long> _visited = new(StringComparer.Ordinal);
             private readonly Queue<(string Name, long Offset, long Flattened)> _queue = new();
             private readonly ChannelGroup _group = new();
             private bool _conv;
@@ -149,7 +150,16 @@ namespace ModelDsl.Shapes
             /// <summary>Adds "<paramref name="name"/>'s output channels from <paramref name="offset"/> carry the group" once.</summary>
             private void Visit(string name, long offset, long flattened)
             {
-                if (_visited.Add(name)) _queue.Enqueue((name, offset, flattened));
+                if (_visited.TryGetValue(name, out long seen))
+                {
+                    // Concat(A, A), or Concat(A, ReLU(A)): one tensor holds the group's channels twice; a cut would
+                    // have to remove both copies, which the group's single offset per layer cannot say.
+                    if (seen != offset)
+                        Block(GroupBlock.Merge, name, $"'{name}' carries the group's channels twice (at channel {seen} and at channel {offset})");
+                    return;
+                }
+                _visited.Add(name, offset);
+                _queue.Enqueue((name, offset, flattened));
             }
 
             private void Block(GroupBlock why, string? layer, string reason)
@@ -226,7 +236,7 @@ namespace ModelDsl.Shapes
                     {
                         // After a Flatten only element-wise layers may run before the Linear that consumes the runs.
                         if (kind is { ChannelsPassThrough: true }) Visit(reader.Name, offset, flattened);
-                        else if (kind == LayerKind.Linear && reader.In % flattened == 0) Consume(reader, offset, reader.In / flattened);
+                        else if (kind == LayerKind.Linear && reader.In % flattened == 0) Consume(reader, offset, reader.In / flattened, throughFlatten: true);
                         else Blocked(reader, Cannot(reader));
                     }
                     else if (kind is { ChannelsPassThrough: true } || IsNorm(kind) || kind is { IsMerge: true } && !IsChannelConcat(reader))
@@ -255,9 +265,10 @@ namespace ModelDsl.Shapes
             }
 
             /// <summary>A Linear or Conv2d reads the group's channels: a Flatten made each a run of <paramref name="spatial"/> inputs.</summary>
-            private void Consume(CutNode reader, long offset, long spatial)
+            private void Consume(CutNode reader, long offset, long spatial, bool throughFlatten = false)
             {
-                if (spatial == 1 && Channels(Source(reader)) != reader.In)
+                // Through a Flatten the run length was checked by the caller (a 1×1 map flattens to one input per channel).
+                if (!throughFlatten && spatial == 1 && Channels(Source(reader)) != reader.In)
                 {
                     Blocked(reader, Cannot(reader));
                     return;

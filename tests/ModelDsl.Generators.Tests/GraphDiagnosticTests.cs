@@ -551,4 +551,64 @@ public class GraphDiagnosticTests
             public override torch.Tensor forward(torch.Tensor x) => Sum.forward(A.call(x), B.call(x));
         }
         """);
+
+    [Fact]
+    public void StructuredCutThroughAPooledFlatten_ShrinksTheHead_AndCountsIt()
+    {
+        // Conv → AdaptiveAvgPool2d(1) → Flatten → Linear: each channel is one input of the head (a ResNet's last stage).
+        // Half of Conv's 8 channels: Conv 1·8·9 + 8 = 80 → 40, Head 8·10 + 10 = 90 → 50.
+        var run = Markup.Verify("""
+            [Model(Input = "B, 1, 8, 8")]
+            [Train(Loss.CrossEntropy, Optimizer.Adam)]
+            [Prune(PruneMethod.Structured, 0.5, Targets = new[] { nameof(Conv) })]
+            public partial class M
+            {
+                [Conv2d(8, 3, Padding = 1)] public partial Conv2d Conv { get; }
+                [ReLU] public partial ReLU Act { get; }
+                [AdaptiveAvgPool2d(1)] public partial AdaptiveAvgPool2d Pool { get; }
+                [Flatten] public partial Flatten Flat { get; }
+                [Linear(10)] public partial Linear Head { get; }
+            }
+            """);
+        Assert.Empty(run.ModelDiagnostics);
+        Assert.Contains("ParametersAfterPasses = 90,", run.Source("M.Train.g.cs"));
+    }
+
+    [Fact]
+    public void CoupledTargets_WithACount_AreNotCheckedAgainstWhatTheFirstCutLeft()
+    {
+        // Stem and Conv2 are one group (the Add): cutting 5 of Stem's 8 channels cuts Conv2's too, and Conv2 is skipped
+        // rather than checked against the 3 channels it has left.
+        var run = Markup.Verify("""
+            [Model(Input = "B, 1, 8, 8")]
+            [Train(Loss.CrossEntropy, Optimizer.Adam)]
+            [Prune(PruneMethod.Structured, 5, Targets = new[] { nameof(Stem), nameof(Conv2) })]
+            public partial class M
+            {
+                [Conv2d(8, 3, Padding = 1)] public partial Conv2d Stem { get; }
+                [Conv2d(8, 3, Padding = 1)] public partial Conv2d Conv2 { get; }
+                [Add(nameof(Stem), nameof(Conv2))] public partial ModelDsl.Layers.Add Sum { get; }
+                [Conv2d(4, 1)] public partial Conv2d Head { get; }
+                [AdaptiveAvgPool2d(1)] public partial AdaptiveAvgPool2d Pool { get; }
+                [Flatten] public partial Flatten Flat { get; }
+            }
+            """);
+        Assert.Empty(run.ModelDiagnostics);
+    }
+
+    [Fact]
+    public void StructuredCutOfATensorConcatenatedWithItself_ReportsMD0030_OnTargets() => Markup.Verify("""
+        [Model(Input = "B, 1, 8, 8")]
+        [Train(Loss.CrossEntropy, Optimizer.Adam)]
+        [Prune(PruneMethod.Structured, 0.5, {|MD0030:Targets = new[] { nameof(A) }|})]
+        public partial class M
+        {
+            [Conv2d(4, 3, Padding = 1)] public partial Conv2d A { get; }
+            [ReLU] public partial ReLU Act { get; }
+            [Concat(nameof(A), nameof(Act), Dim = 1)] public partial ModelDsl.Layers.Concat Both { get; }
+            [Conv2d(2, 1)] public partial Conv2d Head { get; }
+            [AdaptiveAvgPool2d(1)] public partial AdaptiveAvgPool2d Pool { get; }
+            [Flatten] public partial Flatten Flat { get; }
+        }
+        """);
 }

@@ -154,6 +154,8 @@ namespace ModelDsl.Generators.Parsing
                         args.Fail(DiagnosticDescriptors.PruneTargetInvalid, "Targets", target, $"is a {layer.KindName}, whose weight has one dimension: structured pruning needs at least two");
                         continue;
                     }
+                    // Already cut with an earlier target's group in this pass: the runtime skips it too, so its amount is not checked.
+                    if (method == PruneMethod.Structured && cut.Contains(target)) continue;
                     long units = method switch
                     {
                         PruneMethod.Structured => outs[target],

@@ -155,15 +155,11 @@ public sealed class TransformerLayer : nn.Module<Tensor, Tensor>, ILayerHost
     bool ILayerHost.ForwardIsGenerated => true;
 
     /// <summary>
-    /// The slots in the order they run, with what each reads: norm2 reads the residual sum of the layer's input and
-    /// out_proj (the additions and the attention between in_proj and out_proj are the layer's own, not slots).
+    /// The slots in the order they run, as a chain: the residual additions and the attention between in_proj and
+    /// out_proj are the layer's own, not slots, so this lists the slots for passes that replace them (int8), not the
+    /// dataflow (norm2 reads the input plus out_proj's output). The key/value cache reads the layer as a chain.
     /// </summary>
-    ModelSummary ILayerHost.Summary => LayerHostSummary.Of(nameof(TransformerLayer), this, Sources);
-
-    private static readonly Dictionary<string, string[]> Sources = new()
-    {
-        ["norm2"] = new[] { ModelSummary.InputName, "out_proj" },
-    };
+    ModelSummary ILayerHost.Summary => LayerHostSummary.Of(nameof(TransformerLayer), this);
 
     /// <summary>The module in slot <paramref name="name"/>.</summary>
     public object GetLayer(string name) => name switch

@@ -273,7 +273,7 @@ public sealed class StaticQuantizedConv2d : StaticQuantizedLayer
             (int)_stride[0], (int)_stride[1], (int)_padding[0], (int)_padding[1], (int)_dilation[0], (int)_dilation[1]);
         if (g.OutH <= 0 || g.OutW <= 0)
             throw new ArgumentException($"StaticQuantizedConv2d: the kernel does not fit the input [{string.Join(", ", input.shape)}].", nameof(input));
-        if (g.Batch == 0) return zeros(0, out_channels, g.OutH, g.OutW);
+        if (g.Batch == 0) return zeros(0, out_channels, g.OutH, g.OutW).MoveToOuterDisposeScope();
 
         int rows = checked(g.Batch * g.OutH * g.OutW);
         int kp = StaticKernels.Padded(g.Channels * g.KernelH * g.KernelW);

@@ -97,11 +97,21 @@ internal static class StaticQuantizer
     private static void Prepare(ILayerHost host, string prefix, List<(ILayerHost, string, string, ObservedLayer)> observed)
     {
         var names = host.LayerNames;
+        // Quantised activations flow from one layer to the next, and a ReLU fuses into its convolution, only where the
+        // layers are a chain the generated forward runs in order. In a graph model (From, merges) each quantised
+        // layer starts its own run: a layer's predecessor in the list need not be what it reads.
+        bool chain = host.ForwardIsGenerated && !host.Summary.IsGraph;
         HistogramObserver? carried = null; // the output observer of the run's last quantised layer
         for (int i = 0; i < names.Count; i++)
         {
             var layer = host.GetLayer(names[i]);
-            if (!host.ForwardIsGenerated) carried = null;
+            if (!chain) carried = null;
+            // A Transformer block's slots run around attention, residuals and GELU: it stays float (docs/optimization.md).
+            if (layer is TransformerBlock or TransformerLayer)
+            {
+                carried = null;
+                continue;
+            }
             if (layer is ILayerHost inner)
             {
                 Prepare(inner, prefix + names[i] + ".", observed);
@@ -109,7 +119,7 @@ internal static class StaticQuantizer
             }
             else if (Converts(layer))
             {
-                bool relu = host.ForwardIsGenerated && FollowedByRelu(host, names, i);
+                bool relu = chain && FollowedByRelu(host, names, i);
                 var wrapper = new ObservedLayer((nn.Module<Tensor, Tensor>)layer, carried, relu);
                 host.ReplaceLayer(names[i], wrapper);
                 observed.Add((host, names[i], prefix + names[i], wrapper));

@@ -19,6 +19,9 @@ namespace ModelDsl.Shapes
 
         public override bool Recurrent => true;
 
+        /// <summary>Float32 under bf16 mixed precision: its weights stay float32, so a bfloat16 input is cast up first.</summary>
+        public override AutocastPolicy Autocast => AutocastPolicy.Float32;
+
         public override void Read(LayerParams p, ILayerArguments arguments)
         {
             p.In = arguments.Long("inputSize") ?? -1;

@@ -100,7 +100,12 @@ namespace ModelDsl.Runtime.Training.MixedPrecision
                 using var grad = working.grad;
                 if (grad is null) continue;
                 using var sum = master.grad;
-                if (sum is null) master.grad = grad.to(ScalarType.Float32, copy: true).DetachFromDisposeScope();
+                if (sum is null)
+                {
+                    // The parameter keeps its own reference; the wrapper goes now, not at the finalizer.
+                    using var copy = grad.to(ScalarType.Float32, copy: true);
+                    master.grad = copy;
+                }
                 else sum.add_(grad);
                 grad.zero_();
             }
