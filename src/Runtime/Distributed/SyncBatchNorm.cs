@@ -54,6 +54,12 @@ public sealed class SyncBatchNorm : nn.Module<Tensor, Tensor>
         foreach (var (name, p) in parameters) register_parameter(name, p);
         foreach (var (name, b) in buffers) register_buffer(name, b);
         if (!source.training) eval();
+        // This layer owns those tensors now. TorchSharp's BatchNorm (NormBase) disposes its weight, bias and running
+        // statistics in Dispose(bool) whatever the argument, so its finalizer would free them once the replaced
+        // layer is garbage (Convert drops it): at a GC-dependent moment, leaving this layer, the optimiser and
+        // ToBatchNorm with empty handles. Its native handle is a SafeHandle with its own finalizer; an explicit
+        // Dispose of the source still works as before.
+        GC.SuppressFinalize(source);
     }
 
     /// <inheritdoc/>
