@@ -200,7 +200,7 @@ namespace ModelDsl.Generators.Emit
         private static void WriteGraphForward(SourceWriter w, ModelSpec model)
         {
             // call, not forward: call runs the layers' hooks (pruning recomputes a masked weight in one).
-            var locals = new System.Collections.Generic.Dictionary<string, string>(System.StringComparer.Ordinal) { ["input"] = "input" };
+            var locals = new System.Collections.Generic.Dictionary<string, string>(System.StringComparer.Ordinal) { [ShapeInference.InputName] = "input" }; // the source name → forward's parameter
             foreach (var layer in model.Layers)
             {
                 string local = LocalName(layer.MemberName, locals.Values);
