@@ -44,6 +44,41 @@ public static class Int8KernelBenchmarks
         }
     }
 
+    /// <summary>
+    /// One row per call, what cached generation gives each Linear: CharGpt's five Linear shapes (128 → 384, 128 → 128,
+    /// 128 → 512, 512 → 128, 128 → 65) at batch 1, fp32 against DynamicInt8 on each kernel, 1 torch thread; then the
+    /// int8 product alone (<see cref="Int8Gemm"/> on the same operands), which is what is left once the per-call work
+    /// around it is gone. Run: <c>-- --int8-rows [rounds]</c>.
+    /// </summary>
+    public static void RunRows(int rounds)
+    {
+        Console.WriteLine($"int8 one-row calls: best on this CPU {Int8Gemm.Best}; CPU: {CpuModel()}");
+        set_num_threads(1);
+        var kernels = new[] { Int8Kernel.AvxVnni, Int8Kernel.Avx2 }.Where(Int8Gemm.IsSupported).ToArray();
+        foreach (var (inputs, outputs) in new[] { (128, 384), (128, 128), (128, 512), (512, 128), (128, 65) })
+        {
+            manual_seed(1);
+            var linear = nn.Linear(inputs, outputs);
+            linear.eval();
+            var int8 = Quantize.Dynamic(linear, QuantizeMode.DynamicInt8);
+            using var x = randn(1, inputs);
+            var a = new byte[inputs];
+            var w = new sbyte[inputs * outputs];
+            var random = new Random(1);
+            for (int i = 0; i < a.Length; i++) a[i] = (byte)random.Next(0, 128);
+            for (int i = 0; i < w.Length; i++) w[i] = (sbyte)random.Next(-128, 128);
+            var y = new float[outputs];
+            var variants = new List<(string Name, Action Run)> { ("fp32 Linear", () => Call(linear, x)) };
+            foreach (var kernel in kernels)
+                variants.Add(($"int8 [{Label(kernel)}]", () => Forced(kernel, () => Call(int8, x))));
+            foreach (var kernel in kernels)
+                variants.Add(($"product only [{kernel}]", () => Int8Gemm.Linear(a, w, 1, outputs, inputs, 5, 1e-3f, default, y, kernel, 1)));
+            Measure($"Linear({inputs}, {outputs}), 1 row, torch threads 1", variants, rounds);
+            int8.Dispose();
+            linear.Dispose();
+        }
+    }
+
     private static string Label(Int8Kernel kernel) => kernel switch
     {
         Int8Kernel.AvxVnni => "AvxVnni vpdpbusd",

@@ -145,6 +145,7 @@ internal static unsafe class Int8Gemm
     private static int BlockColumns(int k) => Math.Clamp(256 * 1024 / k / OneRowColumns * OneRowColumns, OneRowColumns, 512);
 
     /// <summary>One call's operands, as pointers pinned by <c>Linear</c> for the call's duration.</summary>
+    [SkipLocalsInit] // the row sums' stack buffer is written before it is read (or multiplied by a zero point of 0)
     private sealed class Job(
         byte* a, sbyte* w, float* bias, float* scales, float* y, int rows, int columns, int k, int zeroPoint, float scale, Int8Kernel kernel, int rowChunks)
     {
