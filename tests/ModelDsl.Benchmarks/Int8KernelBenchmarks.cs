@@ -77,6 +77,36 @@ public static class Int8KernelBenchmarks
             int8.Dispose();
             linear.Dispose();
         }
+        FullRange(rounds);
+    }
+
+    /// <summary>
+    /// Static int8's product on an AVX2-only CPU when the quantised input passes 127: Linear(1024, 128) at batch 64 with
+    /// per-channel scales, bytes in [0, 255] — the split step (Avx2FullRange) against the scalar kernel such calls took
+    /// before, VNNI, and the plain Avx2 step on bytes ≤ 127 (what it costs when no byte passes 127); fp32 Linear first.
+    /// </summary>
+    private static void FullRange(int rounds)
+    {
+        const int rows = 64, k = 1024, columns = 128;
+        manual_seed(1);
+        var linear = nn.Linear(k, columns);
+        linear.eval();
+        using var x = randn(rows, k);
+        var random = new Random(3);
+        var full = new byte[rows * k];
+        var low = new byte[rows * k];
+        var w = new sbyte[columns * k];
+        for (int i = 0; i < full.Length; i++) { full[i] = (byte)random.Next(0, 256); low[i] = (byte)(full[i] & 127); }
+        for (int i = 0; i < w.Length; i++) w[i] = (sbyte)random.Next(-128, 128);
+        var scales = Enumerable.Repeat(1e-4f, columns).ToArray();
+        var y = new float[rows * columns];
+        var variants = new List<(string Name, Action Run)> { ("fp32 Linear", () => Call(linear, x)) };
+        foreach (var (name, kernel, a) in new[] { ("bytes 0..255", Int8Kernel.Scalar, full), ("bytes 0..255", Int8Kernel.Avx2FullRange, full),
+                     ("bytes 0..255", Int8Kernel.AvxVnni, full), ("bytes 0..127", Int8Kernel.Avx2, low) })
+            if (Int8Gemm.IsSupported(kernel))
+                variants.Add(($"{kernel}, {name}", () => Int8Gemm.Linear(a, w, rows, columns, k, 7, scales, default, y, kernel, 1)));
+        Measure($"static int8 product 64x1024 by 128, torch threads 1", variants, rounds);
+        linear.Dispose();
     }
 
     private static string Label(Int8Kernel kernel) => kernel switch
