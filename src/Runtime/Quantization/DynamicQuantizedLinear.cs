@@ -141,39 +141,50 @@ public sealed class DynamicQuantizedLinear : nn.Module<Tensor, Tensor>
         // Spans address at most 2 GiB; beyond that the same arithmetic runs as torch ops.
         bool managed = UseManagedKernels && count * sizeof(float) <= int.MaxValue && rows * out_features * sizeof(float) <= int.MaxValue;
         var kernel = Int8Gemm.Current;
-        if (managed && kernel != Int8Kernel.Torch && in_features * out_features <= int.MaxValue && input.is_contiguous() && _weight.is_contiguous())
+        if (managed && kernel != Int8Kernel.Torch && in_features * out_features <= int.MaxValue && _weight.is_contiguous())
         {
-            // A contiguous input is [rows, in] in memory whatever its shape: no reshape, no dispose scope, one output
-            // tensor — at one row per call (cached generation) these per-call costs are most of the time.
-            var x = MemoryMarshal.Cast<byte, float>(input.bytes);
-            var (min, max) = ActivationKernels.MinMax(x);
-            var (aScale, zeroPoint) = QuantizationRules.ChooseActivationQParams(min, max);
-            var y = empty(outputShape, dtype: ScalarType.Float32);
-            // One managed pass quantises to uint8 (0..127); the int8 GEMM subtracts zero_point · Σ w itself and writes
-            // scale · sum + bias straight into the output (docs/optimization.md, "The int8 kernel").
-            var input8 = System.Buffers.ArrayPool<sbyte>.Shared.Rent(x.Length);
-            try
-            {
-                var a = input8.AsSpan(0, x.Length);
-                ActivationKernels.Quantize(x, (float)(1.0 / aScale), zeroPoint, 0, a);
-                ReadOnlySpan<float> bias = _bias is null ? ReadOnlySpan<float>.Empty : MemoryMarshal.Cast<byte, float>(_bias.bytes);
-                Int8Gemm.Linear(
-                    MemoryMarshal.Cast<sbyte, byte>(a), MemoryMarshal.Cast<byte, sbyte>(_weight.bytes), (int)rows, (int)out_features,
-                    (int)in_features, zeroPoint, OutputScale(aScale), bias, MemoryMarshal.Cast<byte, float>(y.bytes), kernel, get_num_threads());
-            }
-            finally
-            {
-                System.Buffers.ArrayPool<sbyte>.Shared.Return(input8);
-            }
-            return y;
+            if (input.is_contiguous())
+                return ForwardManaged(input, outputShape, (int)rows, kernel);
+            using var contiguous = input.contiguous();
+            return ForwardManaged(contiguous, outputShape, (int)rows, kernel);
         }
         return ForwardThroughTorch(input, outputShape, managed);
+    }
+
+    /// <summary>
+    /// The int8 product with <see cref="Int8Gemm"/> on a contiguous input, which is [rows, in] in memory whatever its
+    /// shape: no reshape, no dispose scope, one output tensor — at one row per call (cached generation) those per-call
+    /// costs are most of the time.
+    /// </summary>
+    private Tensor ForwardManaged(Tensor input, long[] outputShape, int rows, Int8Kernel kernel)
+    {
+        var x = MemoryMarshal.Cast<byte, float>(input.bytes);
+        var (min, max) = ActivationKernels.MinMax(x);
+        var (aScale, zeroPoint) = QuantizationRules.ChooseActivationQParams(min, max);
+        var y = empty(outputShape, dtype: ScalarType.Float32);
+        // One managed pass quantises to uint8 (0..127); the int8 GEMM subtracts zero_point · Σ w itself and writes
+        // scale · sum + bias straight into the output (docs/optimization.md, "The int8 kernel").
+        var input8 = System.Buffers.ArrayPool<sbyte>.Shared.Rent(x.Length);
+        try
+        {
+            var a = input8.AsSpan(0, x.Length);
+            ActivationKernels.Quantize(x, (float)(1.0 / aScale), zeroPoint, 0, a);
+            ReadOnlySpan<float> bias = _bias is null ? ReadOnlySpan<float>.Empty : MemoryMarshal.Cast<byte, float>(_bias.bytes);
+            Int8Gemm.Linear(
+                MemoryMarshal.Cast<sbyte, byte>(a), MemoryMarshal.Cast<byte, sbyte>(_weight.bytes), rows, (int)out_features,
+                (int)in_features, zeroPoint, OutputScale(aScale), bias, MemoryMarshal.Cast<byte, float>(y.bytes), kernel, get_num_threads());
+        }
+        finally
+        {
+            System.Buffers.ArrayPool<sbyte>.Shared.Return(input8);
+        }
+        return y;
     }
 
     /// <summary><c>a_scale · w_scale</c> in float32, the weight's scale read from its buffer's memory (item() costs several native calls).</summary>
     private float OutputScale(double aScale) => (float)(aScale * MemoryMarshal.Read<float>(_weightScale!.bytes));
 
-    /// <summary>The same arithmetic through <c>torch._int_mm</c> (no AVX2, a non-contiguous input, or past 2 GiB).</summary>
+    /// <summary>The same arithmetic through <c>torch._int_mm</c> (no AVX2, or past 2 GiB).</summary>
     private Tensor ForwardThroughTorch(Tensor input, long[] outputShape, bool managed)
     {
         using var scope = NewDisposeScope();
