@@ -95,17 +95,24 @@ public static class DigitsOptimizedBenchmarks
     /// <summary>Runs the check: <paramref name="rounds"/> interleaved rounds per (threads, batch).</summary>
     public static void Run(int rounds)
     {
-        var variants = new (string Name, GeneratedCnn Model)[]
+        var fp32Static = Static(Build());
+        var planStatic = Static(Cut(convolutions: true));
+        var variants = new (string Name, GeneratedCnn Model, Int8Kernel? Kernel)[]
         {
-            ("fp32", Build()),
-            ("old plan: Hidden50+Int8", Int8(Cut(convolutions: false))),
-            ("Conv50+Hidden50", Cut(convolutions: true)),
-            ("plan: Conv50+Hidden50+Fold", Fold(Cut(convolutions: true))),
-            ("plan + Int8", Int8(Fold(Cut(convolutions: true)))),
-            ("fp32 + StaticInt8", Static(Build())),
-            ("plan + StaticInt8", Static(Cut(convolutions: true))),
+            ("fp32", Build(), null),
+            ("old plan: Hidden50+Int8", Int8(Cut(convolutions: false)), null),
+            ("Conv50+Hidden50", Cut(convolutions: true), null),
+            ("plan: Conv50+Hidden50+Fold", Fold(Cut(convolutions: true)), null),
+            ("plan + Int8", Int8(Fold(Cut(convolutions: true))), null),
+            ("fp32 + StaticInt8", fp32Static, null),
+            ("plan + StaticInt8", planStatic, null),
+            // What an AVX2-only CPU runs (the kernel forced; bytes above 127 take the exact split step), and the scalar
+            // kernel such a CPU fell back to before for any call with a byte above 127.
+            ("fp32 + StaticInt8 [Avx2]", fp32Static, Int8Kernel.Avx2),
+            ("plan + StaticInt8 [Avx2]", planStatic, Int8Kernel.Avx2),
+            ("plan + StaticInt8 [Scalar]", planStatic, Int8Kernel.Scalar),
         };
-        Console.WriteLine($"int8 kernel: {Int8Gemm.Current}");
+        variants = variants.Where(v => v.Kernel is not { } k || Int8Gemm.IsSupported(k)).ToArray();
         Console.WriteLine("Digits CNN inference (no_grad, eval): fp32 against optimised variants; speed-up = fp32 time / variant time in the same round (median, IQR)");
         foreach (int threads in new[] { 1, 2 })
         {
@@ -124,26 +131,28 @@ public static class DigitsOptimizedBenchmarks
             using var x = rand(batch, 1, 8, 8);
             PerLayer(variants[0], x);
             PerLayer(variants[3], x);
-            PerLayer(variants[^1], x);
+            PerLayer(variants[6], x);
         }
-        foreach (var (_, model) in variants) model.Dispose();
+        foreach (var model in variants.Select(v => v.Model).Distinct()) model.Dispose();
     }
 
-    private static void Forward(nn.Module<Tensor, Tensor> model, Tensor x)
+    private static void Forward((string Name, GeneratedCnn Model, Int8Kernel? Kernel) variant, Tensor x)
     {
         using var scope = NewDisposeScope();
         using var noGrad = no_grad();
-        model.call(x);
+        Int8Gemm.Forced = variant.Kernel;
+        try { variant.Model.call(x); }
+        finally { Int8Gemm.Forced = null; }
     }
 
-    private static void Measure((string Name, GeneratedCnn Model)[] variants, Tensor x, int rounds, string label)
+    private static void Measure((string Name, GeneratedCnn Model, Int8Kernel? Kernel)[] variants, Tensor x, int rounds, string label)
     {
-        foreach (var (_, model) in variants) for (int i = 0; i < 5; i++) Forward(model, x);
+        foreach (var variant in variants) for (int i = 0; i < 5; i++) Forward(variant, x);
         var counts = variants.Select(v =>
         {
             var probe = Stopwatch.StartNew();
             int n = 0;
-            while (probe.Elapsed.TotalMilliseconds < 50) { Forward(v.Model, x); n++; }
+            while (probe.Elapsed.TotalMilliseconds < 50) { Forward(v, x); n++; }
             return Math.Max(1, (int)(n * 100 / probe.Elapsed.TotalMilliseconds));
         }).ToArray();
         var times = variants.Select(_ => new List<double>()).ToArray();
@@ -155,7 +164,7 @@ public static class DigitsOptimizedBenchmarks
             {
                 int i = (j + r) % variants.Length; // rotate the order every round
                 var sw = Stopwatch.StartNew();
-                for (int k = 0; k < counts[i]; k++) Forward(variants[i].Model, x);
+                for (int k = 0; k < counts[i]; k++) Forward(variants[i], x);
                 roundTimes[i] = sw.Elapsed.TotalMilliseconds / counts[i];
             }
             for (int i = 0; i < variants.Length; i++)
@@ -174,7 +183,7 @@ public static class DigitsOptimizedBenchmarks
     }
 
     /// <summary>Median time of each layer of a model run on its own, in forward's order (2 threads).</summary>
-    private static void PerLayer((string Name, GeneratedCnn Model) variant, Tensor input)
+    private static void PerLayer((string Name, GeneratedCnn Model, Int8Kernel? Kernel) variant, Tensor input)
     {
         var host = (ILayerHost)variant.Model;
         var times = host.LayerNames.ToDictionary(n => n, _ => new List<double>());

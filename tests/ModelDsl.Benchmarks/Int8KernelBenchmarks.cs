@@ -44,6 +44,71 @@ public static class Int8KernelBenchmarks
         }
     }
 
+    /// <summary>
+    /// One row per call, what cached generation gives each Linear: CharGpt's five Linear shapes (128 → 384, 128 → 128,
+    /// 128 → 512, 512 → 128, 128 → 65) at batch 1, fp32 against DynamicInt8 on each kernel, 1 torch thread; then the
+    /// int8 product alone (<see cref="Int8Gemm"/> on the same operands), which is what is left once the per-call work
+    /// around it is gone. Run: <c>-- --int8-rows [rounds]</c>.
+    /// </summary>
+    public static void RunRows(int rounds)
+    {
+        Console.WriteLine($"int8 one-row calls: best on this CPU {Int8Gemm.Best}; CPU: {CpuModel()}");
+        set_num_threads(1);
+        var kernels = new[] { Int8Kernel.AvxVnni, Int8Kernel.Avx2 }.Where(Int8Gemm.IsSupported).ToArray();
+        foreach (var (inputs, outputs) in new[] { (128, 384), (128, 128), (128, 512), (512, 128), (128, 65) })
+        {
+            manual_seed(1);
+            var linear = nn.Linear(inputs, outputs);
+            linear.eval();
+            var int8 = Quantize.Dynamic(linear, QuantizeMode.DynamicInt8);
+            using var x = randn(1, inputs);
+            var a = new byte[inputs];
+            var w = new sbyte[inputs * outputs];
+            var random = new Random(1);
+            for (int i = 0; i < a.Length; i++) a[i] = (byte)random.Next(0, 128);
+            for (int i = 0; i < w.Length; i++) w[i] = (sbyte)random.Next(-128, 128);
+            var y = new float[outputs];
+            var variants = new List<(string Name, Action Run)> { ("fp32 Linear", () => Call(linear, x)) };
+            foreach (var kernel in kernels)
+                variants.Add(($"int8 [{Label(kernel)}]", () => Forced(kernel, () => Call(int8, x))));
+            foreach (var kernel in kernels)
+                variants.Add(($"product only [{kernel}]", () => Int8Gemm.Linear(a, w, 1, outputs, inputs, 5, 1e-3f, default, y, kernel, 1)));
+            Measure($"Linear({inputs}, {outputs}), 1 row, torch threads 1", variants, rounds);
+            int8.Dispose();
+            linear.Dispose();
+        }
+        FullRange(rounds);
+    }
+
+    /// <summary>
+    /// Static int8's product on an AVX2-only CPU when the quantised input passes 127: Linear(1024, 128) at batch 64 with
+    /// per-channel scales, bytes in [0, 255] — the split step (Avx2FullRange) against the scalar kernel such calls took
+    /// before, VNNI, and the plain Avx2 step on bytes ≤ 127 (what it costs when no byte passes 127); fp32 Linear first.
+    /// </summary>
+    private static void FullRange(int rounds)
+    {
+        const int rows = 64, k = 1024, columns = 128;
+        manual_seed(1);
+        var linear = nn.Linear(k, columns);
+        linear.eval();
+        using var x = randn(rows, k);
+        var random = new Random(3);
+        var full = new byte[rows * k];
+        var low = new byte[rows * k];
+        var w = new sbyte[columns * k];
+        for (int i = 0; i < full.Length; i++) { full[i] = (byte)random.Next(0, 256); low[i] = (byte)(full[i] & 127); }
+        for (int i = 0; i < w.Length; i++) w[i] = (sbyte)random.Next(-128, 128);
+        var scales = Enumerable.Repeat(1e-4f, columns).ToArray();
+        var y = new float[rows * columns];
+        var variants = new List<(string Name, Action Run)> { ("fp32 Linear", () => Call(linear, x)) };
+        foreach (var (name, kernel, a) in new[] { ("bytes 0..255", Int8Kernel.Scalar, full), ("bytes 0..255", Int8Kernel.Avx2FullRange, full),
+                     ("bytes 0..255", Int8Kernel.AvxVnni, full), ("bytes 0..127", Int8Kernel.Avx2, low) })
+            if (Int8Gemm.IsSupported(kernel))
+                variants.Add(($"{kernel}, {name}", () => Int8Gemm.Linear(a, w, rows, columns, k, 7, scales, default, y, kernel, 1)));
+        Measure($"static int8 product 64x1024 by 128, torch threads 1", variants, rounds);
+        linear.Dispose();
+    }
+
     private static string Label(Int8Kernel kernel) => kernel switch
     {
         Int8Kernel.AvxVnni => "AvxVnni vpdpbusd",

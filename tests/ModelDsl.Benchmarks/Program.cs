@@ -11,6 +11,7 @@ using BenchmarkDotNet.Running;
 // Pruning/quantisation speed-ups in interleaved rounds, with the PyTorch peer:         -- --optimization [rounds [threads]]
 // The generator against System.Text.Json's, full run and after an unrelated edit, interleaved rounds: -- --generator-vs-json [rounds]
 // The int8 kernel per dispatch path vs fp32, 1 and 2 threads, with PyTorch's int8 peer: -- --int8-kernels [rounds]
+// One-row int8 Linear calls (cached generation's), CharGpt's shapes, fp32 vs each kernel:   -- --int8-rows [rounds]
 // The main job's Digits CNN, fp32 against optimised variants, batch 1/64, 1 and 2 threads: -- --digits-optimized [rounds]
 // Results go to tests/ModelDsl.Benchmarks/BenchmarkDotNet.Artifacts unless --artifacts says otherwise.
 // The GPT block (generated vs hand-written, interleaved) and the sample GPT's tokens/s, fp32 and int8:          -- --gpt [rounds]
@@ -50,6 +51,12 @@ if (args.Length is 1 or 2 && args[0] == "--generator-vs-json")
 if (args.Length is 1 or 2 && args[0] == "--int8-kernels")
 {
     ModelDsl.Benchmarks.Int8KernelBenchmarks.Run(args.Length == 2 ? int.Parse(args[1]) : 15);
+    return 0;
+}
+
+if (args.Length is 1 or 2 && args[0] == "--int8-rows")
+{
+    ModelDsl.Benchmarks.Int8KernelBenchmarks.RunRows(args.Length == 2 ? int.Parse(args[1]) : 15);
     return 0;
 }
 

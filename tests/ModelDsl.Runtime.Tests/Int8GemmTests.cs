@@ -16,8 +16,12 @@ public class Int8GemmTests
     public static IEnumerable<object[]> Kernels() =>
         new[] { Int8Kernel.Scalar, Int8Kernel.Avx2, Int8Kernel.AvxVnni }.Where(Int8Gemm.IsSupported).Select(k => new object[] { k.ToString() });
 
-    /// <summary>Σ (a − zp)·w in int64, then PyTorch's epilogue: (float)sum · scale + bias.</summary>
-    private static float[] Reference(byte[] a, sbyte[] w, int rows, int columns, int k, int zeroPoint, float scale, float[]? bias)
+    /// <summary>The kernels that take activations in all of [0, 255] (static int8 past its calibrated range).</summary>
+    public static IEnumerable<object[]> FullRangeKernels() =>
+        new[] { Int8Kernel.Scalar, Int8Kernel.Avx2FullRange, Int8Kernel.AvxVnni }.Where(Int8Gemm.IsSupported).Select(k => new object[] { k.ToString() });
+
+    /// <summary>Σ (a − zp)·w in int64, then PyTorch's epilogue: (float)sum · scale + bias (scale per column where given).</summary>
+    private static float[] Reference(byte[] a, sbyte[] w, int rows, int columns, int k, int zeroPoint, float scale, float[]? bias, float[]? scales = null)
     {
         var y = new float[rows * columns];
         for (int m = 0; m < rows; m++)
@@ -25,17 +29,17 @@ public class Int8GemmTests
             {
                 long sum = 0;
                 for (int i = 0; i < k; i++) sum += (a[m * k + i] - zeroPoint) * (long)w[n * k + i];
-                float value = (float)checked((int)sum) * scale;
+                float value = (float)checked((int)sum) * (scales?[n] ?? scale);
                 y[m * columns + n] = bias is null ? value : value + bias[n];
             }
         return y;
     }
 
-    private static (byte[] A, sbyte[] W, float[]? Bias) Operands(Random random, int rows, int columns, int k, bool bias)
+    private static (byte[] A, sbyte[] W, float[]? Bias) Operands(Random random, int rows, int columns, int k, bool bias, int aboveA = 128)
     {
         var a = new byte[rows * k];
         var w = new sbyte[columns * k];
-        for (int i = 0; i < a.Length; i++) a[i] = (byte)random.Next(0, 128);
+        for (int i = 0; i < a.Length; i++) a[i] = (byte)random.Next(0, aboveA);
         for (int i = 0; i < w.Length; i++) w[i] = (sbyte)random.Next(-128, 128);
         return (a, w, bias ? Enumerable.Range(0, columns).Select(_ => (float)random.NextDouble() * 4 - 2).ToArray() : null);
     }
@@ -105,6 +109,45 @@ public class Int8GemmTests
             var two = Run(kernel, a, w, rows, columns, k, 40, 3e-4f, bias, threads: 2);
             Assert.Equal(one, two);
             Assert.Equal(Reference(a, w, rows, columns, k, 40, 3e-4f, bias), two);
+        }
+    }
+
+    [Theory]
+    [MemberData(nameof(FullRangeKernels))]
+    public void FullRangeKernel_WithPerColumnScales_IsBitIdenticalToTheExactReference_AtEveryTileEdge(string kernelName)
+    {
+        var kernel = Enum.Parse<Int8Kernel>(kernelName);
+        var random = new Random(17);
+        foreach (var (rows, columns, k) in new[] { (1, 1, 32), (1, 5, 64), (2, 7, 96), (4, 2, 32), (5, 9, 128), (13, 17, 320), (64, 40, 160) })
+        {
+            int zeroPoint = random.Next(0, 256);
+            var scales = Enumerable.Range(0, columns).Select(_ => (float)(random.NextDouble() * 1e-3 + 1e-6)).ToArray();
+            var (a, w, bias) = Operands(random, rows, columns, k, bias: true, aboveA: 256);
+            Assert.Contains(a, v => v > 127);
+            var y = new float[rows * columns];
+            Int8Gemm.Linear(a, w, rows, columns, k, zeroPoint, scales, bias, y, kernel, threads: 1);
+            Assert.Equal(Reference(a, w, rows, columns, k, zeroPoint, 0f, bias, scales), y);
+        }
+    }
+
+    [Fact]
+    public void Avx2FullRange_IsExactAtTheWorstPairs_WhereThePlainAvx2KernelSaturates()
+    {
+        if (!Int8Gemm.IsSupported(Int8Kernel.Avx2)) return; // no AVX2: nothing to compare (the scalar kernel is the reference)
+        const int rows = 4, columns = 2, k = 256;
+        // 255·127 twice is 64770 and 128·−128 twice exactly int16's minimum: the split's two pair sums stay inside int16.
+        foreach (var (aValue, wValue) in new (byte, sbyte)[] { (255, 127), (255, -128), (128, -128), (200, 99) })
+        {
+            var a = Enumerable.Repeat(aValue, rows * k).ToArray();
+            var w = Enumerable.Repeat(wValue, columns * k).ToArray();
+            var scales = new[] { 1f, 1f };
+            var expected = Reference(a, w, rows, columns, k, 0, 1f, null);
+            Assert.Equal((float)aValue * wValue * k, expected[0]);
+            var y = new float[rows * columns];
+            Int8Gemm.Linear(a, w, rows, columns, k, 0, scales, default, y, Int8Kernel.Avx2FullRange, threads: 1);
+            Assert.Equal(expected, y);
+            Int8Gemm.Linear(a, w, rows, columns, k, 0, scales, default, y, Int8Kernel.Avx2, threads: 1);
+            Assert.True(aValue == 128 || !expected.SequenceEqual(y), $"plain vpmaddubsw should saturate at {aValue}·{wValue}");
         }
     }
 

@@ -126,6 +126,23 @@ public class QuantizationTests
     }
 
     [Fact]
+    public void ThreeDimensionalAndNonContiguousInputs_GiveTheRowsOfTheTwoDimensionalCall()
+    {
+        // A contiguous input is read in place whatever its shape; a non-contiguous one is copied first.
+        using var scope = NewDisposeScope();
+        manual_seed(5);
+        var q = (DynamicQuantizedLinear)Quantize.Dynamic(nn.Linear(40, 7), QuantizeMode.DynamicInt8);
+        var x = randn(2, 3, 40);
+        var flat = q.call(x.reshape(6, 40));
+        var threeD = q.call(x);
+        Assert.Equal(new long[] { 2, 3, 7 }, threeD.shape);
+        Assert.True(threeD.reshape(6, 7).equal(flat).all().item<bool>());
+        var transposed = x.reshape(6, 40).t().contiguous().t(); // the same values, column-major
+        Assert.False(transposed.is_contiguous());
+        Assert.True(q.call(transposed).equal(flat).all().item<bool>());
+    }
+
+    [Fact]
     public void WeightLoadedInPlace_IsWhatTheNextCallUses()
     {
         // The kernel reads the stored int8 buffer directly (no packed copy), so a load into it (TorchSharp's load,

@@ -184,6 +184,23 @@ namespace ModelDsl.Runtime.Tests.StaticInt8
             }
         }
 
+        [Fact]
+        public void WeightRewrittenInPlace_AfterQuantisation_IsWhatTheNextCallMultipliesWith()
+        {
+            // 37 inputs: the GEMM runs a padded copy of the weight, prepared at quantisation; a load writes the stored one.
+            using var scope = NewDisposeScope();
+            using var generator = new Generator(3);
+            var linear = nn.Linear(37, 5);
+            var layer = new StaticQuantizedLinear(linear, new StaticQParams(0.01f, 10, 0.05f, 60, FusedRelu: false));
+            var x = rand(new long[] { 3, 37 }, generator: generator);
+            var before = layer.call(x).data<float>().ToArray();
+            using (no_grad())
+                layer.weight.copy_(randint(-128, 128, layer.weight.shape, generator: generator).to(ScalarType.Int8));
+            var after = layer.call(x).data<float>().ToArray();
+            Assert.NotEqual(before, after);
+            Assert.Equal(Reference(x, layer, t => nn.functional.linear(t, Dequantized(layer))).data<float>().ToArray(), after);
+        }
+
         private static Tensor Dequantized(StaticQuantizedLayer layer) => layer.weight.to(ScalarType.Float64);
 
         /// <summary>The layer's arithmetic as torch ops: exact integer sums in float64, then the same float32 roundings.</summary>

@@ -1,4 +1,5 @@
 using System;
+using System.Linq;
 using System.Runtime.InteropServices;
 using TorchSharp;
 using TorchSharp.Modules;
@@ -106,9 +107,10 @@ public sealed class DynamicQuantizedLinear : nn.Module<Tensor, Tensor>
             throw new ArgumentException($"DynamicQuantizedLinear takes float32 input, not {input.dtype}.", nameof(input));
         if (input.device_type != DeviceType.CPU)
             throw new NotSupportedException($"DynamicQuantizedLinear runs on the CPU (its int8 kernels are CPU kernels); the input is on {input.device}.");
-        if (input.dim() == 0 || input.shape[^1] != in_features)
+        var shape = input.shape;
+        if (shape.Length == 0 || shape[^1] != in_features)
             throw new ArgumentException(
-                $"mat1 and mat2 shapes cannot be multiplied: the input's last dimension is {(input.dim() == 0 ? 0 : input.shape[^1])}, but this layer takes {in_features} features.",
+                $"mat1 and mat2 shapes cannot be multiplied: the input's last dimension is {(shape.Length == 0 ? 0 : shape[^1])}, but this layer takes {in_features} features.",
                 nameof(input));
 
         switch (Mode)
@@ -124,23 +126,70 @@ public sealed class DynamicQuantizedLinear : nn.Module<Tensor, Tensor>
                 return nn.functional.linear(input, w, _bias);
             }
             default:
-                return ForwardDynamicInt8(input);
+                return ForwardDynamicInt8(input, shape);
         }
     }
 
-    private Tensor ForwardDynamicInt8(Tensor input)
+    private Tensor ForwardDynamicInt8(Tensor input, long[] shape)
     {
-        var outputShape = (long[])input.shape.Clone();
+        var outputShape = (long[])shape.Clone();
         outputShape[^1] = out_features;
-        if (input.numel() == 0)
+        long count = shape.Aggregate(1L, (a, b) => a * b), rows = count / in_features;
+        if (count == 0)
             return zeros(outputShape, dtype: ScalarType.Float32);
 
+        // Spans address at most 2 GiB; beyond that the same arithmetic runs as torch ops.
+        bool managed = UseManagedKernels && count * sizeof(float) <= int.MaxValue && rows * out_features * sizeof(float) <= int.MaxValue;
+        var kernel = Int8Gemm.Current;
+        if (managed && kernel != Int8Kernel.Torch && in_features * out_features <= int.MaxValue && _weight.is_contiguous())
+        {
+            if (input.is_contiguous())
+                return ForwardManaged(input, outputShape, (int)rows, kernel);
+            using var contiguous = input.contiguous();
+            return ForwardManaged(contiguous, outputShape, (int)rows, kernel);
+        }
+        return ForwardThroughTorch(input, outputShape, managed);
+    }
+
+    /// <summary>
+    /// The int8 product with <see cref="Int8Gemm"/> on a contiguous input, which is [rows, in] in memory whatever its
+    /// shape: no reshape, no dispose scope, one output tensor — at one row per call (cached generation) those per-call
+    /// costs are most of the time.
+    /// </summary>
+    private Tensor ForwardManaged(Tensor input, long[] outputShape, int rows, Int8Kernel kernel)
+    {
+        var x = MemoryMarshal.Cast<byte, float>(input.bytes);
+        var (min, max) = ActivationKernels.MinMax(x);
+        var (aScale, zeroPoint) = QuantizationRules.ChooseActivationQParams(min, max);
+        var y = empty(outputShape, dtype: ScalarType.Float32);
+        // One managed pass quantises to uint8 (0..127); the int8 GEMM subtracts zero_point · Σ w itself and writes
+        // scale · sum + bias straight into the output (docs/optimization.md, "The int8 kernel").
+        var input8 = System.Buffers.ArrayPool<sbyte>.Shared.Rent(x.Length);
+        try
+        {
+            var a = input8.AsSpan(0, x.Length);
+            ActivationKernels.Quantize(x, (float)(1.0 / aScale), zeroPoint, 0, a);
+            ReadOnlySpan<float> bias = _bias is null ? ReadOnlySpan<float>.Empty : MemoryMarshal.Cast<byte, float>(_bias.bytes);
+            Int8Gemm.Linear(
+                MemoryMarshal.Cast<sbyte, byte>(a), MemoryMarshal.Cast<byte, sbyte>(_weight.bytes), rows, (int)out_features,
+                (int)in_features, zeroPoint, OutputScale(aScale), bias, MemoryMarshal.Cast<byte, float>(y.bytes), kernel, get_num_threads());
+        }
+        finally
+        {
+            System.Buffers.ArrayPool<sbyte>.Shared.Return(input8);
+        }
+        return y;
+    }
+
+    /// <summary><c>a_scale · w_scale</c> in float32, the weight's scale read from its buffer's memory (item() costs several native calls).</summary>
+    private float OutputScale(double aScale) => (float)(aScale * MemoryMarshal.Read<float>(_weightScale!.bytes));
+
+    /// <summary>The same arithmetic through <c>torch._int_mm</c> (no AVX2, or past 2 GiB).</summary>
+    private Tensor ForwardThroughTorch(Tensor input, long[] outputShape, bool managed)
+    {
         using var scope = NewDisposeScope();
         var x = input.reshape(-1, in_features).contiguous();
         long rows = x.shape[0];
-        // Spans address at most 2 GiB; beyond that the same arithmetic runs as torch ops.
-        bool managed = UseManagedKernels && x.numel() * sizeof(float) <= int.MaxValue && rows * out_features * sizeof(float) <= int.MaxValue;
-
         float minValue, maxValue;
         if (managed)
         {
@@ -154,31 +203,8 @@ public sealed class DynamicQuantizedLinear : nn.Module<Tensor, Tensor>
         }
         var (aScale, zeroPoint) = QuantizationRules.ChooseActivationQParams(minValue, maxValue);
         float inverse = (float)(1.0 / aScale);
-        float outScale = (float)((double)aScale * WeightScale);
-
+        float outScale = OutputScale(aScale);
         Tensor y;
-        var kernel = Int8Gemm.Current;
-        if (managed && kernel != Int8Kernel.Torch && _weight.is_contiguous() && _weight.numel() <= int.MaxValue)
-        {
-            // One managed pass quantises to uint8 (0..127); the int8 GEMM subtracts zero_point · Σ w itself and writes
-            // scale · sum + bias straight into the output (docs/optimization.md, "The int8 kernel").
-            var input8 = System.Buffers.ArrayPool<sbyte>.Shared.Rent(checked((int)(rows * in_features)));
-            try
-            {
-                var a = input8.AsSpan(0, (int)(rows * in_features));
-                ActivationKernels.Quantize(MemoryMarshal.Cast<byte, float>(x.bytes), inverse, zeroPoint, 0, a);
-                y = empty(rows, out_features, dtype: ScalarType.Float32);
-                ReadOnlySpan<float> bias = _bias is null ? ReadOnlySpan<float>.Empty : MemoryMarshal.Cast<byte, float>(_bias.bytes);
-                Int8Gemm.Linear(
-                    MemoryMarshal.Cast<sbyte, byte>(a), MemoryMarshal.Cast<byte, sbyte>(_weight.bytes), (int)rows, (int)out_features,
-                    (int)in_features, zeroPoint, outScale, bias, MemoryMarshal.Cast<byte, float>(y.bytes), kernel, get_num_threads());
-            }
-            finally
-            {
-                System.Buffers.ArrayPool<sbyte>.Shared.Return(input8);
-            }
-            return y.reshape(outputShape).MoveToOuterDisposeScope();
-        }
 
         // qa = clamp(nearbyint(x · fl32(1/scale) + zp), 0, 127); with reduce_range, qa - zp fits in int8.
         Tensor a8;

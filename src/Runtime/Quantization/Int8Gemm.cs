@@ -15,6 +15,12 @@ internal enum Int8Kernel
     Scalar,
     /// <summary>AVX2: <c>vpmaddubsw</c> (u8·s8 pair sums in int16) then <c>vpmaddwd</c> by ones (int32).</summary>
     Avx2,
+    /// <summary>
+    /// AVX2 for activations in [0, 255] (static int8 past its calibrated range): each byte split into its low seven bits
+    /// and its top bit, two <c>vpmaddubsw</c> that cannot saturate (twice the work of <see cref="Avx2"/>, exact for any
+    /// uint8). What a static int8 layer runs on an AVX2 CPU when its quantised input exceeds 127.
+    /// </summary>
+    Avx2FullRange,
     /// <summary>AVX-VNNI (Intel Alder Lake / Sapphire Rapids and later, AMD Zen 5 and later): <c>vpdpbusd</c>, four u8·s8 products into int32 in one instruction.</summary>
     AvxVnni,
 }
@@ -39,7 +45,7 @@ internal enum Int8Kernel
 /// of 4 activation rows (in L1) × 3 weight rows (VNNI; 2 on AVX2, which needs two more registers per step) accumulate
 /// int32 vectors over the whole of k, then reduce them horizontally; 1 × 4 tiles serve batch 1 and the last rows.
 /// Values above 127 in <c>a</c> would saturate vpmaddubsw's int16 pair sums on the AVX2 path; reduce_range keeps them
-/// out.
+/// out, and static int8, whose inputs can pass 127, runs <see cref="Int8Kernel.Avx2FullRange"/> for such calls.
 /// </para>
 /// </remarks>
 internal static unsafe class Int8Gemm
@@ -69,7 +75,7 @@ internal static unsafe class Int8Gemm
     public static bool IsSupported(Int8Kernel kernel) => kernel switch
     {
         Int8Kernel.Torch or Int8Kernel.Scalar => true,
-        Int8Kernel.Avx2 => Avx2.IsSupported,
+        Int8Kernel.Avx2 or Int8Kernel.Avx2FullRange => Avx2.IsSupported,
         Int8Kernel.AvxVnni => AvxVnni.IsSupported,
         _ => false,
     };
@@ -85,7 +91,8 @@ internal static unsafe class Int8Gemm
 
     /// <summary>
     /// The same with a scale per output column (static int8's per-channel weights): <c>y[m, n] = (Σₖ a·w − zeroPoint ·
-    /// Σₖ w[n]) · scales[n] + bias[n]</c>.
+    /// Σₖ w[n]) · scales[n] + bias[n]</c>. Where <c>a</c> holds values above 127 (static int8 past its calibrated range),
+    /// the AVX2 path is <see cref="Int8Kernel.Avx2FullRange"/>.
     /// </summary>
     public static void Linear(
         ReadOnlySpan<byte> a, ReadOnlySpan<sbyte> w, int rows, int columns, int k, int zeroPoint, ReadOnlySpan<float> scales,
@@ -138,6 +145,7 @@ internal static unsafe class Int8Gemm
     private static int BlockColumns(int k) => Math.Clamp(256 * 1024 / k / OneRowColumns * OneRowColumns, OneRowColumns, 512);
 
     /// <summary>One call's operands, as pointers pinned by <c>Linear</c> for the call's duration.</summary>
+    [SkipLocalsInit] // the row sums' stack buffer is written before it is read (or multiplied by a zero point of 0)
     private sealed class Job(
         byte* a, sbyte* w, float* bias, float* scales, float* y, int rows, int columns, int k, int zeroPoint, float scale, Int8Kernel kernel, int rowChunks)
     {
@@ -155,6 +163,7 @@ internal static unsafe class Int8Gemm
             {
                 case Int8Kernel.AvxVnni: Block<VnniDot>(n0, n1, m0, m1, rowSums); break;
                 case Int8Kernel.Avx2: Block<Avx2Dot>(n0, n1, m0, m1, rowSums); break;
+                case Int8Kernel.Avx2FullRange: Block<Avx2FullRangeDot>(n0, n1, m0, m1, rowSums); break;
                 default: ScalarBlock(n0, n1, m0, m1); break;
             }
         }
@@ -393,5 +402,19 @@ internal static unsafe class Int8Gemm
         public static Vector256<int> Dot(Vector256<int> acc, Vector256<byte> a, Vector256<sbyte> w) =>
             // a ≤ 127 keeps each int16 pair sum within ±32512, so vpmaddubsw's saturation never applies.
             Avx2.Add(acc, Avx2.MultiplyAddAdjacent(Avx2.MultiplyAddAdjacent(a, w), Vector256.Create((short)1)));
+    }
+
+    private readonly struct Avx2FullRangeDot : IDot
+    {
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        public static Vector256<int> Dot(Vector256<int> acc, Vector256<byte> a, Vector256<sbyte> w)
+        {
+            // a = low + high with low ≤ 127 and high ∈ {0, 128}: the pair sums are within ±32512 and [−32768, 32512],
+            // inside int16 (−32768 is 128·−128 twice, exactly int16's minimum), so neither vpmaddubsw saturates.
+            var ones = Vector256.Create((short)1);
+            var low = Avx2.MultiplyAddAdjacent(a & Vector256.Create((byte)0x7F), w);
+            var high = Avx2.MultiplyAddAdjacent(a & Vector256.Create((byte)0x80), w);
+            return Avx2.Add(acc, Avx2.Add(Avx2.MultiplyAddAdjacent(low, ones), Avx2.MultiplyAddAdjacent(high, ones)));
+        }
     }
 }

@@ -2,6 +2,7 @@ using System;
 using System.Buffers;
 using System.Linq;
 using System.Runtime.InteropServices;
+using System.Threading;
 using TorchSharp;
 using TorchSharp.Modules;
 using TorchSharp.Utils;
@@ -44,6 +45,7 @@ public abstract class StaticQuantizedLayer : nn.Module<Tensor, Tensor>
     [ComponentName(Name = "output_zero_point")] private readonly Tensor _outputZeroPoint;
     [ComponentName(Name = "fused_relu")] private readonly Tensor _fusedRelu;
     [ComponentName(Name = "quantize_mode")] private readonly Tensor _mode;
+    private sbyte[]? _prepared; // GemmWeight's padded copy of the weight
 
     private protected StaticQuantizedLayer(string name, Tensor weight, bool hasBias, Tensor? floatBias, StaticQParams qparams) : base(name)
     {
@@ -71,6 +73,8 @@ public abstract class StaticQuantizedLayer : nn.Module<Tensor, Tensor>
         register_buffer(ModeKey, _mode);
         RegisterComponents();
         eval();
+        int columns = (int)_weight.shape[0];
+        if (columns > 0) GemmWeight(columns, StaticKernels.Padded((int)(_weight.numel() / columns))); // prepared once, at quantisation
     }
 
     /// <summary>The int8 weight in the float layer's layout ([out, in] or [out, in, kH, kW]).</summary>
@@ -133,29 +137,46 @@ public abstract class StaticQuantizedLayer : nn.Module<Tensor, Tensor>
         for (int c = 0; c < columns; c++) scales[c] = (float)((double)inScale * weightScales[c]);
         ReadOnlySpan<float> bias = _bias is null ? ReadOnlySpan<float>.Empty : MemoryMarshal.Cast<byte, float>(_bias.bytes);
         // uint8 inputs above 127 (values past the calibrated range) would saturate vpmaddubsw's int16 pair sums on the
-        // AVX2 path; VNNI sums them exactly, and so does the scalar kernel, which takes those calls elsewhere.
+        // AVX2 path: those calls split each byte there (exact); VNNI and the scalar kernel sum them exactly as they are.
         var kernel = Int8Gemm.Current;
-        if (kernel == Int8Kernel.Torch || (over127 && kernel == Int8Kernel.Avx2)) kernel = Int8Kernel.Scalar;
-        int stored = (int)(_weight.numel() / columns);
+        if (kernel == Int8Kernel.Torch) kernel = Int8Kernel.Scalar;
+        if (over127 && kernel == Int8Kernel.Avx2) kernel = Int8Kernel.Avx2FullRange;
+        Int8Gemm.Linear(a, GemmWeight(columns, k), rows, columns, k, inZero, scales, bias, y, kernel, get_num_threads());
+    }
+
+    /// <summary>
+    /// The weight as the GEMM takes it, [out, k] with each row padded with zeros to <paramref name="k"/> bytes (a whole
+    /// number of 32-byte vectors, as the input rows are). Prepared at quantisation; a load that rewrote the weight in
+    /// place (the stored buffer is what <c>load</c> and <c>copy_</c> write) is seen by a read-only comparison and the
+    /// copy prepared again.
+    /// </summary>
+    private ReadOnlySpan<sbyte> GemmWeight(int columns, int k)
+    {
         var w = MemoryMarshal.Cast<byte, sbyte>(_weight.bytes);
-        if (stored == k)
+        int stored = columns == 0 ? k : w.Length / columns;
+        if (stored == k) return w;
+        var prepared = Volatile.Read(ref _prepared);
+        if (prepared is null || prepared.Length != columns * k || !Holds(prepared, w, columns, stored, k))
         {
-            Int8Gemm.Linear(a, w, rows, columns, k, inZero, scales, bias, y, kernel, get_num_threads());
-            return;
+            prepared = Pad(w, columns, stored, k);
+            Volatile.Write(ref _prepared, prepared); // a new array: a call on another thread keeps the one it read
         }
-        // The rows were padded to a whole number of 32-byte vectors: so is the weight, with zeros.
-        var padded = ArrayPool<sbyte>.Shared.Rent(columns * k);
-        try
-        {
-            var wp = padded.AsSpan(0, columns * k);
-            wp.Clear();
-            for (int c = 0; c < columns; c++) w.Slice(c * stored, stored).CopyTo(wp.Slice(c * k));
-            Int8Gemm.Linear(a, wp, rows, columns, k, inZero, scales, bias, y, kernel, get_num_threads());
-        }
-        finally
-        {
-            ArrayPool<sbyte>.Shared.Return(padded);
-        }
+        return prepared;
+    }
+
+    private static bool Holds(sbyte[] prepared, ReadOnlySpan<sbyte> w, int columns, int stored, int k)
+    {
+        for (int c = 0; c < columns; c++)
+            if (!w.Slice(c * stored, stored).SequenceEqual(prepared.AsSpan(c * k, stored)))
+                return false;
+        return true;
+    }
+
+    private static sbyte[] Pad(ReadOnlySpan<sbyte> w, int columns, int stored, int k)
+    {
+        var padded = new sbyte[columns * k];
+        for (int c = 0; c < columns; c++) w.Slice(c * stored, stored).CopyTo(padded.AsSpan(c * k));
+        return padded;
     }
 
     /// <summary>The output's quantisation, as the float value each quantised output stands for.</summary>
