@@ -201,7 +201,6 @@ public sealed class DataParallelEndToEndTests : IDisposable
     }
 
     [Theory]
-    [InlineData("--shard parameters", "error: --shard parameters (ZeRO stage 3) is not implemented yet; --shard gradients shards the optimiser state and the gradients")]
     [InlineData("--mode async --shard gradients", "error: --shard gradients applies to synchronous training (one model stepped together); add --mode sync")]
     [InlineData("--shard all", "error: Argument 'all' not recognized. Must be one of:")]
     public void ShardSettings_OutOfPlace_AreOneUsageLine(string arguments, string expected)
