@@ -52,7 +52,7 @@ namespace ModelDsl
         OptimizerState = 1,
         /// <summary>ZeRO stage 2: also the gradients, reduce-scattered so that each rank keeps only its partition's.</summary>
         Gradients = 2,
-        /// <summary>ZeRO stage 3 (FSDP's FULL_SHARD): also the parameters, gathered layer by layer for forward and backward. Not implemented yet (MD0212).</summary>
+        /// <summary>ZeRO stage 3 (FSDP's FULL_SHARD): also the parameters, each top-level layer's gathered before its forward and freed after the step's gradient reduce-scatter; float32 only.</summary>
         Parameters = 3,
     }
 }

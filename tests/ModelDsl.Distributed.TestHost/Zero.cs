@@ -9,11 +9,12 @@ using static TorchSharp.torch;
 namespace ModelDsl.Distributed.TestHost;
 
 /// <summary>
-/// Sharded data parallel (<see cref="ShardedDataParallelStrategy"/>, ZeRO stages 1 and 2) against DDP
+/// Sharded data parallel (<see cref="ShardedDataParallelStrategy"/>, ZeRO stages 1, 2 and 3) against DDP
 /// (<see cref="DataParallelStrategy"/>), both driven through the trainer's own step and strategy calls from the same
 /// seed: after every step the parameters equal DDP's within 1e-6 relative, for SGD with momentum, Adam and AdamW (and
 /// with gradient clipping); the ranks stay bitwise in sync; each rank holds the optimiser state of its partition only;
-/// and the state consolidated on rank 0 for a checkpoint equals DDP's whole state.
+/// and the state consolidated on rank 0 for a checkpoint equals DDP's whole state. Stage 3 keeps only its
+/// partition's parameters between steps (the others are empty tensors), gathering them for each forward.
 /// </summary>
 internal static class Zero
 {
@@ -23,7 +24,7 @@ internal static class Zero
     {
         var check = new Checker(group.Rank);
         PartitionIsZeroRedundancyOptimizers(group, check);
-        foreach (var level in new[] { ShardLevel.OptimizerState, ShardLevel.Gradients })
+        foreach (var level in new[] { ShardLevel.OptimizerState, ShardLevel.Gradients, ShardLevel.Parameters })
         {
             foreach (var (optimizer, lr) in new[] { (Optimizer.SGD, 0.05), (Optimizer.Adam, 0.01), (Optimizer.AdamW, 0.01) })
                 EqualsDdp(group, check, level, optimizer, lr, clip: 0);
@@ -77,9 +78,23 @@ internal static class Zero
             ddp.AfterStep(ddpModel, s, want.Loss, want.Applied);
             var got = step.Run(x, y);
             sharded.AfterStep(model, s, got.Loss, got.Applied);
-            worst = Math.Max(worst, RelativeDifference(Flat(model), Flat(ddpModel)));
+            if (level == ShardLevel.Parameters)
+            {
+                // Between steps the rank holds its partition's parameters only: those equal DDP's, the others are empty.
+                long elements = model.parameters().Sum(p => p.numel());
+                check.That(elements == sharded.Partition.ElementsOf(group.Rank), $"{name}: after step {s} rank {group.Rank} holds {elements} parameter elements, expected its partition's {sharded.Partition.ElementsOf(group.Rank)}");
+                var held = model.parameters().Zip(ddpModel.parameters()).Where(pair => pair.First.numel() > 0).ToList();
+                worst = Math.Max(worst, RelativeDifference(cat(held.Select(o => o.First.detach().reshape(-1)).ToArray()), cat(held.Select(o => o.Second.detach().reshape(-1)).ToArray())));
+            }
+            else worst = Math.Max(worst, RelativeDifference(Flat(model), Flat(ddpModel)));
         }
         check.That(worst < 1e-6, $"{name}: parameters after each of {Steps} steps equal DDP's within 1e-6 relative (worst {worst:E2})");
+        if (level == ShardLevel.Parameters)
+        {
+            sharded.GatherAll();
+            double gathered = RelativeDifference(Flat(model), Flat(ddpModel));
+            check.That(gathered < 1e-6, $"{name}: all parameters gathered equal DDP's within 1e-6 relative (got {gathered:E2})");
+        }
         check.That(DataParallel.RanksInSync(group, model), $"{name}: every rank holds bitwise the same parameters");
 
         // Each rank keeps its partition's state only (SGD's momentum and Adam's moments: one per owned element, or two).

@@ -80,4 +80,17 @@ public sealed class MemoryPlanEndToEndTests(ITestOutputHelper output) : IDisposa
         Assert.Equal(131_072L * 4, zero2.Measured.Gradients);              // stage 2 keeps its partition's
         Assert.True(zero1.Measured.OptimizerState < ddp.Measured.OptimizerState);
     }
+
+    [Fact]
+    public void TwoRanks_Zero3_PlannedMatchesMeasured_AndTheRankHoldsItsPartitionsParametersOnly()
+    {
+        var zero3 = Train("zero3", "--world-size", "2", "--shard", "parameters");
+        AssertPlanHolds("2 ranks, ZeRO-3", zero3);
+        Assert.Equal("parameters", zero3.Shard);
+        // Rank 0 owns Hidden's weight: between steps it holds those 131,072 of Ψ = 151,498 parameters, their
+        // gradients and their two moments; the other tensors are empty until the next forward gathers them.
+        Assert.Equal(131_072L * 4, zero3.Measured.Parameters);
+        Assert.Equal(131_072L * 4, zero3.Measured.Gradients);
+        Assert.Equal(131_072L * 8, zero3.Measured.OptimizerState);
+    }
 }

@@ -56,9 +56,9 @@ public sealed class ProcessGroupTests
     }
 
     [Fact]
-    public void TwoRanks_ShardedDataParallel_Stages1And2_EqualDdp_AndKeepOnlyTheirPartitionsOptimizerState()
+    public void TwoRanks_ShardedDataParallel_Stages1To3_EqualDdp_AndKeepOnlyTheirPartitionsState()
     {
-        // ZeRO stages 1 and 2 against DDP from the same seed, through the trainer's step: SGD with momentum, Adam,
+        // ZeRO stages 1, 2 and 3 against DDP from the same seed, through the trainer's step: SGD with momentum, Adam,
         // AdamW, clipping; parameters within 1e-6 relative after every step; ranks bitwise in sync; ZeroRedundancyOptimizer's
         // partition; each rank's optimiser state is its partition's only; rank 0 consolidates DDP's whole state for a checkpoint.
         var job = MpiJob.Mpirun(2, "zero", JobTimeout);

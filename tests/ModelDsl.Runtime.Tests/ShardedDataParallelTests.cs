@@ -79,6 +79,7 @@ public sealed class ShardedDataParallelTests
     [InlineData(ShardLevel.OptimizerState, Optimizer.Adam)]
     [InlineData(ShardLevel.Gradients, Optimizer.SGD)]
     [InlineData(ShardLevel.Gradients, Optimizer.AdamW)]
+    [InlineData(ShardLevel.Parameters, Optimizer.Adam)]
     public void AtWorldSizeOne_TheStrategyTakesTheSingleProcessSteps(ShardLevel level, Optimizer kind)
     {
         var plan = new TrainingPlan { ModelName = "Probe", SampleShape = new long[] { 4 }, Loss = Loss.MSE, Optimizer = kind, LearningRate = 0.05, Momentum = 0.9, GradientClipNorm = 0.1 };
@@ -92,12 +93,16 @@ public sealed class ShardedDataParallelTests
     }
 
     [Fact]
-    public void NoneAndParameters_AreNotShardedDataParallelsLevels()
+    public void None_IsNotAShardedDataParallelLevel_AndStage3RefusesBf16InOneLine()
     {
         using var group = new SingleProcessGroup();
         var plan = new TrainingPlan { ModelName = "Probe", SampleShape = new long[] { 4 } };
-        Assert.Throws<ArgumentException>(() => new ShardedDataParallelStrategy(group, plan));
-        Assert.Contains("not ShardLevel.Parameters", Assert.Throws<ArgumentException>(() => new ShardedDataParallelStrategy(group, plan with { Shard = ShardLevel.Parameters })).Message);
+        Assert.Contains("not ShardLevel.None", Assert.Throws<ArgumentException>(() => new ShardedDataParallelStrategy(group, plan)).Message);
+        using var strategy = new ShardedDataParallelStrategy(group, plan with { Shard = ShardLevel.Parameters, Precision = ModelDsl.Precision.BFloat16 });
+        using var model = nn.Linear(2, 2);
+        var error = Assert.Throws<TrainingException>(() => strategy.Start(model, 0));
+        Assert.Contains("--precision fp32", error.Message);
+        Assert.DoesNotContain('\n', error.Message);
     }
 
     private static float[] Train(TrainingPlan plan, ITrainingStrategy strategy)

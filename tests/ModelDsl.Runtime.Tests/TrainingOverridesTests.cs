@@ -139,13 +139,13 @@ public sealed class TrainingOverridesTests
     [InlineData("--shard optimizer-state", ShardLevel.None, ShardLevel.OptimizerState)]
     [InlineData("--shard gradients", ShardLevel.OptimizerState, ShardLevel.Gradients)]
     [InlineData("--shard none", ShardLevel.Gradients, ShardLevel.None)]
+    [InlineData("--shard parameters", ShardLevel.None, ShardLevel.Parameters)]
     [InlineData("", ShardLevel.Gradients, ShardLevel.Gradients)]
     [InlineData("--mode async", ShardLevel.Gradients, ShardLevel.None)]
     public void Shard_OverridesTheDeclaredLevel_AndAsyncDropsADeclaredOne(string commandLine, ShardLevel declared, ShardLevel expected) =>
         Assert.Equal(expected, Apply(commandLine, plan: Plan with { Shard = declared }).Plan.Shard);
 
     [Theory]
-    [InlineData("--shard parameters", "--shard parameters (ZeRO stage 3) is not implemented yet; --shard gradients shards the optimiser state and the gradients")]
     [InlineData("--mode async --shard optimizer-state", "--shard optimizer-state applies to synchronous training (one model stepped together); add --mode sync")]
     public void BadShard_IsOneTrainingException(string commandLine, string message) =>
         Assert.Equal(message, Assert.Throws<TrainingException>(() => Apply(commandLine)).Message);

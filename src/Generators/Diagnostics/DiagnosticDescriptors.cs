@@ -357,9 +357,6 @@ namespace ModelDsl.Generators.Diagnostics
             "Sharding needs synchronous training",
             "Shard = ShardLevel.{0} applies to ParallelMode.Sync: sharded ranks step one model together, while ParallelMode.Async ranks each step their own replica");
 
-        public static readonly DiagnosticDescriptor ShardParametersNotImplemented = Error("MD0212", ParallelCategory,
-            "Parameter sharding is not implemented",
-            "Shard = ShardLevel.Parameters (ZeRO stage 3) is not implemented yet; ShardLevel.Gradients (stage 2) shards the optimiser state and the gradients");
 
         // MD03xx: the optimisation plan ([Prune], [Quantize]).
         public static readonly DiagnosticDescriptor AmountOutOfRange = Error("MD0301", OptimizationCategory,

@@ -79,8 +79,7 @@ namespace ModelDsl.Generators.Parsing
             int worldSize, int batch, double budget)
         {
             MemoryBytes At(ShardLevel level, int ranks, int samples) => MemoryPlan.For(model, optimizer, momentum, precision, level, ranks, samples);
-            // ZeRO stage 3 is named but not implemented (MD0212): it is offered only when nothing implemented fits.
-            var implemented = new[] { ShardLevel.OptimizerState, ShardLevel.Gradients };
+            var implemented = new[] { ShardLevel.OptimizerState, ShardLevel.Gradients, ShardLevel.Parameters };
             if (worldSize > 1)
                 foreach (var level in implemented.Where(l => l > shard))
                     if (At(level, worldSize, batch).Total <= budget)
@@ -99,8 +98,8 @@ namespace ModelDsl.Generators.Parsing
                            $"(GradientAccumulation = {(batch + samples - 1) / samples} keeps about {batch} samples per step)";
             }
             var stage3 = At(ShardLevel.Parameters, Math.Max(worldSize, 2), batch);
-            return $"the model state alone is {Mb(state.Total)} MiB at Shard = ShardLevel.{shard}; nothing implemented fits it on up to {WorldSizes[WorldSizes.Length - 1]} ranks " +
-                   $"(ShardLevel.Parameters, ZeRO stage 3, not implemented yet, would make it {Mb(stage3.Total)} MiB at WorldSize = {Math.Max(worldSize, 2)})";
+            return $"the model state alone is {Mb(state.Total)} MiB at Shard = ShardLevel.{shard}; no shard level fits it on up to {WorldSizes[WorldSizes.Length - 1]} ranks " +
+                   $"(ShardLevel.Parameters, ZeRO stage 3, makes it {Mb(stage3.Total)} MiB at WorldSize = {Math.Max(worldSize, 2)})";
         }
 
         /// <summary>

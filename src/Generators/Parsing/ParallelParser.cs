@@ -81,7 +81,6 @@ namespace ModelDsl.Generators.Parsing
             if (shard is { } level && level != ShardLevel.None)
             {
                 if (mode == ParallelMode.Async) args.Fail(DiagnosticDescriptors.ShardWithAsync, nameof(ParallelAttribute.Shard), level.ToString());
-                else if (level == ShardLevel.Parameters) args.Fail(DiagnosticDescriptors.ShardParametersNotImplemented, nameof(ParallelAttribute.Shard));
                 else if (worldSize == 1) report(DiagnosticDescriptors.ShardAtWorldSizeOne, reader.ArgumentLocation(nameof(ParallelAttribute.Shard)), new[] { level.ToString() });
             }
 

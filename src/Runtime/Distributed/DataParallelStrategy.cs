@@ -180,7 +180,7 @@ public sealed class DistributedReport
     /// <summary>Bytes rank 0 handed to collectives (gradients, parameters, buffers, votes; payload, not wire traffic).</summary>
     [JsonPropertyName("bytes_communicated")] public long BytesCommunicated { get; set; }
 
-    /// <summary>Sync: what the ranks sharded: <c>none</c> (DDP), <c>optimizer-state</c> or <c>gradients</c> (ZeRO stages 1 and 2).</summary>
+    /// <summary>Sync: what the ranks sharded: <c>none</c> (DDP), <c>optimizer-state</c>, <c>gradients</c> or <c>parameters</c> (ZeRO stages 1-3).</summary>
     [JsonPropertyName("shard"), JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)] public string? Shard { get; set; }
 
     // Async (local SGD) only; absent from a sync run's report.

@@ -16,7 +16,10 @@ namespace ModelDsl.Runtime.Distributed;
 /// <c>ZeroRedundancyOptimizer</c> partitions them (<see cref="ParameterPartition"/>), each rank keeps the optimiser
 /// state of its partition only and steps only its partition, and the updated parameters are all-gathered after every
 /// step. <see cref="ShardLevel.OptimizerState"/> (stage 1) all-reduces the gradients as DDP does;
-/// <see cref="ShardLevel.Gradients"/> (stage 2) reduce-scatters them so that each rank keeps only its partition's.
+/// <see cref="ShardLevel.Gradients"/> (stage 2) reduce-scatters them so that each rank keeps only its partition's;
+/// <see cref="ShardLevel.Parameters"/> (stage 3, FSDP's FULL_SHARD) also keeps only its partition's parameters between
+/// steps: each top-level layer's parameters are all-gathered just before its forward (a forward pre-hook) and freed
+/// again once the gradients are reduce-scattered.
 /// </summary>
 /// <remarks>
 /// <para>Everything else is DDP's (the same <see cref="DataParallelStrategy"/> runs underneath): rank 0's parameters
@@ -28,7 +31,15 @@ namespace ModelDsl.Runtime.Distributed;
 /// Load work unchanged. Gradient clipping uses the norm over all ranks' gradients, as DDP's does.</para>
 /// <para>Stage 2 reduces after backward, through one flat buffer the size of the padded gradients, and frees the
 /// other partitions' gradients as it fills it; ZeRO's bucket-wise reduction during backward is not implemented, so
-/// the peak holds every gradient plus one flat buffer of their size. Stage 3 (<see cref="ShardLevel.Parameters"/>) is not implemented.</para>
+/// the peak holds every gradient plus one flat buffer of their size.</para>
+/// <para>Stage 3 frees the other partitions' parameters after the reduce-scatter, not after each layer's forward: the
+/// tensors autograd saved for backward are the parameters themselves, and TorchSharp offers no saved-tensor hooks to
+/// re-gather them before backward, so a layer's gathered parameters stay alive until the step's backward is done (the
+/// peak within a step holds all Ψ of them; between steps each rank holds its partition). Before validation and the
+/// checkpoint (<see cref="EndEpoch"/>) every parameter is gathered, so evaluation, checkpoints, export and Load see the
+/// whole model; the next step's reduce-scatter frees the others' partitions again. Layers are gathered through their
+/// <c>call</c> (generated forwards call every layer so); a custom forward that calls a layer's <c>forward</c> directly
+/// skips the hook.</para>
 /// </remarks>
 public sealed class ShardedDataParallelStrategy : ITrainingStrategy
 {
@@ -41,15 +52,20 @@ public sealed class ShardedDataParallelStrategy : ITrainingStrategy
     private bool _foreignStateHeld;
     private TimeSpan _communication;
     private long _bytes;
+    // Stage 3: whether Parameters[i] is whole on every rank now (the same on every rank: the collectives follow it),
+    // each parameter's shape for the gather, and the pre-hooks that gather the layers.
+    private bool[] _gathered = Array.Empty<bool>();
+    private long[][] _shapes = Array.Empty<long[]>();
+    private readonly List<Action> _removeHooks = new();
 
     /// <summary>Trains as one of <paramref name="group"/>'s ranks at the plan's <see cref="TrainingPlan.Shard"/> level.</summary>
-    /// <exception cref="ArgumentException">The plan's level is <see cref="ShardLevel.None"/> (use DDP) or <see cref="ShardLevel.Parameters"/> (not implemented).</exception>
+    /// <exception cref="ArgumentException">The plan's level is <see cref="ShardLevel.None"/> (use DDP).</exception>
     public ShardedDataParallelStrategy(ProcessGroup group, TrainingPlan plan)
     {
         _group = group ?? throw new ArgumentNullException(nameof(group));
         _plan = plan ?? throw new ArgumentNullException(nameof(plan));
-        if (plan.Shard is not (ShardLevel.OptimizerState or ShardLevel.Gradients))
-            throw new ArgumentException($"ShardedDataParallelStrategy implements ShardLevel.OptimizerState and ShardLevel.Gradients, not ShardLevel.{plan.Shard}.", nameof(plan));
+        if (plan.Shard == ShardLevel.None)
+            throw new ArgumentException("ShardedDataParallelStrategy implements ShardLevel.OptimizerState, Gradients and Parameters, not ShardLevel.None (use DataParallelStrategy).", nameof(plan));
         _ddp = new DataParallelStrategy(group, plan);
     }
 
@@ -59,7 +75,7 @@ public sealed class ShardedDataParallelStrategy : ITrainingStrategy
     /// <inheritdoc/>
     public int WorldSize => _group.WorldSize;
 
-    /// <summary>The ZeRO stage: 1 (optimiser state) or 2 (and gradients).</summary>
+    /// <summary>The ZeRO stage: 1 (optimiser state), 2 (and gradients) or 3 (and parameters).</summary>
     public ShardLevel Level => _plan.Shard;
 
     /// <summary>The partition of the parameters (after <see cref="Start(nn.Module, long, OptimizerHelper)"/>).</summary>
@@ -78,6 +94,14 @@ public sealed class ShardedDataParallelStrategy : ITrainingStrategy
         _partition = ParameterPartition.Create(model.parameters(), WorldSize);
         _states = new();
         _foreignStateHeld = false;
+        RemoveHooks();
+        _shapes = _partition.Parameters.Select(p => p.shape).ToArray();
+        _gathered = Enumerable.Repeat(true, _partition.Parameters.Count).ToArray();
+        if (Level != ShardLevel.Parameters) return;
+        if (_plan.Precision == Precision.BFloat16)
+            throw new TrainingException("Shard = ShardLevel.Parameters (ZeRO stage 3) trains in float32 only: bf16's working copy would need the freed parameters; use --precision fp32 or --shard gradients");
+        InstallGatherHooks(model);
+        FreeForeignParameters();
     }
 
     /// <summary>
@@ -116,8 +140,9 @@ public sealed class ShardedDataParallelStrategy : ITrainingStrategy
     public bool ClipsGradients => true;
 
     /// <summary>
-    /// Averages the gradients (stage 1: all-reduce, as DDP; stage 2: reduce-scatter), clips them by the norm over
-    /// all ranks when the plan clips, and drops the other partitions' gradients so the optimiser steps this rank's only.
+    /// Averages the gradients (stage 1: all-reduce, as DDP; stages 2 and 3: reduce-scatter), clips them by the norm
+    /// over all ranks when the plan clips, and drops the other partitions' gradients so the optimiser steps this rank's
+    /// only; stage 3 frees the other partitions' parameters too.
     /// </summary>
     public void SynchronizeGradients(nn.Module model)
     {
@@ -133,18 +158,29 @@ public sealed class ShardedDataParallelStrategy : ITrainingStrategy
         }
         ReduceScatterGradients();
         if (_plan.GradientClipNorm > 0) ClipOwnGradients(_plan.GradientClipNorm);
+        if (Level == ShardLevel.Parameters) FreeForeignParameters();
     }
 
-    /// <summary>After an applied step: all-gathers the updated partitions; then DDP's buffer broadcast and divergence check.</summary>
+    /// <summary>
+    /// After an applied step: all-gathers the updated partitions (stage 3 leaves that to the next forward's hooks);
+    /// then DDP's buffer broadcast and divergence check.
+    /// </summary>
     public Divergence? AfterStep(nn.Module model, long step, double loss, bool applied)
     {
         RestoreForeignGradients();
-        if (applied) GatherParameters();
+        if (applied && Level != ShardLevel.Parameters) Gather(Enumerable.Range(0, Partition.Parameters.Count).ToArray());
         return _ddp.AfterStep(model, step, loss, applied);
     }
 
-    /// <inheritdoc/>
-    public Divergence? EndEpoch(nn.Module model) => _ddp.EndEpoch(model);
+    /// <summary>Stage 3: gathers every parameter, so validation, the checkpoint and whatever follows training see the whole model.</summary>
+    public Divergence? EndEpoch(nn.Module model)
+    {
+        GatherAll();
+        return _ddp.EndEpoch(model);
+    }
+
+    /// <summary>Stage 3: gathers the parameters not whole on every rank (a collective; a no-op at the other stages).</summary>
+    public void GatherAll() => Gather(Enumerable.Range(0, _gathered.Length).Where(i => !_gathered[i]).ToArray());
 
     /// <inheritdoc/>
     public void SumAcrossRanks(double[] values) => _ddp.SumAcrossRanks(values);
@@ -155,6 +191,7 @@ public sealed class ShardedDataParallelStrategy : ITrainingStrategy
     /// </summary>
     public Dictionary<string, byte[]>? SaveState()
     {
+        GatherAll(); // stage 3: zeros_like below needs the parameters' shapes, and the checkpoint the whole model
         if (_optimizer is not null && _partition is { } partition && WorldSize > 1)
         {
             var clock = Stopwatch.StartNew();
@@ -187,7 +224,59 @@ public sealed class ShardedDataParallelStrategy : ITrainingStrategy
     }
 
     /// <inheritdoc/>
-    public void Dispose() => _ddp.Dispose();
+    public void Dispose()
+    {
+        RemoveHooks();
+        _ddp.Dispose();
+    }
+
+    /// <summary>
+    /// Stage 3: a forward pre-hook on each top-level layer gathers that layer's parameters (those not gathered yet: a
+    /// tied weight once), and one on the model gathers the parameters no hookable layer holds.
+    /// </summary>
+    private void InstallGatherHooks(nn.Module model)
+    {
+        var partition = Partition;
+        var index = new Dictionary<IntPtr, int>();
+        for (int i = 0; i < partition.Parameters.Count; i++) index[partition.Parameters[i].Handle] = i;
+        var covered = new HashSet<int>();
+        foreach (var (_, child) in model.named_children())
+        {
+            if (child is not nn.Module<Tensor, Tensor> layer) continue;
+            int[] own = child.parameters().Select(p => index.TryGetValue(p.Handle, out int i) ? i : -1).Where(i => i >= 0).Distinct().ToArray();
+            if (own.Length == 0) continue;
+            covered.UnionWith(own);
+            _removeHooks.Add(layer.register_forward_pre_hook((_, input) => { GatherLayer(own); return input; }).remove);
+        }
+        int[] rest = Enumerable.Range(0, partition.Parameters.Count).Where(i => !covered.Contains(i)).ToArray();
+        if (rest.Length == 0) return;
+        if (model is not nn.Module<Tensor, Tensor> root)
+            throw new NotSupportedException($"Shard = ShardLevel.Parameters gathers parameters in forward pre-hooks; {model.GetType().Name} takes none.");
+        _removeHooks.Add(root.register_forward_pre_hook((_, input) => { GatherLayer(rest); return input; }).remove);
+    }
+
+    private void GatherLayer(int[] indices) => Gather(indices.Where(i => !_gathered[i]).ToArray());
+
+    private void RemoveHooks()
+    {
+        foreach (var remove in _removeHooks) remove();
+        _removeHooks.Clear();
+    }
+
+    /// <summary>Stage 3: the other partitions' parameters become empty tensors (their shapes are kept for the next gather).</summary>
+    private void FreeForeignParameters()
+    {
+        var partition = Partition;
+        if (WorldSize == 1) return;
+        using var noGrad = no_grad();
+        for (int i = 0; i < partition.Parameters.Count; i++)
+        {
+            _gathered[i] = false;
+            if (partition.Owner[i] == Rank) continue;
+            using var none = empty(0, partition.Parameters[i].dtype, partition.Parameters[i].device);
+            partition.Parameters[i].set_(none);
+        }
+    }
 
     /// <summary>
     /// Stage 1: the other partitions' gradients leave the parameters for the optimiser's step (it steps the parameters
@@ -288,33 +377,60 @@ public sealed class ShardedDataParallelStrategy : ITrainingStrategy
         }
     }
 
-    /// <summary>Every rank's partition after its step, all-gathered into every rank's parameters.</summary>
-    private void GatherParameters()
+    /// <summary>
+    /// Parameters <paramref name="indices"/> all-gathered from their owners into every rank's parameters, through one
+    /// flat buffer whose segment r holds rank r's of them one after another (padded to the longest): after each step
+    /// every partition (stages 1 and 2), or one layer's parameters before its forward (stage 3). A freed parameter gets
+    /// its storage back.
+    /// </summary>
+    private void Gather(int[] indices)
     {
         var partition = Partition;
-        if (WorldSize == 1) return;
+        if (WorldSize == 1 || indices.Length == 0)
+        {
+            foreach (int i in indices) _gathered[i] = true;
+            return;
+        }
         var clock = Stopwatch.StartNew();
         using var scope = NewDisposeScope();
         using var noGrad = no_grad();
-        var device = partition.Parameters.Count > 0 ? partition.Parameters[0].device : CPU;
-        var shard = zeros(partition.SegmentLength, partition.Dtype, device);
-        for (int i = 0; i < partition.Parameters.Count; i++)
-            if (partition.Owner[i] == Rank)
+        var offset = new long[indices.Length];
+        var filled = new long[WorldSize];
+        for (int k = 0; k < indices.Length; k++)
+        {
+            int i = indices[k];
+            offset[k] = filled[partition.Owner[i]];
+            filled[partition.Owner[i]] += _shapes[i].Aggregate(1L, (a, d) => a * d);
+        }
+        long segment = filled.Max();
+        var device = partition.Parameters[indices[0]].device;
+        var shard = zeros(segment, partition.Dtype, device);
+        for (int k = 0; k < indices.Length; k++)
+            if (partition.Owner[indices[k]] == Rank)
             {
-                using var source = partition.Parameters[i].reshape(-1);
-                using var target = shard.narrow(0, partition.Offset[i], partition.Parameters[i].numel());
+                var parameter = partition.Parameters[indices[k]];
+                using var source = parameter.reshape(-1);
+                using var target = shard.narrow(0, offset[k], parameter.numel());
                 target.copy_(source);
             }
-        var full = empty(partition.SegmentLength * WorldSize, partition.Dtype, device);
+        var full = empty(segment * WorldSize, partition.Dtype, device);
         _group.AllGather(full, shard);
         _bytes += shard.numel() * shard.element_size();
-        for (int i = 0; i < partition.Parameters.Count; i++)
+        for (int k = 0; k < indices.Length; k++)
         {
+            int i = indices[k];
+            _gathered[i] = true;
             if (partition.Owner[i] == Rank) continue;
             var parameter = partition.Parameters[i];
-            using var slice = full.narrow(0, partition.Owner[i] * partition.SegmentLength + partition.Offset[i], parameter.numel());
-            using var source = slice.view(parameter.shape);
-            parameter.copy_(source);
+            long numel = _shapes[i].Aggregate(1L, (a, d) => a * d);
+            using var slice = full.narrow(0, partition.Owner[i] * segment + offset[k], numel);
+            using var source = slice.view(_shapes[i]);
+            if (parameter.numel() == numel) parameter.copy_(source);
+            else
+            {
+                using var whole = source.to(parameter.dtype).clone();
+                parameter.set_(whole);
+            }
         }
         _communication += clock.Elapsed;
     }

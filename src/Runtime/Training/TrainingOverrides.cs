@@ -189,16 +189,15 @@ namespace ModelDsl.Runtime.Training
                     throw new TrainingException("--max-restarts restarts the ranks the trainer starts under mpirun: add --world-size 2 or more (a single process continues with --resume)");
                 return o with { Plan = o.Plan with { MaxRestarts = n } };
             });
-            // ZeRO: what the ranks shard. Stage 3 (parameters) is named but not implemented yet.
-            var shard = new Option<string?>("--shard") { Description = $"Sync: what each rank shards instead of replicating (ZeRO stages 1-2): none, optimizer-state or gradients (declared: {MemoryPlan.ShardName(plan.Shard)})", HelpName = "none|optimizer-state|gradients|parameters" };
+            // ZeRO: what the ranks shard.
+            var shard = new Option<string?>("--shard") { Description = $"Sync: what each rank shards instead of replicating (ZeRO stages 1-3): none, optimizer-state, gradients or parameters (declared: {MemoryPlan.ShardName(plan.Shard)})", HelpName = "none|optimizer-state|gradients|parameters" };
             shard.AcceptOnlyFromAmong("none", "optimizer-state", "gradients", "parameters");
             yield return TrainingOverride.Of(shard, (o, v) =>
             {
                 // A declared level is sync's: --mode async trains replicas of its own, with nothing sharded.
                 if (v is null) return o.Plan.Mode == ParallelMode.Async ? o with { Plan = o.Plan with { Shard = ShardLevel.None } } : o;
-                if (v == "parameters") throw new TrainingException("--shard parameters (ZeRO stage 3) is not implemented yet; --shard gradients shards the optimiser state and the gradients");
                 if (v != "none" && o.Plan.Mode == ParallelMode.Async) throw new TrainingException($"--shard {v} applies to synchronous training (one model stepped together); add --mode sync");
-                return o with { Plan = o.Plan with { Shard = v == "none" ? ShardLevel.None : v == "gradients" ? ShardLevel.Gradients : ShardLevel.OptimizerState } };
+                return o with { Plan = o.Plan with { Shard = v switch { "none" => ShardLevel.None, "gradients" => ShardLevel.Gradients, "parameters" => ShardLevel.Parameters, _ => ShardLevel.OptimizerState } } };
             });
         }
 
