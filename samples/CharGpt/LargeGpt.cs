@@ -6,7 +6,7 @@ namespace CharGpt;
 
 /// <summary>
 /// The large-model demo: <see cref="ShakespeareGpt"/>'s layers, wider and deeper — ten pre-LayerNorm blocks of 512
-/// channels and eight heads, Ψ = 31,590,912 parameters (the tied head counted once) — trained on two ranks with ZeRO
+/// channels and eight heads, Ψ = 31,590,977 parameters (the tied head counted once) — trained on two ranks with ZeRO
 /// stage 2 (each rank keeps the optimiser state and the gradients of its half of the parameters), bfloat16 matrix
 /// products over float32 master weights, and a per-rank memory budget the compiler checks against its plan
 /// (MD0430). <c>dotnet run -c Release -- large</c> trains it; README.md has the figures of a run.
