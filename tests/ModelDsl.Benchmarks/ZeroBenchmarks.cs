@@ -26,9 +26,9 @@ public static class ZeroBenchmarks
 
     public static int Run(string[] args)
     {
-        int steps = args.Length > 1 ? int.Parse(args[1], CultureInfo.InvariantCulture) : 20;
-        int rounds = args.Length > 2 ? int.Parse(args[2], CultureInfo.InvariantCulture) : 5;
-        if (steps < 1 || rounds < 1)
+        int steps = 20, rounds = 5;
+        if ((args.Length > 1 && !int.TryParse(args[1], CultureInfo.InvariantCulture, out steps)) ||
+            (args.Length > 2 && !int.TryParse(args[2], CultureInfo.InvariantCulture, out rounds)) || steps < 1 || rounds < 1)
         {
             Console.Error.WriteLine($"error: --zero takes steps per round and rounds, both at least 1 (default 20 5), got '{string.Join(" ", args[1..])}'");
             return 2;

@@ -100,9 +100,12 @@ def worker(rank, world, port, steps, rounds, out):
 
 
 def main():
-    steps = int(sys.argv[1]) if len(sys.argv) > 1 else 20
-    rounds = int(sys.argv[2]) if len(sys.argv) > 2 else 5
-    if steps < 1 or rounds < 1:
+    try:
+        steps = int(sys.argv[1]) if len(sys.argv) > 1 else 20
+        rounds = int(sys.argv[2]) if len(sys.argv) > 2 else 5
+    except ValueError:
+        steps = rounds = 0
+    if steps < 1 or rounds < 1 or len(sys.argv) > 3:
         print(f"error: zero_peer.py takes steps per round and rounds, both at least 1 (default 20 5), got {sys.argv[1:]}", file=sys.stderr)
         return 2
     out = os.path.join(os.environ.get("TMPDIR", "/tmp"), f"zero_peer_{os.getpid()}.txt")
