@@ -71,3 +71,20 @@ public partial class GeneratedResCnn
     [Flatten]                           public partial Flatten Flat { get; }
     [Linear(10)]                        public partial Linear Output { get; }
 }
+
+/// <summary>
+/// The ZeRO benchmark's model (<c>--zero</c>, ZeroBenchmarks): a wide MLP of four 1024 × 1024 Linear layers, Ψ = 4,198,400,
+/// whose eight tensors split evenly over two ranks (each rank owns two weights and two biases), so the sharded terms
+/// are exactly Ψ/2. zero_peer.py builds the same layers in PyTorch.
+/// </summary>
+[Model(Input = "B, 1024")]
+public partial class ZeroMlp
+{
+    [Linear(1024)] public partial Linear Fc1 { get; }
+    [ReLU]         public partial ReLU Act1 { get; }
+    [Linear(1024)] public partial Linear Fc2 { get; }
+    [ReLU]         public partial ReLU Act2 { get; }
+    [Linear(1024)] public partial Linear Fc3 { get; }
+    [ReLU]         public partial ReLU Act3 { get; }
+    [Linear(1024)] public partial Linear Output { get; }
+}

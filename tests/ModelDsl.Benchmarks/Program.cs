@@ -17,6 +17,7 @@ using BenchmarkDotNet.Running;
 // The GPT block (generated vs hand-written, interleaved) and the sample GPT's tokens/s, fp32 and int8:          -- --gpt [rounds]
 // Generation alone, with and without the key/value cache, fp32 and int8, interleaved:        -- --gpt-generation [rounds [threads]]
 // Distributed runtime, two ranks under mpirun (needs Open MPI; not BenchmarkDotNet):  -- --allreduce, -- --ddp-scaling, -- --ddp-overlap
+// DDP against ZeRO stages 1 and 2 at two ranks: model-state bytes per rank, step time (peer: zero_peer.py): -- --zero [steps [rounds]]
 // The trainer's overhead over the bare step on CharGpt, in timed phases, interleaved:    -- --trainer-overhead [rounds [steps [threads]]]
 // The same on Digits MLP/CNN (samples/s, bare epoch loop vs the trainer's epoch):           -- --trainer-overhead-digits [rounds [threads]]
 // Local SGD / DiLoCo against sync DDP on Digits: bytes, time, accuracy, docs/local_sgd.png: -- --local-sgd [epochs]
@@ -97,6 +98,9 @@ if (args.Length is >= 1 and <= 4 && args[0] == "--trainer-overhead")
 
 if (args.Length is >= 1 and <= 3 && args[0] == "--bf16")
     return ModelDsl.Benchmarks.MixedPrecisionBenchmarks.Run(args.Length >= 2 ? int.Parse(args[1]) : 7, args.Length == 3 ? int.Parse(args[2]) : 2);
+
+if (args.Length is >= 1 and <= 3 && args[0] == "--zero")
+    return ModelDsl.Benchmarks.ZeroBenchmarks.Run(args);
 
 if (args.Length >= 1 && args[0] is "--allreduce" or "--ddp-overlap" or "--ddp-scaling")
     return ModelDsl.Benchmarks.DistributedBenchmarks.Run(args);
