@@ -159,6 +159,18 @@ namespace ModelDsl.Generators.Diagnostics
             "A structured cut would break a merge",
             "Structured pruning of '{0}' would break the merge '{1}': {2} (the channel group: {3})");
 
+        public static readonly DiagnosticDescriptor InvalidModelInputs = Error("MD0031", Declarations,
+            "Invalid model inputs",
+            "Model '{0}': {1}");
+
+        public static readonly DiagnosticDescriptor UnreadInput = Warning("MD0032", Declarations,
+            "An input nobody reads",
+            "No layer of '{0}' reads the input '{1}': the forward takes it and ignores it; read it with From = \"{1}\" or a merge, or remove it from Inputs");
+
+        public static readonly DiagnosticDescriptor OneInputOnly = Error("MD0033", Declarations,
+            "This feature takes a model with one input",
+            "{0} takes a model with one input, but '{1}' declares {2} (Inputs); {3}");
+
         public static readonly DiagnosticDescriptor MalformedInput = Error("MD0100", ShapeCategory,
             "Malformed input shape",
             "Input shape \"{0}\" of model '{1}' is malformed: {2}");
