@@ -238,9 +238,10 @@ namespace ModelDsl.Generators.Emit
         /// <summary>The C# names of a model's inputs (its forward's parameters): each input's name, never a keyword.</summary>
         internal static string[] InputLocals(ModelSpec model)
         {
-            var taken = new System.Collections.Generic.List<string>();
+            // Names the generated members use beside the inputs: the packed forward's parameter, Predict's.
+            var taken = new System.Collections.Generic.List<string> { "input", "batchSize", "packed" };
             foreach (var input in model.Inputs) taken.Add(LocalName(input.Name, taken));
-            return taken.ToArray();
+            return taken.Skip(3).ToArray();
         }
 
         /// <summary>How the remarks name the model's input(s).</summary>
