@@ -89,7 +89,7 @@ namespace ModelDsl.Generators.Diagnostics
         public static readonly DiagnosticDescriptor OneInputTensor = Error("MD0015", Declarations,
             "A model takes one input tensor",
             "Model '{0}' declares forward with {1} inputs, but a [Model] is a Module<Tensor, Tensor> and takes one input tensor, shaped by [Model(Input = ...)]. " +
-            "Concatenate the inputs into one tensor (torch.cat) and split it inside a one-input forward, or make each input's path its own [Model] and combine them in a hand-written TorchSharp module.");
+            "Declare the inputs instead, [Model(Inputs = new[] { \"x: B, ...\", \"y: B, ...\" })], and read each with From or a merge: the generated forward takes them in that order.");
 
         // A hand-written forward that reads a layer a declared pass replaces: the typed property holds only its declared
         // type, so after [Quantize] it throws. The slot (GetLayer) runs whatever the pass put there.
