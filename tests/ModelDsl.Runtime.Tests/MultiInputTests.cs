@@ -29,6 +29,16 @@ namespace ModelDsl.Runtime.Tests.Graphs
         [Linear(10)]                                public partial Linear Head { get; }
     }
 
+    /// <summary>A BatchNorm reading an input (nothing to fold into) beside one reading a Linear alone (folded).</summary>
+    [Model(Inputs = new[] { "a: B, 3", "b: B, 3" })]
+    public partial class NormOnInput
+    {
+        [BatchNorm1d(From = "b")]               public partial BatchNorm1d NormB { get; }
+        [Linear(3, From = "a")]                 public partial Linear Lin { get; }
+        [BatchNorm1d]                           public partial BatchNorm1d NormLin { get; }
+        [Add(nameof(NormB), nameof(NormLin))]   public partial Add Sum { get; }
+    }
+
     /// <summary>
     /// A model with two inputs, end to end: trained by the generated trainer on rows that hold both inputs side by side
     /// (the image's 64 columns, then meta's 4), Predict with two inputs against forward, load from the checkpoint and
@@ -126,6 +136,26 @@ namespace ModelDsl.Runtime.Tests.Graphs
                 var onnx = ort.Run(("image", image), ("meta", meta));
                 Assert.True((onnx - forward).abs().max().item<float>() < 1e-4f);
             }
+        }
+
+        [Fact]
+        public void BatchNormFolding_LeavesABatchNormThatReadsAnInput_AndKeepsTheOutputs()
+        {
+            using var scope = NewDisposeScope();
+            manual_seed(4);
+            using var model = new NormOnInput();
+            using (no_grad())
+                foreach (var bn in model.modules().OfType<BatchNorm1d>())
+                {
+                    bn.running_mean!.normal_(0, 0.5);
+                    bn.running_var!.uniform_(0.5, 2.0);
+                }
+            model.eval();
+            var (a, b) = (randn(5, 3), randn(5, 3));
+            var before = model.forward(a, b).detach();
+            Assert.Equal(new[] { "NormLin" }, Optimization.OptimizationPipeline.FoldBatchNorms(model, ""));
+            Assert.IsType<BatchNorm1d>(model.GetLayer("NormB"));
+            Assert.True((model.forward(a, b) - before).abs().max().item<float>() < 1e-5f);
         }
 
         [Fact]

@@ -4,7 +4,7 @@ namespace ModelDsl.Generators.Tests;
 /// Several model inputs (<c>[Model(Inputs = ...)]</c>, docs/graphs.md): MD0031–MD0033 by id and span, shape inference
 /// seeded per input, and the generated forward/Pack/Predict.
 /// </summary>
-public class MultiInputTests
+public class MultiInputDiagnosticTests
 {
     internal const string TwoInputs = """
         using ModelDsl.Layers;
@@ -157,6 +157,19 @@ public class MultiInputTests
         {
             [Add("a", "b")] public partial ModelDsl.Layers.Add Sum { get; }
             public override Tensor {|MD0033:forward|}(Tensor x) => x;
+        }
+        """);
+
+    [Fact]
+    public void StructuredCutJoinedToANamedInput_ReportsMD0028_OnTargets() => Markup.Verify("""
+        [Model(Inputs = new[] { "a: B, 4", "b: B, 4" })]
+        [Train(Loss.CrossEntropy, Optimizer.SGD, Epochs = 1, BatchSize = 8)]
+        [Prune(PruneMethod.Structured, 0.5, {|MD0028:Targets = new[] { nameof(A) }|})]
+        public partial class M
+        {
+            [Linear(4)] public partial Linear A { get; }
+            [Add(nameof(A), "b")] public partial ModelDsl.Layers.Add Sum { get; }
+            [Linear(2)] public partial Linear Head { get; }
         }
         """);
 
