@@ -195,6 +195,8 @@ namespace ModelDsl.Shapes
                     _group.Merges.Add(name);
                     foreach (var source in node.Sources)
                     {
+                        // One of several model inputs (its channels are not tracked): joined to the group, and fixed.
+                        if (source != ModelInput && !_byName.ContainsKey(source)) { Block(GroupBlock.Input, null, "the model input's channels are fixed"); return; }
                         long channels = Channels(source);
                         // A source of one channel broadcasts over the others (a gate): it keeps its channel.
                         if (channels == 1 && _group.Channels != 1 && kind != LayerKind.Concat) continue;
