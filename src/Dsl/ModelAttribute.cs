@@ -34,6 +34,15 @@ namespace ModelDsl
         /// </summary>
         public string Input { get; set; } = "";
 
+        /// <summary>
+        /// Several named inputs, in the order the generated <c>forward</c> takes them, each <c>"name: shape"</c> in the
+        /// shape syntax of <see cref="Input"/>, e.g. <c>new[] { "image: B, 1, 8, 8", "meta: B, 4" }</c>. Layers read
+        /// one with <c>From = "meta"</c> or a merge naming it; the first layer without <c>From</c> reads the first
+        /// input. Instead of <see cref="Input"/>, not beside it. Every input's per-sample sizes are concrete: the
+        /// trainer's data rows hold the inputs side by side, in this order (docs/graphs.md).
+        /// </summary>
+        public string[]? Inputs { get; set; }
+
         /// <summary>The element type of the input tensor. Use <see cref="DType.Int64"/> for token ids fed to an embedding.</summary>
         public DType InputType { get; set; } = DType.Float32;
 

@@ -21,6 +21,16 @@ namespace ModelDsl
         /// <paramref name="outputLayer"/> (null: the last). Called by generated code.
         /// </summary>
         public ModelSummary(string model, string input, string inputType, IReadOnlyList<LayerSummary> layers, string? outputLayer)
+            : this(model, input, inputType, layers, outputLayer, null)
+        {
+        }
+
+        /// <summary>
+        /// Creates the summary of a model with several inputs (<c>[Model(Inputs = ...)]</c>): <paramref name="input"/> is
+        /// their packed row, <paramref name="inputs"/> each input by name. Called by generated code.
+        /// </summary>
+        public ModelSummary(string model, string input, string inputType, IReadOnlyList<LayerSummary> layers, string? outputLayer,
+            IReadOnlyList<InputSummary>? inputs)
         {
             Model = model ?? throw new ArgumentNullException(nameof(model));
             Input = input ?? throw new ArgumentNullException(nameof(input));
@@ -28,6 +38,7 @@ namespace ModelDsl
             Layers = layers ?? throw new ArgumentNullException(nameof(layers));
             OutputLayer = outputLayer ?? (layers.Count == 0 ? null : layers[layers.Count - 1].Name);
             IsGraph = outputLayer is not null;
+            Inputs = inputs ?? new[] { new InputSummary(InputName, Input) };
             // A chain layer reads the one before it (the first, the input): its sources are filled in here, so a
             // chain model's generated summary stays as it was before graphs.
             for (int i = 0; i < layers.Count; i++)
@@ -44,6 +55,15 @@ namespace ModelDsl
         public string Model { get; }
         /// <summary>The declared input shape, e.g. <c>(B, 64)</c>.</summary>
         public string Input { get; }
+        /// <summary>
+        /// The model's inputs, in the order its forward takes them: <c>"input"</c> and <see cref="Input"/> for a model
+        /// with one, each declared input for a model with several (<see cref="Input"/> is then their packed row).
+        /// </summary>
+        public IReadOnlyList<InputSummary> Inputs { get; }
+
+        /// <summary>Whether the model declares several inputs.</summary>
+        public bool IsMultiInput => Inputs.Count > 1;
+
         /// <summary>The declared input element type, e.g. <c>Float32</c>.</summary>
         public string InputType { get; }
         /// <summary>The layers in execution order.</summary>
@@ -96,8 +116,26 @@ namespace ModelDsl
                 rows.Add((layer.Name, layer.Kind, layer.OutputShape, layer.Parameters));
                 sources.Add(layer.Sources);
             }
-            return Shapes.LayerTable.Render(Model, InputType, Input, rows, IsGraph ? sources : null);
+            var inputs = new List<(string, string)>();
+            foreach (var input in Inputs) inputs.Add((input.Name, input.Shape));
+            return Shapes.LayerTable.Render(Model, InputType, Input, rows, IsGraph ? sources : null, IsMultiInput ? inputs : null);
         }
+    }
+
+    /// <summary>One input of a <see cref="ModelSummary"/>: the name layers read it by, and its declared shape.</summary>
+    public sealed class InputSummary
+    {
+        /// <summary>Creates an input row. Called by generated code.</summary>
+        public InputSummary(string name, string shape)
+        {
+            Name = name ?? throw new ArgumentNullException(nameof(name));
+            Shape = shape ?? throw new ArgumentNullException(nameof(shape));
+        }
+
+        /// <summary>The input's name: a source name, and the generated forward's parameter.</summary>
+        public string Name { get; }
+        /// <summary>The declared shape, e.g. <c>(B, 1, 8, 8)</c>.</summary>
+        public string Shape { get; }
     }
 
     /// <summary>One row of a <see cref="ModelSummary"/>.</summary>

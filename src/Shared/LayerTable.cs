@@ -15,14 +15,16 @@ namespace ModelDsl.Shapes
     internal static class LayerTable
     {
         public static string Render(string model, string inputType, string input, IEnumerable<(string Name, string Kind, string Output, long Parameters)> layers,
-            IReadOnlyList<IReadOnlyList<string>>? sources = null)
+            IReadOnlyList<IReadOnlyList<string>>? sources = null, IReadOnlyList<(string Name, string Shape)>? inputs = null)
         {
             bool graph = sources is not null;
             var rows = new List<string[]>
             {
                 graph ? new[] { "Layer", "Type", "From", "Output shape", "Params" } : new[] { "Layer", "Type", "Output shape", "Params" },
-                graph ? new[] { "(input)", inputType, "", input, "" } : new[] { "(input)", inputType, input, "" },
             };
+            // Several inputs: a row each, by name (the packed row they make is the model's one-tensor input).
+            foreach (var (name, shape) in inputs ?? new[] { ("input", input) })
+                rows.Add(graph ? new[] { "(" + name + ")", inputType, "", shape, "" } : new[] { "(" + name + ")", inputType, shape, "" });
             long total = 0;
             int index = 0;
             foreach (var layer in layers)

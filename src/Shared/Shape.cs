@@ -98,6 +98,35 @@ namespace ModelDsl.Shapes
             return true;
         }
 
+        /// <summary>
+        /// Parses one entry of <c>[Model(Inputs = ...)]</c>: <c>"name: shape"</c>, the name an identifier and the shape
+        /// as <see cref="TryParse"/> reads it.
+        /// </summary>
+        public static bool TryParseNamed(string? text, out string name, out Dim[] dims, out string error)
+        {
+            name = "";
+            dims = Array.Empty<Dim>();
+            int colon = text?.IndexOf(':') ?? -1;
+            if (text is null || colon < 0)
+            {
+                error = $"\"{text}\" is not \"name: shape\"; write e.g. \"meta: B, 4\"";
+                return false;
+            }
+            name = text.Substring(0, colon).Trim();
+            if (name.Length == 0 || !IsIdentifier(name))
+            {
+                error = $"\"{text}\": the input name '{name}' is not an identifier (letters, digits, underscores; e.g. \"meta: B, 4\")";
+                return false;
+            }
+            if (!TryParse(text.Substring(colon + 1), out dims, out string shapeError))
+            {
+                error = $"\"{text}\": the shape of '{name}' is malformed: {shapeError}";
+                return false;
+            }
+            error = "";
+            return true;
+        }
+
         private static bool IsIdentifier(string s)
         {
             if (!(char.IsLetter(s[0]) || s[0] == '_')) return false;

@@ -142,7 +142,7 @@ namespace ModelDsl.Shapes
                 {
                     var (name, offset, flattened) = _queue.Dequeue();
                     Up(name, offset);
-                    if (name != ModelInput) Down(name, offset, flattened);
+                    if (_byName.ContainsKey(name)) Down(name, offset, flattened);
                 }
                 return _group;
             }
@@ -173,9 +173,9 @@ namespace ModelDsl.Shapes
             /// <summary>What makes <paramref name="name"/>'s channels: producers to cut, or the layers they pass through.</summary>
             private void Up(string name, long offset)
             {
-                if (name == ModelInput) { Block(GroupBlock.Input, null, "the model input's channels are fixed"); return; }
-                // A source that names no layer is its own diagnostic (MD0022); the search only stops there.
-                if (!_byName.TryGetValue(name, out var node)) { Block(GroupBlock.Layer, name, $"'{name}' is not a layer of the model"); return; }
+                // A source that names no layer is a model input ("input", or one of several inputs by name): a source
+                // naming nothing is its own diagnostic (MD0022), and no cut is planned on such a model.
+                if (!_byName.TryGetValue(name, out var node)) { Block(GroupBlock.Input, null, "the model input's channels are fixed"); return; }
                 var kind = node.Kind;
                 if (kind is { CanCut: true } && (kind == LayerKind.Conv2d) == _conv && node.Groups == 1)
                 {
@@ -195,6 +195,8 @@ namespace ModelDsl.Shapes
                     _group.Merges.Add(name);
                     foreach (var source in node.Sources)
                     {
+                        // One of several model inputs (its channels are not tracked): joined to the group, and fixed.
+                        if (source != ModelInput && !_byName.ContainsKey(source)) { Block(GroupBlock.Input, null, "the model input's channels are fixed"); return; }
                         long channels = Channels(source);
                         // A source of one channel broadcasts over the others (a gate): it keeps its channel.
                         if (channels == 1 && _group.Channels != 1 && kind != LayerKind.Concat) continue;

@@ -89,7 +89,7 @@ namespace ModelDsl.Generators.Diagnostics
         public static readonly DiagnosticDescriptor OneInputTensor = Error("MD0015", Declarations,
             "A model takes one input tensor",
             "Model '{0}' declares forward with {1} inputs, but a [Model] is a Module<Tensor, Tensor> and takes one input tensor, shaped by [Model(Input = ...)]. " +
-            "Concatenate the inputs into one tensor (torch.cat) and split it inside a one-input forward, or make each input's path its own [Model] and combine them in a hand-written TorchSharp module.");
+            "Declare the inputs instead, [Model(Inputs = new[] { \"x: B, ...\", \"y: B, ...\" })], and read each with From or a merge: the generated forward takes them in that order.");
 
         // A hand-written forward that reads a layer a declared pass replaces: the typed property holds only its declared
         // type, so after [Quantize] it throws. The slot (GetLayer) runs whatever the pass put there.
@@ -158,6 +158,18 @@ namespace ModelDsl.Generators.Diagnostics
         public static readonly DiagnosticDescriptor StructuredGroupBreaksMerge = Error("MD0030", OptimizationCategory,
             "A structured cut would break a merge",
             "Structured pruning of '{0}' would break the merge '{1}': {2} (the channel group: {3})");
+
+        public static readonly DiagnosticDescriptor InvalidModelInputs = Error("MD0031", Declarations,
+            "Invalid model inputs",
+            "Model '{0}': {1}");
+
+        public static readonly DiagnosticDescriptor UnreadInput = Warning("MD0032", Declarations,
+            "An input nobody reads",
+            "No layer of '{0}' reads the input '{1}': the forward takes it and ignores it; read it with From = \"{1}\" or a merge, or remove it from Inputs");
+
+        public static readonly DiagnosticDescriptor OneInputOnly = Error("MD0033", Declarations,
+            "This feature takes a model with one input",
+            "{0} takes a model with one input, but '{1}' declares {2} (Inputs); {3}");
 
         public static readonly DiagnosticDescriptor MalformedInput = Error("MD0100", ShapeCategory,
             "Malformed input shape",

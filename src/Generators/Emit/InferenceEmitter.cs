@@ -1,3 +1,4 @@
+using System.Linq;
 using ModelDsl.Generators.Model;
 
 namespace ModelDsl.Generators.Emit
@@ -88,12 +89,48 @@ namespace ModelDsl.Generators.Emit
                     w.Line(GeneratorInfo.Attribute);
                     w.Line($"public {Tensor} PredictProba({Tensor} input, int batchSize = {Inference}.Predictor.DefaultBatchSize) => {Inference}.Predictor.PredictProba(this, input, Signature, batchSize);");
                 }
+                if (model.IsMultiInput) WriteMultiInput(w, model, classifier);
             }
 
             w.Close();
             foreach (var _ in model.ContainingTypes) w.Close();
             if (model.Namespace is not null) w.Close();
             return w.ToString();
+        }
+
+        /// <summary>
+        /// [Model(Inputs)]: <c>Predict</c> (and <c>PredictProba</c>) taking the inputs by name, in declaration order; each
+        /// is checked against its declared shape, then they are packed into the row the one-tensor overloads take.
+        /// </summary>
+        private static void WriteMultiInput(SourceWriter w, ModelSpec model, bool classifier)
+        {
+            var names = ModelEmitter.InputLocals(model);
+            string parameters = string.Join(", ", names.Select(n => $"{Tensor} {n}"));
+            string arguments = string.Join(", ", names);
+            w.Line();
+            w.Line("/// <summary>Each declared input's shape, checked by the overloads that take the inputs by name.</summary>");
+            w.Line(GeneratorInfo.Attribute);
+            w.Line($"private static readonly {Inference}.ModelSignature[] __InputSignatures = new {Inference}.ModelSignature[]");
+            w.Line("{");
+            foreach (var input in model.Inputs)
+                w.Line($"    new {Inference}.ModelSignature({CSharpLiterals.String($"{model.Name} input '{input.Name}'")}, {CSharpLiterals.String(input.Shape)}, inputIsInteger: {(model.InputType == "Int64" ? "true" : "false")}),");
+            w.Line("};");
+            w.Line();
+            w.Line(GeneratorInfo.Attribute);
+            w.Open($"private static {Tensor} __CheckedPack({parameters})");
+            w.Line($"{Inference}.Predictor.CheckInputs(new {Tensor}[] {{ {arguments} }}, __InputSignatures);");
+            w.Line($"return Pack({arguments});");
+            w.Close();
+            foreach (var method in classifier ? new[] { "Predict", "PredictProba" } : new[] { "Predict" })
+            {
+                w.Line();
+                w.Line($"/// <summary>As <c>{method}(input)</c> on the inputs {Xml(string.Join(", ", model.Inputs.Select(i => i.Name + " " + i.Shape)))}, each checked against its declared shape first (a clear <see cref=\"global::System.ArgumentException\"/>).</summary>");
+                w.Line(GeneratorInfo.Attribute);
+                w.Open($"public {Tensor} {method}({parameters}, int batchSize = {Inference}.Predictor.DefaultBatchSize)");
+                w.Line($"using var packed = __CheckedPack({arguments});");
+                w.Line($"return {method}(packed, batchSize);");
+                w.Close();
+            }
         }
 
         /// <summary>What the output means, from the [Train] loss; plain values without one.</summary>

@@ -56,7 +56,7 @@ namespace ModelDsl.Generators.Emit
         private static void WriteRemarks(SourceWriter w, ModelSpec model)
         {
             w.Line("/// <remarks>");
-            w.Line($"/// Generated from <c>[Model]</c> with input <c>{Xml(model.InputText)}</c> ({model.InputType}). " +
+            w.Line($"/// Generated from <c>[Model]</c> with {InputsText(model)} ({model.InputType}). " +
                 (model.HasUserForward ? "Layers (the hand-written <c>forward</c> decides how they run):"
                     : model.IsGraph ? "Layers, in the order <c>forward</c> runs them, each reading the layers in its From column:"
                     : "Layers, in the order <c>forward</c> runs them:"));
@@ -168,7 +168,9 @@ namespace ModelDsl.Generators.Emit
 
         private static void WriteForward(SourceWriter w, ModelSpec model)
         {
-            w.Line(model.IsGraph
+            w.Line(model.IsMultiInput
+                ? $"/// <summary>Splits the packed row {Xml(model.InputText)} into the inputs ({Xml(string.Join(", ", model.Inputs.Select(i => i.Name)))}) and runs the layer graph on them → {Xml(model.OutputText)}.</summary>"
+                : model.IsGraph
                 ? $"/// <summary>Runs the layer graph, each layer on the outputs of the layers it names: {Xml(model.InputText)} → {Xml(model.OutputText)}.</summary>"
                 : $"/// <summary>Runs the layers in declaration order: {Xml(model.InputText)} → {Xml(model.OutputText)}.</summary>");
             w.Line(GeneratorInfo.Attribute);
@@ -177,6 +179,11 @@ namespace ModelDsl.Generators.Emit
             {
                 w.Line($"throw new global::System.InvalidOperationException(\"Model '{model.Name}' has ModelDsl errors.\");");
                 w.Close();
+                return;
+            }
+            if (model.IsMultiInput)
+            {
+                WritePackedForward(w, model);
                 return;
             }
             if (model.IsGraph)
@@ -194,13 +201,64 @@ namespace ModelDsl.Generators.Emit
         }
 
         /// <summary>
+        /// A model with several inputs: <c>forward(input)</c> takes the packed row (what the trainer's data rows and a
+        /// one-tensor caller hold) and splits it into the inputs; <c>forward(image, meta)</c> runs the graph on them;
+        /// <c>Pack</c> makes the row.
+        /// </summary>
+        private static void WritePackedForward(SourceWriter w, ModelSpec model)
+        {
+            var names = InputLocals(model);
+            string parameters = string.Join(", ", names.Select(n => $"{Tensor} {n}"));
+            string arguments = string.Join(", ", names);
+            // [Model(Inputs)]: the packed row holds each input's per-sample elements, side by side in declaration order.
+            w.Line("// [Model(Inputs)]: each input's columns of the packed row, reshaped to its declared shape.");
+            long offset = 0;
+            for (int i = 0; i < model.Inputs.Count; i++)
+            {
+                var input = model.Inputs[i];
+                string sizes = string.Join(", ", input.Shape.Trim('(', ')').Split(',').Skip(1).Select(d => d.Trim() + "L"));
+                w.Line($"var {names[i]} = input.narrow(1, {offset}L, {input.Elements}L).reshape(input.shape[0], {sizes}); // {input.Name} {input.Shape}: columns {offset}..{offset + input.Elements - 1}");
+                offset += input.Elements;
+            }
+            w.Line($"return forward({arguments});");
+            w.Close();
+            w.Line();
+            w.Line($"/// <summary>Runs the layer graph on the inputs, in declaration order: {Xml(string.Join(", ", model.Inputs.Select(i => i.Name + " " + i.Shape)))} → {Xml(model.OutputText)}.</summary>");
+            w.Line(GeneratorInfo.Attribute);
+            w.Open($"public {Tensor} forward({parameters})");
+            WriteGraphForward(w, model, names);
+            w.Close();
+            w.Line();
+            w.Line($"/// <summary>The inputs packed side by side in one row per sample, {Xml(model.InputText)}: what <c>forward(input)</c> and the trainer's data rows hold.</summary>");
+            w.Line(GeneratorInfo.Attribute);
+            w.Line($"public static {Tensor} Pack({parameters}) =>");
+            w.Line($"    global::TorchSharp.torch.cat(new {Tensor}[] {{ {string.Join(", ", names.Select(n => $"{n}.reshape({n}.shape[0], -1)"))} }}, 1);");
+        }
+
+        /// <summary>The C# names of a model's inputs (its forward's parameters): each input's name, never a keyword.</summary>
+        internal static string[] InputLocals(ModelSpec model)
+        {
+            // Names the generated members use beside the inputs: the packed forward's parameter, Predict's.
+            var taken = new System.Collections.Generic.List<string> { "input", "batchSize", "packed" };
+            foreach (var input in model.Inputs) taken.Add(LocalName(input.Name, taken));
+            return taken.Skip(3).ToArray();
+        }
+
+        /// <summary>How the remarks name the model's input(s).</summary>
+        private static string InputsText(ModelSpec model) => model.IsMultiInput
+            ? "inputs " + string.Join(", ", model.Inputs.Select(i => $"<c>{Xml(i.Name)}: {Xml(i.Shape)}</c>")) + $" (packed row <c>{Xml(model.InputText)}</c>)"
+            : $"input <c>{Xml(model.InputText)}</c>";
+
+        /// <summary>
         /// A graph model's forward: one named local per layer, each reading the locals of its sources; merges call
         /// <c>torch.add</c>/<c>mul</c>/<c>cat</c> on them. Returns the output layer's local.
         /// </summary>
-        private static void WriteGraphForward(SourceWriter w, ModelSpec model)
+        private static void WriteGraphForward(SourceWriter w, ModelSpec model, string[]? inputLocals = null)
         {
             // call, not forward: call runs the layers' hooks (pruning recomputes a masked weight in one).
-            var locals = new System.Collections.Generic.Dictionary<string, string>(System.StringComparer.Ordinal) { [ShapeInference.InputName] = "input" }; // the source name → forward's parameter
+            var locals = new System.Collections.Generic.Dictionary<string, string>(System.StringComparer.Ordinal); // the source name → forward's parameter or local
+            if (inputLocals is null) locals[ShapeInference.InputName] = "input";
+            else for (int i = 0; i < inputLocals.Length; i++) locals[model.Inputs[i].Name] = inputLocals[i];
             foreach (var layer in model.Layers)
             {
                 string local = LocalName(layer.MemberName, locals.Values);
@@ -216,7 +274,7 @@ namespace ModelDsl.Generators.Emit
                 w.Line($"var {local} = {expression};");
                 locals[layer.MemberName] = local;
             }
-            w.Line($"return {(model.Output is { } output ? locals[output.MemberName] : "input")};");
+            w.Line($"return {(model.Output is { } output ? locals[output.MemberName] : locals.Values.First())};");
         }
 
         /// <summary>A layer's local in a graph forward: its name in camelCase, made unique and never a keyword.</summary>
@@ -313,13 +371,16 @@ namespace ModelDsl.Generators.Emit
             foreach (var layer in model.Layers)
                 w.Line($"        new global::ModelDsl.LayerSummary({Literal(layer.MemberName)}, {Literal(layer.KindName)}, {Literal(layer.OutputText)}, {layer.Parameters.ToString(CultureInfo.InvariantCulture)}L" +
                     (model.IsGraph ? $", new string[] {{ {string.Join(", ", layer.Sources.Select(Literal))} }}" : "") + "),");
-            w.Line(model.IsGraph ? $"    }}, {Literal(model.Output?.MemberName ?? "")});" : "    });");
+            w.Line(model.IsMultiInput
+                ? $"    }}, {Literal(model.Output?.MemberName ?? "")}, new global::ModelDsl.InputSummary[] {{ {string.Join(", ", model.Inputs.Select(i => $"new global::ModelDsl.InputSummary({Literal(i.Name)}, {Literal(i.Shape)})"))} }});"
+                : model.IsGraph ? $"    }}, {Literal(model.Output?.MemberName ?? "")});" : "    });");
         }
 
         /// <summary>The model's layer table, exactly as <c>ModelDsl.ModelSummary</c> prints it at run time.</summary>
         private static string Table(ModelSpec model) =>
             LayerTable.Render(model.Name, model.InputType, model.InputText, model.Layers.Select(l => (l.MemberName, l.KindName, l.OutputText, l.Parameters)),
-                model.IsGraph ? model.Layers.Select(l => (System.Collections.Generic.IReadOnlyList<string>)l.Sources.ToArray()).ToArray() : null);
+                model.IsGraph ? model.Layers.Select(l => (System.Collections.Generic.IReadOnlyList<string>)l.Sources.ToArray()).ToArray() : null,
+                model.IsMultiInput ? model.Inputs.Select(i => (i.Name, i.Shape)).ToArray() : null);
 
         private static string BackingField(LayerSpec layer) => "__" + layer.MemberName;
 

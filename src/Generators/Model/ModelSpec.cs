@@ -27,8 +27,12 @@ namespace ModelDsl.Generators.Model
         EquatableArray<PartialStub> Stubs = default,
         bool StubsOnly = false,
         bool IsGraph = false,
-        string? OutputLayer = null)
+        string? OutputLayer = null,
+        EquatableArray<ModelInputSpec> Inputs = default)
     {
+        /// <summary>Whether the model declares several inputs (<c>[Model(Inputs = ...)]</c>); <see cref="InputText"/> is then their packed row.</summary>
+        public bool IsMultiInput => Inputs.Count > 1;
+
         /// <summary>The layer whose output the model returns: <see cref="OutputLayer"/>, else the last.</summary>
         public LayerSpec? Output => OutputLayer is { } name
             ? System.Linq.Enumerable.FirstOrDefault(Layers, l => l.MemberName == name)
@@ -39,6 +43,12 @@ namespace ModelDsl.Generators.Model
             (Namespace is null ? "" : Namespace + ".") +
             string.Concat(System.Linq.Enumerable.Select(ContainingTypes, t => t.Name + ".")) + Name;
     }
+
+    /// <summary>
+    /// One of several model inputs, in declaration order: its name (a source name and <c>forward</c>'s parameter), its
+    /// shape as PyTorch prints it, and its per-sample elements (its columns in a packed row).
+    /// </summary>
+    internal sealed record ModelInputSpec(string Name, string Shape, long Elements);
 
     /// <summary>
     /// The checked [Train] plan: the facts other emitters read, and every plan value in emission order;

@@ -118,6 +118,13 @@ namespace ModelDsl.Generators.Parsing
                 report(DiagnosticDescriptors.LayersAcrossFiles, attributeLocation,
                     new[] { type.Name, string.Join(", ", trees.Select(t => System.IO.Path.GetFileName(t!.FilePath))) });
 
+            // An input named like a layer would make a source name ambiguous.
+            foreach (var named in declaration.Inputs.Where(i => layers.Any(l => l.Name == i.Name)))
+            {
+                report(DiagnosticDescriptors.InvalidModelInputs, named.Location, new[] { type.Name,
+                    $"the input '{named.Name}' is named like a layer; a source name must say which it means, so rename the input" });
+                hasErrors = true;
+            }
             var inputs = layers.Select(l => new LayerInput(l.Name, l.IsField, l.Accessibility, l.TypeName, l.TypeDisplay, l.Kind, l.Params,
                 l.AttributeText, l.Broken, l.Reader?.TiedTo)).ToArray();
             // [Model(Output = nameof(X))]: X must be a layer (a source name like "input" is not an output).
@@ -128,8 +135,12 @@ namespace ModelDsl.Generators.Parsing
                 hasErrors = true;
                 outputLayer = null;
             }
-            var shapes = ShapeInference.Infer(type.Name, inputs, userForward ? null : input, inputIsInteger, userForward, hasErrors || input is null, _cancellation, outputLayer);
+            var namedShapes = declaration.Inputs.Count == 0 ? null : declaration.Inputs.Select(i => (i.Name, i.Shape)).ToArray();
+            var shapes = ShapeInference.Infer(type.Name, inputs, userForward ? null : input, inputIsInteger, userForward, hasErrors || input is null, _cancellation, outputLayer, namedShapes);
             foreach (var problem in shapes.Problems) Report(problem, layers[problem.Layer], report);
+            if (!hasErrors && !shapes.Problems.Any(q => q.Kind is ShapeProblemKind.Source or ShapeProblemKind.TooFewSources))
+                foreach (var unread in declaration.Inputs.Where(i => !shapes.Layers.Any(l => l.Sources.Contains(i.Name))))
+                    report(DiagnosticDescriptors.UnreadInput, unread.Location, new[] { type.Name, unread.Name });
             var specs = shapes.Layers;
             var current = shapes.Output;
             bool currentIsInteger = shapes.OutputIsInteger;
@@ -141,6 +152,9 @@ namespace ModelDsl.Generators.Parsing
             var plans = reportDiagnostics && !hasErrors
                 ? ParsePlans(type, compilation, specs, input, inputIsInteger, outputKnown ? current : null, currentIsInteger, userForward, shapesFailed, report, outputLayer)
                 : new Plans { HasTrain = reportDiagnostics && HasAttribute(type, TrainParser.TrainAttributeName), ParametersAfter = specs.Sum(l => l.Parameters) };
+            if (plans.Train is { IsLanguageModel: true } && declaration.Inputs.Count > 0)
+                report(DiagnosticDescriptors.OneInputOnly, declaration.Inputs[0].Location, new[] { "Language-model training (a text file in windows of token ids)", type.Name,
+                    Count(declaration.Inputs.Count), "train a language model on one input: Input = \"B, T\"" });
             // Typed reads of Linear layers in a hand-written forward, here and in composed models: [Quantize] breaks them.
             var quantize = type.GetAttributes().FirstOrDefault(a => a.AttributeClass?.ToDisplayString() == OptimizationParser.QuantizeAttributeName);
             var quantizeSyntax = quantize?.ApplicationSyntaxReference?.GetSyntax(_cancellation);
@@ -182,7 +196,8 @@ namespace ModelDsl.Generators.Parsing
                 reportDiagnostics && (hasErrors || shapesFailed) ? UnimplementedPartialProperties(type, declaration.StubsOnly ? new List<LayerSpec>() : specs) : EquatableArray<PartialStub>.Empty,
                 declaration.StubsOnly,
                 shapes.IsGraph,
-                outputLayer);
+                outputLayer,
+                declaration.Inputs.Select(i => new ModelInputSpec(i.Name, ShapeText.Format(i.Shape), i.Elements)).ToEquatableArray());
 
             return new Parsed
             {
@@ -228,6 +243,8 @@ namespace ModelDsl.Generators.Parsing
             /// <summary>[Model(Output = ...)]: the layer whose output the model returns, and where it was written.</summary>
             public string? OutputLayer;
             public Location? OutputLocation;
+            /// <summary>[Model(Inputs = ...)] when it declares several valid inputs (Input is then their packed row); else empty.</summary>
+            public List<NamedInput> Inputs = new();
             /// <summary>Another base class: implement the partial properties alone.</summary>
             public bool StubsOnly;
             public bool HasErrors;
@@ -301,6 +318,7 @@ namespace ModelDsl.Generators.Parsing
             string inputText = "";
             int inputTypeValue = 0;
             string? outputLayer = null;
+            string?[]? inputEntries = null;
             Location? inputLocation = attributeLocation, outputLocation = attributeLocation;
             if (modelAttribute is not null)
             {
@@ -309,6 +327,8 @@ namespace ModelDsl.Generators.Parsing
                     if (named.Key == nameof(ModelAttribute.Input) && named.Value.Value is string s) inputText = s;
                     if (named.Key == nameof(ModelAttribute.InputType) && named.Value.Value is int i) inputTypeValue = i;
                     if (named.Key == nameof(ModelAttribute.Output)) outputLayer = named.Value.Value as string ?? "null";
+                    if (named.Key == nameof(ModelAttribute.Inputs))
+                        inputEntries = named.Value.Kind == TypedConstantKind.Array && !named.Value.IsNull ? named.Value.Values.Select(v => v.Value as string).ToArray() : Array.Empty<string?>();
                 }
                 if (outputLayer is not null) outputLocation = LayerAttributeReader.For(modelAttribute).ArgumentLocation(nameof(ModelAttribute.Output)) ?? attributeLocation;
                 inputLocation = LayerAttributeReader.For(modelAttribute).ArgumentLocation(nameof(ModelAttribute.Input)) ?? attributeLocation;
@@ -324,7 +344,14 @@ namespace ModelDsl.Generators.Parsing
             }
 
             Dim[]? input = null;
-            if (!ShapeText.TryParse(inputText, out var parsedInput, out var inputError))
+            var namedInputs = new List<NamedInput>();
+            if (inputEntries is not null)
+            {
+                namedInputs = ReadInputs(type.Name, modelAttribute!, inputEntries, inputText.Length > 0, report);
+                if (namedInputs.Count == 0) hasErrors = true;
+                else input = PackedInput(namedInputs);
+            }
+            else if (!ShapeText.TryParse(inputText, out var parsedInput, out var inputError))
             {
                 report(DiagnosticDescriptors.MalformedInput, inputLocation, new[] { inputText, type.Name, inputError });
                 hasErrors = true;
@@ -335,7 +362,14 @@ namespace ModelDsl.Generators.Parsing
             var forwards = type.GetMembers("forward").OfType<IMethodSymbol>().Where(m => !m.IsStatic && !m.IsImplicitlyDeclared).ToArray();
             bool userForward = forwards.Any(m => m.Parameters.Length == 1);
             var multiInput = userForward ? null : forwards.FirstOrDefault(m => m.Parameters.Length > 1);
-            if (multiInput is not null)
+            if (namedInputs.Count > 0 && (userForward || multiInput is not null))
+            {
+                // The generated forward takes the inputs by name and the packed row; a hand-written one would replace both.
+                report(DiagnosticDescriptors.OneInputOnly, (userForward ? forwards.First(m => m.Parameters.Length == 1) : multiInput!).Locations.FirstOrDefault(),
+                    new[] { "A hand-written forward", type.Name, Count(namedInputs.Count), "remove it: the generated forward takes the inputs in declaration order and runs the layers on them" });
+                hasErrors = true;
+            }
+            else if (multiInput is not null)
             {
                 // Without this the generated one-input forward runs the layers in order and the shapes of the
                 // second input's path fail (MD0101 on a later layer), which says nothing about the real problem.
@@ -348,9 +382,81 @@ namespace ModelDsl.Generators.Parsing
 
             return new Declaration
             {
-                Containing = containing, InputText = inputText, Input = input, InputType = inputType, InputIsInteger = inputIsInteger,
+                Containing = containing, InputText = input is null ? inputText : ShapeText.Format(input), Input = input, Inputs = namedInputs, InputType = inputType, InputIsInteger = inputIsInteger,
                 UserForward = userForward, StubsOnly = stubsOnly, HasErrors = hasErrors, OutputLayer = outputLayer, OutputLocation = outputLocation,
             };
+        }
+
+        /// <summary>One of several model inputs: its name, shape and where its entry was written.</summary>
+        private sealed record NamedInput(string Name, Dim[] Shape, Location? Location)
+        {
+            /// <summary>Its per-sample elements: its columns in a packed row.</summary>
+            public long Elements => Shape.Skip(1).Aggregate(1L, (n, d) => n * d.Size);
+        }
+
+        /// <summary>
+        /// Reads [Model(Inputs = ...)]: two or more "name: shape" entries with distinct names, concrete per-sample sizes
+        /// and one batch dim (a packed row holds them side by side), and no Input beside them. Every problem is MD0031
+        /// on its entry; empty when any entry is wrong.
+        /// </summary>
+        private static List<NamedInput> ReadInputs(string model, AttributeData attribute, string?[] entries, bool inputWritten,
+            Action<DiagnosticDescriptor, Location?, string[]> report)
+        {
+            var reader = LayerAttributeReader.For(attribute);
+            var argument = reader.ArgumentLocation(nameof(ModelAttribute.Inputs));
+            if (inputWritten)
+            {
+                report(DiagnosticDescriptors.InvalidModelInputs, reader.ArgumentLocation(nameof(ModelAttribute.Input)),
+                    new[] { model, "it declares both Input and Inputs; declare one input with Input, or several with Inputs" });
+                return new List<NamedInput>();
+            }
+            if (entries.Length < 2)
+            {
+                report(DiagnosticDescriptors.InvalidModelInputs, argument, new[] { model,
+                    $"Inputs declares {entries.Length} input{(entries.Length == 1 ? "" : "s")}; it takes two or more (\"name: shape\" each); for one input write Input = \"B, ...\"" });
+                return new List<NamedInput>();
+            }
+            var locations = ElementLocations(attribute, nameof(ModelAttribute.Inputs));
+            var inputs = new List<NamedInput>();
+            bool valid = true;
+            for (int i = 0; i < entries.Length; i++)
+            {
+                var location = i < locations.Count ? locations[i] : argument;
+                string? problem = null;
+                if (!ShapeText.TryParseNamed(entries[i], out string name, out var dims, out string error)) problem = error;
+                else if (inputs.Any(x => x.Name == name)) problem = $"two inputs are named '{name}'; each input needs its own name";
+                else if (dims.Length < 2 || dims.Skip(1).Any(d => !d.IsConcrete))
+                    problem = $"input '{name}' is {ShapeText.Format(dims)}; after the batch dim every size must be a number (the inputs sit side by side in one data row)";
+                else if (inputs.Count > 0 && !dims[0].Equals(inputs[0].Shape[0]))
+                    problem = $"input '{name}' has batch dim {dims[0]}, but '{inputs[0].Name}' has {inputs[0].Shape[0]}; every input shares the batch";
+                if (problem is not null)
+                {
+                    report(DiagnosticDescriptors.InvalidModelInputs, location, new[] { model, problem });
+                    valid = false;
+                    continue;
+                }
+                inputs.Add(new NamedInput(name, dims, location));
+            }
+            return valid ? inputs : new List<NamedInput>();
+        }
+
+        /// <summary>The packed row of several inputs: the batch, then every input's per-sample elements in order.</summary>
+        private static Dim[] PackedInput(List<NamedInput> inputs) =>
+            new[] { inputs[0].Shape[0], Dim.Of(inputs.Sum(i => i.Elements)) };
+
+        /// <summary>The location of each element of the array argument <paramref name="name"/> (empty when not written as an array).</summary>
+        private static List<Location> ElementLocations(AttributeData attribute, string name)
+        {
+            var argument = (attribute.ApplicationSyntaxReference?.GetSyntax() as AttributeSyntax)?.ArgumentList?.Arguments
+                .FirstOrDefault(a => a.NameEquals?.Name.Identifier.ValueText == name);
+            var elements = argument?.Expression switch
+            {
+                ImplicitArrayCreationExpressionSyntax implicitArray => implicitArray.Initializer.Expressions.Select(e => e.GetLocation()),
+                ArrayCreationExpressionSyntax array => array.Initializer?.Expressions.Select(e => e.GetLocation()),
+                CollectionExpressionSyntax collection => collection.Elements.Select(e => e.GetLocation()),
+                _ => null,
+            };
+            return elements?.ToList() ?? new List<Location>();
         }
 
         /// <summary>The model's plans: [Train], [Parallel] and the optimisation passes, each checked against the layers.</summary>
@@ -604,6 +710,14 @@ namespace ModelDsl.Generators.Parsing
                 return layer;
             }
 
+            if (parsed.Spec.IsMultiInput)
+            {
+                report(DiagnosticDescriptors.OneInputOnly, location, new[] { $"A composed model layer ('{member.Name}')", sub.Name, Count(parsed.Spec.Inputs.Count),
+                    "a layer reads one tensor; give the composing model the inputs instead" });
+                hasErrors = true;
+                layer.Broken = true;
+                return layer;
+            }
             layer.Composed = parsed;
             layer.Params = new LayerParams
             {
@@ -750,6 +864,8 @@ namespace ModelDsl.Generators.Parsing
             }
             return sb.ToString();
         }
+
+        private static string Count(int inputs) => inputs.ToString(System.Globalization.CultureInfo.InvariantCulture) + " inputs";
 
         private void Report(DiagnosticDescriptor descriptor, Location? location, string[] arguments) =>
             _diagnostics.Add(new DiagnosticInfo(descriptor.Id, LocationInfo.From(location), arguments.ToEquatableArray()));

@@ -51,8 +51,6 @@ namespace ModelDsl.Generators.Parsing
         public sealed class Shapes
         {
             public List<LayerSpec> Layers = new();
-            /// <summary>Each layer's input shapes, one per source (null where unknown at compile time).</summary>
-            public List<Dim[]?[]> Inputs = new();
             /// <summary>Null when unknown at compile time (own forward, a composed model with one, or an error).</summary>
             public Dim[]? Output;
             public bool OutputIsInteger;
@@ -77,11 +75,15 @@ namespace ModelDsl.Generators.Parsing
         /// last); the parser has checked that it names a layer.
         /// </summary>
         public static Shapes Infer(string modelName, IReadOnlyList<LayerInput> layers, Dim[]? input, bool inputIsInteger, bool userForward, bool failedBefore,
-            CancellationToken cancellation = default, string? outputLayer = null)
+            CancellationToken cancellation = default, string? outputLayer = null, IReadOnlyList<(string Name, Dim[] Shape)>? namedInputs = null)
         {
+            // The model's inputs by source name: "input", or the names [Model(Inputs)] declares (their own shapes).
+            var modelInputs = namedInputs is null
+                ? new Dictionary<string, Dim[]?>(StringComparer.Ordinal) { [InputName] = input }
+                : namedInputs.ToDictionary(i => i.Name, i => failedBefore ? null : (Dim[]?)i.Shape, StringComparer.Ordinal);
+            string firstInput = namedInputs is null ? InputName : namedInputs[0].Name;
             var problems = new List<ShapeProblem>();
             var specs = new List<LayerSpec>();
-            var inputs = new List<Dim[]?[]>();
             var index = new Dictionary<string, int>(StringComparer.Ordinal);
             for (int i = 0; i < layers.Count; i++)
                 if (!index.ContainsKey(layers[i].Name)) index[layers[i].Name] = i;
@@ -93,7 +95,7 @@ namespace ModelDsl.Generators.Parsing
             bool shapesFailed = failedBefore;
             // Failed only through sizes that must be explicit (MD0113): later layers are still checked for the same.
             bool onlyNotInferable = false;
-            bool graph = IsGraph(layers, outputLayer);
+            bool graph = IsGraph(layers, outputLayer) || namedInputs is not null;
             var read = new bool[layers.Count];
 
             for (int index_ = 0; index_ < layers.Count; index_++)
@@ -103,14 +105,14 @@ namespace ModelDsl.Generators.Parsing
                 var p = layer.Params;
                 LayerShape? result = null;
 
-                var sources = Sources(layer, index_, layers);
-                bool sourcesValid = CheckSources(layer, index_, sources, index, problems);
+                var sources = Sources(layer, index_, layers, firstInput);
+                bool sourcesValid = CheckSources(layer, index_, sources, index, modelInputs, problems);
                 if (!sourcesValid) shapesFailed = true;
                 var x = new Dim[]?[sources.Length];
                 var xInteger = new bool[sources.Length];
                 for (int k = 0; k < sources.Length; k++)
                 {
-                    if (sources[k] == InputName) (x[k], xInteger[k]) = (input, inputIsInteger);
+                    if (modelInputs.TryGetValue(sources[k], out var modelInput)) (x[k], xInteger[k]) = (modelInput, inputIsInteger);
                     else if (index.TryGetValue(sources[k], out int j) && j < index_) { (x[k], xInteger[k]) = (outputs[j], integer[j]); read[j] = true; }
                 }
                 Dim[]? current = sourcesValid && x.Length > 0 && x.All(d => d is not null) ? x[0] : null;
@@ -175,7 +177,6 @@ namespace ModelDsl.Generators.Parsing
                     total = unchecked(total + parameters);
                 }
 
-                inputs.Add(x);
                 specs.Add(new LayerSpec(
                     layer.Name, layer.IsField, layer.Accessibility, layer.TypeName, layer.Kind, layer.AttributeText,
                     layer.Kind == LayerKind.Model ? layer.TypeDisplay : layer.Kind.ToString(),
@@ -216,7 +217,7 @@ namespace ModelDsl.Generators.Parsing
             bool outputIsInteger = layers.Count == 0 ? inputIsInteger : integer[outputIndex];
             return new Shapes
             {
-                Layers = specs, Inputs = inputs, Output = shapesFailed ? null : output, OutputIsInteger = outputIsInteger, Failed = shapesFailed,
+                Layers = specs, Output = shapesFailed ? null : output, OutputIsInteger = outputIsInteger, Failed = shapesFailed,
                 Parameters = total, IsGraph = graph, Problems = problems,
             };
         }
@@ -225,15 +226,16 @@ namespace ModelDsl.Generators.Parsing
         /// The layer's sources: a merge's, else the layer <c>From</c> names, else the previous layer (the model input
         /// for the first). A null name reads as "null", which names no layer.
         /// </summary>
-        private static string[] Sources(LayerInput layer, int position, IReadOnlyList<LayerInput> layers)
+        private static string[] Sources(LayerInput layer, int position, IReadOnlyList<LayerInput> layers, string firstInput)
         {
             if (layer.Kind.IsMerge) return (layer.Params.Sources ?? Array.Empty<string?>()).Select(s => s ?? "null").ToArray();
             if (layer.Params.From is { } from) return new[] { from };
-            return new[] { position == 0 ? InputName : layers[position - 1].Name };
+            return new[] { position == 0 ? firstInput : layers[position - 1].Name };
         }
 
-        /// <summary>Whether every source names the input or an earlier layer, and a merge has two or more; problems otherwise.</summary>
-        private static bool CheckSources(LayerInput layer, int position, string[] sources, Dictionary<string, int> index, List<ShapeProblem> problems)
+        /// <summary>Whether every source names an input or an earlier layer, and a merge has two or more; problems otherwise.</summary>
+        private static bool CheckSources(LayerInput layer, int position, string[] sources, Dictionary<string, int> index, Dictionary<string, Dim[]?> inputs,
+            List<ShapeProblem> problems)
         {
             if (layer.Kind.IsMerge && sources.Length < 2)
             {
@@ -252,15 +254,16 @@ namespace ModelDsl.Generators.Parsing
             for (int k = 0; k < sources.Length; k++)
             {
                 string source = sources[k];
-                if (source == InputName && index.ContainsKey(InputName))
+                // (Several inputs named like a layer are the parser's MD0031.)
+                if (source == InputName && inputs.ContainsKey(InputName) && inputs.Count == 1 && index.ContainsKey(InputName))
                 {
                     problems.Add(new ShapeProblem(position, ShapeProblemKind.Source, null, layer.Kind.SourceArgument(k), new[] { layer.Name, source,
                         $"is ambiguous: \"{InputName}\" names the model input, and a layer of this model is also called '{InputName}'; rename that layer" }));
                     valid = false;
                     continue;
                 }
-                if (source == InputName) continue;
-                string? why = !index.TryGetValue(source, out int j) ? $"names no layer of this model (write nameof(Layer) of an earlier layer, or \"{InputName}\" for the model input)"
+                if (inputs.ContainsKey(source)) continue;
+                string? why = !index.TryGetValue(source, out int j) ? $"names no layer of this model (write nameof(Layer) of an earlier layer, or {InputsText(inputs)})"
                     : j == position ? "is the layer itself: a layer cannot read its own output"
                     : j > position ? $"is declared after it: a layer reads only earlier layers (no cycles, no forward references); move '{source}' before '{layer.Name}'"
                     : null;
@@ -270,6 +273,11 @@ namespace ModelDsl.Generators.Parsing
             }
             return valid;
         }
+
+        /// <summary>How a source names the model's inputs, for a message.</summary>
+        private static string InputsText(Dictionary<string, Dim[]?> inputs) => inputs.Count == 1
+            ? $"\"{inputs.Keys.First()}\" for the model input"
+            : "an input: " + string.Join(", ", inputs.Keys.Select(k => "\"" + k + "\""));
 
         /// <summary>Why a Linear cannot share the weight of the layer <paramref name="tiedTo"/> names, or null if it can.</summary>
         private static string? TieProblem(LayerSpec linear, string tiedTo, List<LayerSpec> layers)

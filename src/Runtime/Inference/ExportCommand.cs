@@ -66,11 +66,17 @@ namespace ModelDsl.Runtime.Inference
             var layers = Quantization.Quantize.QuantizedLayers(net).ToList();
             var quantized = layers.Select(q => $"{q.Name} ({q.Layer.Mode})").ToList();
             bool dynamicInt8 = layers.Any(q => q.Layer.Mode == QuantizeMode.DynamicInt8); // only these quantise activations
-            Console.WriteLine($"exported {plan.ModelName} from {modelPath} to {outputPath} (onnx, opset {Onnx.OnnxExport.Opset}: input '{Onnx.OnnxExport.InputName}', output '{Onnx.OnnxExport.OutputName}', batch dimension '{Onnx.OnnxExport.BatchDim}')" +
+            Console.WriteLine($"exported {plan.ModelName} from {modelPath} to {outputPath} (onnx, opset {Onnx.OnnxExport.Opset}: {InputNames(net)}, output '{Onnx.OnnxExport.OutputName}', batch dimension '{Onnx.OnnxExport.BatchDim}')" +
                 (quantized.Count == 0 ? "" : $"; quantised layers {string.Join(", ", quantized)}")
                 + (!dynamicInt8 ? "" : $", activations quantised {(int8Activations == Onnx.OnnxInt8Activations.ReduceRange ? "as ours (reduce_range)" : "by DynamicQuantizeLinear")}"));
             return 0;
         }
+
+        /// <summary>The ONNX graph's inputs as the export line names them: <c>input 'input'</c>, or each of several inputs.</summary>
+        private static string InputNames(nn.Module<Tensor, Tensor> model) =>
+            model is ILayerHost { Summary: { IsMultiInput: true } summary }
+                ? "inputs " + string.Join(", ", summary.Inputs.Select(i => $"'{i.Name}'"))
+                : $"input '{Onnx.OnnxExport.InputName}'";
 
         private static ModelFileFormat? FromExtension(string path) => Path.GetExtension(path).ToLowerInvariant() switch
         {

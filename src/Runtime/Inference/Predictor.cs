@@ -101,6 +101,25 @@ namespace ModelDsl.Runtime.Inference
                 throw new ArgumentException($"{signature.ModelName} takes float32 values, got a {input.dtype} tensor; convert it with x.to_type(ScalarType.Float32)", nameof(input));
         }
 
+        /// <summary>
+        /// Throws <see cref="ArgumentException"/> unless each of several inputs fits its declared shape
+        /// (<see cref="CheckInput"/>) and they share one batch size: what <c>Predict(image, meta)</c> checks before it
+        /// packs them into one row per sample.
+        /// </summary>
+        public static void CheckInputs(IReadOnlyList<Tensor> inputs, IReadOnlyList<ModelSignature> signatures)
+        {
+            ArgumentNullException.ThrowIfNull(inputs);
+            ArgumentNullException.ThrowIfNull(signatures);
+            if (inputs.Count != signatures.Count)
+                throw new ArgumentException($"expected {signatures.Count} inputs, got {inputs.Count}", nameof(inputs));
+            for (int i = 0; i < inputs.Count; i++)
+            {
+                CheckInput(inputs[i], signatures[i]);
+                if (inputs[i].shape[0] != inputs[0].shape[0])
+                    throw new ArgumentException($"{signatures[i].ModelName} has {inputs[i].shape[0]} samples, but {signatures[0].ModelName} has {inputs[0].shape[0]}; every input holds the same samples", nameof(inputs));
+            }
+        }
+
         private static bool FitsWithoutBatch(long[] shape, ModelSignature signature)
         {
             for (int i = 0; i < shape.Length; i++)

@@ -88,21 +88,32 @@ public static class OnnxExport
             throw new NotSupportedException($"{signature.ModelName} has a hand-written forward; ONNX export follows the generated forward (its layers in declaration order) only");
 
         var g = new OnnxGraph(int8Activations);
-        g.Reserve(InputName);
+        // One graph input per model input: "input", or (several inputs) each declared input by its name and shape.
+        var declared = host.Summary.IsMultiInput
+            ? host.Summary.Inputs.Select(i => (i.Name, Signature: new ModelSignature(signature.ModelName, i.Shape, signature.InputIsInteger))).ToArray()
+            : new[] { (Name: InputName, Signature: signature) };
+        if (declared.Any(i => i.Name == OutputName))
+            throw new NotSupportedException($"{signature.ModelName} has an input named '{OutputName}', the name of the ONNX graph's output; rename the input");
+        foreach (var input in declared) g.Reserve(input.Name);
         g.Reserve(OutputName); // before the layers, so a layer named 'output' gets another name
-        var inputShape = Enumerable.Range(0, signature.Rank).Select(i =>
-        {
-            var (size, symbol) = signature.Dim(i);
-            return i == 0 ? new OnnxDim(-1, BatchDim) : symbol is not null ? new OnnxDim(-1, symbol) : OnnxDim.Of(size);
-        }).ToArray();
         var inputType = signature.InputIsInteger ? TensorProto.Types.DataType.Int64 : TensorProto.Types.DataType.Float;
-        g.Proto.Input.Add(OnnxGraph.ValueInfo(InputName, inputType, inputShape));
+        var values = new Dictionary<string, OnnxValue>(StringComparer.Ordinal);
+        foreach (var (name, inputSignature) in declared)
+        {
+            var inputShape = Enumerable.Range(0, inputSignature.Rank).Select(i =>
+            {
+                var (size, symbol) = inputSignature.Dim(i);
+                return i == 0 ? new OnnxDim(-1, BatchDim) : symbol is not null ? new OnnxDim(-1, symbol) : OnnxDim.Of(size);
+            }).ToArray();
+            g.Proto.Input.Add(OnnxGraph.ValueInfo(name, inputType, inputShape));
+            values[host.Summary.IsMultiInput ? name : ModelSummary.InputName] = new OnnxValue(name, inputShape);
+        }
 
-        var x = new OnnxValue(InputName, inputShape);
+        OnnxValue x;
         using (NewDisposeScope()) // the temporaries of the mapping (folded masks, reordered gates)
         using (no_grad())
         {
-            x = OnnxLayers.Layers(g, "", host, x);
+            x = OnnxLayers.Layers(g, "", host, values);
         }
         var last = new NodeProto { OpType = "Identity", Name = OutputName + "/Identity" };
         last.Input.Add(x.Name);

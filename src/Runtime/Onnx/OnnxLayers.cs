@@ -64,10 +64,13 @@ internal static class OnnxLayers
     /// values (<see cref="LayerSummary.Sources"/>; a chain's previous layer), merges as ONNX Add, Mul and Concat. Returns
     /// the output layer's value.
     /// </summary>
-    public static OnnxValue Layers(G g, string prefix, ILayerHost host, OnnxValue input)
+    public static OnnxValue Layers(G g, string prefix, ILayerHost host, OnnxValue input) =>
+        Layers(g, prefix, host, new Dictionary<string, OnnxValue>(StringComparer.Ordinal) { [ModelSummary.InputName] = input });
+
+    /// <summary>As <see cref="Layers(G, string, ILayerHost, OnnxValue)"/> on the model's inputs by source name (several inputs: each by its name).</summary>
+    public static OnnxValue Layers(G g, string prefix, ILayerHost host, Dictionary<string, OnnxValue> values)
     {
         var summary = host.Summary;
-        var values = new Dictionary<string, OnnxValue>(StringComparer.Ordinal) { [ModelSummary.InputName] = input };
         foreach (var layer in summary.Layers)
         {
             string name = prefix + layer.Name;
@@ -81,7 +84,7 @@ internal static class OnnxLayers
                 _ => Emit(g, name, module, sources[0]),
             };
         }
-        return summary.OutputLayer is { } output ? values[output] : input;
+        return summary.OutputLayer is { } output ? values[output] : values.Values.First();
     }
 
     /// <summary>NumPy/PyTorch broadcasting of two shapes: right-aligned, a size 1 stretches.</summary>

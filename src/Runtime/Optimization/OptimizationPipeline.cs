@@ -205,7 +205,8 @@ namespace ModelDsl.Runtime.Optimization
             var layers = host.Summary.Layers;
             foreach (var norm in layers)
             {
-                if (norm.Sources.Count != 1 || norm.Sources[0] == ModelSummary.InputName) continue;
+                // A source that is no layer is a model input (one of several by its name): nothing to fold into.
+                if (norm.Sources.Count != 1 || host.Summary[norm.Sources[0]] is null) continue;
                 string source = norm.Sources[0];
                 if (layers.Any(l => l != norm && l.Sources.Contains(source)) || host.Summary.OutputLayer == source) continue;
                 nn.Module<Tensor, Tensor>? fused = (host.GetLayer(source), host.GetLayer(norm.Name)) switch

@@ -19,13 +19,19 @@ public sealed class OrtRunner : IDisposable
     public InferenceSession Session => _session;
 
     /// <summary>The model's output for <paramref name="input"/> (float32 or int64), as a libtorch tensor of ORT's shape.</summary>
-    public Tensor Run(Tensor input)
+    public Tensor Run(Tensor input) => Run(("input", input));
+
+    /// <summary>The model's output for its graph inputs by name (a model with several inputs: each by its name).</summary>
+    public Tensor Run(params (string Name, Tensor Value)[] inputs)
     {
-        var dims = input.shape.Select(d => (int)d).ToArray();
-        NamedOnnxValue value = input.dtype == ScalarType.Int64
-            ? NamedOnnxValue.CreateFromTensor("input", new DenseTensor<long>(input.contiguous().data<long>().ToArray(), dims))
-            : NamedOnnxValue.CreateFromTensor("input", new DenseTensor<float>(input.contiguous().data<float>().ToArray(), dims));
-        using var results = _session.Run(new[] { value });
+        var values = inputs.Select(i =>
+        {
+            var dims = i.Value.shape.Select(d => (int)d).ToArray();
+            return i.Value.dtype == ScalarType.Int64
+                ? NamedOnnxValue.CreateFromTensor(i.Name, new DenseTensor<long>(i.Value.contiguous().data<long>().ToArray(), dims))
+                : NamedOnnxValue.CreateFromTensor(i.Name, new DenseTensor<float>(i.Value.contiguous().data<float>().ToArray(), dims));
+        }).ToArray();
+        using var results = _session.Run(values);
         var output = results.Single(r => r.Name == "output").AsTensor<float>();
         return tensor(output.ToArray(), output.Dimensions.ToArray().Select(d => (long)d).ToArray());
     }
