@@ -664,10 +664,11 @@ public class GraphDiagnosticTests
     }
 
     [Fact]
-    public void StructuredCutInsideABlockReachingItsInput_ReportsMD0036_OnTargets()
+    public void StructuredCutInsideABlockReachingItsBoundary_ReportsMD0036_OnTargets()
     {
+        // Conv2's channels are the block's output (Sum), which also joins them to its input: the first boundary found is named.
         var run = Markup.Verify(ResidualStages.Replace("PLAN", "[Prune(PruneMethod.Structured, 0.5, {|MD0036:Targets = new[] { \"Stage1.0.Conv2\" }|})]"));
-        Assert.Equal("Structured pruning of 'Stage1.0.Conv2': its channel group 'Stage1.0.Conv2' (joined by 'Stage1.0.Sum') reaches the input of the block 'Stage1.0', " +
+        Assert.Equal("Structured pruning of 'Stage1.0.Conv2': its channel group 'Stage1.0.Conv2' (joined by 'Stage1.0.Sum') reaches the output of the block 'Stage1.0', " +
             "whose channels the layers around the block make or read; a cut inside a block stays inside it", Assert.Single(run.ModelDiagnostics).GetMessage());
     }
 
