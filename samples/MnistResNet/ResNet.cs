@@ -14,10 +14,11 @@ namespace Mnist;
 [Train(Loss.CrossEntropy, Optimizer.AdamW, LearningRate = 2e-3, Epochs = 10, BatchSize = 64, Seed = 0,
        Schedule = Schedule.Cosine, WarmupEpochs = 1,
        Data = "data/mnist_train.csv", TestData = "data/mnist_test.csv")]
-// For now: unstructured pruning of the top-level Stem and Output (a plan's targets are the model's own layers, not
-// those inside its blocks; the coupled structured cut through the Adds is not on main yet, MD0027), one
-// fine-tuning epoch, then int8 for the one Linear. The BatchNorms are folded into their convolutions after the passes.
-[Prune(PruneMethod.L1Unstructured, 0.3, Targets = new[] { nameof(Stem), nameof(Output) }, FineTuneEpochs = 1)]
+// The plan: coupled structured pruning of 40% of the inner channels of every residual block (each block's Conv1, its
+// BatchNorm and the inputs of its Conv2 — named by path inside the blocks, each copy of Stage1 cut by its own weights),
+// one fine-tuning epoch, then int8 for the one Linear. The BatchNorms are folded into their convolutions after the passes.
+[Prune(PruneMethod.Structured, 0.4, Targets = new[] { "Stage1.*.Conv1", "Stage2Down.Conv1", "Stage2.Conv1", "Stage3Down.Conv1", "Stage3.Conv1" },
+       FineTuneEpochs = 1)]
 [Quantize(QuantizeMode.DynamicInt8)]
 public partial class MnistResNet
 {
