@@ -14,11 +14,11 @@ namespace Mnist;
 [Train(Loss.CrossEntropy, Optimizer.AdamW, LearningRate = 2e-3, Epochs = 10, BatchSize = 64, Seed = 0,
        Schedule = Schedule.Cosine, WarmupEpochs = 1,
        Data = "data/mnist_train.csv", TestData = "data/mnist_test.csv")]
-// The plan: coupled structured pruning of 40% of the inner channels of every residual block (each block's Conv1, its
+// The plan: coupled structured pruning of 30% of the inner channels of every residual block (each block's Conv1, its
 // BatchNorm and the inputs of its Conv2 — named by path inside the blocks, each copy of Stage1 cut by its own weights),
-// one fine-tuning epoch, then int8 for the one Linear. The BatchNorms are folded into their convolutions after the passes.
-[Prune(PruneMethod.Structured, 0.4, Targets = new[] { "Stage1.*.Conv1", "Stage2Down.Conv1", "Stage2.Conv1", "Stage3Down.Conv1", "Stage3.Conv1" },
-       FineTuneEpochs = 1)]
+// then int8 for the one Linear. The BatchNorms are folded into their convolutions after the passes. No fine-tuning
+// epoch: the trainer's fine-tuning after a cut inside blocks diverges on this model (NaN at its second step; README).
+[Prune(PruneMethod.Structured, 0.3, Targets = new[] { "Stage1.*.Conv1", "Stage2Down.Conv1", "Stage2.Conv1", "Stage3Down.Conv1", "Stage3.Conv1" })]
 [Quantize(QuantizeMode.DynamicInt8)]
 public partial class MnistResNet
 {

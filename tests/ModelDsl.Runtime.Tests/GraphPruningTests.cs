@@ -286,5 +286,33 @@ namespace ModelDsl.Runtime.Tests.GraphPruning
             var x = randn(2, 1, 8, 8);
             Assert.True(loaded.call(x).allclose(model.call(x), rtol: 1e-5, atol: 1e-6));
         }
+
+        [Fact]
+        public void CutInsideBlocks_FineTunes_WithFiniteLosses()
+        {
+            // Fine-tuning after the cut trains the new, smaller layers inside the blocks (AdamW, train mode).
+            manual_seed(7);
+            using var model = new PrunableStages();
+            var losses = new System.Collections.Generic.List<float>();
+            var context = new OptimizationContext(model, PrunableStages.Plan, CPU, Primary: false, Path.Combine(_dir, "tuned.bin"), _ => { },
+                FineTune: (m, _, lr) =>
+                {
+                    m.train();
+                    using var optimizer = optim.AdamW(m.parameters(), 1e-3);
+                    for (int step = 0; step < 5; step++)
+                    {
+                        using var scope = NewDisposeScope();
+                        var loss = nn.functional.cross_entropy(m.call(randn(8, 1, 8, 8)), randint(0, 3, new long[] { 8 }));
+                        optimizer.zero_grad();
+                        loss.backward();
+                        optimizer.step();
+                        losses.Add(loss.item<float>());
+                    }
+                },
+                Evaluate: _ => (null, null), Calibration: _ => Enumerable.Empty<Tensor>());
+            OptimizationPipeline.Run(context);
+            Assert.Equal(5, losses.Count);
+            Assert.All(losses, l => Assert.True(float.IsFinite(l), string.Join(", ", losses)));
+        }
     }
 }
