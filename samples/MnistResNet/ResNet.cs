@@ -14,11 +14,11 @@ namespace Mnist;
 [Train(Loss.CrossEntropy, Optimizer.AdamW, LearningRate = 2e-3, Epochs = 10, BatchSize = 64, Seed = 0,
        Schedule = Schedule.Cosine, WarmupEpochs = 1,
        Data = "data/mnist_train.csv", TestData = "data/mnist_test.csv")]
-// The plan: coupled structured pruning of 30% of the inner channels of every residual block (each block's Conv1, its
-// BatchNorm and the inputs of its Conv2 — named by path inside the blocks, each copy of Stage1 cut by its own weights),
-// then int8 for the one Linear. The BatchNorms are folded into their convolutions after the passes. No fine-tuning
-// epoch: the trainer's fine-tuning after a cut inside blocks diverges on this model (NaN at its second step; README).
-[Prune(PruneMethod.Structured, 0.3, Targets = new[] { "Stage1.*.Conv1", "Stage2Down.Conv1", "Stage2.Conv1", "Stage3Down.Conv1", "Stage3.Conv1" })]
+// For now: unstructured pruning of the top-level Stem and Output, one fine-tuning epoch, then int8 for the one Linear;
+// the BatchNorms are folded into their convolutions after the passes. Targets may now name layers inside the blocks
+// ("Stage1.*.Conv1", docs/optimization.md#targets-inside-blocks), but the coupled structured cut of the blocks' inner
+// channels, measured on this model, loses the accuracy (README: "The optimisation plan"), so it is not declared yet.
+[Prune(PruneMethod.L1Unstructured, 0.3, Targets = new[] { nameof(Stem), nameof(Output) }, FineTuneEpochs = 1)]
 [Quantize(QuantizeMode.DynamicInt8)]
 public partial class MnistResNet
 {
