@@ -74,9 +74,9 @@ namespace ModelDsl.Shapes
         /// <summary>Every layer the cut changes: producers, norms, consumers.</summary>
         public IEnumerable<string> Layers => Producers.Concat(Norms.Select(n => n.Layer)).Concat(Consumers.Select(c => c.Layer)).Distinct();
 
-        /// <summary>The group in words, for diagnostics: "'A', 'B' (joined by 'Sum')".</summary>
-        public string Describe() =>
-            string.Join(", ", Producers.Select(p => $"'{p}'")) + (Merges.Count == 0 ? "" : $" (joined by {string.Join(", ", Merges.Select(m => $"'{m}'"))})");
+        /// <summary>The group in words, for diagnostics: "'A', 'B' (joined by 'Sum')"; each name after <paramref name="prefix"/> (a block's path).</summary>
+        public string Describe(string prefix = "") =>
+            string.Join(", ", Producers.Select(p => $"'{prefix}{p}'")) + (Merges.Count == 0 ? "" : $" (joined by {string.Join(", ", Merges.Select(m => $"'{prefix}{m}'"))})");
     }
 
     /// <summary>The one dependency-group search, from a structured cut's target through the model's graph.</summary>
@@ -286,7 +286,7 @@ namespace ModelDsl.Shapes
                 Block(node.Kind == LayerKind.Model ? GroupBlock.ComposedBlock : GroupBlock.Layer, node.Name, reason);
 
             private string Cannot(CutNode node) => node.Kind == LayerKind.Model
-                ? $"its channels reach the composed model '{node.Name}', whose layers a cut cannot reach yet"
+                ? $"its channels reach the composed model '{node.Name}', whose input channels a cut does not change"
                 : $"its channels reach '{node.Name}' ({KindName(node)}), which the compiler cannot rewrite for fewer inputs";
 
             private static string KindName(CutNode node) => node.Kind?.Name ?? "a module of another kind";

@@ -611,4 +611,77 @@ public class GraphDiagnosticTests
             [Flatten] public partial Flatten Flat { get; }
         }
         """);
+
+    // Residual blocks for cuts inside blocks: Conv1 → Norm1 → ReLU → Conv2, plus the input. Per block: Conv1 8·8·9 + 8 =
+    // 584, Norm1 16, Conv2 584: 1,184; Stem 80, Stage1 (two copies) 2,368, Stage2 1,184, Head 90: 3,722.
+    internal const string ResidualStages = """
+        namespace Samples.Graphs;
+
+        [Model(Input = "B, 8, H, W")]
+        public partial class Res
+        {
+            [Conv2d(8, 3, Padding = 1)]    public partial Conv2d Conv1 { get; }
+            [BatchNorm2d]                  public partial BatchNorm2d Norm1 { get; }
+            [ReLU]                         public partial ReLU Act1 { get; }
+            [Conv2d(8, 3, Padding = 1)]    public partial Conv2d Conv2 { get; }
+            [Add(nameof(Conv2), "input")]  public partial ModelDsl.Layers.Add Sum { get; }
+        }
+
+        [Model(Input = "B, 1, 8, 8")]
+        [Train(Loss.CrossEntropy, Optimizer.Adam)]
+        PLAN
+        public partial class Stages
+        {
+            [Conv2d(8, 3, Padding = 1)]  public partial Conv2d Stem { get; }
+            [Block(Repeat = 2)]          public partial Res Stage1 { get; }
+            [Block]                      public partial Res Stage2 { get; }
+            [AdaptiveAvgPool2d(1)]       public partial AdaptiveAvgPool2d Pool { get; }
+            [Flatten]                    public partial Flatten Flat { get; }
+            [Linear(10)]                 public partial Linear Head { get; }
+        }
+        """;
+
+    [Theory]
+    // Half of one copy's inner channels: Conv1 loses 4 rows of 8·9 + 1, Norm1 4·2, Conv2 4 input columns of 8·9: 588.
+    [InlineData("\"Stage1.1.Conv1\"", 3722 - 588)]
+    // Every copy of Stage1 and the single block Stage2: three cuts.
+    [InlineData("\"Stage1.*.Conv1\", \"Stage2.Conv1\"", 3722 - 3 * 588)]
+    // Listing a copy twice (by index and by '*') cuts it once.
+    [InlineData("\"Stage1.0.Conv1\", \"Stage1.*.Conv1\"", 3722 - 2 * 588)]
+    public void StructuredCutInsideABlock_CutsThatCopy_AndCountsIt(string targets, long after)
+    {
+        var run = Markup.Verify(ResidualStages.Replace("PLAN", $"[Prune(PruneMethod.Structured, 0.5, Targets = new[] {{ {targets} }})]"));
+        Assert.Empty(run.ModelDiagnostics);
+        Assert.Contains($"ParametersAfterPasses = {after},", run.Source("Samples.Graphs.Stages.Train.g.cs"));
+    }
+
+    [Fact]
+    public void UnstructuredPruneInsideABlock_KeepsTheCount()
+    {
+        var run = Markup.Verify(ResidualStages.Replace("PLAN", "[Prune(PruneMethod.L1Unstructured, 0.5, Targets = new[] { \"Stage1.*.Conv2\", \"Stem\" })]"));
+        Assert.Empty(run.ModelDiagnostics);
+        Assert.Contains("ParametersAfterPasses = 3722,", run.Source("Samples.Graphs.Stages.Train.g.cs"));
+    }
+
+    [Fact]
+    public void StructuredCutInsideABlockReachingItsBoundary_ReportsMD0036_OnTargets()
+    {
+        // Conv2's channels are the block's output (Sum), which also joins them to its input: the first boundary found is named.
+        var run = Markup.Verify(ResidualStages.Replace("PLAN", "[Prune(PruneMethod.Structured, 0.5, {|MD0036:Targets = new[] { \"Stage1.0.Conv2\" }|})]"));
+        Assert.Equal("Structured pruning of 'Stage1.0.Conv2': its channel group 'Stage1.0.Conv2' (joined by 'Stage1.0.Sum') reaches the output of the block 'Stage1.0', " +
+            "whose channels the layers around the block make or read; a cut inside a block stays inside it", Assert.Single(run.ModelDiagnostics).GetMessage());
+    }
+
+    [Theory]
+    [InlineData("Stage1.2.Conv1", "is not a layer of the model: 'Stage1' has no layer '2' (its layers: 0, 1)")]
+    [InlineData("Stage2.Conv9", "is not a layer of the model: 'Stage2' has no layer 'Conv9' (its layers: Conv1, Norm1, Act1, Conv2, Sum)")]
+    [InlineData("Stem.Conv1", "is not a layer of the model: 'Stem' is a layer, not a composed model or repeated block, so it has no layer 'Conv1'")]
+    [InlineData("Stage1.*", "is not a layer of the model: 'Stage1' has no layer '*' (its layers: 0, 1)")]
+    [InlineData("*.Conv1", "is not a layer of the model: 'Stage1' has no layer 'Conv1' (its layers: 0, 1)")]
+    public void UnknownPathInsideABlock_ReportsMD0302_WithThePath(string target, string reason)
+    {
+        var run = Markup.Verify(ResidualStages.Replace("PLAN", $"[Prune(PruneMethod.Structured, 0.5, {{|MD0302:Targets = new[] {{ \"{target}\" }}|}})]"));
+        var message = Assert.Single(run.ModelDiagnostics).GetMessage();
+        Assert.Contains($"'{target}' {reason}", message, StringComparison.Ordinal);
+    }
 }

@@ -145,7 +145,7 @@ namespace ModelDsl.Generators.Diagnostics
 
         public static readonly DiagnosticDescriptor StructuredGroupReachesComposedModel = Error("MD0027", OptimizationCategory,
             "A structured cut's channel group reaches a composed model",
-            "Structured pruning of '{0}': its channel group {1} reaches the composed model '{2}', whose layers a cut cannot reach yet");
+            "Structured pruning of '{0}': its channel group {1} reaches the composed model '{2}', whose input channels a cut does not change; name a layer inside it (\"{2}.Conv1\", a repeated block's copies \"{2}.0.Conv1\" or \"{2}.*.Conv1\")");
 
         public static readonly DiagnosticDescriptor StructuredGroupReachesInput = Error("MD0028", OptimizationCategory,
             "A structured cut's channel group reaches the model input",
@@ -170,6 +170,10 @@ namespace ModelDsl.Generators.Diagnostics
         public static readonly DiagnosticDescriptor OneInputOnly = Error("MD0033", Declarations,
             "This feature takes a model with one input",
             "{0} takes a model with one input, but '{1}' declares {2} (Inputs); {3}");
+
+        public static readonly DiagnosticDescriptor StructuredGroupReachesBlockBoundary = Error("MD0036", OptimizationCategory,
+            "A structured cut inside a block reaches the block's input or output",
+            "Structured pruning of '{0}': its channel group {1} reaches the {2} of the block '{3}', whose channels the layers around the block make or read; a cut inside a block stays inside it");
 
         public static readonly DiagnosticDescriptor MalformedInput = Error("MD0100", ShapeCategory,
             "Malformed input shape",

@@ -92,6 +92,12 @@ namespace ModelDsl.Generators.Parsing
             public long Parameters;
             /// <summary>Linear layers a hand-written forward reads through the typed property, here or in composed models.</summary>
             public List<TypedRead> TypedReads = new();
+            /// <summary>The composed models its layers hold, by layer name (a pass target may name their layers).</summary>
+            public Dictionary<string, Parsed> Blocks = new(StringComparer.Ordinal);
+
+            /// <summary>The model as a pass target's scope (<see cref="OptimizationParser.Block"/>).</summary>
+            public OptimizationParser.Block ToBlock() =>
+                new(Spec.Layers.ToArray(), Input, Spec.OutputLayer, Spec.HasUserForward, name => Blocks.TryGetValue(name, out var inner) ? inner.ToBlock() : null);
         }
 
         /// <summary>A typed read of <paramref name="Layer"/> in the forward of <paramref name="Model"/>, at <paramref name="Path"/> from the model being parsed.</summary>
@@ -149,8 +155,11 @@ namespace ModelDsl.Generators.Parsing
 
             bool outputKnown = !shapesFailed && !userForward && current is not null;
 
+            var blocks = new Dictionary<string, Parsed>(StringComparer.Ordinal);
+            foreach (var layer in layers.Where(l => l.Composed is not null)) blocks[layer.Name] = layer.Composed!;
             var plans = reportDiagnostics && !hasErrors
-                ? ParsePlans(type, compilation, specs, input, inputIsInteger, outputKnown ? current : null, currentIsInteger, userForward, shapesFailed, report, outputLayer)
+                ? ParsePlans(type, compilation, specs, input, inputIsInteger, outputKnown ? current : null, currentIsInteger, userForward, shapesFailed, report, outputLayer,
+                    name => blocks.TryGetValue(name, out var block) ? block.ToBlock() : null)
                 : new Plans { HasTrain = reportDiagnostics && HasAttribute(type, TrainParser.TrainAttributeName), ParametersAfter = specs.Sum(l => l.Parameters) };
             if (plans.Train is { IsLanguageModel: true } && declaration.Inputs.Count > 0)
                 report(DiagnosticDescriptors.OneInputOnly, declaration.Inputs[0].Location, new[] { "Language-model training (a text file in windows of token ids)", type.Name,
@@ -202,6 +211,7 @@ namespace ModelDsl.Generators.Parsing
             return new Parsed
             {
                 TypedReads = typedReads,
+                Blocks = blocks,
                 Spec = spec,
                 Input = input ?? Array.Empty<Dim>(),
                 InputIsInteger = inputIsInteger,
@@ -474,7 +484,8 @@ namespace ModelDsl.Generators.Parsing
         /// <paramref name="output"/> is null when unknown at compile time; the passes need every shape.
         /// </summary>
         private static Plans ParsePlans(INamedTypeSymbol type, Compilation compilation, List<LayerSpec> specs, Dim[]? input, bool inputIsInteger,
-            Dim[]? output, bool outputIsInteger, bool userForward, bool shapesFailed, Action<DiagnosticDescriptor, Location?, string[]> report, string? outputLayer)
+            Dim[]? output, bool outputIsInteger, bool userForward, bool shapesFailed, Action<DiagnosticDescriptor, Location?, string[]> report, string? outputLayer,
+            Func<string, OptimizationParser.Block?> blocks)
         {
             var last = outputLayer is not null ? specs.FirstOrDefault(l => l.MemberName == outputLayer) : specs.LastOrDefault();
             var attributes = type.GetAttributes();
@@ -502,7 +513,7 @@ namespace ModelDsl.Generators.Parsing
                 .Where(a => a.AttributeClass?.ToDisplayString() is OptimizationParser.PruneAttributeName or OptimizationParser.QuantizeAttributeName)
                 .OrderBy(a => a.ApplicationSyntaxReference?.Span.Start ?? 0).ToArray();
             if (passAttributes.Length > 0 && !shapesFailed
-                && OptimizationParser.Parse(passAttributes, specs, userForward, trainAttribute is not null, report, input, last?.MemberName) is { } passes)
+                && OptimizationParser.Parse(passAttributes, specs, userForward, trainAttribute is not null, report, input, last?.MemberName, blocks) is { } passes)
                 (plans.Passes, plans.ParametersAfter) = passes;
             return plans;
         }

@@ -27,15 +27,12 @@ namespace ModelDsl.Generators.Parsing
         /// </summary>
         public static (EquatableArray<PassSpec> Passes, long ParametersAfter)? Parse(
             IReadOnlyList<AttributeData> attributes, IReadOnlyList<LayerSpec> layers, bool userForward, bool hasTrain,
-            Action<DiagnosticDescriptor, Location?, string[]> report, Dim[]? input = null, string? outputLayer = null)
+            Action<DiagnosticDescriptor, Location?, string[]> report, Dim[]? input = null, string? outputLayer = null, Func<string, Block?>? blocks = null)
         {
-            // The input's per-sample sizes (a Concat of the input offsets the channels after it); -1 for a symbol.
-            var sample = (input ?? Array.Empty<Dim>()).Skip(1).Select(d => d.IsConcrete ? d.Size : -1).ToArray();
             var passes = new List<PassSpec>();
             bool ok = true;
             QuantizeMode? quantized = null;
-            var current = layers.ToDictionary(l => l.MemberName, l => l, StringComparer.Ordinal);
-            var outs = layers.ToDictionary(l => l.MemberName, l => l.Kind.WeightSize(l.Args, 0), StringComparer.Ordinal);
+            var model = new Scope(new Block(layers, input, outputLayer, userForward, blocks ?? (_ => null)), null, "", "");
 
             foreach (var attribute in attributes)
             {
@@ -124,52 +121,50 @@ namespace ModelDsl.Generators.Parsing
                 long globalWeights = 0;
                 // A target coupled to an earlier one of this pass was cut with its group.
                 var cut = new HashSet<string>(StringComparer.Ordinal);
-                foreach (var target in targets)
+                // A dotted target names a layer inside a composed model or repeated block ("Stage1.*.Conv1": every copy's).
+                foreach (var (scope, target) in targets.SelectMany(t => Resolve(model, t, args)))
                 {
-                    if (!current.TryGetValue(target, out var layer))
-                    {
-                        args.Fail(DiagnosticDescriptors.PruneTargetInvalid, "Targets", target, $"is not a layer of the model (its layers: {string.Join(", ", layers.Select(l => l.MemberName))})");
-                        continue;
-                    }
+                    var layer = scope.Current[target];
+                    string path = scope.Prefix + target;
                     if (layer.Kind.Recurrent)
                     {
-                        args.Fail(DiagnosticDescriptors.PruneRecurrentLayer, "Targets", target, layer.KindName, method.ToString());
+                        args.Fail(DiagnosticDescriptors.PruneRecurrentLayer, "Targets", path, layer.KindName, method.ToString());
                         continue;
                     }
                     int rank = layer.Kind.WeightRank;
                     if (rank == 0)
                     {
-                        args.Fail(DiagnosticDescriptors.PruneTargetInvalid, "Targets", target, $"is a {layer.KindName}, which has no weight to prune");
+                        args.Fail(DiagnosticDescriptors.PruneTargetInvalid, "Targets", path, $"is a {layer.KindName}, which has no weight to prune");
                         continue;
                     }
                     long weights = WeightCount(layer);
                     globalWeights += weights;
                     if (method is PruneMethod.LnStructured or PruneMethod.RandomStructured && (dim < -rank || dim >= rank))
                     {
-                        args.Fail(DiagnosticDescriptors.PruneDimOutOfRange, "Dim", Int(dim), target, layer.KindName, Int(rank));
+                        args.Fail(DiagnosticDescriptors.PruneDimOutOfRange, "Dim", Int(dim), path, layer.KindName, Int(rank));
                         continue;
                     }
                     if (structuredMethod && rank < 2)
                     {
-                        args.Fail(DiagnosticDescriptors.PruneTargetInvalid, "Targets", target, $"is a {layer.KindName}, whose weight has one dimension: structured pruning needs at least two");
+                        args.Fail(DiagnosticDescriptors.PruneTargetInvalid, "Targets", path, $"is a {layer.KindName}, whose weight has one dimension: structured pruning needs at least two");
                         continue;
                     }
                     // Already cut with an earlier target's group in this pass: the runtime skips it too, so its amount is not checked.
-                    if (method == PruneMethod.Structured && cut.Contains(target)) continue;
+                    if (method == PruneMethod.Structured && cut.Contains(path)) continue;
                     long units = method switch
                     {
-                        PruneMethod.Structured => outs[target],
+                        PruneMethod.Structured => scope.Outs[target],
                         PruneMethod.LnStructured or PruneMethod.RandomStructured => ChannelCount(layer, dim < 0 ? dim + rank : dim),
                         _ => weights,
                     };
                     if (amountOk && isCount && method != PruneMethod.GlobalL1Unstructured && amount > units)
                     {
                         args.Fail(DiagnosticDescriptors.AmountOutOfRange, amountArgument, FixValue.Append(new[] {
-                            $"the count {Num(amount)} exceeds what '{target}' has to prune ({Int(units)} {(structuredMethod ? "channels" : "weights")})" }, Int(units)));
+                            $"the count {Num(amount)} exceeds what '{path}' has to prune ({Int(units)} {(structuredMethod ? "channels" : "weights")})" }, Int(units)));
                         amountOk = false;
                     }
-                    if (method == PruneMethod.Structured && ok && !cut.Contains(target)
-                        && Shrink(layers, current, outs, target, pruneAmount, userForward, sample, outputLayer, cut) is { } error)
+                    if (method == PruneMethod.Structured && ok && !cut.Contains(path)
+                        && Shrink(scope, target, pruneAmount, cut) is { } error)
                         args.Fail(error.Descriptor, "Targets", error.Arguments);
                 }
                 if (amountOk && isCount && method == PruneMethod.GlobalL1Unstructured && amount > globalWeights)
@@ -179,36 +174,57 @@ namespace ModelDsl.Generators.Parsing
             }
 
             if (!ok) return null;
-            return (passes.ToEquatableArray(), current.Values.Sum(l => l.Parameters));
+            return (passes.ToEquatableArray(), model.Current.Values.Sum(l => l.Parameters));
+        }
+
+        /// <summary>
+        /// The layers a target names (<see cref="LayerPath"/>), each with the scope — the model, or a composed model or
+        /// repeated block's copy inside it — whose layer table the pass checks and changes; none, with MD0301 on
+        /// <c>Targets</c>, when the path names no layer.
+        /// </summary>
+        private static IEnumerable<(Scope Scope, string Name)> Resolve(Scope model, string target, PlanArguments args)
+        {
+            var found = LayerPath.Resolve(model, target, s => s.Names, (s, name) => s.Enter(name), out string error);
+            if (found is null) args.Fail(DiagnosticDescriptors.PruneTargetInvalid, "Targets", target, error);
+            return found?.Select(f => (f.Scope, f.Name)) ?? Enumerable.Empty<(Scope, string)>();
         }
 
         /// <summary>
         /// Applies a structured cut of <paramref name="amount"/> of <paramref name="target"/>'s dependency group
-        /// (<see cref="StructuredCut.Group"/>) to the layer table: its producers lose outputs, its BatchNorms channels
-        /// and its consumers inputs. Returns the diagnostic that says why it cannot, or null; adds the group's
-        /// producers to <paramref name="cut"/>.
+        /// (<see cref="StructuredCut.Group"/>, in the target's scope) to the scope's layer table: its producers lose
+        /// outputs, its BatchNorms channels and its consumers inputs; the composed layers above it lose the parameters.
+        /// Returns the diagnostic that says why it cannot, or null; adds the group's producers' paths to
+        /// <paramref name="cut"/>.
         /// </summary>
-        private static (DiagnosticDescriptor Descriptor, string[] Arguments)? Shrink(IReadOnlyList<LayerSpec> order, Dictionary<string, LayerSpec> current,
-            Dictionary<string, long> outs, string target, PruneAmount amount, bool userForward, long[] sample, string? outputLayer, HashSet<string> cut)
+        private static (DiagnosticDescriptor Descriptor, string[] Arguments)? Shrink(Scope scope, string target, PruneAmount amount, HashSet<string> cut)
         {
-            (DiagnosticDescriptor, string[]) Cannot(string why) => (DiagnosticDescriptors.StructuredCannotRewrite, new[] { target, why });
-            if (userForward) return Cannot("the model has a hand-written forward, so the compiler cannot see which layer consumes its outputs");
+            string path = scope.Prefix + target;
+            (DiagnosticDescriptor, string[]) Cannot(string why) => (DiagnosticDescriptors.StructuredCannotRewrite, new[] { path, why });
+            if (scope.Model.UserForward) return Cannot($"{(scope.Prefix.Length == 0 ? "the model" : $"'{scope.Path}'")} has a hand-written forward, so the compiler cannot see which layer consumes its outputs");
+            var current = scope.Current;
+            var outs = scope.Outs;
             var layer = current[target];
             if (!layer.Kind.CanCut)
                 return Cannot($"it is a {layer.KindName}; structured pruning removes Linear neurons or Conv2d channels");
             if (Groups(layer) != 1) return Cannot("it is a grouped convolution");
 
-            var nodes = order.Select(l => current[l.MemberName]).Select(l => new CutNode(l.MemberName, l.Kind, l.Sources.ToArray(), l.Kind.CanCut ? outs[l.MemberName] : -1,
+            var nodes = scope.Model.Layers.Select(l => current[l.MemberName]).Select(l => new CutNode(l.MemberName, l.Kind, l.Sources.ToArray(), l.Kind.CanCut ? outs[l.MemberName] : -1,
                 l.Kind.CanCut ? l.Args.In : -1, Groups(l), l.Args.Own is FlattenArguments { FlattensChannels: true }, (l.Args.Own as ConcatArguments)?.Dim ?? 1,
                 ShapeText.Rank(l.OutputText))).ToList();
-            var group = StructuredCut.Group(nodes, target, sample, outputLayer);
-            string members = group.Describe();
+            // The input's per-sample sizes (a Concat of the input offsets the channels after it); -1 for a symbol.
+            var sample = (scope.Model.Input ?? Array.Empty<Dim>()).Skip(1).Select(d => d.IsConcrete ? d.Size : -1).ToArray();
+            var group = StructuredCut.Group(nodes, target, sample, scope.Model.OutputLayer);
+            string members = group.Describe(scope.Prefix);
+            string blocker = scope.Prefix + group.Blocker;
             switch (group.Blocked)
             {
-                case GroupBlock.Input: return (DiagnosticDescriptors.StructuredGroupReachesInput, new[] { target, members });
-                case GroupBlock.Output: return (DiagnosticDescriptors.StructuredGroupReachesOutput, new[] { target, members, group.Blocker! });
-                case GroupBlock.Merge: return (DiagnosticDescriptors.StructuredGroupBreaksMerge, new[] { target, group.Blocker!, group.Reason!, members });
-                case GroupBlock.ComposedBlock: return (DiagnosticDescriptors.StructuredGroupReachesComposedModel, new[] { target, members, group.Blocker! });
+                // Inside a block its input and output are the block's boundary: the layers around the block read and make them.
+                case GroupBlock.Input or GroupBlock.Output when scope.Prefix.Length > 0:
+                    return (DiagnosticDescriptors.StructuredGroupReachesBlockBoundary, new[] { path, members, group.Blocked == GroupBlock.Input ? "input" : "output", scope.Path });
+                case GroupBlock.Input: return (DiagnosticDescriptors.StructuredGroupReachesInput, new[] { path, members });
+                case GroupBlock.Output: return (DiagnosticDescriptors.StructuredGroupReachesOutput, new[] { path, members, blocker });
+                case GroupBlock.Merge: return (DiagnosticDescriptors.StructuredGroupBreaksMerge, new[] { path, blocker, group.Reason!, members });
+                case GroupBlock.ComposedBlock: return (DiagnosticDescriptors.StructuredGroupReachesComposedModel, new[] { path, members, blocker });
                 case GroupBlock.Layer: return Cannot(group.Reason!);
             }
             if (group.Consumers.Count == 0) return Cannot("no layer consumes its outputs");
@@ -216,15 +232,16 @@ namespace ModelDsl.Generators.Parsing
             long keep = group.Channels - k;
             if (keep < 1) return Cannot($"it would remove all {group.Channels} of its outputs");
             if (group.Layers.Select(n => current[n]).FirstOrDefault(l => l.IsField) is { } field)
-                return Cannot($"the cut replaces '{field.MemberName}', which is declared as a field and cannot be replaced; declare it as a partial property");
+                return Cannot($"the cut replaces '{scope.Prefix}{field.MemberName}', which is declared as a field and cannot be replaced; declare it as a partial property");
 
+            long before = current.Values.Sum(l => l.Parameters);
             foreach (var name in group.Producers)
             {
                 var p = current[name];
                 long perOutput = WeightCount(p) / Math.Max(1, outs[name]) + (p.Args.Bias ? 1 : 0);
                 current[name] = p with { Args = p.Args with { Out = keep }, Parameters = p.Parameters - k * perOutput };
                 outs[name] = keep;
-                cut.Add(name);
+                cut.Add(scope.Prefix + name);
             }
             foreach (var norm in group.Norms)
             {
@@ -237,6 +254,7 @@ namespace ModelDsl.Generators.Parsing
                 long perInput = WeightCount(c) / Math.Max(1, c.Args.In);
                 current[consumer.Layer] = c with { Args = c.Args with { In = c.Args.In - k * consumer.Spatial }, Parameters = c.Parameters - k * consumer.Spatial * perInput };
             }
+            scope.Removed(before - current.Values.Sum(l => l.Parameters));
             return null;
         }
 
@@ -247,5 +265,76 @@ namespace ModelDsl.Generators.Parsing
 
         /// <summary>A convolution's groups; 1 for every other layer.</summary>
         private static long Groups(LayerSpec l) => (l.Args.Own as WindowArguments)?.Groups ?? 1;
+
+        /// <summary>
+        /// A model as a pass target's scope: its layers, input, output layer, whether its forward is hand-written, and
+        /// the composed models its layers hold (by layer name; null for a layer that is not one).
+        /// </summary>
+        internal sealed record Block(IReadOnlyList<LayerSpec> Layers, Dim[]? Input, string? OutputLayer, bool UserForward, Func<string, Block?> Blocks);
+
+        /// <summary>
+        /// The layer table a plan checks and changes, one per scope a target reaches: the model's, a composed model's
+        /// (at <c>"Stage2."</c>), each copy of a repeated block's (<c>"Stage1.0."</c>, its own channels: the copies are
+        /// independent), and a repeated block's copies themselves (<c>"Stage1."</c>, named by index, no table). A
+        /// structured cut's lost parameters go up to every composed layer above it, so the model's table counts them.
+        /// </summary>
+        private sealed class Scope
+        {
+            private readonly Scope? _parent;
+            private readonly string _name;
+            private readonly long _copies;
+            private readonly Dictionary<string, Scope> _inner = new(StringComparer.Ordinal);
+
+            public Scope(Block model, Scope? parent, string name, string prefix, long copies = 0)
+            {
+                Model = model;
+                _parent = parent;
+                _name = name;
+                _copies = copies;
+                Prefix = prefix;
+                var layers = copies > 0 ? Array.Empty<LayerSpec>() : model.Layers;
+                Current = layers.ToDictionary(l => l.MemberName, l => l, StringComparer.Ordinal);
+                Outs = layers.ToDictionary(l => l.MemberName, l => l.Kind.WeightSize(l.Args, 0), StringComparer.Ordinal);
+                Names = copies > 0
+                    ? Enumerable.Range(0, (int)copies).Select(i => i.ToString(CultureInfo.InvariantCulture)).ToArray()
+                    : layers.Select(l => l.MemberName).ToArray();
+            }
+
+            /// <summary>The model whose layers (or, for a repeated block, whose copies) this scope holds.</summary>
+            public Block Model { get; }
+            /// <summary>The path of the scope's layers: <c>""</c> at the model, <c>"Stage1.0."</c> in a copy.</summary>
+            public string Prefix { get; }
+            /// <summary>The scope's own path, <c>"Stage1.0"</c>.</summary>
+            public string Path => Prefix.TrimEnd(LayerPath.Separator);
+            /// <summary>The layers as the passes so far left them.</summary>
+            public Dictionary<string, LayerSpec> Current { get; }
+            /// <summary>Each layer's outputs now (a structured cut's producers lose some).</summary>
+            public Dictionary<string, long> Outs { get; }
+            /// <summary>What a path segment may name here.</summary>
+            public IReadOnlyList<string> Names { get; }
+
+            /// <summary>The scope a layer (or a copy) opens; null for a layer that holds no other.</summary>
+            public Scope? Enter(string name)
+            {
+                if (_inner.TryGetValue(name, out var known)) return known;
+                Scope? inner = null;
+                if (_copies > 0) inner = new Scope(Model, this, name, Prefix + name + LayerPath.Separator);
+                else if (Current.TryGetValue(name, out var layer) && layer.Kind == LayerKind.Model && Model.Blocks(name) is { } block)
+                {
+                    long repeat = ModelKind.Repeat(layer.Args);
+                    inner = new Scope(block, this, name, Prefix + name + LayerPath.Separator, repeat > 1 ? repeat : 0);
+                }
+                if (inner is not null) _inner[name] = inner;
+                return inner;
+            }
+
+            /// <summary>A cut in this scope removed <paramref name="parameters"/>: the composed layers above it hold that many fewer.</summary>
+            public void Removed(long parameters)
+            {
+                if (_parent is null) return;
+                if (_parent.Current.TryGetValue(_name, out var layer)) _parent.Current[_name] = layer with { Parameters = layer.Parameters - parameters };
+                _parent.Removed(parameters);
+            }
+        }
     }
 }

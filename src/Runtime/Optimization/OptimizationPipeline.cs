@@ -94,12 +94,14 @@ namespace ModelDsl.Runtime.Optimization
                 switch (pass)
                 {
                     case PrunePass { Method: PruneMethod.Structured } structured:
-                        // A target coupled to an earlier one of the pass was cut with its group.
+                        // A target coupled to an earlier one of the pass was cut with its group; a target inside a block
+                        // is cut in that block (each copy of a repeated block by its own weights).
                         var cut = new HashSet<string>(StringComparer.Ordinal);
-                        foreach (var target in structured.Targets.Where(t => !cut.Contains(t))) cut.UnionWith(Shrink(host, target, structured));
+                        foreach (var (scope, prefix, name) in structured.Targets.SelectMany(t => Resolve(host, t)))
+                            if (!cut.Contains(prefix + name)) cut.UnionWith(Shrink(scope, name, structured, prefix));
                         break;
                     case PrunePass prune:
-                        var targets = prune.Targets.Select(t => ((nn.Module)host.GetLayer(t), t)).ToArray();
+                        var targets = prune.Targets.SelectMany(t => Resolve(host, t)).Select(r => ((nn.Module)r.Host.GetLayer(r.Name), r.Prefix + r.Name)).ToArray();
                         ApplyPrune(prune, targets);
                         pruned.AddRange(targets.Where(t => !pruned.Contains(t)));
                         break;
@@ -273,13 +275,15 @@ namespace ModelDsl.Runtime.Optimization
         /// group (<see cref="Group"/>, the compiler's search, so the layers cut here are the ones it allowed) — the same
         /// indices from every producer, the BatchNorm2d layers over them, and the inputs of every layer that reads them
         /// (shifted by a Concat's earlier sources). A channel's importance is the sum over the producers of its L-n norm
-        /// (<see cref="Prune.ChannelsToKeep(IReadOnlyList{Tensor}, PruneAmount, double)"/>). Returns the producers cut.
+        /// (<see cref="Prune.ChannelsToKeep(IReadOnlyList{Tensor}, PruneAmount, double)"/>). <paramref name="host"/> is
+        /// the model or the block (at <paramref name="prefix"/>, <c>"Stage1.0."</c>) that holds the target. Returns the
+        /// producers cut, by path.
         /// </summary>
-        internal static IReadOnlyList<string> Shrink(ILayerHost host, string target, PrunePass pass)
+        internal static IReadOnlyList<string> Shrink(ILayerHost host, string target, PrunePass pass, string prefix = "")
         {
             var group = Group(host, target);
             if (group.Blocked != GroupBlock.None || group.Consumers.Count == 0)
-                throw new TrainingException($"structured pruning of '{target}': {group.Reason ?? "no layer consumes its outputs"}");
+                throw new TrainingException($"structured pruning of '{prefix}{target}': {group.Reason ?? "no layer consumes its outputs"}");
 
             var weights = group.Producers.Select(p => ((nn.Module)host.GetLayer(p)).named_parameters().First(w => w.name == "weight").parameter).ToList();
             long[] keep = Prune.ChannelsToKeep(weights, pass.Amount, pass.N);
@@ -302,8 +306,17 @@ namespace ModelDsl.Runtime.Optimization
                 };
                 host.ReplaceLayer(consumer.Layer, Prune.KeepInputs(module, Around(keep, consumer.Offset, channels, inputs / consumer.Spatial, consumer.Spatial)));
             }
-            return group.Producers;
+            return group.Producers.Select(p => prefix + p).ToList();
         }
+
+        /// <summary>
+        /// The layers a pass target names (<see cref="LayerPath"/>: <c>"Stem"</c>, <c>"Stage1.0.Conv1"</c>,
+        /// <c>"Stage1.*.Conv1"</c>), each with the model or block that holds it and its path prefix. The compiler resolved
+        /// the same path (MD0301 when it names nothing); a model whose layers differ is a usage error.
+        /// </summary>
+        internal static IReadOnlyList<(ILayerHost Host, string Prefix, string Name)> Resolve(ILayerHost host, string target) =>
+            LayerPath.Resolve(host, target, h => h.LayerNames, (h, name) => h.GetLayer(name) as ILayerHost, out string error)
+            ?? throw new TrainingException($"the optimisation plan's target '{target}' {error}", TrainingHost.UsageError);
 
         /// <summary>
         /// The indices a layer keeps along an axis of <paramref name="total"/> channels where the group's

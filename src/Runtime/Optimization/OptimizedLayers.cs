@@ -38,10 +38,10 @@ namespace ModelDsl.Runtime.Optimization
             var shrinkable = new HashSet<string>(StringComparer.Ordinal);
             foreach (var pass in plan.Passes.OfType<PrunePass>().Where(p => p.Method == PruneMethod.Structured))
             {
-                foreach (var target in pass.Targets)
+                foreach (var (scope, prefix, target) in pass.Targets.SelectMany(t => OptimizationPipeline.Resolve(host, t)))
                 {
-                    shrinkable.Add(target);
-                    shrinkable.UnionWith(OptimizationPipeline.Group(host, target).Layers);
+                    shrinkable.Add(prefix + target);
+                    shrinkable.UnionWith(OptimizationPipeline.Group(scope, target).Layers.Select(l => prefix + l));
                 }
             }
             bool quantized = plan.Passes.OfType<QuantizePass>().Any();
@@ -75,7 +75,7 @@ namespace ModelDsl.Runtime.Optimization
             foreach (var name in host.LayerNames)
             {
                 string key = prefix + name + ".";
-                bool shrinks = prefix.Length == 0 && shrinkable.Contains(name);
+                bool shrinks = shrinkable.Contains(prefix + name);
                 var layer = host.GetLayer(name);
                 if (layer is ILayerHost inner)
                 {
