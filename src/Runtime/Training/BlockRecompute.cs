@@ -40,7 +40,10 @@ namespace ModelDsl.Runtime.Training
             return new Undo(undo);
         }
 
-        /// <summary>The blocks <see cref="Apply"/> would make recompute: how many run with their input only (a test's view).</summary>
+        /// <summary>
+        /// How many modules <see cref="Apply"/> changes (a test's view): each <see cref="TransformerBlock"/> and
+        /// <see cref="Repeated"/> once (all their layers recompute), each composed block swapped in its slot once.
+        /// </summary>
         public static int CountBlocks(nn.Module<Tensor, Tensor> model)
         {
             using var applied = (Undo)Apply(model);
