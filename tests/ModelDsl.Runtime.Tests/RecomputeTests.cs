@@ -178,7 +178,7 @@ namespace ModelDsl.Runtime.Tests.Recompute
                 Train(plain, batch);
                 using (BlockRecompute.Apply(recomputed)) Train(recomputed, batch);
                 AssertBitwiseEqual(Parameters(plain), Parameters(recomputed), name + " parameter");
-                AssertBitwiseEqual(Buffers(plain), Buffers(recomputed), name + " buffer");
+                if (plain.buffers().Any()) AssertBitwiseEqual(Buffers(plain), Buffers(recomputed), name + " buffer");
             }
 
             static void Train(nn.Module<Tensor, Tensor> model, (Tensor X, Tensor Y) batch)
@@ -208,37 +208,39 @@ namespace ModelDsl.Runtime.Tests.Recompute
             Assert.True(Same(plain.call(x), withGrad));
         }
 
-        /// <summary>Trains <see cref="RecomputedGpt"/> through its generated trainer and returns the report's memory section.</summary>
-        private MemoryReport TrainGpt(string name, string recompute)
+        /// <summary>
+        /// Trains the Transformer tests' <see cref="Text.TinyLm"/> (two layers, no dropout: the attention keeps per-row
+        /// statistics, as the plan's TransformerBlock estimate assumes) through the trainer and returns the report's memory.
+        /// </summary>
+        private MemoryReport TrainLm(string name, ModelDsl.Recompute recompute)
         {
             string data = Path.Combine(_dir, "input.txt");
             if (!File.Exists(data)) File.WriteAllText(data, string.Concat(Enumerable.Repeat("the cat sat on the mat. ", 60)));
             var options = new TrainingOptions
             {
-                Plan = RecomputedGpt.Plan with { Data = data, Recompute = recompute == "blocks" ? ModelDsl.Recompute.Blocks : ModelDsl.Recompute.None, BatchSize = 32 },
+                Plan = Text.TinyLm.Plan with { Data = data, Recompute = recompute, Epochs = 1, BatchSize = 32 },
                 CheckpointDirectory = Path.Combine(_dir, name),
                 ReportPath = Path.Combine(_dir, name + ".json"),
                 PlainProgress = true,
                 Deterministic = true,
+                NoOptimize = true,
             };
-            Assert.Equal(0, Trainer.Train(options, () => new RecomputedGpt()));
+            Assert.Equal(0, Trainer.Train(options, () => new Text.TinyLm()));
             var memory = TrainingReport.Read(options.ReportPath).GetSection<MemoryReport>("memory")!;
-            var (planned, measured) = (memory.Planned!, memory.Measured);
-            output.WriteLine($"{name}: activations planned {planned.Activations:N0}, measured {measured.Activations:N0}");
-            Assert.True(measured.Activations is > 0, "activations were not measured");
-            Assert.True(Math.Abs(planned.Activations!.Value - measured.Activations!.Value) <= 0.25 * measured.Activations.Value,
-                $"{name}: activations planned {planned.Activations} bytes, measured {measured.Activations}");
+            output.WriteLine($"{name}: activations planned {memory.Planned!.Activations:N0}, measured {memory.Measured.Activations:N0}");
+            Assert.True(memory.Measured.Activations is > 0, "activations were not measured");
             return memory;
         }
 
         [Fact]
         public void Trainer_RecomputeBlocks_ActivationsWithin25PercentOfThePlan_AndBelowThePlainRun()
         {
-            var recomputed = TrainGpt("blocks", "blocks");
-            var plain = TrainGpt("plain", "none");
-            Assert.True(recomputed.Measured.Activations < plain.Measured.Activations,
-                $"recomputed {recomputed.Measured.Activations} bytes, plain {plain.Measured.Activations}");
-            Assert.True(recomputed.Planned!.Activations < plain.Planned!.Activations);
+            var recomputed = TrainLm("blocks", ModelDsl.Recompute.Blocks);
+            var plain = TrainLm("plain", ModelDsl.Recompute.None);
+            var (planned, measured) = (recomputed.Planned!.Activations!.Value, recomputed.Measured.Activations!.Value);
+            Assert.True(Math.Abs(planned - measured) <= 0.25 * measured, $"recomputed: activations planned {planned} bytes, measured {measured}");
+            Assert.True(measured < plain.Measured.Activations, $"recomputed {measured} bytes, plain {plain.Measured.Activations}");
+            Assert.True(planned < plain.Planned!.Activations);
             // The model state does not change.
             Assert.Equal(plain.Measured.Parameters, recomputed.Measured.Parameters);
         }

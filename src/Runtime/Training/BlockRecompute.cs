@@ -150,11 +150,12 @@ namespace ModelDsl.Runtime.Training
                 }
                 torch.set_rng_state(resume);
                 if (heapBefore is { } before && MemoryProbe.HeapInUse() is { } after) MemoryProbe.Recording?.RecomputedBlock(after - before);
-                using (torch.no_grad())
-                    foreach (var (buffer, saved) in buffers) buffer.copy_(saved);
 
                 var wrt = (x.requires_grad ? new[] { input } : Array.Empty<Tensor>()).Concat(parameters).ToList();
                 var grads = torch.autograd.grad(new List<Tensor> { y }, wrt, new List<Tensor> { grad_output }, allow_unused: true);
+                // After the gradients: batch_norm's backward reads the running statistics it saved, unmodified.
+                using (torch.no_grad())
+                    foreach (var (buffer, saved) in buffers) buffer.copy_(saved);
                 var result = new List<Tensor> { null! };
                 int next = 0;
                 result.Add(x.requires_grad ? Keep(grads[next++]) : null!);
