@@ -98,7 +98,8 @@ namespace ModelDsl.Runtime.Tests.Recompute
             foreach (var ((name, a), (otherName, b)) in want.Zip(got))
             {
                 Assert.Equal(name, otherName);
-                Assert.True(Same(a, b), $"{what} {name}: max difference {(a - b).abs().max().item<float>():E3}");
+                if (!Same(a, b))
+                    Assert.Fail($"{what} {name}: max difference {(a.to(ScalarType.Float64) - b.to(ScalarType.Float64)).abs().max().item<double>():E3} (of {a.abs().max().to(ScalarType.Float64).item<double>():E3})");
                 compared++;
             }
             Assert.True(compared > 0, $"no {what} compared");
