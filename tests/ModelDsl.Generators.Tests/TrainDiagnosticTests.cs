@@ -199,10 +199,10 @@ public class TrainDiagnosticTests
     [InlineData("{|MD0420:Recompute = Recompute.Blocks|}", "B, 64", Mlp)]
     [InlineData("{|MD0420:Recompute = Recompute.Blocks|}", "B, 1, 8, 8", "{ [Conv2d(4, 3)] public partial Conv2d Conv { get; } [Flatten] public partial Flatten Flat { get; } }")]
     // A TransformerBlock is a block; Recompute.None never reports.
-    [InlineData("Recompute = Recompute.Blocks", "B, 8, 16", "{ [TransformerBlock(Heads = 2, Repeat = 2)] public partial TransformerBlock Blocks { get; } [Linear(4)] public partial Linear Head { get; } }")]
+    [InlineData("Recompute = Recompute.Blocks", "B, 8, 16", "{ [TransformerBlock(Heads = 2, Repeat = 2)] public partial TransformerBlock Blocks { get; } [Flatten] public partial Flatten Flat { get; } [Linear(4)] public partial Linear Head { get; } }")]
     [InlineData("Recompute = Recompute.None", "B, 64", Mlp)]
     public void RecomputeWithoutABlock_ReportsMD0420_OnTheRecompute(string recompute, string input, string layers) =>
-        VerifyTrain("Loss.MSE, Optimizer.Adam, " + recompute, layers, input);
+        VerifyTrain("Loss.CrossEntropy, Optimizer.Adam, " + recompute, layers, input);
 
     [Fact]
     public void RecomputeOnAComposedBlock_ReportsNothing() => Markup.Verify("""
@@ -214,7 +214,7 @@ public class TrainDiagnosticTests
         }
 
         [Model(Input = "B, 16")]
-        [Train(Loss.MSE, Optimizer.Adam, Recompute = Recompute.Blocks)]
+        [Train(Loss.CrossEntropy, Optimizer.Adam, Recompute = Recompute.Blocks)]
         public partial class Outer
         {
             [Block(Repeat = 2)] public partial Inner Body { get; }
