@@ -73,6 +73,23 @@ namespace ModelDsl
     }
 
     /// <summary>
+    /// Activation recomputation (gradient checkpointing, Chen et al. 2016; PyTorch's <c>torch.utils.checkpoint</c>):
+    /// which layers keep only their input in the forward pass and run their forward again in backward
+    /// (<c>--recompute none|blocks</c>). Gradients are those of the plain run; the price is one more forward per block.
+    /// </summary>
+    public enum Recompute
+    {
+        /// <summary>Every layer keeps what its backward needs (the default).</summary>
+        None = 0,
+        /// <summary>
+        /// Each block keeps only its input: every layer of a <c>[TransformerBlock]</c> (each of its <c>Repeat</c> copies)
+        /// and every composed <c>[Block]</c> (each copy of a repeated one). Dropout inside a block draws the same mask in
+        /// the recomputation; BatchNorm's running statistics are updated once.
+        /// </summary>
+        Blocks = 1,
+    }
+
+    /// <summary>
     /// Declares how a <see cref="ModelAttribute">[Model]</see> class is trained. The generator adds a static
     /// <c>Run(string[] args)</c> that parses the command line, loads the data, trains with progress, writes
     /// checkpoints each epoch, and reports. Values are checked at compile time. The generated plan holds only the
@@ -175,5 +192,11 @@ namespace ModelDsl
         /// <c>--precision fp32|bf16</c> overrides it.
         /// </summary>
         public Precision Precision { get; set; }
+        /// <summary>
+        /// Activation recomputation: <see cref="Recompute.None"/> (default) or <see cref="Recompute.Blocks"/> (each block
+        /// keeps only its input and runs its forward again in backward); <c>--recompute none|blocks</c> overrides it. A
+        /// model without a block is MD0420.
+        /// </summary>
+        public Recompute Recompute { get; set; }
     }
 }

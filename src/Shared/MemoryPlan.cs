@@ -41,12 +41,21 @@ namespace ModelDsl.Runtime.Training
 #endif
     sealed class MemoryModel
     {
-        /// <summary>Called by generated code.</summary>
+        /// <summary>Called by generated code for a model without a block (recomputation keeps what the plain run keeps).</summary>
         public MemoryModel(long[] parameterTensors, long activationBytesPerSample, long activationBytesPerSampleBf16)
+            : this(parameterTensors, activationBytesPerSample, activationBytesPerSampleBf16, activationBytesPerSample, activationBytesPerSampleBf16)
+        {
+        }
+
+        /// <summary>Called by generated code for a model with blocks: the activations also with <c>Recompute.Blocks</c>.</summary>
+        public MemoryModel(long[] parameterTensors, long activationBytesPerSample, long activationBytesPerSampleBf16,
+            long recomputedActivationBytesPerSample, long recomputedActivationBytesPerSampleBf16)
         {
             ParameterTensors = parameterTensors ?? throw new ArgumentNullException(nameof(parameterTensors));
             ActivationBytesPerSample = activationBytesPerSample;
             ActivationBytesPerSampleBf16 = activationBytesPerSampleBf16;
+            RecomputedActivationBytesPerSample = recomputedActivationBytesPerSample;
+            RecomputedActivationBytesPerSampleBf16 = recomputedActivationBytesPerSampleBf16;
         }
 
         /// <summary>Elements of each trainable parameter tensor, in model order.</summary>
@@ -58,12 +67,27 @@ namespace ModelDsl.Runtime.Training
         /// <summary>The same in bf16 (int64 indices stay 8 bytes).</summary>
         public long ActivationBytesPerSampleBf16 { get; }
 
+        /// <summary>
+        /// Bytes of activations per sample in fp32 with <c>Recompute.Blocks</c>: every other layer's, each block's output
+        /// (the next one's input, all a block keeps), and the largest single block's internals, alive while its
+        /// backward runs it again.
+        /// </summary>
+        public long RecomputedActivationBytesPerSample { get; }
+
+        /// <summary>The same in bf16.</summary>
+        public long RecomputedActivationBytesPerSampleBf16 { get; }
+
         /// <summary>Ψ: the trainable parameters.</summary>
         public long Parameters => ParameterTensors.Sum();
 
-        /// <summary>Activation bytes per sample at <paramref name="precision"/>.</summary>
-        public long ActivationBytes(MemoryPrecision precision) =>
-            precision == MemoryPrecision.BFloat16 ? ActivationBytesPerSampleBf16 : ActivationBytesPerSample;
+        /// <summary>Activation bytes per sample at <paramref name="precision"/>, with or without block recomputation.</summary>
+        public long ActivationBytes(MemoryPrecision precision, bool recompute = false) => (precision, recompute) switch
+        {
+            (MemoryPrecision.BFloat16, true) => RecomputedActivationBytesPerSampleBf16,
+            (MemoryPrecision.BFloat16, false) => ActivationBytesPerSampleBf16,
+            (_, true) => RecomputedActivationBytesPerSample,
+            _ => ActivationBytesPerSample,
+        };
     }
 
     /// <summary>One rank's bytes: parameters, gradients, optimiser state and activations.</summary>
@@ -127,15 +151,16 @@ namespace ModelDsl.Runtime.Training
 
         /// <summary>
         /// Rank <paramref name="rank"/>'s bytes at <paramref name="level"/> over <paramref name="worldSize"/> ranks, with
-        /// <paramref name="batchSize"/> samples per micro-batch; <paramref name="rank"/> −1: the rank that holds the most.
+        /// <paramref name="batchSize"/> samples per micro-batch; <paramref name="rank"/> −1: the rank that holds the most;
+        /// <paramref name="recompute"/>: blocks recompute their activations in backward (<c>Recompute.Blocks</c>).
         /// </summary>
         public static MemoryBytes For(MemoryModel model, Optimizer optimizer, double momentum, MemoryPrecision precision,
-            ShardLevel level, int worldSize, int batchSize, int rank = -1)
+            ShardLevel level, int worldSize, int batchSize, int rank = -1, bool recompute = false)
         {
             if (model is null) throw new ArgumentNullException(nameof(model));
             worldSize = Math.Max(1, worldSize);
             long all = model.Parameters;
-            long activations = checked(model.ActivationBytes(precision) * Math.Max(0, batchSize));
+            long activations = checked(model.ActivationBytes(precision, recompute) * Math.Max(0, batchSize));
             bool bf16 = precision == MemoryPrecision.BFloat16;
             int weightBytes = bf16 ? 2 : 4;
             // ZeRO's mixed-precision accounting: 2Ψ bf16 weights + 2Ψ bf16 gradients + (4Ψ master + KΨ moments).
@@ -190,16 +215,16 @@ namespace ModelDsl.Runtime.Training
         /// paper counts); each line starts with <paramref name="indent"/>.
         /// </summary>
         public static string Table(MemoryModel model, Optimizer optimizer, double momentum, MemoryPrecision precision, int worldSize, int batchSize,
-            string indent = "", bool gigabytes = false)
+            string indent = "", bool gigabytes = false, bool recompute = false)
         {
             var levels = worldSize > 1 ? Levels : new[] { ShardLevel.None };
-            long most = levels.Max(l => For(model, optimizer, momentum, precision, l, worldSize, batchSize).Total);
+            long most = levels.Max(l => For(model, optimizer, momentum, precision, l, worldSize, batchSize, recompute: recompute).Total);
             var (unit, scale) = gigabytes ? ("GB", 1e9) : most < 10L << 20 ? ("KiB", 1024.0) : ("MiB", 1024.0 * 1024.0);
             string F(long bytes) => (bytes / scale).ToString(gigabytes ? "N2" : "N1", CultureInfo.InvariantCulture);
             var rows = new List<string[]> { new[] { "shard", "parameters", "gradients", "optimizer state", "activations", "total " + unit } };
             foreach (var level in levels)
             {
-                var b = For(model, optimizer, momentum, precision, level, worldSize, batchSize);
+                var b = For(model, optimizer, momentum, precision, level, worldSize, batchSize, recompute: recompute);
                 rows.Add(new[] { ShardName(level), F(b.Parameters), F(b.Gradients), F(b.OptimizerState), F(b.Activations), F(b.Total) });
             }
             var widths = Enumerable.Range(0, 6).Select(c => rows.Max(r => r[c].Length)).ToArray();
@@ -214,9 +239,9 @@ namespace ModelDsl.Runtime.Training
         }
 
         /// <summary>What the table is for, in words: "Adam, fp32, batch 64 per rank, 2 ranks (the rank that holds the most)".</summary>
-        public static string Describe(Optimizer optimizer, double momentum, MemoryPrecision precision, int worldSize, int batchSize) =>
+        public static string Describe(Optimizer optimizer, double momentum, MemoryPrecision precision, int worldSize, int batchSize, bool recompute = false) =>
             $"{optimizer}{(optimizer == Optimizer.SGD ? momentum > 0 ? " with momentum" : " without momentum" : "")}, " +
-            $"{(precision == MemoryPrecision.BFloat16 ? "bf16 mixed precision" : "fp32")}, batch {batchSize} per rank, " +
+            $"{(precision == MemoryPrecision.BFloat16 ? "bf16 mixed precision" : "fp32")}, {(recompute ? "blocks recomputed, " : "")}batch {batchSize} per rank, " +
             $"{worldSize} rank{(worldSize == 1 ? "" : "s")}{(worldSize > 1 ? " (the rank that holds the most)" : "")}";
 
         /// <summary>The <c>--shard</c> spelling of a level: none, optimizer-state, gradients, parameters.</summary>

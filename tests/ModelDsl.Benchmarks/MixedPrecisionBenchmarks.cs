@@ -70,7 +70,7 @@ public static class MixedPrecisionBenchmarks
         Console.WriteLine($"| {name} | {batch} | {fp32:0.00} | {bf16:0.00} | **{fp32 / bf16:0.00}×** |");
     }
 
-    private static double Phase(TrainingStep step, Tensor x, Tensor y, int steps)
+    internal static double Phase(TrainingStep step, Tensor x, Tensor y, int steps)
     {
         var clock = Stopwatch.StartNew();
         for (int i = 0; i < steps; i++)
@@ -81,13 +81,13 @@ public static class MixedPrecisionBenchmarks
         return clock.Elapsed.TotalMilliseconds;
     }
 
-    private static double Median(List<double> values)
+    internal static double Median(List<double> values)
     {
         var sorted = values.OrderBy(v => v).ToArray();
         return sorted.Length % 2 == 1 ? sorted[sorted.Length / 2] : (sorted[sorted.Length / 2 - 1] + sorted[sorted.Length / 2]) / 2;
     }
 
-    private static string LoadAverage()
+    internal static string LoadAverage()
     {
         try { return string.Join(" ", System.IO.File.ReadAllText("/proc/loadavg").Split(' ').Take(3)); }
         catch (System.IO.IOException) { return "?"; }

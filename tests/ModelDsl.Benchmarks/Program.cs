@@ -21,6 +21,7 @@ using BenchmarkDotNet.Running;
 // The trainer's overhead over the bare step on CharGpt, in timed phases, interleaved:    -- --trainer-overhead [rounds [steps [threads]]]
 // The same on Digits MLP/CNN (samples/s, bare epoch loop vs the trainer's epoch):           -- --trainer-overhead-digits [rounds [threads]]
 // Local SGD / DiLoCo against sync DDP on Digits: bytes, time, accuracy, docs/local_sgd.png: -- --local-sgd [epochs]
+// activation recomputation against the plain step: activation bytes and ms/step on GPT block stacks: -- --recompute [rounds [threads]]
 // bf16 mixed precision against fp32: the trainer's step on Digits MLP/CNN, CharGpt, a wide MLP: -- --bf16 [rounds [threads]]
 // ONNX Runtime on our exported models beside our runtime, batch 1 and 64, fp32 and int8:   -- --onnx [rounds [threads]]
 if (args.Length == 1 && args[0] == "--interleaved")
@@ -95,6 +96,9 @@ if (args.Length is >= 1 and <= 3 && args[0] == "--trainer-overhead-digits")
 if (args.Length is >= 1 and <= 4 && args[0] == "--trainer-overhead")
     return ModelDsl.Benchmarks.TrainerOverheadBenchmarks.Run(args.Length >= 2 ? int.Parse(args[1]) : 5, args.Length >= 3 ? int.Parse(args[2]) : 40,
         args.Length == 4 ? int.Parse(args[3]) : 2);
+
+if (args.Length is >= 1 and <= 3 && args[0] == "--recompute")
+    return ModelDsl.Benchmarks.RecomputeBenchmarks.Run(args.Length >= 2 ? int.Parse(args[1]) : 5, args.Length == 3 ? int.Parse(args[2]) : 2);
 
 if (args.Length is >= 1 and <= 3 && args[0] == "--bf16")
     return ModelDsl.Benchmarks.MixedPrecisionBenchmarks.Run(args.Length >= 2 ? int.Parse(args[1]) : 7, args.Length == 3 ? int.Parse(args[2]) : 2);

@@ -17,6 +17,15 @@ public class PlanPropertyTests
         }
         """;
 
+    /// <summary>A model with a block, over input (B, 8, 16): what Recompute.Blocks needs.</summary>
+    private const string WithBlock = """
+        {
+            [TransformerBlock(Heads = 2)] public partial TransformerBlock Blocks { get; }
+            [Flatten]                     public partial Flatten Flat { get; }
+            [Linear(10)]                  public partial Linear Output { get; }
+        }
+        """;
+
     private const string LanguageModel = """
         {
             [Embedding(65, 16)] public partial Embedding Tokens { get; }
@@ -54,6 +63,7 @@ public class PlanPropertyTests
         [nameof(TrainAttribute.GradientAccumulation)] = ("", "GradientAccumulation = 4"),
         [nameof(TrainAttribute.MemoryBudgetMB)] = ("", "MemoryBudgetMB = 1000"),
         [nameof(TrainAttribute.Precision)] = ("", "Precision = Precision.BFloat16"),
+        [nameof(TrainAttribute.Recompute)] = ("", "Recompute = Recompute.Blocks"),
     };
 
     /// <summary>Per property: the [Parallel] arguments without it and with it (the mode first).</summary>
@@ -131,10 +141,11 @@ public class PlanPropertyTests
     {
         var (without, with) = TrainCases[property];
         bool language = property == nameof(TrainAttribute.SequenceLength);
+        bool block = property == nameof(TrainAttribute.Recompute);
         string Plan(string arguments) => Generate(
-            $"[Model(Input = \"B, {(language ? "T\", InputType = DType.Int64" : "64\"")})]\n" +
+            $"[Model(Input = \"B, {(language ? "T\", InputType = DType.Int64" : block ? "8, 16\"" : "64\"")})]\n" +
             $"[Train(Loss.CrossEntropy, Optimizer.SGD{(arguments.Length > 0 ? ", " + arguments : "")})]",
-            language ? LanguageModel : Mlp);
+            language ? LanguageModel : block ? WithBlock : Mlp);
         AssertChanges(property, with, Plan(without), Plan(with));
     }
 

@@ -194,6 +194,38 @@ public class TrainDiagnosticTests
         Assert.All(run.ModelDiagnostics, d => Assert.Equal(DiagnosticSeverity.Warning, d.Severity));
     }
 
+    [Theory]
+    // Nothing to recompute: an MLP, convolutions.
+    [InlineData("{|MD0420:Recompute = Recompute.Blocks|}", "B, 64", Mlp)]
+    [InlineData("{|MD0420:Recompute = Recompute.Blocks|}", "B, 1, 8, 8", "{ [Conv2d(4, 3)] public partial Conv2d Conv { get; } [Flatten] public partial Flatten Flat { get; } }")]
+    // A TransformerBlock is a block; Recompute.None never reports.
+    [InlineData("Recompute = Recompute.Blocks", "B, 8, 16", "{ [TransformerBlock(Heads = 2, Repeat = 2)] public partial TransformerBlock Blocks { get; } [Flatten] public partial Flatten Flat { get; } [Linear(4)] public partial Linear Head { get; } }")]
+    [InlineData("Recompute = Recompute.None", "B, 64", Mlp)]
+    public void RecomputeWithoutABlock_ReportsMD0420_OnTheRecompute(string recompute, string input, string layers) =>
+        VerifyTrain("Loss.CrossEntropy, Optimizer.Adam, " + recompute, layers, input);
+
+    [Fact]
+    public void RecomputeOnAComposedBlock_ReportsNothing() => Markup.Verify("""
+        [Model(Input = "B, 16")]
+        public partial class Inner
+        {
+            [Linear(16)] public partial Linear Up { get; }
+            [ReLU]       public partial ReLU Act { get; }
+        }
+
+        [Model(Input = "B, 16")]
+        [Train(Loss.CrossEntropy, Optimizer.Adam, Recompute = Recompute.Blocks)]
+        public partial class Outer
+        {
+            [Block(Repeat = 2)] public partial Inner Body { get; }
+            [Linear(4)]         public partial Linear Head { get; }
+        }
+        """);
+
+    [Fact]
+    public void RecomputeOutsideTheEnum_ReportsMD0408() =>
+        VerifyTrain("Loss.CrossEntropy, Optimizer.Adam, {|MD0408:Recompute = (Recompute)5|}");
+
     [Fact]
     public void PrecisionOutsideTheEnum_ReportsMD0408() =>
         VerifyTrain("Loss.CrossEntropy, Optimizer.Adam, {|MD0408:Precision = (Precision)2|}");

@@ -28,6 +28,8 @@ public class TrainingPlanTests
         nameof(TrainingPlan.Memory), nameof(TrainingPlan.MemoryBudgetMB),
         // Checkpoints hold the float32 master weights in either precision: a run resumes in the other.
         nameof(TrainingPlan.Precision),
+        // Recomputation gives the plain run's gradients: a run resumes with it on or off.
+        nameof(TrainingPlan.Recompute),
     };
 
     [Fact]

@@ -324,6 +324,10 @@ namespace ModelDsl.Generators.Diagnostics
             "Mixed precision on a model without a matrix product",
             "Precision.BFloat16 runs Linear and TransformerBlock layers in bfloat16, and '{0}' has none: it trains in float32 all the same; drop Precision or add such a layer");
 
+        public static readonly DiagnosticDescriptor RecomputeWithoutBlock = Error("MD0420", TrainingCategory,
+            "Block recomputation on a model without a block",
+            "Recompute.Blocks recomputes each TransformerBlock layer and each composed [Block] in backward, and '{0}' has none: nothing would be recomputed; drop Recompute or declare the repeated part as a [Block]");
+
         // MD02xx: the parallel plan ([Parallel]).
         public static readonly DiagnosticDescriptor InvalidWorldSize = Error("MD0201", ParallelCategory,
             "World size must be at least 1",

@@ -110,13 +110,17 @@ namespace ModelDsl.Generators.Emit
         {
             w.Line($"    // The per-rank memory plan ({memory.Description}); docs/memory.md:");
             foreach (var line in memory.Table) w.Line("    //   " + line);
-            w.Line("    // From the parameter tensors' elements (model order) and the activation bytes per sample (fp32, bf16).");
+            w.Line(memory.Recomputed is null
+                ? "    // From the parameter tensors' elements (model order) and the activation bytes per sample (fp32, bf16)."
+                : "    // From the parameter tensors' elements (model order) and the activation bytes per sample (fp32, bf16; blocks recomputed: fp32, bf16).");
             w.Line("    Memory = new global::ModelDsl.Runtime.Training.MemoryModel(new long[]");
             w.Line("    {");
             const int PerLine = 12;
             for (int i = 0; i < memory.ParameterTensors.Count; i += PerLine)
                 w.Line("        " + string.Join(", ", memory.ParameterTensors.Skip(i).Take(PerLine).Select(CSharpLiterals.Long)) + ",");
-            w.Line($"    }}, {CSharpLiterals.Long(memory.ActivationBytesPerSample)}, {CSharpLiterals.Long(memory.ActivationBytesPerSampleBf16)}),");
+            // A model with blocks: also its activations with Recompute.Blocks (fp32, bf16), which --recompute may choose.
+            string recomputed = memory.Recomputed is { } r ? $", {CSharpLiterals.Long(r.Fp32)}, {CSharpLiterals.Long(r.Bf16)}" : "";
+            w.Line($"    }}, {CSharpLiterals.Long(memory.ActivationBytesPerSample)}, {CSharpLiterals.Long(memory.ActivationBytesPerSampleBf16)}{recomputed}),");
         }
 
         /// <summary>One <c>Name = value,</c> line of the plan, as every checked plan value is written.</summary>

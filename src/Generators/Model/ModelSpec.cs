@@ -71,7 +71,11 @@ namespace ModelDsl.Generators.Model
     /// per-rank bytes by shard level the generated plan shows (its lines, at the declared settings).
     /// </summary>
     internal sealed record MemorySpec(EquatableArray<long> ParameterTensors, long ActivationBytesPerSample, long ActivationBytesPerSampleBf16,
-        string Description, EquatableArray<string> Table);
+        string Description, EquatableArray<string> Table)
+    {
+        /// <summary>The activation bytes per sample with Recompute.Blocks (fp32, bf16); null for a model without a block.</summary>
+        public (long Fp32, long Bf16)? Recomputed { get; init; }
+    }
 
     /// <summary>The checked values of a [Parallel] attribute: the mode and world size, and every plan value it sets.</summary>
     internal sealed record ParallelSpec(ParallelMode Mode, int WorldSize, EquatableArray<PlanValue> Values);

@@ -46,19 +46,20 @@ namespace ModelDsl.Generators.Parsing
             var shard = parallel?.Values.FirstOrDefault(v => v.Name == nameof(ParallelAttribute.Shard)) is { } declared
                 && Enum.TryParse<ShardLevel>((string)declared.Value, out var level) ? level : ShardLevel.None;
             var optimizer = (Optimizer)Enum.Parse(typeof(Optimizer), train.Optimizer);
-            // The declared precision goes here once [Train(Precision)] exists; fp32 is what this plan trains in.
-            var precision = MemoryPrecision.Float32;
-            string description = MemoryPlan.Describe(optimizer, train.Momentum, precision, worldSize, train.BatchSize);
-            var table = MemoryPlan.Table(model, optimizer, train.Momentum, precision, worldSize, train.BatchSize)
+            // The declared precision and recomputation: the plan the compiler prints and checks is the declared run's.
+            var precision = Declared(train, nameof(TrainAttribute.Precision)) == nameof(Precision.BFloat16) ? MemoryPrecision.BFloat16 : MemoryPrecision.Float32;
+            bool recompute = Declared(train, nameof(TrainAttribute.Recompute)) == nameof(Recompute.Blocks);
+            string description = MemoryPlan.Describe(optimizer, train.Momentum, precision, worldSize, train.BatchSize, recompute);
+            var table = MemoryPlan.Table(model, optimizer, train.Momentum, precision, worldSize, train.BatchSize, recompute: recompute)
                 .TrimEnd('\n').Split('\n');
 
             if (train.MemoryBudgetMB > 0)
             {
-                var bytes = MemoryPlan.For(model, optimizer, train.Momentum, precision, shard, worldSize, train.BatchSize);
+                var bytes = MemoryPlan.For(model, optimizer, train.Momentum, precision, shard, worldSize, train.BatchSize, recompute: recompute);
                 if (bytes.Total > train.MemoryBudgetMB * MiB)
                 {
                     var (term, largest) = bytes.Largest();
-                    string fit = Fit(model, optimizer, train.Momentum, precision, shard, worldSize, train.BatchSize, train.MemoryBudgetMB * MiB);
+                    string fit = Fit(model, optimizer, train.Momentum, precision, recompute, shard, worldSize, train.BatchSize, train.MemoryBudgetMB * MiB);
                     report(DiagnosticDescriptors.MemoryOverBudget,
                         LayerAttributeReader.For(trainAttribute).ArgumentLocation(nameof(TrainAttribute.MemoryBudgetMB)),
                         new[] { modelName, Mb(bytes.Total), description, PlanArguments.Num(train.MemoryBudgetMB), term, Mb(largest), fit });
@@ -67,18 +68,28 @@ namespace ModelDsl.Generators.Parsing
             return train with
             {
                 Memory = new MemorySpec(model.ParameterTensors.ToEquatableArray(), model.ActivationBytesPerSample, model.ActivationBytesPerSampleBf16,
-                    description, table.ToEquatableArray()),
+                    description, table.ToEquatableArray())
+                {
+                    Recomputed = layers.Any(IsBlock) ? (model.RecomputedActivationBytesPerSample, model.RecomputedActivationBytesPerSampleBf16) : null,
+                },
             };
         }
+
+        /// <summary>The enum member a [Train] value was written as, or null when it was left at its default.</summary>
+        private static string? Declared(TrainSpec train, string name) =>
+            train.Values.FirstOrDefault(v => v.Name == name)?.Value as string;
+
+        /// <summary>A layer Recompute.Blocks recomputes: a TransformerBlock (each of its copies) or a composed [Block].</summary>
+        private static bool IsBlock(LayerSpec layer) => layer.Kind == LayerKind.TransformerBlock || layer.Kind == LayerKind.Model;
 
         /// <summary>
         /// What would fit the budget, as a sentence: a higher shard level at the declared world size, else sharding over
         /// more ranks, else a smaller batch; else what the model state alone needs.
         /// </summary>
-        private static string Fit(MemoryModel model, Optimizer optimizer, double momentum, MemoryPrecision precision, ShardLevel shard,
+        private static string Fit(MemoryModel model, Optimizer optimizer, double momentum, MemoryPrecision precision, bool recompute, ShardLevel shard,
             int worldSize, int batch, double budget)
         {
-            MemoryBytes At(ShardLevel level, int ranks, int samples) => MemoryPlan.For(model, optimizer, momentum, precision, level, ranks, samples);
+            MemoryBytes At(ShardLevel level, int ranks, int samples) => MemoryPlan.For(model, optimizer, momentum, precision, level, ranks, samples, recompute: recompute);
             var implemented = new[] { ShardLevel.OptimizerState, ShardLevel.Gradients, ShardLevel.Parameters };
             if (worldSize > 1)
                 foreach (var level in implemented.Where(l => l > shard))
@@ -89,7 +100,7 @@ namespace ModelDsl.Generators.Parsing
                     if (At(level, ranks, batch).Total <= budget)
                         return $"[Parallel(ParallelMode.Sync, WorldSize = {ranks}, Shard = ShardLevel.{level})] would make it {Mb(At(level, ranks, batch).Total)} MiB per rank";
             var state = At(shard, worldSize, 0);
-            long perSample = model.ActivationBytes(precision);
+            long perSample = model.ActivationBytes(precision, recompute);
             if (state.Total < budget && perSample > 0)
             {
                 long samples = (long)((budget - state.Total) / perSample);
@@ -115,23 +126,41 @@ namespace ModelDsl.Generators.Parsing
             for (int i = 1; i < input.Length && i - 1 < train.SampleShape.Count; i++)
                 if (!input[i].IsConcrete && input[i].Symbol is { } symbol) symbols[symbol] = train.SampleShape[i - 1];
 
-            long fp32 = 0, bf16 = 0;
+            // Per element size (4: fp32, 2: bf16): the plain run's bytes, and with Recompute.Blocks the bytes kept after the
+            // forward plus the largest single block's internals (alive while its backward runs it again).
+            var plain = new long[2];
+            var kept = new long[2];
+            var largestBlock = new long[2];
             long lastElements = 0;
             foreach (var layer in layers)
             {
                 if (PerSample(layer.OutputText, symbols) is not { } elements) return null;
-                fp32 = checked(fp32 + layer.Kind.ActivationBytes(layer.Args.Own, elements, 4));
-                bf16 = checked(bf16 + layer.Kind.ActivationBytes(layer.Args.Own, elements, 2));
+                for (int i = 0; i < 2; i++)
+                {
+                    int size = i == 0 ? 4 : 2;
+                    long bytes = layer.Kind.ActivationBytes(layer.Args.Own, elements, size);
+                    plain[i] = checked(plain[i] + bytes);
+                    if (layer.Args.Own is TransformerArguments t)
+                    {
+                        // Each copy keeps only its output (the next copy's input); one copy's internals at a time in backward.
+                        kept[i] = checked(kept[i] + t.Repeat * elements * size);
+                        largestBlock[i] = Math.Max(largestBlock[i], bytes / Math.Max(1, t.Repeat));
+                    }
+                    else kept[i] = checked(kept[i] + bytes); // a composed [Block] counts its output only, recomputed or not
+                }
                 lastElements = elements;
             }
             if (train.Loss == nameof(Loss.CrossEntropy))
             {
                 // cross_entropy = log_softmax (kept for backward) then nll_loss.
-                fp32 = checked(fp32 + lastElements * 4);
-                bf16 = checked(bf16 + lastElements * 2);
+                for (int i = 0; i < 2; i++)
+                {
+                    plain[i] = checked(plain[i] + lastElements * (i == 0 ? 4 : 2));
+                    kept[i] = checked(kept[i] + lastElements * (i == 0 ? 4 : 2));
+                }
             }
             var tensors = layers.SelectMany(l => l.Kind.ParameterTensors(l)).ToArray();
-            return new MemoryModel(tensors, fp32, bf16);
+            return new MemoryModel(tensors, plain[0], plain[1], checked(kept[0] + largestBlock[0]), checked(kept[1] + largestBlock[1]));
         }
 
         /// <summary>Elements per sample of a layer's output "(B, C, H, W)": every dim but the first (the batch).</summary>

@@ -113,6 +113,12 @@ namespace ModelDsl.Generators.Parsing
                 && !layerKinds.Any(k => k.Autocast == AutocastPolicy.BFloat16 || k == LayerKind.Model))
                 report(DiagnosticDescriptors.PrecisionWithoutMatrixProducts, reader.ArgumentLocation(nameof(TrainAttribute.Precision)), new[] { modelName });
 
+            // Recompute.Blocks recomputes TransformerBlock layers and composed [Block]s; a model with neither has nothing to recompute.
+            string? recompute = args.Enum(nameof(TrainAttribute.Recompute), nameof(Recompute.None), DiagnosticDescriptors.InvalidTrainingSetting);
+            if (recompute == nameof(Recompute.Blocks) && layerKinds is { Count: > 0 }
+                && !layerKinds.Any(k => k == LayerKind.TransformerBlock || k == LayerKind.Model))
+                report(DiagnosticDescriptors.RecomputeWithoutBlock, reader.ArgumentLocation(nameof(TrainAttribute.Recompute)), new[] { modelName });
+
             // A language model: token ids (B, T) in, next-token scores (B, T, V) out. It trains on a text file with a
             // target per position, in windows of T characters (SequenceLength binds a symbolic T).
             bool language = inputIsInteger && input is { Length: 2 } && output is { Length: 3 } && output[0].Equals(input[0]) && output[1].Equals(input[1]);
@@ -207,6 +213,7 @@ namespace ModelDsl.Generators.Parsing
             args.AddIfWritten(values, nameof(TrainAttribute.GradientAccumulation), accumulation);
             args.AddIfWritten(values, nameof(TrainAttribute.MemoryBudgetMB), memoryBudget);
             args.AddIfWritten(values, nameof(TrainAttribute.Precision), precision, nameof(Precision));
+            args.AddIfWritten(values, nameof(TrainAttribute.Recompute), recompute, nameof(Recompute));
             if (language)
                 values.Add(new("IsLanguageModel", true,
                     Before: $"Token ids (B, T) -> scores (B, T, V): trained on a text file in windows of {Int(sample[0])} characters, a target per position."));

@@ -39,11 +39,14 @@ public sealed class Repeated : nn.Module<Tensor, Tensor>, ILayerHost
     /// <summary>The copies, in the order they run (what each slot holds now).</summary>
     public IReadOnlyList<nn.Module<Tensor, Tensor>> Copies => _copies;
 
+    /// <summary>Whether each copy keeps only its input and runs again in backward (<see cref="Runtime.Training.BlockRecompute"/>).</summary>
+    internal bool Recompute { get; set; }
+
     /// <summary>Runs the copies in sequence.</summary>
     public override Tensor forward(Tensor input)
     {
         var x = input;
-        foreach (var copy in _copies) x = copy.call(x);
+        foreach (var copy in _copies) x = Recompute ? Runtime.Training.BlockRecompute.Run(copy, x) : copy.call(x);
         return x;
     }
 

@@ -42,11 +42,14 @@ public sealed class TransformerBlock : nn.Module<Tensor, Tensor>, ILayerHost
     /// <summary>The layers, in the order they run.</summary>
     public IReadOnlyList<TransformerLayer> Layers => _layers;
 
+    /// <summary>Whether each layer keeps only its input and runs again in backward (<see cref="Runtime.Training.BlockRecompute"/>).</summary>
+    internal bool Recompute { get; set; }
+
     /// <summary>Runs the layers in sequence.</summary>
     public override Tensor forward(Tensor input)
     {
         var x = input;
-        foreach (var layer in _layers) x = layer.call(x);
+        foreach (var layer in _layers) x = Recompute ? Runtime.Training.BlockRecompute.Run(layer, x) : layer.call(x);
         return x;
     }
 

@@ -39,11 +39,36 @@ namespace ModelDsl.Runtime.Training
             if (Armed && HeapInUse() is { } heap) _heapBefore = heap;
         }
 
-        /// <summary>After the loss of a measured step, before backward.</summary>
+        /// <summary>After the loss of a measured step, before backward: from here its backward's recomputed blocks are measured too.</summary>
         public void AfterLoss()
         {
-            if (Armed && HeapInUse() is { } heap) _activations = heap - _heapBefore;
+            if (Armed && HeapInUse() is { } heap)
+            {
+                _activations = heap - _heapBefore;
+                _largestRecompute = 0;
+                Recording = this;
+            }
         }
+
+        /// <summary>
+        /// The probe of the step whose backward is running, while it measures (<see cref="BlockRecompute"/> reports each
+        /// recomputed block's internals to it); null otherwise.
+        /// </summary>
+        internal static MemoryProbe? Recording { get; private set; }
+
+        private long _largestRecompute;
+
+        /// <summary>After the backward of a measured step: recomputed blocks are no longer this step's.</summary>
+        public void AfterBackward()
+        {
+            if (ReferenceEquals(Recording, this)) Recording = null;
+        }
+
+        /// <summary>
+        /// A block recomputed in backward allocated <paramref name="bytes"/> for its forward: the activations a step holds
+        /// at most are those kept after the loss plus the largest of these (one block's internals at a time).
+        /// </summary>
+        internal void RecomputedBlock(long bytes) => _largestRecompute = Math.Max(_largestRecompute, bytes);
 
         /// <summary>After a measured step (the optimiser stepped, the strategy synchronised): the model-state tensors.</summary>
         public void AfterStep(nn.Module model, OptimizerHelper optimizer)
@@ -61,7 +86,7 @@ namespace ModelDsl.Runtime.Training
                 Parameters = parameters.Sum(Bytes),
                 Gradients = gradients,
                 OptimizerState = OptimizerStateBytes(optimizer),
-                Activations = _activations,
+                Activations = _activations + _largestRecompute,
             };
         }
 
@@ -76,7 +101,7 @@ namespace ModelDsl.Runtime.Training
             MemoryFigures? planned = null;
             if (plan.Memory is { } model)
             {
-                var b = MemoryPlan.For(model, plan.Optimizer, plan.Momentum, precision, shard, worldSize, plan.BatchSize, rank);
+                var b = MemoryPlan.For(model, plan.Optimizer, plan.Momentum, precision, shard, worldSize, plan.BatchSize, rank, plan.Recompute == Recompute.Blocks);
                 planned = new MemoryFigures
                 {
                     Parameters = b.Parameters, Gradients = b.Gradients, OptimizerState = b.OptimizerState, Activations = b.Activations, Total = b.Total,
@@ -97,8 +122,9 @@ namespace ModelDsl.Runtime.Training
             };
         }
 
-        /// <summary>The precision the run trains in: fp32 (bf16 mixed precision plugs in here with its plan setting).</summary>
-        public static MemoryPrecision RunPrecision(TrainingPlan plan) => MemoryPrecision.Float32;
+        /// <summary>The precision the run trains in, as the plan says (the trainer passes fp32 where bf16 fell back).</summary>
+        public static MemoryPrecision RunPrecision(TrainingPlan plan) =>
+            plan.Precision == Precision.BFloat16 ? MemoryPrecision.BFloat16 : MemoryPrecision.Float32;
 
         /// <summary>Bytes of the optimiser's state tensors (momentum buffers, Adam's moments; an emptied shard counts 0).</summary>
         public static long OptimizerStateBytes(OptimizerHelper optimizer)

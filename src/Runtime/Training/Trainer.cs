@@ -50,6 +50,8 @@ namespace ModelDsl.Runtime.Training
             {
                 var outputs = new RunOutputs(options, progress, primary);
                 using var precision = MixedPrecision.TrainingPrecision.Create(plan.Precision, model, create, device, options.Cpu ?? MixedPrecision.CpuFeatures.Current, outputs.Note);
+                // Recompute.Blocks: the blocks of the module the steps run keep only their input until training ends.
+                using var recompute = plan.Recompute == Recompute.Blocks ? BlockRecompute.Apply(precision.Module) : null;
                 var loop = new EpochLoop(options, model, optimizer, strategy, data, outputs, device, precision);
                 var history = new List<EpochMetrics>();
                 int startEpoch = 0;
@@ -111,6 +113,7 @@ namespace ModelDsl.Runtime.Training
                     }
                 }
 
+                recompute?.Dispose(); // evaluation, the report and the optimisation passes see the model as declared
                 double trainSeconds = clock.Elapsed.TotalSeconds;
                 bool hasAccuracy = LossFunctions.HasAccuracy(plan.Loss);
                 double? testAccuracy = null;
@@ -144,7 +147,9 @@ namespace ModelDsl.Runtime.Training
                     Precision = precision.Name,
                 };
                 strategy.Finish(model, report);
-                report.SetSection("memory", loop.Memory.Report(plan, strategy.Rank, strategy.WorldSize));
+                // The plan at the precision that ran (bf16 falls back to fp32 on a CPU without bfloat16 instructions).
+                var ran = precision.Name == "bf16" ? plan : plan with { Precision = Precision.Float32 };
+                report.SetSection("memory", loop.Memory.Report(ran, strategy.Rank, strategy.WorldSize));
                 // The best checkpoint's test accuracy, for the final lines: what evaluate will say of it (rank 0 only).
                 double? bestTestAccuracy = null;
                 if (primary && data.Test is { } testData && hasAccuracy && best.BestEpoch is { } bestEpoch && bestEpoch != history[^1].Epoch

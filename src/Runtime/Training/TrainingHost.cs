@@ -187,8 +187,8 @@ namespace ModelDsl.Runtime.Training
             var precision = MemoryProbe.RunPrecision(plan);
             int ranks = Math.Max(1, plan.WorldSize);
             var shard = plan.Mode == ParallelMode.Sync && ranks > 1 ? plan.Shard : ShardLevel.None;
-            Console.WriteLine($"Memory per rank ({MemoryPlan.Describe(plan.Optimizer, plan.Momentum, precision, ranks, plan.BatchSize)}; this run: shard {MemoryPlan.ShardName(shard)}):");
-            Console.WriteLine(MemoryPlan.Table(memory, plan.Optimizer, plan.Momentum, precision, ranks, plan.BatchSize, indent: "  "));
+            Console.WriteLine($"Memory per rank ({MemoryPlan.Describe(plan.Optimizer, plan.Momentum, precision, ranks, plan.BatchSize, plan.Recompute == Recompute.Blocks)}; this run: shard {MemoryPlan.ShardName(shard)}):");
+            Console.WriteLine(MemoryPlan.Table(memory, plan.Optimizer, plan.Momentum, precision, ranks, plan.BatchSize, indent: "  ", recompute: plan.Recompute == Recompute.Blocks));
         }
 
         private static int LocalRanks(int worldSize) =>

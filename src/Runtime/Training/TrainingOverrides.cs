@@ -45,6 +45,7 @@ namespace ModelDsl.Runtime.Training
             all.AddRange(RunAndOutput(plan));
             all.AddRange(Parallel(plan, environment));
             all.Add(Precision(plan));
+            all.Add(Recomputation(plan));
             return all;
         }
 
@@ -217,6 +218,17 @@ namespace ModelDsl.Runtime.Training
                 return o with { Plan = o.Plan with { Precision = chosen } };
             });
         }
+
+        /// <summary>Activation recomputation: <c>none</c>, or <c>blocks</c> (each block keeps only its input and runs again in backward).</summary>
+        public static TrainingOverride Recomputation(TrainingPlan plan)
+        {
+            var recompute = new Option<string>("--recompute") { Description = $"Activation recomputation: none, or blocks (each Transformer or [Block] layer keeps only its input and runs its forward again in backward) (declared: {RecomputeName(plan.Recompute)})", HelpName = "none|blocks", DefaultValueFactory = _ => RecomputeName(plan.Recompute) };
+            recompute.AcceptOnlyFromAmong("none", "blocks");
+            return TrainingOverride.Of(recompute, (o, v) => o with { Plan = o.Plan with { Recompute = v == "blocks" ? Recompute.Blocks : Recompute.None } });
+        }
+
+        /// <summary>The <c>--recompute</c> spelling of a setting (<c>none</c>, <c>blocks</c>).</summary>
+        internal static string RecomputeName(Recompute recompute) => recompute == Recompute.Blocks ? "blocks" : "none";
 
         /// <summary>The <c>--precision</c> spelling of a precision (<c>fp32</c>, <c>bf16</c>), as the report writes it.</summary>
         internal static string PrecisionName(ModelDsl.Precision precision) => precision == ModelDsl.Precision.BFloat16 ? "bf16" : "fp32";

@@ -173,6 +173,13 @@ namespace ModelDsl.Runtime.Training
         [NotInFingerprint("checkpoints hold the float32 master weights either way: a run may resume in the other precision")]
         public Precision Precision { get; init; }
 
+        /// <summary>
+        /// Activation recomputation (<c>--recompute</c>): each block keeps only its input and runs its forward again in
+        /// backward (<see cref="BlockRecompute"/>). The gradients are the plain run's.
+        /// </summary>
+        [NotInFingerprint("the gradients are the plain run's: a run may resume with recomputation on or off")]
+        public Recompute Recompute { get; init; }
+
         /// <summary>The loss as the progress and the reports name it: the [Loss] method, or the declared loss.</summary>
         public string LossName => CustomLoss is null || LossMethod.Length == 0 ? Loss.ToString() : $"{LossMethod} ([Loss] method)";
 

@@ -76,6 +76,7 @@ namespace ModelDsl.Runtime.Training
             if (_groupFinite)
             {
                 (weight == 1 ? loss : loss * weight).backward();
+                Probe?.AfterBackward();
                 _precision.CollectGradients();
             }
             long correct = LossFunctions.CountCorrect(_loss, output, y);

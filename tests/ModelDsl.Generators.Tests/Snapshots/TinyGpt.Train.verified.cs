@@ -26,13 +26,13 @@ namespace Samples.Text
             // The per-rank memory plan (AdamW, fp32, batch 64 per rank, 1 rank); docs/memory.md:
             //   shard  parameters  gradients  optimizer state  activations  total MiB
             //   none          0.2        0.2              0.5         15.6       16.6
-            // From the parameter tensors' elements (model order) and the activation bytes per sample (fp32, bf16).
+            // From the parameter tensors' elements (model order) and the activation bytes per sample (fp32, bf16; blocks recomputed: fp32, bf16).
             Memory = new global::ModelDsl.Runtime.Training.MemoryModel(new long[]
             {
                 3120, 1536, 48, 48, 6912, 144, 2304, 48, 48, 48, 9216, 192,
                 9216, 48, 48, 48, 6912, 144, 2304, 48, 48, 48, 9216, 192,
                 9216, 48, 48, 48, 65,
-            }, 256256, 128128),
+            }, 256256, 128128, 157952, 78976),
             // [Prune] and [Quantize], in declaration order: they run after training.
             Passes = new global::ModelDsl.Runtime.Optimization.OptimizationPass[]
             {

@@ -68,6 +68,9 @@ namespace ModelDsl.Runtime.Training.MixedPrecision
         /// <inheritdoc/>
         public string Name => "bf16";
 
+        /// <inheritdoc/>
+        public nn.Module<Tensor, Tensor> Module => _working;
+
         /// <summary>How many of the working copy's parameters are bfloat16, of all it trains (a test's view).</summary>
         public (int BFloat16, int All) ParameterDtypes => (_parameters.Count(p => p.Working.dtype == ScalarType.BFloat16), _parameters.Length);
 

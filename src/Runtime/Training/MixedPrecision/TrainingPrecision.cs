@@ -22,6 +22,9 @@ namespace ModelDsl.Runtime.Training.MixedPrecision
         /// </summary>
         Tensor Forward(Tensor x, bool weightsChanged);
 
+        /// <summary>The module <see cref="Forward"/> runs: the model, or its working copy (where blocks recompute, <see cref="BlockRecompute"/>).</summary>
+        nn.Module<Tensor, Tensor> Module { get; }
+
         /// <summary>After each backward: adds the gradients it produced to the model's float32 parameters' <c>.grad</c>.</summary>
         void CollectGradients();
     }
@@ -36,6 +39,8 @@ namespace ModelDsl.Runtime.Training.MixedPrecision
 
         /// <inheritdoc/>
         public string Name => "fp32";
+        /// <inheritdoc/>
+        public nn.Module<Tensor, Tensor> Module => _model;
         /// <inheritdoc/>
         public Tensor Forward(Tensor x, bool weightsChanged) => _model.call(x);
         /// <inheritdoc/>
