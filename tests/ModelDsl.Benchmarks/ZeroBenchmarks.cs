@@ -18,7 +18,7 @@ namespace ModelDsl.Benchmarks;
 /// three, so load from other processes on the machine hits them alike, and each step time is the median round. The
 /// model-state bytes per rank are the trainer's own measurement (<see cref="MemoryProbe"/>, the report's
 /// <c>memory.measured</c>) after a step, beside ZeRO's formulas in fp32 (4 + 4 + 8 bytes per parameter for Adam).
-/// Stage 3 is not implemented (MD0212), so it has the formula only. zero_peer.py is the PyTorch side.
+/// Stage 3 partitions whole tensors between the ranks (docs/memory.md). zero_peer.py is the PyTorch side.
 /// </summary>
 public static class ZeroBenchmarks
 {
@@ -86,6 +86,7 @@ public static class ZeroBenchmarks
         var configs = new List<Config>
         {
             new("DDP", group, null), new("ZeRO-1 (OptimizerState)", group, ShardLevel.OptimizerState), new("ZeRO-2 (Gradients)", group, ShardLevel.Gradients),
+            new("ZeRO-3 (Parameters)", group, ShardLevel.Parameters),
         };
         foreach (var c in configs)
             c.Start();
@@ -141,8 +142,8 @@ public static class ZeroBenchmarks
         if (group.Rank == 0)
         {
             long psi = configs[0].Model.parameters().Sum(p => p.numel());
-            string[] formulas = { "16Ψ", "4Ψ + 4Ψ + 8Ψ/N", "4Ψ + 12Ψ/N" };
-            double[] formula = { 16.0 * psi, 8.0 * psi + 8.0 * psi / n, 4.0 * psi + 12.0 * psi / n };
+            string[] formulas = { "16Ψ", "4Ψ + 4Ψ + 8Ψ/N", "4Ψ + 12Ψ/N", "16Ψ/N" };
+            double[] formula = { 16.0 * psi, 8.0 * psi + 8.0 * psi / n, 4.0 * psi + 12.0 * psi / n, 16.0 * psi / n };
             double ddpTime = Median(times[0]);
             Console.WriteLine(FormattableString.Invariant($"ZeroMlp: Ψ = {psi:N0}, fp32 Adam, batch {Batch} per rank, {n} ranks × 1 thread, {rounds} interleaved rounds of {steps} steps"));
             Console.WriteLine("| configuration | rank | parameters | gradients | optimizer state | model state | fp32 formula | formula bytes | measured / formula | step (ms, median) | vs DDP | loss after |");
@@ -157,7 +158,6 @@ public static class ZeroBenchmarks
                         $"| {configs[k].Name} | {rank} | {p:N0} | {g:N0} | {o:N0} | {total:N0} | {formulas[k]} | {formula[k]:N0} | {total / formula[k]:F3} | {time:F1} | {time / ddpTime:F2} | {losses[k]:F6} |"));
                 }
             }
-            Console.WriteLine(FormattableString.Invariant($"| ZeRO-3 (Parameters): not implemented (MD0212) | | | | | | 16Ψ/N | {16.0 * psi / n:N0} | | | | |"));
             Console.WriteLine("step times, every round (ms): " + string.Join("; ", configs.Select((c, k) => c.Name + " " + string.Join(" ", times[k].Select(t => t.ToString("F1", CultureInfo.InvariantCulture))))));
         }
         foreach (var c in configs)
