@@ -93,6 +93,15 @@ public class MultiInputDiagnosticTests
         """);
 
     [Fact]
+    public void InputNamedLikeAGeneratedMember_OrOverflowingTheRow_ReportsMD0031_OnTheEntry() => Markup.Verify("""
+        [Model(Inputs = new[] { "a: B, 4", {|MD0031:"forward: B, 2"|}, {|MD0031:"__Head: B, 2"|}, {|MD0031:"big: B, 2147483647, 2147483647, 2147483647"|} })]
+        public partial class M
+        {
+            [Linear(3)] public partial Linear Head { get; }
+        }
+        """);
+
+    [Fact]
     public void AnInputNobodyReads_ReportsMD0032_OnItsEntry()
     {
         var run = Markup.Verify("""

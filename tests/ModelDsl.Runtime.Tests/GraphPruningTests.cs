@@ -287,8 +287,9 @@ namespace ModelDsl.Runtime.Tests.GraphPruning
             Assert.True(loaded.call(x).allclose(model.call(x), rtol: 1e-5, atol: 1e-6));
         }
 
-        [Fact(Skip = "Open bug: run after the other tests of this class (not alone) the second fine-tuning step's loss is NaN " +
-                     "(1.50, NaN, NaN, ...), as the trainer's fine-tuning of the MnistResNet cut; cause not found yet")]
+        [Fact(Skip = "Open bug (docs/optimization.md, targets inside blocks): the loss turns NaN at the 2nd-4th AdamW step after " +
+                     "cuts inside blocks, and the 2nd step's loss differs between runs with the same seed (memory read before " +
+                     "it is written?); it fails alone too when a GC runs first; holding the replaced modules alive does not help")]
         public void CutInsideBlocks_FineTunes_WithFiniteLosses()
         {
             // Fine-tuning after the cut trains the new, smaller layers inside the blocks (AdamW, train mode).

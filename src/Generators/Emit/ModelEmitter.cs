@@ -232,7 +232,7 @@ namespace ModelDsl.Generators.Emit
             w.Line($"/// <summary>The inputs packed side by side in one row per sample, {Xml(model.InputText)}: what <c>forward(input)</c> and the trainer's data rows hold.</summary>");
             w.Line(GeneratorInfo.Attribute);
             w.Line($"public static {Tensor} Pack({parameters}) =>");
-            w.Line($"    global::TorchSharp.torch.cat(new {Tensor}[] {{ {string.Join(", ", names.Select(n => $"{n}.reshape({n}.shape[0], -1)"))} }}, 1);");
+            w.Line($"    global::TorchSharp.torch.cat(new {Tensor}[] {{ {string.Join(", ", names.Select((n, i) => $"{n}.reshape({n}.shape[0], {model.Inputs[i].Elements}L)"))} }}, 1);");
         }
 
         /// <summary>The C# names of a model's inputs (its forward's parameters): each input's name, never a keyword.</summary>

@@ -437,6 +437,10 @@ namespace ModelDsl.Generators.Parsing
                 else if (inputs.Any(x => x.Name == name)) problem = $"two inputs are named '{name}'; each input needs its own name";
                 else if (dims.Length < 2 || dims.Skip(1).Any(d => !d.IsConcrete))
                     problem = $"input '{name}' is {ShapeText.Format(dims)}; after the batch dim every size must be a number (the inputs sit side by side in one data row)";
+                else if (name.StartsWith("__", StringComparison.Ordinal) || name == "forward" || name == "Pack")
+                    problem = $"the input name '{name}' is taken by the generated class (its forward, Pack or a layer slot '__Name'); name it otherwise";
+                else if (dims.Skip(1).Aggregate(1.0, (n, d) => n * d.Size) + inputs.Sum(x => (double)x.Elements) > int.MaxValue)
+                    problem = $"input '{name}' makes a packed row of more than {int.MaxValue:N0} values per sample; libtorch's column index would overflow";
                 else if (inputs.Count > 0 && !dims[0].Equals(inputs[0].Shape[0]))
                     problem = $"input '{name}' has batch dim {dims[0]}, but '{inputs[0].Name}' has {inputs[0].Shape[0]}; every input shares the batch";
                 if (problem is not null)

@@ -179,7 +179,7 @@ namespace ModelDsl.Generators.Parsing
 
         /// <summary>
         /// The layers a target names (<see cref="LayerPath"/>), each with the scope — the model, or a composed model or
-        /// repeated block's copy inside it — whose layer table the pass checks and changes; none, with MD0301 on
+        /// repeated block's copy inside it — whose layer table the pass checks and changes; none, with MD0302 on
         /// <c>Targets</c>, when the path names no layer.
         /// </summary>
         private static IEnumerable<(Scope Scope, string Name)> Resolve(Scope model, string target, PlanArguments args)

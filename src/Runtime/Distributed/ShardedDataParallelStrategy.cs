@@ -216,7 +216,7 @@ public sealed class ShardedDataParallelStrategy : ITrainingStrategy
         var section = report.GetSection<DistributedReport>("distributed") ?? new DistributedReport();
         section.Shard = MemoryPlan.ShardName(Level);
         // Stage 2 reduce-scatters one flat buffer: DDP's gradient buckets exist underneath but never run.
-        if (Level == ShardLevel.Gradients) section.Buckets = 0;
+        if (Level >= ShardLevel.Gradients) section.Buckets = 0;
         section.AllReduceSeconds += _communication.TotalSeconds;
         section.CommFraction = section.AllReduceSeconds / Math.Max(report.TrainSeconds, 1e-9);
         section.BytesCommunicated = BytesCommunicated;

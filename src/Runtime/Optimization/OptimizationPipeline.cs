@@ -302,7 +302,7 @@ namespace ModelDsl.Runtime.Optimization
                 {
                     TorchSharp.Modules.Conv2d conv => conv.in_channels,
                     TorchSharp.Modules.Linear linear => linear.in_features,
-                    _ => throw new TrainingException($"structured pruning of '{target}': '{consumer.Layer}' is a {module.GetType().Name}, which it cannot rewrite"),
+                    _ => throw new TrainingException($"structured pruning of '{prefix}{target}': '{prefix}{consumer.Layer}' is a {module.GetType().Name}, which it cannot rewrite"),
                 };
                 host.ReplaceLayer(consumer.Layer, Prune.KeepInputs(module, Around(keep, consumer.Offset, channels, inputs / consumer.Spatial, consumer.Spatial)));
             }
@@ -312,7 +312,7 @@ namespace ModelDsl.Runtime.Optimization
         /// <summary>
         /// The layers a pass target names (<see cref="LayerPath"/>: <c>"Stem"</c>, <c>"Stage1.0.Conv1"</c>,
         /// <c>"Stage1.*.Conv1"</c>), each with the model or block that holds it and its path prefix. The compiler resolved
-        /// the same path (MD0301 when it names nothing); a model whose layers differ is a usage error.
+        /// the same path (MD0302 when it names nothing); a model whose layers differ is a usage error.
         /// </summary>
         internal static IReadOnlyList<(ILayerHost Host, string Prefix, string Name)> Resolve(ILayerHost host, string target) =>
             LayerPath.Resolve(host, target, h => h.LayerNames, (h, name) => h.GetLayer(name) as ILayerHost, out string error)

@@ -127,7 +127,7 @@ namespace ModelDsl.Runtime.Training
                 // The block's intermediate tensors are freed here, not at the end of the step: that is the saving.
                 using var scope = torch.NewDisposeScope();
                 var y = block.call(x);
-                return ReferenceEquals(y, x) ? y.alias() : y.MoveToOuterDisposeScope();
+                return ReferenceEquals(y, x) ? y.alias().MoveToOuterDisposeScope() : y.MoveToOuterDisposeScope();
             }
 
             public override List<Tensor> backward(autograd.AutogradContext ctx, Tensor grad_output)
@@ -135,27 +135,35 @@ namespace ModelDsl.Runtime.Training
                 var block = (nn.Module<Tensor, Tensor>)ctx.get_data("block");
                 var rng = (byte[])ctx.get_data("rng");
                 var parameters = (Tensor[])ctx.get_data("parameters");
-                var x = ctx.get_saved_variables()[0];
 
                 using var scope = torch.NewDisposeScope();
+                var x = ctx.get_saved_variables()[0];
                 long? heapBefore = MemoryProbe.Recording is not null ? MemoryProbe.HeapInUse() : null;
                 var buffers = block.buffers().Select(b => (Buffer: b, Saved: b.clone())).ToArray();
                 var resume = torch.get_rng_state();
                 torch.set_rng_state(torch.tensor(rng, ScalarType.Byte));
                 Tensor input, y;
-                using (torch.enable_grad())
+                IList<Tensor> grads;
+                try
                 {
-                    input = x.detach().requires_grad_(x.requires_grad);
-                    y = block.call(input);
-                }
-                torch.set_rng_state(resume);
-                if (heapBefore is { } before && MemoryProbe.HeapInUse() is { } after) MemoryProbe.Recording?.RecomputedBlock(after - before);
+                    using (torch.enable_grad())
+                    {
+                        input = x.detach().requires_grad_(x.requires_grad);
+                        y = block.call(input);
+                    }
+                    if (heapBefore is { } before && MemoryProbe.HeapInUse() is { } after) MemoryProbe.Recording?.RecomputedBlock(after - before);
 
-                var wrt = (x.requires_grad ? new[] { input } : Array.Empty<Tensor>()).Concat(parameters).ToList();
-                var grads = torch.autograd.grad(new List<Tensor> { y }, wrt, new List<Tensor> { grad_output }, allow_unused: true);
-                // After the gradients: batch_norm's backward reads the running statistics it saved, unmodified.
-                using (torch.no_grad())
-                    foreach (var (buffer, saved) in buffers) buffer.copy_(saved);
+                    var wrt = (x.requires_grad ? new[] { input } : Array.Empty<Tensor>()).Concat(parameters).ToList();
+                    grads = torch.autograd.grad(new List<Tensor> { y }, wrt, new List<Tensor> { grad_output }, allow_unused: true);
+                }
+                finally
+                {
+                    // Also when the recomputation throws: the generator and (after the gradients: batch_norm's backward
+                    // reads the running statistics it saved, unmodified) the buffers as the forward left them.
+                    torch.set_rng_state(resume);
+                    using (torch.no_grad())
+                        foreach (var (buffer, saved) in buffers) buffer.copy_(saved);
+                }
                 var result = new List<Tensor> { null! };
                 int next = 0;
                 result.Add(x.requires_grad ? Keep(grads[next++]) : null!);

@@ -124,7 +124,7 @@ namespace Samples.Graphs
         /// <summary>The inputs packed side by side in one row per sample, (B, 68): what <c>forward(input)</c> and the trainer's data rows hold.</summary>
         [global::System.CodeDom.Compiler.GeneratedCode("ModelDsl.Generators", "0.1.0")]
         public static global::TorchSharp.torch.Tensor Pack(global::TorchSharp.torch.Tensor image, global::TorchSharp.torch.Tensor meta) =>
-            global::TorchSharp.torch.cat(new global::TorchSharp.torch.Tensor[] { image.reshape(image.shape[0], -1), meta.reshape(meta.shape[0], -1) }, 1);
+            global::TorchSharp.torch.cat(new global::TorchSharp.torch.Tensor[] { image.reshape(image.shape[0], 64L), meta.reshape(meta.shape[0], 4L) }, 1);
 
         // Layer access by name: the one checked path through which optimisation passes swap layers.
         /// <summary>The layer names in declaration order; each is also the registered sub-module name.</summary>
