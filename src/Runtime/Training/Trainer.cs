@@ -51,6 +51,8 @@ namespace ModelDsl.Runtime.Training
                 var outputs = new RunOutputs(options, progress, primary);
                 using var precision = MixedPrecision.TrainingPrecision.Create(plan.Precision, model, create, device, options.Cpu ?? MixedPrecision.CpuFeatures.Current, outputs.Note);
                 // Recompute.Blocks: the blocks of the module the steps run keep only their input until training ends.
+                if (plan.Recompute == Recompute.Blocks && BlockRecompute.CountBlocks(precision.Module) == 0)
+                    outputs.Note("--recompute blocks: the model has no block the trainer can recompute (a TransformerBlock, or a [Block] in a generated forward); it trains without recomputation");
                 using var recompute = plan.Recompute == Recompute.Blocks ? BlockRecompute.Apply(precision.Module) : null;
                 var loop = new EpochLoop(options, model, optimizer, strategy, data, outputs, device, precision);
                 var history = new List<EpochMetrics>();
