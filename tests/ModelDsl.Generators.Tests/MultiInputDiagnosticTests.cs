@@ -102,6 +102,15 @@ public class MultiInputDiagnosticTests
         """);
 
     [Fact]
+    public void ABadEntry_IsMD0031Only_NotAlsoMD0022OnTheLayersReadingTheInputs() => Markup.Verify("""
+        [Model(Inputs = new[] { "a: B, 4", {|MD0031:"b B, 2"|} })]
+        public partial class M
+        {
+            [Linear(3, From = "b")] public partial Linear Head { get; }
+        }
+        """);
+
+    [Fact]
     public void AnInputNobodyReads_ReportsMD0032_OnItsEntry()
     {
         var run = Markup.Verify("""

@@ -143,7 +143,9 @@ namespace ModelDsl.Generators.Parsing
             }
             var namedShapes = declaration.Inputs.Count == 0 ? null : declaration.Inputs.Select(i => (i.Name, i.Shape)).ToArray();
             var shapes = ShapeInference.Infer(type.Name, inputs, userForward ? null : input, inputIsInteger, userForward, hasErrors || input is null, _cancellation, outputLayer, namedShapes);
-            foreach (var problem in shapes.Problems) Report(problem, layers[problem.Layer], report);
+            // After an MD0031 on Inputs the input names are unknown: a source naming one is not reported again as MD0022.
+            foreach (var problem in shapes.Problems.Where(q => !(declaration.InputsInvalid && q.Kind == ShapeProblemKind.Source)))
+                Report(problem, layers[problem.Layer], report);
             if (!hasErrors && !shapes.Problems.Any(q => q.Kind is ShapeProblemKind.Source or ShapeProblemKind.TooFewSources))
                 foreach (var unread in declaration.Inputs.Where(i => !shapes.Layers.Any(l => l.Sources.Contains(i.Name))))
                     report(DiagnosticDescriptors.UnreadInput, unread.Location, new[] { type.Name, unread.Name });
@@ -255,6 +257,8 @@ namespace ModelDsl.Generators.Parsing
             public Location? OutputLocation;
             /// <summary>[Model(Inputs = ...)] when it declares several valid inputs (Input is then their packed row); else empty.</summary>
             public List<NamedInput> Inputs = new();
+            /// <summary>[Model(Inputs = ...)] was written but is wrong (MD0031): a source naming one of its inputs is not checked.</summary>
+            public bool InputsInvalid;
             /// <summary>Another base class: implement the partial properties alone.</summary>
             public bool StubsOnly;
             public bool HasErrors;
@@ -355,10 +359,11 @@ namespace ModelDsl.Generators.Parsing
 
             Dim[]? input = null;
             var namedInputs = new List<NamedInput>();
+            bool inputsInvalid = false;
             if (inputEntries is not null)
             {
                 namedInputs = ReadInputs(type.Name, modelAttribute!, inputEntries, inputText.Length > 0, report);
-                if (namedInputs.Count == 0) hasErrors = true;
+                if (namedInputs.Count == 0) { hasErrors = true; inputsInvalid = true; }
                 else input = PackedInput(namedInputs);
             }
             else if (!ShapeText.TryParse(inputText, out var parsedInput, out var inputError))
@@ -392,7 +397,7 @@ namespace ModelDsl.Generators.Parsing
 
             return new Declaration
             {
-                Containing = containing, InputText = input is null ? inputText : ShapeText.Format(input), Input = input, Inputs = namedInputs, InputType = inputType, InputIsInteger = inputIsInteger,
+                Containing = containing, InputText = input is null ? inputText : ShapeText.Format(input), Input = input, Inputs = namedInputs, InputsInvalid = inputsInvalid, InputType = inputType, InputIsInteger = inputIsInteger,
                 UserForward = userForward, StubsOnly = stubsOnly, HasErrors = hasErrors, OutputLayer = outputLayer, OutputLocation = outputLocation,
             };
         }
