@@ -105,8 +105,7 @@ namespace ModelDsl.Generators.Emit
         private static void WriteMultiInput(SourceWriter w, ModelSpec model, bool classifier)
         {
             var names = ModelEmitter.InputLocals(model);
-            string parameters = string.Join(", ", names.Select(n => $"{Tensor} {n}"));
-            string arguments = string.Join(", ", names);
+            var (parameters, arguments) = ModelEmitter.InputSignature(names);
             w.Line();
             w.Line("/// <summary>Each declared input's shape, checked by the overloads that take the inputs by name.</summary>");
             w.Line(GeneratorInfo.Attribute);

@@ -208,15 +208,14 @@ namespace ModelDsl.Generators.Emit
         private static void WritePackedForward(SourceWriter w, ModelSpec model)
         {
             var names = InputLocals(model);
-            string parameters = string.Join(", ", names.Select(n => $"{Tensor} {n}"));
-            string arguments = string.Join(", ", names);
+            var (parameters, arguments) = InputSignature(names);
             // [Model(Inputs)]: the packed row holds each input's per-sample elements, side by side in declaration order.
             w.Line("// [Model(Inputs)]: each input's columns of the packed row, reshaped to its declared shape.");
             long offset = 0;
             for (int i = 0; i < model.Inputs.Count; i++)
             {
                 var input = model.Inputs[i];
-                string sizes = string.Join(", ", input.Shape.Trim('(', ')').Split(',').Skip(1).Select(d => d.Trim() + "L"));
+                string sizes = string.Join(", ", input.Sizes.Select(d => d.ToString(global::System.Globalization.CultureInfo.InvariantCulture) + "L"));
                 w.Line($"var {names[i]} = input.narrow(1, {offset}L, {input.Elements}L).reshape(input.shape[0], {sizes}); // {input.Name} {input.Shape}: columns {offset}..{offset + input.Elements - 1}");
                 offset += input.Elements;
             }
@@ -234,6 +233,10 @@ namespace ModelDsl.Generators.Emit
             w.Line($"public static {Tensor} Pack({parameters}) =>");
             w.Line($"    global::TorchSharp.torch.cat(new {Tensor}[] {{ {string.Join(", ", names.Select((n, i) => $"{n}.reshape({n}.shape[0], {model.Inputs[i].Elements}L)"))} }}, 1);");
         }
+
+        /// <summary>A forward's parameter list and the matching argument list over the inputs' names.</summary>
+        internal static (string Parameters, string Arguments) InputSignature(string[] names) =>
+            (string.Join(", ", names.Select(n => $"{Tensor} {n}")), string.Join(", ", names));
 
         /// <summary>The C# names of a model's inputs (its forward's parameters): each input's name, never a keyword.</summary>
         internal static string[] InputLocals(ModelSpec model)

@@ -1,3 +1,4 @@
+using System.Linq;
 using ModelDsl.Shapes;
 using ModelDsl.Runtime.Pruning;
 using ModelDsl.Generators.Dsl;
@@ -48,7 +49,11 @@ namespace ModelDsl.Generators.Model
     /// One of several model inputs, in declaration order: its name (a source name and <c>forward</c>'s parameter), its
     /// shape as PyTorch prints it, and its per-sample elements (its columns in a packed row).
     /// </summary>
-    internal sealed record ModelInputSpec(string Name, string Shape, long Elements);
+    internal sealed record ModelInputSpec(string Name, string Shape, EquatableArray<long> Sizes)
+    {
+        /// <summary>Its per-sample elements: its columns in the packed row.</summary>
+        public long Elements => Sizes.Aggregate(1L, (n, d) => n * d);
+    }
 
     /// <summary>
     /// The checked [Train] plan: the facts other emitters read, and every plan value in emission order;

@@ -70,7 +70,7 @@ namespace ModelDsl.Generators.Parsing
                 Memory = new MemorySpec(model.ParameterTensors.ToEquatableArray(), model.ActivationBytesPerSample, model.ActivationBytesPerSampleBf16,
                     description, table.ToEquatableArray())
                 {
-                    Recomputed = layers.Any(IsBlock) ? (model.RecomputedActivationBytesPerSample, model.RecomputedActivationBytesPerSampleBf16) : null,
+                    Recomputed = layers.Any(l => l.Kind.IsRecomputedBlock) ? (model.RecomputedActivationBytesPerSample, model.RecomputedActivationBytesPerSampleBf16) : null,
                 },
             };
         }
@@ -79,8 +79,6 @@ namespace ModelDsl.Generators.Parsing
         private static string? Declared(TrainSpec train, string name) =>
             train.Values.FirstOrDefault(v => v.Name == name)?.Value as string;
 
-        /// <summary>A layer Recompute.Blocks recomputes: a TransformerBlock (each of its copies) or a composed [Block].</summary>
-        private static bool IsBlock(LayerSpec layer) => layer.Kind == LayerKind.TransformerBlock || layer.Kind == LayerKind.Model;
 
         /// <summary>
         /// What would fit the budget, as a sentence: a higher shard level at the declared world size, else sharding over

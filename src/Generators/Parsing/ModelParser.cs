@@ -208,7 +208,7 @@ namespace ModelDsl.Generators.Parsing
                 declaration.StubsOnly,
                 shapes.IsGraph,
                 outputLayer,
-                declaration.Inputs.Select(i => new ModelInputSpec(i.Name, ShapeText.Format(i.Shape), i.Elements)).ToEquatableArray());
+                declaration.Inputs.Select(i => new ModelInputSpec(i.Name, ShapeText.Format(i.Shape), i.Shape.Skip(1).Select(d => d.Size).ToEquatableArray())).ToEquatableArray());
 
             return new Parsed
             {

@@ -116,7 +116,7 @@ namespace ModelDsl.Generators.Parsing
             // Recompute.Blocks recomputes TransformerBlock layers and composed [Block]s; a model with neither has nothing to recompute.
             string? recompute = args.Enum(nameof(TrainAttribute.Recompute), nameof(Recompute.None), DiagnosticDescriptors.InvalidTrainingSetting);
             if (recompute == nameof(Recompute.Blocks) && layerKinds is { Count: > 0 }
-                && !layerKinds.Any(k => k == LayerKind.TransformerBlock || k == LayerKind.Model))
+                && !layerKinds.Any(k => k.IsRecomputedBlock))
                 report(DiagnosticDescriptors.RecomputeWithoutBlock, reader.ArgumentLocation(nameof(TrainAttribute.Recompute)), new[] { modelName });
 
             // A language model: token ids (B, T) in, next-token scores (B, T, V) out. It trains on a text file with a

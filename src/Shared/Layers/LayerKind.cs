@@ -168,6 +168,9 @@ namespace ModelDsl.Shapes
         /// </summary>
         public virtual AutocastPolicy Autocast => AutocastPolicy.AsInput;
 
+        /// <summary>Whether <c>Recompute.Blocks</c> recomputes the layer: a TransformerBlock (each of its copies) or a composed [Block].</summary>
+        public bool IsRecomputedBlock => this == TransformerBlock || this == Model;
+
         // ---- Optimisation passes ------------------------------------------------------------------------------
 
         /// <summary>Dimensions of the layer's <c>weight</c>, the tensor pruning methods target; 0 when it has none.</summary>
