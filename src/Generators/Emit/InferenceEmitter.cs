@@ -1,6 +1,3 @@
-using System.Linq;
-using ModelDsl.Generators.Model;
-
 namespace ModelDsl.Generators.Emit
 {
     /// <summary>

@@ -1,9 +1,5 @@
-using System.Globalization;
-using System.Linq;
 using System.Text;
-using ModelDsl.Generators.Model;
 using ModelDsl.Generators.Parsing;
-using ModelDsl.Shapes;
 
 namespace ModelDsl.Generators.Emit
 {

@@ -1,5 +1,3 @@
-using ModelDsl.Generators.Model;
-
 namespace ModelDsl.Generators.Emit
 {
     /// <summary>

@@ -1,6 +1,3 @@
-using System.Globalization;
-using System.Linq;
-using ModelDsl.Generators.Model;
 using ModelDsl.Generators.Parsing;
 
 namespace ModelDsl.Generators.Emit

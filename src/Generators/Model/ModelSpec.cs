@@ -1,5 +1,3 @@
-using System.Linq;
-using ModelDsl.Shapes;
 using ModelDsl.Runtime.Pruning;
 using ModelDsl.Generators.Dsl;
 

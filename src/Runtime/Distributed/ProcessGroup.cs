@@ -207,6 +207,29 @@ public abstract class ProcessGroup : IDisposable
     protected abstract void AllGatherIntoCore(Tensor output, Tensor input);
 
     /// <summary>
+    /// Runs the in-place <paramref name="collective"/> on <paramref name="staging"/> (<paramref name="tensor"/> itself or
+    /// its staged copy); a staged copy is copied back into <paramref name="tensor"/> afterwards and freed.
+    /// </summary>
+    private protected static void StagedInPlace(Tensor tensor, Tensor staging, Action<Tensor> collective)
+    {
+        try
+        {
+            collective(staging);
+            if (!ReferenceEquals(staging, tensor))
+            {
+                using (no_grad())
+                    tensor.copy_(staging);
+            }
+        }
+        finally
+        {
+            if (!ReferenceEquals(staging, tensor))
+                staging.Dispose();
+            GC.KeepAlive(tensor);
+        }
+    }
+
+    /// <summary>
     /// Runs <paramref name="collective"/> from <paramref name="source"/> (<paramref name="input"/> itself or its staged
     /// copy) into <paramref name="output"/>'s memory, or into a contiguous buffer of <paramref name="targetDtype"/> when
     /// <paramref name="output"/> is not contiguous or not of that dtype, copied back afterwards. Staged copies are freed.

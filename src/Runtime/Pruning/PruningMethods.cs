@@ -179,27 +179,25 @@ internal sealed class RandomUnstructuredMethod : PruningMethod
     }
 }
 
-/// <summary><c>prune.LnStructured</c>: keep the channels along <c>dim</c> with the largest Ln norms.</summary>
-internal sealed class LnStructuredMethod : PruningMethod
+/// <summary>
+/// The structured methods' common part: the channels along <c>dim</c> are ranked, the lowest <c>k</c> of them
+/// (<see cref="PruneAmount.ToPrune"/> of the channel count) are cut, and nothing is computed when <c>k</c> is 0.
+/// </summary>
+internal abstract class StructuredMethod : PruningMethod
 {
     private readonly PruneAmount _amount;
-    private readonly double _n;
     private readonly long _dim;
 
-    public LnStructuredMethod(PruneAmount amount, double n, long dim)
+    protected StructuredMethod(PruneAmount amount, long dim)
     {
-        if (double.IsNaN(n))
-            throw new ArgumentException("n must be a number (an integer, a float, or ±infinity), not NaN.", nameof(n));
         _amount = amount;
-        _n = n;
         _dim = dim;
     }
 
-    public override PruningType Type => PruningType.Structured;
-    public override long Dim => _dim;
-    public override string Name => "LnStructured";
+    public sealed override PruningType Type => PruningType.Structured;
+    public sealed override long Dim => _dim;
 
-    public override Tensor ComputeMask(Tensor t, Tensor defaultMask)
+    public sealed override Tensor ComputeMask(Tensor t, Tensor defaultMask)
     {
         StructuredChecks.ValidateMultidimensional(t);
         long dim = StructuredChecks.NormalizeDim(t, _dim);
@@ -207,48 +205,54 @@ internal sealed class LnStructuredMethod : PruningMethod
         long k = _amount.ToPrune(size);
         if (k == 0)
             return defaultMask.clone();
+        using var keep = KeptChannels(t, dim, size, k);
+        return StructuredChecks.ChannelMask(t, dim, keep, defaultMask);
+    }
 
+    /// <summary>A bool vector over the <paramref name="size"/> channels of <paramref name="dim"/>: false for the <paramref name="k"/> cut.</summary>
+    protected abstract Tensor KeptChannels(Tensor t, long dim, long size, long k);
+}
+
+/// <summary><c>prune.LnStructured</c>: keep the channels along <c>dim</c> with the largest Ln norms.</summary>
+internal sealed class LnStructuredMethod : StructuredMethod
+{
+    private readonly double _n;
+
+    public LnStructuredMethod(PruneAmount amount, double n, long dim) : base(amount, dim)
+    {
+        if (double.IsNaN(n))
+            throw new ArgumentException("n must be a number (an integer, a float, or ±infinity), not NaN.", nameof(n));
+        _n = n;
+    }
+
+    public override string Name => "LnStructured";
+
+    protected override Tensor KeptChannels(Tensor t, long dim, long size, long k)
+    {
         var others = Enumerable.Range(0, (int)t.dim()).Where(d => d != dim).Select(d => (long)d).ToArray();
         using var norms = linalg.vector_norm(t, _n, others, keepdim: false);
         using var pruned = LowestFirst(norms, k);
-        using var keep = ones(size, dtype: ScalarType.Bool);
+        var keep = ones(size, dtype: ScalarType.Bool);
         keep.index_fill_(0, pruned, false);
-        return StructuredChecks.ChannelMask(t, dim, keep, defaultMask);
+        return keep;
     }
 }
 
 /// <summary><c>prune.RandomStructured</c>: keep the channels whose <c>rand</c> draw exceeds the k-th smallest.</summary>
-internal sealed class RandomStructuredMethod : PruningMethod
+internal sealed class RandomStructuredMethod : StructuredMethod
 {
-    private readonly PruneAmount _amount;
-    private readonly long _dim;
+    public RandomStructuredMethod(PruneAmount amount, long dim) : base(amount, dim) { }
 
-    public RandomStructuredMethod(PruneAmount amount, long dim)
-    {
-        _amount = amount;
-        _dim = dim;
-    }
-
-    public override PruningType Type => PruningType.Structured;
-    public override long Dim => _dim;
     public override string Name => "RandomStructured";
 
-    public override Tensor ComputeMask(Tensor t, Tensor defaultMask)
+    protected override Tensor KeptChannels(Tensor t, long dim, long size, long k)
     {
-        StructuredChecks.ValidateMultidimensional(t);
-        long dim = StructuredChecks.NormalizeDim(t, _dim);
-        long size = t.shape[dim];
-        long k = _amount.ToPrune(size);
-        if (k == 0)
-            return defaultMask.clone();
-
         // PyTorch draws torch.rand(nchannels) and keeps prob > kthvalue(prob, k): the same stream, the same mask.
         using var prob = rand(size);
         var (threshold, index) = prob.kthvalue(k, 0, false);
         using (threshold)
         using (index)
-        using (var keep = prob.gt(threshold))
-            return StructuredChecks.ChannelMask(t, dim, keep, defaultMask);
+            return prob.gt(threshold);
     }
 }
 
