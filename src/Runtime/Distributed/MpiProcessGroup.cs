@@ -1,8 +1,4 @@
-using System;
-using System.Linq;
 using ModelDsl.Runtime.Distributed.Mpi;
-using TorchSharp;
-using static TorchSharp.torch;
 
 namespace ModelDsl.Runtime.Distributed;
 

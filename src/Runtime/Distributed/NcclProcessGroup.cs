@@ -1,9 +1,5 @@
-using System;
-using System.Linq;
 using System.Runtime.InteropServices;
 using ModelDsl.Runtime.Distributed.Nccl;
-using TorchSharp;
-using static TorchSharp.torch;
 
 namespace ModelDsl.Runtime.Distributed;
 

@@ -1,8 +1,5 @@
-using System;
 using ModelDsl.Runtime.Distributed.Mpi;
 using ModelDsl.Runtime.Distributed.Nccl;
-using TorchSharp;
-using static TorchSharp.torch;
 
 namespace ModelDsl.Runtime.Distributed;
 

@@ -1,8 +1,3 @@
-using System;
-using System.Linq;
-using TorchSharp;
-using static TorchSharp.torch;
-
 namespace ModelDsl.Runtime.Pruning;
 
 /// <summary>PyTorch's <c>PRUNING_TYPE</c>: which entries a method ranks when it prunes among survivors.</summary>

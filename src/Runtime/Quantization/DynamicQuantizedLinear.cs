@@ -1,10 +1,6 @@
-using System;
-using System.Linq;
 using System.Runtime.InteropServices;
-using TorchSharp;
 using TorchSharp.Modules;
 using TorchSharp.Utils;
-using static TorchSharp.torch;
 
 namespace ModelDsl.Runtime.Quantization;
 

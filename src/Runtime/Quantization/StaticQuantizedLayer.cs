@@ -1,12 +1,8 @@
-using System;
 using System.Buffers;
-using System.Linq;
 using System.Runtime.InteropServices;
 using System.Threading;
-using TorchSharp;
 using TorchSharp.Modules;
 using TorchSharp.Utils;
-using static TorchSharp.torch;
 
 namespace ModelDsl.Runtime.Quantization;
 
