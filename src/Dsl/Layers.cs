@@ -1,5 +1,3 @@
-using System;
-
 // Layer attributes. Argument order follows PyTorch: with the input size omitted they read like PyTorch's lazy
 // modules (LazyLinear(out), LazyConv2d(out, kernel)); with it given, like the ordinary ones (Linear(in, out)).
 // An omitted size is inferred from the previous layer's output shape; an explicit one is checked against it.

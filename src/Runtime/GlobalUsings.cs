@@ -1,8 +1,8 @@
-// The namespaces most of the runtime's files open (the linked src/Shared files keep their own usings: the generator
-// compiles them too).
+// The namespaces most of the runtime's files open. The linked src/Shared files rely on the first three being open here,
+// as the generator opens them too.
 global using System;
 global using System.Collections.Generic;
-global using System.IO;
 global using System.Linq;
+global using System.IO;
 global using TorchSharp;
 global using static TorchSharp.torch;

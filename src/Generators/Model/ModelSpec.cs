@@ -1,5 +1,4 @@
 using ModelDsl.Runtime.Pruning;
-using ModelDsl.Generators.Dsl;
 
 namespace ModelDsl.Generators.Model
 {

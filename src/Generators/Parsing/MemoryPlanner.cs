@@ -1,4 +1,3 @@
-using ModelDsl.Generators.Dsl;
 using ModelDsl.Runtime.Training;
 
 namespace ModelDsl.Generators.Parsing

@@ -1,5 +1,4 @@
 using System.Collections.Immutable;
-using ModelDsl.Generators.Dsl;
 
 namespace ModelDsl.Generators.Parsing
 {

@@ -1,4 +1,3 @@
-using ModelDsl.Generators.Dsl;
 using static ModelDsl.Generators.Parsing.PlanArguments;
 using ModelDsl.Runtime.Pruning;
 

@@ -1,4 +1,3 @@
-using ModelDsl.Generators.Dsl;
 using ModelDsl.Plans;
 using static ModelDsl.Generators.Parsing.PlanArguments;
 

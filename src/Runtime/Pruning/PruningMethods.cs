@@ -73,17 +73,14 @@ internal abstract class PruningMethod
     }
 
     /// <summary>Flat indices of the <paramref name="k"/> lowest scores, lower index first among equals, NaN last.</summary>
-    protected static Tensor LowestFirst(Tensor scores, long k)
-    {
-        var (_, order) = scores.reshape(-1).sort(0, descending: false, stable: true);
-        using (order)
-            return order.slice(0, 0, k, 1).clone();
-    }
+    protected static Tensor LowestFirst(Tensor scores, long k) => FirstInOrder(scores, k, descending: false);
 
     /// <summary>Flat indices of the <paramref name="k"/> highest scores (random methods: ties have probability zero).</summary>
-    protected static Tensor HighestFirst(Tensor scores, long k)
+    protected static Tensor HighestFirst(Tensor scores, long k) => FirstInOrder(scores, k, descending: true);
+
+    private static Tensor FirstInOrder(Tensor scores, long k, bool descending)
     {
-        var (_, order) = scores.reshape(-1).sort(0, descending: true, stable: true);
+        var (_, order) = scores.reshape(-1).sort(0, descending: descending, stable: true);
         using (order)
             return order.slice(0, 0, k, 1).clone();
     }
@@ -127,50 +124,57 @@ internal static class StructuredChecks
     public static string Shape(Tensor t) => "[" + string.Join(", ", t.shape) + "]";
 }
 
-/// <summary><c>prune.L1Unstructured</c>: zero the k entries of smallest absolute value.</summary>
-internal sealed class L1UnstructuredMethod : PruningMethod
+/// <summary>
+/// The unstructured methods' common part: the <c>k</c> entries (<see cref="PruneAmount.ToPrune"/> of the element count)
+/// the method picks are zeroed in a copy of the mask; as in PyTorch, nothing is computed (or drawn) when <c>k</c> is 0,
+/// so a random generator's stream stays aligned.
+/// </summary>
+internal abstract class UnstructuredMethod : PruningMethod
 {
     private readonly PruneAmount _amount;
-    public L1UnstructuredMethod(PruneAmount amount) => _amount = amount;
-    public override PruningType Type => PruningType.Unstructured;
-    public override string Name => "L1Unstructured";
+    protected UnstructuredMethod(PruneAmount amount) => _amount = amount;
+    public sealed override PruningType Type => PruningType.Unstructured;
 
-    public override Tensor ComputeMask(Tensor t, Tensor defaultMask)
+    public sealed override Tensor ComputeMask(Tensor t, Tensor defaultMask)
     {
         long k = _amount.ToPrune(t.numel());
         var mask = defaultMask.contiguous().clone();
         if (k != 0)
         {
-            using var magnitude = t.abs();
-            using var pruned = LowestFirst(magnitude, k);
+            using var pruned = PrunedEntries(t, k);
             using var flat = mask.view(-1);
             flat.index_fill_(0, pruned, 0);
         }
         return mask;
     }
+
+    /// <summary>The flat indices of the <paramref name="k"/> entries of <paramref name="t"/> to prune.</summary>
+    protected abstract Tensor PrunedEntries(Tensor t, long k);
+}
+
+/// <summary><c>prune.L1Unstructured</c>: zero the k entries of smallest absolute value.</summary>
+internal sealed class L1UnstructuredMethod : UnstructuredMethod
+{
+    public L1UnstructuredMethod(PruneAmount amount) : base(amount) { }
+    public override string Name => "L1Unstructured";
+
+    protected override Tensor PrunedEntries(Tensor t, long k)
+    {
+        using var magnitude = t.abs();
+        return LowestFirst(magnitude, k);
+    }
 }
 
 /// <summary><c>prune.RandomUnstructured</c>: zero the k entries with the largest <c>rand_like</c> draws.</summary>
-internal sealed class RandomUnstructuredMethod : PruningMethod
+internal sealed class RandomUnstructuredMethod : UnstructuredMethod
 {
-    private readonly PruneAmount _amount;
-    public RandomUnstructuredMethod(PruneAmount amount) => _amount = amount;
-    public override PruningType Type => PruningType.Unstructured;
+    public RandomUnstructuredMethod(PruneAmount amount) : base(amount) { }
     public override string Name => "RandomUnstructured";
 
-    public override Tensor ComputeMask(Tensor t, Tensor defaultMask)
+    protected override Tensor PrunedEntries(Tensor t, long k)
     {
-        long k = _amount.ToPrune(t.numel());
-        var mask = defaultMask.contiguous().clone();
-        // As in PyTorch, nothing is drawn when nothing is pruned, so the generator's stream stays aligned.
-        if (k != 0)
-        {
-            using var prob = rand_like(t);
-            using var pruned = HighestFirst(prob, k);
-            using var flat = mask.view(-1);
-            flat.index_fill_(0, pruned, 0);
-        }
-        return mask;
+        using var prob = rand_like(t);
+        return HighestFirst(prob, k);
     }
 }
 

@@ -1,8 +1,3 @@
-#if MODELDSL_GENERATOR
-using System.Collections.Generic;
-using ModelDsl.Generators.Model;
-#endif
-
 namespace ModelDsl.Shapes
 {
     /// <summary>A normalisation's own arguments: <c>eps</c>, and BatchNorm's running-statistics <c>momentum</c>.</summary>
