@@ -1,5 +1,3 @@
-using System;
-
 // Layer attributes. Argument order follows PyTorch: with the input size omitted they read like PyTorch's lazy
 // modules (LazyLinear(out), LazyConv2d(out, kernel)); with it given, like the ordinary ones (Linear(in, out)).
 // An omitted size is inferred from the previous layer's output shape; an explicit one is checked against it.
@@ -119,18 +117,15 @@ namespace ModelDsl
     }
 
     /// <summary>
-    /// <c>torch.nn.MaxPool2d</c> over <c>(B, C, H, W)</c>. Goes on a <c>TorchSharp.Modules.MaxPool2d</c> property.
-    /// A square window is one number, <c>[MaxPool2d(2)]</c>; a rectangular one is (height, width) as an array,
-    /// <c>[MaxPool2d(new[] { 2, 1 })]</c>.
+    /// Shared settings of the 2-D pooling attributes: the window, its stride and its padding (PyTorch defaults). A
+    /// square window is one number; a rectangular one is (height, width) as an array.
     /// </summary>
-    public sealed class MaxPool2dAttribute : LayerAttribute
+    public abstract class Pool2dAttribute : LayerAttribute
     {
-        /// <summary>Max pooling with a square window.</summary>
-        /// <param name="kernelSize">Size of the window.</param>
-        public MaxPool2dAttribute(int kernelSize) { KernelSize = KernelHeight = KernelWidth = kernelSize; }
-        /// <summary>Max pooling with a (height, width) window.</summary>
-        /// <param name="kernelSize">Height and width of the window, e.g. <c>new[] { 2, 1 }</c>.</param>
-        public MaxPool2dAttribute(int[] kernelSize)
+        /// <summary>Pooling with a square window.</summary>
+        private protected Pool2dAttribute(int kernelSize) { KernelSize = KernelHeight = KernelWidth = kernelSize; }
+        /// <summary>Pooling with a (height, width) window.</summary>
+        private protected Pool2dAttribute(int[] kernelSize)
         {
             KernelSize = KernelHeight = Conv2dAttribute.Height(kernelSize);
             KernelWidth = kernelSize is { Length: > 1 } ? kernelSize[1] : KernelHeight;
@@ -147,12 +142,30 @@ namespace ModelDsl
         public int StrideH { get; set; } = -1;
         /// <summary>Horizontal stride, overriding <see cref="Stride"/> for the width; <c>-1</c> (default): <c>Stride</c>.</summary>
         public int StrideW { get; set; } = -1;
-        /// <summary>Implicit negative-infinity padding on both sides; at most half the kernel size. Default 0.</summary>
+        /// <summary>
+        /// Implicit padding on both sides (negative infinity for max pooling, zero for average pooling); at most half the
+        /// kernel size. Default 0.
+        /// </summary>
         public int Padding { get; set; }
         /// <summary>Padding at the top and bottom, overriding <see cref="Padding"/>; <c>-1</c> (default): <c>Padding</c>.</summary>
         public int PaddingH { get; set; } = -1;
         /// <summary>Padding on the left and right, overriding <see cref="Padding"/>; <c>-1</c> (default): <c>Padding</c>.</summary>
         public int PaddingW { get; set; } = -1;
+    }
+
+    /// <summary>
+    /// <c>torch.nn.MaxPool2d</c> over <c>(B, C, H, W)</c>. Goes on a <c>TorchSharp.Modules.MaxPool2d</c> property.
+    /// A square window is one number, <c>[MaxPool2d(2)]</c>; a rectangular one is (height, width) as an array,
+    /// <c>[MaxPool2d(new[] { 2, 1 })]</c>.
+    /// </summary>
+    public sealed class MaxPool2dAttribute : Pool2dAttribute
+    {
+        /// <summary>Max pooling with a square window.</summary>
+        /// <param name="kernelSize">Size of the window.</param>
+        public MaxPool2dAttribute(int kernelSize) : base(kernelSize) { }
+        /// <summary>Max pooling with a (height, width) window.</summary>
+        /// <param name="kernelSize">Height and width of the window, e.g. <c>new[] { 2, 1 }</c>.</param>
+        public MaxPool2dAttribute(int[] kernelSize) : base(kernelSize) { }
         /// <summary>Spacing between window elements. Default 1.</summary>
         public int Dilation { get; set; } = 1;
         /// <summary>Vertical dilation, overriding <see cref="Dilation"/>; <c>-1</c> (default): <c>Dilation</c>.</summary>
@@ -166,36 +179,14 @@ namespace ModelDsl
     /// A square window is one number, <c>[AvgPool2d(2)]</c>; a rectangular one is (height, width) as an array,
     /// <c>[AvgPool2d(new[] { 2, 1 })]</c>.
     /// </summary>
-    public sealed class AvgPool2dAttribute : LayerAttribute
+    public sealed class AvgPool2dAttribute : Pool2dAttribute
     {
         /// <summary>Average pooling with a square window.</summary>
         /// <param name="kernelSize">Size of the window.</param>
-        public AvgPool2dAttribute(int kernelSize) { KernelSize = KernelHeight = KernelWidth = kernelSize; }
+        public AvgPool2dAttribute(int kernelSize) : base(kernelSize) { }
         /// <summary>Average pooling with a (height, width) window.</summary>
         /// <param name="kernelSize">Height and width of the window, e.g. <c>new[] { 2, 1 }</c>.</param>
-        public AvgPool2dAttribute(int[] kernelSize)
-        {
-            KernelSize = KernelHeight = Conv2dAttribute.Height(kernelSize);
-            KernelWidth = kernelSize is { Length: > 1 } ? kernelSize[1] : KernelHeight;
-        }
-        /// <summary>Size of the window (its height when it is not square).</summary>
-        public int KernelSize { get; }
-        /// <summary>Height of the window.</summary>
-        public int KernelHeight { get; }
-        /// <summary>Width of the window.</summary>
-        public int KernelWidth { get; }
-        /// <summary>Stride of the window; <c>0</c> (the default) means the kernel size, as in PyTorch.</summary>
-        public int Stride { get; set; }
-        /// <summary>Vertical stride, overriding <see cref="Stride"/> for the height; <c>-1</c> (default): <c>Stride</c>.</summary>
-        public int StrideH { get; set; } = -1;
-        /// <summary>Horizontal stride, overriding <see cref="Stride"/> for the width; <c>-1</c> (default): <c>Stride</c>.</summary>
-        public int StrideW { get; set; } = -1;
-        /// <summary>Implicit zero padding on both sides; at most half the kernel size. Default 0.</summary>
-        public int Padding { get; set; }
-        /// <summary>Padding at the top and bottom, overriding <see cref="Padding"/>; <c>-1</c> (default): <c>Padding</c>.</summary>
-        public int PaddingH { get; set; } = -1;
-        /// <summary>Padding on the left and right, overriding <see cref="Padding"/>; <c>-1</c> (default): <c>Padding</c>.</summary>
-        public int PaddingW { get; set; } = -1;
+        public AvgPool2dAttribute(int[] kernelSize) : base(kernelSize) { }
     }
 
     /// <summary>

@@ -1,5 +1,3 @@
-using System;
-
 #if MODELDSL_GENERATOR
 // Compiled into the generator too (its parsers read the properties by nameof), under its own namespace: the generator
 // tests reference both assemblies.

@@ -1,11 +1,5 @@
-using System;
-using System.Linq;
-using Microsoft.CodeAnalysis;
-using Microsoft.CodeAnalysis.CSharp.Syntax;
 using Microsoft.CodeAnalysis.Text;
-using ModelDsl.Generators.Diagnostics;
 using ModelDsl.Generators.Emit;
-using ModelDsl.Generators.Model;
 using ModelDsl.Generators.Parsing;
 
 namespace ModelDsl.Generators

@@ -1,7 +1,3 @@
-using System;
-using System.Collections.Generic;
-using System.Linq;
-
 // Linked into the generator (OptimizationParser resolves a [Prune] target through the composed models' layer tables)
 // and the runtime (OptimizationPipeline and OptimizedLayers through the modules' ILayerHost), so a path names the same
 // layers at compile time and at run time.

@@ -1,11 +1,5 @@
-using System;
-using System.Collections.Generic;
 using System.Globalization;
-using System.Linq;
 using System.Text;
-#if MODELDSL_GENERATOR
-using ModelDsl.Generators.Dsl;
-#endif
 
 // Linked into the generator (the compile-time plan, the MemoryBudgetMB check, the table in the generated Plan) and the
 // runtime (public: generated plans construct MemoryModel; the report's planned figures and the trainer's printed table),

@@ -1,4 +1,3 @@
-using System;
 using System.Globalization;
 
 // Linked into the runtime (public: the Prune API and PrunePass take it) and the generator (internal: the optimisation

@@ -1,5 +1,3 @@
-using System;
-using System.Collections.Generic;
 using System.Text;
 
 // Shared by the generator (compile-time checks) and the runtime (checks on real data), linked into both,

@@ -1,6 +1,3 @@
-using System;
-using System.Collections.Generic;
-
 namespace ModelDsl.Shapes
 {
     /// <summary>What kind of shape mistake a rule found; the generator maps each to a diagnostic id.</summary>

@@ -1,7 +1,3 @@
-using System;
-using System.Collections.Generic;
-using System.Linq;
-
 // Linked into the generator (OptimizationParser checks a [Prune(PruneMethod.Structured)] cut and counts the parameters
 // it leaves) and the runtime (OptimizationPipeline cuts the group's modules, OptimizedLayers finds the ones a file may
 // show smaller), so the layers the compiler allowed are the layers the runtime cuts.

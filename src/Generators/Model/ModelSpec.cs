@@ -1,7 +1,4 @@
-using System.Linq;
-using ModelDsl.Shapes;
 using ModelDsl.Runtime.Pruning;
-using ModelDsl.Generators.Dsl;
 
 namespace ModelDsl.Generators.Model
 {

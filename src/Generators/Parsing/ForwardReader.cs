@@ -1,14 +1,3 @@
-using System;
-using System.Collections.Generic;
-using System.Linq;
-using System.Threading;
-using Microsoft.CodeAnalysis;
-using Microsoft.CodeAnalysis.CSharp;
-using Microsoft.CodeAnalysis.CSharp.Syntax;
-using ModelDsl.Generators.Diagnostics;
-using ModelDsl.Generators.Model;
-using ModelDsl.Shapes;
-
 namespace ModelDsl.Generators.Parsing
 {
     /// <summary>

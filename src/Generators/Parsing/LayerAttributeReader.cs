@@ -1,10 +1,3 @@
-using System;
-using System.Collections.Generic;
-using System.Globalization;
-using Microsoft.CodeAnalysis;
-using Microsoft.CodeAnalysis.CSharp.Syntax;
-using ModelDsl.Shapes;
-
 namespace ModelDsl.Generators.Parsing
 {
     /// <summary>

@@ -1,11 +1,3 @@
-using System.Collections.Generic;
-using System.Linq;
-using System.Threading;
-using Microsoft.CodeAnalysis;
-using Microsoft.CodeAnalysis.CSharp.Syntax;
-using ModelDsl.Generators.Diagnostics;
-using ModelDsl.Generators.Model;
-
 namespace ModelDsl.Generators.Parsing
 {
     /// <summary>

@@ -1,13 +1,4 @@
-using System;
-using System.Collections.Generic;
-using System.Globalization;
-using System.Linq;
-using Microsoft.CodeAnalysis;
-using ModelDsl.Generators.Diagnostics;
-using ModelDsl.Generators.Dsl;
-using ModelDsl.Generators.Model;
 using ModelDsl.Runtime.Training;
-using ModelDsl.Shapes;
 
 namespace ModelDsl.Generators.Parsing
 {

@@ -1,15 +1,4 @@
-using System;
-using System.Collections.Generic;
 using System.Collections.Immutable;
-using System.Linq;
-using System.Threading;
-using Microsoft.CodeAnalysis;
-using ModelDsl.Generators.Dsl;
-using Microsoft.CodeAnalysis.CSharp;
-using Microsoft.CodeAnalysis.CSharp.Syntax;
-using ModelDsl.Generators.Diagnostics;
-using ModelDsl.Generators.Model;
-using ModelDsl.Shapes;
 
 namespace ModelDsl.Generators.Parsing
 {

@@ -1,14 +1,5 @@
-using System;
-using System.Collections.Generic;
-using System.Globalization;
-using System.Linq;
-using Microsoft.CodeAnalysis;
-using ModelDsl.Generators.Dsl;
-using ModelDsl.Generators.Diagnostics;
-using ModelDsl.Generators.Model;
 using static ModelDsl.Generators.Parsing.PlanArguments;
 using ModelDsl.Runtime.Pruning;
-using ModelDsl.Shapes;
 
 namespace ModelDsl.Generators.Parsing
 {

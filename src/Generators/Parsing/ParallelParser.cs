@@ -1,11 +1,3 @@
-using System;
-using System.Collections.Generic;
-using System.Globalization;
-using System.Linq;
-using Microsoft.CodeAnalysis;
-using ModelDsl.Generators.Dsl;
-using ModelDsl.Generators.Diagnostics;
-using ModelDsl.Generators.Model;
 using ModelDsl.Plans;
 using static ModelDsl.Generators.Parsing.PlanArguments;
 

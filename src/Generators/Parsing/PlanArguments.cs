@@ -1,10 +1,3 @@
-using System;
-using System.Collections.Generic;
-using System.Globalization;
-using System.Linq;
-using Microsoft.CodeAnalysis;
-using ModelDsl.Generators.Model;
-
 namespace ModelDsl.Generators.Parsing
 {
     /// <summary>

@@ -1,10 +1,3 @@
-using System;
-using System.Collections.Generic;
-using System.Linq;
-using System.Threading;
-using ModelDsl.Generators.Model;
-using ModelDsl.Shapes;
-
 namespace ModelDsl.Generators.Parsing
 {
     /// <summary>A layer as shape inference needs it: what was declared, with no Roslyn symbol or location.</summary>

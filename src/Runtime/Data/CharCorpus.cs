@@ -1,9 +1,4 @@
-using System;
-using System.Collections.Generic;
-using System.IO;
 using System.Text;
-using TorchSharp;
-using static TorchSharp.torch;
 
 namespace ModelDsl.Runtime.Data;
 
@@ -94,20 +89,9 @@ public sealed class CharCorpus : IDisposable
     /// <exception cref="ArgumentOutOfRangeException">T is below 1 or above Length - 1.</exception>
     public TensorDataset Windows(int sequenceLength)
     {
-        if (sequenceLength < 1)
-            throw new ArgumentOutOfRangeException(nameof(sequenceLength), sequenceLength, "The sequence length must be at least 1.");
-        if (sequenceLength > Length - 1)
-            throw new ArgumentOutOfRangeException(nameof(sequenceLength), sequenceLength,
-                $"The corpus has {Length} characters, so a window (plus the one character after it that its targets need) " +
-                $"can be at most {Length - 1} long.");
-
-        long windows = (Length - 1) / sequenceLength;
-        long used = windows * sequenceLength;
-        using var scope = NewDisposeScope();
-        // reshape of a narrow is a view of Ids; clone() gives the dataset tensors of its own.
-        var features = Ids.narrow(0, 0, used).reshape(windows, sequenceLength).clone();
-        var labels = Ids.narrow(0, 1, used).reshape(windows, sequenceLength).clone();
-        return new TensorDataset(features, labels);
+        return WindowsOf(Ids, sequenceLength, length =>
+            $"The corpus has {length} characters, so a window (plus the one character after it that its targets need) " +
+            $"can be at most {length - 1} long.");
     }
 
     /// <summary>
@@ -120,25 +104,33 @@ public sealed class CharCorpus : IDisposable
     {
         if (!(validationFraction >= 0 && validationFraction < 1))
             throw new ArgumentOutOfRangeException(nameof(validationFraction), validationFraction, "The validation fraction must be in [0, 1).");
-        if (sequenceLength < 1)
-            throw new ArgumentOutOfRangeException(nameof(sequenceLength), sequenceLength, "The sequence length must be at least 1.");
         long split = (long)Math.Round(Length * (1 - validationFraction));
-        var train = WindowsOf(Ids.narrow(0, 0, split), sequenceLength, "training part");
+        var train = WindowsOf(Ids.narrow(0, 0, split), sequenceLength, TooShort("training part", sequenceLength));
         var validation = split == Length
             ? new TensorDataset(torch.empty(0, sequenceLength, dtype: ScalarType.Int64), torch.empty(0, sequenceLength, dtype: ScalarType.Int64))
-            : WindowsOf(Ids.narrow(0, split, Length - split), sequenceLength, "validation part");
+            : WindowsOf(Ids.narrow(0, split, Length - split), sequenceLength, TooShort("validation part", sequenceLength));
         return (train, validation);
     }
 
-    private static TensorDataset WindowsOf(Tensor ids, int sequenceLength, string part)
+    /// <summary>The message when a part of the text is too short for one window.</summary>
+    private static Func<long, string> TooShort(string part, int sequenceLength) => length =>
+        $"The {part} of the text has {length} characters, too few for one window of {sequenceLength} (plus the character after it).";
+
+    /// <summary>
+    /// <paramref name="ids"/> cut into consecutive windows of <paramref name="sequenceLength"/>, each labelled with the
+    /// window one character later; <paramref name="tooShort"/> (of the length) says why there is not one window.
+    /// </summary>
+    private static TensorDataset WindowsOf(Tensor ids, int sequenceLength, Func<long, string> tooShort)
     {
+        if (sequenceLength < 1)
+            throw new ArgumentOutOfRangeException(nameof(sequenceLength), sequenceLength, "The sequence length must be at least 1.");
         long length = ids.shape[0];
         if (sequenceLength > length - 1)
-            throw new ArgumentOutOfRangeException(nameof(sequenceLength), sequenceLength,
-                $"The {part} of the text has {length} characters, too few for one window of {sequenceLength} (plus the character after it).");
+            throw new ArgumentOutOfRangeException(nameof(sequenceLength), sequenceLength, tooShort(length));
         long windows = (length - 1) / sequenceLength;
         long used = windows * sequenceLength;
         using var scope = NewDisposeScope();
+        // reshape of a narrow is a view of the ids; clone() gives the dataset tensors of its own.
         var features = ids.narrow(0, 0, used).reshape(windows, sequenceLength).clone();
         var labels = ids.narrow(0, 1, used).reshape(windows, sequenceLength).clone();
         return new TensorDataset(features.DetachFromDisposeScope(), labels.DetachFromDisposeScope());

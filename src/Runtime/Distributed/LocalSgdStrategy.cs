@@ -1,10 +1,5 @@
-using System;
-using System.Collections.Generic;
 using System.Diagnostics;
-using System.Linq;
 using ModelDsl.Runtime.Training;
-using TorchSharp;
-using static TorchSharp.torch;
 using TensorDataset = ModelDsl.Runtime.Data.TensorDataset;
 
 namespace ModelDsl.Runtime.Distributed;

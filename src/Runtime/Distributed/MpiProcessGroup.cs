@@ -1,8 +1,4 @@
-using System;
-using System.Linq;
 using ModelDsl.Runtime.Distributed.Mpi;
-using TorchSharp;
-using static TorchSharp.torch;
 
 namespace ModelDsl.Runtime.Distributed;
 
@@ -51,8 +47,7 @@ public sealed unsafe class MpiProcessGroup : ProcessGroup
     protected override void AllReduceCore(Tensor tensor, ReduceOp op)
     {
         CheckOnCpu(tensor, "all_reduce");
-        Tensor staging = Stage(tensor);
-        try
+        StagedInPlace(tensor, Stage(tensor), staging =>
         {
             IntPtr data = TensorMemory.DataPointer(staging);
             long count = staging.numel();
@@ -71,18 +66,7 @@ public sealed unsafe class MpiProcessGroup : ProcessGroup
             while (done < count);
             if (op == ReduceOp.Avg)
                 DivideForAverage(staging, WorldSize);
-            if (!ReferenceEquals(staging, tensor))
-            {
-                using (no_grad())
-                    tensor.copy_(staging);
-            }
-        }
-        finally
-        {
-            if (!ReferenceEquals(staging, tensor))
-                staging.Dispose();
-            GC.KeepAlive(tensor);
-        }
+        });
     }
 
     /// <inheritdoc/>
@@ -112,8 +96,7 @@ public sealed unsafe class MpiProcessGroup : ProcessGroup
     protected override void BroadcastCore(Tensor tensor, int root)
     {
         CheckOnCpu(tensor, "broadcast");
-        Tensor staging = tensor.is_contiguous() ? tensor : tensor.contiguous().DetachFromDisposeScope();
-        try
+        StagedInPlace(tensor, tensor.is_contiguous() ? tensor : tensor.contiguous().DetachFromDisposeScope(), staging =>
         {
             IntPtr data = TensorMemory.DataPointer(staging);
             long bytes = TensorMemory.ByteCount(staging);
@@ -125,18 +108,7 @@ public sealed unsafe class MpiProcessGroup : ProcessGroup
                 done += n;
             }
             while (done < bytes);
-            if (!ReferenceEquals(staging, tensor))
-            {
-                using (no_grad())
-                    tensor.copy_(staging);
-            }
-        }
-        finally
-        {
-            if (!ReferenceEquals(staging, tensor))
-                staging.Dispose();
-            GC.KeepAlive(tensor);
-        }
+        });
     }
 
     /// <inheritdoc/>

@@ -1,9 +1,5 @@
-using System;
-using System.Linq;
 using System.Runtime.InteropServices;
 using ModelDsl.Runtime.Distributed.Nccl;
-using TorchSharp;
-using static TorchSharp.torch;
 
 namespace ModelDsl.Runtime.Distributed;
 
@@ -99,25 +95,14 @@ public sealed unsafe class NcclProcessGroup : ProcessGroup
     {
         CheckOnCuda(tensor, "all_reduce");
         int type = DataType(tensor.dtype);
-        Tensor staging = tensor.is_contiguous() ? tensor : tensor.contiguous().DetachFromDisposeScope();
-        try
+        StagedInPlace(tensor, tensor.is_contiguous() ? tensor : tensor.contiguous().DetachFromDisposeScope(), staging =>
         {
             void* p = (void*)TensorMemory.DataPointer(staging);
             int ncclOp = op switch { ReduceOp.Max => NcclLibrary.OpMax, ReduceOp.Min => NcclLibrary.OpMin, _ => NcclLibrary.OpSum };
             _library.Check(_library.AllReduce(p, p, (nuint)staging.numel(), type, ncclOp, _comm, IntPtr.Zero), "ncclAllReduce");
             if (op == ReduceOp.Avg)
                 DivideForAverage(staging, WorldSize);
-            if (!ReferenceEquals(staging, tensor))
-            {
-                using (no_grad())
-                    tensor.copy_(staging);
-            }
-        }
-        finally
-        {
-            if (!ReferenceEquals(staging, tensor))
-                staging.Dispose();
-        }
+        });
     }
 
     /// <inheritdoc/>
@@ -132,22 +117,11 @@ public sealed unsafe class NcclProcessGroup : ProcessGroup
     protected override void BroadcastCore(Tensor tensor, int root)
     {
         CheckOnCuda(tensor, "broadcast");
-        Tensor staging = tensor.is_contiguous() ? tensor : tensor.contiguous().DetachFromDisposeScope();
-        try
+        StagedInPlace(tensor, tensor.is_contiguous() ? tensor : tensor.contiguous().DetachFromDisposeScope(), staging =>
         {
             void* p = (void*)TensorMemory.DataPointer(staging);
             _library.Check(_library.Broadcast(p, p, (nuint)TensorMemory.ByteCount(staging), NcclLibrary.Uint8, root, _comm, IntPtr.Zero), "ncclBroadcast");
-            if (!ReferenceEquals(staging, tensor))
-            {
-                using (no_grad())
-                    tensor.copy_(staging);
-            }
-        }
-        finally
-        {
-            if (!ReferenceEquals(staging, tensor))
-                staging.Dispose();
-        }
+        });
     }
 
     /// <inheritdoc/>

@@ -1,8 +1,5 @@
-using System;
 using ModelDsl.Runtime.Distributed.Mpi;
 using ModelDsl.Runtime.Distributed.Nccl;
-using TorchSharp;
-using static TorchSharp.torch;
 
 namespace ModelDsl.Runtime.Distributed;
 
@@ -205,6 +202,29 @@ public abstract class ProcessGroup : IDisposable
 
     /// <summary>All-gather into one tensor, on validated tensors (sizes and dtypes fit).</summary>
     protected abstract void AllGatherIntoCore(Tensor output, Tensor input);
+
+    /// <summary>
+    /// Runs the in-place <paramref name="collective"/> on <paramref name="staging"/> (<paramref name="tensor"/> itself or
+    /// its staged copy); a staged copy is copied back into <paramref name="tensor"/> afterwards and freed.
+    /// </summary>
+    private protected static void StagedInPlace(Tensor tensor, Tensor staging, Action<Tensor> collective)
+    {
+        try
+        {
+            collective(staging);
+            if (!ReferenceEquals(staging, tensor))
+            {
+                using (no_grad())
+                    tensor.copy_(staging);
+            }
+        }
+        finally
+        {
+            if (!ReferenceEquals(staging, tensor))
+                staging.Dispose();
+            GC.KeepAlive(tensor);
+        }
+    }
 
     /// <summary>
     /// Runs <paramref name="collective"/> from <paramref name="source"/> (<paramref name="input"/> itself or its staged

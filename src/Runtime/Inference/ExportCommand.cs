@@ -1,9 +1,5 @@
-using System;
 using System.CommandLine;
-using System.IO;
-using System.Linq;
 using ModelDsl.Runtime.Training;
-using static TorchSharp.torch;
 
 namespace ModelDsl.Runtime.Inference
 {

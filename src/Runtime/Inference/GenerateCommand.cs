@@ -1,9 +1,7 @@
-using System;
 using System.CommandLine;
 using System.Text;
 using ModelDsl.Runtime.Data;
 using ModelDsl.Runtime.Training;
-using static TorchSharp.torch;
 
 namespace ModelDsl.Runtime.Inference
 {

@@ -1,4 +1,3 @@
-using System;
 using System.CommandLine;
 using ModelDsl.Plans;
 using ModelDsl.Runtime.Training;

@@ -1,5 +1,3 @@
-using System;
-
 namespace ModelDsl.Runtime.Inference
 {
     /// <summary>

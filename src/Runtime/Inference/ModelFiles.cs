@@ -1,5 +1,3 @@
-using System;
-using System.IO;
 using ModelDsl.Runtime.Training;
 
 namespace ModelDsl.Runtime.Inference

@@ -1,4 +1,3 @@
-using System;
 using ModelDsl.Runtime.Training;
 using ModelDsl.Shapes;
 

@@ -1,12 +1,7 @@
-using System;
 using System.CommandLine;
 using System.Globalization;
-using System.IO;
-using System.Linq;
 using System.Text;
 using ModelDsl.Runtime.Training;
-using TorchSharp;
-using static TorchSharp.torch;
 
 namespace ModelDsl.Runtime.Inference
 {

@@ -1,13 +1,7 @@
-using System;
 using System.Buffers.Binary;
-using System.Collections.Generic;
 using System.Globalization;
-using System.IO;
 using System.IO.Compression;
-using System.Linq;
 using System.Text;
-using TorchSharp;
-using static TorchSharp.torch;
 
 namespace ModelDsl.Runtime.Inference
 {

@@ -1,12 +1,7 @@
-using System;
 using System.Buffers.Binary;
-using System.Collections.Generic;
-using System.IO;
-using System.Linq;
 using System.Text;
 using System.Text.Json;
 using System.Text.Json.Nodes;
-using static TorchSharp.torch;
 
 namespace ModelDsl.Runtime.Inference
 {

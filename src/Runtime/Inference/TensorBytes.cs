@@ -1,10 +1,3 @@
-using System;
-using System.Collections.Generic;
-using System.IO;
-using System.Linq;
-using TorchSharp;
-using static TorchSharp.torch;
-
 namespace ModelDsl.Runtime.Inference
 {
     /// <summary>Raw little-endian tensor data in and out of libtorch, shared by the safetensors and PyTorch formats.</summary>

@@ -1,8 +1,4 @@
-using System;
-using System.Collections.Generic;
 using System.Diagnostics;
-using TorchSharp;
-using static TorchSharp.torch;
 
 namespace ModelDsl.Runtime.Inference
 {

@@ -1,9 +1,4 @@
-using System;
-using System.Collections.Generic;
-using System.IO;
-using System.Linq;
 using System.Text;
-using static TorchSharp.torch;
 
 namespace ModelDsl.Runtime.Inference
 {
@@ -128,31 +123,26 @@ namespace ModelDsl.Runtime.Inference
         }
 
         // TorchSharp's LEB128Codec: unsigned, seven bits per byte, low group first; at most 63 bits here.
-        private static long Leb128(ReadOnlySpan<byte> data, ref int position)
-        {
-            long value = 0;
-            for (int shift = 0; shift < 63; shift += 7)
-            {
-                if (position >= data.Length) throw new InvalidDataException("it ends in the middle of an entry");
-                byte b = data[position++];
-                value |= (long)(b & 0x7f) << shift;
-                if ((b & 0x80) == 0) return value;
-            }
-            throw new InvalidDataException("a length is not valid LEB128");
-        }
+        private static long Leb128(ReadOnlySpan<byte> data, ref int position) =>
+            SevenBitGroups(data, ref position, bits: 63, max: long.MaxValue, "a length is not valid LEB128");
 
         // BinaryWriter's string length prefix: seven bits per byte, at most five bytes, a non-negative int.
-        private static long SevenBitLength(ReadOnlySpan<byte> data, ref int position)
+        private static long SevenBitLength(ReadOnlySpan<byte> data, ref int position) =>
+            SevenBitGroups(data, ref position, bits: 35, max: int.MaxValue, "a name length is not valid");
+
+        // An unsigned number in groups of seven bits, low group first, the high bit of a byte set while more follow:
+        // at most bits / 7 bytes and at most max, else `invalid`.
+        private static long SevenBitGroups(ReadOnlySpan<byte> data, ref int position, int bits, long max, string invalid)
         {
             long value = 0;
-            for (int shift = 0; shift < 35; shift += 7)
+            for (int shift = 0; shift < bits; shift += 7)
             {
                 if (position >= data.Length) throw new InvalidDataException("it ends in the middle of an entry");
                 byte b = data[position++];
                 value |= (long)(b & 0x7f) << shift;
-                if ((b & 0x80) == 0) return value <= int.MaxValue ? value : throw new InvalidDataException("a name length is not valid");
+                if ((b & 0x80) == 0) return value <= max ? value : throw new InvalidDataException(invalid);
             }
-            throw new InvalidDataException("a name length is not valid");
+            throw new InvalidDataException(invalid);
         }
     }
 }

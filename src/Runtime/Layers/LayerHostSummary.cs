@@ -1,6 +1,3 @@
-using System.Linq;
-using TorchSharp;
-
 namespace ModelDsl;
 
 /// <summary>The <see cref="ILayerHost.Summary"/> of the runtime's own hosts (the Transformer layers), which have no compile-time one.</summary>

@@ -1,8 +1,3 @@
-using System;
-using System.Collections.Generic;
-using TorchSharp;
-using static TorchSharp.torch;
-
 // Graph models' merge layers ([Add], [Multiply], [Concat]): parameterless modules, one per merge, so each merge has a
 // slot, a name in the summary and (Concat) its dim at run time. The generated forward calls torch.add/mul/cat on the
 // sources directly; these modules run the same operation for hand-written code.

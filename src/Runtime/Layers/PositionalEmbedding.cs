@@ -1,7 +1,4 @@
-using System;
-using TorchSharp;
 using TorchSharp.Modules;
-using static TorchSharp.torch;
 
 // In the ModelDsl namespace, beside the attributes, so that `using ModelDsl;` is all a model file needs.
 namespace ModelDsl;

@@ -1,9 +1,6 @@
-using System;
 using ModelDsl.Runtime.Internal;
 using ModelDsl.Runtime.Quantization;
-using TorchSharp;
 using TorchSharp.Modules;
-using static TorchSharp.torch;
 
 // In the ModelDsl namespace, beside the attributes, so that `using ModelDsl;` is all a model file needs.
 namespace ModelDsl;

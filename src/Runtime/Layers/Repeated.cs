@@ -1,10 +1,3 @@
-using System;
-using System.Collections.Generic;
-using System.Globalization;
-using System.Linq;
-using TorchSharp;
-using static TorchSharp.torch;
-
 namespace ModelDsl.Layers;
 
 /// <summary>
@@ -28,12 +21,12 @@ public sealed class Repeated : nn.Module<Tensor, Tensor>, ILayerHost
         _input = input;
         RegisterComponents(); // the copies are registered by name below
         _copies = new nn.Module<Tensor, Tensor>[count];
+        LayerNames = NumberedLayers.Names(count);
         for (int i = 0; i < count; i++)
         {
             _copies[i] = create();
-            register_module(i.ToString(CultureInfo.InvariantCulture), _copies[i]);
+            register_module(LayerNames[i], _copies[i]);
         }
-        LayerNames = Enumerable.Range(0, count).Select(i => i.ToString(CultureInfo.InvariantCulture)).ToArray();
     }
 
     /// <summary>The copies, in the order they run (what each slot holds now).</summary>
@@ -43,12 +36,7 @@ public sealed class Repeated : nn.Module<Tensor, Tensor>, ILayerHost
     internal bool Recompute { get; set; }
 
     /// <summary>Runs the copies in sequence.</summary>
-    public override Tensor forward(Tensor input)
-    {
-        var x = input;
-        foreach (var copy in _copies) x = Recompute ? Runtime.Training.BlockRecompute.Run(copy, x) : copy.call(x);
-        return x;
-    }
+    public override Tensor forward(Tensor input) => NumberedLayers.Run(_copies, input, Recompute);
 
     /// <summary>The copies' names <c>0</c> … <c>n−1</c> (the registered sub-module names).</summary>
     public IReadOnlyList<string> LayerNames { get; }
@@ -72,8 +60,5 @@ public sealed class Repeated : nn.Module<Tensor, Tensor>, ILayerHost
         return previous;
     }
 
-    private int Index(string name) =>
-        int.TryParse(name, NumberStyles.None, CultureInfo.InvariantCulture, out int i) && i < _copies.Length
-            ? i
-            : throw new ArgumentException($"'{name}' is not a copy of this block; its copies are {string.Join(", ", LayerNames)}", nameof(name));
+    private int Index(string name) => NumberedLayers.Index(name, LayerNames, "a copy of this block", "copies");
 }

@@ -1,9 +1,4 @@
-using System;
-using System.Collections.Generic;
-using System.Linq;
-using TorchSharp;
 using TorchSharp.Modules;
-using static TorchSharp.torch;
 
 namespace ModelDsl;
 
@@ -31,12 +26,12 @@ public sealed class TransformerBlock : nn.Module<Tensor, Tensor>, ILayerHost
         if (repeat < 1) throw new ArgumentOutOfRangeException(nameof(repeat), repeat, "repeat must be at least 1.");
         RegisterComponents(); // the layers are registered by name below, not by field
         _layers = new TransformerLayer[repeat];
+        LayerNames = NumberedLayers.Names(repeat);
         for (int i = 0; i < repeat; i++)
         {
             _layers[i] = new TransformerLayer(embeddingDim, heads, mlpRatio, dropout, causal);
-            register_module(i.ToString(System.Globalization.CultureInfo.InvariantCulture), _layers[i]);
+            register_module(LayerNames[i], _layers[i]);
         }
-        LayerNames = Enumerable.Range(0, (int)repeat).Select(i => i.ToString(System.Globalization.CultureInfo.InvariantCulture)).ToArray();
     }
 
     /// <summary>The layers, in the order they run.</summary>
@@ -46,12 +41,7 @@ public sealed class TransformerBlock : nn.Module<Tensor, Tensor>, ILayerHost
     internal bool Recompute { get; set; }
 
     /// <summary>Runs the layers in sequence.</summary>
-    public override Tensor forward(Tensor input)
-    {
-        var x = input;
-        foreach (var layer in _layers) x = Recompute ? Runtime.Training.BlockRecompute.Run(layer, x) : layer.call(x);
-        return x;
-    }
+    public override Tensor forward(Tensor input) => NumberedLayers.Run(_layers, input, Recompute);
 
     /// <summary>The layer names <c>0</c> … <c>n−1</c> (the registered sub-module names).</summary>
     public IReadOnlyList<string> LayerNames { get; }
@@ -68,10 +58,7 @@ public sealed class TransformerBlock : nn.Module<Tensor, Tensor>, ILayerHost
     public object ReplaceLayer(string name, object replacement) =>
         throw new NotSupportedException($"TransformerBlock layer '{name}' cannot be replaced as a whole; replace the modules inside it through its own ReplaceLayer");
 
-    private int Index(string name) =>
-        int.TryParse(name, System.Globalization.NumberStyles.None, System.Globalization.CultureInfo.InvariantCulture, out int i) && i < _layers.Length
-            ? i
-            : throw new ArgumentException($"'{name}' is not a layer of this TransformerBlock; its layers are {string.Join(", ", LayerNames)}", nameof(name));
+    private int Index(string name) => NumberedLayers.Index(name, LayerNames, "a layer of this TransformerBlock", "layers");
 }
 
 /// <summary>

@@ -1,12 +1,7 @@
-using System;
-using System.Collections.Generic;
-using System.Linq;
 using System.Reflection;
 using Google.Protobuf;
 using ModelDsl.Runtime.Inference;
 using ModelDsl.Runtime.Onnx.Proto;
-using TorchSharp;
-using static TorchSharp.torch;
 
 namespace ModelDsl.Runtime.Onnx;
 

@@ -1,11 +1,6 @@
-using System;
-using System.Collections.Generic;
-using System.Linq;
 using ModelDsl.Runtime.Pruning;
 using ModelDsl.Runtime.Quantization;
-using TorchSharp;
 using TorchSharp.Modules;
-using static TorchSharp.torch;
 using G = ModelDsl.Runtime.Onnx.OnnxGraph;
 
 namespace ModelDsl.Runtime.Onnx;

@@ -1,8 +1,5 @@
-using System;
 using ModelDsl.Runtime.Pruning;
-using TorchSharp;
 using TorchSharp.Modules;
-using static TorchSharp.torch;
 
 namespace ModelDsl.Runtime.Optimization
 {

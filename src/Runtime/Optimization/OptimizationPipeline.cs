@@ -1,15 +1,9 @@
-using System;
-using System.Collections.Generic;
 using System.Diagnostics;
 using System.Globalization;
-using System.IO;
-using System.Linq;
 using ModelDsl.Runtime.Pruning;
 using ModelDsl.Runtime.Quantization;
 using ModelDsl.Runtime.Training;
 using ModelDsl.Shapes;
-using TorchSharp;
-using static TorchSharp.torch;
 
 namespace ModelDsl.Runtime.Optimization
 {

@@ -1,14 +1,9 @@
-using System;
-using System.Collections.Generic;
-using System.Linq;
 using System.Reflection;
 using ModelDsl.Runtime.Inference;
 using ModelDsl.Runtime.Pruning;
 using ModelDsl.Runtime.Quantization;
 using ModelDsl.Runtime.Training;
-using TorchSharp;
 using TorchSharp.Modules;
-using static TorchSharp.torch;
 
 namespace ModelDsl.Runtime.Optimization
 {

@@ -1,10 +1,6 @@
-using System;
-using System.Collections.Generic;
 using System.Reflection;
 using ModelDsl.Runtime.Internal;
-using TorchSharp;
 using TorchSharp.Modules;
-using static TorchSharp.torch;
 
 namespace ModelDsl.Runtime.Pruning;
 

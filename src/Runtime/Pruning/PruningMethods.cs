@@ -1,8 +1,3 @@
-using System;
-using System.Linq;
-using TorchSharp;
-using static TorchSharp.torch;
-
 namespace ModelDsl.Runtime.Pruning;
 
 /// <summary>PyTorch's <c>PRUNING_TYPE</c>: which entries a method ranks when it prunes among survivors.</summary>
@@ -78,17 +73,14 @@ internal abstract class PruningMethod
     }
 
     /// <summary>Flat indices of the <paramref name="k"/> lowest scores, lower index first among equals, NaN last.</summary>
-    protected static Tensor LowestFirst(Tensor scores, long k)
-    {
-        var (_, order) = scores.reshape(-1).sort(0, descending: false, stable: true);
-        using (order)
-            return order.slice(0, 0, k, 1).clone();
-    }
+    protected static Tensor LowestFirst(Tensor scores, long k) => FirstInOrder(scores, k, descending: false);
 
     /// <summary>Flat indices of the <paramref name="k"/> highest scores (random methods: ties have probability zero).</summary>
-    protected static Tensor HighestFirst(Tensor scores, long k)
+    protected static Tensor HighestFirst(Tensor scores, long k) => FirstInOrder(scores, k, descending: true);
+
+    private static Tensor FirstInOrder(Tensor scores, long k, bool descending)
     {
-        var (_, order) = scores.reshape(-1).sort(0, descending: true, stable: true);
+        var (_, order) = scores.reshape(-1).sort(0, descending: descending, stable: true);
         using (order)
             return order.slice(0, 0, k, 1).clone();
     }
@@ -132,74 +124,79 @@ internal static class StructuredChecks
     public static string Shape(Tensor t) => "[" + string.Join(", ", t.shape) + "]";
 }
 
-/// <summary><c>prune.L1Unstructured</c>: zero the k entries of smallest absolute value.</summary>
-internal sealed class L1UnstructuredMethod : PruningMethod
+/// <summary>
+/// The unstructured methods' common part: the <c>k</c> entries (<see cref="PruneAmount.ToPrune"/> of the element count)
+/// the method picks are zeroed in a copy of the mask; as in PyTorch, nothing is computed (or drawn) when <c>k</c> is 0,
+/// so a random generator's stream stays aligned.
+/// </summary>
+internal abstract class UnstructuredMethod : PruningMethod
 {
     private readonly PruneAmount _amount;
-    public L1UnstructuredMethod(PruneAmount amount) => _amount = amount;
-    public override PruningType Type => PruningType.Unstructured;
-    public override string Name => "L1Unstructured";
+    protected UnstructuredMethod(PruneAmount amount) => _amount = amount;
+    public sealed override PruningType Type => PruningType.Unstructured;
 
-    public override Tensor ComputeMask(Tensor t, Tensor defaultMask)
+    public sealed override Tensor ComputeMask(Tensor t, Tensor defaultMask)
     {
         long k = _amount.ToPrune(t.numel());
         var mask = defaultMask.contiguous().clone();
         if (k != 0)
         {
-            using var magnitude = t.abs();
-            using var pruned = LowestFirst(magnitude, k);
+            using var pruned = PrunedEntries(t, k);
             using var flat = mask.view(-1);
             flat.index_fill_(0, pruned, 0);
         }
         return mask;
+    }
+
+    /// <summary>The flat indices of the <paramref name="k"/> entries of <paramref name="t"/> to prune.</summary>
+    protected abstract Tensor PrunedEntries(Tensor t, long k);
+}
+
+/// <summary><c>prune.L1Unstructured</c>: zero the k entries of smallest absolute value.</summary>
+internal sealed class L1UnstructuredMethod : UnstructuredMethod
+{
+    public L1UnstructuredMethod(PruneAmount amount) : base(amount) { }
+    public override string Name => "L1Unstructured";
+
+    protected override Tensor PrunedEntries(Tensor t, long k)
+    {
+        using var magnitude = t.abs();
+        return LowestFirst(magnitude, k);
     }
 }
 
 /// <summary><c>prune.RandomUnstructured</c>: zero the k entries with the largest <c>rand_like</c> draws.</summary>
-internal sealed class RandomUnstructuredMethod : PruningMethod
+internal sealed class RandomUnstructuredMethod : UnstructuredMethod
 {
-    private readonly PruneAmount _amount;
-    public RandomUnstructuredMethod(PruneAmount amount) => _amount = amount;
-    public override PruningType Type => PruningType.Unstructured;
+    public RandomUnstructuredMethod(PruneAmount amount) : base(amount) { }
     public override string Name => "RandomUnstructured";
 
-    public override Tensor ComputeMask(Tensor t, Tensor defaultMask)
+    protected override Tensor PrunedEntries(Tensor t, long k)
     {
-        long k = _amount.ToPrune(t.numel());
-        var mask = defaultMask.contiguous().clone();
-        // As in PyTorch, nothing is drawn when nothing is pruned, so the generator's stream stays aligned.
-        if (k != 0)
-        {
-            using var prob = rand_like(t);
-            using var pruned = HighestFirst(prob, k);
-            using var flat = mask.view(-1);
-            flat.index_fill_(0, pruned, 0);
-        }
-        return mask;
+        using var prob = rand_like(t);
+        return HighestFirst(prob, k);
     }
 }
 
-/// <summary><c>prune.LnStructured</c>: keep the channels along <c>dim</c> with the largest Ln norms.</summary>
-internal sealed class LnStructuredMethod : PruningMethod
+/// <summary>
+/// The structured methods' common part: the channels along <c>dim</c> are ranked, the lowest <c>k</c> of them
+/// (<see cref="PruneAmount.ToPrune"/> of the channel count) are cut, and nothing is computed when <c>k</c> is 0.
+/// </summary>
+internal abstract class StructuredMethod : PruningMethod
 {
     private readonly PruneAmount _amount;
-    private readonly double _n;
     private readonly long _dim;
 
-    public LnStructuredMethod(PruneAmount amount, double n, long dim)
+    protected StructuredMethod(PruneAmount amount, long dim)
     {
-        if (double.IsNaN(n))
-            throw new ArgumentException("n must be a number (an integer, a float, or ±infinity), not NaN.", nameof(n));
         _amount = amount;
-        _n = n;
         _dim = dim;
     }
 
-    public override PruningType Type => PruningType.Structured;
-    public override long Dim => _dim;
-    public override string Name => "LnStructured";
+    public sealed override PruningType Type => PruningType.Structured;
+    public sealed override long Dim => _dim;
 
-    public override Tensor ComputeMask(Tensor t, Tensor defaultMask)
+    public sealed override Tensor ComputeMask(Tensor t, Tensor defaultMask)
     {
         StructuredChecks.ValidateMultidimensional(t);
         long dim = StructuredChecks.NormalizeDim(t, _dim);
@@ -207,48 +204,54 @@ internal sealed class LnStructuredMethod : PruningMethod
         long k = _amount.ToPrune(size);
         if (k == 0)
             return defaultMask.clone();
+        using var keep = KeptChannels(t, dim, size, k);
+        return StructuredChecks.ChannelMask(t, dim, keep, defaultMask);
+    }
 
+    /// <summary>A bool vector over the <paramref name="size"/> channels of <paramref name="dim"/>: false for the <paramref name="k"/> cut.</summary>
+    protected abstract Tensor KeptChannels(Tensor t, long dim, long size, long k);
+}
+
+/// <summary><c>prune.LnStructured</c>: keep the channels along <c>dim</c> with the largest Ln norms.</summary>
+internal sealed class LnStructuredMethod : StructuredMethod
+{
+    private readonly double _n;
+
+    public LnStructuredMethod(PruneAmount amount, double n, long dim) : base(amount, dim)
+    {
+        if (double.IsNaN(n))
+            throw new ArgumentException("n must be a number (an integer, a float, or ±infinity), not NaN.", nameof(n));
+        _n = n;
+    }
+
+    public override string Name => "LnStructured";
+
+    protected override Tensor KeptChannels(Tensor t, long dim, long size, long k)
+    {
         var others = Enumerable.Range(0, (int)t.dim()).Where(d => d != dim).Select(d => (long)d).ToArray();
         using var norms = linalg.vector_norm(t, _n, others, keepdim: false);
         using var pruned = LowestFirst(norms, k);
-        using var keep = ones(size, dtype: ScalarType.Bool);
+        var keep = ones(size, dtype: ScalarType.Bool);
         keep.index_fill_(0, pruned, false);
-        return StructuredChecks.ChannelMask(t, dim, keep, defaultMask);
+        return keep;
     }
 }
 
 /// <summary><c>prune.RandomStructured</c>: keep the channels whose <c>rand</c> draw exceeds the k-th smallest.</summary>
-internal sealed class RandomStructuredMethod : PruningMethod
+internal sealed class RandomStructuredMethod : StructuredMethod
 {
-    private readonly PruneAmount _amount;
-    private readonly long _dim;
+    public RandomStructuredMethod(PruneAmount amount, long dim) : base(amount, dim) { }
 
-    public RandomStructuredMethod(PruneAmount amount, long dim)
-    {
-        _amount = amount;
-        _dim = dim;
-    }
-
-    public override PruningType Type => PruningType.Structured;
-    public override long Dim => _dim;
     public override string Name => "RandomStructured";
 
-    public override Tensor ComputeMask(Tensor t, Tensor defaultMask)
+    protected override Tensor KeptChannels(Tensor t, long dim, long size, long k)
     {
-        StructuredChecks.ValidateMultidimensional(t);
-        long dim = StructuredChecks.NormalizeDim(t, _dim);
-        long size = t.shape[dim];
-        long k = _amount.ToPrune(size);
-        if (k == 0)
-            return defaultMask.clone();
-
         // PyTorch draws torch.rand(nchannels) and keeps prob > kthvalue(prob, k): the same stream, the same mask.
         using var prob = rand(size);
         var (threshold, index) = prob.kthvalue(k, 0, false);
         using (threshold)
         using (index)
-        using (var keep = prob.gt(threshold))
-            return StructuredChecks.ChannelMask(t, dim, keep, defaultMask);
+            return prob.gt(threshold);
     }
 }
 

@@ -1,4 +1,3 @@
-using System;
 using System.Runtime.Intrinsics;
 
 namespace ModelDsl.Runtime.Quantization;

@@ -1,10 +1,6 @@
-using System;
-using System.Linq;
 using System.Runtime.InteropServices;
-using TorchSharp;
 using TorchSharp.Modules;
 using TorchSharp.Utils;
-using static TorchSharp.torch;
 
 namespace ModelDsl.Runtime.Quantization;
 
@@ -102,11 +98,7 @@ public sealed class DynamicQuantizedLinear : nn.Module<Tensor, Tensor>
     /// <param name="input">A float32 tensor whose last dimension is <see cref="in_features"/>.</param>
     public override Tensor forward(Tensor input)
     {
-        ArgumentNullException.ThrowIfNull(input);
-        if (input.dtype != ScalarType.Float32)
-            throw new ArgumentException($"DynamicQuantizedLinear takes float32 input, not {input.dtype}.", nameof(input));
-        if (input.device_type != DeviceType.CPU)
-            throw new NotSupportedException($"DynamicQuantizedLinear runs on the CPU (its int8 kernels are CPU kernels); the input is on {input.device}.");
+        QuantizationRules.CheckInput(input, nameof(DynamicQuantizedLinear));
         var shape = input.shape;
         if (shape.Length == 0 || shape[^1] != in_features)
             throw new ArgumentException(

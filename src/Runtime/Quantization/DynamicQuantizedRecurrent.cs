@@ -1,10 +1,5 @@
-using System;
-using System.Collections.Generic;
-using System.Linq;
 using System.Reflection;
-using TorchSharp;
 using TorchSharp.Modules;
-using static TorchSharp.torch;
 
 namespace ModelDsl.Runtime.Quantization;
 
@@ -41,6 +36,29 @@ public sealed record RecurrentOptions(long InputSize, long HiddenSize, long NumL
 }
 
 /// <summary>
+/// What <see cref="DynamicQuantizedLSTM"/> and <see cref="DynamicQuantizedGRU"/> share: the options, the mode and the
+/// quantised products of every layer and direction; the layers differ only in their cell and their forward signature.
+/// </summary>
+/// <typeparam name="TState">The initial state forward takes.</typeparam>
+/// <typeparam name="TResult">What forward returns.</typeparam>
+public abstract class DynamicQuantizedRecurrent<TState, TResult> : nn.Module<Tensor, TState, TResult>
+{
+    private protected readonly RecurrentCells _cells;
+
+    private protected DynamicQuantizedRecurrent(string name, nn.Module source, RecurrentOptions options, int gates, QuantizeMode mode) : base(name)
+    {
+        _cells = new RecurrentCells(this, source, options, gates, mode);
+        eval();
+    }
+
+    /// <summary>The layer's options.</summary>
+    public RecurrentOptions Options => _cells.Options;
+
+    /// <summary>The quantisation mode.</summary>
+    public QuantizeMode Mode => _cells.Mode;
+}
+
+/// <summary>
 /// <c>torch.ao.nn.quantized.dynamic.LSTM</c>: an <see cref="LSTM"/> whose input and hidden products run as dynamic
 /// int8 (or the other <see cref="QuantizeMode"/>s) through one <see cref="DynamicQuantizedLinear"/> per weight.
 /// Inference only; forward takes and returns what <see cref="LSTM"/>'s does.
@@ -53,26 +71,15 @@ public sealed record RecurrentOptions(long InputSize, long HiddenSize, long NumL
 /// (a scale per step) and adds the two; both biases are float and added inside the products. Gates in PyTorch's order
 /// (i, f, g, o): <c>c' = σ(f)·c + σ(i)·tanh(g)</c>, <c>h' = σ(o)·tanh(c')</c>.
 /// </remarks>
-public sealed class DynamicQuantizedLSTM : nn.Module<Tensor, (Tensor, Tensor)?, (Tensor, Tensor, Tensor)>
+public sealed class DynamicQuantizedLSTM : DynamicQuantizedRecurrent<(Tensor, Tensor)?, (Tensor, Tensor, Tensor)>
 {
-    private readonly RecurrentCells _cells;
-
     /// <summary>Quantises <paramref name="source"/> (not changed); its options are read from it.</summary>
     /// <param name="source">A float32 TorchSharp LSTM.</param>
     /// <param name="mode">How to quantise its weights.</param>
     public DynamicQuantizedLSTM(LSTM source, QuantizeMode mode) : this(source, RecurrentOptions.Of(source, 4), mode) { }
 
-    internal DynamicQuantizedLSTM(nn.Module source, RecurrentOptions options, QuantizeMode mode) : base(nameof(DynamicQuantizedLSTM))
-    {
-        _cells = new RecurrentCells(this, source, options, gates: 4, mode);
-        eval();
-    }
-
-    /// <summary>The layer's options.</summary>
-    public RecurrentOptions Options => _cells.Options;
-
-    /// <summary>The quantisation mode.</summary>
-    public QuantizeMode Mode => _cells.Mode;
+    internal DynamicQuantizedLSTM(nn.Module source, RecurrentOptions options, QuantizeMode mode)
+        : base(nameof(DynamicQuantizedLSTM), source, options, gates: 4, mode) { }
 
     /// <summary>
     /// Runs the sequence: <c>(output, h_n, c_n)</c>, as <see cref="LSTM"/>. <paramref name="h0_c0"/>: the initial
@@ -91,26 +98,15 @@ public sealed class DynamicQuantizedLSTM : nn.Module<Tensor, (Tensor, Tensor)?, 
 /// products). Gates in PyTorch's order (r, z, n), with <c>b_hn</c> inside the reset product:
 /// <c>n = tanh(W_in x + b_in + r·(W_hn h + b_hn))</c>, <c>h' = (h − n)·z + n</c>.
 /// </summary>
-public sealed class DynamicQuantizedGRU : nn.Module<Tensor, Tensor?, (Tensor, Tensor)>
+public sealed class DynamicQuantizedGRU : DynamicQuantizedRecurrent<Tensor?, (Tensor, Tensor)>
 {
-    private readonly RecurrentCells _cells;
-
     /// <summary>Quantises <paramref name="source"/> (not changed); its options are read from it.</summary>
     /// <param name="source">A float32 TorchSharp GRU.</param>
     /// <param name="mode">How to quantise its weights.</param>
     public DynamicQuantizedGRU(GRU source, QuantizeMode mode) : this(source, RecurrentOptions.Of(source, 3), mode) { }
 
-    internal DynamicQuantizedGRU(nn.Module source, RecurrentOptions options, QuantizeMode mode) : base(nameof(DynamicQuantizedGRU))
-    {
-        _cells = new RecurrentCells(this, source, options, gates: 3, mode);
-        eval();
-    }
-
-    /// <summary>The layer's options.</summary>
-    public RecurrentOptions Options => _cells.Options;
-
-    /// <summary>The quantisation mode.</summary>
-    public QuantizeMode Mode => _cells.Mode;
+    internal DynamicQuantizedGRU(nn.Module source, RecurrentOptions options, QuantizeMode mode)
+        : base(nameof(DynamicQuantizedGRU), source, options, gates: 3, mode) { }
 
     /// <summary>Runs the sequence: <c>(output, h_n)</c>, as <see cref="GRU"/>; <paramref name="h0"/> zeros when null.</summary>
     public override (Tensor, Tensor) forward(Tensor input, Tensor? h0 = null)

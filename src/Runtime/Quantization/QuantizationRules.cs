@@ -1,7 +1,3 @@
-using System;
-using TorchSharp;
-using static TorchSharp.torch;
-
 namespace ModelDsl.Runtime.Quantization;
 
 /// <summary>
@@ -10,6 +6,19 @@ namespace ModelDsl.Runtime.Quantization;
 /// </summary>
 internal static class QuantizationRules
 {
+    /// <summary>
+    /// What every int8 layer (<see cref="DynamicQuantizedLinear"/>, the <see cref="StaticQuantizedLayer"/>s) checks of its
+    /// input before running: not null, float32, on the CPU (its kernels are CPU kernels).
+    /// </summary>
+    public static void CheckInput(Tensor input, string layer)
+    {
+        ArgumentNullException.ThrowIfNull(input);
+        if (input.dtype != ScalarType.Float32)
+            throw new ArgumentException($"{layer} takes float32 input, not {input.dtype}.", nameof(input));
+        if (input.device_type != DeviceType.CPU)
+            throw new NotSupportedException($"{layer} runs on the CPU (its int8 kernels are CPU kernels); the input is on {input.device}.");
+    }
+
     /// <summary><c>torch.finfo(torch.float32).eps</c>, the floor of a weight scale (an all-zero weight gets it).</summary>
     public const float WeightScaleFloor = 1.1920929e-07f;
 

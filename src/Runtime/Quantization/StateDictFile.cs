@@ -1,9 +1,3 @@
-using System;
-using System.Collections.Generic;
-using System.IO;
-using TorchSharp;
-using static TorchSharp.torch;
-
 namespace ModelDsl.Runtime.Quantization;
 
 /// <summary>

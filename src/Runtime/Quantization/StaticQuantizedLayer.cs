@@ -1,12 +1,8 @@
-using System;
 using System.Buffers;
-using System.Linq;
 using System.Runtime.InteropServices;
 using System.Threading;
-using TorchSharp;
 using TorchSharp.Modules;
 using TorchSharp.Utils;
-using static TorchSharp.torch;
 
 namespace ModelDsl.Runtime.Quantization;
 
@@ -115,11 +111,7 @@ public abstract class StaticQuantizedLayer : nn.Module<Tensor, Tensor>
     /// <summary>Checks the input and runs the layer.</summary>
     public override Tensor forward(Tensor input)
     {
-        ArgumentNullException.ThrowIfNull(input);
-        if (input.dtype != ScalarType.Float32)
-            throw new ArgumentException($"{GetType().Name} takes float32 input, not {input.dtype}.", nameof(input));
-        if (input.device_type != DeviceType.CPU)
-            throw new NotSupportedException($"{GetType().Name} runs on the CPU (its int8 kernels are CPU kernels); the input is on {input.device}.");
+        QuantizationRules.CheckInput(input, GetType().Name);
         return Run(input);
     }
 

@@ -1,9 +1,5 @@
-using System;
-using System.Collections.Generic;
 using ModelDsl.Runtime.Optimization;
-using TorchSharp;
 using TorchSharp.Modules;
-using static TorchSharp.torch;
 
 namespace ModelDsl.Runtime.Quantization;
 

@@ -1,8 +1,3 @@
-#if MODELDSL_GENERATOR
-using System.Collections.Generic;
-using ModelDsl.Generators.Model;
-#endif
-
 namespace ModelDsl.Shapes
 {
     /// <summary>[Conv1d] and [Conv2d]: <c>torch.nn.Conv1d/Conv2d(in, out, kernel, stride, padding, dilation, groups, bias)</c>.</summary>

@@ -1,7 +1,3 @@
-#if MODELDSL_GENERATOR
-using ModelDsl.Generators.Model;
-#endif
-
 namespace ModelDsl.Shapes
 {
     /// <summary>[ReLU], [GELU], [SiLU], [Tanh], [Sigmoid]: elementwise, no parameters, <c>torch.nn.X()</c>.</summary>

@@ -1,8 +1,3 @@
-using System;
-#if MODELDSL_GENERATOR
-using ModelDsl.Generators.Model;
-#endif
-
 namespace ModelDsl.Shapes
 {
     /// <summary>[Embedding(num, dim)]: integer ids (*) → vectors (*, dim), a (num, dim) table.</summary>

@@ -1,8 +1,3 @@
-using System.Collections.Generic;
-#if MODELDSL_GENERATOR
-using ModelDsl.Generators.Model;
-#endif
-
 namespace ModelDsl.Shapes
 {
     /// <summary>[Flatten]'s own arguments: the first and last dimension it merges.</summary>

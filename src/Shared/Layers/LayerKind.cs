@@ -1,9 +1,6 @@
-using System;
-using System.Collections.Generic;
 using System.Globalization;
 #if MODELDSL_GENERATOR
 using ModelDsl.Generators.Emit;
-using ModelDsl.Generators.Model;
 #endif
 
 // One descriptor per layer kind, linked into the generator (reading, shape rules, emission, pass checks) and the

@@ -1,7 +1,3 @@
-#if MODELDSL_GENERATOR
-using ModelDsl.Generators.Model;
-#endif
-
 namespace ModelDsl.Shapes
 {
     /// <summary>[LeakyReLU]'s own argument: PyTorch's <c>negative_slope</c>.</summary>

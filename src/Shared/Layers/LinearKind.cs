@@ -1,8 +1,3 @@
-#if MODELDSL_GENERATOR
-using System.Collections.Generic;
-using ModelDsl.Generators.Model;
-#endif
-
 namespace ModelDsl.Shapes
 {
     /// <summary>[Linear]: <c>torch.nn.Linear(in, out, bias)</c> over the last dimension.</summary>

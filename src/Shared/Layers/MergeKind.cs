@@ -1,9 +1,3 @@
-using System.Collections.Generic;
-using System.Linq;
-#if MODELDSL_GENERATOR
-using ModelDsl.Generators.Model;
-#endif
-
 namespace ModelDsl.Shapes
 {
     /// <summary>

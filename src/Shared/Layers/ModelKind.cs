@@ -1,9 +1,3 @@
-using System;
-using System.Collections.Generic;
-#if MODELDSL_GENERATOR
-using ModelDsl.Generators.Model;
-#endif
-
 namespace ModelDsl.Shapes
 {
     /// <summary>[Block]'s own argument on a composed model: how many independent copies run in sequence.</summary>

@@ -1,8 +1,3 @@
-#if MODELDSL_GENERATOR
-using System.Collections.Generic;
-using ModelDsl.Generators.Model;
-#endif
-
 namespace ModelDsl.Shapes
 {
     /// <summary>A normalisation's own arguments: <c>eps</c>, and BatchNorm's running-statistics <c>momentum</c>.</summary>
@@ -12,20 +7,34 @@ namespace ModelDsl.Shapes
             new(arguments.Double("Eps") ?? 1e-5, arguments.Double("Momentum") ?? 0.1);
     }
 
-    /// <summary>[BatchNorm1d] and [BatchNorm2d]: per-channel (dimension 1) weight and bias, plus running statistics.</summary>
-    internal sealed class BatchNormKind : LayerKind<NormArguments>
+    /// <summary>
+    /// What the normalisations share: their arguments, float32 under autocast, and a weight and a bias of the normalised
+    /// size (the input's features, which Out, unset for a norm, does not hold).
+    /// </summary>
+    internal abstract class NormKind : LayerKind<NormArguments>
     {
-        public override AutocastPolicy Autocast => AutocastPolicy.Float32;
-        private readonly int _spatial;
+        protected NormKind(string name) : base(name) { }
 
-        public BatchNormKind(string name, int spatial) : base(name) { _spatial = spatial; }
+        public override AutocastPolicy Autocast => AutocastPolicy.Float32;
 
         public override void Read(LayerParams p, ILayerArguments arguments) => p.Own = NormArguments.Read(arguments);
+
+        public override int WeightRank => 1;
 
 #if MODELDSL_GENERATOR
         // The weight is (C,): its one dim holds the input's features, not an output size (Out is unset for a norm).
         public override long WeightSize(LayerArgs a, int dim) => a.In;
+        public override long WeightCount(LayerSpec l) => l.Parameters / 2;
+        public override IEnumerable<long> ParameterTensors(LayerSpec l) => new[] { l.Parameters / 2, l.Parameters / 2 };
 #endif
+    }
+
+    /// <summary>[BatchNorm1d] and [BatchNorm2d]: per-channel (dimension 1) weight and bias, plus running statistics.</summary>
+    internal sealed class BatchNormKind : NormKind
+    {
+        private readonly int _spatial;
+
+        public BatchNormKind(string name, int spatial) : base(name) { _spatial = spatial; }
 
         public override LayerShape Infer(LayerParams p, Dim[] x, bool isInt)
         {
@@ -41,27 +50,15 @@ namespace ModelDsl.Shapes
         public override Dim[] StandInInput(LayerParams p, Dim b, Dim c) =>
             _spatial == 1 ? new[] { b, c } : new[] { b, c, Dim.Sym("H"), Dim.Sym("W") };
 
-        public override int WeightRank => 1;
-
 #if MODELDSL_GENERATOR
         public override string Construct(LayerSpec l) => $"{Nn}.{Name}({N(l.Args.In)}, eps: {D(Own(l.Args).Eps)}, momentum: {D(Own(l.Args).Momentum)})";
-        public override long WeightCount(LayerSpec l) => l.Parameters / 2;
-        public override IEnumerable<long> ParameterTensors(LayerSpec l) => new[] { l.Parameters / 2, l.Parameters / 2 };
 #endif
     }
 
     /// <summary>[LayerNorm]: normalises the last dimension, with a weight and bias of its size.</summary>
-    internal sealed class LayerNormKind : LayerKind<NormArguments>
+    internal sealed class LayerNormKind : NormKind
     {
-        public override AutocastPolicy Autocast => AutocastPolicy.Float32;
         public LayerNormKind() : base("LayerNorm") { }
-
-        public override void Read(LayerParams p, ILayerArguments arguments) => p.Own = NormArguments.Read(arguments);
-
-#if MODELDSL_GENERATOR
-        // The weight is (C,): its one dim holds the input's features, not an output size (Out is unset for a norm).
-        public override long WeightSize(LayerArgs a, int dim) => a.In;
-#endif
 
         public override LayerShape Infer(LayerParams p, Dim[] x, bool isInt)
         {
@@ -76,12 +73,8 @@ namespace ModelDsl.Shapes
         public override string ExplicitExample(LayerParams p) => "LayerNorm(size)";
         public override Dim[] StandInInput(LayerParams p, Dim b, Dim c) => new[] { b, c };
 
-        public override int WeightRank => 1;
-
 #if MODELDSL_GENERATOR
         public override string Construct(LayerSpec l) => $"{Nn}.LayerNorm({N(l.Args.In)}, eps: {D(Own(l.Args).Eps)})";
-        public override long WeightCount(LayerSpec l) => l.Parameters / 2;
-        public override IEnumerable<long> ParameterTensors(LayerSpec l) => new[] { l.Parameters / 2, l.Parameters / 2 };
 #endif
     }
 }

@@ -1,7 +1,3 @@
-#if MODELDSL_GENERATOR
-using ModelDsl.Generators.Model;
-#endif
-
 namespace ModelDsl.Shapes
 {
     /// <summary>[MaxPool2d] and [AvgPool2d]: windows over (B, C, H, W); the stride defaults to the kernel size.</summary>

@@ -1,7 +1,3 @@
-#if MODELDSL_GENERATOR
-using ModelDsl.Generators.Model;
-#endif
-
 namespace ModelDsl.Shapes
 {
     /// <summary>An LSTM's or GRU's own arguments (PyTorch's num_layers, bidirectional, batch_first).</summary>

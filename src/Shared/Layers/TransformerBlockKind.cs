@@ -1,9 +1,3 @@
-using System;
-using System.Collections.Generic;
-#if MODELDSL_GENERATOR
-using ModelDsl.Generators.Model;
-#endif
-
 namespace ModelDsl.Shapes
 {
     /// <summary>A Transformer block's own arguments.</summary>
