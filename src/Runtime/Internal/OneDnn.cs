@@ -1,18 +1,26 @@
 using System;
+using System.Linq;
 using System.Runtime.InteropServices;
 
 namespace ModelDsl.Runtime.Internal;
 
 /// <summary>
-/// Runs a float LSTM or GRU on ATen's own recurrent kernels instead of oneDNN's. libtorch 2.10 hands a float32 CPU
-/// LSTM/GRU to oneDNN whenever oneDNN is enabled, and on some AVX-512 CPUs oneDNN's recurrent kernels are wrong:
-/// measured on a 2-core AMD EPYC guest (avx512f/bw/vl, avx512_vnni, avx512_bf16; 2026-12-02) a one-layer LSTM
-/// differed from ONNX Runtime and from the AVX2 path by 2e-3 and trained to 69% where it reaches 85%+ elsewhere, and
-/// capping oneDNN at AVX2 (ONEDNN_MAX_CPU_ISA=AVX2_VNNI) made both right. ATen's kernels are the ones PyTorch uses
-/// when oneDNN is off, and what our conformance vectors were made with. oneDNN stays on for everything else (it runs
-/// the convolutions): it is switched off only around the recurrent call, through libtorch's own
-/// <c>at::globalContext().setUserEnabledMkldnn</c>, and restored after. Where those symbols cannot be found (another
-/// libtorch), the call runs as it is.
+/// Keeps libtorch's oneDNN away from the two places where it computes wrong on the CPUs we measured, through
+/// libtorch's own <c>at::globalContext().setUserEnabledMkldnn</c> (switched off around the call, restored after;
+/// where the symbols cannot be found, another libtorch, calls run as they are):
+/// <list type="bullet">
+/// <item>Convolution backward passes when a convolution has a channel count that is not a multiple of 16. libtorch
+/// 2.10's oneDNN then returns gradients that differ from run to run and are sometimes NaN: measured on a 2-core AMD
+/// EPYC (avx512f/vnni/bf16, 2026-12-03) a residual CNN of 4/8 channels trained with AdamW gave NaN gradients in the
+/// first steps on most runs at 2 threads (and at 1 thread with oneDNN capped at AVX2), 16/11 and 12/24 channels too,
+/// while 16/32 and 32/16 gave the same finite losses on every run. Fine-tuning after a structured cut, which leaves
+/// such counts, diverged. ATen's own kernels (oneDNN off for the backward pass only; the forward keeps oneDNN) give
+/// the same losses on every run, equal to the all-ATen run's, at no measured cost.</item>
+/// <item>Float LSTM/GRU: on the same CPU oneDNN's recurrent kernels differed from ONNX Runtime and from the AVX2 path
+/// by 2e-3 and trained a one-layer LSTM to 69% where it reaches 85%+ elsewhere; they run on ATen's kernels, the ones
+/// PyTorch uses when oneDNN is off and what our conformance vectors were made with.</item>
+/// </list>
+/// docs/optimization.md ("oneDNN and odd channel counts").
 /// </summary>
 internal static unsafe class OneDnn
 {
@@ -30,6 +38,18 @@ internal static unsafe class OneDnn
             && NativeLibrary.TryGetExport(handle, "_ZN2at7Context20setUserEnabledMkldnnEb", out Set))
             Context = ((delegate* unmanaged<IntPtr>)context)();
     }
+
+    /// <summary>
+    /// Whether <paramref name="model"/>'s backward passes must run without oneDNN: it has a CPU convolution whose
+    /// output channel count is not a multiple of 16 (the input channels of an inner convolution are an earlier one's
+    /// outputs; those of the first read the data, whose gradient is not computed).
+    /// </summary>
+    public static bool NeedsAtenConvolutionBackward(TorchSharp.torch.nn.Module model)
+        => Context != IntPtr.Zero && model.modules().OfType<TorchSharp.Modules.Convolution>()
+            .Any(c => c.out_channels % 16 != 0 && c.weight is { } w && w.device_type == TorchSharp.DeviceType.CPU);
+
+    /// <summary>Runs <paramref name="run"/> with oneDNN disabled for libtorch's operators; the setting is restored after.</summary>
+    public static void Without(Action run) => Without(() => { run(); return 0; });
 
     /// <summary>Runs <paramref name="run"/> with oneDNN disabled for libtorch's operators; the setting is restored after.</summary>
     public static T Without<T>(Func<T> run)

@@ -38,6 +38,7 @@ namespace ModelDsl.Runtime.Training
             _clip = gradientClipNorm;
             _strategy = strategy ?? new SingleProcessStrategy();
             _precision = precision ?? new Float32Training(model);
+            _atenBackward = Internal.OneDnn.NeedsAtenConvolutionBackward(model);
         }
 
         /// <summary>Binds the step to a model, its optimiser and the plan's loss (its [Loss] method, if any) and clipping threshold.</summary>
@@ -75,7 +76,10 @@ namespace ModelDsl.Runtime.Training
             if (first) _optimizer.zero_grad();
             if (_groupFinite)
             {
-                (weight == 1 ? loss : loss * weight).backward();
+                var scaled = weight == 1 ? loss : loss * weight;
+                // oneDNN's convolution backward is wrong for channel counts that are not multiples of 16 (Internal/OneDnn.cs).
+                if (_atenBackward) Internal.OneDnn.Without(() => scaled.backward());
+                else scaled.backward();
                 Probe?.AfterBackward();
                 _precision.CollectGradients();
             }
@@ -90,6 +94,7 @@ namespace ModelDsl.Runtime.Training
         /// <summary>Measures the activations of the steps it is armed for (the report's <c>memory</c> section), if set.</summary>
         public MemoryProbe? Probe { get; set; }
 
+        private readonly bool _atenBackward;
         private bool _groupFinite = true;
         private double _groupLoss;
     }
