@@ -14,6 +14,8 @@ namespace Mnist;
 [Train(Loss.CrossEntropy, Optimizer.AdamW, LearningRate = 2e-3, Epochs = 10, BatchSize = 64, Seed = 0,
        Schedule = Schedule.Cosine, WarmupEpochs = 1,
        Data = "data/mnist_train.csv", TestData = "data/mnist_test.csv")]
+// The plan: half of every block's inner channels (Conv1's outputs, Norm1, Conv2's inputs; each Stage1 copy by its own
+// weights), two fine-tune epochs, int8 for the classifier; the BatchNorms are then folded (README: "The optimisation plan").
 [Prune(PruneMethod.Structured, 0.5, Targets = new[] { "Stage1.*.Conv1", "Stage2Down.Conv1", "Stage2.Conv1", "Stage3Down.Conv1", "Stage3.Conv1" },
        FineTuneEpochs = 2)]
 [Quantize(QuantizeMode.DynamicInt8)]
