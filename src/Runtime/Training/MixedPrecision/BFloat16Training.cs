@@ -31,6 +31,7 @@ namespace ModelDsl.Runtime.Training.MixedPrecision
     public sealed class BFloat16Training : ITrainingPrecision
     {
         private readonly nn.Module<Tensor, Tensor> _working;
+        private readonly nn.Module<Tensor, Tensor> _master;
         private readonly (nn.Module Master, nn.Module Working)[] _modules;
         private readonly (Tensor Master, Tensor Working)[] _parameters;
         private readonly (Tensor Master, Tensor Working)[] _buffers;
@@ -39,7 +40,7 @@ namespace ModelDsl.Runtime.Training.MixedPrecision
         /// <summary>Makes <paramref name="working"/> (a model of the master's class, on its device) the bfloat16 working copy of <paramref name="master"/>.</summary>
         public BFloat16Training(nn.Module<Tensor, Tensor> master, nn.Module<Tensor, Tensor> working)
         {
-            _working = working;
+            (_master, _working) = (master, working);
             var workingModules = working.named_modules().ToDictionary(m => m.name, m => m.module);
             _modules = new (nn.Module, nn.Module)[] { (master, working) }
                 .Concat(master.named_modules().Select(m => (m.module, workingModules.TryGetValue(m.name, out var w) ? w
@@ -71,6 +72,25 @@ namespace ModelDsl.Runtime.Training.MixedPrecision
         /// <inheritdoc/>
         public nn.Module<Tensor, Tensor> Module => _working;
 
+        /// <summary>The model whose float32 parameters the optimiser steps.</summary>
+        public nn.Module<Tensor, Tensor> Master => _master;
+
+        /// <summary>
+        /// Each trained master parameter with its working copy, paired by module path: a weight tied between a layer the
+        /// copy runs in bfloat16 and one it runs in float32 appears twice (two working tensors, one master).
+        /// </summary>
+        public IReadOnlyList<(Tensor Master, Tensor Working)> Parameters => _parameters;
+
+        /// <summary>
+        /// Set by a sharding strategy that keeps ZeRO's mixed-precision layout itself
+        /// (<see cref="ModelDsl.Runtime.Distributed.ShardedDataParallelStrategy"/> at stage 3): it refreshes the working
+        /// weights from the master partition it owns and reduces the working copy's gradients, so <see cref="Forward"/>
+        /// copies only the buffers (and zeroes the working gradients the last step kept) and
+        /// <see cref="CollectGradients"/> leaves the gradients where backward put them (micro-batches of one step then
+        /// add up in the working dtype).
+        /// </summary>
+        public bool WeightsSharded { get; set; }
+
         /// <summary>How many of the working copy's parameters are bfloat16, of all it trains (a test's view).</summary>
         public (int BFloat16, int All) ParameterDtypes => (_parameters.Count(p => p.Working.dtype == ScalarType.BFloat16), _parameters.Length);
 
@@ -80,7 +100,14 @@ namespace ModelDsl.Runtime.Training.MixedPrecision
             if (weightsChanged)
                 using (torch.no_grad())
                 {
-                    foreach (var (master, working) in _parameters) working.copy_(master);
+                    if (!WeightsSharded)
+                        foreach (var (master, working) in _parameters) working.copy_(master);
+                    else
+                        foreach (var (_, working) in _parameters)
+                        {
+                            using var kept = working.grad;
+                            kept?.zero_();
+                        }
                     foreach (var (master, working) in _buffers) working.copy_(master);
                 }
             // The loop sets train/eval (and dropout off under --deterministic) on the master: the copy follows, parents
@@ -97,6 +124,7 @@ namespace ModelDsl.Runtime.Training.MixedPrecision
         /// <inheritdoc/>
         public void CollectGradients()
         {
+            if (WeightsSharded) return;
             using var noGrad = torch.no_grad();
             foreach (var (master, working) in _parameters)
             {
