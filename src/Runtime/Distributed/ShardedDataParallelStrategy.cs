@@ -41,9 +41,11 @@ namespace ModelDsl.Runtime.Distributed;
 /// whole model; the next step's reduce-scatter frees the others' partitions again. Layers are gathered through their
 /// <c>call</c> (generated forwards call every layer so); a custom forward that calls a layer's <c>forward</c> directly
 /// skips the hook.</para>
-/// <para>Stage 3 in bf16 (<see cref="UsePrecision"/> with a <see cref="BFloat16Training"/>) keeps ZeRO's mixed-precision
-/// layout, 16Ψ/N per rank (<see cref="ShardedWorkingCopy"/>): the hooks sit on the working copy's layers and gather its
-/// bfloat16 weights; the float32 master keeps its partition only, gathered for validation and checkpoints alone.</para>
+/// <para>In bf16 (<see cref="UsePrecision"/> with a <see cref="BFloat16Training"/>) every stage keeps ZeRO's
+/// mixed-precision layout (<see cref="ShardedWorkingCopy"/>): 2Ψ + 2Ψ + 12Ψ/N at stage 1, 2Ψ + 14Ψ/N at stage 2, 16Ψ/N
+/// at stage 3. The float32 master keeps its partition only, gathered for validation and checkpoints alone; the
+/// gradients are reduced from the working copy's, and its (bfloat16) weights are what is all-gathered, at stage 3 by
+/// hooks on the working copy's layers.</para>
 /// </remarks>
 public sealed class ShardedDataParallelStrategy : ITrainingStrategy
 {
@@ -106,14 +108,17 @@ public sealed class ShardedDataParallelStrategy : ITrainingStrategy
         _gathered = Enumerable.Repeat(true, _partition.Parameters.Count).ToArray();
         _working?.Dispose();
         _working = null;
-        if (Level != ShardLevel.Parameters) return;
         if (_mixed is { } mixed && ReferenceEquals(mixed.Master, model))
         {
-            // bf16: the steps run the working copy, which gathers its own (bfloat16) weights; the master stays sharded.
-            _working = new ShardedWorkingCopy(_group, _partition, mixed);
+            // bf16: the steps run the working copy, whose weights are gathered in their own dtype (ZeRO's layout); the
+            // float32 master keeps this rank's partition only, at every stage.
+            _working = new ShardedWorkingCopy(_group, _partition, mixed, Level);
             _working.Start();
+            FreeForeignParameters();
+            return;
         }
-        else InstallGatherHooks(model);
+        if (Level != ShardLevel.Parameters) return;
+        InstallGatherHooks(model);
         FreeForeignParameters();
     }
 
@@ -167,6 +172,14 @@ public sealed class ShardedDataParallelStrategy : ITrainingStrategy
     {
         var partition = Partition;
         ReleaseForeignState();
+        if (_working is { } working)
+        {
+            working.ReduceGradients();
+            if (_plan.GradientClipNorm > 0) ClipOwnGradients(_plan.GradientClipNorm);
+            FreeForeignParameters(); // the master: gathered for the last validation or checkpoint
+            working.FreeForeign();
+            return;
+        }
         if (Level == ShardLevel.OptimizerState)
         {
             _ddp.SynchronizeGradients(model);
@@ -175,11 +188,9 @@ public sealed class ShardedDataParallelStrategy : ITrainingStrategy
             SetAsideForeignGradients();
             return;
         }
-        if (_working is { } working) working.ReduceScatterGradients();
-        else ReduceScatterGradients();
+        ReduceScatterGradients();
         if (_plan.GradientClipNorm > 0) ClipOwnGradients(_plan.GradientClipNorm);
         if (Level == ShardLevel.Parameters) FreeForeignParameters();
-        _working?.FreeForeign();
     }
 
     /// <summary>
@@ -190,7 +201,7 @@ public sealed class ShardedDataParallelStrategy : ITrainingStrategy
     {
         RestoreForeignGradients();
         if (applied) _working?.AfterStep();
-        if (applied && Level != ShardLevel.Parameters) Gather(Enumerable.Range(0, Partition.Parameters.Count).ToArray());
+        if (applied && Level != ShardLevel.Parameters && _working is null) Gather(Enumerable.Range(0, Partition.Parameters.Count).ToArray());
         return _ddp.AfterStep(model, step, loss, applied);
     }
 

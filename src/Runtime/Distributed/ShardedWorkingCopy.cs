@@ -9,19 +9,22 @@ using static TorchSharp.torch;
 namespace ModelDsl.Runtime.Distributed;
 
 /// <summary>
-/// ZeRO stage 3 in bf16 mixed precision: ZeRO's 16Ψ/N layout on each rank. Between steps a rank holds, of its
-/// partition only, the float32 master weights and the optimiser's moments (the strategy's fp32 stage 3), the working
-/// copy's weights (bfloat16 for the layers autocast runs in bfloat16) and their gradients in the working dtype; the
-/// other partitions' working weights are empty tensors. Before each top-level layer's forward its working weights are
-/// all-gathered from their owners in their own dtype (one collective per dtype), so the wire and the gathered copies
-/// are bfloat16 too; after backward the working gradients are summed in float32 and reduce-scattered, the rank keeps
-/// its partition's in the working dtype, and converts them to float32 on the master for the optimiser's step (freed
-/// after it, when the updated master partition is cast into the working copy).
+/// Sharded data parallel in bf16 mixed precision with ZeRO's layout: of the 16 bytes per parameter of mixed-precision
+/// Adam, a rank keeps the float32 master weights and the optimiser's moments (12) of its partition only at every stage,
+/// the gradients (2, in the working dtype) of every parameter at stage 1 and of its partition from stage 2 on, and the
+/// working copy's weights (2: bfloat16 for the layers autocast runs in bfloat16) of every parameter at stages 1 and 2,
+/// of its partition at stage 3. After backward the working gradients are summed in float32 into one flat buffer and
+/// all-reduced (stage 1) or reduce-scattered (stages 2 and 3); the rank keeps them in the working dtype and converts its
+/// partition's to float32 on the master for the optimiser's step (freed after it). After the step the updated master
+/// partition is cast into the working copy, whose weights are then all-gathered from their owners in their own dtype
+/// (one collective per dtype, so the wire carries bfloat16): all of them after each step at stages 1 and 2, each
+/// top-level layer's just before its forward at stage 3 (the other partitions' are empty tensors between steps).
 /// </summary>
 /// <remarks>
 /// The master's other partitions stay empty throughout training; the strategy gathers the master (float32) only for
-/// validation and checkpoints, as at fp32 stage 3. As there, a layer's gathered working weights stay alive until the
-/// step's backward is done (TorchSharp has no saved-tensor hooks to gather them again for backward).
+/// validation and checkpoints. At stage 3, as in fp32, a layer's gathered working weights stay alive until the step's
+/// backward is done (TorchSharp has no saved-tensor hooks to gather them again for backward). Micro-batches of one step
+/// add their gradients up in the working dtype, as ZeRO's bf16 gradients do.
 /// </remarks>
 internal sealed class ShardedWorkingCopy : IDisposable
 {
@@ -32,10 +35,11 @@ internal sealed class ShardedWorkingCopy : IDisposable
     private readonly long[][] _shapes;
     private readonly bool[] _gathered;
     private readonly List<Action> _removeHooks = new();
+    private readonly ShardLevel _level;
 
-    public ShardedWorkingCopy(ProcessGroup group, ParameterPartition partition, BFloat16Training precision)
+    public ShardedWorkingCopy(ProcessGroup group, ParameterPartition partition, BFloat16Training precision, ShardLevel level)
     {
-        (_group, _partition, _precision) = (group, partition, precision);
+        (_group, _partition, _precision, _level) = (group, partition, precision, level);
         var index = new Dictionary<IntPtr, int>();
         for (int i = 0; i < partition.Parameters.Count; i++) index[partition.Parameters[i].Handle] = i;
         var working = Enumerable.Range(0, partition.Parameters.Count).Select(_ => new List<Tensor>()).ToArray();
@@ -43,7 +47,7 @@ internal sealed class ShardedWorkingCopy : IDisposable
             if (index.TryGetValue(master.Handle, out int i)) working[i].Add(copy);
         _working = working.Select(w => w.ToArray()).ToArray();
         if (_working.Any(w => w.Length == 0))
-            throw new InvalidOperationException("ZeRO stage 3 in bf16: a trained parameter has no working copy (the working model must be of the master's class)");
+            throw new InvalidOperationException("Sharding in bf16: a trained parameter has no working copy (the working model must be of the master's class)");
         _shapes = partition.Parameters.Select(p => p.shape).ToArray();
         _gathered = Enumerable.Repeat(true, _working.Length).ToArray();
     }
@@ -58,8 +62,8 @@ internal sealed class ShardedWorkingCopy : IDisposable
     private int WorldSize => _group.WorldSize;
 
     /// <summary>
-    /// With the master whole (after DDP's start): the working copy cast from it, the gather hooks installed on the
-    /// working model's top-level layers, and the other partitions' working weights freed.
+    /// With the master whole (after DDP's start): the working copy cast from it; at stage 3 the gather hooks installed on
+    /// the working model's top-level layers and the other partitions' working weights freed.
     /// </summary>
     public void Start()
     {
@@ -68,17 +72,21 @@ internal sealed class ShardedWorkingCopy : IDisposable
                 foreach (var w in _working[i])
                     if (w.numel() == _partition.Parameters[i].numel()) w.copy_(_partition.Parameters[i]);
         _precision.WeightsSharded = true;
+        if (_level != ShardLevel.Parameters) return;
         InstallGatherHooks(_precision.Module);
         FreeForeign();
     }
 
     /// <summary>
-    /// After backward: every working gradient summed in float32 into its owner's segment of one flat buffer (the others'
-    /// freed as they are copied), scaled by 1/world size and reduce-scattered; this rank's segment becomes its working
-    /// gradients (in the working dtype, kept until the next step) and, converted to float32, the master's for the step.
+    /// After backward: every working gradient summed in float32 into its owner's segment of one flat buffer, scaled by
+    /// 1/world size (DDP's arithmetic) and all-reduced at stage 1, reduce-scattered from stage 2 on (the other
+    /// partitions' gradients freed as they are copied). The averaged gradients become the working gradients again (in
+    /// the working dtype, kept until the next step: all of them at stage 1, this rank's partition's after), and this
+    /// rank's partition's, converted to float32, the master's for the step.
     /// </summary>
-    public void ReduceScatterGradients()
+    public void ReduceGradients()
     {
+        bool scatter = _level != ShardLevel.OptimizerState;
         var clock = Stopwatch.StartNew();
         using var scope = NewDisposeScope();
         using var noGrad = no_grad();
@@ -98,19 +106,29 @@ internal sealed class ShardedWorkingCopy : IDisposable
                     using var source = grad.reshape(-1);
                     target.add_(source);
                 }
-                if (!mine) w.grad = null;
+                if (!mine && scatter) w.grad = null;
             }
         }
         flat.mul_(1.0 / WorldSize);
-        var shard = empty(segment, ScalarType.Float32, device);
-        _group.ReduceScatter(shard, flat, ReduceOp.Sum);
+        Tensor averaged;
+        if (scatter)
+        {
+            averaged = empty(segment, ScalarType.Float32, device);
+            _group.ReduceScatter(averaged, flat, ReduceOp.Sum);
+        }
+        else
+        {
+            averaged = flat;
+            _group.AllReduce(flat, ReduceOp.Sum);
+        }
         BytesCommunicated += flat.numel() * flat.element_size();
-        flat.Dispose();
         for (int i = 0; i < _working.Length; i++)
         {
-            if (_partition.Owner[i] != Rank) continue;
+            bool mine = _partition.Owner[i] == Rank;
+            if (!mine && scatter) continue;
             var first = _working[i][0];
-            using var slice = shard.narrow(0, _partition.Offset[i], Numel(i)).view(_shapes[i]);
+            long start = (scatter ? 0 : _partition.Owner[i] * segment) + _partition.Offset[i];
+            using var slice = averaged.narrow(0, start, Numel(i)).view(_shapes[i]);
             using (var kept = first.grad)
             {
                 if (kept is null)
@@ -122,6 +140,7 @@ internal sealed class ShardedWorkingCopy : IDisposable
             }
             // A tied weight keeps its one gradient once, on its first working tensor.
             foreach (var other in _working[i].Skip(1)) other.grad = null;
+            if (!mine) continue;
             using var gradient = first.grad!;
             using var master = gradient.to(ScalarType.Float32, copy: true);
             _partition.Parameters[i].grad = master;
@@ -129,23 +148,29 @@ internal sealed class ShardedWorkingCopy : IDisposable
         Communication += clock.Elapsed;
     }
 
-    /// <summary>After an applied step: the master's float32 gradients freed and its updated partition cast into the working copy.</summary>
+    /// <summary>
+    /// After an applied step: the master's float32 gradients freed and its updated partition cast into the working copy;
+    /// at stages 1 and 2 every working weight all-gathered from its owner.
+    /// </summary>
     public void AfterStep()
     {
-        using var noGrad = no_grad();
-        for (int i = 0; i < _working.Length; i++)
-        {
-            if (_partition.Owner[i] != Rank) continue;
-            var master = _partition.Parameters[i];
-            master.grad = null;
-            foreach (var w in _working[i]) w.copy_(master);
-        }
+        using (no_grad())
+            for (int i = 0; i < _working.Length; i++)
+            {
+                if (_partition.Owner[i] != Rank) continue;
+                var master = _partition.Parameters[i];
+                master.grad = null;
+                foreach (var w in _working[i]) w.copy_(master);
+            }
+        if (_level == ShardLevel.Parameters) return;
+        Array.Fill(_gathered, false);
+        Gather(Enumerable.Range(0, _working.Length).ToArray());
     }
 
     /// <summary>The other partitions' working weights become empty tensors (their shapes are kept for the next gather).</summary>
     public void FreeForeign()
     {
-        if (WorldSize == 1) return;
+        if (WorldSize == 1 || _level != ShardLevel.Parameters) return;
         using var noGrad = no_grad();
         for (int i = 0; i < _working.Length; i++)
         {

@@ -23,7 +23,10 @@ namespace ModelDsl.Runtime.Training.MixedPrecision
     /// <remarks>
     /// Per optimiser step the master weights are copied (cast) into the working copy once; after each backward the
     /// copy's gradients are added to the master's <c>.grad</c> in float32 and zeroed, so gradient accumulation sums in
-    /// float32 and data-parallel strategies reduce float32 gradients on the master as in a float32 run. BatchNorm's
+    /// float32 and data-parallel strategies reduce float32 gradients on the master as in a float32 run; after the
+    /// optimiser's step the master's gradients are freed, so between steps a rank holds ZeRO's mixed-precision layout
+    /// (the working copy's weights and gradients, the float32 master and the optimiser's state). Sharding strategies
+    /// reduce the working copy's gradients themselves (<see cref="WeightsSharded"/>). BatchNorm's
     /// running statistics, updated by the copy's forward, are copied back to the master, which validation, checkpoints
     /// and the optimisation passes use. Parameters are paired by module path, so a weight tied between an embedding
     /// (float32 in the copy) and a Linear head (bfloat16 in the copy) gets the sum of both uses' gradients.
@@ -140,6 +143,16 @@ namespace ModelDsl.Runtime.Training.MixedPrecision
                 else sum.add_(grad);
                 grad.zero_();
             }
+        }
+
+        /// <summary>
+        /// Frees the master's float32 gradients: they exist for the optimiser's step only (ZeRO's layout keeps the working
+        /// copy's gradients, 2 bytes per bfloat16 parameter, not 4 more on the master); the next step's
+        /// <see cref="CollectGradients"/> allocates them again.
+        /// </summary>
+        public void AfterOptimizerStep()
+        {
+            foreach (var (master, _) in _parameters) master.grad = null;
         }
 
         /// <summary>Casts one leaf layer of the copy by its kind's autocast policy.</summary>
