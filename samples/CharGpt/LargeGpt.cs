@@ -14,8 +14,8 @@ namespace CharGpt;
 [Model(Input = "B, T", InputType = DType.Int64)]
 [Train(Loss.CrossEntropy, Optimizer.AdamW, LearningRate = 6e-4, WeightDecay = 0.1, Epochs = 1, BatchSize = 4, Seed = 1337,
        Schedule = Schedule.Cosine, WarmupEpochs = 0.05, ScheduleInterval = ScheduleInterval.Step, GradientClipNorm = 1.0,
-       SequenceLength = 64, Data = "data/input.txt", Precision = Precision.BFloat16, MemoryBudgetMB = 512)]
-[Parallel(ParallelMode.Sync, WorldSize = 2, Shard = ShardLevel.Gradients)]
+       SequenceLength = 64, Data = "data/input.txt", Precision = Precision.BFloat16, Recompute = Recompute.Blocks, MemoryBudgetMB = 256)]
+[Parallel(ParallelMode.Sync, WorldSize = 2, Shard = ShardLevel.Parameters)]
 public partial class LargeGpt
 {
     [Embedding(65, 512)]                       public partial Embedding Tokens { get; }
