@@ -7,9 +7,10 @@ namespace CharGpt;
 /// <summary>
 /// The large-model demo: <see cref="ShakespeareGpt"/>'s layers, wider and deeper — ten pre-LayerNorm blocks of 512
 /// channels and eight heads, Ψ = 31,590,977 parameters (the tied head counted once) — trained on two ranks with ZeRO
-/// stage 2 (each rank keeps the optimiser state and the gradients of its half of the parameters), bfloat16 matrix
-/// products over float32 master weights, and a per-rank memory budget the compiler checks against its plan
-/// (MD0430). <c>dotnet run -c Release -- large</c> trains it; README.md has the figures of a run.
+/// stage 3 (each rank keeps the fp32 master weights, Adam's moments, the bf16 weights and the bf16 gradients of its half
+/// of the parameters: 16Ψ/N), bfloat16 matrix products, each block's activations recomputed in backward, and a
+/// per-rank memory budget the compiler checks against its plan (MD0430: only stage 3 fits 256 MiB).
+/// <c>dotnet run -c Release -- large</c> trains it; README.md has the figures of a run.
 /// </summary>
 [Model(Input = "B, T", InputType = DType.Int64)]
 [Train(Loss.CrossEntropy, Optimizer.AdamW, LearningRate = 6e-4, WeightDecay = 0.1, Epochs = 1, BatchSize = 4, Seed = 1337,
