@@ -40,11 +40,18 @@ internal sealed class ShardedWorkingCopy : IDisposable
     public ShardedWorkingCopy(ProcessGroup group, ParameterPartition partition, BFloat16Training precision, ShardLevel level)
     {
         (_group, _partition, _precision, _level) = (group, partition, precision, level);
+        // Paired by storage, not by handle: a module's parameter enumeration may wrap the same tensor in another handle
+        // (a tied weight reached through its second module), and a pair missed here would never get the master's values.
+        // The master is whole here (the strategy frees its other partitions after this).
         var index = new Dictionary<IntPtr, int>();
-        for (int i = 0; i < partition.Parameters.Count; i++) index[partition.Parameters[i].Handle] = i;
+        for (int i = 0; i < partition.Parameters.Count; i++) index[TensorMemory.DataPointer(partition.Parameters[i])] = i;
         var working = Enumerable.Range(0, partition.Parameters.Count).Select(_ => new List<Tensor>()).ToArray();
         foreach (var (master, copy) in precision.Parameters)
-            if (index.TryGetValue(master.Handle, out int i)) working[i].Add(copy);
+        {
+            if (!index.TryGetValue(TensorMemory.DataPointer(master), out int i) || copy.numel() != master.numel())
+                throw new InvalidOperationException("Sharding in bf16: a working parameter matches no trained parameter of the model the strategy started on");
+            working[i].Add(copy);
+        }
         _working = working.Select(w => w.ToArray()).ToArray();
         if (_working.Any(w => w.Length == 0))
             throw new InvalidOperationException("Sharding in bf16: a trained parameter has no working copy (the working model must be of the master's class)");
@@ -69,8 +76,7 @@ internal sealed class ShardedWorkingCopy : IDisposable
     {
         using (no_grad())
             for (int i = 0; i < _working.Length; i++)
-                foreach (var w in _working[i])
-                    if (w.numel() == _partition.Parameters[i].numel()) w.copy_(_partition.Parameters[i]);
+                foreach (var w in _working[i]) w.copy_(_partition.Parameters[i]);
         _precision.WeightsSharded = true;
         if (_level != ShardLevel.Parameters) return;
         InstallGatherHooks(_precision.Module);
