@@ -14,8 +14,8 @@ namespace ModelDsl.Distributed.TestHost;
 /// bf16 mixed precision across ranks, through the trainer's step with a <see cref="BFloat16Training"/> working copy per
 /// rank: DDP (with and without gradient accumulation) against one process in bf16 on every rank's samples at once —
 /// equal to bfloat16's precision, not bitwise, because each rank's bfloat16 weight-gradient product is rounded over its
-/// own samples before the float32 average; ZeRO stage 2 in bf16 against DDP in bf16 within 1e-6 (both reduce the same
-/// float32 master gradients); bf16 away from float32 (it did run); ranks bitwise in sync.
+/// own samples before the float32 average; ZeRO stages 1-3 in bf16 (ZeRO's layout) equal to each other within 1e-6 and
+/// to DDP in bf16 within bfloat16's distance (0.1, as bf16 to fp32); bf16 away from float32 (it did run); ranks bitwise in sync.
 /// </summary>
 internal static class MixedPrecision
 {
@@ -24,7 +24,7 @@ internal static class MixedPrecision
         var check = new Checker(group.Rank);
         foreach (int k in new[] { 1, K })
             DdpEqualsTheWholeBatch(group, check, k);
-        ZeroEqualsDdp(group, check);
+        ZeroStagesAgree_AndFollowDdp(group, check);
         return check.Finish("bf16");
     }
 
@@ -36,9 +36,11 @@ internal static class MixedPrecision
     {
         var model = Mlp();
         var optimizer = Trainer.CreateOptimizer(plan, model);
+        ITrainingPrecision precision = bf16 ? new BFloat16Training(model, Mlp()) : new Float32Training(model);
+        // As the trainer does: the strategy learns the arithmetic before it starts (sharding keeps ZeRO's bf16 layout).
+        strategy?.UsePrecision(precision);
         if (strategy is ShardedDataParallelStrategy sharded) sharded.Start(model, 0, optimizer);
         else strategy?.Start(model, 0);
-        ITrainingPrecision precision = bf16 ? new BFloat16Training(model, Mlp()) : new Float32Training(model);
         return (model, new TrainingStep(model, optimizer, plan, strategy, precision), new Disposables(optimizer, precision));
     }
 
@@ -72,27 +74,48 @@ internal static class MixedPrecision
         check.That(DataParallel.RanksInSync(group, model), $"{name}: every rank holds bitwise the same parameters");
     }
 
-    private static void ZeroEqualsDdp(ProcessGroup group, Checker check)
+    /// <summary>
+    /// ZeRO-1, 2 and 3 in bf16 (ZeRO's layout: the working copy's gradients averaged in float32 and kept in bfloat16, the
+    /// bfloat16 weights all-gathered) take the same steps as each other — the same float32 sums, reduced the same way — and
+    /// follow DDP in bf16 (which reduces float32 master gradients) within bfloat16's precision. Between steps stage 3 holds
+    /// its partition's working weights only, and every stage its partition's float32 master.
+    /// </summary>
+    private static void ZeroStagesAgree_AndFollowDdp(ProcessGroup group, Checker check)
     {
-        const string name = "ZeRO-2 bf16 k = 3";
         var plan = Bf16Plan(group, K);
         using var ddp = new DataParallelStrategy(group, plan);
         var (ddpModel, ddpStep, ddpResources) = Replica(plan, ddp);
-        var shardedPlan = plan with { Shard = ShardLevel.Gradients };
-        using var sharded = new ShardedDataParallelStrategy(group, shardedPlan);
-        var (model, step, resources) = Replica(shardedPlan, sharded);
-        using var _ = new Disposables(ddpResources, resources);
+        var levels = new[] { ShardLevel.OptimizerState, ShardLevel.Gradients, ShardLevel.Parameters };
+        var strategies = levels.Select(l => new ShardedDataParallelStrategy(group, plan with { Shard = l })).ToArray();
+        var replicas = strategies.Select(z => Replica(plan with { Shard = z.Level }, z)).ToArray();
+        // The strategies first: they take their hooks off the working copies.
+        using var _ = new Disposables(strategies.Cast<IDisposable>().Concat(replicas.Select(r => r.Resources)).Append(ddpResources).ToArray());
 
-        double worst = 0;
+        double worstStages = 0, worstDdp = 0;
         for (long s = 1; s <= Steps; s++)
         {
             using var scope = NewDisposeScope();
             Group(ddpStep, ddp, ddpModel, group.Rank, s, K);
-            Group(step, sharded, model, group.Rank, s, K);
-            worst = Math.Max(worst, RelativeDifference(Flat(model), Flat(ddpModel)));
+            for (int z = 0; z < levels.Length; z++)
+            {
+                Group(replicas[z].Step, strategies[z], replicas[z].Model, group.Rank, s, K);
+                var owned = strategies[z].Partition.ElementsOf(group.Rank);
+                long master = replicas[z].Model.parameters().Sum(p => p.numel());
+                check.That(master == owned, $"ZeRO-{z + 1} bf16: after step {s} the float32 master holds {master} elements, its partition's {owned}");
+                check.That(replicas[z].Model.parameters().All(p => p.grad is null), $"ZeRO-{z + 1} bf16: no float32 gradient is kept between steps");
+            }
+            foreach (var z in strategies) z.GatherAll();
+            var stage1 = Flat(replicas[0].Model);
+            for (int z = 1; z < levels.Length; z++) worstStages = Math.Max(worstStages, RelativeDifference(Flat(replicas[z].Model), stage1));
+            worstDdp = Math.Max(worstDdp, RelativeDifference(stage1, Flat(ddpModel)));
         }
-        check.That(worst < 1e-6, $"{name}: parameters after each of {Steps} steps equal DDP's in bf16 within 1e-6 relative (worst {worst:E2})");
-        check.That(DataParallel.RanksInSync(group, model), $"{name}: every rank holds bitwise the same parameters");
+        Console.WriteLine($"rank {group.Rank}: ZeRO bf16 k = {K}: stages 2 and 3 vs 1 {worstStages:E2}, stage 1 vs DDP in bf16 {worstDdp:E2}");
+        check.That(worstStages < 1e-6, $"ZeRO-1, 2 and 3 in bf16 take the same steps within 1e-6 relative (worst {worstStages:E2})");
+        // ZeRO rounds the averaged gradients to bfloat16 and adds the k = 3 micro-batches up in bfloat16, DDP in float32:
+        // through Adam's normalisation that is bfloat16's distance (2.8e-2 measured), the bound DDP in bf16 keeps to fp32.
+        check.That(worstDdp < 0.1, $"ZeRO in bf16 follows DDP in bf16 within 0.1 relative after each of {Steps} steps (worst {worstDdp:E2})");
+        foreach (var (model, z) in replicas.Select((r, z) => (r.Model, z)))
+            check.That(DataParallel.RanksInSync(group, model), $"ZeRO-{z + 1} bf16: every rank holds bitwise the same parameters");
     }
 
     /// <summary>Optimiser step <paramref name="s"/>: this rank's <paramref name="k"/> micro-batches, then the strategy's after-step.</summary>

@@ -60,6 +60,14 @@ public class MemoryDiagnosticTests
     }
 
     [Fact]
+    public void Bf16_Stage3IsOffered_WhereOnlyItFits()
+    {
+        // bf16 Adam over 4 ranks: stage 2 is 2Ψ + 14Ψ/4 = 88 MiB, stage 3 16Ψ/4 = 64 MiB; the runtime trains stage 3 in bf16.
+        var run = Verify("Loss.MSE, Optimizer.Adam, BatchSize = 1, Precision = Precision.BFloat16, {|MD0430:MemoryBudgetMB = 80|}", "[Parallel(ParallelMode.Sync, WorldSize = 4, Shard = ShardLevel.Gradients)]");
+        Assert.Matches(@"Shard = ShardLevel\.Parameters would make it 6[0-9]\.[0-9] MiB$", Assert.Single(run.ModelDiagnostics).GetMessage());
+    }
+
+    [Fact]
     public void ActivationsAboveTheBudget_TheFixIsASmallerBatch()
     {
         // 64 -> 32 -> 10 with cross-entropy: 336 activation bytes per sample (Linear 128, ReLU 128, Linear 40, log-softmax 40).

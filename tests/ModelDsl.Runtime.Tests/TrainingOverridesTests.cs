@@ -66,7 +66,6 @@ public sealed class TrainingOverridesTests
     [InlineData("--threads -1", "--threads must be 0 or more, got -1")]
     [InlineData("--grad-accum 0", "--grad-accum must be at least 1 (micro-batches per optimiser step), got 0")]
     [InlineData("--precision bf16 --world-size 2 --sync-batchnorm", "--precision bf16 does not combine with --sync-batchnorm yet (the bfloat16 working copy's BatchNorm would keep per-rank statistics): drop one of them")]
-    [InlineData("--precision bf16 --world-size 2 --shard parameters", "--precision bf16 does not combine with --shard parameters (ZeRO stage 3) yet (the bfloat16 working copy reads the parameters stage 3 frees): use --precision fp32 or --shard gradients")]
     [InlineData("--sync-every 4", "--sync-every applies to asynchronous training (local SGD); add --mode async")]
     [InlineData("--backend nccl", "--backend nccl reduces CUDA tensors only: add --device cuda, or use --backend mpi (or auto) on the CPU")]
     public void BadOverride_IsOneTrainingException(string commandLine, string message)
@@ -105,6 +104,9 @@ public sealed class TrainingOverridesTests
         Assert.Equal(ModelDsl.Precision.Float32, Apply("").Plan.Precision);
         Assert.Equal(ModelDsl.Precision.Float32, Apply("--precision fp32", plan: Plan with { Precision = ModelDsl.Precision.BFloat16 }).Plan.Precision);
         Assert.Equal(ModelDsl.Precision.BFloat16, Apply("", plan: Plan with { Precision = ModelDsl.Precision.BFloat16 }).Plan.Precision);
+        // ZeRO stage 3 trains in bf16 too (ShardedWorkingCopy).
+        var stage3 = Apply("--precision bf16 --world-size 2 --shard parameters").Plan;
+        Assert.Equal((ModelDsl.Precision.BFloat16, ShardLevel.Parameters), (stage3.Precision, stage3.Shard));
         // Checkpoints hold the float32 master weights either way: a run resumes in the other precision.
         Assert.Equal(Plan.Fingerprint(), Apply("--precision bf16").Plan.Fingerprint());
     }

@@ -79,10 +79,7 @@ namespace ModelDsl.Generators.Parsing
             int worldSize, int batch, double budget)
         {
             MemoryBytes At(ShardLevel level, int ranks, int samples) => MemoryPlan.For(model, optimizer, momentum, precision, level, ranks, samples, recompute: recompute);
-            // Stage 3 trains in float32 only (the bf16 working copy reads the parameters it frees): not offered under bf16.
-            var implemented = precision == MemoryPrecision.BFloat16
-                ? new[] { ShardLevel.OptimizerState, ShardLevel.Gradients }
-                : new[] { ShardLevel.OptimizerState, ShardLevel.Gradients, ShardLevel.Parameters };
+            var implemented = new[] { ShardLevel.OptimizerState, ShardLevel.Gradients, ShardLevel.Parameters };
             if (worldSize > 1)
                 foreach (var level in implemented.Where(l => l > shard))
                     if (At(level, worldSize, batch).Total <= budget)

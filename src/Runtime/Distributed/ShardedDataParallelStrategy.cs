@@ -3,6 +3,7 @@ using System.Collections.Generic;
 using System.Diagnostics;
 using System.Linq;
 using ModelDsl.Runtime.Training;
+using ModelDsl.Runtime.Training.MixedPrecision;
 using TorchSharp;
 using TorchSharp.Modules;
 using static TorchSharp.torch;
@@ -40,6 +41,11 @@ namespace ModelDsl.Runtime.Distributed;
 /// whole model; the next step's reduce-scatter frees the others' partitions again. Layers are gathered through their
 /// <c>call</c> (generated forwards call every layer so); a custom forward that calls a layer's <c>forward</c> directly
 /// skips the hook.</para>
+/// <para>In bf16 (<see cref="UsePrecision"/> with a <see cref="BFloat16Training"/>) every stage keeps ZeRO's
+/// mixed-precision layout (<see cref="ShardedWorkingCopy"/>): 2Ψ + 2Ψ + 12Ψ/N at stage 1, 2Ψ + 14Ψ/N at stage 2, 16Ψ/N
+/// at stage 3. The float32 master keeps its partition only, gathered for validation and checkpoints alone; the
+/// gradients are reduced from the working copy's, and its (bfloat16) weights are what is all-gathered, at stage 3 by
+/// hooks on the working copy's layers.</para>
 /// </remarks>
 public sealed class ShardedDataParallelStrategy : ITrainingStrategy
 {
@@ -57,6 +63,9 @@ public sealed class ShardedDataParallelStrategy : ITrainingStrategy
     private bool[] _gathered = Array.Empty<bool>();
     private long[][] _shapes = Array.Empty<long[]>();
     private readonly List<Action> _removeHooks = new();
+    // Stage 3 in bf16: the working copy the steps run, and its ZeRO layout once started on the master it copies.
+    private BFloat16Training? _mixed;
+    private ShardedWorkingCopy? _working;
 
     /// <summary>Trains as one of <paramref name="group"/>'s ranks at the plan's <see cref="TrainingPlan.Shard"/> level.</summary>
     /// <exception cref="ArgumentException">The plan's level is <see cref="ShardLevel.None"/> (use DDP).</exception>
@@ -82,7 +91,7 @@ public sealed class ShardedDataParallelStrategy : ITrainingStrategy
     public ParameterPartition Partition => _partition ?? throw new InvalidOperationException("Start was not called");
 
     /// <summary>Bytes this rank has handed to collectives so far (DDP's figures plus the reduce-scatters and all-gathers).</summary>
-    public long BytesCommunicated => _ddp.BytesCommunicated + _bytes;
+    public long BytesCommunicated => _ddp.BytesCommunicated + _bytes + (_working?.BytesCommunicated ?? 0);
 
     /// <summary>Bytes of optimiser state this rank holds now (momentum buffers, Adam's moments).</summary>
     public long OptimizerStateBytes => _states.Values.Sum(MemoryProbe.StateBytes);
@@ -97,9 +106,18 @@ public sealed class ShardedDataParallelStrategy : ITrainingStrategy
         RemoveHooks();
         _shapes = _partition.Parameters.Select(p => p.shape).ToArray();
         _gathered = Enumerable.Repeat(true, _partition.Parameters.Count).ToArray();
+        _working?.Dispose();
+        _working = null;
+        if (_mixed is { } mixed && ReferenceEquals(mixed.Master, model))
+        {
+            // bf16: the steps run the working copy, whose weights are gathered in their own dtype (ZeRO's layout); the
+            // float32 master keeps this rank's partition only, at every stage.
+            _working = new ShardedWorkingCopy(_group, _partition, mixed, Level);
+            _working.Start();
+            FreeForeignParameters();
+            return;
+        }
         if (Level != ShardLevel.Parameters) return;
-        if (_plan.Precision == Precision.BFloat16)
-            throw new TrainingException("Shard = ShardLevel.Parameters (ZeRO stage 3) trains in float32 only: bf16's working copy would need the freed parameters; use --precision fp32 or --shard gradients");
         InstallGatherHooks(model);
         FreeForeignParameters();
     }
@@ -127,6 +145,12 @@ public sealed class ShardedDataParallelStrategy : ITrainingStrategy
         ReleaseForeignState();
     }
 
+    /// <summary>
+    /// Stage 3 in bf16: the <see cref="BFloat16Training"/> working copy the steps run, which <see cref="ShardedWorkingCopy"/>
+    /// keeps in ZeRO's layout (call before Start; other arithmetic, or another level, changes nothing).
+    /// </summary>
+    public void UsePrecision(ITrainingPrecision precision) => _mixed = precision as BFloat16Training;
+
     /// <inheritdoc/>
     public long BatchCount(TensorDataset data, int batchSize) => _ddp.BatchCount(data, batchSize);
 
@@ -148,6 +172,14 @@ public sealed class ShardedDataParallelStrategy : ITrainingStrategy
     {
         var partition = Partition;
         ReleaseForeignState();
+        if (_working is { } working)
+        {
+            working.ReduceGradients();
+            if (_plan.GradientClipNorm > 0) ClipOwnGradients(_plan.GradientClipNorm);
+            FreeForeignParameters(); // the master: gathered for the last validation or checkpoint
+            working.FreeForeign();
+            return;
+        }
         if (Level == ShardLevel.OptimizerState)
         {
             _ddp.SynchronizeGradients(model);
@@ -168,7 +200,8 @@ public sealed class ShardedDataParallelStrategy : ITrainingStrategy
     public Divergence? AfterStep(nn.Module model, long step, double loss, bool applied)
     {
         RestoreForeignGradients();
-        if (applied && Level != ShardLevel.Parameters) Gather(Enumerable.Range(0, Partition.Parameters.Count).ToArray());
+        if (applied) _working?.AfterStep();
+        if (applied && Level != ShardLevel.Parameters && _working is null) Gather(Enumerable.Range(0, Partition.Parameters.Count).ToArray());
         return _ddp.AfterStep(model, step, loss, applied);
     }
 
@@ -217,7 +250,7 @@ public sealed class ShardedDataParallelStrategy : ITrainingStrategy
         section.Shard = MemoryPlan.ShardName(Level);
         // Stage 2 reduce-scatters one flat buffer: DDP's gradient buckets exist underneath but never run.
         if (Level >= ShardLevel.Gradients) section.Buckets = 0;
-        section.AllReduceSeconds += _communication.TotalSeconds;
+        section.AllReduceSeconds += _communication.TotalSeconds + (_working?.Communication.TotalSeconds ?? 0);
         section.CommFraction = section.AllReduceSeconds / Math.Max(report.TrainSeconds, 1e-9);
         section.BytesCommunicated = BytesCommunicated;
         report.SetSection("distributed", section);
@@ -227,6 +260,7 @@ public sealed class ShardedDataParallelStrategy : ITrainingStrategy
     public void Dispose()
     {
         RemoveHooks();
+        _working?.Dispose();
         _ddp.Dispose();
     }
 

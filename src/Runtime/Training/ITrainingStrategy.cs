@@ -36,6 +36,12 @@ namespace ModelDsl.Runtime.Training
         /// </summary>
         void Start(nn.Module model, long stepsTaken, TorchSharp.Modules.OptimizerHelper optimizer) => Start(model, stepsTaken);
 
+        /// <summary>
+        /// Before <see cref="Start(nn.Module, long, TorchSharp.Modules.OptimizerHelper)"/>: the arithmetic the steps run
+        /// in, for a strategy that manages a mixed-precision working copy itself (ZeRO stage 3 in bf16). By default ignored.
+        /// </summary>
+        void UsePrecision(MixedPrecision.ITrainingPrecision precision) { }
+
         /// <summary>The number of batches <see cref="Batches"/> yields on this rank each epoch.</summary>
         long BatchCount(TensorDataset data, int batchSize);
 

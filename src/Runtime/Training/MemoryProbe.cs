@@ -70,22 +70,30 @@ namespace ModelDsl.Runtime.Training
         /// </summary>
         internal void RecomputedBlock(long bytes) => _largestRecompute = Math.Max(_largestRecompute, bytes);
 
-        /// <summary>After a measured step (the optimiser stepped, the strategy synchronised): the model-state tensors.</summary>
-        public void AfterStep(nn.Module model, OptimizerHelper optimizer)
+        /// <summary>
+        /// After a measured step (the optimiser stepped, the strategy synchronised): the model-state tensors. In bf16 mixed
+        /// precision (<paramref name="precision"/> a <see cref="MixedPrecision.BFloat16Training"/>) they are counted as ZeRO
+        /// accounts them: <c>parameters</c> the working copy's weights (those forward runs on), <c>gradients</c> the working
+        /// copy's and the master's gradients, <c>optimizer_state</c> the optimiser's tensors plus the float32 master weights.
+        /// </summary>
+        public void AfterStep(nn.Module model, OptimizerHelper optimizer, MixedPrecision.ITrainingPrecision? precision = null)
         {
             if (!Armed) return;
             var parameters = Distinct(model.parameters()).ToList();
+            bool mixed = precision is MixedPrecision.BFloat16Training;
+            var weights = precision is MixedPrecision.BFloat16Training bf16 ? Distinct(bf16.Module.parameters()).ToList() : parameters;
+            long masterBytes = mixed ? parameters.Sum(Bytes) : 0;
             long gradients = 0;
-            foreach (var p in parameters)
+            foreach (var p in mixed ? weights.Concat(parameters) : parameters)
             {
                 using var grad = p.grad;
                 if (grad is not null) gradients += Bytes(grad);
             }
             Measured = new MemoryFigures
             {
-                Parameters = parameters.Sum(Bytes),
+                Parameters = weights.Sum(Bytes),
                 Gradients = gradients,
-                OptimizerState = OptimizerStateBytes(optimizer),
+                OptimizerState = OptimizerStateBytes(optimizer) + masterBytes,
                 Activations = _activations + _largestRecompute,
             };
         }

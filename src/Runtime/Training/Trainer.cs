@@ -70,6 +70,7 @@ namespace ModelDsl.Runtime.Training
                 }
                 else if (options.Resume) outputs.Note($"No checkpoint at {outputs.CheckpointPath}; starting from scratch.");
                 else outputs.KeepPreviousCheckpoint();
+                strategy.UsePrecision(precision);
                 strategy.Start(model, loop.Step, optimizer);
                 strategy.RestoreState(strategyState);
 
@@ -248,7 +249,10 @@ namespace ModelDsl.Runtime.Training
                 Optimizer = optimizer;
                 _measure = measure;
                 _step = new TrainingStep(model, optimizer, options.Plan, strategy, precision) { Probe = measure ? Memory : null };
+                _precision = precision;
             }
+
+            private readonly MixedPrecision.ITrainingPrecision? _precision;
 
             private readonly bool _measure;
 
@@ -316,7 +320,7 @@ namespace ModelDsl.Runtime.Training
                         Divergence = diverged;
                         return null;
                     }
-                    if (result.Applied) Memory.AfterStep(_model, Optimizer);
+                    if (result.Applied) Memory.AfterStep(_model, Optimizer, _precision);
                     Memory.Armed = false;
                     // Skipped on this rank alone (local SGD): the ranks decide together at the next round.
                     if (!result.Applied) continue;

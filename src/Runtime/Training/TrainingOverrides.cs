@@ -215,8 +215,6 @@ namespace ModelDsl.Runtime.Training
                 var chosen = v == "bf16" ? ModelDsl.Precision.BFloat16 : ModelDsl.Precision.Float32;
                 if (chosen == ModelDsl.Precision.BFloat16 && o.Plan.SyncBatchNorm && o.Plan.WorldSize > 1)
                     throw new TrainingException("--precision bf16 does not combine with --sync-batchnorm yet (the bfloat16 working copy's BatchNorm would keep per-rank statistics): drop one of them");
-                if (chosen == ModelDsl.Precision.BFloat16 && o.Plan.Shard == ShardLevel.Parameters && o.Plan.Mode == ParallelMode.Sync && o.Plan.WorldSize > 1)
-                    throw new TrainingException("--precision bf16 does not combine with --shard parameters (ZeRO stage 3) yet (the bfloat16 working copy reads the parameters stage 3 frees): use --precision fp32 or --shard gradients");
                 return o with { Plan = o.Plan with { Precision = chosen } };
             });
         }

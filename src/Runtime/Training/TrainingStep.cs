@@ -88,6 +88,7 @@ namespace ModelDsl.Runtime.Training
             _strategy.SynchronizeGradients(_model);
             if (_clip > 0 && !_strategy.ClipsGradients) nn.utils.clip_grad_norm_(_model.parameters(), _clip);
             _optimizer.step();
+            _precision.AfterOptimizerStep();
             return new StepResult(value, correct, Applied: true);
         }
 

@@ -23,7 +23,10 @@ namespace ModelDsl.Runtime.Training.MixedPrecision
     /// <remarks>
     /// Per optimiser step the master weights are copied (cast) into the working copy once; after each backward the
     /// copy's gradients are added to the master's <c>.grad</c> in float32 and zeroed, so gradient accumulation sums in
-    /// float32 and data-parallel strategies reduce float32 gradients on the master as in a float32 run. BatchNorm's
+    /// float32 and data-parallel strategies reduce float32 gradients on the master as in a float32 run; after the
+    /// optimiser's step the master's gradients are freed, so between steps a rank holds ZeRO's mixed-precision layout
+    /// (the working copy's weights and gradients, the float32 master and the optimiser's state). Sharding strategies
+    /// reduce the working copy's gradients themselves (<see cref="WeightsSharded"/>). BatchNorm's
     /// running statistics, updated by the copy's forward, are copied back to the master, which validation, checkpoints
     /// and the optimisation passes use. Parameters are paired by module path, so a weight tied between an embedding
     /// (float32 in the copy) and a Linear head (bfloat16 in the copy) gets the sum of both uses' gradients.
@@ -31,6 +34,7 @@ namespace ModelDsl.Runtime.Training.MixedPrecision
     public sealed class BFloat16Training : ITrainingPrecision
     {
         private readonly nn.Module<Tensor, Tensor> _working;
+        private readonly nn.Module<Tensor, Tensor> _master;
         private readonly (nn.Module Master, nn.Module Working)[] _modules;
         private readonly (Tensor Master, Tensor Working)[] _parameters;
         private readonly (Tensor Master, Tensor Working)[] _buffers;
@@ -39,7 +43,7 @@ namespace ModelDsl.Runtime.Training.MixedPrecision
         /// <summary>Makes <paramref name="working"/> (a model of the master's class, on its device) the bfloat16 working copy of <paramref name="master"/>.</summary>
         public BFloat16Training(nn.Module<Tensor, Tensor> master, nn.Module<Tensor, Tensor> working)
         {
-            _working = working;
+            (_master, _working) = (master, working);
             var workingModules = working.named_modules().ToDictionary(m => m.name, m => m.module);
             _modules = new (nn.Module, nn.Module)[] { (master, working) }
                 .Concat(master.named_modules().Select(m => (m.module, workingModules.TryGetValue(m.name, out var w) ? w
@@ -71,6 +75,25 @@ namespace ModelDsl.Runtime.Training.MixedPrecision
         /// <inheritdoc/>
         public nn.Module<Tensor, Tensor> Module => _working;
 
+        /// <summary>The model whose float32 parameters the optimiser steps.</summary>
+        public nn.Module<Tensor, Tensor> Master => _master;
+
+        /// <summary>
+        /// Each trained master parameter with its working copy, paired by module path: a weight tied between a layer the
+        /// copy runs in bfloat16 and one it runs in float32 appears twice (two working tensors, one master).
+        /// </summary>
+        public IReadOnlyList<(Tensor Master, Tensor Working)> Parameters => _parameters;
+
+        /// <summary>
+        /// Set by a sharding strategy that keeps ZeRO's mixed-precision layout itself
+        /// (<see cref="ModelDsl.Runtime.Distributed.ShardedDataParallelStrategy"/> at stage 3): it refreshes the working
+        /// weights from the master partition it owns and reduces the working copy's gradients, so <see cref="Forward"/>
+        /// copies only the buffers (and zeroes the working gradients the last step kept) and
+        /// <see cref="CollectGradients"/> leaves the gradients where backward put them (micro-batches of one step then
+        /// add up in the working dtype).
+        /// </summary>
+        public bool WeightsSharded { get; set; }
+
         /// <summary>How many of the working copy's parameters are bfloat16, of all it trains (a test's view).</summary>
         public (int BFloat16, int All) ParameterDtypes => (_parameters.Count(p => p.Working.dtype == ScalarType.BFloat16), _parameters.Length);
 
@@ -80,7 +103,14 @@ namespace ModelDsl.Runtime.Training.MixedPrecision
             if (weightsChanged)
                 using (torch.no_grad())
                 {
-                    foreach (var (master, working) in _parameters) working.copy_(master);
+                    if (!WeightsSharded)
+                        foreach (var (master, working) in _parameters) working.copy_(master);
+                    else
+                        foreach (var (_, working) in _parameters)
+                        {
+                            using var kept = working.grad;
+                            kept?.zero_();
+                        }
                     foreach (var (master, working) in _buffers) working.copy_(master);
                 }
             // The loop sets train/eval (and dropout off under --deterministic) on the master: the copy follows, parents
@@ -97,6 +127,7 @@ namespace ModelDsl.Runtime.Training.MixedPrecision
         /// <inheritdoc/>
         public void CollectGradients()
         {
+            if (WeightsSharded) return;
             using var noGrad = torch.no_grad();
             foreach (var (master, working) in _parameters)
             {
@@ -112,6 +143,16 @@ namespace ModelDsl.Runtime.Training.MixedPrecision
                 else sum.add_(grad);
                 grad.zero_();
             }
+        }
+
+        /// <summary>
+        /// Frees the master's float32 gradients: they exist for the optimiser's step only (ZeRO's layout keeps the working
+        /// copy's gradients, 2 bytes per bfloat16 parameter, not 4 more on the master); the next step's
+        /// <see cref="CollectGradients"/> allocates them again.
+        /// </summary>
+        public void AfterOptimizerStep()
+        {
+            foreach (var (master, _) in _parameters) master.grad = null;
         }
 
         /// <summary>Casts one leaf layer of the copy by its kind's autocast policy.</summary>

@@ -27,6 +27,12 @@ namespace ModelDsl.Runtime.Training.MixedPrecision
 
         /// <summary>After each backward: adds the gradients it produced to the model's float32 parameters' <c>.grad</c>.</summary>
         void CollectGradients();
+
+        /// <summary>
+        /// After the optimiser's step: mixed precision frees the float32 gradients it gave the model for the step (between
+        /// steps only the working copy's bfloat16 gradients stay, ZeRO's layout). Float32 keeps them (the default).
+        /// </summary>
+        void AfterOptimizerStep() { }
     }
 
     /// <summary>Plain float32: the model itself runs and holds its gradients.</summary>
