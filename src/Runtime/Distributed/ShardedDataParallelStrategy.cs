@@ -107,7 +107,7 @@ public sealed class ShardedDataParallelStrategy : ITrainingStrategy, IShardedChe
 
     /// <summary>
     /// DDP's start (rank 0's parameters and buffers everywhere), then the partition, and the optimiser state of the
-    /// other ranks' partitions released (a resumed run loaded the whole state from its checkpoint).
+    /// other ranks' partitions released (a resumed run may have loaded more than its own from its checkpoint).
     /// </summary>
     /// <exception cref="NotSupportedException">The optimiser is not SGD, Adam or AdamW.</exception>
     public void Start(nn.Module model, long stepsTaken, OptimizerHelper optimizer)

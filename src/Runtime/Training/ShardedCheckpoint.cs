@@ -403,6 +403,8 @@ namespace ModelDsl.Runtime.Training
             {
                 throw Malformed(path, "the header is not valid: " + e.Message);
             }
+            if (index.Checkpoint is null || index.Shards is null || index.Owners is null || index.Checkpoint.Tensors is null || index.Shards.Any(s => s is null))
+                throw Malformed(path, "its header lacks a field");
             if (index.WorldSize < 1 || index.Shards.Count != index.WorldSize || index.Owners.Values.Any(o => o < 0 || o >= index.WorldSize))
                 throw Malformed(path, $"it names {index.Shards.Count} shards for world size {index.WorldSize}");
             if (index.Shards.Any(s => s.Length == 0 || Path.GetFileName(s) != s))
@@ -423,6 +425,7 @@ namespace ModelDsl.Runtime.Training
             {
                 throw Malformed(file, "the header is not valid: " + e.Message);
             }
+            if (header.Entries is null || header.Entries.Any(e => e is null || e.Name is null || e.Kind is null)) throw Malformed(file, "its header lacks a field");
             if (header.Token != index.Token || header.Rank != rank || header.WorldSize != index.WorldSize || header.ModelName != index.Checkpoint.ModelName)
                 throw new CheckpointException(file, $"{what} belongs to another checkpoint (rank {header.Rank} of {header.WorldSize}, save {header.Token}; the index names save {index.Token})");
             long body = content.Length - HashLength - json.End;
