@@ -95,7 +95,7 @@ namespace ModelDsl.Runtime.Training
         {
             if (_shards is not null) ShardedCheckpoint.Save(CheckpointPath, model, optimizer, state, _shards, _level);
             if (!_primary) return;
-            if (_shards is null) Checkpoint.Save(CheckpointPath, model, optimizer, state);
+            if (_shards is null) SaveWhole(CheckpointPath, model, optimizer, state);
 
             if (_options.TensorBoardDirectory is { Length: > 0 } dir)
             {
@@ -114,7 +114,15 @@ namespace ModelDsl.Runtime.Training
         public void SaveBest(nn.Module model, OptimizerHelper optimizer, CheckpointState state)
         {
             if (_shards is not null) ShardedCheckpoint.Save(BestCheckpointPath, model, optimizer, state, _shards, _level);
-            else if (_primary) Checkpoint.Save(BestCheckpointPath, model, optimizer, state);
+            else if (_primary) SaveWhole(BestCheckpointPath, model, optimizer, state);
+        }
+
+        /// <summary>A whole checkpoint; when it replaces a sharded one (a sharded run resumed without sharding), that one's shards are deleted.</summary>
+        private static void SaveWhole(string path, nn.Module model, OptimizerHelper optimizer, CheckpointState state)
+        {
+            var stale = ShardedCheckpoint.ShardsNamedBy(path);
+            Checkpoint.Save(path, model, optimizer, state);
+            foreach (var shard in stale) File.Delete(shard);
         }
 
         /// <summary>
