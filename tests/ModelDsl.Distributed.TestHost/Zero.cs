@@ -13,7 +13,7 @@ namespace ModelDsl.Distributed.TestHost;
 /// (<see cref="DataParallelStrategy"/>), both driven through the trainer's own step and strategy calls from the same
 /// seed: after every step the parameters equal DDP's within 1e-6 relative, for SGD with momentum, Adam and AdamW (and
 /// with gradient clipping); the ranks stay bitwise in sync; each rank holds the optimiser state of its partition only;
-/// and the state consolidated on rank 0 for a checkpoint equals DDP's whole state. Stage 3 keeps only its
+/// and a sharded checkpoint (each rank's shard, rank 0's index), consolidated, holds DDP's parameters and whole state. Stage 3 keeps only its
 /// partition's parameters between steps (the others are empty tensors), gathering them for each forward.
 /// </summary>
 internal static class Zero
@@ -106,15 +106,10 @@ internal static class Zero
             check.That(sharded.OptimizerStateBytes < StateBytes(ddpOptimizer), $"{name}: less optimiser state than DDP's {StateBytes(ddpOptimizer)} bytes");
         check.That(kind == Optimizer.SGD || fullStateBytes == 867 * 8, $"{name}: the optimiser started with every parameter's state ({fullStateBytes} bytes)");
 
-        // A checkpoint: rank 0 gathers the whole state, equal to DDP's; the next step frees the others' partitions again.
-        sharded.SaveState();
-        if (group.Rank == 0)
-        {
-            double stateDiff = RelativeDifference(FlatState(optimizer), FlatState(ddpOptimizer));
-            check.That(stateDiff < 1e-6, $"{name}: the state consolidated on rank 0 equals DDP's within 1e-6 relative (got {stateDiff:E2})");
-            check.That(sharded.OptimizerStateBytes == StateBytes(ddpOptimizer), $"{name}: rank 0 holds the whole state for the checkpoint");
-            check.That(StepCounts(optimizer).SequenceEqual(StepCounts(ddpOptimizer)), $"{name}: Adam's step counts consolidated");
-        }
+        // A checkpoint: every rank writes its shard, rank 0 the index; consolidated, it holds DDP's parameters and
+        // optimiser state. No rank gathers the others' state for it.
+        ShardedCheckpoints(group, check, name, plan, sharded, model, optimizer, ddpModel, ddpOptimizer);
+        check.That(sharded.OptimizerStateBytes == owned * perElement, $"{name}: rank {group.Rank} still holds its partition's state only after the checkpoint");
         using (var scope = NewDisposeScope())
         {
             var (x, y) = Batch(group.Rank, Steps + 1);
@@ -122,6 +117,62 @@ internal static class Zero
             sharded.AfterStep(model, Steps + 1, got.Loss, got.Applied);
         }
         check.That(sharded.OptimizerStateBytes == owned * perElement, $"{name}: after the next step rank {group.Rank} holds its partition's state only again");
+    }
+
+    private static void ShardedCheckpoints(ProcessGroup group, Checker check, string name, TrainingPlan plan, ShardedDataParallelStrategy sharded,
+        Sequential model, OptimizerHelper optimizer, Sequential ddpModel, OptimizerHelper ddpOptimizer)
+    {
+        // One directory for both ranks: rank 0 draws its name.
+        using var id = tensor(new long[] { group.Rank == 0 ? Random.Shared.NextInt64(1, long.MaxValue) : 0 });
+        group.Broadcast(id, 0);
+        string directory = System.IO.Path.Combine(System.IO.Path.GetTempPath(), $"modeldsl-zero-{id.item<long>():x}");
+        string index = System.IO.Path.Combine(directory, Checkpoint.FileName);
+        var state = new CheckpointState { ModelName = "ZeroProbe", PlanFingerprint = plan.Fingerprint(), Epoch = 1, Step = Steps, Seed = plan.Seed };
+        state.StrategyState = sharded.SaveState();
+        ShardedCheckpoint.Save(index, model, optimizer, state, sharded, sharded.Level);
+        group.Barrier(); // rank 0 wrote the index last
+        var info = ShardedCheckpoint.Info(index);
+        check.That(info.WorldSize == group.WorldSize && info.Shards.Count == group.WorldSize && info.Shards.All(System.IO.File.Exists),
+            $"{name}: the index names {group.WorldSize} shard files, all present (got {info.Shards.Count})");
+        check.That(info.Shard == MemoryPlan.ShardName(sharded.Level), $"{name}: the index records shard level {MemoryPlan.ShardName(sharded.Level)} (got {info.Shard})");
+        group.Barrier(); // every rank has looked before rank 0 alters and deletes the files
+        if (group.Rank == 0)
+        {
+            var whole = System.IO.Path.Combine(directory, "whole.ckpt");
+            var fresh = Mlp();
+            using var freshOptimizer = Trainer.CreateOptimizer(plan, fresh);
+            ShardedCheckpoint.Consolidate(index, whole, fresh, freshOptimizer, "ZeroProbe");
+            double weights = RelativeDifference(Flat(fresh), Flat(ddpModel));
+            check.That(weights < 1e-6, $"{name}: the consolidated parameters equal DDP's within 1e-6 relative (got {weights:E2})");
+            check.That(RelativeDifference(Flat(fresh), Flat(model)) == 0, $"{name}: the consolidated parameters are bitwise the trained ones");
+            double stateDiff = RelativeDifference(FlatState(freshOptimizer), FlatState(ddpOptimizer));
+            check.That(stateDiff < 1e-6, $"{name}: the consolidated optimiser state equals DDP's within 1e-6 relative (got {stateDiff:E2})");
+            check.That(StateBytes(freshOptimizer) == StateBytes(ddpOptimizer), $"{name}: the consolidated optimiser holds every parameter's state");
+            check.That(StepCounts(freshOptimizer).SequenceEqual(StepCounts(ddpOptimizer)), $"{name}: Adam's step counts consolidated");
+
+            // The whole checkpoint loads as any other; and a damaged shard is one error naming its file.
+            var again = Mlp();
+            using var againOptimizer = Trainer.CreateOptimizer(plan, again);
+            var loaded = Checkpoint.Load(whole, again, againOptimizer, "ZeroProbe", plan.Fingerprint());
+            check.That(loaded.Step == Steps && RelativeDifference(Flat(again), Flat(fresh)) == 0 && RelativeDifference(FlatState(againOptimizer), FlatState(freshOptimizer)) == 0,
+                $"{name}: the consolidated checkpoint loads with its parameters and state");
+            var bytes = System.IO.File.ReadAllBytes(info.Shards[^1]);
+            bytes[bytes.Length / 2] ^= 0x40;
+            System.IO.File.WriteAllBytes(info.Shards[^1], bytes);
+            string? message = null;
+            try
+            {
+                ShardedCheckpoint.Consolidate(index, whole, Mlp(), Trainer.CreateOptimizer(plan, Mlp()), "ZeroProbe");
+            }
+            catch (CheckpointException e)
+            {
+                message = e.Message;
+            }
+            check.That(message is not null && message.Contains(info.Shards[^1], StringComparison.Ordinal) && message.Contains("corrupt", StringComparison.Ordinal),
+                $"{name}: a damaged shard is refused naming it (got: {message ?? "no error"})");
+            System.IO.Directory.Delete(directory, recursive: true);
+        }
+        group.Barrier();
     }
 
     private static long StateBytes(OptimizerHelper optimizer) =>

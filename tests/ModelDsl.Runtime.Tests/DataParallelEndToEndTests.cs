@@ -166,8 +166,9 @@ public sealed class DataParallelEndToEndTests : IDisposable
     public async Task ShardedRun_KilledAndRestartedFromItsCheckpoint_EndsWithTheWeightsOfAnUninterruptedDdpRun(string shard)
     {
         // DigitsMlp (Adam) on the full training set for 3 epochs: DDP uninterrupted against ZeRO stage 2 (or 3) with rank 1
-        // killed after the first checkpoint and the job restarted from it. Equal weights need the Adam moments that rank
-        // 0 gathered into the checkpoint (rank 1 owns part of them) and the reduce-scatter/all-gather steps being DDP's.
+        // killed after the first checkpoint and the job restarted from it. Equal weights need the Adam moments each rank
+        // wrote into its shard of the sharded checkpoint, read back by their owners, and the reduce-scatter/all-gather
+        // steps being DDP's.
         string data = Path.Combine(DigitsProgram.RepoRoot(), "samples", "Digits", "data", "optdigits.tra");
         string[] common = { "mlp", "--data", data, "--test-data", "", "--epochs", "3", "--world-size", "2", "--deterministic", "--threads", "1", "--plain" };
         var ddp = DigitsProgram.Run(_dir, common.Concat(new[] { "--checkpoint-dir", "ddp", "--report", "ddp.json" }).ToArray());
@@ -200,6 +201,83 @@ public sealed class DataParallelEndToEndTests : IDisposable
             double relative = RelativeDifference(expected, b[name]);
             Assert.True(relative <= 1e-6, $"{name}: relative difference {relative:E2}");
         }
+    }
+
+    [Fact]
+    public async Task ShardedCheckpoint_ConsolidatesAndResumesAtWorldSizeOne_AndExportReadsItDirectly()
+    {
+        // A ZeRO stage-2 run of DigitsMlp at 2 ranks, ended (the whole job killed) once its first sharded checkpoint is
+        // written; 4 epochs declared, so the checkpoint is one the run had not finished with.
+        string data = Path.Combine(DigitsProgram.RepoRoot(), "samples", "Digits", "data", "optdigits.tra");
+        string[] common = { "mlp", "--data", data, "--test-data", "", "--epochs", "4", "--batch-size", "32", "--deterministic", "--threads", "1", "--plain" };
+        using (var job = DigitsProgram.Start(_dir, common.Concat(new[] { "--world-size", "2", "--shard", "gradients", "--checkpoint-dir", "zero" }).ToArray()))
+        {
+            var stderr = job.StandardError.ReadToEndAsync();
+            var index = Path.Combine(_dir, "zero", Checkpoint.FileName);
+            var clock = Stopwatch.StartNew();
+            while (!File.Exists(index) && clock.Elapsed < TimeSpan.FromMinutes(3) && !job.HasExited) Thread.Sleep(20);
+            Assert.True(File.Exists(index), "no checkpoint while the job ran: " + (job.HasExited ? await stderr : ""));
+            if (!job.HasExited) job.Kill(entireProcessTree: true);
+            job.WaitForExit();
+        }
+        string sharded = Path.Combine(_dir, "zero", Checkpoint.FileName);
+        Assert.True(ShardedCheckpoint.IsSharded(sharded));
+        var info = ShardedCheckpoint.Info(sharded);
+        Assert.Equal(2, info.WorldSize);
+        Assert.Equal("gradients", info.Shard);
+        Assert.Equal(2, info.Shards.Count);
+        Assert.All(info.Shards, f => Assert.True(File.Exists(f), $"{f} is named by the index but missing"));
+        Assert.InRange(info.Epoch, 1, 3);
+        var stored = Weights(sharded); // the sharded checkpoint read directly (every shard's parameters)
+
+        // At another world size the sharded checkpoint is refused with the way out: consolidate.
+        var refused = DigitsProgram.Run(_dir, common.Concat(new[] { "--checkpoint-dir", "zero", "--resume" }).ToArray());
+        Assert.Equal(TrainingHost.UsageError, refused.ExitCode);
+        Assert.Contains("'WorldSize' is 2 in the checkpoint but 1 in this run", refused.Stderr);
+        Assert.Contains("run `consolidate --checkpoint zero/checkpoint.ckpt --output FILE --world-size 1`", refused.Stderr);
+
+        // consolidate: one whole checkpoint with the same weights, for world size 1.
+        var consolidate = DigitsProgram.Run(_dir, "mlp", "consolidate", "--checkpoint", "zero/checkpoint.ckpt", "--output", "one/checkpoint.ckpt", "--world-size", "1");
+        Assert.True(consolidate.ExitCode == 0, consolidate.ToString());
+        Assert.Contains($"consolidated DigitsMlp from zero/checkpoint.ckpt (2 shards, shard level gradients, epoch {info.Epoch}", consolidate.Stdout);
+        string whole = Path.Combine(_dir, "one", Checkpoint.FileName);
+        Assert.False(ShardedCheckpoint.IsSharded(whole));
+        var consolidated = Weights(whole);
+        foreach (var (name, expected) in stored) Assert.Equal(expected, consolidated[name]);
+
+        // It resumes at world size 1 (the global batch is now 32) and trains the remaining epochs.
+        var resumed = DigitsProgram.Run(_dir, common.Concat(new[] { "--checkpoint-dir", "one", "--resume", "--report", "one.json" }).ToArray());
+        Assert.True(resumed.ExitCode == 0, resumed.ToString());
+        Assert.Contains($"Resuming DigitsMlp from one/checkpoint.ckpt after epoch {info.Epoch}.", resumed.Stdout);
+        var report = TrainingReport.Read(Path.Combine(_dir, "one.json"));
+        Assert.Equal(1, report.WorldSize);
+        Assert.Equal(4, report.History.Count);
+        Assert.Equal(4, Checkpoint.ReadState(whole).Epoch);
+        Assert.True(report.History[^1].TrainLoss < report.History[info.Epoch - 1].TrainLoss, "training went on from the consolidated state");
+
+        // export reads the sharded checkpoint directly.
+        var export = DigitsProgram.Run(_dir, "mlp", "export", "--model", "zero/checkpoint.ckpt", "--output", "zero.safetensors");
+        Assert.True(export.ExitCode == 0, export.ToString());
+        using (var model = Digits.DigitsMlp.Load(Path.Combine(_dir, "zero.safetensors")))
+            foreach (var (name, parameter) in model.named_parameters())
+                Assert.Equal(stored[name], parameter.data<float>().ToArray());
+
+        // A damaged shard, then a missing one: one line naming the file, exit code 2, for consolidate and export alike.
+        var bytes = File.ReadAllBytes(info.Shards[1]);
+        bytes[bytes.Length / 2] ^= 0x01;
+        File.WriteAllBytes(info.Shards[1], bytes);
+        foreach (var command in new[] { new[] { "mlp", "consolidate", "--checkpoint", "zero/checkpoint.ckpt", "--output", "x.ckpt" }, new[] { "mlp", "export", "--model", "zero/checkpoint.ckpt", "--output", "x.pt" } })
+        {
+            var bad = DigitsProgram.Run(_dir, command);
+            Assert.Equal(TrainingHost.UsageError, bad.ExitCode);
+            Assert.Equal($"error: Checkpoint shard {info.Shards[1]} (rank 1 of 2, named by zero/checkpoint.ckpt) is corrupt (checksum mismatch; the file was truncated or altered)",
+                bad.Stderr.Trim());
+        }
+        File.Delete(info.Shards[0]);
+        var missing = DigitsProgram.Run(_dir, "mlp", "consolidate", "--checkpoint", "zero/checkpoint.ckpt", "--output", "x.ckpt");
+        Assert.Equal(TrainingHost.UsageError, missing.ExitCode);
+        Assert.Equal($"error: Checkpoint shard {info.Shards[0]} (rank 0 of 2, named by zero/checkpoint.ckpt) is missing: the checkpoint is incomplete", missing.Stderr.Trim());
+        Assert.False(File.Exists(Path.Combine(_dir, "x.ckpt")));
     }
 
     [Theory]

@@ -60,7 +60,7 @@ public sealed class ProcessGroupTests
     {
         // ZeRO stages 1, 2 and 3 against DDP from the same seed, through the trainer's step: SGD with momentum, Adam,
         // AdamW, clipping; parameters within 1e-6 relative after every step; ranks bitwise in sync; ZeroRedundancyOptimizer's
-        // partition; each rank's optimiser state is its partition's only; rank 0 consolidates DDP's whole state for a checkpoint.
+        // partition; each rank's optimiser state is its partition's only; a sharded checkpoint, consolidated, holds DDP's whole state.
         var job = MpiJob.Mpirun(2, "zero", JobTimeout);
         Assert.True(job.ExitCode == 0, job.Output);
         for (int r = 0; r < 2; r++)

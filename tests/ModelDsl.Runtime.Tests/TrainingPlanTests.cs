@@ -22,7 +22,7 @@ public class TrainingPlanTests
         // The [Loss] method is in the fingerprint by name (LossMethod), not as the delegate; restarts do not change an epoch.
         nameof(TrainingPlan.CustomLoss), nameof(TrainingPlan.MaxRestarts),
         nameof(TrainingPlan.Header), nameof(TrainingPlan.LabelColumn),
-        // Sharding takes DDP's steps and its checkpoints hold the whole state: a run resumes at any level.
+        // Sharding takes DDP's steps and every level partitions alike: a run resumes at any level.
         nameof(TrainingPlan.Shard),
         // The memory plan's facts come from the declaration; the budget is a compile-time check.
         nameof(TrainingPlan.Memory), nameof(TrainingPlan.MemoryBudgetMB),

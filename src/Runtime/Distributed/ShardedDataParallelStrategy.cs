@@ -27,9 +27,10 @@ namespace ModelDsl.Runtime.Distributed;
 /// and buffers at the start, the sampler, the finiteness vote, the buffer broadcast after each step, the epoch
 /// metrics. The gradient averaging is DDP's arithmetic (multiply by 1/world size, then sum), so in fp32 the
 /// parameters after every step equal DDP's.</para>
-/// <para>Checkpoints hold the whole state: before each checkpoint the owners send their optimiser state to rank 0
-/// (<see cref="SaveState"/>), which writes the usual checkpoint, so resume (at any shard level), evaluate, export and
-/// Load work unchanged. Gradient clipping uses the norm over all ranks' gradients, as DDP's does.</para>
+/// <para>Checkpoints are sharded (<see cref="ShardedCheckpoint"/>): each rank writes its partition's parameters and
+/// optimiser state, rank 0 the index that names the shards; <c>consolidate</c> turns them into one whole checkpoint,
+/// and resume, evaluate, export and Load read them directly. Gradient clipping uses the norm over all ranks' gradients,
+/// as DDP's does.</para>
 /// <para>Stage 2 reduces after backward, through one flat buffer the size of the padded gradients, and frees the
 /// other partitions' gradients as it fills it; ZeRO's bucket-wise reduction during backward is not implemented, so
 /// the peak holds every gradient plus one flat buffer of their size.</para>
@@ -47,7 +48,7 @@ namespace ModelDsl.Runtime.Distributed;
 /// gradients are reduced from the working copy's, and its (bfloat16) weights are what is all-gathered, at stage 3 by
 /// hooks on the working copy's layers.</para>
 /// </remarks>
-public sealed class ShardedDataParallelStrategy : ITrainingStrategy
+public sealed class ShardedDataParallelStrategy : ITrainingStrategy, IShardedCheckpoints
 {
     private readonly ProcessGroup _group;
     private readonly TrainingPlan _plan;
@@ -124,7 +125,7 @@ public sealed class ShardedDataParallelStrategy : ITrainingStrategy
 
     /// <summary>
     /// DDP's start (rank 0's parameters and buffers everywhere), then the partition, and the optimiser state of the
-    /// other ranks' partitions released (a resumed run loaded the whole state from its checkpoint).
+    /// other ranks' partitions released (a resumed run may have loaded more than its own from its checkpoint).
     /// </summary>
     /// <exception cref="NotSupportedException">The optimiser is not SGD, Adam or AdamW.</exception>
     public void Start(nn.Module model, long stepsTaken, OptimizerHelper optimizer)
@@ -219,23 +220,13 @@ public sealed class ShardedDataParallelStrategy : ITrainingStrategy
     public void SumAcrossRanks(double[] values) => _ddp.SumAcrossRanks(values);
 
     /// <summary>
-    /// Before a checkpoint (every rank calls it): the owners send their partitions' optimiser state to rank 0, which
-    /// holds the whole state until the next step, so that the checkpoint it writes is the usual, complete one.
+    /// Before a checkpoint (every rank calls it): stage 3 gathers every parameter (a no-op after <see cref="EndEpoch"/>).
+    /// The checkpoint is written in shards (<see cref="IShardedCheckpoints"/>): each rank writes its partition's
+    /// parameters and optimiser state, so no rank gathers the others' state.
     /// </summary>
     public Dictionary<string, byte[]>? SaveState()
     {
-        GatherAll(); // stage 3: zeros_like below needs the parameters' shapes, and the checkpoint the whole model
-        if (_optimizer is not null && _partition is { } partition && WorldSize > 1)
-        {
-            var clock = Stopwatch.StartNew();
-            using var noGrad = no_grad();
-            // Rank 0 has its own partition's state already; every rank knows the owners, so all skip the same broadcasts.
-            for (int i = 0; i < partition.Parameters.Count; i++)
-                if (partition.Owner[i] != 0)
-                    SendStateToRankZero(partition.Parameters[i], partition.Owner[i]);
-            _foreignStateHeld = Rank == 0;
-            _communication += clock.Elapsed;
-        }
+        GatherAll();
         return _ddp.SaveState();
     }
 
@@ -467,51 +458,6 @@ public sealed class ShardedDataParallelStrategy : ITrainingStrategy
             }
         }
         _communication += clock.Elapsed;
-    }
-
-    /// <summary>One parameter's optimiser state from its owner to rank 0 (a broadcast: every rank takes part).</summary>
-    private void SendStateToRankZero(Parameter parameter, int owner)
-    {
-        if (!_states.TryGetValue(parameter.Handle, out var state)) return;
-        bool mine = owner == Rank;
-        switch (state)
-        {
-            case SGD.State sgd:
-            {
-                using var has = tensor(new long[] { mine && sgd.momentum_buffer is not null ? 1 : 0 });
-                _group.Broadcast(has, owner);
-                if (has.item<long>() == 0) break;
-                var buffer = mine ? sgd.momentum_buffer! : zeros_like(parameter).DetachFromDisposeScope();
-                _group.Broadcast(buffer, owner);
-                if (mine) break;
-                if (Rank == 0) { sgd.momentum_buffer?.Dispose(); sgd.momentum_buffer = buffer; }
-                else buffer.Dispose();
-                break;
-            }
-            case Adam.State adam:
-                adam.step = SendAdamState(parameter, owner, adam.step, ref adam.exp_avg, ref adam.exp_avg_sq);
-                break;
-            case AdamW.State adamW:
-                adamW.step = SendAdamState(parameter, owner, adamW.step, ref adamW.exp_avg, ref adamW.exp_avg_sq);
-                break;
-        }
-    }
-
-    private long SendAdamState(Parameter parameter, int owner, long step, ref Tensor expAvg, ref Tensor expAvgSq)
-    {
-        bool mine = owner == Rank;
-        using var steps = tensor(new[] { step });
-        _group.Broadcast(steps, owner);
-        foreach (bool second in new[] { false, true })
-        {
-            ref Tensor target = ref second ? ref expAvgSq : ref expAvg;
-            var moment = mine ? target : zeros_like(parameter).DetachFromDisposeScope();
-            _group.Broadcast(moment, owner);
-            if (mine) continue;
-            if (Rank == 0) { target.Dispose(); target = moment; }
-            else moment.Dispose();
-        }
-        return steps.item<long>();
     }
 
     /// <summary>Frees the optimiser state of the other ranks' partitions (Adam's moments become empty; SGD's momentum null).</summary>

@@ -12,18 +12,19 @@ namespace ModelDsl.Runtime.Inference
 {
     /// <summary>
     /// The subcommands of a generated trainer that use a trained model — <c>evaluate</c>, <c>predict</c>,
-    /// <c>export</c>, and <c>generate</c> for a language model — the learning-rate range test <c>lr-find</c>, and its <c>--version</c>. <see cref="TrainingHost"/> adds them beside <c>train</c>; each
+    /// <c>export</c>, <c>consolidate</c> (sharded checkpoints), and <c>generate</c> for a language model — the learning-rate range test <c>lr-find</c>, and its <c>--version</c>. <see cref="TrainingHost"/> adds them beside <c>train</c>; each
     /// reports a problem as one line on stderr with exit code 2.
     /// </summary>
     internal static class ModelCommands
     {
-        /// <summary>Adds evaluate, predict, export (generate) and lr-find to <paramref name="root"/>, and makes its --version print <see cref="VersionText"/>.</summary>
+        /// <summary>Adds evaluate, predict, export, consolidate (generate) and lr-find to <paramref name="root"/>, and makes its --version print <see cref="VersionText"/>.</summary>
         public static void AddTo<TModel>(RootCommand root, TrainingPlan plan, Func<TModel> create)
             where TModel : nn.Module<Tensor, Tensor>
         {
             root.Subcommands.Add(EvaluateCommand.Create(plan, create));
             root.Subcommands.Add(PredictCommand.Create(plan, create));
             root.Subcommands.Add(ExportCommand.Create(plan, create));
+            root.Subcommands.Add(ConsolidateCommand.Create(plan, create));
             if (plan.IsLanguageModel) root.Subcommands.Add(GenerateCommand.Create(plan, create));
             root.Subcommands.Add(LrFindCommand.Create(plan, create));
             foreach (var version in root.Options.OfType<VersionOption>())
@@ -32,7 +33,7 @@ namespace ModelDsl.Runtime.Inference
 
         /// <summary>Whether the parsed command line asks for one of these commands (or --version) rather than training.</summary>
         public static bool Handles(ParseResult parsed) =>
-            parsed.Action is PrintVersion || parsed.CommandResult.Command.Name is EvaluateCommand.Name or PredictCommand.Name or ExportCommand.Name or GenerateCommand.Name or LrFindCommand.Name;
+            parsed.Action is PrintVersion || parsed.CommandResult.Command.Name is EvaluateCommand.Name or PredictCommand.Name or ExportCommand.Name or ConsolidateCommand.Name or GenerateCommand.Name or LrFindCommand.Name;
 
         /// <summary>The program's version line: the program, the model, and the ModelDsl and TorchSharp versions.</summary>
         public static string VersionText(TrainingPlan plan)

@@ -13,7 +13,7 @@ namespace ModelDsl.Runtime.Inference
     /// <summary>The model files <see cref="ModelLoader"/> reads and writes.</summary>
     public enum ModelFileFormat
     {
-        /// <summary>A ModelDsl training checkpoint (<c>checkpoint.ckpt</c>, <c>best.ckpt</c>): only its weights are used.</summary>
+        /// <summary>A ModelDsl training checkpoint (<c>checkpoint.ckpt</c>, <c>best.ckpt</c>), whole or sharded: only its weights are used.</summary>
         Checkpoint,
         /// <summary>PyTorch's <c>torch.save(model.state_dict())</c> zip format (<c>.pt</c>, <c>.pth</c>).</summary>
         PyTorch,
@@ -137,7 +137,8 @@ namespace ModelDsl.Runtime.Inference
             {
                 throw new ModelFileException(path, $"Could not read {path}: {e.Message}", e);
             }
-            if (got >= 8 && Encoding.ASCII.GetString(head, 0, 8) == "MDSLCKPT") return ModelFileFormat.Checkpoint;
+            // A sharded checkpoint's index (MDSLSHIX) is a checkpoint too: its shards are read beside it.
+            if (got >= 8 && Encoding.ASCII.GetString(head, 0, 8) is "MDSLCKPT" or "MDSLSHIX") return ModelFileFormat.Checkpoint;
             if (got >= 4 && head[0] == (byte)'P' && head[1] == (byte)'K' && head[2] == 3 && head[3] == 4) return ModelFileFormat.PyTorch;
             if (got == 9 && head[8] == (byte)'{') return ModelFileFormat.SafeTensors;
             // TorchSharp's format has no magic: the whole file must parse as one.

@@ -22,6 +22,11 @@ namespace ModelDsl.Runtime.Training
         /// </summary>
         internal static void LoadWeights(string path, nn.Module model, Action<string, IReadOnlyList<(string Name, long[] Shape, string DType)>> check)
         {
+            if (ShardedCheckpoint.IsSharded(path))
+            {
+                ShardedCheckpoint.LoadWeights(path, model, check);
+                return;
+            }
             var (stream, layout) = OpenVerified(path);
             using (stream)
             {

@@ -79,7 +79,8 @@ namespace ModelDsl.Runtime.Training
         /// <paramref name="optimizer"/> and returns its state. Everything is checked first: the checksum, the
         /// format version, the model name, the plan fingerprint, every tensor's name, shape and dtype, and the
         /// optimiser type; any mismatch throws <see cref="CheckpointException"/> with the model and optimiser
-        /// untouched. Nothing global (such as the RNG) is restored: that is the caller's job.
+        /// untouched. Nothing global (such as the RNG) is restored: that is the caller's job. A sharded checkpoint's
+        /// index is read through <see cref="ShardedCheckpoint.Load"/> (every shard verified first).
         /// </summary>
         public static CheckpointState Load(string path, nn.Module model, OptimizerHelper optimizer, string expectedModelName, string expectedFingerprint)
         {
@@ -88,6 +89,8 @@ namespace ModelDsl.Runtime.Training
             ArgumentNullException.ThrowIfNull(optimizer);
             ArgumentNullException.ThrowIfNull(expectedModelName);
             ArgumentNullException.ThrowIfNull(expectedFingerprint);
+            if (ShardedCheckpoint.IsSharded(path))
+                return ShardedCheckpoint.Load(path, model, optimizer, expectedModelName, expectedFingerprint);
 
             var (stream, layout) = OpenVerified(path);
             using (stream)
@@ -124,6 +127,7 @@ namespace ModelDsl.Runtime.Training
         public static CheckpointState ReadState(string path)
         {
             ArgumentException.ThrowIfNullOrEmpty(path);
+            if (ShardedCheckpoint.IsSharded(path)) return ShardedCheckpoint.ReadState(path);
             var (stream, layout) = OpenVerified(path);
             stream.Dispose();
             return layout.Metadata.ToState();
@@ -334,7 +338,7 @@ namespace ModelDsl.Runtime.Training
             return result;
         }
 
-        private static List<string> CompareTensors(List<CheckpointTensor> stored, List<CheckpointTensor> current)
+        internal static List<string> CompareTensors(List<CheckpointTensor> stored, List<CheckpointTensor> current)
         {
             var problems = new List<string>();
             var inModel = current.ToDictionary(t => t.Name, StringComparer.Ordinal);

@@ -19,12 +19,16 @@ namespace ModelDsl.Runtime.Training
         private readonly ITrainingProgress _progress;
         private readonly bool _primary;
         private SummaryWriter? _tensorboard;
+        // A sharding strategy: every rank writes its shard of each checkpoint (ShardedCheckpoint), not rank 0 the whole.
+        private readonly ITrainingStrategy? _shards;
+        private readonly ShardLevel _level;
 
-        public RunOutputs(TrainingOptions options, ITrainingProgress progress, bool primary)
+        public RunOutputs(TrainingOptions options, ITrainingProgress progress, bool primary, ITrainingStrategy? strategy = null)
         {
             _options = options;
             _progress = progress;
             _primary = primary;
+            if (strategy is IShardedCheckpoints sharded && strategy.WorldSize > 1) (_shards, _level) = (strategy, sharded.Level);
             CheckpointPath = Path.Combine(options.CheckpointDirectory, Checkpoint.FileName);
         }
 
@@ -61,23 +65,37 @@ namespace ModelDsl.Runtime.Training
             if (_primary) _progress.Step(stepInEpoch, meanLoss, accuracy, samplesPerSecond, eta);
         }
 
-        /// <summary>Nothing lost: a fresh run keeps the previous run's checkpoint beside the new one.</summary>
+        /// <summary>Whether checkpoints are written in shards by every rank.</summary>
+        public bool Sharded => _shards is not null;
+
+        /// <summary>
+        /// Nothing lost: a fresh run keeps the previous run's checkpoint beside the new one. A sharded checkpoint's index
+        /// moves; its shards stay where they are, named by it (those of the checkpoint it replaces are deleted).
+        /// </summary>
         public void KeepPreviousCheckpoint()
         {
             if (!_primary || !File.Exists(CheckpointPath)) return;
             var previous = Path.Combine(_options.CheckpointDirectory, "previous-" + Checkpoint.FileName);
-            File.Move(CheckpointPath, previous, overwrite: true);
+            MoveOver(CheckpointPath, previous);
             // The previous run's best must not pass for this run's.
             if (File.Exists(BestCheckpointPath))
-                File.Move(BestCheckpointPath, Path.Combine(_options.CheckpointDirectory, "previous-" + Checkpoint.BestFileName), overwrite: true);
+                MoveOver(BestCheckpointPath, Path.Combine(_options.CheckpointDirectory, "previous-" + Checkpoint.BestFileName));
             Note($"Starting fresh; the previous checkpoint was moved to {previous} (use --resume to continue a run).");
         }
 
-        /// <summary>The epoch's checkpoint, TensorBoard scalars and progress line.</summary>
+        private static void MoveOver(string from, string to)
+        {
+            var stale = ShardedCheckpoint.ShardsNamedBy(to).Except(ShardedCheckpoint.ShardsNamedBy(from)).ToList();
+            File.Move(from, to, overwrite: true);
+            foreach (var shard in stale) File.Delete(shard);
+        }
+
+        /// <summary>The epoch's checkpoint (every rank takes part when it is sharded), TensorBoard scalars and progress line.</summary>
         public void EndEpoch(nn.Module model, OptimizerHelper optimizer, CheckpointState state, EpochMetrics metrics, int epochs, TimeSpan eta)
         {
+            if (_shards is not null) ShardedCheckpoint.Save(CheckpointPath, model, optimizer, state, _shards, _level);
             if (!_primary) return;
-            Checkpoint.Save(CheckpointPath, model, optimizer, state);
+            if (_shards is null) SaveWhole(CheckpointPath, model, optimizer, state);
 
             if (_options.TensorBoardDirectory is { Length: > 0 } dir)
             {
@@ -92,10 +110,19 @@ namespace ModelDsl.Runtime.Training
             _progress.EndEpoch(metrics, eta);
         }
 
-        /// <summary>The epoch's checkpoint again as <c>best.ckpt</c>: its validation loss is the lowest so far.</summary>
+        /// <summary>The epoch's checkpoint again as <c>best.ckpt</c>: its validation loss is the lowest so far (sharded: every rank calls it).</summary>
         public void SaveBest(nn.Module model, OptimizerHelper optimizer, CheckpointState state)
         {
-            if (_primary) Checkpoint.Save(BestCheckpointPath, model, optimizer, state);
+            if (_shards is not null) ShardedCheckpoint.Save(BestCheckpointPath, model, optimizer, state, _shards, _level);
+            else if (_primary) SaveWhole(BestCheckpointPath, model, optimizer, state);
+        }
+
+        /// <summary>A whole checkpoint; when it replaces a sharded one (a sharded run resumed without sharding), that one's shards are deleted.</summary>
+        private static void SaveWhole(string path, nn.Module model, OptimizerHelper optimizer, CheckpointState state)
+        {
+            var stale = ShardedCheckpoint.ShardsNamedBy(path);
+            Checkpoint.Save(path, model, optimizer, state);
+            foreach (var shard in stale) File.Delete(shard);
         }
 
         /// <summary>

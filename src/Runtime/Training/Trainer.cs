@@ -48,7 +48,7 @@ namespace ModelDsl.Runtime.Training
 
             return TrainingProgress.Run(options.PlainProgress || !primary, progress =>
             {
-                var outputs = new RunOutputs(options, progress, primary);
+                var outputs = new RunOutputs(options, progress, primary, strategy);
                 using var precision = MixedPrecision.TrainingPrecision.Create(plan.Precision, model, create, device, options.Cpu ?? MixedPrecision.CpuFeatures.Current, outputs.Note);
                 // Recompute.Blocks: the blocks of the module the steps run keep only their input until training ends.
                 if (plan.Recompute == Recompute.Blocks && BlockRecompute.CountBlocks(precision.Module) == 0)
@@ -61,7 +61,10 @@ namespace ModelDsl.Runtime.Training
                 if (options.Resume && File.Exists(outputs.CheckpointPath))
                 {
                     // A CheckpointException (corrupt, other plan) reaches TrainingHost: one line, exit code 2.
-                    var state = Checkpoint.Load(outputs.CheckpointPath, model, optimizer, plan.ModelName, plan.Fingerprint());
+                    // A sharded checkpoint: the weights from every shard, the optimiser state of the parameters this rank owns.
+                    var state = ShardedCheckpoint.IsSharded(outputs.CheckpointPath)
+                        ? ShardedCheckpoint.Load(outputs.CheckpointPath, model, optimizer, plan.ModelName, plan.Fingerprint(), ShardedCheckpoint.StateNeeded(model, strategy))
+                        : Checkpoint.Load(outputs.CheckpointPath, model, optimizer, plan.ModelName, plan.Fingerprint());
                     torch.set_rng_state(torch.tensor(state.RngState, dtype: ScalarType.Byte));
                     history.AddRange(state.History);
                     strategyState = state.StrategyState;
@@ -102,7 +105,15 @@ namespace ModelDsl.Runtime.Training
                     // computes the verdict from its own history; the stop goes through a reduction all the same so
                     // that no rank leaves the loop alone (under local SGD the ranks' validation losses may differ).
                     var verdict = EarlyStopping.After(history, plan.EarlyStoppingPatience);
-                    if (verdict.Improved) outputs.SaveBest(model, optimizer, state);
+                    bool improved = verdict.Improved;
+                    if (outputs.Sharded)
+                    {
+                        // Every rank writes its shard of best.ckpt: all follow rank 0's verdict (it alone wrote best.ckpt before).
+                        var vote = new[] { primary && improved ? 1.0 : 0.0 };
+                        strategy.SumAcrossRanks(vote);
+                        improved = vote[0] > 0;
+                    }
+                    if (improved) outputs.SaveBest(model, optimizer, state);
                     if (plan.EarlyStoppingPatience > 0)
                     {
                         var stop = new[] { verdict.Stop ? 1.0 : 0.0 };

@@ -142,9 +142,9 @@ namespace ModelDsl.Runtime.Training
 
         /// <summary>
         /// Sync: what the ranks shard instead of replicating (ZeRO stages; <c>--shard</c>); the steps are DDP's, and
-        /// checkpoints hold the whole state, so a run resumes at any level.
+        /// the partition depends on the world size only, so a checkpoint (whole or sharded) resumes at any level.
         /// </summary>
-        [NotInFingerprint("sharding changes where the state lives, not the steps; checkpoints hold the whole state")]
+        [NotInFingerprint("sharding changes where the state lives, not the steps; every level partitions the same way")]
         public ShardLevel Shard { get; init; }
 
         /// <summary>
