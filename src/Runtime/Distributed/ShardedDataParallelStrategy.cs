@@ -264,20 +264,33 @@ public sealed class ShardedDataParallelStrategy : ITrainingStrategy, IShardedChe
         var partition = Partition;
         var index = new Dictionary<IntPtr, int>();
         for (int i = 0; i < partition.Parameters.Count; i++) index[partition.Parameters[i].Handle] = i;
+        _removeHooks.AddRange(InstallGatherHooks(model, index, partition.Parameters.Count, GatherLayer));
+    }
+
+    /// <summary>
+    /// Stage 3's forward pre-hooks, for the fp32 parameters here and the bf16 working weights
+    /// (<see cref="ShardedWorkingCopy"/>): one on each top-level layer calls <paramref name="gather"/> with the slots
+    /// of the tensors it holds (<paramref name="slots"/>: a tensor's handle to its slot, of <paramref name="count"/>),
+    /// and one on the model with the slots no hookable layer holds. Returns what removes them.
+    /// </summary>
+    internal static List<Action> InstallGatherHooks(nn.Module model, IReadOnlyDictionary<IntPtr, int> slots, int count, Action<int[]> gather)
+    {
+        var removers = new List<Action>();
         var covered = new HashSet<int>();
         foreach (var (_, child) in model.named_children())
         {
             if (child is not nn.Module<Tensor, Tensor> layer) continue;
-            int[] own = child.parameters().Select(p => index.TryGetValue(p.Handle, out int i) ? i : -1).Where(i => i >= 0).Distinct().ToArray();
+            int[] own = child.parameters().Select(p => slots.TryGetValue(p.Handle, out int i) ? i : -1).Where(i => i >= 0).Distinct().ToArray();
             if (own.Length == 0) continue;
             covered.UnionWith(own);
-            _removeHooks.Add(layer.register_forward_pre_hook((_, input) => { GatherLayer(own); return input; }).remove);
+            removers.Add(layer.register_forward_pre_hook((_, input) => { gather(own); return input; }).remove);
         }
-        int[] rest = Enumerable.Range(0, partition.Parameters.Count).Where(i => !covered.Contains(i)).ToArray();
-        if (rest.Length == 0) return;
+        int[] rest = Enumerable.Range(0, count).Where(i => !covered.Contains(i)).ToArray();
+        if (rest.Length == 0) return removers;
         if (model is not nn.Module<Tensor, Tensor> root)
             throw new NotSupportedException($"Shard = ShardLevel.Parameters gathers parameters in forward pre-hooks; {model.GetType().Name} takes none.");
-        _removeHooks.Add(root.register_forward_pre_hook((_, input) => { GatherLayer(rest); return input; }).remove);
+        removers.Add(root.register_forward_pre_hook((_, input) => { gather(rest); return input; }).remove);
+        return removers;
     }
 
     private void GatherLayer(int[] indices) => Gather(indices.Where(i => !_gathered[i]).ToArray());

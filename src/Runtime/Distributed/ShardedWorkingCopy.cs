@@ -199,17 +199,7 @@ internal sealed class ShardedWorkingCopy : IDisposable
         var index = new Dictionary<IntPtr, int>();
         for (int i = 0; i < _working.Length; i++)
             foreach (var w in _working[i]) index[w.Handle] = i;
-        var covered = new HashSet<int>();
-        foreach (var (_, child) in model.named_children())
-        {
-            if (child is not nn.Module<Tensor, Tensor> layer) continue;
-            int[] own = child.parameters().Select(p => index.TryGetValue(p.Handle, out int i) ? i : -1).Where(i => i >= 0).Distinct().ToArray();
-            if (own.Length == 0) continue;
-            covered.UnionWith(own);
-            _removeHooks.Add(layer.register_forward_pre_hook((_, input) => { Gather(own); return input; }).remove);
-        }
-        int[] rest = Enumerable.Range(0, _working.Length).Where(i => !covered.Contains(i)).ToArray();
-        if (rest.Length > 0) _removeHooks.Add(model.register_forward_pre_hook((_, input) => { Gather(rest); return input; }).remove);
+        _removeHooks.AddRange(ShardedDataParallelStrategy.InstallGatherHooks(model, index, _working.Length, Gather));
     }
 
     /// <summary>
