@@ -52,11 +52,20 @@ internal static unsafe class OneDnn
     public static void Without(Action run) => Without(() => { run(); return 0; });
 
     /// <summary>Runs <paramref name="run"/> with oneDNN disabled for libtorch's operators; the setting is restored after.</summary>
-    public static T Without<T>(Func<T> run)
+    public static T Without<T>(Func<T> run) => With(false, run);
+
+    /// <summary>Whether libtorch's operators may use oneDNN now (true where the switch cannot be found).</summary>
+    public static bool Enabled => Context == IntPtr.Zero || ((delegate* unmanaged<IntPtr, byte>)Get)(Context) != 0;
+
+    /// <summary>
+    /// Runs <paramref name="run"/> with oneDNN enabled or not; the setting is restored after. A recomputed block runs its
+    /// forward again with the setting its first forward had (<c>BlockRecompute</c>), so both take the same kernels.
+    /// </summary>
+    public static T With<T>(bool enabled, Func<T> run)
     {
         if (Context == IntPtr.Zero) return run();
         byte was = ((delegate* unmanaged<IntPtr, byte>)Get)(Context);
-        ((delegate* unmanaged<IntPtr, byte, void>)Set)(Context, 0);
+        ((delegate* unmanaged<IntPtr, byte, void>)Set)(Context, enabled ? (byte)1 : (byte)0);
         try { return run(); }
         finally { ((delegate* unmanaged<IntPtr, byte, void>)Set)(Context, was); }
     }

@@ -20,7 +20,8 @@ namespace ModelDsl.Runtime.Training
     /// The recomputation draws the same random numbers as the forward (dropout masks): the CPU generator's state is saved
     /// before the forward and restored around the recomputation, then set back to where backward found it. BatchNorm's
     /// running statistics inside a block are put back after the recomputation, so they are updated once per step as in
-    /// the plain run. The block's parameters are inputs of the autograd node, so their gradients reach them through
+    /// the plain run. The recomputation runs with oneDNN on or off as the forward ran (as PyTorch's checkpoint restores the
+    /// autocast state), so it takes the same kernels. The block's parameters are inputs of the autograd node, so their gradients reach them through
     /// autograd like any other (a data-parallel strategy's hooks see them). CUDA generators are not saved: on a GPU a
     /// block with dropout draws a different mask in the recomputation.
     /// </remarks>
@@ -121,6 +122,7 @@ namespace ModelDsl.Runtime.Training
                 var block = (nn.Module<Tensor, Tensor>)vars[0];
                 var x = (Tensor)vars[1];
                 using (var rng = torch.get_rng_state()) ctx.save_data("rng", rng.data<byte>().ToArray());
+                ctx.save_data("onednn", Internal.OneDnn.Enabled);
                 ctx.save_data("block", block);
                 ctx.save_data("parameters", vars.Skip(2).Cast<Tensor>().ToArray());
                 ctx.save_for_backward(new List<Tensor> { x });
@@ -149,7 +151,9 @@ namespace ModelDsl.Runtime.Training
                     using (torch.enable_grad())
                     {
                         input = x.detach().requires_grad_(x.requires_grad);
-                        y = block.call(input);
+                        // With the kernels of the first forward: the trainer's step turns oneDNN off for the backward pass
+                        // of models with odd channel counts (Internal/OneDnn.cs), not for their forward.
+                        y = Internal.OneDnn.With((bool)ctx.get_data("onednn"), () => block.call(input));
                     }
                     if (heapBefore is { } before && MemoryProbe.HeapInUse() is { } after) MemoryProbe.Recording?.RecomputedBlock(after - before);
 
