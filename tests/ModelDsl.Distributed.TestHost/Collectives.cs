@@ -210,7 +210,10 @@ internal static class Collectives
 
     private static void Compare(Checker check, Tensor actual, double[] expected, string what)
     {
-        using var flat = actual.reshape(-1).to(ScalarType.Float64);
+        // Each intermediate in a variable: a temporary whose handle is being read by native code can otherwise be
+        // finalized by the GC mid-call (a segfault under load: the native tensor freed under libtorch's feet).
+        using var reshaped = actual.reshape(-1);
+        using var flat = reshaped.to(ScalarType.Float64);
         var got = flat.data<double>().ToArray();
         if (got.Length != expected.Length)
         {

@@ -210,7 +210,12 @@ public sealed unsafe class MpiProcessGroup : ProcessGroup
     {
         using var _ = no_grad();
         if (tensor.dtype is ScalarType.Float16 or ScalarType.BFloat16)
-            return tensor.to(ScalarType.Float32).contiguous().DetachFromDisposeScope();
+        {
+            // The widened copy is held in a variable (and disposed): a temporary can be finalized by the GC while
+            // libtorch still reads it, which segfaulted the collectives under load.
+            using var wide = tensor.to(ScalarType.Float32);
+            return wide.contiguous().DetachFromDisposeScope();
+        }
         return tensor.is_contiguous() ? tensor : tensor.contiguous().DetachFromDisposeScope();
     }
 
