@@ -90,8 +90,7 @@ namespace ModelDsl.Runtime.Tests.Recompute
             var loss = nn.functional.cross_entropy(output.reshape(-1, output.shape[^1]), y.reshape(-1));
             // As the trainer's step runs it: the CNN's 4-channel convolutions take ATen's backward, not oneDNN's, whose
             // gradients are NaN or irreproducible on such counts (Internal/OneDnn.cs, OneDnnTests).
-            if (ModelDsl.Runtime.Internal.OneDnn.NeedsAtenConvolutionBackward(model)) ModelDsl.Runtime.Internal.OneDnn.Without(() => loss.backward());
-            else loss.backward();
+            ModelDsl.Runtime.Internal.OneDnn.Backward(loss, ModelDsl.Runtime.Internal.OneDnn.NeedsAtenConvolutionBackward(model));
             return loss.item<float>();
         }
 

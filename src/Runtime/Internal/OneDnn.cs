@@ -48,8 +48,16 @@ internal static unsafe class OneDnn
         => Context != IntPtr.Zero && model.modules().OfType<TorchSharp.Modules.Convolution>()
             .Any(c => c.out_channels % 16 != 0 && c.weight is { } w && w.device_type == TorchSharp.DeviceType.CPU);
 
-    /// <summary>Runs <paramref name="run"/> with oneDNN disabled for libtorch's operators; the setting is restored after.</summary>
-    public static void Without(Action run) => Without(() => { run(); return 0; });
+    /// <summary>
+    /// <c>loss.backward()</c>, with oneDNN off when <paramref name="atenConvolutions"/> (what
+    /// <see cref="NeedsAtenConvolutionBackward"/> says of the model): the trainer's step and tests that run a backward
+    /// pass as the step does call this one piece.
+    /// </summary>
+    public static void Backward(TorchSharp.torch.Tensor loss, bool atenConvolutions)
+    {
+        if (atenConvolutions) Without(() => { loss.backward(); return 0; });
+        else loss.backward();
+    }
 
     /// <summary>Runs <paramref name="run"/> with oneDNN disabled for libtorch's operators; the setting is restored after.</summary>
     public static T Without<T>(Func<T> run) => With(false, run);

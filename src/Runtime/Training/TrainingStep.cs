@@ -76,10 +76,8 @@ namespace ModelDsl.Runtime.Training
             if (first) _optimizer.zero_grad();
             if (_groupFinite)
             {
-                var scaled = weight == 1 ? loss : loss * weight;
                 // oneDNN's convolution backward is wrong for channel counts that are not multiples of 16 (Internal/OneDnn.cs).
-                if (_atenBackward) Internal.OneDnn.Without(() => scaled.backward());
-                else scaled.backward();
+                Internal.OneDnn.Backward(weight == 1 ? loss : loss * weight, _atenBackward);
                 Probe?.AfterBackward();
                 _precision.CollectGradients();
             }
