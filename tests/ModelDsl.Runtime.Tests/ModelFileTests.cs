@@ -33,6 +33,8 @@ public sealed class ModelFileTests : IDisposable
         using var loaded = InteropCnn.Load(path);
         Assert.False(loaded.training);
         AssertSameState(trained, loaded);
+        // Loading turns NNPACK off: where it cannot initialise, libtorch warned on every batch-1 convolution.
+        Assert.Equal(false, Internal.LibTorchContext.NnpackEnabled);
         trained.eval();
         Assert.Equal(trained.call(Input).data<float>().ToArray(), loaded.call(Input).data<float>().ToArray());
     }

@@ -45,6 +45,7 @@ namespace ModelDsl.Runtime.Inference
         {
             ArgumentNullException.ThrowIfNull(create);
             var model = create();
+            Internal.LibTorchContext.TurnOffNnpack(); // no NNPACK warning per call on CPUs it does not know (Internal/LibTorchContext.cs)
             try
             {
                 LoadInto(model, path, modelName);

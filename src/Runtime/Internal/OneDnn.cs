@@ -1,6 +1,5 @@
 using System;
 using System.Linq;
-using System.Runtime.InteropServices;
 
 namespace ModelDsl.Runtime.Internal;
 
@@ -24,20 +23,10 @@ namespace ModelDsl.Runtime.Internal;
 /// </summary>
 internal static unsafe class OneDnn
 {
-    // at::globalContext(), and its userEnabledMkldnn / setUserEnabledMkldnn; Context is zero when not found.
-    private static readonly IntPtr Context;
-    private static readonly IntPtr Get;
-    private static readonly IntPtr Set;
-
-    static OneDnn()
-    {
-        // libtorch_cpu is loaded by TorchSharp by now (a module exists); dlopen finds it by its soname.
-        if (NativeLibrary.TryLoad("libtorch_cpu.so", out IntPtr handle)
-            && NativeLibrary.TryGetExport(handle, "_ZN2at13globalContextEv", out IntPtr context)
-            && NativeLibrary.TryGetExport(handle, "_ZNK2at7Context17userEnabledMkldnnEv", out Get)
-            && NativeLibrary.TryGetExport(handle, "_ZN2at7Context20setUserEnabledMkldnnEb", out Set))
-            Context = ((delegate* unmanaged<IntPtr>)context)();
-    }
+    // at::Context::userEnabledMkldnn / setUserEnabledMkldnn; zero when not found (LibTorchContext).
+    private static readonly IntPtr Context = LibTorchContext.Context;
+    private static readonly IntPtr Get = LibTorchContext.Export("_ZNK2at7Context17userEnabledMkldnnEv");
+    private static readonly IntPtr Set = LibTorchContext.Export("_ZN2at7Context20setUserEnabledMkldnnEb");
 
     /// <summary>
     /// Whether <paramref name="model"/>'s backward passes must run without oneDNN: it has a CPU convolution whose
@@ -45,7 +34,7 @@ internal static unsafe class OneDnn
     /// outputs; those of the first read the data, whose gradient is not computed).
     /// </summary>
     public static bool NeedsAtenConvolutionBackward(TorchSharp.torch.nn.Module model)
-        => Context != IntPtr.Zero && model.modules().OfType<TorchSharp.Modules.Convolution>()
+        => Set != IntPtr.Zero && model.modules().OfType<TorchSharp.Modules.Convolution>()
             .Any(c => c.out_channels % 16 != 0 && c.weight is { } w && w.device_type == TorchSharp.DeviceType.CPU);
 
     /// <summary>
@@ -63,7 +52,7 @@ internal static unsafe class OneDnn
     public static T Without<T>(Func<T> run) => With(false, run);
 
     /// <summary>Whether libtorch's operators may use oneDNN now (true where the switch cannot be found).</summary>
-    public static bool Enabled => Context == IntPtr.Zero || ((delegate* unmanaged<IntPtr, byte>)Get)(Context) != 0;
+    public static bool Enabled => Get == IntPtr.Zero || ((delegate* unmanaged<IntPtr, byte>)Get)(Context) != 0;
 
     /// <summary>
     /// Runs <paramref name="run"/> with oneDNN enabled or not; the setting is restored after. A recomputed block runs its
@@ -71,7 +60,7 @@ internal static unsafe class OneDnn
     /// </summary>
     public static T With<T>(bool enabled, Func<T> run)
     {
-        if (Context == IntPtr.Zero) return run();
+        if (Set == IntPtr.Zero || Get == IntPtr.Zero) return run();
         byte was = ((delegate* unmanaged<IntPtr, byte>)Get)(Context);
         ((delegate* unmanaged<IntPtr, byte, void>)Set)(Context, enabled ? (byte)1 : (byte)0);
         try { return run(); }

@@ -43,6 +43,7 @@ namespace ModelDsl.Runtime.Training
             // The seed fixes the initial weights; shuffling uses seed + epoch (as DistributedSampler does).
             torch.manual_seed(plan.Seed);
             using var model = create();
+            Internal.LibTorchContext.TurnOffNnpack(); // libtorch is loaded now (Internal/LibTorchContext.cs)
             model.to(device);
             var optimizer = CreateOptimizer(plan, model);
 
