@@ -1,6 +1,7 @@
 using System;
 using System.Diagnostics;
 using System.Linq;
+using ModelDsl;
 using ModelDsl.Runtime.Distributed;
 using TorchSharp;
 using TorchSharp.Modules;
@@ -94,8 +95,78 @@ internal static class Ddp
         whole.Dispose();
 
         SyncBatchNormMatchesTheWholeBatch(group, check);
+        TrainerStep_TakesOneCollective_AndEqualsTheSeparateVoteAndBroadcast(group, check);
         return check.Finish("ddp");
     }
+
+    /// <summary>
+    /// The trainer's DDP step sends its finiteness vote and rank 0's BatchNorm buffers in the gradient all-reduce: one
+    /// collective per step (counted), with parameters and buffers bitwise equal to the three-collective sequence it
+    /// replaces (vote before backward, gradients, buffer broadcast after the step), and a NaN on the last rank at step
+    /// 4 skipping that step on every rank.
+    /// </summary>
+    private static void TrainerStep_TakesOneCollective_AndEqualsTheSeparateVoteAndBroadcast(ProcessGroup group, Checker check)
+    {
+        using var counting = new Accumulation.CountingGroup(group);
+        var plan = new ModelDsl.Runtime.Training.TrainingPlan
+        {
+            ModelName = "DdpStepProbe", SampleShape = new long[] { 8 }, Loss = Loss.CrossEntropy,
+            Optimizer = Optimizer.Adam, LearningRate = 0.01, Mode = ParallelMode.Sync, WorldSize = group.WorldSize,
+        };
+        var fused = BnMlp();
+        var separate = BnMlp();
+        using var fusedOptimizer = ModelDsl.Runtime.Training.Trainer.CreateOptimizer(plan, fused);
+        using var separateOptimizer = ModelDsl.Runtime.Training.Trainer.CreateOptimizer(plan, separate);
+        using var fusedDdp = new DataParallelStrategy(counting, plan);
+        using var separateDdp = new DataParallelStrategy(group, plan);
+        fusedDdp.Start(fused, 0);
+        separateDdp.Start(separate, 0);
+        var step = new ModelDsl.Runtime.Training.TrainingStep(fused, fusedOptimizer, plan, fusedDdp);
+
+        bool oneEach = true, equal = true, skippedTogether = true;
+        for (long s = 1; s <= 4; s++)
+        {
+            using var scope = NewDisposeScope();
+            var generator = new Generator((ulong)(500 + 16 * s + group.Rank));
+            var x = randn(new long[] { 6, 8 }, generator: generator);
+            if (s == 4 && group.Rank == group.WorldSize - 1) x = x * double.NaN;
+            var y = randint(0, 3, new long[] { 6 }, generator: generator);
+
+            long before = counting.Collectives;
+            var result = step.Run(x, y);
+            fusedDdp.AfterStep(fused, s, result.Loss, result.Applied);
+            oneEach &= counting.Collectives == before + (group.WorldSize > 1 ? 1 : 0); // a group of one needs none
+            skippedTogether &= result.Applied == (s != 4);
+
+            // The sequence the fused step replaces, on the same batches.
+            var loss = nn.functional.cross_entropy(separate.call(x), y);
+            bool finite = double.IsFinite(loss.item<float>());
+            if (separateDdp.AllFinite(finite))
+            {
+                separateOptimizer.zero_grad();
+                loss.backward();
+                separateDdp.SynchronizeGradients(separate);
+                separateOptimizer.step();
+                separateDdp.AfterStep(separate, s, loss.item<float>(), applied: true);
+            }
+            // A skipped step ends training (the trainer stops on it): its forward's statistics are not compared.
+            equal &= BitwiseEqual(State(fused, buffers: s < 4), State(separate, buffers: s < 4));
+        }
+        check.That(oneEach, "the trainer's DDP step issues one collective (vote, gradients and buffers together)");
+        check.That(skippedTogether, "a NaN on the last rank at step 4 skips that step on every rank");
+        check.That(equal, "parameters and BatchNorm buffers bitwise equal to the separate vote, all-reduce and broadcast after every step");
+        check.That(DataParallel.RanksInSync(group, fused), "every rank holds the same parameters and buffers (rank 0's buffers arrived with the skipped step's all-reduce)");
+    }
+
+    private static Sequential BnMlp()
+    {
+        manual_seed(31);
+        return nn.Sequential(("fc1", nn.Linear(8, 16)), ("norm", nn.BatchNorm1d(16)), ("act", nn.ReLU()), ("out", nn.Linear(16, 3)));
+    }
+
+    private static Tensor State(nn.Module model, bool buffers) =>
+        cat(model.parameters().Select(p => p.detach().reshape(-1))
+            .Concat(buffers ? model.buffers().Where(b => b.is_floating_point()).Select(b => b.reshape(-1)) : Enumerable.Empty<Tensor>()).ToArray());
 
     /// <summary>
     /// A conv + BatchNorm model on half a batch per rank with SyncBatchNorm against the same model with plain

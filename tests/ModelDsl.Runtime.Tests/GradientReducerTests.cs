@@ -150,6 +150,29 @@ public sealed class GradientReducerTests
     }
 
     [Fact]
+    public void ExtraValues_RideInTheLastBucketsAllReduce_SummedNotAveraged()
+    {
+        var group = new LoopbackGroup(worldSize: 2); // each all-reduce as if both ranks held the same values
+        var model = Model(seed: 6);
+        using var reducer = new GradientReducer(group, model.parameters(), bucketSizeMB: 2.0 / 1024, firstBucketSizeMB: 1.0 / 1024);
+        Assert.True(reducer.Buckets.Count >= 2);
+        Backward(model);
+        var gradients = Flat(model).data<float>().ToArray();
+        using var extra = tensor(new float[] { 1, 3.5f, -2 });
+        reducer.Synchronize(extra);
+        Assert.Equal(Enumerable.Range(0, reducer.Buckets.Count), group.Reduced); // no collective of its own
+        Assert.Equal(new float[] { 2, 7, -4 }, extra.data<float>().ToArray());   // summed over the two ranks
+        Assert.Equal(gradients, Flat(model).data<float>().ToArray());          // averaged: (g + g) / 2
+        reducer.Synchronize();                                                  // the plain call carries nothing extra
+        Assert.Equal(gradients, Flat(model).data<float>().ToArray());
+
+        using var doubles = tensor(new double[] { 1 });
+        Assert.Throws<ArgumentException>(() => reducer.Synchronize(doubles));
+        reducer.EnableOverlap(model);
+        Assert.Throws<InvalidOperationException>(() => reducer.Synchronize(extra));
+    }
+
+    [Fact]
     public void GroupOfOne_SynchronizeAndOverlapAreNoOps()
     {
         var model = Model(seed: 5);

@@ -28,6 +28,7 @@ public sealed class DataParallelStrategy : ITrainingStrategy
     private GradientReducer? _reducer;
     private (string Name, Tensor Buffer)[] _buffers = Array.Empty<(string, Tensor)>();
     private long _gradientBytes, _bufferBytes;
+    private bool _buffersTravelWithGradients, _buffersSentThisStep;
 
     /// <summary>Trains as one of <paramref name="group"/>'s ranks; the plan gives the bucket size.</summary>
     public DataParallelStrategy(ProcessGroup group, TrainingPlan plan)
@@ -55,6 +56,12 @@ public sealed class DataParallelStrategy : ITrainingStrategy
         _buffers = model.named_buffers().Where(b => b.buffer.is_floating_point()).Select(b => (b.name, b.buffer)).ToArray();
         _gradientBytes = model.parameters().Where(p => p.requires_grad).Sum(p => p.numel() * p.element_size());
         _bufferBytes = _buffers.Sum(b => b.Buffer.numel()) * sizeof(double);
+        // Rank 0's buffers ride in the step's gradient all-reduce when they have the last bucket's dtype (float32
+        // BatchNorm statistics of a float32 model): the others add zeros, so the sum is rank 0's values exactly.
+        _buffersTravelWithGradients = _buffers.Length > 0 && _reducer.Buckets.Count > 0
+            && _buffers.All(b => b.Buffer.dtype == _reducer.Buckets[^1].Dtype
+                && b.Buffer.device_type == _reducer.Parameters[_reducer.Buckets[^1].ParameterIndices[0]].device_type
+                && b.Buffer.device_index == _reducer.Parameters[_reducer.Buckets[^1].ParameterIndices[0]].device_index);
     }
 
     /// <summary>
@@ -101,10 +108,44 @@ public sealed class DataParallelStrategy : ITrainingStrategy
     }
 
     /// <inheritdoc/>
+    public bool VotesWithGradients => true;
+
+    /// <summary>
+    /// One all-reduce per step: the gradient buckets, the last one carrying this rank's finiteness vote (1 if its loss
+    /// was not finite; the sum counts such ranks) and, where they fit its dtype, rank 0's buffers (DDP's
+    /// <c>broadcast_buffers</c>: the other ranks add zeros). A vote, an all-reduce and a broadcast each made every rank wait
+    /// for the slowest once per step; now once. <see cref="AllFinite"/> and <see cref="AfterStep"/>'s broadcast remain for
+    /// the strategies that compose this one (local SGD's warm-up, ZeRO), which vote before backward.
+    /// </summary>
+    public bool SynchronizeGradients(nn.Module model, bool finite)
+    {
+        var reducer = _reducer ?? throw new InvalidOperationException("Start was not called");
+        using var scope = torch.NewDisposeScope();
+        using var noGrad = torch.no_grad();
+        var dtype = reducer.Buckets.Count > 0 ? reducer.Buckets[^1].Dtype : ScalarType.Float32;
+        var device = reducer.Buckets.Count > 0 ? reducer.Parameters[reducer.Buckets[^1].ParameterIndices[0]].device : torch.CPU;
+        long bufferElements = _buffersTravelWithGradients ? _buffers.Sum(b => b.Buffer.numel()) : 0;
+        var extra = torch.zeros(1 + bufferElements, dtype, device);
+        if (!finite) extra[0] = 1;
+        if (bufferElements > 0 && Rank == 0)
+            extra.narrow(0, 1, bufferElements).copy_(TensorMemory.Flatten(_buffers.Select(b => b.Buffer), dtype));
+        reducer.Synchronize(extra);
+        BytesCommunicated += _gradientBytes + extra.numel() * extra.element_size();
+        if (bufferElements > 0)
+        {
+            TensorMemory.Unflatten(extra.narrow(0, 1, bufferElements), _buffers.Select(b => b.Buffer));
+            _buffersSentThisStep = true;
+        }
+        return extra[0].item<float>() == 0;
+    }
+
+    /// <inheritdoc/>
     public Divergence? AfterStep(nn.Module model, long step, double loss, bool applied)
     {
-        if (!applied) return new Divergence(loss, step); // AllFinite agreed: every rank skipped this step
-        if (_buffers.Length == 0) return null;
+        bool sent = _buffersSentThisStep;
+        _buffersSentThisStep = false;
+        if (!applied) return new Divergence(loss, step); // the ranks agreed: every rank skipped this step
+        if (_buffers.Length == 0 || sent) return null;
         BytesCommunicated += _bufferBytes;
         // One broadcast for all buffers (DDP coalesces them too): a collective per buffer costs a round trip each.
         using var scope = torch.NewDisposeScope();

@@ -16,7 +16,7 @@ namespace ModelDsl.Runtime.Distributed;
 /// multiplied by 1/world size, all-reduced with SUM and copied back.
 /// </summary>
 /// <remarks>
-/// <para>Call <see cref="Synchronize"/> after every <c>backward()</c> and before the optimiser step; afterwards every
+/// <para>Call <see cref="Synchronize()"/> after every <c>backward()</c> and before the optimiser step; afterwards every
 /// rank holds the same averaged gradients. A parameter without a gradient on this rank (unused in this forward)
 /// contributes zeros, and receives the average as its gradient, so all ranks step the same parameters (PyTorch's
 /// <c>find_unused_parameters=True</c>, except that a parameter no rank used gets a zero gradient, not none).</para>
@@ -27,7 +27,7 @@ namespace ModelDsl.Runtime.Distributed;
 /// CPU engine runs a node's <c>AccumulateGrad</c> children first). That needs the model's forward to call its
 /// submodules through <c>call()</c> (as <c>Sequential</c> does), not <c>forward()</c>; modules called more than
 /// once per forward, parameters shared between modules, and the first layer (whose input needs no gradient) are
-/// reduced in <see cref="Synchronize"/> instead. Buckets are always started in bucket order, so every rank issues
+/// reduced in <see cref="Synchronize()"/> instead. Buckets are always started in bucket order, so every rank issues
 /// the same collectives in the same order.</para>
 /// </remarks>
 public sealed class GradientReducer : IDisposable
@@ -39,6 +39,8 @@ public sealed class GradientReducer : IDisposable
     private readonly GradientBucket[] _buckets;
     private readonly int[] _bucketOf;
     private readonly Tensor[] _buffers;
+    private readonly long[] _bucketElements;
+    private Tensor? _extra;
     private readonly Work?[] _works;
     private readonly int[] _pending;
     private readonly bool[] _ready;
@@ -70,6 +72,7 @@ public sealed class GradientReducer : IDisposable
             foreach (int p in bucket.ParameterIndices)
                 _bucketOf[p] = bucket.Index;
         _buffers = new Tensor[_buckets.Length];
+        _bucketElements = _buckets.Select(b => b.ParameterIndices.Sum(p => _parameters[p].numel())).ToArray();
         _works = new Work?[_buckets.Length];
         _pending = new int[_buckets.Length];
         _ready = new bool[_parameters.Length];
@@ -82,7 +85,7 @@ public sealed class GradientReducer : IDisposable
     /// <summary>The parameters being averaged (trainable, each once), in the order given.</summary>
     public IReadOnlyList<Parameter> Parameters => _parameters;
 
-    /// <summary>Total time spent inside collectives and waiting for them, over all <see cref="Synchronize"/> calls.</summary>
+    /// <summary>Total time spent inside collectives and waiting for them, over all <see cref="Synchronize()"/> calls.</summary>
     public TimeSpan CommunicationTime { get; private set; }
 
     /// <summary>
@@ -93,7 +96,7 @@ public sealed class GradientReducer : IDisposable
     /// </summary>
     public bool RequireGradientSync { get; set; } = true;
 
-    /// <summary>How many buckets the last <see cref="Synchronize"/> found already started during backward.</summary>
+    /// <summary>How many buckets the last <see cref="Synchronize()"/> found already started during backward.</summary>
     public int BucketsStartedDuringBackward { get; private set; }
 
     /// <summary>
@@ -141,7 +144,7 @@ public sealed class GradientReducer : IDisposable
 
     /// <summary>
     /// Starts buckets' all-reduces during backward, as soon as all their gradients are ready (see the remarks on the
-    /// class for how and when this applies). Call once, before training; <see cref="Synchronize"/> is still needed
+    /// class for how and when this applies). Call once, before training; <see cref="Synchronize()"/> is still needed
     /// after every backward.
     /// </summary>
     /// <param name="model">The model whose parameters this reducer averages.</param>
@@ -220,6 +223,40 @@ public sealed class GradientReducer : IDisposable
         ResetIteration();
     }
 
+    /// <summary>
+    /// <see cref="Synchronize()"/>, with <paramref name="extra"/> carried in the same all-reduce as the last bucket and
+    /// summed over the ranks (not averaged; left as it is in a group of one): DDP's step sends its finiteness vote and
+    /// rank 0's buffers this way, so a step takes one collective instead of three. <paramref name="extra"/> is 1-D, of
+    /// the last bucket's dtype and device (<see cref="Buckets"/>); with no bucket it is all-reduced alone. Not with
+    /// <see cref="EnableOverlap"/>, whose last bucket may start during backward, before the extra values exist.
+    /// </summary>
+    /// <exception cref="ArgumentException"><paramref name="extra"/> is not 1-D or not of the last bucket's dtype.</exception>
+    /// <exception cref="InvalidOperationException">Overlap is enabled.</exception>
+    /// <exception cref="DistributedException">A collective failed.</exception>
+    public void Synchronize(Tensor extra)
+    {
+        ObjectDisposedException.ThrowIf(_disposed, this);
+        ArgumentNullException.ThrowIfNull(extra);
+        if (extra.dim() != 1)
+            throw new ArgumentException($"The extra values must be 1-D, got {extra.dim()} dimensions.", nameof(extra));
+        if (_modules.Count > 0)
+            throw new InvalidOperationException("Extra values cannot travel with the gradients when buckets start during backward (EnableOverlap).");
+        if (_buckets.Length > 0 && (extra.dtype != _buckets[^1].Dtype || !SameDevice(extra, _parameters[_buckets[^1].ParameterIndices[0]])))
+            throw new ArgumentException($"The extra values must be {_buckets[^1].Dtype} on the last bucket's device, got {extra.dtype} on {extra.device}.", nameof(extra));
+        if (_group.WorldSize == 1)
+            return;
+        if (_buckets.Length == 0)
+        {
+            var clock = Stopwatch.StartNew();
+            _group.AllReduce(extra, ReduceOp.Sum);
+            CommunicationTime += clock.Elapsed;
+            return;
+        }
+        _extra = extra;
+        try { Synchronize(); }
+        finally { _extra = null; }
+    }
+
     /// <summary>Releases the bucket buffers and removes the hooks.</summary>
     public void Dispose()
     {
@@ -266,11 +303,12 @@ public sealed class GradientReducer : IDisposable
     {
         var bucket = _buckets[b];
         using var _ = no_grad();
-        if (_buffers[b] is null)
+        long total = _bucketElements[b], extra = ExtraElements(b);
+        if (_buffers[b] is null || _buffers[b].numel() != total + extra)
         {
+            _buffers[b]?.Dispose();
             var first = _parameters[bucket.ParameterIndices[0]];
-            long total = bucket.ParameterIndices.Sum(p => _parameters[p].numel());
-            _buffers[b] = empty(total, first.dtype, first.device).DetachFromDisposeScope();
+            _buffers[b] = empty(total + extra, first.dtype, first.device).DetachFromDisposeScope();
         }
         var buffer = _buffers[b];
         long offset = 0;
@@ -287,7 +325,13 @@ public sealed class GradientReducer : IDisposable
             offset += n;
         }
         // DDP multiplies by 1/world size on the way into the bucket, then sums (reducer.cpp, mark_variable_ready_dense).
-        buffer.mul_(1.0 / _group.WorldSize);
+        using (var gradients = buffer.narrow(0, 0, total))
+            gradients.mul_(1.0 / _group.WorldSize);
+        if (extra > 0)
+        {
+            using var tail = buffer.narrow(0, total, extra);
+            tail.copy_(_extra!); // summed, not averaged
+        }
         if (blocking)
             _group.AllReduce(buffer, ReduceOp.Sum);
         else
@@ -310,7 +354,17 @@ public sealed class GradientReducer : IDisposable
                 grad.copy_(slice.view(grad.shape));
             offset += n;
         }
+        if (ExtraElements(b) is > 0 and long extra)
+        {
+            using var tail = buffer.narrow(0, offset, extra);
+            _extra!.copy_(tail);
+        }
     }
+
+    private static bool SameDevice(Tensor a, Tensor b) => a.device_type == b.device_type && a.device_index == b.device_index;
+
+    /// <summary>How many extra values travel in bucket <paramref name="b"/>'s all-reduce: the last one's, during <see cref="Synchronize(Tensor)"/>.</summary>
+    private long ExtraElements(int b) => b == _buckets.Length - 1 && _extra is not null ? _extra.numel() : 0;
 
     /// <summary>The per-module half of the overlap path: counts forward calls and signals readiness from backward.</summary>
     private sealed class ModuleState

@@ -58,7 +58,27 @@ namespace ModelDsl.Runtime.Training
         void SynchronizeGradients(nn.Module model);
 
         /// <summary>
-        /// Whether <see cref="SynchronizeGradients"/> also clips them to the plan's norm (sharding clips by the norm
+        /// Whether the strategy agrees on finiteness in the same collective as the gradients
+        /// (<see cref="SynchronizeGradients(nn.Module, bool)"/>, DDP): then the step runs backward first and does not call
+        /// <see cref="AllFinite"/>. False by default: the vote comes before backward, so no rank runs a backward pass
+        /// (with its collectives, under ZeRO stage 3) that another rank skips.
+        /// </summary>
+        bool VotesWithGradients => false;
+
+        /// <summary>
+        /// After backward, when <see cref="VotesWithGradients"/>: agrees on whether every rank's loss was finite and
+        /// synchronises the gradients, in one collective; returns whether the update applies (the gradients are not
+        /// meaningful when it does not). By default the two calls, one after the other.
+        /// </summary>
+        bool SynchronizeGradients(nn.Module model, bool finite)
+        {
+            if (!AllFinite(finite)) return false;
+            SynchronizeGradients(model);
+            return true;
+        }
+
+        /// <summary>
+        /// Whether <see cref="SynchronizeGradients(nn.Module)"/> also clips them to the plan's norm (sharding clips by the norm
         /// over every rank's partition, which the step cannot see); then the step does not clip again.
         /// </summary>
         bool ClipsGradients => false;

@@ -71,7 +71,9 @@ namespace ModelDsl.Runtime.Training
             double value = loss.item<float>();
             if (first) (_groupFinite, _groupLoss) = (true, 0);
             if (_groupFinite && !double.IsFinite(value)) (_groupFinite, _groupLoss) = (false, value);
-            if (last && !_strategy.AllFinite(_groupFinite)) return new StepResult(_groupFinite ? value : _groupLoss, 0, Applied: false);
+            // The vote on finiteness: before backward, or with the gradients after it (DDP: one collective per step).
+            bool votesLater = _strategy.VotesWithGradients;
+            if (last && !votesLater && !_strategy.AllFinite(_groupFinite)) return Skipped(value);
 
             if (first) _optimizer.zero_grad();
             if (_groupFinite)
@@ -83,12 +85,15 @@ namespace ModelDsl.Runtime.Training
             }
             long correct = LossFunctions.CountCorrect(_loss, output, y);
             if (!last) return new StepResult(value, correct, Applied: false);
-            _strategy.SynchronizeGradients(_model);
+            if (!votesLater) _strategy.SynchronizeGradients(_model);
+            else if (!_strategy.SynchronizeGradients(_model, _groupFinite)) return Skipped(value);
             if (_clip > 0 && !_strategy.ClipsGradients) nn.utils.clip_grad_norm_(_model.parameters(), _clip);
             _optimizer.step();
             _precision.AfterOptimizerStep();
             return new StepResult(value, correct, Applied: true);
         }
+
+        private StepResult Skipped(double value) => new(_groupFinite ? value : _groupLoss, 0, Applied: false);
 
         /// <summary>Measures the activations of the steps it is armed for (the report's <c>memory</c> section), if set.</summary>
         public MemoryProbe? Probe { get; set; }
