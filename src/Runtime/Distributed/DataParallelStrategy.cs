@@ -53,6 +53,7 @@ public sealed class DataParallelStrategy : ITrainingStrategy
         // (GradientReducer.EnableOverlap) but measured slower on CPU ranks that already keep every core busy and
         // whose non-blocking MPI all-reduce only progresses inside MPI calls (docs/distributed.md).
         _reducer = new GradientReducer(_group, model.parameters(), _plan.BucketSizeMB);
+        _buffersSentThisStep = false;
         _buffers = model.named_buffers().Where(b => b.buffer.is_floating_point()).Select(b => (b.name, b.buffer)).ToArray();
         _gradientBytes = model.parameters().Where(p => p.requires_grad).Sum(p => p.numel() * p.element_size());
         _bufferBytes = _buffers.Sum(b => b.Buffer.numel()) * sizeof(double);
