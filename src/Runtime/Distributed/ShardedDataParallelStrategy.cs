@@ -19,8 +19,9 @@ namespace ModelDsl.Runtime.Distributed;
 /// step. <see cref="ShardLevel.OptimizerState"/> (stage 1) all-reduces the gradients as DDP does;
 /// <see cref="ShardLevel.Gradients"/> (stage 2) reduce-scatters them so that each rank keeps only its partition's;
 /// <see cref="ShardLevel.Parameters"/> (stage 3, FSDP's FULL_SHARD) also keeps only its partition's parameters between
-/// steps: each top-level layer's parameters are all-gathered just before its forward (a forward pre-hook) and freed
-/// again once the gradients are reduce-scattered.
+/// steps: each layer's parameters are all-gathered just before its forward (a forward pre-hook) and freed again once
+/// the gradients are reduce-scattered, or, for a block that recomputes in backward, right after its forward and again
+/// after its backward (<see cref="ShardedGatherHooks"/>).
 /// </summary>
 /// <remarks>
 /// <para>Everything else is DDP's (the same <see cref="DataParallelStrategy"/> runs underneath): rank 0's parameters
@@ -34,10 +35,13 @@ namespace ModelDsl.Runtime.Distributed;
 /// <para>Stage 2 reduces after backward, through one flat buffer the size of the padded gradients, and frees the
 /// other partitions' gradients as it fills it; ZeRO's bucket-wise reduction during backward is not implemented, so
 /// the peak holds every gradient plus one flat buffer of their size.</para>
-/// <para>Stage 3 frees the other partitions' parameters after the reduce-scatter, not after each layer's forward: the
-/// tensors autograd saved for backward are the parameters themselves, and TorchSharp offers no saved-tensor hooks to
-/// re-gather them before backward, so a layer's gathered parameters stay alive until the step's backward is done (the
-/// peak within a step holds all Ψ of them; between steps each rank holds its partition). Before validation and the
+/// <para>Stage 3 frees a layer's gathered parameters after the reduce-scatter, except those of the blocks that
+/// recompute in backward (<c>Recompute.Blocks</c>): those are freed right after the block's forward, gathered again
+/// for its recomputation and freed once the next block's backward starts (<see cref="ShardedGatherHooks"/>), so with
+/// recomputation a step holds one block's gathered weights at a time (two in backward) besides the layers outside the
+/// blocks. Without recomputation the tensors autograd saved for backward are the parameters themselves, and TorchSharp
+/// offers no saved-tensor hooks to re-gather them before backward, so a layer's gathered parameters stay alive until the
+/// step's backward is done (the peak within a step holds all Ψ of them; between steps each rank holds its partition). Before validation and the
 /// checkpoint (<see cref="EndEpoch"/>) every parameter is gathered, so evaluation, checkpoints, export and Load see the
 /// whole model; the next step's reduce-scatter frees the others' partitions again. Layers are gathered through their
 /// <c>call</c> (generated forwards call every layer so); a custom forward that calls a layer's <c>forward</c> directly

@@ -22,8 +22,9 @@ namespace ModelDsl.Runtime.Distributed;
 /// </summary>
 /// <remarks>
 /// The master's other partitions stay empty throughout training; the strategy gathers the master (float32) only for
-/// validation and checkpoints. At stage 3, as in fp32, a layer's gathered working weights stay alive until the step's
-/// backward is done (TorchSharp has no saved-tensor hooks to gather them again for backward). Micro-batches of one step
+/// validation and checkpoints. At stage 3, as in fp32 (<see cref="ShardedGatherHooks"/>), a recomputed block's gathered
+/// working weights are freed after its forward and gathered again for its recomputation; every other layer's stay alive
+/// until the step's backward is done (TorchSharp has no saved-tensor hooks to gather them again for backward). Micro-batches of one step
 /// add their gradients up in the working dtype, as ZeRO's bf16 gradients do.
 /// </remarks>
 internal sealed class ShardedWorkingCopy : IDisposable

@@ -23,7 +23,9 @@ namespace ModelDsl.Runtime.Training
     /// running statistics inside a block are put back after the recomputation, so they are updated once per step as in
     /// the plain run. The recomputation runs with oneDNN on or off as the forward ran (as PyTorch's checkpoint restores the
     /// autocast state), so it takes the same kernels. The block's parameters are inputs of the autograd node, so their gradients reach them through
-    /// autograd like any other (a data-parallel strategy's hooks see them). CUDA generators are not saved: on a GPU a
+    /// autograd like any other (a data-parallel strategy's hooks see them). ZeRO stage 3 follows each block through
+    /// <see cref="Track"/>: it gathers the block's weights before the block runs, frees them after the first forward and
+    /// again after the backward. CUDA generators are not saved: on a GPU a
     /// block with dropout draws a different mask in the recomputation.
     /// </remarks>
     public static class BlockRecompute
