@@ -61,7 +61,6 @@ internal sealed class ShardedGatherHooks : IDisposable
         {
             _removers.Add(module.register_forward_pre_hook((_, input) => { Gather(own); return input; }).remove);
             if (!isBlock) continue;
-            BlocksTracked++;
             int[] exclusive = own.Where(i => uses[i] == 1).ToArray();
             _removers.Add(BlockRecompute.Track(module, new Block(this, own, exclusive)));
         }
@@ -70,9 +69,6 @@ internal sealed class ShardedGatherHooks : IDisposable
             throw new NotSupportedException($"Shard = ShardLevel.Parameters gathers parameters in forward pre-hooks; {model.GetType().Name} takes none.");
         _removers.Add(root.register_forward_pre_hook((_, input) => { Gather(uncovered); return input; }).remove);
     }
-
-    /// <summary>Recomputed blocks whose weights are freed inside the step.</summary>
-    public int BlocksTracked { get; }
 
     /// <summary>The strategy freed every other rank's parameter (after the reduction): nothing is left to free.</summary>
     public void Freed() => _pending.Clear();
