@@ -34,6 +34,7 @@ return args[0] switch
     "ddp" => MpiLauncher.RunRank(group, () => Ddp.Run(group)),
     "localsgd" => MpiLauncher.RunRank(group, () => LocalSgd.Run(group)),
     "zero" => MpiLauncher.RunRank(group, () => Zero.Run(group)),
+    "zero3-recompute" => MpiLauncher.RunRank(group, () => Zero3Recompute.Run(group)),
     "accumulation" => MpiLauncher.RunRank(group, () => Accumulation.Run(group)),
     "bf16" => MpiLauncher.RunRank(group, () => MixedPrecision.Run(group)),
     "throw" => Failures.ThrowUnhandled(group),

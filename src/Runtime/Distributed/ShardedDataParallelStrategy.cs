@@ -19,8 +19,9 @@ namespace ModelDsl.Runtime.Distributed;
 /// step. <see cref="ShardLevel.OptimizerState"/> (stage 1) all-reduces the gradients as DDP does;
 /// <see cref="ShardLevel.Gradients"/> (stage 2) reduce-scatters them so that each rank keeps only its partition's;
 /// <see cref="ShardLevel.Parameters"/> (stage 3, FSDP's FULL_SHARD) also keeps only its partition's parameters between
-/// steps: each top-level layer's parameters are all-gathered just before its forward (a forward pre-hook) and freed
-/// again once the gradients are reduce-scattered.
+/// steps: each layer's parameters are all-gathered just before its forward (a forward pre-hook) and freed again once
+/// the gradients are reduce-scattered, or, for a block that recomputes in backward, right after its forward and again
+/// after its backward (<see cref="ShardedGatherHooks"/>).
 /// </summary>
 /// <remarks>
 /// <para>Everything else is DDP's (the same <see cref="DataParallelStrategy"/> runs underneath): rank 0's parameters
@@ -34,10 +35,13 @@ namespace ModelDsl.Runtime.Distributed;
 /// <para>Stage 2 reduces after backward, through one flat buffer the size of the padded gradients, and frees the
 /// other partitions' gradients as it fills it; ZeRO's bucket-wise reduction during backward is not implemented, so
 /// the peak holds every gradient plus one flat buffer of their size.</para>
-/// <para>Stage 3 frees the other partitions' parameters after the reduce-scatter, not after each layer's forward: the
-/// tensors autograd saved for backward are the parameters themselves, and TorchSharp offers no saved-tensor hooks to
-/// re-gather them before backward, so a layer's gathered parameters stay alive until the step's backward is done (the
-/// peak within a step holds all Ψ of them; between steps each rank holds its partition). Before validation and the
+/// <para>Stage 3 frees a layer's gathered parameters after the reduce-scatter, except those of the blocks that
+/// recompute in backward (<c>Recompute.Blocks</c>): those are freed right after the block's forward, gathered again
+/// for its recomputation and freed once the next block's backward starts (<see cref="ShardedGatherHooks"/>), so with
+/// recomputation a step holds one block's gathered weights at a time (two in backward) besides the layers outside the
+/// blocks. Without recomputation the tensors autograd saved for backward are the parameters themselves, and TorchSharp
+/// offers no saved-tensor hooks to re-gather them before backward, so a layer's gathered parameters stay alive until the
+/// step's backward is done (the peak within a step holds all Ψ of them; between steps each rank holds its partition). Before validation and the
 /// checkpoint (<see cref="EndEpoch"/>) every parameter is gathered, so evaluation, checkpoints, export and Load see the
 /// whole model; the next step's reduce-scatter frees the others' partitions again. Layers are gathered through their
 /// <c>call</c> (generated forwards call every layer so); a custom forward that calls a layer's <c>forward</c> directly
@@ -63,7 +67,7 @@ public sealed class ShardedDataParallelStrategy : ITrainingStrategy, IShardedChe
     // each parameter's shape for the gather, and the pre-hooks that gather the layers.
     private bool[] _gathered = Array.Empty<bool>();
     private long[][] _shapes = Array.Empty<long[]>();
-    private readonly List<Action> _removeHooks = new();
+    private ShardedGatherHooks? _hooks;
     // Stage 3 in bf16: the working copy the steps run, and its ZeRO layout once started on the master it copies.
     private BFloat16Training? _mixed;
     private ShardedWorkingCopy? _working;
@@ -264,41 +268,32 @@ public sealed class ShardedDataParallelStrategy : ITrainingStrategy, IShardedChe
         var partition = Partition;
         var index = new Dictionary<IntPtr, int>();
         for (int i = 0; i < partition.Parameters.Count; i++) index[partition.Parameters[i].Handle] = i;
-        _removeHooks.AddRange(InstallGatherHooks(model, index, partition.Parameters.Count, GatherLayer));
-    }
-
-    /// <summary>
-    /// Stage 3's forward pre-hooks, for the fp32 parameters here and the bf16 working weights
-    /// (<see cref="ShardedWorkingCopy"/>): one on each top-level layer calls <paramref name="gather"/> with the slots
-    /// of the tensors it holds (<paramref name="slots"/>: a tensor's handle to its slot, of <paramref name="count"/>),
-    /// and one on the model with the slots no hookable layer holds. Returns what removes them.
-    /// </summary>
-    internal static List<Action> InstallGatherHooks(nn.Module model, IReadOnlyDictionary<IntPtr, int> slots, int count, Action<int[]> gather)
-    {
-        var removers = new List<Action>();
-        var covered = new HashSet<int>();
-        foreach (var (_, child) in model.named_children())
-        {
-            if (child is not nn.Module<Tensor, Tensor> layer) continue;
-            int[] own = child.parameters().Select(p => slots.TryGetValue(p.Handle, out int i) ? i : -1).Where(i => i >= 0).Distinct().ToArray();
-            if (own.Length == 0) continue;
-            covered.UnionWith(own);
-            removers.Add(layer.register_forward_pre_hook((_, input) => { gather(own); return input; }).remove);
-        }
-        int[] rest = Enumerable.Range(0, count).Where(i => !covered.Contains(i)).ToArray();
-        if (rest.Length == 0) return removers;
-        if (model is not nn.Module<Tensor, Tensor> root)
-            throw new NotSupportedException($"Shard = ShardLevel.Parameters gathers parameters in forward pre-hooks; {model.GetType().Name} takes none.");
-        removers.Add(root.register_forward_pre_hook((_, input) => { gather(rest); return input; }).remove);
-        return removers;
+        _hooks = new ShardedGatherHooks(model, index, partition.Parameters.Count, GatherLayer, FreeForeign);
     }
 
     private void GatherLayer(int[] indices) => Gather(indices.Where(i => !_gathered[i]).ToArray());
 
     private void RemoveHooks()
     {
-        foreach (var remove in _removeHooks) remove();
-        _removeHooks.Clear();
+        _hooks?.Dispose();
+        _hooks = null;
+    }
+
+    /// <summary>Stage 3: the other partitions' parameters among <paramref name="indices"/> become empty tensors.</summary>
+    private void FreeForeign(int[] indices)
+    {
+        if (WorldSize == 1) return;
+        var partition = Partition;
+        using var noGrad = no_grad();
+        foreach (int i in indices)
+        {
+            // Every rank marks the slot, its own too: the gathers that follow must be the same collective everywhere.
+            if (!_gathered[i]) continue;
+            _gathered[i] = false;
+            if (partition.Owner[i] == Rank) continue;
+            using var none = empty(0, partition.Parameters[i].dtype, partition.Parameters[i].device);
+            partition.Parameters[i].set_(none);
+        }
     }
 
     /// <summary>Stage 3: the other partitions' parameters become empty tensors (their shapes are kept for the next gather).</summary>
@@ -306,6 +301,7 @@ public sealed class ShardedDataParallelStrategy : ITrainingStrategy, IShardedChe
     {
         var partition = Partition;
         if (WorldSize == 1) return;
+        _hooks?.Freed();
         using var noGrad = no_grad();
         for (int i = 0; i < partition.Parameters.Count; i++)
         {
@@ -366,7 +362,7 @@ public sealed class ShardedDataParallelStrategy : ITrainingStrategy, IShardedChe
             {
                 // The views are disposed here, not by the scope, so a dropped gradient's storage is freed as it is copied.
                 using var source = grad.reshape(-1);
-                using var target = flat.narrow(0, partition.Owner[i] * partition.SegmentLength + partition.Offset[i], parameter.numel());
+                using var target = flat.narrow(0, partition.Owner[i] * partition.SegmentLength + partition.Offset[i], Numel(i));
                 target.copy_(source);
             }
             if (partition.Owner[i] != Rank) parameter.grad = null;
@@ -390,6 +386,9 @@ public sealed class ShardedDataParallelStrategy : ITrainingStrategy, IShardedChe
         }
         _communication += clock.Elapsed;
     }
+
+    // A parameter's elements when whole (a freed one is empty until gathered).
+    private long Numel(int i) => _shapes[i].Aggregate(1L, (a, d) => a * d);
 
     /// <summary>clip_grad_norm_ over every rank's gradients: this rank's squared norm, summed over all ranks.</summary>
     private void ClipOwnGradients(double maxNorm)

@@ -22,8 +22,9 @@ namespace ModelDsl.Runtime.Distributed;
 /// </summary>
 /// <remarks>
 /// The master's other partitions stay empty throughout training; the strategy gathers the master (float32) only for
-/// validation and checkpoints. At stage 3, as in fp32, a layer's gathered working weights stay alive until the step's
-/// backward is done (TorchSharp has no saved-tensor hooks to gather them again for backward). Micro-batches of one step
+/// validation and checkpoints. At stage 3, as in fp32 (<see cref="ShardedGatherHooks"/>), a recomputed block's gathered
+/// working weights are freed after its forward and gathered again for its recomputation; every other layer's stay alive
+/// until the step's backward is done (TorchSharp has no saved-tensor hooks to gather them again for backward). Micro-batches of one step
 /// add their gradients up in the working dtype, as ZeRO's bf16 gradients do.
 /// </remarks>
 internal sealed class ShardedWorkingCopy : IDisposable
@@ -34,7 +35,7 @@ internal sealed class ShardedWorkingCopy : IDisposable
     private readonly Tensor[][] _working;   // per partition index: its working tensors (two for a weight tied across the cast)
     private readonly long[][] _shapes;
     private readonly bool[] _gathered;
-    private readonly List<Action> _removeHooks = new();
+    private ShardedGatherHooks? _hooks;
     private readonly ShardLevel _level;
 
     public ShardedWorkingCopy(ProcessGroup group, ParameterPartition partition, BFloat16Training precision, ShardLevel level)
@@ -177,6 +178,7 @@ internal sealed class ShardedWorkingCopy : IDisposable
     public void FreeForeign()
     {
         if (WorldSize == 1 || _level != ShardLevel.Parameters) return;
+        _hooks?.Freed();
         using var noGrad = no_grad();
         for (int i = 0; i < _working.Length; i++)
         {
@@ -199,7 +201,26 @@ internal sealed class ShardedWorkingCopy : IDisposable
         var index = new Dictionary<IntPtr, int>();
         for (int i = 0; i < _working.Length; i++)
             foreach (var w in _working[i]) index[w.Handle] = i;
-        _removeHooks.AddRange(ShardedDataParallelStrategy.InstallGatherHooks(model, index, _working.Length, Gather));
+        _hooks = new ShardedGatherHooks(model, index, _working.Length, Gather, FreeForeign);
+    }
+
+    /// <summary>The other partitions' working weights among <paramref name="indices"/> become empty tensors (a recomputed block's, inside the step).</summary>
+    private void FreeForeign(int[] indices)
+    {
+        if (WorldSize == 1) return;
+        using var noGrad = no_grad();
+        foreach (int i in indices)
+        {
+            // Every rank marks the slot, its own too: the gathers that follow must be the same collective everywhere.
+            if (!_gathered[i]) continue;
+            _gathered[i] = false;
+            if (_partition.Owner[i] == Rank) continue;
+            foreach (var w in _working[i])
+            {
+                using var none = empty(0, w.dtype, w.device);
+                w.set_(none);
+            }
+        }
     }
 
     /// <summary>
@@ -262,8 +283,8 @@ internal sealed class ShardedWorkingCopy : IDisposable
     /// <summary>Removes the hooks (training is over, or the strategy starts on another model: the working copy is not run again).</summary>
     public void Dispose()
     {
-        foreach (var remove in _removeHooks) remove();
-        _removeHooks.Clear();
+        _hooks?.Dispose();
+        _hooks = null;
         _precision.WeightsSharded = false;
     }
 }

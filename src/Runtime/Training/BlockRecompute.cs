@@ -1,6 +1,7 @@
 using System;
 using System.Collections.Generic;
 using System.Linq;
+using System.Runtime.CompilerServices;
 using ModelDsl.Layers;
 using TorchSharp;
 using TorchSharp.Modules;
@@ -22,7 +23,9 @@ namespace ModelDsl.Runtime.Training
     /// running statistics inside a block are put back after the recomputation, so they are updated once per step as in
     /// the plain run. The recomputation runs with oneDNN on or off as the forward ran (as PyTorch's checkpoint restores the
     /// autocast state), so it takes the same kernels. The block's parameters are inputs of the autograd node, so their gradients reach them through
-    /// autograd like any other (a data-parallel strategy's hooks see them). CUDA generators are not saved: on a GPU a
+    /// autograd like any other (a data-parallel strategy's hooks see them). ZeRO stage 3 follows each block through
+    /// <see cref="Track"/>: it gathers the block's weights before the block runs, frees them after the first forward and
+    /// again after the backward. CUDA generators are not saved: on a GPU a
     /// block with dropout draws a different mask in the recomputation.
     /// </remarks>
     public static class BlockRecompute
@@ -85,6 +88,70 @@ namespace ModelDsl.Runtime.Training
             }
         }
 
+        /// <summary>
+        /// The modules <see cref="Run"/> runs as blocks in <paramref name="module"/> after <see cref="Apply"/>: each layer of
+        /// a recomputing <see cref="TransformerBlock"/>, each copy of a recomputing <see cref="Repeated"/>, and the block
+        /// inside each swapped-in composed block (<paramref name="module"/> itself too when it is one). None before Apply.
+        /// </summary>
+        internal static List<nn.Module<Tensor, Tensor>> RecomputedBlocks(nn.Module module)
+        {
+            var blocks = new List<nn.Module<Tensor, Tensor>>();
+            Collect(module, blocks);
+            return blocks;
+
+            static void Collect(nn.Module module, List<nn.Module<Tensor, Tensor>> blocks)
+            {
+                switch (module)
+                {
+                    case TransformerBlock { Recompute: true } transformer:
+                        blocks.AddRange(transformer.Layers);
+                        return;
+                    case Repeated { Recompute: true } repeated:
+                        blocks.AddRange(repeated.Copies);
+                        return;
+                    case RecomputedBlock swapped:
+                        blocks.Add(swapped.Block);
+                        return;
+                    case ILayerHost host:
+                        foreach (var name in host.LayerNames)
+                            if (host.GetLayer(name) is nn.Module inner) Collect(inner, blocks);
+                        return;
+                }
+            }
+        }
+
+        /// <summary>
+        /// What holds a recomputed block's weights only while it runs (ZeRO stage 3, which gathers them from the other
+        /// ranks): told before each run of the block (its first forward and its recomputation), after its first forward
+        /// (nothing of the block is needed again until its recomputation in backward) and after its backward (its
+        /// gradients are computed; autograd accumulates them into the parameters after this returns).
+        /// </summary>
+        internal interface IBlockWeights
+        {
+            /// <summary>Before the block runs: its weights must be whole.</summary>
+            void Gather();
+            /// <summary>After the block's first forward (no-grad, inside the autograd node): its weights may go.</summary>
+            void AfterForward();
+            /// <summary>After the block's backward returned its gradients (not yet accumulated into the parameters).</summary>
+            void AfterBackward();
+        }
+
+        private static readonly ConditionalWeakTable<nn.Module, IBlockWeights> Weights = new();
+
+        /// <summary>
+        /// Tells <paramref name="weights"/> when <paramref name="block"/> (one of <see cref="RecomputedBlocks"/>) runs;
+        /// returns what stops it.
+        /// </summary>
+        internal static Action Track(nn.Module block, IBlockWeights weights)
+        {
+            ArgumentNullException.ThrowIfNull(block);
+            ArgumentNullException.ThrowIfNull(weights);
+            Weights.AddOrUpdate(block, weights);
+            return () => Weights.Remove(block);
+        }
+
+        private static IBlockWeights? WeightsOf(nn.Module block) => Weights.TryGetValue(block, out var weights) ? weights : null;
+
         private static bool IsComposedBlock(object layer) =>
             layer is not Repeated && layer is not TransformerBlock && layer.GetType().IsDefined(typeof(ModelAttribute), inherit: false);
 
@@ -106,6 +173,8 @@ namespace ModelDsl.Runtime.Training
             args[0] = block;
             args[1] = x;
             for (int i = 0; i < parameters.Count; i++) args[2 + i] = parameters[i];
+            // Whole before the node is built: autograd records each parameter's shape as it is at the call.
+            WeightsOf(block)?.Gather();
             return Checkpoint.apply(args);
         }
 
@@ -129,6 +198,7 @@ namespace ModelDsl.Runtime.Training
                 // The block's intermediate tensors are freed here, not at the end of the step: that is the saving.
                 using var scope = torch.NewDisposeScope();
                 var y = block.call(x);
+                WeightsOf(block)?.AfterForward();
                 return ReferenceEquals(y, x) ? y.alias().MoveToOuterDisposeScope() : y.MoveToOuterDisposeScope();
             }
 
@@ -140,6 +210,9 @@ namespace ModelDsl.Runtime.Training
 
                 using var scope = torch.NewDisposeScope();
                 var x = ctx.get_saved_variables()[0];
+                // Stage 3 gathers the weights again here, before the probe's window: they are parameters, not activations.
+                var weights = WeightsOf(block);
+                weights?.Gather();
                 long? heapBefore = MemoryProbe.Recording is not null ? MemoryProbe.HeapInUse() : null;
                 var buffers = block.buffers().Select(b => (Buffer: b, Saved: b.clone())).ToArray();
                 var resume = torch.get_rng_state();
@@ -159,6 +232,7 @@ namespace ModelDsl.Runtime.Training
 
                     var wrt = (x.requires_grad ? new[] { input } : Array.Empty<Tensor>()).Concat(parameters).ToList();
                     grads = torch.autograd.grad(new List<Tensor> { y }, wrt, new List<Tensor> { grad_output }, allow_unused: true);
+                    weights?.AfterBackward();
                 }
                 finally
                 {
@@ -200,6 +274,9 @@ namespace ModelDsl.Runtime.Training
     internal sealed class RecomputedBlock : nn.Module<Tensor, Tensor>
     {
         private readonly nn.Module<Tensor, Tensor> _block;
+
+        /// <summary>The composed block it runs.</summary>
+        public nn.Module<Tensor, Tensor> Block => _block;
 
         public RecomputedBlock(nn.Module<Tensor, Tensor> block) : base(block.GetName())
         {
