@@ -34,6 +34,17 @@ public partial class BenchGptLong
     [Linear(65, TiedTo = nameof(Tokens))]     public partial Linear Head { get; }
 }
 
+/// <summary>samples/CharGpt's LargeGpt (31.6M parameters, 64-position window), declared again here.</summary>
+[Model(Input = "B, T", InputType = DType.Int64)]
+public partial class BenchLargeGpt
+{
+    [Embedding(65, 512)]                       public partial Embedding Tokens { get; }
+    [PositionalEmbedding(64)]                  public partial PositionalEmbedding Positions { get; }
+    [TransformerBlock(Heads = 8, Repeat = 10)] public partial TransformerBlock Blocks { get; }
+    [LayerNorm]                                public partial LayerNorm Norm { get; }
+    [Linear(65, TiedTo = nameof(Tokens))]      public partial Linear Head { get; }
+}
+
 /// <summary>One of the sample's Transformer blocks alone, as the generator builds it.</summary>
 [Model(Input = "B, 64, 128")]
 public partial class GeneratedGptBlock
@@ -177,6 +188,40 @@ public class GptBlockBenchmarks
         foreach (var window in new[] { "window 64", "window 256" })
             Console.WriteLine($"  {window,-10} int8/fp32: uncached x{Rate($"{window} int8 uncached") / Rate($"{window} fp32 uncached"):F2}, " +
                               $"cached x{Rate($"{window} int8 cached") / Rate($"{window} fp32 cached"):F2}");
+    }
+
+    /// <summary>
+    /// <c>-- --large-gpt-generation [rounds [threads]]</c>: LargeGpt's shape (31.6M parameters, randomly initialised),
+    /// <see cref="GptThroughputBenchmarks.Tokens"/> ids after a one-id prompt with the key/value cache, as
+    /// <c>generate</c> runs it, fp32 against DynamicInt8 on every Linear, in interleaved rounds (order alternating).
+    /// The first 63 steps use the cache (one row per Linear); past the 64-position window every step runs the whole
+    /// window (64 rows), as the uncached path does.
+    /// </summary>
+    public static void RunLargeGeneration(int rounds, int threads)
+    {
+        set_num_threads(threads);
+        manual_seed(5);
+        var fp32 = new BenchLargeGpt();
+        using (no_grad()) fp32.Tokens.weight!.normal_(0, 0.02);
+        fp32.eval();
+        var int8 = Quantize.Dynamic(fp32, QuantizeMode.DynamicInt8);
+        long parameters = fp32.parameters().Sum(p => p.numel());
+        long[] Generate(nn.Module<Tensor, Tensor> m) => TextGeneration.Sample(m, new long[] { 0 }, GptThroughputBenchmarks.Tokens, 64, 1.0, 0, 1, true).ToArray();
+        Generate(fp32);
+        Generate(int8);
+        var times = new[] { new double[rounds], new double[rounds] };
+        for (int r = 0; r < rounds; r++)
+        {
+            for (int j = 0; j < 2; j++)
+            {
+                int i = (j + r) % 2;
+                times[i][r] = Time(() => Generate(i == 0 ? fp32 : int8), 1);
+            }
+            Console.WriteLine($"  round {r + 1}/{rounds} (ms): fp32 {times[0][r]:F0}, int8 {times[1][r]:F0}");
+        }
+        double f = GptThroughputBenchmarks.Tokens / Median(times[0]) * 1000, q = GptThroughputBenchmarks.Tokens / Median(times[1]) * 1000;
+        Console.WriteLine($"LargeGpt shape ({parameters:N0} parameters), {GptThroughputBenchmarks.Tokens} ids, window 64, cached, torch threads {get_num_threads()}, " +
+                          $"int8 kernel {Int8Gemm.Current}, medians of {rounds} interleaved rounds: fp32 {f:N0} tokens/s, int8 {q:N0} tokens/s, int8/fp32 x{q / f:F2}");
     }
 
     private static double Time(Action action, int repeats)

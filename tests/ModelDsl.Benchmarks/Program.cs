@@ -16,6 +16,7 @@ using BenchmarkDotNet.Running;
 // Results go to tests/ModelDsl.Benchmarks/BenchmarkDotNet.Artifacts unless --artifacts says otherwise.
 // The GPT block (generated vs hand-written, interleaved) and the sample GPT's tokens/s, fp32 and int8:          -- --gpt [rounds]
 // Generation alone, with and without the key/value cache, fp32 and int8, interleaved:        -- --gpt-generation [rounds [threads]]
+// LargeGpt's shape (31.6M), cached generation, fp32 against int8, interleaved:             -- --large-gpt-generation [rounds [threads]]
 // Distributed runtime, two ranks under mpirun (needs Open MPI; not BenchmarkDotNet):  -- --allreduce, -- --ddp-scaling, -- --ddp-overlap
 // DDP against ZeRO stages 1 and 2 at two ranks: model-state bytes per rank, step time (peer: zero_peer.py): -- --zero [steps [rounds]]
 // The trainer's overhead over the bare step on CharGpt, in timed phases, interleaved:    -- --trainer-overhead [rounds [steps [threads]]]
@@ -88,6 +89,12 @@ if (args.Length is >= 1 and <= 3 && args[0] == "--gpt-generation")
     var gpt = new ModelDsl.Benchmarks.GptThroughputBenchmarks { Threads = args.Length == 3 ? int.Parse(args[2]) : 2 };
     gpt.Setup();
     ModelDsl.Benchmarks.GptBlockBenchmarks.RunGeneration(gpt, args.Length >= 2 ? int.Parse(args[1]) : 7);
+    return 0;
+}
+
+if (args.Length is >= 1 and <= 3 && args[0] == "--large-gpt-generation")
+{
+    ModelDsl.Benchmarks.GptBlockBenchmarks.RunLargeGeneration(args.Length >= 2 ? int.Parse(args[1]) : 5, args.Length == 3 ? int.Parse(args[2]) : 1);
     return 0;
 }
 

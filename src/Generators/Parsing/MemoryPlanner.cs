@@ -115,38 +115,46 @@ namespace ModelDsl.Generators.Parsing
             for (int i = 1; i < input.Length && i - 1 < train.SampleShape.Count; i++)
                 if (!input[i].IsConcrete && input[i].Symbol is { } symbol) symbols[symbol] = train.SampleShape[i - 1];
 
-            // Per element size (4: fp32, 2: bf16): the plain run's bytes, and with Recompute.Blocks the bytes kept after the
-            // forward plus the largest single block's internals (alive while its backward runs it again).
+            // Per arithmetic (0: fp32, 1: bf16 mixed precision): the plain run's bytes, and with Recompute.Blocks the bytes
+            // kept after the forward plus the largest single block's internals (alive while its backward runs it again).
+            // Under bf16 each layer's output dtype follows its autocast policy from the stream before it (float32 input,
+            // or an embedding's float32 output, to start).
             var plain = new long[2];
             var kept = new long[2];
             var largestBlock = new long[2];
             long lastElements = 0;
+            int stream = 4;
             foreach (var layer in layers)
             {
                 if (PerSample(layer.OutputText, symbols) is not { } elements) return null;
+                int mixedOutput = layer.Kind.MixedOutputBytes(stream);
                 for (int i = 0; i < 2; i++)
                 {
-                    int size = i == 0 ? 4 : 2;
-                    long bytes = layer.Kind.ActivationBytes(layer.Args.Own, elements, size);
+                    int output = i == 0 ? 4 : mixedOutput;
+                    long bytes = i == 0 ? layer.Kind.ActivationBytes(layer.Args.Own, elements, 4) : layer.Kind.MixedActivationBytes(layer.Args.Own, elements, stream);
                     plain[i] = checked(plain[i] + bytes);
+                    // A recomputed block keeps its output, and TorchSharp's autograd Function one more tensor of that size
+                    // per output (an empty_like it hands backward for a missing output gradient).
                     if (layer.Args.Own is TransformerArguments t)
                     {
                         // Each copy keeps only its output (the next copy's input); one copy's internals at a time in backward.
-                        kept[i] = checked(kept[i] + t.Repeat * elements * size);
+                        kept[i] = checked(kept[i] + 2 * t.Repeat * elements * output);
                         largestBlock[i] = Math.Max(largestBlock[i], bytes / Math.Max(1, t.Repeat));
                     }
-                    else kept[i] = checked(kept[i] + bytes); // a composed [Block] counts its output only, recomputed or not
+                    else kept[i] = checked(kept[i] + (layer.Kind.IsRecomputedBlock ? 2 * bytes : bytes)); // a composed [Block] counts its output only
                 }
+                stream = mixedOutput;
                 lastElements = elements;
             }
             if (train.Loss == nameof(Loss.CrossEntropy))
             {
-                // cross_entropy = log_softmax (kept for backward) then nll_loss.
-                for (int i = 0; i < 2; i++)
-                {
-                    plain[i] = checked(plain[i] + lastElements * (i == 0 ? 4 : 2));
-                    kept[i] = checked(kept[i] + lastElements * (i == 0 ? 4 : 2));
-                }
+                // cross_entropy = log_softmax (kept for backward) then nll_loss, in float32: under bf16 a bfloat16 output is
+                // cast up for it first (one more tensor).
+                long fp32 = lastElements * 4, bf16 = lastElements * (stream == 2 ? 8 : 4);
+                plain[0] = checked(plain[0] + fp32);
+                kept[0] = checked(kept[0] + fp32);
+                plain[1] = checked(plain[1] + bf16);
+                kept[1] = checked(kept[1] + bf16);
             }
             var tensors = layers.SelectMany(l => l.Kind.ParameterTensors(l)).ToArray();
             return new MemoryModel(tensors, plain[0], plain[1], checked(kept[0] + largestBlock[0]), checked(kept[1] + largestBlock[1]));

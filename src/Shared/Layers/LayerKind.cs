@@ -195,6 +195,22 @@ namespace ModelDsl.Shapes
         /// </summary>
         public virtual long ActivationBytes(KindArguments? own, long outputElements, int elementBytes) => checked(outputElements * elementBytes);
 
+        /// <summary>
+        /// Bytes per element of the layer's output under bfloat16 mixed precision when its input has
+        /// <paramref name="inputBytes"/> per element, by <see cref="Autocast"/>: 2 for a bfloat16 layer, 4 for a float32 one,
+        /// the input's otherwise (an embedding's float32 table gives float32).
+        /// </summary>
+        public virtual int MixedOutputBytes(int inputBytes) => Autocast switch
+        {
+            AutocastPolicy.BFloat16 => 2,
+            AutocastPolicy.Float32 => 4,
+            _ => inputBytes,
+        };
+
+        /// <summary><see cref="ActivationBytes"/> under bfloat16 mixed precision, for an input of <paramref name="inputBytes"/> per element.</summary>
+        public virtual long MixedActivationBytes(KindArguments? own, long outputElements, int inputBytes) =>
+            ActivationBytes(own, outputElements, MixedOutputBytes(inputBytes));
+
 #if MODELDSL_GENERATOR
         // ---- Emission (generator only) ------------------------------------------------------------------------
 

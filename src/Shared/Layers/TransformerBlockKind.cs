@@ -53,6 +53,18 @@ namespace ModelDsl.Shapes
         public override long ActivationBytes(KindArguments? own, long outputElements, int elementBytes) =>
             own is TransformerArguments t ? checked(t.Repeat * (10 + 2 * t.MlpRatio) * outputElements * elementBytes) : base.ActivationBytes(own, outputElements, elementBytes);
 
+        /// <summary>
+        /// Under bfloat16 (BFloat16Training's per-layer autocast): the two norms run in float32 (4 bytes), the two residual
+        /// sums keep the stream's dtype (a float32 stream plus a bfloat16 branch is float32), each norm's output is cast to
+        /// bfloat16 for the Linear after it (one more tensor each), and the rest — in_proj 3, attention 1, out_proj 1,
+        /// linear1 r, GELU r, linear2 1 — is bfloat16: 2·4 + 2·stream + (8 + 2r)·2 bytes per (B, T, C) element.
+        /// </summary>
+        public override long MixedActivationBytes(KindArguments? own, long outputElements, int inputBytes) =>
+            own is TransformerArguments t ? checked(t.Repeat * (2 * 4 + 2 * inputBytes + (8 + 2 * t.MlpRatio) * 2) * outputElements) : base.MixedActivationBytes(own, outputElements, inputBytes);
+
+        /// <summary>The residual stream leaves in the dtype it came in (the sums with the bfloat16 branches keep it).</summary>
+        public override int MixedOutputBytes(int inputBytes) => inputBytes;
+
 #if MODELDSL_GENERATOR
         public override string? ConstructComment(LayerSpec l) =>
             $"// {Own(l.Args).Repeat} x pre-LayerNorm block: x + attention(norm1(x)), then x + MLP(norm2(x)); {Own(l.Args).Heads} heads of {l.Args.In / Math.Max(1, Own(l.Args).Heads)}";

@@ -28,7 +28,7 @@ namespace Samples.Digits
             Memory = new global::ModelDsl.Runtime.Training.MemoryModel(new long[]
             {
                 8192, 128, 1280, 10,
-            }, 1104, 552),
+            }, 1104, 612),
         };
 
         /// <summary>

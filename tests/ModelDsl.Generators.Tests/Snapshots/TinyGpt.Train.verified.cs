@@ -32,7 +32,7 @@ namespace Samples.Text
                 3120, 1536, 48, 48, 6912, 144, 2304, 48, 48, 48, 9216, 192,
                 9216, 48, 48, 48, 6912, 144, 2304, 48, 48, 48, 9216, 192,
                 9216, 48, 48, 48, 65,
-            }, 256256, 128128, 157952, 78976),
+            }, 256256, 186688, 170240, 137536),
             // [Prune] and [Quantize], in declaration order: they run after training.
             Passes = new global::ModelDsl.Runtime.Optimization.OptimizationPass[]
             {
