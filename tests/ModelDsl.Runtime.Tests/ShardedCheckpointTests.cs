@@ -118,10 +118,18 @@ public sealed class ShardedCheckpointTests : IDisposable
     {
         SaveOnTwoRanks(epoch: 1);
         var first = ShardedCheckpoint.Info(Index).Shards;
+        // What a save that crashed before its index would leave: a shard and a temporary file no index names. A file
+        // that only looks similar is not the checkpoint's.
+        string[] strays = { Index + ".00000000ab.shard-1-of-2", Index + ".00000000ab.shard-0-of-2.tmp-4242" };
+        foreach (var stray in strays) File.WriteAllText(stray, "partial");
+        string unrelated = Index + ".notes.shard-0-of-2";
+        File.WriteAllText(unrelated, "mine");
         SaveOnTwoRanks(epoch: 2);
         var second = ShardedCheckpoint.Info(Index).Shards;
         Assert.Empty(first.Intersect(second));
         Assert.All(first, f => Assert.False(File.Exists(f), $"{f} outlived the save that replaced it"));
+        Assert.All(strays, f => Assert.False(File.Exists(f), $"{f} (a crashed save's) outlived the next save"));
+        File.Delete(unrelated);
         Assert.Equal(3, Directory.GetFiles(_dir).Length);
 
         Assert.Equal(2, Checkpoint.ReadState(Index).Epoch);

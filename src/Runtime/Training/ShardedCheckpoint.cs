@@ -122,6 +122,9 @@ namespace ModelDsl.Runtime.Training
                 AtomicFile.Write(full, stream => WriteFile(stream, IndexMagic, json, Array.Empty<(ShardEntry, byte[])>()));
                 foreach (var old in replaced.Except(shardNames))
                     TryDelete(Path.Combine(directory, old));
+                // Shards (and their temporary files) of a save that crashed before its index was written: no index names them.
+                foreach (var stray in StrayShards(full, shardNames))
+                    TryDelete(stray);
             }
             catch (Exception e) when (e is not CheckpointException)
             {
@@ -458,6 +461,19 @@ namespace ModelDsl.Runtime.Training
             int start = magic.Length + 8;
             if (length <= 0 || start + (long)length > content.Length - HashLength) throw Malformed(path, "bad header length");
             return (content, (start, start + length));
+        }
+
+        /// <summary>
+        /// Files beside <paramref name="fullPath"/> named like one of its shards (<c>name.&lt;10 hex&gt;.shard-r-of-N</c>, or
+        /// that with a temporary file's suffix) that are not in <paramref name="current"/>.
+        /// </summary>
+        private static IEnumerable<string> StrayShards(string fullPath, IReadOnlyCollection<string> current)
+        {
+            var pattern = new System.Text.RegularExpressions.Regex(
+                "^" + System.Text.RegularExpressions.Regex.Escape(Path.GetFileName(fullPath)) + @"\.[0-9a-f]{10}\.shard-\d+-of-\d+(\.tmp-\d+)?$");
+            return Directory.EnumerateFiles(Path.GetDirectoryName(fullPath)!)
+                .Where(f => pattern.IsMatch(Path.GetFileName(f)) && !current.Contains(Path.GetFileName(f)))
+                .ToList();
         }
 
         /// <summary>The shard files the sharded index at <paramref name="path"/> names (none when it is missing, whole or unreadable).</summary>
