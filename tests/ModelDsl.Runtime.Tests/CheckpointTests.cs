@@ -12,6 +12,8 @@ namespace ModelDsl.Runtime.Tests;
 /// shapes and other plans are refused with a message naming the file and leave the model untouched; a failed
 /// save leaves the previous checkpoint and no temporary file.
 /// </summary>
+/// <remarks>In the global-torch-state collection: the round trips compare the global RNG state, which a parallel test drawing from the generator would change.</remarks>
+[Collection(GlobalTorchStateCollection.Name)]
 public sealed class CheckpointTests : IDisposable
 {
     private const string Fingerprint = "{\"model\":\"Mlp\",\"lr\":\"0.001\",\"batch_size\":64}";

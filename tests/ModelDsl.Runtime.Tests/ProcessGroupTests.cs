@@ -173,6 +173,32 @@ public sealed class ProcessGroupTests
         Assert.Contains("The NCCL backend reduces CUDA tensors only, but the device is cpu", e.Message, StringComparison.Ordinal);
     }
 
+    [Fact]
+    public void Flatten_OutsideAScope_ReturnsATensorOfItsOwn_InsideOne_LeavesItInTheCallersScope()
+    {
+        // Flatten's pieces (detach, reshape, to_type) live in a scope of its own; the result goes where it did before.
+        using var a = tensor(new float[] { 1, 2, 3, 4 }, new long[] { 2, 2 });
+        using var transposed = a.t(); // not contiguous: reshape copies
+        using var b = tensor(new long[] { 5, 6 });
+        var expected = new double[] { 1, 3, 2, 4, 5, 6 };
+
+        using (var outside = TensorMemory.Flatten(new[] { transposed, b }, ScalarType.Float64))
+        {
+            using (NewDisposeScope()) { }
+            Assert.False(outside.IsInvalid);
+            Assert.Equal(expected, outside.data<double>().ToArray());
+        }
+
+        Tensor inside;
+        using (NewDisposeScope())
+        {
+            inside = TensorMemory.Flatten(new[] { transposed, b }, ScalarType.Float64);
+            Assert.Equal(expected, inside.data<double>().ToArray());
+        }
+        Assert.True(inside.IsInvalid, "the caller's scope disposes the result");
+        Assert.False(transposed.IsInvalid || b.IsInvalid, "the inputs are the caller's");
+    }
+
     // ---------------------------------------------------------------- native-library guards
 
     [Fact]

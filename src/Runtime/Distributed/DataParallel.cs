@@ -104,9 +104,17 @@ public static class DataParallel
         return hash;
     }
 
+    /// <summary>A contiguous CPU copy of <paramref name="tensor"/>; the steps are held in variables, not a bare chain (docs/architecture.md, "Tensor temporaries").</summary>
+    private static Tensor HostCopy(Tensor tensor)
+    {
+        using var detached = tensor.detach();
+        using var onCpu = detached.cpu();
+        return onCpu.contiguous();
+    }
+
     private static unsafe ulong Hash(Tensor tensor, ulong hash)
     {
-        Tensor host = tensor.device_type == DeviceType.CPU && tensor.is_contiguous() ? tensor : tensor.detach().cpu().contiguous();
+        Tensor host = tensor.device_type == DeviceType.CPU && tensor.is_contiguous() ? tensor : HostCopy(tensor);
         try
         {
             long bytes = TensorMemory.ByteCount(host);

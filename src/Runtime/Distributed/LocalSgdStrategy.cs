@@ -267,7 +267,8 @@ public sealed class LocalSgdStrategy : ITrainingStrategy
         {
             Combine(_sent!);
             using var current = Flatten();
-            current.sub_(_snapshot!).add_(_global!);
+            current.sub_(_snapshot!); // two statements, not a chain: the GC could finalize sub_'s returned handle during add_
+            current.add_(_global!);
             Scatter(current);
         }
         _pending.Dispose();

@@ -27,10 +27,14 @@ internal static class TensorMemory
 
     /// <summary>
     /// The elements of <paramref name="tensors"/>, in order, as one new flat tensor of <paramref name="dtype"/> (in the
-    /// caller's dispose scope): one collective moves them all instead of a round trip per tensor.
+    /// caller's dispose scope, if any): one collective moves them all instead of a round trip per tensor. The pieces
+    /// live in a scope of their own, so this is safe to call outside one.
     /// </summary>
-    public static Tensor Flatten(IEnumerable<Tensor> tensors, ScalarType dtype) =>
-        cat(tensors.Select(t => t.detach().reshape(-1).to_type(dtype)).ToArray());
+    public static Tensor Flatten(IEnumerable<Tensor> tensors, ScalarType dtype)
+    {
+        using var scope = NewDisposeScope();
+        return cat(tensors.Select(t => t.detach().reshape(-1).to_type(dtype)).ToArray()).MoveToOuterDisposeScope();
+    }
 
     /// <summary>The inverse of <see cref="Flatten"/>: copies <paramref name="flat"/>'s consecutive runs back into <paramref name="tensors"/>, in place.</summary>
     public static void Unflatten(Tensor flat, IEnumerable<Tensor> tensors)

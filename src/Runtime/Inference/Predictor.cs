@@ -52,7 +52,7 @@ namespace ModelDsl.Runtime.Inference
         public static Tensor Classes(Tensor output, ModelOutput kind) => kind switch
         {
             ModelOutput.ClassLogits or ModelOutput.ClassLogProbabilities => output.argmax(1),
-            ModelOutput.BinaryLogit => output.reshape(output.shape[0]).gt(0).to_type(ScalarType.Int64),
+            ModelOutput.BinaryLogit => BinaryClasses(output),
             _ => output,
         };
 
@@ -125,10 +125,21 @@ namespace ModelDsl.Runtime.Inference
             return true;
         }
 
+        // The temporaries are held in using variables (disposed after the last native call reads them), so these
+        // public helpers are safe outside a dispose scope too: see docs/architecture.md, "Tensor temporaries".
         private static Tensor BinaryProbabilities(Tensor output)
         {
-            var p1 = output.reshape(output.shape[0]).sigmoid();
-            return torch.stack(new[] { 1 - p1, p1 }, 1);
+            using var logits = output.reshape(output.shape[0]);
+            using var p1 = logits.sigmoid();
+            using var p0 = 1 - p1;
+            return torch.stack(new[] { p0, p1 }, 1);
+        }
+
+        private static Tensor BinaryClasses(Tensor output)
+        {
+            using var logits = output.reshape(output.shape[0]);
+            using var positive = logits.gt(0);
+            return positive.to_type(ScalarType.Int64);
         }
 
         private static Tensor Run(nn.Module<Tensor, Tensor> model, Tensor input, ModelSignature signature, int batchSize, Func<Tensor, Tensor> post)

@@ -21,7 +21,10 @@ public sealed class PositionalEmbedding : nn.Module<Tensor, Tensor>
         MaxLength = maxLength;
         EmbeddingDim = embeddingDim;
         // PyTorch's nn.Embedding draws N(0, 1), which would drown token embeddings of GPT-2's scale (0.02).
-        weight = new Parameter(torch.empty(maxLength, embeddingDim).normal_(0, 0.02));
+        // A variable, not a chain: the GC must not finalize the empty tensor while normal_ fills it (docs/architecture.md).
+        var init = torch.empty(maxLength, embeddingDim);
+        init.normal_(0, 0.02);
+        weight = new Parameter(init);
         register_parameter(nameof(weight), weight);
     }
 

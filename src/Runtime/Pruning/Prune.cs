@@ -82,7 +82,8 @@ public static partial class Prune
     public static T CustomFromMask<T>(T module, string name, Tensor mask) where T : nn.Module
     {
         ArgumentNullException.ThrowIfNull(mask);
-        using var copy = mask.detach().clone();
+        using var detached = mask.detach();
+        using var copy = detached.clone();
         return Apply(module, name, new CustomFromMaskMethod(copy));
     }
 
@@ -169,7 +170,8 @@ public static partial class Prune
         using (no_grad())
         using (var scores = orig.detach())
         using (var ones = ones_like(orig))
-            firstMask = method.ComputeMask(scores, ones).to(orig.dtype);
+        using (var computed = method.ComputeMask(scores, ones))
+            firstMask = computed.to(orig.dtype);
 
         ModuleInternals.EnsureComponentsRegistered(module);
         // PyTorch order: name_orig is appended to the parameters, name is removed; name_mask is appended to the buffers.
@@ -226,13 +228,16 @@ public static partial class Prune
                     ArgumentNullException.ThrowIfNull(module);
                     if (State.TryGetValue(module, out var pruned) && pruned.TryGetValue(name, out var state))
                     {
-                        scores.Add(state.Current.detach().reshape(-1));
-                        masks.Add(state.Mask.reshape(-1).to(state.Current.dtype));
+                        using var current = state.Current.detach();
+                        using var mask = state.Mask.reshape(-1);
+                        scores.Add(current.reshape(-1));
+                        masks.Add(mask.to(state.Current.dtype));
                     }
                     else
                     {
                         var parameter = FindParameter(module, name);
-                        scores.Add(parameter.detach().reshape(-1));
+                        using var detached = parameter.detach();
+                        scores.Add(detached.reshape(-1));
                         masks.Add(ones(parameter.numel(), dtype: parameter.dtype));
                     }
                 }
@@ -246,7 +251,8 @@ public static partial class Prune
                 {
                     var (module, name) = list[i];
                     long count = scores[i].numel();
-                    using var slice = finalMask.slice(0, offset, offset + count, 1).reshape(CurrentShape(module, name));
+                    using var flatSlice = finalMask.slice(0, offset, offset + count, 1);
+                    using var slice = flatSlice.reshape(CurrentShape(module, name));
                     Apply(module, name, new CustomFromMaskMethod(slice));
                     offset += count;
                 }

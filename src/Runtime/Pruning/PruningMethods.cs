@@ -38,7 +38,9 @@ internal abstract class PruningMethod
     /// </summary>
     public Tensor ComputeMaskAmongSurvivors(Tensor t, Tensor mask)
     {
-        var newMask = mask.to(t.dtype).clone();
+        Tensor newMask;
+        using (var typedMask = mask.to(t.dtype))
+            newMask = typedMask.clone();
         switch (Type)
         {
             case PruningType.Unstructured:
@@ -47,7 +49,8 @@ internal abstract class PruningMethod
                 using var survivors = t.masked_select(alive);
                 using var survivorMask = mask.masked_select(alive);
                 using var partial = ComputeMask(survivors, survivorMask);
-                newMask.masked_scatter_(alive, partial.to(newMask.dtype));
+                using var typedPartial = partial.to(newMask.dtype);
+                newMask.masked_scatter_(alive, typedPartial);
                 return newMask;
             }
             case PruningType.Structured:
@@ -56,18 +59,21 @@ internal abstract class PruningMethod
                 var others = Enumerable.Range(0, (int)t.dim()).Where(d => d != dim).Select(d => (long)d).ToArray();
                 using var channelSums = mask.sum(others);
                 using var keepChannel = channelSums.ne(0);
-                using var kept = keepChannel.nonzero().flatten();
+                using var keptRows = keepChannel.nonzero();
+                using var kept = keptRows.flatten();
                 using var sub = t.index_select(dim, kept);
                 using var subMask = mask.index_select(dim, kept);
                 using var partial = ComputeMask(sub, subMask);
-                newMask.index_copy_(dim, kept, partial.to(newMask.dtype));
+                using var typedPartial = partial.to(newMask.dtype);
+                newMask.index_copy_(dim, kept, typedPartial);
                 return newMask;
             }
             default:
             {
                 newMask.Dispose();
                 using var partial = ComputeMask(t, mask);
-                return partial.to(t.dtype).clone();
+                using var typedPartial = partial.to(t.dtype);
+                return typedPartial.clone();
             }
         }
     }
@@ -80,9 +86,11 @@ internal abstract class PruningMethod
 
     private static Tensor FirstInOrder(Tensor scores, long k, bool descending)
     {
-        var (_, order) = scores.reshape(-1).sort(0, descending: descending, stable: true);
+        using var flat = scores.reshape(-1);
+        var (_, order) = flat.sort(0, descending: descending, stable: true);
         using (order)
-            return order.slice(0, 0, k, 1).clone();
+        using (var first = order.slice(0, 0, k, 1))
+            return first.clone();
     }
 }
 
@@ -114,10 +122,12 @@ internal static class StructuredChecks
     /// </summary>
     public static Tensor ChannelMask(Tensor t, long dim, Tensor keep, Tensor defaultMask)
     {
-        using var kept = keep.nonzero().flatten();
+        using var keptRows = keep.nonzero();
+        using var kept = keptRows.flatten();
         var mask = zeros_like(t);
         mask.index_fill_(dim, kept, 1);
-        mask.mul_(defaultMask.to(mask.dtype));
+        using var typedDefault = defaultMask.to(mask.dtype);
+        mask.mul_(typedDefault);
         return mask;
     }
 
@@ -138,7 +148,9 @@ internal abstract class UnstructuredMethod : PruningMethod
     public sealed override Tensor ComputeMask(Tensor t, Tensor defaultMask)
     {
         long k = _amount.ToPrune(t.numel());
-        var mask = defaultMask.contiguous().clone();
+        Tensor mask;
+        using (var dense = defaultMask.contiguous())
+            mask = dense.clone();
         if (k != 0)
         {
             using var pruned = PrunedEntries(t, k);
@@ -268,6 +280,7 @@ internal sealed class CustomFromMaskMethod : PruningMethod
         if (!defaultMask.shape.SequenceEqual(_mask.shape))
             throw new ArgumentException(
                 $"The mask has shape {StructuredChecks.Shape(_mask)} but the tensor it prunes has shape {StructuredChecks.Shape(defaultMask)}.");
-        return defaultMask.mul(_mask.to(defaultMask.dtype));
+        using var typedMask = _mask.to(defaultMask.dtype);
+        return defaultMask.mul(typedMask);
     }
 }

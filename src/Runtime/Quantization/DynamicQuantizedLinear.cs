@@ -49,6 +49,7 @@ public sealed class DynamicQuantizedLinear : nn.Module<Tensor, Tensor>
         in_features = source.in_features;
         out_features = source.out_features;
         using (no_grad())
+        using (NewDisposeScope()) // the temporaries; the buffers below are detached from it
         {
             if (mode == QuantizeMode.Float16)
             {
@@ -114,7 +115,8 @@ public sealed class DynamicQuantizedLinear : nn.Module<Tensor, Tensor>
             }
             case QuantizeMode.WeightOnlyInt8:
             {
-                using var w = _weight.to(ScalarType.Float32).mul_(WeightScale);
+                using var w = _weight.to(ScalarType.Float32);
+                w.mul_(WeightScale);
                 return nn.functional.linear(input, w, _bias);
             }
             default:

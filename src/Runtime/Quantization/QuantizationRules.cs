@@ -103,7 +103,11 @@ def int_mm(a: Tensor, b: Tensor) -> Tensor:
         // int8 GEMM reads with the wrong leading dimension (garbage sums; a 1-feature LSTM input showed it). The
         // product is then an outer product: exact in int32 as a broadcast multiply.
         if (a.shape[1] == 1)
-            return a.to(ScalarType.Int32).mul(b.to(ScalarType.Int32));
+        {
+            using var a32 = a.to(ScalarType.Int32);
+            using var b32 = b.to(ScalarType.Int32);
+            return a32.mul(b32);
+        }
         return Kernels.Value.invoke<Tensor>("int_mm", a, b);
     }
 }

@@ -46,6 +46,7 @@ public abstract class StaticQuantizedLayer : nn.Module<Tensor, Tensor>
     private protected StaticQuantizedLayer(string name, Tensor weight, bool hasBias, Tensor? floatBias, StaticQParams qparams) : base(name)
     {
         using (no_grad())
+        using (NewDisposeScope()) // the temporaries; the buffers below are detached from it
         {
             var (q, scales) = PerChannelWeight(weight);
             _weight = q.DetachFromDisposeScope();

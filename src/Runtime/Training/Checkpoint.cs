@@ -278,7 +278,10 @@ namespace ModelDsl.Runtime.Training
                 using (torch.no_grad())
                 {
                     foreach (var (name, tensor) in model.state_dict())
-                        modelBackup[name] = tensor.detach().clone();
+                    {
+                        using var detached = tensor.detach();
+                        modelBackup[name] = detached.clone();
+                    }
                 }
                 using (var backupWriter = new BinaryWriter(optimizerBackup, Encoding.UTF8, leaveOpen: true))
                     optimizer.save_state_dict(backupWriter);

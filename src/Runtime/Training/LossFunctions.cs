@@ -15,7 +15,12 @@ namespace ModelDsl.Runtime.Training
         {
             // A language model: scores (B, T, V) against a class index per position (B, T), flattened as nanoGPT does.
             if (output.dim() == 3 && target.dim() == 2 && loss is Loss.CrossEntropy or Loss.NLL)
-                return Compute(loss, output.flatten(0, 1), target.flatten());
+            {
+                // Held in using variables, not passed as bare temporaries: see docs/architecture.md, "Tensor temporaries".
+                using var rows = output.flatten(0, 1);
+                using var rowTargets = target.flatten();
+                return ComputeRows(loss, rows, rowTargets);
+            }
             return ComputeRows(loss, output, target);
         }
 
@@ -34,28 +39,54 @@ namespace ModelDsl.Runtime.Training
                 throw new TrainingException($"the [Loss] method {plan.LossMethod} returned a tensor of shape [{string.Join(", ", loss.shape)}]; " +
                                             "it must return the batch's loss as a scalar (reduce it, e.g. with .mean())");
             // The trainer reads the loss as float32 (as the built-in losses are); a float64 loss is converted, not an error.
-            return loss.dtype == ScalarType.Float32 ? loss : loss.to_type(ScalarType.Float32);
+            if (loss.dtype == ScalarType.Float32) return loss;
+            var converted = loss.to_type(ScalarType.Float32);
+            GC.KeepAlive(loss); // the method's tensor, not ours to dispose; alive until the conversion has read it
+            return converted;
         }
 
-        private static Tensor ComputeRows(Loss loss, Tensor output, Tensor target) => loss switch
+        private static Tensor ComputeRows(Loss loss, Tensor output, Tensor target)
         {
-            Loss.CrossEntropy => nn.functional.cross_entropy(output, target),
-            Loss.NLL => nn.functional.nll_loss(output, target),
-            Loss.MSE => nn.functional.mse_loss(output, target.reshape(output.shape)),
-            _ => nn.functional.binary_cross_entropy_with_logits(output, target.reshape(output.shape)),
-        };
+            if (loss == Loss.CrossEntropy) return nn.functional.cross_entropy(output, target);
+            if (loss == Loss.NLL) return nn.functional.nll_loss(output, target);
+            using var shaped = target.reshape(output.shape);
+            return loss == Loss.MSE
+                ? nn.functional.mse_loss(output, shaped)
+                : nn.functional.binary_cross_entropy_with_logits(output, shaped);
+        }
 
         /// <summary>Whether the loss has an accuracy: classification, or binary with a 0.5 threshold on the probability.</summary>
         public static bool HasAccuracy(Loss loss) => loss is Loss.CrossEntropy or Loss.NLL or Loss.BCEWithLogits;
 
         /// <summary>How many predictions of the batch were right (one per target: per position for a language model); 0 for losses without accuracy.</summary>
-        /// <remarks>No dispose scope of its own: every caller runs inside a per-batch scope, and a nested one per step costs time.</remarks>
-        public static long CountCorrect(Loss loss, Tensor output, Tensor target) => loss switch
+        /// <remarks>
+        /// No dispose scope of its own (a nested one per step costs time): the temporaries are using variables, disposed
+        /// once read, so it is safe with or without the caller's per-batch scope.
+        /// </remarks>
+        public static long CountCorrect(Loss loss, Tensor output, Tensor target)
         {
-            // Per position for a language model: argmax over the vocabulary (the last dimension).
-            Loss.CrossEntropy or Loss.NLL => output.argmax(output.dim() == 3 && target.dim() == 2 ? 2 : 1).eq(target).sum().item<long>(),
-            Loss.BCEWithLogits => output.reshape(target.shape).gt(0).eq(target.gt(0.5)).sum().item<long>(),
-            _ => 0,
-        };
+            switch (loss)
+            {
+                case Loss.CrossEntropy or Loss.NLL:
+                {
+                    // Per position for a language model: argmax over the vocabulary (the last dimension).
+                    using var predicted = output.argmax(output.dim() == 3 && target.dim() == 2 ? 2 : 1);
+                    using var right = predicted.eq(target);
+                    using var count = right.sum();
+                    return count.item<long>();
+                }
+                case Loss.BCEWithLogits:
+                {
+                    using var logits = output.reshape(target.shape);
+                    using var predicted = logits.gt(0);
+                    using var actual = target.gt(0.5);
+                    using var right = predicted.eq(actual);
+                    using var count = right.sum();
+                    return count.item<long>();
+                }
+                default:
+                    return 0;
+            }
+        }
     }
 }

@@ -89,13 +89,14 @@ namespace ModelDsl.Runtime.Training
                     // The RNG state after the epoch is what the next epoch starts from: a resumed run continues
                     // exactly where an uninterrupted one would.
                     double perEpoch = clock.Elapsed.TotalSeconds / (epoch + 1 - startEpoch);
+                    using var rng = torch.get_rng_state();
                     var state = new CheckpointState
                     {
                         ModelName = plan.ModelName,
                         PlanFingerprint = plan.Fingerprint(),
                         Epoch = epoch + 1,
                         Step = loop.Step,
-                        RngState = torch.get_rng_state().data<byte>().ToArray(),
+                        RngState = rng.data<byte>().ToArray(),
                         History = history.ToList(),
                         Seed = plan.Seed,
                         StrategyState = strategy.SaveState(),
