@@ -104,7 +104,7 @@ public static class DataParallel
         return hash;
     }
 
-    /// <summary>A contiguous CPU copy of <paramref name="tensor"/>; the steps are held in variables, not a bare chain (docs/architecture.md, "Tensor temporaries").</summary>
+    /// <summary>A contiguous CPU copy of <paramref name="tensor"/>; the steps are held in variables, not a bare chain (README.md, "Tensor temporaries").</summary>
     private static Tensor HostCopy(Tensor tensor)
     {
         using var detached = tensor.detach();

@@ -126,7 +126,7 @@ namespace ModelDsl.Runtime.Inference
         }
 
         // The temporaries are held in using variables (disposed after the last native call reads them), so these
-        // public helpers are safe outside a dispose scope too: see docs/architecture.md, "Tensor temporaries".
+        // public helpers are safe outside a dispose scope too: see README.md, "Tensor temporaries".
         private static Tensor BinaryProbabilities(Tensor output)
         {
             using var logits = output.reshape(output.shape[0]);

@@ -21,7 +21,7 @@ public sealed class PositionalEmbedding : nn.Module<Tensor, Tensor>
         MaxLength = maxLength;
         EmbeddingDim = embeddingDim;
         // PyTorch's nn.Embedding draws N(0, 1), which would drown token embeddings of GPT-2's scale (0.02).
-        // A variable, not a chain: the GC must not finalize the empty tensor while normal_ fills it (docs/architecture.md).
+        // A variable, not a chain: the GC must not finalize the empty tensor while normal_ fills it (README.md, "Tensor temporaries").
         var init = torch.empty(maxLength, embeddingDim);
         init.normal_(0, 0.02);
         weight = new Parameter(init);

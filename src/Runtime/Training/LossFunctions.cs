@@ -16,7 +16,7 @@ namespace ModelDsl.Runtime.Training
             // A language model: scores (B, T, V) against a class index per position (B, T), flattened as nanoGPT does.
             if (output.dim() == 3 && target.dim() == 2 && loss is Loss.CrossEntropy or Loss.NLL)
             {
-                // Held in using variables, not passed as bare temporaries: see docs/architecture.md, "Tensor temporaries".
+                // Held in using variables, not passed as bare temporaries: see README.md, "Tensor temporaries".
                 using var rows = output.flatten(0, 1);
                 using var rowTargets = target.flatten();
                 return ComputeRows(loss, rows, rowTargets);
