@@ -348,10 +348,11 @@ public sealed class GradientReducer : IDisposable
             long n = parameter.numel();
             using var slice = buffer.narrow(0, offset, n);
             using var grad = parameter.grad;
+            using var shaped = slice.view(parameter.shape); // held: the GC must not finalize it mid-call (README, "Tensor temporaries")
             if (grad is null)
-                parameter.grad = slice.view(parameter.shape).clone().DetachFromDisposeScope();
+                parameter.grad = shaped.clone().DetachFromDisposeScope();
             else
-                grad.copy_(slice.view(grad.shape));
+                grad.copy_(shaped);
             offset += n;
         }
         if (ExtraElements(b) is > 0 and long extra)
