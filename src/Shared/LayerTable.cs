@@ -42,15 +42,15 @@ namespace ModelDsl.Shapes
                 for (int i = 0; i < columns; i++) widths[i] = Math.Max(widths[i], row[i].Length);
             int lineWidth = widths.Sum() + 2 * (columns - 1);
 
-            var sb = new StringBuilder();
+            var sb = new StringBuilder((lineWidth + 1) * (rows.Count + 5) + model.Length + 32);
             sb.Append("Model: ").Append(model).Append('\n');
             sb.Append('=', lineWidth).Append('\n');
             for (int r = 0; r < rows.Count; r++)
             {
                 var row = rows[r];
-                for (int i = 0; i < columns - 1; i++) sb.Append(row[i].PadRight(widths[i])).Append("  ");
+                for (int i = 0; i < columns - 1; i++) sb.Append(row[i]).Append(' ', widths[i] - row[i].Length + 2);
                 // The parameter counts right-aligned, as Keras prints them.
-                sb.Append(row[columns - 1].PadLeft(widths[columns - 1])).Append('\n');
+                sb.Append(' ', widths[columns - 1] - row[columns - 1].Length).Append(row[columns - 1]).Append('\n');
                 if (r == 0) sb.Append('-', lineWidth).Append('\n');
             }
             sb.Append('=', lineWidth).Append('\n');

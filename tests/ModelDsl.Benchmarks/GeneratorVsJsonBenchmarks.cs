@@ -124,6 +124,21 @@ public class GeneratorVsJsonBenchmarks
                 }
             }
         }
+        // GENERATOR_VS_JSON_BY_POSITION=1: the full-run medians by position in the round as well (see docs/benchmarks.md,
+        // "Allocation in the emitter": a run's time depends on which benchmark ran before it).
+        if (Environment.GetEnvironmentVariable("GENERATOR_VS_JSON_BY_POSITION") == "1")
+        {
+            for (int start = 0; start < names.Length; start++)
+            {
+                var order = string.Join(", ", Enumerable.Range(0, names.Length).Select(i => names[(i + start) % names.Length]));
+                var medians = Enumerable.Range(0, names.Length).Select(b =>
+                {
+                    var ms = Enumerable.Range(0, rounds).Where(r => r % names.Length == start).Select(r => times[0, b, r]).OrderBy(x => x).ToArray();
+                    return ms.Length == 0 ? "-" : ms[ms.Length / 2].ToString("F1");
+                });
+                Console.WriteLine($"Full run, in the order {order}: median ms (System.Text.Json / ModelDsl / floor) {string.Join(" / ", medians)}");
+            }
+        }
         Console.WriteLine($"{rounds} interleaved rounds; ratio = median over rounds of (time / System.Text.Json's in the same round)");
         Console.WriteLine($"{"category",-24} {"benchmark",-38} {"median ms",10} {"ratio",7} {"ratio IQR",13}");
         for (int c = 0; c < runs.Length; c++)

@@ -24,6 +24,13 @@ namespace ModelDsl.Generators.Emit
         /// <summary>A quoted, escaped string literal.</summary>
         public static string String(string text)
         {
+            // Most are names and shapes with nothing to escape: one concatenation, no builder.
+            bool plain = true;
+            foreach (char c in text)
+            {
+                if (c == '"' || c == '\\' || char.IsControl(c)) { plain = false; break; }
+            }
+            if (plain) return "\"" + text + "\"";
             var sb = new StringBuilder("\"");
             foreach (char c in text)
             {

@@ -51,8 +51,14 @@ namespace ModelDsl.Generators.Emit
                     : model.IsGraph ? "Layers, in the order <c>forward</c> runs them, each reading the layers in its From column:"
                     : "Layers, in the order <c>forward</c> runs them:"));
             w.Line("/// <code>");
-            foreach (var line in Table(model).Split('\n').Where(l => l.Length > 0))
-                w.Line("/// " + Xml(line));
+            // Line by line, without splitting the table into an array first.
+            string table = Table(model);
+            for (int start = 0, end; start < table.Length; start = end + 1)
+            {
+                end = table.IndexOf('\n', start);
+                if (end < 0) end = table.Length;
+                if (end > start) w.Line($"/// {Xml(table.Substring(start, end - start))}");
+            }
             w.Line("/// </code>");
             w.Line("/// </remarks>");
         }
