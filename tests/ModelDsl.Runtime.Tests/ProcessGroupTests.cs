@@ -17,6 +17,16 @@ public sealed class ProcessGroupTests
 {
     private static readonly TimeSpan JobTimeout = TimeSpan.FromSeconds(120);
 
+    /// <summary>Runs <paramref name="scenario"/> on two ranks: exit code 0, each rank's PASS line with its check count, no FAIL.</summary>
+    private static void BothRanksPass(string scenario, string checks = "[0-9]+")
+    {
+        var job = MpiJob.Mpirun(2, scenario, JobTimeout);
+        Assert.True(job.ExitCode == 0, job.Output);
+        for (int r = 0; r < 2; r++)
+            Assert.Matches($"PASS rank {r}: {scenario}: {checks} checks", job.Stdout);
+        Assert.DoesNotContain("FAIL", job.Stdout, StringComparison.Ordinal);
+    }
+
     // ---------------------------------------------------------------- two ranks under mpirun
 
     [Fact]
@@ -24,11 +34,7 @@ public sealed class ProcessGroupTests
     {
         // float32/64, float16, bfloat16, int64/32/16/8, uint8; sizes 0, 1, 7, 1001, 2^20+3; sum, avg, max, min,
         // blocking and non-blocking; strided views; broadcast and all-gather; the barrier; size-mismatch errors.
-        var job = MpiJob.Mpirun(2, "collectives", JobTimeout);
-        Assert.True(job.ExitCode == 0, job.Output);
-        for (int r = 0; r < 2; r++)
-            Assert.Matches($"PASS rank {r}: collectives: [0-9]{{3,}} checks", job.Stdout);
-        Assert.DoesNotContain("FAIL", job.Stdout, StringComparison.Ordinal);
+        BothRanksPass("collectives", "[0-9]{3,}");
     }
 
     [Fact]
@@ -48,11 +54,7 @@ public sealed class ProcessGroupTests
     {
         // SGD, k = 1, no overlap, no warm-up == sync DDP; blocking rounds leave the ranks bitwise in sync; every step's
         // parameters equal a one-process simulation of both replicas (blocking and overlapped rounds, warm-up, DiLoCo).
-        var job = MpiJob.Mpirun(2, "localsgd", JobTimeout);
-        Assert.True(job.ExitCode == 0, job.Output);
-        for (int r = 0; r < 2; r++)
-            Assert.Matches($"PASS rank {r}: localsgd: [0-9]+ checks", job.Stdout);
-        Assert.DoesNotContain("FAIL", job.Stdout, StringComparison.Ordinal);
+        BothRanksPass("localsgd");
     }
 
     [Fact]
@@ -61,11 +63,7 @@ public sealed class ProcessGroupTests
         // ZeRO stages 1, 2 and 3 against DDP from the same seed, through the trainer's step: SGD with momentum, Adam,
         // AdamW, clipping; parameters within 1e-6 relative after every step; ranks bitwise in sync; ZeroRedundancyOptimizer's
         // partition; each rank's optimiser state is its partition's only; a sharded checkpoint, consolidated, holds DDP's whole state.
-        var job = MpiJob.Mpirun(2, "zero", JobTimeout);
-        Assert.True(job.ExitCode == 0, job.Output);
-        for (int r = 0; r < 2; r++)
-            Assert.Matches($"PASS rank {r}: zero: [0-9]+ checks", job.Stdout);
-        Assert.DoesNotContain("FAIL", job.Stdout, StringComparison.Ordinal);
+        BothRanksPass("zero");
     }
 
     [Fact]
@@ -75,11 +73,7 @@ public sealed class ProcessGroupTests
         // partition and the layers outside the blocks only (without recomputation: every weight); in backward at most two
         // layers more. fp32 parameters equal DDP's within 1e-6 (also with 2 micro-batches) and stage 3 without
         // recomputation bitwise; bf16 with and without recomputation agree within 1e-6.
-        var job = MpiJob.Mpirun(2, "zero3-recompute", JobTimeout);
-        Assert.True(job.ExitCode == 0, job.Output);
-        for (int r = 0; r < 2; r++)
-            Assert.Matches($"PASS rank {r}: zero3-recompute: [0-9]+ checks", job.Stdout);
-        Assert.DoesNotContain("FAIL", job.Stdout, StringComparison.Ordinal);
+        BothRanksPass("zero3-recompute");
     }
 
     [Fact]
@@ -88,11 +82,7 @@ public sealed class ProcessGroupTests
         // DDP with 3 micro-batches per step == one process on both ranks' 12 samples each (SGD with momentum, Adam),
         // within 1e-6 relative after every step; collectives counted on the group: none on the first 2 micro-batches;
         // ZeRO stages 1 and 2 with accumulation == DDP with accumulation.
-        var job = MpiJob.Mpirun(2, "accumulation", JobTimeout);
-        Assert.True(job.ExitCode == 0, job.Output);
-        for (int r = 0; r < 2; r++)
-            Assert.Matches($"PASS rank {r}: accumulation: [0-9]+ checks", job.Stdout);
-        Assert.DoesNotContain("FAIL", job.Stdout, StringComparison.Ordinal);
+        BothRanksPass("accumulation");
     }
 
     [Fact]
@@ -101,11 +91,7 @@ public sealed class ProcessGroupTests
         // bf16 mixed precision under DDP (k = 1 and 3 micro-batches) == one bf16 process on both ranks' samples within
         // 1e-2 relative (bfloat16 rounds each rank's weight-gradient product), away from fp32 DDP; ZeRO stage 2 in bf16 ==
         // DDP in bf16 within 1e-6 (the same float32 master gradients are reduced); ranks bitwise in sync.
-        var job = MpiJob.Mpirun(2, "bf16", JobTimeout);
-        Assert.True(job.ExitCode == 0, job.Output);
-        for (int r = 0; r < 2; r++)
-            Assert.Matches($"PASS rank {r}: bf16: [0-9]+ checks", job.Stdout);
-        Assert.DoesNotContain("FAIL", job.Stdout, StringComparison.Ordinal);
+        BothRanksPass("bf16");
     }
 
     [Fact]

@@ -59,10 +59,7 @@ public sealed class DataParallelStrategy : ITrainingStrategy
         _bufferBytes = _buffers.Sum(b => b.Buffer.numel()) * sizeof(double);
         // Rank 0's buffers ride in the step's gradient all-reduce when they have the last bucket's dtype (float32
         // BatchNorm statistics of a float32 model): the others add zeros, so the sum is rank 0's values exactly.
-        _buffersTravelWithGradients = _buffers.Length > 0 && _reducer.Buckets.Count > 0
-            && _buffers.All(b => b.Buffer.dtype == _reducer.Buckets[^1].Dtype
-                && b.Buffer.device_type == _reducer.Parameters[_reducer.Buckets[^1].ParameterIndices[0]].device_type
-                && b.Buffer.device_index == _reducer.Parameters[_reducer.Buckets[^1].ParameterIndices[0]].device_index);
+        _buffersTravelWithGradients = _buffers.Length > 0 && _buffers.All(b => _reducer.CanCarry(b.Buffer));
     }
 
     /// <summary>
@@ -123,13 +120,11 @@ public sealed class DataParallelStrategy : ITrainingStrategy
         var reducer = _reducer ?? throw new InvalidOperationException("Start was not called");
         using var scope = torch.NewDisposeScope();
         using var noGrad = torch.no_grad();
-        var dtype = reducer.Buckets.Count > 0 ? reducer.Buckets[^1].Dtype : ScalarType.Float32;
-        var device = reducer.Buckets.Count > 0 ? reducer.Parameters[reducer.Buckets[^1].ParameterIndices[0]].device : torch.CPU;
         long bufferElements = _buffersTravelWithGradients ? _buffers.Sum(b => b.Buffer.numel()) : 0;
-        var extra = torch.zeros(1 + bufferElements, dtype, device);
+        var extra = reducer.ExtraValues(1 + bufferElements);
         if (!finite) extra[0] = 1;
         if (bufferElements > 0 && Rank == 0)
-            extra.narrow(0, 1, bufferElements).copy_(TensorMemory.Flatten(_buffers.Select(b => b.Buffer), dtype));
+            extra.narrow(0, 1, bufferElements).copy_(TensorMemory.Flatten(_buffers.Select(b => b.Buffer), extra.dtype));
         reducer.Synchronize(extra);
         BytesCommunicated += _gradientBytes + extra.numel() * extra.element_size();
         if (bufferElements > 0)

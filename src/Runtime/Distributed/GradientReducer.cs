@@ -241,7 +241,7 @@ public sealed class GradientReducer : IDisposable
             throw new ArgumentException($"The extra values must be 1-D, got {extra.dim()} dimensions.", nameof(extra));
         if (_modules.Count > 0)
             throw new InvalidOperationException("Extra values cannot travel with the gradients when buckets start during backward (EnableOverlap).");
-        if (_buckets.Length > 0 && (extra.dtype != _buckets[^1].Dtype || !SameDevice(extra, _parameters[_buckets[^1].ParameterIndices[0]])))
+        if (_buckets.Length > 0 && !CanCarry(extra))
             throw new ArgumentException($"The extra values must be {_buckets[^1].Dtype} on the last bucket's device, got {extra.dtype} on {extra.device}.", nameof(extra));
         if (_group.WorldSize == 1)
             return;
@@ -256,6 +256,22 @@ public sealed class GradientReducer : IDisposable
         try { Synchronize(); }
         finally { _extra = null; }
     }
+
+    /// <summary>
+    /// Whether <paramref name="tensor"/>'s values can travel with the last bucket (<see cref="Synchronize(Tensor)"/>): it has
+    /// that bucket's dtype and device. False when there is no bucket.
+    /// </summary>
+    public bool CanCarry(Tensor tensor)
+    {
+        if (_buckets.Length == 0) return false;
+        var first = _parameters[_buckets[^1].ParameterIndices[0]];
+        return tensor.dtype == _buckets[^1].Dtype && tensor.device_type == first.device_type && tensor.device_index == first.device_index;
+    }
+
+    /// <summary>Zeros of the last bucket's dtype and device (float32 on the CPU without a bucket), for <see cref="Synchronize(Tensor)"/>.</summary>
+    public Tensor ExtraValues(long count) => _buckets.Length == 0
+        ? zeros(count)
+        : zeros(count, _buckets[^1].Dtype, _parameters[_buckets[^1].ParameterIndices[0]].device);
 
     /// <summary>Releases the bucket buffers and removes the hooks.</summary>
     public void Dispose()
@@ -361,8 +377,6 @@ public sealed class GradientReducer : IDisposable
             _extra!.copy_(tail);
         }
     }
-
-    private static bool SameDevice(Tensor a, Tensor b) => a.device_type == b.device_type && a.device_index == b.device_index;
 
     /// <summary>How many extra values travel in bucket <paramref name="b"/>'s all-reduce: the last one's, during <see cref="Synchronize(Tensor)"/>.</summary>
     private long ExtraElements(int b) => b == _buckets.Length - 1 && _extra is not null ? _extra.numel() : 0;
