@@ -206,7 +206,7 @@ public class GptBlockBenchmarks
         fp32.eval();
         var int8 = Quantize.Dynamic(fp32, QuantizeMode.DynamicInt8);
         long parameters = fp32.parameters().Sum(p => p.numel());
-        long[] Generate(nn.Module<Tensor, Tensor> m) => TextGeneration.Sample(m, new long[] { 0 }, GptThroughputBenchmarks.Tokens, 64, 1.0, 0, 1, true).ToArray();
+        long[] Generate(nn.Module<Tensor, Tensor> m) => GptThroughputBenchmarks.Generate(m, window: 64, cache: true);
         Generate(fp32);
         Generate(int8);
         var times = new[] { new double[rounds], new double[rounds] };
@@ -286,7 +286,7 @@ public class GptThroughputBenchmarks
         foreach (var c in GenerationCases()) c.Run();
     }
 
-    private static long[] Generate(nn.Module<Tensor, Tensor> m, int window, bool cache) =>
+    internal static long[] Generate(nn.Module<Tensor, Tensor> m, int window, bool cache) =>
         TextGeneration.Sample(m, new long[] { 0 }, Tokens, window, 1.0, 0, 1, cache).ToArray();
 
     /// <summary>The eight generation cases: window 64/256 × fp32/int8 × uncached/cached.</summary>
