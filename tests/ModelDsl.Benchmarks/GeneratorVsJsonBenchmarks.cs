@@ -152,6 +152,30 @@ public class GeneratorVsJsonBenchmarks
         }
     }
 
+    /// <summary>ModelDsl's full run and nothing else, repeated for <paramref name="seconds"/> (after the warm-up), for a profiler.</summary>
+    public static void RunModelDslFullRuns(int seconds)
+    {
+        var bench = new GeneratorVsJsonBenchmarks();
+        bench.Setup();
+        var watch = System.Diagnostics.Stopwatch.StartNew();
+        var times = new List<double>();
+        while (watch.Elapsed < TimeSpan.FromSeconds(seconds))
+        {
+            var start = watch.Elapsed;
+            bench.ModelDslFullRun();
+            times.Add((watch.Elapsed - start).TotalMilliseconds);
+        }
+        times.Sort();
+        Console.WriteLine($"{times.Count} full runs of ModelDsl over 100 models: median {times[times.Count / 2]:F2} ms");
+        foreach (var (name, run) in new (string, Func<GeneratorDriver>)[] { ("System.Text.Json", bench.JsonFullRun), ("ModelDsl", bench.ModelDslFullRun), ("floor", bench.FloorFullRun) })
+        {
+            long before = GC.GetAllocatedBytesForCurrentThread();
+            int gcs = GC.CollectionCount(0);
+            for (int i = 0; i < 20; i++) run();
+            Console.WriteLine($"{name}: {(GC.GetAllocatedBytesForCurrentThread() - before) / 20 / 1e6:F1} MB allocated per full run, {(GC.CollectionCount(0) - gcs) / 20.0:F1} gen-0 collections");
+        }
+    }
+
     /// <summary>
     /// The floor under any generator that reads these models: find the 100 classes as ModelGenerator does and have
     /// Roslyn bind every attribute on their members (what reading a layer's arguments needs), nothing else.

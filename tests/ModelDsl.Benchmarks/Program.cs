@@ -51,6 +51,18 @@ if (args.Length is 1 or 2 && args[0] == "--generator-vs-json")
     ModelDsl.Benchmarks.GeneratorVsJsonBenchmarks.RunInterleaved(rounds);
     return 0;
 }
+if (args.Length is 1 or 2 && args[0] == "--generator-profile")
+{
+    // ModelDsl's full run alone, in a loop, for a profiler to attach to (docs/benchmarks.md, "Where a full run goes").
+    int seconds = 30;
+    if (args.Length == 2 && !(int.TryParse(args[1], out seconds) && seconds >= 1))
+    {
+        Console.Error.WriteLine($"error: --generator-profile takes a number of seconds of at least 1 (default 30), got '{args[1]}'");
+        return 2;
+    }
+    ModelDsl.Benchmarks.GeneratorVsJsonBenchmarks.RunModelDslFullRuns(seconds);
+    return 0;
+}
 if (args.Length is 1 or 2 && args[0] == "--int8-kernels")
 {
     ModelDsl.Benchmarks.Int8KernelBenchmarks.Run(args.Length == 2 ? int.Parse(args[1]) : 15);

@@ -1,5 +1,6 @@
 using Microsoft.CodeAnalysis;
 using Microsoft.CodeAnalysis.CSharp;
+using Microsoft.CodeAnalysis.CSharp.Syntax;
 using ModelDsl.Generators.Parsing;
 using ModelDsl.Shapes;
 
@@ -57,6 +58,15 @@ public class LayerAttributeSyntaxTests
         }
         """;
 
+    /// <summary>The member's layer attributes read from its one declaration's syntax, as the parser reads them.</summary>
+    private static LayerAttributeSyntax.Layer? Read(ISymbol member, Compilation compilation)
+    {
+        var node = member.DeclaringSyntaxReferences.Single().GetSyntax();
+        var lists = node is PropertyDeclarationSyntax property ? property.AttributeLists
+            : ((FieldDeclarationSyntax)node.Parent!.Parent!).AttributeLists;
+        return LayerAttributeSyntax.TryRead(lists, member.ContainingType, compilation, default);
+    }
+
     private static readonly (string Constant, string Literal)[] Replacements =
     {
         ("new[] { Sizes.Three, Sizes.Five }", "new[] { 3, 5 }"), ("Sizes.NoBias", "false"), ("Sizes.Yes", "true"), ("Sizes.Ten", "10"), ("Sizes.Flat", "160"),
@@ -71,7 +81,7 @@ public class LayerAttributeSyntaxTests
         int read = 0;
         foreach (var member in type.GetMembers().OfType<IPropertySymbol>())
         {
-            var fromSyntax = LayerAttributeSyntax.TryRead(member, compilation, default);
+            var fromSyntax = Read(member, compilation);
             Assert.True(fromSyntax is { Count: 1, Reader: not null }, member.Name + " was not read from syntax");
             var bound = member.GetAttributes().Single();
             Assert.True(SymbolEqualityComparer.Default.Equals(bound.AttributeClass, fromSyntax!.AttributeClass), member.Name);
@@ -92,10 +102,10 @@ public class LayerAttributeSyntaxTests
     {
         var compilation = GeneratorHarness.Compile(GeneratorHarness.Usings + Constants);
         var type = compilation.GetTypeByMetadataName("Lit.Net")!;
-        Assert.Null(LayerAttributeSyntax.TryRead(type.GetMembers("Hidden").Single(), compilation, default));
-        Assert.Null(LayerAttributeSyntax.TryRead(type.GetMembers("Drop").Single(), compilation, default));
+        Assert.Null(Read(type.GetMembers("Hidden").Single(), compilation));
+        Assert.Null(Read(type.GetMembers("Drop").Single(), compilation));
         // [Flatten] has no arguments: syntax settles it even here.
-        Assert.NotNull(LayerAttributeSyntax.TryRead(type.GetMembers("Flat").Single(), compilation, default));
+        Assert.NotNull(Read(type.GetMembers("Flat").Single(), compilation));
     }
 
     [Fact]
@@ -193,12 +203,12 @@ public class LayerAttributeSyntaxTests
         Assert.DoesNotContain(diagnostics, d => d.Location.SourceTree?.FilePath == "Theirs.cs");
 
         var theirsNet = compilation.GetTypeByMetadataName("Theirs.Net")!;
-        var read = LayerAttributeSyntax.TryRead(theirsNet.GetMembers("Hidden").Single(), compilation, default);
+        var read = Read(theirsNet.GetMembers("Hidden").Single(), compilation);
         Assert.Equal("ModelDsl.LinearAttribute", read?.AttributeClass?.ToDisplayString());
         foreach (var name in new[] { "Mine.Net", "Nested.Net" })
         {
             var net = compilation.GetTypeByMetadataName(name)!;
-            Assert.Equal(0, LayerAttributeSyntax.TryRead(net.GetMembers("Hidden").Single(), compilation, default)?.Count);
+            Assert.Equal(0, Read(net.GetMembers("Hidden").Single(), compilation)?.Count);
         }
     }
 
@@ -260,15 +270,15 @@ public class LayerAttributeSyntaxTests
             }
             """;
         var compilation = GeneratorHarness.Compile(new[] { ("Theirs.cs", GeneratorHarness.Usings + theirs), ("Outer.cs", GeneratorHarness.Usings + outer) });
-        var read = LayerAttributeSyntax.TryRead(compilation.GetTypeByMetadataName("Theirs.Inner.Net")!.GetMembers("Hidden").Single(), compilation, default);
+        var read = Read(compilation.GetTypeByMetadataName("Theirs.Inner.Net")!.GetMembers("Hidden").Single(), compilation);
         Assert.Equal("ModelDsl.LinearAttribute", read?.AttributeClass?.ToDisplayString());
         // A verbatim name ('@LinearAttribute') is the same name to the namespaces: Outer.Escaped must not reuse Theirs'.
-        var verbatim = LayerAttributeSyntax.TryRead(compilation.GetTypeByMetadataName("Theirs.Inner.Verbatim")!.GetMembers("Hidden").Single(), compilation, default);
+        var verbatim = Read(compilation.GetTypeByMetadataName("Theirs.Inner.Verbatim")!.GetMembers("Hidden").Single(), compilation);
         Assert.Equal("ModelDsl.LinearAttribute", verbatim?.AttributeClass?.ToDisplayString());
         foreach (var name in new[] { "Outer.Inner.Net", "Outer.Escaped.Net", "Aliased.Net" })
         {
             var net = compilation.GetTypeByMetadataName(name)!;
-            Assert.Equal(0, LayerAttributeSyntax.TryRead(net.GetMembers("Hidden").Single(), compilation, default)?.Count);
+            Assert.Equal(0, Read(net.GetMembers("Hidden").Single(), compilation)?.Count);
         }
 
         // The generator agrees: the two are not layers (MD0009 in Outer.cs), Theirs.Inner.Net is a model.

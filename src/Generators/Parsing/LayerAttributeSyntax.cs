@@ -1,14 +1,10 @@
-using System.Collections.Concurrent;
-using System.Runtime.CompilerServices;
-using System.Text;
-
 namespace ModelDsl.Generators.Parsing
 {
     /// <summary>
     /// A layer member's attributes read from syntax, so that a full run does not have Roslyn bind every layer attribute
     /// (<see cref="ISymbol.GetAttributes"/> binds each one's constructor and arguments, which costs about what the whole
     /// System.Text.Json generator costs). Which type an attribute name means is still Roslyn's answer, asked once per
-    /// compilation for each name in each scope (the usings, namespaces and containing types around it); the arguments
+    /// compilation for each name in each scope (<see cref="ScopedNames"/>); the arguments
     /// are read from syntax where the syntax alone settles them: literals (with a sign), <c>nameof</c> of the model's own
     /// member, <c>new[] { ... }</c> of integers and named property arguments. Anything else — a constant from elsewhere,
     /// a cast, an argument by parameter name, an unknown or ambiguous name, a constructor the arguments do not pick out
@@ -27,17 +23,13 @@ namespace ModelDsl.Generators.Parsing
             public LayerAttributeReader? Reader;
         }
 
-        /// <summary>The member's layer attributes from syntax, or null when only binding can tell (the caller binds).</summary>
-        public static Layer? TryRead(ISymbol member, Compilation compilation, CancellationToken cancellation)
+        /// <summary>
+        /// A member's layer attributes from its attribute lists (<see cref="LayerMember.AttributeLists"/>; null when it
+        /// has several declarations), or null when only binding can tell (the caller binds).
+        /// </summary>
+        public static Layer? TryRead(SyntaxList<AttributeListSyntax>? attributeLists, INamedTypeSymbol containing, Compilation compilation, CancellationToken cancellation)
         {
-            var references = member.DeclaringSyntaxReferences;
-            if (references.Length != 1) return null;
-            var node = references[0].GetSyntax(cancellation);
-            SyntaxList<AttributeListSyntax> lists;
-            if (node is PropertyDeclarationSyntax property) lists = property.AttributeLists;
-            else if (node is VariableDeclaratorSyntax { Parent: VariableDeclarationSyntax { Parent: FieldDeclarationSyntax field } }) lists = field.AttributeLists;
-            else return null;
-
+            if (attributeLists is not { } lists) return null;
             var layer = new Layer();
             foreach (var list in lists)
             {
@@ -45,7 +37,7 @@ namespace ModelDsl.Generators.Parsing
                 if (list.Target is not null) return null;
                 foreach (var attribute in list.Attributes)
                 {
-                    var type = AttributeTypes.Resolve(compilation, attribute, member.ContainingType, cancellation);
+                    var type = ScopedNames.ResolveAttribute(compilation, attribute, containing, cancellation);
                     if (type is null || !ModelParser.IsAttributeClass(type)) return null;
                     if (!ModelParser.IsLayerAttribute(type)) continue;
                     if (layer.Count++ == 0) (layer.AttributeClass, layer.Syntax) = (type, attribute);
@@ -53,7 +45,7 @@ namespace ModelDsl.Generators.Parsing
             }
             if (layer.Count == 1)
             {
-                layer.Reader = ReadArguments(layer.Syntax!, layer.AttributeClass!, member.ContainingType, cancellation);
+                layer.Reader = ReadArguments(layer.Syntax!, layer.AttributeClass!, containing, cancellation);
                 if (layer.Reader is null) return null;
             }
             return layer;
@@ -245,132 +237,5 @@ namespace ModelDsl.Generators.Parsing
             DelegateDeclarationSyntax d => new[] { d.Identifier.ValueText },
             _ => Array.Empty<string>(),
         };
-
-        /// <summary>
-        /// Which type an attribute name means, asked of Roslyn once per compilation for each name in each scope. The
-        /// scope is what a name lookup depends on: the usings and namespace declarations around the attribute, the
-        /// containing types (by base type, or by name when they declare nested types of their own), and the file when
-        /// it declares file-local types.
-        /// </summary>
-        private static class AttributeTypes
-        {
-            private static readonly ConditionalWeakTable<Compilation, ConcurrentDictionary<string, INamedTypeSymbol?>> Cache = new();
-            private static readonly ConditionalWeakTable<SyntaxTree, object> FileLocalTypes = new();
-
-            public static INamedTypeSymbol? Resolve(Compilation compilation, AttributeSyntax attribute, INamedTypeSymbol containing, CancellationToken cancellation)
-            {
-                var names = Cache.GetValue(compilation, static _ => new ConcurrentDictionary<string, INamedTypeSymbol?>(StringComparer.Ordinal));
-                string key = Key(compilation, attribute, containing);
-                if (names.TryGetValue(key, out var type)) return type;
-                type = Bind(compilation, attribute, cancellation);
-                names.TryAdd(key, type);
-                return type;
-            }
-
-            private static INamedTypeSymbol? Bind(Compilation compilation, AttributeSyntax attribute, CancellationToken cancellation)
-            {
-                if (!compilation.ContainsSyntaxTree(attribute.SyntaxTree)) return null;
-                var info = compilation.GetSemanticModel(attribute.SyntaxTree).GetSymbolInfo(attribute, cancellation);
-                if (info.Symbol is IMethodSymbol { MethodKind: MethodKind.Constructor } constructor) return constructor.ContainingType;
-                // Arguments that fit no constructor: the type is still the one the name means.
-                var types = info.CandidateSymbols.Select(s => s is IMethodSymbol { MethodKind: MethodKind.Constructor } c ? c.ContainingType : null).Distinct<INamedTypeSymbol?>(SymbolEqualityComparer.Default).ToArray();
-                return info.CandidateReason == CandidateReason.OverloadResolutionFailure && types.Length == 1 ? types[0] : null;
-            }
-
-            /// <summary>
-            /// The scope of the name: the containing types, then the namespace declarations and usings around the
-            /// attribute. The names of the namespace declarations are left out when they cannot change the answer: no
-            /// namespace on the path declares a using or an extern alias of its own, and none (in any assembly) has a
-            /// member called like the attribute (with or without the Attribute suffix). Then the same name resolves
-            /// alike in every namespace of the project, and is bound once instead of once per namespace.
-            /// </summary>
-            private static string Key(Compilation compilation, AttributeSyntax attribute, INamedTypeSymbol containing)
-            {
-                var scope = Scopes.GetValue(attribute.Parent!.Ancestors().First(n => n is BaseNamespaceDeclarationSyntax or CompilationUnitSyntax), Scope.Of);
-                string name = attribute.Name.ToString();
-                // The namespaces are asked for the identifier's value ('@Linear' and '\u004Cinear' both name Linear);
-                // the key keeps the text as written.
-                bool namespacesMatter = scope.WithoutNamespaceNames is null || attribute.Name is not IdentifierNameSyntax identifier
-                    || NamespacesDeclare(compilation, containing, identifier.Identifier.ValueText);
-                return name + "\u0001" + TypeScope(containing) + (namespacesMatter ? scope.WithNamespaceNames : scope.WithoutNamespaceNames);
-            }
-
-            // Nested types (the type's own, and inherited ones through its base) are in scope for the name.
-            private static string TypeScope(INamedTypeSymbol containing) =>
-                TypeScopes.GetValue(containing, static type =>
-                {
-                    var key = new StringBuilder();
-                    for (var t = type; t is not null; t = t.ContainingType)
-                    {
-                        if (t.GetTypeMembers().Length > 0 || t.TypeParameters.Length > 0) key.Append(t.ToDisplayString());
-                        key.Append(':').Append(t.BaseType?.ToDisplayString()).Append('\u0001');
-                    }
-                    return key.ToString();
-                });
-
-            /// <summary>Whether a namespace the type is declared in (merged over the compilation's assemblies) has a member called <paramref name="name"/> or <paramref name="name"/>Attribute.</summary>
-            private static bool NamespacesDeclare(Compilation compilation, INamedTypeSymbol containing, string name)
-            {
-                var outermost = containing;
-                while (outermost.ContainingType is not null) outermost = outermost.ContainingType;
-                for (var ns = outermost.ContainingNamespace; ns is { IsGlobalNamespace: false }; ns = ns.ContainingNamespace)
-                {
-                    if (compilation.GetCompilationNamespace(ns) is not { } merged) return true;
-                    if (merged.GetMembers(name).Any() || merged.GetMembers(name + "Attribute").Any()) return true;
-                }
-                return false;
-            }
-
-            private static readonly ConditionalWeakTable<SyntaxNode, Scope> Scopes = new();
-            private static readonly ConditionalWeakTable<INamedTypeSymbol, string> TypeScopes = new();
-
-            /// <summary>The namespace declarations and usings from a namespace declaration (or file) outwards, as text, with and without the namespaces' names.</summary>
-            private sealed class Scope
-            {
-                public string WithNamespaceNames = "";
-                /// <summary>Null when a namespace declaration on the path has usings or extern aliases of its own (they resolve inside it).</summary>
-                public string? WithoutNamespaceNames;
-
-                public static Scope Of(SyntaxNode innermost)
-                {
-                    var named = new StringBuilder();
-                    var unnamed = new StringBuilder();
-                    bool namespaceUsings = false;
-                    for (var node = innermost; node is not null; node = node.Parent)
-                    {
-                        if (node is BaseNamespaceDeclarationSyntax ns)
-                        {
-                            named.Append(ns.Name.ToString()).Append('{');
-                            foreach (var e in ns.Externs) named.Append(e.ToString()).Append(';');
-                            foreach (var u in ns.Usings) named.Append(u.ToString()).Append(';');
-                            named.Append('\u0001');
-                            unnamed.Append("{\u0001");
-                            namespaceUsings |= ns.Externs.Count > 0 || ns.Usings.Count > 0;
-                        }
-                        else if (node is CompilationUnitSyntax unit)
-                        {
-                            var file = new StringBuilder();
-                            foreach (var e in unit.Externs) file.Append(e.ToString()).Append(';');
-                            foreach (var u in unit.Usings) file.Append(u.ToString()).Append(';');
-                            if (HasFileLocalTypes(unit)) file.Append('\u0001').Append(unit.SyntaxTree.FilePath);
-                            named.Append(file);
-                            unnamed.Append(file);
-                        }
-                    }
-                    return new Scope { WithNamespaceNames = named.ToString(), WithoutNamespaceNames = namespaceUsings ? null : unnamed.ToString() };
-                }
-            }
-
-            private static bool HasFileLocalTypes(CompilationUnitSyntax unit) =>
-                FileLocalTypes.GetValue(unit.SyntaxTree, static tree => tree.GetRoot()
-                    .DescendantNodes(n => n is CompilationUnitSyntax or BaseNamespaceDeclarationSyntax or TypeDeclarationSyntax)
-                    .OfType<BaseTypeDeclarationSyntax>().Any(t => t.Modifiers.Any(SyntaxKind.FileKeyword)) ? Boxed.True : Boxed.False) == Boxed.True;
-
-            private static class Boxed
-            {
-                public static readonly object True = new();
-                public static readonly object False = new();
-            }
-        }
     }
 }

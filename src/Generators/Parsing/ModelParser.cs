@@ -363,13 +363,13 @@ namespace ModelDsl.Generators.Parsing
             else input = parsedInput;
 
             bool inputIsInteger = inputType is "Int64" or "Int32";
-            var forwards = type.GetMembers("forward").OfType<IMethodSymbol>().Where(m => !m.IsStatic && !m.IsImplicitlyDeclared).ToArray();
-            bool userForward = forwards.Any(m => m.Parameters.Length == 1);
-            var multiInput = userForward ? null : forwards.FirstOrDefault(m => m.Parameters.Length > 1);
+            var forwards = LayerMember.Forwards(type, _cancellation);
+            bool userForward = forwards.Any(m => m.Parameters == 1);
+            var multiInput = userForward ? null : forwards.Where(m => m.Parameters > 1).Select(m => ((int Parameters, Location? Location)?)m).FirstOrDefault();
             if (namedInputs.Count > 0 && (userForward || multiInput is not null))
             {
                 // The generated forward takes the inputs by name and the packed row; a hand-written one would replace both.
-                report(DiagnosticDescriptors.OneInputOnly, (userForward ? forwards.First(m => m.Parameters.Length == 1) : multiInput!).Locations.FirstOrDefault(),
+                report(DiagnosticDescriptors.OneInputOnly, userForward ? forwards.First(m => m.Parameters == 1).Location : multiInput!.Value.Location,
                     new[] { "A hand-written forward", type.Name, Count(namedInputs.Count), "remove it: the generated forward takes the inputs in declaration order and runs the layers on them" });
                 hasErrors = true;
             }
@@ -377,8 +377,8 @@ namespace ModelDsl.Generators.Parsing
             {
                 // Without this the generated one-input forward runs the layers in order and the shapes of the
                 // second input's path fail (MD0101 on a later layer), which says nothing about the real problem.
-                report(DiagnosticDescriptors.OneInputTensor, multiInput.Locations.FirstOrDefault(),
-                    new[] { type.Name, multiInput.Parameters.Length.ToString(System.Globalization.CultureInfo.InvariantCulture) });
+                report(DiagnosticDescriptors.OneInputTensor, multiInput.Value.Location,
+                    new[] { type.Name, multiInput.Value.Parameters.ToString(System.Globalization.CultureInfo.InvariantCulture) });
                 hasErrors = true;
             }
             else if (userForward)
@@ -543,19 +543,17 @@ namespace ModelDsl.Generators.Parsing
             Action<DiagnosticDescriptor, Location?, string[]> report, ref bool hasErrors)
         {
             var layers = new List<RawLayer>();
-            foreach (var member in type.GetMembers())
+            foreach (var member in LayerMember.Of(type, compilation, _cancellation))
             {
                 _cancellation.ThrowIfCancellationRequested();
-                if (member.IsImplicitlyDeclared) continue;
-                if (member is not IPropertySymbol and not IFieldSymbol) continue;
 
                 // From syntax where it settles the attributes (LayerAttributeSyntax), else bound as the compiler binds them.
-                var fromSyntax = LayerAttributeSyntax.TryRead(member, compilation, _cancellation);
-                var layerAttributes = fromSyntax is null ? member.GetAttributes().Where(a => IsLayerAttribute(a.AttributeClass)).ToArray() : Array.Empty<AttributeData>();
+                var fromSyntax = LayerAttributeSyntax.TryRead(member.AttributeLists, type, compilation, _cancellation);
+                var layerAttributes = fromSyntax is null ? member.Symbol.GetAttributes().Where(a => IsLayerAttribute(a.AttributeClass)).ToArray() : Array.Empty<AttributeData>();
                 int layerCount = fromSyntax?.Count ?? layerAttributes.Length;
-                var memberType = member is IPropertySymbol prop ? prop.Type : ((IFieldSymbol)member).Type;
-                var location = member.Locations.FirstOrDefault();
-                var propertySyntax = member.DeclaringSyntaxReferences.Select(r => r.GetSyntax(_cancellation)).OfType<PropertyDeclarationSyntax>().ToArray();
+                var memberType = member.Type;
+                var location = member.Location;
+                var propertySyntax = member.PropertySyntax;
                 bool isPartialProperty = propertySyntax.Any(s => s.Modifiers.Any(SyntaxKind.PartialKeyword));
 
                 if (layerCount == 0)
@@ -563,7 +561,7 @@ namespace ModelDsl.Generators.Parsing
                     // [RNN], [LSTMCell], [MultiheadAttention]: a layer the user expects ModelDsl to have. The compiler
                     // says only that the name is not an attribute (CS0616) or unknown (CS0246).
                     // (Read from syntax, every attribute's name was a known attribute class.)
-                    string? unknown = fromSyntax is not null ? null : member.GetAttributes().Where(a => !IsAttributeClass(a.AttributeClass))
+                    string? unknown = fromSyntax is not null ? null : member.Symbol.GetAttributes().Where(a => !IsAttributeClass(a.AttributeClass))
                         .Select(a => (a.ApplicationSyntaxReference?.GetSyntax(_cancellation) as AttributeSyntax)?.Name.ToString())
                         .FirstOrDefault(n => n is not null);
                     if (!isPartialProperty && unknown is null) continue;
@@ -591,7 +589,7 @@ namespace ModelDsl.Generators.Parsing
                     continue;
                 }
 
-                string? shapeProblem = MemberProblem(member, propertySyntax);
+                string? shapeProblem = MemberProblem(member);
                 if (shapeProblem is not null)
                 {
                     report(DiagnosticDescriptors.InvalidLayerMember, location, new[] { member.Name, shapeProblem });
@@ -606,7 +604,7 @@ namespace ModelDsl.Generators.Parsing
                 var layer = new RawLayer
                 {
                     Name = member.Name,
-                    IsField = member is IFieldSymbol,
+                    IsField = member.IsField,
                     Accessibility = AccessibilityText(member.DeclaredAccessibility),
                     TypeName = TypeNames.FullyQualified(memberType),
                     TypeDisplay = memberType.Name,
@@ -627,7 +625,7 @@ namespace ModelDsl.Generators.Parsing
                 layer.Kind = kind;
                 layer.Reader = fromSyntax?.Reader ?? LayerAttributeReader.For(attribute!);
                 layer.Params = layer.Reader.ReadParams(kind);
-                if (kind.Recurrent && member is IFieldSymbol)
+                if (kind.Recurrent && member.IsField)
                 {
                     // The generated forward runs a recurrent layer through a slot that passes its output sequence on
                     // (an LSTM returns a tuple), and only a partial property has one.
@@ -657,7 +655,7 @@ namespace ModelDsl.Generators.Parsing
             return layers;
         }
 
-        private RawLayer? ReadComposed(ISymbol member, INamedTypeSymbol sub, Compilation compilation, Location? location,
+        private RawLayer? ReadComposed(LayerMember member, INamedTypeSymbol sub, Compilation compilation, Location? location,
             Action<DiagnosticDescriptor, Location?, string[]> report, ref bool hasErrors)
         {
             var layer = new RawLayer
@@ -672,7 +670,7 @@ namespace ModelDsl.Generators.Parsing
                 Tree = location?.SourceTree,
             };
 
-            string? problem = MemberProblem(member, member.DeclaringSyntaxReferences.Select(r => r.GetSyntax(_cancellation)).OfType<PropertyDeclarationSyntax>().ToArray());
+            string? problem = MemberProblem(member);
             if (problem is not null)
             {
                 report(DiagnosticDescriptors.InvalidLayerMember, location, new[] { member.Name, problem });
@@ -736,7 +734,9 @@ namespace ModelDsl.Generators.Parsing
                 SubParams = parsed.Parameters,
             };
             // [Block(From = ..., Repeat = n)]: where the composed model reads, and how many copies run in sequence.
-            if (member.GetAttributes().FirstOrDefault(a => a.AttributeClass?.ToDisplayString() == BlockAttributeName) is { } block)
+            // (A member without attributes has no [Block]: its symbol, and the class's member table, are not needed.)
+            if (member.AttributeLists is not { Count: 0 }
+                && member.Symbol.GetAttributes().FirstOrDefault(a => a.AttributeClass?.ToDisplayString() == BlockAttributeName) is { } block)
             {
                 layer.Reader = LayerAttributeReader.For(block);
                 layer.Params.From = layer.Reader.String("From");
@@ -787,19 +787,19 @@ namespace ModelDsl.Generators.Parsing
         }
 
         /// <summary>Why a member cannot hold a layer, or null if it can.</summary>
-        private static string? MemberProblem(ISymbol member, PropertyDeclarationSyntax[] propertySyntax)
+        private static string? MemberProblem(LayerMember member)
         {
             if (member.IsStatic) return "an instance member, not static";
-            if (member is IFieldSymbol) return null;
+            if (member.IsField) return null;
 
-            var property = (IPropertySymbol)member;
-            if (property.IsIndexer) return "a property, not an indexer";
+            var propertySyntax = member.PropertySyntax;
+            if (member.IsIndexer) return "a property, not an indexer";
             if (propertySyntax.Length == 0 || !propertySyntax.Any(s => s.Modifiers.Any(SyntaxKind.PartialKeyword)))
                 return "a 'partial' property (e.g. 'public partial Linear Hidden { get; }') so the generator can implement it";
             if (propertySyntax.Length > 1 || propertySyntax.Any(HasBody))
                 return "a partial property declaration without a body; the generator writes the implementation";
-            if (property.SetMethod is not null) return "get-only ('{ get; }'): the layer is created once, in the constructor";
-            if (property.IsAbstract || property.IsVirtual || property.IsOverride) return "a plain property (not abstract, virtual or override)";
+            if (member.HasSetter) return "get-only ('{ get; }'): the layer is created once, in the constructor";
+            if (member.IsOverridable) return "a plain property (not abstract, virtual or override)";
             return null;
         }
 
