@@ -12,24 +12,35 @@ namespace ModelDsl.Generators.Parsing
     /// </summary>
     internal static class ScopedNames
     {
-        private static readonly ConditionalWeakTable<Compilation, ConcurrentDictionary<string, ITypeSymbol?>> Cache = new();
+        private static readonly ConditionalWeakTable<Compilation, State> States = new();
         private static readonly ConditionalWeakTable<SyntaxTree, object> FileLocalTypes = new();
 
+        /// <summary>What one compilation has answered: types by name and scope, and which namespaces declare a name.</summary>
+        private sealed class State
+        {
+            public readonly ConcurrentDictionary<string, ITypeSymbol?> Names = new(StringComparer.Ordinal);
+            public readonly ConcurrentDictionary<INamespaceSymbol, ConcurrentDictionary<string, bool>> NamespacesDeclare = new(SymbolEqualityComparer.Default);
+        }
+
         /// <summary>The attribute class an attribute's name means (null when unknown, ambiguous or not settled).</summary>
-        public static INamedTypeSymbol? ResolveAttribute(Compilation compilation, AttributeSyntax attribute, INamedTypeSymbol containing, CancellationToken cancellation) =>
-            Resolve(compilation, "A", attribute.Name, attribute.Parent!, containing, () => BindAttribute(compilation, attribute, cancellation)) as INamedTypeSymbol;
+        public static INamedTypeSymbol? ResolveAttribute(Compilation compilation, AttributeSyntax attribute, INamedTypeSymbol containing, CancellationToken cancellation)
+        {
+            var state = States.GetValue(compilation, static _ => new State());
+            string key = "A" + Key(state, compilation, attribute.Name, attribute.Parent!, containing);
+            if (state.Names.TryGetValue(key, out var type)) return type as INamedTypeSymbol;
+            var bound = BindAttribute(compilation, attribute, cancellation);
+            state.Names.TryAdd(key, bound);
+            return bound;
+        }
 
         /// <summary>The type a member's type name means (null when unknown, ambiguous or an error type).</summary>
-        public static ITypeSymbol? ResolveType(Compilation compilation, NameSyntax type, INamedTypeSymbol containing, CancellationToken cancellation) =>
-            Resolve(compilation, "T", type, type, containing, () => BindType(compilation, type, cancellation));
-
-        private static ITypeSymbol? Resolve(Compilation compilation, string kind, NameSyntax name, SyntaxNode at, INamedTypeSymbol containing, Func<ITypeSymbol?> bind)
+        public static ITypeSymbol? ResolveType(Compilation compilation, NameSyntax name, INamedTypeSymbol containing, CancellationToken cancellation)
         {
-            var names = Cache.GetValue(compilation, static _ => new ConcurrentDictionary<string, ITypeSymbol?>(StringComparer.Ordinal));
-            string key = kind + Key(compilation, name, at, containing);
-            if (names.TryGetValue(key, out var type)) return type;
-            type = bind();
-            names.TryAdd(key, type);
+            var state = States.GetValue(compilation, static _ => new State());
+            string key = "T" + Key(state, compilation, name, name, containing);
+            if (state.Names.TryGetValue(key, out var type)) return type;
+            type = BindType(compilation, name, cancellation);
+            state.Names.TryAdd(key, type);
             return type;
         }
 
@@ -58,13 +69,13 @@ namespace ModelDsl.Generators.Parsing
         /// the name (with or without the Attribute suffix). Then the same name resolves
         /// alike in every namespace of the project, and is bound once instead of once per namespace.
         /// </summary>
-        private static string Key(Compilation compilation, NameSyntax name, SyntaxNode at, INamedTypeSymbol containing)
+        private static string Key(State state, Compilation compilation, NameSyntax name, SyntaxNode at, INamedTypeSymbol containing)
         {
             var scope = Scopes.GetValue(at.Ancestors().First(n => n is BaseNamespaceDeclarationSyntax or CompilationUnitSyntax), Scope.Of);
             // The namespaces are asked for the identifier's value ('@Linear' and '\u004Cinear' both name Linear);
             // the key keeps the text as written.
             bool namespacesMatter = scope.WithoutNamespaceNames is null || name is not IdentifierNameSyntax identifier
-                || NamespacesDeclare(compilation, containing, identifier.Identifier.ValueText);
+                || NamespacesDeclare(state, compilation, containing, identifier.Identifier.ValueText);
             return name.ToString() + "\u0001" + TypeScope(containing) + (namespacesMatter ? scope.WithNamespaceNames : scope.WithoutNamespaceNames);
         }
 
@@ -81,17 +92,21 @@ namespace ModelDsl.Generators.Parsing
                 return key.ToString();
             });
 
-        /// <summary>Whether a namespace the type is declared in (merged over the compilation's assemblies) has a member called <paramref name="name"/> or <paramref name="name"/>Attribute.</summary>
-        private static bool NamespacesDeclare(Compilation compilation, INamedTypeSymbol containing, string name)
+        /// <summary>
+        /// Whether a namespace the type is declared in (merged over the compilation's assemblies) has a member called
+        /// <paramref name="name"/> or <paramref name="name"/>Attribute; asked once per namespace and name.
+        /// </summary>
+        private static bool NamespacesDeclare(State state, Compilation compilation, INamedTypeSymbol containing, string name)
         {
             var outermost = containing;
             while (outermost.ContainingType is not null) outermost = outermost.ContainingType;
-            for (var ns = outermost.ContainingNamespace; ns is { IsGlobalNamespace: false }; ns = ns.ContainingNamespace)
-            {
-                if (compilation.GetCompilationNamespace(ns) is not { } merged) return true;
-                if (merged.GetMembers(name).Any() || merged.GetMembers(name + "Attribute").Any()) return true;
-            }
-            return false;
+            var names = state.NamespacesDeclare.GetOrAdd(outermost.ContainingNamespace, static _ => new ConcurrentDictionary<string, bool>(StringComparer.Ordinal));
+            if (names.TryGetValue(name, out bool declares)) return declares;
+            declares = false;
+            for (var ns = outermost.ContainingNamespace; ns is { IsGlobalNamespace: false } && !declares; ns = ns.ContainingNamespace)
+                declares = compilation.GetCompilationNamespace(ns) is not { } merged || merged.GetMembers(name).Any() || merged.GetMembers(name + "Attribute").Any();
+            names.TryAdd(name, declares);
+            return declares;
         }
 
         private static readonly ConditionalWeakTable<SyntaxNode, Scope> Scopes = new();
