@@ -72,11 +72,10 @@ namespace ModelDsl.Generators.Emit
             w.Line("// property and the registered sub-module always name the same object.");
             if (model.HasUserForward)
                 w.Line("// The hand-written forward runs a layer that a pass may replace through its slot: GetLayer(nameof(Layer)).call(x).");
-            foreach (var layer in properties)
-            {
-                w.Line(GeneratorInfo.Attribute);
-                w.Line($"private {Module} {BackingField(layer)} = null!;");
-            }
+            w.Line(GeneratorInfo.Attribute);
+            w.Line($"private {Module}");
+            for (int i = 0; i < properties.Length; i++)
+                w.Line($"    {BackingField(properties[i])} = null!{(i == properties.Length - 1 ? ";" : ",")}");
             w.Line();
             foreach (var layer in properties)
             {
@@ -87,7 +86,7 @@ namespace ModelDsl.Generators.Emit
                 string held = layer.Kind.Recurrent ? $"(({BackingField(layer)} as {RecurrentLayer})?.Module ?? {BackingField(layer)})"
                     : ModelKind.Repeat(layer.Args) > 1 ? $"(({BackingField(layer)} as global::ModelDsl.Layers.Repeated)?.Copies[0] ?? {BackingField(layer)})"
                     : BackingField(layer);
-                w.Line($"{layer.Accessibility} partial {layer.TypeName} {layer.MemberName} {{ get => {held} as {layer.TypeName} ?? throw __Replaced(nameof({layer.MemberName}), {held}, typeof({layer.TypeName})); }}");
+                w.Line($"{layer.Accessibility} partial {layer.TypeName} {layer.MemberName} {{ get => __As<{layer.TypeName}>({held}, nameof({layer.MemberName})); }}");
             }
         }
 
@@ -351,8 +350,8 @@ namespace ModelDsl.Generators.Emit
             if (model.Layers.Any(l => !l.IsField))
             {
                 w.Line(GeneratorInfo.Attribute);
-                w.Line($"private static global::ModelDsl.LayerReplacedException __Replaced(string name, object? held, global::System.Type declared) =>");
-                w.Line($"    new global::ModelDsl.LayerReplacedException(name, held?.GetType().Name, declared.Name);");
+                w.Line("private static T __As<T>(object? held, string name) where T : class =>");
+                w.Line("    held as T ?? throw new global::ModelDsl.LayerReplacedException(name, held?.GetType().Name, typeof(T).Name);");
             }
         }
 

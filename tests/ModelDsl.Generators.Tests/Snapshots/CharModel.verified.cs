@@ -29,36 +29,32 @@ namespace Samples.Text
         // a layer through ReplaceLayer (a narrower Linear after structural pruning, an int8 Linear); the
         // property and the registered sub-module always name the same object.
         [global::System.CodeDom.Compiler.GeneratedCode("ModelDsl.Generators", "0.1.0")]
-        private global::TorchSharp.torch.nn.Module<global::TorchSharp.torch.Tensor, global::TorchSharp.torch.Tensor> __Embed = null!;
-        [global::System.CodeDom.Compiler.GeneratedCode("ModelDsl.Generators", "0.1.0")]
-        private global::TorchSharp.torch.nn.Module<global::TorchSharp.torch.Tensor, global::TorchSharp.torch.Tensor> __Block1 = null!;
-        [global::System.CodeDom.Compiler.GeneratedCode("ModelDsl.Generators", "0.1.0")]
-        private global::TorchSharp.torch.nn.Module<global::TorchSharp.torch.Tensor, global::TorchSharp.torch.Tensor> __Block2 = null!;
-        [global::System.CodeDom.Compiler.GeneratedCode("ModelDsl.Generators", "0.1.0")]
-        private global::TorchSharp.torch.nn.Module<global::TorchSharp.torch.Tensor, global::TorchSharp.torch.Tensor> __Flat = null!;
-        [global::System.CodeDom.Compiler.GeneratedCode("ModelDsl.Generators", "0.1.0")]
-        private global::TorchSharp.torch.nn.Module<global::TorchSharp.torch.Tensor, global::TorchSharp.torch.Tensor> __Head = null!;
-        [global::System.CodeDom.Compiler.GeneratedCode("ModelDsl.Generators", "0.1.0")]
-        private global::TorchSharp.torch.nn.Module<global::TorchSharp.torch.Tensor, global::TorchSharp.torch.Tensor> __Probs = null!;
+        private global::TorchSharp.torch.nn.Module<global::TorchSharp.torch.Tensor, global::TorchSharp.torch.Tensor>
+            __Embed = null!,
+            __Block1 = null!,
+            __Block2 = null!,
+            __Flat = null!,
+            __Head = null!,
+            __Probs = null!;
 
         /// <summary>[Embedding(65, 32)]: output (B, 16, 32), 2,080 parameters.</summary>
         [global::System.CodeDom.Compiler.GeneratedCode("ModelDsl.Generators", "0.1.0")]
-        public partial global::TorchSharp.Modules.Embedding Embed { get => __Embed as global::TorchSharp.Modules.Embedding ?? throw __Replaced(nameof(Embed), __Embed, typeof(global::TorchSharp.Modules.Embedding)); }
+        public partial global::TorchSharp.Modules.Embedding Embed { get => __As<global::TorchSharp.Modules.Embedding>(__Embed, nameof(Embed)); }
         /// <summary>[Model] MixBlock: output (B, 16, 32), 4,256 parameters.</summary>
         [global::System.CodeDom.Compiler.GeneratedCode("ModelDsl.Generators", "0.1.0")]
-        public partial global::Samples.Text.MixBlock Block1 { get => __Block1 as global::Samples.Text.MixBlock ?? throw __Replaced(nameof(Block1), __Block1, typeof(global::Samples.Text.MixBlock)); }
+        public partial global::Samples.Text.MixBlock Block1 { get => __As<global::Samples.Text.MixBlock>(__Block1, nameof(Block1)); }
         /// <summary>[Model] MixBlock: output (B, 16, 32), 4,256 parameters.</summary>
         [global::System.CodeDom.Compiler.GeneratedCode("ModelDsl.Generators", "0.1.0")]
-        public partial global::Samples.Text.MixBlock Block2 { get => __Block2 as global::Samples.Text.MixBlock ?? throw __Replaced(nameof(Block2), __Block2, typeof(global::Samples.Text.MixBlock)); }
+        public partial global::Samples.Text.MixBlock Block2 { get => __As<global::Samples.Text.MixBlock>(__Block2, nameof(Block2)); }
         /// <summary>[Flatten]: output (B, 512), 0 parameters.</summary>
         [global::System.CodeDom.Compiler.GeneratedCode("ModelDsl.Generators", "0.1.0")]
-        public partial global::TorchSharp.Modules.Flatten Flat { get => __Flat as global::TorchSharp.Modules.Flatten ?? throw __Replaced(nameof(Flat), __Flat, typeof(global::TorchSharp.Modules.Flatten)); }
+        public partial global::TorchSharp.Modules.Flatten Flat { get => __As<global::TorchSharp.Modules.Flatten>(__Flat, nameof(Flat)); }
         /// <summary>[Linear(65)]: output (B, 65), 33,345 parameters.</summary>
         [global::System.CodeDom.Compiler.GeneratedCode("ModelDsl.Generators", "0.1.0")]
-        internal partial global::TorchSharp.Modules.Linear Head { get => __Head as global::TorchSharp.Modules.Linear ?? throw __Replaced(nameof(Head), __Head, typeof(global::TorchSharp.Modules.Linear)); }
+        internal partial global::TorchSharp.Modules.Linear Head { get => __As<global::TorchSharp.Modules.Linear>(__Head, nameof(Head)); }
         /// <summary>[Softmax(-1)]: output (B, 65), 0 parameters.</summary>
         [global::System.CodeDom.Compiler.GeneratedCode("ModelDsl.Generators", "0.1.0")]
-        public partial global::TorchSharp.Modules.Softmax Probs { get => __Probs as global::TorchSharp.Modules.Softmax ?? throw __Replaced(nameof(Probs), __Probs, typeof(global::TorchSharp.Modules.Softmax)); }
+        public partial global::TorchSharp.Modules.Softmax Probs { get => __As<global::TorchSharp.Modules.Softmax>(__Probs, nameof(Probs)); }
 
         /// <summary>Creates <see cref="CharModel"/> with freshly initialised parameters (PyTorch's default initialisation).</summary>
         [global::System.CodeDom.Compiler.GeneratedCode("ModelDsl.Generators", "0.1.0")]
@@ -165,8 +161,8 @@ namespace Samples.Text
         private static global::System.ArgumentException __NoSuchLayer(string name) =>
             new global::System.ArgumentException($"'{name}' is not a layer of CharModel; its layers are Embed, Block1, Block2, Flat, Head, Probs", nameof(name));
         [global::System.CodeDom.Compiler.GeneratedCode("ModelDsl.Generators", "0.1.0")]
-        private static global::ModelDsl.LayerReplacedException __Replaced(string name, object? held, global::System.Type declared) =>
-            new global::ModelDsl.LayerReplacedException(name, held?.GetType().Name, declared.Name);
+        private static T __As<T>(object? held, string name) where T : class =>
+            held as T ?? throw new global::ModelDsl.LayerReplacedException(name, held?.GetType().Name, typeof(T).Name);
 
         /// <summary>The compile-time summary: each layer's output shape and parameter count.</summary>
         [global::System.CodeDom.Compiler.GeneratedCode("ModelDsl.Generators", "0.1.0")]

@@ -28,16 +28,16 @@ namespace Samples
             // property and the registered sub-module always name the same object.
             // The hand-written forward runs a layer that a pass may replace through its slot: GetLayer(nameof(Layer)).call(x).
             [global::System.CodeDom.Compiler.GeneratedCode("ModelDsl.Generators", "0.1.0")]
-            private global::TorchSharp.torch.nn.Module<global::TorchSharp.torch.Tensor, global::TorchSharp.torch.Tensor> __A = null!;
-            [global::System.CodeDom.Compiler.GeneratedCode("ModelDsl.Generators", "0.1.0")]
-            private global::TorchSharp.torch.nn.Module<global::TorchSharp.torch.Tensor, global::TorchSharp.torch.Tensor> __B = null!;
+            private global::TorchSharp.torch.nn.Module<global::TorchSharp.torch.Tensor, global::TorchSharp.torch.Tensor>
+                __A = null!,
+                __B = null!;
 
             /// <summary>[Linear(4, 8)]: output ?, 40 parameters.</summary>
             [global::System.CodeDom.Compiler.GeneratedCode("ModelDsl.Generators", "0.1.0")]
-            public partial global::TorchSharp.Modules.Linear A { get => __A as global::TorchSharp.Modules.Linear ?? throw __Replaced(nameof(A), __A, typeof(global::TorchSharp.Modules.Linear)); }
+            public partial global::TorchSharp.Modules.Linear A { get => __As<global::TorchSharp.Modules.Linear>(__A, nameof(A)); }
             /// <summary>[Linear(8, 2)]: output ?, 18 parameters.</summary>
             [global::System.CodeDom.Compiler.GeneratedCode("ModelDsl.Generators", "0.1.0")]
-            public partial global::TorchSharp.Modules.Linear B { get => __B as global::TorchSharp.Modules.Linear ?? throw __Replaced(nameof(B), __B, typeof(global::TorchSharp.Modules.Linear)); }
+            public partial global::TorchSharp.Modules.Linear B { get => __As<global::TorchSharp.Modules.Linear>(__B, nameof(B)); }
 
             /// <summary>Creates <see cref="Custom"/> with freshly initialised parameters (PyTorch's default initialisation).</summary>
             [global::System.CodeDom.Compiler.GeneratedCode("ModelDsl.Generators", "0.1.0")]
@@ -110,8 +110,8 @@ namespace Samples
             private static global::System.ArgumentException __NoSuchLayer(string name) =>
                 new global::System.ArgumentException($"'{name}' is not a layer of Custom; its layers are A, B", nameof(name));
             [global::System.CodeDom.Compiler.GeneratedCode("ModelDsl.Generators", "0.1.0")]
-            private static global::ModelDsl.LayerReplacedException __Replaced(string name, object? held, global::System.Type declared) =>
-                new global::ModelDsl.LayerReplacedException(name, held?.GetType().Name, declared.Name);
+            private static T __As<T>(object? held, string name) where T : class =>
+                held as T ?? throw new global::ModelDsl.LayerReplacedException(name, held?.GetType().Name, typeof(T).Name);
 
             /// <summary>The compile-time summary: each layer's output shape and parameter count.</summary>
             [global::System.CodeDom.Compiler.GeneratedCode("ModelDsl.Generators", "0.1.0")]

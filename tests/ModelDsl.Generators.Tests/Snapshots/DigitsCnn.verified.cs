@@ -33,56 +33,48 @@ namespace Samples.Digits
         // a layer through ReplaceLayer (a narrower Linear after structural pruning, an int8 Linear); the
         // property and the registered sub-module always name the same object.
         [global::System.CodeDom.Compiler.GeneratedCode("ModelDsl.Generators", "0.1.0")]
-        private global::TorchSharp.torch.nn.Module<global::TorchSharp.torch.Tensor, global::TorchSharp.torch.Tensor> __Conv1 = null!;
-        [global::System.CodeDom.Compiler.GeneratedCode("ModelDsl.Generators", "0.1.0")]
-        private global::TorchSharp.torch.nn.Module<global::TorchSharp.torch.Tensor, global::TorchSharp.torch.Tensor> __Norm1 = null!;
-        [global::System.CodeDom.Compiler.GeneratedCode("ModelDsl.Generators", "0.1.0")]
-        private global::TorchSharp.torch.nn.Module<global::TorchSharp.torch.Tensor, global::TorchSharp.torch.Tensor> __Act1 = null!;
-        [global::System.CodeDom.Compiler.GeneratedCode("ModelDsl.Generators", "0.1.0")]
-        private global::TorchSharp.torch.nn.Module<global::TorchSharp.torch.Tensor, global::TorchSharp.torch.Tensor> __Conv2 = null!;
-        [global::System.CodeDom.Compiler.GeneratedCode("ModelDsl.Generators", "0.1.0")]
-        private global::TorchSharp.torch.nn.Module<global::TorchSharp.torch.Tensor, global::TorchSharp.torch.Tensor> __Act2 = null!;
-        [global::System.CodeDom.Compiler.GeneratedCode("ModelDsl.Generators", "0.1.0")]
-        private global::TorchSharp.torch.nn.Module<global::TorchSharp.torch.Tensor, global::TorchSharp.torch.Tensor> __Pool = null!;
-        [global::System.CodeDom.Compiler.GeneratedCode("ModelDsl.Generators", "0.1.0")]
-        private global::TorchSharp.torch.nn.Module<global::TorchSharp.torch.Tensor, global::TorchSharp.torch.Tensor> __Gap = null!;
-        [global::System.CodeDom.Compiler.GeneratedCode("ModelDsl.Generators", "0.1.0")]
-        private global::TorchSharp.torch.nn.Module<global::TorchSharp.torch.Tensor, global::TorchSharp.torch.Tensor> __Flat = null!;
-        [global::System.CodeDom.Compiler.GeneratedCode("ModelDsl.Generators", "0.1.0")]
-        private global::TorchSharp.torch.nn.Module<global::TorchSharp.torch.Tensor, global::TorchSharp.torch.Tensor> __Output = null!;
-        [global::System.CodeDom.Compiler.GeneratedCode("ModelDsl.Generators", "0.1.0")]
-        private global::TorchSharp.torch.nn.Module<global::TorchSharp.torch.Tensor, global::TorchSharp.torch.Tensor> __LogProbs = null!;
+        private global::TorchSharp.torch.nn.Module<global::TorchSharp.torch.Tensor, global::TorchSharp.torch.Tensor>
+            __Conv1 = null!,
+            __Norm1 = null!,
+            __Act1 = null!,
+            __Conv2 = null!,
+            __Act2 = null!,
+            __Pool = null!,
+            __Gap = null!,
+            __Flat = null!,
+            __Output = null!,
+            __LogProbs = null!;
 
         /// <summary>[Conv2d(16, 3, Padding = 1)]: output (B, 16, 8, 8), 160 parameters.</summary>
         [global::System.CodeDom.Compiler.GeneratedCode("ModelDsl.Generators", "0.1.0")]
-        public partial global::TorchSharp.Modules.Conv2d Conv1 { get => __Conv1 as global::TorchSharp.Modules.Conv2d ?? throw __Replaced(nameof(Conv1), __Conv1, typeof(global::TorchSharp.Modules.Conv2d)); }
+        public partial global::TorchSharp.Modules.Conv2d Conv1 { get => __As<global::TorchSharp.Modules.Conv2d>(__Conv1, nameof(Conv1)); }
         /// <summary>[BatchNorm2d]: output (B, 16, 8, 8), 32 parameters.</summary>
         [global::System.CodeDom.Compiler.GeneratedCode("ModelDsl.Generators", "0.1.0")]
-        public partial global::TorchSharp.Modules.BatchNorm2d Norm1 { get => __Norm1 as global::TorchSharp.Modules.BatchNorm2d ?? throw __Replaced(nameof(Norm1), __Norm1, typeof(global::TorchSharp.Modules.BatchNorm2d)); }
+        public partial global::TorchSharp.Modules.BatchNorm2d Norm1 { get => __As<global::TorchSharp.Modules.BatchNorm2d>(__Norm1, nameof(Norm1)); }
         /// <summary>[ReLU]: output (B, 16, 8, 8), 0 parameters.</summary>
         [global::System.CodeDom.Compiler.GeneratedCode("ModelDsl.Generators", "0.1.0")]
-        public partial global::TorchSharp.Modules.ReLU Act1 { get => __Act1 as global::TorchSharp.Modules.ReLU ?? throw __Replaced(nameof(Act1), __Act1, typeof(global::TorchSharp.Modules.ReLU)); }
+        public partial global::TorchSharp.Modules.ReLU Act1 { get => __As<global::TorchSharp.Modules.ReLU>(__Act1, nameof(Act1)); }
         /// <summary>[Conv2d(16, 32, 3, Stride = 2, Padding = 1, Bias = false)]: output (B, 32, 4, 4), 4,608 parameters.</summary>
         [global::System.CodeDom.Compiler.GeneratedCode("ModelDsl.Generators", "0.1.0")]
-        public partial global::TorchSharp.Modules.Conv2d Conv2 { get => __Conv2 as global::TorchSharp.Modules.Conv2d ?? throw __Replaced(nameof(Conv2), __Conv2, typeof(global::TorchSharp.Modules.Conv2d)); }
+        public partial global::TorchSharp.Modules.Conv2d Conv2 { get => __As<global::TorchSharp.Modules.Conv2d>(__Conv2, nameof(Conv2)); }
         /// <summary>[SiLU]: output (B, 32, 4, 4), 0 parameters.</summary>
         [global::System.CodeDom.Compiler.GeneratedCode("ModelDsl.Generators", "0.1.0")]
-        public partial global::TorchSharp.Modules.SiLU Act2 { get => __Act2 as global::TorchSharp.Modules.SiLU ?? throw __Replaced(nameof(Act2), __Act2, typeof(global::TorchSharp.Modules.SiLU)); }
+        public partial global::TorchSharp.Modules.SiLU Act2 { get => __As<global::TorchSharp.Modules.SiLU>(__Act2, nameof(Act2)); }
         /// <summary>[AvgPool2d(2)]: output (B, 32, 2, 2), 0 parameters.</summary>
         [global::System.CodeDom.Compiler.GeneratedCode("ModelDsl.Generators", "0.1.0")]
-        public partial global::TorchSharp.Modules.AvgPool2d Pool { get => __Pool as global::TorchSharp.Modules.AvgPool2d ?? throw __Replaced(nameof(Pool), __Pool, typeof(global::TorchSharp.Modules.AvgPool2d)); }
+        public partial global::TorchSharp.Modules.AvgPool2d Pool { get => __As<global::TorchSharp.Modules.AvgPool2d>(__Pool, nameof(Pool)); }
         /// <summary>[AdaptiveAvgPool2d(1)]: output (B, 32, 1, 1), 0 parameters.</summary>
         [global::System.CodeDom.Compiler.GeneratedCode("ModelDsl.Generators", "0.1.0")]
-        public partial global::TorchSharp.Modules.AdaptiveAvgPool2d Gap { get => __Gap as global::TorchSharp.Modules.AdaptiveAvgPool2d ?? throw __Replaced(nameof(Gap), __Gap, typeof(global::TorchSharp.Modules.AdaptiveAvgPool2d)); }
+        public partial global::TorchSharp.Modules.AdaptiveAvgPool2d Gap { get => __As<global::TorchSharp.Modules.AdaptiveAvgPool2d>(__Gap, nameof(Gap)); }
         /// <summary>[Flatten]: output (B, 32), 0 parameters.</summary>
         [global::System.CodeDom.Compiler.GeneratedCode("ModelDsl.Generators", "0.1.0")]
-        public partial global::TorchSharp.Modules.Flatten Flat { get => __Flat as global::TorchSharp.Modules.Flatten ?? throw __Replaced(nameof(Flat), __Flat, typeof(global::TorchSharp.Modules.Flatten)); }
+        public partial global::TorchSharp.Modules.Flatten Flat { get => __As<global::TorchSharp.Modules.Flatten>(__Flat, nameof(Flat)); }
         /// <summary>[Linear(10)]: output (B, 10), 330 parameters.</summary>
         [global::System.CodeDom.Compiler.GeneratedCode("ModelDsl.Generators", "0.1.0")]
-        public partial global::TorchSharp.Modules.Linear Output { get => __Output as global::TorchSharp.Modules.Linear ?? throw __Replaced(nameof(Output), __Output, typeof(global::TorchSharp.Modules.Linear)); }
+        public partial global::TorchSharp.Modules.Linear Output { get => __As<global::TorchSharp.Modules.Linear>(__Output, nameof(Output)); }
         /// <summary>[LogSoftmax(1)]: output (B, 10), 0 parameters.</summary>
         [global::System.CodeDom.Compiler.GeneratedCode("ModelDsl.Generators", "0.1.0")]
-        public partial global::TorchSharp.Modules.LogSoftmax LogProbs { get => __LogProbs as global::TorchSharp.Modules.LogSoftmax ?? throw __Replaced(nameof(LogProbs), __LogProbs, typeof(global::TorchSharp.Modules.LogSoftmax)); }
+        public partial global::TorchSharp.Modules.LogSoftmax LogProbs { get => __As<global::TorchSharp.Modules.LogSoftmax>(__LogProbs, nameof(LogProbs)); }
 
         /// <summary>Creates <see cref="DigitsCnn"/> with freshly initialised parameters (PyTorch's default initialisation).</summary>
         [global::System.CodeDom.Compiler.GeneratedCode("ModelDsl.Generators", "0.1.0")]
@@ -215,8 +207,8 @@ namespace Samples.Digits
         private static global::System.ArgumentException __NoSuchLayer(string name) =>
             new global::System.ArgumentException($"'{name}' is not a layer of DigitsCnn; its layers are Conv1, Norm1, Act1, Conv2, Act2, Pool, Gap, Flat, Output, LogProbs", nameof(name));
         [global::System.CodeDom.Compiler.GeneratedCode("ModelDsl.Generators", "0.1.0")]
-        private static global::ModelDsl.LayerReplacedException __Replaced(string name, object? held, global::System.Type declared) =>
-            new global::ModelDsl.LayerReplacedException(name, held?.GetType().Name, declared.Name);
+        private static T __As<T>(object? held, string name) where T : class =>
+            held as T ?? throw new global::ModelDsl.LayerReplacedException(name, held?.GetType().Name, typeof(T).Name);
 
         /// <summary>The compile-time summary: each layer's output shape and parameter count.</summary>
         [global::System.CodeDom.Compiler.GeneratedCode("ModelDsl.Generators", "0.1.0")]

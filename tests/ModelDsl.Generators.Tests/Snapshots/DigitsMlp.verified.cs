@@ -27,26 +27,24 @@ namespace Samples.Digits
         // a layer through ReplaceLayer (a narrower Linear after structural pruning, an int8 Linear); the
         // property and the registered sub-module always name the same object.
         [global::System.CodeDom.Compiler.GeneratedCode("ModelDsl.Generators", "0.1.0")]
-        private global::TorchSharp.torch.nn.Module<global::TorchSharp.torch.Tensor, global::TorchSharp.torch.Tensor> __Hidden = null!;
-        [global::System.CodeDom.Compiler.GeneratedCode("ModelDsl.Generators", "0.1.0")]
-        private global::TorchSharp.torch.nn.Module<global::TorchSharp.torch.Tensor, global::TorchSharp.torch.Tensor> __Act = null!;
-        [global::System.CodeDom.Compiler.GeneratedCode("ModelDsl.Generators", "0.1.0")]
-        private global::TorchSharp.torch.nn.Module<global::TorchSharp.torch.Tensor, global::TorchSharp.torch.Tensor> __Drop = null!;
-        [global::System.CodeDom.Compiler.GeneratedCode("ModelDsl.Generators", "0.1.0")]
-        private global::TorchSharp.torch.nn.Module<global::TorchSharp.torch.Tensor, global::TorchSharp.torch.Tensor> __Output = null!;
+        private global::TorchSharp.torch.nn.Module<global::TorchSharp.torch.Tensor, global::TorchSharp.torch.Tensor>
+            __Hidden = null!,
+            __Act = null!,
+            __Drop = null!,
+            __Output = null!;
 
         /// <summary>[Linear(128)]: output (B, 128), 8,320 parameters.</summary>
         [global::System.CodeDom.Compiler.GeneratedCode("ModelDsl.Generators", "0.1.0")]
-        public partial global::TorchSharp.Modules.Linear Hidden { get => __Hidden as global::TorchSharp.Modules.Linear ?? throw __Replaced(nameof(Hidden), __Hidden, typeof(global::TorchSharp.Modules.Linear)); }
+        public partial global::TorchSharp.Modules.Linear Hidden { get => __As<global::TorchSharp.Modules.Linear>(__Hidden, nameof(Hidden)); }
         /// <summary>[ReLU]: output (B, 128), 0 parameters.</summary>
         [global::System.CodeDom.Compiler.GeneratedCode("ModelDsl.Generators", "0.1.0")]
-        public partial global::TorchSharp.Modules.ReLU Act { get => __Act as global::TorchSharp.Modules.ReLU ?? throw __Replaced(nameof(Act), __Act, typeof(global::TorchSharp.Modules.ReLU)); }
+        public partial global::TorchSharp.Modules.ReLU Act { get => __As<global::TorchSharp.Modules.ReLU>(__Act, nameof(Act)); }
         /// <summary>[Dropout(0.1)]: output (B, 128), 0 parameters.</summary>
         [global::System.CodeDom.Compiler.GeneratedCode("ModelDsl.Generators", "0.1.0")]
-        public partial global::TorchSharp.Modules.Dropout Drop { get => __Drop as global::TorchSharp.Modules.Dropout ?? throw __Replaced(nameof(Drop), __Drop, typeof(global::TorchSharp.Modules.Dropout)); }
+        public partial global::TorchSharp.Modules.Dropout Drop { get => __As<global::TorchSharp.Modules.Dropout>(__Drop, nameof(Drop)); }
         /// <summary>[Linear(10)]: output (B, 10), 1,290 parameters.</summary>
         [global::System.CodeDom.Compiler.GeneratedCode("ModelDsl.Generators", "0.1.0")]
-        public partial global::TorchSharp.Modules.Linear Output { get => __Output as global::TorchSharp.Modules.Linear ?? throw __Replaced(nameof(Output), __Output, typeof(global::TorchSharp.Modules.Linear)); }
+        public partial global::TorchSharp.Modules.Linear Output { get => __As<global::TorchSharp.Modules.Linear>(__Output, nameof(Output)); }
 
         /// <summary>Creates <see cref="DigitsMlp"/> with freshly initialised parameters (PyTorch's default initialisation).</summary>
         [global::System.CodeDom.Compiler.GeneratedCode("ModelDsl.Generators", "0.1.0")]
@@ -141,8 +139,8 @@ namespace Samples.Digits
         private static global::System.ArgumentException __NoSuchLayer(string name) =>
             new global::System.ArgumentException($"'{name}' is not a layer of DigitsMlp; its layers are Hidden, Act, Drop, Output", nameof(name));
         [global::System.CodeDom.Compiler.GeneratedCode("ModelDsl.Generators", "0.1.0")]
-        private static global::ModelDsl.LayerReplacedException __Replaced(string name, object? held, global::System.Type declared) =>
-            new global::ModelDsl.LayerReplacedException(name, held?.GetType().Name, declared.Name);
+        private static T __As<T>(object? held, string name) where T : class =>
+            held as T ?? throw new global::ModelDsl.LayerReplacedException(name, held?.GetType().Name, typeof(T).Name);
 
         /// <summary>The compile-time summary: each layer's output shape and parameter count.</summary>
         [global::System.CodeDom.Compiler.GeneratedCode("ModelDsl.Generators", "0.1.0")]

@@ -30,36 +30,32 @@ namespace Samples.Graphs
         // a layer through ReplaceLayer (a narrower Linear after structural pruning, an int8 Linear); the
         // property and the registered sub-module always name the same object.
         [global::System.CodeDom.Compiler.GeneratedCode("ModelDsl.Generators", "0.1.0")]
-        private global::TorchSharp.torch.nn.Module<global::TorchSharp.torch.Tensor, global::TorchSharp.torch.Tensor> __Conv = null!;
-        [global::System.CodeDom.Compiler.GeneratedCode("ModelDsl.Generators", "0.1.0")]
-        private global::TorchSharp.torch.nn.Module<global::TorchSharp.torch.Tensor, global::TorchSharp.torch.Tensor> __Act = null!;
-        [global::System.CodeDom.Compiler.GeneratedCode("ModelDsl.Generators", "0.1.0")]
-        private global::TorchSharp.torch.nn.Module<global::TorchSharp.torch.Tensor, global::TorchSharp.torch.Tensor> __Flat = null!;
-        [global::System.CodeDom.Compiler.GeneratedCode("ModelDsl.Generators", "0.1.0")]
-        private global::TorchSharp.torch.nn.Module<global::TorchSharp.torch.Tensor, global::TorchSharp.torch.Tensor> __Meta = null!;
-        [global::System.CodeDom.Compiler.GeneratedCode("ModelDsl.Generators", "0.1.0")]
-        private global::TorchSharp.torch.nn.Module<global::TorchSharp.torch.Tensor, global::TorchSharp.torch.Tensor> __Joined = null!;
-        [global::System.CodeDom.Compiler.GeneratedCode("ModelDsl.Generators", "0.1.0")]
-        private global::TorchSharp.torch.nn.Module<global::TorchSharp.torch.Tensor, global::TorchSharp.torch.Tensor> __Head = null!;
+        private global::TorchSharp.torch.nn.Module<global::TorchSharp.torch.Tensor, global::TorchSharp.torch.Tensor>
+            __Conv = null!,
+            __Act = null!,
+            __Flat = null!,
+            __Meta = null!,
+            __Joined = null!,
+            __Head = null!;
 
         /// <summary>[Conv2d(4, 3, Padding = 1)]: output (B, 4, 8, 8), 40 parameters.</summary>
         [global::System.CodeDom.Compiler.GeneratedCode("ModelDsl.Generators", "0.1.0")]
-        public partial global::TorchSharp.Modules.Conv2d Conv { get => __Conv as global::TorchSharp.Modules.Conv2d ?? throw __Replaced(nameof(Conv), __Conv, typeof(global::TorchSharp.Modules.Conv2d)); }
+        public partial global::TorchSharp.Modules.Conv2d Conv { get => __As<global::TorchSharp.Modules.Conv2d>(__Conv, nameof(Conv)); }
         /// <summary>[ReLU]: output (B, 4, 8, 8), 0 parameters.</summary>
         [global::System.CodeDom.Compiler.GeneratedCode("ModelDsl.Generators", "0.1.0")]
-        public partial global::TorchSharp.Modules.ReLU Act { get => __Act as global::TorchSharp.Modules.ReLU ?? throw __Replaced(nameof(Act), __Act, typeof(global::TorchSharp.Modules.ReLU)); }
+        public partial global::TorchSharp.Modules.ReLU Act { get => __As<global::TorchSharp.Modules.ReLU>(__Act, nameof(Act)); }
         /// <summary>[Flatten]: output (B, 256), 0 parameters.</summary>
         [global::System.CodeDom.Compiler.GeneratedCode("ModelDsl.Generators", "0.1.0")]
-        public partial global::TorchSharp.Modules.Flatten Flat { get => __Flat as global::TorchSharp.Modules.Flatten ?? throw __Replaced(nameof(Flat), __Flat, typeof(global::TorchSharp.Modules.Flatten)); }
+        public partial global::TorchSharp.Modules.Flatten Flat { get => __As<global::TorchSharp.Modules.Flatten>(__Flat, nameof(Flat)); }
         /// <summary>[Linear(8, From = "meta")]: output (B, 8), 40 parameters.</summary>
         [global::System.CodeDom.Compiler.GeneratedCode("ModelDsl.Generators", "0.1.0")]
-        public partial global::TorchSharp.Modules.Linear Meta { get => __Meta as global::TorchSharp.Modules.Linear ?? throw __Replaced(nameof(Meta), __Meta, typeof(global::TorchSharp.Modules.Linear)); }
+        public partial global::TorchSharp.Modules.Linear Meta { get => __As<global::TorchSharp.Modules.Linear>(__Meta, nameof(Meta)); }
         /// <summary>[Concat(nameof(Flat), nameof(Meta))]: output (B, 264), 0 parameters.</summary>
         [global::System.CodeDom.Compiler.GeneratedCode("ModelDsl.Generators", "0.1.0")]
-        public partial global::ModelDsl.Layers.Concat Joined { get => __Joined as global::ModelDsl.Layers.Concat ?? throw __Replaced(nameof(Joined), __Joined, typeof(global::ModelDsl.Layers.Concat)); }
+        public partial global::ModelDsl.Layers.Concat Joined { get => __As<global::ModelDsl.Layers.Concat>(__Joined, nameof(Joined)); }
         /// <summary>[Linear(10)]: output (B, 10), 2,650 parameters.</summary>
         [global::System.CodeDom.Compiler.GeneratedCode("ModelDsl.Generators", "0.1.0")]
-        public partial global::TorchSharp.Modules.Linear Head { get => __Head as global::TorchSharp.Modules.Linear ?? throw __Replaced(nameof(Head), __Head, typeof(global::TorchSharp.Modules.Linear)); }
+        public partial global::TorchSharp.Modules.Linear Head { get => __As<global::TorchSharp.Modules.Linear>(__Head, nameof(Head)); }
 
         /// <summary>Creates <see cref="ImageAndMeta"/> with freshly initialised parameters (PyTorch's default initialisation).</summary>
         [global::System.CodeDom.Compiler.GeneratedCode("ModelDsl.Generators", "0.1.0")]
@@ -187,8 +183,8 @@ namespace Samples.Graphs
         private static global::System.ArgumentException __NoSuchLayer(string name) =>
             new global::System.ArgumentException($"'{name}' is not a layer of ImageAndMeta; its layers are Conv, Act, Flat, Meta, Joined, Head", nameof(name));
         [global::System.CodeDom.Compiler.GeneratedCode("ModelDsl.Generators", "0.1.0")]
-        private static global::ModelDsl.LayerReplacedException __Replaced(string name, object? held, global::System.Type declared) =>
-            new global::ModelDsl.LayerReplacedException(name, held?.GetType().Name, declared.Name);
+        private static T __As<T>(object? held, string name) where T : class =>
+            held as T ?? throw new global::ModelDsl.LayerReplacedException(name, held?.GetType().Name, typeof(T).Name);
 
         /// <summary>The compile-time summary: each layer's output shape and parameter count.</summary>
         [global::System.CodeDom.Compiler.GeneratedCode("ModelDsl.Generators", "0.1.0")]

@@ -27,26 +27,24 @@ namespace Samples.Text
         // a layer through ReplaceLayer (a narrower Linear after structural pruning, an int8 Linear); the
         // property and the registered sub-module always name the same object.
         [global::System.CodeDom.Compiler.GeneratedCode("ModelDsl.Generators", "0.1.0")]
-        private global::TorchSharp.torch.nn.Module<global::TorchSharp.torch.Tensor, global::TorchSharp.torch.Tensor> __Norm = null!;
-        [global::System.CodeDom.Compiler.GeneratedCode("ModelDsl.Generators", "0.1.0")]
-        private global::TorchSharp.torch.nn.Module<global::TorchSharp.torch.Tensor, global::TorchSharp.torch.Tensor> __Up = null!;
-        [global::System.CodeDom.Compiler.GeneratedCode("ModelDsl.Generators", "0.1.0")]
-        private global::TorchSharp.torch.nn.Module<global::TorchSharp.torch.Tensor, global::TorchSharp.torch.Tensor> __Act = null!;
-        [global::System.CodeDom.Compiler.GeneratedCode("ModelDsl.Generators", "0.1.0")]
-        private global::TorchSharp.torch.nn.Module<global::TorchSharp.torch.Tensor, global::TorchSharp.torch.Tensor> __Down = null!;
+        private global::TorchSharp.torch.nn.Module<global::TorchSharp.torch.Tensor, global::TorchSharp.torch.Tensor>
+            __Norm = null!,
+            __Up = null!,
+            __Act = null!,
+            __Down = null!;
 
         /// <summary>[LayerNorm]: output (B, T, 32), 64 parameters.</summary>
         [global::System.CodeDom.Compiler.GeneratedCode("ModelDsl.Generators", "0.1.0")]
-        public partial global::TorchSharp.Modules.LayerNorm Norm { get => __Norm as global::TorchSharp.Modules.LayerNorm ?? throw __Replaced(nameof(Norm), __Norm, typeof(global::TorchSharp.Modules.LayerNorm)); }
+        public partial global::TorchSharp.Modules.LayerNorm Norm { get => __As<global::TorchSharp.Modules.LayerNorm>(__Norm, nameof(Norm)); }
         /// <summary>[Linear(64)]: output (B, T, 64), 2,112 parameters.</summary>
         [global::System.CodeDom.Compiler.GeneratedCode("ModelDsl.Generators", "0.1.0")]
-        public partial global::TorchSharp.Modules.Linear Up { get => __Up as global::TorchSharp.Modules.Linear ?? throw __Replaced(nameof(Up), __Up, typeof(global::TorchSharp.Modules.Linear)); }
+        public partial global::TorchSharp.Modules.Linear Up { get => __As<global::TorchSharp.Modules.Linear>(__Up, nameof(Up)); }
         /// <summary>[GELU]: output (B, T, 64), 0 parameters.</summary>
         [global::System.CodeDom.Compiler.GeneratedCode("ModelDsl.Generators", "0.1.0")]
-        public partial global::TorchSharp.Modules.GELU Act { get => __Act as global::TorchSharp.Modules.GELU ?? throw __Replaced(nameof(Act), __Act, typeof(global::TorchSharp.Modules.GELU)); }
+        public partial global::TorchSharp.Modules.GELU Act { get => __As<global::TorchSharp.Modules.GELU>(__Act, nameof(Act)); }
         /// <summary>[Linear(32)]: output (B, T, 32), 2,080 parameters.</summary>
         [global::System.CodeDom.Compiler.GeneratedCode("ModelDsl.Generators", "0.1.0")]
-        public partial global::TorchSharp.Modules.Linear Down { get => __Down as global::TorchSharp.Modules.Linear ?? throw __Replaced(nameof(Down), __Down, typeof(global::TorchSharp.Modules.Linear)); }
+        public partial global::TorchSharp.Modules.Linear Down { get => __As<global::TorchSharp.Modules.Linear>(__Down, nameof(Down)); }
 
         /// <summary>Creates <see cref="MixBlock"/> with freshly initialised parameters (PyTorch's default initialisation).</summary>
         [global::System.CodeDom.Compiler.GeneratedCode("ModelDsl.Generators", "0.1.0")]
@@ -141,8 +139,8 @@ namespace Samples.Text
         private static global::System.ArgumentException __NoSuchLayer(string name) =>
             new global::System.ArgumentException($"'{name}' is not a layer of MixBlock; its layers are Norm, Up, Act, Down", nameof(name));
         [global::System.CodeDom.Compiler.GeneratedCode("ModelDsl.Generators", "0.1.0")]
-        private static global::ModelDsl.LayerReplacedException __Replaced(string name, object? held, global::System.Type declared) =>
-            new global::ModelDsl.LayerReplacedException(name, held?.GetType().Name, declared.Name);
+        private static T __As<T>(object? held, string name) where T : class =>
+            held as T ?? throw new global::ModelDsl.LayerReplacedException(name, held?.GetType().Name, typeof(T).Name);
 
         /// <summary>The compile-time summary: each layer's output shape and parameter count.</summary>
         [global::System.CodeDom.Compiler.GeneratedCode("ModelDsl.Generators", "0.1.0")]

@@ -38,81 +38,68 @@ namespace Samples.Graphs
         // a layer through ReplaceLayer (a narrower Linear after structural pruning, an int8 Linear); the
         // property and the registered sub-module always name the same object.
         [global::System.CodeDom.Compiler.GeneratedCode("ModelDsl.Generators", "0.1.0")]
-        private global::TorchSharp.torch.nn.Module<global::TorchSharp.torch.Tensor, global::TorchSharp.torch.Tensor> __Stem = null!;
-        [global::System.CodeDom.Compiler.GeneratedCode("ModelDsl.Generators", "0.1.0")]
-        private global::TorchSharp.torch.nn.Module<global::TorchSharp.torch.Tensor, global::TorchSharp.torch.Tensor> __StemAct = null!;
-        [global::System.CodeDom.Compiler.GeneratedCode("ModelDsl.Generators", "0.1.0")]
-        private global::TorchSharp.torch.nn.Module<global::TorchSharp.torch.Tensor, global::TorchSharp.torch.Tensor> __Conv1 = null!;
-        [global::System.CodeDom.Compiler.GeneratedCode("ModelDsl.Generators", "0.1.0")]
-        private global::TorchSharp.torch.nn.Module<global::TorchSharp.torch.Tensor, global::TorchSharp.torch.Tensor> __Norm1 = null!;
-        [global::System.CodeDom.Compiler.GeneratedCode("ModelDsl.Generators", "0.1.0")]
-        private global::TorchSharp.torch.nn.Module<global::TorchSharp.torch.Tensor, global::TorchSharp.torch.Tensor> __Act1 = null!;
-        [global::System.CodeDom.Compiler.GeneratedCode("ModelDsl.Generators", "0.1.0")]
-        private global::TorchSharp.torch.nn.Module<global::TorchSharp.torch.Tensor, global::TorchSharp.torch.Tensor> __Conv2 = null!;
-        [global::System.CodeDom.Compiler.GeneratedCode("ModelDsl.Generators", "0.1.0")]
-        private global::TorchSharp.torch.nn.Module<global::TorchSharp.torch.Tensor, global::TorchSharp.torch.Tensor> __Residual = null!;
-        [global::System.CodeDom.Compiler.GeneratedCode("ModelDsl.Generators", "0.1.0")]
-        private global::TorchSharp.torch.nn.Module<global::TorchSharp.torch.Tensor, global::TorchSharp.torch.Tensor> __BranchA = null!;
-        [global::System.CodeDom.Compiler.GeneratedCode("ModelDsl.Generators", "0.1.0")]
-        private global::TorchSharp.torch.nn.Module<global::TorchSharp.torch.Tensor, global::TorchSharp.torch.Tensor> __BranchB = null!;
-        [global::System.CodeDom.Compiler.GeneratedCode("ModelDsl.Generators", "0.1.0")]
-        private global::TorchSharp.torch.nn.Module<global::TorchSharp.torch.Tensor, global::TorchSharp.torch.Tensor> __Joined = null!;
-        [global::System.CodeDom.Compiler.GeneratedCode("ModelDsl.Generators", "0.1.0")]
-        private global::TorchSharp.torch.nn.Module<global::TorchSharp.torch.Tensor, global::TorchSharp.torch.Tensor> __Gate = null!;
-        [global::System.CodeDom.Compiler.GeneratedCode("ModelDsl.Generators", "0.1.0")]
-        private global::TorchSharp.torch.nn.Module<global::TorchSharp.torch.Tensor, global::TorchSharp.torch.Tensor> __Gated = null!;
-        [global::System.CodeDom.Compiler.GeneratedCode("ModelDsl.Generators", "0.1.0")]
-        private global::TorchSharp.torch.nn.Module<global::TorchSharp.torch.Tensor, global::TorchSharp.torch.Tensor> __Pool = null!;
-        [global::System.CodeDom.Compiler.GeneratedCode("ModelDsl.Generators", "0.1.0")]
-        private global::TorchSharp.torch.nn.Module<global::TorchSharp.torch.Tensor, global::TorchSharp.torch.Tensor> __Flat = null!;
-        [global::System.CodeDom.Compiler.GeneratedCode("ModelDsl.Generators", "0.1.0")]
-        private global::TorchSharp.torch.nn.Module<global::TorchSharp.torch.Tensor, global::TorchSharp.torch.Tensor> __Output = null!;
+        private global::TorchSharp.torch.nn.Module<global::TorchSharp.torch.Tensor, global::TorchSharp.torch.Tensor>
+            __Stem = null!,
+            __StemAct = null!,
+            __Conv1 = null!,
+            __Norm1 = null!,
+            __Act1 = null!,
+            __Conv2 = null!,
+            __Residual = null!,
+            __BranchA = null!,
+            __BranchB = null!,
+            __Joined = null!,
+            __Gate = null!,
+            __Gated = null!,
+            __Pool = null!,
+            __Flat = null!,
+            __Output = null!;
 
         /// <summary>[Conv2d(8, 3, Padding = 1)]: output (B, 8, 8, 8), 80 parameters.</summary>
         [global::System.CodeDom.Compiler.GeneratedCode("ModelDsl.Generators", "0.1.0")]
-        public partial global::TorchSharp.Modules.Conv2d Stem { get => __Stem as global::TorchSharp.Modules.Conv2d ?? throw __Replaced(nameof(Stem), __Stem, typeof(global::TorchSharp.Modules.Conv2d)); }
+        public partial global::TorchSharp.Modules.Conv2d Stem { get => __As<global::TorchSharp.Modules.Conv2d>(__Stem, nameof(Stem)); }
         /// <summary>[ReLU]: output (B, 8, 8, 8), 0 parameters.</summary>
         [global::System.CodeDom.Compiler.GeneratedCode("ModelDsl.Generators", "0.1.0")]
-        public partial global::TorchSharp.Modules.ReLU StemAct { get => __StemAct as global::TorchSharp.Modules.ReLU ?? throw __Replaced(nameof(StemAct), __StemAct, typeof(global::TorchSharp.Modules.ReLU)); }
+        public partial global::TorchSharp.Modules.ReLU StemAct { get => __As<global::TorchSharp.Modules.ReLU>(__StemAct, nameof(StemAct)); }
         /// <summary>[Conv2d(8, 3, Padding = 1)]: output (B, 8, 8, 8), 584 parameters.</summary>
         [global::System.CodeDom.Compiler.GeneratedCode("ModelDsl.Generators", "0.1.0")]
-        public partial global::TorchSharp.Modules.Conv2d Conv1 { get => __Conv1 as global::TorchSharp.Modules.Conv2d ?? throw __Replaced(nameof(Conv1), __Conv1, typeof(global::TorchSharp.Modules.Conv2d)); }
+        public partial global::TorchSharp.Modules.Conv2d Conv1 { get => __As<global::TorchSharp.Modules.Conv2d>(__Conv1, nameof(Conv1)); }
         /// <summary>[BatchNorm2d]: output (B, 8, 8, 8), 16 parameters.</summary>
         [global::System.CodeDom.Compiler.GeneratedCode("ModelDsl.Generators", "0.1.0")]
-        public partial global::TorchSharp.Modules.BatchNorm2d Norm1 { get => __Norm1 as global::TorchSharp.Modules.BatchNorm2d ?? throw __Replaced(nameof(Norm1), __Norm1, typeof(global::TorchSharp.Modules.BatchNorm2d)); }
+        public partial global::TorchSharp.Modules.BatchNorm2d Norm1 { get => __As<global::TorchSharp.Modules.BatchNorm2d>(__Norm1, nameof(Norm1)); }
         /// <summary>[ReLU]: output (B, 8, 8, 8), 0 parameters.</summary>
         [global::System.CodeDom.Compiler.GeneratedCode("ModelDsl.Generators", "0.1.0")]
-        public partial global::TorchSharp.Modules.ReLU Act1 { get => __Act1 as global::TorchSharp.Modules.ReLU ?? throw __Replaced(nameof(Act1), __Act1, typeof(global::TorchSharp.Modules.ReLU)); }
+        public partial global::TorchSharp.Modules.ReLU Act1 { get => __As<global::TorchSharp.Modules.ReLU>(__Act1, nameof(Act1)); }
         /// <summary>[Conv2d(8, 3, Padding = 1)]: output (B, 8, 8, 8), 584 parameters.</summary>
         [global::System.CodeDom.Compiler.GeneratedCode("ModelDsl.Generators", "0.1.0")]
-        public partial global::TorchSharp.Modules.Conv2d Conv2 { get => __Conv2 as global::TorchSharp.Modules.Conv2d ?? throw __Replaced(nameof(Conv2), __Conv2, typeof(global::TorchSharp.Modules.Conv2d)); }
+        public partial global::TorchSharp.Modules.Conv2d Conv2 { get => __As<global::TorchSharp.Modules.Conv2d>(__Conv2, nameof(Conv2)); }
         /// <summary>[Add(nameof(Conv2), nameof(StemAct))]: output (B, 8, 8, 8), 0 parameters.</summary>
         [global::System.CodeDom.Compiler.GeneratedCode("ModelDsl.Generators", "0.1.0")]
-        public partial global::ModelDsl.Layers.Add Residual { get => __Residual as global::ModelDsl.Layers.Add ?? throw __Replaced(nameof(Residual), __Residual, typeof(global::ModelDsl.Layers.Add)); }
+        public partial global::ModelDsl.Layers.Add Residual { get => __As<global::ModelDsl.Layers.Add>(__Residual, nameof(Residual)); }
         /// <summary>[Conv2d(4, 1, From = nameof(Residual))]: output (B, 4, 8, 8), 36 parameters.</summary>
         [global::System.CodeDom.Compiler.GeneratedCode("ModelDsl.Generators", "0.1.0")]
-        public partial global::TorchSharp.Modules.Conv2d BranchA { get => __BranchA as global::TorchSharp.Modules.Conv2d ?? throw __Replaced(nameof(BranchA), __BranchA, typeof(global::TorchSharp.Modules.Conv2d)); }
+        public partial global::TorchSharp.Modules.Conv2d BranchA { get => __As<global::TorchSharp.Modules.Conv2d>(__BranchA, nameof(BranchA)); }
         /// <summary>[Conv2d(4, 3, Padding = 1, From = nameof(Residual))]: output (B, 4, 8, 8), 292 parameters.</summary>
         [global::System.CodeDom.Compiler.GeneratedCode("ModelDsl.Generators", "0.1.0")]
-        public partial global::TorchSharp.Modules.Conv2d BranchB { get => __BranchB as global::TorchSharp.Modules.Conv2d ?? throw __Replaced(nameof(BranchB), __BranchB, typeof(global::TorchSharp.Modules.Conv2d)); }
+        public partial global::TorchSharp.Modules.Conv2d BranchB { get => __As<global::TorchSharp.Modules.Conv2d>(__BranchB, nameof(BranchB)); }
         /// <summary>[Concat(nameof(BranchA), nameof(BranchB), Dim = 1)]: output (B, 8, 8, 8), 0 parameters.</summary>
         [global::System.CodeDom.Compiler.GeneratedCode("ModelDsl.Generators", "0.1.0")]
-        public partial global::ModelDsl.Layers.Concat Joined { get => __Joined as global::ModelDsl.Layers.Concat ?? throw __Replaced(nameof(Joined), __Joined, typeof(global::ModelDsl.Layers.Concat)); }
+        public partial global::ModelDsl.Layers.Concat Joined { get => __As<global::ModelDsl.Layers.Concat>(__Joined, nameof(Joined)); }
         /// <summary>[Sigmoid(From = nameof(Joined))]: output (B, 8, 8, 8), 0 parameters.</summary>
         [global::System.CodeDom.Compiler.GeneratedCode("ModelDsl.Generators", "0.1.0")]
-        public partial global::TorchSharp.Modules.Sigmoid Gate { get => __Gate as global::TorchSharp.Modules.Sigmoid ?? throw __Replaced(nameof(Gate), __Gate, typeof(global::TorchSharp.Modules.Sigmoid)); }
+        public partial global::TorchSharp.Modules.Sigmoid Gate { get => __As<global::TorchSharp.Modules.Sigmoid>(__Gate, nameof(Gate)); }
         /// <summary>[Multiply(nameof(Joined), nameof(Gate))]: output (B, 8, 8, 8), 0 parameters.</summary>
         [global::System.CodeDom.Compiler.GeneratedCode("ModelDsl.Generators", "0.1.0")]
-        public partial global::ModelDsl.Layers.Multiply Gated { get => __Gated as global::ModelDsl.Layers.Multiply ?? throw __Replaced(nameof(Gated), __Gated, typeof(global::ModelDsl.Layers.Multiply)); }
+        public partial global::ModelDsl.Layers.Multiply Gated { get => __As<global::ModelDsl.Layers.Multiply>(__Gated, nameof(Gated)); }
         /// <summary>[AdaptiveAvgPool2d(1)]: output (B, 8, 1, 1), 0 parameters.</summary>
         [global::System.CodeDom.Compiler.GeneratedCode("ModelDsl.Generators", "0.1.0")]
-        public partial global::TorchSharp.Modules.AdaptiveAvgPool2d Pool { get => __Pool as global::TorchSharp.Modules.AdaptiveAvgPool2d ?? throw __Replaced(nameof(Pool), __Pool, typeof(global::TorchSharp.Modules.AdaptiveAvgPool2d)); }
+        public partial global::TorchSharp.Modules.AdaptiveAvgPool2d Pool { get => __As<global::TorchSharp.Modules.AdaptiveAvgPool2d>(__Pool, nameof(Pool)); }
         /// <summary>[Flatten]: output (B, 8), 0 parameters.</summary>
         [global::System.CodeDom.Compiler.GeneratedCode("ModelDsl.Generators", "0.1.0")]
-        public partial global::TorchSharp.Modules.Flatten Flat { get => __Flat as global::TorchSharp.Modules.Flatten ?? throw __Replaced(nameof(Flat), __Flat, typeof(global::TorchSharp.Modules.Flatten)); }
+        public partial global::TorchSharp.Modules.Flatten Flat { get => __As<global::TorchSharp.Modules.Flatten>(__Flat, nameof(Flat)); }
         /// <summary>[Linear(10)]: output (B, 10), 90 parameters.</summary>
         [global::System.CodeDom.Compiler.GeneratedCode("ModelDsl.Generators", "0.1.0")]
-        public partial global::TorchSharp.Modules.Linear Output { get => __Output as global::TorchSharp.Modules.Linear ?? throw __Replaced(nameof(Output), __Output, typeof(global::TorchSharp.Modules.Linear)); }
+        public partial global::TorchSharp.Modules.Linear Output { get => __As<global::TorchSharp.Modules.Linear>(__Output, nameof(Output)); }
 
         /// <summary>Creates <see cref="ResidualCnn"/> with freshly initialised parameters (PyTorch's default initialisation).</summary>
         [global::System.CodeDom.Compiler.GeneratedCode("ModelDsl.Generators", "0.1.0")]
@@ -292,8 +279,8 @@ namespace Samples.Graphs
         private static global::System.ArgumentException __NoSuchLayer(string name) =>
             new global::System.ArgumentException($"'{name}' is not a layer of ResidualCnn; its layers are Stem, StemAct, Conv1, Norm1, Act1, Conv2, Residual, BranchA, BranchB, Joined, Gate, Gated, Pool, Flat, Output", nameof(name));
         [global::System.CodeDom.Compiler.GeneratedCode("ModelDsl.Generators", "0.1.0")]
-        private static global::ModelDsl.LayerReplacedException __Replaced(string name, object? held, global::System.Type declared) =>
-            new global::ModelDsl.LayerReplacedException(name, held?.GetType().Name, declared.Name);
+        private static T __As<T>(object? held, string name) where T : class =>
+            held as T ?? throw new global::ModelDsl.LayerReplacedException(name, held?.GetType().Name, typeof(T).Name);
 
         /// <summary>The compile-time summary: each layer's output shape and parameter count.</summary>
         [global::System.CodeDom.Compiler.GeneratedCode("ModelDsl.Generators", "0.1.0")]

@@ -27,26 +27,24 @@ namespace Samples.Text
         // a layer through ReplaceLayer (a narrower Linear after structural pruning, an int8 Linear); the
         // property and the registered sub-module always name the same object.
         [global::System.CodeDom.Compiler.GeneratedCode("ModelDsl.Generators", "0.1.0")]
-        private global::TorchSharp.torch.nn.Module<global::TorchSharp.torch.Tensor, global::TorchSharp.torch.Tensor> __Rnn = null!;
-        [global::System.CodeDom.Compiler.GeneratedCode("ModelDsl.Generators", "0.1.0")]
-        private global::TorchSharp.torch.nn.Module<global::TorchSharp.torch.Tensor, global::TorchSharp.torch.Tensor> __Gru = null!;
-        [global::System.CodeDom.Compiler.GeneratedCode("ModelDsl.Generators", "0.1.0")]
-        private global::TorchSharp.torch.nn.Module<global::TorchSharp.torch.Tensor, global::TorchSharp.torch.Tensor> __Flat = null!;
-        [global::System.CodeDom.Compiler.GeneratedCode("ModelDsl.Generators", "0.1.0")]
-        private global::TorchSharp.torch.nn.Module<global::TorchSharp.torch.Tensor, global::TorchSharp.torch.Tensor> __Head = null!;
+        private global::TorchSharp.torch.nn.Module<global::TorchSharp.torch.Tensor, global::TorchSharp.torch.Tensor>
+            __Rnn = null!,
+            __Gru = null!,
+            __Flat = null!,
+            __Head = null!;
 
         /// <summary>[LSTM(16, NumLayers = 2)]: output (B, 12, 16), 3,712 parameters.</summary>
         [global::System.CodeDom.Compiler.GeneratedCode("ModelDsl.Generators", "0.1.0")]
-        public partial global::TorchSharp.Modules.LSTM Rnn { get => ((__Rnn as global::ModelDsl.RecurrentLayer)?.Module ?? __Rnn) as global::TorchSharp.Modules.LSTM ?? throw __Replaced(nameof(Rnn), ((__Rnn as global::ModelDsl.RecurrentLayer)?.Module ?? __Rnn), typeof(global::TorchSharp.Modules.LSTM)); }
+        public partial global::TorchSharp.Modules.LSTM Rnn { get => __As<global::TorchSharp.Modules.LSTM>(((__Rnn as global::ModelDsl.RecurrentLayer)?.Module ?? __Rnn), nameof(Rnn)); }
         /// <summary>[GRU(16, 8, Bidirectional = true)]: output (B, 12, 16), 1,248 parameters.</summary>
         [global::System.CodeDom.Compiler.GeneratedCode("ModelDsl.Generators", "0.1.0")]
-        public partial global::TorchSharp.Modules.GRU Gru { get => ((__Gru as global::ModelDsl.RecurrentLayer)?.Module ?? __Gru) as global::TorchSharp.Modules.GRU ?? throw __Replaced(nameof(Gru), ((__Gru as global::ModelDsl.RecurrentLayer)?.Module ?? __Gru), typeof(global::TorchSharp.Modules.GRU)); }
+        public partial global::TorchSharp.Modules.GRU Gru { get => __As<global::TorchSharp.Modules.GRU>(((__Gru as global::ModelDsl.RecurrentLayer)?.Module ?? __Gru), nameof(Gru)); }
         /// <summary>[Flatten]: output (B, 192), 0 parameters.</summary>
         [global::System.CodeDom.Compiler.GeneratedCode("ModelDsl.Generators", "0.1.0")]
-        public partial global::TorchSharp.Modules.Flatten Flat { get => __Flat as global::TorchSharp.Modules.Flatten ?? throw __Replaced(nameof(Flat), __Flat, typeof(global::TorchSharp.Modules.Flatten)); }
+        public partial global::TorchSharp.Modules.Flatten Flat { get => __As<global::TorchSharp.Modules.Flatten>(__Flat, nameof(Flat)); }
         /// <summary>[Linear(3)]: output (B, 3), 579 parameters.</summary>
         [global::System.CodeDom.Compiler.GeneratedCode("ModelDsl.Generators", "0.1.0")]
-        public partial global::TorchSharp.Modules.Linear Head { get => __Head as global::TorchSharp.Modules.Linear ?? throw __Replaced(nameof(Head), __Head, typeof(global::TorchSharp.Modules.Linear)); }
+        public partial global::TorchSharp.Modules.Linear Head { get => __As<global::TorchSharp.Modules.Linear>(__Head, nameof(Head)); }
 
         /// <summary>Creates <see cref="SequenceTagger"/> with freshly initialised parameters (PyTorch's default initialisation).</summary>
         [global::System.CodeDom.Compiler.GeneratedCode("ModelDsl.Generators", "0.1.0")]
@@ -143,8 +141,8 @@ namespace Samples.Text
         private static global::System.ArgumentException __NoSuchLayer(string name) =>
             new global::System.ArgumentException($"'{name}' is not a layer of SequenceTagger; its layers are Rnn, Gru, Flat, Head", nameof(name));
         [global::System.CodeDom.Compiler.GeneratedCode("ModelDsl.Generators", "0.1.0")]
-        private static global::ModelDsl.LayerReplacedException __Replaced(string name, object? held, global::System.Type declared) =>
-            new global::ModelDsl.LayerReplacedException(name, held?.GetType().Name, declared.Name);
+        private static T __As<T>(object? held, string name) where T : class =>
+            held as T ?? throw new global::ModelDsl.LayerReplacedException(name, held?.GetType().Name, typeof(T).Name);
 
         /// <summary>The compile-time summary: each layer's output shape and parameter count.</summary>
         [global::System.CodeDom.Compiler.GeneratedCode("ModelDsl.Generators", "0.1.0")]

@@ -28,31 +28,28 @@ namespace Samples.Text
         // a layer through ReplaceLayer (a narrower Linear after structural pruning, an int8 Linear); the
         // property and the registered sub-module always name the same object.
         [global::System.CodeDom.Compiler.GeneratedCode("ModelDsl.Generators", "0.1.0")]
-        private global::TorchSharp.torch.nn.Module<global::TorchSharp.torch.Tensor, global::TorchSharp.torch.Tensor> __Tokens = null!;
-        [global::System.CodeDom.Compiler.GeneratedCode("ModelDsl.Generators", "0.1.0")]
-        private global::TorchSharp.torch.nn.Module<global::TorchSharp.torch.Tensor, global::TorchSharp.torch.Tensor> __Positions = null!;
-        [global::System.CodeDom.Compiler.GeneratedCode("ModelDsl.Generators", "0.1.0")]
-        private global::TorchSharp.torch.nn.Module<global::TorchSharp.torch.Tensor, global::TorchSharp.torch.Tensor> __Blocks = null!;
-        [global::System.CodeDom.Compiler.GeneratedCode("ModelDsl.Generators", "0.1.0")]
-        private global::TorchSharp.torch.nn.Module<global::TorchSharp.torch.Tensor, global::TorchSharp.torch.Tensor> __Norm = null!;
-        [global::System.CodeDom.Compiler.GeneratedCode("ModelDsl.Generators", "0.1.0")]
-        private global::TorchSharp.torch.nn.Module<global::TorchSharp.torch.Tensor, global::TorchSharp.torch.Tensor> __Head = null!;
+        private global::TorchSharp.torch.nn.Module<global::TorchSharp.torch.Tensor, global::TorchSharp.torch.Tensor>
+            __Tokens = null!,
+            __Positions = null!,
+            __Blocks = null!,
+            __Norm = null!,
+            __Head = null!;
 
         /// <summary>[Embedding(65, 48)]: output (B, T, 48), 3,120 parameters.</summary>
         [global::System.CodeDom.Compiler.GeneratedCode("ModelDsl.Generators", "0.1.0")]
-        public partial global::TorchSharp.Modules.Embedding Tokens { get => __Tokens as global::TorchSharp.Modules.Embedding ?? throw __Replaced(nameof(Tokens), __Tokens, typeof(global::TorchSharp.Modules.Embedding)); }
+        public partial global::TorchSharp.Modules.Embedding Tokens { get => __As<global::TorchSharp.Modules.Embedding>(__Tokens, nameof(Tokens)); }
         /// <summary>[PositionalEmbedding(32)]: output (B, T, 48), 1,536 parameters.</summary>
         [global::System.CodeDom.Compiler.GeneratedCode("ModelDsl.Generators", "0.1.0")]
-        public partial global::ModelDsl.PositionalEmbedding Positions { get => __Positions as global::ModelDsl.PositionalEmbedding ?? throw __Replaced(nameof(Positions), __Positions, typeof(global::ModelDsl.PositionalEmbedding)); }
+        public partial global::ModelDsl.PositionalEmbedding Positions { get => __As<global::ModelDsl.PositionalEmbedding>(__Positions, nameof(Positions)); }
         /// <summary>[TransformerBlock(Heads = 4, Repeat = 2, Dropout = 0.1)]: output (B, T, 48), 56,544 parameters.</summary>
         [global::System.CodeDom.Compiler.GeneratedCode("ModelDsl.Generators", "0.1.0")]
-        public partial global::ModelDsl.TransformerBlock Blocks { get => __Blocks as global::ModelDsl.TransformerBlock ?? throw __Replaced(nameof(Blocks), __Blocks, typeof(global::ModelDsl.TransformerBlock)); }
+        public partial global::ModelDsl.TransformerBlock Blocks { get => __As<global::ModelDsl.TransformerBlock>(__Blocks, nameof(Blocks)); }
         /// <summary>[LayerNorm]: output (B, T, 48), 96 parameters.</summary>
         [global::System.CodeDom.Compiler.GeneratedCode("ModelDsl.Generators", "0.1.0")]
-        public partial global::TorchSharp.Modules.LayerNorm Norm { get => __Norm as global::TorchSharp.Modules.LayerNorm ?? throw __Replaced(nameof(Norm), __Norm, typeof(global::TorchSharp.Modules.LayerNorm)); }
+        public partial global::TorchSharp.Modules.LayerNorm Norm { get => __As<global::TorchSharp.Modules.LayerNorm>(__Norm, nameof(Norm)); }
         /// <summary>[Linear(65, TiedTo = nameof(Tokens))]: output (B, T, 65), 65 parameters.</summary>
         [global::System.CodeDom.Compiler.GeneratedCode("ModelDsl.Generators", "0.1.0")]
-        public partial global::TorchSharp.Modules.Linear Head { get => __Head as global::TorchSharp.Modules.Linear ?? throw __Replaced(nameof(Head), __Head, typeof(global::TorchSharp.Modules.Linear)); }
+        public partial global::TorchSharp.Modules.Linear Head { get => __As<global::TorchSharp.Modules.Linear>(__Head, nameof(Head)); }
 
         /// <summary>Creates <see cref="TinyGpt"/> with freshly initialised parameters (PyTorch's default initialisation).</summary>
         [global::System.CodeDom.Compiler.GeneratedCode("ModelDsl.Generators", "0.1.0")]
@@ -171,8 +168,8 @@ namespace Samples.Text
         private static global::System.ArgumentException __NoSuchLayer(string name) =>
             new global::System.ArgumentException($"'{name}' is not a layer of TinyGpt; its layers are Tokens, Positions, Blocks, Norm, Head", nameof(name));
         [global::System.CodeDom.Compiler.GeneratedCode("ModelDsl.Generators", "0.1.0")]
-        private static global::ModelDsl.LayerReplacedException __Replaced(string name, object? held, global::System.Type declared) =>
-            new global::ModelDsl.LayerReplacedException(name, held?.GetType().Name, declared.Name);
+        private static T __As<T>(object? held, string name) where T : class =>
+            held as T ?? throw new global::ModelDsl.LayerReplacedException(name, held?.GetType().Name, typeof(T).Name);
 
         /// <summary>The compile-time summary: each layer's output shape and parameter count.</summary>
         [global::System.CodeDom.Compiler.GeneratedCode("ModelDsl.Generators", "0.1.0")]

@@ -30,21 +30,20 @@ namespace Samples
             // a layer through ReplaceLayer (a narrower Linear after structural pruning, an int8 Linear); the
             // property and the registered sub-module always name the same object.
             [global::System.CodeDom.Compiler.GeneratedCode("ModelDsl.Generators", "0.1.0")]
-            private global::TorchSharp.torch.nn.Module<global::TorchSharp.torch.Tensor, global::TorchSharp.torch.Tensor> __Norm = null!;
-            [global::System.CodeDom.Compiler.GeneratedCode("ModelDsl.Generators", "0.1.0")]
-            private global::TorchSharp.torch.nn.Module<global::TorchSharp.torch.Tensor, global::TorchSharp.torch.Tensor> __Gate = null!;
-            [global::System.CodeDom.Compiler.GeneratedCode("ModelDsl.Generators", "0.1.0")]
-            private global::TorchSharp.torch.nn.Module<global::TorchSharp.torch.Tensor, global::TorchSharp.torch.Tensor> __Out = null!;
+            private global::TorchSharp.torch.nn.Module<global::TorchSharp.torch.Tensor, global::TorchSharp.torch.Tensor>
+                __Norm = null!,
+                __Gate = null!,
+                __Out = null!;
 
             /// <summary>[BatchNorm1d(8)]: output (B, 8, 16), 16 parameters.</summary>
             [global::System.CodeDom.Compiler.GeneratedCode("ModelDsl.Generators", "0.1.0")]
-            public partial global::TorchSharp.Modules.BatchNorm1d Norm { get => __Norm as global::TorchSharp.Modules.BatchNorm1d ?? throw __Replaced(nameof(Norm), __Norm, typeof(global::TorchSharp.Modules.BatchNorm1d)); }
+            public partial global::TorchSharp.Modules.BatchNorm1d Norm { get => __As<global::TorchSharp.Modules.BatchNorm1d>(__Norm, nameof(Norm)); }
             /// <summary>[Sigmoid]: output (B, 8, 16), 0 parameters.</summary>
             [global::System.CodeDom.Compiler.GeneratedCode("ModelDsl.Generators", "0.1.0")]
-            public partial global::TorchSharp.Modules.Sigmoid Gate { get => __Gate as global::TorchSharp.Modules.Sigmoid ?? throw __Replaced(nameof(Gate), __Gate, typeof(global::TorchSharp.Modules.Sigmoid)); }
+            public partial global::TorchSharp.Modules.Sigmoid Gate { get => __As<global::TorchSharp.Modules.Sigmoid>(__Gate, nameof(Gate)); }
             /// <summary>[Identity]: output (B, 8, 16), 0 parameters.</summary>
             [global::System.CodeDom.Compiler.GeneratedCode("ModelDsl.Generators", "0.1.0")]
-            public partial global::TorchSharp.Modules.Identity Out { get => __Out as global::TorchSharp.Modules.Identity ?? throw __Replaced(nameof(Out), __Out, typeof(global::TorchSharp.Modules.Identity)); }
+            public partial global::TorchSharp.Modules.Identity Out { get => __As<global::TorchSharp.Modules.Identity>(__Out, nameof(Out)); }
 
             /// <summary>Creates <see cref="Wave"/> with freshly initialised parameters (PyTorch's default initialisation).</summary>
             [global::System.CodeDom.Compiler.GeneratedCode("ModelDsl.Generators", "0.1.0")]
@@ -149,8 +148,8 @@ namespace Samples
             private static global::System.NotSupportedException __FieldLayer(string name) =>
                 new global::System.NotSupportedException($"'{name}' is declared as a field, which the model cannot reassign; declare it as a partial property to make it replaceable");
             [global::System.CodeDom.Compiler.GeneratedCode("ModelDsl.Generators", "0.1.0")]
-            private static global::ModelDsl.LayerReplacedException __Replaced(string name, object? held, global::System.Type declared) =>
-                new global::ModelDsl.LayerReplacedException(name, held?.GetType().Name, declared.Name);
+            private static T __As<T>(object? held, string name) where T : class =>
+                held as T ?? throw new global::ModelDsl.LayerReplacedException(name, held?.GetType().Name, typeof(T).Name);
 
             /// <summary>The compile-time summary: each layer's output shape and parameter count.</summary>
             [global::System.CodeDom.Compiler.GeneratedCode("ModelDsl.Generators", "0.1.0")]
