@@ -25,22 +25,36 @@ namespace ModelDsl.Generators.Parsing
     /// source equals the previous run's, the parse step is cached and never looks at them; when it differs, the
     /// value is this run's, so they are the current compilation's. The pipeline thus pins no compilation.
     /// </para>
+    /// <para>
+    /// The text is copied from the files' texts (not rebuilt token by token); whether the class names a source type is
+    /// read on the first comparison with another run's source, from the declarations (held weakly) and a copy of
+    /// the compilation's type and namespace names. A command-line build, whose driver runs once, compares nothing and
+    /// never walks the tokens (the two were about a fifth of a full run over 100 models).
+    /// </para>
     /// </remarks>
     internal sealed class ModelSource : IEquatable<ModelSource>
     {
-        private readonly string _facts;
-        private readonly string _syntax;
-        // A model that depends on other files: never equal to another run's source (only to itself).
+        // The key's text: what the parse reads, as written (see the remarks).
+        private readonly string _text;
+        private readonly CompilationFacts? _facts;
+        // Never equal to another run's source (only to itself): nested in another type, global usings that name a
+        // source type, or a key that could not be read.
         private readonly bool _neverEqual;
+        // Whether the class's syntax names a type declared in the sources (then never equal either); read on first
+        // comparison, from tokens: only a comparison with another run's source needs it, so a build's one run (a fresh
+        // driver) never pays for the token walk. The declarations are held weakly for it.
+        private readonly WeakReference<SyntaxNode>[] _declarations;
+        private int _namesSourceType; // 0: not read yet, 1: no, 2: yes
         private readonly WeakReference<INamedTypeSymbol> _type;
         private readonly WeakReference<Compilation> _compilation;
 
-        private ModelSource(string facts, string syntax, bool dependsOnOtherFiles, INamedTypeSymbol type, Compilation compilation,
+        private ModelSource(string text, CompilationFacts? facts, bool neverEqual, SyntaxNode[] declarations, INamedTypeSymbol type, Compilation compilation,
             SyntaxNode target)
         {
+            _text = text;
             _facts = facts;
-            _syntax = syntax;
-            _neverEqual = dependsOnOtherFiles;
+            _neverEqual = neverEqual;
+            _declarations = declarations.Select(d => new WeakReference<SyntaxNode>(d)).ToArray();
             _type = new WeakReference<INamedTypeSymbol>(type);
             _compilation = new WeakReference<Compilation>(compilation);
             Name = type.Name;
@@ -62,26 +76,25 @@ namespace ModelDsl.Generators.Parsing
             var compilation = context.SemanticModel.Compilation;
             try
             {
-                return Read(context, type, compilation, cancellation);
+                var declarations = type.DeclaringSyntaxReferences.Select(r => r.GetSyntax(cancellation)).ToArray();
+                var facts = CompilationFacts.Of(compilation);
+                return new ModelSource(Text(declarations, facts, cancellation), facts, facts.GlobalUsingsNameSourceType || type.ContainingType is not null,
+                    declarations, type, compilation, context.TargetNode);
             }
             catch (Exception e) when (e is not OperationCanceledException)
             {
                 // The generator never throws: without a key the model is parsed on every run (and the parse reports
                 // what it finds).
-                return new ModelSource("", "", dependsOnOtherFiles: true, type, compilation, context.TargetNode);
+                return new ModelSource("", null, neverEqual: true, Array.Empty<SyntaxNode>(), type, compilation, context.TargetNode);
             }
         }
 
-        private static ModelSource Read(GeneratorAttributeSyntaxContext context, INamedTypeSymbol type, Compilation compilation, CancellationToken cancellation)
+        private static string Text(SyntaxNode[] declarations, CompilationFacts facts, CancellationToken cancellation)
         {
-            var facts = CompilationFacts.Of(compilation);
-            bool dependsOnOtherFiles = facts.GlobalUsingsNameSourceType || type.ContainingType is not null;
-
-            var syntax = new StringBuilder();
-            foreach (var reference in type.DeclaringSyntaxReferences)
+            var syntax = new StringBuilder(facts.Key).Append('\u0003');
+            foreach (var node in declarations)
             {
                 cancellation.ThrowIfCancellationRequested();
-                var node = reference.GetSyntax(cancellation);
                 var tree = node.SyntaxTree;
                 syntax.Append(tree.FilePath).Append('\u0001');
                 if (tree.Options is CSharpParseOptions options)
@@ -105,18 +118,46 @@ namespace ModelDsl.Generators.Parsing
                     else if (scope is CompilationUnitSyntax unit) (usings, externs) = (unit.Usings, unit.Externs);
                     else continue;
                     foreach (var e in externs) syntax.Append(e.ToString()).Append('\u0001');
-                    foreach (var u in usings)
-                    {
-                        syntax.Append(u.ToString()).Append('\u0001');
-                        dependsOnOtherFiles |= NamesSourceType(u, facts.TypeNames);
-                    }
+                    foreach (var u in usings) syntax.Append(u.ToString()).Append('\u0001');
                 }
-                syntax.Append(node.ToFullString()).Append('\u0002');
-                // In the class itself a name may also mean a namespace of the sources (e.g. one named like an attribute).
-                dependsOnOtherFiles |= NamesSourceType(node, facts.TypeNames, facts.NamespaceNames);
+                // The class's text, copied from the file's text (what ToFullString would build token by token).
+                syntax.Append(tree.GetText(cancellation).ToString(node.FullSpan)).Append('\u0002');
             }
+            return syntax.ToString();
+        }
 
-            return new ModelSource(facts.Key, syntax.ToString(), dependsOnOtherFiles, type, compilation, context.TargetNode);
+        /// <summary>
+        /// Whether the class (or a using around it) names a type or namespace declared in this source's compilation, read
+        /// from <paramref name="declarations"/>: this source's own, or those of a source with the same text (the same
+        /// tokens), and this source's facts. Read once.
+        /// </summary>
+        private bool NamesSourceType(SyntaxNode[] declarations)
+        {
+            if (_namesSourceType == 0)
+            {
+                bool names = false;
+                foreach (var node in declarations)
+                {
+                    foreach (var scope in node.Ancestors())
+                    {
+                        var usings = scope is BaseNamespaceDeclarationSyntax ns ? ns.Usings : scope is CompilationUnitSyntax unit ? unit.Usings : default;
+                        foreach (var u in usings) names |= NamesSourceType(u, _facts!.TypeNames);
+                    }
+                    // In the class itself a name may also mean a namespace of the sources (e.g. one named like an attribute).
+                    names |= NamesSourceType(node, _facts!.TypeNames, _facts.NamespaceNames);
+                }
+                _namesSourceType = names ? 2 : 1; // the same value whichever thread reads it first
+            }
+            return _namesSourceType == 2;
+        }
+
+        /// <summary>The declarations, while their syntax trees are alive (the current compilation's always are).</summary>
+        private SyntaxNode[]? Declarations()
+        {
+            var nodes = new SyntaxNode[_declarations.Length];
+            for (int i = 0; i < nodes.Length; i++)
+                if (!_declarations[i].TryGetTarget(out nodes[i]!)) return null;
+            return nodes;
         }
 
         /// <summary>This run's symbol and compilation; false only if they were collected (not while the driver runs on them).</summary>
@@ -188,15 +229,28 @@ namespace ModelDsl.Generators.Parsing
         }
 
         /// <inheritdoc />
-        public bool Equals(ModelSource? other) =>
-            ReferenceEquals(this, other) || other is not null && !_neverEqual && !other._neverEqual
-            && string.Equals(_facts, other._facts, StringComparison.Ordinal) && string.Equals(_syntax, other._syntax, StringComparison.Ordinal);
+        public bool Equals(ModelSource? other)
+        {
+            if (ReferenceEquals(this, other)) return true;
+            if (other is null || _neverEqual || other._neverEqual || !string.Equals(_text, other._text, StringComparison.Ordinal)) return false;
+            try
+            {
+                // The same text is the same tokens: either source's declarations tell both (the other run's trees may
+                // have been collected; this run's are alive).
+                var declarations = Declarations() ?? other.Declarations();
+                return declarations is not null && !NamesSourceType(declarations) && !other.NamesSourceType(declarations);
+            }
+            catch (Exception)
+            {
+                return false; // parsed again: never a stale model
+            }
+        }
 
         /// <inheritdoc />
         public override bool Equals(object? obj) => Equals(obj as ModelSource);
 
         /// <inheritdoc />
-        public override int GetHashCode() => _neverEqual ? RuntimeHelpers.GetHashCode(this) : StringComparer.Ordinal.GetHashCode(_syntax);
+        public override int GetHashCode() => _neverEqual ? RuntimeHelpers.GetHashCode(this) : StringComparer.Ordinal.GetHashCode(_text);
 
         /// <summary>What every model's parse reads from the compilation as a whole, computed once per compilation.</summary>
         private sealed class CompilationFacts
@@ -215,10 +269,11 @@ namespace ModelDsl.Generators.Parsing
 
             private static CompilationFacts Compute(Compilation compilation)
             {
+                // Copies: a source holds its compilation's facts (for a key read later), never the compilation.
                 var facts = new CompilationFacts
                 {
-                    TypeNames = compilation.Assembly.TypeNames,
-                    NamespaceNames = compilation.Assembly.NamespaceNames,
+                    TypeNames = new HashSet<string>(compilation.Assembly.TypeNames, StringComparer.Ordinal),
+                    NamespaceNames = new HashSet<string>(compilation.Assembly.NamespaceNames, StringComparer.Ordinal),
                 };
                 var key = new StringBuilder();
                 key.Append(compilation.GetTypeByMetadataName("TorchSharp.torch") is not null ? "torch " : "- ")

@@ -18,7 +18,8 @@ namespace ModelDsl.Generators.Parsing
         /// <summary>What one compilation has answered: types by name and scope, and which namespaces declare a name.</summary>
         private sealed class State
         {
-            public readonly ConcurrentDictionary<string, ITypeSymbol?> Names = new(StringComparer.Ordinal);
+            // (kind, name as written, containing types, usings and namespaces): no string is built per lookup.
+            public readonly ConcurrentDictionary<(char Kind, string Name, string Types, string Scope), ITypeSymbol?> Names = new();
             public readonly ConcurrentDictionary<INamespaceSymbol, ConcurrentDictionary<string, bool>> NamespacesDeclare = new(SymbolEqualityComparer.Default);
         }
 
@@ -26,7 +27,7 @@ namespace ModelDsl.Generators.Parsing
         public static INamedTypeSymbol? ResolveAttribute(Compilation compilation, AttributeSyntax attribute, INamedTypeSymbol containing, CancellationToken cancellation)
         {
             var state = States.GetValue(compilation, static _ => new State());
-            string key = "A" + Key(state, compilation, attribute.Name, attribute.Parent!, containing);
+            var key = Key(state, compilation, 'A', attribute.Name, attribute.Parent!, containing);
             if (state.Names.TryGetValue(key, out var type)) return type as INamedTypeSymbol;
             var bound = BindAttribute(compilation, attribute, cancellation);
             state.Names.TryAdd(key, bound);
@@ -37,7 +38,7 @@ namespace ModelDsl.Generators.Parsing
         public static ITypeSymbol? ResolveType(Compilation compilation, NameSyntax name, INamedTypeSymbol containing, CancellationToken cancellation)
         {
             var state = States.GetValue(compilation, static _ => new State());
-            string key = "T" + Key(state, compilation, name, name, containing);
+            var key = Key(state, compilation, 'T', name, name, containing);
             if (state.Names.TryGetValue(key, out var type)) return type;
             type = BindType(compilation, name, cancellation);
             state.Names.TryAdd(key, type);
@@ -69,14 +70,16 @@ namespace ModelDsl.Generators.Parsing
         /// the name (with or without the Attribute suffix). Then the same name resolves
         /// alike in every namespace of the project, and is bound once instead of once per namespace.
         /// </summary>
-        private static string Key(State state, Compilation compilation, NameSyntax name, SyntaxNode at, INamedTypeSymbol containing)
+        private static (char, string, string, string) Key(State state, Compilation compilation, char kind, NameSyntax name, SyntaxNode at, INamedTypeSymbol containing)
         {
             var scope = Scopes.GetValue(at.Ancestors().First(n => n is BaseNamespaceDeclarationSyntax or CompilationUnitSyntax), Scope.Of);
             // The namespaces are asked for the identifier's value ('@Linear' and '\u004Cinear' both name Linear);
             // the key keeps the text as written.
             bool namespacesMatter = scope.WithoutNamespaceNames is null || name is not IdentifierNameSyntax identifier
                 || NamespacesDeclare(state, compilation, containing, identifier.Identifier.ValueText);
-            return name.ToString() + "\u0001" + TypeScope(containing) + (namespacesMatter ? scope.WithNamespaceNames : scope.WithoutNamespaceNames);
+            // An identifier's text is the token's own string; a qualified name is written out.
+            string text = name is IdentifierNameSyntax simple ? simple.Identifier.Text : name.ToString();
+            return (kind, text, TypeScope(containing), (namespacesMatter ? scope.WithNamespaceNames : scope.WithoutNamespaceNames)!);
         }
 
         // Nested types (the type's own, and inherited ones through its base) are in scope for the name.
