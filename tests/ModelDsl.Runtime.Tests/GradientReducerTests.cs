@@ -11,8 +11,11 @@ namespace ModelDsl.Runtime.Tests;
 /// <summary>
 /// <see cref="GradientReducer"/> in one process: the bucket assignment against real PyTorch's DDP
 /// (Oracles/gen_buckets.py → Oracles/buckets.json), and the reduction and overlap machinery against a loopback group
-/// that records what it is asked to reduce. The multi-rank numerics are in ProcessGroupTests.
+/// that records what it is asked to reduce. The multi-rank numerics are in ProcessGroupTests. Apart from other
+/// tests: two models built from one seed must be equal, which a parallel test drawing from the global generator between
+/// the seed and the layers would break.
 /// </summary>
+[Collection(GlobalTorchStateCollection.Name)]
 public sealed class GradientReducerTests
 {
     [Fact]

@@ -12,6 +12,11 @@ namespace ModelDsl.Generators.Parsing
         /// <summary>The model's valid [Loss] method, if it has exactly one [Loss] method and its signature is right.</summary>
         public static string? Find(INamedTypeSymbol type)
         {
+            // A [Loss] method carries an attribute in the syntax: a class without an attributed method has none, and
+            // Roslyn need not build its member table to say so.
+            if (!type.DeclaringSyntaxReferences.Any(r => r.GetSyntax() is TypeDeclarationSyntax declaration
+                    && declaration.Members.Any(m => m is MethodDeclarationSyntax { AttributeLists.Count: > 0 })))
+                return null;
             var methods = LossMethods(type);
             return methods.Count == 1 && SignatureProblem(methods[0], CancellationToken.None) is null ? methods[0].Name : null;
         }
