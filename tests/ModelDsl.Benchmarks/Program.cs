@@ -10,6 +10,7 @@ using BenchmarkDotNet.Running;
 // The same for the trainer's optimisation step against the hand-written one:        -- --interleaved-step
 // Pruning/quantisation speed-ups in interleaved rounds, with the PyTorch peer:         -- --optimization [rounds [threads]]
 // The generator against System.Text.Json's, full run and after an unrelated edit, interleaved rounds: -- --generator-vs-json [rounds]
+// ModelDsl's full run alone in a loop (for a profiler), then allocation and generated size per generator: -- --generator-profile [seconds]
 // The int8 kernel per dispatch path vs fp32, 1 and 2 threads, with PyTorch's int8 peer: -- --int8-kernels [rounds]
 // One-row int8 Linear calls (cached generation's), CharGpt's shapes, fp32 vs each kernel:   -- --int8-rows [rounds]
 // The main job's Digits CNN, fp32 against optimised variants, batch 1/64, 1 and 2 threads: -- --digits-optimized [rounds]
@@ -42,24 +43,13 @@ if (args.Length is >= 1 and <= 3 && args[0] == "--optimization")
 }
 if (args.Length is 1 or 2 && args[0] == "--generator-vs-json")
 {
-    int rounds = 200;
-    if (args.Length == 2 && !(int.TryParse(args[1], out rounds) && rounds >= 1))
-    {
-        Console.Error.WriteLine($"error: --generator-vs-json takes a number of rounds of at least 1 (default 200), got '{args[1]}'");
-        return 2;
-    }
+    if (!CountArgument(args, "rounds", 200, out int rounds)) return 2;
     ModelDsl.Benchmarks.GeneratorVsJsonBenchmarks.RunInterleaved(rounds);
     return 0;
 }
 if (args.Length is 1 or 2 && args[0] == "--generator-profile")
 {
-    // ModelDsl's full run alone, in a loop, for a profiler to attach to (docs/benchmarks.md, "Where a full run goes").
-    int seconds = 30;
-    if (args.Length == 2 && !(int.TryParse(args[1], out seconds) && seconds >= 1))
-    {
-        Console.Error.WriteLine($"error: --generator-profile takes a number of seconds of at least 1 (default 30), got '{args[1]}'");
-        return 2;
-    }
+    if (!CountArgument(args, "seconds", 30, out int seconds)) return 2;
     ModelDsl.Benchmarks.GeneratorVsJsonBenchmarks.RunModelDslFullRuns(seconds);
     return 0;
 }
@@ -134,6 +124,15 @@ if (!args.Any(a => a.Equals("--artifacts", StringComparison.OrdinalIgnoreCase)) 
 
 BenchmarkSwitcher.FromAssembly(typeof(ModelDsl.Benchmarks.ForwardBackwardBenchmarks).Assembly).Run(args, config);
 return 0;
+
+// `--option [N]`: N (at least 1) or the default; false, after one error line, when N is not such a number.
+static bool CountArgument(string[] args, string what, int fallback, out int value)
+{
+    value = fallback;
+    if (args.Length < 2 || (int.TryParse(args[1], out value) && value >= 1)) return true;
+    Console.Error.WriteLine($"error: {args[0]} takes a number of {what} of at least 1 (default {fallback}), got '{args[1]}'");
+    return false;
+}
 
 static string? FindProjectDirectory()
 {
