@@ -365,20 +365,21 @@ namespace ModelDsl.Generators.Parsing
             bool inputIsInteger = inputType is "Int64" or "Int32";
             var forwards = LayerMember.Forwards(type, _cancellation);
             bool userForward = forwards.Any(m => m.Parameters == 1);
-            var multiInput = userForward ? null : forwards.Where(m => m.Parameters > 1).Select(m => ((int Parameters, Location? Location)?)m).FirstOrDefault();
-            if (namedInputs.Count > 0 && (userForward || multiInput is not null))
+            // The first forward that takes several tensors (-1: none, or a one-tensor forward decides).
+            int multiInput = userForward ? -1 : forwards.FindIndex(m => m.Parameters > 1);
+            if (namedInputs.Count > 0 && (userForward || multiInput >= 0))
             {
                 // The generated forward takes the inputs by name and the packed row; a hand-written one would replace both.
-                report(DiagnosticDescriptors.OneInputOnly, userForward ? forwards.First(m => m.Parameters == 1).Location : multiInput!.Value.Location,
+                report(DiagnosticDescriptors.OneInputOnly, userForward ? forwards.First(m => m.Parameters == 1).Location : forwards[multiInput].Location,
                     new[] { "A hand-written forward", type.Name, Count(namedInputs.Count), "remove it: the generated forward takes the inputs in declaration order and runs the layers on them" });
                 hasErrors = true;
             }
-            else if (multiInput is not null)
+            else if (multiInput >= 0)
             {
                 // Without this the generated one-input forward runs the layers in order and the shapes of the
                 // second input's path fail (MD0101 on a later layer), which says nothing about the real problem.
-                report(DiagnosticDescriptors.OneInputTensor, multiInput.Value.Location,
-                    new[] { type.Name, multiInput.Value.Parameters.ToString(System.Globalization.CultureInfo.InvariantCulture) });
+                report(DiagnosticDescriptors.OneInputTensor, forwards[multiInput].Location,
+                    new[] { type.Name, forwards[multiInput].Parameters.ToString(System.Globalization.CultureInfo.InvariantCulture) });
                 hasErrors = true;
             }
             else if (userForward)
