@@ -243,6 +243,91 @@ public sealed class ProcessGroupTests
         Assert.Equal(7, NcclProcessGroup.DataType(ScalarType.Float32));
     }
 
+    [Fact]
+    public void ADeviceBackend_HandsCpuTensorsToItsHostGroup_ForEveryCollective()
+    {
+        // NCCL's group does this with its MPI world (the trainer's votes and metric sums are CPU tensors); here a
+        // stand-in device backend that fails on any CPU tensor, over a two-rank host that sums as if both ranks held
+        // the same values.
+        using var host = new TwoEqualRanks();
+        using var group = new DeviceOnly(host);
+        using var t = tensor(new[] { 1.0, 2.0 });
+        group.AllReduce(t);
+        Assert.Equal(new[] { 2.0, 4.0 }, t.data<double>().ToArray());
+        using (var work = group.AllReduceAsync(t, ReduceOp.Max))
+            work.Wait();
+        group.Broadcast(t, 1);
+        var gathered = group.AllGather(t);
+        Assert.Equal(2, gathered.Length);
+        foreach (var g in gathered) g.Dispose();
+        using var whole = tensor(new[] { 1f, 2f, 3f, 4f });
+        using var chunk = zeros(2);
+        group.ReduceScatter(chunk, whole);
+        Assert.Equal(new[] { 2f, 4f }, chunk.data<float>().ToArray());
+        group.AllGather(whole, chunk);
+        Assert.Equal(new[] { "all_reduce Sum", "all_reduce_async Max", "broadcast 1", "all_gather", "reduce_scatter Sum", "all_gather_into" }, host.Calls);
+        // A group without a host group takes its CPU tensors itself.
+        host.AllReduce(t);
+        Assert.Equal("all_reduce Sum", host.Calls[^1]);
+        Assert.Equal(7, host.Calls.Count);
+    }
+
+    /// <summary>A backend for tensors that are not on the CPU: a CPU tensor reaching it is the bug under test.</summary>
+    private sealed class DeviceOnly(ProcessGroup host) : ProcessGroup
+    {
+        public override int Rank => host.Rank;
+        public override int WorldSize => host.WorldSize;
+        public override string Backend => "device-only";
+        protected override ProcessGroup HostGroup => host;
+        public override void Abort(string reason, int errorCode = 1) => throw new InvalidOperationException(reason);
+        private static InvalidOperationException Reached() => new("a CPU tensor reached the device backend");
+        protected override void AllReduceCore(Tensor tensor, ReduceOp op) => throw Reached();
+        protected override Work AllReduceAsyncCore(Tensor tensor, ReduceOp op) => throw Reached();
+        protected override void BroadcastCore(Tensor tensor, int root) => throw Reached();
+        protected override Tensor[] AllGatherCore(Tensor tensor) => throw Reached();
+        protected override void BarrierCore() => throw Reached();
+        protected override void ReduceScatterCore(Tensor output, Tensor input, ReduceOp op) => throw Reached();
+        protected override void AllGatherIntoCore(Tensor output, Tensor input) => throw Reached();
+    }
+
+    /// <summary>Rank 0 of two ranks that hold equal tensors: a sum doubles, everything else is the identity; records each call.</summary>
+    private sealed class TwoEqualRanks : ProcessGroup
+    {
+        public List<string> Calls { get; } = new();
+        public override int Rank => 0;
+        public override int WorldSize => 2;
+        public override string Backend => "two-equal-ranks";
+        public override void Abort(string reason, int errorCode = 1) => throw new InvalidOperationException(reason);
+        protected override void AllReduceCore(Tensor tensor, ReduceOp op)
+        {
+            Calls.Add($"all_reduce {op}");
+            if (op == ReduceOp.Sum) tensor.mul_(2);
+        }
+        protected override Work AllReduceAsyncCore(Tensor tensor, ReduceOp op)
+        {
+            Calls.Add($"all_reduce_async {op}");
+            return new Work.Completed();
+        }
+        protected override void BroadcastCore(Tensor tensor, int root) => Calls.Add($"broadcast {root}");
+        protected override Tensor[] AllGatherCore(Tensor tensor)
+        {
+            Calls.Add("all_gather");
+            return new[] { tensor.clone(), tensor.clone() };
+        }
+        protected override void BarrierCore() => Calls.Add("barrier");
+        protected override void ReduceScatterCore(Tensor output, Tensor input, ReduceOp op)
+        {
+            Calls.Add($"reduce_scatter {op}");
+            using var mine = input.narrow(0, 0, output.numel()) * 2;
+            output.copy_(mine);
+        }
+        protected override void AllGatherIntoCore(Tensor output, Tensor input)
+        {
+            Calls.Add("all_gather_into");
+            output.copy_(cat(new[] { input, input }));
+        }
+    }
+
     // ---------------------------------------------------------------- launcher environment
 
     [Fact]

@@ -9,6 +9,8 @@ namespace ModelDsl.Runtime.Distributed;
 /// <c>ncclCommInitRank</c> on every rank.
 /// </summary>
 /// <remarks>
+/// CPU tensors (small control values such as the trainer's votes and metric sums) are not NCCL's: they go over the
+/// bootstrap MPI group (<see cref="ProcessGroup.HostGroup"/>), with MPI's semantics; every other collective is NCCL's.
 /// Collectives are enqueued on the CUDA default stream, the stream TorchSharp's kernels run on (it has no stream
 /// API), so they are ordered after the kernels that produced the tensor and before those that use it; a blocking
 /// collective returns once enqueued, and <see cref="Work.Wait"/> synchronises the device. Each rank uses the CUDA
@@ -66,6 +68,9 @@ public sealed unsafe class NcclProcessGroup : ProcessGroup
 
     /// <inheritdoc/>
     public override void Abort(string reason, int errorCode = 1) => _bootstrap.Abort(reason, errorCode);
+
+    /// <summary>CPU tensors go over the MPI world the communicator was built on (PyTorch's default group: gloo for CPU, NCCL for CUDA).</summary>
+    protected override ProcessGroup HostGroup => _bootstrap;
 
     /// <summary>Throws the error for a tensor NCCL cannot reach (anything not on a CUDA device).</summary>
     internal static void CheckOnCuda(Tensor tensor, string operation)

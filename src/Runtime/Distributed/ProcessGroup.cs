@@ -75,7 +75,8 @@ public abstract class ProcessGroup : IDisposable
         CheckUsable();
         TensorMemory.CheckReducible(tensor, "all_reduce");
         CheckOp(op);
-        AllReduceCore(tensor, op);
+        if (HostFor(tensor) is { } host) host.AllReduce(tensor, op);
+        else AllReduceCore(tensor, op);
     }
 
     /// <summary>
@@ -90,7 +91,7 @@ public abstract class ProcessGroup : IDisposable
         CheckUsable();
         TensorMemory.CheckReducible(tensor, "all_reduce");
         CheckOp(op);
-        return AllReduceAsyncCore(tensor, op);
+        return HostFor(tensor) is { } host ? host.AllReduceAsync(tensor, op) : AllReduceAsyncCore(tensor, op);
     }
 
     /// <summary>Copies <paramref name="tensor"/> from rank <paramref name="root"/> into the same tensor on every other rank (<c>broadcast(tensor, src)</c>).</summary>
@@ -102,7 +103,8 @@ public abstract class ProcessGroup : IDisposable
         ArgumentNullException.ThrowIfNull(tensor);
         if (root < 0 || root >= WorldSize)
             throw new ArgumentOutOfRangeException(nameof(root), root, $"Invalid root rank {root}, root should be in the interval [0, {WorldSize - 1}].");
-        BroadcastCore(tensor, root);
+        if (HostFor(tensor) is { } host) host.Broadcast(tensor, root);
+        else BroadcastCore(tensor, root);
     }
 
     /// <summary>
@@ -114,7 +116,7 @@ public abstract class ProcessGroup : IDisposable
     {
         CheckUsable();
         ArgumentNullException.ThrowIfNull(tensor);
-        return AllGatherCore(tensor);
+        return HostFor(tensor) is { } host ? host.AllGather(tensor) : AllGatherCore(tensor);
     }
 
     /// <summary>
@@ -132,7 +134,8 @@ public abstract class ProcessGroup : IDisposable
         TensorMemory.CheckReducible(input, "reduce_scatter_tensor");
         CheckOp(op);
         CheckChunks(output, input, "reduce_scatter_tensor", "input", "output");
-        ReduceScatterCore(output, input, op);
+        if (HostFor(input) is { } host) host.ReduceScatter(output, input, op);
+        else ReduceScatterCore(output, input, op);
     }
 
     /// <summary>
@@ -147,7 +150,8 @@ public abstract class ProcessGroup : IDisposable
         CheckUsable();
         ArgumentNullException.ThrowIfNull(input);
         CheckChunks(input, output, "all_gather_into_tensor", "output", "input");
-        AllGatherIntoCore(output, input);
+        if (HostFor(input) is { } host) host.AllGather(output, input);
+        else AllGatherIntoCore(output, input);
     }
 
     /// <summary>Returns once every rank has called it (<c>barrier()</c>).</summary>
@@ -181,6 +185,17 @@ public abstract class ProcessGroup : IDisposable
     protected virtual void Dispose(bool disposing)
     {
     }
+
+    /// <summary>
+    /// The group that takes CPU tensors for this one, or null when this group takes them itself (the default). NCCL
+    /// reduces CUDA tensors only; its group hands CPU tensors (the trainer's finiteness votes, metric sums, checksums)
+    /// to the MPI world it was built over, as PyTorch's default process group does (gloo for CPU, NCCL for CUDA).
+    /// The host group must have the same ranks. Two-tensor collectives route on their input: both tensors are on one
+    /// device type (checked before).
+    /// </summary>
+    protected virtual ProcessGroup? HostGroup => null;
+
+    private ProcessGroup? HostFor(Tensor tensor) => tensor.device_type == DeviceType.CPU ? HostGroup : null;
 
     /// <summary>All-reduce on a validated tensor (dtype reducible, op defined).</summary>
     protected abstract void AllReduceCore(Tensor tensor, ReduceOp op);
