@@ -5,7 +5,8 @@
 #
 # Each round runs, one after the other, with 1 libtorch thread per process and no optimisation passes:
 #   one   - the trainer alone (world size 1)
-#   two   - the trainer at --world-size 2 (two ranks under mpirun, sync DDP)
+#   two   - the trainer at --world-size 2 (two ranks under mpirun, sync DDP; the launcher binds each rank to its CPUs)
+#   unbnd - the same with the ranks unbound (OMPI_MCA_hwloc_base_binding_policy=none), the launcher's default before
 #   indep - two independent single-process trainings at once (different seeds): no communication at all, so
 #           indep / (2 x one) is the most any two-process run can reach on this machine (its ceiling)
 # Each figure is the median over epochs 3.. of the report's per-epoch samples/s (the epoch loop, validation excluded).
@@ -34,24 +35,25 @@ print(round(sum(statistics.median(e["samples"] / e["seconds"] for e in json.load
 PY
 }
 echo "CPU: $(lscpu | sed -n 's/^Model name: *//p'), $(nproc) cores; flags: $(grep -o -w -E 'avx2|avx512f|avx512_vnni|avx_vnni|avx512_bf16|amx_tile' /proc/cpuinfo | sort -u | tr '\n' ' ')"
-printf '%-6s %8s %8s %8s %10s %8s %10s %6s\n' round one two indep efficiency ceiling two/indep load
+printf '%-6s %8s %8s %8s %8s %10s %8s %10s %11s %6s\n' round one two unbnd indep efficiency ceiling two/indep unbnd/indep load
 results=()
 for r in $(seq 1 "$ROUNDS"); do
   rm -rf "$WORK"/*
   load=$(cut -d' ' -f1 /proc/loadavg)
   train one; one=$(rate "$WORK/one.json")
   train two --world-size 2; two=$(rate "$WORK/two.json")
+  OMPI_MCA_hwloc_base_binding_policy=none train unbound --world-size 2; unbound=$(rate "$WORK/unbound.json")
   train a & train b --seed 1; wait; indep=$(rate "$WORK/a.json" "$WORK/b.json")
-  line=$(/usr/bin/python3 -c "print(f'{$two/(2*$one):.3f} {$indep/(2*$one):.3f} {$two/$indep:.3f}')")
+  line=$(/usr/bin/python3 -c "print(f'{$two/(2*$one):.3f} {$indep/(2*$one):.3f} {$two/$indep:.3f} {$unbound/$indep:.3f}')")
   results+=("$line")
-  read -r eff ceil share <<<"$line"
-  printf '%-6s %8s %8s %8s %10s %8s %10s %6s\n' "$r" "$one" "$two" "$indep" "$eff" "$ceil" "$share" "$load"
+  read -r eff ceil share ushare <<<"$line"
+  printf '%-6s %8s %8s %8s %8s %10s %8s %10s %11s %6s\n' "$r" "$one" "$two" "$unbound" "$indep" "$eff" "$ceil" "$share" "$ushare" "$load"
 done
 printf '%s\n' "${results[@]}" | /usr/bin/python3 -c "
 import statistics, sys
 rows = [list(map(float, l.split())) for l in sys.stdin if l.strip()]
 med = [statistics.median(c) for c in zip(*rows)]
-print(f'median over {len(rows)} rounds: efficiency {med[0]:.3f}, ceiling {med[1]:.3f}, trainer / ceiling {med[2]:.3f}')"
+print(f'median over {len(rows)} rounds: efficiency {med[0]:.3f}, ceiling {med[1]:.3f}, trainer / ceiling {med[2]:.3f} (unbound ranks: {med[3]:.3f})')"
 if /usr/bin/python3 -c 'import torch' 2>/dev/null; then
   /usr/bin/python3 "$ROOT/tests/ModelDsl.Benchmarks/ddp_peer.py" | tail -5
 fi

@@ -1,3 +1,4 @@
+using System.Collections;
 using System.Collections.Generic;
 using System.IO;
 using ModelDsl.Runtime.Distributed;
@@ -20,7 +21,7 @@ public sealed class MpiLauncherTests
     public void MpirunArguments_RunTheProgramOnNRanks_WithItsArgumentsAndTheHostfile()
     {
         var args = MpiLauncher.MpirunArguments(new[] { "--world-size", "2", "--epochs", "3" }, 2,
-            new MpiLaunchOptions { Hostfile = "hosts.txt", Command = new[] { "/opt/app/Digits" } });
+            new MpiLaunchOptions { Hostfile = "hosts.txt", Cores = 2, Command = new[] { "/opt/app/Digits" } });
         Assert.Equal(new[] { "-np", "2", "--oversubscribe", "--bind-to", "none", "--mca", "mpi_yield_when_idle", "1", "--hostfile", "hosts.txt", "/opt/app/Digits", "--world-size", "2", "--epochs", "3" }, args);
 
         // The caller's own binding and idle policy replace the defaults.
@@ -32,6 +33,36 @@ public sealed class MpiLauncherTests
         Assert.Equal(new[] { "-np", "4", "--oversubscribe", "--bind-to", "core", "--mca", "mpi_yield_when_idle", "0", "dotnet", "x.dll" }, bound);
         Assert.Throws<ArgumentOutOfRangeException>(() => MpiLauncher.MpirunArguments(Array.Empty<string>(), 0));
     }
+
+    [Theory]
+    [InlineData(2, 2, "--use-hwthread-cpus --map-by slot:PE=1")] // each rank on its own CPU
+    [InlineData(2, 16, "--use-hwthread-cpus --map-by slot:PE=8")] // each rank on its share, its libtorch pool's size
+    [InlineData(3, 16, "--use-hwthread-cpus --map-by slot:PE=5")]
+    [InlineData(3, 2, "--bind-to none")] // oversubscribed: the kernel spreads them
+    public void MpirunArguments_OnOneMachine_BindEachRankToItsShareOfTheCpus_UnlessOversubscribed(int ranks, int cores, string expected)
+    {
+        var args = MpiLauncher.MpirunArguments(Array.Empty<string>(), ranks, new MpiLaunchOptions { Command = new[] { "p" }, Cores = cores });
+        Assert.Equal(("-np " + ranks + " --oversubscribe " + expected + " --mca mpi_yield_when_idle 1 p").Split(' '), args);
+    }
+
+    [Fact]
+    public void RankThreads_AreTheBoundRanksCpus_OrItsShareOfTheMachines()
+    {
+        // Bound by mpirun: ProcessorCount already is this rank's share.
+        Assert.Equal(8, TrainingHostThreads(2, 8, new Hashtable { ["OMPI_MCA_orte_bound_at_launch"] = "1", ["OMPI_COMM_WORLD_LOCAL_SIZE"] = "2" }));
+        // Unbound: the machine's CPUs over the ranks on it (the world size when the launcher does not say).
+        Assert.Equal(4, TrainingHostThreads(2, 16, new Hashtable { ["OMPI_MCA_hwloc_base_binding_policy"] = "none", ["OMPI_COMM_WORLD_LOCAL_SIZE"] = "4" }));
+        Assert.Equal(8, TrainingHostThreads(2, 16, new Hashtable()));
+        Assert.Equal(1, TrainingHostThreads(4, 2, new Hashtable()));
+    }
+
+    /// <summary>The CPUs of a Linux CPU list such as <c>0-3,8</c>.</summary>
+    private static HashSet<int> CpuList(string list) => list.Split(',', StringSplitOptions.RemoveEmptyEntries)
+        .SelectMany(part => part.Split('-') is [var from, var to] ? Enumerable.Range(int.Parse(from), int.Parse(to) - int.Parse(from) + 1) : new[] { int.Parse(part) })
+        .ToHashSet();
+
+    private static int TrainingHostThreads(int worldSize, int cpus, Hashtable environment) =>
+        ModelDsl.Runtime.Training.TrainingHost.RankThreads(worldSize, cpus, environment);
 
     [Fact]
     public void SelfCommand_StartsThisProcessAgain()
@@ -66,10 +97,21 @@ public sealed class MpiLauncherTests
         Assert.True(job.ExitCode == 0, job.Output);
         Assert.Contains("rank 0 of 2 backend mpi", job.Stdout, StringComparison.Ordinal);
         Assert.Contains("rank 1 of 2 backend mpi", job.Stdout, StringComparison.Ordinal);
-        // Not pinned to one core each: every rank may use all the cores this test process may use.
+        // Each rank bound to its own half of the CPUs this test process may use (all of them, unbound, on one CPU).
         string cpus = File.ReadLines("/proc/self/status").First(l => l.StartsWith("Cpus_allowed_list:", StringComparison.Ordinal)).Split(':')[1].Trim();
-        Assert.Contains($"rank 0 of 2 backend mpi cpus {cpus}", job.Stdout, StringComparison.Ordinal);
-        Assert.Contains($"rank 1 of 2 backend mpi cpus {cpus}", job.Stdout, StringComparison.Ordinal);
+        var ranks = Enumerable.Range(0, 2)
+            .Select(r => CpuList(System.Text.RegularExpressions.Regex.Match(job.Stdout, $"rank {r} of 2 backend mpi cpus (\\S+)").Groups[1].Value))
+            .ToArray();
+        if (Environment.ProcessorCount < 2)
+        {
+            Assert.All(ranks, r => Assert.Equal(CpuList(cpus), r));
+        }
+        else
+        {
+            Assert.All(ranks, r => Assert.Equal(Environment.ProcessorCount / 2, r.Count));
+            Assert.Empty(ranks[0].Intersect(ranks[1]));
+            Assert.Subset(CpuList(cpus), ranks[0].Union(ranks[1]).ToHashSet());
+        }
         Assert.Equal("", job.Stderr.Trim());
         // Output redirected: the ranks were told there is no terminal, so no control codes reach the pipe.
         Assert.DoesNotContain('\u001b', job.Stdout);

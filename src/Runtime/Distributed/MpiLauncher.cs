@@ -21,6 +21,12 @@ public sealed class MpiLaunchOptions
     /// <summary>More arguments for <c>mpirun</c>, placed before the program (e.g. <c>--bind-to none</c>).</summary>
     public IReadOnlyList<string> MpirunArguments { get; init; } = Array.Empty<string>();
 
+    /// <summary>
+    /// The logical CPUs the ranks share when they all run on this machine, which decides how they are bound
+    /// (<see cref="MpiLauncher.MpirunArguments"/>); <see langword="null"/> (the default) is <see cref="Environment.ProcessorCount"/>.
+    /// </summary>
+    public int? Cores { get; init; }
+
     /// <summary>The program each rank runs; <see langword="null"/> runs this program again (<see cref="MpiLauncher.SelfCommand"/>).</summary>
     public IReadOnlyList<string>? Command { get; init; }
 
@@ -95,6 +101,28 @@ public static class MpiLauncher
         return new[] { process, entry };
     }
 
+    /// <summary>
+    /// Where the ranks run. On one machine with at least as many logical CPUs as ranks, each rank is bound to its own
+    /// share of them, <c>cores / ranks</c> (the libtorch thread count a rank takes by default, as torchrun's
+    /// <c>OMP_NUM_THREADS</c>): a synchronous step waits for the slowest rank, and an unbound rank that the kernel moves,
+    /// or that shares a CPU with its peer's helper threads, is that rank (measured on a 2-core VM: 0.78 of the
+    /// independent-process ceiling unbound, 0.85 bound, and no more of the unbound runs' 0.4–0.7 outliers;
+    /// docs/benchmarks.md). Oversubscribed (more ranks than CPUs) or across machines (a hostfile, whose CPU counts are
+    /// not known here) nothing is bound: Open MPI would otherwise bind each rank to one core when there are at most two.
+    /// A <c>--bind-to</c> or <c>--map-by</c> in <see cref="MpiLaunchOptions.MpirunArguments"/>, or Open MPI's
+    /// <c>OMPI_MCA_hwloc_base_binding_policy</c>, decides instead.
+    /// </summary>
+    private static IEnumerable<string> Binding(int worldSize, MpiLaunchOptions options)
+    {
+        if (options.MpirunArguments.Contains("--bind-to") || options.MpirunArguments.Contains("--map-by")
+            || Environment.GetEnvironmentVariable("OMPI_MCA_hwloc_base_binding_policy") is not null)
+            return Array.Empty<string>();
+        int cores = options.Cores ?? Environment.ProcessorCount;
+        if (!string.IsNullOrEmpty(options.Hostfile) || worldSize > cores)
+            return new[] { "--bind-to", "none" };
+        return new[] { "--use-hwthread-cpus", "--map-by", $"slot:PE={cores / worldSize}" };
+    }
+
     /// <summary>The arguments <see cref="Relaunch"/> passes to <c>mpirun</c>.</summary>
     public static IReadOnlyList<string> MpirunArguments(IReadOnlyList<string> args, int worldSize, MpiLaunchOptions? options = null)
     {
@@ -104,14 +132,7 @@ public static class MpiLauncher
         options ??= new MpiLaunchOptions();
         // --oversubscribe: more ranks than cores (or slots in the hostfile) is allowed, e.g. on a 2-core CI runner.
         var list = new List<string> { "-np", worldSize.ToString(System.Globalization.CultureInfo.InvariantCulture), "--oversubscribe" };
-        // Open MPI binds each rank to one core when there are at most 2 ranks (to a socket above that). A rank's
-        // libtorch thread pool would then share that one core, and on a machine with other work a pinned rank cannot
-        // move to an idle core. PyTorch's launchers do not bind either; pass --bind-to in MpirunArguments to choose.
-        if (!options.MpirunArguments.Contains("--bind-to"))
-        {
-            list.Add("--bind-to");
-            list.Add("none");
-        }
+        list.AddRange(Binding(worldSize, options));
         // A rank waiting in a collective polls. Unbound ranks can land on one core (or share it with other work), and
         // then a spinning rank holds the core its peer needs for a whole time slice: measured here, 1 KB all-reduces
         // took 8–17 ms instead of microseconds. Yielding while idle avoids that at the cost of a system call per poll.

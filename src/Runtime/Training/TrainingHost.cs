@@ -145,7 +145,7 @@ namespace ModelDsl.Runtime.Training
                 // Ranks on one machine share its cores: unless --threads says otherwise, each takes its share, as
                 // torchrun's OMP_NUM_THREADS does (oversubscribed libtorch thread pools would slow every rank down).
                 if (options.Threads == 0)
-                    options = options with { Threads = Math.Max(1, Environment.ProcessorCount / LocalRanks(group.WorldSize)) };
+                    options = options with { Threads = RankThreads(group.WorldSize, Environment.ProcessorCount, Environment.GetEnvironmentVariables()) };
                 try
                 {
                     using ITrainingStrategy strategy = options.Plan.Mode == ParallelMode.Async
@@ -191,8 +191,18 @@ namespace ModelDsl.Runtime.Training
             Console.WriteLine(MemoryPlan.Table(memory, plan.Optimizer, plan.Momentum, precision, ranks, plan.BatchSize, indent: "  ", recompute: plan.Recompute == Recompute.Blocks));
         }
 
-        private static int LocalRanks(int worldSize) =>
-            int.TryParse(Environment.GetEnvironmentVariable("OMPI_COMM_WORLD_LOCAL_SIZE"), out int local) && local > 0 ? local : worldSize;
+        /// <summary>
+        /// A rank's default libtorch thread count: the CPUs it sees (<paramref name="cpus"/>, .NET's
+        /// <c>ProcessorCount</c>, which follows the affinity mask) when mpirun bound it to its own share
+        /// (<c>OMPI_MCA_orte_bound_at_launch=1</c>, MpiLauncher's default on one machine), else its share of them among
+        /// the ranks on this machine (<c>OMPI_COMM_WORLD_LOCAL_SIZE</c>, or the world size when that is not set).
+        /// </summary>
+        internal static int RankThreads(int worldSize, int cpus, System.Collections.IDictionary environment)
+        {
+            if (environment["OMPI_MCA_orte_bound_at_launch"] as string == "1") return Math.Max(1, cpus);
+            int local = int.TryParse(environment["OMPI_COMM_WORLD_LOCAL_SIZE"] as string, out int n) && n > 0 ? n : worldSize;
+            return Math.Max(1, cpus / local);
+        }
 
         /// <summary>Runs <paramref name="train"/>; a problem the user can act on becomes one line (on rank 0) and its exit code.</summary>
         private static int Guarded(bool primary, Func<int> train, bool rethrowUnexpected = false)
