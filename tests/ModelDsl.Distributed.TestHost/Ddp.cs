@@ -90,6 +90,26 @@ internal static class Ddp
             optimizer.step();
         }
         check.That(DataParallel.RanksInSync(group, model), "after 5 SGD steps the replicas are bitwise identical");
+        // From the second step on the gradients are views of the buckets (zeroed in place, accumulated into by backward):
+        // the 5 steps still equal 5 whole-batch steps in one process.
+        var wholeBatch = Mlp(seed: 100);
+        using (var wholeOptimizer = optim.SGD(wholeBatch.parameters(), 0.1))
+        {
+            for (int step = 0; step < 5; step++)
+            {
+                wholeOptimizer.zero_grad();
+                Step(wholeBatch, x, y);
+                wholeOptimizer.step();
+            }
+        }
+        using (var mine = State(model, buffers: false))
+        using (var theirs = State(wholeBatch, buffers: false))
+        using (var diff = (mine - theirs).abs().max())
+        using (var scale = theirs.abs().max())
+        {
+            double rel = diff.item<float>() / scale.item<float>();
+            check.That(rel < 1e-5, $"5 DDP steps equal 5 whole-batch steps within 1e-5 relative (got {rel:E2})");
+        }
 
         averaged.Dispose();
         whole.Dispose();

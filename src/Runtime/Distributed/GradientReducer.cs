@@ -41,6 +41,8 @@ public sealed class GradientReducer : IDisposable
     private readonly Tensor[] _buffers;
     private readonly long[] _bucketElements;
     private Tensor? _extra;
+    private readonly IntPtr[] _slot; // where each parameter's gradient sits in its bucket's buffer (IntPtr.Zero: not yet)
+    private readonly bool[] _viewPending; // the gradient was copied in this step: it becomes its slot's view at CopyBack
     private readonly Work?[] _works;
     private readonly int[] _pending;
     private readonly bool[] _ready;
@@ -74,6 +76,8 @@ public sealed class GradientReducer : IDisposable
         _buffers = new Tensor[_buckets.Length];
         _bucketElements = _buckets.Select(b => b.ParameterIndices.Sum(p => _parameters[p].numel())).ToArray();
         _works = new Work?[_buckets.Length];
+        _slot = new IntPtr[_parameters.Length];
+        _viewPending = new bool[_parameters.Length];
         _pending = new int[_buckets.Length];
         _ready = new bool[_parameters.Length];
         ResetIteration();
@@ -315,6 +319,12 @@ public sealed class GradientReducer : IDisposable
         CommunicationTime += clock.Elapsed;
     }
 
+    /// <remarks>
+    /// After its first reduction each gradient is a view of its place in the bucket's buffer (PyTorch's
+    /// <c>gradient_as_bucket_view=True</c>): the optimiser's <c>zero_grad</c> zeroes it in place and backward accumulates
+    /// into it, so later steps copy nothing in or out and the gradients take no memory beside the buckets. A gradient
+    /// that is not its slot's view (the first step, or code that replaced or cleared it) is copied in and becomes the view.
+    /// </remarks>
     private void Start(int b, bool blocking)
     {
         var bucket = _buckets[b];
@@ -325,6 +335,8 @@ public sealed class GradientReducer : IDisposable
             _buffers[b]?.Dispose();
             var first = _parameters[bucket.ParameterIndices[0]];
             _buffers[b] = empty(total + extra, first.dtype, first.device).DetachFromDisposeScope();
+            foreach (int p in bucket.ParameterIndices)
+                _slot[p] = IntPtr.Zero; // the gradients still point into the old buffer
         }
         var buffer = _buffers[b];
         long offset = 0;
@@ -332,12 +344,17 @@ public sealed class GradientReducer : IDisposable
         {
             var parameter = _parameters[p];
             long n = parameter.numel();
-            using var slice = buffer.narrow(0, offset, n);
             using var grad = parameter.grad;
-            if (grad is null)
-                slice.zero_();
-            else
-                slice.copy_(grad.reshape(-1));
+            if (grad is null || _slot[p] == IntPtr.Zero || TensorMemory.DataPointer(grad) != _slot[p])
+            {
+                using var slice = buffer.narrow(0, offset, n);
+                if (grad is null)
+                    slice.zero_();
+                else
+                    slice.copy_(grad.reshape(-1));
+                _slot[p] = TensorMemory.DataPointer(slice);
+                _viewPending[p] = true;
+            }
             offset += n;
         }
         // DDP multiplies by 1/world size on the way into the bucket, then sums (reducer.cpp, mark_variable_ready_dense).
@@ -362,13 +379,14 @@ public sealed class GradientReducer : IDisposable
         {
             var parameter = _parameters[p];
             long n = parameter.numel();
-            using var slice = buffer.narrow(0, offset, n);
-            using var grad = parameter.grad;
-            using var shaped = slice.view(parameter.shape); // held: the GC must not finalize it mid-call (README, "Tensor temporaries")
-            if (grad is null)
-                parameter.grad = shaped.clone().DetachFromDisposeScope();
-            else
-                grad.copy_(shaped);
+            if (_viewPending[p])
+            {
+                // The averaged gradient becomes the slot's view, which later backwards accumulate into.
+                using var slice = buffer.narrow(0, offset, n);
+                using var shaped = slice.view(parameter.shape); // held: the GC must not finalize it mid-call (README, "Tensor temporaries")
+                parameter.grad = shaped;
+                _viewPending[p] = false;
+            }
             offset += n;
         }
         if (ExtraElements(b) is > 0 and long extra)
