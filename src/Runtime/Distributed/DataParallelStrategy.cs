@@ -27,7 +27,7 @@ public sealed class DataParallelStrategy : ITrainingStrategy
     private readonly TrainingPlan _plan;
     private GradientReducer? _reducer;
     private (string Name, Tensor Buffer)[] _buffers = Array.Empty<(string, Tensor)>();
-    private long _gradientBytes, _bufferBytes;
+    private long _gradientBytes, _bufferBytes, _bufferElements;
     private bool _buffersTravelWithGradients, _buffersSentThisStep;
 
     /// <summary>Trains as one of <paramref name="group"/>'s ranks; the plan gives the bucket size.</summary>
@@ -56,7 +56,8 @@ public sealed class DataParallelStrategy : ITrainingStrategy
         _buffersSentThisStep = false;
         _buffers = model.named_buffers().Where(b => b.buffer.is_floating_point()).Select(b => (b.name, b.buffer)).ToArray();
         _gradientBytes = model.parameters().Where(p => p.requires_grad).Sum(p => p.numel() * p.element_size());
-        _bufferBytes = _buffers.Sum(b => b.Buffer.numel()) * sizeof(double);
+        _bufferElements = _buffers.Sum(b => b.Buffer.numel());
+        _bufferBytes = _bufferElements * sizeof(double);
         // Rank 0's buffers ride in the step's gradient all-reduce when they have the last bucket's dtype (float32
         // BatchNorm statistics of a float32 model): the others add zeros, so the sum is rank 0's values exactly.
         _buffersTravelWithGradients = _buffers.Length > 0 && _buffers.All(b => _reducer.CanCarry(b.Buffer));
@@ -120,11 +121,20 @@ public sealed class DataParallelStrategy : ITrainingStrategy
         var reducer = _reducer ?? throw new InvalidOperationException("Start was not called");
         using var scope = torch.NewDisposeScope();
         using var noGrad = torch.no_grad();
-        long bufferElements = _buffersTravelWithGradients ? _buffers.Sum(b => b.Buffer.numel()) : 0;
+        long bufferElements = _buffersTravelWithGradients ? _bufferElements : 0;
         var extra = reducer.ExtraValues(1 + bufferElements);
         if (!finite) extra[0] = 1;
         if (bufferElements > 0 && Rank == 0)
-            extra.narrow(0, 1, bufferElements).copy_(TensorMemory.Flatten(_buffers.Select(b => b.Buffer), extra.dtype));
+        {
+            // Each buffer straight into its place: a step waits for its slowest rank, and this work is rank 0's alone.
+            long offset = 1;
+            foreach (var (_, buffer) in _buffers)
+            {
+                long n = buffer.numel();
+                extra.narrow(0, offset, n).copy_(buffer.reshape(-1));
+                offset += n;
+            }
+        }
         reducer.Synchronize(extra);
         BytesCommunicated += _gradientBytes + extra.numel() * extra.element_size();
         if (bufferElements > 0)
