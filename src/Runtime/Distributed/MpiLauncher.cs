@@ -105,8 +105,8 @@ public static class MpiLauncher
     /// Where the ranks run. On one machine with at least as many logical CPUs as ranks, each rank is bound to its own
     /// share of them, <c>cores / ranks</c> (the libtorch thread count a rank takes by default, as torchrun's
     /// <c>OMP_NUM_THREADS</c>): a synchronous step waits for the slowest rank, and an unbound rank that the kernel moves,
-    /// or that shares a CPU with its peer's helper threads, is that rank (measured on a 2-core VM: 0.80–0.83 of the
-    /// independent-process ceiling unbound, 0.87–0.90 bound, and no more of the unbound runs' 0.4–0.7 outliers;
+    /// or that shares a CPU with its peer's helper threads, is that rank (measured on a 2-core VM: 0.85–0.90 of the
+    /// independent-process ceiling bound, 0.80–0.88 unbound, whose runs also fell to 0.4–0.7 now and then;
     /// docs/benchmarks.md). Oversubscribed (more ranks than CPUs) or across machines (a hostfile, whose CPU counts are
     /// not known here) nothing is bound: Open MPI would otherwise bind each rank to one core when there are at most two.
     /// A <c>--bind-to</c> or <c>--map-by</c> in <see cref="MpiLaunchOptions.MpirunArguments"/>, or Open MPI's
