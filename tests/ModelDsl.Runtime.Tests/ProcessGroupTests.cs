@@ -249,7 +249,7 @@ public sealed class ProcessGroupTests
         // NCCL's group does this with its MPI world (the trainer's votes and metric sums are CPU tensors); here a
         // stand-in device backend that fails on any CPU tensor, over a two-rank host that sums as if both ranks held
         // the same values.
-        using var host = new TwoEqualRanks();
+        using var host = new LoopbackGroup(worldSize: 2);
         using var group = new DeviceOnly(host);
         using var t = tensor(new[] { 1.0, 2.0 });
         group.AllReduce(t);
@@ -288,44 +288,6 @@ public sealed class ProcessGroupTests
         protected override void BarrierCore() => throw Reached();
         protected override void ReduceScatterCore(Tensor output, Tensor input, ReduceOp op) => throw Reached();
         protected override void AllGatherIntoCore(Tensor output, Tensor input) => throw Reached();
-    }
-
-    /// <summary>Rank 0 of two ranks that hold equal tensors: a sum doubles, everything else is the identity; records each call.</summary>
-    private sealed class TwoEqualRanks : ProcessGroup
-    {
-        public List<string> Calls { get; } = new();
-        public override int Rank => 0;
-        public override int WorldSize => 2;
-        public override string Backend => "two-equal-ranks";
-        public override void Abort(string reason, int errorCode = 1) => throw new InvalidOperationException(reason);
-        protected override void AllReduceCore(Tensor tensor, ReduceOp op)
-        {
-            Calls.Add($"all_reduce {op}");
-            if (op == ReduceOp.Sum) tensor.mul_(2);
-        }
-        protected override Work AllReduceAsyncCore(Tensor tensor, ReduceOp op)
-        {
-            Calls.Add($"all_reduce_async {op}");
-            return new Work.Completed();
-        }
-        protected override void BroadcastCore(Tensor tensor, int root) => Calls.Add($"broadcast {root}");
-        protected override Tensor[] AllGatherCore(Tensor tensor)
-        {
-            Calls.Add("all_gather");
-            return new[] { tensor.clone(), tensor.clone() };
-        }
-        protected override void BarrierCore() => Calls.Add("barrier");
-        protected override void ReduceScatterCore(Tensor output, Tensor input, ReduceOp op)
-        {
-            Calls.Add($"reduce_scatter {op}");
-            using var mine = input.narrow(0, 0, output.numel()) * 2;
-            output.copy_(mine);
-        }
-        protected override void AllGatherIntoCore(Tensor output, Tensor input)
-        {
-            Calls.Add("all_gather_into");
-            output.copy_(cat(new[] { input, input }));
-        }
     }
 
     // ---------------------------------------------------------------- launcher environment
